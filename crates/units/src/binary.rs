@@ -1,0 +1,710 @@
+//! The canonical binary encoding, specified in `docs/units-binary.md`.
+//!
+//! Every unit has exactly one encoding; [`decode`] refuses anything else (overlong lengths,
+//! a long form where a short one exists, unnormalized decimals, duplicate map keys), so the
+//! bytes can be hashed and signed.
+
+use bytes::Bytes;
+use num_bigint::{BigInt, BigUint, Sign};
+use num_integer::Integer;
+use num_traits::{Signed, ToPrimitive, Zero};
+
+use crate::value::{Dec, Int, Map, Path, Str, Stream, Unit};
+use crate::Limits;
+
+/// The format version written as the first byte of every encoded document.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Largest decimal scale magnitude accepted, so printed exponents fit an `i64`.
+pub const MAX_SCALE: i64 = 1 << 62;
+
+pub(crate) mod tag {
+    pub const NONE: u8 = 0x00;
+    pub const FALSE: u8 = 0x01;
+    pub const TRUE: u8 = 0x02;
+    pub const BYTE: u8 = 0x03;
+    pub const INT_POS: u8 = 0x04;
+    pub const INT_NEG: u8 = 0x05;
+    pub const BIG_POS: u8 = 0x06;
+    pub const BIG_NEG: u8 = 0x07;
+    pub const DEC: u8 = 0x08;
+    pub const STR: u8 = 0x09;
+    pub const BYTES: u8 = 0x0a;
+    pub const REF: u8 = 0x0b;
+    pub const STREAM: u8 = 0x0c;
+    pub const STREAM_PINNED: u8 = 0x0d;
+    pub const PAIR: u8 = 0x0e;
+    pub const LIST: u8 = 0x0f;
+    pub const MAP: u8 = 0x10;
+    /// 0x20..=0x3f: the ints -1 down to -32.
+    pub const NEG_SMALL: u8 = 0x20;
+    /// 0x40..=0x7f: the ints 0 to 63.
+    pub const POS_SMALL: u8 = 0x40;
+    /// 0x80..=0xbf: strings of 0 to 63 bytes.
+    pub const STR_SHORT: u8 = 0x80;
+    /// 0xc0..=0xcf: lists of 0 to 15 elements.
+    pub const LIST_SHORT: u8 = 0xc0;
+    /// 0xd0..=0xdf: maps of 0 to 15 entries.
+    pub const MAP_SHORT: u8 = 0xd0;
+}
+
+const SHORT_STR_MAX: usize = 63;
+const SHORT_COUNT_MAX: usize = 15;
+
+/// Why bytes are not a canonical encoding of a unit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input ended inside a unit.
+    #[error("truncated input: expected {expected} at byte {offset}")]
+    Truncated {
+        /// Where more input was needed.
+        offset: usize,
+        /// What was being read.
+        expected: &'static str,
+    },
+    /// The document starts with a version this build does not read.
+    #[error("unsupported format version {version} (this build reads version {FORMAT_VERSION})")]
+    Version {
+        /// The version byte found.
+        version: u8,
+    },
+    /// A tag byte that means nothing.
+    #[error("unknown tag 0x{tag:02x} at byte {offset}")]
+    UnknownTag {
+        /// The tag.
+        tag: u8,
+        /// Its offset.
+        offset: usize,
+    },
+    /// A valid but non-canonical form (there is exactly one encoding per unit).
+    #[error("non-canonical encoding at byte {offset}: {why}")]
+    NonCanonical {
+        /// Where.
+        offset: usize,
+        /// Which rule was broken.
+        why: &'static str,
+    },
+    /// A string or name that is not UTF-8, or a name the notation cannot write.
+    #[error("invalid text at byte {offset}: {why}")]
+    InvalidText {
+        /// Where.
+        offset: usize,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A map key equal to an earlier key.
+    #[error("duplicate map key at byte {offset}")]
+    DuplicateKey {
+        /// Offset of the map.
+        offset: usize,
+    },
+    /// A limit from [`Limits`] was exceeded.
+    #[error("{what} at byte {offset} exceeds the limit of {limit}")]
+    Limit {
+        /// Which limit.
+        what: &'static str,
+        /// Where.
+        offset: usize,
+        /// The limit's value.
+        limit: usize,
+    },
+    /// Bytes left over after the unit.
+    #[error("{count} unexpected bytes after the unit at byte {offset}")]
+    Trailing {
+        /// Where they start.
+        offset: usize,
+        /// How many.
+        count: usize,
+    },
+}
+
+/// The canonical encoding of `u`, starting with the format version byte.
+pub fn encode(u: &Unit) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(FORMAT_VERSION);
+    encode_into(u, &mut out);
+    out
+}
+
+/// Appends the canonical encoding of `u` (without the version byte) to `out`.
+pub fn encode_into(u: &Unit, out: &mut Vec<u8>) {
+    match u {
+        Unit::None => out.push(tag::NONE),
+        Unit::Bool(false) => out.push(tag::FALSE),
+        Unit::Bool(true) => out.push(tag::TRUE),
+        Unit::Byte(b) => out.extend_from_slice(&[tag::BYTE, *b]),
+        Unit::Int(i) => match i.to_i64() {
+            Some(v) => encode_i64(v, out),
+            None => encode_big(&i.to_bigint(), out),
+        },
+        Unit::Dec(d) => {
+            out.push(tag::DEC);
+            put_varint(zigzag(d.scale()), out);
+            let m = d.mantissa();
+            match m.to_i64() {
+                Some(v) => encode_i64(v, out),
+                None => encode_big(&m, out),
+            }
+        }
+        Unit::Str(s) => {
+            if s.len() <= SHORT_STR_MAX {
+                out.push(tag::STR_SHORT + s.len() as u8);
+            } else {
+                out.push(tag::STR);
+                put_varint(s.len() as u64, out);
+            }
+            out.extend_from_slice(s.as_bytes());
+        }
+        Unit::Bytes(b) => {
+            out.push(tag::BYTES);
+            put_varint(b.len() as u64, out);
+            out.extend_from_slice(b);
+        }
+        Unit::Ref(p) => {
+            out.push(tag::REF);
+            put_varint(p.segments().len() as u64, out);
+            for seg in p.segments() {
+                put_text(seg, out);
+            }
+        }
+        Unit::Stream(s) => {
+            out.push(if s.node().is_some() {
+                tag::STREAM_PINNED
+            } else {
+                tag::STREAM
+            });
+            encode_into(&s.unit, out);
+            put_text(s.service(), out);
+            if let Some(node) = s.node() {
+                put_text(node, out);
+            }
+        }
+        Unit::Pair(p) => {
+            out.push(tag::PAIR);
+            encode_into(&p.0, out);
+            encode_into(&p.1, out);
+        }
+        Unit::List(l) => {
+            put_count(l.len(), tag::LIST_SHORT, tag::LIST, out);
+            for e in l {
+                encode_into(e, out);
+            }
+        }
+        Unit::Map(m) => {
+            put_count(m.len(), tag::MAP_SHORT, tag::MAP, out);
+            for (k, v) in m {
+                encode_into(k, out);
+                encode_into(v, out);
+            }
+        }
+    }
+}
+
+fn encode_i64(v: i64, out: &mut Vec<u8>) {
+    match v {
+        0..=63 => out.push(tag::POS_SMALL + v as u8),
+        -32..=-1 => out.push(tag::NEG_SMALL + (-1 - v) as u8),
+        64.. => {
+            out.push(tag::INT_POS);
+            put_varint(v as u64, out);
+        }
+        _ => {
+            out.push(tag::INT_NEG);
+            // -1 - v is non-negative and fits: v >= i64::MIN.
+            put_varint((-1 - v) as u64, out);
+        }
+    }
+}
+
+fn encode_big(v: &BigInt, out: &mut Vec<u8>) {
+    if let Some(u) = v.to_u64() {
+        out.push(tag::INT_POS);
+        put_varint(u, out);
+        return;
+    }
+    if v.is_negative() {
+        if let Some(u) = (-(v + 1u8)).to_u64() {
+            out.push(tag::INT_NEG);
+            put_varint(u, out);
+            return;
+        }
+        out.push(tag::BIG_NEG);
+    } else {
+        out.push(tag::BIG_POS);
+    }
+    let mag = v.magnitude().to_bytes_le();
+    put_varint(mag.len() as u64, out);
+    out.extend_from_slice(&mag);
+}
+
+fn put_count(n: usize, short: u8, long: u8, out: &mut Vec<u8>) {
+    if n <= SHORT_COUNT_MAX {
+        out.push(short + n as u8);
+    } else {
+        out.push(long);
+        put_varint(n as u64, out);
+    }
+}
+
+fn put_text(s: &str, out: &mut Vec<u8>) {
+    put_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Unsigned LEB128.
+pub(crate) fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Decodes a whole document (version byte, then one unit) with the default [`Limits`].
+/// The input is copied once; use [`decode_bytes`] to share its storage instead.
+pub fn decode(input: &[u8]) -> Result<Unit, DecodeError> {
+    decode_bytes_with(Bytes::copy_from_slice(input), &Limits::DEFAULT)
+}
+
+/// Decodes a whole document without copying: strings and byte strings in the result share
+/// `input`'s storage (which therefore stays alive while they do).
+pub fn decode_bytes(input: Bytes) -> Result<Unit, DecodeError> {
+    decode_bytes_with(input, &Limits::DEFAULT)
+}
+
+/// [`decode_bytes`] with explicit limits.
+pub fn decode_bytes_with(input: Bytes, limits: &Limits) -> Result<Unit, DecodeError> {
+    if input.len() > limits.max_size {
+        return Err(DecodeError::Limit {
+            what: "input size",
+            offset: 0,
+            limit: limits.max_size,
+        });
+    }
+    let Some(&version) = input.first() else {
+        return Err(DecodeError::Truncated {
+            offset: 0,
+            expected: "the format version byte",
+        });
+    };
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::Version { version });
+    }
+    let mut d = Decoder {
+        input: &input,
+        pos: 1,
+        depth: 0,
+        limits,
+    };
+    let unit = d.unit()?;
+    if d.pos != input.len() {
+        return Err(DecodeError::Trailing {
+            offset: d.pos,
+            count: input.len() - d.pos,
+        });
+    }
+    Ok(unit)
+}
+
+struct Decoder<'a> {
+    input: &'a Bytes,
+    pos: usize,
+    depth: usize,
+    limits: &'a Limits,
+}
+
+impl Decoder<'_> {
+    fn truncated(&self, expected: &'static str) -> DecodeError {
+        DecodeError::Truncated {
+            offset: self.pos,
+            expected,
+        }
+    }
+
+    fn non_canonical(&self, offset: usize, why: &'static str) -> DecodeError {
+        DecodeError::NonCanonical { offset, why }
+    }
+
+    fn byte(&mut self, expected: &'static str) -> Result<u8, DecodeError> {
+        let b = *self
+            .input
+            .get(self.pos)
+            .ok_or_else(|| self.truncated(expected))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, len: u64, expected: &'static str) -> Result<Bytes, DecodeError> {
+        let remaining = self.input.len() - self.pos;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= remaining)
+            .ok_or_else(|| self.truncated(expected))?;
+        let out = self.input.slice(self.pos..self.pos + len);
+        self.pos += len;
+        Ok(out)
+    }
+
+    fn varint(&mut self, expected: &'static str) -> Result<u64, DecodeError> {
+        let start = self.pos;
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.byte(expected)?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && b > 1 {
+                return Err(self.non_canonical(start, "varint longer than 64 bits"));
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    return Err(self.non_canonical(start, "varint with a redundant zero byte"));
+                }
+                return Ok(v);
+            }
+        }
+        Err(self.non_canonical(start, "varint longer than 64 bits"))
+    }
+
+    fn enter(&mut self) -> Result<(), DecodeError> {
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(DecodeError::Limit {
+                what: "nesting depth",
+                offset: self.pos,
+                limit: self.limits.max_depth,
+            });
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, tag: u8, short: u8) -> Result<usize, DecodeError> {
+        let start = self.pos - 1;
+        if tag >= short {
+            return Ok(usize::from(tag - short));
+        }
+        let n = self.varint("an element count")?;
+        if n <= SHORT_COUNT_MAX as u64 {
+            return Err(self.non_canonical(start, "count that fits the short form"));
+        }
+        // Every element takes at least one byte: a larger count cannot be satisfied.
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.input.len() - self.pos)
+            .ok_or_else(|| self.truncated("the elements of a list or map"))
+    }
+
+    fn text(&mut self, expected: &'static str) -> Result<Str, DecodeError> {
+        let at = self.pos;
+        let len = self.varint(expected)?;
+        let raw = self.take(len, expected)?;
+        Str::try_from(raw).map_err(|_| DecodeError::InvalidText {
+            offset: at,
+            why: "not UTF-8",
+        })
+    }
+
+    fn unit(&mut self) -> Result<Unit, DecodeError> {
+        let start = self.pos;
+        let t = self.byte("a unit")?;
+        Ok(match t {
+            tag::NONE => Unit::None,
+            tag::FALSE => Unit::Bool(false),
+            tag::TRUE => Unit::Bool(true),
+            tag::BYTE => Unit::Byte(self.byte("a byte")?),
+            tag::POS_SMALL..=0x7f => Unit::int(i64::from(t - tag::POS_SMALL)),
+            tag::NEG_SMALL..=0x3f => Unit::int(-1 - i64::from(t - tag::NEG_SMALL)),
+            tag::INT_POS | tag::INT_NEG => {
+                let v = self.varint("an int")?;
+                let short_max = if t == tag::INT_POS { 63 } else { 31 };
+                if v <= short_max {
+                    return Err(self.non_canonical(start, "int fits the one-byte form"));
+                }
+                Unit::Int(match (t, i64::try_from(v)) {
+                    (tag::INT_POS, Ok(v)) => Int::from(v),
+                    (_, Ok(v)) => Int::from(-1 - v),
+                    (tag::INT_POS, Err(_)) => Int::from(BigInt::from(v)),
+                    (_, Err(_)) => Int::from(-BigInt::from(v) - 1),
+                })
+            }
+            tag::BIG_POS | tag::BIG_NEG => Unit::Int(Int::from(self.int_after_tag(t, start)?)),
+            tag::DEC => {
+                let scale = unzigzag(self.varint("a decimal scale")?);
+                if !(-MAX_SCALE..=MAX_SCALE).contains(&scale) {
+                    return Err(DecodeError::Limit {
+                        what: "decimal scale",
+                        offset: start,
+                        limit: MAX_SCALE as usize,
+                    });
+                }
+                let mstart = self.pos;
+                let mt = self.byte("a decimal mantissa")?;
+                if !matches!(mt, tag::INT_POS..=tag::BIG_NEG | tag::NEG_SMALL..=0x7f) {
+                    return Err(self.non_canonical(mstart, "decimal mantissa is not an int"));
+                }
+                let m = self.int_after_tag(mt, mstart)?;
+                let normalized = if m.is_zero() {
+                    scale == 0
+                } else {
+                    !m.is_multiple_of(&BigInt::from(10u8))
+                };
+                if !normalized {
+                    return Err(
+                        self.non_canonical(start, "decimal not normalized (trailing zero digit)")
+                    );
+                }
+                Unit::Dec(Dec::new(m, scale))
+            }
+            tag::STR | tag::STR_SHORT..=0xbf => {
+                let len = if t == tag::STR {
+                    let n = self.varint("a string length")?;
+                    if n <= SHORT_STR_MAX as u64 {
+                        return Err(self.non_canonical(start, "string length fits the short form"));
+                    }
+                    n
+                } else {
+                    u64::from(t - tag::STR_SHORT)
+                };
+                let raw = self.take(len, "string bytes")?;
+                Unit::Str(Str::try_from(raw).map_err(|_| DecodeError::InvalidText {
+                    offset: start,
+                    why: "string is not UTF-8",
+                })?)
+            }
+            tag::BYTES => {
+                let len = self.varint("a byte string length")?;
+                Unit::Bytes(self.take(len, "byte string contents")?)
+            }
+            tag::REF => {
+                let n = self.varint("a path length")?;
+                if n == 0 {
+                    return Err(DecodeError::InvalidText {
+                        offset: start,
+                        why: "a path has at least one segment",
+                    });
+                }
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= self.input.len() - self.pos)
+                    .ok_or_else(|| self.truncated("path segments"))?;
+                let mut segs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    segs.push(self.text("a path segment")?);
+                }
+                Unit::Ref(Path::new(segs).ok_or_else(|| self.truncated("path segments"))?)
+            }
+            tag::STREAM | tag::STREAM_PINNED => {
+                self.enter()?;
+                let unit = self.unit()?;
+                let service = self.text("a service name")?;
+                let node = if t == tag::STREAM_PINNED {
+                    Some(self.text("a node name")?)
+                } else {
+                    None
+                };
+                self.depth -= 1;
+                Unit::Stream(Box::new(
+                    Stream::new(unit, &service, node.as_deref()).map_err(|e| {
+                        DecodeError::InvalidText {
+                            offset: start,
+                            why: e.why,
+                        }
+                    })?,
+                ))
+            }
+            tag::PAIR => {
+                self.enter()?;
+                let a = self.unit()?;
+                let b = self.unit()?;
+                self.depth -= 1;
+                Unit::pair(a, b)
+            }
+            tag::LIST | tag::LIST_SHORT..=0xcf => {
+                let n = self.count(t, tag::LIST_SHORT)?;
+                self.enter()?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.unit()?);
+                }
+                self.depth -= 1;
+                Unit::List(items)
+            }
+            tag::MAP | tag::MAP_SHORT..=0xdf => {
+                let n = self.count(t, tag::MAP_SHORT)?;
+                self.enter()?;
+                let mut entries = Vec::with_capacity(n.min((self.input.len() - self.pos) / 2));
+                for _ in 0..n {
+                    let k = self.unit()?;
+                    let v = self.unit()?;
+                    entries.push((k, v));
+                }
+                self.depth -= 1;
+                Unit::Map(
+                    Map::from_entries(entries)
+                        .map_err(|_| DecodeError::DuplicateKey { offset: start })?,
+                )
+            }
+            _ => return Err(DecodeError::UnknownTag { tag: t, offset: start }),
+        })
+    }
+
+    fn int_after_tag(&mut self, t: u8, start: usize) -> Result<BigInt, DecodeError> {
+        Ok(match t {
+            tag::POS_SMALL..=0x7f => BigInt::from(t - tag::POS_SMALL),
+            tag::NEG_SMALL..=0x3f => -BigInt::from(t - tag::NEG_SMALL) - 1,
+            tag::INT_POS => {
+                let v = self.varint("an int")?;
+                if v <= 63 {
+                    return Err(self.non_canonical(start, "int fits the one-byte form"));
+                }
+                BigInt::from(v)
+            }
+            tag::INT_NEG => {
+                let v = self.varint("an int")?;
+                if v <= 31 {
+                    return Err(self.non_canonical(start, "int fits the one-byte form"));
+                }
+                -BigInt::from(v) - 1
+            }
+            _ => {
+                let len = self.varint("a big int length")?;
+                let max_bytes = self.limits.max_digits / 2 + 1;
+                if len > max_bytes as u64 {
+                    return Err(DecodeError::Limit {
+                        what: "big int size in bytes",
+                        offset: start,
+                        limit: max_bytes,
+                    });
+                }
+                let mag = self.take(len, "big int magnitude")?;
+                if mag.last().is_none_or(|&b| b == 0) {
+                    return Err(self.non_canonical(start, "big int magnitude with a leading zero"));
+                }
+                let mag = BigUint::from_bytes_le(&mag);
+                if t == tag::BIG_POS {
+                    if mag.to_u64().is_some() {
+                        return Err(self.non_canonical(start, "big int fits a varint"));
+                    }
+                    BigInt::from_biguint(Sign::Plus, mag)
+                } else {
+                    if (&mag - 1u8).to_u64().is_some() {
+                        return Err(self.non_canonical(start, "big int fits a varint"));
+                    }
+                    BigInt::from_biguint(Sign::Minus, mag)
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(u: Unit) -> Vec<u8> {
+        let bytes = encode(&u);
+        assert_eq!(decode(&bytes), Ok(u));
+        bytes
+    }
+
+    #[test]
+    fn small_values_are_one_byte() {
+        assert_eq!(round(Unit::int(5)), [1, 0x45]);
+        assert_eq!(round(Unit::int(-1)), [1, 0x20]);
+        assert_eq!(round(Unit::int(64)), [1, tag::INT_POS, 64]);
+        assert_eq!(round(Unit::str("ab")), [1, 0x82, b'a', b'b']);
+        assert_eq!(round(Unit::List(vec![])), [1, 0xc0]);
+    }
+
+    #[test]
+    fn int_boundaries_round_trip() {
+        for v in [
+            i64::MIN,
+            i64::MAX,
+            -33,
+            -32,
+            63,
+            64,
+            i64::from(u32::MAX),
+        ] {
+            round(Unit::int(v));
+        }
+        let two64 = BigInt::from(u64::MAX) + 1u8;
+        for b in [
+            BigInt::from(u64::MAX),
+            two64.clone(),
+            -two64.clone(),
+            -two64 - 1u8,
+        ] {
+            round(Unit::Int(Int::from(b)));
+        }
+    }
+
+    #[test]
+    fn rejects_non_canonical_forms() {
+        // 5 as a varint instead of the one-byte form.
+        assert!(matches!(
+            decode(&[1, tag::INT_POS, 5]),
+            Err(DecodeError::NonCanonical { .. })
+        ));
+        // Overlong varint for 64.
+        assert!(matches!(
+            decode(&[1, tag::INT_POS, 0xc0, 0x00]),
+            Err(DecodeError::NonCanonical { .. })
+        ));
+        // Dec 1.50 (mantissa 150, scale 2) is not normalized.
+        assert!(matches!(
+            decode(&[1, tag::DEC, 4, tag::INT_POS, 150, 1]),
+            Err(DecodeError::NonCanonical { .. })
+        ));
+        // A map with a duplicate key.
+        assert!(matches!(
+            decode(&[1, 0xd2, 0x81, b'a', 0x00, 0x81, b'a', 0x00]),
+            Err(DecodeError::DuplicateKey { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_truncated_and_trailing_input() {
+        let full = encode(&Unit::List(vec![Unit::str("hello"), Unit::int(1000)]));
+        for cut in 0..full.len() {
+            assert!(decode(&full[..cut]).is_err(), "prefix of {cut} bytes");
+        }
+        let mut extra = full.clone();
+        extra.push(0);
+        assert!(matches!(decode(&extra), Err(DecodeError::Trailing { .. })));
+    }
+
+    #[test]
+    fn huge_counts_fail_without_allocating() {
+        let mut doc = vec![1, tag::LIST];
+        put_varint(u64::MAX, &mut doc);
+        assert!(matches!(decode(&doc), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut doc = vec![1];
+        doc.extend(std::iter::repeat_n(0xc1, 100_000));
+        doc.push(0);
+        assert!(matches!(decode(&doc), Err(DecodeError::Limit { .. })));
+    }
+
+    #[test]
+    fn strings_share_the_input() {
+        let doc = Bytes::from(encode(&Unit::str("shared storage")));
+        let Unit::Str(s) = decode_bytes(doc.clone()).unwrap() else {
+            panic!("not a str")
+        };
+        let inner = s.as_bytes().as_ptr() as usize;
+        let outer = doc.as_ptr() as usize;
+        assert!(inner > outer && inner < outer + doc.len());
+    }
+}

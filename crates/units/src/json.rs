@@ -1,0 +1,1 @@
+//! The JSON bridge (to be written).

@@ -1,0 +1,777 @@
+//! The text notation: a hand-written parser. The grammar is specified in `docs/units-text.md`.
+
+use std::fmt;
+
+use num_bigint::BigInt;
+
+use crate::value::{first_duplicate, Dec, Int, Map, Path, Str, Stream, Unit};
+use crate::Limits;
+
+/// Whether `c` may appear in a bare word: Unicode letters and digits, `.`, `#`, `_` and `-`.
+pub fn is_word_char(c: char) -> bool {
+    if c.is_ascii() {
+        WORD_ASCII[c as usize]
+    } else {
+        c.is_alphanumeric()
+    }
+}
+
+const WORD_ASCII: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || c == b'.' || c == b'#' || c == b'_' || c == b'-';
+        i += 1;
+    }
+    t
+};
+
+/// A parse failure, with the position and a line of context to show under a caret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    /// What went wrong, phrased as what was expected where possible.
+    pub message: String,
+    /// 1-based line of the failure.
+    pub line: usize,
+    /// 1-based column (in characters) of the failure.
+    pub column: usize,
+    /// Byte offset of the failure in the input.
+    pub offset: usize,
+    /// The text of the failing line (shortened around the column if very long).
+    pub context: String,
+    /// Column of the caret within [`ParseError::context`] (1-based, in characters).
+    pub context_column: usize,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} at line {}, column {}", self.message, self.line, self.column)?;
+        let gutter = self.line.to_string();
+        writeln!(f, "{} | {}", gutter, self.context)?;
+        write!(
+            f,
+            "{} | {}^",
+            " ".repeat(gutter.len()),
+            " ".repeat(self.context_column.saturating_sub(1))
+        )
+    }
+}
+
+impl ParseError {
+    fn at(src: &str, offset: usize, message: impl Into<String>) -> ParseError {
+        let offset = offset.min(src.len());
+        let offset = (0..=offset)
+            .rev()
+            .find(|&o| src.is_char_boundary(o))
+            .unwrap_or(0);
+        let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = src[offset..].find('\n').map_or(src.len(), |i| offset + i);
+        let line = src[..offset].matches('\n').count() + 1;
+        let column = src[line_start..offset].chars().count() + 1;
+        // Long lines (a minified document) are cut to a window around the failure.
+        const WINDOW: usize = 60;
+        let line_text: Vec<char> = src[line_start..line_end].chars().collect();
+        let from = column.saturating_sub(1).saturating_sub(WINDOW);
+        let to = (column + WINDOW).min(line_text.len());
+        let mut context: String = line_text[from..to.max(from)]
+            .iter()
+            .map(|&c| if c == '\t' { ' ' } else { c })
+            .collect();
+        let mut context_column = column - from;
+        if from > 0 {
+            context.insert_str(0, "…");
+            context_column += 1;
+        }
+        if to < line_text.len() {
+            context.push('…');
+        }
+        ParseError {
+            message: message.into(),
+            line,
+            column,
+            offset,
+            context,
+            context_column,
+        }
+    }
+}
+
+/// Parses exactly one unit from `text` (whitespace and comments around it are allowed).
+pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
+    if text.len() > limits.max_size {
+        return Err(ParseError::at(
+            text,
+            0,
+            format!(
+                "input is {} bytes; the limit is {} bytes",
+                text.len(),
+                limits.max_size
+            ),
+        ));
+    }
+    let mut p = Parser {
+        src: text,
+        b: text.as_bytes(),
+        pos: 0,
+        depth: 0,
+        limits,
+    };
+    p.skip_ws()?;
+    if p.pos == p.b.len() {
+        return Err(p.err("expected a unit, found the end of the input"));
+    }
+    let unit = p.unit(false)?;
+    p.skip_ws()?;
+    if p.pos != p.b.len() {
+        return Err(p.err(
+            "unexpected input after the unit (a message is one unit: put several in [ ])",
+        ));
+    }
+    Ok(unit)
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    b: &'a [u8],
+    pos: usize,
+    depth: usize,
+    limits: &'a Limits,
+}
+
+/// Whether a unit stands in map key position, where `k@serv:x` may end at the ':' (see
+/// `docs/units-text.md`, "Streams as map keys").
+type InKey = bool;
+
+impl<'a> Parser<'a> {
+    fn err(&self, message: impl Into<String>) -> ParseError {
+        ParseError::at(self.src, self.pos, message)
+    }
+
+    fn err_at(&self, offset: usize, message: impl Into<String>) -> ParseError {
+        ParseError::at(self.src, offset, message)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, ahead: usize) -> Option<u8> {
+        self.b.get(self.pos + ahead).copied()
+    }
+
+    fn skip_ws(&mut self) -> Result<(), ParseError> {
+        loop {
+            match self.peek() {
+                Some(b' ' | b'\t' | b'\n' | b'\r') => self.pos += 1,
+                Some(b'/') => match self.peek_at(1) {
+                    Some(b'/') => {
+                        self.pos = self.b[self.pos..]
+                            .iter()
+                            .position(|&c| c == b'\n')
+                            .map_or(self.b.len(), |i| self.pos + i);
+                    }
+                    Some(b'*') => {
+                        let start = self.pos;
+                        match self.src[self.pos + 2..].find("*/") {
+                            Some(i) => self.pos += 2 + i + 2,
+                            None => {
+                                return Err(self.err_at(start, "unterminated comment: expected */"))
+                            }
+                        }
+                    }
+                    _ => return Err(self.err("unexpected '/' (comments are // or /* */)")),
+                },
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(self.err(format!(
+                "nesting deeper than the limit of {}",
+                self.limits.max_depth
+            )));
+        }
+        Ok(())
+    }
+
+    fn unit(&mut self, in_key: InKey) -> Result<Unit, ParseError> {
+        let depth_before = self.depth;
+        let mut unit = self.base()?;
+        // Offset of the ':' that pinned the outermost stream, if it is pinned.
+        let mut node_colon = None;
+        while self.peek() == Some(b'@') {
+            self.enter()?;
+            self.pos += 1;
+            let start = self.pos;
+            let service = self.word();
+            if service.is_empty() {
+                return Err(self.err("expected a service name after '@' (as in x@math.calc)"));
+            }
+            let mut node = None;
+            node_colon = None;
+            if self.peek() == Some(b':') {
+                let colon = self.pos;
+                let attached = match self.peek_at(1) {
+                    Some(b'`' | b'\'' | b'"') => true,
+                    Some(_) => {
+                        self.pos += 1;
+                        let w = self.word();
+                        self.pos = colon;
+                        !w.is_empty()
+                    }
+                    None => false,
+                };
+                if attached {
+                    self.pos += 1;
+                    node = Some(self.node_name()?);
+                    node_colon = Some(colon);
+                } else if !in_key {
+                    self.pos += 1;
+                    return Err(self.err(
+                        "expected a node name right after ':' (as in x@math.calc:node-b)",
+                    ));
+                }
+            }
+            let stream = Stream::new(unit, service, node.as_deref())
+                .map_err(|e| self.err_at(start, e.to_string()))?;
+            unit = Unit::Stream(Box::new(stream));
+        }
+        if in_key {
+            // `{k@s:n:v}` pins the key; in `{k@s:v}` the last ':' separates key and value.
+            if let (Some(colon), Unit::Stream(stream)) = (node_colon, &mut unit) {
+                let saved = self.pos;
+                self.skip_ws()?;
+                if self.peek() != Some(b':') {
+                    stream.unpin();
+                    self.pos = colon;
+                } else {
+                    self.pos = saved;
+                }
+            }
+        }
+        self.depth = depth_before;
+        Ok(unit)
+    }
+
+    fn node_name(&mut self) -> Result<String, ParseError> {
+        match self.peek() {
+            Some(q @ (b'`' | b'\'' | b'"')) => {
+                let s = self.quoted(q)?;
+                if s.is_empty() {
+                    return Err(self.err("a node name cannot be empty"));
+                }
+                Ok(s)
+            }
+            _ => {
+                let w = self.word();
+                if w.is_empty() {
+                    return Err(self.err("expected a node name after ':' (as in x@math.calc:node-b)"));
+                }
+                Ok(w.to_owned())
+            }
+        }
+    }
+
+    /// Consumes a run of word characters (possibly empty).
+    fn word(&mut self) -> &'a str {
+        let start = self.pos;
+        while let Some(&c) = self.b.get(self.pos) {
+            if c < 0x80 {
+                if !WORD_ASCII[c as usize] {
+                    break;
+                }
+                self.pos += 1;
+            } else {
+                // `pos` is on a char boundary: we only ever step over whole chars.
+                let Some(ch) = self.src[self.pos..].chars().next() else {
+                    break;
+                };
+                if !ch.is_alphanumeric() {
+                    break;
+                }
+                self.pos += ch.len_utf8();
+            }
+        }
+        &self.src[start..self.pos]
+    }
+
+    /// After a unit inside brackets: whitespace, a bracket or the end must follow, unless the
+    /// unit itself ended with a closing bracket.
+    fn after_unit(&self) -> Result<(), ParseError> {
+        match self.peek() {
+            None
+            | Some(b' ' | b'\t' | b'\n' | b'\r' | b']' | b')' | b'}' | b'[' | b'(' | b'{' | b'/') => {
+                Ok(())
+            }
+            _ if matches!(self.b.get(self.pos.wrapping_sub(1)), Some(b']' | b')' | b'}')) => Ok(()),
+            Some(b':') => Err(self.err("unexpected ':' (only maps have keys: {k:v})")),
+            _ => Err(self.err("expected whitespace between units")),
+        }
+    }
+
+    fn base(&mut self) -> Result<Unit, ParseError> {
+        let start = self.pos;
+        let Some(c) = self.peek() else {
+            return Err(self.err("expected a unit, found the end of the input"));
+        };
+        match c {
+            b'[' => {
+                self.enter()?;
+                self.pos += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_ws()?;
+                    match self.peek() {
+                        Some(b']') => break,
+                        None => return Err(self.err_at(start, "unclosed list: expected ']'")),
+                        _ => {
+                            items.push(self.unit(false)?);
+                            self.after_unit()?;
+                        }
+                    }
+                }
+                self.pos += 1;
+                self.depth -= 1;
+                Ok(Unit::List(items))
+            }
+            b'(' => {
+                self.enter()?;
+                self.pos += 1;
+                let mut items = Vec::with_capacity(2);
+                loop {
+                    self.skip_ws()?;
+                    match self.peek() {
+                        Some(b')') => break,
+                        None => return Err(self.err_at(start, "unclosed pair: expected ')'")),
+                        _ if items.len() == 2 => {
+                            return Err(self.err(
+                                "expected ')': a pair holds exactly two units (use [ ] for a list)",
+                            ))
+                        }
+                        _ => {
+                            items.push(self.unit(false)?);
+                            self.after_unit()?;
+                        }
+                    }
+                }
+                if items.len() != 2 {
+                    return Err(self.err(format!(
+                        "a pair holds exactly two units, found {} (use [ ] for a list)",
+                        items.len()
+                    )));
+                }
+                self.pos += 1;
+                self.depth -= 1;
+                let b = items.pop().unwrap_or_default();
+                let a = items.pop().unwrap_or_default();
+                Ok(Unit::pair(a, b))
+            }
+            b'{' => {
+                self.enter()?;
+                self.pos += 1;
+                let mut entries = Vec::new();
+                let mut key_offsets = Vec::new();
+                loop {
+                    self.skip_ws()?;
+                    match self.peek() {
+                        Some(b'}') => break,
+                        None => return Err(self.err_at(start, "unclosed map: expected '}'")),
+                        _ => {
+                            key_offsets.push(self.pos);
+                            let key = self.unit(true)?;
+                            self.skip_ws()?;
+                            if self.peek() != Some(b':') {
+                                return Err(self.err("expected ':' after the map key"));
+                            }
+                            self.pos += 1;
+                            self.skip_ws()?;
+                            if matches!(self.peek(), Some(b'}') | None) {
+                                return Err(self.err("expected a value after ':'"));
+                            }
+                            let value = self.unit(false)?;
+                            self.after_unit()?;
+                            entries.push((key, value));
+                        }
+                    }
+                }
+                if let Some(i) = first_duplicate(&entries) {
+                    return Err(self.err_at(
+                        key_offsets[i],
+                        "duplicate map key (each key may appear once)",
+                    ));
+                }
+                self.pos += 1;
+                self.depth -= 1;
+                Ok(Unit::Map(Map::from_entries(entries).unwrap_or_default()))
+            }
+            b'@' => {
+                self.pos += 1;
+                self.path()
+            }
+            b'`' | b'\'' | b'"' => Ok(Unit::Str(Str::from(self.quoted(c)?))),
+            b'x' if matches!(self.peek_at(1), Some(b'`' | b'\'' | b'"')) => {
+                self.pos += 1;
+                self.bytes_literal()
+            }
+            b']' | b')' | b'}' => Err(self.err(format!(
+                "unexpected '{}' with nothing open to close",
+                c as char
+            ))),
+            _ => {
+                let word = self.word();
+                if word.is_empty() {
+                    let ch = self.src[self.pos..].chars().next().unwrap_or(' ');
+                    return Err(self.err(format!(
+                        "unexpected character {ch:?} (quote text that is not a plain word: `…`)"
+                    )));
+                }
+                if matches!(self.peek(), Some(b'`' | b'\'' | b'"')) {
+                    return Err(self.err("expected whitespace between a word and a quoted string"));
+                }
+                self.classify_word(word, start)
+            }
+        }
+    }
+
+    fn path(&mut self) -> Result<Unit, ParseError> {
+        let mut segments = Vec::new();
+        loop {
+            let seg_start = self.pos;
+            let seg = match self.peek() {
+                Some(q @ (b'`' | b'\'' | b'"')) => self.quoted(q)?,
+                _ => {
+                    let start = self.pos;
+                    while let Some(&c) = self.b.get(self.pos) {
+                        if c == b'.' {
+                            break;
+                        }
+                        if c < 0x80 {
+                            if !WORD_ASCII[c as usize] {
+                                break;
+                            }
+                            self.pos += 1;
+                        } else {
+                            match self.src[self.pos..].chars().next() {
+                                Some(ch) if ch.is_alphanumeric() => self.pos += ch.len_utf8(),
+                                _ => break,
+                            }
+                        }
+                    }
+                    if self.pos == start {
+                        return Err(self.err_at(
+                            seg_start,
+                            "expected a path segment (as in @a.b.0; quote unusual ones: @a.`b c`)",
+                        ));
+                    }
+                    self.src[start..self.pos].to_owned()
+                }
+            };
+            segments.push(Str::from(seg));
+            if self.peek() == Some(b'.') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        Path::new(segments)
+            .map(Unit::Ref)
+            .ok_or_else(|| self.err("expected a path segment after '@'"))
+    }
+
+    /// Reads a quoted string starting at the opening quote `q`.
+    fn quoted(&mut self, q: u8) -> Result<String, ParseError> {
+        let open = self.pos;
+        self.pos += 1;
+        let body_start = self.pos;
+        // Fast path: no escapes.
+        let mut i = self.pos;
+        while i < self.b.len() && self.b[i] != q && self.b[i] != b'\\' {
+            i += 1;
+        }
+        if i < self.b.len() && self.b[i] == q {
+            self.pos = i + 1;
+            return Ok(self.src[body_start..i].to_owned());
+        }
+        let mut out = String::with_capacity(i - body_start + 16);
+        out.push_str(&self.src[body_start..i]);
+        self.pos = i;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.err_at(
+                    open,
+                    format!("unterminated string: expected a closing {}", q as char),
+                ));
+            };
+            if c == q {
+                self.pos += 1;
+                return Ok(out);
+            }
+            if c != b'\\' {
+                let run_end = self.b[self.pos..]
+                    .iter()
+                    .position(|&b| b == q || b == b'\\')
+                    .map_or(self.b.len(), |n| self.pos + n);
+                out.push_str(&self.src[self.pos..run_end]);
+                self.pos = run_end;
+                continue;
+            }
+            let esc_at = self.pos;
+            self.pos += 1;
+            let Some(e) = self.peek() else {
+                return Err(self.err_at(open, "unterminated string after '\\'"));
+            };
+            self.pos += 1;
+            match e {
+                b'\\' => out.push('\\'),
+                b'n' => out.push('\n'),
+                b'r' => out.push('\r'),
+                b't' => out.push('\t'),
+                b'0' => out.push('\0'),
+                b'`' => out.push('`'),
+                b'\'' => out.push('\''),
+                b'"' => out.push('"'),
+                b'u' => {
+                    if self.peek() != Some(b'{') {
+                        return Err(self.err_at(esc_at, "expected \\u{hex} (as in \\u{1F600})"));
+                    }
+                    let hex_start = self.pos + 1;
+                    let Some(len) = self.b[hex_start..].iter().position(|&b| b == b'}') else {
+                        return Err(self.err_at(esc_at, "unterminated \\u{…} escape"));
+                    };
+                    let hex = &self.src[hex_start..hex_start + len];
+                    let ch = (1..=6)
+                        .contains(&hex.len())
+                        .then(|| u32::from_str_radix(hex, 16).ok())
+                        .flatten()
+                        .and_then(char::from_u32);
+                    match ch {
+                        Some(ch) => out.push(ch),
+                        None => {
+                            return Err(self.err_at(
+                                esc_at,
+                                "invalid \\u{…} escape: 1 to 6 hex digits naming a Unicode scalar value",
+                            ))
+                        }
+                    }
+                    self.pos = hex_start + len + 1;
+                }
+                _ => {
+                    return Err(self.err_at(
+                        esc_at,
+                        "unknown escape (use \\\\ \\n \\r \\t \\0 \\` \\' \\\" or \\u{hex})",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Reads `"…hex…"` after the `x`: pairs of hex digits, whitespace allowed between pairs.
+    fn bytes_literal(&mut self) -> Result<Unit, ParseError> {
+        let open = self.pos;
+        let Some(q) = self.peek() else {
+            return Err(self.err("expected a quote"));
+        };
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(self.err_at(
+                        open,
+                        format!("unterminated byte string: expected a closing {}", q as char),
+                    ))
+                }
+                Some(c) if c == q => {
+                    self.pos += 1;
+                    return Ok(Unit::Bytes(out.into()));
+                }
+                Some(b' ' | b'\t' | b'\n' | b'\r') => self.pos += 1,
+                Some(_) => {
+                    let hi = self.peek().and_then(hex_val);
+                    let lo = self.peek_at(1).and_then(hex_val);
+                    match (hi, lo) {
+                        (Some(h), Some(l)) => {
+                            out.push(h << 4 | l);
+                            self.pos += 2;
+                        }
+                        (Some(_), _) => {
+                            self.pos += 1;
+                            return Err(self.err(
+                                "expected a second hex digit: a byte string holds pairs of hex digits",
+                            ));
+                        }
+                        _ => {
+                            return Err(self.err(
+                                "expected hex digits in a byte string (as in x\"00ff\")",
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn classify_word(&self, word: &str, start: usize) -> Result<Unit, ParseError> {
+        match word {
+            "-" => return Ok(Unit::None),
+            "t" | "true" => return Ok(Unit::Bool(true)),
+            "f" | "false" => return Ok(Unit::Bool(false)),
+            _ => {}
+        }
+        let wb = word.as_bytes();
+        if let Some(hex) = word.strip_prefix("0x") {
+            let hb = hex.as_bytes();
+            return match (hb.len(), hb.first().and_then(|&c| hex_val(c)), hb.get(1).and_then(|&c| hex_val(c))) {
+                (2, Some(h), Some(l)) => Ok(Unit::Byte(h << 4 | l)),
+                _ => Err(self.err_at(
+                    start,
+                    "a byte is 0x and exactly two hex digits (0x1f); write a byte string as x\"0102ff\"",
+                )),
+            };
+        }
+        match scan_number(wb) {
+            Some(n) => self.number(word, n, start),
+            None => Ok(Unit::Str(Str::from(word))),
+        }
+    }
+
+    fn number(&self, word: &str, n: NumberShape, start: usize) -> Result<Unit, ParseError> {
+        let digits = n.int_digits.len() + n.frac_digits.len();
+        if digits > self.limits.max_digits {
+            return Err(self.err_at(
+                start,
+                format!(
+                    "number has {digits} digits; the limit is {}",
+                    self.limits.max_digits
+                ),
+            ));
+        }
+        if !n.is_dec() {
+            if n.int_digits.len() <= 18 {
+                let mut v: i64 = 0;
+                for &d in n.int_digits {
+                    v = v * 10 + i64::from(d - b'0');
+                }
+                return Ok(Unit::Int(Int::from(if n.negative { -v } else { v })));
+            }
+            let big = BigInt::parse_bytes(word.as_bytes(), 10)
+                .ok_or_else(|| self.err_at(start, "invalid integer"))?;
+            return Ok(Unit::Int(Int::from(big)));
+        }
+        let exponent: i64 = match n.exponent {
+            None => 0,
+            Some(e) => std::str::from_utf8(e)
+                .ok()
+                .and_then(|e| e.parse().ok())
+                .ok_or_else(|| self.err_at(start, "decimal exponent out of range"))?,
+        };
+        let mut mantissa_text = String::with_capacity(digits + 1);
+        if n.negative {
+            mantissa_text.push('-');
+        }
+        mantissa_text.push_str(std::str::from_utf8(n.int_digits).unwrap_or("0"));
+        mantissa_text.push_str(std::str::from_utf8(n.frac_digits).unwrap_or(""));
+        let mantissa = BigInt::parse_bytes(mantissa_text.as_bytes(), 10)
+            .ok_or_else(|| self.err_at(start, "invalid decimal"))?;
+        let frac_len = i64::try_from(n.frac_digits.len()).unwrap_or(i64::MAX);
+        let scale = frac_len
+            .checked_sub(exponent)
+            .ok_or_else(|| self.err_at(start, "decimal exponent out of range"))?;
+        Ok(Unit::Dec(Dec::new(mantissa, scale)))
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The parts of a word that is a number: `-?D+(.D+)?([eE]-?D+)?`.
+pub(crate) struct NumberShape<'a> {
+    negative: bool,
+    int_digits: &'a [u8],
+    frac_digits: &'a [u8],
+    has_point: bool,
+    exponent: Option<&'a [u8]>,
+}
+
+impl NumberShape<'_> {
+    fn is_dec(&self) -> bool {
+        self.has_point || self.exponent.is_some()
+    }
+}
+
+/// Splits `w` into number parts if the whole word is a number.
+pub(crate) fn scan_number(w: &[u8]) -> Option<NumberShape<'_>> {
+    let mut i = 0;
+    let negative = w.first() == Some(&b'-');
+    if negative {
+        i = 1;
+    }
+    let digits = |from: usize| {
+        w[from..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(w.len(), |n| from + n)
+    };
+    let int_end = digits(i);
+    if int_end == i {
+        return None;
+    }
+    let int_digits = &w[i..int_end];
+    i = int_end;
+    let mut frac_digits: &[u8] = &[];
+    let mut has_point = false;
+    if w.get(i) == Some(&b'.') {
+        let frac_end = digits(i + 1);
+        if frac_end == i + 1 {
+            return None;
+        }
+        frac_digits = &w[i + 1..frac_end];
+        has_point = true;
+        i = frac_end;
+    }
+    let mut exponent = None;
+    if matches!(w.get(i), Some(b'e' | b'E')) {
+        let mut e = i + 1;
+        let sign_start = e;
+        if w.get(e) == Some(&b'-') {
+            e += 1;
+        }
+        let exp_end = digits(e);
+        if exp_end == e {
+            return None;
+        }
+        exponent = Some(&w[sign_start..exp_end]);
+        i = exp_end;
+    }
+    (i == w.len()).then_some(NumberShape {
+        negative,
+        int_digits,
+        frac_digits,
+        has_point,
+        exponent,
+    })
+}
+
+/// Whether a string can be printed bare: a non-empty word that reads back as that string.
+pub(crate) fn is_bare_str(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(is_word_char)
+        && !matches!(s, "-" | "t" | "f" | "true" | "false")
+        && !s.starts_with("0x")
+        && scan_number(s.as_bytes()).is_none()
+}
+
+/// Whether a path segment can be printed bare.
+pub(crate) fn is_bare_segment(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c != '.' && is_word_char(c))
+}
