@@ -615,6 +615,34 @@ mod tests {
     }
 
     #[test]
+    fn examples_in_the_spec_hold() {
+        // The table at the end of docs/units-binary.md.
+        let cases = [
+            ("-", "00"),
+            ("t", "02"),
+            ("0x1f", "031f"),
+            ("5", "45"),
+            ("-1", "20"),
+            ("64", "0440"),
+            ("300", "04ac02"),
+            ("-100", "0563"),
+            ("1.5", "08024f"),
+            ("ab", "826162"),
+            ("x\"ff\"", "0a01ff"),
+            ("@a.b", "0b0201610162"),
+            ("1@m", "0c41016d"),
+            ("(1 2)", "0e4142"),
+            ("[1 2]", "c24142"),
+            ("{a:1}", "d1816141"),
+        ];
+        for (text, hex) in cases {
+            let u = crate::parse(text).unwrap();
+            let got: String = encode(&u)[1..].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(got, hex, "{text}");
+        }
+    }
+
+    #[test]
     fn small_values_are_one_byte() {
         assert_eq!(round(Unit::int(5)), [1, 0x45]);
         assert_eq!(round(Unit::int(-1)), [1, 0x20]);

@@ -4,6 +4,7 @@ use std::fmt;
 
 use num_bigint::BigInt;
 
+use crate::binary::MAX_SCALE;
 use crate::value::{first_duplicate, Dec, Int, Map, Path, Str, Stream, Unit};
 use crate::Limits;
 
@@ -71,19 +72,20 @@ impl ParseError {
         let column = src[line_start..offset].chars().count() + 1;
         // Long lines (a minified document) are cut to a window around the failure.
         const WINDOW: usize = 60;
-        let line_text: Vec<char> = src[line_start..line_end].chars().collect();
+        // Only the window is visited, so an error on a 100 MB one-line input stays cheap.
         let from = column.saturating_sub(1).saturating_sub(WINDOW);
-        let to = (column + WINDOW).min(line_text.len());
-        let mut context: String = line_text[from..to.max(from)]
-            .iter()
-            .map(|&c| if c == '\t' { ' ' } else { c })
+        let mut line_chars = src[line_start..line_end].chars().skip(from);
+        let mut context: String = line_chars
+            .by_ref()
+            .take(column + WINDOW - from)
+            .map(|c| if c == '\t' { ' ' } else { c })
             .collect();
         let mut context_column = column - from;
         if from > 0 {
-            context.insert_str(0, "…");
+            context.insert(0, '…');
             context_column += 1;
         }
-        if to < line_text.len() {
+        if line_chars.next().is_some() {
             context.push('…');
         }
         ParseError {
@@ -115,6 +117,7 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
         b: text.as_bytes(),
         pos: 0,
         depth: 0,
+        high: 0,
         limits,
     };
     p.skip_ws()?;
@@ -136,6 +139,8 @@ struct Parser<'a> {
     b: &'a [u8],
     pos: usize,
     depth: usize,
+    /// The deepest `depth` reached so far inside the unit being parsed.
+    high: usize,
     limits: &'a Limits,
 }
 
@@ -189,6 +194,7 @@ impl<'a> Parser<'a> {
 
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
+        self.high = self.high.max(self.depth);
         if self.depth > self.limits.max_depth {
             return Err(self.err(format!(
                 "nesting deeper than the limit of {}",
@@ -200,7 +206,11 @@ impl<'a> Parser<'a> {
 
     fn unit(&mut self, in_key: InKey) -> Result<Unit, ParseError> {
         let depth_before = self.depth;
+        let high_before = std::mem::replace(&mut self.high, depth_before);
         let mut unit = self.base()?;
+        // A stream contains its unit (as in `Unit::depth` and the binary decoder), so its
+        // links count from the deepest point of the base, not from where the base started.
+        self.depth = self.high;
         // Offset of the ':' that pinned the outermost stream, if it is pinned.
         let mut node_colon = None;
         while self.peek() == Some(b'@') {
@@ -253,6 +263,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        self.high = self.high.max(high_before);
         self.depth = depth_before;
         Ok(unit)
     }
@@ -543,9 +554,9 @@ impl<'a> Parser<'a> {
                         return Err(self.err_at(esc_at, "unterminated \\u{…} escape"));
                     };
                     let hex = &self.src[hex_start..hex_start + len];
-                    let ch = (1..=6)
-                        .contains(&hex.len())
-                        .then(|| u32::from_str_radix(hex, 16).ok())
+                    let ch = ((1..=6).contains(&hex.len())
+                        && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| u32::from_str_radix(hex, 16).ok())
                         .flatten()
                         .and_then(char::from_u32);
                     match ch {
@@ -575,44 +586,44 @@ impl<'a> Parser<'a> {
         let Some(q) = self.peek() else {
             return Err(self.err("expected a quote"));
         };
-        self.pos += 1;
-        let mut out = Vec::new();
-        loop {
-            match self.peek() {
-                None => {
+        let body_start = self.pos + 1;
+        let Some(len) = self.b[body_start..].iter().position(|&c| c == q) else {
+            return Err(self.err_at(
+                open,
+                format!("unterminated byte string: expected a closing {}", q as char),
+            ));
+        };
+        let body = &self.b[body_start..body_start + len];
+        let mut out = Vec::with_capacity(len / 2);
+        let mut i = 0;
+        while i < body.len() {
+            // Fast path: two hex digits.
+            if let (Some(&h), Some(&l)) = (body.get(i), body.get(i + 1)) {
+                let (h, l) = (HEX_VALUE[usize::from(h)], HEX_VALUE[usize::from(l)]);
+                if h | l < 16 {
+                    out.push(h << 4 | l);
+                    i += 2;
+                    continue;
+                }
+            }
+            match body[i] {
+                b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+                c if HEX_VALUE[usize::from(c)] < 16 => {
                     return Err(self.err_at(
-                        open,
-                        format!("unterminated byte string: expected a closing {}", q as char),
+                        body_start + i + 1,
+                        "expected a second hex digit: a byte string holds pairs of hex digits",
                     ))
                 }
-                Some(c) if c == q => {
-                    self.pos += 1;
-                    return Ok(Unit::Bytes(out.into()));
-                }
-                Some(b' ' | b'\t' | b'\n' | b'\r') => self.pos += 1,
-                Some(_) => {
-                    let hi = self.peek().and_then(hex_val);
-                    let lo = self.peek_at(1).and_then(hex_val);
-                    match (hi, lo) {
-                        (Some(h), Some(l)) => {
-                            out.push(h << 4 | l);
-                            self.pos += 2;
-                        }
-                        (Some(_), _) => {
-                            self.pos += 1;
-                            return Err(self.err(
-                                "expected a second hex digit: a byte string holds pairs of hex digits",
-                            ));
-                        }
-                        _ => {
-                            return Err(self.err(
-                                "expected hex digits in a byte string (as in x\"00ff\")",
-                            ))
-                        }
-                    }
+                _ => {
+                    return Err(self.err_at(
+                        body_start + i,
+                        "expected hex digits in a byte string (as in x\"00ff\")",
+                    ))
                 }
             }
         }
+        self.pos = body_start + len + 1;
+        Ok(Unit::Bytes(out.into()))
     }
 
     fn classify_word(&self, word: &str, start: usize) -> Result<Unit, ParseError> {
@@ -634,56 +645,96 @@ impl<'a> Parser<'a> {
             };
         }
         match scan_number(wb) {
-            Some(n) => self.number(word, n, start),
+            Some(n) => self.number(n, start),
             None => Ok(Unit::Str(Str::from(word))),
         }
     }
 
-    fn number(&self, word: &str, n: NumberShape, start: usize) -> Result<Unit, ParseError> {
-        let digits = n.int_digits.len() + n.frac_digits.len();
-        if digits > self.limits.max_digits {
-            return Err(self.err_at(
-                start,
-                format!(
-                    "number has {digits} digits; the limit is {}",
-                    self.limits.max_digits
-                ),
-            ));
-        }
+    fn number(&self, n: NumberShape, start: usize) -> Result<Unit, ParseError> {
+        // Leading zeros (and a dec's trailing zeros) carry no value: they are neither counted
+        // against the limit nor converted, so every number the printer writes (`1e30` prints
+        // with 30 zeros) reads back, and a long run of zeros costs no big-number work.
+        let check_digits = |digits: usize| {
+            if digits > self.limits.max_digits {
+                return Err(self.err_at(
+                    start,
+                    format!(
+                        "number has {digits} digits; the limit is {}",
+                        self.limits.max_digits
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        let parse_magnitude = |digits: &[u8]| {
+            let m = BigInt::parse_bytes(digits, 10)
+                .ok_or_else(|| self.err_at(start, "invalid number"))?;
+            Ok::<_, ParseError>(if n.negative { -m } else { m })
+        };
         if !n.is_dec() {
-            if n.int_digits.len() <= 18 {
+            let lead = n.int_digits.iter().take_while(|&&c| c == b'0').count();
+            let digits = &n.int_digits[lead..];
+            check_digits(digits.len())?;
+            if digits.len() <= 18 {
                 let mut v: i64 = 0;
-                for &d in n.int_digits {
+                for &d in digits {
                     v = v * 10 + i64::from(d - b'0');
                 }
                 return Ok(Unit::Int(Int::from(if n.negative { -v } else { v })));
             }
-            let big = BigInt::parse_bytes(word.as_bytes(), 10)
-                .ok_or_else(|| self.err_at(start, "invalid integer"))?;
-            return Ok(Unit::Int(Int::from(big)));
+            return Ok(Unit::Int(Int::from(parse_magnitude(digits)?)));
         }
+        // The mantissa's digits are int_digits then frac_digits.
+        let mut all = Vec::with_capacity(n.int_digits.len() + n.frac_digits.len());
+        all.extend_from_slice(n.int_digits);
+        all.extend_from_slice(n.frac_digits);
+        let lead = all.iter().take_while(|&&c| c == b'0').count();
+        let trail = all[lead..].iter().rev().take_while(|&&c| c == b'0').count();
+        let digits = &all[lead..all.len() - trail];
+        check_digits(digits.len())?;
+        let out_of_range = || {
+            self.err_at(
+                start,
+                format!("decimal exponent out of range (the scale is limited to ±{MAX_SCALE})"),
+            )
+        };
         let exponent: i64 = match n.exponent {
             None => 0,
             Some(e) => std::str::from_utf8(e)
                 .ok()
                 .and_then(|e| e.parse().ok())
-                .ok_or_else(|| self.err_at(start, "decimal exponent out of range"))?,
+                .ok_or_else(out_of_range)?,
         };
-        let mut mantissa_text = String::with_capacity(digits + 1);
-        if n.negative {
-            mantissa_text.push('-');
+        if digits.is_empty() {
+            return Ok(Unit::Dec(Dec::new(BigInt::from(0), 0)));
         }
-        mantissa_text.push_str(std::str::from_utf8(n.int_digits).unwrap_or("0"));
-        mantissa_text.push_str(std::str::from_utf8(n.frac_digits).unwrap_or(""));
-        let mantissa = BigInt::parse_bytes(mantissa_text.as_bytes(), 10)
-            .ok_or_else(|| self.err_at(start, "invalid decimal"))?;
-        let frac_len = i64::try_from(n.frac_digits.len()).unwrap_or(i64::MAX);
-        let scale = frac_len
-            .checked_sub(exponent)
-            .ok_or_else(|| self.err_at(start, "decimal exponent out of range"))?;
-        Ok(Unit::Dec(Dec::new(mantissa, scale)))
+        // value = digits × 10^(trail + exponent - frac_len)
+        let scale = i64::try_from(n.frac_digits.len())
+            .ok()
+            .and_then(|f| f.checked_sub(i64::try_from(trail).ok()?))
+            .and_then(|s| s.checked_sub(exponent))
+            .filter(|s| (-MAX_SCALE..=MAX_SCALE).contains(s))
+            .ok_or_else(out_of_range)?;
+        // No trailing zero digit: the value is already normalized.
+        Ok(Unit::Dec(Dec::new(parse_magnitude(digits)?, scale)))
     }
 }
+
+/// Value of each byte as a hex digit, or 0xff.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match i as u8 {
+            c @ b'0'..=b'9' => c - b'0',
+            c @ b'a'..=b'f' => c - b'a' + 10,
+            c @ b'A'..=b'F' => c - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
+    }
+    t
+};
 
 fn hex_val(c: u8) -> Option<u8> {
     match c {
