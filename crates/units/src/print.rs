@@ -6,7 +6,7 @@ use num_bigint::BigInt;
 use num_traits::{Signed, Zero};
 
 use crate::text::{is_bare_segment, is_bare_str, is_word_char};
-use crate::value::{Path, Unit};
+use crate::value::{Path, Stream, Unit};
 
 /// Plain decimal notation is used while it needs at most this many padding zeros; beyond,
 /// the exponent form `1.5e40`.
@@ -76,18 +76,23 @@ fn write_canonical(out: &mut String, u: &Unit) {
         }
         Unit::Stream(s) => {
             write_canonical(out, &s.unit);
-            out.push('@');
-            out.push_str(s.service());
-            if let Some(node) = s.node() {
-                out.push(':');
-                if node.chars().all(is_word_char) {
-                    out.push_str(node);
-                } else {
-                    write_quoted(out, node);
-                }
-            }
+            write_link(out, s);
         }
         scalar => write_scalar(out, scalar),
+    }
+}
+
+/// Writes `@service[:node]`.
+fn write_link(out: &mut String, s: &Stream) {
+    out.push('@');
+    out.push_str(s.service());
+    if let Some(node) = s.node() {
+        out.push(':');
+        if node.chars().all(is_word_char) {
+            out.push_str(node);
+        } else {
+            write_quoted(out, node);
+        }
     }
 }
 
@@ -237,6 +242,10 @@ fn write_pretty(out: &mut String, u: &Unit, indent: usize, step: usize) {
             }
             pad(out, indent);
             out.push('}');
+        }
+        Unit::Stream(s) => {
+            write_pretty(out, &s.unit, indent, step);
+            write_link(out, s);
         }
         other => write_canonical(out, other),
     }

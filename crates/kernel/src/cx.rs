@@ -1,0 +1,341 @@
+//! The call context and the evaluator of streams and refs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use plexus_identity::PublicKey;
+use plexus_units::{Map, Str, Unit};
+
+use crate::error::code;
+use crate::service::{BoxFuture, Delivery, Outcome};
+use crate::{Error, Kernel, Terminal};
+
+/// How deeply calls may nest (a program that calls itself forever stops here).
+pub const MAX_CALL_DEPTH: u32 = 200;
+
+/// The context of one call: who is acting, for which session, in which task.
+///
+/// Everything done while evaluating a message acts with the authority of its author; nested
+/// calls share it.
+#[derive(Clone)]
+pub struct Cx {
+    kernel: Kernel,
+    author: PublicKey,
+    root_hash: [u8; 32],
+    session: Option<Arc<dyn Terminal>>,
+    task: u64,
+    depth: u32,
+}
+
+impl Cx {
+    pub(crate) fn new(
+        kernel: Kernel,
+        author: PublicKey,
+        root_hash: [u8; 32],
+        session: Option<Arc<dyn Terminal>>,
+        task: u64,
+    ) -> Cx {
+        Cx {
+            kernel,
+            author,
+            root_hash,
+            session,
+            task,
+            depth: 0,
+        }
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// The user on whose authority the call runs.
+    pub fn author(&self) -> &PublicKey {
+        &self.author
+    }
+
+    /// Hash of the signed root message this call derives from.
+    pub fn root_hash(&self) -> &[u8; 32] {
+        &self.root_hash
+    }
+
+    /// The task this call runs in.
+    pub fn task(&self) -> u64 {
+        self.task
+    }
+
+    /// The same context in another task (for work started with [`Kernel::spawn_task`]).
+    pub fn in_task(&self, task: u64) -> Cx {
+        Cx {
+            task,
+            ..self.clone()
+        }
+    }
+
+    /// The session's terminal, or a `term.none` error.
+    pub fn terminal(&self) -> Result<&Arc<dyn Terminal>, Error> {
+        self.session.as_ref().ok_or_else(|| {
+            Error::new(
+                code::NO_TERMINAL,
+                "this call has no terminal (use the λ shell or plx send from a terminal)",
+            )
+        })
+    }
+
+    /// Whether the call has a terminal.
+    pub fn has_terminal(&self) -> bool {
+        self.session.is_some()
+    }
+
+    fn nested(&self) -> Result<Cx, Error> {
+        if self.depth >= MAX_CALL_DEPTH {
+            return Err(Error::new(
+                code::LIMIT,
+                format!("calls nested deeper than {MAX_CALL_DEPTH}"),
+            ));
+        }
+        Ok(Cx {
+            depth: self.depth + 1,
+            ..self.clone()
+        })
+    }
+
+    /// Runs a root message: a stream is delivered and its outcome returned as is (so an
+    /// effect has no value); anything else is evaluated to a value.
+    pub async fn run(&self, body: Unit) -> Outcome {
+        match body {
+            Unit::Stream(s) => {
+                let s = *s;
+                let node = s.node().map(str::to_owned);
+                let service = s.service().to_owned();
+                self.send(&service, node.as_deref(), s.unit).await
+            }
+            other => self.eval(other).await.map(Some),
+        }
+    }
+
+    /// Evaluates every stream and ref in `u`, depth first and left to right, each stream
+    /// once. Refs resolve against `u` itself; inside a stream, against that stream's message
+    /// (the message being handled). A stream whose call has no value becomes none.
+    pub async fn eval(&self, u: Unit) -> Result<Unit, Error> {
+        let (streams, refs) = needs_eval(&u);
+        if !streams && !refs {
+            return Ok(u);
+        }
+        let mut ev = Evaluator {
+            cx: self,
+            root: if refs { Some(u.clone()) } else { None },
+            memo: HashMap::new(),
+            resolving: HashSet::new(),
+        };
+        let mut path = Vec::new();
+        ev.eval_at(u, &mut path).await
+    }
+
+    /// Sends `msg` to `service` (on `node`, if given) and returns its outcome. The message is
+    /// evaluated first if the service takes evaluated messages.
+    pub fn send<'a>(
+        &'a self,
+        service: &'a str,
+        node: Option<&'a str>,
+        msg: Unit,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(service, node, msg))
+    }
+
+    /// [`Cx::send`] giving none for a call without a value.
+    pub async fn value(&self, service: &str, msg: Unit) -> Result<Unit, Error> {
+        Ok(self.send(service, None, msg).await?.unwrap_or(Unit::None))
+    }
+
+    async fn deliver(&self, service: &str, node: Option<&str>, msg: Unit) -> Outcome {
+        if let Some(node) = node {
+            if !self.kernel.is_this_node(node) {
+                return Err(Error::new(
+                    code::UNKNOWN_NODE,
+                    format!(
+                        "no node named {node} (this node is {})",
+                        self.kernel.node().name
+                    ),
+                )
+                .with("node", node));
+            }
+        }
+        let entry = self.kernel.entry(service)?;
+        self.kernel.check_policy(&entry, &self.author)?;
+        let cx = self.nested()?;
+        let msg = if entry.service.delivery() == Delivery::Evaluated {
+            cx.eval(msg).await?
+        } else {
+            msg
+        };
+        if let Unit::Str(s) = &msg {
+            if let Some(out) = self.kernel_command(&entry, s) {
+                return out;
+            }
+        }
+        let _permit = entry
+            .mailbox
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("service closed"))?;
+        entry.service.call(&cx, msg).await
+    }
+
+    /// `serv` and `help…` work on every service.
+    fn kernel_command(&self, entry: &crate::kernel::Entry, cmd: &str) -> Option<Outcome> {
+        let help = entry.service.help();
+        let out = match cmd {
+            "serv" => Unit::List(self.kernel.services().into_iter().map(Unit::Str).collect()),
+            "help" => help.to_unit(),
+            "help.name" => Unit::str(help.name),
+            "help.info" => Unit::str(help.info),
+            "help.tut" => help.tut_unit(),
+            "help.man" => help.man_unit(),
+            _ if cmd.starts_with("help") => {
+                return Some(Err(Error::unknown_command(help.name, &Unit::str(cmd))))
+            }
+            _ => return None,
+        };
+        Some(Ok(Some(out)))
+    }
+}
+
+/// Whether `u` holds streams, refs.
+pub fn needs_eval(u: &Unit) -> (bool, bool) {
+    let mut found = (false, false);
+    scan(u, &mut found);
+    found
+}
+
+fn scan(u: &Unit, found: &mut (bool, bool)) {
+    match u {
+        Unit::Stream(_) => found.0 = true,
+        Unit::Ref(_) => found.1 = true,
+        Unit::Pair(p) => {
+            scan(&p.0, found);
+            scan(&p.1, found);
+        }
+        Unit::List(l) => l.iter().for_each(|e| scan(e, found)),
+        Unit::Map(m) => m.iter().for_each(|(k, v)| {
+            scan(k, found);
+            scan(v, found);
+        }),
+        _ => {}
+    }
+}
+
+/// A path segment no ref can name, for places refs cannot reach (map keys, and values under
+/// keys that are not strings).
+fn hidden_segment(tag: char, i: usize) -> Str {
+    Str::from(format!("\u{0}{tag}{i}"))
+}
+
+struct Evaluator<'c> {
+    cx: &'c Cx,
+    root: Option<Unit>,
+    memo: HashMap<Vec<Str>, Unit>,
+    resolving: HashSet<Vec<Str>>,
+}
+
+impl Evaluator<'_> {
+    fn eval_at<'a>(
+        &'a mut self,
+        u: Unit,
+        path: &'a mut Vec<Str>,
+    ) -> BoxFuture<'a, Result<Unit, Error>> {
+        Box::pin(async move {
+            if self.root.is_some() {
+                if let Some(done) = self.memo.get(path) {
+                    return Ok(done.clone());
+                }
+            }
+            let (streams, refs) = needs_eval(&u);
+            if !streams && !refs {
+                return Ok(u);
+            }
+            let out = match u {
+                Unit::Stream(s) => {
+                    // The stream's message is evaluated by its own delivery, with itself as
+                    // the root for refs: a ref names a part of the message being handled.
+                    let s = *s;
+                    let service = s.service().to_owned();
+                    let node = s.node().map(str::to_owned);
+                    self.cx
+                        .send(&service, node.as_deref(), s.unit)
+                        .await?
+                        .unwrap_or(Unit::None)
+                }
+                Unit::Ref(p) => self.resolve(p).await?,
+                Unit::Pair(p) => {
+                    let (a, b) = *p;
+                    path.push(Str::from("0"));
+                    let a = self.eval_at(a, path).await;
+                    path.pop();
+                    let a = a?;
+                    path.push(Str::from("1"));
+                    let b = self.eval_at(b, path).await;
+                    path.pop();
+                    Unit::pair(a, b?)
+                }
+                Unit::List(l) => {
+                    let mut out = Vec::with_capacity(l.len());
+                    for (i, e) in l.into_iter().enumerate() {
+                        path.push(Str::from(i.to_string()));
+                        let v = self.eval_at(e, path).await;
+                        path.pop();
+                        out.push(v?);
+                    }
+                    Unit::List(out)
+                }
+                Unit::Map(m) => {
+                    let mut out = Vec::with_capacity(m.len());
+                    for (i, (k, v)) in m.into_entries().into_iter().enumerate() {
+                        let seg = match &k {
+                            Unit::Str(s) => s.clone(),
+                            _ => hidden_segment('v', i),
+                        };
+                        path.push(hidden_segment('k', i));
+                        let k = self.eval_at(k, path).await;
+                        path.pop();
+                        path.push(seg);
+                        let v = self.eval_at(v, path).await;
+                        path.pop();
+                        out.push((k?, v?));
+                    }
+                    Unit::Map(Map::from_entries(out).map_err(|_| {
+                        Error::bad_argument("map keys became equal after evaluation")
+                    })?)
+                }
+                other => other,
+            };
+            if self.root.is_some() {
+                self.memo.insert(path.clone(), out.clone());
+            }
+            Ok(out)
+        })
+    }
+
+    /// A ref evaluates to the unit at its path in the root, itself evaluated (once); a path
+    /// that is not in the root leaves the ref as it is, for services that take paths.
+    async fn resolve(&mut self, p: plexus_units::Path) -> Result<Unit, Error> {
+        let target = self.root.as_ref().and_then(|r| r.find(&p)).cloned();
+        let Some(target) = target else {
+            return Ok(Unit::Ref(p));
+        };
+        let mut at: Vec<Str> = p.segments().to_vec();
+        if let Some(done) = self.memo.get(&at) {
+            return Ok(done.clone());
+        }
+        if !self.resolving.insert(at.clone()) {
+            return Err(Error::new(
+                code::REF_CYCLE,
+                format!("{} refers to itself", Unit::Ref(p)),
+            ));
+        }
+        let v = self.eval_at(target, &mut at).await;
+        self.resolving.remove(&at);
+        v
+    }
+}

@@ -1,0 +1,324 @@
+//! Plexus protocol: the frames a client (`plx send`, the λ shell) and a node exchange.
+//!
+//! The protocol is sans-io: [`encode_frame`] turns a frame into bytes and [`FrameReader`]
+//! turns received bytes back into frames; sockets are the caller's business. The format is
+//! specified in `docs/protocol.md`.
+//!
+//! A connection starts with [`ClientFrame::Hello`] answered by [`NodeFrame::Welcome`] (or
+//! [`NodeFrame::Refused`] on a version mismatch). The client then sends calls, each a signed
+//! message with an id of the client's choosing; the node answers each with a
+//! [`NodeFrame::Reply`]. While a call runs, the node may ask the client's terminal to do
+//! things ([`NodeFrame::Term`]: print, read a line…), which the client answers with
+//! [`ClientFrame::Term`]. Many calls may be in flight on one connection.
+//!
+//! ```
+//! use plexus_protocol::{encode_frame, ClientFrame, FrameReader, PROTOCOL_VERSION};
+//!
+//! let mut wire = Vec::new();
+//! encode_frame(&ClientFrame::Hello { version: PROTOCOL_VERSION, client: "doc".into() }, &mut wire)
+//!     .unwrap();
+//! let mut reader = FrameReader::new();
+//! reader.push(&wire);
+//! let frame: ClientFrame = reader.next_frame().unwrap().unwrap();
+//! assert!(matches!(frame, ClientFrame::Hello { version: PROTOCOL_VERSION, .. }));
+//! ```
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame accepted (a 64 MiB unit plus envelope).
+pub const MAX_FRAME: usize = (64 << 20) + 4096;
+
+/// A frame from a client to a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// First frame of a connection.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u16,
+        /// Free-form client description, for logs (`plx send`, `plx shell`).
+        client: String,
+    },
+    /// Evaluate a signed message (`plexus_identity::SignedMessage::to_bytes`).
+    Call {
+        /// Chosen by the client, unique among its calls in flight.
+        id: u64,
+        /// The signed message bytes.
+        message: Vec<u8>,
+        /// Whether the node may use this connection's terminal for the call.
+        terminal: bool,
+    },
+    /// Stop a call in flight (its reply is an error with code `cancelled`).
+    Cancel {
+        /// The call's id.
+        id: u64,
+    },
+    /// The answer to a [`NodeFrame::Term`] request.
+    Term {
+        /// The request's id.
+        id: u64,
+        /// What happened.
+        response: TermResponse,
+    },
+}
+
+/// A frame from a node to a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeFrame {
+    /// Answer to [`ClientFrame::Hello`].
+    Welcome {
+        /// [`PROTOCOL_VERSION`] of the node.
+        version: u16,
+        /// The node's persistent id.
+        node_id: String,
+        /// The node's name.
+        node_name: String,
+    },
+    /// The connection is refused (version mismatch, node shutting down).
+    Refused {
+        /// Why, for people.
+        reason: String,
+    },
+    /// The result of a call.
+    Reply {
+        /// The call's id.
+        id: u64,
+        /// Its outcome.
+        result: CallResult,
+    },
+    /// A request to the client's terminal on behalf of a call.
+    Term {
+        /// Request id, echoed in the client's [`ClientFrame::Term`].
+        id: u64,
+        /// The call it belongs to.
+        call: u64,
+        /// What to do.
+        request: TermRequest,
+    },
+}
+
+/// How a call ended. Units travel in their canonical binary encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallResult {
+    /// A value.
+    Value(Vec<u8>),
+    /// The call was done for its effect and has no value.
+    Nothing,
+    /// An error unit `{err:… msg:…}`.
+    Error(Vec<u8>),
+}
+
+/// Something a call asks of the session's terminal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TermRequest {
+    /// Print text as it is (no line break added).
+    Say {
+        /// The text.
+        text: String,
+    },
+    /// Print a prompt and read a line.
+    ReadLine {
+        /// Printed before reading.
+        prompt: String,
+        /// Do not echo what is typed.
+        secret: bool,
+        /// Keep at most this many characters.
+        limit: Option<u32>,
+    },
+    /// Read one key press.
+    ReadKey,
+    /// Report the terminal's size.
+    Size,
+    /// Clear the screen.
+    Clear,
+    /// Show an image (RGB pixels, row by row).
+    Image {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// `width × height × 3` bytes.
+        rgb: Vec<u8>,
+    },
+}
+
+/// The terminal's answer to a [`TermRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TermResponse {
+    /// Done (say, clear, image).
+    Done,
+    /// The line read; `None` at end of input.
+    Line(Option<String>),
+    /// The key pressed: a character, or `UP` `DOWN` `LEFT` `RIGHT` `ESC` `ENTER` `BACKSPACE`
+    /// `TAB` `UNKNOWN`.
+    Key(String),
+    /// The terminal's size in characters and, when known, in pixels.
+    Size {
+        /// Columns.
+        cols: u32,
+        /// Rows.
+        rows: u32,
+        /// Width in pixels (0 when unknown).
+        width_px: u32,
+        /// Height in pixels (0 when unknown).
+        height_px: u32,
+    },
+    /// The terminal cannot do this (no image support, not a terminal…).
+    Unsupported(String),
+    /// Input was interrupted (Ctrl-C) or the terminal failed.
+    Failed(String),
+}
+
+/// A frame that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The frame announces more than [`MAX_FRAME`] bytes.
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
+    TooLarge(usize),
+    /// The frame's bytes are not a valid frame.
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+/// Appends `frame` to `out` as a length-prefixed frame: a 4-byte little-endian length, then
+/// the postcard encoding.
+pub fn encode_frame<T: Serialize>(frame: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let body = postcard::to_extend(frame, std::mem::take(out))?;
+    *out = body;
+    let len = out.len() - at - 4;
+    if len > MAX_FRAME {
+        out.truncate(at);
+        return Err(ProtocolError::TooLarge(len));
+    }
+    out[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Reassembles frames from a byte stream.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl FrameReader {
+    /// An empty reader.
+    pub fn new() -> FrameReader {
+        FrameReader::default()
+    }
+
+    /// Adds received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed. After an error the
+    /// stream is out of sync: close the connection.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtocolError> {
+        let avail = &self.buf[self.start..];
+        let Some(len_bytes) = avail.get(..4) else {
+            return Ok(None);
+        };
+        let mut len = [0u8; 4];
+        len.copy_from_slice(len_bytes);
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(ProtocolError::TooLarge(len));
+        }
+        let Some(body) = avail.get(4..4 + len) else {
+            return Ok(None);
+        };
+        let frame = postcard::from_bytes(body)?;
+        self.start += 4 + len;
+        if self.start > 1 << 16 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(Some(frame))
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_split_anywhere_reassemble() {
+        let frames = vec![
+            NodeFrame::Welcome {
+                version: 1,
+                node_id: "n1".into(),
+                node_name: "a".into(),
+            },
+            NodeFrame::Reply {
+                id: 7,
+                result: CallResult::Value(vec![1, 0x45]),
+            },
+            NodeFrame::Term {
+                id: 1,
+                call: 7,
+                request: TermRequest::ReadLine {
+                    prompt: "λ ".into(),
+                    secret: false,
+                    limit: Some(10),
+                },
+            },
+        ];
+        let mut wire = Vec::new();
+        for f in &frames {
+            encode_frame(f, &mut wire).unwrap();
+        }
+        for split in 0..wire.len() {
+            let mut r = FrameReader::new();
+            let mut got = Vec::new();
+            r.push(&wire[..split]);
+            while let Some(f) = r.next_frame::<NodeFrame>().unwrap() {
+                got.push(f);
+            }
+            r.push(&wire[split..]);
+            while let Some(f) = r.next_frame::<NodeFrame>().unwrap() {
+                got.push(f);
+            }
+            assert_eq!(got, frames);
+            assert_eq!(r.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused() {
+        let mut r = FrameReader::new();
+        r.push(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            r.next_frame::<ClientFrame>(),
+            Err(ProtocolError::TooLarge(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut r = FrameReader::new();
+            r.push(&bytes);
+            for _ in 0..10 {
+                match r.next_frame::<ClientFrame>() {
+                    Ok(Some(_)) => continue,
+                    _ => break,
+                }
+            }
+        }
+    }
+}

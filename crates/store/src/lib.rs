@@ -1,0 +1,1 @@
+//! Plexus node storage (to be written).
