@@ -22,6 +22,7 @@ pub struct Cx {
     kernel: Kernel,
     author: PublicKey,
     root_hash: [u8; 32],
+    root_signature: Option<[u8; 64]>,
     session: Option<Arc<dyn Terminal>>,
     task: u64,
     depth: u32,
@@ -39,10 +40,22 @@ impl Cx {
             kernel,
             author,
             root_hash,
+            root_signature: None,
             session,
             task,
             depth: 0,
         }
+    }
+
+    /// The same context, recording the root message's signature (for `test.dump` and audit).
+    pub fn with_root_signature(mut self, signature: [u8; 64]) -> Cx {
+        self.root_signature = Some(signature);
+        self
+    }
+
+    /// The signature of the root message, when the call came from a signed message.
+    pub fn root_signature(&self) -> Option<&[u8; 64]> {
+        self.root_signature.as_ref()
     }
 
     /// The kernel.

@@ -18,6 +18,7 @@
 
 pub mod dat_gen;
 pub mod dat_proc;
+pub mod forms;
 pub mod gfx_2d;
 pub mod io_store;
 pub mod io_term;
