@@ -1,5 +1,7 @@
 //! Evaluation rules of docs/evaluation.md, checked with small test services.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
