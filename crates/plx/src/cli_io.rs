@@ -101,7 +101,7 @@ impl Output {
 /// Decodes hex text (whitespace ignored).
 pub fn from_hex(text: &str) -> Result<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!("hex input has an odd number of digits");
     }
     digits

@@ -45,6 +45,11 @@ impl Home {
         Ok(Home { root })
     }
 
+    /// The home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn users_dir(&self) -> PathBuf {
         self.root.join("users")
     }

@@ -5,10 +5,15 @@
 //! non-zero exit code (1 for a failed command, 2 for a usage error).
 
 mod cli_io;
+mod client;
+mod cmd_bench;
+mod cmd_img;
 mod cmd_msg;
+mod cmd_node;
 mod cmd_unit;
 mod cmd_user;
 mod home;
+mod shell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,11 +37,42 @@ struct Cli {
     home: Option<PathBuf>,
 
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Open the λ shell on the local node (the default command).
+    Shell {
+        /// Node socket [default: $PLX_HOME/node/node.sock, or $PLX_SOCKET].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Evaluate one message on the node and print the result (the scripting interface).
+    ///
+    /// The result is printed in canonical notation followed by a newline; what services print
+    /// on the session's terminal goes to standard output too, in order. An error prints the
+    /// error unit on standard error and exits with code 1. A call without a value prints
+    /// nothing. Ctrl-C cancels the evaluation.
+    /// Example: plx send '(neg 5)@math.calc'   →   -5
+    Send(cmd_node::SendArgs),
+    /// Start the local node in the background and open the shell on it (--detach: return
+    /// once it answers; stop it with `plx down`).
+    Up(cmd_node::UpArgs),
+    /// Stop the local node started by `plx up --detach`.
+    Down,
+    /// Run a node in the foreground (logs on standard error; stops on Ctrl-C or SIGTERM).
+    ///
+    /// The node keeps its state in its data directory (identity, key, database) and serves
+    /// clients on a Unix socket there. The current user becomes the node's administrator on
+    /// first start. Log detail: PLX_LOG=debug.
+    Node(cmd_node::NodeArgs),
+    /// Measure performance against baselines taken in the same run.
+    #[command(subcommand)]
+    Bench(cmd_bench::BenchCmd),
+    /// Images: export an image unit as PNG.
+    #[command(subcommand)]
+    Img(cmd_img::ImgCmd),
     /// Work with units: format, check, encode, decode, JSON.
     #[command(subcommand)]
     Unit(cmd_unit::UnitCmd),
@@ -50,13 +86,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Unit(cmd) => cmd_unit::run(cmd),
-        Command::User(cmd) => home::Home::locate(cli.home).and_then(|h| cmd_user::run(&h, cmd)),
-        Command::Msg(cmd) => home::Home::locate(cli.home).and_then(|h| cmd_msg::run(&h, cmd)),
+    let home = || home::Home::locate(cli.home.clone());
+    let result: anyhow::Result<i32> = match cli.command {
+        None => home().and_then(|h| shell::run(&h, None)),
+        Some(Command::Shell { socket }) => home().and_then(|h| shell::run(&h, socket)),
+        Some(Command::Send(args)) => home().and_then(|h| cmd_node::run_send(&h, args)),
+        Some(Command::Up(args)) => home().and_then(|h| cmd_node::run_up(&h, args)),
+        Some(Command::Down) => home().and_then(|h| cmd_node::run_down(&h).map(|()| 0)),
+        Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
+        Some(Command::Bench(cmd)) => cmd_bench::run(cmd).map(|()| 0),
+        Some(Command::Img(cmd)) => cmd_img::run(cmd).map(|()| 0),
+        Some(Command::Unit(cmd)) => cmd_unit::run(cmd).map(|()| 0),
+        Some(Command::User(cmd)) => home().and_then(|h| cmd_user::run(&h, cmd)).map(|()| 0),
+        Some(Command::Msg(cmd)) => home().and_then(|h| cmd_msg::run(&h, cmd)).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("plx: {e:#}");
             ExitCode::FAILURE

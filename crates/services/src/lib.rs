@@ -29,3 +29,50 @@ pub mod sys_usr;
 pub mod test_svc;
 pub mod testing;
 pub mod time_chrono;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use plexus_kernel::{Error, Kernel, Policy};
+use plexus_store::NodeDb;
+
+/// The io.store content a new node starts with (units text).
+pub use sys_task::SEED;
+
+/// Registers every built-in service on `kernel`, in vnix's order, storing data in `db`
+/// (`data_dir` is reported by `sys.hw`). `io.store` admits registered users; the others admit
+/// anyone whose signature verifies (the node's socket is private to its OS user).
+pub fn register_all(kernel: &Kernel, db: Arc<NodeDb>, data_dir: &Path) -> Result<(), Error> {
+    let store: Arc<dyn plexus_store::UnitStore> = db.clone();
+    let services = [
+        (io_term::service(), Policy::Anyone),
+        (io_store::service(store), Policy::Registered),
+        (dat_proc::service(), Policy::Anyone),
+        (dat_gen::service(), Policy::Anyone),
+        (time_chrono::service(), Policy::Anyone),
+        (gfx_2d::service(), Policy::Anyone),
+        (math_calc::service(), Policy::Anyone),
+        (sys_task::service(), Policy::Anyone),
+        (sys_usr::service(db.clone()), Policy::Anyone),
+        (sys_hw::service(data_dir.to_owned()), Policy::Anyone),
+        (test_svc::dump(), Policy::Anyone),
+        (test_svc::echo(), Policy::Anyone),
+        (test_svc::void(), Policy::Anyone),
+    ];
+    for (service, policy) in services {
+        kernel.register(service, None, policy)?;
+    }
+    sys_usr::load_users(kernel, &db)?;
+    Ok(())
+}
+
+/// Opens (or creates) a node's database at `path` and seeds io.store on first start.
+pub fn open_db(path: &Path) -> Result<Arc<NodeDb>, Error> {
+    let db =
+        NodeDb::open(path).map_err(|e| Error::new(plexus_kernel::code::STORAGE, e.to_string()))?;
+    let seed = plexus_units::parse(SEED)
+        .map_err(|e| Error::internal(format!("the built-in seed does not parse: {e}")))?;
+    db.seed_if_empty(&seed)
+        .map_err(|e| Error::new(plexus_kernel::code::STORAGE, e.to_string()))?;
+    Ok(Arc::new(db))
+}

@@ -567,6 +567,14 @@ fn summary(corpus: &[Case]) {
 
 fn main() {
     let corpus = corpus();
+    if let Ok(dir) = std::env::var("TMP_DUMP") {
+        for c in &corpus {
+            std::fs::write(format!("{dir}/{}.txt", c.name), &c.text).unwrap();
+            std::fs::write(format!("{dir}/{}.json", c.name), &c.json).unwrap();
+            std::fs::write(format!("{dir}/{}.cbor", c.name), &c.cbor).unwrap();
+        }
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
     criterion_benches(&mut criterion, &corpus);
     criterion.final_summary();

@@ -139,8 +139,8 @@ pub fn encode_into(u: &Unit, out: &mut Vec<u8>) {
         },
         Unit::Dec(d) => {
             out.push(tag::DEC);
-            put_varint(zigzag(d.scale()), out);
-            let m = d.mantissa();
+            let (m, scale) = d.as_big_decimal().as_bigint_and_scale();
+            put_varint(zigzag(scale), out);
             match m.to_i64() {
                 Some(v) => encode_i64(v, out),
                 None => encode_big(&m, out),
@@ -449,18 +449,37 @@ impl Decoder<'_> {
                 if !matches!(mt, tag::INT_POS..=tag::BIG_NEG | tag::NEG_SMALL..=0x7f) {
                     return Err(self.non_canonical(mstart, "decimal mantissa is not an int"));
                 }
-                let m = self.int_after_tag(mt, mstart)?;
+                // Most mantissas fit an i64: check for a trailing zero digit without big-number
+                // division.
+                let (m, ends_in_zero) = match mt {
+                    tag::NEG_SMALL..=0x7f => {
+                        let v = if mt >= tag::POS_SMALL {
+                            i64::from(mt - tag::POS_SMALL)
+                        } else {
+                            -1 - i64::from(mt - tag::NEG_SMALL)
+                        };
+                        (BigInt::from(v), v % 10 == 0)
+                    }
+                    _ => {
+                        let m = self.int_after_tag(mt, mstart)?;
+                        let ends_in_zero = match m.to_i64() {
+                            Some(v) => v % 10 == 0,
+                            None => m.is_multiple_of(&BigInt::from(10u8)),
+                        };
+                        (m, ends_in_zero)
+                    }
+                };
                 let normalized = if m.is_zero() {
                     scale == 0
                 } else {
-                    !m.is_multiple_of(&BigInt::from(10u8))
+                    !ends_in_zero
                 };
                 if !normalized {
                     return Err(
                         self.non_canonical(start, "decimal not normalized (trailing zero digit)")
                     );
                 }
-                Unit::Dec(Dec::new(m, scale))
+                Unit::Dec(Dec::from_normalized(m, scale))
             }
             tag::STR | tag::STR_SHORT..=0xbf => {
                 let len = if t == tag::STR {
@@ -551,7 +570,12 @@ impl Decoder<'_> {
                         .map_err(|_| DecodeError::DuplicateKey { offset: start })?,
                 )
             }
-            _ => return Err(DecodeError::UnknownTag { tag: t, offset: start }),
+            _ => {
+                return Err(DecodeError::UnknownTag {
+                    tag: t,
+                    offset: start,
+                })
+            }
         })
     }
 
@@ -594,7 +618,9 @@ impl Decoder<'_> {
                     }
                     BigInt::from_biguint(Sign::Plus, mag)
                 } else {
-                    if (&mag - 1u8).to_u64().is_some() {
+                    // -(mag) fits INT_NEG when mag - 1 fits a u64, i.e. mag <= 2^64.
+                    let bits = mag.bits();
+                    if bits <= 64 || (bits == 65 && mag.trailing_zeros() == Some(64)) {
                         return Err(self.non_canonical(start, "big int fits a varint"));
                     }
                     BigInt::from_biguint(Sign::Minus, mag)
@@ -653,15 +679,7 @@ mod tests {
 
     #[test]
     fn int_boundaries_round_trip() {
-        for v in [
-            i64::MIN,
-            i64::MAX,
-            -33,
-            -32,
-            63,
-            64,
-            i64::from(u32::MAX),
-        ] {
+        for v in [i64::MIN, i64::MAX, -33, -32, 63, 64, i64::from(u32::MAX)] {
             round(Unit::int(v));
         }
         let two64 = BigInt::from(u64::MAX) + 1u8;

@@ -31,7 +31,7 @@ mod value;
 pub use binary::{decode, decode_bytes, decode_bytes_with, encode, encode_into, DecodeError};
 pub use print::{dec_to_string, to_pretty, to_short, to_text};
 pub use text::ParseError;
-pub use value::{DuplicateKey, Dec, Int, Kind, Map, NameError, Path, Str, Stream, Unit};
+pub use value::{Dec, DuplicateKey, Int, Kind, Map, NameError, Path, Str, Stream, Unit};
 
 /// Bounds on what the parser and decoder accept, so hostile input fails fast with bounded
 /// memory. [`Limits::DEFAULT`] suits messages; raise them for trusted bulk data.

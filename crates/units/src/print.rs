@@ -99,7 +99,11 @@ fn write_link(out: &mut String, s: &Stream) {
 /// After a stream key the separator is followed by a space, so `{k@s: v@t:n}` cannot be read as
 /// the key `k@s:v@t` (see `docs/units-text.md`).
 fn push_separator(out: &mut String, key: &Unit) {
-    out.push_str(if matches!(key, Unit::Stream(_)) { ": " } else { ":" });
+    out.push_str(if matches!(key, Unit::Stream(_)) {
+        ": "
+    } else {
+        ":"
+    });
 }
 
 fn write_scalar(out: &mut String, u: &Unit) {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use num_bigint::BigInt;
+use num_bigint::{BigInt, BigUint};
 
 use crate::binary::MAX_SCALE;
 use crate::value::{first_duplicate, Dec, Int, Map, Path, Str, Stream, Unit};
@@ -47,7 +47,11 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} at line {}, column {}", self.message, self.line, self.column)?;
+        writeln!(
+            f,
+            "{} at line {}, column {}",
+            self.message, self.line, self.column
+        )?;
         let gutter = self.line.to_string();
         writeln!(f, "{} | {}", gutter, self.context)?;
         write!(
@@ -118,6 +122,9 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
         pos: 0,
         depth: 0,
         high: 0,
+        items: Vec::new(),
+        entries: Vec::new(),
+        key_offsets: Vec::new(),
         limits,
     };
     p.skip_ws()?;
@@ -127,9 +134,9 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
     let unit = p.unit(false)?;
     p.skip_ws()?;
     if p.pos != p.b.len() {
-        return Err(p.err(
-            "unexpected input after the unit (a message is one unit: put several in [ ])",
-        ));
+        return Err(
+            p.err("unexpected input after the unit (a message is one unit: put several in [ ])")
+        );
     }
     Ok(unit)
 }
@@ -141,6 +148,12 @@ struct Parser<'a> {
     depth: usize,
     /// The deepest `depth` reached so far inside the unit being parsed.
     high: usize,
+    /// Scratch stacks shared by all nesting levels: the elements of the lists (entries of the
+    /// maps) being read are pushed here and moved out once complete, so each list or map gets
+    /// one allocation of the exact size instead of a growing vector.
+    items: Vec<Unit>,
+    entries: Vec<(Unit, Unit)>,
+    key_offsets: Vec<usize>,
     limits: &'a Limits,
 }
 
@@ -241,9 +254,9 @@ impl<'a> Parser<'a> {
                     node_colon = Some(colon);
                 } else if !in_key {
                     self.pos += 1;
-                    return Err(self.err(
-                        "expected a node name right after ':' (as in x@math.calc:node-b)",
-                    ));
+                    return Err(
+                        self.err("expected a node name right after ':' (as in x@math.calc:node-b)")
+                    );
                 }
             }
             let stream = Stream::new(unit, service, node.as_deref())
@@ -280,7 +293,9 @@ impl<'a> Parser<'a> {
             _ => {
                 let w = self.word();
                 if w.is_empty() {
-                    return Err(self.err("expected a node name after ':' (as in x@math.calc:node-b)"));
+                    return Err(
+                        self.err("expected a node name after ':' (as in x@math.calc:node-b)")
+                    );
                 }
                 Ok(w.to_owned())
             }
@@ -318,7 +333,13 @@ impl<'a> Parser<'a> {
             | Some(b' ' | b'\t' | b'\n' | b'\r' | b']' | b')' | b'}' | b'[' | b'(' | b'{' | b'/') => {
                 Ok(())
             }
-            _ if matches!(self.b.get(self.pos.wrapping_sub(1)), Some(b']' | b')' | b'}')) => Ok(()),
+            _ if matches!(
+                self.b.get(self.pos.wrapping_sub(1)),
+                Some(b']' | b')' | b'}')
+            ) =>
+            {
+                Ok(())
+            }
             Some(b':') => Err(self.err("unexpected ':' (only maps have keys: {k:v})")),
             _ => Err(self.err("expected whitespace between units")),
         }
@@ -333,21 +354,22 @@ impl<'a> Parser<'a> {
             b'[' => {
                 self.enter()?;
                 self.pos += 1;
-                let mut items = Vec::new();
+                let base = self.items.len();
                 loop {
                     self.skip_ws()?;
                     match self.peek() {
                         Some(b']') => break,
                         None => return Err(self.err_at(start, "unclosed list: expected ']'")),
                         _ => {
-                            items.push(self.unit(false)?);
+                            let item = self.unit(false)?;
+                            self.items.push(item);
                             self.after_unit()?;
                         }
                     }
                 }
                 self.pos += 1;
                 self.depth -= 1;
-                Ok(Unit::List(items))
+                Ok(Unit::List(self.items.drain(base..).collect()))
             }
             b'(' => {
                 self.enter()?;
@@ -384,15 +406,14 @@ impl<'a> Parser<'a> {
             b'{' => {
                 self.enter()?;
                 self.pos += 1;
-                let mut entries = Vec::new();
-                let mut key_offsets = Vec::new();
+                let (base, offsets_base) = (self.entries.len(), self.key_offsets.len());
                 loop {
                     self.skip_ws()?;
                     match self.peek() {
                         Some(b'}') => break,
                         None => return Err(self.err_at(start, "unclosed map: expected '}'")),
                         _ => {
-                            key_offsets.push(self.pos);
+                            self.key_offsets.push(self.pos);
                             let key = self.unit(true)?;
                             self.skip_ws()?;
                             if self.peek() != Some(b':') {
@@ -405,16 +426,18 @@ impl<'a> Parser<'a> {
                             }
                             let value = self.unit(false)?;
                             self.after_unit()?;
-                            entries.push((key, value));
+                            self.entries.push((key, value));
                         }
                     }
                 }
+                let entries: Vec<(Unit, Unit)> = self.entries.drain(base..).collect();
                 if let Some(i) = first_duplicate(&entries) {
                     return Err(self.err_at(
-                        key_offsets[i],
+                        self.key_offsets[offsets_base + i],
                         "duplicate map key (each key may appear once)",
                     ));
                 }
+                self.key_offsets.truncate(offsets_base);
                 self.pos += 1;
                 self.depth -= 1;
                 Ok(Unit::Map(Map::from_entries(entries).unwrap_or_default()))
@@ -499,10 +522,7 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let body_start = self.pos;
         // Fast path: no escapes.
-        let mut i = self.pos;
-        while i < self.b.len() && self.b[i] != q && self.b[i] != b'\\' {
-            i += 1;
-        }
+        let i = find2(&self.b[self.pos..], q, b'\\').map_or(self.b.len(), |n| self.pos + n);
         if i < self.b.len() && self.b[i] == q {
             self.pos = i + 1;
             return Ok(self.src[body_start..i].to_owned());
@@ -522,10 +542,8 @@ impl<'a> Parser<'a> {
                 return Ok(out);
             }
             if c != b'\\' {
-                let run_end = self.b[self.pos..]
-                    .iter()
-                    .position(|&b| b == q || b == b'\\')
-                    .map_or(self.b.len(), |n| self.pos + n);
+                let run_end =
+                    find2(&self.b[self.pos..], q, b'\\').map_or(self.b.len(), |n| self.pos + n);
                 out.push_str(&self.src[self.pos..run_end]);
                 self.pos = run_end;
                 continue;
@@ -557,8 +575,8 @@ impl<'a> Parser<'a> {
                     let ch = ((1..=6).contains(&hex.len())
                         && hex.bytes().all(|b| b.is_ascii_hexdigit()))
                     .then(|| u32::from_str_radix(hex, 16).ok())
-                        .flatten()
-                        .and_then(char::from_u32);
+                    .flatten()
+                    .and_then(char::from_u32);
                     match ch {
                         Some(ch) => out.push(ch),
                         None => {
@@ -587,7 +605,7 @@ impl<'a> Parser<'a> {
             return Err(self.err("expected a quote"));
         };
         let body_start = self.pos + 1;
-        let Some(len) = self.b[body_start..].iter().position(|&c| c == q) else {
+        let Some(len) = find2(&self.b[body_start..], q, q) else {
             return Err(self.err_at(
                 open,
                 format!("unterminated byte string: expected a closing {}", q as char),
@@ -597,16 +615,22 @@ impl<'a> Parser<'a> {
         let mut out = Vec::with_capacity(len / 2);
         let mut i = 0;
         while i < body.len() {
-            // Fast path: two hex digits.
-            if let (Some(&h), Some(&l)) = (body.get(i), body.get(i + 1)) {
-                let (h, l) = (HEX_VALUE[usize::from(h)], HEX_VALUE[usize::from(l)]);
-                if h | l < 16 {
-                    out.push(h << 4 | l);
-                    i += 2;
-                    continue;
+            // Fast path: a run of pairs of hex digits.
+            for pair in body[i..].chunks_exact(2) {
+                let (h, l) = (
+                    HEX_VALUE[usize::from(pair[0])],
+                    HEX_VALUE[usize::from(pair[1])],
+                );
+                if h | l >= 16 {
+                    break;
                 }
+                out.push(h << 4 | l);
+                i += 2;
             }
-            match body[i] {
+            let Some(&c) = body.get(i) else {
+                break;
+            };
+            match c {
                 b' ' | b'\t' | b'\n' | b'\r' => i += 1,
                 c if HEX_VALUE[usize::from(c)] < 16 => {
                     return Err(self.err_at(
@@ -666,23 +690,25 @@ impl<'a> Parser<'a> {
             }
             Ok(())
         };
-        let parse_magnitude = |digits: &[u8]| {
-            let m = BigInt::parse_bytes(digits, 10)
-                .ok_or_else(|| self.err_at(start, "invalid number"))?;
-            Ok::<_, ParseError>(if n.negative { -m } else { m })
+        let signed = |digits: &[u8]| {
+            let m = match small_decimal(digits) {
+                Some(v) => BigInt::from(v),
+                None => BigInt::from(parse_decimal(digits)),
+            };
+            if n.negative {
+                -m
+            } else {
+                m
+            }
         };
         if !n.is_dec() {
             let lead = n.int_digits.iter().take_while(|&&c| c == b'0').count();
             let digits = &n.int_digits[lead..];
             check_digits(digits.len())?;
-            if digits.len() <= 18 {
-                let mut v: i64 = 0;
-                for &d in digits {
-                    v = v * 10 + i64::from(d - b'0');
-                }
+            if let Some(v) = small_decimal(digits) {
                 return Ok(Unit::Int(Int::from(if n.negative { -v } else { v })));
             }
-            return Ok(Unit::Int(Int::from(parse_magnitude(digits)?)));
+            return Ok(Unit::Int(Int::from(signed(digits))));
         }
         // The mantissa's digits are int_digits then frac_digits.
         let mut all = Vec::with_capacity(n.int_digits.len() + n.frac_digits.len());
@@ -706,7 +732,7 @@ impl<'a> Parser<'a> {
                 .ok_or_else(out_of_range)?,
         };
         if digits.is_empty() {
-            return Ok(Unit::Dec(Dec::new(BigInt::from(0), 0)));
+            return Ok(Unit::Dec(Dec::from_normalized(BigInt::from(0), 0)));
         }
         // value = digits × 10^(trail + exponent - frac_len)
         let scale = i64::try_from(n.frac_digits.len())
@@ -716,8 +742,78 @@ impl<'a> Parser<'a> {
             .filter(|s| (-MAX_SCALE..=MAX_SCALE).contains(s))
             .ok_or_else(out_of_range)?;
         // No trailing zero digit: the value is already normalized.
-        Ok(Unit::Dec(Dec::new(parse_magnitude(digits)?, scale)))
+        Ok(Unit::Dec(Dec::from_normalized(signed(digits), scale)))
     }
+}
+
+/// The value of at most 18 ASCII decimal digits.
+fn small_decimal(digits: &[u8]) -> Option<i64> {
+    (digits.len() <= 18).then(|| {
+        digits
+            .iter()
+            .fold(0i64, |v, &d| v * 10 + i64::from(d - b'0'))
+    })
+}
+
+/// The value of a run of ASCII decimal digits, 19 digits at a time into 64-bit limbs
+/// (several times faster than num-bigint's generic radix conversion at these sizes).
+fn parse_decimal(digits: &[u8]) -> BigUint {
+    let mut limbs: Vec<u64> = Vec::with_capacity(digits.len() / 19 + 1);
+    let mut rest = digits;
+    let mut take = match digits.len() % 19 {
+        0 => 19,
+        n => n,
+    };
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(take.min(rest.len()));
+        let value = chunk
+            .iter()
+            .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
+        let scale = 10u128.pow(chunk.len() as u32);
+        // limbs = limbs × 10^len + value
+        let mut carry = u128::from(value);
+        for limb in &mut limbs {
+            let t = u128::from(*limb) * scale + carry;
+            *limb = t as u64;
+            carry = t >> 64;
+        }
+        if carry != 0 {
+            limbs.push(carry as u64);
+        }
+        rest = tail;
+        take = 19;
+    }
+    BigUint::new(
+        limbs
+            .iter()
+            .flat_map(|&l| [l as u32, (l >> 32) as u32])
+            .collect(),
+    )
+}
+
+/// Index of the first byte of `hay` equal to `a` or `b`, scanning eight bytes at a time.
+fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut chunks = hay.chunks_exact(8);
+    for (k, chunk) in (&mut chunks).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let (x, y) = (w ^ wa, w ^ wb);
+        // The lowest set high bit marks the first zero byte of x or y exactly.
+        let hits = ((x.wrapping_sub(ONES) & !x) | (y.wrapping_sub(ONES) & !y)) & HIGHS;
+        if hits != 0 {
+            return Some(k * 8 + (hits.trailing_zeros() / 8) as usize);
+        }
+    }
+    let done = hay.len() - chunks.remainder().len();
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == a || c == b)
+        .map(|p| done + p)
 }
 
 /// Value of each byte as a hex digit, or 0xff.

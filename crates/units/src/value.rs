@@ -281,12 +281,10 @@ impl Ord for Unit {
             (Unit::Int(a), Unit::Int(b)) => a.cmp(b),
             (Unit::Dec(a), Unit::Dec(b)) => a.cmp(b),
             (Unit::Int(a), Unit::Dec(b)) => {
-                Dec::cmp_parts(&a.to_bigint(), 0, &b.mantissa(), b.scale())
-                    .then(Ordering::Less)
+                Dec::cmp_parts(&a.to_bigint(), 0, &b.mantissa(), b.scale()).then(Ordering::Less)
             }
             (Unit::Dec(a), Unit::Int(b)) => {
-                Dec::cmp_parts(&a.mantissa(), a.scale(), &b.to_bigint(), 0)
-                    .then(Ordering::Greater)
+                Dec::cmp_parts(&a.mantissa(), a.scale(), &b.to_bigint(), 0).then(Ordering::Greater)
             }
             (Unit::Str(a), Unit::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
             (Unit::Bytes(a), Unit::Bytes(b)) => a.cmp(b),
@@ -403,6 +401,18 @@ impl Dec {
         Dec::from(BigDecimal::new(mantissa, scale))
     }
 
+    /// The decimal `mantissa × 10^-scale` when the caller has checked it is normalized (the
+    /// mantissa is not a multiple of ten, or is zero with scale 0): skips the normalizing pass,
+    /// which converts the mantissa to decimal digits and back.
+    pub(crate) fn from_normalized(mantissa: BigInt, scale: i64) -> Dec {
+        debug_assert!(if mantissa.sign() == Sign::NoSign {
+            scale == 0
+        } else {
+            (&mantissa % 10u8).sign() != Sign::NoSign
+        });
+        Dec(Box::new(BigDecimal::new(mantissa, scale)))
+    }
+
     /// The normalized mantissa.
     pub fn mantissa(&self) -> BigInt {
         self.0.as_bigint_and_exponent().0
@@ -410,7 +420,7 @@ impl Dec {
 
     /// The normalized scale: the value is `mantissa × 10^-scale`.
     pub fn scale(&self) -> i64 {
-        self.0.as_bigint_and_exponent().1
+        self.0.as_bigint_and_scale().1
     }
 
     /// The value as a `BigDecimal`, for arithmetic.
@@ -501,7 +511,12 @@ impl Hash for Dec {
 
 impl Ord for Dec {
     fn cmp(&self, other: &Dec) -> Ordering {
-        Dec::cmp_parts(&self.mantissa(), self.scale(), &other.mantissa(), other.scale())
+        Dec::cmp_parts(
+            &self.mantissa(),
+            self.scale(),
+            &other.mantissa(),
+            other.scale(),
+        )
     }
 }
 
@@ -745,11 +760,23 @@ mod tests {
 
     #[test]
     fn numbers_order_by_value_across_int_and_dec() {
-        let mut v = vec![dec(15, 1), Unit::int(2), Unit::int(1), dec(-5, 1), dec(1, 0)];
+        let mut v = vec![
+            dec(15, 1),
+            Unit::int(2),
+            Unit::int(1),
+            dec(-5, 1),
+            dec(1, 0),
+        ];
         v.sort();
         assert_eq!(
             v,
-            vec![dec(-5, 1), Unit::int(1), dec(1, 0), dec(15, 1), Unit::int(2)]
+            vec![
+                dec(-5, 1),
+                Unit::int(1),
+                dec(1, 0),
+                dec(15, 1),
+                Unit::int(2)
+            ]
         );
     }
 

@@ -1,0 +1,277 @@
+//! One client connection: handshake, calls, cancellation and the session terminal.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use plexus_identity::{ReplayGuard, SignedMessage};
+use plexus_kernel::{code, BoxFuture, Error, Kernel, Outcome, Terminal};
+use plexus_protocol::{
+    encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
+    PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Frames waiting to be written to one client; a slow client makes its calls wait.
+const OUTBOX: usize = 1024;
+
+/// State shared by all connections of a node.
+pub(crate) struct Shared {
+    pub(crate) kernel: Kernel,
+    pub(crate) replay: Mutex<ReplayGuard>,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<TermResponse>>>>;
+
+/// The terminal of a client session, reached through its connection.
+struct RemoteTerminal {
+    call: u64,
+    outbox: mpsc::Sender<NodeFrame>,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Terminal for RemoteTerminal {
+    fn request(&self, request: TermRequest) -> BoxFuture<'_, Result<TermResponse, Error>> {
+        Box::pin(async move {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            if let Ok(mut p) = self.pending.lock() {
+                p.insert(id, tx);
+            }
+            let gone = || Error::new(code::TERMINAL, "the session's terminal went away");
+            self.outbox
+                .send(NodeFrame::Term {
+                    id,
+                    call: self.call,
+                    request,
+                })
+                .await
+                .map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn error_result(e: &Error) -> CallResult {
+    CallResult::Error(plexus_units::encode(&e.to_unit()))
+}
+
+fn outcome_result(out: Outcome) -> CallResult {
+    match out {
+        Ok(Some(v)) => CallResult::Value(plexus_units::encode(&v)),
+        Ok(None) => CallResult::Nothing,
+        Err(e) => error_result(&e),
+    }
+}
+
+/// Serves one client until it disconnects.
+pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (outbox, mut outgoing) = mpsc::channel::<NodeFrame>(OUTBOX);
+    // One writer: frames queued meanwhile are written together (batching small frames).
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(frame) = outgoing.recv().await {
+            buf.clear();
+            let mut next = Some(frame);
+            while let Some(f) = next {
+                if let Err(e) = encode_frame(&f, &mut buf) {
+                    tracing::warn!("dropping an unencodable frame: {e}");
+                }
+                next = if buf.len() < 1 << 16 {
+                    outgoing.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let pending: Pending = Arc::default();
+    let next_term = Arc::new(AtomicU64::new(1));
+    let calls: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    let cancelled: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let mut reader = FrameReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut greeted = false;
+
+    'conn: loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        reader.push(&buf[..n]);
+        loop {
+            let frame = match reader.next_frame::<ClientFrame>() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("closing a client connection: {e}");
+                    break 'conn;
+                }
+            };
+            match frame {
+                ClientFrame::Hello { version, client } => {
+                    if version != PROTOCOL_VERSION {
+                        let _ = outbox
+                            .send(NodeFrame::Refused {
+                                reason: format!(
+                                    "protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION}): use the same plx version for node and client"
+                                ),
+                            })
+                            .await;
+                        break 'conn;
+                    }
+                    tracing::debug!(client, "client connected");
+                    greeted = true;
+                    let node = shared.kernel.node();
+                    let _ = outbox
+                        .send(NodeFrame::Welcome {
+                            version: PROTOCOL_VERSION,
+                            node_id: node.id.clone(),
+                            node_name: node.name.clone(),
+                        })
+                        .await;
+                }
+                _ if !greeted => break 'conn,
+                ClientFrame::Call {
+                    id,
+                    message,
+                    terminal,
+                } => {
+                    let session: Option<Arc<dyn Terminal>> = terminal.then(|| {
+                        Arc::new(RemoteTerminal {
+                            call: id,
+                            outbox: outbox.clone(),
+                            pending: pending.clone(),
+                            next_id: next_term.clone(),
+                        }) as Arc<dyn Terminal>
+                    });
+                    start_call(&shared, id, &message, session, &outbox, &calls, &cancelled).await;
+                }
+                ClientFrame::Cancel { id } => {
+                    let task = calls.lock().ok().and_then(|c| c.get(&id).copied());
+                    if let Some(task) = task {
+                        if let Ok(mut c) = cancelled.lock() {
+                            c.insert(id);
+                        }
+                        let _ = shared.kernel.kill(task);
+                    }
+                }
+                ClientFrame::Term { id, response } => {
+                    let waiter = pending.lock().ok().and_then(|mut p| p.remove(&id));
+                    if let Some(w) = waiter {
+                        let _ = w.send(response);
+                    }
+                }
+            }
+        }
+    }
+    // The client is gone: its calls can no longer be answered.
+    let tasks: Vec<u64> = calls
+        .lock()
+        .map(|c| c.values().copied().collect())
+        .unwrap_or_default();
+    for t in tasks {
+        let _ = shared.kernel.kill(t);
+    }
+    drop(outbox);
+    let _ = writer.await;
+}
+
+async fn start_call(
+    shared: &Arc<Shared>,
+    id: u64,
+    message: &[u8],
+    session: Option<Arc<dyn Terminal>>,
+    outbox: &mpsc::Sender<NodeFrame>,
+    calls: &Arc<Mutex<HashMap<u64, u64>>>,
+    cancelled: &Arc<Mutex<HashSet<u64>>>,
+) {
+    let refuse = |e: Error| NodeFrame::Reply {
+        id,
+        result: error_result(&e),
+    };
+    let msg = match SignedMessage::from_bytes(message) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = outbox
+                .send(refuse(Error::new(
+                    "msg.bad",
+                    format!("malformed message: {e}"),
+                )))
+                .await;
+            return;
+        }
+    };
+    if let Err(e) = msg.verify() {
+        let _ = outbox
+            .send(refuse(Error::new(
+                "msg.signature",
+                format!("signature check failed: {e}"),
+            )))
+            .await;
+        return;
+    }
+    let hash = msg.hash();
+    let replay = shared
+        .replay
+        .lock()
+        .map_err(|_| Error::internal("replay guard poisoned"))
+        .and_then(|mut g| {
+            g.check(&hash, msg.time_ms(), now_ms())
+                .map_err(|e| Error::new("msg.replay", e.to_string()))
+        });
+    if let Err(e) = replay {
+        let _ = outbox.send(refuse(e)).await;
+        return;
+    }
+    let author = msg.author();
+    let signature = *msg.signature();
+    let body = msg.into_body();
+    let kernel = shared.kernel.clone();
+    let handle = shared
+        .kernel
+        .spawn_task(None, "msg", author, move |task| async move {
+            let cx = kernel
+                .context(author, hash, session, task)
+                .with_root_signature(signature);
+            cx.run(body).await
+        });
+    if let Ok(mut c) = calls.lock() {
+        c.insert(id, handle.id);
+    }
+    let outbox = outbox.clone();
+    let calls = calls.clone();
+    let cancelled = cancelled.clone();
+    tokio::spawn(async move {
+        let mut out = handle.outcome().await;
+        let was_cancelled = cancelled.lock().map(|mut c| c.remove(&id)).unwrap_or(false);
+        if was_cancelled {
+            out = Err(Error::new(code::CANCELLED, "cancelled by the caller"));
+        }
+        if let Ok(mut c) = calls.lock() {
+            c.remove(&id);
+        }
+        let _ = outbox
+            .send(NodeFrame::Reply {
+                id,
+                result: outcome_result(out),
+            })
+            .await;
+    });
+}

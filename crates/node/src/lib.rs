@@ -1,0 +1,189 @@
+//! Plexus node: the daemon that hosts a kernel and its services and serves clients.
+//!
+//! [`Node::start`] locks a data directory (a second node on the same directory is refused),
+//! loads or creates the node's identity and key, opens its database, registers the built-in
+//! services and listens on a Unix socket (`<data dir>/node.sock`, mode 0600). [`Node::serve`]
+//! answers clients until the shutdown future completes. Every request is a signed message,
+//! verified (and checked against replays) before anything is evaluated; the protocol is in
+//! `docs/protocol.md`.
+//!
+//! ```no_run
+//! # async fn demo(admin: plexus_identity::PublicKey) -> Result<(), plexus_node::NodeError> {
+//! let config = plexus_node::NodeConfig::new("/tmp/plexus-node".into(), admin, "alice");
+//! let node = plexus_node::Node::start(config).await?;
+//! println!("listening on {}", node.socket_path().display());
+//! node.serve(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod conn;
+pub mod datadir;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use plexus_identity::{PublicKey, ReplayConfig, ReplayGuard};
+use plexus_kernel::{Kernel, NodeInfo};
+use tokio::net::UnixListener;
+
+pub use datadir::{files, DataDir, Identity};
+
+/// Why a node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Another node runs on the data directory.
+    #[error("another plx node is already running on {}{}", dir.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The other node's process id, if known.
+        pid: Option<u32>,
+    },
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// A file in the data directory is damaged.
+    #[error("damaged data directory: {0}")]
+    Corrupt(String),
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The node's name on first start (later starts keep the stored name); the host name by
+    /// default.
+    pub name: Option<String>,
+    /// The administrator on first start (later starts keep the stored one).
+    pub admin: PublicKey,
+    /// The administrator's name.
+    pub admin_name: String,
+    /// The socket path; `<data dir>/node.sock` by default.
+    pub socket: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults.
+    pub fn new(data_dir: PathBuf, admin: PublicKey, admin_name: &str) -> NodeConfig {
+        NodeConfig {
+            data_dir,
+            name: None,
+            admin,
+            admin_name: admin_name.to_owned(),
+            socket: None,
+        }
+    }
+}
+
+/// A started node.
+pub struct Node {
+    data: DataDir,
+    identity: Identity,
+    kernel: Kernel,
+    listener: UnixListener,
+    socket: PathBuf,
+}
+
+impl Node {
+    /// Starts a node: lock, identity, database, services, socket.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let data = DataDir::lock(&config.data_dir)?;
+        let default_name = config.name.clone().unwrap_or_else(host_name);
+        let key = data.node_key(&default_name)?;
+        let identity = data.identity(&key, &default_name, (config.admin, &config.admin_name))?;
+        let kernel = Kernel::new(
+            NodeInfo {
+                id: identity.id.clone(),
+                name: identity.name.clone(),
+            },
+            identity.admin,
+            &identity.admin_name,
+        );
+        let db = plexus_services::open_db(&data.path().join(files::DB))
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        plexus_services::register_all(&kernel, db, data.path())
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        let socket = config
+            .socket
+            .clone()
+            .unwrap_or_else(|| data.path().join(files::SOCKET));
+        // A socket file left by a node that died is stale: we hold the lock.
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| NodeError::Io(format!("cannot listen on {}: {e}", socket.display())))?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| NodeError::Io(format!("cannot protect {}: {e}", socket.display())))?;
+        tracing::info!(
+            node = %identity.name,
+            id = %identity.id,
+            socket = %socket.display(),
+            services = kernel.services().len(),
+            "node started"
+        );
+        Ok(Node {
+            data,
+            identity,
+            kernel,
+            listener,
+            socket,
+        })
+    }
+
+    /// The client socket.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The node's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Serves clients until `shutdown` completes, then removes the socket and unlocks.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let shared = Arc::new(conn::Shared {
+            kernel: self.kernel.clone(),
+            replay: Mutex::new(ReplayGuard::new(ReplayConfig::default())),
+        });
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        tokio::spawn(conn::serve(stream, shared.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        tracing::info!(node = %self.identity.name, "node stopping");
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(self.data.path().join(files::PID));
+        Ok(())
+    }
+}
+
+/// This machine's host name, or `node`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| plexus_identity::validate_name(h).is_ok())
+        .unwrap_or_else(|| "node".to_owned())
+}

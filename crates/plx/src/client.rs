@@ -1,0 +1,341 @@
+//! A client connection to a node, and the terminal it lends to calls.
+
+use std::future::Future;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use plexus_identity::SignedMessage;
+use plexus_kernel::Error as UnitError;
+use plexus_protocol::{
+    encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
+    PROTOCOL_VERSION,
+};
+use plexus_units::Unit;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// How a call ended, decoded.
+#[derive(Debug)]
+pub enum Reply {
+    /// A value.
+    Value(Unit),
+    /// No value (an effect).
+    Nothing,
+    /// An error unit.
+    Error(UnitError),
+}
+
+/// An open connection to a node.
+pub struct Client {
+    stream: UnixStream,
+    frames: FrameReader,
+    buf: Vec<u8>,
+    next_id: u64,
+    /// The node's name.
+    pub node_name: String,
+}
+
+impl Client {
+    /// Connects and greets the node at `socket`.
+    pub async fn connect(socket: &Path) -> Result<Client> {
+        let stream = UnixStream::connect(socket).await.map_err(|e| {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) {
+                anyhow!(
+                    "no node is running at {} (start one with `plx up --detach` or `plx node`)",
+                    socket.display()
+                )
+            } else {
+                anyhow!("cannot connect to {}: {e}", socket.display())
+            }
+        })?;
+        let mut client = Client {
+            stream,
+            frames: FrameReader::new(),
+            buf: vec![0; 64 * 1024],
+            next_id: 1,
+            node_name: String::new(),
+        };
+        client
+            .send(&ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                client: format!("plx {}", env!("CARGO_PKG_VERSION")),
+            })
+            .await?;
+        match client.recv().await? {
+            NodeFrame::Welcome { node_name, .. } => {
+                client.node_name = node_name;
+                Ok(client)
+            }
+            NodeFrame::Refused { reason } => bail!("the node refused the connection: {reason}"),
+            other => bail!("unexpected first frame from the node: {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) -> Result<()> {
+        let mut out = Vec::new();
+        encode_frame(frame, &mut out)?;
+        self.stream
+            .write_all(&out)
+            .await
+            .context("the node closed the connection")
+    }
+
+    async fn recv(&mut self) -> Result<NodeFrame> {
+        loop {
+            if let Some(f) = self.frames.next_frame::<NodeFrame>()? {
+                return Ok(f);
+            }
+            let n = self.stream.read(&mut self.buf).await?;
+            if n == 0 {
+                bail!("the node closed the connection");
+            }
+            self.frames.push(&self.buf[..n]);
+        }
+    }
+
+    /// Sends `msg` and waits for its reply, serving the node's terminal requests with `term`
+    /// meanwhile. If `cancel` completes first, the call is cancelled (its reply is then an
+    /// error with code `cancelled`).
+    pub async fn call(
+        &mut self,
+        msg: &SignedMessage,
+        term: Option<&StdTerminal>,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Reply> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&ClientFrame::Call {
+            id,
+            message: msg.to_bytes(),
+            terminal: term.is_some(),
+        })
+        .await?;
+        tokio::pin!(cancel);
+        let mut cancelled = false;
+        loop {
+            let frame = tokio::select! {
+                f = self.recv() => f?,
+                _ = &mut cancel, if !cancelled => {
+                    cancelled = true;
+                    self.send(&ClientFrame::Cancel { id }).await?;
+                    continue;
+                }
+            };
+            match frame {
+                NodeFrame::Reply { id: rid, result } if rid == id => return decode_result(result),
+                NodeFrame::Term {
+                    id: tid, request, ..
+                } => {
+                    let response = match term {
+                        Some(t) => t.handle(request).await,
+                        None => TermResponse::Unsupported("no terminal".into()),
+                    };
+                    self.send(&ClientFrame::Term { id: tid, response }).await?;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn decode_result(result: CallResult) -> Result<Reply> {
+    Ok(match result {
+        CallResult::Value(bytes) => Reply::Value(
+            plexus_units::decode(&bytes).map_err(|e| anyhow!("bad reply from the node: {e}"))?,
+        ),
+        CallResult::Nothing => Reply::Nothing,
+        CallResult::Error(bytes) => {
+            let u = plexus_units::decode(&bytes)
+                .map_err(|e| anyhow!("bad error reply from the node: {e}"))?;
+            Reply::Error(
+                UnitError::from_unit(&u)
+                    .unwrap_or_else(|| UnitError::internal(plexus_units::to_text(&u))),
+            )
+        }
+    })
+}
+
+/// The terminal of this process: standard input and output.
+pub struct StdTerminal {
+    interactive: bool,
+}
+
+impl StdTerminal {
+    /// The process's terminal.
+    pub fn new() -> StdTerminal {
+        StdTerminal {
+            interactive: std::io::stdin().is_terminal(),
+        }
+    }
+
+    /// Serves one request from the node.
+    pub async fn handle(&self, request: TermRequest) -> TermResponse {
+        let interactive = self.interactive;
+        tokio::task::spawn_blocking(move || serve_request(request, interactive))
+            .await
+            .unwrap_or_else(|e| TermResponse::Failed(e.to_string()))
+    }
+}
+
+fn serve_request(request: TermRequest, interactive: bool) -> TermResponse {
+    let mut out = std::io::stdout().lock();
+    match request {
+        TermRequest::Say { text } => {
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            TermResponse::Done
+        }
+        TermRequest::Clear => {
+            let _ = out.write_all(b"\x1b[2J\x1b[H");
+            let _ = out.flush();
+            TermResponse::Done
+        }
+        TermRequest::ReadLine {
+            prompt,
+            secret,
+            limit,
+        } => {
+            let line = if secret && interactive {
+                drop(out);
+                match rpassword::prompt_password(&prompt) {
+                    Ok(l) => Some(l),
+                    Err(e) => return TermResponse::Failed(e.to_string()),
+                }
+            } else {
+                let _ = out.write_all(prompt.as_bytes());
+                let _ = out.flush();
+                drop(out);
+                let mut line = String::new();
+                match std::io::stdin().lock().read_line(&mut line) {
+                    Ok(0) => None,
+                    Ok(_) => {
+                        while line.ends_with('\n') || line.ends_with('\r') {
+                            line.pop();
+                        }
+                        Some(line)
+                    }
+                    Err(e) => return TermResponse::Failed(e.to_string()),
+                }
+            };
+            TermResponse::Line(line.map(|l| match limit {
+                Some(n) => l.chars().take(n as usize).collect(),
+                None => l,
+            }))
+        }
+        TermRequest::ReadKey => {
+            drop(out);
+            read_key(interactive)
+        }
+        TermRequest::Size => size(),
+        TermRequest::Image { width, height, rgb } => {
+            if kitty_graphics() {
+                let _ = write_kitty_image(&mut out, width, height, &rgb);
+                TermResponse::Done
+            } else {
+                TermResponse::Unsupported(
+                    "this terminal cannot show images (it needs the kitty graphics protocol); save the image with `plx img export`"
+                        .into(),
+                )
+            }
+        }
+    }
+}
+
+fn kitty_graphics() -> bool {
+    std::env::var_os("KITTY_WINDOW_ID").is_some()
+        || std::env::var("TERM").is_ok_and(|t| t.contains("kitty"))
+}
+
+fn write_kitty_image(
+    out: &mut impl Write,
+    width: u32,
+    height: u32,
+    rgb: &[u8],
+) -> std::io::Result<()> {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(rgb);
+    let chunks: Vec<&[u8]> = data.as_bytes().chunks(4096).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = u8::from(i + 1 < chunks.len());
+        if i == 0 {
+            write!(out, "\x1b_Gf=24,s={width},v={height},a=T,m={more};")?;
+        } else {
+            write!(out, "\x1b_Gm={more};")?;
+        }
+        out.write_all(chunk)?;
+        out.write_all(b"\x1b\\")?;
+    }
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+fn size() -> TermResponse {
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() {
+        if let Ok(ws) = rustix::termios::tcgetwinsize(&stdout) {
+            return TermResponse::Size {
+                cols: u32::from(ws.ws_col),
+                rows: u32::from(ws.ws_row),
+                width_px: u32::from(ws.ws_xpixel),
+                height_px: u32::from(ws.ws_ypixel),
+            };
+        }
+    }
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    TermResponse::Size {
+        cols: env("COLUMNS", 80),
+        rows: env("LINES", 24),
+        width_px: 0,
+        height_px: 0,
+    }
+}
+
+/// Reads one key in raw mode (or one character from a pipe).
+fn read_key(interactive: bool) -> TermResponse {
+    let stdin = std::io::stdin();
+    let saved = if interactive {
+        match rustix::termios::tcgetattr(&stdin) {
+            Ok(t) => {
+                let mut raw = t.clone();
+                raw.make_raw();
+                let _ =
+                    rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+                Some(t)
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let mut buf = [0u8; 8];
+    let n = stdin.lock().read(&mut buf).unwrap_or(0);
+    if let Some(t) = saved {
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &t);
+    }
+    let key = match &buf[..n] {
+        [] => return TermResponse::Failed("end of input".into()),
+        [3] => return TermResponse::Failed("interrupted".into()),
+        [0x1b, b'[', b'A', ..] => "UP".to_owned(),
+        [0x1b, b'[', b'B', ..] => "DOWN".to_owned(),
+        [0x1b, b'[', b'C', ..] => "RIGHT".to_owned(),
+        [0x1b, b'[', b'D', ..] => "LEFT".to_owned(),
+        [0x1b] => "ESC".to_owned(),
+        [b'\r' | b'\n'] => "ENTER".to_owned(),
+        [0x7f | 0x08] => "BACKSPACE".to_owned(),
+        [b'\t'] => "TAB".to_owned(),
+        bytes => match std::str::from_utf8(bytes) {
+            Ok(s) if s.chars().count() == 1 => s.to_owned(),
+            _ => "UNKNOWN".to_owned(),
+        },
+    };
+    TermResponse::Key(key)
+}

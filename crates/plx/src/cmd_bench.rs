@@ -1,0 +1,401 @@
+//! `plx bench …`: performance figures, each next to a baseline measured in the same run.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use plexus_identity::{KeyKind, Keypair, SignedMessage};
+use plexus_units::{parse, Unit};
+
+use crate::client::{Client, Reply};
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// One node: kernel round trip, signed client requests, memory at rest.
+    Local(LocalArgs),
+    /// (internal) echo frames on a Unix socket: the raw baseline peer.
+    #[command(hide = true)]
+    EchoPeer {
+        /// Socket to listen on.
+        socket: PathBuf,
+    },
+}
+
+/// Options of `plx bench local`.
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to spend on each measurement.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+}
+
+/// Latency percentiles and throughput of one measurement.
+#[derive(Clone, Copy, Debug)]
+struct Figures {
+    p50_us: f64,
+    p99_us: f64,
+    per_sec: f64,
+}
+
+fn figures(mut samples: Vec<Duration>, total: Duration) -> Figures {
+    samples.sort();
+    let pick = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    Figures {
+        p50_us: pick(0.5),
+        p99_us: pick(0.99),
+        per_sec: samples.len() as f64 / total.as_secs_f64().max(1e-9),
+    }
+}
+
+/// Runs a `plx bench` command.
+pub fn run(cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Local(args) => local(args),
+        BenchCmd::EchoPeer { socket } => echo_peer(&socket),
+    }
+}
+
+fn local(args: LocalArgs) -> Result<()> {
+    let budget = Duration::from_secs_f64(args.seconds.clamp(0.1, 60.0));
+    let progress = |s: &str| {
+        if !args.json {
+            eprintln!("… {s}");
+        }
+    };
+
+    progress("kernel round trip (inc 1)@math.calc vs tokio channel round trip");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (channel, kernel_rt, kernel_tput) = rt.block_on(kernel_round_trip(budget))?;
+
+    progress("signed requests over the node socket vs raw Unix-socket ping-pong + one verify");
+    let dir = tempfile_dir()?;
+    let (mut node, socket) = start_node(&dir)?;
+    let result = (|| -> Result<(Figures, Figures, f64, f64)> {
+        let user = Keypair::generate(KeyKind::User, "bench", &mut rand_core::OsRng)
+            .map_err(|e| anyhow!("{e}"))?;
+        let signed = rt.block_on(signed_requests(&socket, &user, budget))?;
+        let sample = sign(&user, parse("(inc 1)@math.calc")?)?;
+        let frame_len = sample.to_bytes().len() + 16;
+        let raw = raw_ping_pong(&dir, frame_len, budget)?;
+        let verify_us = verify_cost(&sample);
+        std::thread::sleep(Duration::from_millis(300));
+        let rss_mb = rss_mb(node.id())?;
+        Ok((signed, raw, verify_us, rss_mb))
+    })();
+    let _ = node.kill();
+    let _ = node.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (signed, raw, verify_us, rss_mb) = result?;
+
+    let baseline_b = raw.p50_us + verify_us;
+    let ratio_a = kernel_rt.p50_us / channel.p50_us.max(1e-9);
+    let ratio_b = signed.p50_us / baseline_b.max(1e-9);
+    if args.json {
+        println!(
+            "{{\"kernel_round_trip\":{{\"p50_us\":{:.3},\"p99_us\":{:.3},\"calls_per_sec\":{:.0},\"baseline_channel_p50_us\":{:.3},\"ratio\":{:.3},\"target_ratio\":3.0,\"target_calls_per_sec\":300000}},\"signed_request\":{{\"p50_us\":{:.3},\"p99_us\":{:.3},\"requests_per_sec\":{:.0},\"baseline_raw_p50_us\":{:.3},\"baseline_verify_us\":{:.3},\"baseline_p50_us\":{:.3},\"ratio\":{:.3},\"target_ratio\":1.5}},\"node_rss_mb\":{{\"value\":{:.2},\"target\":20}}}}",
+            kernel_rt.p50_us,
+            kernel_rt.p99_us,
+            kernel_tput,
+            channel.p50_us,
+            ratio_a,
+            signed.p50_us,
+            signed.p99_us,
+            signed.per_sec,
+            raw.p50_us,
+            verify_us,
+            baseline_b,
+            ratio_b,
+            rss_mb
+        );
+        return Ok(());
+    }
+    let ok = |pass: bool| if pass { "ok" } else { "MISSED" };
+    println!(
+        "plx bench local ({} s per measurement)",
+        budget.as_secs_f64()
+    );
+    println!();
+    println!("(a) kernel round trip (inc 1)@math.calc, inside the node");
+    println!(
+        "    plexus     p50 {:>8.2} µs   p99 {:>8.2} µs   {:>10.0} calls/s (4 concurrent callers)",
+        kernel_rt.p50_us, kernel_rt.p99_us, kernel_tput
+    );
+    println!(
+        "    baseline   p50 {:>8.2} µs   p99 {:>8.2} µs   tokio mpsc + oneshot round trip",
+        channel.p50_us, channel.p99_us
+    );
+    println!(
+        "    ratio {:.2}× (target ≤ 3×: {}), throughput target ≥ 300000/s: {}",
+        ratio_a,
+        ok(ratio_a <= 3.0),
+        ok(kernel_tput >= 300_000.0)
+    );
+    println!();
+    println!("(b) signed request from a client over the node's Unix socket");
+    println!(
+        "    plexus     p50 {:>8.2} µs   p99 {:>8.2} µs   {:>10.0} requests/s (1 outstanding)",
+        signed.p50_us, signed.p99_us, signed.per_sec
+    );
+    println!(
+        "    baseline   p50 {:>8.2} µs = raw Unix-socket ping-pong {:.2} µs + one ed25519 verify {:.2} µs",
+        baseline_b, raw.p50_us, verify_us
+    );
+    println!(
+        "    ratio {:.2}× (target ≤ 1.5×: {})",
+        ratio_b,
+        ok(ratio_b <= 1.5)
+    );
+    println!();
+    println!(
+        "(c) node memory at rest: {:.1} MB RSS (target < 20 MB: {})",
+        rss_mb,
+        ok(rss_mb < 20.0)
+    );
+    Ok(())
+}
+
+async fn kernel_round_trip(budget: Duration) -> Result<(Figures, Figures, f64)> {
+    // Baseline: a request over an mpsc channel answered through a oneshot.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, tokio::sync::oneshot::Sender<u64>)>(64);
+    tokio::spawn(async move {
+        while let Some((v, reply)) = rx.recv().await {
+            let _ = reply.send(v + 1);
+        }
+    });
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        tx.send((1, otx))
+            .await
+            .map_err(|_| anyhow!("channel closed"))?;
+        let _ = orx.await?;
+        samples.push(t.elapsed());
+    }
+    let channel = figures(samples, start.elapsed());
+
+    let admin = Keypair::generate(KeyKind::User, "bench", &mut rand_core::OsRng)
+        .map_err(|e| anyhow!("{e}"))?;
+    let kernel = plexus_kernel::Kernel::new(
+        plexus_kernel::NodeInfo {
+            id: "bench".into(),
+            name: "bench".into(),
+        },
+        admin.public(),
+        "bench",
+    );
+    kernel
+        .register(
+            plexus_services::math_calc::service(),
+            None,
+            plexus_kernel::Policy::Anyone,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    let msg = parse("(inc 1)@math.calc")?;
+    let expected = Some(Unit::int(2));
+    let cx = kernel.context(admin.public(), [0; 32], None, 0);
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        let out = cx.run(msg.clone()).await.map_err(|e| anyhow!("{e}"))?;
+        samples.push(t.elapsed());
+        if out != expected {
+            bail!("unexpected result {out:?}");
+        }
+    }
+    let kernel_rt = figures(samples, start.elapsed());
+
+    // Throughput: four callers in parallel on the two worker threads.
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let cx = cx.clone();
+        let msg = msg.clone();
+        workers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while start.elapsed() < budget {
+                for _ in 0..64 {
+                    if cx.run(msg.clone()).await.is_ok() {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        }));
+    }
+    let mut calls = 0;
+    for w in workers {
+        calls += w.await?;
+    }
+    let tput = calls as f64 / start.elapsed().as_secs_f64();
+    Ok((channel, kernel_rt, tput))
+}
+
+fn sign(user: &Keypair, body: Unit) -> Result<SignedMessage> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    SignedMessage::sign(body, user, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
+}
+
+async fn signed_requests(socket: &Path, user: &Keypair, budget: Duration) -> Result<Figures> {
+    let mut client = Client::connect(socket).await?;
+    let body = parse("(inc 1)@math.calc")?;
+    // Sign ahead of time: the figure is the request, not the client's signing.
+    let mut batch: Vec<SignedMessage> = Vec::new();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        if batch.is_empty() {
+            for _ in 0..256 {
+                batch.push(sign(user, body.clone())?);
+            }
+        }
+        let Some(msg) = batch.pop() else { break };
+        let t = Instant::now();
+        let reply = client.call(&msg, None, std::future::pending()).await?;
+        samples.push(t.elapsed());
+        if !matches!(reply, Reply::Value(Unit::Int(_))) {
+            bail!("unexpected reply {reply:?}");
+        }
+    }
+    Ok(figures(samples, start.elapsed()))
+}
+
+/// The raw baseline: a separate process echoes each frame back on a Unix socket.
+fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration) -> Result<Figures> {
+    let socket = dir.join("echo.sock");
+    let exe = std::env::current_exe()?;
+    let mut peer = Command::new(exe)
+        .args(["bench", "echo-peer"])
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start the echo peer")?;
+    let result = (|| -> Result<Figures> {
+        let mut stream = connect_retry(&socket)?;
+        let mut frame = vec![7u8; frame_len];
+        frame[..4].copy_from_slice(&((frame_len - 4) as u32).to_le_bytes());
+        let mut back = vec![0u8; frame_len];
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < budget {
+            let t = Instant::now();
+            stream.write_all(&frame)?;
+            stream.read_exact(&mut back)?;
+            samples.push(t.elapsed());
+        }
+        Ok(figures(samples, start.elapsed()))
+    })();
+    let _ = peer.kill();
+    let _ = peer.wait();
+    result
+}
+
+fn connect_retry(socket: &Path) -> Result<UnixStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(s) => return Ok(s),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e).context("cannot reach the echo peer"),
+        }
+    }
+}
+
+fn echo_peer(socket: &Path) -> Result<()> {
+    let listener = UnixListener::bind(socket)?;
+    let (mut stream, _) = listener.accept()?;
+    let mut len = [0u8; 4];
+    let mut buf = Vec::new();
+    loop {
+        if stream.read_exact(&mut len).is_err() {
+            return Ok(());
+        }
+        let n = u32::from_le_bytes(len) as usize;
+        buf.resize(n, 0);
+        stream.read_exact(&mut buf)?;
+        let mut out = Vec::with_capacity(n + 4);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&buf);
+        stream.write_all(&out)?;
+    }
+}
+
+/// Median time of one strict ed25519 verification of `msg`, in µs.
+fn verify_cost(msg: &SignedMessage) -> f64 {
+    let mut samples: Vec<f64> = (0..2000)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = msg.verify();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("plx-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Starts `plx node` in a private home and waits for its socket.
+fn start_node(dir: &Path) -> Result<(Child, PathBuf)> {
+    let home = dir.join("home");
+    let data = dir.join("node");
+    let socket = data.join(plexus_node::files::SOCKET);
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .arg("--home")
+        .arg(&home)
+        .args(["node", "--name", "bench", "--data"])
+        .arg(&data)
+        .env("USER", "bench")
+        .env("PLX_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start a node")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !socket.exists() {
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            bail!("the benchmark node did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((child, socket))
+}
+
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("cannot read the node's memory (Linux /proc)")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kb / 1024.0)
+}

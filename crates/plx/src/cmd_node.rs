@@ -1,0 +1,332 @@
+//! `plx node`, `plx send`, `plx up`, `plx down`: running a node and talking to it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use plexus_identity::SignedMessage;
+use plexus_node::{files, Node, NodeConfig};
+use plexus_units::{parse, to_pretty, to_text, Unit};
+
+use crate::cli_io::read_input;
+use crate::client::{Client, Reply, StdTerminal};
+use crate::home::Home;
+
+/// Options of `plx node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Data directory [default: $PLX_HOME/node].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Node name on first start [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Client socket [default: DIR/node.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// Options of `plx send`.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// The message in units notation; read from -f FILE or standard input when omitted.
+    pub unit: Option<String>,
+    /// Read the message from FILE (`-` for standard input).
+    #[arg(short, long, value_name = "FILE", conflicts_with = "unit")]
+    pub file: Option<PathBuf>,
+    /// Sign as this user instead of the current one.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Node socket [default: $PLX_HOME/node/node.sock, or $PLX_SOCKET].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print the result indented.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+/// Options of `plx up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// How many nodes to start (1 until the cluster layer lands).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// Return once the node answers instead of opening the shell; stop it with `plx down`.
+    #[arg(long)]
+    pub detach: bool,
+    /// Node name on first start [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// The default data directory of the local node.
+pub fn default_data_dir(home: &Home) -> PathBuf {
+    home.root().join("node")
+}
+
+/// The socket `plx send` and the shell use: `--socket`, `$PLX_SOCKET`, or the local node's.
+pub fn socket_path(home: &Home, flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("PLX_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| default_data_dir(home).join(files::SOCKET))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `plx node`: runs a node in the foreground until SIGINT or SIGTERM.
+pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let admin_name = home.acting_user(None)?;
+    let admin = home.load(&admin_name)?.public();
+    let mut config = NodeConfig::new(
+        args.data.unwrap_or_else(|| default_data_dir(home)),
+        admin,
+        &admin_name,
+    );
+    config.name = args.name;
+    config.socket = args.socket;
+    runtime()?.block_on(async move {
+        let node = Node::start(config).await?;
+        eprintln!(
+            "plx: node {} ({}) listening on {}",
+            node.identity().name,
+            node.identity().id,
+            node.socket_path().display()
+        );
+        node.serve(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Signs `body` as `user` (the current user by default).
+pub fn sign(home: &Home, user: Option<&str>, body: Unit) -> Result<SignedMessage> {
+    let name = home.acting_user(user)?;
+    let key = home.unlock(&name)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis() as u64;
+    SignedMessage::sign(body, &key, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
+}
+
+/// `plx send`: evaluates one message and prints its result.
+pub fn run_send(home: &Home, args: SendArgs) -> Result<i32> {
+    let text = match (&args.unit, &args.file) {
+        (Some(t), _) => t.clone(),
+        (None, file) => {
+            let input = read_input(file.as_deref())?;
+            input.text()?.to_owned()
+        }
+    };
+    let body = parse(&text).map_err(|e| anyhow!("{e}"))?;
+    let msg = sign(home, args.user.as_deref(), body)?;
+    let socket = socket_path(home, args.socket);
+    runtime()?.block_on(async move {
+        let mut client = Client::connect(&socket).await?;
+        let term = StdTerminal::new();
+        let reply = client
+            .call(&msg, Some(&term), async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(print_reply(&reply, args.pretty))
+    })
+}
+
+/// Prints a reply as `plx send` does and gives the exit code.
+pub fn print_reply(reply: &Reply, pretty: bool) -> i32 {
+    use std::io::Write;
+    match reply {
+        Reply::Value(v) => {
+            let text = if pretty { to_pretty(v, 2) } else { to_text(v) };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+            0
+        }
+        Reply::Nothing => 0,
+        Reply::Error(e) => {
+            eprintln!("plx: {}", to_text(&e.to_unit()));
+            1
+        }
+    }
+}
+
+/// Whether a node answers at `socket`.
+async fn answers(socket: &Path) -> bool {
+    Client::connect(socket).await.is_ok()
+}
+
+/// `plx up`: starts the local node in the background (unless one runs), then opens the shell
+/// (stopping the node when the shell ends) or, with `--detach`, returns.
+pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
+    if args.nodes != 1 {
+        bail!("only --nodes 1 is available in this build: multi-node clusters come with the cluster layer");
+    }
+    let data = default_data_dir(home);
+    let socket = data.join(files::SOCKET);
+    let rt = runtime()?;
+    let already = rt.block_on(answers(&socket));
+    let mut started = None;
+    if already {
+        eprintln!("plx: a node is already running ({})", socket.display());
+    } else {
+        // Create the user now, in the foreground, so its announcement is seen.
+        home.acting_user(None)?;
+        std::fs::create_dir_all(&data)
+            .with_context(|| format!("cannot create {}", data.display()))?;
+        let log_path = data.join("node.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let exe = std::env::current_exe().context("cannot find the plx executable")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--home")
+            .arg(home.root())
+            .arg("node")
+            .arg("--data")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(name) = &args.name {
+            cmd.arg("--name").arg(name);
+        }
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().context("cannot start the node")?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if rt.block_on(answers(&socket)) {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                bail!(
+                    "the node exited ({status}) before answering; last lines of {}:\n{}",
+                    log_path.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!(
+                    "the node did not answer within 15 s (see {})",
+                    log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        eprintln!(
+            "plx: node up (data {}, log {})",
+            data.display(),
+            log_path.display()
+        );
+        started = Some(child);
+    }
+    drop(rt);
+    if args.detach {
+        return Ok(0);
+    }
+    let code = crate::shell::run(home, None)?;
+    if let Some(mut child) = started {
+        stop_pid(child.id())?;
+        let _ = child.wait();
+    }
+    Ok(code)
+}
+
+/// `plx down`: stops the local node started by `plx up`.
+pub fn run_down(home: &Home) -> Result<()> {
+    let data = default_data_dir(home);
+    let pid_path = data.join(files::PID);
+    let pid: u32 = match std::fs::read_to_string(&pid_path) {
+        Ok(p) => p
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("{} is damaged", pid_path.display()))?,
+        Err(_) => {
+            eprintln!("plx: no node is running ({})", data.display());
+            return Ok(());
+        }
+    };
+    if !node_holds_lock(&data) {
+        let _ = std::fs::remove_file(&pid_path);
+        eprintln!("plx: no node is running ({})", data.display());
+        return Ok(());
+    }
+    stop_pid(pid)?;
+    eprintln!("plx: node stopped");
+    Ok(())
+}
+
+/// Whether a running process holds the data directory's lock.
+fn node_holds_lock(data: &Path) -> bool {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .open(data.join(files::LOCK))
+    {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// Sends SIGTERM and waits up to 10 s, then SIGKILL.
+fn stop_pid(pid: u32) -> Result<()> {
+    use rustix::process::{kill_process, test_kill_process, Pid, Signal};
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| anyhow!("invalid pid {pid}"))?;
+    if kill_process(pid, Signal::TERM).is_err() {
+        return Ok(()); // already gone
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if test_kill_process(pid).is_err() || is_zombie(pid.as_raw_nonzero().get()) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill_process(pid, Signal::KILL);
+    Ok(())
+}
+
+/// A child we have not reaped yet still "exists"; its state in /proc says it is finished.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}

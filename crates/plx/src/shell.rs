@@ -1,0 +1,314 @@
+//! The λ shell: a line editor that sends each unit typed to the local node.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use plexus_units::{parse, to_pretty, to_short, to_text, Unit};
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Editor, Helper};
+
+use crate::client::{Client, Reply, StdTerminal};
+use crate::cmd_node::socket_path;
+use crate::home::Home;
+
+/// How results are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Display {
+    Short(usize),
+    Full,
+    Pretty,
+}
+
+const SHELL_HELP: &str = "\
+Type a unit and press Enter: it is signed as you and evaluated by the node.
+  (neg 5)@math.calc            a message to a service
+  {mul:[2 {inc:4} (sub (10 3))]}@math.calc
+  (say `hello`)@io.term        services can use this terminal
+  serv@io.term                 every service; help@math.calc explains one
+Brackets left open continue on the next line. Tab completes service names after @.
+Shell commands:
+  :short [N]   show results in short form (default, N = 32)
+  :full        show results in full
+  :pretty      show results indented
+  :help        this text
+  :quit        leave (also Ctrl-D)
+Ctrl-C cancels a running evaluation.";
+
+/// Runs the shell against the node at `socket` (the local node by default). Returns the exit
+/// code.
+pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
+    let socket = socket_path(home, socket);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut client = rt.block_on(Client::connect(&socket))?;
+    let user = home.acting_user(None)?;
+    // Unlock once: an encrypted key asks for its passphrase here, not on every line.
+    let key = home.unlock(&user)?;
+    let services = rt
+        .block_on(fetch_services(&mut client, &key))
+        .unwrap_or_default();
+    let mut editor: Editor<ShellHelper, DefaultHistory> =
+        Editor::new().context("cannot open the line editor")?;
+    editor.set_helper(Some(ShellHelper { services }));
+    let history = home.root().join("history");
+    let _ = editor.load_history(&history);
+    println!(
+        "Plexus λ shell on node {} as {user}. Type :help for help, :quit to leave.",
+        client.node_name
+    );
+    let term = StdTerminal::new();
+    let mut display = Display::Short(32);
+    loop {
+        let line = match editor.readline("λ ") {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("cannot read input"),
+        };
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(trimmed);
+        if let Some(cmd) = trimmed.strip_prefix(':') {
+            let mut words = cmd.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("q" | "quit" | "exit"), _) => break,
+                (Some("full"), _) => display = Display::Full,
+                (Some("pretty"), _) => display = Display::Pretty,
+                (Some("short"), n) => match n.map(str::parse::<usize>) {
+                    None => display = Display::Short(32),
+                    Some(Ok(n)) if n > 0 => display = Display::Short(n),
+                    Some(_) => eprintln!("usage: :short [N] with N a positive number"),
+                },
+                (Some("help"), _) => println!("{SHELL_HELP}"),
+                _ => eprintln!("unknown shell command :{cmd} (try :help)"),
+            }
+            continue;
+        }
+        if trimmed == "help" {
+            println!("{SHELL_HELP}");
+            continue;
+        }
+        let body = match parse(&line) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                continue;
+            }
+        };
+        let msg = match now_ms().and_then(|now| {
+            plexus_identity::SignedMessage::sign(body, &key, now, &mut rand_core::OsRng)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                continue;
+            }
+        };
+        let reply = rt.block_on(client.call(&msg, Some(&term), async {
+            let _ = tokio::signal::ctrl_c().await;
+        }));
+        match reply {
+            Ok(Reply::Value(v)) => println!("{}", show(&v, display)),
+            Ok(Reply::Nothing) => {}
+            Ok(Reply::Error(e)) => eprintln!("error: {e}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                // The connection is gone: try once to reconnect.
+                match rt.block_on(Client::connect(&socket)) {
+                    Ok(c) => client = c,
+                    Err(e) => {
+                        eprintln!("plx: {e:#}");
+                        let _ = editor.save_history(&history);
+                        return Ok(1);
+                    }
+                }
+            }
+        }
+    }
+    let _ = editor.save_history(&history);
+    Ok(0)
+}
+
+fn now_ms() -> Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis() as u64)
+}
+
+fn show(v: &Unit, display: Display) -> String {
+    match display {
+        Display::Short(n) => match v {
+            // A top-level string reads better without quotes, as vnix's shell showed it.
+            Unit::Str(s) if s.chars().count() <= n => s.to_string(),
+            _ => to_short(v, n),
+        },
+        Display::Full => to_text(v),
+        Display::Pretty => to_pretty(v, 2),
+    }
+}
+
+async fn fetch_services(
+    client: &mut Client,
+    key: &plexus_identity::Keypair,
+) -> Result<Vec<String>> {
+    let body = parse("serv@io.term")?;
+    let msg = plexus_identity::SignedMessage::sign(body, key, now_ms()?, &mut rand_core::OsRng)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match client.call(&msg, None, std::future::pending()).await? {
+        Reply::Value(Unit::List(l)) => Ok(l
+            .iter()
+            .filter_map(|u| u.as_str().map(str::to_owned))
+            .collect()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+struct ShellHelper {
+    services: Vec<String>,
+}
+
+impl Helper for ShellHelper {}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ShellHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
+        Cow::Borrowed(prompt)
+    }
+}
+
+impl Validator for ShellHelper {
+    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        Ok(if is_incomplete(ctx.input()) {
+            ValidationResult::Incomplete
+        } else {
+            ValidationResult::Valid(None)
+        })
+    }
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '#')))
+            .map_or(0, |i| {
+                i + before[i..].chars().next().map_or(1, char::len_utf8)
+            });
+        let word = &before[start..];
+        let after_at = before[..start].ends_with('@');
+        let mut out: Vec<Pair> = if after_at {
+            self.services
+                .iter()
+                .filter(|s| s.starts_with(word))
+                .map(|s| Pair {
+                    display: s.clone(),
+                    replacement: s.clone(),
+                })
+                .collect()
+        } else {
+            [":short", ":full", ":pretty", ":help", ":quit", "help"]
+                .iter()
+                .filter(|c| c.starts_with(word) && !word.is_empty())
+                .map(|c| Pair {
+                    display: (*c).to_owned(),
+                    replacement: (*c).to_owned(),
+                })
+                .collect()
+        };
+        out.sort_by(|a, b| a.display.cmp(&b.display));
+        Ok((start, out))
+    }
+}
+
+/// Whether `text` has an open bracket, quote or block comment (the shell then reads another
+/// line).
+fn is_incomplete(text: &str) -> bool {
+    let mut depth: i64 = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' | '(' | '{' => depth += 1,
+            ']' | ')' | '}' => depth -= 1,
+            '`' | '\'' | '"' => {
+                let mut closed = false;
+                while let Some(d) = chars.next() {
+                    if d == '\\' {
+                        chars.next();
+                    } else if d == c {
+                        closed = true;
+                        break;
+                    }
+                }
+                if !closed {
+                    return true;
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                let mut closed = false;
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        closed = true;
+                        break;
+                    }
+                    prev = d;
+                }
+                if !closed {
+                    return true;
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    depth > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_incomplete;
+
+    #[test]
+    fn open_brackets_and_quotes_continue() {
+        assert!(is_incomplete("[1 2"));
+        assert!(is_incomplete("{a:(b"));
+        assert!(is_incomplete("`open"));
+        assert!(is_incomplete("/* comment"));
+        assert!(!is_incomplete("[1 2]"));
+        assert!(!is_incomplete("`[` // ["));
+        assert!(!is_incomplete("]]")); // the parser reports the error
+    }
+}

@@ -1,0 +1,255 @@
+//! End to end: real `plx node` processes driven by `plx send`, `plx up` and `plx down`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Plx;
+
+/// A node running in the background, killed when dropped.
+struct RunningNode {
+    child: Child,
+    data: PathBuf,
+}
+
+impl RunningNode {
+    fn start(plx: &Plx) -> RunningNode {
+        let data = plx.home.path().join("node");
+        let child = Command::new(env!("CARGO_BIN_EXE_plx"))
+            .args(["node", "--name", "testnode", "--data"])
+            .arg(&data)
+            .env("PLX_HOME", plx.home.path())
+            .env("USER", "tester")
+            .env("PLX_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let node = RunningNode { child, data };
+        node.wait_ready();
+        node
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.data.join("node.sock")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "node did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(plx: &Plx, unit: &str) -> common::Run {
+    plx.run(&["send", unit], b"")
+}
+
+#[test]
+fn send_evaluates_and_prints_canonical_results() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    assert_eq!(send(&plx, "(neg 5)@math.calc").ok(), "-5\n");
+    assert_eq!(
+        send(&plx, "{mul:[2 {inc:4} (sub (10 3))]}@math.calc").ok(),
+        "70\n"
+    );
+    assert_eq!(send(&plx, "(sum (1.5 2))@math.calc").ok(), "3.5\n");
+    assert_eq!(
+        send(&plx, "[1 `two` (neg 3)@math.calc]").ok(),
+        "[1 two -3]\n"
+    );
+    // From standard input and from a file.
+    assert_eq!(plx.run(&["send"], b"(inc 41)@math.calc").ok(), "42\n");
+    let file = plx.home.path().join("msg.unit");
+    std::fs::write(&file, "(dec 1)@math.calc").unwrap();
+    assert_eq!(
+        plx.run(&["send", "-f", file.to_str().unwrap()], b"").ok(),
+        "0\n"
+    );
+}
+
+#[test]
+fn errors_go_to_stderr_with_a_nonzero_exit() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let err = send(&plx, "(div (1 0))@math.calc").fails();
+    assert!(err.contains("math.div0"), "{err}");
+    let err = send(&plx, "x@no.such.service").fails();
+    assert!(err.contains("serv.unknown"), "{err}");
+    let err = send(&plx, "[1 2").fails();
+    assert!(err.contains("unclosed list"), "{err}");
+    let err = send(&plx, "x@math.calc:elsewhere").fails();
+    assert!(err.contains("node.unknown"), "{err}");
+    // The node is still fine.
+    assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
+}
+
+#[test]
+fn terminal_output_and_input_use_the_senders_terminal_in_order() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let out = plx
+        .run(
+            &[
+                "send",
+                "{neg:(prs.str (inp `num: `)@io.term)@dat.proc}@math.calc",
+            ],
+            b"12\n",
+        )
+        .ok();
+    assert_eq!(out, "num: -12\n");
+    let out = send(
+        &plx,
+        "[(say hello)@io.term (say.fmt [` ` world])@io.term 1]",
+    )
+    .ok();
+    assert_eq!(out, "hello world[- - 1]\n");
+    // A call without a value prints nothing of its own.
+    assert_eq!(send(&plx, "{say:hi nl:t}@io.term").ok(), "hi\n");
+}
+
+#[test]
+fn io_store_survives_kill_9() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    assert_eq!(
+        send(&plx, "{save:{lang:rust n:[1]} out:@mine}@io.store").ok(),
+        ""
+    );
+    assert_eq!(send(&plx, "{save:[2] out:@mine.n}@io.store").ok(), "");
+    node.kill9();
+    let _node = RunningNode::start(&plx);
+    assert_eq!(
+        send(&plx, "(load @mine)@io.store").ok(),
+        "{lang:rust n:[1 2]}\n"
+    );
+    // The seeded content is there too.
+    assert!(send(&plx, "(load @txt.hello)@io.store")
+        .ok()
+        .contains("Hello"));
+}
+
+#[test]
+fn a_second_node_on_the_same_data_dir_is_refused() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    let out = Command::new(env!("CARGO_BIN_EXE_plx"))
+        .args(["node", "--data"])
+        .arg(&node.data)
+        .env("PLX_HOME", plx.home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already running"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_the_node_cleanly() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    let socket = node.socket();
+    let status = node.terminate();
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "socket left behind");
+}
+
+#[test]
+fn garbage_on_the_socket_does_not_hurt_the_node() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    for junk in [
+        &b"hello there"[..],
+        &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        &[4, 0, 0, 0, 9, 9, 9, 9],
+        &[0u8; 100],
+    ] {
+        let mut s = UnixStream::connect(node.socket()).unwrap();
+        let _ = s.write_all(junk);
+    }
+    assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
+}
+
+#[test]
+fn up_detach_then_send_then_down() {
+    let plx = Plx::new();
+    let up = plx.run(&["up", "--detach"], b"");
+    up.ok();
+    assert!(up.stderr.contains("node up"), "{}", up.stderr);
+    assert_eq!(send(&plx, "(fac 5)@math.calc").ok(), "120\n");
+    let again = plx.run(&["up", "--detach"], b"");
+    again.ok();
+    assert!(again.stderr.contains("already running"), "{}", again.stderr);
+    let down = plx.run(&["down"], b"");
+    down.ok();
+    assert!(down.stderr.contains("stopped"), "{}", down.stderr);
+    let err = send(&plx, "(inc 1)@math.calc").fails();
+    assert!(err.contains("no node is running"), "{err}");
+    let down = plx.run(&["down"], b"");
+    down.ok();
+    assert!(down.stderr.contains("no node"), "{}", down.stderr);
+}
+
+#[test]
+fn the_shell_reads_units_and_prints_results() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let input = b"(neg 5)@math.calc\n[1\n2]\n]\n(say hi)@io.term\nx@nope\n:full\n:quit\n";
+    let run = plx.run(&["shell"], input);
+    let out = run.ok();
+    assert!(out.contains("-5"), "{out}");
+    assert!(out.contains("[1 2]"), "{out}");
+    assert!(out.contains("hi"), "{out}");
+    // Syntax and evaluation errors are reported and the shell goes on.
+    assert!(
+        run.stderr.contains("nothing open to close"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("serv.unknown"), "{}", run.stderr);
+}
+
+#[test]
+fn the_store_shell_program_runs() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let out = plx
+        .run(&["send", "(load @task.hello)@io.store@sys.task"], b"")
+        .ok();
+    assert!(out.contains("Hello, Plexus!"), "{out}");
+}

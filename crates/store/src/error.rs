@@ -1,0 +1,91 @@
+//! Errors of the node database.
+
+use plexus_kernel::{code, Error};
+use plexus_units::{Path, Unit};
+
+use crate::SaveError;
+
+/// Why a storage operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open the node database {path}: {why}")]
+    Open {
+        /// The file or directory given.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The database failed (I/O error, full disk…).
+    #[error("node database failed: {0}")]
+    Storage(String),
+    /// Stored bytes that do not decode.
+    #[error("node database is corrupt: {0}")]
+    Corrupt(String),
+    /// Nothing at a path.
+    #[error("nothing at {} in the store", plexus_units::to_text(&Unit::Ref(.0.clone())))]
+    NotFound(Path),
+    /// A save through a unit that cannot hold the path.
+    #[error(transparent)]
+    Save(#[from] SaveError),
+    /// A save that would exceed an entry limit.
+    #[error("{0}")]
+    Limit(String),
+    /// An argument that makes no sense (a seed that is not a map…).
+    #[error("{0}")]
+    BadArgument(String),
+    /// A user registration that clashes with an existing one.
+    #[error(transparent)]
+    User(#[from] UserConflict),
+}
+
+/// A registration that clashes with the user registry (vnix's three cases).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserConflict {
+    /// The name belongs to another key.
+    #[error("the name {name} is taken by another key")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// This key is already registered under this name.
+    #[error("user {name} is already registered with this key")]
+    AlreadyRegistered {
+        /// The name.
+        name: String,
+    },
+    /// This key is already registered under another name.
+    #[error("this key is already registered as {existing}")]
+    KeyTaken {
+        /// The name the key has.
+        existing: String,
+    },
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        match &e {
+            StoreError::Open { .. } | StoreError::Storage(_) | StoreError::Corrupt(_) => {
+                Error::new(code::STORAGE, e.to_string())
+            }
+            StoreError::NotFound(p) => {
+                Error::new(code::NOT_FOUND, e.to_string()).with("path", Unit::Ref(p.clone()))
+            }
+            StoreError::Save(_) | StoreError::BadArgument(_) | StoreError::User(_) => {
+                Error::bad_argument(e.to_string())
+            }
+            StoreError::Limit(_) => Error::new(code::LIMIT, e.to_string()),
+        }
+    }
+}
+
+/// Turns any database error into [`StoreError::Storage`] (keeps redb's types private).
+pub(crate) trait DbResult<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T, E: std::fmt::Display> DbResult<T> for Result<T, E> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Storage(e.to_string()))
+    }
+}

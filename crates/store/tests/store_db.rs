@@ -1,0 +1,394 @@
+//! The node database: io.store semantics, persistence, metadata, users, concurrency, and
+//! property tests of the merge semantics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use plexus_kernel::code;
+use plexus_store::{
+    merge_with, save_at, size, MemStore, NodeDb, NodeMeta, StoreError, UnitStore, UserConflict,
+    MAX_ENTRY_DEPTH,
+};
+use plexus_units::{parse, Map, Path, Str, Unit};
+use proptest::prelude::*;
+
+fn u(t: &str) -> Unit {
+    parse(t).unwrap()
+}
+
+fn p(t: &str) -> Path {
+    Path::parse_dotted(t).unwrap()
+}
+
+fn temp_db() -> (tempfile::TempDir, NodeDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = NodeDb::open(dir.path()).unwrap();
+    (dir, db)
+}
+
+#[tokio::test]
+async fn saves_loads_and_sizes() {
+    let (_dir, db) = temp_db();
+    assert_eq!(db.load(None).await.unwrap(), u("{}"));
+    assert_eq!(db.size(None).await.unwrap(), size(&u("{}")));
+    db.save(&p("txt"), u("{hello:hi}")).await.unwrap();
+    db.save(&p("txt.lang"), u("rust")).await.unwrap();
+    db.save(&p("a.b.c"), u("[1]")).await.unwrap();
+    db.save(&p("a.b.c"), u("2")).await.unwrap();
+    db.save(&p("a.b.c"), u("[3 4]")).await.unwrap();
+    db.save(&p("txt.hello"), u("bye")).await.unwrap();
+    let whole = u("{txt:{hello:bye lang:rust} a:{b:{c:[1 2 3 4]}}}");
+    assert_eq!(db.load(None).await.unwrap(), whole);
+    assert_eq!(db.load(Some(&p("a.b.c.2"))).await.unwrap(), u("3"));
+    assert_eq!(
+        db.load(Some(&p("txt"))).await.unwrap(),
+        u("{hello:bye lang:rust}")
+    );
+    assert_eq!(db.size(None).await.unwrap(), size(&whole));
+    assert_eq!(
+        db.size(Some(&p("txt"))).await.unwrap(),
+        size(&u("{hello:bye lang:rust}"))
+    );
+    assert_eq!(
+        db.size(Some(&p("a.b"))).await.unwrap(),
+        size(&u("{c:[1 2 3 4]}"))
+    );
+}
+
+#[tokio::test]
+async fn missing_paths_are_not_found_errors() {
+    let (_dir, db) = temp_db();
+    db.save(&p("a"), u("{b:1}")).await.unwrap();
+    for path in ["x", "a.c", "a.b.c", "x.y"] {
+        let e = db.load(Some(&p(path))).await.unwrap_err();
+        assert_eq!(e.code(), code::NOT_FOUND, "{path}");
+        assert_eq!(e.message(), format!("nothing at @{path} in the store"));
+        assert_eq!(e.get("path"), Some(&Unit::Ref(p(path))));
+        let e = db.size(Some(&p(path))).await.unwrap_err();
+        assert_eq!(e.code(), code::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn saving_through_a_scalar_is_refused_and_changes_nothing() {
+    let (_dir, db) = temp_db();
+    db.save(&p("a"), u("{b:1 l:[1]}")).await.unwrap();
+    let e = db.save(&p("a.b.c"), u("2")).await.unwrap_err();
+    assert_eq!(e.code(), code::BAD_ARGUMENT);
+    assert_eq!(
+        e.message(),
+        "cannot save at @a.b.c: @a.b holds an int, not a map"
+    );
+    let e = db.save(&p("a.l.5"), u("2")).await.unwrap_err();
+    assert_eq!(e.code(), code::BAD_ARGUMENT);
+    assert_eq!(db.load(None).await.unwrap(), u("{a:{b:1 l:[1]}}"));
+}
+
+#[tokio::test]
+async fn entries_beyond_the_depth_limit_are_refused() {
+    let (_dir, db) = temp_db();
+    let mut deep = Unit::int(1);
+    for _ in 0..MAX_ENTRY_DEPTH {
+        deep = Unit::List(vec![deep]);
+    }
+    db.save(&p("ok"), deep.clone()).await.unwrap();
+    let e = db.save(&p("deep.x"), deep.clone()).await.unwrap_err();
+    assert_eq!(e.code(), code::LIMIT);
+    assert!(db.load(Some(&p("deep"))).await.is_err());
+    assert_eq!(db.load(Some(&p("ok"))).await.unwrap(), deep);
+    // The whole store is still a unit of message depth.
+    assert!(db.load(None).await.unwrap().depth() <= plexus_units::Limits::DEFAULT.max_depth);
+}
+
+#[test]
+fn content_metadata_and_users_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = NodeDb::open(dir.path()).unwrap();
+        assert!(db.seed_if_empty(&u("{txt:{hello:hi} n:1}")).unwrap());
+        assert!(!db.seed_if_empty(&u("{other:1}")).unwrap());
+        db.save_blocking(&p("n"), u("2")).unwrap();
+        db.save_blocking(&p("z"), u("last")).unwrap();
+        assert_eq!(db.meta().unwrap(), None);
+        db.set_meta(&NodeMeta {
+            id: "id-1".into(),
+            name: "alpha".into(),
+        })
+        .unwrap();
+        db.add_user([9; 32], "bob").unwrap();
+        db.add_user([1; 32], "ann").unwrap();
+        // Open twice in one process is refused, not corrupted.
+        assert!(matches!(
+            NodeDb::open(dir.path()),
+            Err(StoreError::Open { .. })
+        ));
+    }
+    let db = NodeDb::open(dir.path()).unwrap();
+    assert_eq!(db.file(), dir.path().join(plexus_store::DB_FILE));
+    assert_eq!(
+        db.load_blocking(None).unwrap(),
+        u("{txt:{hello:hi} n:2 z:last}")
+    );
+    assert_eq!(
+        db.meta().unwrap(),
+        Some(NodeMeta {
+            id: "id-1".into(),
+            name: "alpha".into()
+        })
+    );
+    assert_eq!(
+        db.users().unwrap(),
+        vec![([1; 32], "ann".to_owned()), ([9; 32], "bob".to_owned())]
+    );
+}
+
+#[test]
+fn a_file_path_opens_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sub").join("x.redb");
+    let db = NodeDb::open(&file).unwrap();
+    assert_eq!(db.file(), file);
+    assert!(file.exists());
+}
+
+#[test]
+fn seeds_must_be_maps() {
+    let (_dir, db) = temp_db();
+    assert!(matches!(
+        db.seed_if_empty(&u("[1]")),
+        Err(StoreError::BadArgument(_))
+    ));
+}
+
+#[test]
+fn user_conflicts_mirror_vnix() {
+    let (_dir, db) = temp_db();
+    db.add_user([1; 32], "ann").unwrap();
+    assert_eq!(
+        db.add_user([2; 32], "ann"),
+        Err(StoreError::User(UserConflict::NameTaken {
+            name: "ann".into()
+        }))
+    );
+    assert_eq!(
+        db.add_user([1; 32], "ann"),
+        Err(StoreError::User(UserConflict::AlreadyRegistered {
+            name: "ann".into()
+        }))
+    );
+    assert_eq!(
+        db.add_user([1; 32], "bob"),
+        Err(StoreError::User(UserConflict::KeyTaken {
+            existing: "ann".into()
+        }))
+    );
+    assert_eq!(db.users().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_saves_lose_no_update() {
+    let (_dir, db) = temp_db();
+    let db = Arc::new(db);
+    let mut tasks = Vec::new();
+    for t in 0..8i64 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25i64 {
+                // The same list (read-modify-write of one entry) and a key of its own.
+                db.save(&p("log"), Unit::List(vec![Unit::int(t * 100 + i)]))
+                    .await
+                    .unwrap();
+                db.save(&p(&format!("k.t{t}")), Unit::List(vec![Unit::int(i)]))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = db.load(Some(&p("log"))).await.unwrap();
+    let mut got: Vec<i64> = log
+        .as_list()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_int().unwrap().to_i64().unwrap())
+        .collect();
+    got.sort();
+    let mut want: Vec<i64> = (0..8)
+        .flat_map(|t| (0..25).map(move |i| t * 100 + i))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    for t in 0..8 {
+        let l = db.load(Some(&p(&format!("k.t{t}")))).await.unwrap();
+        assert_eq!(l, Unit::List((0..25).map(Unit::int).collect()));
+    }
+}
+
+#[test]
+fn works_outside_a_runtime() {
+    let (_dir, db) = temp_db();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Polled by tokio but created here: fine either way.
+    rt.block_on(db.save(&p("a"), u("1"))).unwrap();
+    assert_eq!(db.load_blocking(Some(&p("a"))).unwrap(), u("1"));
+}
+
+#[tokio::test]
+async fn mem_store_has_the_same_semantics() {
+    let mem = MemStore::new();
+    mem.save(&p("a.b"), u("[1]")).await.unwrap();
+    mem.save(&p("a.b"), u("2")).await.unwrap();
+    assert_eq!(mem.load(None).await.unwrap(), u("{a:{b:[1 2]}}"));
+    assert_eq!(mem.load(Some(&p("a.b.1"))).await.unwrap(), u("2"));
+    assert_eq!(
+        mem.load(Some(&p("a.x"))).await.unwrap_err().code(),
+        code::NOT_FOUND
+    );
+    assert_eq!(
+        mem.save(&p("a.b.0.x"), u("1")).await.unwrap_err().code(),
+        code::BAD_ARGUMENT
+    );
+    assert_eq!(mem.size(None).await.unwrap(), size(&u("{a:{b:[1 2]}}")));
+}
+
+// ----- properties -----
+
+fn key() -> impl Strategy<Value = Str> {
+    prop::sample::select(vec!["a", "b", "c", "d", "0", "1"]).prop_map(Str::from)
+}
+
+fn unit() -> impl Strategy<Value = Unit> {
+    let leaf = prop_oneof![
+        Just(Unit::None),
+        any::<bool>().prop_map(Unit::Bool),
+        (-3i64..5).prop_map(Unit::int),
+        key().prop_map(Unit::Str),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Unit::List),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
+            prop::collection::vec((key(), inner), 0..5).prop_map(|es| {
+                let mut m = Map::new();
+                for (k, v) in es {
+                    m.insert(Unit::Str(k), v);
+                }
+                Unit::Map(m)
+            }),
+        ]
+    })
+}
+
+fn map_of(u: Unit) -> Map {
+    match u {
+        Unit::Map(m) => m,
+        other => {
+            let mut m = Map::new();
+            m.insert(Unit::str("v"), other);
+            m
+        }
+    }
+}
+
+fn path() -> impl Strategy<Value = Path> {
+    prop::collection::vec(key(), 1..4).prop_map(|s| Path::new(s).unwrap())
+}
+
+proptest! {
+    #[test]
+    fn merging_lists_concatenates(a in prop::collection::vec(unit(), 0..5), b in prop::collection::vec(unit(), 0..5)) {
+        let got = merge_with(Unit::List(a.clone()), Unit::List(b.clone()));
+        if a == b {
+            prop_assert_eq!(got, Unit::List(a));
+        } else {
+            let mut want = a;
+            want.extend(b);
+            prop_assert_eq!(got, Unit::List(want));
+        }
+    }
+
+    #[test]
+    fn merging_maps_keeps_keys_unique_and_ordered(a in unit().prop_map(map_of), b in unit().prop_map(map_of)) {
+        let got = merge_with(Unit::Map(a.clone()), Unit::Map(b.clone()));
+        let Unit::Map(got) = got else { panic!("not a map") };
+        // Unique keys: rebuilding from the entries succeeds.
+        prop_assert!(Map::from_entries(got.entries().to_vec()).is_ok());
+        // a's keys first, in a's order, then b's new keys in b's order.
+        let mut want_keys: Vec<Unit> = a.keys().cloned().collect();
+        want_keys.extend(b.keys().filter(|k| a.get(k).is_none()).cloned());
+        prop_assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want_keys);
+        for (k, v) in got.iter() {
+            let want = match (a.get(k), b.get(k)) {
+                (Some(va), Some(vb)) => merge_with(va.clone(), vb.clone()),
+                (Some(va), None) => va.clone(),
+                (None, Some(vb)) => vb.clone(),
+                (None, None) => unreachable!(),
+            };
+            prop_assert_eq!(v, &want);
+        }
+    }
+
+    #[test]
+    fn a_pair_sets_one_entry_in_place(a in unit().prop_map(map_of), k in key(), v in unit()) {
+        let got = merge_with(Unit::Map(a.clone()), Unit::pair(Unit::Str(k.clone()), v.clone()));
+        // Set in place: an existing key keeps its position, a new one goes last.
+        let mut want = a;
+        want.insert(Unit::Str(k), v);
+        prop_assert_eq!(got, Unit::Map(want));
+    }
+
+    #[test]
+    fn merging_equal_units_gives_the_unit(a in unit()) {
+        prop_assert_eq!(merge_with(a.clone(), a.clone()), a);
+    }
+
+    #[test]
+    fn save_at_merges_creates_or_changes_nothing(root in unit(), path in path(), v in unit()) {
+        let mut after = root.clone();
+        match save_at(&mut after, &path, v.clone()) {
+            Ok(()) => {
+                let want = match root.find(&path) {
+                    Some(old) => merge_with(old.clone(), v),
+                    None => v,
+                };
+                prop_assert_eq!(after.find(&path), Some(&want));
+            }
+            Err(_) => prop_assert_eq!(after, root),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The database and the memory store agree with each other and with `size`.
+    #[test]
+    fn node_db_matches_mem_store(saves in prop::collection::vec((path(), unit()), 1..12)) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (_dir, db) = temp_db();
+        let mem = MemStore::new();
+        rt.block_on(async {
+            for (path, v) in saves {
+                let a = db.save(&path, v.clone()).await.map_err(|e| e.to_string());
+                let b = mem.save(&path, v).await.map_err(|e| e.to_string());
+                assert_eq!(a, b);
+                let whole = db.load(None).await.unwrap();
+                assert_eq!(&whole, &mem.load(None).await.unwrap());
+                assert_eq!(db.size(None).await.unwrap(), size(&whole));
+                assert_eq!(
+                    db.load(Some(&path)).await.map_err(|e| e.to_string()),
+                    mem.load(Some(&path)).await.map_err(|e| e.to_string())
+                );
+                assert_eq!(
+                    db.size(Some(&path)).await.map_err(|e| e.to_string()),
+                    mem.size(Some(&path)).await.map_err(|e| e.to_string())
+                );
+            }
+        });
+    }
+}
