@@ -22,15 +22,12 @@ use clap::{Parser, Subcommand};
 
 /// Plexus: the machines you own as one computer.
 ///
-/// plx is the one binary of Plexus. This build provides the foundation: the units notation
-/// and binary encoding, users (ed25519 key pairs kept in key files) and signed messages.
+/// plx is the one binary of Plexus: it runs a node (`plx node`, or `plx up` in the
+/// background), talks to it (`plx` opens the λ shell, `plx send` evaluates one message), and
+/// handles units, users and signed messages. With no command, it opens the λ shell on the
+/// local node.
 #[derive(Parser, Debug)]
-#[command(
-    name = "plx",
-    version,
-    arg_required_else_help = true,
-    max_term_width = 100
-)]
+#[command(name = "plx", version, max_term_width = 100)]
 struct Cli {
     /// Plexus home directory for users and settings [env: PLX_HOME; default: ~/.plexus]
     #[arg(long, global = true, value_name = "DIR")]

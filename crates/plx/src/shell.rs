@@ -52,12 +52,12 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     let user = home.acting_user(None)?;
     // Unlock once: an encrypted key asks for its passphrase here, not on every line.
     let key = home.unlock(&user)?;
-    let services = rt
-        .block_on(fetch_services(&mut client, &key))
+    let (services, commands) = rt
+        .block_on(fetch_names(&mut client, &key))
         .unwrap_or_default();
     let mut editor: Editor<ShellHelper, DefaultHistory> =
         Editor::new().context("cannot open the line editor")?;
-    editor.set_helper(Some(ShellHelper { services }));
+    editor.set_helper(Some(ShellHelper { services, commands }));
     let history = home.root().join("history");
     let _ = editor.load_history(&history);
     println!(
@@ -159,24 +159,48 @@ fn show(v: &Unit, display: Display) -> String {
     }
 }
 
-async fn fetch_services(
+/// Service names and the command names of their manuals, for completion.
+async fn fetch_names(
     client: &mut Client,
     key: &plexus_identity::Keypair,
-) -> Result<Vec<String>> {
-    let body = parse("serv@io.term")?;
-    let msg = plexus_identity::SignedMessage::sign(body, key, now_ms()?, &mut rand_core::OsRng)
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut ask = async |text: &str| -> Result<Option<Unit>> {
+        let msg = plexus_identity::SignedMessage::sign(
+            parse(text)?,
+            key,
+            now_ms()?,
+            &mut rand_core::OsRng,
+        )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    match client.call(&msg, None, std::future::pending()).await? {
-        Reply::Value(Unit::List(l)) => Ok(l
+        Ok(
+            match client.call(&msg, None, std::future::pending()).await? {
+                Reply::Value(v) => Some(v),
+                _ => None,
+            },
+        )
+    };
+    let services: Vec<String> = match ask("serv@io.term").await? {
+        Some(Unit::List(l)) => l
             .iter()
             .filter_map(|u| u.as_str().map(str::to_owned))
-            .collect()),
-        _ => Ok(Vec::new()),
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut commands = Vec::new();
+    for s in &services {
+        if let Some(Unit::Map(man)) = ask(&format!("help.man@{s}")).await? {
+            commands.extend(man.keys().filter_map(|k| k.as_str().map(str::to_owned)));
+        }
     }
+    commands.extend(["serv", "help", "help.info", "help.tut", "help.man"].map(str::to_owned));
+    commands.sort();
+    commands.dedup();
+    Ok((services, commands))
 }
 
 struct ShellHelper {
     services: Vec<String>,
+    commands: Vec<String>,
 }
 
 impl Helper for ShellHelper {}
@@ -222,25 +246,22 @@ impl Completer for ShellHelper {
             });
         let word = &before[start..];
         let after_at = before[..start].ends_with('@');
-        let mut out: Vec<Pair> = if after_at {
-            self.services
-                .iter()
-                .filter(|s| s.starts_with(word))
-                .map(|s| Pair {
-                    display: s.clone(),
-                    replacement: s.clone(),
-                })
-                .collect()
+        let shell_commands = [":short", ":full", ":pretty", ":help", ":quit"];
+        let candidates: Vec<&str> = if after_at {
+            self.services.iter().map(String::as_str).collect()
+        } else if before[..start].ends_with(':') && start == 1 {
+            shell_commands.iter().map(|c| &c[1..]).collect()
         } else {
-            [":short", ":full", ":pretty", ":help", ":quit", "help"]
-                .iter()
-                .filter(|c| c.starts_with(word) && !word.is_empty())
-                .map(|c| Pair {
-                    display: (*c).to_owned(),
-                    replacement: (*c).to_owned(),
-                })
-                .collect()
+            self.commands.iter().map(String::as_str).collect()
         };
+        let mut out: Vec<Pair> = candidates
+            .into_iter()
+            .filter(|c| c.starts_with(word) && (after_at || !word.is_empty()))
+            .map(|c| Pair {
+                display: c.to_owned(),
+                replacement: c.to_owned(),
+            })
+            .collect();
         out.sort_by(|a, b| a.display.cmp(&b.display));
         Ok((start, out))
     }

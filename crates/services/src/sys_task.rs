@@ -29,6 +29,7 @@ use plexus_kernel::{
     code, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Kernel, Outcome, Service,
     TaskInfo,
 };
+use plexus_store::merge_with;
 use plexus_units::{Map, Unit};
 
 use crate::forms;
@@ -384,40 +385,6 @@ async fn chain(cx: &Cx, mut m: Map) -> Outcome {
     }
     m.insert(Unit::str("msg"), current);
     Ok(Some(Unit::Map(m)))
-}
-
-/// vnix's merge: equal → a; list+list → concatenation; list+x → x appended; map+(k v) → k set
-/// to v; map+map → equal keys merged recursively, the others appended; otherwise b.
-pub fn merge_with(a: Unit, b: Unit) -> Unit {
-    if a == b {
-        return a;
-    }
-    match (a, b) {
-        (Unit::List(mut l), Unit::List(r)) => {
-            l.extend(r);
-            Unit::List(l)
-        }
-        (Unit::List(mut l), x) => {
-            l.push(x);
-            Unit::List(l)
-        }
-        (Unit::Map(mut m), Unit::Pair(p)) => {
-            let (k, v) = *p;
-            m.insert(k, v);
-            Unit::Map(m)
-        }
-        (Unit::Map(mut m), Unit::Map(r)) => {
-            for (k, v) in r.into_entries() {
-                let merged = match m.get(&k) {
-                    Some(old) => merge_with(old.clone(), v),
-                    None => v,
-                };
-                m.insert(k, merged);
-            }
-            Unit::Map(m)
-        }
-        (_, b) => b,
-    }
 }
 
 fn kill(cx: &Cx, arg: &Unit) -> Outcome {

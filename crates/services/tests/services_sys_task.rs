@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use plexus_identity::{KeyKind, Keypair};
 use plexus_kernel::{Error, Kernel, Policy, TaskHandle, TaskInfo, Terminal};
-use plexus_services::sys_task::{self, merge_with, SEED};
+use plexus_services::sys_task::{self, SEED};
 use plexus_services::testing::{bare_kernel, check_examples, eval_text, TestTerminal};
 use plexus_services::{dat_gen, dat_proc, gfx_2d, io_store, io_term, math_calc, sys_hw};
+use plexus_store::merge_with;
 use plexus_store::MemStore;
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
