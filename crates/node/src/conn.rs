@@ -244,34 +244,82 @@ async fn start_call(
     let signature = *msg.signature();
     let body = msg.into_body();
     let kernel = shared.kernel.clone();
+    let guard = ReplyGuard {
+        id,
+        outbox: outbox.clone(),
+        calls: calls.clone(),
+        cancelled: cancelled.clone(),
+        sent: false,
+    };
+    // The call's own task sends its reply: no extra task hop per call.
     let handle = shared
         .kernel
         .spawn_task(None, "msg", author, move |task| async move {
+            let mut guard = guard;
             let cx = kernel
                 .context(author, hash, session, task)
                 .with_root_signature(signature);
-            cx.run(body).await
+            let out = cx.run(body).await;
+            guard.forget_call();
+            let _ = guard
+                .outbox
+                .send(NodeFrame::Reply {
+                    id,
+                    result: outcome_result(out),
+                })
+                .await;
+            guard.sent = true;
+            Ok(None)
         });
     if let Ok(mut c) = calls.lock() {
         c.insert(id, handle.id);
     }
-    let outbox = outbox.clone();
-    let calls = calls.clone();
-    let cancelled = cancelled.clone();
-    tokio::spawn(async move {
-        let mut out = handle.outcome().await;
-        let was_cancelled = cancelled.lock().map(|mut c| c.remove(&id)).unwrap_or(false);
-        if was_cancelled {
-            out = Err(Error::new(code::CANCELLED, "cancelled by the caller"));
+}
+
+/// Answers a call whose task was stopped before it could answer (killed or cancelled).
+struct ReplyGuard {
+    id: u64,
+    outbox: mpsc::Sender<NodeFrame>,
+    calls: Arc<Mutex<HashMap<u64, u64>>>,
+    cancelled: Arc<Mutex<HashSet<u64>>>,
+    sent: bool,
+}
+
+impl ReplyGuard {
+    fn forget_call(&self) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.remove(&self.id);
         }
-        if let Ok(mut c) = calls.lock() {
-            c.remove(&id);
+    }
+}
+
+impl Drop for ReplyGuard {
+    fn drop(&mut self) {
+        if self.sent {
+            return;
         }
-        let _ = outbox
-            .send(NodeFrame::Reply {
-                id,
-                result: outcome_result(out),
-            })
-            .await;
-    });
+        self.forget_call();
+        let was_cancelled = self
+            .cancelled
+            .lock()
+            .map(|mut c| c.remove(&self.id))
+            .unwrap_or(false);
+        let e = if was_cancelled {
+            Error::new(code::CANCELLED, "cancelled by the caller")
+        } else {
+            Error::new(code::KILLED, "the call's task was killed")
+        };
+        let frame = NodeFrame::Reply {
+            id: self.id,
+            result: error_result(&e),
+        };
+        let outbox = self.outbox.clone();
+        if let Err(mpsc::error::TrySendError::Full(frame)) = outbox.try_send(frame) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = outbox.send(frame).await;
+                });
+            }
+        }
+    }
 }

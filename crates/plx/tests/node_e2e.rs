@@ -253,3 +253,63 @@ fn the_store_shell_program_runs() {
         .ok();
     assert!(out.contains("Hello, Plexus!"), "{out}");
 }
+
+#[test]
+fn ctrl_c_cancels_the_call_not_the_node() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let child = Command::new(env!("CARGO_BIN_EXE_plx"))
+        .args(["send", "(wait 60)@time.chrono"])
+        .env("PLX_HOME", plx.home.path())
+        .env("USER", "tester")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cancelled"), "{err}");
+    assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
+}
+
+#[test]
+fn killing_a_task_answers_its_caller() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let child = Command::new(env!("CARGO_BIN_EXE_plx"))
+        .args(["send", "{task.loop:(wait.ms 10)@time.chrono}@sys.task"])
+        .env("PLX_HOME", plx.home.path())
+        .env("USER", "tester")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Find the looping call's root task and kill it from another session.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let all = send(&plx, "get.all@sys.task").ok();
+        let ids: Vec<i64> = all
+            .split("id:")
+            .skip(1)
+            .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect();
+        if let Some(id) = ids.first() {
+            break *id;
+        }
+        assert!(Instant::now() < deadline, "no task appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(send(&plx, &format!("(kill {id})@sys.task")).ok(), "");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("killed"), "{err}");
+}
