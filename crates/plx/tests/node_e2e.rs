@@ -292,19 +292,26 @@ fn killing_a_task_answers_its_caller() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Find the looping call's root task and kill it from another session.
+    // Find the looping call's root task (the parent of the task.loop task) and kill it from
+    // another session.
     let deadline = Instant::now() + Duration::from_secs(20);
     let id = loop {
         let all = send(&plx, "get.all@sys.task").ok();
-        let ids: Vec<i64> = all
-            .split("id:")
-            .skip(1)
-            .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-            .collect();
-        if let Some(id) = ids.first() {
-            break *id;
+        let parent = all
+            .split('{')
+            .find(|e| e.contains("name:task.loop"))
+            .and_then(|e| {
+                e.split("par.id:")
+                    .nth(1)?
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            });
+        if let Some(id) = parent {
+            break id;
         }
-        assert!(Instant::now() < deadline, "no task appeared");
+        assert!(Instant::now() < deadline, "no loop task appeared: {all}");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(send(&plx, &format!("(kill {id})@sys.task")).ok(), "");
