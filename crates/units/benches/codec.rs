@@ -451,23 +451,39 @@ fn criterion_benches(c: &mut Criterion, corpus: &[Case]) {
 // Summary
 // ---------------------------------------------------------------------------------------------
 
-/// Median time of one run: batches of at least ~20 ms, nine rounds.
-fn median_time(op: Op, case: &Case) -> Duration {
-    let start = Instant::now();
-    op.run(case);
-    let once = start.elapsed().max(Duration::from_nanos(20));
-    let iters = (Duration::from_millis(20).as_nanos() / once.as_nanos()).clamp(1, 1_000_000) as u32;
-    let mut rounds: Vec<Duration> = (0..9)
-        .map(|_| {
+/// Rounds of the summary; each op runs for at least ~20 ms per round.
+const ROUNDS: usize = 9;
+
+/// Median time of one run of each op on `case`. The rounds interleave the ops (round 1 of
+/// every op, then round 2, ...), so load from other processes on a shared machine hits ours
+/// and the reference parsers alike and the ratios stay meaningful.
+fn median_times(case: &Case) -> Vec<(Op, Duration)> {
+    let iters: Vec<u32> = OPS
+        .iter()
+        .map(|&op| {
             let start = Instant::now();
-            for _ in 0..iters {
-                op.run(case);
-            }
-            start.elapsed() / iters
+            op.run(case);
+            let once = start.elapsed().max(Duration::from_nanos(20));
+            (Duration::from_millis(20).as_nanos() / once.as_nanos()).clamp(1, 1_000_000) as u32
         })
         .collect();
-    rounds.sort();
-    rounds[rounds.len() / 2]
+    let mut samples = vec![Vec::with_capacity(ROUNDS); OPS.len()];
+    for _ in 0..ROUNDS {
+        for (k, &op) in OPS.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..iters[k] {
+                op.run(case);
+            }
+            samples[k].push(start.elapsed() / iters[k]);
+        }
+    }
+    OPS.iter()
+        .zip(samples)
+        .map(|(&op, mut s)| {
+            s.sort();
+            (op, s[s.len() / 2])
+        })
+        .collect()
 }
 
 fn fmt_time(d: Duration) -> String {
@@ -482,16 +498,15 @@ fn fmt_time(d: Duration) -> String {
 }
 
 fn summary(corpus: &[Case]) {
-    println!("\n== Summary (median of 9 rounds, std::time::Instant; MB/s = 10^6 bytes of that op's input or output per second)\n");
+    println!("\n== Summary (median of 9 interleaved rounds, std::time::Instant; MB/s = 10^6 bytes of that op's input or output per second)\n");
     println!(
         "{:<13} {:<26} {:>10} {:>11} {:>9}",
         "case", "operation", "bytes", "time", "MB/s"
     );
     let mut ratios = Vec::new();
     for case in corpus {
-        let mut times = Vec::new();
-        for op in OPS {
-            let t = median_time(op, case);
+        let times = median_times(case);
+        for &(op, t) in &times {
             let size = op.size(case);
             let mbs = size as f64 / t.as_secs_f64() / 1e6;
             println!(
@@ -502,7 +517,6 @@ fn summary(corpus: &[Case]) {
                 fmt_time(t),
                 mbs
             );
-            times.push((op, t));
         }
         println!();
         let t = |op: Op| {
@@ -567,20 +581,12 @@ fn summary(corpus: &[Case]) {
 
 fn main() {
     let corpus = corpus();
-    if let Ok(dir) = std::env::var("TMP_DUMP") {
-        for c in &corpus {
-            std::fs::write(format!("{dir}/{}.txt", c.name), &c.text).unwrap();
-            std::fs::write(format!("{dir}/{}.json", c.name), &c.json).unwrap();
-            std::fs::write(format!("{dir}/{}.cbor", c.name), &c.cbor).unwrap();
-        }
-        return;
-    }
     let mut criterion = Criterion::default().configure_from_args();
     criterion_benches(&mut criterion, &corpus);
     criterion.final_summary();
-    // `cargo test --benches` runs this binary in test mode: skip the timed summary there.
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--test" || a == "--list") {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not: skip the timed
+    // summary there.
+    if !std::env::args().any(|a| a == "--bench") {
         return;
     }
     summary(&corpus);

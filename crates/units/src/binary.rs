@@ -333,6 +333,7 @@ impl Decoder<'_> {
         DecodeError::NonCanonical { offset, why }
     }
 
+    #[inline]
     fn byte(&mut self, expected: &'static str) -> Result<u8, DecodeError> {
         let b = *self
             .input
@@ -342,17 +343,27 @@ impl Decoder<'_> {
         Ok(b)
     }
 
+    #[inline]
     fn take(&mut self, len: u64, expected: &'static str) -> Result<Bytes, DecodeError> {
+        let start = self.pos;
+        self.skip(len, expected)?;
+        Ok(self.input.slice(start..self.pos))
+    }
+
+    /// Like [`Decoder::take`], but borrowed: no reference count to touch.
+    #[inline]
+    fn skip(&mut self, len: u64, expected: &'static str) -> Result<&[u8], DecodeError> {
         let remaining = self.input.len() - self.pos;
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= remaining)
             .ok_or_else(|| self.truncated(expected))?;
-        let out = self.input.slice(self.pos..self.pos + len);
+        let start = self.pos;
         self.pos += len;
-        Ok(out)
+        Ok(&self.input[start..start + len])
     }
 
+    #[inline]
     fn varint(&mut self, expected: &'static str) -> Result<u64, DecodeError> {
         let start = self.pos;
         let mut v: u64 = 0;
@@ -409,6 +420,36 @@ impl Decoder<'_> {
             offset: at,
             why: "not UTF-8",
         })
+    }
+
+    /// The next unit. Small ints and short strings, the bulk of typical documents, are
+    /// decoded right here (inlined into the list and map loops); the rest goes through
+    /// [`Decoder::unit`].
+    #[inline(always)]
+    fn next(&mut self) -> Result<Unit, DecodeError> {
+        match self.input.get(self.pos) {
+            Some(&t @ tag::POS_SMALL..=0x7f) => {
+                self.pos += 1;
+                Ok(Unit::int(i64::from(t - tag::POS_SMALL)))
+            }
+            Some(&t @ tag::STR_SHORT..=0xbf) => {
+                let start = self.pos + 1;
+                let end = start + usize::from(t - tag::STR_SHORT);
+                if end > self.input.len() {
+                    // The general path reports the truncation.
+                    return self.unit();
+                }
+                let s = Str::try_from(self.input.slice(start..end)).map_err(|_| {
+                    DecodeError::InvalidText {
+                        offset: self.pos,
+                        why: "string is not UTF-8",
+                    }
+                })?;
+                self.pos = end;
+                Ok(Unit::Str(s))
+            }
+            _ => self.unit(),
+        }
     }
 
     fn unit(&mut self) -> Result<Unit, DecodeError> {
@@ -550,7 +591,7 @@ impl Decoder<'_> {
                 self.enter()?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
-                    items.push(self.unit()?);
+                    items.push(self.next()?);
                 }
                 self.depth -= 1;
                 Unit::List(items)
@@ -560,8 +601,8 @@ impl Decoder<'_> {
                 self.enter()?;
                 let mut entries = Vec::with_capacity(n.min((self.input.len() - self.pos) / 2));
                 for _ in 0..n {
-                    let k = self.unit()?;
-                    let v = self.unit()?;
+                    let k = self.next()?;
+                    let v = self.next()?;
                     entries.push((k, v));
                 }
                 self.depth -= 1;
@@ -607,11 +648,11 @@ impl Decoder<'_> {
                         limit: max_bytes,
                     });
                 }
-                let mag = self.take(len, "big int magnitude")?;
+                let mag = self.skip(len, "big int magnitude")?;
                 if mag.last().is_none_or(|&b| b == 0) {
                     return Err(self.non_canonical(start, "big int magnitude with a leading zero"));
                 }
-                let mag = BigUint::from_bytes_le(&mag);
+                let mag = BigUint::from_bytes_le(mag);
                 if t == tag::BIG_POS {
                     if mag.to_u64().is_some() {
                         return Err(self.non_canonical(start, "big int fits a varint"));

@@ -870,8 +870,11 @@ impl<'a> Reader<'a> {
             return Ok(Unit::Dec(Dec::new(BigInt::zero(), 0)));
         }
         let scale = frac_digits.len() as i128 - exponent - zeros as i128;
-        let Ok(scale) = i64::try_from(scale) else {
-            return Err(self.err_at(start, "decimal exponent out of range"));
+        let Some(scale) = i64::try_from(scale)
+            .ok()
+            .filter(|s| (-crate::binary::MAX_SCALE..=crate::binary::MAX_SCALE).contains(s))
+        else {
+            return Err(self.err_at(start, "decimal exponent out of range (at most ±2^62)"));
         };
         let mantissa = if int_part.len() + frac_part.len() <= 18 {
             let v = int_part

@@ -116,7 +116,7 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
             ),
         ));
     }
-    let mut p = Parser {
+    Parser {
         src: text,
         b: text.as_bytes(),
         pos: 0,
@@ -126,19 +126,9 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
         entries: Vec::new(),
         key_offsets: Vec::new(),
         limits,
-    };
-    p.skip_ws()?;
-    if p.pos == p.b.len() {
-        return Err(p.err("expected a unit, found the end of the input"));
     }
-    let unit = p.unit(false)?;
-    p.skip_ws()?;
-    if p.pos != p.b.len() {
-        return Err(
-            p.err("unexpected input after the unit (a message is one unit: put several in [ ])")
-        );
-    }
-    Ok(unit)
+    .document()
+    .map_err(|e| *e)
 }
 
 struct Parser<'a> {
@@ -157,17 +147,20 @@ struct Parser<'a> {
     limits: &'a Limits,
 }
 
+/// Parser results box the (large) error, so the common `Ok` path moves less data.
+type PResult<T> = Result<T, Box<ParseError>>;
+
 /// Whether a unit stands in map key position, where `k@serv:x` may end at the ':' (see
 /// `docs/units-text.md`, "Streams as map keys").
 type InKey = bool;
 
 impl<'a> Parser<'a> {
-    fn err(&self, message: impl Into<String>) -> ParseError {
-        ParseError::at(self.src, self.pos, message)
+    fn err(&self, message: impl Into<String>) -> Box<ParseError> {
+        Box::new(ParseError::at(self.src, self.pos, message))
     }
 
-    fn err_at(&self, offset: usize, message: impl Into<String>) -> ParseError {
-        ParseError::at(self.src, offset, message)
+    fn err_at(&self, offset: usize, message: impl Into<String>) -> Box<ParseError> {
+        Box::new(ParseError::at(self.src, offset, message))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -178,7 +171,23 @@ impl<'a> Parser<'a> {
         self.b.get(self.pos + ahead).copied()
     }
 
-    fn skip_ws(&mut self) -> Result<(), ParseError> {
+    /// The whole input: one unit, with only whitespace and comments around it.
+    fn document(&mut self) -> PResult<Unit> {
+        self.skip_ws()?;
+        if self.pos == self.b.len() {
+            return Err(self.err("expected a unit, found the end of the input"));
+        }
+        let unit = self.unit(false)?;
+        self.skip_ws()?;
+        if self.pos != self.b.len() {
+            return Err(self.err(
+                "unexpected input after the unit (a message is one unit: put several in [ ])",
+            ));
+        }
+        Ok(unit)
+    }
+
+    fn skip_ws(&mut self) -> PResult<()> {
         loop {
             match self.peek() {
                 Some(b' ' | b'\t' | b'\n' | b'\r') => self.pos += 1,
@@ -205,7 +214,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), ParseError> {
+    fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         self.high = self.high.max(self.depth);
         if self.depth > self.limits.max_depth {
@@ -217,7 +226,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn unit(&mut self, in_key: InKey) -> Result<Unit, ParseError> {
+    fn unit(&mut self, in_key: InKey) -> PResult<Unit> {
         let depth_before = self.depth;
         let high_before = std::mem::replace(&mut self.high, depth_before);
         let mut unit = self.base()?;
@@ -281,7 +290,7 @@ impl<'a> Parser<'a> {
         Ok(unit)
     }
 
-    fn node_name(&mut self) -> Result<String, ParseError> {
+    fn node_name(&mut self) -> PResult<String> {
         match self.peek() {
             Some(q @ (b'`' | b'\'' | b'"')) => {
                 let s = self.quoted(q)?;
@@ -310,7 +319,12 @@ impl<'a> Parser<'a> {
                 if !WORD_ASCII[c as usize] {
                     break;
                 }
-                self.pos += 1;
+                // Long numbers: skip their digits eight at a time.
+                self.pos = if c.is_ascii_digit() {
+                    digit_run(self.b, self.pos)
+                } else {
+                    self.pos + 1
+                };
             } else {
                 // `pos` is on a char boundary: we only ever step over whole chars.
                 let Some(ch) = self.src[self.pos..].chars().next() else {
@@ -327,7 +341,7 @@ impl<'a> Parser<'a> {
 
     /// After a unit inside brackets: whitespace, a bracket or the end must follow, unless the
     /// unit itself ended with a closing bracket.
-    fn after_unit(&self) -> Result<(), ParseError> {
+    fn after_unit(&self) -> PResult<()> {
         match self.peek() {
             None
             | Some(b' ' | b'\t' | b'\n' | b'\r' | b']' | b')' | b'}' | b'[' | b'(' | b'{' | b'/') => {
@@ -345,7 +359,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn base(&mut self) -> Result<Unit, ParseError> {
+    fn base(&mut self) -> PResult<Unit> {
         let start = self.pos;
         let Some(c) = self.peek() else {
             return Err(self.err("expected a unit, found the end of the input"));
@@ -471,7 +485,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn path(&mut self) -> Result<Unit, ParseError> {
+    fn path(&mut self) -> PResult<Unit> {
         let mut segments = Vec::new();
         loop {
             let seg_start = self.pos;
@@ -517,7 +531,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads a quoted string starting at the opening quote `q`.
-    fn quoted(&mut self, q: u8) -> Result<String, ParseError> {
+    fn quoted(&mut self, q: u8) -> PResult<String> {
         let open = self.pos;
         self.pos += 1;
         let body_start = self.pos;
@@ -599,7 +613,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads `"…hex…"` after the `x`: pairs of hex digits, whitespace allowed between pairs.
-    fn bytes_literal(&mut self) -> Result<Unit, ParseError> {
+    fn bytes_literal(&mut self) -> PResult<Unit> {
         let open = self.pos;
         let Some(q) = self.peek() else {
             return Err(self.err("expected a quote"));
@@ -650,7 +664,7 @@ impl<'a> Parser<'a> {
         Ok(Unit::Bytes(out.into()))
     }
 
-    fn classify_word(&self, word: &str, start: usize) -> Result<Unit, ParseError> {
+    fn classify_word(&self, word: &str, start: usize) -> PResult<Unit> {
         match word {
             "-" => return Ok(Unit::None),
             "t" | "true" => return Ok(Unit::Bool(true)),
@@ -674,7 +688,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&self, n: NumberShape, start: usize) -> Result<Unit, ParseError> {
+    fn number(&self, n: NumberShape, start: usize) -> PResult<Unit> {
         // Leading zeros (and a dec's trailing zeros) carry no value: they are neither counted
         // against the limit nor converted, so every number the printer writes (`1e30` prints
         // with 30 zeros) reads back, and a long run of zeros costs no big-number work.
@@ -748,17 +762,44 @@ impl<'a> Parser<'a> {
 
 /// The value of at most 18 ASCII decimal digits.
 fn small_decimal(digits: &[u8]) -> Option<i64> {
-    (digits.len() <= 18).then(|| {
-        digits
-            .iter()
-            .fold(0i64, |v, &d| v * 10 + i64::from(d - b'0'))
-    })
+    (digits.len() <= 18).then(|| digits_value(digits) as i64)
+}
+
+/// The value of at most 19 ASCII decimal digits, eight at a time.
+fn digits_value(digits: &[u8]) -> u64 {
+    let mut chunks = digits.chunks_exact(8);
+    let mut v = 0u64;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Eight digits in one word, the first in the lowest byte: combine pairs, then
+        // pairs of pairs, with multiplications (Lemire's "parse eight digits" trick).
+        let w = u64::from_le_bytes(word).wrapping_sub(0x3030_3030_3030_3030);
+        let w = w.wrapping_mul(10).wrapping_add(w >> 8);
+        let lo = (w & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32));
+        let hi = ((w >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32));
+        v = v * 100_000_000 + (lo.wrapping_add(hi) >> 32);
+    }
+    chunks
+        .remainder()
+        .iter()
+        .fold(v, |v, &d| v * 10 + u64::from(d - b'0'))
 }
 
 /// The value of a run of ASCII decimal digits, 19 digits at a time into 64-bit limbs
 /// (several times faster than num-bigint's generic radix conversion at these sizes).
 fn parse_decimal(digits: &[u8]) -> BigUint {
-    let mut limbs: Vec<u64> = Vec::with_capacity(digits.len() / 19 + 1);
+    // Up to 32 limbs (608 digits) stay on the stack.
+    let mut inline = [0u64; 32];
+    let mut heap = Vec::new();
+    let needed = digits.len() / 19 + 1;
+    let limbs: &mut [u64] = if needed <= inline.len() {
+        &mut inline[..needed]
+    } else {
+        heap.resize(needed, 0);
+        &mut heap
+    };
+    let mut used = 0;
     let mut rest = digits;
     let mut take = match digits.len() % 19 {
         0 => 19,
@@ -766,29 +807,42 @@ fn parse_decimal(digits: &[u8]) -> BigUint {
     };
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(take.min(rest.len()));
-        let value = chunk
-            .iter()
-            .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
         let scale = 10u128.pow(chunk.len() as u32);
         // limbs = limbs × 10^len + value
-        let mut carry = u128::from(value);
-        for limb in &mut limbs {
+        let mut carry = u128::from(digits_value(chunk));
+        for limb in &mut limbs[..used] {
             let t = u128::from(*limb) * scale + carry;
             *limb = t as u64;
             carry = t >> 64;
         }
         if carry != 0 {
-            limbs.push(carry as u64);
+            limbs[used] = carry as u64;
+            used += 1;
         }
         rest = tail;
         take = 19;
     }
-    BigUint::new(
-        limbs
-            .iter()
-            .flat_map(|&l| [l as u32, (l >> 32) as u32])
-            .collect(),
-    )
+    let bytes: Vec<u8> = limbs[..used].iter().flat_map(|l| l.to_le_bytes()).collect();
+    BigUint::from_bytes_le(&bytes)
+}
+
+/// End of the run of ASCII digits in `b` starting at `from`, checking eight bytes at a time.
+fn digit_run(b: &[u8], mut from: usize) -> usize {
+    const HIGH_NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    while let Some(chunk) = b.get(from..from + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // Every byte is 0x30..=0x39: high nibble 3, and still 3 after adding 6.
+        if w & HIGH_NIBBLES != ZEROS
+            || w.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES != ZEROS
+        {
+            break;
+        }
+        from += 8;
+    }
+    from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
 /// Index of the first byte of `hay` equal to `a` or `b`, scanning eight bytes at a time.
@@ -863,12 +917,7 @@ pub(crate) fn scan_number(w: &[u8]) -> Option<NumberShape<'_>> {
     if negative {
         i = 1;
     }
-    let digits = |from: usize| {
-        w[from..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(w.len(), |n| from + n)
-    };
+    let digits = |from: usize| digit_run(w, from);
     let int_end = digits(i);
     if int_end == i {
         return None;

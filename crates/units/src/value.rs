@@ -734,10 +734,33 @@ impl<'a> IntoIterator for &'a Map {
     }
 }
 
+/// A cheap summary of a key, equal for equal units: a string's length and first bytes, a small
+/// int's value, otherwise just the type.
+fn fingerprint(u: &Unit) -> u64 {
+    match u {
+        Unit::Str(s) => {
+            let b = s.as_bytes();
+            let mut head = [0u8; 8];
+            let n = b.len().min(8);
+            head[..n].copy_from_slice(&b[..n]);
+            u64::from_le_bytes(head) ^ (b.len() as u64).rotate_left(48)
+        }
+        Unit::Int(i) => i.to_i64().map_or(u64::MAX, |v| v as u64),
+        other => other.kind() as u64,
+    }
+}
+
 /// Index of the first entry whose key equals an earlier key.
 pub(crate) fn first_duplicate(entries: &[(Unit, Unit)]) -> Option<usize> {
     if entries.len() <= LINEAR_DUPLICATE_SCAN {
-        return (1..entries.len()).find(|&i| entries[..i].iter().any(|(k, _)| *k == entries[i].0));
+        // Equal keys have equal fingerprints, so most pairs are told apart without a full
+        // comparison.
+        let mut prints = [0u64; LINEAR_DUPLICATE_SCAN];
+        for (p, (k, _)) in prints.iter_mut().zip(entries) {
+            *p = fingerprint(k);
+        }
+        return (1..entries.len())
+            .find(|&i| (0..i).any(|j| prints[j] == prints[i] && entries[j].0 == entries[i].0));
     }
     let mut seen = std::collections::HashSet::with_capacity(entries.len());
     entries.iter().position(|(k, _)| !seen.insert(k))

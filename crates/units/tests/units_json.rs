@@ -157,12 +157,13 @@ fn decimals_are_exact() {
 }
 
 #[test]
-fn decimal_scales_at_the_edges_of_i64() {
+fn decimal_scales_at_the_edges_of_the_binary_range() {
+    // Every reader (text, binary, JSON) accepts scales within ±2^62 (binary::MAX_SCALE).
     for scale in [
-        i64::MAX,
-        i64::MAX - 1,
-        i64::MIN + 1,
-        i64::MIN,
+        plexus_units::binary::MAX_SCALE,
+        plexus_units::binary::MAX_SCALE - 1,
+        -plexus_units::binary::MAX_SCALE + 1,
+        -plexus_units::binary::MAX_SCALE,
         1 << 40,
         -(1 << 40),
     ] {
@@ -731,7 +732,7 @@ fn scale() -> impl Strategy<Value = i64> {
     prop_oneof![
         4 => -25i64..25,
         2 => -400i64..400,
-        1 => any::<i64>(),
+        1 => -plexus_units::binary::MAX_SCALE..=plexus_units::binary::MAX_SCALE,
     ]
 }
 
@@ -967,4 +968,22 @@ proptest! {
         let tight = Limits { max_depth: 3, max_size: 1 << 20, max_digits: 20 };
         let _ = from_json_with(&text, &tight);
     }
+}
+
+#[test]
+fn decimal_scales_beyond_the_binary_range_are_refused() {
+    // Found by the json fuzz target: the scale fit an i64 but not the ±2^62 every other
+    // reader accepts, so the unit could not be encoded and read back.
+    for text in [
+        "[1.0e7777777777777777777]",
+        "1e-4611686018427387905",
+        "1e4611686018427387905",
+    ] {
+        assert!(from_json(text).is_err(), "{text}");
+    }
+    let edge = from_json("1e4611686018427387904").unwrap();
+    assert_eq!(
+        plexus_units::decode(&plexus_units::encode(&edge)).unwrap(),
+        edge
+    );
 }

@@ -792,3 +792,37 @@ fn display_is_the_canonical_text() {
     assert_eq!(u.to_string(), "{mul:[2 {inc:4} (sub (10 3))]}@math.calc");
     assert_eq!(p(&u.to_string()), u);
 }
+
+#[test]
+fn numbers_of_every_length_parse_exactly() {
+    // The parser converts digits in 8- and 19-digit chunks: cover every chunk boundary.
+    let mut seed = 7u64;
+    let mut digit = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        char::from(b'0' + ((seed >> 33) % 10) as u8)
+    };
+    for len in 1..=120 {
+        let mut digits: String = (0..len).map(|_| digit()).collect();
+        if len > 1 && digits.starts_with('0') {
+            digits.replace_range(0..1, "7");
+        }
+        let value: BigInt = digits.parse().unwrap();
+        assert_eq!(p(&digits), Unit::Int(Int::from(value.clone())), "{digits}");
+        assert_eq!(
+            p(&format!("-{digits}")),
+            Unit::Int(Int::from(-value.clone()))
+        );
+        for point in [1, len / 2, len - 1] {
+            if point == 0 || point >= len {
+                continue;
+            }
+            let text = format!("-{}.{}", &digits[..point], &digits[point..]);
+            let expected = Unit::Dec(Dec::new(-value.clone(), (len - point) as i64));
+            assert_eq!(p(&text), expected, "{text}");
+        }
+    }
+    for all_nines in [18, 19, 20, 37, 38, 39] {
+        let digits = "9".repeat(all_nines);
+        assert_eq!(to_text(&p(&digits)), digits);
+    }
+}
