@@ -1,0 +1,339 @@
+//! Links: ordered, reliable streams of frames between two authenticated nodes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use plexus_identity::PublicKey;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::frame::{
+    encode_frame, encode_header, FrameDecoder, Hello, DEFAULT_MAX_FRAME, LINK_VERSION,
+};
+use crate::tls::map_io_error;
+use crate::NetError;
+
+/// Settings shared by the links of a transport.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// Largest frame this node accepts (announced to peers in the hello frame).
+    pub max_frame: usize,
+    /// Frames queued for sending (and received but not yet taken) per link before `send`
+    /// waits: a slow peer slows its senders instead of exhausting memory.
+    pub queue: usize,
+    /// Small frames queued together are written in one write of at most this many bytes.
+    pub batch_bytes: usize,
+    /// Longest time for connecting, the TLS handshake and the hello exchange.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for LinkConfig {
+    fn default() -> LinkConfig {
+        LinkConfig {
+            max_frame: DEFAULT_MAX_FRAME,
+            queue: 1024,
+            batch_bytes: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who is at the other end of a link, as established by its handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's node key, proven during the handshake.
+    pub key: PublicKey,
+    /// The node name the peer announced (informative: the key is what authenticates).
+    pub name: String,
+    /// The largest frame the peer accepts.
+    pub max_frame: usize,
+    /// The peer's address, as text.
+    pub addr: String,
+}
+
+type CloseReason = Arc<Mutex<Option<NetError>>>;
+
+/// The sending half of a [`Link`]. Clone it to send from many tasks (calls multiplexed on
+/// one link); frames from one sender arrive in the order sent.
+#[derive(Clone, Debug)]
+pub struct LinkSender {
+    tx: mpsc::Sender<Bytes>,
+    peer: Arc<PeerInfo>,
+}
+
+impl LinkSender {
+    /// Queues one frame. Waits while the queue is full; fails at once for a frame larger
+    /// than the peer accepts, or when the link is closed.
+    pub async fn send(&self, frame: Bytes) -> Result<(), NetError> {
+        if frame.len() > self.peer.max_frame {
+            return Err(NetError::FrameTooLarge {
+                len: frame.len(),
+                max: self.peer.max_frame,
+            });
+        }
+        self.tx.send(frame).await.map_err(|_| NetError::Closed)
+    }
+
+    /// The peer.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// Whether the link is closed for sending.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The receiving half of a [`Link`].
+#[derive(Debug)]
+pub struct LinkReceiver {
+    rx: mpsc::Receiver<Result<Bytes, NetError>>,
+    reason: CloseReason,
+    done: bool,
+}
+
+impl LinkReceiver {
+    /// The next frame, `None` once the link is closed (see [`LinkReceiver::close_reason`]).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(e)) => {
+                self.done = true;
+                if let Ok(mut r) = self.reason.lock() {
+                    r.get_or_insert(e);
+                }
+                None
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    /// Why the link closed, once [`LinkReceiver::recv`] returned `None`: `None` for an
+    /// orderly close by the peer, else the error that broke it.
+    pub fn close_reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|e| e.to_string()))
+    }
+}
+
+/// A link to another node: a bidirectional, ordered, reliable stream of frames, each at most
+/// the receiver's frame limit. Dropping both halves closes it.
+///
+/// Frames are opaque bytes: multiplexing calls (an id in each frame) and message encodings
+/// belong to the layers above. Frames queued while the writer is busy are written together
+/// in one write, so many small frames cost few system calls and TLS records.
+#[derive(Debug)]
+pub struct Link {
+    sender: LinkSender,
+    receiver: LinkReceiver,
+}
+
+impl Link {
+    /// The peer, as authenticated by the handshake.
+    pub fn peer(&self) -> &PeerInfo {
+        self.sender.peer()
+    }
+
+    /// Queues one frame (see [`LinkSender::send`]).
+    pub async fn send(&self, frame: Bytes) -> Result<(), NetError> {
+        self.sender.send(frame).await
+    }
+
+    /// The next frame, `None` once the link is closed.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.receiver.recv().await
+    }
+
+    /// Why the link closed (see [`LinkReceiver::close_reason`]).
+    pub fn close_reason(&self) -> Option<String> {
+        self.receiver.close_reason()
+    }
+
+    /// A sender that can be cloned into many tasks.
+    pub fn sender(&self) -> LinkSender {
+        self.sender.clone()
+    }
+
+    /// The two halves, to send and receive from different tasks.
+    pub fn split(self) -> (LinkSender, LinkReceiver) {
+        (self.sender, self.receiver)
+    }
+
+    /// A link made of channels: frames given to the returned link's senders come out of the
+    /// first receiver; frames (or a closing error) pushed into the second sender come out of
+    /// the link's receiver. Used by in-memory transports.
+    pub(crate) fn from_channels(
+        peer: PeerInfo,
+        queue: usize,
+    ) -> (
+        Link,
+        mpsc::Receiver<Bytes>,
+        mpsc::Sender<Result<Bytes, NetError>>,
+    ) {
+        let (out_tx, out_rx) = mpsc::channel(queue.max(1));
+        let (in_tx, in_rx) = mpsc::channel(queue.max(1));
+        let link = Link {
+            sender: LinkSender {
+                tx: out_tx,
+                peer: Arc::new(peer),
+            },
+            receiver: LinkReceiver {
+                rx: in_rx,
+                reason: CloseReason::default(),
+                done: false,
+            },
+        };
+        (link, out_rx, in_tx)
+    }
+}
+
+/// Exchanges hello frames on a fresh, authenticated stream: sends ours, reads the peer's.
+/// Returns the peer's hello and the bytes read past it.
+pub(crate) async fn exchange_hello<S>(
+    stream: &mut S,
+    name: &str,
+    config: &LinkConfig,
+) -> Result<(Hello, FrameDecoder), NetError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let ours = Hello {
+        version: LINK_VERSION,
+        max_frame: config.max_frame.min(u32::MAX as usize) as u32,
+        name: name.to_owned(),
+    };
+    let mut wire = Vec::new();
+    encode_frame(&ours.encode(), usize::MAX, &mut wire)?;
+    stream.write_all(&wire).await.map_err(map_io_error)?;
+    stream.flush().await.map_err(map_io_error)?;
+    // A hello is small whatever our frame limit: refuse a huge first frame early.
+    let mut decoder = FrameDecoder::new(4096);
+    let hello = loop {
+        if let Some(frame) = decoder.next_frame()? {
+            break Hello::decode(&frame)?;
+        }
+        let n = stream
+            .read_buf(decoder.buffer())
+            .await
+            .map_err(map_io_error)?;
+        if n == 0 {
+            return Err(NetError::Closed);
+        }
+    };
+    let mut rest = FrameDecoder::new(config.max_frame);
+    let pending = decoder.buffer().split();
+    rest.push(&pending);
+    Ok((hello, rest))
+}
+
+/// Runs a link over a byte stream whose handshake is done: one task writes queued frames
+/// (coalescing them), one reads frames.
+pub(crate) fn spawn_stream_link<S>(
+    stream: S,
+    peer: PeerInfo,
+    decoder: FrameDecoder,
+    config: &LinkConfig,
+) -> Link
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (link, out_rx, in_tx) = Link::from_channels(peer, config.queue);
+    let (rd, wr) = tokio::io::split(stream);
+    tokio::spawn(write_loop(wr, out_rx, config.batch_bytes));
+    tokio::spawn(read_loop(rd, in_tx, decoder));
+    link
+}
+
+async fn write_loop<W>(mut wr: W, mut out_rx: mpsc::Receiver<Bytes>, batch_bytes: usize)
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut buf: Vec<u8> = Vec::with_capacity(batch_bytes.min(1 << 20));
+    'link: while let Some(first) = out_rx.recv().await {
+        buf.clear();
+        let mut next = Some(first);
+        while let Some(frame) = next {
+            // Sizes were checked by the sender against the peer's limit.
+            if encode_header(frame.len(), usize::MAX, &mut buf).is_err() {
+                break 'link;
+            }
+            if frame.len() >= batch_bytes {
+                // A large frame goes out as it is, without copying it into the batch.
+                if wr.write_all(&buf).await.is_err() || wr.write_all(&frame).await.is_err() {
+                    break 'link;
+                }
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&frame);
+            }
+            next = if buf.len() < batch_bytes {
+                out_rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if (!buf.is_empty() && wr.write_all(&buf).await.is_err()) || wr.flush().await.is_err() {
+            break;
+        }
+    }
+    // Every sender is gone (or the stream broke): close our direction in order.
+    let _ = wr.shutdown().await;
+}
+
+async fn read_loop<R>(
+    mut rd: R,
+    in_tx: mpsc::Sender<Result<Bytes, NetError>>,
+    mut decoder: FrameDecoder,
+) where
+    R: AsyncRead + Unpin,
+{
+    loop {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if in_tx.send(Ok(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = in_tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+        let read = tokio::select! {
+            r = rd.read_buf(decoder.buffer()) => r,
+            // The receiver was dropped: nobody wants more frames.
+            _ = in_tx.closed() => return,
+        };
+        match read {
+            Ok(0) => {
+                if decoder.pending() > 0 {
+                    let _ = in_tx
+                        .send(Err(NetError::Io(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the link closed in the middle of a frame",
+                        ))))
+                        .await;
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = in_tx.send(Err(map_io_error(e))).await;
+                return;
+            }
+        }
+    }
+}
