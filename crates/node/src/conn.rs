@@ -12,11 +12,42 @@ use plexus_protocol::{
     PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
-/// Frames waiting to be written to one client; a slow client makes its calls wait.
-const OUTBOX: usize = 1024;
+/// The writing side of a client connection. Whoever has a frame writes it directly (no hop to
+/// a writer task); a client that does not read makes the writers wait, which slows only its
+/// own calls.
+#[derive(Clone)]
+struct Outbox(Arc<AsyncMutex<Option<OwnedWriteHalf>>>);
+
+impl Outbox {
+    /// Writes one frame; fails once the connection is closed.
+    async fn send(&self, frame: NodeFrame) -> Result<(), ()> {
+        let mut buf = Vec::new();
+        if let Err(e) = encode_frame(&frame, &mut buf) {
+            tracing::warn!("dropping an unencodable frame: {e}");
+            return Err(());
+        }
+        let mut guard = self.0.lock().await;
+        let Some(w) = guard.as_mut() else {
+            return Err(());
+        };
+        if w.write_all(&buf).await.is_err() {
+            *guard = None;
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// Closes the writing side.
+    async fn close(&self) {
+        if let Some(mut w) = self.0.lock().await.take() {
+            let _ = w.shutdown().await;
+        }
+    }
+}
 
 /// State shared by all connections of a node.
 pub(crate) struct Shared {
@@ -29,7 +60,7 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<TermResponse>>>>;
 /// The terminal of a client session, reached through its connection.
 struct RemoteTerminal {
     call: u64,
-    outbox: mpsc::Sender<NodeFrame>,
+    outbox: Outbox,
     pending: Pending,
     next_id: Arc<AtomicU64>,
 }
@@ -77,29 +108,8 @@ fn outcome_result(out: Outcome) -> CallResult {
 
 /// Serves one client until it disconnects.
 pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
-    let (mut rd, mut wr) = stream.into_split();
-    let (outbox, mut outgoing) = mpsc::channel::<NodeFrame>(OUTBOX);
-    // One writer: frames queued meanwhile are written together (batching small frames).
-    let writer = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        while let Some(frame) = outgoing.recv().await {
-            buf.clear();
-            let mut next = Some(frame);
-            while let Some(f) = next {
-                if let Err(e) = encode_frame(&f, &mut buf) {
-                    tracing::warn!("dropping an unencodable frame: {e}");
-                }
-                next = if buf.len() < 1 << 16 {
-                    outgoing.try_recv().ok()
-                } else {
-                    None
-                };
-            }
-            if wr.write_all(&buf).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (mut rd, wr) = stream.into_split();
+    let outbox = Outbox(Arc::new(AsyncMutex::new(Some(wr))));
 
     let pending: Pending = Arc::default();
     let next_term = Arc::new(AtomicU64::new(1));
@@ -189,8 +199,7 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     for t in tasks {
         let _ = shared.kernel.kill(t);
     }
-    drop(outbox);
-    let _ = writer.await;
+    outbox.close().await;
 }
 
 async fn start_call(
@@ -198,7 +207,7 @@ async fn start_call(
     id: u64,
     message: &[u8],
     session: Option<Arc<dyn Terminal>>,
-    outbox: &mpsc::Sender<NodeFrame>,
+    outbox: &Outbox,
     calls: &Arc<Mutex<HashMap<u64, u64>>>,
     cancelled: &Arc<Mutex<HashSet<u64>>>,
 ) {
@@ -279,7 +288,7 @@ async fn start_call(
 /// Answers a call whose task was stopped before it could answer (killed or cancelled).
 struct ReplyGuard {
     id: u64,
-    outbox: mpsc::Sender<NodeFrame>,
+    outbox: Outbox,
     calls: Arc<Mutex<HashMap<u64, u64>>>,
     cancelled: Arc<Mutex<HashSet<u64>>>,
     sent: bool,
@@ -314,12 +323,10 @@ impl Drop for ReplyGuard {
             result: error_result(&e),
         };
         let outbox = self.outbox.clone();
-        if let Err(mpsc::error::TrySendError::Full(frame)) = outbox.try_send(frame) {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = outbox.send(frame).await;
-                });
-            }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = outbox.send(frame).await;
+            });
         }
     }
 }
