@@ -28,12 +28,6 @@ pub fn service() -> Arc<dyn plexus_kernel::Service> {
     Arc::new(DatGen { help: help() })
 }
 
-impl Default for DatGen {
-    fn default() -> DatGen {
-        DatGen { help: help() }
-    }
-}
-
 impl Service for DatGen {
     fn help(&self) -> &Help {
         &self.help

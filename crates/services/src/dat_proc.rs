@@ -43,12 +43,6 @@ pub fn service() -> Arc<dyn plexus_kernel::Service> {
     Arc::new(DatProc { help: help() })
 }
 
-impl Default for DatProc {
-    fn default() -> DatProc {
-        DatProc { help: help() }
-    }
-}
-
 impl Service for DatProc {
     fn help(&self) -> &Help {
         &self.help

@@ -55,12 +55,6 @@ pub fn service() -> Arc<dyn plexus_kernel::Service> {
     Arc::new(MathCalc { help: help() })
 }
 
-impl Default for MathCalc {
-    fn default() -> MathCalc {
-        MathCalc { help: help() }
-    }
-}
-
 impl Service for MathCalc {
     fn help(&self) -> &Help {
         &self.help

@@ -497,7 +497,7 @@ impl From<BigDecimal> for Dec {
 impl PartialEq for Dec {
     fn eq(&self, other: &Dec) -> bool {
         // Both sides are normalized, so the representation is the value.
-        self.0.as_bigint_and_exponent() == other.0.as_bigint_and_exponent()
+        self.0.as_bigint_and_scale() == other.0.as_bigint_and_scale()
     }
 }
 
@@ -505,7 +505,9 @@ impl Eq for Dec {}
 
 impl Hash for Dec {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.as_bigint_and_exponent().hash(state);
+        let (mantissa, scale) = self.0.as_bigint_and_scale();
+        mantissa.hash(state);
+        scale.hash(state);
     }
 }
 
