@@ -89,7 +89,7 @@ fn local(args: LocalArgs) -> Result<()> {
         let user = Keypair::generate(KeyKind::User, "bench", &mut rand_core::OsRng)
             .map_err(|e| anyhow!("{e}"))?;
         let signed = rt.block_on(signed_requests(&socket, &user, budget))?;
-        let sample = sign(&user, parse("(inc 1)@math.calc")?)?;
+        let sample = crate::cmd_node::sign_with(&user, parse("(inc 1)@math.calc")?)?;
         let frame_len = sample.to_bytes().len() + 16;
         let raw = raw_ping_pong(&dir, frame_len, budget)?;
         let verify_us = verify_cost(&sample);
@@ -248,13 +248,6 @@ async fn kernel_round_trip(budget: Duration) -> Result<(Figures, Figures, f64)> 
     Ok((channel, kernel_rt, tput))
 }
 
-fn sign(user: &Keypair, body: Unit) -> Result<SignedMessage> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64;
-    SignedMessage::sign(body, user, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
-}
-
 async fn signed_requests(socket: &Path, user: &Keypair, budget: Duration) -> Result<Figures> {
     let mut client = Client::connect(socket).await?;
     let body = parse("(inc 1)@math.calc")?;
@@ -265,7 +258,7 @@ async fn signed_requests(socket: &Path, user: &Keypair, budget: Duration) -> Res
     while start.elapsed() < budget {
         if batch.is_empty() {
             for _ in 0..256 {
-                batch.push(sign(user, body.clone())?);
+                batch.push(crate::cmd_node::sign_with(user, body.clone())?);
             }
         }
         let Some(msg) = batch.pop() else { break };

@@ -1,9 +1,8 @@
 //! `plx msg …`: sign a unit as the current user; verify a signed message.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use plexus_identity::SignedMessage;
 use plexus_units::{parse, to_pretty, to_text};
@@ -65,8 +64,7 @@ pub fn run(home: &Home, cmd: MsgCmd) -> Result<()> {
             let body = parse(input.text()?).map_err(|e| anyhow!("{}: {e}", input.name))?;
             let name = home.acting_user(user.as_deref())?;
             let keypair = home.unlock(&name)?;
-            let msg = SignedMessage::sign(body, &keypair, now_ms()?, &mut rand_core::OsRng)
-                .map_err(|e| anyhow!("{e}"))?;
+            let msg = crate::cmd_node::sign_with(&keypair, body)?;
             let out = Output::new(output);
             if hex {
                 out.line(&to_hex(&msg.to_bytes()))
@@ -116,13 +114,6 @@ pub fn run(home: &Home, cmd: MsgCmd) -> Result<()> {
             })
         }
     }
-}
-
-fn now_ms() -> Result<u64> {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?;
-    u64::try_from(d.as_millis()).context("the system clock is out of range")
 }
 
 /// `2026-11-22T03:04:05.678Z` for milliseconds since the Unix epoch.

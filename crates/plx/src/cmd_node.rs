@@ -127,12 +127,16 @@ async fn shutdown_signal() {
 /// Signs `body` as `user` (the current user by default).
 pub fn sign(home: &Home, user: Option<&str>, body: Unit) -> Result<SignedMessage> {
     let name = home.acting_user(user)?;
-    let key = home.unlock(&name)?;
+    sign_with(&home.unlock(&name)?, body)
+}
+
+/// Signs `body` with `key`, stamped with the current time.
+pub fn sign_with(key: &plexus_identity::Keypair, body: Unit) -> Result<SignedMessage> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_millis() as u64;
-    SignedMessage::sign(body, &key, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
+        .context("the system clock is before 1970")?;
+    let now = u64::try_from(now.as_millis()).context("the system clock is out of range")?;
+    SignedMessage::sign(body, key, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
 }
 
 /// `plx send`: evaluates one message and prints its result.

@@ -14,7 +14,7 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
 use crate::client::{Client, Reply, StdTerminal};
-use crate::cmd_node::socket_path;
+use crate::cmd_node::{sign_with, socket_path};
 use crate::home::Home;
 
 /// How results are shown.
@@ -105,10 +105,7 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
                 continue;
             }
         };
-        let msg = match now_ms().and_then(|now| {
-            plexus_identity::SignedMessage::sign(body, &key, now, &mut rand_core::OsRng)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        }) {
+        let msg = match sign_with(&key, body) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -140,13 +137,6 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     Ok(0)
 }
 
-fn now_ms() -> Result<u64> {
-    Ok(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_millis() as u64)
-}
-
 fn show(v: &Unit, display: Display) -> String {
     match display {
         Display::Short(n) => match v {
@@ -165,13 +155,7 @@ async fn fetch_names(
     key: &plexus_identity::Keypair,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let mut ask = async |text: &str| -> Result<Option<Unit>> {
-        let msg = plexus_identity::SignedMessage::sign(
-            parse(text)?,
-            key,
-            now_ms()?,
-            &mut rand_core::OsRng,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let msg = sign_with(key, parse(text)?)?;
         Ok(
             match client.call(&msg, None, std::future::pending()).await? {
                 Reply::Value(v) => Some(v),
