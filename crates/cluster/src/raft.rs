@@ -1,0 +1,1 @@
+//! Replicated cluster state (placeholder, being written).
