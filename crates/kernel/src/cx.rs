@@ -163,19 +163,53 @@ impl Cx {
     }
 
     async fn deliver(&self, service: &str, node: Option<&str>, msg: Unit) -> Outcome {
-        if let Some(node) = node {
-            if !self.kernel.is_this_node(node) {
+        let local = self.kernel.entry(service).ok();
+        let pinned_elsewhere = node.is_some_and(|n| !self.kernel.is_this_node(n));
+        let session_scoped = local.as_ref().is_some_and(|e| e.service.session_scoped());
+        if (pinned_elsewhere || local.is_none()) && !session_scoped {
+            if let Some(remote) = self.kernel.remote() {
+                if let Some(target) = remote.route(service, node, local.is_some())? {
+                    let cx = self.nested()?;
+                    return remote.call(&cx, &target, service, msg).await;
+                }
+            } else if let Some(node) = node.filter(|_| pinned_elsewhere) {
                 return Err(Error::new(
                     code::UNKNOWN_NODE,
                     format!(
-                        "no node named {node} (this node is {})",
+                        "no node named {node} (this node is {}, not part of a cluster)",
                         self.kernel.node().name
                     ),
                 )
                 .with("node", node));
             }
         }
+        let entry = match local {
+            Some(entry) => entry,
+            None => self.kernel.entry(service)?,
+        };
+        self.deliver_here(entry, msg).await
+    }
+
+    /// Delivers `msg` to `service` on this node, whatever the routing would say: how a node
+    /// serves a call another node routed to it.
+    pub async fn send_here(&self, service: &str, msg: Unit) -> Outcome {
         let entry = self.kernel.entry(service)?;
+        self.deliver_here(entry, msg).await
+    }
+
+    /// How deeply this call is nested in its root message (carried across nodes so the
+    /// depth limit holds cluster-wide).
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// The same context at nesting `depth` (for calls arriving from another node).
+    pub fn at_depth(mut self, depth: u32) -> Cx {
+        self.depth = depth.min(MAX_CALL_DEPTH);
+        self
+    }
+
+    async fn deliver_here(&self, entry: Arc<crate::kernel::Entry>, msg: Unit) -> Outcome {
         self.kernel.check_policy(&entry, &self.author)?;
         let cx = self.nested()?;
         let msg = if entry.service.delivery() == Delivery::Evaluated {

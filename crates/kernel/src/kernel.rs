@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use plexus_identity::PublicKey;
@@ -67,6 +67,7 @@ struct Inner {
     users: RwLock<BTreeMap<PublicKey, String>>,
     tasks: Mutex<HashMap<u64, TaskEntry>>,
     next_task: AtomicU64,
+    remote: OnceLock<Arc<dyn crate::Remote>>,
 }
 
 #[derive(Default)]
@@ -90,8 +91,29 @@ impl Kernel {
                 users: RwLock::new(users),
                 tasks: Mutex::default(),
                 next_task: AtomicU64::new(1),
+                remote: OnceLock::new(),
             }),
         }
+    }
+
+    /// Installs the router to other nodes (once; a second call is refused and returns
+    /// `false`).
+    pub fn set_remote(&self, remote: Arc<dyn crate::Remote>) -> bool {
+        self.inner.remote.set(remote).is_ok()
+    }
+
+    /// The router to other nodes, on a cluster node.
+    pub fn remote(&self) -> Option<&Arc<dyn crate::Remote>> {
+        self.inner.remote.get()
+    }
+
+    /// Whether this node provides `service`.
+    pub fn provides(&self, service: &str) -> bool {
+        self.inner
+            .services
+            .read()
+            .map(|r| r.by_name.contains_key(service))
+            .unwrap_or(false)
     }
 
     /// The node this kernel runs on.

@@ -50,11 +50,13 @@
 mod cx;
 mod error;
 mod kernel;
+mod remote;
 mod service;
 mod terminal;
 
 pub use cx::{needs_eval, Cx, MAX_CALL_DEPTH};
 pub use error::{code, Error};
 pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};
+pub use remote::{NodeRef, Remote};
 pub use service::{BoxFuture, Command, Delivery, Example, Help, Outcome, Policy, Service};
 pub use terminal::Terminal;
