@@ -85,6 +85,12 @@ pub enum NetError {
     /// The link is closed.
     #[error("the link is closed")]
     Closed,
+    /// The link's send queue is full (from [`crate::LinkSender::try_send`], which never waits).
+    #[error("the link's send queue is full")]
+    QueueFull,
+    /// A mesh frame that does not decode (see [`crate::mesh::decode_mesh_frame`]).
+    #[error("malformed mesh frame: {0}")]
+    BadMeshFrame(&'static str),
     /// Reading or writing the link's stream failed.
     #[error("link i/o error: {0}")]
     Io(std::io::Error),

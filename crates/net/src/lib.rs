@@ -15,8 +15,14 @@
 //! - [`MemTransport`] on a [`MemNetwork`]: the same in memory, with delay, seeded loss and
 //!   partitions set at run time, for tests and simulation.
 //! - [`frame`]: the sans-io wire format (length-prefixed frames, the [`frame::Hello`]).
+//! - [`Mesh`]: a node's peer manager on top of a transport: an address book of peers, one
+//!   link dialed per peer on demand (re-dialed with exponential backoff), many concurrent
+//!   [`Mesh::call`]s (deadlines, cancellation) and one-way [`Mesh::send`]s multiplexed on it;
+//!   what peers send goes to a [`Handler`]. Its frames ([`MeshFrame`], decoded by the sans-io
+//!   [`decode_mesh_frame`]) travel inside link frames.
 //!
-//! The handshake and wire format are specified in `docs/links.md`.
+//! The handshake and wire format (link frames and mesh frames) are specified in
+//! `docs/links.md`.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -45,6 +51,7 @@ pub mod error;
 pub mod frame;
 pub mod link;
 pub mod mem;
+pub mod mesh;
 pub mod tls;
 pub mod transport;
 
@@ -53,5 +60,9 @@ pub use error::NetError;
 pub use frame::{DEFAULT_MAX_FRAME, LINK_VERSION};
 pub use link::{Link, LinkConfig, LinkReceiver, LinkSender, PeerInfo};
 pub use mem::{Faults, MemListener, MemNetwork, MemStats, MemTransport};
+pub use mesh::{
+    decode_mesh_frame, BoxFuture, Channel, Handler, Mesh, MeshConfig, MeshError, MeshFrame,
+    MeshStats,
+};
 pub use tls::{TcpTlsListener, TcpTlsTransport};
 pub use transport::{Expect, Listener, Transport};

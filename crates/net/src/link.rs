@@ -75,6 +75,21 @@ impl LinkSender {
         self.tx.send(frame).await.map_err(|_| NetError::Closed)
     }
 
+    /// Queues one frame if the queue has room, without waiting: fails with
+    /// [`NetError::QueueFull`] when it has none, and as [`LinkSender::send`] does otherwise.
+    pub fn try_send(&self, frame: Bytes) -> Result<(), NetError> {
+        if frame.len() > self.peer.max_frame {
+            return Err(NetError::FrameTooLarge {
+                len: frame.len(),
+                max: self.peer.max_frame,
+            });
+        }
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => NetError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => NetError::Closed,
+        })
+    }
+
     /// The peer.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
