@@ -203,6 +203,16 @@ impl PublicKey {
     pub(crate) fn verifying_key(&self) -> &VerifyingKey {
         &self.0
     }
+
+    /// Checks a signature made by [`Keypair::sign_digest`] over `digest` (strict ed25519
+    /// verification: weak keys and malleable signatures are refused). Returns `false` for a
+    /// signature of the wrong length.
+    pub fn verify_digest(&self, digest: &[u8; 32], signature: &[u8]) -> bool {
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(signature) else {
+            return false;
+        };
+        !self.0.is_weak() && self.0.verify_strict(digest, &sig).is_ok()
+    }
 }
 
 impl fmt::Display for PublicKey {
@@ -326,6 +336,15 @@ impl Keypair {
 
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.signing
+    }
+
+    /// Signs a 32-byte digest. The digest must be a domain-separated hash made for one purpose
+    /// (for example `blake3::Hasher::new_derive_key("plexus … v1")`), so a signature made for
+    /// one purpose can never be taken for another. Signed messages use
+    /// [`crate::SignedMessage`] instead.
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.signing.sign(digest).to_bytes()
     }
 }
 

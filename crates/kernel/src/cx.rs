@@ -154,7 +154,7 @@ impl Cx {
         node: Option<&'a str>,
         msg: Unit,
     ) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.deliver(service, node, msg))
+        self.deliver(service, node, msg)
     }
 
     /// [`Cx::send`] giving none for a call without a value.
@@ -162,15 +162,18 @@ impl Cx {
         Ok(self.send(service, None, msg).await?.unwrap_or(Unit::None))
     }
 
-    async fn deliver(&self, service: &str, node: Option<&str>, msg: Unit) -> Outcome {
+    /// Where a stream goes: here (with the service's entry) or to another node.
+    fn route(&self, service: &str, node: Option<&str>) -> Result<Route, Error> {
         let local = self.kernel.entry(service).ok();
         let pinned_elsewhere = node.is_some_and(|n| !self.kernel.is_this_node(n));
         let session_scoped = local.as_ref().is_some_and(|e| e.service.session_scoped());
-        if (pinned_elsewhere || local.is_none()) && !session_scoped {
+        if pinned_elsewhere || local.is_none() {
             if let Some(remote) = self.kernel.remote() {
-                if let Some(target) = remote.route(service, node, local.is_some())? {
-                    let cx = self.nested()?;
-                    return remote.call(&cx, &target, service, msg).await;
+                // A session-scoped service stays with the session, but its pin must still
+                // name a node of the cluster.
+                let target = remote.route(service, node, local.is_some())?;
+                if let Some(target) = target.filter(|_| !session_scoped) {
+                    return Ok(Route::Remote(remote.clone(), target));
                 }
             } else if let Some(node) = node.filter(|_| pinned_elsewhere) {
                 return Err(Error::new(
@@ -183,11 +186,28 @@ impl Cx {
                 .with("node", node));
             }
         }
-        let entry = match local {
-            Some(entry) => entry,
-            None => self.kernel.entry(service)?,
-        };
-        self.deliver_here(entry, msg).await
+        match local {
+            Some(entry) => Ok(Route::Here(entry)),
+            None => self.kernel.entry(service).map(Route::Here),
+        }
+    }
+
+    // Kept a plain function returning a boxed future, so deeply nested calls cost one small
+    // frame per level.
+    fn deliver<'a>(
+        &'a self,
+        service: &'a str,
+        node: Option<&'a str>,
+        msg: Unit,
+    ) -> BoxFuture<'a, Outcome> {
+        match self.route(service, node) {
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+            Ok(Route::Here(entry)) => Box::pin(self.deliver_here(entry, msg)),
+            Ok(Route::Remote(remote, target)) => Box::pin(async move {
+                let cx = self.nested()?;
+                remote.call(&cx, &target, service, msg).await
+            }),
+        }
     }
 
     /// Delivers `msg` to `service` on this node, whatever the routing would say: how a node
@@ -247,6 +267,11 @@ impl Cx {
         };
         Some(Ok(Some(out)))
     }
+}
+
+enum Route {
+    Here(Arc<crate::kernel::Entry>),
+    Remote(Arc<dyn crate::Remote>, crate::NodeRef),
 }
 
 /// Whether `u` holds streams, refs.

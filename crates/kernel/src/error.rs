@@ -48,6 +48,12 @@ pub mod code {
     pub const STORAGE: &str = "storage";
     /// A bug or an unexpected failure inside the node.
     pub const INTERNAL: &str = "internal";
+    /// The node a call went to is down or unreachable.
+    pub const NODE_DOWN: &str = "node.down";
+    /// A call did not finish within its deadline.
+    pub const TIMEOUT: &str = "timeout";
+    /// The cluster cannot commit or read right now (no leader, no majority).
+    pub const NO_QUORUM: &str = "cluster.unavailable";
 }
 
 impl Error {

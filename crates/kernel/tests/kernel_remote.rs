@@ -171,6 +171,8 @@ async fn session_scoped_services_ignore_pins() {
     let (pair, key) = setup();
     let out = run(&pair, key, "x@term:b").await.unwrap();
     assert_eq!(out, Some(parse("[a x]").unwrap()));
+    let err = run(&pair, key, "x@term:zz").await.unwrap_err();
+    assert_eq!(err.code(), code::UNKNOWN_NODE);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod cluster;
 mod conn;
 pub mod datadir;
 
@@ -66,6 +67,9 @@ pub struct NodeConfig {
     pub admin_name: String,
     /// The socket path; `<data dir>/node.sock` by default.
     pub socket: Option<PathBuf>,
+    /// Cluster membership: `None` runs a single node, unless the data directory records a
+    /// cluster (then the node rejoins it).
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl NodeConfig {
@@ -77,6 +81,7 @@ impl NodeConfig {
             admin,
             admin_name: admin_name.to_owned(),
             socket: None,
+            cluster: None,
         }
     }
 }
@@ -88,6 +93,7 @@ pub struct Node {
     kernel: Kernel,
     listener: UnixListener,
     socket: PathBuf,
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Node {
@@ -107,8 +113,44 @@ impl Node {
         );
         let db = plexus_services::open_db(&data.path().join(files::DB))
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
-        plexus_services::register_all(&kernel, db, data.path())
+        let cluster_config = match config.cluster.clone() {
+            Some(c) => Some(c),
+            None if cluster::ClusterFile::load(data.path())?.is_some() => {
+                Some(cluster::ClusterConfig {
+                    mode: cluster::JoinMode::Resume,
+                    listen: None,
+                    tags: Default::default(),
+                    profile: None,
+                })
+            }
+            None => None,
+        };
+        let cluster = match cluster_config {
+            Some(c) => Some(
+                cluster::start(
+                    data.path(),
+                    &key,
+                    &identity.name,
+                    &kernel,
+                    (identity.admin, identity.admin_name.clone()),
+                    c,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let store: Arc<dyn plexus_store::UnitStore> = match &cluster {
+            Some(c) => c.store(),
+            None => db.clone(),
+        };
+        plexus_services::register_all_with_store(&kernel, db, store, data.path())
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        if let Some(c) = &cluster {
+            kernel
+                .register(c.service(), None, plexus_kernel::Policy::Anyone)
+                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+            c.announce();
+        }
         let socket = config
             .socket
             .clone()
@@ -132,6 +174,7 @@ impl Node {
             kernel,
             listener,
             socket,
+            cluster,
         })
     }
 
@@ -148,6 +191,11 @@ impl Node {
     /// The kernel.
     pub fn kernel(&self) -> &Kernel {
         &self.kernel
+    }
+
+    /// The node's cluster, when it is a member of one.
+    pub fn cluster(&self) -> Option<&cluster::Cluster> {
+        self.cluster.as_ref()
     }
 
     /// Serves clients until `shutdown` completes, then removes the socket and unlocks.
@@ -172,6 +220,9 @@ impl Node {
             }
         }
         tracing::info!(node = %self.identity.name, "node stopping");
+        if let Some(c) = &self.cluster {
+            c.stop().await;
+        }
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(self.data.path().join(files::PID));
         Ok(())

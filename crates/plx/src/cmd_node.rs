@@ -7,6 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use plexus_identity::SignedMessage;
+use plexus_node::cluster::config::{parse_profile, parse_tag};
+use plexus_node::cluster::token::JoinToken;
+use plexus_node::cluster::{ClusterConfig, JoinMode};
 use plexus_node::{files, Node, NodeConfig};
 use plexus_units::{parse, to_pretty, to_text, Unit};
 
@@ -16,7 +19,11 @@ use crate::home::Home;
 
 /// Options of `plx node`.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct NodeArgs {
+    /// Manage the cluster's nodes instead of running one.
+    #[command(subcommand)]
+    pub action: Option<NodeAction>,
     /// Data directory [default: $PLX_HOME/node].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -26,6 +33,38 @@ pub struct NodeArgs {
     /// Client socket [default: DIR/node.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Create a new cluster with this node as its first member (a node already in a cluster
+    /// just resumes it).
+    #[arg(long, conflicts_with = "join")]
+    pub init: bool,
+    /// Join the cluster of a token from `plx invite` (also read from $PLX_JOIN).
+    #[arg(long, value_name = "TOKEN", env = "PLX_JOIN", hide_env_values = true)]
+    pub join: Option<String>,
+    /// Address to listen on for other nodes, host:port [default: the recorded one; needed
+    /// with --init and --join].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// A tag advertised to the cluster: `camera` or `site=lab` (repeat for more).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Failure detection: `default` (a dead node is marked down within 2 s) or `local` (1 s,
+    /// for nodes on one machine or one quiet LAN).
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+}
+
+/// `plx node` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum NodeAction {
+    /// Take a node out of the cluster: it stops voting, leaves the roster and its key is
+    /// revoked. Run it on any other node.
+    Remove {
+        /// The node's name.
+        name: String,
+        /// Node socket [default: $PLX_HOME/node/node.sock, or $PLX_SOCKET].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 /// Options of `plx send`.
@@ -50,9 +89,17 @@ pub struct SendArgs {
 /// Options of `plx up`.
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// How many nodes to start (1 until the cluster layer lands).
-    #[arg(long, default_value_t = 1)]
+    /// How many nodes to start: 1 runs a single node; more start a cluster of separate
+    /// processes on 127.0.0.11, 127.0.0.12, … (data in $PLX_HOME/node and
+    /// $PLX_HOME/cluster/nI).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub nodes: u32,
+    /// Cluster port of every node (each has its own 127.0.0.x address).
+    #[arg(long, default_value_t = 7700)]
+    pub port: u16,
+    /// Failure-detection profile of the nodes (default or local).
+    #[arg(long, default_value = "local")]
+    pub profile: String,
     /// Return once the node answers instead of opening the shell; stop it with `plx down`.
     #[arg(long)]
     pub detach: bool,
@@ -81,6 +128,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// `plx node`: runs a node in the foreground until SIGINT or SIGTERM.
 pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
+    if let Some(NodeAction::Remove { name, socket }) = args.action {
+        return crate::cmd_cluster::run_remove(home, &name, socket);
+    }
+    let cluster = cluster_config(&args)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -96,17 +147,55 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     );
     config.name = args.name;
     config.socket = args.socket;
+    config.cluster = cluster;
     runtime()?.block_on(async move {
         let node = Node::start(config).await?;
         eprintln!(
-            "plx: node {} ({}) listening on {}",
+            "plx: node {} ({}) listening on {}{}",
             node.identity().name,
             node.identity().id,
-            node.socket_path().display()
+            node.socket_path().display(),
+            node.cluster()
+                .map(|c| format!(", cluster address {}", c.addr()))
+                .unwrap_or_default()
         );
         node.serve(shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// The cluster part of `plx node`'s options.
+fn cluster_config(args: &NodeArgs) -> Result<Option<ClusterConfig>> {
+    let mut tags = std::collections::BTreeMap::new();
+    for t in &args.tags {
+        let (k, v) = parse_tag(t).map_err(|e| anyhow!("{e}"))?;
+        tags.insert(k, v);
+    }
+    let profile = args
+        .profile
+        .as_deref()
+        .map(parse_profile)
+        .transpose()
+        .map_err(|e| anyhow!("{e}"))?;
+    let mode = if args.init {
+        JoinMode::Init
+    } else if let Some(token) = &args.join {
+        let token = JoinToken::decode(token).map_err(|e| anyhow!("{e}"))?;
+        JoinMode::Join(token)
+    } else if args.listen.is_some() || !tags.is_empty() || profile.is_some() {
+        JoinMode::Resume
+    } else {
+        return Ok(None);
+    };
+    if !matches!(mode, JoinMode::Resume) && args.listen.is_none() {
+        bail!("--init and --join need --listen ADDR (host:port other nodes can reach)");
+    }
+    Ok(Some(ClusterConfig {
+        mode,
+        listen: args.listen,
+        tags,
+        profile,
+    }))
 }
 
 async fn shutdown_signal() {
@@ -187,11 +276,86 @@ async fn answers(socket: &Path) -> bool {
     Client::connect(socket).await.is_ok()
 }
 
+/// How one node of `plx up` is started.
+struct Launch<'a> {
+    data: PathBuf,
+    name: Option<String>,
+    cluster: Vec<String>,
+    join: Option<&'a str>,
+}
+
+/// Starts `plx node` in the background on `launch.data` (logging to `node.log` there) and
+/// waits until it answers on its socket.
+fn launch(
+    home: &Home,
+    rt: &tokio::runtime::Runtime,
+    launch: Launch<'_>,
+) -> Result<std::process::Child> {
+    let data = &launch.data;
+    let socket = data.join(files::SOCKET);
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let log_path = data.join("node.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the plx executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--home")
+        .arg(home.root())
+        .arg("node")
+        .arg("--data")
+        .arg(data)
+        .args(&launch.cluster)
+        .env_remove("PLX_JOIN")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some(name) = &launch.name {
+        cmd.arg("--name").arg(name);
+    }
+    if let Some(token) = launch.join {
+        // In the environment, not the arguments: other users can read a process's arguments.
+        cmd.env("PLX_JOIN", token);
+    }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().context("cannot start the node")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if rt.block_on(answers(&socket)) {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            bail!(
+                "the node exited ({status}) before answering; last lines of {}:\n{}",
+                log_path.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "the node did not answer within 30 s (see {})",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+/// Data directories of the extra nodes `plx up --nodes N` starts.
+pub fn cluster_dirs(home: &Home) -> PathBuf {
+    home.root().join("cluster")
+}
+
 /// `plx up`: starts the local node in the background (unless one runs), then opens the shell
 /// (stopping the node when the shell ends) or, with `--detach`, returns.
 pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
-    if args.nodes != 1 {
-        bail!("only --nodes 1 is available in this build: multi-node clusters come with the cluster layer");
+    if args.nodes > 1 {
+        return run_up_cluster(home, args);
     }
     let data = default_data_dir(home);
     let socket = data.join(files::SOCKET);
@@ -203,56 +367,20 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
     } else {
         // Create the user now, in the foreground, so its announcement is seen.
         home.acting_user(None)?;
-        std::fs::create_dir_all(&data)
-            .with_context(|| format!("cannot create {}", data.display()))?;
-        let log_path = data.join("node.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let exe = std::env::current_exe().context("cannot find the plx executable")?;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.arg("--home")
-            .arg(home.root())
-            .arg("node")
-            .arg("--data")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if let Some(name) = &args.name {
-            cmd.arg("--name").arg(name);
-        }
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().context("cannot start the node")?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if rt.block_on(answers(&socket)) {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                bail!(
-                    "the node exited ({status}) before answering; last lines of {}:\n{}",
-                    log_path.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!(
-                    "the node did not answer within 15 s (see {})",
-                    log_path.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        let child = launch(
+            home,
+            &rt,
+            Launch {
+                data: data.clone(),
+                name: args.name.clone(),
+                cluster: Vec::new(),
+                join: None,
+            },
+        )?;
         eprintln!(
             "plx: node up (data {}, log {})",
             data.display(),
-            log_path.display()
+            data.join("node.log").display()
         );
         started = Some(child);
     }
@@ -268,9 +396,148 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// `plx down`: stops the local node started by `plx up`.
+/// `plx up --nodes N`: a cluster of N node processes on this machine.
+fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
+    home.acting_user(None)?;
+    parse_profile(&args.profile).map_err(|e| anyhow!("{e}"))?;
+    let rt = runtime()?;
+    let mut started = Vec::new();
+    let result = (|| -> Result<()> {
+        for i in 1..=args.nodes {
+            let data = if i == 1 {
+                default_data_dir(home)
+            } else {
+                cluster_dirs(home).join(format!("n{i}"))
+            };
+            let socket = data.join(files::SOCKET);
+            if rt.block_on(answers(&socket)) {
+                eprintln!("plx: node {i} already runs ({})", data.display());
+                continue;
+            }
+            let addr = format!("127.0.0.{}:{}", 10 + i, args.port);
+            let recorded = data
+                .join(plexus_node::cluster::config::CLUSTER_FILE)
+                .exists();
+            let token = if i == 1 || recorded {
+                None
+            } else {
+                let first = default_data_dir(home).join(files::SOCKET);
+                let t = rt.block_on(crate::cmd_cluster::ask(
+                    home,
+                    &first,
+                    "(invite 600)@sys.node",
+                ))?;
+                Some(
+                    t.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| anyhow!("no token from node 1"))?,
+                )
+            };
+            let mut cluster = vec![
+                "--listen".to_owned(),
+                addr.clone(),
+                "--profile".to_owned(),
+                args.profile.clone(),
+            ];
+            if i == 1 {
+                cluster.push("--init".to_owned());
+            }
+            let child = launch(
+                home,
+                &rt,
+                Launch {
+                    data: data.clone(),
+                    name: Some(match (&args.name, i) {
+                        (Some(n), 1) => n.clone(),
+                        _ => format!("n{i}"),
+                    }),
+                    cluster,
+                    join: token.as_deref(),
+                },
+            )?;
+            eprintln!("plx: node {i} up on {addr} (data {})", data.display());
+            started.push(child);
+        }
+        wait_for_members(home, &rt, args.nodes)
+    })();
+    if let Err(e) = result {
+        for child in &mut started {
+            let _ = stop_pid(child.id());
+            let _ = child.wait();
+        }
+        return Err(e);
+    }
+    drop(rt);
+    if args.detach {
+        return Ok(0);
+    }
+    let code = crate::shell::run(home, None)?;
+    for child in &mut started {
+        stop_pid(child.id())?;
+        let _ = child.wait();
+    }
+    Ok(code)
+}
+
+/// Waits until node 1 sees `n` live members, then prints the table.
+fn wait_for_members(home: &Home, rt: &tokio::runtime::Runtime, n: u32) -> Result<()> {
+    let socket = default_data_dir(home).join(files::SOCKET);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes = rt.block_on(crate::cmd_cluster::ask(home, &socket, "nodes@sys.node"));
+        if let Ok(Unit::List(l)) = &nodes {
+            let alive = l
+                .iter()
+                .filter(|m| {
+                    m.as_map()
+                        .and_then(|m| m.get_str("health"))
+                        .and_then(Unit::as_str)
+                        == Some("alive")
+                })
+                .count();
+            let has_leader = l.iter().any(|m| {
+                matches!(
+                    m.as_map().and_then(|m| m.get_str("leader")),
+                    Some(Unit::Bool(true))
+                )
+            });
+            if alive >= n as usize && has_leader {
+                eprint!(
+                    "{}",
+                    crate::cmd_cluster::nodes_table(&Unit::List(l.clone()))
+                );
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the cluster did not form within 30 s: {}",
+                match nodes {
+                    Ok(u) => to_text(&u),
+                    Err(e) => e.to_string(),
+                }
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `plx down`: stops the local node started by `plx up`, and the other nodes of a local
+/// cluster started by `plx up --nodes N`.
 pub fn run_down(home: &Home) -> Result<()> {
-    let data = default_data_dir(home);
+    let mut dirs = vec![default_data_dir(home)];
+    if let Ok(entries) = std::fs::read_dir(cluster_dirs(home)) {
+        let mut extra: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        extra.sort();
+        dirs.extend(extra);
+    }
+    for data in dirs.iter().rev() {
+        stop_dir(data)?;
+    }
+    Ok(())
+}
+
+fn stop_dir(data: &Path) -> Result<()> {
     let pid_path = data.join(files::PID);
     let pid: u32 = match std::fs::read_to_string(&pid_path) {
         Ok(p) => p
@@ -282,13 +549,13 @@ pub fn run_down(home: &Home) -> Result<()> {
             return Ok(());
         }
     };
-    if !node_holds_lock(&data) {
+    if !node_holds_lock(data) {
         let _ = std::fs::remove_file(&pid_path);
         eprintln!("plx: no node is running ({})", data.display());
         return Ok(());
     }
     stop_pid(pid)?;
-    eprintln!("plx: node stopped");
+    eprintln!("plx: node stopped ({})", data.display());
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 mod cli_io;
 mod client;
 mod cmd_bench;
+mod cmd_cluster;
 mod cmd_img;
 mod cmd_msg;
 mod cmd_node;
@@ -56,8 +57,14 @@ enum Command {
     /// Start the local node in the background and open the shell on it (--detach: return
     /// once it answers; stop it with `plx down`).
     Up(cmd_node::UpArgs),
-    /// Stop the local node started by `plx up --detach`.
+    /// Stop the local node (and the local cluster) started by `plx up --detach`.
     Down,
+    /// Print a one-time token a new node joins the cluster with (`plx node --join TOKEN`).
+    Invite(cmd_cluster::InviteArgs),
+    /// Every node of the cluster: resources, tags, role, health, leader mark.
+    Nodes(cmd_cluster::ListArgs),
+    /// Which node provides which service.
+    Services(cmd_cluster::ListArgs),
     /// Run a node in the foreground (logs on standard error; stops on Ctrl-C or SIGTERM).
     ///
     /// The node keeps its state in its data directory (identity, key, database) and serves
@@ -89,6 +96,15 @@ fn main() -> ExitCode {
         Some(Command::Shell { socket }) => home().and_then(|h| shell::run(&h, socket)),
         Some(Command::Send(args)) => home().and_then(|h| cmd_node::run_send(&h, args)),
         Some(Command::Up(args)) => home().and_then(|h| cmd_node::run_up(&h, args)),
+        Some(Command::Invite(args)) => home()
+            .and_then(|h| cmd_cluster::run_invite(&h, args))
+            .map(|()| 0),
+        Some(Command::Nodes(args)) => home()
+            .and_then(|h| cmd_cluster::run_nodes(&h, args))
+            .map(|()| 0),
+        Some(Command::Services(args)) => home()
+            .and_then(|h| cmd_cluster::run_services(&h, args))
+            .map(|()| 0),
         Some(Command::Down) => home().and_then(|h| cmd_node::run_down(&h).map(|()| 0)),
         Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
         Some(Command::Bench(cmd)) => cmd_bench::run(cmd).map(|()| 0),

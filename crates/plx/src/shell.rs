@@ -17,6 +17,9 @@ use crate::client::{Client, Reply, StdTerminal};
 use crate::cmd_node::{sign_with, socket_path};
 use crate::home::Home;
 
+/// Turns a unit into a table for people (`nodes`, `services`).
+type Table = fn(&Unit) -> String;
+
 /// How results are shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Display {
@@ -31,6 +34,9 @@ Type a unit and press Enter: it is signed as you and evaluated by the node.
   {mul:[2 {inc:4} (sub (10 3))]}@math.calc
   (say `hello`)@io.term        services can use this terminal
   serv@io.term                 every service; help@math.calc explains one
+  x@serv:node                  run on a given node of the cluster
+  nodes                        the cluster's nodes (table; nodes@sys.node gives the unit)
+  services                     which node provides which service
 Brackets left open continue on the next line. Tab completes service names after @.
 Shell commands:
   :short [N]   show results in short form (default, N = 32)
@@ -98,7 +104,15 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             println!("{SHELL_HELP}");
             continue;
         }
-        let body = match parse(&line) {
+        let (line, table): (&str, Option<Table>) = match trimmed {
+            "nodes" => ("nodes@sys.node", Some(crate::cmd_cluster::nodes_table)),
+            "services" => (
+                "services@sys.node",
+                Some(crate::cmd_cluster::services_table),
+            ),
+            _ => (line.as_str(), None),
+        };
+        let body = match parse(line) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("{e}");
@@ -116,7 +130,10 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             let _ = tokio::signal::ctrl_c().await;
         }));
         match reply {
-            Ok(Reply::Value(v)) => println!("{}", show(&v, display)),
+            Ok(Reply::Value(v)) => match table {
+                Some(table) => print!("{}", table(&v)),
+                None => println!("{}", show(&v, display)),
+            },
             Ok(Reply::Nothing) => {}
             Ok(Reply::Error(e)) => eprintln!("error: {e}"),
             Err(e) => {

@@ -44,6 +44,17 @@ pub use sys_task::SEED;
 /// anyone whose signature verifies (the node's socket is private to its OS user).
 pub fn register_all(kernel: &Kernel, db: Arc<NodeDb>, data_dir: &Path) -> Result<(), Error> {
     let store: Arc<dyn plexus_store::UnitStore> = db.clone();
+    register_all_with_store(kernel, db, store, data_dir)
+}
+
+/// [`register_all`] with `io.store` on `store` (the replicated store of a cluster) instead of
+/// the node's database.
+pub fn register_all_with_store(
+    kernel: &Kernel,
+    db: Arc<NodeDb>,
+    store: Arc<dyn plexus_store::UnitStore>,
+    data_dir: &Path,
+) -> Result<(), Error> {
     let services = [
         (io_term::service(), Policy::Anyone),
         (io_store::service(store), Policy::Registered),

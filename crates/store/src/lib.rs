@@ -46,8 +46,9 @@ pub const MAX_ENTRY_DEPTH: usize = plexus_units::Limits::DEFAULT.max_depth - 1;
 pub const MAX_ENTRY_BYTES: usize = 64 << 20;
 
 /// Limits for decoding what the store wrote itself: entries up to [`MAX_ENTRY_BYTES`], and
-/// numbers of any length a computation may have produced.
-pub(crate) const STORED_LIMITS: plexus_units::Limits = plexus_units::Limits {
+/// numbers of any length a computation may have produced. A replicated store decodes its
+/// stored entries (and the values carried by its log) with the same limits.
+pub const STORED_LIMITS: plexus_units::Limits = plexus_units::Limits {
     max_depth: plexus_units::Limits::DEFAULT.max_depth,
     max_size: MAX_ENTRY_BYTES + 1,
     max_digits: 1 << 24,
@@ -74,12 +75,15 @@ pub trait UnitStore: Send + Sync + 'static {
 }
 
 /// The new value of a top-level entry after saving `value` at `path` (whose first segment
-/// names the entry), given the entry's current value; checked against the entry limits.
-pub(crate) fn save_entry(
-    existing: Option<Unit>,
-    path: &Path,
-    value: Unit,
-) -> Result<Unit, StoreError> {
+/// names the entry), given the entry's current value (`None` if the store has no such
+/// entry): [`save_at`] below the first segment, or the value nested in new maps for a new
+/// entry. Checked against [`MAX_ENTRY_DEPTH`]; the caller checks the encoded size against
+/// [`MAX_ENTRY_BYTES`].
+///
+/// Every store (this crate's and the replicated one's state machine) applies a save with
+/// this function, so a save means the same everywhere. On error (`Save` for a path through
+/// a scalar, `Limit`) nothing is returned and the caller keeps the old entry.
+pub fn save_entry(existing: Option<Unit>, path: &Path, value: Unit) -> Result<Unit, StoreError> {
     let segs = path.segments();
     let new = match existing {
         Some(mut v) => {
@@ -117,8 +121,9 @@ pub(crate) fn check_encoded(bytes: &[u8], key: &[Str]) -> Result<(), StoreError>
 }
 
 /// The unit at `segs` inside `u`, moved out (no copy); `None` if the path is not there.
-/// Segments are read as [`Unit::find`] reads them.
-pub(crate) fn take_path(mut u: Unit, segs: &[Str]) -> Option<Unit> {
+/// Segments are read as [`Unit::find`] reads them. Loading a path from a store is
+/// `take_path(entry, &path[1..])` on the top-level entry named by `path[0]`.
+pub fn take_path(mut u: Unit, segs: &[Str]) -> Option<Unit> {
     for seg in segs {
         u = match u {
             Unit::Pair(p) => match &**seg {

@@ -1,1 +1,0 @@
-//! SWIM membership (placeholder, being written).

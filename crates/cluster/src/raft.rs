@@ -1,1 +1,0 @@
-//! Replicated cluster state (placeholder, being written).

@@ -1,0 +1,236 @@
+//! The cluster state's redb file: table definitions, opening, and the plumbing shared by the
+//! log store and the state machine. Layout and durability: `docs/cluster-state.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::RaftError;
+
+/// The database file's name inside a node's data directory.
+pub const CLUSTER_DB_FILE: &str = "cluster.redb";
+
+/// The layout version written in `raft.meta` under `format`.
+pub(crate) const FORMAT: u32 = 1;
+
+/// Raft log entries: index → postcard `Entry`.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft.log");
+/// Log store metadata: `format`, `node`, `vote`, `committed`, `purged` → postcard.
+pub(crate) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft.meta");
+/// State machine metadata: `applied` (last applied log id), `membership` → postcard.
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.meta");
+/// io.store's entries: encoded top-level key → (sequence number, encoded value).
+pub(crate) const UNITS: TableDefinition<&[u8], (u64, &[u8])> = TableDefinition::new("sm.units");
+/// io.store's order: sequence number → encoded top-level key.
+pub(crate) const UNIT_ORDER: TableDefinition<u64, &[u8]> = TableDefinition::new("sm.units.order");
+/// Users: name → public key.
+pub(crate) const USERS: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("sm.users");
+/// Users by key: public key → name.
+pub(crate) const USER_KEYS: TableDefinition<&[u8; 32], &str> =
+    TableDefinition::new("sm.users.by_key");
+/// Services: node id → postcard `Vec<String>`.
+pub(crate) const SERVICES: TableDefinition<u64, &[u8]> = TableDefinition::new("sm.services");
+/// Node tags: node id → postcard `BTreeMap<String, String>`.
+pub(crate) const NODE_META: TableDefinition<u64, &[u8]> = TableDefinition::new("sm.node_meta");
+/// Invites: id → expiry (ms since the epoch).
+pub(crate) const INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("sm.invites");
+/// Revoked node keys.
+pub(crate) const REVOKED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("sm.revoked");
+/// The current snapshot: `meta` → postcard `SnapshotMeta`, `data` → its bytes.
+pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
+
+/// Which parts of the cluster state changed last, as the log index of the entry that
+/// changed them (0: not since this node opened its state), plus the leader and term as raft
+/// last reported them. Follow it with [`crate::raft::ClusterRaft::subscribe`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The last log index applied to the local state machine.
+    pub applied: u64,
+    /// io.store's content.
+    pub store: u64,
+    /// The users.
+    pub users: u64,
+    /// The service table.
+    pub services: u64,
+    /// The invites.
+    pub invites: u64,
+    /// The revoked keys.
+    pub revoked: u64,
+    /// Node tags.
+    pub node_meta: u64,
+    /// The log index of the latest membership raft knows (applied or not).
+    pub members: u64,
+    /// The current leader, if known.
+    pub leader: Option<u64>,
+    /// The current term.
+    pub term: u64,
+}
+
+/// What the log store, the state machine and the handle share: the database and the change
+/// feed.
+pub(crate) struct Shared {
+    pub(crate) db: Database,
+    pub(crate) file: PathBuf,
+    pub(crate) changes: watch::Sender<Changes>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("file", &self.file).finish()
+    }
+}
+
+/// Opens (creating if needed) `dir/cluster.redb` for node `id`. A file written for another
+/// node id is refused.
+pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
+    let open_err =
+        |why: String| RaftError::Storage(format!("cannot open {}: {why}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+    let file = dir.join(CLUSTER_DB_FILE);
+    let db = Database::create(&file).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            open_err("the cluster state is already open (is another node running here?)".into())
+        }
+        e => open_err(e.to_string()),
+    })?;
+    let txn = db.begin_write().map_err(|e| open_err(e.to_string()))?;
+    {
+        let mut meta = txn
+            .open_table(RAFT_META)
+            .map_err(|e| open_err(e.to_string()))?;
+        let format: Option<u32> = get_pc(&meta, "format").map_err(open_err)?;
+        match format {
+            None => {
+                put_pc(&mut meta, "format", &FORMAT).map_err(open_err)?;
+            }
+            Some(FORMAT) => {}
+            Some(f) => {
+                return Err(open_err(format!(
+                    "layout format {f} is not the supported format {FORMAT}"
+                )))
+            }
+        }
+        let node: Option<u64> = get_pc(&meta, "node").map_err(open_err)?;
+        match node {
+            None => put_pc(&mut meta, "node", &id).map_err(open_err)?,
+            Some(n) if n == id => {}
+            Some(n) => {
+                return Err(open_err(format!(
+                    "this cluster state belongs to node {n:016x}, not {id:016x}"
+                )))
+            }
+        }
+        // Create every table, so readers never meet a missing one.
+        let e = |e: redb::TableError| open_err(e.to_string());
+        txn.open_table(LOG).map_err(e)?;
+        txn.open_table(SM_META).map_err(e)?;
+        txn.open_table(UNITS).map_err(e)?;
+        txn.open_table(UNIT_ORDER).map_err(e)?;
+        txn.open_table(USERS).map_err(e)?;
+        txn.open_table(USER_KEYS).map_err(e)?;
+        txn.open_table(SERVICES).map_err(e)?;
+        txn.open_table(NODE_META).map_err(e)?;
+        txn.open_table(INVITES).map_err(e)?;
+        txn.open_table(REVOKED).map_err(e)?;
+        txn.open_table(SNAPSHOT).map_err(e)?;
+    }
+    txn.commit().map_err(|e| open_err(e.to_string()))?;
+    let applied = {
+        let txn = db.begin_read().map_err(|e| open_err(e.to_string()))?;
+        let meta = txn
+            .open_table(SM_META)
+            .map_err(|e| open_err(e.to_string()))?;
+        let applied: Option<openraft::LogId<u64>> = get_pc(&meta, "applied").map_err(open_err)?;
+        applied.map(|l| l.index).unwrap_or(0)
+    };
+    let (changes, _) = watch::channel(Changes {
+        applied,
+        ..Changes::default()
+    });
+    Ok(Arc::new(Shared { db, file, changes }))
+}
+
+/// Reads a postcard value from a `&str → &[u8]` table.
+pub(crate) fn get_pc<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    match table.get(key).map_err(|e| e.to_string())? {
+        None => Ok(None),
+        Some(v) => postcard::from_bytes(v.value())
+            .map(Some)
+            .map_err(|e| format!("stored {key} does not decode: {e}")),
+    }
+}
+
+/// Writes a postcard value into a `&str → &[u8]` table.
+pub(crate) fn put_pc<T: Serialize>(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    value: &T,
+) -> Result<(), String> {
+    let bytes = postcard::to_allocvec(value).map_err(|e| e.to_string())?;
+    table
+        .insert(key, bytes.as_slice())
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// An openraft storage error about `subject`.
+pub(crate) fn sto_err(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    why: impl std::fmt::Display,
+) -> StorageError<u64> {
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::error(why)),
+    }
+}
+
+/// Runs blocking storage work on tokio's blocking threads; its error becomes openraft's
+/// storage error about `subject` (which stops raft: the storage can no longer be trusted).
+#[allow(clippy::result_large_err)] // openraft's storage traits return this error type
+pub(crate) async fn blocking<T: Send + 'static>(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, StorageError<u64>> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(why)) => Err(sto_err(subject, verb, why)),
+        Err(e) => Err(sto_err(subject, verb, format!("storage task failed: {e}"))),
+    }
+}
+
+/// A storage failure inside a transaction, as text (redb's own error is large).
+#[derive(Debug)]
+pub(crate) struct DbFail(pub(crate) String);
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {
+        $(impl From<$t> for DbFail {
+            fn from(e: $t) -> DbFail {
+                DbFail(e.to_string())
+            }
+        })*
+    };
+}
+
+from_redb!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+impl From<DbFail> for String {
+    fn from(e: DbFail) -> String {
+        e.0
+    }
+}

@@ -1,0 +1,789 @@
+//! The replicated state machine on redb: io.store's units, users, services, invites, revoked
+//! keys and node tags, plus the last applied log id and membership, all in `cluster.redb`.
+//!
+//! A batch of entries is applied in one redb write transaction that also records the last
+//! applied log id, committed *without* fsync (`Durability::None`): after a crash the state
+//! machine is back at some earlier applied id, consistently, and openraft re-applies the
+//! committed entries after it from the log (which is always fsynced first). Building or
+//! installing a snapshot commits durably, which also makes every earlier apply durable, so
+//! the state machine is never behind a purged log. Details: `docs/cluster-state.md`.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    Snapshot, SnapshotMeta, StorageError, StoredMembership,
+};
+use plexus_store::{save_entry, take_path, StoreError, MAX_ENTRY_BYTES, STORED_LIMITS};
+use plexus_units::{Map, Path as UnitPath, Str, Unit};
+use redb::{Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::db::{
+    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, REVOKED,
+    SERVICES, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_KEYS,
+};
+use super::node_id_of;
+use super::types::{Command, RaftPeer, Response, TypeConfig};
+
+/// Most invites waiting at once.
+pub const MAX_INVITES: usize = 10_000;
+/// Most services one node may announce.
+pub const MAX_SERVICES: usize = 4096;
+/// Longest service name, tag key or tag value, in bytes.
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Most tags on one node.
+pub const MAX_TAGS: usize = 256;
+
+/// The snapshot format version ([`SnapshotState::format`]).
+const SNAPSHOT_FORMAT: u32 = 1;
+
+type StoResult<T> = Result<T, StorageError<u64>>;
+
+/// The state machine of one node (its half of `cluster.redb`). Cheap to clone: clones share
+/// the database. Built by [`crate::raft::open_storage`].
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Builds snapshots of a [`StateMachine`] (a consistent redb read of every table).
+#[derive(Clone, Debug)]
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+/// The whole state machine as a snapshot carries it (postcard). The applied log id and the
+/// membership travel in openraft's snapshot meta next to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SnapshotState {
+    /// [`SNAPSHOT_FORMAT`].
+    pub(crate) format: u32,
+    /// io.store's entries in order: (encoded key, encoded value).
+    pub(crate) units: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Users: (name, key), by name.
+    pub(crate) users: Vec<(String, [u8; 32])>,
+    /// Services: (node, names), by node.
+    pub(crate) services: Vec<(u64, Vec<String>)>,
+    /// Node tags, by node.
+    pub(crate) node_meta: Vec<(u64, BTreeMap<String, String>)>,
+    /// Invites: (id, expiry in ms).
+    pub(crate) invites: Vec<([u8; 32], u64)>,
+    /// Revoked keys.
+    pub(crate) revoked: Vec<[u8; 32]>,
+}
+
+impl SnapshotState {
+    /// Decodes snapshot bytes (from a leader or the disk), refusing other formats.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotState, String> {
+        let state: SnapshotState =
+            postcard::from_bytes(bytes).map_err(|e| format!("snapshot does not decode: {e}"))?;
+        if state.format != SNAPSHOT_FORMAT {
+            return Err(format!(
+                "snapshot format {} is not the supported {SNAPSHOT_FORMAT}",
+                state.format
+            ));
+        }
+        Ok(state)
+    }
+}
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// The last applied log id and the membership it carries.
+type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, RaftPeer>);
+
+/// Decodes a stored or carried unit.
+fn decode_unit(bytes: &[u8]) -> Result<Unit, String> {
+    plexus_units::decode_bytes_with(Bytes::copy_from_slice(bytes), &STORED_LIMITS)
+        .map_err(|e| e.to_string())
+}
+
+/// The encoded top-level key for a path's first segment.
+fn key_bytes(seg: &Str) -> Vec<u8> {
+    plexus_units::encode(&Unit::Str(seg.clone()))
+}
+
+/// The part of the state a command changed.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Store,
+    Users,
+    Services,
+    Invites,
+    Revoked,
+    NodeMeta,
+}
+
+fn mark(c: &mut Changes, part: Part, index: u64) {
+    match part {
+        Part::Store => c.store = index,
+        Part::Users => c.users = index,
+        Part::Services => c.services = index,
+        Part::Invites => c.invites = index,
+        Part::Revoked => c.revoked = index,
+        Part::NodeMeta => c.node_meta = index,
+    }
+}
+
+/// The state machine's tables, open in one write transaction.
+struct Tables<'t> {
+    units: redb::Table<'t, &'static [u8], (u64, &'static [u8])>,
+    order: redb::Table<'t, u64, &'static [u8]>,
+    users: redb::Table<'t, &'static str, &'static [u8; 32]>,
+    user_keys: redb::Table<'t, &'static [u8; 32], &'static str>,
+    services: redb::Table<'t, u64, &'static [u8]>,
+    node_meta: redb::Table<'t, u64, &'static [u8]>,
+    invites: redb::Table<'t, &'static [u8; 32], u64>,
+    revoked: redb::Table<'t, &'static [u8; 32], ()>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, DbFail> {
+        Ok(Tables {
+            units: txn.open_table(UNITS)?,
+            order: txn.open_table(UNIT_ORDER)?,
+            users: txn.open_table(USERS)?,
+            user_keys: txn.open_table(USER_KEYS)?,
+            services: txn.open_table(SERVICES)?,
+            node_meta: txn.open_table(NODE_META)?,
+            invites: txn.open_table(INVITES)?,
+            revoked: txn.open_table(REVOKED)?,
+        })
+    }
+
+    /// Empties every table.
+    fn clear(&mut self) -> Result<(), DbFail> {
+        self.units.retain(|_, _| false)?;
+        self.order.retain(|_, _| false)?;
+        self.users.retain(|_, _| false)?;
+        self.user_keys.retain(|_, _| false)?;
+        self.services.retain(|_, _| false)?;
+        self.node_meta.retain(|_, _| false)?;
+        self.invites.retain(|_, _| false)?;
+        self.revoked.retain(|_, _| false)?;
+        Ok(())
+    }
+
+    /// Replaces the whole state with `state`.
+    fn replace(&mut self, state: &SnapshotState) -> Result<(), String> {
+        self.clear()?;
+        for (seq, (k, v)) in (0u64..).zip(&state.units) {
+            self.order.insert(seq, k.as_slice()).map_err(s)?;
+            self.units
+                .insert(k.as_slice(), (seq, v.as_slice()))
+                .map_err(s)?;
+        }
+        for (name, key) in &state.users {
+            self.users.insert(name.as_str(), key).map_err(s)?;
+            self.user_keys.insert(key, name.as_str()).map_err(s)?;
+        }
+        for (node, services) in &state.services {
+            let b = postcard::to_allocvec(services).map_err(s)?;
+            self.services.insert(*node, b.as_slice()).map_err(s)?;
+        }
+        for (node, tags) in &state.node_meta {
+            let b = postcard::to_allocvec(tags).map_err(s)?;
+            self.node_meta.insert(*node, b.as_slice()).map_err(s)?;
+        }
+        for (id, exp) in &state.invites {
+            self.invites.insert(id, *exp).map_err(s)?;
+        }
+        for key in &state.revoked {
+            self.revoked.insert(key, ()).map_err(s)?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies one command. The outer error is a storage failure (which aborts the whole batch
+/// and stops raft); a refusal is an `Ok(Response::Err)` that changed nothing.
+fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static [Part]), DbFail> {
+    Ok(match cmd {
+        Command::Save { path, value } => (save(t, path, value)?, &[Part::Store]),
+        Command::SetUser { name, key } => (set_user(t, name, key)?, &[Part::Users]),
+        Command::RemoveUser { name } => {
+            let key = t.users.remove(name.as_str())?.map(|g| *g.value());
+            match key {
+                None => (
+                    Response::err("not.found", format!("there is no user named {name}")),
+                    &[],
+                ),
+                Some(key) => {
+                    t.user_keys.remove(&key)?;
+                    (Response::Ok, &[Part::Users])
+                }
+            }
+        }
+        Command::SetServices { node, services } => {
+            if services.len() > MAX_SERVICES {
+                return Ok((
+                    Response::err(
+                        "limit",
+                        format!("a node provides at most {MAX_SERVICES} services"),
+                    ),
+                    &[],
+                ));
+            }
+            if services.iter().any(|n| n.len() > MAX_NAME_BYTES) {
+                return Ok((
+                    Response::err(
+                        "limit",
+                        format!("a service name has at most {MAX_NAME_BYTES} bytes"),
+                    ),
+                    &[],
+                ));
+            }
+            if services.is_empty() {
+                t.services.remove(node)?;
+            } else {
+                let b = postcard::to_allocvec(&services).map_err(|e| DbFail(e.to_string()))?;
+                t.services.insert(node, b.as_slice())?;
+            }
+            (Response::Ok, &[Part::Services])
+        }
+        Command::SetNodeMeta { node, tags } => {
+            if tags.len() > MAX_TAGS
+                || tags
+                    .iter()
+                    .any(|(k, v)| k.len() > MAX_NAME_BYTES || v.len() > MAX_NAME_BYTES)
+            {
+                return Ok((
+                    Response::err(
+                        "limit",
+                        format!(
+                            "a node has at most {MAX_TAGS} tags, of at most {MAX_NAME_BYTES} bytes each"
+                        ),
+                    ),
+                    &[],
+                ));
+            }
+            if tags.is_empty() {
+                t.node_meta.remove(node)?;
+            } else {
+                let b = postcard::to_allocvec(&tags).map_err(|e| DbFail(e.to_string()))?;
+                t.node_meta.insert(node, b.as_slice())?;
+            }
+            (Response::Ok, &[Part::NodeMeta])
+        }
+        Command::AddInvite { id, expires_ms } => {
+            let exists = t.invites.get(&id)?.is_some();
+            if !exists && t.invites.len()? >= MAX_INVITES as u64 {
+                return Ok((
+                    Response::err(
+                        "limit",
+                        format!(
+                            "at most {MAX_INVITES} invites may wait at once; prune expired ones"
+                        ),
+                    ),
+                    &[],
+                ));
+            }
+            t.invites.insert(&id, expires_ms)?;
+            (Response::Ok, &[Part::Invites])
+        }
+        Command::UseInvite { id, now_ms } => {
+            let expiry = t.invites.get(&id)?.map(|g| g.value());
+            match expiry {
+                None => (
+                    Response::err("invite.bad", "unknown or already used invite"),
+                    &[],
+                ),
+                Some(exp) if exp <= now_ms => (Response::err("invite.bad", "expired invite"), &[]),
+                Some(_) => {
+                    t.invites.remove(&id)?;
+                    t.invites.retain(|_, exp| exp > now_ms)?;
+                    (Response::Ok, &[Part::Invites])
+                }
+            }
+        }
+        Command::PruneInvites { now_ms } => {
+            t.invites.retain(|_, exp| exp > now_ms)?;
+            (Response::Ok, &[Part::Invites])
+        }
+        Command::Revoke { key } => {
+            t.revoked.insert(&key, ())?;
+            let node = node_id_of(&key);
+            t.services.remove(node)?;
+            t.node_meta.remove(node)?;
+            (
+                Response::Ok,
+                &[Part::Revoked, Part::Services, Part::NodeMeta],
+            )
+        }
+    })
+}
+
+fn store_error(e: StoreError) -> Response {
+    let code = match &e {
+        StoreError::Limit(_) => "limit",
+        StoreError::NotFound(_) => "not.found",
+        StoreError::Open { .. } | StoreError::Storage(_) | StoreError::Corrupt(_) => "storage",
+        _ => "arg.bad",
+    };
+    Response::err(code, e.to_string())
+}
+
+fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Response, DbFail> {
+    let Some(path) = UnitPath::new(path.into_iter().map(Str::from).collect()) else {
+        return Ok(Response::err(
+            "arg.bad",
+            "a save needs a path of at least one segment",
+        ));
+    };
+    let value = match decode_unit(&value) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Response::err(
+                "arg.bad",
+                format!("the value to save does not decode: {e}"),
+            ))
+        }
+    };
+    let Some(first) = path.segments().first() else {
+        return Ok(Response::err("arg.bad", "a save needs a path"));
+    };
+    let key = key_bytes(first);
+    let existing = t.units.get(key.as_slice())?.map(|g| {
+        let (seq, v) = g.value();
+        (seq, v.to_vec())
+    });
+    let (seq, old) = match existing {
+        Some((seq, bytes)) => match decode_unit(&bytes) {
+            Ok(u) => (Some(seq), Some(u)),
+            Err(e) => {
+                return Ok(Response::err(
+                    "storage",
+                    format!("the stored entry is damaged: {e}"),
+                ))
+            }
+        },
+        None => (None, None),
+    };
+    let new = match save_entry(old, &path, value) {
+        Ok(u) => plexus_units::encode(&u),
+        Err(e) => return Ok(store_error(e)),
+    };
+    if new.len() > MAX_ENTRY_BYTES {
+        let entry = UnitPath::new(vec![first.clone()])
+            .map(|p| plexus_units::to_text(&Unit::Ref(p)))
+            .unwrap_or_default();
+        return Ok(Response::err(
+            "limit",
+            format!(
+                "the store entry {entry} would take {} bytes; an entry holds at most {MAX_ENTRY_BYTES}",
+                new.len()
+            ),
+        ));
+    }
+    let seq = match seq {
+        Some(seq) => seq,
+        None => {
+            let next = match t.order.last()? {
+                Some((k, _)) => k
+                    .value()
+                    .checked_add(1)
+                    .ok_or_else(|| DbFail("the store's sequence numbers ran out".to_owned()))?,
+                None => 0,
+            };
+            t.order.insert(next, key.as_slice())?;
+            next
+        }
+    };
+    t.units.insert(key.as_slice(), (seq, new.as_slice()))?;
+    Ok(Response::Ok)
+}
+
+fn set_user(t: &mut Tables<'_>, name: String, key: [u8; 32]) -> Result<Response, DbFail> {
+    if let Err(e) = plexus_identity::validate_name(&name) {
+        return Ok(Response::err("arg.bad", e.to_string()));
+    }
+    if let Err(e) = plexus_identity::PublicKey::from_bytes(&key) {
+        return Ok(Response::err("arg.bad", e.to_string()));
+    }
+    let owner = t.user_keys.get(&key)?.map(|g| g.value().to_owned());
+    match owner {
+        Some(owner) if owner == name => return Ok(Response::Ok),
+        Some(owner) => {
+            return Ok(Response::err(
+                "arg.bad",
+                format!("this key is already registered as {owner}"),
+            ))
+        }
+        None => {}
+    }
+    let old = t.users.insert(name.as_str(), &key)?.map(|g| *g.value());
+    if let Some(old) = old {
+        t.user_keys.remove(&old)?;
+    }
+    t.user_keys.insert(&key, name.as_str())?;
+    Ok(Response::Ok)
+}
+
+/// Applies a batch in one transaction (no fsync); gives the responses and the changes.
+fn apply_batch(
+    shared: &Shared,
+    entries: Vec<Entry<TypeConfig>>,
+) -> Result<(Vec<Response>, Changes), String> {
+    let mut changes = *shared.changes.borrow();
+    let mut txn = shared.db.begin_write().map_err(s)?;
+    txn.set_durability(Durability::None);
+    let mut out = Vec::with_capacity(entries.len());
+    {
+        let mut t = Tables::open(&txn)?;
+        let mut meta = txn.open_table(SM_META).map_err(s)?;
+        let mut last = None;
+        for entry in entries {
+            let index = entry.log_id.index;
+            let r = match entry.payload {
+                EntryPayload::Blank => Response::Ok,
+                EntryPayload::Normal(cmd) => {
+                    let (r, parts) = apply_command(&mut t, cmd)?;
+                    for p in parts {
+                        mark(&mut changes, *p, index);
+                    }
+                    r
+                }
+                EntryPayload::Membership(m) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), m);
+                    put_pc(&mut meta, "membership", &stored)?;
+                    Response::Ok
+                }
+            };
+            out.push(r);
+            last = Some(entry.log_id);
+        }
+        if let Some(last) = last {
+            put_pc(&mut meta, "applied", &last)?;
+            changes.applied = last.index;
+        }
+    }
+    txn.commit().map_err(s)?;
+    Ok((out, changes))
+}
+
+/// The last applied log id and membership.
+fn applied_state_in(txn: &ReadTransaction) -> Result<AppliedState, String> {
+    let meta = txn.open_table(SM_META).map_err(s)?;
+    let applied: Option<LogId<u64>> = get_pc(&meta, "applied")?;
+    let membership: Option<StoredMembership<u64, RaftPeer>> = get_pc(&meta, "membership")?;
+    Ok((applied, membership.unwrap_or_default()))
+}
+
+/// Reads the whole state.
+fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
+    let mut state = SnapshotState {
+        format: SNAPSHOT_FORMAT,
+        ..SnapshotState::default()
+    };
+    let units = txn.open_table(UNITS).map_err(s)?;
+    let order = txn.open_table(UNIT_ORDER).map_err(s)?;
+    for row in order.iter().map_err(s)? {
+        let (_, k) = row.map_err(s)?;
+        let k = k.value();
+        let v = units
+            .get(k)
+            .map_err(s)?
+            .ok_or("an ordered store key has no entry")?;
+        state.units.push((k.to_vec(), v.value().1.to_vec()));
+    }
+    for row in txn.open_table(USERS).map_err(s)?.iter().map_err(s)? {
+        let (name, key) = row.map_err(s)?;
+        state.users.push((name.value().to_owned(), *key.value()));
+    }
+    for row in txn.open_table(SERVICES).map_err(s)?.iter().map_err(s)? {
+        let (node, b) = row.map_err(s)?;
+        let names: Vec<String> = postcard::from_bytes(b.value()).map_err(s)?;
+        state.services.push((node.value(), names));
+    }
+    for row in txn.open_table(NODE_META).map_err(s)?.iter().map_err(s)? {
+        let (node, b) = row.map_err(s)?;
+        let tags: BTreeMap<String, String> = postcard::from_bytes(b.value()).map_err(s)?;
+        state.node_meta.push((node.value(), tags));
+    }
+    for row in txn.open_table(INVITES).map_err(s)?.iter().map_err(s)? {
+        let (id, exp) = row.map_err(s)?;
+        state.invites.push((*id.value(), exp.value()));
+    }
+    for row in txn.open_table(REVOKED).map_err(s)?.iter().map_err(s)? {
+        let (key, _) = row.map_err(s)?;
+        state.revoked.push(*key.value());
+    }
+    Ok(state)
+}
+
+/// Stores `meta` and `data` as the current snapshot (durably) unless a newer one is there.
+fn store_snapshot(
+    txn: &WriteTransaction,
+    meta: &SnapshotMeta<u64, RaftPeer>,
+    data: &[u8],
+) -> Result<(), String> {
+    let mut table = txn.open_table(SNAPSHOT).map_err(s)?;
+    let current: Option<SnapshotMeta<u64, RaftPeer>> = get_pc(&table, "meta")?;
+    if current.is_some_and(|c| c.last_log_id > meta.last_log_id) {
+        return Ok(());
+    }
+    put_pc(&mut table, "meta", meta)?;
+    table.insert("data", data).map_err(s)?;
+    Ok(())
+}
+
+fn snapshot_id(last: Option<LogId<u64>>) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    match last {
+        Some(l) => format!("{l}-{nanos}"),
+        None => format!("empty-{nanos}"),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StoResult<Snapshot<TypeConfig>> {
+        let shared = self.shared.clone();
+        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
+            let (meta, data) = {
+                let txn = shared.db.begin_read().map_err(DbFail::from)?;
+                let (applied, membership) = applied_state_in(&txn)?;
+                let state = read_state(&txn)?;
+                let data = postcard::to_allocvec(&state).map_err(s)?;
+                let meta = SnapshotMeta {
+                    last_log_id: applied,
+                    last_membership: membership,
+                    snapshot_id: snapshot_id(applied),
+                };
+                (meta, data)
+            };
+            // A durable commit: it also makes every apply before it durable, so the state
+            // machine on disk is never behind this snapshot (and the log purged after it).
+            let txn = shared.db.begin_write().map_err(DbFail::from)?;
+            store_snapshot(&txn, &meta, &data)?;
+            txn.commit().map_err(DbFail::from)?;
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            })
+        })
+        .await
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> StoResult<AppliedState> {
+        let shared = self.shared.clone();
+        blocking(ErrorSubject::StateMachine, ErrorVerb::Read, move || {
+            let txn = shared.db.begin_read().map_err(DbFail::from)?;
+            applied_state_in(&txn)
+        })
+        .await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StoResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = self.shared.clone();
+        let (responses, changes) =
+            blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
+                apply_batch(&shared, entries)
+            })
+            .await?;
+        self.shared.changes.send_modify(|c| {
+            let (members, leader, term) = (c.members, c.leader, c.term);
+            *c = Changes {
+                members,
+                leader,
+                term,
+                ..changes
+            };
+        });
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StoResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, RaftPeer>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StoResult<()> {
+        let data = snapshot.into_inner();
+        let sig = Some(meta.signature());
+        let state = SnapshotState::decode(&data)
+            .map_err(|why| sto_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Read, why))?;
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        blocking(ErrorSubject::Snapshot(sig), ErrorVerb::Write, move || {
+            // Immediate durability: the log may be purged right after.
+            let txn = shared.db.begin_write().map_err(DbFail::from)?;
+            {
+                let mut t = Tables::open(&txn)?;
+                t.replace(&state)?;
+                let mut sm = txn.open_table(SM_META).map_err(DbFail::from)?;
+                match &meta.last_log_id {
+                    Some(l) => put_pc(&mut sm, "applied", l)?,
+                    None => {
+                        sm.remove("applied").map_err(DbFail::from)?;
+                    }
+                }
+                put_pc(&mut sm, "membership", &meta.last_membership)?;
+            }
+            store_snapshot(&txn, &meta, &data)?;
+            txn.commit().map_err(DbFail::from)?;
+            Ok(())
+        })
+        .await?;
+        self.shared.changes.send_modify(|c| {
+            c.applied = index;
+            c.store = index;
+            c.users = index;
+            c.services = index;
+            c.invites = index;
+            c.revoked = index;
+            c.node_meta = index;
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StoResult<Option<Snapshot<TypeConfig>>> {
+        let shared = self.shared.clone();
+        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
+            let txn = shared.db.begin_read().map_err(DbFail::from)?;
+            let table = txn.open_table(SNAPSHOT).map_err(DbFail::from)?;
+            let meta: Option<SnapshotMeta<u64, RaftPeer>> = get_pc(&table, "meta")?;
+            let Some(meta) = meta else {
+                return Ok(None);
+            };
+            let data = table
+                .get("data")
+                .map_err(DbFail::from)?
+                .map(|g| g.value().to_vec())
+                .unwrap_or_default();
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            }))
+        })
+        .await
+    }
+}
+
+/// Reads of the local state machine, for [`crate::raft::ClusterRaft`]. Each is one redb read
+/// transaction (a consistent view); errors are storage failures as text.
+impl Shared {
+    /// The whole store as one encoded map (`None` or an empty path), or the encoded unit at
+    /// `path` (`None` if nothing is there).
+    pub(crate) fn load(&self, path: Option<&[String]>) -> Result<Option<Vec<u8>>, String> {
+        let txn = self.db.begin_read().map_err(s)?;
+        let units = txn.open_table(UNITS).map_err(s)?;
+        let segs: Vec<Str> = path
+            .unwrap_or_default()
+            .iter()
+            .map(|p| Str::from(p.as_str()))
+            .collect();
+        let Some(first) = segs.first() else {
+            let order = txn.open_table(UNIT_ORDER).map_err(s)?;
+            let mut entries = Vec::new();
+            for row in order.iter().map_err(s)? {
+                let (_, k) = row.map_err(s)?;
+                let k = k.value();
+                let v = units
+                    .get(k)
+                    .map_err(s)?
+                    .ok_or("an ordered store key has no entry")?;
+                entries.push((decode_unit(k)?, decode_unit(v.value().1)?));
+            }
+            let map = Map::from_entries(entries).map_err(s)?;
+            return Ok(Some(plexus_units::encode(&Unit::Map(map))));
+        };
+        let Some(entry) = units.get(key_bytes(first).as_slice()).map_err(s)? else {
+            return Ok(None);
+        };
+        let bytes = entry.value().1;
+        if segs.len() == 1 {
+            return Ok(Some(bytes.to_vec()));
+        }
+        let u = decode_unit(bytes)?;
+        Ok(take_path(u, segs.get(1..).unwrap_or_default()).map(|u| plexus_units::encode(&u)))
+    }
+
+    /// Users: (name, key), by name.
+    pub(crate) fn users(&self) -> Result<Vec<(String, [u8; 32])>, String> {
+        let txn = self.db.begin_read().map_err(s)?;
+        let mut out = Vec::new();
+        for row in txn.open_table(USERS).map_err(s)?.iter().map_err(s)? {
+            let (name, key) = row.map_err(s)?;
+            out.push((name.value().to_owned(), *key.value()));
+        }
+        Ok(out)
+    }
+
+    /// The service table.
+    pub(crate) fn services(&self) -> Result<BTreeMap<u64, Vec<String>>, String> {
+        let txn = self.db.begin_read().map_err(s)?;
+        let mut out = BTreeMap::new();
+        for row in txn.open_table(SERVICES).map_err(s)?.iter().map_err(s)? {
+            let (node, b) = row.map_err(s)?;
+            out.insert(node.value(), postcard::from_bytes(b.value()).map_err(s)?);
+        }
+        Ok(out)
+    }
+
+    /// Node tags.
+    pub(crate) fn node_meta(&self) -> Result<BTreeMap<u64, BTreeMap<String, String>>, String> {
+        let txn = self.db.begin_read().map_err(s)?;
+        let mut out = BTreeMap::new();
+        for row in txn.open_table(NODE_META).map_err(s)?.iter().map_err(s)? {
+            let (node, b) = row.map_err(s)?;
+            out.insert(node.value(), postcard::from_bytes(b.value()).map_err(s)?);
+        }
+        Ok(out)
+    }
+
+    /// Invites not expired at `now_ms`.
+    pub(crate) fn invites(&self, now_ms: u64) -> Result<Vec<[u8; 32]>, String> {
+        let txn = self.db.begin_read().map_err(s)?;
+        let mut out = Vec::new();
+        for row in txn.open_table(INVITES).map_err(s)?.iter().map_err(s)? {
+            let (id, exp) = row.map_err(s)?;
+            if exp.value() > now_ms {
+                out.push(*id.value());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Revoked keys.
+    pub(crate) fn revoked(&self) -> Result<Vec<[u8; 32]>, String> {
+        let txn = self.db.begin_read().map_err(s)?;
+        let mut out = Vec::new();
+        for row in txn.open_table(REVOKED).map_err(s)?.iter().map_err(s)? {
+            let (key, _) = row.map_err(s)?;
+            out.push(*key.value());
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,509 @@
+//! Unit tests: voter choice, node ids, and the state machine's apply and snapshots.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
+use plexus_identity::{KeyKind, Keypair};
+use plexus_units::{encode, parse, Unit};
+use tempfile::TempDir;
+
+use super::state_machine::SnapshotState;
+use super::*;
+
+fn set(ids: &[u64]) -> BTreeSet<u64> {
+    ids.iter().copied().collect()
+}
+
+#[test]
+fn voters_one_three_or_five() {
+    let none = BTreeSet::new();
+    assert_eq!(choose_voters(&[(1, true)], &none), set(&[1]));
+    assert_eq!(
+        choose_voters(&[(1, true), (2, true)], &set(&[1])),
+        set(&[1])
+    );
+    assert_eq!(
+        choose_voters(&[(1, true), (2, true)], &set(&[2])),
+        set(&[2])
+    );
+    let three = [(1, true), (2, true), (3, true)];
+    assert_eq!(choose_voters(&three, &set(&[1])), set(&[1, 2, 3]));
+    let four = [(1, true), (2, true), (3, true), (4, true)];
+    assert_eq!(choose_voters(&four, &set(&[2, 3, 4])), set(&[2, 3, 4]));
+    assert_eq!(choose_voters(&four, &set(&[4])), set(&[1, 2, 4]));
+    let six: Vec<(u64, bool)> = (1..=6).map(|i| (i, true)).collect();
+    assert_eq!(choose_voters(&six, &set(&[6, 5, 4])), set(&[1, 2, 4, 5, 6]));
+    assert_eq!(
+        choose_voters(&six, &set(&[1, 2, 3, 4, 5])),
+        set(&[1, 2, 3, 4, 5])
+    );
+}
+
+#[test]
+fn voters_replace_dead_ones_but_never_shrink_for_them() {
+    // A dead voter is replaced by a live learner.
+    let nodes = [(1, true), (2, true), (3, false), (4, true)];
+    assert_eq!(choose_voters(&nodes, &set(&[1, 2, 3])), set(&[1, 2, 4]));
+    // No live learner: the dead voter keeps its seat.
+    let nodes = [(1, true), (2, true), (3, false)];
+    assert_eq!(choose_voters(&nodes, &set(&[1, 2, 3])), set(&[1, 2, 3]));
+    // Five nodes, two down, voters were the first five of six.
+    let nodes = [
+        (1, false),
+        (2, true),
+        (3, true),
+        (4, false),
+        (5, true),
+        (6, true),
+    ];
+    assert_eq!(
+        choose_voters(&nodes, &set(&[1, 2, 3, 4, 5])),
+        set(&[1, 2, 3, 5, 6])
+    );
+    // Removed members are never chosen; no nodes keeps the current set.
+    assert_eq!(choose_voters(&[(2, true)], &set(&[1, 2])), set(&[2]));
+    assert_eq!(choose_voters(&[], &set(&[7])), set(&[7]));
+    // Keeps current healthy voters rather than lower ids.
+    let nodes = [(1, true), (2, true), (3, true), (4, true), (5, true)];
+    assert_eq!(
+        choose_voters(&nodes, &set(&[3, 4, 5])),
+        set(&[1, 2, 3, 4, 5])
+    );
+    let nodes = [(1, true), (2, true), (8, true), (9, true)];
+    assert_eq!(choose_voters(&nodes, &set(&[8, 9])), set(&[1, 8, 9]));
+}
+
+#[test]
+fn node_ids_come_from_the_key_hash() {
+    let kp = Keypair::generate(KeyKind::Node, "n1", &mut rand::rngs::OsRng).unwrap();
+    let h = blake3::hash(kp.public().as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    assert_eq!(node_id(&kp.public()), u64::from_le_bytes(b));
+    assert_eq!(node_id(&kp.public()), node_id_of(&kp.public().to_bytes()));
+}
+
+#[test]
+fn no_leader_errors_explain_themselves() {
+    let e = RaftError::NoLeader {
+        reachable: 1,
+        voters: 3,
+    };
+    assert_eq!(
+        e.to_string(),
+        "no leader: this node cannot reach a majority of voters (1 of 3 reachable)"
+    );
+}
+
+/// A state machine in a temporary directory, fed entries one by one.
+struct Sm {
+    _dir: TempDir,
+    sm: StateMachine,
+    next: u64,
+}
+
+impl Sm {
+    fn new() -> Sm {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, sm) = open_storage(dir.path(), 1).unwrap();
+        Sm {
+            _dir: dir,
+            sm,
+            next: 0,
+        }
+    }
+
+    fn log_id(&mut self) -> LogId<u64> {
+        self.next += 1;
+        LogId::new(CommittedLeaderId::new(1, 1), self.next)
+    }
+
+    async fn apply(&mut self, cmd: Command) -> Response {
+        let e = Entry {
+            log_id: self.log_id(),
+            payload: EntryPayload::Normal(cmd),
+        };
+        self.sm.apply(vec![e]).await.unwrap().pop().unwrap()
+    }
+
+    async fn ok(&mut self, cmd: Command) {
+        let what = format!("{cmd:?}");
+        assert_eq!(self.apply(cmd).await, Response::Ok, "{what}");
+    }
+
+    async fn refused(&mut self, cmd: Command, code: &str) -> String {
+        let before = self.dump();
+        let what = format!("{cmd:?}");
+        match self.apply(cmd).await {
+            Response::Err { code: c, message } => {
+                assert_eq!(c, code, "{what}: {message}");
+                assert_eq!(self.dump(), before, "{what} changed the state");
+                message
+            }
+            Response::Ok => panic!("{what} was applied"),
+        }
+    }
+
+    fn store(&self) -> Unit {
+        let bytes = self.sm.shared.load(None).unwrap().unwrap();
+        plexus_units::decode(&bytes).unwrap()
+    }
+
+    fn at(&self, path: &str) -> Option<Unit> {
+        let segs: Vec<String> = path.split('.').map(String::from).collect();
+        self.sm
+            .shared
+            .load(Some(&segs))
+            .unwrap()
+            .map(|b| plexus_units::decode(&b).unwrap())
+    }
+
+    /// Everything but the applied index.
+    fn dump(&self) -> String {
+        let s = &self.sm.shared;
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?}",
+            s.load(None).unwrap(),
+            s.users().unwrap(),
+            s.services().unwrap(),
+            s.node_meta().unwrap(),
+            s.invites(0).unwrap(),
+            s.revoked().unwrap()
+        )
+    }
+}
+
+fn save(path: &str, value: &str) -> Command {
+    Command::Save {
+        path: path.split('.').map(String::from).collect(),
+        value: encode(&parse(value).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn saves_merge_like_io_store() {
+    let mut sm = Sm::new();
+    let mut model = Unit::Map(plexus_units::Map::new());
+    let saves = [
+        ("txt.hello", "hi"),
+        ("txt.lang", "rust"),
+        ("new.list", "[1]"),
+        ("new.list", "[2 3]"),
+        ("new.list", "4"),
+        ("a", "{x:1}"),
+        ("a", "{y:2 x:{z:3}}"),
+        ("a", "(x 9)"),
+        ("txt.hello", "bye"),
+        ("deep.er.and.deeper", "-"),
+        ("deep.er", "{more:1}"),
+    ];
+    for (path, value) in saves {
+        sm.ok(save(path, value)).await;
+        plexus_store::save_at(
+            &mut model,
+            &plexus_units::Path::parse_dotted(path).unwrap(),
+            parse(value).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(sm.store(), model, "after saving {value} at {path}");
+    }
+    assert_eq!(
+        sm.store(),
+        parse("{txt:{hello:bye lang:rust} new:{list:[1 2 3 4]} a:{x:9 y:2} deep:{er:{and:{deeper:-} more:1}}}")
+            .unwrap()
+    );
+    assert_eq!(sm.at("new.list.1"), Some(parse("2").unwrap()));
+    assert_eq!(sm.at("txt"), Some(parse("{hello:bye lang:rust}").unwrap()));
+    assert_eq!(sm.at("txt.nope"), None);
+    assert_eq!(sm.at("nope"), None);
+    // Sizes are encoded lengths.
+    let shared = &sm.sm.shared;
+    assert_eq!(
+        shared.load(None).unwrap().unwrap().len() as u64,
+        plexus_store::size(&sm.store())
+    );
+}
+
+#[tokio::test]
+async fn refused_commands_change_nothing() {
+    let mut sm = Sm::new();
+    sm.ok(save("a", "5")).await;
+    sm.ok(save("l", "[1 2]")).await;
+    let m = sm.refused(save("a.b", "1"), "arg.bad").await;
+    assert!(m.contains("@a.b"), "{m}");
+    sm.refused(save("l.7", "1"), "arg.bad").await;
+    sm.refused(
+        Command::Save {
+            path: vec![],
+            value: encode(&Unit::int(1)),
+        },
+        "arg.bad",
+    )
+    .await;
+    sm.refused(
+        Command::Save {
+            path: vec!["x".into()],
+            value: vec![0xff, 0x00, 0x13],
+        },
+        "arg.bad",
+    )
+    .await;
+    // Deeper than an entry may nest.
+    let mut deep = Unit::int(1);
+    for _ in 0..plexus_store::MAX_ENTRY_DEPTH + 1 {
+        deep = Unit::List(vec![deep]);
+    }
+    sm.refused(
+        Command::Save {
+            path: vec!["d".into()],
+            value: encode(&deep),
+        },
+        "limit",
+    )
+    .await;
+    sm.refused(
+        Command::RemoveUser {
+            name: "nobody".into(),
+        },
+        "not.found",
+    )
+    .await;
+    sm.refused(
+        Command::SetServices {
+            node: 1,
+            services: vec!["x".repeat(MAX_NAME_BYTES + 1)],
+        },
+        "limit",
+    )
+    .await;
+    assert_eq!(sm.store(), parse("{a:5 l:[1 2]}").unwrap());
+}
+
+#[tokio::test]
+async fn invites_are_one_time_and_expire() {
+    let mut sm = Sm::new();
+    let (a, b, c, d) = ([1u8; 32], [2u8; 32], [3u8; 32], [4u8; 32]);
+    sm.ok(Command::AddInvite {
+        id: a,
+        expires_ms: 1000,
+    })
+    .await;
+    sm.ok(Command::UseInvite { id: a, now_ms: 500 }).await;
+    sm.refused(Command::UseInvite { id: a, now_ms: 600 }, "invite.bad")
+        .await;
+    sm.refused(Command::UseInvite { id: b, now_ms: 600 }, "invite.bad")
+        .await;
+    sm.ok(Command::AddInvite {
+        id: b,
+        expires_ms: 1000,
+    })
+    .await;
+    let m = sm
+        .refused(
+            Command::UseInvite {
+                id: b,
+                now_ms: 1000,
+            },
+            "invite.bad",
+        )
+        .await;
+    assert!(m.contains("expired"), "{m}");
+    assert_eq!(sm.sm.shared.invites(0).unwrap(), vec![b]);
+    assert_eq!(sm.sm.shared.invites(1000).unwrap(), Vec::<[u8; 32]>::new());
+    sm.ok(Command::AddInvite {
+        id: c,
+        expires_ms: 5000,
+    })
+    .await;
+    sm.ok(Command::AddInvite {
+        id: d,
+        expires_ms: 100,
+    })
+    .await;
+    // Using one prunes the expired ones.
+    sm.ok(Command::UseInvite {
+        id: c,
+        now_ms: 2000,
+    })
+    .await;
+    assert!(sm.sm.shared.invites(0).unwrap().is_empty());
+    sm.ok(Command::AddInvite {
+        id: d,
+        expires_ms: 100,
+    })
+    .await;
+    sm.ok(Command::PruneInvites { now_ms: 100 }).await;
+    assert!(sm.sm.shared.invites(0).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn users_services_and_revocation() {
+    let mut sm = Sm::new();
+    let k1 = Keypair::generate(KeyKind::User, "alice", &mut rand::rngs::OsRng)
+        .unwrap()
+        .public()
+        .to_bytes();
+    let k2 = Keypair::generate(KeyKind::User, "alice", &mut rand::rngs::OsRng)
+        .unwrap()
+        .public()
+        .to_bytes();
+    let user = |name: &str, key| Command::SetUser {
+        name: name.into(),
+        key,
+    };
+    sm.ok(user("alice", k1)).await;
+    sm.ok(user("alice", k1)).await;
+    sm.refused(user("bob", k1), "arg.bad").await;
+    sm.refused(user("no spaces", k2), "arg.bad").await;
+    // Not a curve point.
+    let mut bad = [0u8; 32];
+    bad[31] = 0x80;
+    bad[0] = 2;
+    sm.refused(user("bob", bad), "arg.bad").await;
+    sm.ok(user("alice", k2)).await;
+    sm.ok(user("bob", k1)).await;
+    assert_eq!(
+        sm.sm.shared.users().unwrap(),
+        vec![("alice".to_owned(), k2), ("bob".to_owned(), k1)]
+    );
+    sm.ok(Command::RemoveUser {
+        name: "alice".into(),
+    })
+    .await;
+    sm.ok(user("carol", k2)).await;
+
+    let node_key = Keypair::generate(KeyKind::Node, "n2", &mut rand::rngs::OsRng)
+        .unwrap()
+        .public();
+    let n2 = node_id(&node_key);
+    sm.ok(Command::SetServices {
+        node: n2,
+        services: vec!["math.calc".into(), "io.term".into()],
+    })
+    .await;
+    sm.ok(Command::SetServices {
+        node: 7,
+        services: vec!["dat.gen".into()],
+    })
+    .await;
+    let mut tags = BTreeMap::new();
+    tags.insert("gpu".to_owned(), "yes".to_owned());
+    sm.ok(Command::SetNodeMeta { node: n2, tags }).await;
+    assert_eq!(sm.sm.shared.services().unwrap().len(), 2);
+    assert_eq!(sm.sm.shared.node_meta().unwrap().len(), 1);
+    sm.ok(Command::Revoke {
+        key: node_key.to_bytes(),
+    })
+    .await;
+    let services = sm.sm.shared.services().unwrap();
+    assert_eq!(services.keys().copied().collect::<Vec<_>>(), vec![7]);
+    assert!(sm.sm.shared.node_meta().unwrap().is_empty());
+    assert_eq!(sm.sm.shared.revoked().unwrap(), vec![node_key.to_bytes()]);
+    sm.ok(Command::SetServices {
+        node: 7,
+        services: vec![],
+    })
+    .await;
+    assert!(sm.sm.shared.services().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn snapshots_round_trip() {
+    let mut a = Sm::new();
+    a.ok(save("b", "{x:[1 2]}")).await;
+    a.ok(save("a", "1")).await;
+    a.ok(save("c.d", "{e:f}")).await;
+    let k = Keypair::generate(KeyKind::User, "u", &mut rand::rngs::OsRng)
+        .unwrap()
+        .public()
+        .to_bytes();
+    a.ok(Command::SetUser {
+        name: "u".into(),
+        key: k,
+    })
+    .await;
+    a.ok(Command::SetServices {
+        node: 3,
+        services: vec!["s".into()],
+    })
+    .await;
+    a.ok(Command::AddInvite {
+        id: [9; 32],
+        expires_ms: u64::MAX,
+    })
+    .await;
+    a.ok(Command::Revoke { key: [8; 32] }).await;
+    let mut nodes = BTreeMap::new();
+    nodes.insert(1u64, RaftPeer::default());
+    let membership = Entry {
+        log_id: a.log_id(),
+        payload: EntryPayload::Membership(Membership::new(vec![set(&[1])], nodes)),
+    };
+    a.sm.apply(vec![membership]).await.unwrap();
+
+    let snap =
+        a.sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+    assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(a.next));
+    let current = a.sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, snap.meta);
+
+    // Another node with different content gets it installed: all of it is replaced.
+    let mut b = Sm::new();
+    b.ok(save("zzz", "1")).await;
+    b.ok(Command::SetServices {
+        node: 4,
+        services: vec!["t".into()],
+    })
+    .await;
+    let mut data = b.sm.begin_receiving_snapshot().await.unwrap();
+    *data = *current.snapshot;
+    b.sm.install_snapshot(&current.meta, data).await.unwrap();
+    assert_eq!(b.dump(), a.dump());
+    assert_eq!(
+        b.sm.applied_state().await.unwrap(),
+        a.sm.applied_state().await.unwrap()
+    );
+    assert_eq!(b.store(), parse("{b:{x:[1 2]} a:1 c:{d:{e:f}}}").unwrap());
+    // New keys after the install keep the order.
+    b.next = a.next;
+    b.ok(save("z", "2")).await;
+    assert_eq!(
+        b.store(),
+        parse("{b:{x:[1 2]} a:1 c:{d:{e:f}} z:2}").unwrap()
+    );
+
+    // Garbage is refused before it reaches the tables.
+    assert!(SnapshotState::decode(&[1, 2, 3]).is_err());
+    assert!(
+        SnapshotState::decode(&postcard::to_allocvec(&SnapshotState::default()).unwrap()).is_err()
+    );
+}
+
+#[tokio::test]
+async fn applied_state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_log, mut sm) = open_storage(dir.path(), 5).unwrap();
+        let e = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 5), 1),
+            payload: EntryPayload::Normal(save("k", "v")),
+        };
+        sm.apply(vec![e]).await.unwrap();
+    }
+    let (_log, mut sm) = open_storage(dir.path(), 5).unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(1));
+    assert_eq!(
+        sm.shared.load(Some(&["k".to_owned()])).unwrap(),
+        Some(encode(&parse("v").unwrap()))
+    );
+    drop((_log, sm));
+    // The directory belongs to node 5.
+    let e = open_storage(dir.path(), 6).unwrap_err();
+    assert!(e.to_string().contains("belongs to node"), "{e}");
+}

@@ -1,0 +1,162 @@
+//! The raft type configuration, the peers raft knows, and the commands the state machine
+//! applies. Commands and responses travel in raft log entries and snapshots (postcard): new
+//! variants go at the end of each enum, and existing ones never change shape.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster member as raft records it in its membership: what another node needs to link
+/// to it.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RaftPeer {
+    /// The node's name (unique in the cluster).
+    pub name: String,
+    /// The address its links listen on (`host:port`).
+    pub addr: String,
+    /// Its public node key (32 bytes, ed25519); its raft id is [`crate::raft::node_id`] of it.
+    pub key: [u8; 32],
+}
+
+impl fmt::Display for RaftPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.name, self.addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the Plexus cluster state: node ids are `u64`
+    /// ([`crate::raft::node_id`]), nodes are [`RaftPeer`]s, entries carry [`Command`]s and
+    /// give [`Response`]s, snapshots are whole serialized state machines in memory.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = RaftPeer,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A change to the cluster state: the payload of a raft log entry, applied by every node's
+/// state machine in log order, deterministically (no clock, no randomness, no local state).
+///
+/// A command that cannot apply (a bad path, a limit, an unknown invite…) gives a
+/// [`Response::Err`] and changes nothing; it is still a committed log entry, not a raft
+/// failure. Codes: `arg.bad`, `not.found`, `limit`, `invite.bad`, `storage`. The full
+/// semantics: `docs/cluster-state.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// io.store's save: `value` (a units canonical binary document, `plexus_units::encode`)
+    /// is saved at `path` with merge semantics (`plexus_store::save_entry`): the top-level
+    /// entry named by `path[0]` becomes the merged result, a missing path is created.
+    Save {
+        /// The path's segments, at least one.
+        path: Vec<String>,
+        /// The encoded unit to save.
+        value: Vec<u8>,
+    },
+    /// Registers user `name` with public key `key`, replacing the key the name had. A key
+    /// registered under another name is refused (`arg.bad`).
+    SetUser {
+        /// The user's name (a valid key name: letters, digits, `.`, `_`, `-`; 1 to 64).
+        name: String,
+        /// The user's ed25519 public key.
+        key: [u8; 32],
+    },
+    /// Removes user `name` (`not.found` if there is none).
+    RemoveUser {
+        /// The user's name.
+        name: String,
+    },
+    /// Records which services `node` provides, replacing what it provided before (an empty
+    /// list removes the node from the table).
+    SetServices {
+        /// The node's raft id.
+        node: u64,
+        /// Service names.
+        services: Vec<String>,
+    },
+    /// Adds a one-time join token (an invite key), valid until `expires_ms`.
+    AddInvite {
+        /// The invite's id (its public key).
+        id: [u8; 32],
+        /// When it expires, in milliseconds since the Unix epoch.
+        expires_ms: u64,
+    },
+    /// Uses (consumes) an invite. An unknown, already used or expired one is an
+    /// `invite.bad` error. A successful use also prunes every invite expired at `now_ms`.
+    UseInvite {
+        /// The invite's id.
+        id: [u8; 32],
+        /// The proposer's clock when it asked, in milliseconds since the Unix epoch (the
+        /// state machine has no clock of its own).
+        now_ms: u64,
+    },
+    /// Revokes a node key for good: links refuse it from then on. Also forgets the
+    /// services and metadata of the node with that key.
+    Revoke {
+        /// The removed node's public key.
+        key: [u8; 32],
+    },
+    /// Sets a node's tags, replacing its previous ones (empty removes them).
+    SetNodeMeta {
+        /// The node's raft id.
+        node: u64,
+        /// Its tags.
+        tags: BTreeMap<String, String>,
+    },
+    /// Drops every invite expired at `now_ms`.
+    PruneInvites {
+        /// The proposer's clock, in milliseconds since the Unix epoch.
+        now_ms: u64,
+    },
+}
+
+impl Command {
+    /// A short name for logs and errors (`save`, `set.user`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Save { .. } => "save",
+            Command::SetUser { .. } => "set.user",
+            Command::RemoveUser { .. } => "remove.user",
+            Command::SetServices { .. } => "set.services",
+            Command::AddInvite { .. } => "add.invite",
+            Command::UseInvite { .. } => "use.invite",
+            Command::Revoke { .. } => "revoke",
+            Command::SetNodeMeta { .. } => "set.node.meta",
+            Command::PruneInvites { .. } => "prune.invites",
+        }
+    }
+}
+
+/// What applying a [`Command`] gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Applied.
+    Ok,
+    /// Refused: nothing changed.
+    Err {
+        /// A Plexus error code (`arg.bad`, `not.found`, `limit`, `invite.bad`, `storage`).
+        code: String,
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+impl Response {
+    /// A refusal with `code` and `message`.
+    pub fn err(code: &str, message: impl Into<String>) -> Response {
+        Response::Err {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the command applied.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Response::Ok)
+    }
+}

@@ -1,0 +1,670 @@
+//! A node as a member of a cluster: links to the other nodes, membership, the replicated
+//! cluster state, calls routed across nodes, joining with an invite.
+//!
+//! [`start`] brings it up for a node: it listens for links on the node's cluster address,
+//! opens the replicated state (`cluster.redb`), creates the cluster (`--init`) or joins one
+//! with a token (`--join`) or rejoins the one recorded in the data directory, then keeps the
+//! node's picture of the cluster ([`View`]) current. What goes over the links is specified in
+//! `docs/cluster.md`.
+
+pub mod calls;
+pub mod config;
+pub mod store;
+pub(crate) mod swim;
+pub mod sys_node;
+pub mod token;
+pub mod view;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use plexus_cluster::membership::Health;
+use plexus_cluster::raft::{self, ClusterRaft, Command, RaftPeer, RaftTuning, RaftWire};
+use plexus_identity::{Keypair, PublicKey};
+use plexus_kernel::Kernel;
+use plexus_net::{Allow, Handler, LinkConfig, Mesh, MeshConfig, PeerInfo, TcpTlsTransport};
+use tokio::sync::mpsc;
+
+pub use config::{ClusterConfig, ClusterFile, JoinMode};
+pub use plexus_cluster::membership::Profile;
+pub use view::{Member, View};
+
+use crate::NodeError;
+use calls::{Router, Sessions};
+use wire::{JoinReply, JoinRequest, PeerEntry};
+
+/// Longest wait for joining through one member.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running cluster member.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) key: PublicKey,
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) cluster_id: [u8; 16],
+    pub(crate) raft_id: u64,
+    pub(crate) mesh: Mesh<TcpTlsTransport>,
+    pub(crate) raft: ClusterRaft,
+    pub(crate) view: Arc<View>,
+    pub(crate) allow: Allow,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) swim: mpsc::Sender<swim::Input>,
+    pub(crate) kernel: Kernel,
+    pub(crate) admin: PublicKey,
+    pub(crate) admin_name: String,
+    /// Whether this start created the cluster (its store gets the seed entries).
+    pub(crate) fresh: bool,
+}
+
+/// Mesh frames arriving before the cluster is fully up wait for it here.
+struct Inbound {
+    cluster: OnceLock<Arc<Inner>>,
+    swim: mpsc::Sender<swim::Input>,
+    raft: OnceLock<ClusterRaft>,
+}
+
+impl Handler for Inbound {
+    fn message(&self, from: &PeerInfo, channel: u8, body: Bytes) {
+        if channel == wire::SWIM {
+            let _ = self.swim.try_send(swim::Input::Packet {
+                from: from.key,
+                packet: body,
+            });
+        }
+    }
+
+    fn call(
+        &self,
+        from: &PeerInfo,
+        channel: u8,
+        body: Bytes,
+    ) -> plexus_net::BoxFuture<'static, Result<Bytes, String>> {
+        let from = from.clone();
+        let cluster = self.cluster.get().cloned();
+        let raft = self.raft.get().cloned();
+        Box::pin(async move {
+            if channel == wire::RAFT {
+                // Raft runs before the rest is up (a joining node must receive the log).
+                let raft = raft.ok_or("this node is starting")?;
+                return raft.handle_rpc(&body).await.map(Bytes::from);
+            }
+            let c = cluster.ok_or("this node is starting")?;
+            let member = c.view.is_member(&from.key);
+            match channel {
+                wire::JOIN if member || c.view.is_invite(&from.key) => {
+                    handle_join(&c, &from, &body).await
+                }
+                wire::CALL if member => {
+                    calls::serve_call(c.kernel.clone(), c.mesh.clone(), from.key, body).await
+                }
+                wire::TERM if member => calls::serve_term(c.sessions.clone(), body).await,
+                _ => Err(format!(
+                    "channel {channel} is not open to {} ({})",
+                    from.name,
+                    from.key.fingerprint()
+                )),
+            }
+        })
+    }
+}
+
+/// The raft wire over mesh links.
+struct MeshWire {
+    mesh: Mesh<TcpTlsTransport>,
+}
+
+impl RaftWire for MeshWire {
+    fn rpc(
+        &self,
+        _target: u64,
+        peer: &RaftPeer,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send>> {
+        let mesh = self.mesh.clone();
+        let peer = peer.clone();
+        Box::pin(async move {
+            let key = PublicKey::from_bytes(&peer.key).map_err(|e| e.to_string())?;
+            if let Ok(addr) = peer.addr.parse::<SocketAddr>() {
+                mesh.set_peer(key, peer.name.clone(), addr);
+            }
+            mesh.call(&key, wire::RAFT, Bytes::from(body), timeout)
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn err(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Config(e.to_string())
+}
+
+/// Brings the node into its cluster. `file` is the node's recorded cluster membership
+/// (`cluster.unit`), updated here.
+pub async fn start(
+    data_dir: &Path,
+    key: &Keypair,
+    name: &str,
+    kernel: &Kernel,
+    admin: (PublicKey, String),
+    config: ClusterConfig,
+) -> Result<Cluster, NodeError> {
+    let recorded = ClusterFile::load(data_dir)?;
+    let raft_id = raft::node_id(&key.public());
+    let allow = Allow::with_keys([key.public()]);
+    let transport = TcpTlsTransport::new(key, allow.clone(), LinkConfig::default()).map_err(err)?;
+    let (swim_tx, swim_rx) = mpsc::channel(4096);
+    let inbound = Arc::new(Inbound {
+        cluster: OnceLock::new(),
+        swim: swim_tx.clone(),
+        raft: OnceLock::new(),
+    });
+    let mesh = Mesh::new(transport, MeshConfig::default(), inbound.clone());
+    let listen = config
+        .listen
+        .or(recorded.as_ref().map(|r| r.addr))
+        .ok_or_else(|| {
+            NodeError::Config("a cluster node needs an address to listen on (--listen)".into())
+        })?;
+    let addr = mesh
+        .listen(&listen)
+        .await
+        .map_err(|e| NodeError::Io(format!("cannot listen on {listen}: {e}")))?;
+    let me = RaftPeer {
+        name: name.to_owned(),
+        addr: addr.to_string(),
+        key: key.public().to_bytes(),
+    };
+    let raft = ClusterRaft::open(
+        data_dir,
+        raft_id,
+        me.clone(),
+        Arc::new(MeshWire { mesh: mesh.clone() }),
+        RaftTuning::default(),
+    )
+    .await
+    .map_err(|e| NodeError::Corrupt(format!("cluster state: {e}")))?;
+    let _ = inbound.raft.set(raft.clone());
+    // Whoever the replicated state already knows may link to us.
+    for (_, peer, _) in raft.members() {
+        if let Ok(k) = PublicKey::from_bytes(&peer.key) {
+            allow.insert(k);
+        }
+    }
+
+    let fresh = matches!((&config.mode, &recorded), (JoinMode::Init, None));
+    let cluster_id = match (&config.mode, &recorded) {
+        (JoinMode::Init, Some(r)) | (JoinMode::Resume, Some(r)) => r.cluster,
+        (JoinMode::Init, None) => {
+            raft.initialize()
+                .await
+                .map_err(|e| NodeError::Config(format!("cannot create the cluster: {e}")))?;
+            rand::random()
+        }
+        (JoinMode::Join(token), None) => join(key, name, addr, token, &mesh, &allow).await?,
+        (JoinMode::Join(_), Some(r)) => {
+            tracing::warn!("already a member of a cluster; ignoring the join token");
+            r.cluster
+        }
+        (JoinMode::Resume, None) => {
+            return Err(NodeError::Config(
+                "this node is not part of a cluster: start it with --init or --join TOKEN".into(),
+            ))
+        }
+    };
+    let tags = match (&recorded, config.tags.is_empty()) {
+        (Some(r), true) => r.tags.clone(),
+        _ => config.tags.clone(),
+    };
+    let profile = config
+        .profile
+        .or(recorded.as_ref().map(|r| r.profile))
+        .unwrap_or(Profile::Default);
+    ClusterFile {
+        cluster: cluster_id,
+        addr,
+        tags: tags.clone(),
+        profile,
+    }
+    .save(data_dir)?;
+
+    let view = Arc::new(View::new(key.public()));
+    let inner = Arc::new(Inner {
+        key: key.public(),
+        name: name.to_owned(),
+        addr,
+        cluster_id,
+        raft_id,
+        mesh: mesh.clone(),
+        raft: raft.clone(),
+        view: view.clone(),
+        allow,
+        sessions: Arc::new(Sessions::default()),
+        swim: swim_tx,
+        kernel: kernel.clone(),
+        admin: admin.0,
+        admin_name: admin.1,
+        fresh,
+    });
+    let _ = inbound.cluster.set(inner.clone());
+    let cluster = Cluster { inner };
+    cluster.sync_state();
+    kernel.set_remote(Arc::new(Router {
+        view: view.clone(),
+        mesh: mesh.clone(),
+        sessions: cluster.inner.sessions.clone(),
+    }));
+    swim::spawn(
+        cluster.inner.clone(),
+        swim_rx,
+        profile,
+        tags,
+        data_dir.to_owned(),
+    );
+    tokio::spawn(state_loop(cluster.inner.clone()));
+    tokio::spawn(voter_loop(cluster.inner.clone()));
+    tracing::info!(%addr, node = name, "cluster member started");
+    Ok(cluster)
+}
+
+impl Cluster {
+    /// The node's picture of the cluster.
+    pub fn view(&self) -> &Arc<View> {
+        &self.inner.view
+    }
+
+    /// The replicated state.
+    pub fn raft(&self) -> &ClusterRaft {
+        &self.inner.raft
+    }
+
+    /// The cluster address this node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The io.store over the replicated state.
+    pub fn store(&self) -> Arc<dyn plexus_store::UnitStore> {
+        Arc::new(store::ReplicatedStore {
+            raft: self.inner.raft.clone(),
+        })
+    }
+
+    /// Records this node's services and admin in the replicated state (in the background,
+    /// retrying until it works): call once every service is registered.
+    pub fn announce(&self) {
+        tokio::spawn(announce(self.inner.clone()));
+    }
+
+    /// The `sys.node` service for this cluster.
+    pub fn service(&self) -> Arc<dyn plexus_kernel::Service> {
+        sys_node::service(self.inner.clone())
+    }
+
+    fn sync_state(&self) {
+        sync_state(&self.inner);
+    }
+
+    /// Leaves the cluster's membership gracefully and closes links.
+    pub async fn stop(&self) {
+        let _ = self.inner.swim.send(swim::Input::Leave).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.inner.mesh.shutdown();
+        self.inner.raft.shutdown().await;
+    }
+}
+
+/// Copies the replicated state into the view, the allow set, the mesh's address book, the
+/// kernel's users.
+fn sync_state(c: &Arc<Inner>) {
+    let revoked: HashSet<[u8; 32]> = c.raft.revoked().into_iter().collect();
+    let mut roster = Vec::new();
+    for (id, peer, role) in c.raft.members() {
+        let Ok(key) = PublicKey::from_bytes(&peer.key) else {
+            continue;
+        };
+        if revoked.contains(&peer.key) {
+            continue;
+        }
+        c.allow.insert(key);
+        if key != c.key {
+            if let Ok(addr) = peer.addr.parse::<SocketAddr>() {
+                c.mesh.set_peer(key, peer.name.clone(), addr);
+            }
+        }
+        roster.push(Member {
+            raft_id: id,
+            id: key.fingerprint(),
+            name: peer.name.clone(),
+            addr: peer.addr.clone(),
+            key,
+            voter: role == raft::Role::Voter,
+        });
+    }
+    for k in &revoked {
+        if let Ok(key) = PublicKey::from_bytes(k) {
+            c.allow.remove(&key);
+            c.mesh.remove_peer(&key);
+            let _ = c.swim.try_send(swim::Input::Remove(key));
+        }
+    }
+    roster.sort_by(|a, b| a.name.cmp(&b.name));
+    let invites: HashSet<[u8; 32]> = c.raft.invites(now_ms()).into_iter().collect();
+    for k in &invites {
+        if let Ok(key) = PublicKey::from_bytes(k) {
+            c.allow.insert(key);
+        }
+    }
+    // Invite keys that were used or expired may no longer link.
+    for key in c.allow.keys() {
+        let b = key.to_bytes();
+        if !invites.contains(&b) && !roster.iter().any(|m| m.key == key) && key != c.key {
+            c.allow.remove(&key);
+        }
+    }
+    for (name, key) in c.raft.users() {
+        if let Ok(key) = PublicKey::from_bytes(&key) {
+            if c.kernel.user_name(&key).is_none() {
+                if let Err(e) = c.kernel.register_user(key, &name) {
+                    tracing::debug!("user {name} not registered here: {e}");
+                }
+            }
+        }
+    }
+    c.view.set_invites(invites);
+    c.view.set_services(c.raft.services());
+    c.view.set_leader(c.raft.leader());
+    c.view.set_roster(roster);
+}
+
+/// Follows the replicated state.
+async fn state_loop(c: Arc<Inner>) {
+    let mut changes = c.raft.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        sync_state(&c);
+    }
+}
+
+/// Records this node's services and admin in the replicated state until that succeeds.
+async fn announce(c: Arc<Inner>) {
+    let mut services: Vec<String> = c.kernel.services().iter().map(|s| s.to_string()).collect();
+    services.sort();
+    let mut commands = vec![
+        Command::SetServices {
+            node: c.raft_id,
+            services,
+        },
+        Command::SetUser {
+            name: c.admin_name.clone(),
+            key: c.admin.to_bytes(),
+        },
+    ];
+    if c.fresh {
+        // A new cluster's store starts with the same entries as a new node's.
+        if let Ok(plexus_units::Unit::Map(seed)) = plexus_units::parse(plexus_services::SEED) {
+            for (k, v) in seed.into_entries() {
+                if let Some(k) = k.as_str() {
+                    commands.push(Command::Save {
+                        path: vec![k.to_owned()],
+                        value: plexus_units::encode(&v),
+                    });
+                }
+            }
+        }
+    }
+    for cmd in commands {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match c.raft.write(cmd.clone()).await {
+                Ok(raft::Response::Err { code, message }) => {
+                    tracing::warn!("cluster refused {cmd:?}: {code}: {message}");
+                    break;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!("cannot record yet ({e}); retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+/// On the leader: grows the voter set as nodes join (1, 3 or 5 voters) and replaces voters
+/// that have been down for a while with live learners.
+async fn voter_loop(c: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut down_since: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
+    loop {
+        tick.tick().await;
+        if c.raft.leader() != Some(c.raft_id) {
+            down_since.clear();
+            continue;
+        }
+        let roster = c.view.roster();
+        let now = tokio::time::Instant::now();
+        let mut nodes = Vec::new();
+        for m in &roster {
+            let alive = c.view.health(&m.key) != Health::Down;
+            if alive {
+                down_since.remove(&m.raft_id);
+            } else {
+                down_since.entry(m.raft_id).or_insert(now);
+            }
+            // A voter counts as live until it has been down for 60 s: a restart must not
+            // shrink the voter set.
+            let long_down = down_since
+                .get(&m.raft_id)
+                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60));
+            nodes.push((m.raft_id, !long_down && (alive || m.voter)));
+        }
+        let current: BTreeSet<u64> = roster
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.raft_id)
+            .collect();
+        let wanted = raft::choose_voters(&nodes, &current);
+        if wanted != current && !wanted.is_empty() {
+            tracing::info!(?current, ?wanted, "changing voters");
+            if let Err(e) = c.raft.change_voters(wanted).await {
+                tracing::warn!("cannot change voters: {e}");
+            }
+        }
+    }
+}
+
+/// Joins a cluster with a token: links with the invite key to a member, asks to be admitted,
+/// learns the members.
+async fn join(
+    key: &Keypair,
+    name: &str,
+    addr: SocketAddr,
+    token: &token::JoinToken,
+    mesh: &Mesh<TcpTlsTransport>,
+    allow: &Allow,
+) -> Result<[u8; 16], NodeError> {
+    token.check(now_ms()).map_err(err)?;
+    let invite = token.invite_key().map_err(err)?;
+    let proof_bytes = wire::join_proof_bytes(
+        &invite.public().to_bytes(),
+        &key.public().to_bytes(),
+        name,
+        &addr.to_string(),
+    );
+    let request = JoinRequest {
+        key: key.public().to_bytes(),
+        name: name.to_owned(),
+        addr: addr.to_string(),
+        invite: invite.public().to_bytes(),
+        proof: key.sign_digest(&proof_bytes).to_vec(),
+    };
+    let body = Bytes::from(wire::encode(&request).map_err(err)?);
+    let mut failures = Vec::new();
+    for seed in &token.seeds {
+        let Ok(seed_key) = PublicKey::from_bytes(&seed.key) else {
+            continue;
+        };
+        let Ok(seed_addr) = seed.addr.parse::<SocketAddr>() else {
+            failures.push(format!("{}: not an address", seed.addr));
+            continue;
+        };
+        // A mesh of our own with the invite key as identity, just for this request.
+        let invite_allow = Allow::with_keys([seed_key]);
+        let transport =
+            TcpTlsTransport::new(&invite, invite_allow, LinkConfig::default()).map_err(err)?;
+        let once = Mesh::new(transport, MeshConfig::default(), Arc::new(NoInbound));
+        once.set_peer(seed_key, seed.addr.clone(), seed_addr);
+        allow.insert(seed_key);
+        let reply = once
+            .call(&seed_key, wire::JOIN, body.clone(), JOIN_TIMEOUT)
+            .await;
+        once.shutdown();
+        match reply {
+            Ok(bytes) => {
+                let reply: JoinReply = wire::decode(&bytes).map_err(err)?;
+                if reply.cluster != token.cluster {
+                    return Err(NodeError::Config(
+                        "the member answered for another cluster than the token's".into(),
+                    ));
+                }
+                for p in &reply.peers {
+                    if let (Ok(k), Ok(a)) = (PublicKey::from_bytes(&p.key), p.addr.parse()) {
+                        allow.insert(k);
+                        if k != key.public() {
+                            mesh.set_peer(k, p.name.clone(), a);
+                        }
+                    }
+                }
+                return Ok(reply.cluster);
+            }
+            Err(e) => failures.push(format!("{}: {e}", seed.addr)),
+        }
+    }
+    Err(NodeError::Config(format!(
+        "could not join the cluster: {}",
+        failures.join("; ")
+    )))
+}
+
+struct NoInbound;
+
+impl Handler for NoInbound {
+    fn message(&self, _: &PeerInfo, _: u8, _: Bytes) {}
+    fn call(
+        &self,
+        _: &PeerInfo,
+        _: u8,
+        _: Bytes,
+    ) -> plexus_net::BoxFuture<'static, Result<Bytes, String>> {
+        Box::pin(async { Err("a joining node serves nothing".to_owned()) })
+    }
+}
+
+/// Admits a node holding a valid invite (on the leader; other members forward).
+async fn handle_join(c: &Arc<Inner>, from: &PeerInfo, body: &[u8]) -> Result<Bytes, String> {
+    let request: JoinRequest = wire::decode(body)?;
+    // Over an invite link, the invite must be that link's key; members may forward.
+    if !c.view.is_member(&from.key) && from.key.to_bytes() != request.invite {
+        return Err("the invite does not match the link".into());
+    }
+    let node_key = PublicKey::from_bytes(&request.key).map_err(|e| e.to_string())?;
+    let proof = wire::join_proof_bytes(&request.invite, &request.key, &request.name, &request.addr);
+    if !node_key.verify_digest(&proof, &request.proof) {
+        return Err("the joining node's proof does not verify".to_owned());
+    }
+    plexus_identity::validate_name(&request.name).map_err(|e| e.to_string())?;
+    let addr: SocketAddr = request
+        .addr
+        .parse()
+        .map_err(|_| format!("{} is not an address", request.addr))?;
+    if let Some(m) = c.view.find(&request.name) {
+        if m.key != node_key {
+            return Err(format!(
+                "a node named {} is already in the cluster",
+                request.name
+            ));
+        }
+    }
+    let leader = c.raft.leader();
+    if leader != Some(c.raft_id) {
+        let leader = leader
+            .and_then(|l| c.view.by_raft_id(l))
+            .ok_or("the cluster has no leader right now; try again")?;
+        return c
+            .mesh
+            .call(
+                &leader.key,
+                wire::JOIN,
+                Bytes::copy_from_slice(body),
+                JOIN_TIMEOUT,
+            )
+            .await
+            .map_err(|e| e.to_string());
+    }
+    if let raft::Response::Err { message, .. } = c
+        .raft
+        .write(Command::UseInvite {
+            id: request.invite,
+            now_ms: now_ms(),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(message);
+    }
+    let id = raft::node_id(&node_key);
+    c.allow.insert(node_key);
+    c.mesh.set_peer(node_key, request.name.clone(), addr);
+    c.raft
+        .add_learner(
+            id,
+            RaftPeer {
+                name: request.name.clone(),
+                addr: request.addr.clone(),
+                key: request.key,
+            },
+        )
+        .await
+        .map_err(|e| format!("cannot add the node: {e}"))?;
+    sync_state(c);
+    let peers = c
+        .view
+        .roster()
+        .into_iter()
+        .map(|m| PeerEntry {
+            name: m.name,
+            addr: m.addr,
+            key: m.key.to_bytes(),
+        })
+        .collect();
+    tracing::info!(node = %request.name, %addr, "node joined");
+    wire::encode(&JoinReply {
+        cluster: c.cluster_id,
+        peers,
+    })
+    .map(Bytes::from)
+}

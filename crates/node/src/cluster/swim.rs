@@ -1,0 +1,178 @@
+//! Drives the sans-io membership: packets from links in, packets out over the mesh, timers,
+//! and this node's metadata refreshed every few seconds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plexus_cluster::membership::{Event, Health, Membership, Meta, Output, Profile};
+use plexus_identity::PublicKey;
+use tokio::sync::mpsc;
+
+use super::{wire, Inner};
+
+/// How often this node's load, memory and disk figures are re-advertised.
+const META_REFRESH: Duration = Duration::from_secs(5);
+
+/// What the driver is told.
+pub enum Input {
+    /// A SWIM packet from a link whose proven key is `from`.
+    Packet {
+        /// The link's peer.
+        from: PublicKey,
+        /// The packet.
+        packet: Bytes,
+    },
+    /// A node was removed from the cluster.
+    Remove(PublicKey),
+    /// This node is stopping.
+    Leave,
+}
+
+/// This machine's figures, as advertised.
+pub fn local_meta(
+    name: &str,
+    addr: SocketAddr,
+    tags: &BTreeMap<String, String>,
+    dir: &std::path::Path,
+) -> Meta {
+    use sysinfo::{Disks, System};
+    let mut sys = System::new();
+    sys.refresh_memory();
+    let disks = Disks::new_with_refreshed_list();
+    // The disk holding the data directory: the longest mount point that prefixes it.
+    let disk = disks
+        .list()
+        .iter()
+        .filter(|d| dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len());
+    Meta {
+        name: name.to_owned(),
+        addr: addr.to_string(),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+        mem_total: sys.total_memory(),
+        mem_avail: sys.available_memory(),
+        load: System::load_average().one as f32,
+        disk_total: disk.map(|d| d.total_space()).unwrap_or(0),
+        disk_avail: disk.map(|d| d.available_space()).unwrap_or(0),
+        arch: std::env::consts::ARCH.to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        tags: tags.clone(),
+    }
+}
+
+/// Starts the membership driver.
+pub(crate) fn spawn(
+    c: Arc<Inner>,
+    mut rx: mpsc::Receiver<Input>,
+    profile: Profile,
+    tags: BTreeMap<String, String>,
+    dir: PathBuf,
+) {
+    tokio::spawn(async move {
+        let session = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_else(|_| rand::random());
+        let meta = local_meta(&c.name, c.addr, &tags, &dir);
+        let mut membership = Membership::new(
+            c.key,
+            session,
+            meta,
+            profile,
+            rand::random(),
+            Instant::now(),
+        );
+        c.view
+            .set_health(c.key, Health::Alive, Some(membership.local().meta));
+        let mut joined = std::collections::HashSet::new();
+        let mut refresh = tokio::time::interval(META_REFRESH);
+        let mut roster_changes = c.view.subscribe();
+        loop {
+            // Contact members the roster knows and membership does not (first start, a node
+            // that joined through raft).
+            let known: std::collections::HashSet<PublicKey> =
+                membership.members().into_iter().map(|m| m.key).collect();
+            for m in c.view.roster() {
+                if m.key != c.key && !known.contains(&m.key) && joined.insert(m.key) {
+                    if let Err(e) = membership.join(m.key, m.addr.clone(), Instant::now()) {
+                        tracing::debug!("cannot contact {}: {e}", m.name);
+                    }
+                }
+            }
+            flush(&c, &mut membership);
+            let deadline = membership
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(Input::Packet { from, packet }) => {
+                        if let Err(e) = membership.handle_packet(&from, &packet, Instant::now()) {
+                            tracing::debug!("SWIM packet from {} refused: {e}", from.fingerprint());
+                        }
+                    }
+                    Some(Input::Remove(key)) => membership.remove(&key, Instant::now()),
+                    Some(Input::Leave) | None => {
+                        membership.leave(Instant::now());
+                        flush(&c, &mut membership);
+                        return;
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => membership.handle_timers(Instant::now()),
+                _ = refresh.tick() => {
+                    let meta = local_meta(&c.name, c.addr, &tags, &dir);
+                    c.view.set_health(c.key, Health::Alive, Some(meta.clone()));
+                    membership.set_meta(meta, Instant::now());
+                }
+                r = roster_changes.changed() => {
+                    if r.is_err() { return; }
+                    // A node that left the roster and came back may be contacted again.
+                    joined.retain(|k| c.view.is_member(k));
+                }
+            }
+        }
+    });
+}
+
+fn flush(c: &Arc<Inner>, membership: &mut Membership) {
+    while let Some(out) = membership.poll() {
+        match out {
+            Output::Send { to, addr, packet } => {
+                if !c.view.is_member(&to) {
+                    continue;
+                }
+                if let (Some(m), Ok(a)) = (c.view.by_key(&to), addr.parse::<SocketAddr>()) {
+                    if m.addr != addr {
+                        c.mesh.set_peer(to, m.name, a);
+                    }
+                }
+                let _ = c.mesh.send(&to, wire::SWIM, Bytes::from(packet));
+            }
+            Output::Event(event) => apply(c, event),
+        }
+    }
+}
+
+fn apply(c: &Arc<Inner>, event: Event) {
+    match event {
+        Event::Up(m) | Event::MetaChanged(m) | Event::Rejoined(m) => {
+            tracing::debug!(node = %m.meta.name, health = ?m.health, "member");
+            c.view.set_health(m.key, m.health, Some(m.meta));
+        }
+        Event::Suspect { key, name } => {
+            tracing::info!(node = %name, "suspected");
+            c.view.set_health(key, Health::Suspect, None);
+        }
+        Event::Down { key, name } => {
+            tracing::warn!(node = %name, "down");
+            c.view.set_health(key, Health::Down, None);
+        }
+    }
+}

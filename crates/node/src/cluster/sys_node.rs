@@ -1,0 +1,341 @@
+//! `sys.node`: the cluster's nodes and services, invites, removing nodes, choosing voters.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexus_cluster::membership::Health;
+use plexus_cluster::raft::{Command as RaftCommand, Response};
+use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
+use plexus_services::forms::{command, count};
+use plexus_units::{Map, Unit};
+
+use super::store::raft_error;
+use super::token::{invite_keypair, JoinToken, Seed};
+use super::{now_ms, Inner};
+
+const NAME: &str = "sys.node";
+
+/// How long an invite lasts unless asked otherwise.
+pub const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(3600);
+
+/// Longest invite.
+pub const MAX_INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+struct SysNode {
+    c: Arc<Inner>,
+    help: Help,
+}
+
+/// The `sys.node` service of a cluster member.
+pub(crate) fn service(c: Arc<Inner>) -> Arc<dyn Service> {
+    Arc::new(SysNode { c, help: help() })
+}
+
+fn help() -> Help {
+    Help {
+        name: NAME,
+        info: "The cluster: its nodes (resources, tags, role, health), which node provides \
+               which service, invites for new nodes, removing nodes, choosing voters",
+        tut: vec![
+            Example {
+                info: "Every node: name, id, address, role, health, leader mark, resources, tags",
+                com: "nodes@sys.node",
+                res: None,
+            },
+            Example {
+                info: "Which nodes provide each service",
+                com: "services@sys.node",
+                res: None,
+            },
+        ],
+        man: vec![
+            Command {
+                name: "me",
+                info: "The name of the node that runs the call (me@sys.node:n2 gives n2)",
+                forms: &["me"],
+            },
+            Command {
+                name: "nodes",
+                info: "Every node of the cluster as a map {name id addr role health leader \
+                       cores mem.total mem.avail load disk.total disk.avail arch os version \
+                       tags}; role is voter or learner, health alive, suspect or down",
+                forms: &["nodes"],
+            },
+            Command {
+                name: "services",
+                info: "A map from each service to the names of the live nodes that provide it",
+                forms: &["services"],
+            },
+            Command {
+                name: "leader",
+                info: "The name of the current leader of the cluster state (none if there is none)",
+                forms: &["leader"],
+            },
+            Command {
+                name: "invite",
+                info: "Admin only. A one-time join token for a new node (plx node --join \
+                       TOKEN), valid for an hour or the given number of seconds (at most a week)",
+                forms: &["invite", "(invite seconds)"],
+            },
+            Command {
+                name: "remove",
+                info: "Admin only. Takes a node out of the cluster: it stops being a voter, \
+                       leaves the roster, and its key is revoked (its links are refused)",
+                forms: &["(remove name)"],
+            },
+            Command {
+                name: "voters",
+                info: "Admin only. Sets which nodes vote on the cluster state (1, 3 or 5 \
+                       names); by default the cluster chooses them as nodes join",
+                forms: &["(voters [name …])"],
+            },
+        ],
+    }
+}
+
+impl Service for SysNode {
+    fn help(&self) -> &Help {
+        &self.help
+    }
+
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let cmd = command(&msg).ok_or_else(|| Error::unknown_command(NAME, &msg))?;
+            match cmd.name {
+                "me" => Ok(Some(Unit::str(&self.c.name))),
+                "nodes" => Ok(Some(self.nodes())),
+                "services" => Ok(Some(self.services())),
+                "leader" => Ok(Some(
+                    self.c
+                        .raft
+                        .leader()
+                        .and_then(|l| self.c.view.by_raft_id(l))
+                        .map(|m| Unit::str(&m.name))
+                        .unwrap_or(Unit::None),
+                )),
+                "invite" => {
+                    self.admin(cx)?;
+                    let ttl = match cmd.arg {
+                        None => DEFAULT_INVITE_TTL,
+                        Some(u) => {
+                            Duration::from_secs(count(u, "the invite's lifetime in seconds")? as u64)
+                        }
+                    };
+                    Ok(Some(Unit::str(&self.invite(ttl).await?)))
+                }
+                "remove" => {
+                    self.admin(cx)?;
+                    let name = cmd
+                        .arg()?
+                        .as_str()
+                        .ok_or_else(|| Error::bad_argument("remove takes a node name"))?;
+                    self.remove(cx, name).await
+                }
+                "voters" => {
+                    self.admin(cx)?;
+                    let names = cmd
+                        .arg()?
+                        .as_list()
+                        .ok_or_else(|| Error::bad_argument("voters takes a list of node names"))?;
+                    self.voters(names).await
+                }
+                _ => Err(Error::unknown_command(NAME, &msg)),
+            }
+        })
+    }
+}
+
+fn uint(v: u64) -> Unit {
+    i64::try_from(v).map(Unit::int).unwrap_or(Unit::None)
+}
+
+impl SysNode {
+    fn admin(&self, cx: &Cx) -> Result<(), Error> {
+        if cx.author() != cx.kernel().admin() && *cx.author() != self.c.admin {
+            return Err(Error::new(
+                code::DENIED,
+                "only the node's admin may change the cluster",
+            ));
+        }
+        Ok(())
+    }
+
+    fn nodes(&self) -> Unit {
+        let leader = self.c.raft.leader();
+        let mut out = Vec::new();
+        for m in self.c.view.roster() {
+            let mut e = Map::new();
+            let mut put = |k: &str, v: Unit| {
+                e.insert(Unit::str(k), v);
+            };
+            put("name", Unit::str(&m.name));
+            put("id", Unit::str(&m.id));
+            put("addr", Unit::str(&m.addr));
+            put("role", Unit::str(if m.voter { "voter" } else { "learner" }));
+            let health = match self.c.view.health(&m.key) {
+                Health::Alive => "alive",
+                Health::Suspect => "suspect",
+                Health::Down => "down",
+            };
+            put("health", Unit::str(health));
+            put("leader", Unit::Bool(leader == Some(m.raft_id)));
+            if let Some(meta) = self.c.view.meta(&m.key) {
+                put("cores", uint(u64::from(meta.cores)));
+                put("mem.total", uint(meta.mem_total));
+                put("mem.avail", uint(meta.mem_avail));
+                put(
+                    "load",
+                    plexus_units::parse(&format!("{:.2}", meta.load)).unwrap_or(Unit::None),
+                );
+                put("disk.total", uint(meta.disk_total));
+                put("disk.avail", uint(meta.disk_avail));
+                put("arch", Unit::str(&meta.arch));
+                put("os", Unit::str(&meta.os));
+                put("version", Unit::str(&meta.version));
+                let mut tags = Map::new();
+                for (k, v) in &meta.tags {
+                    tags.insert(Unit::str(k), Unit::str(v));
+                }
+                put("tags", Unit::Map(tags));
+            }
+            out.push(Unit::Map(e));
+        }
+        Unit::List(out)
+    }
+
+    fn services(&self) -> Unit {
+        let mut by_service: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (m, services) in self.c.view.services() {
+            if self.c.view.health(&m.key) == Health::Down {
+                continue;
+            }
+            for s in services {
+                by_service.entry(s).or_default().push(m.name.clone());
+            }
+        }
+        let mut out = Map::new();
+        for (s, mut nodes) in by_service {
+            nodes.sort();
+            out.insert(
+                Unit::str(&s),
+                Unit::List(nodes.iter().map(|n| Unit::str(n)).collect()),
+            );
+        }
+        Unit::Map(out)
+    }
+
+    async fn invite(&self, ttl: Duration) -> Result<String, Error> {
+        if ttl.is_zero() || ttl > MAX_INVITE_TTL {
+            return Err(Error::bad_argument(format!(
+                "an invite lasts 1 s to {} s",
+                MAX_INVITE_TTL.as_secs()
+            )));
+        }
+        let secret: [u8; 32] = rand::random();
+        let key = invite_keypair(&secret).map_err(|e| Error::internal(e.to_string()))?;
+        let expires_ms = now_ms().saturating_add(ttl.as_millis() as u64);
+        if let Response::Err { code, message } = self
+            .c
+            .raft
+            .write(RaftCommand::AddInvite {
+                id: key.public().to_bytes(),
+                expires_ms,
+            })
+            .await
+            .map_err(raft_error)?
+        {
+            return Err(Error::new(&code, message));
+        }
+        // This node first, then the others: a joiner tries them in order.
+        let mut seeds = vec![Seed {
+            addr: self.c.addr.to_string(),
+            key: self.c.key.to_bytes(),
+        }];
+        for m in self.c.view.roster() {
+            if m.key != self.c.key && self.c.view.health(&m.key) != Health::Down {
+                seeds.push(Seed {
+                    addr: m.addr,
+                    key: m.key.to_bytes(),
+                });
+            }
+        }
+        Ok(JoinToken {
+            version: 1,
+            cluster: self.c.cluster_id,
+            seeds,
+            secret,
+            expires_ms,
+        }
+        .encode())
+    }
+
+    async fn remove(&self, cx: &Cx, name: &str) -> Outcome {
+        let m = self
+            .c
+            .view
+            .find(name)
+            .ok_or_else(|| Error::new(code::UNKNOWN_NODE, format!("no node named {name}")))?;
+        if self.c.raft.leader() != Some(self.c.raft_id) {
+            // Membership changes happen on the leader.
+            let leader = self
+                .c
+                .raft
+                .leader()
+                .and_then(|l| self.c.view.by_raft_id(l))
+                .ok_or_else(|| {
+                    Error::new(code::NO_QUORUM, "the cluster has no leader right now")
+                })?;
+            return cx
+                .send(
+                    NAME,
+                    Some(&leader.id),
+                    Unit::pair(Unit::str("remove"), Unit::str(name)),
+                )
+                .await;
+        }
+        if m.key == self.c.key {
+            return Err(Error::bad_argument(
+                "the leader cannot remove itself: remove it from another node after it steps \
+                 down, or stop it and remove it from another node",
+            ));
+        }
+        self.c
+            .raft
+            .remove_node(m.raft_id)
+            .await
+            .map_err(raft_error)?;
+        self.c
+            .raft
+            .write(RaftCommand::Revoke {
+                key: m.key.to_bytes(),
+            })
+            .await
+            .map_err(raft_error)?;
+        super::sync_state(&self.c);
+        Ok(Some(Unit::str(&format!("removed {}", m.name))))
+    }
+
+    async fn voters(&self, names: &[Unit]) -> Outcome {
+        if ![1, 3, 5].contains(&names.len()) {
+            return Err(Error::bad_argument("a cluster has 1, 3 or 5 voters"));
+        }
+        let mut ids = BTreeSet::new();
+        for n in names {
+            let name = n
+                .as_str()
+                .ok_or_else(|| Error::bad_argument("voters takes node names"))?;
+            let m =
+                self.c.view.find(name).ok_or_else(|| {
+                    Error::new(code::UNKNOWN_NODE, format!("no node named {name}"))
+                })?;
+            ids.insert(m.raft_id);
+        }
+        if ids.len() != names.len() {
+            return Err(Error::bad_argument("a node is named twice"));
+        }
+        self.c.raft.change_voters(ids).await.map_err(raft_error)?;
+        super::sync_state(&self.c);
+        Ok(None)
+    }
+}

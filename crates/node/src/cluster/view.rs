@@ -1,0 +1,218 @@
+//! What this node knows of the cluster: the roster (from the replicated state), health and
+//! metadata (from membership), which node provides what.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::RwLock;
+
+use plexus_cluster::membership::{Health, Meta};
+use plexus_identity::PublicKey;
+use tokio::sync::watch;
+
+/// A member of the roster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Raft node id.
+    pub raft_id: u64,
+    /// Node id (the key's fingerprint).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Cluster address.
+    pub addr: String,
+    /// Node key.
+    pub key: PublicKey,
+    /// Voter (or learner).
+    pub voter: bool,
+}
+
+/// The shared picture of the cluster.
+pub struct View {
+    me: PublicKey,
+    roster: RwLock<Vec<Member>>,
+    health: RwLock<HashMap<PublicKey, (Health, Option<Meta>)>>,
+    services: RwLock<BTreeMap<u64, Vec<String>>>,
+    invites: RwLock<HashSet<[u8; 32]>>,
+    leader: RwLock<Option<u64>>,
+    changes: watch::Sender<u64>,
+}
+
+impl View {
+    /// An empty view for the node with key `me`.
+    pub fn new(me: PublicKey) -> View {
+        View {
+            me,
+            roster: RwLock::default(),
+            health: RwLock::default(),
+            services: RwLock::default(),
+            invites: RwLock::default(),
+            leader: RwLock::default(),
+            changes: watch::channel(0).0,
+        }
+    }
+
+    /// This node's key.
+    pub fn me(&self) -> &PublicKey {
+        &self.me
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Notified on every change of health or roster.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Replaces the roster.
+    pub fn set_roster(&self, members: Vec<Member>) {
+        if let Ok(mut r) = self.roster.write() {
+            *r = members;
+        }
+        self.bump();
+    }
+
+    /// Replaces the service table.
+    pub fn set_services(&self, services: BTreeMap<u64, Vec<String>>) {
+        if let Ok(mut s) = self.services.write() {
+            *s = services;
+        }
+    }
+
+    /// Replaces the pending invite keys.
+    pub fn set_invites(&self, invites: HashSet<[u8; 32]>) {
+        if let Ok(mut s) = self.invites.write() {
+            *s = invites;
+        }
+    }
+
+    /// Records the current raft leader.
+    pub fn set_leader(&self, leader: Option<u64>) {
+        if let Ok(mut l) = self.leader.write() {
+            *l = leader;
+        }
+    }
+
+    /// The current raft leader's id.
+    pub fn leader(&self) -> Option<u64> {
+        self.leader.read().ok().and_then(|l| *l)
+    }
+
+    /// Records a member's health and metadata.
+    pub fn set_health(&self, key: PublicKey, health: Health, meta: Option<Meta>) {
+        if let Ok(mut h) = self.health.write() {
+            let entry = h.entry(key).or_insert((health, None));
+            entry.0 = health;
+            if meta.is_some() {
+                entry.1 = meta;
+            }
+        }
+        self.bump();
+    }
+
+    /// The roster.
+    pub fn roster(&self) -> Vec<Member> {
+        self.roster.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Whether `key` is in the roster.
+    pub fn is_member(&self, key: &PublicKey) -> bool {
+        self.roster
+            .read()
+            .map(|r| r.iter().any(|m| m.key == *key))
+            .unwrap_or(false)
+    }
+
+    /// Whether `key` is a pending invite key.
+    pub fn is_invite(&self, key: &PublicKey) -> bool {
+        self.invites
+            .read()
+            .map(|i| i.contains(key.as_bytes()))
+            .unwrap_or(false)
+    }
+
+    /// A member by name, id (full or a prefix of at least 8 characters) or raft id.
+    pub fn find(&self, name_or_id: &str) -> Option<Member> {
+        let roster = self.roster();
+        roster
+            .iter()
+            .find(|m| m.name == name_or_id || m.id == name_or_id)
+            .or_else(|| {
+                (name_or_id.len() >= 8)
+                    .then(|| roster.iter().find(|m| m.id.starts_with(name_or_id)))
+                    .flatten()
+            })
+            .cloned()
+    }
+
+    /// A member by key.
+    pub fn by_key(&self, key: &PublicKey) -> Option<Member> {
+        self.roster().into_iter().find(|m| m.key == *key)
+    }
+
+    /// A member by raft id.
+    pub fn by_raft_id(&self, id: u64) -> Option<Member> {
+        self.roster().into_iter().find(|m| m.raft_id == id)
+    }
+
+    /// A member's health (this node is always alive; unknown members are suspect until
+    /// membership says otherwise).
+    pub fn health(&self, key: &PublicKey) -> Health {
+        if *key == self.me {
+            return Health::Alive;
+        }
+        self.health
+            .read()
+            .ok()
+            .and_then(|h| h.get(key).map(|e| e.0))
+            .unwrap_or(Health::Suspect)
+    }
+
+    /// A member's last advertised metadata.
+    pub fn meta(&self, key: &PublicKey) -> Option<Meta> {
+        self.health
+            .read()
+            .ok()
+            .and_then(|h| h.get(key).and_then(|e| e.1.clone()))
+    }
+
+    /// The services each member provides, by member.
+    pub fn services(&self) -> Vec<(Member, Vec<String>)> {
+        let services = self.services.read().map(|s| s.clone()).unwrap_or_default();
+        self.roster()
+            .into_iter()
+            .filter_map(|m| services.get(&m.raft_id).map(|s| (m, s.clone())))
+            .collect()
+    }
+
+    /// Live members that provide `service`, least loaded first (load per core).
+    pub fn providers(&self, service: &str) -> Vec<Member> {
+        let mut found: Vec<(f64, Member)> = self
+            .services()
+            .into_iter()
+            .filter(|(m, s)| s.iter().any(|x| x == service) && self.health(&m.key) == Health::Alive)
+            .map(|(m, _)| {
+                let load = self
+                    .meta(&m.key)
+                    .map(|meta| f64::from(meta.load) / f64::from(meta.cores.max(1)))
+                    .unwrap_or(f64::MAX);
+                (load, m)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        found.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Waits until `key` is marked down (or forever).
+    pub async fn wait_down(&self, key: &PublicKey) {
+        let mut rx = self.subscribe();
+        loop {
+            if self.health(key) == Health::Down {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}

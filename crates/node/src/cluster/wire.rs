@@ -1,0 +1,101 @@
+//! What nodes say to each other over mesh links, by channel. Specified in
+//! `docs/cluster.md`; every body is postcard.
+
+use plexus_protocol::TermRequest;
+use serde::{Deserialize, Serialize};
+
+/// SWIM packets (one-way).
+pub const SWIM: u8 = 1;
+/// Raft RPCs (calls; bodies are the cluster crate's).
+pub const RAFT: u8 = 2;
+/// Service calls routed to another node ([`CallRequest`] → `CallResult`).
+pub const CALL: u8 = 3;
+/// A remote call's requests to its session's terminal ([`TermCall`] → [`TermResponse`]).
+pub const TERM: u8 = 4;
+/// Joining with an invite ([`JoinRequest`] → [`JoinReply`]).
+pub const JOIN: u8 = 5;
+
+/// A stream sent to a service on another node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CallRequest {
+    /// The service.
+    pub service: String,
+    /// The message, unevaluated, in units binary.
+    pub msg: Vec<u8>,
+    /// The user on whose authority the call runs (verified by the entry node).
+    pub author: [u8; 32],
+    /// Hash of the signed root message.
+    pub root_hash: [u8; 32],
+    /// Nesting depth so far (the call-depth limit holds across nodes).
+    pub depth: u32,
+    /// The calling node's session id, when the call has a terminal.
+    pub session: Option<u64>,
+}
+
+/// A terminal request from a node running a remote call, to the session's node (answered
+/// with a postcard `TermResponse`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TermCall {
+    /// The session id from [`CallRequest::session`].
+    pub session: u64,
+    /// The request.
+    pub request: TermRequest,
+}
+
+/// A joining node's request, sent over a link authenticated by the invite key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The joining node's key.
+    pub key: [u8; 32],
+    /// Its name.
+    pub name: String,
+    /// Its cluster address.
+    pub addr: String,
+    /// The invite key (the key of the link it arrives on, unless a member forwarded it).
+    pub invite: [u8; 32],
+    /// Signature by the node key over [`join_proof_bytes`]: proves the joiner holds the key it
+    /// asks to be admitted with.
+    pub proof: Vec<u8>,
+}
+
+/// The bytes a joining node signs.
+pub fn join_proof_bytes(invite: &[u8; 32], key: &[u8; 32], name: &str, addr: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("plexus 2026-11 join v1");
+    h.update(invite);
+    h.update(key);
+    h.update(&(name.len() as u64).to_le_bytes());
+    h.update(name.as_bytes());
+    h.update(&(addr.len() as u64).to_le_bytes());
+    h.update(addr.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// A member, as told to a joining node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// Name.
+    pub name: String,
+    /// Cluster address.
+    pub addr: String,
+    /// Node key.
+    pub key: [u8; 32],
+}
+
+/// The answer to a [`JoinRequest`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinReply {
+    /// The cluster id.
+    pub cluster: [u8; 16],
+    /// Every member, the joiner included.
+    pub peers: Vec<PeerEntry>,
+}
+
+/// Encodes a wire body.
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    postcard::to_allocvec(v).map_err(|e| format!("cannot encode: {e}"))
+}
+
+/// Decodes a wire body.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("malformed request: {e}"))
+}

@@ -1,0 +1,366 @@
+//! End to end: clusters of real `plx node` processes on loopback addresses.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Plx;
+
+/// A loopback address no other test uses: 127.x.y.z from the process id and a counter.
+fn fresh_addr(node: u8) -> String {
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    format!(
+        "127.{}.{}.{}:{}",
+        (pid % 200) + 20,
+        (n % 250) + 1,
+        node,
+        7000 + (pid % 1000) as u16
+    )
+}
+
+/// One node process of a test cluster, killed when dropped.
+struct ClusterNode {
+    name: String,
+    child: Option<Child>,
+    data: PathBuf,
+    addr: String,
+}
+
+impl ClusterNode {
+    fn socket(&self) -> PathBuf {
+        self.data.join("node.sock")
+    }
+
+    fn spawn(plx: &Plx, name: &str, addr: &str, extra: &[&str], join: Option<&str>) -> ClusterNode {
+        let data = plx.home.path().join(format!("data-{name}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plx"));
+        cmd.args(["node", "--name", name, "--data"])
+            .arg(&data)
+            .args(["--listen", addr, "--profile", "local"])
+            .args(extra)
+            .env("PLX_HOME", plx.home.path())
+            .env("USER", "tester")
+            .env("PLX_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(plx.home.path().join(format!("{name}.log"))).unwrap());
+        if let Some(token) = join {
+            cmd.env("PLX_JOIN", token);
+        }
+        let child = cmd.spawn().unwrap();
+        let node = ClusterNode {
+            name: name.to_owned(),
+            child: Some(child),
+            data,
+            addr: addr.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while UnixStream::connect(node.socket()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {name} did not start: {}",
+                std::fs::read_to_string(plx.home.path().join(format!("{name}.log")))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        node
+    }
+
+    /// Restarts a stopped node from its data directory (no cluster flags).
+    fn restart(&mut self, plx: &Plx) {
+        let log = plx.home.path().join(format!("{}-restart.log", self.name));
+        let child = Command::new(env!("CARGO_BIN_EXE_plx"))
+            .args(["node", "--data"])
+            .arg(&self.data)
+            .env("PLX_HOME", plx.home.path())
+            .env("USER", "tester")
+            .env("PLX_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not restart",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn send_to(plx: &Plx, node: &ClusterNode, unit: &str) -> common::Run {
+    plx.run(
+        &["send", "--socket", node.socket().to_str().unwrap(), unit],
+        b"",
+    )
+}
+
+/// Sends until it succeeds (the cluster may still be settling), up to `secs`.
+fn send_ok(plx: &Plx, node: &ClusterNode, unit: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let run = send_to(plx, node, unit);
+        if run.code == 0 {
+            return run.out();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unit} on {} kept failing: {}",
+            node.name,
+            run.stderr
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn invite(plx: &Plx, node: &ClusterNode) -> String {
+    send_ok(plx, node, "invite@sys.node", 30).trim().to_owned()
+}
+
+/// Starts a 3-node cluster: n1 creates it, n2 and n3 join with invites.
+fn three_nodes(plx: &Plx) -> Vec<ClusterNode> {
+    let n1 = ClusterNode::spawn(plx, "n1", &fresh_addr(1), &["--init"], None);
+    let t2 = invite(plx, &n1);
+    let n2 = ClusterNode::spawn(plx, "n2", &fresh_addr(2), &[], Some(&t2));
+    let t3 = invite(plx, &n1);
+    let n3 = ClusterNode::spawn(plx, "n3", &fresh_addr(3), &[], Some(&t3));
+    let nodes = vec![n1, n2, n3];
+    wait_alive(plx, &nodes, 3, 60);
+    nodes
+}
+
+/// Waits until every node in `nodes` sees `n` alive members and 3 voters (when n ≥ 3).
+fn wait_alive(plx: &Plx, nodes: &[ClusterNode], n: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    for node in nodes {
+        loop {
+            let out = send_to(plx, node, "nodes@sys.node").out();
+            let alive = out.matches("health:alive").count();
+            let voters = out.matches("role:voter").count();
+            if alive >= n && (n < 3 || voters >= 3) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} sees {alive} alive, {voters} voters: {out}",
+                node.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn three_nodes_are_one_system() {
+    let plx = Plx::new();
+    let nodes = three_nodes(&plx);
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Pinned calls run where they are sent; the message is evaluated there.
+    assert_eq!(send_ok(&plx, n1, "me@sys.node:n2", 10), "n2\n");
+    assert_eq!(
+        send_ok(&plx, n1, "[me@sys.node:n3 me@sys.node]", 10),
+        "[n3 n1]\n"
+    );
+    assert_eq!(send_ok(&plx, n3, "(inc 41)@math.calc:n1", 10), "42\n");
+    assert_eq!(
+        send_ok(&plx, n2, "[me@sys.node]@test.echo:n3", 10),
+        "[n3]\n"
+    );
+
+    // Unknown nodes and services are clear errors.
+    let err = send_to(&plx, n1, "x@math.calc:nowhere").fails();
+    assert!(err.contains("node.unknown") && err.contains("n2"), "{err}");
+    let err = send_to(&plx, n1, "x@no.such.service").fails();
+    assert!(err.contains("serv.unknown"), "{err}");
+
+    // io.store is cluster-wide.
+    send_ok(&plx, n1, "{save:{lang:rust} out:@shared.txt}@io.store", 10);
+    assert_eq!(
+        send_ok(&plx, n3, "(load @shared.txt)@io.store", 10),
+        "{lang:rust}\n"
+    );
+    send_ok(&plx, n2, "{save:[1 2] out:@shared.list}@io.store", 10);
+    assert_eq!(
+        send_ok(&plx, n1, "(load @shared.list)@io.store", 10),
+        "[1 2]\n"
+    );
+
+    // A session-scoped service on another node prompts on the user's terminal.
+    let run = plx.run(
+        &[
+            "send",
+            "--socket",
+            n1.socket().to_str().unwrap(),
+            "{neg:(prs.str (inp `num:`)@io.term)@dat.proc}@math.calc:n2",
+        ],
+        b"5\n",
+    );
+    let out = run.ok();
+    assert!(out.contains("num:") && out.ends_with("-5\n"), "{out:?}");
+
+    // nodes and services, as tables.
+    let table = plx
+        .run(&["nodes", "--socket", n2.socket().to_str().unwrap()], b"")
+        .ok();
+    for name in ["n1", "n2", "n3"] {
+        assert!(table.contains(name), "{table}");
+    }
+    assert!(table.contains("voter") && table.contains('*'), "{table}");
+    let services = plx
+        .run(
+            &["services", "--socket", n3.socket().to_str().unwrap()],
+            b"",
+        )
+        .ok();
+    let calc = services
+        .lines()
+        .find(|l| l.starts_with("math.calc "))
+        .unwrap_or_default();
+    assert!(calc.ends_with(" n1 n2 n3"), "{services}");
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_write() {
+    let plx = Plx::new();
+    let mut nodes = three_nodes(&plx);
+    let leader_name = send_ok(&plx, &nodes[0], "leader@sys.node", 10)
+        .trim()
+        .to_owned();
+    let leader = nodes.iter().position(|n| n.name == leader_name).unwrap();
+    // A client on a node that survives writes in a loop.
+    let client = (leader + 1) % 3;
+    let acked = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let socket = nodes[client].socket();
+    let writer = {
+        let acked = acked.clone();
+        let stop = stop.clone();
+        let home = plx.home.path().to_owned();
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            let mut failures = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new(env!("CARGO_BIN_EXE_plx"))
+                    .args(["send", "--socket", socket.to_str().unwrap()])
+                    .arg(format!("{{save:{i} out:@w.k{i}}}@io.store"))
+                    .env("PLX_HOME", &home)
+                    .env("USER", "tester")
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    acked.lock().unwrap().push(i);
+                } else {
+                    failures += 1;
+                }
+                i += 1;
+            }
+            failures
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < deadline, "no writes acknowledged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nodes[leader].kill9();
+    let before = acked.lock().unwrap().len();
+    // Writes resume: at least 20 more are acknowledged after the kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < before + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after the leader died"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    for node in nodes.iter().filter(|n| n.child.is_some()) {
+        let all = send_ok(&plx, node, "(load @w)@io.store", 30);
+        for i in &acked {
+            assert!(
+                all.contains(&format!("k{i}:{i}")),
+                "write {i} acknowledged but missing on {}: {all}",
+                node.name
+            );
+        }
+    }
+    // The killed node comes back from its data directory and catches up.
+    nodes[leader].restart(&plx);
+    let last = acked.last().unwrap();
+    let got = send_ok(
+        &plx,
+        &nodes[leader],
+        &format!("(load @w.k{last})@io.store"),
+        60,
+    );
+    assert_eq!(got, format!("{last}\n"));
+}
+
+#[test]
+fn bad_tokens_and_removed_nodes_are_refused() {
+    let plx = Plx::new();
+    let nodes = three_nodes(&plx);
+    // A damaged or reused token is a clear error, and the node does not start.
+    let run = plx.run_env(
+        &[
+            "node",
+            "--data",
+            plx.home.path().join("x").to_str().unwrap(),
+            "--listen",
+            &fresh_addr(9),
+        ],
+        b"",
+        &[("PLX_JOIN", "plx-join-AAAA")],
+    );
+    let err = run.fails();
+    assert!(err.contains("join token"), "{err}");
+
+    // n3 is removed: it leaves the roster; n1 and n2 carry on.
+    let out = send_to(&plx, &nodes[0], "(remove n3)@sys.node");
+    out.ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = send_ok(&plx, &nodes[1], "nodes@sys.node", 10);
+        if !table.contains("name:n3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "n3 still listed: {table}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(send_ok(&plx, &nodes[0], "me@sys.node:n2", 10), "n2\n");
+    let err = send_to(&plx, &nodes[0], "me@sys.node:n3").fails();
+    assert!(err.contains("node.unknown"), "{err}");
+    let _ = nodes[2].addr.len();
+}
