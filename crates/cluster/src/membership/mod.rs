@@ -56,7 +56,8 @@ use foca::{
     Runtime, State, Timer,
 };
 use plexus_identity::PublicKey;
-use proptest::test_runner::{RngAlgorithm, TestRng};
+use rand_foca::rngs::StdRng;
+use rand_foca::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 pub use meta::{
@@ -80,11 +81,10 @@ const REJOIN_FANOUT: usize = 2;
 
 /// The random source foca runs on.
 ///
-/// foca 2 draws from `rand` 0.10, which is not a workspace dependency; proptest's `TestRng`
-/// (ChaCha20, seeded) is the one seedable 0.10 generator in the workspace. It only shuffles
-/// the probe order and picks gossip targets, so it need not be a secure generator, and being
-/// seeded keeps simulations reproducible.
-type SwimRng = TestRng;
+/// foca 2 draws from `rand` 0.10 (`rand_foca` in the workspace, used by this crate only):
+/// its seeded ChaCha12 `StdRng`. It only shuffles the probe order and picks gossip targets;
+/// being seeded keeps simulations reproducible.
+type SwimRng = StdRng;
 
 /// foca as configured here: postcard on the wire, no custom broadcasts (metadata has its own
 /// packets).
@@ -400,7 +400,7 @@ impl Membership {
         material.extend_from_slice(key.as_bytes());
         material.extend_from_slice(&session.to_le_bytes());
         let rng_seed = blake3::derive_key("plexus membership 2026 foca rng", &material);
-        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed);
+        let rng = StdRng::from_seed(rng_seed);
         let timing = profile.timing();
         let swim = Foca::new(id, profile.foca_config(), rng, PostcardCodec);
         Membership {

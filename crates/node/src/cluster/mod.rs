@@ -487,7 +487,24 @@ async fn voter_loop(c: Arc<Inner>) {
             .filter(|m| m.voter)
             .map(|m| m.raft_id)
             .collect();
-        let wanted = raft::choose_voters(&nodes, &current);
+        let settings = c.raft.node_meta();
+        let setting = |id: u64| {
+            settings
+                .get(&id)
+                .and_then(|t| t.get(sys_node::VOTER_SETTING))
+                .cloned()
+        };
+        let manual = roster.iter().any(|m| setting(m.raft_id).is_some());
+        let wanted = if manual {
+            // Voters chosen by hand (`(voters […])@sys.node`) stay until chosen otherwise.
+            roster
+                .iter()
+                .filter(|m| setting(m.raft_id).as_deref() == Some("yes"))
+                .map(|m| m.raft_id)
+                .collect()
+        } else {
+            raft::choose_voters(&nodes, &current)
+        };
         if wanted != current && !wanted.is_empty() {
             tracing::info!(?current, ?wanted, "changing voters");
             if let Err(e) = c.raft.change_voters(wanted).await {

@@ -16,6 +16,10 @@ use super::{now_ms, Inner};
 
 const NAME: &str = "sys.node";
 
+/// The per-node setting (in the replicated node metadata) that records a voter chosen by
+/// hand: `yes` or `no`; absent when the cluster chooses.
+pub const VOTER_SETTING: &str = "voter";
+
 /// How long an invite lasts unless asked otherwise.
 pub const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(3600);
 
@@ -87,8 +91,9 @@ fn help() -> Help {
             Command {
                 name: "voters",
                 info: "Admin only. Sets which nodes vote on the cluster state (1, 3 or 5 \
-                       names); by default the cluster chooses them as nodes join",
-                forms: &["(voters [name …])"],
+                       names), kept by every later leader; (voters auto) lets the cluster \
+                       choose again (the default: 1, 3 or 5 voters as nodes join)",
+                forms: &["(voters [name …])", "(voters auto)"],
             },
         ],
     }
@@ -134,11 +139,7 @@ impl Service for SysNode {
                 }
                 "voters" => {
                     self.admin(cx)?;
-                    let names = cmd
-                        .arg()?
-                        .as_list()
-                        .ok_or_else(|| Error::bad_argument("voters takes a list of node names"))?;
-                    self.voters(names).await
+                    self.voters(cmd.arg()?).await
                 }
                 _ => Err(Error::unknown_command(NAME, &msg)),
             }
@@ -316,7 +317,17 @@ impl SysNode {
         Ok(Some(Unit::str(&format!("removed {}", m.name))))
     }
 
-    async fn voters(&self, names: &[Unit]) -> Outcome {
+    async fn voters(&self, arg: &Unit) -> Outcome {
+        let roster = self.c.view.roster();
+        if arg.as_str() == Some("auto") {
+            for m in &roster {
+                self.set_voter_setting(m.raft_id, None).await?;
+            }
+            return Ok(None);
+        }
+        let names = arg
+            .as_list()
+            .ok_or_else(|| Error::bad_argument("voters takes a list of node names, or auto"))?;
         if ![1, 3, 5].contains(&names.len()) {
             return Err(Error::bad_argument("a cluster has 1, 3 or 5 voters"));
         }
@@ -334,8 +345,42 @@ impl SysNode {
         if ids.len() != names.len() {
             return Err(Error::bad_argument("a node is named twice"));
         }
-        self.c.raft.change_voters(ids).await.map_err(raft_error)?;
+        self.c
+            .raft
+            .change_voters(ids.clone())
+            .await
+            .map_err(raft_error)?;
+        // Recorded in the replicated state so every future leader keeps the choice.
+        for m in &roster {
+            self.set_voter_setting(m.raft_id, Some(ids.contains(&m.raft_id)))
+                .await?;
+        }
         super::sync_state(&self.c);
         Ok(None)
+    }
+
+    async fn set_voter_setting(&self, node: u64, voter: Option<bool>) -> Result<(), Error> {
+        let mut tags = self.c.raft.node_meta().remove(&node).unwrap_or_default();
+        match voter {
+            Some(v) => {
+                tags.insert(
+                    VOTER_SETTING.to_owned(),
+                    if v { "yes" } else { "no" }.to_owned(),
+                );
+            }
+            None => {
+                tags.remove(VOTER_SETTING);
+            }
+        }
+        match self
+            .c
+            .raft
+            .write(RaftCommand::SetNodeMeta { node, tags })
+            .await
+            .map_err(raft_error)?
+        {
+            Response::Err { code, message } => Err(Error::new(&code, message)),
+            _ => Ok(()),
+        }
     }
 }
