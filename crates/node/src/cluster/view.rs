@@ -216,3 +216,100 @@ impl View {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use plexus_identity::{KeyKind, Keypair};
+
+    fn key() -> PublicKey {
+        Keypair::generate(KeyKind::Node, "n", &mut rand_core::OsRng)
+            .unwrap()
+            .public()
+    }
+
+    fn meta(name: &str, cores: u32, load: f32) -> Meta {
+        Meta {
+            name: name.into(),
+            cores,
+            load,
+            ..Meta::default()
+        }
+    }
+
+    fn member(i: u64, name: &str, key: PublicKey) -> Member {
+        Member {
+            raft_id: i,
+            id: key.fingerprint(),
+            name: name.into(),
+            addr: format!("127.0.0.{i}:7700"),
+            key,
+            voter: true,
+        }
+    }
+
+    #[test]
+    fn providers_are_live_and_least_loaded_first() {
+        let keys: Vec<PublicKey> = (0..4).map(|_| key()).collect();
+        let view = View::new(keys[0]);
+        view.set_roster(vec![
+            member(1, "a", keys[0]),
+            member(2, "b", keys[1]),
+            member(3, "c", keys[2]),
+            member(4, "d", keys[3]),
+        ]);
+        view.set_services(
+            [
+                (1, vec!["calc".to_owned()]),
+                (2, vec!["calc".to_owned(), "cam".to_owned()]),
+                (3, vec!["calc".to_owned()]),
+                (4, vec!["calc".to_owned()]),
+            ]
+            .into(),
+        );
+        view.set_health(keys[0], Health::Alive, Some(meta("a", 2, 1.8)));
+        view.set_health(keys[1], Health::Alive, Some(meta("b", 8, 2.0)));
+        view.set_health(keys[2], Health::Suspect, Some(meta("c", 8, 0.0)));
+        view.set_health(keys[3], Health::Down, Some(meta("d", 8, 0.0)));
+        let names = |v: Vec<Member>| v.into_iter().map(|m| m.name).collect::<Vec<_>>();
+        // b: 0.25 per core, a: 0.9; c is suspect and d is down.
+        assert_eq!(names(view.providers("calc")), ["b", "a"]);
+        assert_eq!(names(view.providers("cam")), ["b"]);
+        assert!(view.providers("nothing").is_empty());
+        view.set_health(keys[2], Health::Alive, None);
+        assert_eq!(names(view.providers("calc")), ["c", "b", "a"]);
+    }
+
+    #[test]
+    fn members_are_found_by_name_id_or_long_prefix() {
+        let k = key();
+        let view = View::new(k);
+        view.set_roster(vec![member(1, "a", k)]);
+        let id = k.fingerprint();
+        assert_eq!(view.find("a").map(|m| m.raft_id), Some(1));
+        assert_eq!(view.find(&id).map(|m| m.raft_id), Some(1));
+        assert_eq!(view.find(&id[..8]).map(|m| m.raft_id), Some(1));
+        assert_eq!(view.find(&id[..4]), None);
+        assert_eq!(view.find("b"), None);
+        assert!(view.is_member(&k));
+        assert_eq!(view.health(&k), Health::Alive, "this node is always alive");
+        assert_eq!(view.health(&key()), Health::Suspect);
+    }
+
+    #[tokio::test]
+    async fn wait_down_returns_when_the_member_goes_down() {
+        let k = key();
+        let other = key();
+        let view = std::sync::Arc::new(View::new(k));
+        view.set_health(other, Health::Alive, None);
+        let waiter = {
+            let view = view.clone();
+            tokio::spawn(async move { view.wait_down(&other).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        view.set_health(other, Health::Down, None);
+        waiter.await.unwrap();
+    }
+}
