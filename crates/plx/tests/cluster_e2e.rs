@@ -364,3 +364,36 @@ fn bad_tokens_and_removed_nodes_are_refused() {
     assert!(err.contains("node.unknown"), "{err}");
     let _ = nodes[2].addr.len();
 }
+
+#[test]
+fn a_call_to_a_node_that_dies_fails_promptly_naming_it() {
+    let plx = Plx::new();
+    let mut nodes = three_nodes(&plx);
+    let socket = nodes[0].socket();
+    let home = plx.home.path().to_owned();
+    let started = Instant::now();
+    let call = std::thread::spawn(move || {
+        Command::new(env!("CARGO_BIN_EXE_plx"))
+            .args(["send", "--socket", socket.to_str().unwrap()])
+            .arg("(wait 120)@time.chrono:n3")
+            .env("PLX_HOME", &home)
+            .env("USER", "tester")
+            .output()
+            .unwrap()
+    });
+    // Let the call reach n3, then kill n3.
+    std::thread::sleep(Duration::from_millis(700));
+    nodes[2].kill9();
+    let out = call.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("node.down") && err.contains("n3"), "{err}");
+    // Far sooner than the 120 s the call would have taken.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    // The survivors carry on.
+    assert_eq!(send_ok(&plx, &nodes[0], "me@sys.node:n2", 10), "n2\n");
+}

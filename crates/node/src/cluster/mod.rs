@@ -39,7 +39,7 @@ use calls::{Router, Sessions};
 use wire::{JoinReply, JoinRequest, PeerEntry};
 
 /// Longest wait for joining through one member.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+const JOIN_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A running cluster member.
 #[derive(Clone)]
