@@ -173,6 +173,23 @@ fn apply(c: &Arc<Inner>, event: Event) {
         Event::Down { key, name } => {
             tracing::warn!(node = %name, "down");
             c.view.set_health(key, Health::Down, None);
+            reset_links(c, &key);
         }
     }
+}
+
+/// Closes the links to and from a member that stopped answering, keeping it in the mesh's
+/// address book. Behind a partition (a cut cable, a dead switch) a TCP connection is not
+/// reset: both ends keep it and retransmit into it with an exponential backoff that reaches
+/// minutes, so after the network heals the old link would stay silent that long. Once it is
+/// closed, the next message or call dials afresh, with the mesh's own short backoff.
+fn reset_links(c: &Arc<Inner>, key: &PublicKey) {
+    let Some(m) = c.view.by_key(key) else {
+        return;
+    };
+    let Ok(addr) = m.addr.parse::<SocketAddr>() else {
+        return;
+    };
+    c.mesh.remove_peer(key);
+    c.mesh.set_peer(*key, m.name, addr);
 }

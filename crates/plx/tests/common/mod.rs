@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::expect_used)]
 
+pub mod netns;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
