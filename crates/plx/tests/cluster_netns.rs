@@ -5,6 +5,10 @@
 //! These tests need root and `ip netns`; without them they say so on standard error and pass.
 //! The clients (`plx send`) run in the test's own namespace and reach the nodes through their
 //! Unix sockets, which live in the shared file system.
+//!
+//! For investigations: `PLX_TEST_PARTITION_SECS=N` holds each partition at least N seconds
+//! (long partitions let TCP back off on the links into the cut), and `PLX_TEST_KEEP_LOGS=DIR`
+//! copies the node logs to DIR.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
