@@ -18,12 +18,31 @@ use crate::client::{Client, Reply};
 pub enum BenchCmd {
     /// One node: kernel round trip, signed client requests, memory at rest.
     Local(LocalArgs),
+    /// A 2-node cluster: request/response latency across nodes (vs raw TCP), calls/s with 64
+    /// outstanding, signed requests/s from 8 connections, node memory at rest.
+    Rr(crate::cmd_bench_cluster::RrArgs),
+    /// 3-node clusters (profiles default and local): time until every survivor marks a killed
+    /// node down; optionally a soak counting false suspicions under CPU load.
+    Detect(crate::cmd_bench_cluster::DetectArgs),
+    /// A 3-node cluster: time from killing the leader to the first write acknowledged after it.
+    Failover(crate::cmd_bench_cluster::FailoverArgs),
+    /// Durable io.store writes/s (1 and 32 clients) and latency, vs this disk's fsync rate.
+    Store(crate::cmd_bench_cluster::StoreArgs),
     /// (internal) echo frames on a Unix socket: the raw baseline peer.
     #[command(hide = true)]
     EchoPeer {
         /// Socket to listen on.
         socket: PathBuf,
     },
+    /// (internal) connect to ADDR over TCP and echo frames: the raw TCP baseline peer.
+    #[command(hide = true)]
+    TcpEchoPeer {
+        /// Address to connect to.
+        addr: std::net::SocketAddr,
+    },
+    /// (internal) keep one core busy until killed.
+    #[command(hide = true)]
+    BusyLoop,
 }
 
 /// Options of `plx bench local`.
@@ -39,13 +58,17 @@ pub struct LocalArgs {
 
 /// Latency percentiles and throughput of one measurement.
 #[derive(Clone, Copy, Debug)]
-struct Figures {
-    p50_us: f64,
-    p99_us: f64,
-    per_sec: f64,
+pub(crate) struct Figures {
+    /// Median latency, µs.
+    pub(crate) p50_us: f64,
+    /// 99th percentile latency, µs.
+    pub(crate) p99_us: f64,
+    /// Operations per second over the whole measurement.
+    pub(crate) per_sec: f64,
 }
 
-fn figures(mut samples: Vec<Duration>, total: Duration) -> Figures {
+/// Percentiles of `samples` and their rate over `total`.
+pub(crate) fn figures(mut samples: Vec<Duration>, total: Duration) -> Figures {
     samples.sort();
     let pick = |q: f64| {
         samples
@@ -63,7 +86,13 @@ fn figures(mut samples: Vec<Duration>, total: Duration) -> Figures {
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Local(args) => local(args),
+        BenchCmd::Rr(args) => crate::cmd_bench_cluster::rr(args),
+        BenchCmd::Detect(args) => crate::cmd_bench_cluster::detect(args),
+        BenchCmd::Failover(args) => crate::cmd_bench_cluster::failover(args),
+        BenchCmd::Store(args) => crate::cmd_bench_cluster::store(args),
         BenchCmd::EchoPeer { socket } => echo_peer(&socket),
+        BenchCmd::TcpEchoPeer { addr } => tcp_echo_peer(addr),
+        BenchCmd::BusyLoop => busy_loop(),
     }
 }
 
@@ -273,7 +302,7 @@ async fn signed_requests(socket: &Path, user: &Keypair, budget: Duration) -> Res
 }
 
 /// The raw baseline: a separate process echoes each frame back on a Unix socket.
-fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration) -> Result<Figures> {
+pub(crate) fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration) -> Result<Figures> {
     let socket = dir.join("echo.sock");
     let exe = std::env::current_exe()?;
     let mut peer = Command::new(exe)
@@ -282,24 +311,35 @@ fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration) -> Result<Figur
         .stdin(Stdio::null())
         .spawn()
         .context("cannot start the echo peer")?;
-    let result = (|| -> Result<Figures> {
-        let mut stream = connect_retry(&socket)?;
-        let mut frame = vec![7u8; frame_len];
-        frame[..4].copy_from_slice(&((frame_len - 4) as u32).to_le_bytes());
-        let mut back = vec![0u8; frame_len];
-        let mut samples = Vec::new();
-        let start = Instant::now();
-        while start.elapsed() < budget {
-            let t = Instant::now();
-            stream.write_all(&frame)?;
-            stream.read_exact(&mut back)?;
-            samples.push(t.elapsed());
-        }
-        Ok(figures(samples, start.elapsed()))
-    })();
+    let result = connect_retry(&socket)
+        .and_then(|mut stream| ping_pong(&mut stream, frame_len, budget, usize::MAX));
     let _ = peer.kill();
     let _ = peer.wait();
     result
+}
+
+/// Round trips of `frame_len`-byte frames (a u32 LE length, then filler) on `stream`, whose
+/// peer echoes each frame: as many as fit in `budget`, at most `count`.
+pub(crate) fn ping_pong<S: Read + Write>(
+    stream: &mut S,
+    frame_len: usize,
+    budget: Duration,
+    count: usize,
+) -> Result<Figures> {
+    let frame_len = frame_len.max(4);
+    let mut frame = vec![7u8; frame_len];
+    let body_len = u32::try_from(frame_len - 4).context("frame too large")?;
+    frame[..4].copy_from_slice(&body_len.to_le_bytes());
+    let mut back = vec![0u8; frame_len];
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget && samples.len() < count {
+        let t = Instant::now();
+        stream.write_all(&frame)?;
+        stream.read_exact(&mut back)?;
+        samples.push(t.elapsed());
+    }
+    Ok(figures(samples, start.elapsed()))
 }
 
 fn connect_retry(socket: &Path) -> Result<UnixStream> {
@@ -315,7 +355,28 @@ fn connect_retry(socket: &Path) -> Result<UnixStream> {
 
 fn echo_peer(socket: &Path) -> Result<()> {
     let listener = UnixListener::bind(socket)?;
-    let (mut stream, _) = listener.accept()?;
+    let (stream, _) = listener.accept()?;
+    echo_frames(stream)
+}
+
+/// The raw TCP baseline peer: connects to `addr` (with `TCP_NODELAY`) and echoes frames.
+fn tcp_echo_peer(addr: std::net::SocketAddr) -> Result<()> {
+    let stream = std::net::TcpStream::connect(addr)
+        .with_context(|| format!("cannot connect to the bench at {addr}"))?;
+    stream.set_nodelay(true)?;
+    echo_frames(stream)
+}
+
+/// Keeps one core busy until the process is killed.
+fn busy_loop() -> Result<()> {
+    let mut x: u64 = 1;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// Echoes length-prefixed frames (u32 LE length, then the body) until the peer closes.
+fn echo_frames<S: Read + Write>(mut stream: S) -> Result<()> {
     let mut len = [0u8; 4];
     let mut buf = Vec::new();
     loop {
@@ -333,7 +394,7 @@ fn echo_peer(socket: &Path) -> Result<()> {
 }
 
 /// Median time of one strict ed25519 verification of `msg`, in µs.
-fn verify_cost(msg: &SignedMessage) -> f64 {
+pub(crate) fn verify_cost(msg: &SignedMessage) -> f64 {
     let mut samples: Vec<f64> = (0..2000)
         .map(|_| {
             let t = Instant::now();
@@ -381,7 +442,7 @@ fn start_node(dir: &Path) -> Result<(Child, PathBuf)> {
 }
 
 /// Resident memory of a process, in MB.
-fn rss_mb(pid: u32) -> Result<f64> {
+pub(crate) fn rss_mb(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .context("cannot read the node's memory (Linux /proc)")?;
     let kb: f64 = status
@@ -391,4 +452,170 @@ fn rss_mb(pid: u32) -> Result<f64> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))?;
     Ok(kb / 1024.0)
+}
+
+/// How a target fared, as printed: `met` or `missed`.
+pub(crate) fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "missed"
+    }
+}
+
+/// The median of `values` (0 when empty).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Which build this is, for the record: `release` or `debug`.
+pub(crate) fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// A JSON value, for `--json` output. Numbers that are not finite are written as `null`.
+#[derive(Clone, Debug)]
+pub(crate) enum Json {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object, fields in order.
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// An object of `fields`, in order.
+    pub(crate) fn obj<const N: usize>(fields: [(&str, Json); N]) -> Json {
+        Json::Obj(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+
+    /// An array of numbers.
+    pub(crate) fn nums(values: &[f64]) -> Json {
+        Json::Arr(values.iter().map(|v| Json::Num(*v)).collect())
+    }
+}
+
+impl From<f64> for Json {
+    fn from(v: f64) -> Json {
+        Json::Num(v)
+    }
+}
+
+impl From<usize> for Json {
+    fn from(v: usize) -> Json {
+        Json::Num(v as f64)
+    }
+}
+
+impl From<u64> for Json {
+    fn from(v: u64) -> Json {
+        Json::Num(v as f64)
+    }
+}
+
+impl From<bool> for Json {
+    fn from(v: bool) -> Json {
+        Json::Bool(v)
+    }
+}
+
+impl From<&str> for Json {
+    fn from(v: &str) -> Json {
+        Json::Str(v.to_owned())
+    }
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Json::Null => f.write_str("null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            Json::Num(n) if !n.is_finite() => f.write_str("null"),
+            Json::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => write!(f, "{}", *n as i64),
+            Json::Num(n) => {
+                let text = format!("{n:.3}");
+                let text = text.trim_end_matches('0').trim_end_matches('.');
+                // A tiny value that rounds to nothing still reads as a number.
+                f.write_str(if text.is_empty() || text == "-" {
+                    "0"
+                } else {
+                    text
+                })
+            }
+            Json::Str(s) => {
+                f.write_str("\"")?;
+                for c in s.chars() {
+                    match c {
+                        '"' => f.write_str("\\\"")?,
+                        '\\' => f.write_str("\\\\")?,
+                        '\n' => f.write_str("\\n")?,
+                        c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+                        c => write!(f, "{c}")?,
+                    }
+                }
+                f.write_str("\"")
+            }
+            Json::Arr(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Json::Obj(fields) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{}:{v}", Json::Str(k.clone()))?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_output() {
+        let j = Json::obj([
+            ("a", 1.5.into()),
+            ("b", Json::nums(&[2.0, f64::NAN, 0.0001])),
+            ("c", "x\"y\\z\n\u{1}".into()),
+            ("d", true.into()),
+            ("e", Json::obj([])),
+        ]);
+        assert_eq!(
+            j.to_string(),
+            r#"{"a":1.5,"b":[2,null,0],"c":"x\"y\\z\n\u0001","d":true,"e":{}}"#
+        );
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(verdict(true), "met");
+    }
 }

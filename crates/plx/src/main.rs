@@ -7,6 +7,7 @@
 mod cli_io;
 mod client;
 mod cmd_bench;
+mod cmd_bench_cluster;
 mod cmd_cluster;
 mod cmd_img;
 mod cmd_msg;

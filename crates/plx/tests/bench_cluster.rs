@@ -1,0 +1,174 @@
+//! Smoke tests of `plx bench rr|detect|failover|store` with minimal sizes: each starts its own
+//! cluster, prints one JSON object with the expected fields, and cleans up after itself. No
+//! timing is asserted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Stdio};
+
+use plexus_units::json::from_json;
+use plexus_units::{to_text, Unit};
+
+/// Runs `plx bench ARGS` with a private temporary directory; checks that it succeeded and
+/// left nothing behind there, and gives its JSON output as a unit.
+fn bench(args: &[&str]) -> Unit {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plx"))
+        .arg("bench")
+        .args(args)
+        .env("TMPDIR", tmp.path())
+        .env("PLX_HOME", tmp.path().join("home"))
+        .env_remove("PLX_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "plx bench {args:?} failed: {stdout}\n{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line expected: {stdout}");
+    from_json(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// The value at `path` (keys separated by dots).
+fn at<'a>(u: &'a Unit, path: &str) -> &'a Unit {
+    path.split('.').fold(u, |u, k| {
+        u.as_map()
+            .and_then(|m| m.get_str(k))
+            .unwrap_or_else(|| panic!("no field {path} in {}", to_text(u)))
+    })
+}
+
+fn number(u: &Unit, path: &str) -> f64 {
+    let v = at(u, path);
+    to_text(v)
+        .parse()
+        .unwrap_or_else(|_| panic!("{path} is not a number: {}", to_text(v)))
+}
+
+/// Asserts that each field is a positive number.
+fn positive(u: &Unit, paths: &[&str]) {
+    for p in paths {
+        let n = number(u, p);
+        assert!(n > 0.0, "{p} = {n} in {}", to_text(u));
+    }
+}
+
+/// Asserts that each field is a bool.
+fn verdicts(u: &Unit, paths: &[&str]) {
+    for p in paths {
+        assert!(matches!(at(u, p), Unit::Bool(_)), "{p} in {}", to_text(u));
+    }
+}
+
+#[test]
+fn rr() {
+    let j = bench(&["rr", "--requests", "200", "--json"]);
+    assert_eq!(at(&j, "bench").as_str(), Some("rr"));
+    positive(
+        &j,
+        &[
+            "request_response.p50_us",
+            "request_response.p99_us",
+            "request_response.baseline_tcp_p50_us",
+            "request_response.ratio",
+            "node_to_node_calls.calls",
+            "node_to_node_calls.calls_per_sec",
+            "client_requests.requests",
+            "client_requests.requests_per_sec",
+            "memory.idle_rss_mb.n1",
+            "memory.rest_rss_mb.n2",
+            "memory.max_rest_rss_mb",
+        ],
+    );
+    verdicts(
+        &j,
+        &[
+            "request_response.met",
+            "node_to_node_calls.met",
+            "client_requests.met",
+            "memory.met",
+        ],
+    );
+}
+
+#[test]
+fn detect() {
+    let j = bench(&["detect", "--runs", "1", "--json"]);
+    assert_eq!(at(&j, "bench").as_str(), Some("detect"));
+    for profile in ["default", "local"] {
+        positive(
+            &j,
+            &[
+                &format!("{profile}.median_ms"),
+                &format!("{profile}.max_ms"),
+                &format!("{profile}.baseline_poll_rtt_p50_ms"),
+                &format!("{profile}.target_ms"),
+            ],
+        );
+        verdicts(&j, &[&format!("{profile}.met")]);
+        let runs = at(&j, &format!("{profile}.runs_ms")).as_list().unwrap();
+        assert_eq!(runs.len(), 1);
+    }
+}
+
+#[test]
+fn failover() {
+    let j = bench(&["failover", "--runs", "1", "--json"]);
+    assert_eq!(at(&j, "bench").as_str(), Some("failover"));
+    positive(
+        &j,
+        &["median_ms", "max_ms", "baseline_write_p50_ms", "target_ms"],
+    );
+    verdicts(&j, &["met"]);
+    assert_eq!(at(&j, "runs_ms").as_list().unwrap().len(), 1);
+}
+
+#[test]
+fn store() {
+    let j = bench(&["store", "--writes", "200", "--json"]);
+    assert_eq!(at(&j, "bench").as_str(), Some("store"));
+    for cluster in ["three_nodes", "one_node"] {
+        positive(
+            &j,
+            &[
+                &format!("{cluster}.one_client.p50_us"),
+                &format!("{cluster}.one_client.writes_per_sec"),
+                &format!("{cluster}.clients_32.writes"),
+                &format!("{cluster}.clients_32.writes_per_sec"),
+                &format!("{cluster}.baseline_fsync.p50_us"),
+                &format!("{cluster}.baseline_fsync.per_sec"),
+                &format!("{cluster}.ratio_one_client_p50_to_fsync_p50"),
+                &format!("{cluster}.ratio_32_clients_to_fsync_rate"),
+            ],
+        );
+    }
+    verdicts(
+        &j,
+        &[
+            "three_nodes.met_writes_per_sec_32",
+            "three_nodes.met_p50_one_client",
+        ],
+    );
+}
+
+#[test]
+fn help_describes_every_bench() {
+    for sub in ["rr", "detect", "failover", "store"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_plx"))
+            .args(["bench", sub, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--json"), "{text}");
+    }
+}
