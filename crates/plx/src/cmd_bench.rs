@@ -120,8 +120,8 @@ fn local(args: LocalArgs) -> Result<()> {
         let signed = rt.block_on(signed_requests(&socket, &user, budget))?;
         let sample = crate::cmd_node::sign_with(&user, parse("(inc 1)@math.calc")?)?;
         let frame_len = sample.to_bytes().len() + 16;
-        let raw = raw_ping_pong(&dir, frame_len, budget)?;
-        let verify_us = verify_cost(&sample);
+        let raw = raw_ping_pong(&dir, frame_len, budget, usize::MAX)?;
+        let verify_us = verify_cost(&sample, 2000);
         std::thread::sleep(Duration::from_millis(300));
         let rss_mb = rss_mb(node.id())?;
         Ok((signed, raw, verify_us, rss_mb))
@@ -302,7 +302,13 @@ async fn signed_requests(socket: &Path, user: &Keypair, budget: Duration) -> Res
 }
 
 /// The raw baseline: a separate process echoes each frame back on a Unix socket.
-pub(crate) fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration) -> Result<Figures> {
+/// At most `count` round trips, within `budget`.
+pub(crate) fn raw_ping_pong(
+    dir: &Path,
+    frame_len: usize,
+    budget: Duration,
+    count: usize,
+) -> Result<Figures> {
     let socket = dir.join("echo.sock");
     let exe = std::env::current_exe()?;
     let mut peer = Command::new(exe)
@@ -312,7 +318,7 @@ pub(crate) fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration) -> R
         .spawn()
         .context("cannot start the echo peer")?;
     let result = connect_retry(&socket)
-        .and_then(|mut stream| ping_pong(&mut stream, frame_len, budget, usize::MAX));
+        .and_then(|mut stream| ping_pong(&mut stream, frame_len, budget, count));
     let _ = peer.kill();
     let _ = peer.wait();
     result
@@ -393,9 +399,9 @@ fn echo_frames<S: Read + Write>(mut stream: S) -> Result<()> {
     }
 }
 
-/// Median time of one strict ed25519 verification of `msg`, in µs.
-pub(crate) fn verify_cost(msg: &SignedMessage) -> f64 {
-    let mut samples: Vec<f64> = (0..2000)
+/// Median time of one strict ed25519 verification of `msg` over `count` tries, in µs.
+pub(crate) fn verify_cost(msg: &SignedMessage, count: usize) -> f64 {
+    let mut samples: Vec<f64> = (0..count.max(1))
         .map(|_| {
             let t = Instant::now();
             let _ = msg.verify();

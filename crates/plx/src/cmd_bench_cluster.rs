@@ -70,8 +70,7 @@ pub struct RrArgs {
     #[arg(long, default_value_t = 20_000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(10..=30_000))]
     pub requests: u64,
-    /// Seconds to wait after the load before reading the nodes' memory at rest (a node
-    /// remembers each signed request it accepted for 2 minutes, to refuse replays).
+    /// Seconds to wait after the load before reading the nodes' memory at rest.
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub rest: u64,
 }
@@ -640,11 +639,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Progress lines on standard error, unless the output is JSON.
+/// Progress lines on standard error with the seconds since the start, unless the output is
+/// JSON.
 fn progress(json: bool) -> impl Fn(&str) {
+    let start = Instant::now();
     move |s: &str| {
         if !json {
-            eprintln!("… {s}");
+            eprintln!("… [{:>5.1} s] {s}", start.elapsed().as_secs_f64());
         }
     }
 }
@@ -862,7 +863,7 @@ async fn rr_on(
 
     say("request/response: client → n1 → n2, 1 outstanding");
     let body = parse("(inc 1)@math.calc:n2")?;
-    let warm = sign_many(key, 200, |_| Ok(body.clone()))?;
+    let warm = sign_many(key, n.div_ceil(10).clamp(10, 200), |_| Ok(body.clone()))?;
     drive(&socket, vec![warm], expect_int).await?;
     let msgs = sign_many(key, n, |_| Ok(body.clone()))?;
     let frame_len = msgs.first().map_or(64, |m| m.to_bytes().len() + 16);
@@ -874,9 +875,9 @@ async fn rr_on(
     say("baseline: raw TCP ping-pong between two processes");
     let tcp = tcp_ping_pong(frame_len, n)?;
     say("the path's floor: raw Unix-socket ping-pong and one signature check");
-    let unix = raw_ping_pong(&cluster.dir, frame_len, Duration::from_secs(2))?;
+    let unix = raw_ping_pong(&cluster.dir, frame_len, Duration::from_secs(60), n)?;
     let verify_us = match sample.as_ref() {
-        Some(m) => verify_cost(m),
+        Some(m) => verify_cost(m, (n / 4).clamp(20, 2000)),
         None => 0.0,
     };
 
@@ -1355,11 +1356,14 @@ pub fn failover(args: FailoverArgs) -> Result<()> {
             run.any_ack_ms,
             run.failed
         );
-        if let Some(e) = &run.first_error {
-            println!("         first failure: {e}");
-        }
-        if let Some(e) = run.last_error.as_ref().filter(|_| run.failed > 1) {
-            println!("         last failure:  {e}");
+        // The failures are of the same kinds in every run: show them once.
+        if i == 0 {
+            if let Some(e) = &run.first_error {
+                println!("         first failure: {e}");
+            }
+            if let Some(e) = run.last_error.as_ref().filter(|_| run.failed > 1) {
+                println!("         last failure:  {e}");
+            }
         }
     }
     println!(
@@ -1457,6 +1461,11 @@ async fn failover_on(
         if run + 1 < runs {
             cluster.restart(leader).await?;
             cluster.wait_formed().await?;
+            // A read through the restarted node waits until it applied everything committed:
+            // the next run starts with its log caught up.
+            cluster
+                .ask(leader, &format!("(load @fo{run})@io.store"))
+                .await?;
         }
     }
     Ok(out)
@@ -1705,7 +1714,7 @@ async fn store_on(
     let save = |client: usize| {
         move |i: usize| Ok(parse(&format!("{{save:{i} out:@s{client}}}@io.store"))?)
     };
-    let warm = sign_many(key, 50, save(0))?;
+    let warm = sign_many(key, (writes / 10).clamp(5, 50), save(0))?;
     drive(&socket, vec![warm], expect_done).await?;
     let pool = sign_many(key, writes, save(0))?;
     let single = drive(&socket, vec![pool], expect_done).await?;

@@ -71,7 +71,7 @@ fn verdicts(u: &Unit, paths: &[&str]) {
 
 #[test]
 fn rr() {
-    let j = bench(&["rr", "--requests", "200", "--json"]);
+    let j = bench(&["rr", "--requests", "60", "--json"]);
     assert_eq!(at(&j, "bench").as_str(), Some("rr"));
     positive(
         &j,
@@ -134,7 +134,7 @@ fn failover() {
 
 #[test]
 fn store() {
-    let j = bench(&["store", "--writes", "200", "--json"]);
+    let j = bench(&["store", "--writes", "40", "--json"]);
     assert_eq!(at(&j, "bench").as_str(), Some("store"));
     for cluster in ["three_nodes", "one_node"] {
         positive(
