@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use plexus_cluster::raft::{
     node_id, ClusterRaft, Command, RaftError, RaftPeer, RaftTuning, RaftWire, Response, Role,
+    WireError,
 };
 use plexus_identity::{KeyKind, Keypair};
 use plexus_units::{encode, parse, Unit};
@@ -68,19 +69,21 @@ impl RaftWire for Wire {
         _peer: &RaftPeer,
         body: Vec<u8>,
         timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, WireError>> + Send>> {
         let net = self.net.clone();
         let from = self.from;
         Box::pin(async move {
             if !net.linked(from, target) {
-                return Err("unreachable".to_owned());
+                return Err(WireError::NotSent("unreachable".to_owned()));
             }
-            let node = net.node(target).ok_or("no such node")?;
+            let node = net
+                .node(target)
+                .ok_or_else(|| WireError::NotSent("no such node".to_owned()))?;
             let reply = tokio::time::timeout(timeout, node.handle_rpc(&body))
                 .await
                 .map_err(|_| "timed out".to_owned())??;
             if !net.linked(from, target) {
-                return Err("unreachable (the reply was lost)".to_owned());
+                return Err("unreachable (the reply was lost)".to_owned().into());
             }
             Ok(reply)
         })
@@ -547,5 +550,52 @@ async fn minority_writes_fail_clearly_and_partitions_heal() {
     }
     for id in ids {
         c.raft(id).shutdown().await;
+    }
+}
+
+/// Not a test: write throughput of raft and its storage alone (no links, no clients), to
+/// find where io.store's time goes. `cargo test --release -p plexus-cluster --test
+/// raft_cluster write_rate -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn write_rate() {
+    for n in [1, 3] {
+        let c = Cluster::new(n);
+        if n == 1 {
+            c.start(0).await;
+            c.raft(c.nodes[0].id).initialize().await.unwrap();
+        } else {
+            c.form().await;
+        }
+        let leader = c.raft(c.leader().await);
+        for writers in [1usize, 32] {
+            let per = if writers == 1 { 1000 } else { 200 };
+            let t = std::time::Instant::now();
+            let mut tasks = Vec::new();
+            for w in 0..writers {
+                let leader = leader.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    for i in 0..per {
+                        let t = std::time::Instant::now();
+                        let key = format!("w{w}");
+                        leader.write(save(&[&key], &i.to_string())).await.unwrap();
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                }));
+            }
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            lat.sort();
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{n} node(s), {writers} writer(s): {:.0} writes/s, p50 {:?}",
+                lat.len() as f64 / secs,
+                lat[lat.len() / 2]
+            );
+        }
     }
 }

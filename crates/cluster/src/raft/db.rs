@@ -2,7 +2,7 @@
 //! log store and the state machine. Layout and durability: `docs/cluster-state.md`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, Weak};
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -10,15 +10,20 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use openraft::storage::LogFlushed;
+
+use super::types::TypeConfig;
+use super::wal::{Wal, WAL_DIR};
 use super::RaftError;
 
 /// The database file's name inside a node's data directory.
 pub const CLUSTER_DB_FILE: &str = "cluster.redb";
 
-/// The layout version written in `raft.meta` under `format`.
-pub(crate) const FORMAT: u32 = 1;
+/// The layout version written in `raft.meta` under `format`: 2 since the log moved to its own
+/// segment files (`wal.rs`); a format-1 file's log is moved there when it is opened.
+pub(crate) const FORMAT: u32 = 2;
 
-/// Raft log entries: index → postcard `Entry`.
+/// Format 1's raft log entries: index → postcard `Entry`. Empty in format 2.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft.log");
 /// Log store metadata: `format`, `node`, `vote`, `committed`, `purged` → postcard.
 pub(crate) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft.meta");
@@ -77,6 +82,12 @@ pub(crate) struct Shared {
     pub(crate) db: Database,
     pub(crate) file: PathBuf,
     pub(crate) changes: watch::Sender<Changes>,
+    /// The raft log.
+    pub(crate) wal: Wal,
+    /// When applying last committed the state machine durably.
+    pub(crate) sm_durable_at: Mutex<std::time::Instant>,
+    /// Appends waiting for the next group commit (see [`syncer`]).
+    pub(crate) flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -108,7 +119,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
             None => {
                 put_pc(&mut meta, "format", &FORMAT).map_err(open_err)?;
             }
-            Some(FORMAT) => {}
+            Some(FORMAT) | Some(1) => {}
             Some(f) => {
                 return Err(open_err(format!(
                     "layout format {f} is not the supported format {FORMAT}"
@@ -140,6 +151,15 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         txn.open_table(SNAPSHOT).map_err(e)?;
     }
     txn.commit().map_err(|e| open_err(e.to_string()))?;
+    let purged: Option<openraft::LogId<u64>> = {
+        let txn = db.begin_read().map_err(|e| open_err(e.to_string()))?;
+        let meta = txn
+            .open_table(RAFT_META)
+            .map_err(|e| open_err(e.to_string()))?;
+        get_pc(&meta, "purged").map_err(open_err)?
+    };
+    let wal = Wal::open(&dir.join(WAL_DIR), purged.map(|p| p.index)).map_err(open_err)?;
+    migrate_log(&db, &wal).map_err(open_err)?;
     let applied = {
         let txn = db.begin_read().map_err(|e| open_err(e.to_string()))?;
         let meta = txn
@@ -152,7 +172,79 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         applied,
         ..Changes::default()
     });
-    Ok(Arc::new(Shared { db, file, changes }))
+    let (flushes, waiting) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        db,
+        file,
+        changes,
+        wal,
+        sm_durable_at: Mutex::new(std::time::Instant::now()),
+        flushes,
+    });
+    let weak = Arc::downgrade(&shared);
+    std::thread::Builder::new()
+        .name("plx-raft-sync".into())
+        .spawn(move || syncer(weak, waiting))
+        .map_err(|e| open_err(format!("cannot start the log syncer thread: {e}")))?;
+    Ok(shared)
+}
+
+/// Moves a format-1 file's log entries (in redb's `raft.log`) to the segment files, durably,
+/// then records format 2. Nothing to do for a format-2 file.
+fn migrate_log(db: &Database, wal: &Wal) -> Result<(), String> {
+    let rows: Vec<(u64, Vec<u8>)> = {
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let log = txn.open_table(LOG).map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for row in log.iter().map_err(|e| e.to_string())? {
+            let (k, v) = row.map_err(|e| e.to_string())?;
+            rows.push((k.value(), v.value().to_vec()));
+        }
+        rows
+    };
+    if !rows.is_empty() {
+        if let Some((first, _)) = rows.first() {
+            // Whatever the segments hold from an interrupted migration is replaced.
+            wal.truncate(*first)?;
+        }
+        wal.append(&rows)?;
+        wal.sync()?;
+    }
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut meta = txn.open_table(RAFT_META).map_err(|e| e.to_string())?;
+        let format: Option<u32> = get_pc(&meta, "format")?;
+        if format == Some(FORMAT) && rows.is_empty() {
+            return Ok(());
+        }
+        put_pc(&mut meta, "format", &FORMAT)?;
+        let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
+        log.retain(|_, _| false).map_err(|e| e.to_string())?;
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+/// Group commit of the raft log. `append` writes its entries without fsync (readable at
+/// once) and queues its flush callback here; this thread takes every callback queued so far,
+/// makes everything written before durable with one `fdatasync`, then fires them all. So concurrent writes share one fsync on each node, and raft
+/// never hears an entry is flushed before it is on disk. The thread ends with the database
+/// (it holds only a weak reference, so closing and reopening a node's state never waits for
+/// it) or when the queue's sender is dropped.
+fn syncer(shared: Weak<Shared>, waiting: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = waiting.recv() {
+        let mut batch = vec![first];
+        batch.extend(waiting.try_iter());
+        let outcome = match shared.upgrade() {
+            Some(shared) => shared.wal.sync(),
+            None => Err("the cluster state was closed before the log was flushed".into()),
+        };
+        for callback in batch {
+            callback.log_io_completed(match &outcome {
+                Ok(()) => Ok(()),
+                Err(why) => Err(std::io::Error::other(why.clone())),
+            });
+        }
+    }
 }
 
 /// Reads a postcard value from a `&str → &[u8]` table.

@@ -15,9 +15,12 @@ use openraft::{ChangeMembers, RaftMetrics, Snapshot};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::batch::{Batcher, Outcome};
 use super::db::{open_db, Changes, Shared};
 use super::log_store::LogStore;
-use super::network::{call, Envelope, Network, RaftWire, Reach, Reply, Rpc, RPC_VERSION};
+use super::network::{
+    call, Envelope, Network, RaftWire, Reach, Reply, Rpc, WireError, RPC_VERSION,
+};
 use super::state_machine::{SnapshotState, StateMachine};
 use super::types::{Command, RaftPeer, Response, TypeConfig};
 use super::{RaftError, RaftTuning};
@@ -74,6 +77,7 @@ struct Inner {
     wire: Arc<dyn RaftWire>,
     reach: Arc<Reach>,
     tuning: RaftTuning,
+    batcher: Batcher,
 }
 
 impl std::fmt::Debug for ClusterRaft {
@@ -117,7 +121,7 @@ impl MemberOp {
     }
 }
 
-fn fatal(f: Fatal<u64>) -> RaftError {
+pub(crate) fn fatal(f: Fatal<u64>) -> RaftError {
     match f {
         Fatal::Stopped => RaftError::Shutdown,
         f => RaftError::Fatal(f.to_string()),
@@ -230,6 +234,7 @@ impl ClusterRaft {
                 wire,
                 reach,
                 tuning,
+                batcher: Batcher::default(),
             }),
         })
     }
@@ -273,12 +278,21 @@ impl ClusterRaft {
     /// commands such as list appends are not idempotent).
     pub async fn write(&self, cmd: Command) -> Result<Response, RaftError> {
         let deadline = Instant::now() + self.inner.tuning.write_timeout;
+        let mut last: Option<String> = None;
         loop {
-            match self.route(deadline).await? {
-                Route::Local => match self.write_local(cmd.clone(), deadline).await? {
-                    Some(r) => return Ok(r),
-                    None => self.pause(deadline).await?,
-                },
+            // After a failed send, look again soon: the next leader is usually known within
+            // a few heartbeats of the old one going away.
+            let mut step = Duration::from_millis(self.inner.tuning.heartbeat_ms.max(10));
+            let route = match self.route(deadline).await {
+                Ok(r) => r,
+                Err(e) => return Err(self.with_last("write", e, last)),
+            };
+            match route {
+                Route::Local => {
+                    if let Some(r) = self.write_local(cmd.clone(), deadline).await? {
+                        return Ok(r);
+                    }
+                }
                 Route::Remote(leader, peer) => {
                     let reply = self
                         .call(
@@ -290,7 +304,7 @@ impl ClusterRaft {
                         .await;
                     match reply {
                         Ok(Reply::Written(r)) => return Ok(r),
-                        Ok(Reply::NotLeader { .. }) => self.pause(deadline).await?,
+                        Ok(Reply::NotLeader { .. }) => {}
                         Ok(Reply::Failed(why)) => {
                             return Err(RaftError::Remote {
                                 what: format!("{} write", cmd.name()),
@@ -303,7 +317,13 @@ impl ClusterRaft {
                                 "unexpected reply to a write: {other:?}"
                             )))
                         }
-                        Err(why) => {
+                        // Certainly not delivered (the leader is gone or unreachable): safe
+                        // to send again, to whichever node leads by then.
+                        Err(WireError::NotSent(why)) => {
+                            last = Some(format!("cannot reach the leader {} ({why})", peer.name));
+                            step = Duration::from_millis(10);
+                        }
+                        Err(WireError::NoAnswer(why)) => {
                             return Err(RaftError::Unconfirmed {
                                 what: format!("{} write", cmd.name()),
                                 leader,
@@ -313,6 +333,9 @@ impl ClusterRaft {
                         }
                     }
                 }
+            }
+            if let Err(e) = self.pause_for(deadline, step).await {
+                return Err(self.with_last("write", e, last));
             }
         }
     }
@@ -609,7 +632,7 @@ impl ClusterRaft {
         peer: &RaftPeer,
         rpc: Rpc,
         timeout: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, WireError> {
         call(
             &*self.inner.wire,
             &self.inner.reach,
@@ -702,10 +725,15 @@ impl ClusterRaft {
 
     /// A short wait before trying the leader again; the deadline error once it passed.
     async fn pause(&self, deadline: Instant) -> Result<(), RaftError> {
+        let step = Duration::from_millis(self.inner.tuning.heartbeat_ms.max(10));
+        self.pause_for(deadline, step).await
+    }
+
+    /// [`Self::pause`] of `step`.
+    async fn pause_for(&self, deadline: Instant, step: Duration) -> Result<(), RaftError> {
         if Instant::now() >= deadline {
             return Err(self.no_leader());
         }
-        let step = Duration::from_millis(self.inner.tuning.heartbeat_ms.max(10));
         tokio::time::sleep(step.min(remaining(deadline))).await;
         Ok(())
     }
@@ -717,18 +745,19 @@ impl ClusterRaft {
         cmd: Command,
         deadline: Instant,
     ) -> Result<Option<Response>, RaftError> {
-        let r = tokio::time::timeout_at(deadline, self.inner.raft.client_write(cmd)).await;
-        match r {
-            Err(_) => Err(self.timeout_error(
+        let inner = &self.inner;
+        let outcome = inner
+            .batcher
+            .write(&inner.raft, inner.tuning.write_timeout, cmd, deadline)
+            .await;
+        match outcome {
+            Outcome::TimedOut => Err(self.timeout_error(
                 "write",
                 "it was not committed and may or may not be applied later",
             )),
-            Ok(Ok(resp)) => Ok(Some(resp.data)),
-            Ok(Err(OrError::APIError(ClientWriteError::ForwardToLeader(_)))) => Ok(None),
-            Ok(Err(OrError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(RaftError::Membership(e.to_string()))
-            }
-            Ok(Err(OrError::Fatal(f))) => Err(fatal(f)),
+            Outcome::Done(r) => Ok(Some(r)),
+            Outcome::NotLeader => Ok(None),
+            Outcome::Failed(e) => Err(e),
         }
     }
 

@@ -1,8 +1,11 @@
-//! The raft log on redb: vote, committed pointer, entries by index, last purged id.
+//! The raft log: entries in segment files (`wal.rs`), the vote, committed pointer and last
+//! purged id in redb's `raft.meta`.
 //!
-//! Every write that raft needs durable (vote, appended entries, truncation, purge) is a redb
-//! transaction committed with immediate durability (fsync) before the call returns or, for
-//! appends, before the flush callback fires. The committed pointer is optional in openraft
+//! Every write that raft needs durable (vote, appended entries, truncation, purge) is on disk
+//! (fsynced) before the call returns or, for appends, before the flush callback fires. Appends
+//! use group commit: each is written at once without fsync, so readers see it, and a syncer
+//! thread (`db::syncer`) fsyncs everything queued with one `fdatasync` before firing the
+//! callbacks, so concurrent writes share an fsync. The committed pointer is optional in openraft
 //! and written without fsync: it becomes durable with the next durable commit, and losing it
 //! only means re-applying fewer entries at start-up.
 
@@ -15,9 +18,8 @@ use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
     Vote,
 };
-use redb::ReadableTable;
 
-use super::db::{blocking, get_pc, put_pc, sto_err, DbFail, Shared, LOG, RAFT_META};
+use super::db::{blocking, get_pc, put_pc, sto_err, DbFail, Shared, RAFT_META};
 use super::types::TypeConfig;
 
 /// The raft log store of one node (its half of `cluster.redb`). Cheap to clone: clones share
@@ -80,18 +82,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> StoResult<Vec<Entry<TypeConfig>>> {
         let bounds: (Bound<u64>, Bound<u64>) =
             (range.start_bound().cloned(), range.end_bound().cloned());
-        let shared = self.shared.clone();
-        blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
-            let txn = shared.db.begin_read().map_err(DbFail::from)?;
-            let log = txn.open_table(LOG).map_err(DbFail::from)?;
-            let mut out = Vec::new();
-            for row in log.range(bounds).map_err(DbFail::from)? {
-                let (_, v) = row.map_err(DbFail::from)?;
-                out.push(decode_entry(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        let payloads = self
+            .shared
+            .wal
+            .read(bounds)
+            .map_err(|why| sto_err(ErrorSubject::Logs, ErrorVerb::Read, why))?;
+        let mut entries = Vec::with_capacity(payloads.len());
+        for p in &payloads {
+            let entry =
+                decode_entry(p).map_err(|why| sto_err(ErrorSubject::Logs, ErrorVerb::Read, why))?;
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 }
 
@@ -99,22 +101,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> StoResult<LogState<TypeConfig>> {
-        let shared = self.shared.clone();
-        blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
-            let txn = shared.db.begin_read().map_err(DbFail::from)?;
-            let meta = txn.open_table(RAFT_META).map_err(DbFail::from)?;
-            let purged: Option<LogId<u64>> = get_pc(&meta, "purged")?;
-            let log = txn.open_table(LOG).map_err(DbFail::from)?;
-            let last = match log.last().map_err(DbFail::from)? {
-                Some((_, v)) => Some(decode_entry(v.value())?.log_id),
-                None => None,
-            };
-            Ok(LogState {
-                last_purged_log_id: purged,
-                last_log_id: last.or(purged),
-            })
+        let purged: Option<LogId<u64>> = self.read_meta("purged", ErrorSubject::Logs).await?;
+        let read = |why| sto_err(ErrorSubject::Logs, ErrorVerb::Read, why);
+        let last = match self.shared.wal.last().map_err(read)? {
+            Some(bytes) => Some(decode_entry(&bytes).map_err(read)?.log_id),
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last.or(purged),
         })
-        .await
     }
 
     async fn get_log_reader(&mut self) -> LogStore {
@@ -153,23 +149,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|why| sto_err(ErrorSubject::Log(e.log_id), ErrorVerb::Write, why))?;
             rows.push((e.log_id.index, bytes));
         }
-        let shared = self.shared.clone();
-        let res = blocking(ErrorSubject::Logs, ErrorVerb::Write, move || {
-            let txn = shared.db.begin_write().map_err(DbFail::from)?;
-            {
-                let mut log = txn.open_table(LOG).map_err(DbFail::from)?;
-                for (index, bytes) in &rows {
-                    log.insert(*index, bytes.as_slice()).map_err(DbFail::from)?;
-                }
-            }
-            // Immediate durability (redb's default): fsynced when commit returns.
-            txn.commit().map_err(DbFail::from)?;
-            Ok(())
-        })
-        .await;
+        // A write into the page cache, no fsync: readable at once, durable with the
+        // syncer's next group commit.
+        let res = self
+            .shared
+            .wal
+            .append(&rows)
+            .map_err(|why| sto_err(ErrorSubject::Logs, ErrorVerb::Write, why));
         match res {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                if let Err(unsent) = self.shared.flushes.send(callback) {
+                    let callback = unsent.0;
+                    let why = "the log syncer has stopped";
+                    callback.log_io_completed(Err(std::io::Error::other(why)));
+                    return Err(sto_err(ErrorSubject::Logs, ErrorVerb::Write, why));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -182,31 +176,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<u64>) -> StoResult<()> {
         let shared = self.shared.clone();
         blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || {
-            let txn = shared.db.begin_write().map_err(DbFail::from)?;
-            {
-                let mut log = txn.open_table(LOG).map_err(DbFail::from)?;
-                log.retain_in(log_id.index.., |_, _| false)
-                    .map_err(DbFail::from)?;
-            }
-            txn.commit().map_err(DbFail::from)?;
-            Ok(())
+            shared.wal.truncate(log_id.index)
         })
         .await
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> StoResult<()> {
+        // The pointer first (durably): segments a crash leaves behind are skipped on opening.
+        self.write_meta("purged", log_id, ErrorSubject::Logs, true)
+            .await?;
         let shared = self.shared.clone();
         blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || {
-            let txn = shared.db.begin_write().map_err(DbFail::from)?;
-            {
-                let mut meta = txn.open_table(RAFT_META).map_err(DbFail::from)?;
-                put_pc(&mut meta, "purged", &log_id)?;
-                let mut log = txn.open_table(LOG).map_err(DbFail::from)?;
-                log.retain_in(..=log_id.index, |_, _| false)
-                    .map_err(DbFail::from)?;
-            }
-            txn.commit().map_err(DbFail::from)?;
-            Ok(())
+            shared.wal.purge(log_id.index)
         })
         .await
     }

@@ -13,12 +13,14 @@
 //! Commands, tables, snapshot format and tuning: `docs/cluster-state.md`; durability:
 //! `docs/storage.md` ("Cluster state").
 
+mod batch;
 mod db;
 mod handle;
 mod log_store;
 mod network;
 mod state_machine;
 mod types;
+mod wal;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,7 +31,7 @@ use plexus_identity::PublicKey;
 pub use db::{Changes, CLUSTER_DB_FILE};
 pub use handle::{ClusterMetrics, ClusterRaft, Role};
 pub use log_store::LogStore;
-pub use network::RaftWire;
+pub use network::{RaftWire, WireError};
 pub use state_machine::{
     SnapshotBuilder, StateMachine, MAX_INVITES, MAX_NAME_BYTES, MAX_SERVICES, MAX_TAGS,
 };

@@ -33,15 +33,15 @@ pub trait RaftWire: Send + Sync + 'static {
     /// Sends one encoded raft RPC to `target` and returns its encoded reply.
     ///
     /// `peer` is what raft's membership records about the target (name, address, key);
-    /// `timeout` bounds the whole exchange. An error (no link, timeout, the target's
-    /// [`crate::raft::ClusterRaft::handle_rpc`] refused the body) is text for logs.
+    /// `timeout` bounds the whole exchange. An error says whether the request can have
+    /// been delivered ([`WireError`]); its text is for logs and users.
     fn rpc(
         &self,
         target: u64,
         peer: &RaftPeer,
         body: Vec<u8>,
         timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, WireError>> + Send>>;
 }
 
 /// The version of the RPC encoding ([`Envelope::version`]).
@@ -138,7 +138,29 @@ pub(crate) enum Reply {
 /// A wire failure as an error type openraft can carry.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct WireError(pub(crate) String);
+pub(crate) struct WireText(pub(crate) String);
+
+/// Why a [`RaftWire::rpc`] failed: whether the request can have reached the target matters,
+/// since a write that certainly was not delivered can be sent again safely.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The request certainly did not reach the target: no link could be made (connection
+    /// refused, the peer is unknown or waiting out a reconnect backoff), or it could not be
+    /// encoded.
+    #[error("{0}")]
+    NotSent(String),
+    /// The request may have reached the target, but no valid answer came back (timeout,
+    /// the link closed while waiting, a malformed reply, a refusal by the target).
+    #[error("{0}")]
+    NoAnswer(String),
+}
+
+impl From<String> for WireError {
+    /// Text alone says nothing about delivery: taken as [`WireError::NoAnswer`].
+    fn from(why: String) -> WireError {
+        WireError::NoAnswer(why)
+    }
+}
 
 /// When each peer last answered or failed, to explain a missing quorum.
 #[derive(Debug, Default)]
@@ -183,14 +205,14 @@ pub(crate) async fn call(
     peer: &RaftPeer,
     rpc: Rpc,
     timeout: Duration,
-) -> Result<Reply, String> {
+) -> Result<Reply, WireError> {
     let what = rpc.name();
     let body = postcard::to_allocvec(&Envelope {
         version: RPC_VERSION,
         to: target,
         rpc,
     })
-    .map_err(|e| format!("cannot encode a {what} rpc: {e}"))?;
+    .map_err(|e| WireError::NotSent(format!("cannot encode a {what} rpc: {e}")))?;
     // Counts as a failure if the caller gives up (drops this future) before the answer.
     let mut pending = Pending {
         reach,
@@ -199,13 +221,13 @@ pub(crate) async fn call(
     };
     let res = match tokio::time::timeout(timeout, wire.rpc(target, peer, body, timeout)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Err(_) => Err(WireError::NoAnswer(format!("no answer within {timeout:?}"))),
     };
     pending.done = true;
     reach.record(target, res.is_ok());
     let bytes = res?;
     postcard::from_bytes(&bytes)
-        .map_err(|e| format!("malformed {what} reply from {}: {e}", peer.name))
+        .map_err(|e| WireError::NoAnswer(format!("malformed {what} reply from {}: {e}", peer.name)))
 }
 
 /// openraft's network factory over a [`RaftWire`].
@@ -240,11 +262,11 @@ pub(crate) struct PeerClient {
 }
 
 fn unreachable<E: std::error::Error>(why: String) -> RPCError<u64, RaftPeer, E> {
-    RPCError::Unreachable(Unreachable::new(&WireError(why)))
+    RPCError::Unreachable(Unreachable::new(&WireText(why)))
 }
 
 fn unexpected<E: std::error::Error>(reply: &Reply) -> RPCError<u64, RaftPeer, E> {
-    RPCError::Network(NetworkError::new(&WireError(format!(
+    RPCError::Network(NetworkError::new(&WireText(format!(
         "unexpected reply {reply:?}"
     ))))
 }
@@ -260,6 +282,7 @@ impl PeerClient {
             timeout,
         )
         .await
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -337,14 +360,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             r = self.call(rpc, option.hard_ttl()) => r,
         };
         match reply {
-            Err(why) => Err(StreamingError::Unreachable(Unreachable::new(&WireError(
+            Err(why) => Err(StreamingError::Unreachable(Unreachable::new(&WireText(
                 why,
             )))),
             Ok(Reply::FullSnapshot(Ok(r))) => Ok(r),
             Ok(Reply::FullSnapshot(Err(e))) => Err(StreamingError::RemoteError(
                 RemoteError::new_with_node(self.target, self.peer.clone(), e),
             )),
-            Ok(other) => Err(StreamingError::Network(NetworkError::new(&WireError(
+            Ok(other) => Err(StreamingError::Network(NetworkError::new(&WireText(
                 format!("unexpected reply {other:?}"),
             )))),
         }

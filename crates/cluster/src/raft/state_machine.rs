@@ -2,11 +2,11 @@
 //! keys and node tags, plus the last applied log id and membership, all in `cluster.redb`.
 //!
 //! A batch of entries is applied in one redb write transaction that also records the last
-//! applied log id, committed *without* fsync (`Durability::None`): after a crash the state
-//! machine is back at some earlier applied id, consistently, and openraft re-applies the
-//! committed entries after it from the log (which is always fsynced first). Building or
-//! installing a snapshot commits durably, which also makes every earlier apply durable, so
-//! the state machine is never behind a purged log. Details: `docs/cluster-state.md`.
+//! applied log id, committed *without* fsync (`Durability::None`) except about once a second:
+//! after a crash the state machine is back at some earlier applied id, consistently, and
+//! openraft re-applies the committed entries after it from the log (which is always fsynced
+//! first). Building or installing a snapshot commits durably, which also makes every earlier
+//! apply durable, so the state machine is never behind a purged log. Details: `docs/cluster-state.md`.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -307,6 +307,8 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
             t.invites.retain(|_, exp| exp > now_ms)?;
             (Response::Ok, &[Part::Invites])
         }
+        // Batches are taken apart by `apply_batch`; one gets here only inside another.
+        Command::Batch(_) => (Response::err("arg.bad", "a batch cannot hold a batch"), &[]),
         Command::Revoke { key } => {
             t.revoked.insert(&key, ())?;
             let node = node_id_of(&key);
@@ -426,14 +428,29 @@ fn set_user(t: &mut Tables<'_>, name: String, key: [u8; 32]) -> Result<Response,
     Ok(Response::Ok)
 }
 
-/// Applies a batch in one transaction (no fsync); gives the responses and the changes.
+/// How often applying also makes the state machine durable. Between two such commits the
+/// entries are safe in the log; this bounds how much is re-applied after a crash and how much
+/// redb holds back (it frees pages only at durable commits).
+const SM_DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Applies a batch in one transaction, fsynced only if the last durable apply was
+/// [`SM_DURABLE_EVERY`] ago; gives the responses and the changes.
 fn apply_batch(
     shared: &Shared,
     entries: Vec<Entry<TypeConfig>>,
 ) -> Result<(Vec<Response>, Changes), String> {
     let mut changes = *shared.changes.borrow();
     let mut txn = shared.db.begin_write().map_err(s)?;
-    txn.set_durability(Durability::None);
+    let durable = match shared.sm_durable_at.lock() {
+        Ok(mut at) if at.elapsed() >= SM_DURABLE_EVERY => {
+            *at = std::time::Instant::now();
+            true
+        }
+        _ => false,
+    };
+    if !durable {
+        txn.set_durability(Durability::None);
+    }
     let mut out = Vec::with_capacity(entries.len());
     {
         let mut t = Tables::open(&txn)?;
@@ -443,6 +460,17 @@ fn apply_batch(
             let index = entry.log_id.index;
             let r = match entry.payload {
                 EntryPayload::Blank => Response::Ok,
+                EntryPayload::Normal(Command::Batch(cmds)) => {
+                    let mut rs = Vec::with_capacity(cmds.len());
+                    for cmd in cmds {
+                        let (r, parts) = apply_command(&mut t, cmd)?;
+                        for p in parts {
+                            mark(&mut changes, *p, index);
+                        }
+                        rs.push(r);
+                    }
+                    Response::Batch(rs)
+                }
                 EntryPayload::Normal(cmd) => {
                     let (r, parts) = apply_command(&mut t, cmd)?;
                     for p in parts {

@@ -141,7 +141,7 @@ impl Sm {
                 assert_eq!(self.dump(), before, "{what} changed the state");
                 message
             }
-            Response::Ok => panic!("{what} was applied"),
+            other => panic!("{what} was applied: {other:?}"),
         }
     }
 
@@ -222,6 +222,39 @@ async fn saves_merge_like_io_store() {
     assert_eq!(
         shared.load(None).unwrap().unwrap().len() as u64,
         plexus_store::size(&sm.store())
+    );
+}
+
+#[tokio::test]
+async fn batches_apply_each_command_on_its_own() {
+    let mut sm = Sm::new();
+    let r = sm
+        .apply(Command::Batch(vec![
+            save("a", "1"),
+            save("a.x", "2"),
+            save("b", "{x:1}"),
+            Command::Batch(vec![save("c", "3")]),
+            save("b.y", "2"),
+        ]))
+        .await;
+    let Response::Batch(rs) = r else {
+        panic!("a batch gives a batch response: {r:?}")
+    };
+    let codes: Vec<Option<&str>> = rs
+        .iter()
+        .map(|r| match r {
+            Response::Err { code, .. } => Some(code.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![None, Some("arg.bad"), None, Some("arg.bad"), None]
+    );
+    assert_eq!(sm.store(), parse("{a:1 b:{x:1 y:2}}").unwrap());
+    assert_eq!(
+        sm.apply(Command::Batch(vec![])).await,
+        Response::Batch(vec![])
     );
 }
 

@@ -113,6 +113,11 @@ pub enum Command {
         /// The proposer's clock, in milliseconds since the Unix epoch.
         now_ms: u64,
     },
+    /// Several commands in one log entry (the leader's group commit of concurrent writes),
+    /// applied in order, each on its own: one refused changes nothing and does not stop the
+    /// others. Gives a [`Response::Batch`] with one response per command. A batch inside a
+    /// batch is refused (`arg.bad`).
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -128,6 +133,7 @@ impl Command {
             Command::Revoke { .. } => "revoke",
             Command::SetNodeMeta { .. } => "set.node.meta",
             Command::PruneInvites { .. } => "prune.invites",
+            Command::Batch(_) => "batch",
         }
     }
 }
@@ -144,6 +150,8 @@ pub enum Response {
         /// What went wrong, for people.
         message: String,
     },
+    /// A [`Command::Batch`]'s responses, one per command, in order.
+    Batch(Vec<Response>),
 }
 
 impl Response {

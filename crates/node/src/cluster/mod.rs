@@ -24,10 +24,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use plexus_cluster::membership::Health;
-use plexus_cluster::raft::{self, ClusterRaft, Command, RaftPeer, RaftTuning, RaftWire};
+use plexus_cluster::raft::{self, ClusterRaft, Command, RaftPeer, RaftTuning, RaftWire, WireError};
 use plexus_identity::{Keypair, PublicKey};
 use plexus_kernel::Kernel;
-use plexus_net::{Allow, Handler, LinkConfig, Mesh, MeshConfig, PeerInfo, TcpTlsTransport};
+use plexus_net::{
+    Allow, Handler, LinkConfig, Mesh, MeshConfig, MeshError, PeerInfo, TcpTlsTransport,
+};
 use tokio::sync::mpsc;
 
 pub use config::{ClusterConfig, ClusterFile, JoinMode};
@@ -130,18 +132,27 @@ impl RaftWire for MeshWire {
         peer: &RaftPeer,
         body: Vec<u8>,
         timeout: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, WireError>> + Send>>
+    {
         let mesh = self.mesh.clone();
         let peer = peer.clone();
         Box::pin(async move {
-            let key = PublicKey::from_bytes(&peer.key).map_err(|e| e.to_string())?;
+            let key =
+                PublicKey::from_bytes(&peer.key).map_err(|e| WireError::NotSent(e.to_string()))?;
             if let Ok(addr) = peer.addr.parse::<SocketAddr>() {
                 mesh.set_peer(key, peer.name.clone(), addr);
             }
             mesh.call(&key, wire::RAFT, Bytes::from(body), timeout)
                 .await
                 .map(|b| b.to_vec())
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    MeshError::UnknownPeer { .. }
+                    | MeshError::Unreachable { .. }
+                    | MeshError::Overloaded { .. }
+                    | MeshError::TooLarge { .. }
+                    | MeshError::Closed => WireError::NotSent(e.to_string()),
+                    e => WireError::NoAnswer(e.to_string()),
+                })
         })
     }
 }
