@@ -1,7 +1,9 @@
 //! Key pairs, public keys, key kinds and names.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -264,6 +266,104 @@ impl From<PublicKey> for Unit {
     }
 }
 
+/// Public keys decoded from their 32 bytes, remembered so that a key seen again is not decoded
+/// again.
+///
+/// Decoding a key ([`PublicKey::from_bytes`]) decompresses an Edwards point, a field
+/// exponentiation of 10–15 µs; a lookup here costs well under a microsecond. A node sees the
+/// same few authors over and over (every signed request and every routed call carries its
+/// author's 32 bytes), so it keeps one cache for all of them.
+///
+/// Bounded: at most [`KeyCache::capacity`] keys (about 250 bytes each). When full, an
+/// arbitrary key is forgotten for each new one (the table's iteration order, which follows
+/// the keys' randomly seeded hashes). Only valid keys are remembered; bytes that are not a key
+/// are refused each time, as [`PublicKey::from_bytes`] refuses them. Shared between threads
+/// (a lookup holds a mutex for the time of one hash-table operation).
+#[derive(Debug)]
+pub struct KeyCache {
+    capacity: usize,
+    keys: Mutex<HashMap<[u8; PUBLIC_KEY_LEN], PublicKey>>,
+}
+
+impl KeyCache {
+    /// The capacity of [`KeyCache::default`]: 1024 keys (about 250 KB when full).
+    pub const DEFAULT_CAPACITY: usize = 1024;
+
+    /// An empty cache that remembers at most `capacity` keys (0 remembers none).
+    pub fn new(capacity: usize) -> KeyCache {
+        KeyCache {
+            capacity,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The most keys remembered.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of keys remembered.
+    pub fn len(&self) -> usize {
+        self.keys.lock().map(|k| k.len()).unwrap_or(0)
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`PublicKey::from_bytes`], from the cache when these bytes were decoded before.
+    pub fn decode(&self, bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<PublicKey, KeyError> {
+        if let Some(key) = self.keys.lock().ok().and_then(|k| k.get(bytes).copied()) {
+            return Ok(key);
+        }
+        let key = PublicKey::from_bytes(bytes)?;
+        if self.capacity > 0 {
+            if let Ok(mut keys) = self.keys.lock() {
+                if keys.len() >= self.capacity {
+                    if let Some(old) = keys.keys().next().copied() {
+                        keys.remove(&old);
+                    }
+                }
+                keys.insert(*bytes, key);
+            }
+        }
+        Ok(key)
+    }
+
+    /// [`PublicKey::from_slice`] through the cache.
+    pub fn decode_slice(&self, bytes: &[u8]) -> Result<PublicKey, KeyError> {
+        let arr: &[u8; PUBLIC_KEY_LEN] =
+            bytes.try_into().map_err(|_| KeyError::InvalidPublicKey {
+                why: "a public key is exactly 32 bytes",
+            })?;
+        self.decode(arr)
+    }
+
+    /// [`PublicKey::from_unit`] through the cache.
+    pub fn decode_unit(&self, unit: &Unit) -> Result<PublicKey, KeyError> {
+        match unit {
+            Unit::Bytes(b) => self.decode_slice(b),
+            _ => Err(KeyError::InvalidPublicKey {
+                why: "a public key unit is a byte string",
+            }),
+        }
+    }
+
+    /// Forgets every key.
+    pub fn clear(&self) {
+        if let Ok(mut keys) = self.keys.lock() {
+            *keys = HashMap::new();
+        }
+    }
+}
+
+impl Default for KeyCache {
+    fn default() -> KeyCache {
+        KeyCache::new(KeyCache::DEFAULT_CAPACITY)
+    }
+}
+
 /// An ed25519 key pair with its kind and name. The secret is wiped from memory when the
 /// key pair is dropped; `Debug` never shows it.
 #[derive(Clone)]
@@ -423,6 +523,47 @@ mod tests {
         let mut id = [0u8; 32];
         id[0] = 1;
         assert!(PublicKey::from_bytes(&id).unwrap().is_weak());
+    }
+
+    #[test]
+    fn key_cache_decodes_like_from_bytes_and_stays_bounded() {
+        let cache = KeyCache::new(3);
+        let keys: Vec<PublicKey> = (0..5u8)
+            .map(|i| {
+                Keypair::from_secret_bytes(KeyKind::User, "k", &[i; 32])
+                    .unwrap()
+                    .public()
+            })
+            .collect();
+        for k in &keys {
+            assert_eq!(cache.decode(k.as_bytes()).unwrap(), *k);
+            assert_eq!(cache.decode(k.as_bytes()).unwrap(), *k);
+            assert!(cache.len() <= 3);
+        }
+        assert_eq!(cache.len(), 3);
+        // The last key is remembered; every key still decodes, remembered or not.
+        assert!(cache.keys.lock().unwrap().contains_key(keys[4].as_bytes()));
+        for k in &keys {
+            assert_eq!(cache.decode_unit(&k.to_unit()).unwrap(), *k);
+        }
+        // Invalid bytes are refused every time and never remembered.
+        let mut y_p1 = [0xffu8; 32];
+        y_p1[0] = 0xee;
+        y_p1[31] = 0x7f;
+        assert!(cache.decode(&y_p1).is_err());
+        assert!(cache.decode(&y_p1).is_err());
+        assert!(!cache.keys.lock().unwrap().contains_key(&y_p1));
+        assert!(cache.decode_slice(&[0u8; 31]).is_err());
+        assert!(cache.decode_unit(&Unit::str("x")).is_err());
+        // Weak keys decode (and are refused later, by verification), as with from_bytes.
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        assert!(cache.decode(&id).unwrap().is_weak());
+        cache.clear();
+        assert!(cache.is_empty());
+        let none = KeyCache::new(0);
+        assert_eq!(none.decode(keys[0].as_bytes()).unwrap(), keys[0]);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! since the Unix epoch) and randomness as `&mut impl rand_core::CryptoRngCore`.
 //!
 //! - **Keys** ([`keys`]): [`Keypair::generate`], [`PublicKey`] (base64url text, a 32-byte
-//!   [`plexus_units::Unit::Bytes`] as a unit, a short [`PublicKey::fingerprint`]).
+//!   [`plexus_units::Unit::Bytes`] as a unit, a short [`PublicKey::fingerprint`]), and a
+//!   bounded [`KeyCache`] of decoded keys for receivers that see the same authors often.
 //! - **Key files** ([`keyfile`]): [`KeyFile`] writes a key pair as units text, in the clear
 //!   or sealed with a passphrase (Argon2id + XChaCha20-Poly1305), and [`PublicIdentity`] is
 //!   the part to share.
 //! - **Signed messages** ([`message`]): [`SignedMessage::sign`] signs a unit with its author,
-//!   time and nonce; [`SignedMessage::verify`] and [`verify_batch`] check signatures;
+//!   time and nonce; [`SignedMessage::from_bytes_with`] reads one decoding its author through
+//!   a [`KeyCache`]; [`SignedMessage::verify`] and [`verify_batch`] check signatures;
 //!   [`SignedMessage::hash`] is the message's identity.
 //! - **Replays** ([`replay`]): [`ReplayGuard`] refuses stale, future and repeated messages.
 //!
@@ -59,7 +61,7 @@ pub mod message;
 pub mod replay;
 
 pub use keyfile::{KdfParams, KeyFile, KeyFileError, PublicIdentity};
-pub use keys::{validate_name, KeyError, KeyKind, Keypair, PublicKey};
+pub use keys::{validate_name, KeyCache, KeyError, KeyKind, Keypair, PublicKey};
 pub use message::{
     verify_batch, MessageError, SignError, SignedMessage, VerifyError, MESSAGE_CONTEXT,
 };

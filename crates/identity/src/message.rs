@@ -12,7 +12,7 @@ use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 use plexus_units::{decode, encode, to_short, DecodeError, Kind, Limits, Map, Unit};
 use rand_core::CryptoRngCore;
 
-use crate::keys::{is_canonical_point, Keypair, PublicKey};
+use crate::keys::{is_canonical_point, KeyCache, KeyError, Keypair, PublicKey};
 
 /// The BLAKE3 key derivation context of message digests. Part of the format: changing it
 /// makes a new, incompatible message version.
@@ -299,6 +299,19 @@ impl SignedMessage {
     /// order, a 32-byte canonical public key, an int time in `0..=i64::MAX`, a 16-byte nonce
     /// and a 64-byte signature. Does not check the signature.
     pub fn from_unit(unit: &Unit) -> Result<SignedMessage, MessageError> {
+        SignedMessage::read_unit(unit, PublicKey::from_unit)
+    }
+
+    /// [`SignedMessage::from_unit`], decoding the author's key through `keys` (the same
+    /// result, without decompressing a key the cache already holds).
+    pub fn from_unit_with(unit: &Unit, keys: &KeyCache) -> Result<SignedMessage, MessageError> {
+        SignedMessage::read_unit(unit, |u| keys.decode_unit(u))
+    }
+
+    fn read_unit(
+        unit: &Unit,
+        author_key: impl FnOnce(&Unit) -> Result<PublicKey, KeyError>,
+    ) -> Result<SignedMessage, MessageError> {
         let map = unit
             .as_map()
             .ok_or(MessageError::NotAMap { found: unit.kind() })?;
@@ -315,7 +328,7 @@ impl SignedMessage {
             });
         }
         let e = map.entries();
-        let author = PublicKey::from_unit(&e[0].1).map_err(|err| MessageError::Field {
+        let author = author_key(&e[0].1).map_err(|err| MessageError::Field {
             field: "author",
             problem: err.to_string(),
         })?;
@@ -348,6 +361,11 @@ impl SignedMessage {
     /// form. Never panics, whatever the input. Does not check the signature.
     pub fn from_bytes(bytes: &[u8]) -> Result<SignedMessage, MessageError> {
         SignedMessage::from_unit(&decode(bytes)?)
+    }
+
+    /// [`SignedMessage::from_bytes`], decoding the author's key through `keys`.
+    pub fn from_bytes_with(bytes: &[u8], keys: &KeyCache) -> Result<SignedMessage, MessageError> {
+        SignedMessage::from_unit_with(&decode(bytes)?, keys)
     }
 }
 
@@ -502,6 +520,34 @@ mod tests {
             SignedMessage::sign(deeper, &kp, 5, &mut rand::rngs::OsRng),
             Err(SignError::TooDeep { .. })
         ));
+    }
+
+    #[test]
+    fn reading_through_a_key_cache_is_the_same() {
+        let kp = Keypair::from_secret_bytes(KeyKind::User, "a", &[1; 32]).unwrap();
+        let keys = KeyCache::default();
+        for i in 0..3 {
+            let m = SignedMessage::sign(Unit::int(i), &kp, 5, &mut rand::rngs::OsRng).unwrap();
+            let bytes = m.to_bytes();
+            let got = SignedMessage::from_bytes_with(&bytes, &keys).unwrap();
+            assert_eq!(got, m);
+            got.verify().unwrap();
+            assert_eq!(keys.len(), 1);
+        }
+        // Errors are the same too.
+        let mut bad = SignedMessage::sign(Unit::None, &kp, 5, &mut rand::rngs::OsRng)
+            .unwrap()
+            .to_unit();
+        if let Unit::Map(m) = &mut bad {
+            let mut entries = m.clone().into_entries();
+            entries[0].1 = Unit::Bytes(Bytes::from_static(&[0xff; 32]));
+            *m = Map::from_entries(entries).unwrap();
+        }
+        assert_eq!(
+            SignedMessage::from_unit_with(&bad, &keys),
+            SignedMessage::from_unit(&bad)
+        );
+        assert!(SignedMessage::from_unit(&bad).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use plexus_identity::{ReplayGuard, SignedMessage};
+use plexus_identity::{KeyCache, ReplayGuard, SignedMessage};
 use plexus_kernel::{code, BoxFuture, Error, Kernel, Outcome, Terminal};
 use plexus_protocol::{
     encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::{oneshot, Mutex as AsyncMutex};
+
+use crate::verify::{Refusal, Verifier};
 
 /// The writing side of a client connection. Whoever has a frame writes it directly (no hop to
 /// a writer task); a client that does not read makes the writers wait, which slows only its
@@ -53,6 +55,10 @@ impl Outbox {
 pub(crate) struct Shared {
     pub(crate) kernel: Kernel,
     pub(crate) replay: Mutex<ReplayGuard>,
+    /// Decoded keys of recent authors: a known author's key is not decompressed again.
+    pub(crate) keys: Arc<KeyCache>,
+    /// Checks the requests' signatures, in batches when several arrive at once.
+    pub(crate) verifier: Arc<Verifier>,
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<TermResponse>>>>;
@@ -87,7 +93,7 @@ impl Terminal for RemoteTerminal {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -215,7 +221,7 @@ async fn start_call(
         id,
         result: error_result(&e),
     };
-    let msg = match SignedMessage::from_bytes(message) {
+    let msg = match SignedMessage::from_bytes_with(message, &shared.keys) {
         Ok(m) => m,
         Err(e) => {
             let _ = outbox
@@ -227,15 +233,24 @@ async fn start_call(
             return;
         }
     };
-    if let Err(e) = msg.verify() {
-        let _ = outbox
-            .send(refuse(Error::new(
-                "msg.signature",
-                format!("signature check failed: {e}"),
-            )))
-            .await;
-        return;
-    }
+    let msg = match shared.verifier.verify(msg).await {
+        Ok(m) => m,
+        Err(Refusal::Invalid(e)) => {
+            let _ = outbox
+                .send(refuse(Error::new(
+                    "msg.signature",
+                    format!("signature check failed: {e}"),
+                )))
+                .await;
+            return;
+        }
+        Err(Refusal::Lost) => {
+            let _ = outbox
+                .send(refuse(Error::internal("the signature check was lost")))
+                .await;
+            return;
+        }
+    };
     let hash = msg.hash();
     let replay = shared
         .replay

@@ -19,17 +19,21 @@
 pub mod cluster;
 mod conn;
 pub mod datadir;
+mod verify;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use plexus_identity::{PublicKey, ReplayConfig, ReplayGuard};
+use plexus_identity::{KeyCache, PublicKey, ReplayConfig, ReplayGuard};
 use plexus_kernel::{Kernel, NodeInfo};
 use tokio::net::UnixListener;
 
 pub use datadir::{files, DataDir, Identity};
+
+/// How often a serving node forgets replay-guard entries that left the replay window.
+const REPLAY_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +98,8 @@ pub struct Node {
     listener: UnixListener,
     socket: PathBuf,
     cluster: Option<cluster::Cluster>,
+    /// Decoded public keys of recent authors, for client requests and routed calls.
+    keys: Arc<KeyCache>,
 }
 
 impl Node {
@@ -125,6 +131,7 @@ impl Node {
             }
             None => None,
         };
+        let keys = Arc::new(KeyCache::default());
         let cluster = match cluster_config {
             Some(c) => Some(
                 cluster::start(
@@ -133,6 +140,7 @@ impl Node {
                     &identity.name,
                     &kernel,
                     (identity.admin, identity.admin_name.clone()),
+                    keys.clone(),
                     c,
                 )
                 .await?,
@@ -175,6 +183,7 @@ impl Node {
             listener,
             socket,
             cluster,
+            keys,
         })
     }
 
@@ -203,11 +212,22 @@ impl Node {
         let shared = Arc::new(conn::Shared {
             kernel: self.kernel.clone(),
             replay: Mutex::new(ReplayGuard::new(ReplayConfig::default())),
+            keys: self.keys.clone(),
+            verifier: Arc::new(verify::Verifier::new(verifiers())),
         });
         tokio::pin!(shutdown);
+        // Checks forget stale replay entries only when messages arrive: prune now and then too,
+        // so that the memory of a burst is given back once its window has passed.
+        let mut prune = tokio::time::interval(REPLAY_PRUNE_INTERVAL);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = prune.tick() => {
+                    if let Ok(mut guard) = shared.replay.lock() {
+                        guard.prune(conn::now_ms());
+                    }
+                }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         tokio::spawn(conn::serve(stream, shared.clone()));
@@ -227,6 +247,17 @@ impl Node {
         let _ = std::fs::remove_file(self.data.path().join(files::PID));
         Ok(())
     }
+}
+
+/// How many client requests' signatures are checked at once: one fewer than the runtime's
+/// worker threads (one per core), at least one. A request that finds them all busy waits and is
+/// checked in the next batch; with as many verifiers as workers, no request would ever find
+/// them busy (the workers would all be verifying) and no batch would form.
+fn verifiers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// This machine's host name, or `node`.

@@ -204,7 +204,8 @@ impl ClusterRaft {
         let network = Network {
             wire: wire.clone(),
             reach: reach.clone(),
-            backoff: Duration::from_millis(tuning.election_max_ms.max(tuning.heartbeat_ms)),
+            backoff: Duration::from_millis(tuning.heartbeat_ms.max(10)),
+            append_timeout: Duration::from_millis(tuning.election_max_ms.saturating_mul(2)),
         };
         let raft = openraft::Raft::new(
             id,

@@ -236,6 +236,8 @@ pub(crate) struct Network {
     pub(crate) reach: Arc<Reach>,
     /// How long to wait before retrying an unreachable peer.
     pub(crate) backoff: Duration,
+    /// The shortest deadline of an AppendEntries RPC (see [`PeerClient::append_timeout`]).
+    pub(crate) append_timeout: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -248,6 +250,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             wire: self.wire.clone(),
             reach: self.reach.clone(),
             backoff: self.backoff,
+            append_timeout: self.append_timeout,
         }
     }
 }
@@ -259,6 +262,11 @@ pub(crate) struct PeerClient {
     wire: Arc<dyn RaftWire>,
     reach: Arc<Reach>,
     backoff: Duration,
+    /// openraft 0.9 gives AppendEntries the heartbeat interval as its deadline, and a
+    /// timeout stops that follower's replication for a backoff. A follower answers after its
+    /// fsync, which on a busy disk takes tens of ms now and then: waiting a little longer
+    /// costs nothing (the other followers go on) and avoids the stall.
+    append_timeout: Duration,
 }
 
 fn unreachable<E: std::error::Error>(why: String) -> RPCError<u64, RaftPeer, E> {
@@ -292,7 +300,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, RaftPeer, OrError<u64>>> {
-        match self.call(Rpc::AppendEntries(rpc), option.hard_ttl()).await {
+        let timeout = option.hard_ttl().max(self.append_timeout);
+        match self.call(Rpc::AppendEntries(rpc), timeout).await {
             Err(why) => Err(unreachable(why)),
             Ok(Reply::AppendEntries(Ok(r))) => Ok(r),
             Ok(Reply::AppendEntries(Err(e))) => Err(RPCError::RemoteError(

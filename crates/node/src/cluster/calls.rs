@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use plexus_cluster::membership::Health;
-use plexus_identity::PublicKey;
+use plexus_identity::{KeyCache, PublicKey};
 use plexus_kernel::{code, BoxFuture, Cx, Error, Kernel, NodeRef, Outcome, Remote, Terminal};
 use plexus_net::{Mesh, MeshError, TcpTlsTransport};
 use plexus_protocol::{CallResult, TermRequest, TermResponse};
@@ -196,14 +196,16 @@ pub fn mesh_error(name: &str, e: MeshError) -> Error {
 }
 
 /// Runs a call another node routed here, as a task of this node, and encodes its outcome.
+/// The author's key is decoded through `keys`: the same few authors make most calls.
 pub async fn serve_call(
     kernel: Kernel,
     mesh: Mesh<TcpTlsTransport>,
+    keys: &KeyCache,
     from: PublicKey,
     body: Bytes,
 ) -> Result<Bytes, String> {
     let request: CallRequest = wire::decode(&body)?;
-    let author = PublicKey::from_bytes(&request.author).map_err(|e| e.to_string())?;
+    let author = keys.decode(&request.author).map_err(|e| e.to_string())?;
     let msg = plexus_units::decode(&request.msg).map_err(|e| format!("bad message: {e}"))?;
     let session = request.session.map(|session| {
         Arc::new(ProxyTerminal {

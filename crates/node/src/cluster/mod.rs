@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use plexus_cluster::membership::Health;
 use plexus_cluster::raft::{self, ClusterRaft, Command, RaftPeer, RaftTuning, RaftWire, WireError};
-use plexus_identity::{Keypair, PublicKey};
+use plexus_identity::{KeyCache, Keypair, PublicKey};
 use plexus_kernel::Kernel;
 use plexus_net::{
     Allow, Handler, LinkConfig, Mesh, MeshConfig, MeshError, PeerInfo, TcpTlsTransport,
@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) view: Arc<View>,
     pub(crate) allow: Allow,
     pub(crate) sessions: Arc<Sessions>,
+    /// Decoded keys of the authors of calls routed here (shared with the client connections).
+    pub(crate) keys: Arc<KeyCache>,
     pub(crate) swim: mpsc::Sender<swim::Input>,
     pub(crate) kernel: Kernel,
     pub(crate) admin: PublicKey,
@@ -107,7 +109,8 @@ impl Handler for Inbound {
                     handle_join(&c, &from, &body).await
                 }
                 wire::CALL if member => {
-                    calls::serve_call(c.kernel.clone(), c.mesh.clone(), from.key, body).await
+                    calls::serve_call(c.kernel.clone(), c.mesh.clone(), &c.keys, from.key, body)
+                        .await
                 }
                 wire::TERM if member => calls::serve_term(c.sessions.clone(), body).await,
                 _ => Err(format!(
@@ -169,13 +172,14 @@ fn err(e: impl std::fmt::Display) -> NodeError {
 }
 
 /// Brings the node into its cluster. `file` is the node's recorded cluster membership
-/// (`cluster.unit`), updated here.
+/// (`cluster.unit`), updated here. `keys` decodes the authors of calls routed here.
 pub async fn start(
     data_dir: &Path,
     key: &Keypair,
     name: &str,
     kernel: &Kernel,
     admin: (PublicKey, String),
+    keys: Arc<KeyCache>,
     config: ClusterConfig,
 ) -> Result<Cluster, NodeError> {
     let recorded = ClusterFile::load(data_dir)?;
@@ -269,6 +273,7 @@ pub async fn start(
         view: view.clone(),
         allow,
         sessions: Arc::new(Sessions::default()),
+        keys,
         swim: swim_tx,
         kernel: kernel.clone(),
         admin: admin.0,
