@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p plexus-units --bench codec -- --warm-up-time 1 --measurement-time 2`.
 //! Criterion runs first; then a summary measured in the same process (median of several
-//! rounds, `std::time::Instant`) prints MB/s and the ratios against the targets.
+//! rounds, `std::time::Instant`) prints MB/s and the ratios against the targets. To profile one
+//! operation alone, run the bench executable with `CODEC_LOOP=case:op:iterations` (see `main`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -397,6 +398,19 @@ impl Op {
         }
     }
 
+    /// A short name, for `CODEC_LOOP`.
+    fn key(self) -> &'static str {
+        match self {
+            Op::Encode => "encode",
+            Op::DecodeBytes => "decode_bytes",
+            Op::DecodeSlice => "decode",
+            Op::Parse => "parse",
+            Op::Print => "print",
+            Op::SerdeJson => "serde_json",
+            Op::Ciborium => "ciborium",
+        }
+    }
+
     /// Bytes read or written by one run, for MB/s.
     fn size(self, c: &Case) -> usize {
         match self {
@@ -581,6 +595,25 @@ fn summary(corpus: &[Case]) {
 
 fn main() {
     let corpus = corpus();
+    // For profiling: `CODEC_LOOP=case:op:iterations` runs one operation (op as in
+    // `Op::key`) that many times and nothing else, e.g. under `perf record`.
+    if let Ok(spec) = std::env::var("CODEC_LOOP") {
+        let parts: Vec<&str> = spec.split(':').collect();
+        assert_eq!(parts.len(), 3, "CODEC_LOOP=case:op:iterations");
+        let case = corpus
+            .iter()
+            .find(|c| c.name == parts[0])
+            .expect("CODEC_LOOP: unknown case");
+        let op = *OPS
+            .iter()
+            .find(|o| o.key() == parts[1])
+            .expect("CODEC_LOOP: unknown op (encode, decode_bytes, decode, parse, print, serde_json, ciborium)");
+        let iterations: u64 = parts[2].parse().expect("CODEC_LOOP: iterations");
+        for _ in 0..iterations {
+            op.run(case);
+        }
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
     criterion_benches(&mut criterion, &corpus);
     criterion.final_summary();

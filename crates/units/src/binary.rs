@@ -5,11 +5,10 @@
 //! bytes can be hashed and signed.
 
 use bytes::Bytes;
-use num_bigint::{BigInt, BigUint, Sign};
+use num_bigint::BigInt;
 use num_integer::Integer;
-use num_traits::{Signed, ToPrimitive, Zero};
 
-use crate::value::{Dec, Int, Map, Path, Str, Stream, Unit};
+use crate::value::{Dec, Int, IntView, Map, Path, Str, Stream, Unit};
 use crate::Limits;
 
 /// The format version written as the first byte of every encoded document.
@@ -133,17 +132,13 @@ pub fn encode_into(u: &Unit, out: &mut Vec<u8>) {
         Unit::Bool(false) => out.push(tag::FALSE),
         Unit::Bool(true) => out.push(tag::TRUE),
         Unit::Byte(b) => out.extend_from_slice(&[tag::BYTE, *b]),
-        Unit::Int(i) => match i.to_i64() {
-            Some(v) => encode_i64(v, out),
-            None => encode_big(&i.to_bigint(), out),
-        },
+        Unit::Int(i) => encode_int(i, out),
         Unit::Dec(d) => {
             out.push(tag::DEC);
-            let (m, scale) = d.as_big_decimal().as_bigint_and_scale();
-            put_varint(zigzag(scale), out);
-            match m.to_i64() {
-                Some(v) => encode_i64(v, out),
-                None => encode_big(&m, out),
+            put_varint(zigzag(d.scale()), out);
+            match d.small_parts() {
+                Some((m, _)) => encode_i64(m, out),
+                None => encode_int(&Int::from(d.mantissa()), out),
             }
         }
         Unit::Str(s) => {
@@ -216,26 +211,38 @@ fn encode_i64(v: i64, out: &mut Vec<u8>) {
     }
 }
 
-fn encode_big(v: &BigInt, out: &mut Vec<u8>) {
-    if let Some(u) = v.to_u64() {
-        out.push(tag::INT_POS);
-        put_varint(u, out);
+fn encode_int(i: &Int, out: &mut Vec<u8>) {
+    let (negative, mag) = match i.view() {
+        IntView::Small(v) => return encode_i64(v, out),
+        IntView::Big(negative, mag) => (negative, mag),
+    };
+    if mag.len() <= 8 {
+        let mut word = [0u8; 8];
+        word[..mag.len()].copy_from_slice(mag);
+        let m = u64::from_le_bytes(word);
+        if negative {
+            out.push(tag::INT_NEG);
+            // |v| >= 2^63 > 0, so |v| - 1 does not underflow.
+            put_varint(m - 1, out);
+        } else {
+            out.push(tag::INT_POS);
+            put_varint(m, out);
+        }
         return;
     }
-    if v.is_negative() {
-        if let Some(u) = (-(v + 1u8)).to_u64() {
-            out.push(tag::INT_NEG);
-            put_varint(u, out);
-            return;
-        }
-        out.push(tag::BIG_NEG);
-    } else {
-        out.push(tag::BIG_POS);
+    if negative && mag == TWO_POW_64 {
+        out.push(tag::INT_NEG);
+        put_varint(u64::MAX, out);
+        return;
     }
-    let mag = v.magnitude().to_bytes_le();
+    out.push(if negative { tag::BIG_NEG } else { tag::BIG_POS });
     put_varint(mag.len() as u64, out);
-    out.extend_from_slice(&mag);
+    out.extend_from_slice(mag);
 }
+
+/// 2^64 as little-endian magnitude bytes: the one 9-byte magnitude whose negative fits
+/// `INT_NEG`.
+const TWO_POW_64: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 fn put_count(n: usize, short: u8, long: u8, out: &mut Vec<u8>) {
     if n <= SHORT_COUNT_MAX {
@@ -274,8 +281,8 @@ pub fn decode(input: &[u8]) -> Result<Unit, DecodeError> {
     decode_bytes_with(Bytes::copy_from_slice(input), &Limits::DEFAULT)
 }
 
-/// Decodes a whole document without copying: strings and byte strings in the result share
-/// `input`'s storage (which therefore stays alive while they do).
+/// Decodes a whole document without copying: strings, byte strings and the magnitudes of big
+/// ints in the result share `input`'s storage (which therefore stays alive while they do).
 pub fn decode_bytes(input: Bytes) -> Result<Unit, DecodeError> {
     decode_bytes_with(input, &Limits::DEFAULT)
 }
@@ -300,6 +307,7 @@ pub fn decode_bytes_with(input: Bytes, limits: &Limits) -> Result<Unit, DecodeEr
     }
     let mut d = Decoder {
         input: &input,
+        data: &input,
         pos: 1,
         depth: 0,
         limits,
@@ -315,7 +323,10 @@ pub fn decode_bytes_with(input: Bytes, limits: &Limits) -> Result<Unit, DecodeEr
 }
 
 struct Decoder<'a> {
+    /// The document, for sharing strings and byte strings with it.
     input: &'a Bytes,
+    /// The same bytes, for reading (one indirection fewer than through `input`).
+    data: &'a [u8],
     pos: usize,
     depth: usize,
     limits: &'a Limits,
@@ -336,7 +347,7 @@ impl Decoder<'_> {
     #[inline]
     fn byte(&mut self, expected: &'static str) -> Result<u8, DecodeError> {
         let b = *self
-            .input
+            .data
             .get(self.pos)
             .ok_or_else(|| self.truncated(expected))?;
         self.pos += 1;
@@ -353,14 +364,14 @@ impl Decoder<'_> {
     /// Like [`Decoder::take`], but borrowed: no reference count to touch.
     #[inline]
     fn skip(&mut self, len: u64, expected: &'static str) -> Result<&[u8], DecodeError> {
-        let remaining = self.input.len() - self.pos;
+        let remaining = self.data.len() - self.pos;
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= remaining)
             .ok_or_else(|| self.truncated(expected))?;
         let start = self.pos;
         self.pos += len;
-        Ok(&self.input[start..start + len])
+        Ok(&self.data[start..start + len])
     }
 
     #[inline]
@@ -408,7 +419,7 @@ impl Decoder<'_> {
         // Every element takes at least one byte: a larger count cannot be satisfied.
         usize::try_from(n)
             .ok()
-            .filter(|&n| n <= self.input.len() - self.pos)
+            .filter(|&n| n <= self.data.len() - self.pos)
             .ok_or_else(|| self.truncated("the elements of a list or map"))
     }
 
@@ -422,22 +433,25 @@ impl Decoder<'_> {
         })
     }
 
-    /// The next unit. Small ints and short strings, the bulk of typical documents, are
-    /// decoded right here (inlined into the list and map loops); the rest goes through
-    /// [`Decoder::unit`].
-    #[inline(always)]
-    fn next(&mut self) -> Result<Unit, DecodeError> {
-        match self.input.get(self.pos) {
+    /// Decodes the next unit into `slot`. Small ints and short strings, the bulk of typical
+    /// documents, are decoded right here (inlined into the list and map loops); the rest goes
+    /// through [`Decoder::unit_into`]. Units are written in place rather than returned: moving
+    /// a returned unit through memory costs more than decoding a small one.
+    // Not forced inline in debug builds, where the inlined copies make the recursive frame large.
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    fn next_into(&mut self, slot: &mut Unit) -> Result<(), DecodeError> {
+        match self.data.get(self.pos) {
             Some(&t @ tag::POS_SMALL..=0x7f) => {
                 self.pos += 1;
-                Ok(Unit::int(i64::from(t - tag::POS_SMALL)))
+                *slot = Unit::int(i64::from(t - tag::POS_SMALL));
+                Ok(())
             }
             Some(&t @ tag::STR_SHORT..=0xbf) => {
                 let start = self.pos + 1;
                 let end = start + usize::from(t - tag::STR_SHORT);
-                if end > self.input.len() {
+                if end > self.data.len() {
                     // The general path reports the truncation.
-                    return self.unit();
+                    return self.unit_into(slot);
                 }
                 let s = Str::try_from(self.input.slice(start..end)).map_err(|_| {
                     DecodeError::InvalidText {
@@ -446,36 +460,36 @@ impl Decoder<'_> {
                     }
                 })?;
                 self.pos = end;
-                Ok(Unit::Str(s))
+                *slot = Unit::Str(s);
+                Ok(())
             }
-            _ => self.unit(),
+            Some(&t @ (tag::BIG_POS | tag::BIG_NEG)) => {
+                let start = self.pos;
+                self.pos += 1;
+                *slot = Unit::Int(self.big_int_after_tag(t, start)?);
+                Ok(())
+            }
+            _ => self.unit_into(slot),
         }
     }
 
     fn unit(&mut self) -> Result<Unit, DecodeError> {
+        let mut unit = Unit::None;
+        self.unit_into(&mut unit)?;
+        Ok(unit)
+    }
+
+    fn unit_into(&mut self, slot: &mut Unit) -> Result<(), DecodeError> {
         let start = self.pos;
         let t = self.byte("a unit")?;
-        Ok(match t {
+        *slot = match t {
             tag::NONE => Unit::None,
             tag::FALSE => Unit::Bool(false),
             tag::TRUE => Unit::Bool(true),
             tag::BYTE => Unit::Byte(self.byte("a byte")?),
             tag::POS_SMALL..=0x7f => Unit::int(i64::from(t - tag::POS_SMALL)),
             tag::NEG_SMALL..=0x3f => Unit::int(-1 - i64::from(t - tag::NEG_SMALL)),
-            tag::INT_POS | tag::INT_NEG => {
-                let v = self.varint("an int")?;
-                let short_max = if t == tag::INT_POS { 63 } else { 31 };
-                if v <= short_max {
-                    return Err(self.non_canonical(start, "int fits the one-byte form"));
-                }
-                Unit::Int(match (t, i64::try_from(v)) {
-                    (tag::INT_POS, Ok(v)) => Int::from(v),
-                    (_, Ok(v)) => Int::from(-1 - v),
-                    (tag::INT_POS, Err(_)) => Int::from(BigInt::from(v)),
-                    (_, Err(_)) => Int::from(-BigInt::from(v) - 1),
-                })
-            }
-            tag::BIG_POS | tag::BIG_NEG => Unit::Int(Int::from(self.int_after_tag(t, start)?)),
+            tag::INT_POS..=tag::BIG_NEG => Unit::Int(self.int_after_tag(t, start)?),
             tag::DEC => {
                 let scale = unzigzag(self.varint("a decimal scale")?);
                 if !(-MAX_SCALE..=MAX_SCALE).contains(&scale) {
@@ -490,37 +504,32 @@ impl Decoder<'_> {
                 if !matches!(mt, tag::INT_POS..=tag::BIG_NEG | tag::NEG_SMALL..=0x7f) {
                     return Err(self.non_canonical(mstart, "decimal mantissa is not an int"));
                 }
-                // Most mantissas fit an i64: check for a trailing zero digit without big-number
-                // division.
-                let (m, ends_in_zero) = match mt {
-                    tag::NEG_SMALL..=0x7f => {
-                        let v = if mt >= tag::POS_SMALL {
-                            i64::from(mt - tag::POS_SMALL)
-                        } else {
-                            -1 - i64::from(mt - tag::NEG_SMALL)
-                        };
-                        (BigInt::from(v), v % 10 == 0)
-                    }
-                    _ => {
-                        let m = self.int_after_tag(mt, mstart)?;
-                        let ends_in_zero = match m.to_i64() {
-                            Some(v) => v % 10 == 0,
-                            None => m.is_multiple_of(&BigInt::from(10u8)),
-                        };
-                        (m, ends_in_zero)
-                    }
+                let not_normalized = |d: &Self| {
+                    d.non_canonical(start, "decimal not normalized (trailing zero digit)")
                 };
-                let normalized = if m.is_zero() {
-                    scale == 0
-                } else {
-                    !ends_in_zero
+                // Most mantissas fit an i64: checked for a trailing zero digit and stored
+                // without big numbers.
+                let m = match mt {
+                    tag::POS_SMALL..=0x7f => Int::from(i64::from(mt - tag::POS_SMALL)),
+                    tag::NEG_SMALL..=0x3f => Int::from(-1 - i64::from(mt - tag::NEG_SMALL)),
+                    _ => self.int_after_tag(mt, mstart)?,
                 };
-                if !normalized {
-                    return Err(
-                        self.non_canonical(start, "decimal not normalized (trailing zero digit)")
-                    );
+                match m.view() {
+                    IntView::Small(v) => {
+                        let normalized = if v == 0 { scale == 0 } else { v % 10 != 0 };
+                        if !normalized {
+                            return Err(not_normalized(self));
+                        }
+                        Unit::Dec(Dec::from_normalized_i64(v, scale))
+                    }
+                    IntView::Big(..) => {
+                        let m = m.to_bigint();
+                        if m.is_multiple_of(&BigInt::from(10u8)) {
+                            return Err(not_normalized(self));
+                        }
+                        Unit::Dec(Dec::from_normalized(m, scale))
+                    }
                 }
-                Unit::Dec(Dec::from_normalized(m, scale))
             }
             tag::STR | tag::STR_SHORT..=0xbf => {
                 let len = if t == tag::STR {
@@ -552,7 +561,7 @@ impl Decoder<'_> {
                 }
                 let n = usize::try_from(n)
                     .ok()
-                    .filter(|&n| n <= self.input.len() - self.pos)
+                    .filter(|&n| n <= self.data.len() - self.pos)
                     .ok_or_else(|| self.truncated("path segments"))?;
                 let mut segs = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -570,28 +579,29 @@ impl Decoder<'_> {
                     None
                 };
                 self.depth -= 1;
-                Unit::Stream(Box::new(
-                    Stream::new(unit, &service, node.as_deref()).map_err(|e| {
-                        DecodeError::InvalidText {
-                            offset: start,
-                            why: e.why,
-                        }
-                    })?,
-                ))
+                Unit::Stream(Box::new(Stream::from_strs(unit, service, node).map_err(
+                    |e| DecodeError::InvalidText {
+                        offset: start,
+                        why: e.why,
+                    },
+                )?))
             }
             tag::PAIR => {
                 self.enter()?;
-                let a = self.unit()?;
-                let b = self.unit()?;
+                let mut pair = Box::new((Unit::None, Unit::None));
+                self.next_into(&mut pair.0)?;
+                self.next_into(&mut pair.1)?;
                 self.depth -= 1;
-                Unit::pair(a, b)
+                Unit::Pair(pair)
             }
             tag::LIST | tag::LIST_SHORT..=0xcf => {
                 let n = self.count(t, tag::LIST_SHORT)?;
                 self.enter()?;
+                // `count` checked that the input can hold `n` units.
                 let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(self.next()?);
+                for i in 0..n {
+                    items.push(Unit::None);
+                    self.next_into(&mut items[i])?;
                 }
                 self.depth -= 1;
                 Unit::List(items)
@@ -599,11 +609,13 @@ impl Decoder<'_> {
             tag::MAP | tag::MAP_SHORT..=0xdf => {
                 let n = self.count(t, tag::MAP_SHORT)?;
                 self.enter()?;
-                let mut entries = Vec::with_capacity(n.min((self.input.len() - self.pos) / 2));
-                for _ in 0..n {
-                    let k = self.next()?;
-                    let v = self.next()?;
-                    entries.push((k, v));
+                // An entry takes at least two bytes: allocate no more than the input can fill.
+                let mut entries = Vec::with_capacity(n.min((self.data.len() - self.pos) / 2));
+                for i in 0..n {
+                    entries.push((Unit::None, Unit::None));
+                    let (k, v) = &mut entries[i];
+                    self.next_into(k)?;
+                    self.next_into(v)?;
                 }
                 self.depth -= 1;
                 Unit::Map(
@@ -617,57 +629,65 @@ impl Decoder<'_> {
                     offset: start,
                 })
             }
+        };
+        Ok(())
+    }
+
+    /// The int after its tag `t` (one of `INT_POS`, `INT_NEG`, `BIG_POS`, `BIG_NEG`) at
+    /// `start`. A big magnitude is shared with the input, not converted.
+    #[inline]
+    fn int_after_tag(&mut self, t: u8, start: usize) -> Result<Int, DecodeError> {
+        Ok(match t {
+            tag::INT_POS | tag::INT_NEG => {
+                let v = self.varint("an int")?;
+                let short_max = if t == tag::INT_POS { 63 } else { 31 };
+                if v <= short_max {
+                    return Err(self.non_canonical(start, "int fits the one-byte form"));
+                }
+                match (t, i64::try_from(v)) {
+                    (tag::INT_POS, Ok(v)) => Int::from(v),
+                    (_, Ok(v)) => Int::from(-1 - v),
+                    (tag::INT_POS, Err(_)) => Int::from_u64_magnitude(false, v),
+                    // -1 - v: magnitude v + 1, which is 2^64 for the largest v.
+                    (_, Err(_)) => match v.checked_add(1) {
+                        Some(m) => Int::from_u64_magnitude(true, m),
+                        None => Int::from_big_parts(true, Bytes::from_static(TWO_POW_64)),
+                    },
+                }
+            }
+            _ => self.big_int_after_tag(t, start)?,
         })
     }
 
-    fn int_after_tag(&mut self, t: u8, start: usize) -> Result<BigInt, DecodeError> {
-        Ok(match t {
-            tag::POS_SMALL..=0x7f => BigInt::from(t - tag::POS_SMALL),
-            tag::NEG_SMALL..=0x3f => -BigInt::from(t - tag::NEG_SMALL) - 1,
-            tag::INT_POS => {
-                let v = self.varint("an int")?;
-                if v <= 63 {
-                    return Err(self.non_canonical(start, "int fits the one-byte form"));
-                }
-                BigInt::from(v)
-            }
-            tag::INT_NEG => {
-                let v = self.varint("an int")?;
-                if v <= 31 {
-                    return Err(self.non_canonical(start, "int fits the one-byte form"));
-                }
-                -BigInt::from(v) - 1
-            }
-            _ => {
-                let len = self.varint("a big int length")?;
-                let max_bytes = self.limits.max_digits / 2 + 1;
-                if len > max_bytes as u64 {
-                    return Err(DecodeError::Limit {
-                        what: "big int size in bytes",
-                        offset: start,
-                        limit: max_bytes,
-                    });
-                }
-                let mag = self.skip(len, "big int magnitude")?;
-                if mag.last().is_none_or(|&b| b == 0) {
-                    return Err(self.non_canonical(start, "big int magnitude with a leading zero"));
-                }
-                let mag = BigUint::from_bytes_le(mag);
-                if t == tag::BIG_POS {
-                    if mag.to_u64().is_some() {
-                        return Err(self.non_canonical(start, "big int fits a varint"));
-                    }
-                    BigInt::from_biguint(Sign::Plus, mag)
-                } else {
-                    // -(mag) fits INT_NEG when mag - 1 fits a u64, i.e. mag <= 2^64.
-                    let bits = mag.bits();
-                    if bits <= 64 || (bits == 65 && mag.trailing_zeros() == Some(64)) {
-                        return Err(self.non_canonical(start, "big int fits a varint"));
-                    }
-                    BigInt::from_biguint(Sign::Minus, mag)
-                }
-            }
-        })
+    /// The int after its tag `t` (`BIG_POS` or `BIG_NEG`) at `start`: the magnitude is shared
+    /// with the input, not converted.
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    fn big_int_after_tag(&mut self, t: u8, start: usize) -> Result<Int, DecodeError> {
+        let len = self.varint("a big int length")?;
+        let max_bytes = self.limits.max_digits / 2 + 1;
+        if len > max_bytes as u64 {
+            return Err(DecodeError::Limit {
+                what: "big int size in bytes",
+                offset: start,
+                limit: max_bytes,
+            });
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| self.pos.checked_add(len))
+            .filter(|&end| end <= self.data.len())
+            .ok_or_else(|| self.truncated("big int magnitude"))?;
+        if self.data[self.pos..end].last().is_none_or(|&b| b == 0) {
+            return Err(self.non_canonical(start, "big int magnitude with a leading zero"));
+        }
+        // Magnitudes up to 2^64 - 1 (8 bytes) fit INT_POS; for negatives, up to 2^64.
+        let negative = t == tag::BIG_NEG;
+        if len <= 8 || (len == 9 && negative && self.data[self.pos..end] == *TWO_POW_64) {
+            return Err(self.non_canonical(start, "big int fits a varint"));
+        }
+        let mag = self.input.slice(self.pos..end);
+        self.pos = end;
+        Ok(Int::from_big_parts(negative, mag))
     }
 }
 

@@ -1,7 +1,9 @@
 //! The text notation: a hand-written parser. The grammar is specified in `docs/units-text.md`.
 
+use std::cell::Cell;
 use std::fmt;
 
+use bytes::BytesMut;
 use num_bigint::{BigInt, BigUint};
 
 use crate::binary::MAX_SCALE;
@@ -15,6 +17,11 @@ pub fn is_word_char(c: char) -> bool {
     } else {
         c.is_alphanumeric()
     }
+}
+
+/// Whether the byte `b` is an ASCII character that may appear in a bare word.
+pub(crate) fn is_ascii_word_byte(b: u8) -> bool {
+    b < 0x80 && WORD_ASCII[usize::from(b)]
 }
 
 const WORD_ASCII: [bool; 128] = {
@@ -116,19 +123,52 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
             ),
         ));
     }
-    Parser {
+    let scratch = SCRATCH.with(Cell::take).unwrap_or_default();
+    let mut parser = Parser {
         src: text,
         b: text.as_bytes(),
         pos: 0,
         depth: 0,
         high: 0,
-        items: Vec::new(),
-        entries: Vec::new(),
-        key_offsets: Vec::new(),
+        items: scratch.items,
+        entries: scratch.entries,
+        key_offsets: scratch.key_offsets,
+        magnitudes: BytesMut::new(),
         limits,
+    };
+    let result = parser.document().map_err(|e| *e);
+    let mut scratch = Scratch {
+        items: parser.items,
+        entries: parser.entries,
+        key_offsets: parser.key_offsets,
+    };
+    if scratch.items.capacity() <= SCRATCH_KEEP
+        && scratch.entries.capacity() <= SCRATCH_KEEP
+        && scratch.key_offsets.capacity() <= SCRATCH_KEEP
+    {
+        // Left over after an error.
+        scratch.items.clear();
+        scratch.entries.clear();
+        scratch.key_offsets.clear();
+        SCRATCH.with(|s| s.set(Some(scratch)));
     }
-    .document()
-    .map_err(|e| *e)
+    result
+}
+
+/// The parser's scratch stacks (see [`Parser::items`]), kept between parses on the same thread
+/// so that parsing a small document does not allocate them again.
+#[derive(Default)]
+struct Scratch {
+    items: Vec<Unit>,
+    entries: Vec<(Unit, Unit)>,
+    key_offsets: Vec<usize>,
+}
+
+/// Scratch stacks that grew past this many elements are freed rather than kept.
+const SCRATCH_KEEP: usize = 1024;
+
+thread_local! {
+    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
 }
 
 struct Parser<'a> {
@@ -144,6 +184,9 @@ struct Parser<'a> {
     items: Vec<Unit>,
     entries: Vec<(Unit, Unit)>,
     key_offsets: Vec<usize>,
+    /// Where the magnitudes of big ints are written: they share its allocations, a few
+    /// kilobytes each, instead of allocating one by one.
+    magnitudes: BytesMut,
     limits: &'a Limits,
 }
 
@@ -375,7 +418,10 @@ impl<'a> Parser<'a> {
                         Some(b']') => break,
                         None => return Err(self.err_at(start, "unclosed list: expected ']'")),
                         _ => {
-                            let item = self.unit(false)?;
+                            let item = match self.plain_number_element()? {
+                                Some(number) => number,
+                                None => self.unit(false)?,
+                            };
                             self.items.push(item);
                             self.after_unit()?;
                         }
@@ -428,7 +474,10 @@ impl<'a> Parser<'a> {
                         None => return Err(self.err_at(start, "unclosed map: expected '}'")),
                         _ => {
                             self.key_offsets.push(self.pos);
-                            let key = self.unit(true)?;
+                            let key = match self.plain_key() {
+                                Some(key) => key,
+                                None => self.unit(true)?,
+                            };
                             self.skip_ws()?;
                             if self.peek() != Some(b':') {
                                 return Err(self.err("expected ':' after the map key"));
@@ -438,7 +487,10 @@ impl<'a> Parser<'a> {
                             if matches!(self.peek(), Some(b'}') | None) {
                                 return Err(self.err("expected a value after ':'"));
                             }
-                            let value = self.unit(false)?;
+                            let value = match self.plain_number_element()? {
+                                Some(number) => number,
+                                None => self.unit(false)?,
+                            };
                             self.after_unit()?;
                             self.entries.push((key, value));
                         }
@@ -454,7 +506,7 @@ impl<'a> Parser<'a> {
                 self.key_offsets.truncate(offsets_base);
                 self.pos += 1;
                 self.depth -= 1;
-                Ok(Unit::Map(Map::from_entries(entries).unwrap_or_default()))
+                Ok(Unit::Map(Map::from_unique_entries(entries)))
             }
             b'@' => {
                 self.pos += 1;
@@ -470,6 +522,11 @@ impl<'a> Parser<'a> {
                 c as char
             ))),
             _ => {
+                if c.is_ascii_digit() || c == b'-' {
+                    if let Some(number) = self.plain_number(start)? {
+                        return Ok(number);
+                    }
+                }
                 let word = self.word();
                 if word.is_empty() {
                     let ch = self.src[self.pos..].chars().next().unwrap_or(' ');
@@ -481,6 +538,68 @@ impl<'a> Parser<'a> {
                     return Err(self.err("expected whitespace between a word and a quoted string"));
                 }
                 self.classify_word(word, start)
+            }
+        }
+    }
+
+    /// A word that is a number (`-12`, `3.25`, `1e-5`), read in one pass without the general
+    /// word scan. `None` (nothing consumed) for any other word: the general path decides.
+    #[inline]
+    fn plain_number(&mut self, start: usize) -> PResult<Option<Unit>> {
+        self.number_before(start, b'`')
+    }
+
+    /// A list element or map value that is a plain number and not the unit of a stream: read
+    /// without the general [`Parser::unit`] path (which would give the same result).
+    #[inline]
+    fn plain_number_element(&mut self) -> PResult<Option<Unit>> {
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() || c == b'-' => self.number_before(self.pos, b'@'),
+            _ => Ok(None),
+        }
+    }
+
+    /// A map key that is a plain word followed right away by ':' (`{name:…}`), read without
+    /// the general [`Parser::unit`] path (which would give the same result). `None` (nothing
+    /// consumed) for any other key.
+    #[inline]
+    fn plain_key(&mut self) -> Option<Unit> {
+        let start = self.pos;
+        if !self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        {
+            return None;
+        }
+        // Starting with a letter, the word is not a number, a byte or none.
+        let word = self.word();
+        if self.peek() != Some(b':') || matches!(word, "t" | "f" | "true" | "false") {
+            self.pos = start;
+            return None;
+        }
+        Some(Unit::Str(Str::from(word)))
+    }
+
+    /// [`Parser::plain_number`], also refusing a number followed by `also_not`.
+    #[inline]
+    fn number_before(&mut self, start: usize, also_not: u8) -> PResult<Option<Unit>> {
+        let b = self.b;
+        let Some((shape, end)) = number_prefix(b, start) else {
+            return Ok(None);
+        };
+        // The number must be the whole word (and no quote may follow it).
+        match b.get(end) {
+            Some(&c)
+                if c >= 0x80
+                    || WORD_ASCII[usize::from(c)]
+                    || matches!(c, b'`' | b'\'' | b'"')
+                    || c == also_not =>
+            {
+                Ok(None)
+            }
+            _ => {
+                self.pos = end;
+                self.number(shape, start).map(Some)
             }
         }
     }
@@ -619,18 +738,21 @@ impl<'a> Parser<'a> {
             return Err(self.err("expected a quote"));
         };
         let body_start = self.pos + 1;
-        let Some(len) = find2(&self.b[body_start..], q, q) else {
-            return Err(self.err_at(
+        // The body is decoded as it is scanned (no separate search for the closing quote);
+        // a quote cannot be a hex digit, so the block decoder stops before it.
+        let rest = &self.b[body_start..];
+        let unterminated = |p: &Self| {
+            p.err_at(
                 open,
                 format!("unterminated byte string: expected a closing {}", q as char),
-            ));
+            )
         };
-        let body = &self.b[body_start..body_start + len];
-        let mut out = Vec::with_capacity(len / 2);
+        let mut out = Vec::new();
         let mut i = 0;
-        while i < body.len() {
-            // Fast path: a run of pairs of hex digits.
-            for pair in body[i..].chunks_exact(2) {
+        loop {
+            // Fast paths: a run of pairs of hex digits, in blocks, then pair by pair.
+            i += hex_blocks(&rest[i..], &mut out);
+            for pair in rest[i..].chunks_exact(2) {
                 let (h, l) = (
                     HEX_VALUE[usize::from(pair[0])],
                     HEX_VALUE[usize::from(pair[1])],
@@ -641,11 +763,14 @@ impl<'a> Parser<'a> {
                 out.push(h << 4 | l);
                 i += 2;
             }
-            let Some(&c) = body.get(i) else {
-                break;
+            let Some(&c) = rest.get(i) else {
+                return Err(unterminated(self));
             };
             match c {
+                c if c == q => break,
                 b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+                // An unterminated byte string is reported as such, whatever its contents.
+                _ if find2(&rest[i..], q, q).is_none() => return Err(unterminated(self)),
                 c if HEX_VALUE[usize::from(c)] < 16 => {
                     return Err(self.err_at(
                         body_start + i + 1,
@@ -660,11 +785,14 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        self.pos = body_start + len + 1;
+        self.pos = body_start + i + 1;
+        // One allocation of the exact size for the result.
+        out.shrink_to_fit();
         Ok(Unit::Bytes(out.into()))
     }
 
-    fn classify_word(&self, word: &str, start: usize) -> PResult<Unit> {
+    #[inline]
+    fn classify_word(&mut self, word: &str, start: usize) -> PResult<Unit> {
         match word {
             "-" => return Ok(Unit::None),
             "t" | "true" => return Ok(Unit::Bool(true)),
@@ -688,50 +816,59 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&self, n: NumberShape, start: usize) -> PResult<Unit> {
-        // Leading zeros (and a dec's trailing zeros) carry no value: they are neither counted
-        // against the limit nor converted, so every number the printer writes (`1e30` prints
-        // with 30 zeros) reads back, and a long run of zeros costs no big-number work.
-        let check_digits = |digits: usize| {
-            if digits > self.limits.max_digits {
-                return Err(self.err_at(
-                    start,
-                    format!(
-                        "number has {digits} digits; the limit is {}",
-                        self.limits.max_digits
-                    ),
-                ));
-            }
-            Ok(())
-        };
-        let signed = |digits: &[u8]| {
-            let m = match small_decimal(digits) {
-                Some(v) => BigInt::from(v),
-                None => BigInt::from(parse_decimal(digits)),
-            };
-            if n.negative {
-                -m
-            } else {
-                m
-            }
-        };
-        if !n.is_dec() {
-            let lead = n.int_digits.iter().take_while(|&&c| c == b'0').count();
-            let digits = &n.int_digits[lead..];
-            check_digits(digits.len())?;
-            if let Some(v) = small_decimal(digits) {
-                return Ok(Unit::Int(Int::from(if n.negative { -v } else { v })));
-            }
-            return Ok(Unit::Int(Int::from(signed(digits))));
+    #[inline(always)]
+    fn number(&mut self, n: NumberShape, start: usize) -> PResult<Unit> {
+        if n.is_dec() {
+            return self.decimal(n, start);
         }
-        // The mantissa's digits are int_digits then frac_digits.
-        let mut all = Vec::with_capacity(n.int_digits.len() + n.frac_digits.len());
-        all.extend_from_slice(n.int_digits);
-        all.extend_from_slice(n.frac_digits);
+        // Leading zeros carry no value: they are neither counted against the limit nor
+        // converted.
+        let lead = n.int_digits.iter().take_while(|&&c| c == b'0').count();
+        let digits = &n.int_digits[lead..];
+        self.check_digits(digits.len(), start)?;
+        if let Some(v) = small_decimal(digits) {
+            return Ok(Unit::Int(Int::from(if n.negative { -v } else { v })));
+        }
+        let arena = &mut self.magnitudes;
+        Ok(Unit::Int(with_decimal_limbs(digits, |limbs| {
+            Int::from_limbs(n.negative, limbs, arena)
+        })))
+    }
+
+    fn check_digits(&self, digits: usize, start: usize) -> PResult<()> {
+        if digits > self.limits.max_digits {
+            return Err(self.err_at(
+                start,
+                format!(
+                    "number has {digits} digits; the limit is {}",
+                    self.limits.max_digits
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn decimal(&self, n: NumberShape, start: usize) -> PResult<Unit> {
+        // Leading and trailing zeros carry no value: they are neither counted against the limit
+        // nor converted, so every number the printer writes (`1e30` prints with 30 zeros) reads
+        // back, and a long run of zeros costs no big-number work.
+        // The mantissa's digits are int_digits then frac_digits; typical numbers are joined on
+        // the stack.
+        let joined_len = n.int_digits.len() + n.frac_digits.len();
+        let mut inline = [0u8; 64];
+        let mut heap = Vec::new();
+        let all: &mut [u8] = if joined_len <= inline.len() {
+            &mut inline[..joined_len]
+        } else {
+            heap.resize(joined_len, 0);
+            &mut heap
+        };
+        all[..n.int_digits.len()].copy_from_slice(n.int_digits);
+        all[n.int_digits.len()..].copy_from_slice(n.frac_digits);
         let lead = all.iter().take_while(|&&c| c == b'0').count();
         let trail = all[lead..].iter().rev().take_while(|&&c| c == b'0').count();
         let digits = &all[lead..all.len() - trail];
-        check_digits(digits.len())?;
+        self.check_digits(digits.len(), start)?;
         let out_of_range = || {
             self.err_at(
                 start,
@@ -746,7 +883,7 @@ impl<'a> Parser<'a> {
                 .ok_or_else(out_of_range)?,
         };
         if digits.is_empty() {
-            return Ok(Unit::Dec(Dec::from_normalized(BigInt::from(0), 0)));
+            return Ok(Unit::Dec(Dec::from_normalized_i64(0, 0)));
         }
         // value = digits × 10^(trail + exponent - frac_len)
         let scale = i64::try_from(n.frac_digits.len())
@@ -756,7 +893,24 @@ impl<'a> Parser<'a> {
             .filter(|s| (-MAX_SCALE..=MAX_SCALE).contains(s))
             .ok_or_else(out_of_range)?;
         // No trailing zero digit: the value is already normalized.
-        Ok(Unit::Dec(Dec::from_normalized(signed(digits), scale)))
+        if let Some(v) = small_decimal(digits) {
+            return Ok(Unit::Dec(Dec::from_normalized_i64(
+                if n.negative { -v } else { v },
+                scale,
+            )));
+        }
+        let m = BigInt::from(with_decimal_limbs(digits, |limbs| {
+            BigUint::from_bytes_le(
+                &limbs
+                    .iter()
+                    .flat_map(|l| l.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            )
+        }));
+        Ok(Unit::Dec(Dec::from_normalized(
+            if n.negative { -m } else { m },
+            scale,
+        )))
     }
 }
 
@@ -772,13 +926,7 @@ fn digits_value(digits: &[u8]) -> u64 {
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        // Eight digits in one word, the first in the lowest byte: combine pairs, then
-        // pairs of pairs, with multiplications (Lemire's "parse eight digits" trick).
-        let w = u64::from_le_bytes(word).wrapping_sub(0x3030_3030_3030_3030);
-        let w = w.wrapping_mul(10).wrapping_add(w >> 8);
-        let lo = (w & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32));
-        let hi = ((w >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32));
-        v = v * 100_000_000 + (lo.wrapping_add(hi) >> 32);
+        v = v * 100_000_000 + eight_digits(word);
     }
     chunks
         .remainder()
@@ -786,13 +934,36 @@ fn digits_value(digits: &[u8]) -> u64 {
         .fold(v, |v, &d| v * 10 + u64::from(d - b'0'))
 }
 
-/// The value of a run of ASCII decimal digits, 19 digits at a time into 64-bit limbs
-/// (several times faster than num-bigint's generic radix conversion at these sizes).
-fn parse_decimal(digits: &[u8]) -> BigUint {
-    // Up to 32 limbs (608 digits) stay on the stack.
+/// The value of eight ASCII decimal digits, the first in the lowest byte: pairs are combined,
+/// then pairs of pairs, with multiplications (Lemire's "parse eight digits" trick).
+#[inline]
+fn eight_digits(word: [u8; 8]) -> u64 {
+    let w = u64::from_le_bytes(word).wrapping_sub(0x3030_3030_3030_3030);
+    let w = w.wrapping_mul(10).wrapping_add(w >> 8);
+    let lo = (w & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32));
+    let hi = ((w >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32));
+    lo.wrapping_add(hi) >> 32
+}
+
+/// 10^0 to 10^19.
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// Calls `f` with the value of a run of ASCII decimal digits as little-endian 64-bit limbs
+/// (no zero high limb), converted 19 digits at a time (several times faster than num-bigint's
+/// generic radix conversion at these sizes).
+fn with_decimal_limbs<R>(digits: &[u8], f: impl FnOnce(&[u64]) -> R) -> R {
+    // Up to 32 limbs (512 digits) stay on the stack.
     let mut inline = [0u64; 32];
     let mut heap = Vec::new();
-    let needed = digits.len() / 19 + 1;
+    let needed = digits.len() / 16 + 1;
     let limbs: &mut [u64] = if needed <= inline.len() {
         &mut inline[..needed]
     } else {
@@ -801,15 +972,27 @@ fn parse_decimal(digits: &[u8]) -> BigUint {
     };
     let mut used = 0;
     let mut rest = digits;
-    let mut take = match digits.len() % 19 {
-        0 => 19,
+    // A first chunk of up to 16 digits, then chunks of exactly 16, whose two halves convert
+    // independently.
+    let mut take = match digits.len() % 16 {
+        0 => 16,
         n => n,
     };
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(take.min(rest.len()));
-        let scale = 10u128.pow(chunk.len() as u32);
-        // limbs = limbs × 10^len + value
-        let mut carry = u128::from(digits_value(chunk));
+        let scale = u128::from(POW10[chunk.len()]);
+        let value = match chunk.first_chunk::<16>() {
+            Some(sixteen) => {
+                let (high, low) = sixteen.split_at(8);
+                let (mut h, mut l) = ([0u8; 8], [0u8; 8]);
+                h.copy_from_slice(high);
+                l.copy_from_slice(low);
+                eight_digits(h) * 100_000_000 + eight_digits(l)
+            }
+            None => digits_value(chunk),
+        };
+        // limbs = limbs × 10^len + value (each step a 64 × 64-bit product: no overflow)
+        let mut carry = u128::from(value);
         for limb in &mut limbs[..used] {
             let t = u128::from(*limb) * scale + carry;
             *limb = t as u64;
@@ -820,10 +1003,9 @@ fn parse_decimal(digits: &[u8]) -> BigUint {
             used += 1;
         }
         rest = tail;
-        take = 19;
+        take = 16;
     }
-    let bytes: Vec<u8> = limbs[..used].iter().flat_map(|l| l.to_le_bytes()).collect();
-    BigUint::from_bytes_le(&bytes)
+    f(&limbs[..used])
 }
 
 /// End of the run of ASCII digits in `b` starting at `from`, checking eight bytes at a time.
@@ -847,6 +1029,25 @@ fn digit_run(b: &[u8], mut from: usize) -> usize {
 
 /// Index of the first byte of `hay` equal to `a` or `b`, scanning eight bytes at a time.
 fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+    // Long runs: 32 bytes at a time, branch-free within a block so that the compiler
+    // vectorizes the test.
+    let mut skipped = 0;
+    let mut rest = hay;
+    while let Some((block, tail)) = rest.split_first_chunk::<32>() {
+        if block
+            .iter()
+            .fold(false, |hit, &c| hit | (c == a) | (c == b))
+        {
+            break;
+        }
+        skipped += block.len();
+        rest = tail;
+    }
+    find2_words(rest, a, b).map(|i| skipped + i)
+}
+
+/// [`find2`] eight bytes at a time.
+fn find2_words(hay: &[u8], a: u8, b: u8) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
@@ -868,6 +1069,39 @@ fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
         .iter()
         .position(|&c| c == a || c == b)
         .map(|p| done + p)
+}
+
+/// Decodes whole blocks of hex digits from the start of `hex` into `out`, stopping before the
+/// first block that holds anything else; returns the number of digits consumed. Branch-free
+/// within a block, so the compiler vectorizes it.
+fn hex_blocks(hex: &[u8], out: &mut Vec<u8>) -> usize {
+    const BLOCK: usize = 32;
+    let mut done = 0;
+    for block in hex.chunks_exact(BLOCK) {
+        let mut nibbles = [0u8; BLOCK];
+        let mut bad = false;
+        for (n, &c) in nibbles.iter_mut().zip(block) {
+            let digit = c.wrapping_sub(b'0');
+            let letter = (c | 0x20).wrapping_sub(b'a');
+            let (is_digit, is_letter) = (digit < 10, letter < 6);
+            bad |= !(is_digit | is_letter);
+            *n = if is_digit {
+                digit
+            } else {
+                letter.wrapping_add(10)
+            };
+        }
+        if bad {
+            break;
+        }
+        let mut bytes = [0u8; BLOCK / 2];
+        for (b, pair) in bytes.iter_mut().zip(nibbles.chunks_exact(2)) {
+            *b = pair[0] << 4 | pair[1];
+        }
+        out.extend_from_slice(&bytes);
+        done += BLOCK;
+    }
+    done
 }
 
 /// Value of each byte as a hex digit, or 0xff.
@@ -912,10 +1146,17 @@ impl NumberShape<'_> {
 
 /// Splits `w` into number parts if the whole word is a number.
 pub(crate) fn scan_number(w: &[u8]) -> Option<NumberShape<'_>> {
-    let mut i = 0;
-    let negative = w.first() == Some(&b'-');
+    number_prefix(w, 0).and_then(|(shape, end)| (end == w.len()).then_some(shape))
+}
+
+/// The number parts of the longest prefix of `w[from..]` of the form `-?D+(.D+)?([eE]-?D+)?`,
+/// and where it ends.
+#[inline(always)]
+fn number_prefix(w: &[u8], from: usize) -> Option<(NumberShape<'_>, usize)> {
+    let mut i = from;
+    let negative = w.get(from) == Some(&b'-');
     if negative {
-        i = 1;
+        i += 1;
     }
     let digits = |from: usize| digit_run(w, from);
     let int_end = digits(i);
@@ -949,13 +1190,16 @@ pub(crate) fn scan_number(w: &[u8]) -> Option<NumberShape<'_>> {
         exponent = Some(&w[sign_start..exp_end]);
         i = exp_end;
     }
-    (i == w.len()).then_some(NumberShape {
-        negative,
-        int_digits,
-        frac_digits,
-        has_point,
-        exponent,
-    })
+    Some((
+        NumberShape {
+            negative,
+            int_digits,
+            frac_digits,
+            has_point,
+            exponent,
+        },
+        i,
+    ))
 }
 
 /// Whether a string can be printed bare: a non-empty word that reads back as that string.

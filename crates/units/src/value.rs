@@ -5,8 +5,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use bigdecimal::BigDecimal;
-use bytes::Bytes;
-use num_bigint::{BigInt, Sign};
+use bytes::{Bytes, BytesMut};
+use num_bigint::{BigInt, BigUint, Sign};
 use num_traits::{Signed, ToPrimitive};
 
 /// A UTF-8 string that shares its storage: cloning and slicing do not copy.
@@ -306,15 +306,21 @@ impl PartialOrd for Unit {
 }
 
 /// An integer of any size, stored inline when it fits an `i64`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Int(IntRepr);
 
-// Invariant: `Big` only holds values outside the i64 range, so each value has one representation
-// and the derived equality and hashing are correct.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+// Invariant: `Big` only holds values outside the i64 range, and its magnitude has no zero high
+// byte, so each value has one representation and the derived equality and hashing are correct.
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum IntRepr {
     Small(i64),
-    Big(Box<BigInt>),
+    /// The magnitude as little-endian bytes: the payload of the binary encoding's big-int
+    /// forms. A decoded big int shares the input buffer instead of building a bignum; the
+    /// bignum is made when asked for ([`Int::to_bigint`]).
+    Big {
+        negative: bool,
+        magnitude: Bytes,
+    },
 }
 
 impl Int {
@@ -322,7 +328,7 @@ impl Int {
     pub fn to_i64(&self) -> Option<i64> {
         match &self.0 {
             IntRepr::Small(i) => Some(*i),
-            IntRepr::Big(_) => None,
+            IntRepr::Big { .. } => None,
         }
     }
 
@@ -330,15 +336,21 @@ impl Int {
     pub fn to_bigint(&self) -> BigInt {
         match &self.0 {
             IntRepr::Small(i) => BigInt::from(*i),
-            IntRepr::Big(b) => (**b).clone(),
+            IntRepr::Big {
+                negative,
+                magnitude,
+            } => BigInt::from_biguint(
+                if *negative { Sign::Minus } else { Sign::Plus },
+                BigUint::from_bytes_le(magnitude),
+            ),
         }
     }
 
     /// The value as a big integer, when it does not fit an `i64`.
-    pub fn as_big(&self) -> Option<&BigInt> {
+    pub fn to_big(&self) -> Option<BigInt> {
         match &self.0 {
             IntRepr::Small(_) => None,
-            IntRepr::Big(b) => Some(b),
+            IntRepr::Big { .. } => Some(self.to_bigint()),
         }
     }
 
@@ -346,9 +358,106 @@ impl Int {
     pub fn is_negative(&self) -> bool {
         match &self.0 {
             IntRepr::Small(i) => *i < 0,
-            IntRepr::Big(b) => b.is_negative(),
+            IntRepr::Big { negative, .. } => *negative,
         }
     }
+
+    /// An int from its sign and little-endian magnitude bytes, which the caller has checked
+    /// have no zero high byte and are outside the i64 range.
+    #[inline]
+    pub(crate) fn from_big_parts(negative: bool, magnitude: Bytes) -> Int {
+        debug_assert!(magnitude.last().is_some_and(|&b| b != 0));
+        debug_assert!(Int::from_magnitude(negative, &magnitude).is_none());
+        Int(IntRepr::Big {
+            negative,
+            magnitude,
+        })
+    }
+
+    /// The value, inline or as sign and little-endian magnitude bytes.
+    pub(crate) fn view(&self) -> IntView<'_> {
+        match &self.0 {
+            IntRepr::Small(i) => IntView::Small(*i),
+            IntRepr::Big {
+                negative,
+                magnitude,
+            } => IntView::Big(*negative, magnitude),
+        }
+    }
+
+    /// The i64 of sign and little-endian magnitude, if it fits.
+    fn from_magnitude(negative: bool, magnitude: &[u8]) -> Option<i64> {
+        if magnitude.len() > 8 {
+            return None;
+        }
+        let mut word = [0u8; 8];
+        word[..magnitude.len()].copy_from_slice(magnitude);
+        let m = u64::from_le_bytes(word);
+        if negative {
+            0i64.checked_sub_unsigned(m)
+        } else {
+            i64::try_from(m).ok()
+        }
+    }
+
+    /// The int `±magnitude` for a 64-bit magnitude.
+    pub(crate) fn from_u64_magnitude(negative: bool, m: u64) -> Int {
+        let small = if negative {
+            0i64.checked_sub_unsigned(m)
+        } else {
+            i64::try_from(m).ok()
+        };
+        match small {
+            Some(v) => Int(IntRepr::Small(v)),
+            None => Int::from_big_parts(
+                negative,
+                Bytes::copy_from_slice(le_trimmed(&m.to_le_bytes())),
+            ),
+        }
+    }
+}
+
+/// An [`Int`] as it is stored.
+pub(crate) enum IntView<'a> {
+    /// Fits an i64.
+    Small(i64),
+    /// Outside the i64 range: whether negative, and the magnitude's little-endian bytes (no zero
+    /// high byte).
+    Big(bool, &'a [u8]),
+}
+
+impl Int {
+    /// The int `±magnitude` for a magnitude given as little-endian 64-bit limbs (no zero high
+    /// limb). A big magnitude's bytes are written to `arena` and shared with it.
+    #[inline]
+    pub(crate) fn from_limbs(negative: bool, limbs: &[u64], arena: &mut BytesMut) -> Int {
+        match limbs {
+            [] => Int::from(0),
+            [m] => Int::from_u64_magnitude(negative, *m),
+            [low @ .., top] => {
+                let top = top.to_le_bytes();
+                let top = le_trimmed(&top);
+                let len = low.len() * 8 + top.len();
+                if arena.capacity() - arena.len() < len {
+                    *arena = BytesMut::with_capacity(len.max(MAGNITUDE_ARENA));
+                }
+                for l in low {
+                    arena.extend_from_slice(&l.to_le_bytes());
+                }
+                arena.extend_from_slice(top);
+                Int::from_big_parts(negative, arena.split().freeze())
+            }
+        }
+    }
+}
+
+/// Size of the blocks that the parser writes big-int magnitudes to.
+const MAGNITUDE_ARENA: usize = 4096;
+
+/// `bytes` without its zero high bytes.
+fn le_trimmed(bytes: &[u8]) -> &[u8] {
+    let len = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &bytes[..len]
 }
 
 impl From<i64> for Int {
@@ -361,7 +470,10 @@ impl From<BigInt> for Int {
     fn from(b: BigInt) -> Int {
         match b.to_i64() {
             Some(i) => Int(IntRepr::Small(i)),
-            None => Int(IntRepr::Big(Box::new(b))),
+            None => Int(IntRepr::Big {
+                negative: b.is_negative(),
+                magnitude: Bytes::from(b.magnitude().to_bytes_le()),
+            }),
         }
     }
 }
@@ -370,7 +482,47 @@ impl Ord for Int {
     fn cmp(&self, other: &Int) -> Ordering {
         match (&self.0, &other.0) {
             (IntRepr::Small(a), IntRepr::Small(b)) => a.cmp(b),
-            _ => self.to_bigint().cmp(&other.to_bigint()),
+            // A big value lies beyond every i64: above them if positive, below if negative.
+            (IntRepr::Small(_), IntRepr::Big { negative, .. }) => {
+                if *negative {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (IntRepr::Big { negative, .. }, IntRepr::Small(_)) => {
+                if *negative {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (
+                IntRepr::Big {
+                    negative: na,
+                    magnitude: ma,
+                },
+                IntRepr::Big {
+                    negative: nb,
+                    magnitude: mb,
+                },
+            ) => match (na, nb) {
+                (false, true) => Ordering::Greater,
+                (true, false) => Ordering::Less,
+                _ => {
+                    // No zero high bytes: the longer magnitude is larger; equal lengths compare
+                    // from the most significant byte.
+                    let m = ma
+                        .len()
+                        .cmp(&mb.len())
+                        .then_with(|| ma.iter().rev().cmp(mb.iter().rev()));
+                    if *na {
+                        m.reverse()
+                    } else {
+                        m
+                    }
+                }
+            },
         }
     }
 }
@@ -385,52 +537,117 @@ impl fmt::Display for Int {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             IntRepr::Small(i) => write!(f, "{i}"),
-            IntRepr::Big(b) => write!(f, "{b}"),
+            IntRepr::Big { .. } => write!(f, "{}", self.to_bigint()),
         }
+    }
+}
+
+impl fmt::Debug for Int {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Int({self})")
     }
 }
 
 /// An exact decimal: `mantissa × 10^-scale`, kept normalized (the mantissa has no trailing
 /// decimal zero, and zero has scale 0), so `1.50` and `1.5` are the same value.
-#[derive(Clone, Debug)]
-pub struct Dec(Box<BigDecimal>);
+#[derive(Clone)]
+pub struct Dec(DecRepr);
+
+// Invariant: normalized, and `Big` only holds mantissas outside the i64 range, so each value has
+// one representation.
+#[derive(Clone)]
+enum DecRepr {
+    /// A mantissa that fits an i64, stored inline: no allocation.
+    Small {
+        mantissa: i64,
+        scale: i64,
+    },
+    Big(Box<BigDecimal>),
+}
 
 impl Dec {
     /// The decimal `mantissa × 10^-scale`, normalized.
     pub fn new(mantissa: BigInt, scale: i64) -> Dec {
+        if let Some(m) = mantissa.to_i64() {
+            if let Some(d) = Dec::small(m, scale) {
+                return d;
+            }
+        }
         Dec::from(BigDecimal::new(mantissa, scale))
+    }
+
+    /// The normalized decimal `m × 10^-scale`, unless normalizing would move the scale out of
+    /// the i64 range.
+    fn small(mut m: i64, mut scale: i64) -> Option<Dec> {
+        if m == 0 {
+            return Some(Dec::from_normalized_i64(0, 0));
+        }
+        while m % 10 == 0 {
+            m /= 10;
+            scale = scale.checked_sub(1)?;
+        }
+        Some(Dec::from_normalized_i64(m, scale))
     }
 
     /// The decimal `mantissa × 10^-scale` when the caller has checked it is normalized (the
     /// mantissa is not a multiple of ten, or is zero with scale 0): skips the normalizing pass,
     /// which converts the mantissa to decimal digits and back.
     pub(crate) fn from_normalized(mantissa: BigInt, scale: i64) -> Dec {
-        debug_assert!(if mantissa.sign() == Sign::NoSign {
+        if let Some(m) = mantissa.to_i64() {
+            return Dec::from_normalized_i64(m, scale);
+        }
+        debug_assert!((&mantissa % 10u8).sign() != Sign::NoSign);
+        Dec(DecRepr::Big(Box::new(BigDecimal::new(mantissa, scale))))
+    }
+
+    /// [`Dec::from_normalized`] for a mantissa that fits an i64.
+    pub(crate) fn from_normalized_i64(mantissa: i64, scale: i64) -> Dec {
+        debug_assert!(if mantissa == 0 {
             scale == 0
         } else {
-            (&mantissa % 10u8).sign() != Sign::NoSign
+            mantissa % 10 != 0
         });
-        Dec(Box::new(BigDecimal::new(mantissa, scale)))
+        Dec(DecRepr::Small { mantissa, scale })
     }
 
     /// The normalized mantissa.
     pub fn mantissa(&self) -> BigInt {
-        self.0.as_bigint_and_exponent().0
+        match &self.0 {
+            DecRepr::Small { mantissa, .. } => BigInt::from(*mantissa),
+            DecRepr::Big(d) => d.as_bigint_and_scale().0.into_owned(),
+        }
     }
 
     /// The normalized scale: the value is `mantissa × 10^-scale`.
     pub fn scale(&self) -> i64 {
-        self.0.as_bigint_and_scale().1
+        match &self.0 {
+            DecRepr::Small { scale, .. } => *scale,
+            DecRepr::Big(d) => d.as_bigint_and_scale().1,
+        }
+    }
+
+    /// The mantissa and scale, when the mantissa fits an i64.
+    pub(crate) fn small_parts(&self) -> Option<(i64, i64)> {
+        match &self.0 {
+            DecRepr::Small { mantissa, scale } => Some((*mantissa, *scale)),
+            DecRepr::Big(_) => None,
+        }
     }
 
     /// The value as a `BigDecimal`, for arithmetic.
-    pub fn as_big_decimal(&self) -> &BigDecimal {
-        &self.0
+    pub fn to_big_decimal(&self) -> BigDecimal {
+        match &self.0 {
+            DecRepr::Small { mantissa, scale } => BigDecimal::new(BigInt::from(*mantissa), *scale),
+            DecRepr::Big(d) => (**d).clone(),
+        }
     }
 
     /// Whether the value is below zero.
     pub fn is_negative(&self) -> bool {
-        self.0.is_negative()
+        match &self.0 {
+            DecRepr::Small { mantissa, .. } => *mantissa < 0,
+            DecRepr::Big(d) => d.is_negative(),
+        }
     }
 
     /// Compares `m1 × 10^-s1` with `m2 × 10^-s2` without materializing huge powers of ten:
@@ -490,14 +707,32 @@ pub(crate) fn decimal_digits(m: &BigInt) -> u64 {
 
 impl From<BigDecimal> for Dec {
     fn from(d: BigDecimal) -> Dec {
-        Dec(Box::new(d.normalized()))
+        let d = d.normalized();
+        let (m, scale) = d.as_bigint_and_scale();
+        match m.to_i64() {
+            Some(m) => Dec::from_normalized_i64(m, scale),
+            None => Dec(DecRepr::Big(Box::new(d))),
+        }
     }
 }
 
 impl PartialEq for Dec {
     fn eq(&self, other: &Dec) -> bool {
-        // Both sides are normalized, so the representation is the value.
-        self.0.as_bigint_and_scale() == other.0.as_bigint_and_scale()
+        // Both sides are normalized and small whenever the mantissa fits an i64, so the
+        // representation is the value.
+        match (&self.0, &other.0) {
+            (
+                DecRepr::Small { mantissa, scale },
+                DecRepr::Small {
+                    mantissa: m2,
+                    scale: s2,
+                },
+            ) => mantissa == m2 && scale == s2,
+            (DecRepr::Big(a), DecRepr::Big(b)) => {
+                a.as_bigint_and_scale() == b.as_bigint_and_scale()
+            }
+            _ => false,
+        }
     }
 }
 
@@ -505,14 +740,27 @@ impl Eq for Dec {}
 
 impl Hash for Dec {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let (mantissa, scale) = self.0.as_bigint_and_scale();
-        mantissa.hash(state);
-        scale.hash(state);
+        match &self.0 {
+            DecRepr::Small { mantissa, scale } => {
+                mantissa.hash(state);
+                scale.hash(state);
+            }
+            DecRepr::Big(d) => {
+                let (mantissa, scale) = d.as_bigint_and_scale();
+                mantissa.hash(state);
+                scale.hash(state);
+            }
+        }
     }
 }
 
 impl Ord for Dec {
     fn cmp(&self, other: &Dec) -> Ordering {
+        if let (Some((m1, s1)), Some((m2, s2))) = (self.small_parts(), other.small_parts()) {
+            if s1 == s2 {
+                return m1.cmp(&m2);
+            }
+        }
         Dec::cmp_parts(
             &self.mantissa(),
             self.scale(),
@@ -531,6 +779,12 @@ impl PartialOrd for Dec {
 impl fmt::Display for Dec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&crate::print::dec_to_string(&self.mantissa(), self.scale()))
+    }
+}
+
+impl fmt::Debug for Dec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dec({self})")
     }
 }
 
@@ -588,7 +842,33 @@ impl Stream {
     /// A stream to `service`, pinned to `node` if given. A service name is a non-empty word
     /// (letters, digits, `.`, `_`, `#`, `-`); a node name is any non-empty string.
     pub fn new(unit: Unit, service: &str, node: Option<&str>) -> Result<Stream, NameError> {
-        if service.is_empty() || !service.chars().all(crate::text::is_word_char) {
+        Stream::check_names(service, node)?;
+        Ok(Stream {
+            unit,
+            service: Str::from(service),
+            node: node.map(Str::from),
+        })
+    }
+
+    /// [`Stream::new`] with names already in shared strings (not copied).
+    pub(crate) fn from_strs(
+        unit: Unit,
+        service: Str,
+        node: Option<Str>,
+    ) -> Result<Stream, NameError> {
+        Stream::check_names(&service, node.as_deref())?;
+        Ok(Stream {
+            unit,
+            service,
+            node,
+        })
+    }
+
+    fn check_names(service: &str, node: Option<&str>) -> Result<(), NameError> {
+        // Service names are nearly always ASCII: test bytes, and chars only past ASCII.
+        let word = service.bytes().all(crate::text::is_ascii_word_byte)
+            || service.chars().all(crate::text::is_word_char);
+        if service.is_empty() || !word {
             return Err(NameError {
                 what: "service",
                 name: service.to_owned(),
@@ -602,11 +882,7 @@ impl Stream {
                 why: "a node name cannot be empty",
             });
         }
-        Ok(Stream {
-            unit,
-            service: Str::from(service),
-            node: node.map(Str::from),
-        })
+        Ok(())
     }
 
     /// The service name.
@@ -658,6 +934,12 @@ impl Map {
             return Err(DuplicateKey { index });
         }
         Ok(Map { entries })
+    }
+
+    /// A map from entries whose keys the caller has checked are unique.
+    pub(crate) fn from_unique_entries(entries: Vec<(Unit, Unit)>) -> Map {
+        debug_assert!(first_duplicate(&entries).is_none());
+        Map { entries }
     }
 
     /// Number of entries.
@@ -742,10 +1024,12 @@ fn fingerprint(u: &Unit) -> u64 {
     match u {
         Unit::Str(s) => {
             let b = s.as_bytes();
-            let mut head = [0u8; 8];
-            let n = b.len().min(8);
-            head[..n].copy_from_slice(&b[..n]);
-            u64::from_le_bytes(head) ^ (b.len() as u64).rotate_left(48)
+            let head = match b.first_chunk::<8>() {
+                Some(head) => u64::from_le_bytes(*head),
+                // A short key: fold its bytes (no copy call for a variable length).
+                None => b.iter().fold(0, |h, &c| h << 8 | u64::from(c)),
+            };
+            head ^ (b.len() as u64).rotate_left(48)
         }
         Unit::Int(i) => i.to_i64().map_or(u64::MAX, |v| v as u64),
         other => other.kind() as u64,
@@ -754,6 +1038,9 @@ fn fingerprint(u: &Unit) -> u64 {
 
 /// Index of the first entry whose key equals an earlier key.
 pub(crate) fn first_duplicate(entries: &[(Unit, Unit)]) -> Option<usize> {
+    if entries.len() < 2 {
+        return None;
+    }
     if entries.len() <= LINEAR_DUPLICATE_SCAN {
         // Equal keys have equal fingerprints, so most pairs are told apart without a full
         // comparison.
@@ -828,6 +1115,14 @@ mod tests {
     #[test]
     fn ints_have_one_representation() {
         assert_eq!(Int::from(BigInt::from(5)), Int::from(5));
-        assert!(Int::from(BigInt::from(i64::MAX) + 1).as_big().is_some());
+        assert!(Int::from(BigInt::from(i64::MAX) + 1).to_big().is_some());
+        let big = BigInt::from(u64::MAX) * 3u8;
+        assert_eq!(Int::from(big.clone()).to_bigint(), big);
+        assert_eq!(Int::from(-big.clone()).to_bigint(), -big);
+        assert_eq!(Int::from_u64_magnitude(true, 1 << 63), Int::from(i64::MIN));
+        assert_eq!(
+            Int::from_u64_magnitude(true, u64::MAX),
+            Int::from(-BigInt::from(u64::MAX))
+        );
     }
 }

@@ -670,3 +670,82 @@ fn decode_bytes_shares_storage() {
     assert!(range.contains(&(s.as_bytes().as_ptr() as usize)));
     assert!(range.contains(&(b.as_ptr() as usize)));
 }
+
+#[test]
+fn decoded_big_ints_equal_built_ones() {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    let hash = |u: &Unit| {
+        let mut h = DefaultHasher::new();
+        u.hash(&mut h);
+        h.finish()
+    };
+    let texts = [
+        "18446744073709551616",
+        "-18446744073709551617",
+        "-18446744073709551616",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "123456789012345678901234567890123456789012345678901234567890",
+        "-123456789012345678901234567890123456789012345678901234567890",
+    ];
+    for text in texts {
+        let n: BigInt = text.parse().unwrap();
+        let built = Unit::Int(Int::from(n.clone()));
+        let parsed = p(text);
+        let decoded = decode_bytes(Bytes::from(encode(&built))).unwrap();
+        assert_eq!(parsed, built, "{text}");
+        assert_eq!(decoded, built, "{text}");
+        assert_eq!(hash(&decoded), hash(&built), "{text}");
+        assert_eq!(hash(&parsed), hash(&built), "{text}");
+        let Unit::Int(i) = &decoded else {
+            panic!("{text}: not an int")
+        };
+        assert_eq!(i.to_bigint(), n);
+        assert_eq!(i.to_string(), text);
+        assert_eq!(i.is_negative(), text.starts_with('-'));
+    }
+    // Ordering across sizes and signs, as for the values.
+    let mut values: Vec<BigInt> = texts.iter().map(|t| t.parse().unwrap()).collect();
+    values.extend([0, 1, -1, i64::MAX, i64::MIN].map(BigInt::from));
+    let mut units: Vec<Unit> = values
+        .iter()
+        .map(|v| decode(&encode(&Unit::Int(Int::from(v.clone())))).unwrap())
+        .collect();
+    units.sort();
+    values.sort();
+    let sorted: Vec<BigInt> = units
+        .iter()
+        .map(|u| u.as_int().unwrap().to_bigint())
+        .collect();
+    assert_eq!(sorted, values);
+}
+
+#[test]
+fn decimals_have_one_representation() {
+    // Mantissas that fit an i64 and those that do not, built every way, compare and hash alike.
+    let big: BigInt = "123456789012345678901234567".parse().unwrap();
+    let cases = [
+        (BigInt::from(150), 2, BigInt::from(15), 1),
+        (BigInt::from(-70), 1, BigInt::from(-7), 0),
+        (BigInt::from(0), 9, BigInt::from(0), 0),
+        (big.clone() * 100u8, 5, big.clone(), 3),
+        (BigInt::from(i64::MAX) * 10u8, 1, BigInt::from(i64::MAX), 0),
+    ];
+    for (m1, s1, m2, s2) in cases {
+        let a = Unit::Dec(Dec::new(m1.clone(), s1));
+        let b = Unit::Dec(Dec::new(m2.clone(), s2));
+        assert_eq!(a, b, "{m1}e-{s1}");
+        let decoded = decode(&encode(&a)).unwrap();
+        assert_eq!(decoded, b);
+        assert_eq!(p(&plexus_units::to_text(&a)), b);
+        let Unit::Dec(d) = &decoded else {
+            panic!("not a dec")
+        };
+        assert_eq!((d.mantissa(), d.scale()), (m2.clone(), s2));
+        assert_eq!(
+            d.to_big_decimal(),
+            bigdecimal::BigDecimal::new(m2.clone(), s2)
+        );
+    }
+}

@@ -857,7 +857,7 @@ fn number_text() -> impl Strategy<Value = String> {
 fn bigdecimal_of(u: &Unit) -> BigDecimal {
     match u {
         Unit::Int(i) => BigDecimal::from(i.to_bigint()),
-        Unit::Dec(d) => d.as_big_decimal().clone(),
+        Unit::Dec(d) => d.to_big_decimal(),
         other => panic!("not a number: {other:?}"),
     }
 }

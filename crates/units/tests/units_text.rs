@@ -826,3 +826,131 @@ fn numbers_of_every_length_parse_exactly() {
         assert_eq!(to_text(&p(&digits)), digits);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fast paths (plain numbers in lists and map values, plain map keys, long byte strings): they
+// must read exactly what the general path reads.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn plain_numbers_in_lists_and_maps() {
+    reads(
+        "[1 -2 007 1.50 -0.0 1e3 2E-2 -0]",
+        list(vec![
+            i(1),
+            i(-2),
+            i(7),
+            dec(15, 1),
+            dec(0, 0),
+            dec(1, -3),
+            dec(2, 2),
+            i(0),
+        ]),
+        "[1 -2 7 1.5 0.0 1000.0 0.02 0]",
+    );
+    // A number followed by '@' is the unit of a stream.
+    reads(
+        "[5@s 6]",
+        list(vec![stream(i(5), "s", None), i(6)]),
+        "[5@s 6]",
+    );
+    reads(
+        "{a:5@s b:7}",
+        map(vec![(s("a"), stream(i(5), "s", None)), (s("b"), i(7))]),
+        "{a:5@s b:7}",
+    );
+    // Words that start like numbers are strings.
+    reads(
+        "[12ab 1.5.2 1e -3x 1-2]",
+        list(vec![s("12ab"), s("1.5.2"), s("1e"), s("-3x"), s("1-2")]),
+        "[12ab 1.5.2 1e -3x 1-2]",
+    );
+    reads("[1é]", list(vec![s("1é")]), "[1é]");
+    fails(
+        "[5`a`]",
+        "expected whitespace between a word and a quoted string",
+        1,
+        3,
+    );
+    fails(
+        "{a:5`a`}",
+        "expected whitespace between a word and a quoted string",
+        1,
+        5,
+    );
+    // Big ints in lists and maps, either sign.
+    let big = "123456789012345678901234567890123456789";
+    let n: BigInt = big.parse().unwrap();
+    reads(
+        &format!("[{big} -{big}]"),
+        list(vec![
+            Unit::Int(Int::from(n.clone())),
+            Unit::Int(Int::from(-n)),
+        ]),
+        &format!("[{big} -{big}]"),
+    );
+}
+
+#[test]
+fn plain_map_keys() {
+    reads(
+        "{name:1 _x:2 a.b-c#d:3 é:4}",
+        map(vec![
+            (s("name"), i(1)),
+            (s("_x"), i(2)),
+            (s("a.b-c#d"), i(3)),
+            (s("é"), i(4)),
+        ]),
+        "{name:1 _x:2 a.b-c#d:3 é:4}",
+    );
+    // Keys that are not strings.
+    reads(
+        "{t:1 false:2 -:3}",
+        map(vec![
+            (Unit::Bool(true), i(1)),
+            (Unit::Bool(false), i(2)),
+            (Unit::None, i(3)),
+        ]),
+        "{t:1 f:2 -:3}",
+    );
+    fails("{t:1 true:2}", "duplicate map key", 1, 6);
+    // Keys followed by a space, or by a stream link.
+    reads("{a :1}", map(vec![(s("a"), i(1))]), "{a:1}");
+    reads(
+        "{a@s:1 b@s:n:2}",
+        map(vec![
+            (stream(s("a"), "s", None), i(1)),
+            (stream(s("b"), "s", Some("n")), i(2)),
+        ]),
+        "{a@s: 1 b@s:n: 2}",
+    );
+    fails("{a:1 a:2}", "duplicate map key", 1, 6);
+}
+
+#[test]
+fn long_byte_strings() {
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let upper = hex.to_uppercase();
+    let u = Unit::Bytes(bytes.clone().into());
+    reads(&format!("x\"{hex}\""), u.clone(), &format!("x\"{hex}\""));
+    assert_eq!(p(&format!("x'{upper}'")), u);
+    // Whitespace between pairs, anywhere in a long run.
+    let spaced = format!("x`{} {}\n{}`", &hex[..70], &hex[70..1000], &hex[1000..]);
+    assert_eq!(p(&spaced), u);
+    // Errors deep inside a long run are placed exactly.
+    let bad = format!("x\"{}zz{}\"", &hex[..100], &hex[102..]);
+    fails(&bad, "expected hex digits in a byte string", 1, 103);
+    let odd = format!("x\"{}\"", &hex[..101]);
+    fails(&odd, "expected a second hex digit", 1, 104);
+    // An unterminated byte string is reported as such, whatever it holds.
+    fails(&format!("x\"{hex}"), "unterminated byte string", 1, 2);
+    fails(
+        &format!("x\"{}zz", &hex[..100]),
+        "unterminated byte string",
+        1,
+        2,
+    );
+    fails("x\"0", "unterminated byte string", 1, 2);
+    fails("[x\"00\" x'zz]", "unterminated byte string", 1, 9);
+}
