@@ -559,7 +559,15 @@ async fn minority_writes_fail_clearly_and_partitions_heal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn write_rate() {
+    // WRITE_RATE=n:writers limits the run to one case (for profiling).
+    let only: Option<(usize, usize)> = std::env::var("WRITE_RATE").ok().and_then(|v| {
+        let (n, w) = v.split_once(':')?;
+        Some((n.parse().ok()?, w.parse().ok()?))
+    });
     for n in [1, 3] {
+        if only.is_some_and(|(on, _)| on != n) {
+            continue;
+        }
         let c = Cluster::new(n);
         if n == 1 {
             c.start(0).await;
@@ -569,7 +577,10 @@ async fn write_rate() {
         }
         let leader = c.raft(c.leader().await);
         for writers in [1usize, 32] {
-            let per = if writers == 1 { 1000 } else { 200 };
+            if only.is_some_and(|(_, ow)| ow != writers) {
+                continue;
+            }
+            let per = if writers == 1 { 3000 } else { 200 };
             let t = std::time::Instant::now();
             let mut tasks = Vec::new();
             for w in 0..writers {

@@ -124,54 +124,63 @@ fn next_batch(queue: &Mutex<Queue>) -> Option<Vec<Pending>> {
 }
 
 async fn propose(queue: Arc<Mutex<Queue>>, raft: openraft::Raft<TypeConfig>, timeout: Duration) {
-    while let Some(mut batch) = next_batch(&queue) {
-        let one = batch.len() == 1;
-        let cmd = if one {
-            match batch.first() {
-                Some(p) => p.cmd.clone(),
-                None => continue,
-            }
-        } else {
-            Command::Batch(batch.iter().map(|p| p.cmd.clone()).collect())
-        };
-        let result = tokio::time::timeout(timeout, raft.client_write(cmd)).await;
-        let shared = match result {
-            Err(_) => Some(Outcome::TimedOut),
-            Ok(Ok(resp)) => match resp.data {
-                Response::Batch(rs) if !one && rs.len() == batch.len() => {
-                    for (p, r) in batch.drain(..).zip(rs) {
-                        let _ = p.reply.send(Outcome::Done(r));
-                    }
-                    None
+    while let Some(batch) = next_batch(&queue) {
+        propose_one(&raft, timeout, batch).await;
+    }
+}
+
+/// Proposes one batch and answers each of its writes.
+async fn propose_one(
+    raft: &openraft::Raft<TypeConfig>,
+    timeout: Duration,
+    mut batch: Vec<Pending>,
+) {
+    let one = batch.len() == 1;
+    let cmd = if one {
+        match batch.first() {
+            Some(p) => p.cmd.clone(),
+            None => return,
+        }
+    } else {
+        Command::Batch(batch.iter().map(|p| p.cmd.clone()).collect())
+    };
+    let result = tokio::time::timeout(timeout, raft.client_write(cmd)).await;
+    let shared = match result {
+        Err(_) => Some(Outcome::TimedOut),
+        Ok(Ok(resp)) => match resp.data {
+            Response::Batch(rs) if !one && rs.len() == batch.len() => {
+                for (p, r) in batch.drain(..).zip(rs) {
+                    let _ = p.reply.send(Outcome::Done(r));
                 }
-                r if one => {
-                    for p in batch.drain(..) {
-                        let _ = p.reply.send(Outcome::Done(r.clone()));
-                    }
-                    None
+                None
+            }
+            r if one => {
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Outcome::Done(r.clone()));
                 }
-                other => Some(Outcome::Failed(RaftError::Protocol(format!(
-                    "a batch of {} writes was answered with {other:?}",
-                    batch.len()
-                )))),
-            },
-            Ok(Err(OrError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Some(Outcome::NotLeader)
+                None
             }
-            Ok(Err(OrError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Some(Outcome::Failed(RaftError::Membership(e.to_string())))
-            }
-            Ok(Err(OrError::Fatal(f))) => Some(Outcome::Failed(super::handle::fatal(f))),
-        };
-        if let Some(outcome) = shared {
-            for p in batch {
-                let _ = p.reply.send(match &outcome {
-                    Outcome::Done(r) => Outcome::Done(r.clone()),
-                    Outcome::NotLeader => Outcome::NotLeader,
-                    Outcome::TimedOut => Outcome::TimedOut,
-                    Outcome::Failed(e) => Outcome::Failed(e.clone()),
-                });
-            }
+            other => Some(Outcome::Failed(RaftError::Protocol(format!(
+                "a batch of {} writes was answered with {other:?}",
+                batch.len()
+            )))),
+        },
+        Ok(Err(OrError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+            Some(Outcome::NotLeader)
+        }
+        Ok(Err(OrError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+            Some(Outcome::Failed(RaftError::Membership(e.to_string())))
+        }
+        Ok(Err(OrError::Fatal(f))) => Some(Outcome::Failed(super::handle::fatal(f))),
+    };
+    if let Some(outcome) = shared {
+        for p in batch {
+            let _ = p.reply.send(match &outcome {
+                Outcome::Done(r) => Outcome::Done(r.clone()),
+                Outcome::NotLeader => Outcome::NotLeader,
+                Outcome::TimedOut => Outcome::TimedOut,
+                Outcome::Failed(e) => Outcome::Failed(e.clone()),
+            });
         }
     }
 }

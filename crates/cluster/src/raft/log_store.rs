@@ -1,13 +1,11 @@
-//! The raft log: entries in segment files (`wal.rs`), the vote, committed pointer and last
-//! purged id in redb's `raft.meta`.
+//! The raft log: entries in segment files (`wal.rs`), the vote and last purged id in redb's
+//! `raft.meta`.
 //!
 //! Every write that raft needs durable (vote, appended entries, truncation, purge) is on disk
 //! (fsynced) before the call returns or, for appends, before the flush callback fires. Appends
 //! use group commit: each is written at once without fsync, so readers see it, and a syncer
 //! thread (`db::syncer`) fsyncs everything queued with one `fdatasync` before firing the
-//! callbacks, so concurrent writes share an fsync. The committed pointer is optional in openraft
-//! and written without fsync: it becomes durable with the next durable commit, and losing it
-//! only means re-applying fewer entries at start-up.
+//! callbacks, so concurrent writes share an fsync.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -126,17 +124,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta("vote", ErrorSubject::Vote).await
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StoResult<()> {
-        self.write_meta("committed", committed, ErrorSubject::Store, false)
-            .await
-    }
-
-    async fn read_committed(&mut self) -> StoResult<Option<LogId<u64>>> {
-        Ok(self
-            .read_meta::<Option<LogId<u64>>>("committed", ErrorSubject::Store)
-            .await?
-            .flatten())
-    }
+    // The committed pointer is not saved (openraft's default): writing it on every commit
+    // cost a redb transaction per write, and without it a restarted node only waits for the
+    // leader to tell it what is committed before applying the entries after its durable
+    // applied point.
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoResult<()>
     where

@@ -433,21 +433,32 @@ fn set_user(t: &mut Tables<'_>, name: String, key: [u8; 32]) -> Result<Response,
 /// redb holds back (it frees pages only at durable commits).
 const SM_DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Applies a batch in one transaction, fsynced only if the last durable apply was
-/// [`SM_DURABLE_EVERY`] ago; gives the responses and the changes.
-fn apply_batch(
-    shared: &Shared,
-    entries: Vec<Entry<TypeConfig>>,
-) -> Result<(Vec<Response>, Changes), String> {
-    let mut changes = *shared.changes.borrow();
-    let mut txn = shared.db.begin_write().map_err(s)?;
-    let durable = match shared.sm_durable_at.lock() {
+/// Whether the next apply should be durable: the last durable one was [`SM_DURABLE_EVERY`]
+/// ago (then it counts as done).
+fn durable_due(shared: &Shared) -> bool {
+    match shared.sm_durable_at.lock() {
         Ok(mut at) if at.elapsed() >= SM_DURABLE_EVERY => {
             *at = std::time::Instant::now();
             true
         }
         _ => false,
-    };
+    }
+}
+
+/// Batches of up to this many commands are applied on the state machine's own task when the
+/// apply is not durable (a redb commit without fsync takes tens of µs, less than the hand-off
+/// to a blocking thread and back); larger or durable ones go to a blocking thread.
+const APPLY_INLINE: usize = 64;
+
+/// Applies a batch in one transaction, fsynced if `durable`; gives the responses and the
+/// changes.
+fn apply_batch(
+    shared: &Shared,
+    entries: Vec<Entry<TypeConfig>>,
+    durable: bool,
+) -> Result<(Vec<Response>, Changes), String> {
+    let mut changes = *shared.changes.borrow();
+    let mut txn = shared.db.begin_write().map_err(s)?;
     if !durable {
         txn.set_durability(Durability::None);
     }
@@ -624,12 +635,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let shared = self.shared.clone();
-        let (responses, changes) =
-            blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
-                apply_batch(&shared, entries)
+        let durable = durable_due(&self.shared);
+        let commands: usize = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(Command::Batch(cmds)) => cmds.len(),
+                _ => 1,
             })
-            .await?;
+            .sum();
+        let (responses, changes) = if !durable && commands <= APPLY_INLINE {
+            apply_batch(&self.shared, entries, false)
+                .map_err(|why| sto_err(ErrorSubject::StateMachine, ErrorVerb::Write, why))?
+        } else {
+            let shared = self.shared.clone();
+            blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
+                apply_batch(&shared, entries, durable)
+            })
+            .await?
+        };
         self.shared.changes.send_modify(|c| {
             let (members, leader, term) = (c.members, c.leader, c.term);
             *c = Changes {
