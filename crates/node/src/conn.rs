@@ -208,6 +208,27 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     outbox.close().await;
 }
 
+/// A request's message and its hash, if it decodes, its signature is good and it is no
+/// replay.
+async fn admit(shared: &Arc<Shared>, message: &[u8]) -> Result<(SignedMessage, [u8; 32]), Error> {
+    let msg = SignedMessage::from_bytes_with(message, &shared.keys)
+        .map_err(|e| Error::new("msg.bad", format!("malformed message: {e}")))?;
+    let msg = shared.verifier.verify(msg).await.map_err(|r| match r {
+        Refusal::Invalid(e) => Error::new("msg.signature", format!("signature check failed: {e}")),
+        Refusal::Lost => Error::internal("the signature check was lost"),
+    })?;
+    let mut guard = shared
+        .replay
+        .lock()
+        .map_err(|_| Error::internal("replay guard poisoned"))?;
+    let hash = msg.hash();
+    guard
+        .check(&hash, msg.time_ms(), now_ms())
+        .map_err(|e| Error::new("msg.replay", e.to_string()))?;
+    drop(guard);
+    Ok((msg, hash))
+}
+
 async fn start_call(
     shared: &Arc<Shared>,
     id: u64,
@@ -217,53 +238,17 @@ async fn start_call(
     calls: &Arc<Mutex<HashMap<u64, u64>>>,
     cancelled: &Arc<Mutex<HashSet<u64>>>,
 ) {
-    let refuse = |e: Error| NodeFrame::Reply {
-        id,
-        result: error_result(&e),
-    };
-    let msg = match SignedMessage::from_bytes_with(message, &shared.keys) {
-        Ok(m) => m,
+    let (msg, hash) = match admit(shared, message).await {
+        Ok(admitted) => admitted,
         Err(e) => {
-            let _ = outbox
-                .send(refuse(Error::new(
-                    "msg.bad",
-                    format!("malformed message: {e}"),
-                )))
-                .await;
+            let reply = NodeFrame::Reply {
+                id,
+                result: error_result(&e),
+            };
+            let _ = outbox.send(reply).await;
             return;
         }
     };
-    let msg = match shared.verifier.verify(msg).await {
-        Ok(m) => m,
-        Err(Refusal::Invalid(e)) => {
-            let _ = outbox
-                .send(refuse(Error::new(
-                    "msg.signature",
-                    format!("signature check failed: {e}"),
-                )))
-                .await;
-            return;
-        }
-        Err(Refusal::Lost) => {
-            let _ = outbox
-                .send(refuse(Error::internal("the signature check was lost")))
-                .await;
-            return;
-        }
-    };
-    let hash = msg.hash();
-    let replay = shared
-        .replay
-        .lock()
-        .map_err(|_| Error::internal("replay guard poisoned"))
-        .and_then(|mut g| {
-            g.check(&hash, msg.time_ms(), now_ms())
-                .map_err(|e| Error::new("msg.replay", e.to_string()))
-        });
-    if let Err(e) = replay {
-        let _ = outbox.send(refuse(e)).await;
-        return;
-    }
     let author = msg.author();
     let signature = *msg.signature();
     let body = msg.into_body();

@@ -25,7 +25,8 @@ pub(crate) const FORMAT: u32 = 2;
 
 /// Format 1's raft log entries: index → postcard `Entry`. Empty in format 2.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft.log");
-/// Log store metadata: `format`, `node`, `vote`, `committed`, `purged` → postcard.
+/// Log store metadata: `format`, `node`, `vote`, `purged` → postcard (format 1 also kept
+/// `committed`, no longer read).
 pub(crate) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft.meta");
 /// State machine metadata: `applied` (last applied log id), `membership` → postcard.
 pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.meta");
@@ -192,31 +193,30 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
 /// Moves a format-1 file's log entries (in redb's `raft.log`) to the segment files, durably,
 /// then records format 2. Nothing to do for a format-2 file.
 fn migrate_log(db: &Database, wal: &Wal) -> Result<(), String> {
-    let rows: Vec<(u64, Vec<u8>)> = {
+    let (format, rows) = {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let meta = txn.open_table(RAFT_META).map_err(|e| e.to_string())?;
+        let format: Option<u32> = get_pc(&meta, "format")?;
         let log = txn.open_table(LOG).map_err(|e| e.to_string())?;
-        let mut rows = Vec::new();
+        let mut rows: Vec<(u64, Vec<u8>)> = Vec::new();
         for row in log.iter().map_err(|e| e.to_string())? {
             let (k, v) = row.map_err(|e| e.to_string())?;
             rows.push((k.value(), v.value().to_vec()));
         }
-        rows
+        (format, rows)
     };
-    if !rows.is_empty() {
-        if let Some((first, _)) = rows.first() {
-            // Whatever the segments hold from an interrupted migration is replaced.
-            wal.truncate(*first)?;
-        }
+    if format == Some(FORMAT) && rows.is_empty() {
+        return Ok(());
+    }
+    if let Some((first, _)) = rows.first() {
+        // Whatever the segments hold from an interrupted migration is replaced.
+        wal.truncate(*first)?;
         wal.append(&rows)?;
         wal.sync()?;
     }
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
         let mut meta = txn.open_table(RAFT_META).map_err(|e| e.to_string())?;
-        let format: Option<u32> = get_pc(&meta, "format")?;
-        if format == Some(FORMAT) && rows.is_empty() {
-            return Ok(());
-        }
         put_pc(&mut meta, "format", &FORMAT)?;
         let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
         log.retain(|_, _| false).map_err(|e| e.to_string())?;
@@ -226,8 +226,9 @@ fn migrate_log(db: &Database, wal: &Wal) -> Result<(), String> {
 
 /// Group commit of the raft log. `append` writes its entries without fsync (readable at
 /// once) and queues its flush callback here; this thread takes every callback queued so far,
-/// makes everything written before durable with one `fdatasync`, then fires them all. So concurrent writes share one fsync on each node, and raft
-/// never hears an entry is flushed before it is on disk. The thread ends with the database
+/// makes everything written before durable with one `fdatasync`, then fires them all. So
+/// concurrent writes share one fsync on each node, and raft never hears an entry is flushed
+/// before it is on disk. The thread ends with the database
 /// (it holds only a weak reference, so closing and reopening a node's state never waits for
 /// it) or when the queue's sender is dropped.
 fn syncer(shared: Weak<Shared>, waiting: mpsc::Receiver<LogFlushed<TypeConfig>>) {

@@ -283,7 +283,7 @@ impl ClusterRaft {
         loop {
             // After a failed send, look again soon: the next leader is usually known within
             // a few heartbeats of the old one going away.
-            let mut step = Duration::from_millis(self.inner.tuning.heartbeat_ms.max(10));
+            let mut step = self.retry_step();
             let route = match self.route(deadline).await {
                 Ok(r) => r,
                 Err(e) => return Err(self.with_last("write", e, last)),
@@ -726,8 +726,12 @@ impl ClusterRaft {
 
     /// A short wait before trying the leader again; the deadline error once it passed.
     async fn pause(&self, deadline: Instant) -> Result<(), RaftError> {
-        let step = Duration::from_millis(self.inner.tuning.heartbeat_ms.max(10));
-        self.pause_for(deadline, step).await
+        self.pause_for(deadline, self.retry_step()).await
+    }
+
+    /// How long [`Self::pause`] waits: a heartbeat.
+    fn retry_step(&self) -> Duration {
+        Duration::from_millis(self.inner.tuning.heartbeat_ms.max(10))
     }
 
     /// [`Self::pause`] of `step`.
