@@ -2,10 +2,11 @@
 //! log store and the state machine. Layout and durability: `docs/cluster-state.md`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -80,7 +81,16 @@ pub struct Changes {
 /// What the log store, the state machine and the handle share: the database and the change
 /// feed.
 pub(crate) struct Shared {
-    pub(crate) db: Database,
+    /// Open transactions only through [`Shared::read`], [`Shared::write`] and
+    /// [`Shared::pending`]: a write transaction begun past them would wait forever for the
+    /// pending one.
+    db: Database,
+    /// Applies not committed yet: one open write transaction that later applies continue, so
+    /// a redb commit (several page writes) is paid once per [`SETTLE_AFTER`] rather than once
+    /// per write. Readers and other writers commit it first ([`Shared::read`],
+    /// [`Shared::write`]). Losing it in a crash loses nothing: the entries are in the log, and
+    /// the applied log id recorded with them goes back too, so they are applied again.
+    pending: Mutex<Option<Pending>>,
     pub(crate) file: PathBuf,
     pub(crate) changes: watch::Sender<Changes>,
     /// The raft log.
@@ -89,6 +99,85 @@ pub(crate) struct Shared {
     pub(crate) sm_durable_at: Mutex<std::time::Instant>,
     /// Appends waiting for the next group commit (see [`syncer`]).
     pub(crate) flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+/// The state machine's open write transaction (see [`Shared::pending`]).
+pub(crate) struct Pending {
+    pub(crate) txn: WriteTransaction,
+    /// When its first apply began.
+    pub(crate) since: Instant,
+}
+
+/// How long applies may stay pending before one of them commits them.
+pub(crate) const SETTLE_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Shared {
+    /// The pending applies, locked: continue them or commit them.
+    pub(crate) fn pending(&self) -> Result<MutexGuard<'_, Option<Pending>>, String> {
+        self.pending
+            .lock()
+            .map_err(|_| "a state machine transaction failed midway".to_owned())
+    }
+
+    /// Takes the pending transaction out of `slot` (locked by [`Shared::pending`]) to
+    /// continue it, or begins one without fsync.
+    pub(crate) fn take_pending(&self, slot: &mut Option<Pending>) -> Result<Pending, String> {
+        if let Some(p) = slot.take() {
+            return Ok(p);
+        }
+        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        txn.set_durability(redb::Durability::None);
+        Ok(Pending {
+            txn,
+            since: Instant::now(),
+        })
+    }
+
+    /// A read transaction that sees every apply so far (pending ones are committed first,
+    /// without fsync).
+    pub(crate) fn read(&self) -> Result<ReadTransaction, String> {
+        let mut pending = self.pending()?;
+        settle(&mut pending)?;
+        self.db.begin_read().map_err(|e| e.to_string())
+    }
+
+    /// Runs `f` in a write transaction of its own after committing pending applies, and
+    /// commits it: durably if `durable`, else without fsync. If `f` fails nothing of it is
+    /// committed.
+    pub(crate) fn write<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut pending = self.pending()?;
+        settle(&mut pending)?;
+        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        if !durable {
+            txn.set_durability(redb::Durability::None);
+        }
+        let out = f(&txn)?;
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+}
+
+/// Commits the pending applies, if any, without fsync.
+pub(crate) fn settle(pending: &mut Option<Pending>) -> Result<(), String> {
+    match pending.take() {
+        Some(p) => p.txn.commit().map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing commits what is pending, so a clean stop re-applies nothing.
+        if let Ok(pending) = self.pending.get_mut() {
+            if let Err(e) = settle(pending) {
+                tracing::warn!("pending applies not committed at close: {e}");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -176,6 +265,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
     let (flushes, waiting) = mpsc::channel();
     let shared = Arc::new(Shared {
         db,
+        pending: Mutex::new(None),
         file,
         changes,
         wal,

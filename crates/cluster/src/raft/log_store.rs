@@ -41,7 +41,7 @@ impl LogStore {
     ) -> StoResult<Option<T>> {
         let shared = self.shared.clone();
         blocking(subject, ErrorVerb::Read, move || {
-            let txn = shared.db.begin_read().map_err(DbFail::from)?;
+            let txn = shared.read()?;
             let meta = txn.open_table(RAFT_META).map_err(DbFail::from)?;
             get_pc(&meta, key)
         })
@@ -58,16 +58,10 @@ impl LogStore {
     ) -> StoResult<()> {
         let shared = self.shared.clone();
         blocking(subject, ErrorVerb::Write, move || {
-            let mut txn = shared.db.begin_write().map_err(DbFail::from)?;
-            if !durable {
-                txn.set_durability(redb::Durability::None);
-            }
-            {
+            shared.write(durable, |txn| {
                 let mut meta = txn.open_table(RAFT_META).map_err(DbFail::from)?;
-                put_pc(&mut meta, key, &value)?;
-            }
-            txn.commit().map_err(DbFail::from)?;
-            Ok(())
+                put_pc(&mut meta, key, &value)
+            })
         })
         .await
     }

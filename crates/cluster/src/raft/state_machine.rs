@@ -1,8 +1,9 @@
 //! The replicated state machine on redb: io.store's units, users, services, invites, revoked
 //! keys and node tags, plus the last applied log id and membership, all in `cluster.redb`.
 //!
-//! A batch of entries is applied in one redb write transaction that also records the last
-//! applied log id, committed *without* fsync (`Durability::None`) except about once a second:
+//! Entries are applied in one open redb write transaction (`Shared::pending`) that also
+//! records the last applied log id and that later applies continue; it is committed *without*
+//! fsync after 20 ms or before anything reads the state, and with fsync about once a second:
 //! after a crash the state machine is back at some earlier applied id, consistently, and
 //! openraft re-applies the committed entries after it from the log (which is always fsynced
 //! first). Building or installing a snapshot commits durably, which also makes every earlier
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::db::{
     blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, REVOKED,
-    SERVICES, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_KEYS,
+    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_KEYS,
 };
 use super::node_id_of;
 use super::types::{Command, RaftPeer, Response, TypeConfig};
@@ -446,65 +447,81 @@ fn durable_due(shared: &Shared) -> bool {
 }
 
 /// Batches of up to this many commands are applied on the state machine's own task when the
-/// apply is not durable (a redb commit without fsync takes tens of µs, less than the hand-off
-/// to a blocking thread and back); larger or durable ones go to a blocking thread.
+/// apply is not durable (adding to the pending transaction takes µs; committing it, now and
+/// then, tens of µs: less than the hand-off to a blocking thread and back); larger or durable
+/// ones go to a blocking thread.
 const APPLY_INLINE: usize = 64;
 
-/// Applies a batch in one transaction, fsynced if `durable`; gives the responses and the
-/// changes.
+/// Applies a batch in the pending transaction ([`Shared::pending`]), which it commits if
+/// `durable` (with fsync) or if it has been open for [`SETTLE_AFTER`] (without); gives the
+/// responses and the changes. A failure drops the pending transaction with every apply in it;
+/// raft stops on that error, and a restart applies them again from the log.
 fn apply_batch(
     shared: &Shared,
     entries: Vec<Entry<TypeConfig>>,
     durable: bool,
 ) -> Result<(Vec<Response>, Changes), String> {
     let mut changes = *shared.changes.borrow();
-    let mut txn = shared.db.begin_write().map_err(s)?;
-    if !durable {
-        txn.set_durability(Durability::None);
+    let mut slot = shared.pending()?;
+    let mut pending = shared.take_pending(&mut slot)?;
+    let out = apply_entries(&pending.txn, entries, &mut changes)?;
+    if durable {
+        pending.txn.set_durability(Durability::Immediate);
+        pending.txn.commit().map_err(s)?;
+    } else if pending.since.elapsed() >= SETTLE_AFTER {
+        pending.txn.commit().map_err(s)?;
+    } else {
+        *slot = Some(pending);
     }
+    Ok((out, changes))
+}
+
+/// Applies `entries` in `txn`, recording the last one as applied.
+fn apply_entries(
+    txn: &WriteTransaction,
+    entries: Vec<Entry<TypeConfig>>,
+    changes: &mut Changes,
+) -> Result<Vec<Response>, String> {
     let mut out = Vec::with_capacity(entries.len());
-    {
-        let mut t = Tables::open(&txn)?;
-        let mut meta = txn.open_table(SM_META).map_err(s)?;
-        let mut last = None;
-        for entry in entries {
-            let index = entry.log_id.index;
-            let r = match entry.payload {
-                EntryPayload::Blank => Response::Ok,
-                EntryPayload::Normal(Command::Batch(cmds)) => {
-                    let mut rs = Vec::with_capacity(cmds.len());
-                    for cmd in cmds {
-                        let (r, parts) = apply_command(&mut t, cmd)?;
-                        for p in parts {
-                            mark(&mut changes, *p, index);
-                        }
-                        rs.push(r);
-                    }
-                    Response::Batch(rs)
-                }
-                EntryPayload::Normal(cmd) => {
+    let mut t = Tables::open(txn)?;
+    let mut meta = txn.open_table(SM_META).map_err(s)?;
+    let mut last = None;
+    for entry in entries {
+        let index = entry.log_id.index;
+        let r = match entry.payload {
+            EntryPayload::Blank => Response::Ok,
+            EntryPayload::Normal(Command::Batch(cmds)) => {
+                let mut rs = Vec::with_capacity(cmds.len());
+                for cmd in cmds {
                     let (r, parts) = apply_command(&mut t, cmd)?;
                     for p in parts {
-                        mark(&mut changes, *p, index);
+                        mark(changes, *p, index);
                     }
-                    r
+                    rs.push(r);
                 }
-                EntryPayload::Membership(m) => {
-                    let stored = StoredMembership::new(Some(entry.log_id), m);
-                    put_pc(&mut meta, "membership", &stored)?;
-                    Response::Ok
+                Response::Batch(rs)
+            }
+            EntryPayload::Normal(cmd) => {
+                let (r, parts) = apply_command(&mut t, cmd)?;
+                for p in parts {
+                    mark(changes, *p, index);
                 }
-            };
-            out.push(r);
-            last = Some(entry.log_id);
-        }
-        if let Some(last) = last {
-            put_pc(&mut meta, "applied", &last)?;
-            changes.applied = last.index;
-        }
+                r
+            }
+            EntryPayload::Membership(m) => {
+                let stored = StoredMembership::new(Some(entry.log_id), m);
+                put_pc(&mut meta, "membership", &stored)?;
+                Response::Ok
+            }
+        };
+        out.push(r);
+        last = Some(entry.log_id);
     }
-    txn.commit().map_err(s)?;
-    Ok((out, changes))
+    if let Some(last) = last {
+        put_pc(&mut meta, "applied", &last)?;
+        changes.applied = last.index;
+    }
+    Ok(out)
 }
 
 /// The last applied log id and membership.
@@ -589,7 +606,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let shared = self.shared.clone();
         blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
             let (meta, data) = {
-                let txn = shared.db.begin_read().map_err(DbFail::from)?;
+                let txn = shared.read()?;
                 let (applied, membership) = applied_state_in(&txn)?;
                 let state = read_state(&txn)?;
                 let data = postcard::to_allocvec(&state).map_err(s)?;
@@ -602,9 +619,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             // A durable commit: it also makes every apply before it durable, so the state
             // machine on disk is never behind this snapshot (and the log purged after it).
-            let txn = shared.db.begin_write().map_err(DbFail::from)?;
-            store_snapshot(&txn, &meta, &data)?;
-            txn.commit().map_err(DbFail::from)?;
+            shared.write(true, |txn| store_snapshot(txn, &meta, &data))?;
             Ok(Snapshot {
                 meta,
                 snapshot: Box::new(Cursor::new(data)),
@@ -620,7 +635,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn applied_state(&mut self) -> StoResult<AppliedState> {
         let shared = self.shared.clone();
         blocking(ErrorSubject::StateMachine, ErrorVerb::Read, move || {
-            let txn = shared.db.begin_read().map_err(DbFail::from)?;
+            let txn = shared.read()?;
             applied_state_in(&txn)
         })
         .await
@@ -689,22 +704,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         blocking(ErrorSubject::Snapshot(sig), ErrorVerb::Write, move || {
             // Immediate durability: the log may be purged right after.
-            let txn = shared.db.begin_write().map_err(DbFail::from)?;
-            {
-                let mut t = Tables::open(&txn)?;
-                t.replace(&state)?;
-                let mut sm = txn.open_table(SM_META).map_err(DbFail::from)?;
-                match &meta.last_log_id {
-                    Some(l) => put_pc(&mut sm, "applied", l)?,
-                    None => {
-                        sm.remove("applied").map_err(DbFail::from)?;
+            shared.write(true, |txn| {
+                {
+                    let mut t = Tables::open(txn)?;
+                    t.replace(&state)?;
+                    let mut sm = txn.open_table(SM_META).map_err(DbFail::from)?;
+                    match &meta.last_log_id {
+                        Some(l) => put_pc(&mut sm, "applied", l)?,
+                        None => {
+                            sm.remove("applied").map_err(DbFail::from)?;
+                        }
                     }
+                    put_pc(&mut sm, "membership", &meta.last_membership)?;
                 }
-                put_pc(&mut sm, "membership", &meta.last_membership)?;
-            }
-            store_snapshot(&txn, &meta, &data)?;
-            txn.commit().map_err(DbFail::from)?;
-            Ok(())
+                store_snapshot(txn, &meta, &data)
+            })
         })
         .await?;
         self.shared.changes.send_modify(|c| {
@@ -722,7 +736,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> StoResult<Option<Snapshot<TypeConfig>>> {
         let shared = self.shared.clone();
         blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
-            let txn = shared.db.begin_read().map_err(DbFail::from)?;
+            let txn = shared.read()?;
             let table = txn.open_table(SNAPSHOT).map_err(DbFail::from)?;
             let meta: Option<SnapshotMeta<u64, RaftPeer>> = get_pc(&table, "meta")?;
             let Some(meta) = meta else {
@@ -748,7 +762,7 @@ impl Shared {
     /// The whole store as one encoded map (`None` or an empty path), or the encoded unit at
     /// `path` (`None` if nothing is there).
     pub(crate) fn load(&self, path: Option<&[String]>) -> Result<Option<Vec<u8>>, String> {
-        let txn = self.db.begin_read().map_err(s)?;
+        let txn = self.read()?;
         let units = txn.open_table(UNITS).map_err(s)?;
         let segs: Vec<Str> = path
             .unwrap_or_default()
@@ -783,7 +797,7 @@ impl Shared {
 
     /// Users: (name, key), by name.
     pub(crate) fn users(&self) -> Result<Vec<(String, [u8; 32])>, String> {
-        let txn = self.db.begin_read().map_err(s)?;
+        let txn = self.read()?;
         let mut out = Vec::new();
         for row in txn.open_table(USERS).map_err(s)?.iter().map_err(s)? {
             let (name, key) = row.map_err(s)?;
@@ -794,7 +808,7 @@ impl Shared {
 
     /// The service table.
     pub(crate) fn services(&self) -> Result<BTreeMap<u64, Vec<String>>, String> {
-        let txn = self.db.begin_read().map_err(s)?;
+        let txn = self.read()?;
         let mut out = BTreeMap::new();
         for row in txn.open_table(SERVICES).map_err(s)?.iter().map_err(s)? {
             let (node, b) = row.map_err(s)?;
@@ -805,7 +819,7 @@ impl Shared {
 
     /// Node tags.
     pub(crate) fn node_meta(&self) -> Result<BTreeMap<u64, BTreeMap<String, String>>, String> {
-        let txn = self.db.begin_read().map_err(s)?;
+        let txn = self.read()?;
         let mut out = BTreeMap::new();
         for row in txn.open_table(NODE_META).map_err(s)?.iter().map_err(s)? {
             let (node, b) = row.map_err(s)?;
@@ -816,7 +830,7 @@ impl Shared {
 
     /// Invites not expired at `now_ms`.
     pub(crate) fn invites(&self, now_ms: u64) -> Result<Vec<[u8; 32]>, String> {
-        let txn = self.db.begin_read().map_err(s)?;
+        let txn = self.read()?;
         let mut out = Vec::new();
         for row in txn.open_table(INVITES).map_err(s)?.iter().map_err(s)? {
             let (id, exp) = row.map_err(s)?;
@@ -829,7 +843,7 @@ impl Shared {
 
     /// Revoked keys.
     pub(crate) fn revoked(&self) -> Result<Vec<[u8; 32]>, String> {
-        let txn = self.db.begin_read().map_err(s)?;
+        let txn = self.read()?;
         let mut out = Vec::new();
         for row in txn.open_table(REVOKED).map_err(s)?.iter().map_err(s)? {
             let (key, _) = row.map_err(s)?;

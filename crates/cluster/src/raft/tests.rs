@@ -540,3 +540,35 @@ async fn applied_state_survives_reopening() {
     let e = open_storage(dir.path(), 6).unwrap_err();
     assert!(e.to_string().contains("belongs to node"), "{e}");
 }
+
+#[tokio::test]
+async fn applies_wait_in_one_transaction_until_something_reads() {
+    let mut sm = Sm::new();
+    let pending = |sm: &Sm| sm.sm.shared.pending().unwrap().is_some();
+    sm.ok(save("a", "1")).await;
+    sm.ok(save("b", "2")).await;
+    // A read commits what is pending first, so it sees every apply.
+    assert_eq!(sm.at("b"), Some(parse("2").unwrap()));
+    assert!(!pending(&sm), "the read left applies pending");
+    sm.ok(save("c", "3")).await;
+    // So does a write of the log store's metadata (it would otherwise wait for redb's
+    // single writer forever).
+    let shared = sm.sm.shared.clone();
+    shared
+        .write(true, |txn| {
+            txn.open_table(super::db::RAFT_META)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
+    assert!(!pending(&sm));
+    assert_eq!(sm.at("c"), Some(parse("3").unwrap()));
+    // After the window a new apply commits.
+    sm.ok(save("d", "4")).await;
+    std::thread::sleep(super::db::SETTLE_AFTER);
+    sm.ok(save("e", "5")).await;
+    assert!(
+        !pending(&sm),
+        "an apply after the window left its transaction open"
+    );
+}
