@@ -269,15 +269,46 @@ where
     link
 }
 
+/// After this many yields in a row that found nothing to add, a link yields before one write
+/// in 2^this (64).
+const MAX_COALESCE_BACKOFF: u32 = 6;
+
 async fn write_loop<W>(mut wr: W, mut out_rx: mpsc::Receiver<Bytes>, batch_bytes: usize)
 where
     W: AsyncWrite + Unpin,
 {
     let mut buf: Vec<u8> = Vec::with_capacity(batch_bytes.min(1 << 20));
+    // Yielding before a write (see below) pays on a busy link only: after a yield that found
+    // nothing to add, the next `skip` writes go without, `skip` doubling with each such yield.
+    let mut skip = 0u32;
+    let mut misses = 0u32;
     'link: while let Some(first) = out_rx.recv().await {
         buf.clear();
         let mut next = Some(first);
-        while let Some(frame) = next {
+        let mut yielded = false;
+        loop {
+            let Some(frame) = next else {
+                // Let the tasks that are ready run once before writing: those about to send
+                // (the other calls in flight on a busy link) then share this write, its TLS
+                // record and its system call.
+                if yielded || buf.len() >= batch_bytes {
+                    break;
+                }
+                if skip > 0 {
+                    skip -= 1;
+                    break;
+                }
+                yielded = true;
+                tokio::task::yield_now().await;
+                next = out_rx.try_recv().ok();
+                if next.is_none() {
+                    misses = (misses + 1).min(MAX_COALESCE_BACKOFF);
+                    skip = (1u32 << misses) - 1;
+                    break;
+                }
+                misses = 0;
+                continue;
+            };
             // Sizes were checked by the sender against the peer's limit.
             if encode_header(frame.len(), usize::MAX, &mut buf).is_err() {
                 break 'link;
