@@ -4,9 +4,12 @@
 //! one: per message about 60% of a single verification for 2, and about half for 8 or more.
 //! Requests from different connections that arrive while signatures are being checked are
 //! verified together, without a timer: a connection that finds fewer than
-//! [`Verifier::max_active`] verifications running verifies its own request at once (so a lone
-//! request is never delayed), together with whatever was waiting; one that finds them all busy
-//! queues its request, and the next verifier to finish takes the whole queue as its next batch.
+//! [`Verifier::max_active`] verifications running verifies its own request, together with
+//! whatever was waiting; one that finds them all busy queues its request, and the next verifier
+//! to finish takes the whole queue as its next batch. A request that would be verified alone
+//! first yields once, so that the other connections ready at that moment queue theirs behind
+//! it; where that gathers nothing (one client), lone requests mostly skip the yield (backing off
+//! exponentially), so they are not delayed.
 //! No extra task or thread is involved; the requests' own connection tasks do the work.
 //!
 //! A batch checks what [`SignedMessage::verify`] checks, with the one documented difference
@@ -42,6 +45,8 @@ impl Borrow<SignedMessage> for Waiting {
 enum Turn {
     Wait(oneshot::Receiver<Result<SignedMessage, VerifyError>>),
     Verify(SignedMessage, Vec<Waiting>),
+    /// Verify, after giving others a chance to queue.
+    Gather(SignedMessage),
 }
 
 #[derive(Default)]
@@ -50,7 +55,15 @@ struct State {
     queue: Vec<Waiting>,
     /// Verifications running now.
     active: usize,
+    /// Requests to verify without first yielding (see [`Verifier::verify`]).
+    skip: u32,
+    /// Yields in a row that gathered nothing.
+    misses: u32,
 }
+
+/// After this many yields in a row that gathered no other request, a verifier yields before
+/// one lone request in 2^this (64).
+const MAX_GATHER_BACKOFF: u32 = 6;
 
 /// Checks the signatures of requests from all client connections of a node.
 pub(crate) struct Verifier {
@@ -91,7 +104,16 @@ impl Verifier {
             }
             Ok(mut state) => {
                 state.active += 1;
-                Turn::Verify(msg, std::mem::take(&mut state.queue))
+                let queued = std::mem::take(&mut state.queue);
+                let gather = queued.is_empty() && state.skip == 0;
+                if queued.is_empty() && state.skip > 0 {
+                    state.skip -= 1;
+                }
+                if gather {
+                    Turn::Gather(msg)
+                } else {
+                    Turn::Verify(msg, queued)
+                }
             }
             // Poisoned (a panic while holding the lock, which nothing here can do).
             Err(_) => return single(msg),
@@ -104,6 +126,26 @@ impl Verifier {
                 }
             }
             Turn::Verify(msg, queued) => (msg, queued),
+            Turn::Gather(msg) => {
+                // Alone so far: let the connections that are ready run once, so that requests
+                // arriving together (many clients answered by one commit, say) queue behind
+                // this one and share its batch. When that gathers nothing, the next lone
+                // requests skip the yield, more of them after each such miss.
+                tokio::task::yield_now().await;
+                match self.state.lock() {
+                    Ok(mut state) => {
+                        let queued = std::mem::take(&mut state.queue);
+                        if queued.is_empty() {
+                            state.misses = (state.misses + 1).min(MAX_GATHER_BACKOFF);
+                            state.skip = (1u32 << state.misses) - 1;
+                        } else {
+                            state.misses = 0;
+                        }
+                        (msg, queued)
+                    }
+                    Err(_) => (msg, Vec::new()),
+                }
+            }
         };
         let own = if queued.is_empty() {
             single(msg)
