@@ -22,7 +22,7 @@ pub enum BenchCmd {
     /// outstanding, signed requests/s from 8 connections, node memory at rest.
     Rr(crate::cmd_bench_cluster::RrArgs),
     /// 3-node clusters (profiles default and local): time until every survivor marks a killed
-    /// node down; optionally a soak counting false suspicions under CPU load.
+    /// node down; optionally a soak counting false suspicions and leader changes under CPU load.
     Detect(crate::cmd_bench_cluster::DetectArgs),
     /// A 3-node cluster: time from killing the leader to the first write acknowledged after it.
     Failover(crate::cmd_bench_cluster::FailoverArgs),

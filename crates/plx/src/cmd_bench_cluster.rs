@@ -86,7 +86,8 @@ pub struct DetectArgs {
           value_parser = clap::value_parser!(u64).range(1..=100))]
     pub runs: u64,
     /// Afterwards, run a 3-node cluster this many seconds with one core kept busy by another
-    /// process, and count every suspect or down mark any node shows (all false); 0 skips it.
+    /// process, and count every suspect or down mark and every leader change any node shows
+    /// (all spurious); 0 skips it.
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     pub soak: u64,
     /// Failure-detection profile of the soak's cluster (default or local).
@@ -1039,6 +1040,9 @@ struct Soak {
     polls: u64,
     suspect_marks: u64,
     down_marks: u64,
+    /// Times a node's view of the leader moved from one node to another or to none (the
+    /// failover bench's "no spurious leader change" under load).
+    leader_changes: u64,
     events: Vec<String>,
 }
 
@@ -1094,8 +1098,13 @@ pub fn detect(args: DetectArgs) -> Result<()> {
                     ("polls", s.polls.into()),
                     ("suspect_marks", s.suspect_marks.into()),
                     ("down_marks", s.down_marks.into()),
+                    ("leader_changes", s.leader_changes.into()),
                     ("target_marks", 0usize.into()),
-                    ("met", (s.suspect_marks + s.down_marks == 0).into()),
+                    ("target_leader_changes", 0usize.into()),
+                    (
+                        "met",
+                        (s.suspect_marks + s.down_marks + s.leader_changes == 0).into(),
+                    ),
                 ]),
             ));
         }
@@ -1127,13 +1136,14 @@ pub fn detect(args: DetectArgs) -> Result<()> {
     if let Some(s) = &soak {
         println!();
         println!(
-            "  soak ({} profile, one core busy, {} s, {} polls): {} suspect and {} down marks — target 0: {}",
+            "  soak ({} profile, one core busy, {} s, {} polls): {} suspect and {} down marks, {} leader changes — target 0: {}",
             s.profile,
             s.secs,
             s.polls,
             s.suspect_marks,
             s.down_marks,
-            verdict(s.suspect_marks + s.down_marks == 0)
+            s.leader_changes,
+            verdict(s.suspect_marks + s.down_marks + s.leader_changes == 0)
         );
         for e in s.events.iter().take(20) {
             println!("    {e}");
@@ -1244,14 +1254,33 @@ async fn soak_on(cluster: &mut LocalCluster, profile: &str, secs: u64) -> Result
         polls: 0,
         suspect_marks: 0,
         down_marks: 0,
+        leader_changes: 0,
         events: Vec::new(),
     };
+    let mut leaders: HashMap<usize, String> = HashMap::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(secs) {
         for (i, client) in clients.iter_mut().enumerate() {
             let view = ask(client, &cluster.admin, "nodes@sys.node").await?;
             s.polls += 1;
-            for m in members(&view) {
+            let seen = members(&view);
+            let leader = seen
+                .iter()
+                .find(|m| m.leader)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            if let Some(before) = leaders.insert(i, leader.clone()) {
+                if before != leader && !before.is_empty() {
+                    s.leader_changes += 1;
+                    s.events.push(format!(
+                        "{:.2} s: n{} sees leader {} instead of {before}",
+                        start.elapsed().as_secs_f64(),
+                        i + 1,
+                        if leader.is_empty() { "none" } else { &leader },
+                    ));
+                }
+            }
+            for m in seen {
                 let prev = last.insert((i, m.name.clone()), m.health.clone());
                 if prev.as_deref() == Some(m.health.as_str()) {
                     continue;
