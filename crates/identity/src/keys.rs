@@ -153,11 +153,7 @@ impl PublicKey {
 
     /// The key from a slice, which must be 32 bytes long.
     pub fn from_slice(bytes: &[u8]) -> Result<PublicKey, KeyError> {
-        let arr: &[u8; PUBLIC_KEY_LEN] =
-            bytes.try_into().map_err(|_| KeyError::InvalidPublicKey {
-                why: "a public key is exactly 32 bytes",
-            })?;
-        PublicKey::from_bytes(arr)
+        PublicKey::from_bytes(key_bytes(bytes)?)
     }
 
     /// The 32 bytes.
@@ -177,12 +173,7 @@ impl PublicKey {
 
     /// The key from a [`Unit::Bytes`] of 32 bytes.
     pub fn from_unit(unit: &Unit) -> Result<PublicKey, KeyError> {
-        match unit {
-            Unit::Bytes(b) => PublicKey::from_slice(b),
-            _ => Err(KeyError::InvalidPublicKey {
-                why: "a public key unit is a byte string",
-            }),
-        }
+        PublicKey::from_slice(unit_key_bytes(unit)?)
     }
 
     /// A short id for showing to people: the first 8 hex digits of the BLAKE3 hash of the
@@ -266,6 +257,23 @@ impl From<PublicKey> for Unit {
     }
 }
 
+/// `bytes` as a key's 32 bytes, if that is their length.
+fn key_bytes(bytes: &[u8]) -> Result<&[u8; PUBLIC_KEY_LEN], KeyError> {
+    bytes.try_into().map_err(|_| KeyError::InvalidPublicKey {
+        why: "a public key is exactly 32 bytes",
+    })
+}
+
+/// The bytes of a key unit (a byte string).
+fn unit_key_bytes(unit: &Unit) -> Result<&[u8], KeyError> {
+    match unit {
+        Unit::Bytes(b) => Ok(b),
+        _ => Err(KeyError::InvalidPublicKey {
+            why: "a public key unit is a byte string",
+        }),
+    }
+}
+
 /// Public keys decoded from their 32 bytes, remembered so that a key seen again is not decoded
 /// again.
 ///
@@ -333,21 +341,12 @@ impl KeyCache {
 
     /// [`PublicKey::from_slice`] through the cache.
     pub fn decode_slice(&self, bytes: &[u8]) -> Result<PublicKey, KeyError> {
-        let arr: &[u8; PUBLIC_KEY_LEN] =
-            bytes.try_into().map_err(|_| KeyError::InvalidPublicKey {
-                why: "a public key is exactly 32 bytes",
-            })?;
-        self.decode(arr)
+        self.decode(key_bytes(bytes)?)
     }
 
     /// [`PublicKey::from_unit`] through the cache.
     pub fn decode_unit(&self, unit: &Unit) -> Result<PublicKey, KeyError> {
-        match unit {
-            Unit::Bytes(b) => self.decode_slice(b),
-            _ => Err(KeyError::InvalidPublicKey {
-                why: "a public key unit is a byte string",
-            }),
-        }
+        self.decode_slice(unit_key_bytes(unit)?)
     }
 
     /// Forgets every key.

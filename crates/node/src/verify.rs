@@ -105,14 +105,13 @@ impl Verifier {
             Ok(mut state) => {
                 state.active += 1;
                 let queued = std::mem::take(&mut state.queue);
-                let gather = queued.is_empty() && state.skip == 0;
-                if queued.is_empty() && state.skip > 0 {
-                    state.skip -= 1;
-                }
-                if gather {
-                    Turn::Gather(msg)
-                } else {
+                if !queued.is_empty() {
                     Turn::Verify(msg, queued)
+                } else if state.skip > 0 {
+                    state.skip -= 1;
+                    Turn::Verify(msg, queued)
+                } else {
+                    Turn::Gather(msg)
                 }
             }
             // Poisoned (a panic while holding the lock, which nothing here can do).

@@ -25,7 +25,7 @@ pub(crate) const MAX_BATCH: usize = 1024;
 pub(crate) const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// What became of one queued write.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Outcome {
     /// Committed and applied: the command's own response.
     Done(Response),
@@ -175,12 +175,7 @@ async fn propose_one(
     };
     if let Some(outcome) = shared {
         for p in batch {
-            let _ = p.reply.send(match &outcome {
-                Outcome::Done(r) => Outcome::Done(r.clone()),
-                Outcome::NotLeader => Outcome::NotLeader,
-                Outcome::TimedOut => Outcome::TimedOut,
-                Outcome::Failed(e) => Outcome::Failed(e.clone()),
-            });
+            let _ = p.reply.send(outcome.clone());
         }
     }
 }

@@ -241,23 +241,17 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         txn.open_table(SNAPSHOT).map_err(e)?;
     }
     txn.commit().map_err(|e| open_err(e.to_string()))?;
-    let purged: Option<openraft::LogId<u64>> = {
+    let (purged, applied) = {
         let txn = db.begin_read().map_err(|e| open_err(e.to_string()))?;
-        let meta = txn
-            .open_table(RAFT_META)
-            .map_err(|e| open_err(e.to_string()))?;
-        get_pc(&meta, "purged").map_err(open_err)?
+        let table = |def| txn.open_table(def).map_err(|e| open_err(e.to_string()));
+        let purged: Option<openraft::LogId<u64>> =
+            get_pc(&table(RAFT_META)?, "purged").map_err(open_err)?;
+        let applied: Option<openraft::LogId<u64>> =
+            get_pc(&table(SM_META)?, "applied").map_err(open_err)?;
+        (purged, applied.map(|l| l.index).unwrap_or(0))
     };
     let wal = Wal::open(&dir.join(WAL_DIR), purged.map(|p| p.index)).map_err(open_err)?;
     migrate_log(&db, &wal).map_err(open_err)?;
-    let applied = {
-        let txn = db.begin_read().map_err(|e| open_err(e.to_string()))?;
-        let meta = txn
-            .open_table(SM_META)
-            .map_err(|e| open_err(e.to_string()))?;
-        let applied: Option<openraft::LogId<u64>> = get_pc(&meta, "applied").map_err(open_err)?;
-        applied.map(|l| l.index).unwrap_or(0)
-    };
     let (changes, _) = watch::channel(Changes {
         applied,
         ..Changes::default()

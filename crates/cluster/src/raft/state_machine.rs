@@ -476,6 +476,20 @@ fn apply_batch(
     Ok((out, changes))
 }
 
+/// Applies the command of entry `index` and marks the parts it changed.
+fn apply_marked(
+    t: &mut Tables<'_>,
+    cmd: Command,
+    index: u64,
+    changes: &mut Changes,
+) -> Result<Response, DbFail> {
+    let (r, parts) = apply_command(t, cmd)?;
+    for p in parts {
+        mark(changes, *p, index);
+    }
+    Ok(r)
+}
+
 /// Applies `entries` in `txn`, recording the last one as applied.
 fn apply_entries(
     txn: &WriteTransaction,
@@ -490,24 +504,12 @@ fn apply_entries(
         let index = entry.log_id.index;
         let r = match entry.payload {
             EntryPayload::Blank => Response::Ok,
-            EntryPayload::Normal(Command::Batch(cmds)) => {
-                let mut rs = Vec::with_capacity(cmds.len());
-                for cmd in cmds {
-                    let (r, parts) = apply_command(&mut t, cmd)?;
-                    for p in parts {
-                        mark(changes, *p, index);
-                    }
-                    rs.push(r);
-                }
-                Response::Batch(rs)
-            }
-            EntryPayload::Normal(cmd) => {
-                let (r, parts) = apply_command(&mut t, cmd)?;
-                for p in parts {
-                    mark(changes, *p, index);
-                }
-                r
-            }
+            EntryPayload::Normal(Command::Batch(cmds)) => Response::Batch(
+                cmds.into_iter()
+                    .map(|cmd| apply_marked(&mut t, cmd, index, changes))
+                    .collect::<Result<_, _>>()?,
+            ),
+            EntryPayload::Normal(cmd) => apply_marked(&mut t, cmd, index, changes)?,
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
                 put_pc(&mut meta, "membership", &stored)?;
