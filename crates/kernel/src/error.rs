@@ -54,6 +54,8 @@ pub mod code {
     pub const TIMEOUT: &str = "timeout";
     /// The cluster cannot commit or read right now (no leader, no majority).
     pub const NO_QUORUM: &str = "cluster.unavailable";
+    /// The command needs a cluster and the node is not part of one.
+    pub const NO_CLUSTER: &str = "cluster.none";
 }
 
 impl Error {

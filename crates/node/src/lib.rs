@@ -153,10 +153,14 @@ impl Node {
         };
         plexus_services::register_all_with_store(&kernel, db, store, data.path())
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        let sys_node = match &cluster {
+            Some(c) => c.service(),
+            None => cluster::sys_node::single_service(&identity.name, &identity.id, data.path()),
+        };
+        kernel
+            .register(sys_node, None, plexus_kernel::Policy::Anyone)
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
         if let Some(c) = &cluster {
-            kernel
-                .register(c.service(), None, plexus_kernel::Policy::Anyone)
-                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
             c.announce();
         }
         let socket = config

@@ -34,7 +34,7 @@ pub struct ListArgs {
 }
 
 /// Sends `text` (units notation) signed as the current user to the node at `socket` and gives
-/// its value; an error unit becomes an error.
+/// its value; an error unit becomes an error that reads `CODE: MESSAGE`.
 pub async fn ask(home: &Home, socket: &Path, text: &str) -> Result<Unit> {
     let body = parse(text).map_err(|e| anyhow!("{e}"))?;
     let msg = sign(home, None, body)?;
@@ -42,7 +42,7 @@ pub async fn ask(home: &Home, socket: &Path, text: &str) -> Result<Unit> {
     match client.call(&msg, None, std::future::pending()).await? {
         Reply::Value(v) => Ok(v),
         Reply::Nothing => Ok(Unit::None),
-        Reply::Error(e) => bail!("{}", to_text(&e.to_unit())),
+        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
     }
 }
 
@@ -148,9 +148,11 @@ pub fn nodes_table(nodes: &Unit) -> String {
     ]
     .map(str::to_owned)
     .to_vec()];
+    let mut any_leader = false;
     for n in nodes.as_list().unwrap_or_default() {
         let Some(m) = n.as_map() else { continue };
         let leader = matches!(m.get_str("leader"), Some(Unit::Bool(true)));
+        any_leader |= leader;
         let tags = m
             .get_str("tags")
             .and_then(Unit::as_map)
@@ -187,7 +189,9 @@ pub fn nodes_table(nodes: &Unit) -> String {
         ]);
     }
     let mut out = table(&rows);
-    out.push_str("* leader of the cluster state\n");
+    if any_leader {
+        out.push_str("* leader of the cluster state\n");
+    }
     out
 }
 
@@ -249,6 +253,11 @@ mod tests {
         assert!(t.contains("camera,site=lab"), "{t}");
         assert!(t.contains("n2"), "{t}");
         assert!(t.contains("down"), "{t}");
+        assert!(t.contains("* leader"), "{t}");
+        let single =
+            nodes_table(&parse("[{name:solo addr:- role:single health:alive leader:f}]").unwrap());
+        assert!(single.contains("solo  -     single"), "{single}");
+        assert!(!single.contains("* leader"), "{single}");
         let s = services_table(&parse("{math.calc:[n1 n2]}").unwrap());
         assert!(s.contains("math.calc  n1 n2"), "{s}");
     }

@@ -120,6 +120,37 @@ fn errors_go_to_stderr_with_a_nonzero_exit() {
 }
 
 #[test]
+fn a_single_node_lists_itself_and_its_services() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let table = plx.run(&["nodes"], b"").ok();
+    assert!(table.contains("NAME"), "{table}");
+    assert!(table.contains("single"), "{table}");
+    assert!(table.contains("alive"), "{table}");
+    assert!(!table.contains("leader of the cluster"), "{table}");
+    let unit = send(&plx, "nodes@sys.node").ok();
+    assert!(unit.contains("role:single"), "{unit}");
+    assert!(unit.contains("cores:"), "{unit}");
+    let me = send(&plx, "me@sys.node").ok();
+    assert!(
+        unit.contains(&format!("name:{}", me.trim())),
+        "{unit} / {me}"
+    );
+    let services = plx.run(&["services"], b"").ok();
+    for s in ["math.calc", "io.store", "sys.node"] {
+        assert!(services.contains(s), "{services}");
+    }
+    assert!(services.contains(me.trim()), "{services}");
+    assert_eq!(send(&plx, "leader@sys.node").ok(), "-\n");
+    // Changing a cluster needs one.
+    let err = plx.run(&["invite"], b"").fails();
+    assert!(err.contains("cluster.none"), "{err}");
+    assert!(err.contains("--init"), "{err}");
+    let err = send(&plx, "(voters [a])@sys.node").fails();
+    assert!(err.contains("cluster.none"), "{err}");
+}
+
+#[test]
 fn terminal_output_and_input_use_the_senders_terminal_in_order() {
     let plx = Plx::new();
     let _node = RunningNode::start(&plx);

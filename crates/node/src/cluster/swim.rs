@@ -35,7 +35,7 @@ pub enum Input {
 /// This machine's figures, as advertised.
 pub fn local_meta(
     name: &str,
-    addr: SocketAddr,
+    addr: &str,
     tags: &BTreeMap<String, String>,
     dir: &std::path::Path,
 ) -> Meta {
@@ -51,7 +51,7 @@ pub fn local_meta(
         .max_by_key(|d| d.mount_point().as_os_str().len());
     Meta {
         name: name.to_owned(),
-        addr: addr.to_string(),
+        addr: addr.to_owned(),
         cores: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),
@@ -80,7 +80,7 @@ pub(crate) fn spawn(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_else(|_| rand::random());
-        let meta = local_meta(&c.name, c.addr, &tags, &dir);
+        let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir);
         let mut membership = Membership::new(
             c.key,
             session,
@@ -127,7 +127,7 @@ pub(crate) fn spawn(
                 },
                 () = tokio::time::sleep_until(deadline) => membership.handle_timers(Instant::now()),
                 _ = refresh.tick() => {
-                    let meta = local_meta(&c.name, c.addr, &tags, &dir);
+                    let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir);
                     c.view.set_health(c.key, Health::Alive, Some(meta.clone()));
                     membership.set_meta(meta, Instant::now());
                 }

@@ -1,16 +1,18 @@
 //! `sys.node`: the cluster's nodes and services, invites, removing nodes, choosing voters.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use plexus_cluster::membership::Health;
+use plexus_cluster::membership::{Health, Meta};
 use plexus_cluster::raft::{Command as RaftCommand, Response};
 use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
 use plexus_services::forms::{command, count};
 use plexus_units::{Map, Unit};
 
 use super::store::raft_error;
+use super::swim::local_meta;
 use super::token::{invite_keypair, JoinToken, Seed};
 use super::{now_ms, Inner};
 
@@ -34,6 +36,66 @@ struct SysNode {
 /// The `sys.node` service of a cluster member.
 pub(crate) fn service(c: Arc<Inner>) -> Arc<dyn Service> {
     Arc::new(SysNode { c, help: help() })
+}
+
+/// The `sys.node` service of a node outside any cluster: it lists itself and its own services,
+/// and answers the commands that change a cluster with [`code::NO_CLUSTER`].
+pub fn single_service(name: &str, id: &str, data_dir: &Path) -> Arc<dyn Service> {
+    Arc::new(SingleNode {
+        name: name.to_owned(),
+        id: id.to_owned(),
+        data_dir: data_dir.to_owned(),
+        help: help(),
+    })
+}
+
+struct SingleNode {
+    name: String,
+    id: String,
+    data_dir: PathBuf,
+    help: Help,
+}
+
+impl Service for SingleNode {
+    fn help(&self) -> &Help {
+        &self.help
+    }
+
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let cmd = command(&msg).ok_or_else(|| Error::unknown_command(NAME, &msg))?;
+            match cmd.name {
+                "me" => Ok(Some(Unit::str(&self.name))),
+                "nodes" => {
+                    let meta = local_meta(&self.name, "", &BTreeMap::new(), &self.data_dir);
+                    let row = node_row(
+                        (&self.name, &self.id, Unit::None),
+                        ("single", Health::Alive, false),
+                        Some(&meta),
+                    );
+                    Ok(Some(Unit::List(vec![row])))
+                }
+                "services" => {
+                    let mut out = Map::new();
+                    for s in cx.kernel().services() {
+                        out.insert(Unit::Str(s), Unit::List(vec![Unit::str(&self.name)]));
+                    }
+                    Ok(Some(Unit::Map(out)))
+                }
+                "leader" => Ok(Some(Unit::None)),
+                "invite" | "remove" | "voters" => Err(Error::new(
+                    code::NO_CLUSTER,
+                    format!(
+                        "node {} is not part of a cluster: start it with `plx node --init \
+                         --listen HOST:PORT` to make it the first node of one, or run \
+                         `plx up --nodes 3` for a cluster on this machine",
+                        self.name
+                    ),
+                )),
+                _ => Err(Error::unknown_command(NAME, &msg)),
+            }
+        })
+    }
 }
 
 fn help() -> Help {
@@ -63,7 +125,8 @@ fn help() -> Help {
                 name: "nodes",
                 info: "Every node of the cluster as a map {name id addr role health leader \
                        cores mem.total mem.avail load disk.total disk.avail arch os version \
-                       tags}; role is voter or learner, health alive, suspect or down",
+                       tags}; role is voter or learner (single for a node outside a \
+                       cluster, which lists only itself), health alive, suspect or down",
                 forms: &["nodes"],
             },
             Command {
@@ -151,6 +214,49 @@ fn uint(v: u64) -> Unit {
     i64::try_from(v).map(Unit::int).unwrap_or(Unit::None)
 }
 
+/// One row of `nodes`: who the node is, where it stands, and its advertised figures when known.
+fn node_row(
+    (name, id, addr): (&str, &str, Unit),
+    (role, health, leader): (&str, Health, bool),
+    meta: Option<&Meta>,
+) -> Unit {
+    let mut e = Map::new();
+    let mut put = |k: &str, v: Unit| {
+        e.insert(Unit::str(k), v);
+    };
+    put("name", Unit::str(name));
+    put("id", Unit::str(id));
+    put("addr", addr);
+    put("role", Unit::str(role));
+    let health = match health {
+        Health::Alive => "alive",
+        Health::Suspect => "suspect",
+        Health::Down => "down",
+    };
+    put("health", Unit::str(health));
+    put("leader", Unit::Bool(leader));
+    if let Some(meta) = meta {
+        put("cores", uint(u64::from(meta.cores)));
+        put("mem.total", uint(meta.mem_total));
+        put("mem.avail", uint(meta.mem_avail));
+        put(
+            "load",
+            plexus_units::parse(&format!("{:.2}", meta.load)).unwrap_or(Unit::None),
+        );
+        put("disk.total", uint(meta.disk_total));
+        put("disk.avail", uint(meta.disk_avail));
+        put("arch", Unit::str(&meta.arch));
+        put("os", Unit::str(&meta.os));
+        put("version", Unit::str(&meta.version));
+        let mut tags = Map::new();
+        for (k, v) in &meta.tags {
+            tags.insert(Unit::str(k), Unit::str(v));
+        }
+        put("tags", Unit::Map(tags));
+    }
+    Unit::Map(e)
+}
+
 impl SysNode {
     fn admin(&self, cx: &Cx) -> Result<(), Error> {
         if cx.author() != cx.kernel().admin() && *cx.author() != self.c.admin {
@@ -164,45 +270,17 @@ impl SysNode {
 
     fn nodes(&self) -> Unit {
         let leader = self.c.raft.leader();
-        let mut out = Vec::new();
-        for m in self.c.view.roster() {
-            let mut e = Map::new();
-            let mut put = |k: &str, v: Unit| {
-                e.insert(Unit::str(k), v);
-            };
-            put("name", Unit::str(&m.name));
-            put("id", Unit::str(&m.id));
-            put("addr", Unit::str(&m.addr));
-            put("role", Unit::str(if m.voter { "voter" } else { "learner" }));
-            let health = match self.c.view.health(&m.key) {
-                Health::Alive => "alive",
-                Health::Suspect => "suspect",
-                Health::Down => "down",
-            };
-            put("health", Unit::str(health));
-            put("leader", Unit::Bool(leader == Some(m.raft_id)));
-            if let Some(meta) = self.c.view.meta(&m.key) {
-                put("cores", uint(u64::from(meta.cores)));
-                put("mem.total", uint(meta.mem_total));
-                put("mem.avail", uint(meta.mem_avail));
-                put(
-                    "load",
-                    plexus_units::parse(&format!("{:.2}", meta.load)).unwrap_or(Unit::None),
-                );
-                put("disk.total", uint(meta.disk_total));
-                put("disk.avail", uint(meta.disk_avail));
-                put("arch", Unit::str(&meta.arch));
-                put("os", Unit::str(&meta.os));
-                put("version", Unit::str(&meta.version));
-                let mut tags = Map::new();
-                for (k, v) in &meta.tags {
-                    tags.insert(Unit::str(k), Unit::str(v));
-                }
-                put("tags", Unit::Map(tags));
-            }
-            out.push(Unit::Map(e));
-        }
-        Unit::List(out)
+        let rows = self.c.view.roster().into_iter().map(|m| {
+            let health = self.c.view.health(&m.key);
+            let role = if m.voter { "voter" } else { "learner" };
+            let meta = self.c.view.meta(&m.key);
+            node_row(
+                (&m.name, &m.id, Unit::str(&m.addr)),
+                (role, health, leader == Some(m.raft_id)),
+                meta.as_ref(),
+            )
+        });
+        Unit::List(rows.collect())
     }
 
     fn services(&self) -> Unit {
