@@ -55,6 +55,7 @@
 //! assert_eq!((id.name(), id.public()), ("alice", alice.public()));
 //! ```
 
+mod batch;
 pub mod keyfile;
 pub mod keys;
 pub mod message;

@@ -8,7 +8,7 @@
 use std::borrow::Borrow;
 
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _};
 use plexus_units::{decode, encode, to_short, DecodeError, Kind, Limits, Map, Unit};
 use rand_core::CryptoRngCore;
 
@@ -438,14 +438,9 @@ fn signed_bytes(
 pub fn verify_batch<M: Borrow<SignedMessage>>(messages: &[M]) -> Vec<Result<(), VerifyError>> {
     let mut out = vec![Ok(()); messages.len()];
     let mut idx = Vec::with_capacity(BATCH_CHUNK);
-    let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(BATCH_CHUNK);
-    let mut sigs = Vec::with_capacity(BATCH_CHUNK);
-    let mut keys: Vec<VerifyingKey> = Vec::with_capacity(BATCH_CHUNK);
     for (c, chunk) in messages.chunks(BATCH_CHUNK).enumerate() {
         idx.clear();
-        hashes.clear();
-        sigs.clear();
-        keys.clear();
+        let mut entries = Vec::with_capacity(chunk.len());
         for (j, m) in chunk.iter().enumerate() {
             let m = m.borrow();
             let i = c * BATCH_CHUNK + j;
@@ -453,17 +448,11 @@ pub fn verify_batch<M: Borrow<SignedMessage>>(messages: &[M]) -> Vec<Result<(), 
                 Err(e) => out[i] = Err(e),
                 Ok(()) => {
                     idx.push(i);
-                    hashes.push(m.hash);
-                    sigs.push(Signature::from_bytes(&m.signature));
-                    keys.push(*m.author.verifying_key());
+                    entries.push((m.author.verifying_key(), &m.signature, &m.hash[..]));
                 }
             }
         }
-        if idx.is_empty() {
-            continue;
-        }
-        let refs: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
-        if ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_err() {
+        if !idx.is_empty() && !crate::batch::holds(&entries) {
             for &i in &idx {
                 out[i] = messages[i].borrow().verify();
             }
@@ -482,9 +471,11 @@ mod tests {
     fn small_order_table_is_the_8_torsion() {
         for e in &SMALL_ORDER {
             assert!(is_canonical_point(e));
-            assert!(VerifyingKey::from_bytes(e).unwrap().is_weak());
+            assert!(ed25519_dalek::VerifyingKey::from_bytes(e)
+                .unwrap()
+                .is_weak());
         }
-        let p = VerifyingKey::from_bytes(&SMALL_ORDER[4])
+        let p = ed25519_dalek::VerifyingKey::from_bytes(&SMALL_ORDER[4])
             .unwrap()
             .to_edwards();
         let mut acc = p;

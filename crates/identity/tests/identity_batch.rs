@@ -84,6 +84,52 @@ fn batch_of_64_names_the_bad_message() {
     assert_eq!(verify_batch(&refs), got);
 }
 
+/// Requests from one client share its key: the batch equation merges that key's terms, which
+/// must not let a bad signature hide among the good ones.
+#[test]
+fn one_author_batch_names_the_bad_messages() {
+    let kp = keys(1).remove(0);
+    let mut ms: Vec<SignedMessage> = (0..64)
+        .map(|i| SignedMessage::sign(body(i), &kp, T + i as u64, &mut OsRng).unwrap())
+        .collect();
+    // The signature of another message by the same key, and two signatures swapped.
+    let stolen = *ms[5].signature();
+    ms[20] = with_signature(&ms[20], kp.public(), stolen);
+    let (a, b) = (*ms[40].signature(), *ms[41].signature());
+    ms[40] = with_signature(&ms[40], kp.public(), b);
+    ms[41] = with_signature(&ms[41], kp.public(), a);
+    let got = verify_batch(&ms);
+    assert_eq!(got, singles(&ms));
+    let bad: Vec<usize> = (0..64).filter(|&i| got[i].is_err()).collect();
+    assert_eq!(bad, [20, 40, 41]);
+    // Every message good: one batch, all accepted.
+    let good: Vec<SignedMessage> = (0..200)
+        .map(|i| SignedMessage::sign(body(i), &kp, T + i as u64, &mut OsRng).unwrap())
+        .collect();
+    assert!(verify_batch(&good).iter().all(Result::is_ok));
+}
+
+/// Keys repeated in any order, each message with a random flaw or none: the batch says what
+/// single verification says.
+#[test]
+fn parity_with_repeated_keys_in_any_order() {
+    let ks = keys(3);
+    for round in 0..20u8 {
+        let mut batch = Vec::new();
+        for i in 0..40usize {
+            let pick = (i * 7 + usize::from(round) * 3) % 5 % 3;
+            let m = SignedMessage::sign(body(i), &ks[pick], T + i as u64, &mut OsRng).unwrap();
+            let mut sig = *m.signature();
+            if (i + usize::from(round)) % 11 == 0 {
+                sig[33 + i % 30] ^= 1 << (usize::from(round) % 8);
+            }
+            batch.push(with_signature(&m, m.author(), sig));
+        }
+        let got = verify_batch(&batch);
+        assert_eq!(got, singles(&batch), "round {round}");
+    }
+}
+
 #[test]
 fn all_good_and_empty_batches() {
     assert!(verify_batch::<SignedMessage>(&[]).is_empty());
