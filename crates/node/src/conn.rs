@@ -125,6 +125,8 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut greeted = false;
 
+    // Calls read together, started together: their signatures are checked as one batch.
+    let mut arrived: Vec<Arrived> = Vec::new();
     'conn: loop {
         let n = match rd.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -140,6 +142,10 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                     break 'conn;
                 }
             };
+            if !matches!(frame, ClientFrame::Call { .. }) && !arrived.is_empty() {
+                // Calls start before what follows them (a Cancel may name one).
+                start_calls(&shared, &mut arrived, &outbox, &calls, &cancelled).await;
+            }
             match frame {
                 ClientFrame::Hello { version, client } => {
                     if version != PROTOCOL_VERSION {
@@ -177,7 +183,11 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                             next_id: next_term.clone(),
                         }) as Arc<dyn Terminal>
                     });
-                    start_call(&shared, id, &message, session, &outbox, &calls, &cancelled).await;
+                    arrived.push(Arrived {
+                        id,
+                        message,
+                        session,
+                    });
                 }
                 ClientFrame::Cancel { id } => {
                     let task = calls.lock().ok().and_then(|c| c.get(&id).copied());
@@ -196,6 +206,7 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                 }
             }
         }
+        start_calls(&shared, &mut arrived, &outbox, &calls, &cancelled).await;
     }
     // The client is gone: its calls can no longer be answered.
     let tasks: Vec<u64> = calls
@@ -208,15 +219,71 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     outbox.close().await;
 }
 
-/// A request's message and its hash, if it decodes, its signature is good and it is no
-/// replay.
-async fn admit(shared: &Arc<Shared>, message: &[u8]) -> Result<(SignedMessage, [u8; 32]), Error> {
-    let msg = SignedMessage::from_bytes_with(message, &shared.keys)
-        .map_err(|e| Error::new("msg.bad", format!("malformed message: {e}")))?;
-    let msg = shared.verifier.verify(msg).await.map_err(|r| match r {
-        Refusal::Invalid(e) => Error::new("msg.signature", format!("signature check failed: {e}")),
-        Refusal::Lost => Error::internal("the signature check was lost"),
-    })?;
+/// A call read from the connection, not started yet.
+struct Arrived {
+    id: u64,
+    message: Vec<u8>,
+    session: Option<Arc<dyn Terminal>>,
+}
+
+/// Admits the calls of `arrived` (their signatures checked together) and starts each, or
+/// answers it with why it was refused.
+async fn start_calls(
+    shared: &Arc<Shared>,
+    arrived: &mut Vec<Arrived>,
+    outbox: &Outbox,
+    calls: &Arc<Mutex<HashMap<u64, u64>>>,
+    cancelled: &Arc<Mutex<HashSet<u64>>>,
+) {
+    let mut decoded = Vec::with_capacity(arrived.len());
+    let mut kept = Vec::with_capacity(arrived.len());
+    for call in arrived.drain(..) {
+        match SignedMessage::from_bytes_with(&call.message, &shared.keys) {
+            Ok(msg) => {
+                decoded.push(msg);
+                kept.push(call);
+            }
+            Err(e) => {
+                let e = Error::new("msg.bad", format!("malformed message: {e}"));
+                refuse(outbox, call.id, &e).await;
+            }
+        }
+    }
+    let verified = shared.verifier.verify_all(decoded).await;
+    for (call, verified) in kept.into_iter().zip(verified) {
+        match verified
+            .map_err(|r| match r {
+                Refusal::Invalid(e) => {
+                    Error::new("msg.signature", format!("signature check failed: {e}"))
+                }
+                Refusal::Lost => Error::internal("the signature check was lost"),
+            })
+            .and_then(|msg| not_replayed(shared, msg))
+        {
+            Ok((msg, hash)) => start_call(
+                shared,
+                call.id,
+                (msg, hash),
+                call.session,
+                outbox,
+                calls,
+                cancelled,
+            ),
+            Err(e) => refuse(outbox, call.id, &e).await,
+        }
+    }
+}
+
+async fn refuse(outbox: &Outbox, id: u64, e: &Error) {
+    let reply = NodeFrame::Reply {
+        id,
+        result: error_result(e),
+    };
+    let _ = outbox.send(reply).await;
+}
+
+/// A verified message and its hash, unless it is a replay.
+fn not_replayed(shared: &Shared, msg: SignedMessage) -> Result<(SignedMessage, [u8; 32]), Error> {
     let mut guard = shared
         .replay
         .lock()
@@ -229,26 +296,15 @@ async fn admit(shared: &Arc<Shared>, message: &[u8]) -> Result<(SignedMessage, [
     Ok((msg, hash))
 }
 
-async fn start_call(
+fn start_call(
     shared: &Arc<Shared>,
     id: u64,
-    message: &[u8],
+    (msg, hash): (SignedMessage, [u8; 32]),
     session: Option<Arc<dyn Terminal>>,
     outbox: &Outbox,
     calls: &Arc<Mutex<HashMap<u64, u64>>>,
     cancelled: &Arc<Mutex<HashSet<u64>>>,
 ) {
-    let (msg, hash) = match admit(shared, message).await {
-        Ok(admitted) => admitted,
-        Err(e) => {
-            let reply = NodeFrame::Reply {
-                id,
-                result: error_result(&e),
-            };
-            let _ = outbox.send(reply).await;
-            return;
-        }
-    };
     let author = msg.author();
     let signature = *msg.signature();
     let body = msg.into_body();

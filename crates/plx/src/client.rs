@@ -142,6 +142,75 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends every message of `msgs` with up to `depth` of them in flight at once (the frames
+    /// of calls sent together share one write), and gives each reply with the time from its
+    /// send to its reply, in the order the replies came. Calls get no terminal.
+    pub async fn pipeline(
+        &mut self,
+        msgs: &[SignedMessage],
+        depth: usize,
+    ) -> Result<Vec<(std::time::Duration, Reply)>> {
+        let depth = depth.max(1);
+        let mut in_flight: std::collections::HashMap<u64, std::time::Instant> =
+            std::collections::HashMap::with_capacity(depth);
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut next = msgs.iter();
+        let mut wire = Vec::new();
+        loop {
+            wire.clear();
+            while in_flight.len() < depth {
+                let Some(msg) = next.next() else { break };
+                let id = self.next_id;
+                self.next_id += 1;
+                encode_frame(
+                    &ClientFrame::Call {
+                        id,
+                        message: msg.to_bytes(),
+                        terminal: false,
+                    },
+                    &mut wire,
+                )?;
+                in_flight.insert(id, std::time::Instant::now());
+            }
+            if !wire.is_empty() {
+                self.stream
+                    .write_all(&wire)
+                    .await
+                    .context("the node closed the connection")?;
+            }
+            if in_flight.is_empty() {
+                return Ok(out);
+            }
+            // Every reply already here, then more from the socket when none was.
+            let mut got = 0;
+            loop {
+                match self.frames.next_frame::<NodeFrame>()? {
+                    Some(NodeFrame::Reply { id, result }) => {
+                        if let Some(sent) = in_flight.remove(&id) {
+                            out.push((sent.elapsed(), decode_result(result)?));
+                            got += 1;
+                        }
+                    }
+                    Some(NodeFrame::Term { id, .. }) => {
+                        let response = TermResponse::Unsupported("no terminal".into());
+                        self.send(&ClientFrame::Term { id, response }).await?;
+                    }
+                    Some(_) => {}
+                    None if got > 0 => break,
+                    None => {
+                        let n = self.stream.read(&mut self.buf).await?;
+                        if n == 0 {
+                            bail!("the node closed the connection");
+                        }
+                        self.frames.push(&self.buf[..n]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn decode_result(result: CallResult) -> Result<Reply> {
     Ok(match result {
         CallResult::Value(bytes) => Reply::Value(

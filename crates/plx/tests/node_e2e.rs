@@ -220,6 +220,128 @@ fn sigterm_stops_the_node_cleanly() {
     assert!(!socket.exists(), "socket left behind");
 }
 
+/// Calls sent together on one connection are admitted together (one batch of signature
+/// checks): each gets its own answer, a bad signature or a replay among them is refused alone,
+/// and a Cancel after a Call in the same write finds the call started.
+#[test]
+fn pipelined_calls_are_each_answered() {
+    use plexus_identity::{KeyKind, Keypair, SignedMessage};
+    use plexus_protocol::{
+        encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, PROTOCOL_VERSION,
+    };
+    use plexus_units::{decode, to_text};
+    use std::io::Read;
+
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    let key = Keypair::generate(KeyKind::User, "piper", &mut rand_core::OsRng).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let sign = |text: &str| {
+        SignedMessage::sign(
+            plexus_units::parse(text).unwrap(),
+            &key,
+            now,
+            &mut rand_core::OsRng,
+        )
+        .unwrap()
+    };
+    let mut wire = Vec::new();
+    let call = |wire: &mut Vec<u8>, id: u64, message: Vec<u8>| {
+        encode_frame(
+            &ClientFrame::Call {
+                id,
+                message,
+                terminal: false,
+            },
+            wire,
+        )
+        .unwrap();
+    };
+    encode_frame(
+        &ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test".into(),
+        },
+        &mut wire,
+    )
+    .unwrap();
+    let replayed = sign("(inc 100)@math.calc");
+    for id in 1..=20u64 {
+        let msg = match id {
+            7 => {
+                // A signature that does not match the body.
+                let good = sign("(inc 7)@math.calc");
+                let mut sig = *good.signature();
+                sig[40] ^= 1;
+                SignedMessage::from_parts(
+                    good.body().clone(),
+                    good.author(),
+                    good.time_ms(),
+                    *good.nonce(),
+                    sig,
+                )
+                .unwrap()
+                .to_bytes()
+            }
+            11 | 12 => replayed.to_bytes(),
+            13 => b"not a message".to_vec(),
+            14 => sign("(wait 60)@time.chrono").to_bytes(),
+            _ => sign(&format!("(inc {id})@math.calc")).to_bytes(),
+        };
+        call(&mut wire, id, msg);
+    }
+    encode_frame(&ClientFrame::Cancel { id: 14 }, &mut wire).unwrap();
+    let mut s = UnixStream::connect(node.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&wire).unwrap();
+    let mut reader = FrameReader::new();
+    let mut replies = std::collections::BTreeMap::new();
+    let mut buf = [0u8; 4096];
+    while replies.len() < 20 {
+        match reader.next_frame::<NodeFrame>().unwrap() {
+            Some(NodeFrame::Reply { id, result }) => {
+                let text = match result {
+                    CallResult::Value(v) => to_text(&decode(&v).unwrap()),
+                    CallResult::Error(e) => format!("error {}", to_text(&decode(&e).unwrap())),
+                    CallResult::Nothing => "nothing".into(),
+                };
+                replies.insert(id, text);
+            }
+            Some(_) => {}
+            None => {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the node closed the connection");
+                reader.push(&buf[..n]);
+            }
+        }
+    }
+    let value = |id: u64| (id + 1).to_string();
+    for id in (1..=20u64).filter(|i| ![7, 11, 12, 13, 14].contains(i)) {
+        assert_eq!(replies[&id], value(id), "call {id}");
+    }
+    let text = |id: u64| replies[&id].clone();
+    assert!(replies[&7].contains("msg.signature"), "{}", text(7));
+    // One of the two copies runs, the other is a replay.
+    let ran = [11, 12]
+        .iter()
+        .filter(|id| replies[id] == value(100))
+        .count();
+    assert_eq!(ran, 1, "{} / {}", text(11), text(12));
+    assert!(
+        [11, 12].iter().any(|id| replies[id].contains("msg.replay")),
+        "{} / {}",
+        text(11),
+        text(12)
+    );
+    assert!(replies[&13].contains("msg.bad"), "{}", text(13));
+    assert!(replies[&14].contains("cancelled"), "{}", text(14));
+    // The node is still fine.
+    assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
+}
+
 #[test]
 fn garbage_on_the_socket_does_not_hurt_the_node() {
     let plx = Plx::new();

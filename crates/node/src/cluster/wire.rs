@@ -10,7 +10,7 @@ pub const SWIM: u8 = 1;
 pub const RAFT: u8 = 2;
 /// Service calls routed to another node ([`CallRequest`] → `CallResult`).
 pub const CALL: u8 = 3;
-/// A remote call's requests to its session's terminal ([`TermCall`] → [`TermResponse`]).
+/// A remote call's requests to its session's terminal ([`TermCall`] → [`TermResponse`](plexus_protocol::TermResponse)).
 pub const TERM: u8 = 4;
 /// Joining with an invite ([`JoinRequest`] → [`JoinReply`]).
 pub const JOIN: u8 = 5;
