@@ -127,6 +127,7 @@ impl Node {
                     listen: None,
                     tags: Default::default(),
                     profile: None,
+                    mdns: None,
                 })
             }
             None => None,

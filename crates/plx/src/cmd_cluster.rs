@@ -33,6 +33,82 @@ pub struct ListArgs {
     pub socket: Option<PathBuf>,
 }
 
+/// Options of `plx discover`.
+#[derive(Args, Debug)]
+pub struct DiscoverArgs {
+    /// How long to listen for adverts, in seconds.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    pub wait: f64,
+    /// Print one unit (a list of {cluster nodes:[{name addrs version}]}) instead of a table.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// `plx discover`.
+pub fn run_discover(args: DiscoverArgs) -> Result<()> {
+    if !(args.wait.is_finite() && (0.1..=600.0).contains(&args.wait)) {
+        bail!("--wait takes 0.1 to 600 seconds");
+    }
+    let found =
+        plexus_node::cluster::discovery::discover(std::time::Duration::from_secs_f64(args.wait))
+            .map_err(|e| anyhow!("{e}"))?;
+    if args.raw {
+        let list = found
+            .iter()
+            .map(|c| {
+                let nodes = c
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let mut m = plexus_units::Map::new();
+                        m.insert(Unit::str("name"), Unit::str(&n.name));
+                        m.insert(
+                            Unit::str("addrs"),
+                            Unit::List(n.addrs.iter().map(|a| Unit::str(&a.to_string())).collect()),
+                        );
+                        m.insert(Unit::str("version"), Unit::str(&n.version));
+                        Unit::Map(m)
+                    })
+                    .collect();
+                let mut m = plexus_units::Map::new();
+                m.insert(Unit::str("cluster"), Unit::str(&c.cluster));
+                m.insert(Unit::str("nodes"), Unit::List(nodes));
+                Unit::Map(m)
+            })
+            .collect();
+        println!("{}", to_text(&Unit::List(list)));
+        return Ok(());
+    }
+    if found.is_empty() {
+        println!(
+            "no cluster heard in {} s (nodes advertise with `plx node --mdns`; multicast must \
+             reach this machine)",
+            args.wait
+        );
+        return Ok(());
+    }
+    let mut rows = vec![["CLUSTER", "NODE", "ADDRESS", "VERSION"]
+        .map(str::to_owned)
+        .to_vec()];
+    for c in &found {
+        for n in &c.nodes {
+            let addrs: Vec<String> = n.addrs.iter().map(ToString::to_string).collect();
+            rows.push(vec![
+                c.cluster.clone(),
+                n.name.clone(),
+                addrs.join(" "),
+                n.version.clone(),
+            ]);
+        }
+    }
+    print!("{}", table(&rows));
+    println!(
+        "to join one: run `plx invite` on one of its nodes, then here `plx node --join TOKEN \
+         --listen HOST:PORT`"
+    );
+    Ok(())
+}
+
 /// Sends `text` (units notation) signed as the current user to the node at `socket` and gives
 /// its value; an error unit becomes an error that reads `CODE: MESSAGE`.
 pub async fn ask(home: &Home, socket: &Path, text: &str) -> Result<Unit> {

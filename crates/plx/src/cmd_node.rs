@@ -51,6 +51,13 @@ pub struct NodeArgs {
     /// for nodes on one machine or one quiet LAN).
     #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
+    /// Advertise the cluster on the LAN over multicast DNS, so that `plx discover` on other
+    /// machines lists it (remembered across restarts; joining still needs a token).
+    #[arg(long, conflicts_with = "no_mdns")]
+    pub mdns: bool,
+    /// Stop advertising the cluster on the LAN.
+    #[arg(long)]
+    pub no_mdns: bool,
 }
 
 /// `plx node` subcommands.
@@ -182,7 +189,12 @@ fn cluster_config(args: &NodeArgs) -> Result<Option<ClusterConfig>> {
     } else if let Some(token) = &args.join {
         let token = JoinToken::decode(token).map_err(|e| anyhow!("{e}"))?;
         JoinMode::Join(token)
-    } else if args.listen.is_some() || !tags.is_empty() || profile.is_some() {
+    } else if args.listen.is_some()
+        || !tags.is_empty()
+        || profile.is_some()
+        || args.mdns
+        || args.no_mdns
+    {
         JoinMode::Resume
     } else {
         return Ok(None);
@@ -195,6 +207,11 @@ fn cluster_config(args: &NodeArgs) -> Result<Option<ClusterConfig>> {
         listen: args.listen,
         tags,
         profile,
+        mdns: match (args.mdns, args.no_mdns) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
     }))
 }
 

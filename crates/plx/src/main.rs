@@ -66,6 +66,8 @@ enum Command {
     Nodes(cmd_cluster::ListArgs),
     /// Which node provides which service.
     Services(cmd_cluster::ListArgs),
+    /// List the clusters on the LAN whose nodes advertise themselves (`plx node --mdns`).
+    Discover(cmd_cluster::DiscoverArgs),
     /// Run a node in the foreground (logs on standard error; stops on Ctrl-C or SIGTERM).
     ///
     /// The node keeps its state in its data directory (identity, key, database) and serves
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Some(Command::Services(args)) => home()
             .and_then(|h| cmd_cluster::run_services(&h, args))
             .map(|()| 0),
+        Some(Command::Discover(args)) => cmd_cluster::run_discover(args).map(|()| 0),
         Some(Command::Down) => home().and_then(|h| cmd_node::run_down(&h).map(|()| 0)),
         Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
         Some(Command::Bench(cmd)) => cmd_bench::run(cmd).map(|()| 0),

@@ -38,6 +38,9 @@ pub struct ClusterConfig {
     pub tags: BTreeMap<String, String>,
     /// The failure-detection profile; the recorded one (or the default) when `None`.
     pub profile: Option<Profile>,
+    /// Whether to advertise the cluster on the LAN over multicast DNS
+    /// ([`super::discovery`]); the recorded choice (or no) when `None`.
+    pub mdns: Option<bool>,
 }
 
 /// Parses `--tag` values: `name` or `name=value`.
@@ -70,6 +73,8 @@ pub struct ClusterFile {
     pub tags: BTreeMap<String, String>,
     /// The failure-detection profile.
     pub profile: Profile,
+    /// Whether the node advertises the cluster over multicast DNS.
+    pub mdns: bool,
 }
 
 fn profile_name(p: Profile) -> &'static str {
@@ -129,11 +134,14 @@ impl ClusterFile {
             .transpose()
             .map_err(corrupt)?
             .unwrap_or(Profile::Default);
+        // Absent in files written before discovery existed.
+        let mdns = matches!(m.get_str("mdns"), Some(Unit::Bool(true)));
         Ok(Some(ClusterFile {
             cluster,
             addr,
             tags,
             profile,
+            mdns,
         }))
     }
 
@@ -151,6 +159,7 @@ impl ClusterFile {
         m.insert(Unit::str("addr"), Unit::str(&self.addr.to_string()));
         m.insert(Unit::str("tags"), Unit::Map(tags));
         m.insert(Unit::str("profile"), Unit::str(profile_name(self.profile)));
+        m.insert(Unit::str("mdns"), Unit::Bool(self.mdns));
         crate::datadir::write_private(
             &dir.join(CLUSTER_FILE),
             format!("{}\n", to_text(&Unit::Map(m))).as_bytes(),
@@ -186,9 +195,19 @@ mod tests {
             addr: "127.0.0.3:7700".parse().unwrap(),
             tags: [("site".to_owned(), "lab".to_owned())].into(),
             profile: Profile::Local,
+            mdns: true,
         };
         f.save(dir.path()).unwrap();
-        assert_eq!(ClusterFile::load(dir.path()).unwrap(), Some(f));
+        assert_eq!(ClusterFile::load(dir.path()).unwrap(), Some(f.clone()));
+        // A file from before discovery existed: no mdns key, so no advert.
+        std::fs::write(
+            dir.path().join(CLUSTER_FILE),
+            "{cluster:x\"05050505050505050505050505050505\" addr:`127.0.0.3:7700` tags:{} profile:local}",
+        )
+        .unwrap();
+        let old = ClusterFile::load(dir.path()).unwrap().unwrap();
+        assert!(!old.mdns);
+        assert_eq!(old.addr, f.addr);
         std::fs::write(dir.path().join(CLUSTER_FILE), "{").unwrap();
         assert!(ClusterFile::load(dir.path()).is_err());
     }

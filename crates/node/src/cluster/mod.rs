@@ -9,6 +9,7 @@
 
 pub mod calls;
 pub mod config;
+pub mod discovery;
 pub mod store;
 pub(crate) mod swim;
 pub mod sys_node;
@@ -68,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) admin_name: String,
     /// Whether this start created the cluster (its store gets the seed entries).
     pub(crate) fresh: bool,
+    /// The LAN advert (`--mdns`), withdrawn when the node stops.
+    pub(crate) advert: std::sync::Mutex<Option<discovery::Advert>>,
 }
 
 /// Mesh frames arriving before the cluster is fully up wait for it here.
@@ -253,13 +256,33 @@ pub async fn start(
         .profile
         .or(recorded.as_ref().map(|r| r.profile))
         .unwrap_or(Profile::Default);
+    let mdns = config
+        .mdns
+        .or(recorded.as_ref().map(|r| r.mdns))
+        .unwrap_or(false);
     ClusterFile {
         cluster: cluster_id,
         addr,
         tags: tags.clone(),
         profile,
+        mdns,
     }
     .save(data_dir)?;
+    // Discovery is a convenience: a LAN without multicast must not stop the node.
+    let advert = if mdns {
+        match discovery::Advert::start(&cluster_id, name, addr) {
+            Ok(a) => {
+                tracing::info!("advertising the cluster on the LAN (mDNS)");
+                Some(a)
+            }
+            Err(e) => {
+                tracing::warn!("cannot advertise the cluster on the LAN: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let view = Arc::new(View::new(key.public()));
     let inner = Arc::new(Inner {
@@ -279,6 +302,7 @@ pub async fn start(
         admin: admin.0,
         admin_name: admin.1,
         fresh,
+        advert: std::sync::Mutex::new(advert),
     });
     let _ = inbound.cluster.set(inner.clone());
     let cluster = Cluster { inner };
@@ -341,6 +365,10 @@ impl Cluster {
 
     /// Leaves the cluster's membership gracefully and closes links.
     pub async fn stop(&self) {
+        // Withdrawn first: nobody should be pointed at a node that is going.
+        if let Ok(mut advert) = self.inner.advert.lock() {
+            advert.take();
+        }
         let _ = self.inner.swim.send(swim::Input::Leave).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.inner.mesh.shutdown();
