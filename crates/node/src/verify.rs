@@ -52,6 +52,13 @@ enum Turn {
     Gather(SignedMessage),
 }
 
+/// What a group of requests does on arrival: wait for a busy verifier, or verify (with what
+/// was queued).
+enum GroupTurn {
+    Wait(Vec<oneshot::Receiver<Result<SignedMessage, VerifyError>>>),
+    Verify(Vec<Waiting>),
+}
+
 #[derive(Default)]
 struct State {
     /// Requests waiting for a verifier.
@@ -185,8 +192,7 @@ impl Verifier {
                 None => Vec::new(),
             };
         }
-        // Wait for a busy verifier (the receivers), or verify with what was queued.
-        let turn: Result<Vec<_>, Vec<Waiting>> = match self.state.lock() {
+        let turn = match self.state.lock() {
             Ok(mut state) if state.active >= self.max_active => {
                 let mut waits = Vec::with_capacity(msgs.len());
                 for msg in msgs.drain(..) {
@@ -194,16 +200,16 @@ impl Verifier {
                     state.queue.push(Waiting { msg, reply });
                     waits.push(rx);
                 }
-                Ok(waits)
+                GroupTurn::Wait(waits)
             }
             Ok(mut state) => {
                 state.active += 1;
-                Err(std::mem::take(&mut state.queue))
+                GroupTurn::Verify(std::mem::take(&mut state.queue))
             }
             Err(_) => return msgs.into_iter().map(single).collect(),
         };
         let queued = match turn {
-            Ok(waits) => {
+            GroupTurn::Wait(waits) => {
                 let mut out = Vec::with_capacity(waits.len());
                 for rx in waits {
                     out.push(match rx.await {
@@ -213,7 +219,7 @@ impl Verifier {
                 }
                 return out;
             }
-            Err(queued) => queued,
+            GroupTurn::Verify(queued) => queued,
         };
         let results = {
             let refs: Vec<&SignedMessage> =
