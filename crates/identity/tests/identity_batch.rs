@@ -240,3 +240,39 @@ fn parity_over_corrupted_signatures() {
     assert_eq!(got, singles(&batch));
     assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 30);
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        /// Any mix of authors and flipped signature bits: the batch says what single
+        /// verification says, message by message.
+        #[test]
+        fn batch_agrees_with_singles(
+            plan in proptest::collection::vec((0usize..3, proptest::option::of((0usize..64, 0u8..8))), 1..12)
+        ) {
+            let ks = keys(3);
+            let batch: Vec<SignedMessage> = plan
+                .iter()
+                .enumerate()
+                .map(|(i, (author, flaw))| {
+                    let m = SignedMessage::sign(body(i), &ks[*author], T + i as u64, &mut OsRng)
+                        .unwrap();
+                    let mut sig = *m.signature();
+                    if let Some((byte, bit)) = flaw {
+                        sig[*byte] ^= 1 << bit;
+                    }
+                    with_signature(&m, m.author(), sig)
+                })
+                .collect();
+            let got = verify_batch(&batch);
+            prop_assert_eq!(&got, &singles(&batch));
+            for (r, (_, flaw)) in got.iter().zip(&plan) {
+                prop_assert_eq!(r.is_ok(), flaw.is_none());
+            }
+        }
+    }
+}
