@@ -1,7 +1,7 @@
 //! One client connection: handshake, calls, cancellation and the session terminal.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -119,8 +119,7 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
 
     let pending: Pending = Arc::default();
     let next_term = Arc::new(AtomicU64::new(1));
-    let calls: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
-    let cancelled: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let calls = Calls::default();
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut greeted = false;
@@ -144,7 +143,7 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
             };
             if !matches!(frame, ClientFrame::Call { .. }) && !arrived.is_empty() {
                 // Calls start before what follows them (a Cancel may name one).
-                start_calls(&shared, &mut arrived, &outbox, &calls, &cancelled).await;
+                start_calls(&shared, &mut arrived, &outbox, &calls).await;
             }
             match frame {
                 ClientFrame::Hello { version, client } => {
@@ -190,9 +189,9 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                     });
                 }
                 ClientFrame::Cancel { id } => {
-                    let task = calls.lock().ok().and_then(|c| c.get(&id).copied());
+                    let task = calls.ids.lock().ok().and_then(|c| c.get(&id).copied());
                     if let Some(task) = task {
-                        if let Ok(mut c) = cancelled.lock() {
+                        if let Ok(mut c) = calls.cancelled.lock() {
                             c.insert(id);
                         }
                         let _ = shared.kernel.kill(task);
@@ -206,10 +205,11 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                 }
             }
         }
-        start_calls(&shared, &mut arrived, &outbox, &calls, &cancelled).await;
+        start_calls(&shared, &mut arrived, &outbox, &calls).await;
     }
     // The client is gone: its calls can no longer be answered.
     let tasks: Vec<u64> = calls
+        .ids
         .lock()
         .map(|c| c.values().copied().collect())
         .unwrap_or_default();
@@ -226,18 +226,34 @@ struct Arrived {
     session: Option<Arc<dyn Terminal>>,
 }
 
+/// Most calls in flight on one connection; beyond that, calls are refused at once (answering
+/// them waits for the client to read, which is the backpressure a flooding client gets).
+pub(crate) const MAX_CALLS_IN_FLIGHT: usize = 1024;
+
 /// Admits the calls of `arrived` (their signatures checked together) and starts each, or
 /// answers it with why it was refused.
 async fn start_calls(
     shared: &Arc<Shared>,
     arrived: &mut Vec<Arrived>,
     outbox: &Outbox,
-    calls: &Arc<Mutex<HashMap<u64, u64>>>,
-    cancelled: &Arc<Mutex<HashSet<u64>>>,
+    calls: &Calls,
 ) {
+    let mut room = MAX_CALLS_IN_FLIGHT.saturating_sub(calls.in_flight.load(Ordering::Relaxed));
     let mut decoded = Vec::with_capacity(arrived.len());
     let mut kept = Vec::with_capacity(arrived.len());
     for call in arrived.drain(..) {
+        if room == 0 {
+            let e = Error::new(
+                code::LIMIT,
+                format!(
+                    "too many calls in flight on this connection (at most {MAX_CALLS_IN_FLIGHT}): \
+                     wait for replies before sending more"
+                ),
+            );
+            refuse(outbox, call.id, &e).await;
+            continue;
+        }
+        room -= 1;
         match SignedMessage::from_bytes_with(&call.message, &shared.keys) {
             Ok(msg) => {
                 decoded.push(msg);
@@ -251,6 +267,11 @@ async fn start_calls(
     }
     let verified = shared.verifier.verify_all(decoded).await;
     for (call, verified) in kept.into_iter().zip(verified) {
+        let in_flight = calls
+            .ids
+            .lock()
+            .map(|ids| ids.contains_key(&call.id))
+            .unwrap_or(false);
         match verified
             .map_err(|r| match r {
                 Refusal::Invalid(e) => {
@@ -258,17 +279,16 @@ async fn start_calls(
                 }
                 Refusal::Lost => Error::internal("the signature check was lost"),
             })
-            .and_then(|msg| not_replayed(shared, msg))
-        {
-            Ok((msg, hash)) => start_call(
-                shared,
-                call.id,
-                (msg, hash),
-                call.session,
-                outbox,
-                calls,
-                cancelled,
-            ),
+            .and_then(|msg| match in_flight {
+                true => Err(Error::bad_argument(format!(
+                    "call id {} is already in flight on this connection",
+                    call.id
+                ))),
+                false => not_replayed(shared, msg),
+            }) {
+            Ok((msg, hash)) => {
+                start_call(shared, call.id, (msg, hash), call.session, outbox, calls)
+            }
             Err(e) => refuse(outbox, call.id, &e).await,
         }
     }
@@ -302,8 +322,7 @@ fn start_call(
     (msg, hash): (SignedMessage, [u8; 32]),
     session: Option<Arc<dyn Terminal>>,
     outbox: &Outbox,
-    calls: &Arc<Mutex<HashMap<u64, u64>>>,
-    cancelled: &Arc<Mutex<HashSet<u64>>>,
+    calls: &Calls,
 ) {
     let author = msg.author();
     let signature = *msg.signature();
@@ -313,13 +332,18 @@ fn start_call(
         id,
         outbox: outbox.clone(),
         calls: calls.clone(),
-        cancelled: cancelled.clone(),
         sent: false,
     };
-    // The call's own task sends its reply: no extra task hop per call.
-    let handle = shared
-        .kernel
-        .spawn_task(None, "msg", author, move |task| async move {
+    calls.in_flight.fetch_add(1, Ordering::Relaxed);
+    let ids = calls.ids.clone();
+    // The call's own task sends its reply: no extra task hop per call. The call is recorded
+    // before its task can run (so a quick call cannot end before it is recorded, which would
+    // leave it recorded for ever).
+    shared.kernel.spawn_task(None, "msg", author, move |task| {
+        if let Ok(mut c) = ids.lock() {
+            c.insert(id, task);
+        }
+        async move {
             let mut guard = guard;
             let cx = kernel
                 .context(author, hash, session, task)
@@ -335,24 +359,34 @@ fn start_call(
                 .await;
             guard.sent = true;
             Ok(None)
-        });
-    if let Ok(mut c) = calls.lock() {
-        c.insert(id, handle.id);
-    }
+        }
+    });
 }
 
-/// Answers a call whose task was stopped before it could answer (killed or cancelled).
+/// Answers a call whose task was stopped before it could answer (killed or cancelled), and
+/// counts the call out of its connection's calls in flight however it ends.
 struct ReplyGuard {
     id: u64,
     outbox: Outbox,
-    calls: Arc<Mutex<HashMap<u64, u64>>>,
-    cancelled: Arc<Mutex<HashSet<u64>>>,
+    calls: Calls,
     sent: bool,
+}
+
+/// A connection's calls in flight.
+#[derive(Clone, Default)]
+struct Calls {
+    /// Call id → the id of the task running it.
+    ids: Arc<Mutex<HashMap<u64, u64>>>,
+    /// Calls asked to stop by the client (their reply says `cancelled`, not `killed`).
+    cancelled: Arc<Mutex<HashSet<u64>>>,
+    /// Calls started and not yet ended (counted apart from `ids`, which a client could keep
+    /// small by reusing an id).
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl ReplyGuard {
     fn forget_call(&self) {
-        if let Ok(mut c) = self.calls.lock() {
+        if let Ok(mut c) = self.calls.ids.lock() {
             c.remove(&self.id);
         }
     }
@@ -360,11 +394,13 @@ impl ReplyGuard {
 
 impl Drop for ReplyGuard {
     fn drop(&mut self) {
+        self.calls.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.sent {
             return;
         }
         self.forget_call();
         let was_cancelled = self
+            .calls
             .cancelled
             .lock()
             .map(|mut c| c.remove(&self.id))

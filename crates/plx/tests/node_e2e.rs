@@ -220,63 +220,118 @@ fn sigterm_stops_the_node_cleanly() {
     assert!(!socket.exists(), "socket left behind");
 }
 
+/// A client speaking the protocol directly, to send calls in any order and any number.
+struct RawClient {
+    stream: UnixStream,
+    key: plexus_identity::Keypair,
+    reader: plexus_protocol::FrameReader,
+    wire: Vec<u8>,
+}
+
+impl RawClient {
+    fn connect(node: &RunningNode) -> RawClient {
+        use plexus_identity::{KeyKind, Keypair};
+        let stream = UnixStream::connect(node.socket()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut c = RawClient {
+            stream,
+            key: Keypair::generate(KeyKind::User, "piper", &mut rand_core::OsRng).unwrap(),
+            reader: plexus_protocol::FrameReader::new(),
+            wire: Vec::new(),
+        };
+        c.frame(&plexus_protocol::ClientFrame::Hello {
+            version: plexus_protocol::PROTOCOL_VERSION,
+            client: "test".into(),
+        });
+        c
+    }
+
+    fn sign(&self, text: &str) -> plexus_identity::SignedMessage {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        plexus_identity::SignedMessage::sign(
+            plexus_units::parse(text).unwrap(),
+            &self.key,
+            now,
+            &mut rand_core::OsRng,
+        )
+        .unwrap()
+    }
+
+    /// Queues a frame; [`RawClient::flush`] sends everything queued in one write.
+    fn frame(&mut self, f: &plexus_protocol::ClientFrame) {
+        plexus_protocol::encode_frame(f, &mut self.wire).unwrap();
+    }
+
+    fn call(&mut self, id: u64, message: Vec<u8>) {
+        self.frame(&plexus_protocol::ClientFrame::Call {
+            id,
+            message,
+            terminal: false,
+        });
+    }
+
+    fn flush(&mut self) {
+        use std::io::Write;
+        self.stream.write_all(&self.wire).unwrap();
+        self.wire.clear();
+    }
+
+    /// The next `n` replies, by call id, as text (`error {…}` for errors); the same id twice
+    /// keeps the last.
+    fn replies(&mut self, n: usize) -> std::collections::BTreeMap<u64, String> {
+        use plexus_protocol::{CallResult, NodeFrame};
+        use plexus_units::{decode, to_text};
+        use std::io::Read;
+        let mut out = std::collections::BTreeMap::new();
+        let mut got = 0;
+        let mut buf = [0u8; 16384];
+        while got < n {
+            match self.reader.next_frame::<NodeFrame>().unwrap() {
+                Some(NodeFrame::Reply { id, result }) => {
+                    let text = match result {
+                        CallResult::Value(v) => to_text(&decode(&v).unwrap()),
+                        CallResult::Error(e) => {
+                            format!("error {}", to_text(&decode(&e).unwrap()))
+                        }
+                        CallResult::Nothing => "nothing".into(),
+                    };
+                    out.insert(id, text);
+                    got += 1;
+                }
+                Some(_) => {}
+                None => {
+                    let n = self.stream.read(&mut buf).unwrap();
+                    assert!(n > 0, "the node closed the connection");
+                    self.reader.push(&buf[..n]);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Calls sent together on one connection are admitted together (one batch of signature
 /// checks): each gets its own answer, a bad signature or a replay among them is refused alone,
 /// and a Cancel after a Call in the same write finds the call started.
 #[test]
 fn pipelined_calls_are_each_answered() {
-    use plexus_identity::{KeyKind, Keypair, SignedMessage};
-    use plexus_protocol::{
-        encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, PROTOCOL_VERSION,
-    };
-    use plexus_units::{decode, to_text};
-    use std::io::Read;
-
     let plx = Plx::new();
     let node = RunningNode::start(&plx);
-    let key = Keypair::generate(KeyKind::User, "piper", &mut rand_core::OsRng).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let sign = |text: &str| {
-        SignedMessage::sign(
-            plexus_units::parse(text).unwrap(),
-            &key,
-            now,
-            &mut rand_core::OsRng,
-        )
-        .unwrap()
-    };
-    let mut wire = Vec::new();
-    let call = |wire: &mut Vec<u8>, id: u64, message: Vec<u8>| {
-        encode_frame(
-            &ClientFrame::Call {
-                id,
-                message,
-                terminal: false,
-            },
-            wire,
-        )
-        .unwrap();
-    };
-    encode_frame(
-        &ClientFrame::Hello {
-            version: PROTOCOL_VERSION,
-            client: "test".into(),
-        },
-        &mut wire,
-    )
-    .unwrap();
-    let replayed = sign("(inc 100)@math.calc");
+    let mut c = RawClient::connect(&node);
+    let replayed = c.sign("(inc 100)@math.calc");
     for id in 1..=20u64 {
         let msg = match id {
             7 => {
                 // A signature that does not match the body.
-                let good = sign("(inc 7)@math.calc");
+                let good = c.sign("(inc 7)@math.calc");
                 let mut sig = *good.signature();
                 sig[40] ^= 1;
-                SignedMessage::from_parts(
+                plexus_identity::SignedMessage::from_parts(
                     good.body().clone(),
                     good.author(),
                     good.time_ms(),
@@ -288,36 +343,14 @@ fn pipelined_calls_are_each_answered() {
             }
             11 | 12 => replayed.to_bytes(),
             13 => b"not a message".to_vec(),
-            14 => sign("(wait 60)@time.chrono").to_bytes(),
-            _ => sign(&format!("(inc {id})@math.calc")).to_bytes(),
+            14 => c.sign("(wait 60)@time.chrono").to_bytes(),
+            _ => c.sign(&format!("(inc {id})@math.calc")).to_bytes(),
         };
-        call(&mut wire, id, msg);
+        c.call(id, msg);
     }
-    encode_frame(&ClientFrame::Cancel { id: 14 }, &mut wire).unwrap();
-    let mut s = UnixStream::connect(node.socket()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&wire).unwrap();
-    let mut reader = FrameReader::new();
-    let mut replies = std::collections::BTreeMap::new();
-    let mut buf = [0u8; 4096];
-    while replies.len() < 20 {
-        match reader.next_frame::<NodeFrame>().unwrap() {
-            Some(NodeFrame::Reply { id, result }) => {
-                let text = match result {
-                    CallResult::Value(v) => to_text(&decode(&v).unwrap()),
-                    CallResult::Error(e) => format!("error {}", to_text(&decode(&e).unwrap())),
-                    CallResult::Nothing => "nothing".into(),
-                };
-                replies.insert(id, text);
-            }
-            Some(_) => {}
-            None => {
-                let n = s.read(&mut buf).unwrap();
-                assert!(n > 0, "the node closed the connection");
-                reader.push(&buf[..n]);
-            }
-        }
-    }
+    c.frame(&plexus_protocol::ClientFrame::Cancel { id: 14 });
+    c.flush();
+    let replies = c.replies(20);
     let value = |id: u64| (id + 1).to_string();
     for id in (1..=20u64).filter(|i| ![7, 11, 12, 13, 14].contains(i)) {
         assert_eq!(replies[&id], value(id), "call {id}");
@@ -340,6 +373,63 @@ fn pipelined_calls_are_each_answered() {
     assert!(replies[&14].contains("cancelled"), "{}", text(14));
     // The node is still fine.
     assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
+}
+
+/// A connection holds at most 1,024 calls in flight: more are refused at once with `limit`,
+/// reusing an id in flight is refused, and calls that ended (however quickly) free their
+/// place.
+#[test]
+fn calls_in_flight_on_a_connection_are_limited() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    let mut c = RawClient::connect(&node);
+    // Many quick calls first, in rounds: none may stay counted after it ended.
+    let mut next = 1u64;
+    for _ in 0..6 {
+        for _ in 0..200 {
+            let m = c.sign("(inc 1)@math.calc").to_bytes();
+            c.call(next, m);
+            next += 1;
+        }
+        c.flush();
+        assert!(c.replies(200).values().all(|r| r == "2"));
+    }
+    // An id already in flight is refused (its first call goes on).
+    let first_wait = next;
+    let m = c.sign("(wait 60)@time.chrono").to_bytes();
+    c.call(first_wait, m);
+    next += 1;
+    let m = c.sign("(inc 5)@math.calc").to_bytes();
+    c.call(first_wait, m);
+    c.flush();
+    let r = c.replies(1);
+    assert!(r[&first_wait].contains("already in flight"), "{r:?}");
+    // Then 1,024 long calls in all fit, and the next ones do not.
+    for _ in 0..1029 {
+        let m = c.sign("(wait 60)@time.chrono").to_bytes();
+        c.call(next, m);
+        next += 1;
+    }
+    c.flush();
+    let refused = c.replies(6);
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    for (id, r) in &refused {
+        assert!(*id >= first_wait + 1024, "call {id} refused: {r}");
+        assert!(r.contains("err:limit") && r.contains("1024"), "{r}");
+    }
+    // Closing the connection stops its calls; the node is fine.
+    drop(c);
+    assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
+    // Only the listing's own task is left.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = send(&plx, "get.all@sys.task").ok();
+        if tasks.matches("name:msg").count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "calls still running: {tasks}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
