@@ -267,7 +267,7 @@ async fn start_calls(
     }
     let verified = shared.verifier.verify_all(decoded).await;
     for (call, verified) in kept.into_iter().zip(verified) {
-        let in_flight = calls
+        let id_taken = calls
             .ids
             .lock()
             .map(|ids| ids.contains_key(&call.id))
@@ -279,12 +279,15 @@ async fn start_calls(
                 }
                 Refusal::Lost => Error::internal("the signature check was lost"),
             })
-            .and_then(|msg| match in_flight {
-                true => Err(Error::bad_argument(format!(
-                    "call id {} is already in flight on this connection",
-                    call.id
-                ))),
-                false => not_replayed(shared, msg),
+            .and_then(|msg| {
+                if id_taken {
+                    Err(Error::bad_argument(format!(
+                        "call id {} is already in flight on this connection",
+                        call.id
+                    )))
+                } else {
+                    not_replayed(shared, msg)
+                }
             }) {
             Ok((msg, hash)) => {
                 start_call(shared, call.id, (msg, hash), call.session, outbox, calls)
