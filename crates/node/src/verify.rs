@@ -128,12 +128,7 @@ impl Verifier {
             Err(_) => return single(msg),
         };
         let (msg, queued) = match turn {
-            Turn::Wait(rx) => {
-                return match rx.await {
-                    Ok(r) => r.map_err(Refusal::Invalid),
-                    Err(_) => Err(Refusal::Lost),
-                }
-            }
+            Turn::Wait(rx) => return waited(rx).await,
             Turn::Verify(msg, queued) => (msg, queued),
             Turn::Gather(msg) => {
                 // Alone so far: let the connections that are ready run once, so that requests
@@ -156,27 +151,9 @@ impl Verifier {
                 }
             }
         };
-        let own = if queued.is_empty() {
-            single(msg)
-        } else {
-            // Our request first, in one batch with those that were waiting.
-            let results = {
-                let refs: Vec<&SignedMessage> = std::iter::once(&msg)
-                    .chain(queued.iter().map(|w| &w.msg))
-                    .collect();
-                verify_batch(&refs)
-            };
-            let mut results = results.into_iter();
-            let own = match results.next() {
-                Some(Ok(())) => Ok(msg),
-                Some(Err(e)) => Err(Refusal::Invalid(e)),
-                None => Err(Refusal::Lost),
-            };
-            answer(queued, results);
-            own
-        };
-        self.drain();
-        own
+        self.verify_with(vec![msg], queued)
+            .pop()
+            .unwrap_or(Err(Refusal::Lost))
     }
 
     /// Checks the signatures of several requests that arrived together (one read of a
@@ -208,36 +185,48 @@ impl Verifier {
             }
             Err(_) => return msgs.into_iter().map(single).collect(),
         };
-        let queued = match turn {
+        match turn {
             GroupTurn::Wait(waits) => {
                 let mut out = Vec::with_capacity(waits.len());
                 for rx in waits {
-                    out.push(match rx.await {
-                        Ok(r) => r.map_err(Refusal::Invalid),
-                        Err(_) => Err(Refusal::Lost),
-                    });
+                    out.push(waited(rx).await);
                 }
-                return out;
+                out
             }
-            GroupTurn::Verify(queued) => queued,
+            GroupTurn::Verify(queued) => self.verify_with(msgs, queued),
+        }
+    }
+
+    /// Verifies this verifier's own requests (a lone one alone, otherwise first in one batch
+    /// with those that were waiting), answers the waiting ones, then goes on with what queued
+    /// meanwhile ([`Verifier::drain`]).
+    fn verify_with(
+        self: &Arc<Self>,
+        own: Vec<SignedMessage>,
+        queued: Vec<Waiting>,
+    ) -> Vec<Result<SignedMessage, Refusal>> {
+        let out = if queued.is_empty() && own.len() == 1 {
+            own.into_iter().map(single).collect()
+        } else {
+            let results = {
+                let refs: Vec<&SignedMessage> =
+                    own.iter().chain(queued.iter().map(|w| &w.msg)).collect();
+                verify_batch(&refs)
+            };
+            let mut results = results.into_iter();
+            let out = own
+                .into_iter()
+                .map(|msg| match results.next() {
+                    Some(Ok(())) => Ok(msg),
+                    Some(Err(e)) => Err(Refusal::Invalid(e)),
+                    None => Err(Refusal::Lost),
+                })
+                .collect();
+            answer(queued, results);
+            out
         };
-        let results = {
-            let refs: Vec<&SignedMessage> =
-                msgs.iter().chain(queued.iter().map(|w| &w.msg)).collect();
-            verify_batch(&refs)
-        };
-        let mut results = results.into_iter();
-        let own = msgs
-            .into_iter()
-            .map(|msg| match results.next() {
-                Some(Ok(())) => Ok(msg),
-                Some(Err(e)) => Err(Refusal::Invalid(e)),
-                None => Err(Refusal::Lost),
-            })
-            .collect();
-        answer(queued, results);
         self.drain();
-        own
+        out
     }
 
     /// Verifies what was queued meanwhile, batch after batch, then stops being active. After
@@ -268,6 +257,16 @@ impl Verifier {
                 }
             }
         }
+    }
+}
+
+/// The answer a waiting request gets from the verifier that took it.
+async fn waited(
+    rx: oneshot::Receiver<Result<SignedMessage, VerifyError>>,
+) -> Result<SignedMessage, Refusal> {
+    match rx.await {
+        Ok(r) => r.map_err(Refusal::Invalid),
+        Err(_) => Err(Refusal::Lost),
     }
 }
 

@@ -569,61 +569,11 @@ impl Driven {
     }
 }
 
-/// Sends each pool of messages in order on a connection of its own to `socket`, one
-/// outstanding per connection. A reply that `check` refuses is counted and the calls go on; a
-/// broken connection is an error.
+/// Sends each pool of messages in order on a connection of its own to `socket`, with up to
+/// `depth` calls in flight per connection ([`Client::pipeline`]; 1: each waits for the one
+/// before). A reply that `check` refuses is counted and the calls go on; a broken connection is
+/// an error.
 async fn drive(
-    socket: &Path,
-    pools: Vec<Vec<SignedMessage>>,
-    check: fn(&Reply) -> Result<()>,
-) -> Result<Driven> {
-    let mut clients = Vec::new();
-    for _ in &pools {
-        clients.push(Client::connect(socket).await?);
-    }
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (mut client, pool) in clients.into_iter().zip(pools) {
-        tasks.spawn(async move {
-            let mut samples = Vec::with_capacity(pool.len());
-            let mut failed = 0;
-            let mut first_error = None;
-            for msg in &pool {
-                let t = Instant::now();
-                let reply = client.call(msg, None, std::future::pending()).await?;
-                let took = t.elapsed();
-                match check(&reply) {
-                    Ok(()) => samples.push(took),
-                    Err(e) => {
-                        failed += 1;
-                        first_error.get_or_insert_with(|| format!("{e:#}"));
-                    }
-                }
-            }
-            Ok::<_, anyhow::Error>((samples, failed, first_error))
-        });
-    }
-    let mut out = Driven {
-        samples: Vec::new(),
-        wall: Duration::ZERO,
-        failed: 0,
-        first_error: None,
-    };
-    while let Some(done) = tasks.join_next().await {
-        let (samples, failed, first_error) = done??;
-        out.samples.extend(samples);
-        out.failed += failed;
-        if out.first_error.is_none() {
-            out.first_error = first_error;
-        }
-    }
-    out.wall = start.elapsed();
-    Ok(out)
-}
-
-/// Sends each pool of messages on a connection of its own to `socket`, with up to `depth` calls
-/// in flight per connection ([`Client::pipeline`]). Replies are checked as in [`drive`].
-async fn drive_pipelined(
     socket: &Path,
     pools: Vec<Vec<SignedMessage>>,
     depth: usize,
@@ -941,11 +891,11 @@ async fn rr_on(
     say("request/response: client → n1 → n2, 1 outstanding");
     let body = parse("(inc 1)@math.calc:n2")?;
     let warm = sign_many(key, n.div_ceil(10).clamp(10, 200), |_| Ok(body.clone()))?;
-    drive(&socket, vec![warm], expect_int).await?;
+    drive(&socket, vec![warm], 1, expect_int).await?;
     let msgs = sign_many(key, n, |_| Ok(body.clone()))?;
     let frame_len = msgs.first().map_or(64, |m| m.to_bytes().len() + 16);
     let sample = msgs.first().cloned();
-    let one = drive(&socket, vec![msgs], expect_int).await?;
+    let one = drive(&socket, vec![msgs], 1, expect_int).await?;
     let (failed, first_error) = (one.failed, one.first_error.clone());
     let latency = figures(one.samples, one.wall);
 
@@ -971,14 +921,14 @@ async fn rr_on(
     let pools = (0..CLIENT_CONNS)
         .map(|_| sign_many(key, per_conn, |_| Ok(body.clone())))
         .collect::<Result<Vec<_>>>()?;
-    let many = drive(&socket, pools, expect_int).await?;
+    let many = drive(&socket, pools, 1, expect_int).await?;
     let pools = (0..CLIENT_CONNS)
         .map(|_| sign_many(key, per_conn, |_| Ok(body.clone())))
         .collect::<Result<Vec<_>>>()?;
     say(&format!(
         "signed client requests to n1 from 8 connections, {CLIENT_DEPTH} outstanding each"
     ));
-    let piped = drive_pipelined(&socket, pools, CLIENT_DEPTH, expect_int).await?;
+    let piped = drive(&socket, pools, CLIENT_DEPTH, expect_int).await?;
 
     say(&format!(
         "memory at rest, {} s after the load",
@@ -1830,9 +1780,9 @@ async fn store_on(
         move |i: usize| Ok(parse(&format!("{{save:{i} out:@s{client}}}@io.store"))?)
     };
     let warm = sign_many(key, (writes / 10).clamp(5, 50), save(0))?;
-    drive(&socket, vec![warm], expect_done).await?;
+    drive(&socket, vec![warm], 1, expect_done).await?;
     let pool = sign_many(key, writes, save(0))?;
-    let single = drive(&socket, vec![pool], expect_done).await?;
+    let single = drive(&socket, vec![pool], 1, expect_done).await?;
     let (failed, first_error) = (single.failed, single.first_error.clone());
     let one = figures(single.samples, single.wall);
 
@@ -1841,7 +1791,7 @@ async fn store_on(
     let pools = (0..STORE_CLIENTS)
         .map(|c| sign_many(key, per_client, save(c)))
         .collect::<Result<Vec<_>>>()?;
-    let many = drive(&socket, pools, expect_done).await?;
+    let many = drive(&socket, pools, 1, expect_done).await?;
     let leader_after = cluster.leader().await.ok();
     Ok(StoreFigures {
         nodes: n,

@@ -28,74 +28,48 @@ pub const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(3600);
 /// Longest invite.
 pub const MAX_INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// `sys.node`: the same commands on a cluster member and on a node outside any cluster.
 struct SysNode {
-    c: Arc<Inner>,
+    name: String,
     help: Help,
+    scope: Scope,
+}
+
+enum Scope {
+    Cluster(Member),
+    /// Outside any cluster: the node lists itself and its own services, and the commands that
+    /// change a cluster fail with [`code::NO_CLUSTER`].
+    Single {
+        id: String,
+        data_dir: PathBuf,
+    },
+}
+
+/// The cluster side of `sys.node`.
+struct Member {
+    c: Arc<Inner>,
 }
 
 /// The `sys.node` service of a cluster member.
 pub(crate) fn service(c: Arc<Inner>) -> Arc<dyn Service> {
-    Arc::new(SysNode { c, help: help() })
+    Arc::new(SysNode {
+        name: c.name.clone(),
+        help: help(),
+        scope: Scope::Cluster(Member { c }),
+    })
 }
 
 /// The `sys.node` service of a node outside any cluster: it lists itself and its own services,
 /// and answers the commands that change a cluster with [`code::NO_CLUSTER`].
 pub fn single_service(name: &str, id: &str, data_dir: &Path) -> Arc<dyn Service> {
-    Arc::new(SingleNode {
+    Arc::new(SysNode {
         name: name.to_owned(),
-        id: id.to_owned(),
-        data_dir: data_dir.to_owned(),
         help: help(),
+        scope: Scope::Single {
+            id: id.to_owned(),
+            data_dir: data_dir.to_owned(),
+        },
     })
-}
-
-struct SingleNode {
-    name: String,
-    id: String,
-    data_dir: PathBuf,
-    help: Help,
-}
-
-impl Service for SingleNode {
-    fn help(&self) -> &Help {
-        &self.help
-    }
-
-    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            let cmd = command(&msg).ok_or_else(|| Error::unknown_command(NAME, &msg))?;
-            match cmd.name {
-                "me" => Ok(Some(Unit::str(&self.name))),
-                "nodes" => {
-                    let meta = local_meta(&self.name, "", &BTreeMap::new(), &self.data_dir);
-                    let row = node_row(
-                        (&self.name, &self.id, Unit::None),
-                        ("single", Health::Alive, false),
-                        Some(&meta),
-                    );
-                    Ok(Some(Unit::List(vec![row])))
-                }
-                "services" => {
-                    let mut out = Map::new();
-                    for s in cx.kernel().services() {
-                        out.insert(Unit::Str(s), Unit::List(vec![Unit::str(&self.name)]));
-                    }
-                    Ok(Some(Unit::Map(out)))
-                }
-                "leader" => Ok(Some(Unit::None)),
-                "invite" | "remove" | "voters" => Err(Error::new(
-                    code::NO_CLUSTER,
-                    format!(
-                        "node {} is not part of a cluster: start it with `plx node --init \
-                         --listen HOST:PORT` to make it the first node of one, or run \
-                         `plx up --nodes 3` for a cluster on this machine",
-                        self.name
-                    ),
-                )),
-                _ => Err(Error::unknown_command(NAME, &msg)),
-            }
-        })
-    }
 }
 
 fn help() -> Help {
@@ -170,39 +144,58 @@ impl Service for SysNode {
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let cmd = command(&msg).ok_or_else(|| Error::unknown_command(NAME, &msg))?;
-            match cmd.name {
-                "me" => Ok(Some(Unit::str(&self.c.name))),
-                "nodes" => Ok(Some(self.nodes())),
-                "services" => Ok(Some(self.services())),
-                "leader" => Ok(Some(
-                    self.c
-                        .raft
-                        .leader()
-                        .and_then(|l| self.c.view.by_raft_id(l))
-                        .map(|m| Unit::str(&m.name))
-                        .unwrap_or(Unit::None),
+            match (cmd.name, &self.scope) {
+                ("me", _) => Ok(Some(Unit::str(&self.name))),
+                ("nodes", Scope::Cluster(m)) => Ok(Some(m.nodes())),
+                ("nodes", Scope::Single { id, data_dir }) => {
+                    let meta = local_meta(&self.name, "", &BTreeMap::new(), data_dir);
+                    let row = node_row(
+                        (&self.name, id, Unit::None),
+                        ("single", Health::Alive, false),
+                        Some(&meta),
+                    );
+                    Ok(Some(Unit::List(vec![row])))
+                }
+                ("services", Scope::Cluster(m)) => Ok(Some(m.services())),
+                ("services", Scope::Single { .. }) => {
+                    let mut out = Map::new();
+                    for s in cx.kernel().services() {
+                        out.insert(Unit::Str(s), Unit::List(vec![Unit::str(&self.name)]));
+                    }
+                    Ok(Some(Unit::Map(out)))
+                }
+                ("leader", Scope::Cluster(m)) => Ok(Some(m.leader())),
+                ("leader", Scope::Single { .. }) => Ok(Some(Unit::None)),
+                ("invite" | "remove" | "voters", Scope::Single { .. }) => Err(Error::new(
+                    code::NO_CLUSTER,
+                    format!(
+                        "node {} is not part of a cluster: start it with `plx node --init \
+                         --listen HOST:PORT` to make it the first node of one, or run \
+                         `plx up --nodes 3` for a cluster on this machine",
+                        self.name
+                    ),
                 )),
-                "invite" => {
-                    self.admin(cx)?;
+                ("invite", Scope::Cluster(m)) => {
+                    m.admin(cx)?;
                     let ttl = match cmd.arg {
                         None => DEFAULT_INVITE_TTL,
                         Some(u) => {
                             Duration::from_secs(count(u, "the invite's lifetime in seconds")? as u64)
                         }
                     };
-                    Ok(Some(Unit::str(&self.invite(ttl).await?)))
+                    Ok(Some(Unit::str(&m.invite(ttl).await?)))
                 }
-                "remove" => {
-                    self.admin(cx)?;
+                ("remove", Scope::Cluster(m)) => {
+                    m.admin(cx)?;
                     let name = cmd
                         .arg()?
                         .as_str()
                         .ok_or_else(|| Error::bad_argument("remove takes a node name"))?;
-                    self.remove(cx, name).await
+                    m.remove(cx, name).await
                 }
-                "voters" => {
-                    self.admin(cx)?;
-                    self.voters(cmd.arg()?).await
+                ("voters", Scope::Cluster(m)) => {
+                    m.admin(cx)?;
+                    m.voters(cmd.arg()?).await
                 }
                 _ => Err(Error::unknown_command(NAME, &msg)),
             }
@@ -257,7 +250,16 @@ fn node_row(
     Unit::Map(e)
 }
 
-impl SysNode {
+impl Member {
+    fn leader(&self) -> Unit {
+        self.c
+            .raft
+            .leader()
+            .and_then(|l| self.c.view.by_raft_id(l))
+            .map(|m| Unit::str(&m.name))
+            .unwrap_or(Unit::None)
+    }
+
     fn admin(&self, cx: &Cx) -> Result<(), Error> {
         if cx.author() != cx.kernel().admin() && *cx.author() != self.c.admin {
             return Err(Error::new(
