@@ -446,6 +446,61 @@ async fn forms_forwards_fails_over_and_restarts() {
     }
 }
 
+/// A leader replicates an entry while its own disk is still flushing it (the patch in
+/// `vendor/openraft`), and a write is acknowledged only once a majority holds it durably.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_needs_a_durable_majority_not_the_leaders_own_flush() {
+    let c = Cluster::new(3);
+    c.form().await;
+    let leader = c.leader().await;
+    let followers: Vec<u64> = c.ids().into_iter().filter(|id| *id != leader).collect();
+    let l = c.raft(leader);
+
+    // The leader's disk stalls: the two followers' flushes are a majority.
+    l.hold_log_flushes(true);
+    let r = tokio::time::timeout(Duration::from_secs(20), l.write(save(&["d"], "1")))
+        .await
+        .expect("a write commits while the leader's own flush is held");
+    assert_eq!(r.unwrap(), Response::Ok);
+    assert_eq!(
+        read(&c.raft(followers[0]), &["d"]).await,
+        Some(Unit::int(1))
+    );
+
+    // The leader and a follower stall: no majority holds the next write durably, so it is not
+    // acknowledged until one of them flushes.
+    let stalled = c.raft(followers[0]);
+    stalled.hold_log_flushes(true);
+    let pending = tokio::spawn({
+        let l = l.clone();
+        async move { l.write(save(&["e"], "2")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !pending.is_finished(),
+        "a write was answered before a majority flushed it: {:?}",
+        pending.await
+    );
+    stalled.hold_log_flushes(false);
+    assert_eq!(pending.await.unwrap().unwrap(), Response::Ok);
+    l.hold_log_flushes(false);
+    for id in c.ids() {
+        let raft = c.raft(id);
+        let both = (read(&raft, &["d"]).await, read(&raft, &["e"]).await);
+        assert_eq!(
+            both,
+            (Some(Unit::int(1)), Some(Unit::int(2))),
+            "{}",
+            c.name(id)
+        );
+    }
+    assert_eq!(
+        c.leader().await,
+        leader,
+        "holding flushes changed the leader"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn minority_writes_fail_clearly_and_partitions_heal() {
     let c = Cluster::new(3);

@@ -2,7 +2,7 @@
 //! log store and the state machine. Layout and durability: `docs/cluster-state.md`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
@@ -99,6 +99,41 @@ pub(crate) struct Shared {
     pub(crate) sm_durable_at: Mutex<std::time::Instant>,
     /// Appends waiting for the next group commit (see [`syncer`]).
     pub(crate) flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Holds the group commit back (fault injection for tests).
+    pub(crate) flush_gate: Arc<FlushGate>,
+}
+
+/// Fault injection: while held, appends are written (and readable, so replicated) but neither
+/// made durable nor reported flushed, as on a node whose disk stalls.
+#[derive(Default)]
+pub(crate) struct FlushGate {
+    held: Mutex<bool>,
+    released: Condvar,
+}
+
+impl FlushGate {
+    pub(crate) fn hold(&self, hold: bool) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = hold;
+        }
+        self.released.notify_all();
+    }
+
+    /// Returns when the gate is open, or when `shared` is gone.
+    fn pass(&self, shared: &Weak<Shared>) {
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        while *held && shared.strong_count() > 0 {
+            match self
+                .released
+                .wait_timeout(held, std::time::Duration::from_millis(50))
+            {
+                Ok((guard, _)) => held = guard,
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 /// The state machine's open write transaction (see [`Shared::pending`]).
@@ -257,6 +292,8 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         ..Changes::default()
     });
     let (flushes, waiting) = mpsc::channel();
+    let flush_gate = Arc::new(FlushGate::default());
+    let gate = flush_gate.clone();
     let shared = Arc::new(Shared {
         db,
         pending: Mutex::new(None),
@@ -265,11 +302,12 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         wal,
         sm_durable_at: Mutex::new(std::time::Instant::now()),
         flushes,
+        flush_gate,
     });
     let weak = Arc::downgrade(&shared);
     std::thread::Builder::new()
         .name("plx-raft-sync".into())
-        .spawn(move || syncer(weak, waiting))
+        .spawn(move || syncer(weak, waiting, &gate))
         .map_err(|e| open_err(format!("cannot start the log syncer thread: {e}")))?;
     Ok(shared)
 }
@@ -315,8 +353,9 @@ fn migrate_log(db: &Database, wal: &Wal) -> Result<(), String> {
 /// before it is on disk. The thread ends with the database
 /// (it holds only a weak reference, so closing and reopening a node's state never waits for
 /// it) or when the queue's sender is dropped.
-fn syncer(shared: Weak<Shared>, waiting: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn syncer(shared: Weak<Shared>, waiting: mpsc::Receiver<LogFlushed<TypeConfig>>, gate: &FlushGate) {
     while let Ok(first) = waiting.recv() {
+        gate.pass(&shared);
         let mut batch = vec![first];
         batch.extend(waiting.try_iter());
         let outcome = match shared.upgrade() {

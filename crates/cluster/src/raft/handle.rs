@@ -611,6 +611,14 @@ impl ClusterRaft {
         self.inner.shared.changes.subscribe()
     }
 
+    /// Fault injection for tests: while `hold` is true, this node's log appends are written
+    /// (so a leader still replicates them) but neither made durable nor reported flushed, as
+    /// on a node whose disk stalls. Not for production use.
+    #[doc(hidden)]
+    pub fn hold_log_flushes(&self, hold: bool) {
+        self.inner.shared.flush_gate.hold(hold);
+    }
+
     /// Stops raft on this node (for good: open the directory again to restart). Reads of the
     /// local state keep working while a handle exists; the file closes when the last handle
     /// is dropped.
