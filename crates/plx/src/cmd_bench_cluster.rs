@@ -31,7 +31,7 @@ use crate::cmd_bench::{
     build_profile, figures, median, ping_pong, raw_ping_pong, rss_mb, verdict, verify_cost,
     Figures, Json,
 };
-use crate::cmd_node::sign_with;
+use crate::cmd_node::{sign_with, threads_per_node};
 use crate::home::Home;
 
 /// When set, a bench keeps its cluster's directory (data and logs) instead of removing it.
@@ -251,6 +251,8 @@ impl LocalCluster {
                 )
             };
             let mut args = vec![
+                "--threads".to_owned(),
+                threads_per_node(n).to_string(),
                 "--name".to_owned(),
                 name.clone(),
                 "--listen".to_owned(),
@@ -371,7 +373,11 @@ impl LocalCluster {
     /// it answers.
     async fn restart(&mut self, i: usize) -> Result<()> {
         let node = self.node(i)?;
-        let process = self.spawn(&node.data.clone(), &node.log.clone(), &[], None)?;
+        let threads = vec![
+            "--threads".to_owned(),
+            threads_per_node(self.nodes.len()).to_string(),
+        ];
+        let process = self.spawn(&node.data.clone(), &node.log.clone(), &threads, None)?;
         if let Some(node) = self.nodes.get_mut(i) {
             node.process = process;
         }

@@ -58,6 +58,10 @@ pub struct NodeArgs {
     /// Stop advertising the cluster on the LAN.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Worker threads of the node's runtime [default: one per core, or $TOKIO_WORKER_THREADS;
+    /// `plx up --nodes N` gives each of its nodes an equal share of the cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 /// `plx node` subcommands.
@@ -127,10 +131,30 @@ pub fn socket_path(home: &Home, flag: Option<PathBuf>) -> PathBuf {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(None)
+}
+
+/// A runtime with `threads` workers (tokio's default when `None`).
+fn runtime_with(threads: Option<u16>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(usize::from(n));
+    }
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Worker threads for each of `nodes` nodes sharing this machine: an equal share of its cores,
+/// at least one. Nodes on one machine that each ran a worker per core would wake each other's
+/// threads across cores for every hand-off (on 2 cores, 2 nodes with 1 worker each make
+/// ~1.5× the calls/s between them of 2 nodes with 2 each: `docs/benchmarks.md`).
+pub fn threads_per_node(nodes: usize) -> u16 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u16::try_from(cores / nodes.max(1))
+        .unwrap_or(u16::MAX)
+        .clamp(1, 1024)
 }
 
 /// `plx node`: runs a node in the foreground until SIGINT or SIGTERM.
@@ -155,7 +179,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     config.name = args.name;
     config.socket = args.socket;
     config.cluster = cluster;
-    runtime()?.block_on(async move {
+    runtime_with(args.threads)?.block_on(async move {
         let node = Node::start(config).await?;
         eprintln!(
             "plx: node {} ({}) listening on {}{}",
@@ -455,6 +479,8 @@ fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
                 addr.clone(),
                 "--profile".to_owned(),
                 args.profile.clone(),
+                "--threads".to_owned(),
+                threads_per_node(args.nodes as usize).to_string(),
             ];
             if i == 1 {
                 cluster.push("--init".to_owned());

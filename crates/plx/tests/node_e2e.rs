@@ -563,3 +563,106 @@ fn killing_a_task_answers_its_caller() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("killed"), "{err}");
 }
+
+/// Stops a detached `plx up` cluster when dropped, also when the test fails.
+struct Down<'a>(&'a Plx);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["down"], b"");
+    }
+}
+
+/// A port free on 127.0.0.11 to 127.0.0.13 (the addresses of `plx up --nodes 3`) a moment ago.
+fn free_up_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.11:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if (12..=13).all(|i| std::net::TcpListener::bind(format!("127.0.0.{i}:{port}")).is_ok()) {
+            return port;
+        }
+    }
+}
+
+/// Retries `unit` for up to 20 s until it succeeds (the cluster settles after a kill).
+fn send_until_ok(plx: &Plx, unit: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = send(plx, unit);
+        if run.code == 0 || Instant::now() > deadline {
+            return run.ok();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The README's demo: `plx up --nodes 3` forms a cluster of three processes; a call goes to
+/// another node; after `kill -9` of one node the others keep working and still hold what was
+/// written; `plx down` stops the rest.
+#[test]
+fn up_three_nodes_survives_a_kill_then_down() {
+    let plx = Plx::new();
+    let port = free_up_port().to_string();
+    let down = Down(&plx);
+    let up = plx.run(&["up", "--nodes", "3", "--detach", "--port", &port], b"");
+    up.ok();
+    for i in 1..=3 {
+        assert!(
+            up.stderr
+                .contains(&format!("node {i} up on 127.0.0.{}", 10 + i)),
+            "{}",
+            up.stderr
+        );
+    }
+    let nodes = plx.run(&["nodes"], b"").ok();
+    for name in ["n1", "n2", "n3"] {
+        assert!(nodes.contains(name), "{nodes}");
+    }
+    assert_eq!(send_until_ok(&plx, "(inc 1)@math.calc:n3"), "2\n");
+    send_until_ok(&plx, "{save:41 out:@kept}@io.store");
+
+    let pid_file = plx.home.path().join("cluster/n2/node.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    send_until_ok(&plx, "{save:42 out:@after}@io.store");
+    assert_eq!(send_until_ok(&plx, "(load @kept)@io.store"), "41\n");
+    assert_eq!(send_until_ok(&plx, "(inc 2)@math.calc:n3"), "3\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = plx.run(&["nodes"], b"").ok();
+        let n2 = nodes.lines().find(|l| l.contains("n2")).unwrap_or_default();
+        if n2.contains("down") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "n2 not shown down: {nodes}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let stopped = plx.run(&["down"], b"");
+    stopped.ok();
+    assert_eq!(
+        stopped.stderr.matches("node stopped").count(),
+        2,
+        "{}",
+        stopped.stderr
+    );
+    drop(down);
+}
+
+#[test]
+fn node_threads_must_be_a_positive_count() {
+    let plx = Plx::new();
+    for bad in ["0", "-1", "many", "5000"] {
+        let run = plx.run(&["node", &format!("--threads={bad}")], b"");
+        assert_eq!(run.code, 2, "--threads {bad}: {}", run.stderr);
+        assert!(run.stderr.contains("--threads"), "{}", run.stderr);
+    }
+}
