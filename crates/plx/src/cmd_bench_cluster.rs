@@ -388,11 +388,7 @@ impl LocalCluster {
     /// have and a leader.
     async fn wait_formed(&self) -> Result<()> {
         let n = self.nodes.len();
-        let voters = match n {
-            0..=2 => 1,
-            3 | 4 => 3,
-            _ => 5,
-        };
+        let voters = plexus_node::cluster::voter_count(n).max(1);
         let deadline = Instant::now() + FORM_TIMEOUT;
         for (i, node) in self.nodes.iter().enumerate() {
             if !node.running() {

@@ -522,7 +522,8 @@ fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// Waits until node 1 sees `n` live members, then prints the table.
+/// Waits until node 1 sees `n` live members, a leader and all the voters the cluster will
+/// choose (so that losing any one node leaves a quorum), then prints the table.
 fn wait_for_members(home: &Home, rt: &tokio::runtime::Runtime, n: u32) -> Result<()> {
     let socket = default_data_dir(home).join(files::SOCKET);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -544,7 +545,17 @@ fn wait_for_members(home: &Home, rt: &tokio::runtime::Runtime, n: u32) -> Result
                     Some(Unit::Bool(true))
                 )
             });
-            if alive >= n as usize && has_leader {
+            let voters = l
+                .iter()
+                .filter(|m| {
+                    m.as_map()
+                        .and_then(|m| m.get_str("role"))
+                        .and_then(Unit::as_str)
+                        == Some("voter")
+                })
+                .count();
+            let want = plexus_node::cluster::voter_count(n as usize);
+            if alive >= n as usize && has_leader && voters >= want {
                 eprint!(
                     "{}",
                     crate::cmd_cluster::nodes_table(&Unit::List(l.clone()))

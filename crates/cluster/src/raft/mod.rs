@@ -208,6 +208,17 @@ impl RaftTuning {
     }
 }
 
+/// How many of a cluster's `members` vote once [`choose_voters`] has chosen: 1 of 1 or 2, 3 of
+/// 3 or 4, 5 of 5 or more (0 of none).
+pub fn voter_count(members: usize) -> usize {
+    match members {
+        0 => 0,
+        1 | 2 => 1,
+        3 | 4 => 3,
+        _ => 5,
+    }
+}
+
 /// Picks the voters: 1 of 1 or 2 nodes, 3 of 3 or 4, 5 of 5 or more. `nodes` are the
 /// cluster's members with whether each is alive (healthy enough to vote); `current` the
 /// voters now.
@@ -221,11 +232,7 @@ pub fn choose_voters(nodes: &[(u64, bool)], current: &BTreeSet<u64>) -> BTreeSet
     if known.is_empty() {
         return current.clone();
     }
-    let target = match known.len() {
-        1 | 2 => 1,
-        3 | 4 => 3,
-        _ => 5,
-    };
+    let target = voter_count(known.len());
     let alive: BTreeSet<u64> = nodes
         .iter()
         .filter(|(_, alive)| *alive)

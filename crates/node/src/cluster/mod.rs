@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 
 pub use config::{ClusterConfig, ClusterFile, JoinMode};
 pub use plexus_cluster::membership::Profile;
+pub use plexus_cluster::raft::voter_count;
 pub use view::{Member, View};
 
 use crate::NodeError;
