@@ -318,6 +318,18 @@ mod tests {
             }
         }
         assert!(v.verify_all(Vec::new()).await.is_empty());
+        assert_idle(&v);
+    }
+
+    /// Waits until `n` requests queue behind a running verification.
+    async fn queued(v: &Verifier, n: usize) {
+        while v.state.lock().unwrap().queue.len() < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Nothing running, nothing waiting.
+    fn assert_idle(v: &Verifier) {
         let state = v.state.lock().unwrap();
         assert_eq!((state.active, state.queue.len()), (0, 0));
     }
@@ -332,9 +344,7 @@ mod tests {
             let msgs = msgs.clone();
             tokio::spawn(async move { v.verify_all(msgs).await })
         };
-        while v.state.lock().unwrap().queue.len() < 5 {
-            tokio::task::yield_now().await;
-        }
+        queued(&v, 5).await;
         // The running verification ends: it takes the queue as its next batch.
         v.drain();
         let got = group.await.unwrap();
@@ -352,8 +362,7 @@ mod tests {
             v.verify(message(2, false)).await,
             Err(Refusal::Invalid(VerifyError::BadSignature))
         );
-        let state = v.state.lock().unwrap();
-        assert_eq!((state.active, state.queue.len()), (0, 0));
+        assert_idle(&v);
     }
 
     #[tokio::test]
@@ -368,9 +377,7 @@ mod tests {
                 tokio::spawn(async move { (m.clone(), v.verify(m).await) })
             })
             .collect();
-        while v.state.lock().unwrap().queue.len() < 6 {
-            tokio::task::yield_now().await;
-        }
+        queued(&v, 6).await;
         // It ends; the next request verifies itself with all six in one batch.
         v.state.lock().unwrap().active = 0;
         let own = message(10, true);
@@ -383,8 +390,7 @@ mod tests {
                 assert_eq!(got, Ok(m));
             }
         }
-        let state = v.state.lock().unwrap();
-        assert_eq!((state.active, state.queue.len()), (0, 0));
+        assert_idle(&v);
     }
 
     #[tokio::test]
@@ -396,9 +402,7 @@ mod tests {
             let (v, m) = (v.clone(), good.clone());
             tokio::spawn(async move { v.verify(m).await })
         };
-        while v.state.lock().unwrap().queue.is_empty() {
-            tokio::task::yield_now().await;
-        }
+        queued(&v, 1).await;
         v.state.lock().unwrap().active = 0;
         assert_eq!(
             v.verify(message(2, false)).await,

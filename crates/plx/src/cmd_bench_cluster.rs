@@ -31,6 +31,7 @@ use crate::cmd_bench::{
     build_profile, figures, median, ping_pong, raw_ping_pong, rss_mb, verdict, verify_cost,
     Figures, Json,
 };
+use crate::cmd_cluster::members;
 use crate::cmd_node::{sign_with, threads_per_node};
 use crate::home::Home;
 
@@ -189,6 +190,8 @@ struct LocalCluster {
     exe: PathBuf,
     admin: Keypair,
     nodes: Vec<BenchNode>,
+    /// Worker threads of each node: the nodes share this machine's cores.
+    threads: u16,
 }
 
 impl Drop for LocalCluster {
@@ -225,6 +228,7 @@ impl LocalCluster {
             exe,
             admin,
             nodes: Vec::new(),
+            threads: threads_per_node(n),
         };
         let home = Home::locate(Some(cluster.home.clone()))?;
         let file = KeyFile::from_keypair(&cluster.admin, None, &mut rand_core::OsRng)
@@ -251,8 +255,6 @@ impl LocalCluster {
                 )
             };
             let mut args = vec![
-                "--threads".to_owned(),
-                threads_per_node(n).to_string(),
                 "--name".to_owned(),
                 name.clone(),
                 "--listen".to_owned(),
@@ -312,6 +314,8 @@ impl LocalCluster {
             .arg("node")
             .arg("--data")
             .arg(data)
+            .arg("--threads")
+            .arg(self.threads.to_string())
             .args(args)
             .env("USER", "bench")
             .env("PLX_LOG", "warn")
@@ -373,11 +377,7 @@ impl LocalCluster {
     /// it answers.
     async fn restart(&mut self, i: usize) -> Result<()> {
         let node = self.node(i)?;
-        let threads = vec![
-            "--threads".to_owned(),
-            threads_per_node(self.nodes.len()).to_string(),
-        ];
-        let process = self.spawn(&node.data.clone(), &node.log.clone(), &threads, None)?;
+        let process = self.spawn(&node.data.clone(), &node.log.clone(), &[], None)?;
         if let Some(node) = self.nodes.get_mut(i) {
             node.process = process;
         }
@@ -388,7 +388,7 @@ impl LocalCluster {
     /// have and a leader.
     async fn wait_formed(&self) -> Result<()> {
         let n = self.nodes.len();
-        let voters = plexus_node::cluster::voter_count(n).max(1);
+        let voters = plexus_node::cluster::voter_count(n);
         let deadline = Instant::now() + FORM_TIMEOUT;
         for (i, node) in self.nodes.iter().enumerate() {
             if !node.running() {
@@ -487,35 +487,6 @@ async fn ask(client: &mut Client, key: &Keypair, text: &str) -> Result<Unit> {
         Reply::Nothing => Ok(Unit::None),
         Reply::Error(e) => bail!("{text}: {}", to_text(&e.to_unit())),
     }
-}
-
-/// One row of `nodes@sys.node`.
-struct Member {
-    name: String,
-    health: String,
-    role: String,
-    leader: bool,
-}
-
-fn members(nodes: &Unit) -> Vec<Member> {
-    let text = |m: &plexus_units::Map, k: &str| {
-        m.get_str(k)
-            .and_then(Unit::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    nodes
-        .as_list()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Unit::as_map)
-        .map(|m| Member {
-            name: text(m, "name"),
-            health: text(m, "health"),
-            role: text(m, "role"),
-            leader: matches!(m.get_str("leader"), Some(Unit::Bool(true))),
-        })
-        .collect()
 }
 
 /// `n` messages with body `body`, signed as `key` (ahead of time: the figures are of the

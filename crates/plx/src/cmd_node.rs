@@ -529,37 +529,13 @@ fn wait_for_members(home: &Home, rt: &tokio::runtime::Runtime, n: u32) -> Result
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let nodes = rt.block_on(crate::cmd_cluster::ask(home, &socket, "nodes@sys.node"));
-        if let Ok(Unit::List(l)) = &nodes {
-            let alive = l
-                .iter()
-                .filter(|m| {
-                    m.as_map()
-                        .and_then(|m| m.get_str("health"))
-                        .and_then(Unit::as_str)
-                        == Some("alive")
-                })
-                .count();
-            let has_leader = l.iter().any(|m| {
-                matches!(
-                    m.as_map().and_then(|m| m.get_str("leader")),
-                    Some(Unit::Bool(true))
-                )
-            });
-            let voters = l
-                .iter()
-                .filter(|m| {
-                    m.as_map()
-                        .and_then(|m| m.get_str("role"))
-                        .and_then(Unit::as_str)
-                        == Some("voter")
-                })
-                .count();
+        if let Ok(view @ Unit::List(_)) = &nodes {
+            let rows = crate::cmd_cluster::members(view);
+            let alive = rows.iter().filter(|r| r.health == "alive").count();
+            let voters = rows.iter().filter(|r| r.role == "voter").count();
             let want = plexus_node::cluster::voter_count(n as usize);
-            if alive >= n as usize && has_leader && voters >= want {
-                eprint!(
-                    "{}",
-                    crate::cmd_cluster::nodes_table(&Unit::List(l.clone()))
-                );
+            if alive >= n as usize && voters >= want && rows.iter().any(|r| r.leader) {
+                eprint!("{}", crate::cmd_cluster::nodes_table(view));
                 return Ok(());
             }
         }

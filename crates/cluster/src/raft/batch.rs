@@ -2,9 +2,10 @@
 //!
 //! openraft 0.9 appends one entry per client write, and each entry costs the leader a trip
 //! through raft's core, a log append, and its own AppendEntries to every follower, each of
-//! which waits for its fsync before it answers. Instead a write joins a queue; up to [`MAX_PROPOSERS`] proposer tasks take
-//! everything queued (up to [`MAX_BATCH`] commands or [`MAX_BATCH_BYTES`]) and propose it as
-//! one [`Command::Batch`] entry, whose [`Response::Batch`] gives each write its own outcome.
+//! which waits for its fsync before it answers. Instead a write joins a queue; up to
+//! [`MAX_PROPOSERS`] proposer tasks take everything queued (up to [`MAX_BATCH`] commands or
+//! [`MAX_BATCH_BYTES`]) and propose it as one [`Command::Batch`] entry, whose
+//! [`Response::Batch`] gives each write its own outcome.
 //! A lone write goes as itself, without waiting for company: there is no timer.
 
 use std::sync::{Arc, Mutex};
