@@ -109,9 +109,27 @@ fn summary() {
     }
 }
 
+/// Small batches of one author, as a node sees them from a few clients with one call in flight
+/// each.
+fn small_batches() {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let msgs = messages(4096, 1);
+    let mut line = String::from("batches of one author:");
+    for size in [1, 2, 4, 8, 16] {
+        let batch = per_message(&msgs, 3, |ms| {
+            for chunk in ms.chunks(size) {
+                assert!(verify_batch(chunk).iter().all(Result::is_ok));
+            }
+        });
+        line.push_str(&format!(" {size}: {:.1} µs/msg;", us(batch)));
+    }
+    println!("{}", line.trim_end_matches(';'));
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c);
     c.final_summary();
     summary();
+    small_batches();
 }

@@ -609,9 +609,12 @@ fn main() {
             .find(|o| o.key() == parts[1])
             .expect("CODEC_LOOP: unknown op (encode, decode_bytes, decode, parse, print, serde_json, ciborium)");
         let iterations: u64 = parts[2].parse().expect("CODEC_LOOP: iterations");
+        let started = Instant::now();
         for _ in 0..iterations {
             op.run(case);
         }
+        let per_op = started.elapsed().as_nanos() / u128::from(iterations.max(1));
+        eprintln!("{} {}: {per_op} ns per run", case.name, op.key());
         return;
     }
     let mut criterion = Criterion::default().configure_from_args();

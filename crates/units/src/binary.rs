@@ -597,23 +597,28 @@ impl Decoder<'_> {
             tag::LIST | tag::LIST_SHORT..=0xcf => {
                 let n = self.count(t, tag::LIST_SHORT)?;
                 self.enter()?;
-                // `count` checked that the input can hold `n` units.
-                let mut items = Vec::with_capacity(n);
-                for i in 0..n {
-                    items.push(Unit::None);
-                    self.next_into(&mut items[i])?;
+                // `count` checked that the input can hold `n` units. The slots are filled in
+                // place: pushing each decoded unit would copy it through the stack, and the
+                // wide reads of that copy stall on the narrow writes that built it.
+                let mut items = Vec::new();
+                items.resize_with(n, || Unit::None);
+                for item in &mut items {
+                    self.next_into(item)?;
                 }
                 self.depth -= 1;
                 Unit::List(items)
             }
             tag::MAP | tag::MAP_SHORT..=0xdf => {
                 let n = self.count(t, tag::MAP_SHORT)?;
-                self.enter()?;
                 // An entry takes at least two bytes: allocate no more than the input can fill.
-                let mut entries = Vec::with_capacity(n.min((self.data.len() - self.pos) / 2));
-                for i in 0..n {
-                    entries.push((Unit::None, Unit::None));
-                    let (k, v) = &mut entries[i];
+                if n > (self.data.len() - self.pos) / 2 {
+                    return Err(self.truncated("the entries of a map"));
+                }
+                self.enter()?;
+                // Filled in place, as a list's items are.
+                let mut entries = Vec::new();
+                entries.resize_with(n, || (Unit::None, Unit::None));
+                for (k, v) in &mut entries {
                     self.next_into(k)?;
                     self.next_into(v)?;
                 }
