@@ -11,7 +11,8 @@
 //! - A link that closes fails the calls waiting on it at once ([`MeshError::LinkClosed`]); the
 //!   next call dials again. A failed dial makes calls fail fast ([`MeshError::Unreachable`])
 //!   until the backoff (doubling from [`MeshConfig::reconnect_min`] up to
-//!   [`MeshConfig::reconnect_max`], with jitter) has passed.
+//!   [`MeshConfig::reconnect_max`], with jitter) has passed, or until the peer connects to this
+//!   node, which proves it is up and ends the backoff.
 //! - Each link frame carries one mesh frame ([`MeshFrame`], decoded by the sans-io
 //!   [`decode_mesh_frame`]); a peer that sends a malformed one has its link closed.
 //!
@@ -768,8 +769,15 @@ impl<T: Transport> Inner<T> {
             return;
         }
         let info = link.peer().clone();
-        let who = match st.peers.get(&info.key) {
-            Some(peer) => peer.label(&info.key),
+        let who = match st.peers.get_mut(&info.key) {
+            Some(peer) => {
+                // The peer just proved it is up (the link is authenticated): dial it at the next
+                // need instead of waiting out a backoff from failures while it was down, such as
+                // those of a node that started before the peer it calls.
+                peer.failures = 0;
+                peer.retry_at = None;
+                peer.label(&info.key)
+            }
             None => label(&info.name, &info.key),
         };
         tracing::debug!(peer = %who, addr = %info.addr, "link accepted");

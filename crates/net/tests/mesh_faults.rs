@@ -182,6 +182,60 @@ async fn an_unreachable_peer_fails_fast_during_backoff_then_reconnects() {
     );
 }
 
+/// A peer that connects to us is up: the backoff from failed dials to it while it was down
+/// ends at once, so our next call dials it instead of failing with "next attempt in …".
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_connects_ends_its_backoff() {
+    let (ka, kb) = (keypair("a"), keypair("b"));
+    let allow = Allow::with_keys([ka.public(), kb.public()]);
+    let net = MemNetwork::new(13);
+    let config = MeshConfig {
+        reconnect_min: Duration::from_secs(10),
+        reconnect_max: Duration::from_secs(60),
+        ..MeshConfig::default()
+    };
+    let a = mem_node(&net, &ka, &allow, config, LinkConfig::default()).await;
+    a.mesh.set_peer(kb.public(), "b".into(), "b".into());
+    assert!(a
+        .mesh
+        .call(&kb.public(), ECHO, Bytes::new(), LONG)
+        .await
+        .is_err());
+    let e = a
+        .mesh
+        .call(&kb.public(), ECHO, Bytes::new(), LONG)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("next attempt"), "{e}");
+    assert_eq!(a.mesh.stats().dials, 1);
+
+    // b comes up and calls a: a accepts b's link, and its next call to b dials at once.
+    let b = mem_node(
+        &net,
+        &kb,
+        &allow,
+        MeshConfig::default(),
+        LinkConfig::default(),
+    )
+    .await;
+    b.mesh.set_peer(ka.public(), "a".into(), "a".into());
+    let t0 = Instant::now();
+    let hi = b
+        .mesh
+        .call(&ka.public(), ECHO, Bytes::from_static(b"hi"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(hi, "hi");
+    let back = a
+        .mesh
+        .call(&kb.public(), ECHO, Bytes::from_static(b"back"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(back, "back");
+    assert_eq!(a.mesh.stats().dials, 2);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_partition_then_heal_recovers() {
     let (ka, kb, kc) = (keypair("a"), keypair("b"), keypair("c"));

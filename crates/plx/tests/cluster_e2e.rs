@@ -397,3 +397,50 @@ fn a_call_to_a_node_that_dies_fails_promptly_naming_it() {
     // The survivors carry on.
     assert_eq!(send_ok(&plx, &nodes[0], "me@sys.node:n2", 10), "n2\n");
 }
+
+/// `name`'s health as `from` sees it (`nodes@sys.node`), or "" when it is not listed.
+fn health_of(plx: &Plx, from: &ClusterNode, name: &str) -> String {
+    let out = send_to(plx, from, "nodes@sys.node").out();
+    out.split("{name:")
+        .find(|entry| entry.starts_with(&format!("{name} ")))
+        .and_then(|entry| entry.split("health:").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Polls until `from` sees `name` with `health`, up to `secs`.
+fn wait_health(plx: &Plx, from: &ClusterNode, name: &str, health: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let now = health_of(plx, from, name);
+        if now == health {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} sees {name} {now:?}, not {health}",
+            from.name
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node that comes back can be called as soon as the others see it alive: n1, which failed
+/// to reach n3 while it was down and backs off between dials, does not fail calls to n3 while
+/// it waits out that backoff.
+#[test]
+fn a_restarted_node_is_callable_as_soon_as_it_is_seen_alive() {
+    let plx = Plx::new();
+    let mut nodes = three_nodes(&plx);
+    assert_eq!(send_ok(&plx, &nodes[0], "(inc 1)@math.calc:n3", 30), "2\n");
+    nodes[2].kill9();
+    wait_health(&plx, &nodes[0], "n3", "down", 30);
+    // Long enough for n1's dials to n3 (raft, membership) to fail a few times in a row.
+    std::thread::sleep(Duration::from_secs(2));
+    nodes[2].restart(&plx);
+    wait_health(&plx, &nodes[0], "n3", "alive", 30);
+    let run = send_to(&plx, &nodes[0], "(inc 1)@math.calc:n3");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.out(), "2\n");
+}

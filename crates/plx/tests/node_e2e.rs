@@ -665,6 +665,23 @@ fn up_three_nodes_survives_a_kill_then_down() {
         "{}",
         stopped.stderr
     );
+
+    // `up` again restarts the same three nodes from their data; calls to the others work at
+    // once (n1 starts first and fails to dial the others until they are up: its calls must not
+    // fail while it waits out the reconnect backoff) and nothing written is lost.
+    plx.run(&["up", "--nodes", "3", "--detach", "--port", &port], b"")
+        .ok();
+    assert_eq!(send(&plx, "(inc 1)@math.calc:n3").ok(), "2\n");
+    assert_eq!(send(&plx, "(inc 1)@math.calc:n2").ok(), "2\n");
+    assert_eq!(send(&plx, "(load @after)@io.store").ok(), "42\n");
+    let stopped = plx.run(&["down"], b"");
+    stopped.ok();
+    assert_eq!(
+        stopped.stderr.matches("node stopped").count(),
+        3,
+        "{}",
+        stopped.stderr
+    );
     drop(down);
 }
 

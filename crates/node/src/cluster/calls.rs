@@ -21,6 +21,16 @@ use super::wire::{self, CallRequest, TermCall};
 /// or membership marks it down, long before this.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a call keeps trying to reach a node that membership says is alive while this
+/// node cannot dial it (its link is in reconnect backoff, or the dial was refused): a node
+/// that started moments ago, or that this node dialed while it was restarting. Longer than the
+/// mesh's longest backoff (2 s), so one fresh dial is always tried. A node that is really gone
+/// is marked down by membership within its detection time, which ends the call sooner.
+const UNREACHABLE_GRACE: Duration = Duration::from_secs(3);
+
+/// Pause between two such tries. Within a backoff a try costs a table lookup, not a dial.
+const UNREACHABLE_RETRY: Duration = Duration::from_millis(10);
+
 /// Longest a terminal request from a remote call may wait (a prompt waits for a person).
 pub const TERM_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
@@ -139,14 +149,27 @@ impl Remote for Router {
                 depth: cx.depth(),
                 session: guard.as_ref().map(|g| g.id),
             };
-            let body = wire::encode(&request).map_err(Error::internal)?;
-            let call = self
-                .mesh
-                .call(&target.key, wire::CALL, Bytes::from(body), CALL_DEADLINE);
-            let reply = tokio::select! {
-                r = call => r,
-                () = self.view.wait_down(&target.key) => {
-                    return Err(node_error(&target.name, "went down during the call"));
+            let body = Bytes::from(wire::encode(&request).map_err(Error::internal)?);
+            let started = tokio::time::Instant::now();
+            let reply = loop {
+                let call = self
+                    .mesh
+                    .call(&target.key, wire::CALL, body.clone(), CALL_DEADLINE);
+                let reply = tokio::select! {
+                    r = call => r,
+                    () = self.view.wait_down(&target.key) => {
+                        return Err(node_error(&target.name, "went down during the call"));
+                    }
+                };
+                // Unreachable: the call was not sent, so trying again cannot run it twice.
+                match reply {
+                    Err(MeshError::Unreachable { .. })
+                        if self.view.health(&target.key) == Health::Alive
+                            && started.elapsed() < UNREACHABLE_GRACE =>
+                    {
+                        tokio::time::sleep(UNREACHABLE_RETRY).await;
+                    }
+                    reply => break reply,
                 }
             };
             drop(guard);
