@@ -1,6 +1,7 @@
 //! The λ shell: a line editor that sends each unit typed to the local node.
 
 use std::borrow::Cow;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -16,6 +17,59 @@ use rustyline::{Context, Editor, Helper};
 use crate::client::{Client, Reply, StdTerminal};
 use crate::cmd_node::{sign_with, socket_path};
 use crate::home::Home;
+
+/// Where the shell's lines come from: the line editor on a terminal, or standard input read
+/// directly when it is a pipe or a file.
+enum Lines {
+    Editor(Box<Editor<ShellHelper, DefaultHistory>>),
+    /// The editor would drop a unit left open when the input ends; read here, it reaches the
+    /// parser, which says what is missing. Standard input is locked only while a line is read:
+    /// a service reading this terminal (`inp@io.term`) reads the next lines.
+    Piped,
+}
+
+impl Lines {
+    /// The next entry (lines joined while a bracket, quote or comment is open), or `None` at
+    /// the end of the input.
+    fn next(&mut self) -> Result<Option<String>> {
+        match self {
+            Lines::Editor(editor) => loop {
+                match editor.readline("λ ") {
+                    Ok(line) => return Ok(Some(line)),
+                    Err(ReadlineError::Interrupted) => continue,
+                    Err(ReadlineError::Eof) => return Ok(None),
+                    Err(e) => return Err(e).context("cannot read input"),
+                }
+            },
+            Lines::Piped => {
+                let mut entry = String::new();
+                loop {
+                    let read = std::io::stdin()
+                        .read_line(&mut entry)
+                        .context("cannot read standard input")?;
+                    if read == 0 {
+                        return Ok((!entry.trim().is_empty()).then_some(entry));
+                    }
+                    if !is_incomplete(&entry) {
+                        return Ok(Some(entry));
+                    }
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, entry: &str) {
+        if let Lines::Editor(editor) = self {
+            let _ = editor.add_history_entry(entry);
+        }
+    }
+
+    fn save_history(&mut self, path: &std::path::Path) {
+        if let Lines::Editor(editor) = self {
+            let _ = editor.save_history(path);
+        }
+    }
+}
 
 /// Turns a unit into a table for people (`nodes`, `services`).
 type Table = fn(&Unit) -> String;
@@ -61,29 +115,28 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     let (services, commands) = rt
         .block_on(fetch_names(&mut client, &key))
         .unwrap_or_default();
-    let mut editor: Editor<ShellHelper, DefaultHistory> =
-        Editor::new().context("cannot open the line editor")?;
-    editor.set_helper(Some(ShellHelper { services, commands }));
     let history = home.root().join("history");
-    let _ = editor.load_history(&history);
+    let mut lines = if std::io::stdin().is_terminal() {
+        let mut editor: Editor<ShellHelper, DefaultHistory> =
+            Editor::new().context("cannot open the line editor")?;
+        editor.set_helper(Some(ShellHelper { services, commands }));
+        let _ = editor.load_history(&history);
+        Lines::Editor(Box::new(editor))
+    } else {
+        Lines::Piped
+    };
     println!(
         "Plexus λ shell on node {} as {user}. Type :help for help, :quit to leave.",
         client.node_name
     );
     let term = StdTerminal::new();
     let mut display = Display::Short(32);
-    loop {
-        let line = match editor.readline("λ ") {
-            Ok(l) => l,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(e).context("cannot read input"),
-        };
+    while let Some(line) = lines.next()? {
         let trimmed = line.trim();
         if trimmed.is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(trimmed);
+        lines.remember(trimmed);
         if let Some(cmd) = trimmed.strip_prefix(':') {
             let mut words = cmd.split_whitespace();
             match (words.next(), words.next()) {
@@ -143,14 +196,14 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
                     Ok(c) => client = c,
                     Err(e) => {
                         eprintln!("plx: {e:#}");
-                        let _ = editor.save_history(&history);
+                        lines.save_history(&history);
                         return Ok(1);
                     }
                 }
             }
         }
     }
-    let _ = editor.save_history(&history);
+    lines.save_history(&history);
     Ok(0)
 }
 

@@ -485,6 +485,15 @@ fn the_shell_reads_units_and_prints_results() {
         run.stderr
     );
     assert!(run.stderr.contains("serv.unknown"), "{}", run.stderr);
+
+    // Input that ends inside a unit is reported, not dropped.
+    let run = plx.run(&["shell"], b"(inc 1)@math.calc\n[1 2\n(3 4)\n");
+    assert!(run.ok().contains('2'));
+    assert!(
+        run.stderr.contains("unclosed list: expected ']'"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
