@@ -64,6 +64,6 @@ pub mod replay;
 pub use keyfile::{KdfParams, KeyFile, KeyFileError, PublicIdentity};
 pub use keys::{validate_name, KeyCache, KeyError, KeyKind, Keypair, PublicKey};
 pub use message::{
-    verify_batch, MessageError, SignError, SignedMessage, VerifyError, MESSAGE_CONTEXT,
+    verify_batch, MessageError, SignError, SignedMessage, VerifyError, BATCH_CHUNK, MESSAGE_CONTEXT,
 };
 pub use replay::{ReplayConfig, ReplayError, ReplayGuard};

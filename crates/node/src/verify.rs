@@ -10,9 +10,10 @@
 //! [`Verifier::max_active`] verifications running verifies its own request, together with
 //! whatever was waiting; one that finds them all busy queues its request, and the next verifier
 //! to finish takes the whole queue as its next batch. A request that would be verified alone
-//! first yields once, so that the other connections ready at that moment queue theirs behind
-//! it; where that gathers nothing (one client), lone requests mostly skip the yield (backing off
-//! exponentially), so they are not delayed.
+//! first yields, so that the other connections ready at that moment queue theirs behind it, and
+//! yields again while each round brings more; where the first round gathers nothing (one
+//! client), lone requests mostly skip the yield (backing off exponentially), so they are not
+//! delayed.
 //! No extra task or thread is involved; the requests' own connection tasks do the work.
 //!
 //! A batch checks what [`SignedMessage::verify`] checks, with the one documented difference
@@ -23,7 +24,7 @@
 use std::borrow::Borrow;
 use std::sync::{Arc, Mutex};
 
-use plexus_identity::{verify_batch, SignedMessage, VerifyError};
+use plexus_identity::{verify_batch, SignedMessage, VerifyError, BATCH_CHUNK};
 use tokio::sync::oneshot;
 
 /// Most batches one verifier checks for others before going back to its own request; what is
@@ -69,7 +70,14 @@ struct State {
     skip: u32,
     /// Yields in a row that gathered nothing.
     misses: u32,
+    /// The size of each batch verified, for tests.
+    #[cfg(test)]
+    batches: Vec<usize>,
 }
+
+/// Most rounds a lone request lets other connections run to gather requests for its batch
+/// (each ends the gathering if it brought none).
+const MAX_GATHER_ROUNDS: usize = 16;
 
 /// After this many yields in a row that gathered no other request, a verifier yields before
 /// one lone request in 2^this (64).
@@ -131,11 +139,21 @@ impl Verifier {
             Turn::Wait(rx) => return waited(rx).await,
             Turn::Verify(msg, queued) => (msg, queued),
             Turn::Gather(msg) => {
-                // Alone so far: let the connections that are ready run once, so that requests
+                // Alone so far: let the connections that are ready run, so that requests
                 // arriving together (many clients answered by one commit, say) queue behind
-                // this one and share its batch. When that gathers nothing, the next lone
-                // requests skip the yield, more of them after each such miss.
-                tokio::task::yield_now().await;
+                // this one and share its batch; again while each round brings more (clients
+                // answering a batch's replies send their next requests a few µs apart). When
+                // the first round gathers nothing, the next lone requests skip it, more of
+                // them after each such miss.
+                let mut gathered = 0;
+                for _ in 0..MAX_GATHER_ROUNDS {
+                    tokio::task::yield_now().await;
+                    let now = self.state.lock().map_or(0, |s| s.queue.len());
+                    if now == gathered || now + 1 >= BATCH_CHUNK {
+                        break;
+                    }
+                    gathered = now;
+                }
                 match self.state.lock() {
                     Ok(mut state) => {
                         let queued = std::mem::take(&mut state.queue);
@@ -211,6 +229,10 @@ impl Verifier {
             let results = {
                 let refs: Vec<&SignedMessage> =
                     own.iter().chain(queued.iter().map(|w| &w.msg)).collect();
+                #[cfg(test)]
+                if let Ok(mut state) = self.state.lock() {
+                    state.batches.push(refs.len());
+                }
                 verify_batch(&refs)
             };
             let mut results = results.into_iter();
@@ -245,6 +267,10 @@ impl Verifier {
                 }
                 Err(_) => return,
             };
+            #[cfg(test)]
+            if let Ok(mut state) = self.state.lock() {
+                state.batches.push(queued.len());
+            }
             let results = verify_batch(&queued);
             answer(queued, results.into_iter());
             rounds += 1;
@@ -390,6 +416,37 @@ mod tests {
                 assert_eq!(got, Ok(m));
             }
         }
+        assert_idle(&v);
+    }
+
+    /// Requests that arrive one after another while a lone request gathers (clients answering
+    /// a batch's replies) all join its batch.
+    #[tokio::test]
+    async fn a_lone_request_gathers_while_requests_keep_arriving() {
+        let v = Arc::new(Verifier::new(1));
+        let lone = {
+            let v = v.clone();
+            tokio::spawn(async move { v.verify(message(0, true)).await })
+        };
+        let feeder = {
+            let v = v.clone();
+            tokio::spawn(async move {
+                let mut arrivals = Vec::new();
+                for i in 1..=5 {
+                    let v = v.clone();
+                    arrivals.push(tokio::spawn(
+                        async move { v.verify(message(i, true)).await },
+                    ));
+                    tokio::task::yield_now().await;
+                }
+                arrivals
+            })
+        };
+        assert!(lone.await.unwrap().is_ok());
+        for arrival in feeder.await.unwrap() {
+            assert!(arrival.await.unwrap().is_ok());
+        }
+        assert_eq!(v.state.lock().unwrap().batches, [6]);
         assert_idle(&v);
     }
 

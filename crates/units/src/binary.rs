@@ -600,7 +600,7 @@ impl Decoder<'_> {
                 // `count` checked that the input can hold `n` units. The slots are filled in
                 // place: pushing each decoded unit would copy it through the stack, and the
                 // wide reads of that copy stall on the narrow writes that built it.
-                let mut items = Vec::new();
+                let mut items = Vec::with_capacity(n);
                 items.resize_with(n, || Unit::None);
                 for item in &mut items {
                     self.next_into(item)?;
@@ -616,7 +616,7 @@ impl Decoder<'_> {
                 }
                 self.enter()?;
                 // Filled in place, as a list's items are.
-                let mut entries = Vec::new();
+                let mut entries = Vec::with_capacity(n);
                 entries.resize_with(n, || (Unit::None, Unit::None));
                 for (k, v) in &mut entries {
                     self.next_into(k)?;
