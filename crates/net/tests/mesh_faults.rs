@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mesh_common::*;
+use plexus_identity::Keypair;
 use plexus_net::mesh::{decode_mesh_frame, MeshFrame};
 use plexus_net::{Allow, Expect, Faults, LinkConfig, MemNetwork, MeshConfig, MeshError, Transport};
 use tokio::time::Instant;
@@ -84,24 +85,30 @@ async fn a_killed_peer_fails_pending_calls_promptly_and_comes_back() {
     assert_eq!(a.mesh.stats().dials, 3);
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_unreachable_peer_fails_fast_during_backoff_then_reconnects() {
+/// Node "a" (reconnect backoff from 10 s) after its first call to "b" failed, nobody
+/// listening at "b" yet: a, b's key pair, the network, the keys allowed, and that failure.
+async fn a_failing_to_reach_b(seed: u64) -> (MemNode, Keypair, MemNetwork, Allow, MeshError) {
     let (ka, kb) = (keypair("a"), keypair("b"));
     let allow = Allow::with_keys([ka.public(), kb.public()]);
-    let net = MemNetwork::new(12);
+    let net = MemNetwork::new(seed);
     let config = MeshConfig {
         reconnect_min: Duration::from_secs(10),
         reconnect_max: Duration::from_secs(60),
         ..MeshConfig::default()
     };
     let a = mem_node(&net, &ka, &allow, config, LinkConfig::default()).await;
-    // Nobody listens at "b" yet.
     a.mesh.set_peer(kb.public(), "b".into(), "b".into());
     let e = a
         .mesh
         .call(&kb.public(), ECHO, Bytes::new(), LONG)
         .await
         .unwrap_err();
+    (a, kb, net, allow, e)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_peer_fails_fast_during_backoff_then_reconnects() {
+    let (a, kb, net, allow, e) = a_failing_to_reach_b(12).await;
     assert!(
         matches!(&e, MeshError::Unreachable { peer, .. } if peer == "b"),
         "{e}"
@@ -186,21 +193,7 @@ async fn an_unreachable_peer_fails_fast_during_backoff_then_reconnects() {
 /// ends at once, so our next call dials it instead of failing with "next attempt in …".
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_connects_ends_its_backoff() {
-    let (ka, kb) = (keypair("a"), keypair("b"));
-    let allow = Allow::with_keys([ka.public(), kb.public()]);
-    let net = MemNetwork::new(13);
-    let config = MeshConfig {
-        reconnect_min: Duration::from_secs(10),
-        reconnect_max: Duration::from_secs(60),
-        ..MeshConfig::default()
-    };
-    let a = mem_node(&net, &ka, &allow, config, LinkConfig::default()).await;
-    a.mesh.set_peer(kb.public(), "b".into(), "b".into());
-    assert!(a
-        .mesh
-        .call(&kb.public(), ECHO, Bytes::new(), LONG)
-        .await
-        .is_err());
+    let (a, kb, net, allow, _) = a_failing_to_reach_b(13).await;
     let e = a
         .mesh
         .call(&kb.public(), ECHO, Bytes::new(), LONG)
@@ -218,11 +211,11 @@ async fn a_peer_that_connects_ends_its_backoff() {
         LinkConfig::default(),
     )
     .await;
-    b.mesh.set_peer(ka.public(), "a".into(), "a".into());
+    b.know(&a);
     let t0 = Instant::now();
     let hi = b
         .mesh
-        .call(&ka.public(), ECHO, Bytes::from_static(b"hi"), LONG)
+        .call(&a.key(), ECHO, Bytes::from_static(b"hi"), LONG)
         .await
         .unwrap();
     assert_eq!(hi, "hi");

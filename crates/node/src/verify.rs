@@ -229,11 +229,7 @@ impl Verifier {
             let results = {
                 let refs: Vec<&SignedMessage> =
                     own.iter().chain(queued.iter().map(|w| &w.msg)).collect();
-                #[cfg(test)]
-                if let Ok(mut state) = self.state.lock() {
-                    state.batches.push(refs.len());
-                }
-                verify_batch(&refs)
+                self.check_batch(&refs)
             };
             let mut results = results.into_iter();
             let out = own
@@ -249,6 +245,15 @@ impl Verifier {
         };
         self.drain();
         out
+    }
+
+    /// [`verify_batch`], noting the batch's size for tests.
+    fn check_batch<M: Borrow<SignedMessage>>(&self, msgs: &[M]) -> Vec<Result<(), VerifyError>> {
+        #[cfg(test)]
+        if let Ok(mut state) = self.state.lock() {
+            state.batches.push(msgs.len());
+        }
+        verify_batch(msgs)
     }
 
     /// Verifies what was queued meanwhile, batch after batch, then stops being active. After
@@ -267,11 +272,7 @@ impl Verifier {
                 }
                 Err(_) => return,
             };
-            #[cfg(test)]
-            if let Ok(mut state) = self.state.lock() {
-                state.batches.push(queued.len());
-            }
-            let results = verify_batch(&queued);
+            let results = self.check_batch(&queued);
             answer(queued, results.into_iter());
             rounds += 1;
             if rounds >= MAX_ROUNDS {

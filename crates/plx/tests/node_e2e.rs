@@ -582,6 +582,18 @@ impl Drop for Down<'_> {
     }
 }
 
+/// `plx down` succeeds and says it stopped `nodes` nodes.
+fn down_stops(plx: &Plx, nodes: usize) {
+    let stopped = plx.run(&["down"], b"");
+    stopped.ok();
+    assert_eq!(
+        stopped.stderr.matches("node stopped").count(),
+        nodes,
+        "{}",
+        stopped.stderr
+    );
+}
+
 /// A port free on 127.0.0.11 to 127.0.0.13 (the addresses of `plx up --nodes 3`) a moment ago.
 fn free_up_port() -> u16 {
     loop {
@@ -666,14 +678,7 @@ fn up_three_nodes_survives_a_kill_then_down() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let stopped = plx.run(&["down"], b"");
-    stopped.ok();
-    assert_eq!(
-        stopped.stderr.matches("node stopped").count(),
-        2,
-        "{}",
-        stopped.stderr
-    );
+    down_stops(&plx, 2);
 
     // `up` again restarts the same three nodes from their data; calls to the others work at
     // once (n1 starts first and fails to dial the others until they are up: its calls must not
@@ -683,14 +688,7 @@ fn up_three_nodes_survives_a_kill_then_down() {
     assert_eq!(send(&plx, "(inc 1)@math.calc:n3").ok(), "2\n");
     assert_eq!(send(&plx, "(inc 1)@math.calc:n2").ok(), "2\n");
     assert_eq!(send(&plx, "(load @after)@io.store").ok(), "42\n");
-    let stopped = plx.run(&["down"], b"");
-    stopped.ok();
-    assert_eq!(
-        stopped.stderr.matches("node stopped").count(),
-        3,
-        "{}",
-        stopped.stderr
-    );
+    down_stops(&plx, 3);
     drop(down);
 }
 
