@@ -19,7 +19,8 @@ pub enum BenchCmd {
     /// One node: kernel round trip, signed client requests, memory at rest.
     Local(LocalArgs),
     /// A 2-node cluster: request/response latency across nodes (vs raw TCP), calls/s with 64
-    /// outstanding, signed requests/s from 8 connections, node memory at rest.
+    /// outstanding, node memory at rest; then a 1-node cluster: signed requests/s from 8
+    /// connections.
     Rr(crate::cmd_bench_cluster::RrArgs),
     /// 3-node clusters (profiles default and local): time until every survivor marks a killed
     /// node down; optionally a soak counting false suspicions and leader changes under CPU load.

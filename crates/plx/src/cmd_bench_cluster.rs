@@ -645,12 +645,6 @@ struct RrFigures {
     frame_len: usize,
     inner_calls: usize,
     inner_secs: f64,
-    client_requests: usize,
-    client_secs: f64,
-    /// The same requests with [`CLIENT_DEPTH`] in flight per connection.
-    piped_requests: usize,
-    piped_secs: f64,
-    piped_p50_us: f64,
     idle_mb: Vec<(String, f64)>,
     rest_mb: Vec<(String, f64)>,
     /// Requests answered with an error or an unexpected value (not counted in the figures).
@@ -658,19 +652,38 @@ struct RrFigures {
     first_error: Option<String>,
 }
 
+/// What `rr` measured of signed client requests on a node of its own.
+struct ClientFigures {
+    /// Worker threads of that node.
+    threads: u16,
+    /// One request in flight per connection.
+    one: Driven,
+    /// [`CLIENT_DEPTH`] requests in flight per connection.
+    piped: Driven,
+    /// The node's RSS after the load, as long after it as the 2-node cluster's.
+    rest_mb: Vec<(String, f64)>,
+}
+
 /// `plx bench rr`.
 pub fn rr(args: RrArgs) -> Result<()> {
     let say = progress(args.json);
     let n = usize::try_from(args.requests)?;
-    let f = run(rr_measure(n, Duration::from_secs(args.rest), &say))?;
+    let (f, c) = run(rr_measure(n, Duration::from_secs(args.rest), &say))?;
     let ratio = f.latency.p50_us / f.tcp.p50_us.max(1e-9);
     // The least the path could take: the client's Unix-socket hop, the node-to-node TCP hop
     // and the one signature check.
     let floor_us = f.unix.p50_us + f.tcp.p50_us + f.verify_us;
     let floor_ratio = f.latency.p50_us / floor_us.max(1e-9);
     let inner_rate = f.inner_calls as f64 / f.inner_secs.max(1e-9);
-    let client_rate = f.client_requests as f64 / f.client_secs.max(1e-9);
-    let piped_rate = f.piped_requests as f64 / f.piped_secs.max(1e-9);
+    let one_rate = c.one.rate();
+    let piped_rate = c.piped.rate();
+    let piped_p50_us = figures(c.piped.samples.clone(), c.piped.wall).p50_us;
+    let failed = f.failed + c.one.failed + c.piped.failed;
+    let first_error = f
+        .first_error
+        .as_deref()
+        .or(c.one.first_error.as_deref())
+        .or(c.piped.first_error.as_deref());
     let rest_max = f.rest_mb.iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
     if args.json {
         let j = Json::obj([
@@ -678,11 +691,8 @@ pub fn rr(args: RrArgs) -> Result<()> {
             ("build", build_profile().into()),
             ("nodes", 2usize.into()),
             ("profile", PROFILE.into()),
-            ("failed_requests", f.failed.into()),
-            (
-                "first_error",
-                f.first_error.as_deref().map_or(Json::Null, Json::from),
-            ),
+            ("failed_requests", failed.into()),
+            ("first_error", first_error.map_or(Json::Null, Json::from)),
             (
                 "request_response",
                 Json::obj([
@@ -725,35 +735,24 @@ pub fn rr(args: RrArgs) -> Result<()> {
                 Json::obj([
                     (
                         "what",
-                        "signed (inc 1)@math.calc to n1 from 8 connections, 1 outstanding each"
-                            .into(),
-                    ),
-                    ("requests", f.client_requests.into()),
-                    ("seconds", f.client_secs.into()),
-                    ("requests_per_sec", client_rate.into()),
-                    ("target_requests_per_sec", 40_000usize.into()),
-                    ("met", (client_rate >= 40_000.0).into()),
-                ]),
-            ),
-            (
-                "client_requests_pipelined",
-                Json::obj([
-                    (
-                        "what",
                         Json::from(
                             format!(
-                                "signed (inc 1)@math.calc to n1 from 8 connections, \
-                                 {CLIENT_DEPTH} outstanding each"
+                                "signed (inc 1)@math.calc to a 1-node cluster from \
+                                 {CLIENT_CONNS} connections, {CLIENT_DEPTH} outstanding each"
                             )
                             .as_str(),
                         ),
                     ),
-                    ("requests", f.piped_requests.into()),
-                    ("seconds", f.piped_secs.into()),
+                    ("node_threads", usize::from(c.threads).into()),
+                    ("requests", c.piped.samples.len().into()),
+                    ("seconds", c.piped.wall.as_secs_f64().into()),
                     ("requests_per_sec", piped_rate.into()),
-                    ("p50_us", f.piped_p50_us.into()),
+                    ("p50_us", piped_p50_us.into()),
                     ("target_requests_per_sec", 40_000usize.into()),
                     ("met", (piped_rate >= 40_000.0).into()),
+                    ("one_outstanding_requests", c.one.samples.len().into()),
+                    ("one_outstanding_seconds", c.one.wall.as_secs_f64().into()),
+                    ("one_outstanding_requests_per_sec", one_rate.into()),
                 ]),
             ),
             (
@@ -762,6 +761,7 @@ pub fn rr(args: RrArgs) -> Result<()> {
                     ("idle_rss_mb", mb_json(&f.idle_mb)),
                     ("rest_rss_mb", mb_json(&f.rest_mb)),
                     ("rest_after_s", args.rest.into()),
+                    ("client_node_rest_rss_mb", mb_json(&c.rest_mb)),
                     ("max_rest_rss_mb", rest_max.into()),
                     ("target_mb", 20usize.into()),
                     ("met", (rest_max < 20.0).into()),
@@ -807,22 +807,22 @@ pub fn rr(args: RrArgs) -> Result<()> {
     );
     println!();
     println!(
-        "(c) signed client requests to n1 ((inc 1)@math.calc), 8 connections, 1 outstanding each"
-    );
-    println!(
-        "    {:>10.0} requests/s ({} requests in {:.2} s) — target ≥ 40000/s: {}",
-        client_rate,
-        f.client_requests,
-        f.client_secs,
-        verdict(client_rate >= 40_000.0)
+        "(c) signed client requests ((inc 1)@math.calc) to a 1-node cluster ({} worker threads), {CLIENT_CONNS} connections",
+        c.threads
     );
     println!(
         "    {:>10.0} requests/s ({} requests in {:.2} s, p50 {:.0} µs) with {CLIENT_DEPTH} outstanding on each connection — target ≥ 40000/s: {}",
         piped_rate,
-        f.piped_requests,
-        f.piped_secs,
-        f.piped_p50_us,
+        c.piped.samples.len(),
+        c.piped.wall.as_secs_f64(),
+        piped_p50_us,
         verdict(piped_rate >= 40_000.0)
+    );
+    println!(
+        "    {:>10.0} requests/s ({} requests in {:.2} s) with 1 outstanding on each connection (bound by the round trip: at most {CLIENT_CONNS} requests to batch)",
+        one_rate,
+        c.one.samples.len(),
+        c.one.wall.as_secs_f64(),
     );
     println!();
     println!(
@@ -832,22 +832,38 @@ pub fn rr(args: RrArgs) -> Result<()> {
         mb_list(&f.rest_mb),
         verdict(rest_max < 20.0)
     );
-    if f.failed > 0 {
+    println!(
+        "    (c)'s node {} s after its load: {} (it keeps the nonces of the last 2 minutes' signed requests, up to 100,000, to refuse replays)",
+        args.rest,
+        mb_list(&c.rest_mb),
+    );
+    if failed > 0 {
         println!();
         println!(
-            "{} requests failed (left out of the figures); the first: {}",
-            f.failed,
-            f.first_error.as_deref().unwrap_or("?")
+            "{failed} requests failed (left out of the figures); the first: {}",
+            first_error.unwrap_or("?")
         );
     }
     Ok(())
 }
 
-async fn rr_measure(n: usize, rest: Duration, say: &dyn Fn(&str)) -> Result<RrFigures> {
+async fn rr_measure(
+    n: usize,
+    rest: Duration,
+    say: &dyn Fn(&str),
+) -> Result<(RrFigures, ClientFigures)> {
     say("starting a 2-node cluster");
-    let mut cluster = LocalCluster::start(2, PROFILE).await?;
-    let r = rr_on(&mut cluster, n, rest, say).await;
-    cluster.explain(r)
+    let mut pair = LocalCluster::start(2, PROFILE).await?;
+    let r = rr_on(&mut pair, n, rest, say).await;
+    let figures = pair.explain(r)?;
+    drop(pair);
+    // A node serves client requests with all of its machine's cores; the two nodes above share
+    // this machine's, and n2 would sit idle while n1 served the requests with half of them.
+    say("starting a 1-node cluster");
+    let single = LocalCluster::start(1, PROFILE).await?;
+    let r = client_requests_on(&single, n, rest, say).await;
+    let clients = single.explain(r)?;
+    Ok((figures, clients))
 }
 
 async fn rr_on(
@@ -888,21 +904,6 @@ async fn rr_on(
     ));
     let inner_secs = inner_calls(cluster, per_task).await?;
 
-    say("signed client requests to n1 from 8 connections");
-    let body = parse("(inc 1)@math.calc")?;
-    let per_conn = (2 * n).div_ceil(CLIENT_CONNS);
-    let pools = (0..CLIENT_CONNS)
-        .map(|_| sign_many(key, per_conn, |_| Ok(body.clone())))
-        .collect::<Result<Vec<_>>>()?;
-    let many = drive(&socket, pools, 1, expect_int).await?;
-    let pools = (0..CLIENT_CONNS)
-        .map(|_| sign_many(key, per_conn, |_| Ok(body.clone())))
-        .collect::<Result<Vec<_>>>()?;
-    say(&format!(
-        "signed client requests to n1 from 8 connections, {CLIENT_DEPTH} outstanding each"
-    ));
-    let piped = drive(&socket, pools, CLIENT_DEPTH, expect_int).await?;
-
     say(&format!(
         "memory at rest, {} s after the load",
         rest.as_secs()
@@ -917,15 +918,46 @@ async fn rr_on(
         frame_len,
         inner_calls: per_task * INNER_TASKS,
         inner_secs,
-        client_requests: many.samples.len(),
-        client_secs: many.wall.as_secs_f64(),
-        piped_requests: piped.samples.len(),
-        piped_secs: piped.wall.as_secs_f64(),
-        piped_p50_us: figures(piped.samples, piped.wall).p50_us,
         idle_mb,
         rest_mb,
-        failed: failed + many.failed + piped.failed,
-        first_error: first_error.or(many.first_error).or(piped.first_error),
+        failed,
+        first_error,
+    })
+}
+
+/// Signed `(inc 1)@math.calc` requests from [`CLIENT_CONNS`] connections to the cluster's first
+/// node: `2 n` of them with one in flight per connection, then as many with [`CLIENT_DEPTH`].
+async fn client_requests_on(
+    cluster: &LocalCluster,
+    n: usize,
+    rest: Duration,
+    say: &dyn Fn(&str),
+) -> Result<ClientFigures> {
+    let socket = cluster.node(0)?.socket();
+    let key = &cluster.admin;
+    let body = parse("(inc 1)@math.calc")?;
+    let per_conn = (2 * n).div_ceil(CLIENT_CONNS);
+    let pools = || {
+        (0..CLIENT_CONNS)
+            .map(|_| sign_many(key, per_conn, |_| Ok(body.clone())))
+            .collect::<Result<Vec<_>>>()
+    };
+    let warm = sign_many(key, n.div_ceil(10).clamp(10, 200), |_| Ok(body.clone()))?;
+    drive(&socket, vec![warm], 1, expect_int).await?;
+    say(&format!(
+        "signed client requests from {CLIENT_CONNS} connections, 1 outstanding each"
+    ));
+    let one = drive(&socket, pools()?, 1, expect_int).await?;
+    say(&format!(
+        "signed client requests from {CLIENT_CONNS} connections, {CLIENT_DEPTH} outstanding each"
+    ));
+    let piped = drive(&socket, pools()?, CLIENT_DEPTH, expect_int).await?;
+    tokio::time::sleep(rest).await;
+    Ok(ClientFigures {
+        threads: cluster.threads,
+        one,
+        piped,
+        rest_mb: cluster.rss()?,
     })
 }
 
