@@ -41,6 +41,15 @@ pub enum BenchCmd {
         /// Address to connect to.
         addr: std::net::SocketAddr,
     },
+    /// (internal) listen on SOCKET and on ADDR (TCP) and pass each frame from the first
+    /// connection on SOCKET to the first on ADDR and the answer back: the raw relay baseline.
+    #[command(hide = true)]
+    RelayPeer {
+        /// Unix socket to listen on for the client.
+        socket: PathBuf,
+        /// TCP address to listen on for the echo peer.
+        addr: std::net::SocketAddr,
+    },
     /// (internal) keep one core busy until killed.
     #[command(hide = true)]
     BusyLoop,
@@ -93,6 +102,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Store(args) => crate::cmd_bench_cluster::store(args),
         BenchCmd::EchoPeer { socket } => echo_peer(&socket),
         BenchCmd::TcpEchoPeer { addr } => tcp_echo_peer(addr),
+        BenchCmd::RelayPeer { socket, addr } => relay_peer(&socket, addr),
         BenchCmd::BusyLoop => busy_loop(),
     }
 }
@@ -304,12 +314,7 @@ async fn signed_requests(socket: &Path, user: &Keypair, budget: Duration) -> Res
 
 /// The raw baseline: a separate process echoes each frame back on a Unix socket.
 /// At most `count` round trips, within `budget`.
-pub(crate) fn raw_ping_pong(
-    dir: &Path,
-    frame_len: usize,
-    budget: Duration,
-    count: usize,
-) -> Result<Figures> {
+fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration, count: usize) -> Result<Figures> {
     let socket = dir.join("echo.sock");
     let exe = std::env::current_exe()?;
     let mut peer = Command::new(exe)
@@ -349,7 +354,7 @@ pub(crate) fn ping_pong<S: Read + Write>(
     Ok(figures(samples, start.elapsed()))
 }
 
-fn connect_retry(socket: &Path) -> Result<UnixStream> {
+pub(crate) fn connect_retry(socket: &Path) -> Result<UnixStream> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match UnixStream::connect(socket) {
@@ -382,22 +387,48 @@ fn busy_loop() -> Result<()> {
     }
 }
 
+/// The raw relay: a client on `socket`, an echo peer on `addr` (TCP, `TCP_NODELAY`); each
+/// frame from the client goes to the echo peer and its answer back, one at a time, as a node
+/// relays a client's call to another node.
+fn relay_peer(socket: &Path, addr: std::net::SocketAddr) -> Result<()> {
+    // The bench starts the echo peer once it can connect to `socket`: `addr` is bound first.
+    let tcp = std::net::TcpListener::bind(addr)?;
+    let unix = UnixListener::bind(socket)?;
+    let (mut client, _) = unix.accept()?;
+    let (mut echo, _) = tcp.accept()?;
+    echo.set_nodelay(true)?;
+    let mut frame = Vec::new();
+    while read_frame(&mut client, &mut frame)? {
+        echo.write_all(&frame)?;
+        if !read_frame(&mut echo, &mut frame)? {
+            break;
+        }
+        client.write_all(&frame)?;
+    }
+    Ok(())
+}
+
 /// Echoes length-prefixed frames (u32 LE length, then the body) until the peer closes.
 fn echo_frames<S: Read + Write>(mut stream: S) -> Result<()> {
-    let mut len = [0u8; 4];
-    let mut buf = Vec::new();
-    loop {
-        if stream.read_exact(&mut len).is_err() {
-            return Ok(());
-        }
-        let n = u32::from_le_bytes(len) as usize;
-        buf.resize(n, 0);
-        stream.read_exact(&mut buf)?;
-        let mut out = Vec::with_capacity(n + 4);
-        out.extend_from_slice(&len);
-        out.extend_from_slice(&buf);
-        stream.write_all(&out)?;
+    let mut frame = Vec::new();
+    while read_frame(&mut stream, &mut frame)? {
+        stream.write_all(&frame)?;
     }
+    Ok(())
+}
+
+/// Reads one frame, length prefix included, into `frame`; `false` when the peer has closed.
+fn read_frame(stream: &mut impl Read, frame: &mut Vec<u8>) -> Result<bool> {
+    let mut len = [0u8; 4];
+    if stream.read_exact(&mut len).is_err() {
+        return Ok(false);
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    frame.clear();
+    frame.extend_from_slice(&len);
+    frame.resize(n.saturating_add(4), 0);
+    stream.read_exact(&mut frame[4..])?;
+    Ok(true)
 }
 
 /// Median time of one strict ed25519 verification of `msg` over `count` tries, in µs.

@@ -79,6 +79,8 @@ fn rr() {
             "request_response.p50_us",
             "request_response.p99_us",
             "request_response.baseline_tcp_p50_us",
+            "request_response.baseline_relay_p50_us",
+            "request_response.floor_p50_us",
             "request_response.ratio",
             "node_to_node_calls.calls",
             "node_to_node_calls.calls_per_sec",
