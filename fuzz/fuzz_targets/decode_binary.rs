@@ -1,15 +1,16 @@
 //! Arbitrary bytes as a binary document: decoding never panics, whatever decodes is the one
-//! canonical encoding of its unit (encode gives back the input exactly), the zero-copy decoder
-//! agrees, and the unit survives the text notation.
+//! canonical encoding of its unit (encode gives back the input exactly), the zero-copy and the
+//! borrowing decoders agree, and the unit survives the text notation.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use plexus_units::{decode, decode_bytes, encode, parse_with, to_text, Limits};
+use plexus_units::{decode, decode_bytes, decode_ref, encode, parse_with, to_text, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let decoded = decode(data);
     assert_eq!(decode_bytes(Bytes::copy_from_slice(data)), decoded);
+    assert_eq!(decode_ref(data).map(|r| r.to_unit()), decoded);
     let Ok(u) = decoded else {
         return;
     };

@@ -1,10 +1,11 @@
 //! `plx unit …`: the units notation, binary encoding and JSON bridge from the command line.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
-use plexus_units::{decode, encode, json, parse, to_pretty, to_short, to_text, Unit};
+use plexus_units::{decode, decode_ref, encode, json, parse, to_pretty, to_short, to_text, Unit};
 
 use crate::cli_io::{from_hex, read_input, to_hex, Input, Output};
 
@@ -29,10 +30,20 @@ pub enum UnitCmd {
         #[arg(long, value_name = "N")]
         short: Option<usize>,
     },
-    /// Check that the input is one valid unit; print its type and canonical size.
+    /// Check that the input is one valid unit; print its type, depth and encoded size.
+    ///
+    /// With --binary the input is a binary document (as `plx unit encode` writes), checked to
+    /// be the one canonical encoding of a unit within the default limits. It is read in place,
+    /// without building the unit in memory.
     Check {
         #[command(flatten)]
         input: InputArg,
+        /// The input is the canonical binary form rather than units text.
+        #[arg(long)]
+        binary: bool,
+        /// With --binary: the input is hex text rather than raw bytes.
+        #[arg(long, requires = "binary")]
+        hex: bool,
     },
     /// Encode units text into the canonical binary form.
     ///
@@ -97,6 +108,15 @@ pub fn parse_input(input: &Input) -> Result<Unit> {
     parse(text).map_err(|e| anyhow!("{}: {e}", input.name))
 }
 
+/// The input's bytes, from hex text when `hex`.
+fn read_binary(input: &Input, hex: bool) -> Result<Cow<'_, [u8]>> {
+    if hex {
+        Ok(Cow::Owned(from_hex(input.text()?)?))
+    } else {
+        Ok(Cow::Borrowed(&input.bytes))
+    }
+}
+
 /// Runs one `plx unit` command.
 pub fn run(cmd: UnitCmd) -> Result<()> {
     let out = Output::new(None);
@@ -115,7 +135,22 @@ pub fn run(cmd: UnitCmd) -> Result<()> {
             };
             out.line(&text)
         }
-        UnitCmd::Check { input } => {
+        UnitCmd::Check {
+            input,
+            binary: true,
+            hex,
+        } => {
+            let input = read(&input)?;
+            let bytes = read_binary(&input, hex)?;
+            let u = decode_ref(&bytes).map_err(|e| anyhow!("{}: {e}", input.name))?;
+            out.line(&format!(
+                "ok: {}, depth {}, {} bytes encoded",
+                u.kind(),
+                u.depth(),
+                bytes.len()
+            ))
+        }
+        UnitCmd::Check { input, .. } => {
             let u = parse_input(&read(&input)?)?;
             let size = encode(&u).len();
             out.line(&format!(
@@ -138,11 +173,7 @@ pub fn run(cmd: UnitCmd) -> Result<()> {
         }
         UnitCmd::Decode { input, hex, pretty } => {
             let input = read(&input)?;
-            let bytes = if hex {
-                from_hex(input.text()?)?
-            } else {
-                input.bytes
-            };
+            let bytes = read_binary(&input, hex)?;
             let u = decode(&bytes).map_err(|e| anyhow!("{}: {e}", input.name))?;
             out.line(&if pretty {
                 to_pretty(&u, 2)

@@ -56,6 +56,42 @@ fn check_reports_kind() {
 }
 
 #[test]
+fn check_binary_documents() {
+    let plx = Plx::new();
+    let encoded = plx.run(&["unit", "encode"], b"{a:[1 2] b:`text`}@svc");
+    encoded.ok();
+    let out = plx
+        .run(&["unit", "check", "--binary"], &encoded.stdout)
+        .ok();
+    assert_eq!(
+        out,
+        format!(
+            "ok: stream, depth 3, {} bytes encoded\n",
+            encoded.stdout.len()
+        )
+    );
+    let out = plx
+        .run(&["unit", "check", "--binary", "--hex"], b"01c24142")
+        .ok();
+    assert_eq!(out, "ok: list, depth 1, 4 bytes encoded\n");
+    // A duplicate key, a non-canonical int and a truncated list are refused.
+    let err = plx
+        .run(&["unit", "check", "--binary", "--hex"], b"01d2816100816100")
+        .fails();
+    assert!(err.contains("duplicate map key"), "{err}");
+    let err = plx
+        .run(&["unit", "check", "--binary", "--hex"], b"010405")
+        .fails();
+    assert!(err.contains("non-canonical"), "{err}");
+    let err = plx
+        .run(&["unit", "check", "--binary", "--hex"], b"01c241")
+        .fails();
+    assert!(err.contains("truncated"), "{err}");
+    // --hex only goes with --binary.
+    plx.run(&["unit", "check", "--hex"], b"01c24142").fails();
+}
+
+#[test]
 fn encode_decode_round_trip() {
     let plx = Plx::new();
     let text = "{msg:[1 2.5 x\"00ff\" @a.b t -] who:`λ user`}@test.echo:node-b".as_bytes();

@@ -18,7 +18,7 @@ use criterion::{Criterion, Throughput};
 use num_bigint::BigInt;
 use num_traits::{Signed, ToPrimitive};
 use plexus_units::{
-    dec_to_string, decode, decode_bytes, encode, parse, to_text, Dec, Int, Map, Unit,
+    dec_to_string, decode, decode_bytes, decode_ref, encode, parse, to_text, Dec, Int, Map, Unit,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -369,6 +369,7 @@ enum Op {
     Encode,
     DecodeBytes,
     DecodeSlice,
+    DecodeRef,
     Parse,
     Print,
     SerdeJson,
@@ -378,10 +379,11 @@ enum Op {
     Tree,
 }
 
-const OPS: [Op; 8] = [
+const OPS: [Op; 9] = [
     Op::Encode,
     Op::DecodeBytes,
     Op::DecodeSlice,
+    Op::DecodeRef,
     Op::Parse,
     Op::Print,
     Op::SerdeJson,
@@ -395,6 +397,7 @@ impl Op {
             Op::Encode => "binary encode",
             Op::DecodeBytes => "binary decode_bytes",
             Op::DecodeSlice => "binary decode(&[u8])",
+            Op::DecodeRef => "binary decode_ref",
             Op::Parse => "text parse",
             Op::Print => "text print",
             Op::SerdeJson => "serde_json::Value parse",
@@ -409,6 +412,7 @@ impl Op {
             Op::Encode => "encode",
             Op::DecodeBytes => "decode_bytes",
             Op::DecodeSlice => "decode",
+            Op::DecodeRef => "decode_ref",
             Op::Parse => "parse",
             Op::Print => "print",
             Op::SerdeJson => "serde_json",
@@ -420,7 +424,9 @@ impl Op {
     /// Bytes read or written by one run, for MB/s.
     fn size(self, c: &Case) -> usize {
         match self {
-            Op::Encode | Op::DecodeBytes | Op::DecodeSlice | Op::Tree => c.binary.len(),
+            Op::Encode | Op::DecodeBytes | Op::DecodeSlice | Op::DecodeRef | Op::Tree => {
+                c.binary.len()
+            }
             Op::Parse | Op::Print => c.text.len(),
             Op::SerdeJson => c.json.len(),
             Op::Ciborium => c.cbor.len(),
@@ -437,6 +443,9 @@ impl Op {
             }
             Op::DecodeSlice => {
                 black_box(decode(black_box(&c.binary[..])).unwrap());
+            }
+            Op::DecodeRef => {
+                black_box(decode_ref(black_box(&c.binary[..])).unwrap());
             }
             Op::Parse => {
                 black_box(parse(black_box(&c.text)).unwrap());

@@ -5,9 +5,10 @@
 //! bytes can be hashed and signed.
 
 use bytes::Bytes;
+#[cfg(test)]
 use num_bigint::BigInt;
-use num_integer::Integer;
 
+use crate::borrowed::UnitRef;
 use crate::value::{Dec, Int, IntView, Map, Path, Str, Stream, Unit};
 use crate::Limits;
 
@@ -276,7 +277,8 @@ fn unzigzag(v: u64) -> i64 {
 }
 
 /// Decodes a whole document (version byte, then one unit) with the default [`Limits`].
-/// The input is copied once; use [`decode_bytes`] to share its storage instead.
+/// The input is copied once; use [`decode_bytes`] to share its storage instead, or
+/// [`decode_ref`] to borrow it.
 pub fn decode(input: &[u8]) -> Result<Unit, DecodeError> {
     decode_bytes_with(Bytes::copy_from_slice(input), &Limits::DEFAULT)
 }
@@ -289,14 +291,34 @@ pub fn decode_bytes(input: Bytes) -> Result<Unit, DecodeError> {
 
 /// [`decode_bytes`] with explicit limits.
 pub fn decode_bytes_with(input: Bytes, limits: &Limits) -> Result<Unit, DecodeError> {
-    if input.len() > limits.max_size {
+    decode_document::<Unit>(&input, &input, limits)
+}
+
+/// Decodes a whole document into a [`UnitRef`] that borrows `input`: no string is copied and
+/// no reference count is touched, so this is the fastest way to read a document. It accepts
+/// and refuses exactly what [`decode`] does; [`UnitRef::to_unit`] makes the owned unit.
+pub fn decode_ref(input: &[u8]) -> Result<UnitRef<'_>, DecodeError> {
+    decode_ref_with(input, &Limits::DEFAULT)
+}
+
+/// [`decode_ref`] with explicit limits.
+pub fn decode_ref_with<'a>(input: &'a [u8], limits: &Limits) -> Result<UnitRef<'a>, DecodeError> {
+    decode_document::<UnitRef<'a>>(input, input, limits)
+}
+
+fn decode_document<'a, T: Tree<'a>>(
+    src: &'a T::Source,
+    data: &'a [u8],
+    limits: &Limits,
+) -> Result<T, DecodeError> {
+    if data.len() > limits.max_size {
         return Err(DecodeError::Limit {
             what: "input size",
             offset: 0,
             limit: limits.max_size,
         });
     }
-    let Some(&version) = input.first() else {
+    let Some(&version) = data.first() else {
         return Err(DecodeError::Truncated {
             offset: 0,
             expected: "the format version byte",
@@ -306,33 +328,245 @@ pub fn decode_bytes_with(input: Bytes, limits: &Limits) -> Result<Unit, DecodeEr
         return Err(DecodeError::Version { version });
     }
     let mut d = Decoder {
-        input: &input,
-        data: &input,
+        src,
+        data,
         pos: 1,
         depth: 0,
-        limits,
+        limits: *limits,
     };
-    let unit = d.unit()?;
-    if d.pos != input.len() {
+    let mut unit = T::none();
+    d.unit_into(&mut unit)?;
+    if d.pos != data.len() {
         return Err(DecodeError::Trailing {
             offset: d.pos,
-            count: input.len() - d.pos,
+            count: data.len() - d.pos,
         });
     }
     Ok(unit)
 }
 
-struct Decoder<'a> {
-    /// The document, for sharing strings and byte strings with it.
-    input: &'a Bytes,
-    /// The same bytes, for reading (one indirection fewer than through `input`).
+/// An int read from its encoding, before it becomes part of a tree.
+#[derive(Clone, Copy)]
+pub(crate) enum IntParts {
+    /// Fits an i64.
+    Small(i64),
+    /// Outside the i64 range but read from a varint: `v`, or `-1 - v` when negative.
+    Wide { negative: bool, v: u64 },
+    /// A big magnitude: little-endian bytes `start..end` of the input, no zero high byte.
+    Big {
+        negative: bool,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl IntParts {
+    /// The owned int; `magnitude` makes a big magnitude from its byte range.
+    fn to_int(self, magnitude: impl FnOnce(usize, usize) -> Bytes) -> Int {
+        match self {
+            IntParts::Small(v) => Int::from(v),
+            IntParts::Wide { negative, v } => wide_int(negative, v),
+            IntParts::Big {
+                negative,
+                start,
+                end,
+            } => Int::from_big_parts(negative, magnitude(start, end)),
+        }
+    }
+
+    /// Whether the value is a multiple of ten (a dec mantissa must not be).
+    #[inline]
+    fn is_multiple_of_ten(self, data: &[u8]) -> bool {
+        match self {
+            IntParts::Small(v) => v % 10 == 0,
+            IntParts::Wide { negative: false, v } => v.is_multiple_of(10),
+            IntParts::Wide { negative: true, v } => (u128::from(v) + 1).is_multiple_of(10),
+            // 256^k ≡ 6 (mod 10) for every k ≥ 1.
+            IntParts::Big { start, end, .. } => {
+                let mag = &data[start..end];
+                let rest: u64 = mag[1..].iter().map(|&b| u64::from(b)).sum();
+                (u64::from(mag[0]) + 6 * rest).is_multiple_of(10)
+            }
+        }
+    }
+
+    /// The dec `self × 10^-scale` for a mantissa checked to be normalized.
+    fn to_dec(self, data: &[u8], scale: i64) -> Dec {
+        match self {
+            IntParts::Small(v) => Dec::from_normalized_i64(v, scale),
+            parts => {
+                let int = parts.to_int(|start, end| Bytes::copy_from_slice(&data[start..end]));
+                Dec::from_normalized(int.to_bigint(), scale)
+            }
+        }
+    }
+}
+
+/// The int `v`, or `-1 - v` when `negative` (the payload of `INT_POS` and `INT_NEG`).
+pub(crate) fn wide_int(negative: bool, v: u64) -> Int {
+    if !negative {
+        return Int::from_u64_magnitude(false, v);
+    }
+    // -1 - v: magnitude v + 1, which is 2^64 for the largest v.
+    match v.checked_add(1) {
+        Some(m) => Int::from_u64_magnitude(true, m),
+        None => Int::from_big_parts(true, Bytes::from_static(TWO_POW_64)),
+    }
+}
+
+/// A tree the decoder builds: the owned [`Unit`], or the borrowed [`UnitRef`]. One decoder
+/// serves both, so they accept exactly the same documents.
+pub(crate) trait Tree<'a>: Sized {
+    /// What strings and byte strings are cut from: [`Bytes`] to share, `[u8]` to borrow.
+    type Source: ?Sized;
+    /// A validated UTF-8 string cut from the input.
+    type Text: AsRef<str>;
+    /// The segments of a path while they are read.
+    type Segments;
+
+    fn none() -> Self;
+    fn boolean(b: bool) -> Self;
+    fn byte(b: u8) -> Self;
+    fn small_int(v: i64) -> Self;
+    fn int(src: &'a Self::Source, data: &'a [u8], parts: IntParts) -> Self;
+    fn dec(dec: Dec) -> Self;
+    /// The bytes `start..end` of the input as text, if they are UTF-8.
+    fn text(src: &'a Self::Source, data: &'a [u8], start: usize, end: usize) -> Option<Self::Text>;
+    fn str(text: Self::Text) -> Self;
+    fn bytes(src: &'a Self::Source, data: &'a [u8], start: usize, end: usize) -> Self;
+    fn segments(count: usize) -> Self::Segments;
+    fn push_segment(segments: &mut Self::Segments, segment: Self::Text);
+    /// A path of `count ≥ 1` segments, read from the input's bytes `start..end`.
+    fn path(
+        segments: Self::Segments,
+        data: &'a [u8],
+        start: usize,
+        end: usize,
+        count: usize,
+    ) -> Self;
+    /// A stream whose names are checked.
+    fn stream(unit: Self, service: Self::Text, node: Option<Self::Text>) -> Self;
+    fn pair(halves: Box<(Self, Self)>) -> Self;
+    fn list(items: Vec<Self>) -> Self;
+    /// A map whose keys are checked to be unique.
+    fn map(entries: Vec<(Self, Self)>) -> Self;
+}
+
+impl<'a> Tree<'a> for Unit {
+    type Source = Bytes;
+    type Text = Str;
+    type Segments = Vec<Str>;
+
+    #[inline(always)]
+    fn none() -> Unit {
+        Unit::None
+    }
+    #[inline(always)]
+    fn boolean(b: bool) -> Unit {
+        Unit::Bool(b)
+    }
+    #[inline(always)]
+    fn byte(b: u8) -> Unit {
+        Unit::Byte(b)
+    }
+    #[inline(always)]
+    fn small_int(v: i64) -> Unit {
+        Unit::int(v)
+    }
+    #[inline(always)]
+    fn int(src: &Bytes, _: &[u8], parts: IntParts) -> Unit {
+        Unit::Int(parts.to_int(|start, end| src.slice(start..end)))
+    }
+    #[inline(always)]
+    fn dec(dec: Dec) -> Unit {
+        Unit::Dec(dec)
+    }
+    #[inline(always)]
+    fn text(src: &Bytes, _: &[u8], start: usize, end: usize) -> Option<Str> {
+        Str::try_from(src.slice(start..end)).ok()
+    }
+    #[inline(always)]
+    fn str(text: Str) -> Unit {
+        Unit::Str(text)
+    }
+    #[inline(always)]
+    fn bytes(src: &Bytes, _: &[u8], start: usize, end: usize) -> Unit {
+        Unit::Bytes(src.slice(start..end))
+    }
+    #[inline(always)]
+    fn segments(count: usize) -> Vec<Str> {
+        Vec::with_capacity(count)
+    }
+    #[inline(always)]
+    fn push_segment(segments: &mut Vec<Str>, segment: Str) {
+        segments.push(segment);
+    }
+    #[inline(always)]
+    fn path(segments: Vec<Str>, _: &[u8], _: usize, _: usize, _: usize) -> Unit {
+        Unit::Ref(Path::from_segments(segments))
+    }
+    #[inline(always)]
+    fn stream(unit: Unit, service: Str, node: Option<Str>) -> Unit {
+        Unit::Stream(Box::new(Stream::from_checked_strs(unit, service, node)))
+    }
+    #[inline(always)]
+    fn pair(halves: Box<(Unit, Unit)>) -> Unit {
+        Unit::Pair(halves)
+    }
+    #[inline(always)]
+    fn list(items: Vec<Unit>) -> Unit {
+        Unit::List(items)
+    }
+    #[inline(always)]
+    fn map(entries: Vec<(Unit, Unit)>) -> Unit {
+        Unit::Map(Map::from_unique_entries(entries))
+    }
+}
+
+struct Decoder<'a, T: Tree<'a>> {
+    /// The document, for sharing or borrowing strings and byte strings.
+    src: &'a T::Source,
+    /// The same bytes, for reading.
     data: &'a [u8],
     pos: usize,
     depth: usize,
-    limits: &'a Limits,
+    limits: Limits,
 }
 
-impl Decoder<'_> {
+/// Up to this many entries, a map's keys are checked for duplicates by comparing every pair;
+/// above, by hashing.
+const LINEAR_KEY_SCAN: usize = 16;
+
+/// Writes `unit` into `slot`, which holds a placeholder from [`Tree::none`]: forgetting it
+/// instead of dropping it saves a call to the drop glue (which dispatches on the type) per unit.
+#[inline(always)]
+fn fill<T>(slot: &mut T, unit: T) {
+    std::mem::forget(std::mem::replace(slot, unit));
+}
+
+/// A cheap summary of the encoded key `data[start..end]`, equal for equal keys: its length and
+/// first bytes. Read as one 8-byte word masked to the key when the input has room for it.
+#[inline(always)]
+fn key_print(data: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let head = match data.get(start..).and_then(<[u8]>::first_chunk::<8>) {
+        Some(word) => {
+            let word = u64::from_le_bytes(*word);
+            if len >= 8 {
+                word
+            } else {
+                word & ((1u64 << (8 * len)) - 1)
+            }
+        }
+        None => data[start..end]
+            .iter()
+            .rev()
+            .fold(0, |h, &c| h << 8 | u64::from(c)),
+    };
+    head ^ (len as u64).rotate_left(48)
+}
+
+impl<'a, T: Tree<'a>> Decoder<'a, T> {
     fn truncated(&self, expected: &'static str) -> DecodeError {
         DecodeError::Truncated {
             offset: self.pos,
@@ -354,16 +588,9 @@ impl Decoder<'_> {
         Ok(b)
     }
 
+    /// Steps over `len` bytes and returns where they start.
     #[inline]
-    fn take(&mut self, len: u64, expected: &'static str) -> Result<Bytes, DecodeError> {
-        let start = self.pos;
-        self.skip(len, expected)?;
-        Ok(self.input.slice(start..self.pos))
-    }
-
-    /// Like [`Decoder::take`], but borrowed: no reference count to touch.
-    #[inline]
-    fn skip(&mut self, len: u64, expected: &'static str) -> Result<&[u8], DecodeError> {
+    fn skip(&mut self, len: u64, expected: &'static str) -> Result<usize, DecodeError> {
         let remaining = self.data.len() - self.pos;
         let len = usize::try_from(len)
             .ok()
@@ -371,11 +598,24 @@ impl Decoder<'_> {
             .ok_or_else(|| self.truncated(expected))?;
         let start = self.pos;
         self.pos += len;
-        Ok(&self.data[start..start + len])
+        Ok(start)
     }
 
-    #[inline]
+    /// Reads a varint. One-byte varints, nearly all of them, are read inline: the general
+    /// path returns its result through memory.
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn varint(&mut self, expected: &'static str) -> Result<u64, DecodeError> {
+        match self.data.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.long_varint(expected),
+        }
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self, expected: &'static str) -> Result<u64, DecodeError> {
         let start = self.pos;
         let mut v: u64 = 0;
         for i in 0..10 {
@@ -423,27 +663,27 @@ impl Decoder<'_> {
             .ok_or_else(|| self.truncated("the elements of a list or map"))
     }
 
-    fn text(&mut self, expected: &'static str) -> Result<Str, DecodeError> {
+    fn text(&mut self, expected: &'static str) -> Result<T::Text, DecodeError> {
         let at = self.pos;
         let len = self.varint(expected)?;
-        let raw = self.take(len, expected)?;
-        Str::try_from(raw).map_err(|_| DecodeError::InvalidText {
+        let start = self.skip(len, expected)?;
+        T::text(self.src, self.data, start, self.pos).ok_or(DecodeError::InvalidText {
             offset: at,
             why: "not UTF-8",
         })
     }
 
-    /// Decodes the next unit into `slot`. Small ints and short strings, the bulk of typical
-    /// documents, are decoded right here (inlined into the list and map loops); the rest goes
-    /// through [`Decoder::unit_into`]. Units are written in place rather than returned: moving
+    /// Decodes the next unit into `slot`. Ints, short strings, none and bools, the bulk of
+    /// typical documents, are decoded right here (inlined into the list and map loops); the rest
+    /// goes through [`Decoder::unit_into`]. Units are written in place rather than returned: moving
     /// a returned unit through memory costs more than decoding a small one.
     // Not forced inline in debug builds, where the inlined copies make the recursive frame large.
     #[cfg_attr(not(debug_assertions), inline(always))]
-    fn next_into(&mut self, slot: &mut Unit) -> Result<(), DecodeError> {
+    fn next_into(&mut self, slot: &mut T) -> Result<(), DecodeError> {
         match self.data.get(self.pos) {
             Some(&t @ tag::POS_SMALL..=0x7f) => {
                 self.pos += 1;
-                *slot = Unit::int(i64::from(t - tag::POS_SMALL));
+                fill(slot, T::small_int(i64::from(t - tag::POS_SMALL)));
                 Ok(())
             }
             Some(&t @ tag::STR_SHORT..=0xbf) => {
@@ -453,43 +693,55 @@ impl Decoder<'_> {
                     // The general path reports the truncation.
                     return self.unit_into(slot);
                 }
-                let s = Str::try_from(self.input.slice(start..end)).map_err(|_| {
-                    DecodeError::InvalidText {
+                let s =
+                    T::text(self.src, self.data, start, end).ok_or(DecodeError::InvalidText {
                         offset: self.pos,
                         why: "string is not UTF-8",
-                    }
-                })?;
+                    })?;
                 self.pos = end;
-                *slot = Unit::Str(s);
+                fill(slot, T::str(s));
                 Ok(())
             }
-            Some(&t @ (tag::BIG_POS | tag::BIG_NEG)) => {
+            Some(&t @ tag::NEG_SMALL..=0x3f) => {
+                self.pos += 1;
+                fill(slot, T::small_int(-1 - i64::from(t - tag::NEG_SMALL)));
+                Ok(())
+            }
+            Some(&tag::NONE) => {
+                self.pos += 1;
+                fill(slot, T::none());
+                Ok(())
+            }
+            Some(&t @ (tag::FALSE | tag::TRUE)) => {
+                self.pos += 1;
+                fill(slot, T::boolean(t == tag::TRUE));
+                Ok(())
+            }
+            Some(&t @ tag::INT_POS..=tag::BIG_NEG) => {
                 let start = self.pos;
                 self.pos += 1;
-                *slot = Unit::Int(self.big_int_after_tag(t, start)?);
+                let parts = self.int_after_tag(t, start)?;
+                fill(slot, T::int(self.src, self.data, parts));
                 Ok(())
             }
             _ => self.unit_into(slot),
         }
     }
 
-    fn unit(&mut self) -> Result<Unit, DecodeError> {
-        let mut unit = Unit::None;
-        self.unit_into(&mut unit)?;
-        Ok(unit)
-    }
-
-    fn unit_into(&mut self, slot: &mut Unit) -> Result<(), DecodeError> {
+    fn unit_into(&mut self, slot: &mut T) -> Result<(), DecodeError> {
         let start = self.pos;
         let t = self.byte("a unit")?;
-        *slot = match t {
-            tag::NONE => Unit::None,
-            tag::FALSE => Unit::Bool(false),
-            tag::TRUE => Unit::Bool(true),
-            tag::BYTE => Unit::Byte(self.byte("a byte")?),
-            tag::POS_SMALL..=0x7f => Unit::int(i64::from(t - tag::POS_SMALL)),
-            tag::NEG_SMALL..=0x3f => Unit::int(-1 - i64::from(t - tag::NEG_SMALL)),
-            tag::INT_POS..=tag::BIG_NEG => Unit::Int(self.int_after_tag(t, start)?),
+        match t {
+            tag::NONE => fill(slot, T::none()),
+            tag::FALSE => fill(slot, T::boolean(false)),
+            tag::TRUE => fill(slot, T::boolean(true)),
+            tag::BYTE => fill(slot, T::byte(self.byte("a byte")?)),
+            tag::POS_SMALL..=0x7f => fill(slot, T::small_int(i64::from(t - tag::POS_SMALL))),
+            tag::NEG_SMALL..=0x3f => fill(slot, T::small_int(-1 - i64::from(t - tag::NEG_SMALL))),
+            tag::INT_POS..=tag::BIG_NEG => {
+                let parts = self.int_after_tag(t, start)?;
+                fill(slot, T::int(self.src, self.data, parts));
+            }
             tag::DEC => {
                 let scale = unzigzag(self.varint("a decimal scale")?);
                 if !(-MAX_SCALE..=MAX_SCALE).contains(&scale) {
@@ -501,35 +753,26 @@ impl Decoder<'_> {
                 }
                 let mstart = self.pos;
                 let mt = self.byte("a decimal mantissa")?;
-                if !matches!(mt, tag::INT_POS..=tag::BIG_NEG | tag::NEG_SMALL..=0x7f) {
-                    return Err(self.non_canonical(mstart, "decimal mantissa is not an int"));
-                }
-                let not_normalized = |d: &Self| {
-                    d.non_canonical(start, "decimal not normalized (trailing zero digit)")
+                let mantissa = match mt {
+                    tag::POS_SMALL..=0x7f => IntParts::Small(i64::from(mt - tag::POS_SMALL)),
+                    tag::NEG_SMALL..=0x3f => IntParts::Small(-1 - i64::from(mt - tag::NEG_SMALL)),
+                    tag::INT_POS..=tag::BIG_NEG => self.int_after_tag(mt, mstart)?,
+                    _ => return Err(self.non_canonical(mstart, "decimal mantissa is not an int")),
                 };
-                // Most mantissas fit an i64: checked for a trailing zero digit and stored
-                // without big numbers.
-                let m = match mt {
-                    tag::POS_SMALL..=0x7f => Int::from(i64::from(mt - tag::POS_SMALL)),
-                    tag::NEG_SMALL..=0x3f => Int::from(-1 - i64::from(mt - tag::NEG_SMALL)),
-                    _ => self.int_after_tag(mt, mstart)?,
+                let normalized = match mantissa {
+                    IntParts::Small(0) => scale == 0,
+                    m => !m.is_multiple_of_ten(self.data),
                 };
-                match m.view() {
-                    IntView::Small(v) => {
-                        let normalized = if v == 0 { scale == 0 } else { v % 10 != 0 };
-                        if !normalized {
-                            return Err(not_normalized(self));
-                        }
-                        Unit::Dec(Dec::from_normalized_i64(v, scale))
-                    }
-                    IntView::Big(..) => {
-                        let m = m.to_bigint();
-                        if m.is_multiple_of(&BigInt::from(10u8)) {
-                            return Err(not_normalized(self));
-                        }
-                        Unit::Dec(Dec::from_normalized(m, scale))
-                    }
+                if !normalized {
+                    return Err(
+                        self.non_canonical(start, "decimal not normalized (trailing zero digit)")
+                    );
                 }
+                let dec = match mantissa {
+                    IntParts::Small(m) => Dec::from_normalized_i64(m, scale),
+                    big => big.to_dec(self.data, scale),
+                };
+                fill(slot, T::dec(dec));
             }
             tag::STR | tag::STR_SHORT..=0xbf => {
                 let len = if t == tag::STR {
@@ -541,15 +784,19 @@ impl Decoder<'_> {
                 } else {
                     u64::from(t - tag::STR_SHORT)
                 };
-                let raw = self.take(len, "string bytes")?;
-                Unit::Str(Str::try_from(raw).map_err(|_| DecodeError::InvalidText {
-                    offset: start,
-                    why: "string is not UTF-8",
-                })?)
+                let from = self.skip(len, "string bytes")?;
+                let text = T::text(self.src, self.data, from, self.pos).ok_or(
+                    DecodeError::InvalidText {
+                        offset: start,
+                        why: "string is not UTF-8",
+                    },
+                )?;
+                fill(slot, T::str(text));
             }
             tag::BYTES => {
                 let len = self.varint("a byte string length")?;
-                Unit::Bytes(self.take(len, "byte string contents")?)
+                let from = self.skip(len, "byte string contents")?;
+                fill(slot, T::bytes(self.src, self.data, from, self.pos));
             }
             tag::REF => {
                 let n = self.varint("a path length")?;
@@ -563,15 +810,18 @@ impl Decoder<'_> {
                     .ok()
                     .filter(|&n| n <= self.data.len() - self.pos)
                     .ok_or_else(|| self.truncated("path segments"))?;
-                let mut segs = Vec::with_capacity(n);
+                let from = self.pos;
+                let mut segments = T::segments(n);
                 for _ in 0..n {
-                    segs.push(self.text("a path segment")?);
+                    let segment = self.text("a path segment")?;
+                    T::push_segment(&mut segments, segment);
                 }
-                Unit::Ref(Path::new(segs).ok_or_else(|| self.truncated("path segments"))?)
+                fill(slot, T::path(segments, self.data, from, self.pos, n));
             }
             tag::STREAM | tag::STREAM_PINNED => {
                 self.enter()?;
-                let unit = self.unit()?;
+                let mut unit = T::none();
+                self.unit_into(&mut unit)?;
                 let service = self.text("a service name")?;
                 let node = if t == tag::STREAM_PINNED {
                     Some(self.text("a node name")?)
@@ -579,20 +829,21 @@ impl Decoder<'_> {
                     None
                 };
                 self.depth -= 1;
-                Unit::Stream(Box::new(Stream::from_strs(unit, service, node).map_err(
+                Stream::check_names(service.as_ref(), node.as_ref().map(AsRef::as_ref)).map_err(
                     |e| DecodeError::InvalidText {
                         offset: start,
                         why: e.why,
                     },
-                )?))
+                )?;
+                fill(slot, T::stream(unit, service, node));
             }
             tag::PAIR => {
                 self.enter()?;
-                let mut pair = Box::new((Unit::None, Unit::None));
+                let mut pair = Box::new((T::none(), T::none()));
                 self.next_into(&mut pair.0)?;
                 self.next_into(&mut pair.1)?;
                 self.depth -= 1;
-                Unit::Pair(pair)
+                fill(slot, T::pair(pair));
             }
             tag::LIST | tag::LIST_SHORT..=0xcf => {
                 let n = self.count(t, tag::LIST_SHORT)?;
@@ -601,12 +852,12 @@ impl Decoder<'_> {
                 // place: pushing each decoded unit would copy it through the stack, and the
                 // wide reads of that copy stall on the narrow writes that built it.
                 let mut items = Vec::with_capacity(n);
-                items.resize_with(n, || Unit::None);
+                items.resize_with(n, T::none);
                 for item in &mut items {
                     self.next_into(item)?;
                 }
                 self.depth -= 1;
-                Unit::List(items)
+                fill(slot, T::list(items));
             }
             tag::MAP | tag::MAP_SHORT..=0xdf => {
                 let n = self.count(t, tag::MAP_SHORT)?;
@@ -617,16 +868,10 @@ impl Decoder<'_> {
                 self.enter()?;
                 // Filled in place, as a list's items are.
                 let mut entries = Vec::with_capacity(n);
-                entries.resize_with(n, || (Unit::None, Unit::None));
-                for (k, v) in &mut entries {
-                    self.next_into(k)?;
-                    self.next_into(v)?;
-                }
+                entries.resize_with(n, || (T::none(), T::none()));
+                self.entries_into(&mut entries, start)?;
                 self.depth -= 1;
-                Unit::Map(
-                    Map::from_entries(entries)
-                        .map_err(|_| DecodeError::DuplicateKey { offset: start })?,
-                )
+                fill(slot, T::map(entries));
             }
             _ => {
                 return Err(DecodeError::UnknownTag {
@@ -634,14 +879,55 @@ impl Decoder<'_> {
                     offset: start,
                 })
             }
-        };
+        }
+        Ok(())
+    }
+
+    /// Decodes a map's entries into their slots and checks that no key repeats. The encoding is
+    /// canonical, so keys are equal exactly when their encoded bytes are: the check compares
+    /// bytes, not units.
+    #[inline]
+    fn entries_into(
+        &mut self,
+        entries: &mut [(T, T)],
+        map_start: usize,
+    ) -> Result<(), DecodeError> {
+        let duplicate = DecodeError::DuplicateKey { offset: map_start };
+        if entries.len() <= LINEAR_KEY_SCAN {
+            let mut keys = [(0u64, 0usize, 0usize); LINEAR_KEY_SCAN];
+            for (i, (k, v)) in entries.iter_mut().enumerate() {
+                let start = self.pos;
+                self.next_into(k)?;
+                let key = &self.data[start..self.pos];
+                let print = key_print(self.data, start, self.pos);
+                if keys[..i]
+                    .iter()
+                    .any(|&(p, s, e)| p == print && self.data[s..e] == *key)
+                {
+                    return Err(duplicate);
+                }
+                keys[i] = (print, start, self.pos);
+                self.next_into(v)?;
+            }
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            let data = self.data;
+            for (k, v) in entries.iter_mut() {
+                let start = self.pos;
+                self.next_into(k)?;
+                if !seen.insert(&data[start..self.pos]) {
+                    return Err(duplicate);
+                }
+                self.next_into(v)?;
+            }
+        }
         Ok(())
     }
 
     /// The int after its tag `t` (one of `INT_POS`, `INT_NEG`, `BIG_POS`, `BIG_NEG`) at
-    /// `start`. A big magnitude is shared with the input, not converted.
-    #[inline]
-    fn int_after_tag(&mut self, t: u8, start: usize) -> Result<Int, DecodeError> {
+    /// `start`.
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    fn int_after_tag(&mut self, t: u8, start: usize) -> Result<IntParts, DecodeError> {
         Ok(match t {
             tag::INT_POS | tag::INT_NEG => {
                 let v = self.varint("an int")?;
@@ -649,25 +935,20 @@ impl Decoder<'_> {
                 if v <= short_max {
                     return Err(self.non_canonical(start, "int fits the one-byte form"));
                 }
-                match (t, i64::try_from(v)) {
-                    (tag::INT_POS, Ok(v)) => Int::from(v),
-                    (_, Ok(v)) => Int::from(-1 - v),
-                    (tag::INT_POS, Err(_)) => Int::from_u64_magnitude(false, v),
-                    // -1 - v: magnitude v + 1, which is 2^64 for the largest v.
-                    (_, Err(_)) => match v.checked_add(1) {
-                        Some(m) => Int::from_u64_magnitude(true, m),
-                        None => Int::from_big_parts(true, Bytes::from_static(TWO_POW_64)),
-                    },
+                let negative = t == tag::INT_NEG;
+                match i64::try_from(v) {
+                    Ok(v) if negative => IntParts::Small(-1 - v),
+                    Ok(v) => IntParts::Small(v),
+                    Err(_) => IntParts::Wide { negative, v },
                 }
             }
             _ => self.big_int_after_tag(t, start)?,
         })
     }
 
-    /// The int after its tag `t` (`BIG_POS` or `BIG_NEG`) at `start`: the magnitude is shared
-    /// with the input, not converted.
+    /// The int after its tag `t` (`BIG_POS` or `BIG_NEG`) at `start`.
     #[cfg_attr(not(debug_assertions), inline(always))]
-    fn big_int_after_tag(&mut self, t: u8, start: usize) -> Result<Int, DecodeError> {
+    fn big_int_after_tag(&mut self, t: u8, start: usize) -> Result<IntParts, DecodeError> {
         let len = self.varint("a big int length")?;
         let max_bytes = self.limits.max_digits / 2 + 1;
         if len > max_bytes as u64 {
@@ -690,9 +971,13 @@ impl Decoder<'_> {
         if len <= 8 || (len == 9 && negative && self.data[self.pos..end] == *TWO_POW_64) {
             return Err(self.non_canonical(start, "big int fits a varint"));
         }
-        let mag = self.input.slice(self.pos..end);
+        let parts = IntParts::Big {
+            negative,
+            start: self.pos,
+            end,
+        };
         self.pos = end;
-        Ok(Int::from_big_parts(negative, mag))
+        Ok(parts)
     }
 }
 

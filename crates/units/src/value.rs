@@ -601,6 +601,7 @@ impl Dec {
     }
 
     /// [`Dec::from_normalized`] for a mantissa that fits an i64.
+    #[inline]
     pub(crate) fn from_normalized_i64(mantissa: i64, scale: i64) -> Dec {
         debug_assert!(if mantissa == 0 {
             scale == 0
@@ -802,6 +803,12 @@ impl Path {
         }
     }
 
+    /// A path from segments the caller has checked are not empty.
+    pub(crate) fn from_segments(segments: Vec<Str>) -> Path {
+        debug_assert!(!segments.is_empty());
+        Path(segments)
+    }
+
     /// Parses the dotted form `a.b.0` (without the `@`); empty segments are refused.
     pub fn parse_dotted(text: &str) -> Option<Path> {
         let segs: Vec<Str> = text.split('.').map(Str::from).collect();
@@ -850,21 +857,17 @@ impl Stream {
         })
     }
 
-    /// [`Stream::new`] with names already in shared strings (not copied).
-    pub(crate) fn from_strs(
-        unit: Unit,
-        service: Str,
-        node: Option<Str>,
-    ) -> Result<Stream, NameError> {
-        Stream::check_names(&service, node.as_deref())?;
-        Ok(Stream {
+    /// A stream from names already checked by [`Stream::check_names`].
+    pub(crate) fn from_checked_strs(unit: Unit, service: Str, node: Option<Str>) -> Stream {
+        debug_assert!(Stream::check_names(&service, node.as_deref()).is_ok());
+        Stream {
             unit,
             service,
             node,
-        })
+        }
     }
 
-    fn check_names(service: &str, node: Option<&str>) -> Result<(), NameError> {
+    pub(crate) fn check_names(service: &str, node: Option<&str>) -> Result<(), NameError> {
         // Service names are nearly always ASCII: test bytes, and chars only past ASCII.
         let word = service.bytes().all(crate::text::is_ascii_word_byte)
             || service.chars().all(crate::text::is_word_char);

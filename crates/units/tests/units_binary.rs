@@ -7,7 +7,8 @@ use bytes::Bytes;
 use num_bigint::BigInt;
 use plexus_units::binary::{FORMAT_VERSION, MAX_SCALE};
 use plexus_units::{
-    decode, decode_bytes, decode_bytes_with, encode, parse, Dec, DecodeError, Int, Limits, Unit,
+    decode, decode_bytes, decode_bytes_with, decode_ref, decode_ref_with, encode, parse, Dec,
+    DecodeError, Int, Limits, Unit,
 };
 
 const NONE: u8 = 0x00;
@@ -63,6 +64,8 @@ fn p(text: &str) -> Unit {
 fn accepts(body: &[u8]) -> Unit {
     let d = doc(body);
     let u = decode(&d).unwrap_or_else(|e| panic!("{body:02x?} should decode: {e}"));
+    let borrowed = decode_ref(&d).unwrap_or_else(|e| panic!("{body:02x?} borrowed: {e}"));
+    assert_eq!(borrowed.to_unit(), u, "the borrowed decoder agrees");
     assert_eq!(
         encode(&u),
         d,
@@ -76,7 +79,8 @@ fn rejects(body: &[u8]) -> DecodeError {
     match decode(&d) {
         Ok(u) => panic!("{body:02x?} should be refused, decoded {u:?}"),
         Err(e) => {
-            // Both decoders agree.
+            // All decoders agree.
+            assert_eq!(decode_ref(&d).err(), Some(e.clone()));
             assert_eq!(decode_bytes(Bytes::from(d)), Err(e.clone()));
             e
         }
@@ -601,6 +605,7 @@ fn limits() {
     };
     let big = Bytes::from(doc(&cat(&[&[BIG_POS, 11], &[1; 11]])));
     assert!(decode_bytes_with(big.clone(), &few).is_ok());
+    assert!(decode_ref_with(&big, &few).is_ok());
     let bigger = Bytes::from(doc(&cat(&[&[BIG_POS, 12], &[1; 12]])));
     assert!(matches!(
         decode_bytes_with(bigger, &few),
@@ -636,6 +641,7 @@ fn every_prefix_is_truncated() {
             other => panic!("prefix of {cut} bytes: {other:?}"),
         }
         assert!(decode_bytes(Bytes::copy_from_slice(&full[..cut])).is_err());
+        assert!(decode_ref(&full[..cut]).is_err());
     }
 }
 
@@ -649,7 +655,13 @@ fn every_single_byte_change_is_refused_or_canonical() {
             }
             let mut d = full.clone();
             d[at] = b;
-            if let Ok(u) = decode(&d) {
+            let decoded = decode(&d);
+            assert_eq!(
+                decode_ref(&d).map(|r| r.to_unit()),
+                decoded,
+                "byte {at} set to {b:#04x}"
+            );
+            if let Ok(u) = decoded {
                 assert_eq!(encode(&u), d, "byte {at} set to {b:#04x}");
             }
         }
