@@ -5,12 +5,14 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use plexus_units::{decode, decode_bytes, decode_ref, encode, parse_with, to_text, Limits};
+use plexus_units::{
+    decode, decode_bytes, decode_ref, encode, parse_with, to_text, Arena, Limits,
+};
 
 fuzz_target!(|data: &[u8]| {
     let decoded = decode(data);
     assert_eq!(decode_bytes(Bytes::copy_from_slice(data)), decoded);
-    assert_eq!(decode_ref(data).map(|r| r.to_unit()), decoded);
+    assert_eq!(decode_ref(data, &Arena::new()).map(|r| r.to_unit()), decoded);
     let Ok(u) = decoded else {
         return;
     };

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
-use plexus_units::{decode, decode_ref, encode, json, parse, to_pretty, to_short, to_text, Unit};
+use plexus_units::{
+    decode, decode_ref, encode, json, parse, to_pretty, to_short, to_text, Arena, Unit,
+};
 
 use crate::cli_io::{from_hex, read_input, to_hex, Input, Output};
 
@@ -33,8 +35,8 @@ pub enum UnitCmd {
     /// Check that the input is one valid unit; print its type, depth and encoded size.
     ///
     /// With --binary the input is a binary document (as `plx unit encode` writes), checked to
-    /// be the one canonical encoding of a unit within the default limits. It is read in place,
-    /// without building the unit in memory.
+    /// be the one canonical encoding of a unit within the default limits. It is read in place:
+    /// no string in it is copied.
     Check {
         #[command(flatten)]
         input: InputArg,
@@ -142,7 +144,8 @@ pub fn run(cmd: UnitCmd) -> Result<()> {
         } => {
             let input = read(&input)?;
             let bytes = read_binary(&input, hex)?;
-            let u = decode_ref(&bytes).map_err(|e| anyhow!("{}: {e}", input.name))?;
+            let arena = Arena::new();
+            let u = decode_ref(&bytes, &arena).map_err(|e| anyhow!("{}: {e}", input.name))?;
             out.line(&format!(
                 "ok: {}, depth {}, {} bytes encoded",
                 u.kind(),

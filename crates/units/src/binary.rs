@@ -8,7 +8,9 @@ use bytes::Bytes;
 #[cfg(test)]
 use num_bigint::BigInt;
 
-use crate::borrowed::UnitRef;
+use std::ops::DerefMut;
+
+use crate::borrowed::{Arena, UnitRef};
 use crate::value::{Dec, Int, IntView, Map, Path, Str, Stream, Unit};
 use crate::Limits;
 
@@ -107,6 +109,12 @@ pub enum DecodeError {
         offset: usize,
         /// The limit's value.
         limit: usize,
+    },
+    /// The arena refused memory for the decoded units (see [`Arena::with_limit`]).
+    #[error("out of memory for the decoded units at byte {offset}")]
+    OutOfMemory {
+        /// Where.
+        offset: usize,
     },
     /// Bytes left over after the unit.
     #[error("{count} unexpected bytes after the unit at byte {offset}")]
@@ -291,24 +299,31 @@ pub fn decode_bytes(input: Bytes) -> Result<Unit, DecodeError> {
 
 /// [`decode_bytes`] with explicit limits.
 pub fn decode_bytes_with(input: Bytes, limits: &Limits) -> Result<Unit, DecodeError> {
-    decode_document::<Unit>(&input, &input, limits)
+    decode_document::<Unit>(&input, &input, &(), limits)
 }
 
-/// Decodes a whole document into a [`UnitRef`] that borrows `input`: no string is copied and
-/// no reference count is touched, so this is the fastest way to read a document. It accepts
-/// and refuses exactly what [`decode`] does; [`UnitRef::to_unit`] makes the owned unit.
-pub fn decode_ref(input: &[u8]) -> Result<UnitRef<'_>, DecodeError> {
-    decode_ref_with(input, &Limits::DEFAULT)
+/// Decodes a whole document into a [`UnitRef`] that borrows `input`, with its lists, maps,
+/// pairs and streams in `arena`: no string is copied, no reference count is touched and
+/// nothing is freed one by one, so this is the fastest way to read a document. It accepts and
+/// refuses exactly what [`decode`] does; [`UnitRef::to_unit`] makes the owned unit. Reuse the
+/// arena for the next document after [`Arena::reset`].
+pub fn decode_ref<'a>(input: &'a [u8], arena: &'a Arena) -> Result<UnitRef<'a>, DecodeError> {
+    decode_ref_with(input, arena, &Limits::DEFAULT)
 }
 
 /// [`decode_ref`] with explicit limits.
-pub fn decode_ref_with<'a>(input: &'a [u8], limits: &Limits) -> Result<UnitRef<'a>, DecodeError> {
-    decode_document::<UnitRef<'a>>(input, input, limits)
+pub fn decode_ref_with<'a>(
+    input: &'a [u8],
+    arena: &'a Arena,
+    limits: &Limits,
+) -> Result<UnitRef<'a>, DecodeError> {
+    decode_document::<UnitRef<'a>>(input, input, arena, limits)
 }
 
 fn decode_document<'a, T: Tree<'a>>(
     src: &'a T::Source,
     data: &'a [u8],
+    cx: &'a T::Context,
     limits: &Limits,
 ) -> Result<T, DecodeError> {
     if data.len() > limits.max_size {
@@ -330,6 +345,7 @@ fn decode_document<'a, T: Tree<'a>>(
     let mut d = Decoder {
         src,
         data,
+        cx,
         pos: 1,
         depth: 0,
         limits: *limits,
@@ -415,21 +431,31 @@ pub(crate) fn wide_int(negative: bool, v: u64) -> Int {
 }
 
 /// A tree the decoder builds: the owned [`Unit`], or the borrowed [`UnitRef`]. One decoder
-/// serves both, so they accept exactly the same documents.
+/// serves both, so they accept exactly the same documents. Constructors that allocate return
+/// `None` when the memory is refused (an [`Arena`] with a limit).
 pub(crate) trait Tree<'a>: Sized {
     /// What strings and byte strings are cut from: [`Bytes`] to share, `[u8]` to borrow.
     type Source: ?Sized;
+    /// Where containers are allocated: the heap (`()`) or an [`Arena`].
+    type Context: ?Sized;
     /// A validated UTF-8 string cut from the input.
     type Text: AsRef<str>;
     /// The segments of a path while they are read.
     type Segments;
+    /// A list's slots, each holding [`Tree::none`] until decoded into.
+    type Items: DerefMut<Target = [Self]>;
+    /// A map's slots.
+    type Entries: DerefMut<Target = [(Self, Self)]>;
+    /// A pair's slots.
+    type Halves: DerefMut<Target = (Self, Self)>;
 
     fn none() -> Self;
     fn boolean(b: bool) -> Self;
     fn byte(b: u8) -> Self;
     fn small_int(v: i64) -> Self;
     fn int(src: &'a Self::Source, data: &'a [u8], parts: IntParts) -> Self;
-    fn dec(dec: Dec) -> Self;
+    /// The dec `mantissa × 10^-scale`, the mantissa checked to be normalized.
+    fn dec(cx: &'a Self::Context, data: &'a [u8], mantissa: IntParts, scale: i64) -> Option<Self>;
     /// The bytes `start..end` of the input as text, if they are UTF-8.
     fn text(src: &'a Self::Source, data: &'a [u8], start: usize, end: usize) -> Option<Self::Text>;
     fn str(text: Self::Text) -> Self;
@@ -445,17 +471,29 @@ pub(crate) trait Tree<'a>: Sized {
         count: usize,
     ) -> Self;
     /// A stream whose names are checked.
-    fn stream(unit: Self, service: Self::Text, node: Option<Self::Text>) -> Self;
-    fn pair(halves: Box<(Self, Self)>) -> Self;
-    fn list(items: Vec<Self>) -> Self;
+    fn stream(
+        cx: &'a Self::Context,
+        unit: Self,
+        service: Self::Text,
+        node: Option<Self::Text>,
+    ) -> Option<Self>;
+    fn halves(cx: &'a Self::Context) -> Option<Self::Halves>;
+    fn pair(halves: Self::Halves) -> Self;
+    fn items(cx: &'a Self::Context, count: usize) -> Option<Self::Items>;
+    fn list(items: Self::Items) -> Self;
+    fn entries(cx: &'a Self::Context, count: usize) -> Option<Self::Entries>;
     /// A map whose keys are checked to be unique.
-    fn map(entries: Vec<(Self, Self)>) -> Self;
+    fn map(entries: Self::Entries) -> Self;
 }
 
 impl<'a> Tree<'a> for Unit {
     type Source = Bytes;
+    type Context = ();
     type Text = Str;
     type Segments = Vec<Str>;
+    type Items = Vec<Unit>;
+    type Entries = Vec<(Unit, Unit)>;
+    type Halves = Box<(Unit, Unit)>;
 
     #[inline(always)]
     fn none() -> Unit {
@@ -478,8 +516,11 @@ impl<'a> Tree<'a> for Unit {
         Unit::Int(parts.to_int(|start, end| src.slice(start..end)))
     }
     #[inline(always)]
-    fn dec(dec: Dec) -> Unit {
-        Unit::Dec(dec)
+    fn dec(_: &(), data: &[u8], mantissa: IntParts, scale: i64) -> Option<Unit> {
+        Some(Unit::Dec(match mantissa {
+            IntParts::Small(m) => Dec::from_normalized_i64(m, scale),
+            big => big.to_dec(data, scale),
+        }))
     }
     #[inline(always)]
     fn text(src: &Bytes, _: &[u8], start: usize, end: usize) -> Option<Str> {
@@ -506,16 +547,34 @@ impl<'a> Tree<'a> for Unit {
         Unit::Ref(Path::from_segments(segments))
     }
     #[inline(always)]
-    fn stream(unit: Unit, service: Str, node: Option<Str>) -> Unit {
-        Unit::Stream(Box::new(Stream::from_checked_strs(unit, service, node)))
+    fn stream(_: &(), unit: Unit, service: Str, node: Option<Str>) -> Option<Unit> {
+        Some(Unit::Stream(Box::new(Stream::from_checked_strs(
+            unit, service, node,
+        ))))
+    }
+    #[inline(always)]
+    fn halves(_: &()) -> Option<Box<(Unit, Unit)>> {
+        Some(Box::new((Unit::None, Unit::None)))
     }
     #[inline(always)]
     fn pair(halves: Box<(Unit, Unit)>) -> Unit {
         Unit::Pair(halves)
     }
     #[inline(always)]
+    fn items(_: &(), count: usize) -> Option<Vec<Unit>> {
+        let mut items = Vec::with_capacity(count);
+        items.resize_with(count, || Unit::None);
+        Some(items)
+    }
+    #[inline(always)]
     fn list(items: Vec<Unit>) -> Unit {
         Unit::List(items)
+    }
+    #[inline(always)]
+    fn entries(_: &(), count: usize) -> Option<Vec<(Unit, Unit)>> {
+        let mut entries = Vec::with_capacity(count);
+        entries.resize_with(count, || (Unit::None, Unit::None));
+        Some(entries)
     }
     #[inline(always)]
     fn map(entries: Vec<(Unit, Unit)>) -> Unit {
@@ -528,6 +587,8 @@ struct Decoder<'a, T: Tree<'a>> {
     src: &'a T::Source,
     /// The same bytes, for reading.
     data: &'a [u8],
+    /// Where containers are allocated.
+    cx: &'a T::Context,
     pos: usize,
     depth: usize,
     limits: Limits,
@@ -576,6 +637,11 @@ impl<'a, T: Tree<'a>> Decoder<'a, T> {
 
     fn non_canonical(&self, offset: usize, why: &'static str) -> DecodeError {
         DecodeError::NonCanonical { offset, why }
+    }
+
+    #[cold]
+    fn out_of_memory(&self) -> DecodeError {
+        DecodeError::OutOfMemory { offset: self.pos }
     }
 
     #[inline]
@@ -742,108 +808,29 @@ impl<'a, T: Tree<'a>> Decoder<'a, T> {
                 let parts = self.int_after_tag(t, start)?;
                 fill(slot, T::int(self.src, self.data, parts));
             }
-            tag::DEC => {
-                let scale = unzigzag(self.varint("a decimal scale")?);
-                if !(-MAX_SCALE..=MAX_SCALE).contains(&scale) {
-                    return Err(DecodeError::Limit {
-                        what: "decimal scale",
-                        offset: start,
-                        limit: MAX_SCALE as usize,
-                    });
-                }
-                let mstart = self.pos;
-                let mt = self.byte("a decimal mantissa")?;
-                let mantissa = match mt {
-                    tag::POS_SMALL..=0x7f => IntParts::Small(i64::from(mt - tag::POS_SMALL)),
-                    tag::NEG_SMALL..=0x3f => IntParts::Small(-1 - i64::from(mt - tag::NEG_SMALL)),
-                    tag::INT_POS..=tag::BIG_NEG => self.int_after_tag(mt, mstart)?,
-                    _ => return Err(self.non_canonical(mstart, "decimal mantissa is not an int")),
-                };
-                let normalized = match mantissa {
-                    IntParts::Small(0) => scale == 0,
-                    m => !m.is_multiple_of_ten(self.data),
-                };
-                if !normalized {
-                    return Err(
-                        self.non_canonical(start, "decimal not normalized (trailing zero digit)")
-                    );
-                }
-                let dec = match mantissa {
-                    IntParts::Small(m) => Dec::from_normalized_i64(m, scale),
-                    big => big.to_dec(self.data, scale),
-                };
-                fill(slot, T::dec(dec));
-            }
-            tag::STR | tag::STR_SHORT..=0xbf => {
-                let len = if t == tag::STR {
-                    let n = self.varint("a string length")?;
-                    if n <= SHORT_STR_MAX as u64 {
-                        return Err(self.non_canonical(start, "string length fits the short form"));
-                    }
-                    n
-                } else {
-                    u64::from(t - tag::STR_SHORT)
-                };
-                let from = self.skip(len, "string bytes")?;
-                let text = T::text(self.src, self.data, from, self.pos).ok_or(
-                    DecodeError::InvalidText {
-                        offset: start,
-                        why: "string is not UTF-8",
-                    },
-                )?;
-                fill(slot, T::str(text));
-            }
+            tag::DEC => self.dec_into(slot, start)?,
+            tag::STR | tag::STR_SHORT..=0xbf => self.str_into(slot, t, start)?,
             tag::BYTES => {
                 let len = self.varint("a byte string length")?;
                 let from = self.skip(len, "byte string contents")?;
                 fill(slot, T::bytes(self.src, self.data, from, self.pos));
             }
-            tag::REF => {
-                let n = self.varint("a path length")?;
-                if n == 0 {
-                    return Err(DecodeError::InvalidText {
-                        offset: start,
-                        why: "a path has at least one segment",
-                    });
-                }
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n <= self.data.len() - self.pos)
-                    .ok_or_else(|| self.truncated("path segments"))?;
-                let from = self.pos;
-                let mut segments = T::segments(n);
-                for _ in 0..n {
-                    let segment = self.text("a path segment")?;
-                    T::push_segment(&mut segments, segment);
-                }
-                fill(slot, T::path(segments, self.data, from, self.pos, n));
-            }
+            tag::REF => self.ref_into(slot, start)?,
             tag::STREAM | tag::STREAM_PINNED => {
                 self.enter()?;
                 let mut unit = T::none();
                 self.unit_into(&mut unit)?;
-                let service = self.text("a service name")?;
-                let node = if t == tag::STREAM_PINNED {
-                    Some(self.text("a node name")?)
-                } else {
-                    None
-                };
                 self.depth -= 1;
-                Stream::check_names(service.as_ref(), node.as_ref().map(AsRef::as_ref)).map_err(
-                    |e| DecodeError::InvalidText {
-                        offset: start,
-                        why: e.why,
-                    },
-                )?;
-                fill(slot, T::stream(unit, service, node));
+                self.stream_into(slot, unit, t, start)?;
             }
             tag::PAIR => {
                 self.enter()?;
-                let mut pair = Box::new((T::none(), T::none()));
-                self.next_into(&mut pair.0)?;
-                self.next_into(&mut pair.1)?;
+                let mut halves = T::halves(self.cx).ok_or_else(|| self.out_of_memory())?;
+                let (a, b) = &mut *halves;
+                self.next_into(a)?;
+                self.next_into(b)?;
                 self.depth -= 1;
-                fill(slot, T::pair(pair));
+                fill(slot, T::pair(halves));
             }
             tag::LIST | tag::LIST_SHORT..=0xcf => {
                 let n = self.count(t, tag::LIST_SHORT)?;
@@ -851,9 +838,8 @@ impl<'a, T: Tree<'a>> Decoder<'a, T> {
                 // `count` checked that the input can hold `n` units. The slots are filled in
                 // place: pushing each decoded unit would copy it through the stack, and the
                 // wide reads of that copy stall on the narrow writes that built it.
-                let mut items = Vec::with_capacity(n);
-                items.resize_with(n, T::none);
-                for item in &mut items {
+                let mut items = T::items(self.cx, n).ok_or_else(|| self.out_of_memory())?;
+                for item in items.iter_mut() {
                     self.next_into(item)?;
                 }
                 self.depth -= 1;
@@ -867,8 +853,7 @@ impl<'a, T: Tree<'a>> Decoder<'a, T> {
                 }
                 self.enter()?;
                 // Filled in place, as a list's items are.
-                let mut entries = Vec::with_capacity(n);
-                entries.resize_with(n, || (T::none(), T::none()));
+                let mut entries = T::entries(self.cx, n).ok_or_else(|| self.out_of_memory())?;
                 self.entries_into(&mut entries, start)?;
                 self.depth -= 1;
                 fill(slot, T::map(entries));
@@ -880,6 +865,110 @@ impl<'a, T: Tree<'a>> Decoder<'a, T> {
                 })
             }
         }
+        Ok(())
+    }
+
+    // The less common kinds are decoded out of line: `unit_into` recurses once per level, and
+    // their locals would otherwise grow every frame.
+
+    #[inline(never)]
+    fn dec_into(&mut self, slot: &mut T, start: usize) -> Result<(), DecodeError> {
+        let scale = unzigzag(self.varint("a decimal scale")?);
+        if !(-MAX_SCALE..=MAX_SCALE).contains(&scale) {
+            return Err(DecodeError::Limit {
+                what: "decimal scale",
+                offset: start,
+                limit: MAX_SCALE as usize,
+            });
+        }
+        let mstart = self.pos;
+        let mt = self.byte("a decimal mantissa")?;
+        let mantissa = match mt {
+            tag::POS_SMALL..=0x7f => IntParts::Small(i64::from(mt - tag::POS_SMALL)),
+            tag::NEG_SMALL..=0x3f => IntParts::Small(-1 - i64::from(mt - tag::NEG_SMALL)),
+            tag::INT_POS..=tag::BIG_NEG => self.int_after_tag(mt, mstart)?,
+            _ => return Err(self.non_canonical(mstart, "decimal mantissa is not an int")),
+        };
+        let normalized = match mantissa {
+            IntParts::Small(0) => scale == 0,
+            m => !m.is_multiple_of_ten(self.data),
+        };
+        if !normalized {
+            return Err(self.non_canonical(start, "decimal not normalized (trailing zero digit)"));
+        }
+        let dec =
+            T::dec(self.cx, self.data, mantissa, scale).ok_or_else(|| self.out_of_memory())?;
+        fill(slot, dec);
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn str_into(&mut self, slot: &mut T, t: u8, start: usize) -> Result<(), DecodeError> {
+        let len = if t == tag::STR {
+            let n = self.varint("a string length")?;
+            if n <= SHORT_STR_MAX as u64 {
+                return Err(self.non_canonical(start, "string length fits the short form"));
+            }
+            n
+        } else {
+            u64::from(t - tag::STR_SHORT)
+        };
+        let from = self.skip(len, "string bytes")?;
+        let text =
+            T::text(self.src, self.data, from, self.pos).ok_or(DecodeError::InvalidText {
+                offset: start,
+                why: "string is not UTF-8",
+            })?;
+        fill(slot, T::str(text));
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn ref_into(&mut self, slot: &mut T, start: usize) -> Result<(), DecodeError> {
+        let n = self.varint("a path length")?;
+        if n == 0 {
+            return Err(DecodeError::InvalidText {
+                offset: start,
+                why: "a path has at least one segment",
+            });
+        }
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.data.len() - self.pos)
+            .ok_or_else(|| self.truncated("path segments"))?;
+        let from = self.pos;
+        let mut segments = T::segments(n);
+        for _ in 0..n {
+            let segment = self.text("a path segment")?;
+            T::push_segment(&mut segments, segment);
+        }
+        fill(slot, T::path(segments, self.data, from, self.pos, n));
+        Ok(())
+    }
+
+    /// The rest of a stream after its unit: the names.
+    #[inline(never)]
+    fn stream_into(
+        &mut self,
+        slot: &mut T,
+        unit: T,
+        t: u8,
+        start: usize,
+    ) -> Result<(), DecodeError> {
+        let service = self.text("a service name")?;
+        let node = if t == tag::STREAM_PINNED {
+            Some(self.text("a node name")?)
+        } else {
+            None
+        };
+        Stream::check_names(service.as_ref(), node.as_ref().map(AsRef::as_ref)).map_err(|e| {
+            DecodeError::InvalidText {
+                offset: start,
+                why: e.why,
+            }
+        })?;
+        let stream = T::stream(self.cx, unit, service, node).ok_or_else(|| self.out_of_memory())?;
+        fill(slot, stream);
         Ok(())
     }
 

@@ -9,8 +9,8 @@
 //!   for people;
 //! - a **canonical binary encoding** ([`encode`], [`decode`], [`decode_bytes`]; format in
 //!   `docs/units-binary.md`): one encoding per value, so the bytes can be hashed and signed;
-//!   [`decode_ref`] reads a document into a [`UnitRef`] that borrows it, the fastest way to
-//!   inspect a message;
+//!   [`decode_ref`] reads a document into a [`UnitRef`] that borrows it (and an [`Arena`]),
+//!   the fastest way to inspect a message;
 //! - a **JSON bridge** ([`json`]);
 //! - [`Limits`] on depth, size and number length against hostile input.
 //!
@@ -35,7 +35,7 @@ pub use binary::{
     decode, decode_bytes, decode_bytes_with, decode_ref, decode_ref_with, encode, encode_into,
     DecodeError,
 };
-pub use borrowed::{IntRef, MapRef, PathRef, StreamRef, UnitRef};
+pub use borrowed::{Arena, DecRef, IntRef, MapRef, PathRef, StreamRef, UnitRef};
 pub use print::{dec_to_string, to_pretty, to_short, to_text};
 pub use text::ParseError;
 pub use value::{Dec, DuplicateKey, Int, Kind, Map, NameError, Path, Str, Stream, Unit};

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use num_bigint::BigInt;
 use plexus_units::binary::{FORMAT_VERSION, MAX_SCALE};
 use plexus_units::{
-    decode, decode_bytes, decode_bytes_with, decode_ref, decode_ref_with, encode, parse, Dec,
-    DecodeError, Int, Limits, Unit,
+    decode, decode_bytes, decode_bytes_with, decode_ref, decode_ref_with, encode, parse, Arena,
+    Dec, DecodeError, Int, Limits, Unit,
 };
 
 const NONE: u8 = 0x00;
@@ -64,7 +64,8 @@ fn p(text: &str) -> Unit {
 fn accepts(body: &[u8]) -> Unit {
     let d = doc(body);
     let u = decode(&d).unwrap_or_else(|e| panic!("{body:02x?} should decode: {e}"));
-    let borrowed = decode_ref(&d).unwrap_or_else(|e| panic!("{body:02x?} borrowed: {e}"));
+    let arena = Arena::new();
+    let borrowed = decode_ref(&d, &arena).unwrap_or_else(|e| panic!("{body:02x?} borrowed: {e}"));
     assert_eq!(borrowed.to_unit(), u, "the borrowed decoder agrees");
     assert_eq!(
         encode(&u),
@@ -80,7 +81,7 @@ fn rejects(body: &[u8]) -> DecodeError {
         Ok(u) => panic!("{body:02x?} should be refused, decoded {u:?}"),
         Err(e) => {
             // All decoders agree.
-            assert_eq!(decode_ref(&d).err(), Some(e.clone()));
+            assert_eq!(decode_ref(&d, &Arena::new()).err(), Some(e.clone()));
             assert_eq!(decode_bytes(Bytes::from(d)), Err(e.clone()));
             e
         }
@@ -605,7 +606,7 @@ fn limits() {
     };
     let big = Bytes::from(doc(&cat(&[&[BIG_POS, 11], &[1; 11]])));
     assert!(decode_bytes_with(big.clone(), &few).is_ok());
-    assert!(decode_ref_with(&big, &few).is_ok());
+    assert!(decode_ref_with(&big, &Arena::new(), &few).is_ok());
     let bigger = Bytes::from(doc(&cat(&[&[BIG_POS, 12], &[1; 12]])));
     assert!(matches!(
         decode_bytes_with(bigger, &few),
@@ -641,7 +642,7 @@ fn every_prefix_is_truncated() {
             other => panic!("prefix of {cut} bytes: {other:?}"),
         }
         assert!(decode_bytes(Bytes::copy_from_slice(&full[..cut])).is_err());
-        assert!(decode_ref(&full[..cut]).is_err());
+        assert!(decode_ref(&full[..cut], &Arena::new()).is_err());
     }
 }
 
@@ -657,7 +658,7 @@ fn every_single_byte_change_is_refused_or_canonical() {
             d[at] = b;
             let decoded = decode(&d);
             assert_eq!(
-                decode_ref(&d).map(|r| r.to_unit()),
+                decode_ref(&d, &Arena::new()).map(|r| r.to_unit()),
                 decoded,
                 "byte {at} set to {b:#04x}"
             );

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use num_bigint::{BigInt, Sign};
 use plexus_units::binary::MAX_SCALE;
 use plexus_units::{
-    decode, decode_bytes, decode_ref, encode, parse, to_pretty, to_short, to_text, Dec, Int, Map,
-    Path, Str, Stream, Unit,
+    decode, decode_bytes, decode_ref, encode, parse, to_pretty, to_short, to_text, Arena, Dec, Int,
+    Map, Path, Str, Stream, Unit,
 };
 use proptest::prelude::*;
 
@@ -281,8 +281,9 @@ fn check_binary(u: &Unit) -> Result<(), TestCaseError> {
     let shared = decode_bytes(Bytes::from(bytes.clone()))
         .map_err(|e| TestCaseError::fail(format!("decode_bytes: {e}")))?;
     prop_assert_eq!(&shared, &back);
+    let arena = Arena::new();
     let borrowed =
-        decode_ref(&bytes).map_err(|e| TestCaseError::fail(format!("decode_ref: {e}")))?;
+        decode_ref(&bytes, &arena).map_err(|e| TestCaseError::fail(format!("decode_ref: {e}")))?;
     prop_assert_eq!(&borrowed.to_unit(), &back);
     prop_assert_eq!(&encode(&back), &bytes);
     Ok(())
@@ -423,7 +424,7 @@ proptest! {
             bytes[0] = 1;
         }
         let decoded = decode(&bytes);
-        prop_assert_eq!(decode_ref(&bytes).map(|r| r.to_unit()), decoded.clone());
+        prop_assert_eq!(decode_ref(&bytes, &Arena::new()).map(|r| r.to_unit()), decoded.clone());
         if let Ok(u) = decoded {
             // Anything accepted is the one canonical encoding of its unit.
             prop_assert_eq!(encode(&u), bytes);
@@ -447,7 +448,7 @@ proptest! {
             }
         }
         let decoded = decode(&bytes);
-        prop_assert_eq!(decode_ref(&bytes).map(|r| r.to_unit()), decoded.clone());
+        prop_assert_eq!(decode_ref(&bytes, &Arena::new()).map(|r| r.to_unit()), decoded.clone());
         if let Ok(u) = decoded {
             prop_assert_eq!(encode(&u), bytes);
             check_text(&u)?;
