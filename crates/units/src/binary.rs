@@ -608,7 +608,7 @@ fn fill<T>(slot: &mut T, unit: T) {
 /// A cheap summary of the encoded key `data[start..end]`, equal for equal keys: its length and
 /// first bytes. Read as one 8-byte word masked to the key when the input has room for it.
 #[inline(always)]
-fn key_print(data: &[u8], start: usize, end: usize) -> u64 {
+pub(crate) fn key_print(data: &[u8], start: usize, end: usize) -> u64 {
     let len = end - start;
     let head = match data.get(start..).and_then(<[u8]>::first_chunk::<8>) {
         Some(word) => {

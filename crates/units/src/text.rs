@@ -6,6 +6,7 @@ use std::fmt;
 use bytes::BytesMut;
 use num_bigint::{BigInt, BigUint};
 
+use crate::binary::key_print;
 use crate::binary::MAX_SCALE;
 use crate::value::{first_duplicate, Dec, Int, Map, Path, Str, Stream, Unit};
 use crate::Limits;
@@ -171,6 +172,10 @@ thread_local! {
     static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
 }
 
+/// Up to this many entries, a map whose keys are all plain words has them checked for
+/// duplicates as they are read.
+const PLAIN_KEY_SCAN: usize = 16;
+
 struct Parser<'a> {
     src: &'a str,
     b: &'a [u8],
@@ -230,7 +235,16 @@ impl<'a> Parser<'a> {
         Ok(unit)
     }
 
+    /// Skips whitespace and comments. Most calls find none: that case is inlined.
+    #[inline(always)]
     fn skip_ws(&mut self) -> PResult<()> {
+        match self.peek() {
+            Some(b' ' | b'\t' | b'\n' | b'\r' | b'/') => self.skip_ws_and_comments(),
+            _ => Ok(()),
+        }
+    }
+
+    fn skip_ws_and_comments(&mut self) -> PResult<()> {
         loop {
             match self.peek() {
                 Some(b' ' | b'\t' | b'\n' | b'\r') => self.pos += 1,
@@ -429,7 +443,7 @@ impl<'a> Parser<'a> {
                 }
                 self.pos += 1;
                 self.depth -= 1;
-                Ok(Unit::List(self.items.drain(base..).collect()))
+                Ok(Unit::List(self.items.split_off(base)))
             }
             b'(' => {
                 self.enter()?;
@@ -467,17 +481,43 @@ impl<'a> Parser<'a> {
                 self.enter()?;
                 self.pos += 1;
                 let (base, offsets_base) = (self.entries.len(), self.key_offsets.len());
+                // Keys that are plain words are checked for duplicates as they are read, on
+                // their text (which is their value); other maps are checked once complete.
+                let mut plain_keys = [(0u64, 0usize, 0usize); PLAIN_KEY_SCAN];
+                let mut all_plain = true;
+                let mut count = 0;
                 loop {
                     self.skip_ws()?;
                     match self.peek() {
                         Some(b'}') => break,
                         None => return Err(self.err_at(start, "unclosed map: expected '}'")),
                         _ => {
-                            self.key_offsets.push(self.pos);
+                            let key_at = self.pos;
+                            self.key_offsets.push(key_at);
                             let key = match self.plain_key() {
-                                Some(key) => key,
-                                None => self.unit(true)?,
+                                Some(word) => {
+                                    if count < PLAIN_KEY_SCAN {
+                                        let end = key_at + word.len();
+                                        let print = key_print(self.b, key_at, end);
+                                        let b = self.b;
+                                        if plain_keys[..count].iter().any(|&(p, s, e)| {
+                                            p == print && b[s..e] == b[key_at..end]
+                                        }) {
+                                            return Err(self.err_at(
+                                                key_at,
+                                                "duplicate map key (each key may appear once)",
+                                            ));
+                                        }
+                                        plain_keys[count] = (print, key_at, end);
+                                    }
+                                    Unit::Str(Str::from(word))
+                                }
+                                None => {
+                                    all_plain = false;
+                                    self.unit(true)?
+                                }
                             };
+                            count += 1;
                             self.skip_ws()?;
                             if self.peek() != Some(b':') {
                                 return Err(self.err("expected ':' after the map key"));
@@ -496,8 +536,9 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                let entries: Vec<(Unit, Unit)> = self.entries.drain(base..).collect();
-                if let Some(i) = first_duplicate(&entries) {
+                let entries = self.entries.split_off(base);
+                let checked = all_plain && count <= PLAIN_KEY_SCAN;
+                if let Some(i) = (!checked).then(|| first_duplicate(&entries)).flatten() {
                     return Err(self.err_at(
                         self.key_offsets[offsets_base + i],
                         "duplicate map key (each key may appear once)",
@@ -563,7 +604,7 @@ impl<'a> Parser<'a> {
     /// the general [`Parser::unit`] path (which would give the same result). `None` (nothing
     /// consumed) for any other key.
     #[inline]
-    fn plain_key(&mut self) -> Option<Unit> {
+    fn plain_key(&mut self) -> Option<&'a str> {
         let start = self.pos;
         if !self
             .peek()
@@ -577,7 +618,7 @@ impl<'a> Parser<'a> {
             self.pos = start;
             return None;
         }
-        Some(Unit::Str(Str::from(word)))
+        Some(word)
     }
 
     /// [`Parser::plain_number`], also refusing a number followed by `also_not`.
@@ -609,7 +650,7 @@ impl<'a> Parser<'a> {
         loop {
             let seg_start = self.pos;
             let seg = match self.peek() {
-                Some(q @ (b'`' | b'\'' | b'"')) => self.quoted(q)?,
+                Some(q @ (b'`' | b'\'' | b'"')) => Str::from(self.quoted(q)?),
                 _ => {
                     let start = self.pos;
                     while let Some(&c) = self.b.get(self.pos) {
@@ -634,10 +675,10 @@ impl<'a> Parser<'a> {
                             "expected a path segment (as in @a.b.0; quote unusual ones: @a.`b c`)",
                         ));
                     }
-                    self.src[start..self.pos].to_owned()
+                    Str::from(&self.src[start..self.pos])
                 }
             };
-            segments.push(Str::from(seg));
+            segments.push(seg);
             if self.peek() == Some(b'.') {
                 self.pos += 1;
             } else {
