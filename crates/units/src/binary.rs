@@ -823,41 +823,9 @@ impl<'a, T: Tree<'a>> Decoder<'a, T> {
                 self.depth -= 1;
                 self.stream_into(slot, unit, t, start)?;
             }
-            tag::PAIR => {
-                self.enter()?;
-                let mut halves = T::halves(self.cx).ok_or_else(|| self.out_of_memory())?;
-                let (a, b) = &mut *halves;
-                self.next_into(a)?;
-                self.next_into(b)?;
-                self.depth -= 1;
-                fill(slot, T::pair(halves));
-            }
-            tag::LIST | tag::LIST_SHORT..=0xcf => {
-                let n = self.count(t, tag::LIST_SHORT)?;
-                self.enter()?;
-                // `count` checked that the input can hold `n` units. The slots are filled in
-                // place: pushing each decoded unit would copy it through the stack, and the
-                // wide reads of that copy stall on the narrow writes that built it.
-                let mut items = T::items(self.cx, n).ok_or_else(|| self.out_of_memory())?;
-                for item in items.iter_mut() {
-                    self.next_into(item)?;
-                }
-                self.depth -= 1;
-                fill(slot, T::list(items));
-            }
-            tag::MAP | tag::MAP_SHORT..=0xdf => {
-                let n = self.count(t, tag::MAP_SHORT)?;
-                // An entry takes at least two bytes: allocate no more than the input can fill.
-                if n > (self.data.len() - self.pos) / 2 {
-                    return Err(self.truncated("the entries of a map"));
-                }
-                self.enter()?;
-                // Filled in place, as a list's items are.
-                let mut entries = T::entries(self.cx, n).ok_or_else(|| self.out_of_memory())?;
-                self.entries_into(&mut entries, start)?;
-                self.depth -= 1;
-                fill(slot, T::map(entries));
-            }
+            tag::PAIR => self.pair_into(slot)?,
+            tag::LIST | tag::LIST_SHORT..=0xcf => self.list_into(slot, t)?,
+            tag::MAP | tag::MAP_SHORT..=0xdf => self.map_into(slot, t, start)?,
             _ => {
                 return Err(DecodeError::UnknownTag {
                     tag: t,
@@ -865,6 +833,57 @@ impl<'a, T: Tree<'a>> Decoder<'a, T> {
                 })
             }
         }
+        Ok(())
+    }
+
+    // Containers: inlined into `unit_into` in optimized builds; in debug builds, where every
+    // local of an inlined function keeps its own stack slot, kept apart so that each level of
+    // nesting only pays for the kind it holds.
+
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline(never))]
+    fn pair_into(&mut self, slot: &mut T) -> Result<(), DecodeError> {
+        self.enter()?;
+        let mut halves = T::halves(self.cx).ok_or_else(|| self.out_of_memory())?;
+        let (a, b) = &mut *halves;
+        self.next_into(a)?;
+        self.next_into(b)?;
+        self.depth -= 1;
+        fill(slot, T::pair(halves));
+        Ok(())
+    }
+
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline(never))]
+    fn list_into(&mut self, slot: &mut T, t: u8) -> Result<(), DecodeError> {
+        let n = self.count(t, tag::LIST_SHORT)?;
+        self.enter()?;
+        // `count` checked that the input can hold `n` units. The slots are filled in place:
+        // pushing each decoded unit would copy it through the stack, and the wide reads of that
+        // copy stall on the narrow writes that built it.
+        let mut items = T::items(self.cx, n).ok_or_else(|| self.out_of_memory())?;
+        for item in items.iter_mut() {
+            self.next_into(item)?;
+        }
+        self.depth -= 1;
+        fill(slot, T::list(items));
+        Ok(())
+    }
+
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline(never))]
+    fn map_into(&mut self, slot: &mut T, t: u8, start: usize) -> Result<(), DecodeError> {
+        let n = self.count(t, tag::MAP_SHORT)?;
+        // An entry takes at least two bytes: allocate no more than the input can fill.
+        if n > (self.data.len() - self.pos) / 2 {
+            return Err(self.truncated("the entries of a map"));
+        }
+        self.enter()?;
+        // Filled in place, as a list's items are.
+        let mut entries = T::entries(self.cx, n).ok_or_else(|| self.out_of_memory())?;
+        self.entries_into(&mut entries, start)?;
+        self.depth -= 1;
+        fill(slot, T::map(entries));
         Ok(())
     }
 
