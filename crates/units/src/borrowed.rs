@@ -6,18 +6,6 @@
 //! frees nothing one by one: resetting the arena frees a whole document at once. Use it to
 //! inspect, route or validate messages; call [`UnitRef::to_unit`] for an owned [`Unit`] that
 //! outlives the input and the arena.
-//!
-//! ```
-//! use plexus_units::{decode_ref, encode, parse, Arena, UnitRef};
-//!
-//! let doc = encode(&parse("{to:`ada` body:[1 2 3]}").unwrap());
-//! let mut arena = Arena::new();
-//! let msg = decode_ref(&doc, &arena).unwrap();
-//! let to = msg.as_map().and_then(|m| m.get_str("to")).and_then(UnitRef::as_str);
-//! assert_eq!(to, Some("ada"));
-//! assert_eq!(msg.to_unit(), parse("{to:`ada` body:[1 2 3]}").unwrap());
-//! arena.reset(); // ready for the next document
-//! ```
 
 use std::fmt;
 
@@ -70,6 +58,18 @@ impl fmt::Debug for Arena {
 
 /// A unit borrowed from a binary document and an [`Arena`]. It is `Copy`; equality is that of
 /// the units they stand for.
+///
+/// ```
+/// use plexus_units::{decode_ref, encode, parse, Arena, UnitRef};
+///
+/// let doc = encode(&parse("{to:`ada` body:[1 2 3]}").unwrap());
+/// let mut arena = Arena::new();
+/// let msg = decode_ref(&doc, &arena).unwrap();
+/// let to = msg.as_map().and_then(|m| m.get_str("to")).and_then(UnitRef::as_str);
+/// assert_eq!(to, Some("ada"));
+/// assert_eq!(msg.to_unit(), parse("{to:`ada` body:[1 2 3]}").unwrap());
+/// arena.reset(); // ready for the next document
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum UnitRef<'a> {
     /// `-`
