@@ -400,7 +400,7 @@ impl IntParts {
             // 256^k ≡ 6 (mod 10) for every k ≥ 1.
             IntParts::Big { start, end, .. } => {
                 let mag = &data[start..end];
-                let rest: u64 = mag[1..].iter().map(|&b| u64::from(b)).sum();
+                let rest = mag[1..].iter().fold(0u64, |r, &b| (r + u64::from(b)) % 10);
                 (u64::from(mag[0]) + 6 * rest).is_multiple_of(10)
             }
         }
@@ -1200,6 +1200,31 @@ mod tests {
         doc.extend(std::iter::repeat_n(0xc1, 100_000));
         doc.push(0);
         assert!(matches!(decode(&doc), Err(DecodeError::Limit { .. })));
+    }
+
+    #[test]
+    fn big_magnitudes_mod_ten() {
+        // A deterministic spread of magnitudes of 9 to 40 bytes, against the bignum remainder.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 9..=40usize {
+            for _ in 0..50 {
+                let mag: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                let parts = IntParts::Big {
+                    negative: false,
+                    start: 0,
+                    end: len,
+                };
+                let want = num_bigint::BigUint::from_bytes_le(&mag) % 10u8 == 0u8.into();
+                assert_eq!(parts.is_multiple_of_ten(&mag), want, "{mag:02x?}");
+            }
+        }
     }
 
     #[test]
