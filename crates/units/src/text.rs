@@ -1,6 +1,5 @@
 //! The text notation: a hand-written parser. The grammar is specified in `docs/units-text.md`.
 
-use std::cell::Cell;
 use std::fmt;
 
 use bytes::BytesMut;
@@ -124,52 +123,68 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
             ),
         ));
     }
-    let scratch = SCRATCH.with(Cell::take).unwrap_or_default();
     let mut parser = Parser {
         src: text,
         b: text.as_bytes(),
         pos: 0,
         depth: 0,
         high: 0,
-        items: scratch.items,
-        entries: scratch.entries,
-        key_offsets: scratch.key_offsets,
         magnitudes: BytesMut::new(),
         limits,
     };
-    let result = parser.document().map_err(|e| *e);
-    let mut scratch = Scratch {
-        items: parser.items,
-        entries: parser.entries,
-        key_offsets: parser.key_offsets,
-    };
-    if scratch.items.capacity() <= SCRATCH_KEEP
-        && scratch.entries.capacity() <= SCRATCH_KEEP
-        && scratch.key_offsets.capacity() <= SCRATCH_KEEP
-    {
-        // Left over after an error.
-        scratch.items.clear();
-        scratch.entries.clear();
-        scratch.key_offsets.clear();
-        SCRATCH.with(|s| s.set(Some(scratch)));
+    parser.document().map_err(|e| *e)
+}
+
+/// Writes `unit` into `slot`, which holds a placeholder (nothing to drop: forgetting it saves a
+/// call to the drop glue, which dispatches on the type).
+#[inline(always)]
+fn fill(slot: &mut Unit, unit: Unit) {
+    std::mem::forget(std::mem::replace(slot, unit));
+}
+
+/// Appends `placeholder` and returns its slot. The vector grows first, so that the placeholder
+/// is written straight into its slot rather than built on the stack and copied (the copy's
+/// wide reads would stall on the narrow writes of the tags).
+#[inline(always)]
+fn push_placeholder<T>(v: &mut Vec<T>, placeholder: T) -> &mut T {
+    v.reserve(1);
+    let last = v.len();
+    v.push(placeholder);
+    &mut v[last]
+}
+
+/// Gives a finished list's or map's spare capacity back when it is more than a little: a
+/// parsed unit may live long, and vectors grow by doubling.
+#[inline]
+fn trim<T>(v: &mut Vec<T>) {
+    if v.capacity() - v.len() > 4 + v.len() / 8 {
+        v.shrink_to_fit();
     }
-    result
 }
 
-/// The parser's scratch stacks (see [`Parser::items`]), kept between parses on the same thread
-/// so that parsing a small document does not allocate them again.
+/// Where a map's keys start, kept inline for the first [`PLAIN_KEY_SCAN`].
 #[derive(Default)]
-struct Scratch {
-    items: Vec<Unit>,
-    entries: Vec<(Unit, Unit)>,
-    key_offsets: Vec<usize>,
+struct KeyOffsets {
+    first: [usize; PLAIN_KEY_SCAN],
+    rest: Vec<usize>,
+    len: usize,
 }
 
-/// Scratch stacks that grew past this many elements are freed rather than kept.
-const SCRATCH_KEEP: usize = 1024;
+impl KeyOffsets {
+    fn push(&mut self, offset: usize) {
+        match self.first.get_mut(self.len) {
+            Some(o) => *o = offset,
+            None => self.rest.push(offset),
+        }
+        self.len += 1;
+    }
 
-thread_local! {
-    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
+    fn get(&self, i: usize) -> usize {
+        match self.first.get(i) {
+            Some(&o) => o,
+            None => self.rest.get(i - PLAIN_KEY_SCAN).copied().unwrap_or(0),
+        }
+    }
 }
 
 /// Up to this many entries, a map whose keys are all plain words has them checked for
@@ -183,12 +198,6 @@ struct Parser<'a> {
     depth: usize,
     /// The deepest `depth` reached so far inside the unit being parsed.
     high: usize,
-    /// Scratch stacks shared by all nesting levels: the elements of the lists (entries of the
-    /// maps) being read are pushed here and moved out once complete, so each list or map gets
-    /// one allocation of the exact size instead of a growing vector.
-    items: Vec<Unit>,
-    entries: Vec<(Unit, Unit)>,
-    key_offsets: Vec<usize>,
     /// Where the magnitudes of big ints are written: they share its allocations, a few
     /// kilobytes each, instead of allocating one by one.
     magnitudes: BytesMut,
@@ -284,9 +293,31 @@ impl<'a> Parser<'a> {
     }
 
     fn unit(&mut self, in_key: InKey) -> PResult<Unit> {
+        let mut unit = Unit::None;
+        self.unit_into(in_key, &mut unit)?;
+        Ok(unit)
+    }
+
+    /// Parses a unit (a base and its stream links, if any) into `slot`, which holds a
+    /// placeholder. Units are written where they belong rather than returned: copying a unit
+    /// that was just written costs more than parsing a small one (the wide reads of the copy
+    /// stall on the narrow writes that built it).
+    fn unit_into(&mut self, in_key: InKey, slot: &mut Unit) -> PResult<()> {
         let depth_before = self.depth;
         let high_before = std::mem::replace(&mut self.high, depth_before);
-        let mut unit = self.base()?;
+        self.base_into(slot)?;
+        if self.peek() == Some(b'@') {
+            self.stream_links(in_key, slot)?;
+        }
+        self.high = self.high.max(high_before);
+        self.depth = depth_before;
+        Ok(())
+    }
+
+    /// The `@service[:node]` links after the base in `slot`, which becomes the stream.
+    #[inline(never)]
+    fn stream_links(&mut self, in_key: InKey, slot: &mut Unit) -> PResult<()> {
+        let mut unit = std::mem::take(slot);
         // A stream contains its unit (as in `Unit::depth` and the binary decoder), so its
         // links count from the deepest point of the base, not from where the base started.
         self.depth = self.high;
@@ -342,9 +373,8 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        self.high = self.high.max(high_before);
-        self.depth = depth_before;
-        Ok(unit)
+        fill(slot, unit);
+        Ok(())
     }
 
     fn node_name(&mut self) -> PResult<String> {
@@ -416,7 +446,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn base(&mut self) -> PResult<Unit> {
+    fn base_into(&mut self, slot: &mut Unit) -> PResult<()> {
         let start = self.pos;
         let Some(c) = self.peek() else {
             return Err(self.err("expected a unit, found the end of the input"));
@@ -425,99 +455,107 @@ impl<'a> Parser<'a> {
             b'[' => {
                 self.enter()?;
                 self.pos += 1;
-                let base = self.items.len();
+                // Each level fills a vector of its own, so its slots stay put while nested
+                // units are parsed into them.
+                let mut items: Vec<Unit> = Vec::new();
                 loop {
                     self.skip_ws()?;
                     match self.peek() {
                         Some(b']') => break,
                         None => return Err(self.err_at(start, "unclosed list: expected ']'")),
                         _ => {
-                            let item = match self.plain_number_element()? {
-                                Some(number) => number,
-                                None => self.unit(false)?,
-                            };
-                            self.items.push(item);
+                            let item = push_placeholder(&mut items, Unit::None);
+                            if !self.number_element_into(item)? {
+                                self.unit_into(false, item)?;
+                            }
                             self.after_unit()?;
                         }
                     }
                 }
                 self.pos += 1;
                 self.depth -= 1;
-                Ok(Unit::List(self.items.split_off(base)))
+                trim(&mut items);
+                fill(slot, Unit::List(items));
             }
             b'(' => {
                 self.enter()?;
                 self.pos += 1;
-                let mut items = Vec::with_capacity(2);
+                let mut halves = Box::new((Unit::None, Unit::None));
+                let mut count = 0;
                 loop {
                     self.skip_ws()?;
                     match self.peek() {
                         Some(b')') => break,
                         None => return Err(self.err_at(start, "unclosed pair: expected ')'")),
-                        _ if items.len() == 2 => {
+                        _ if count == 2 => {
                             return Err(self.err(
                                 "expected ')': a pair holds exactly two units (use [ ] for a list)",
                             ))
                         }
                         _ => {
-                            items.push(self.unit(false)?);
+                            let half = if count == 0 {
+                                &mut halves.0
+                            } else {
+                                &mut halves.1
+                            };
+                            self.unit_into(false, half)?;
+                            count += 1;
                             self.after_unit()?;
                         }
                     }
                 }
-                if items.len() != 2 {
+                if count != 2 {
                     return Err(self.err(format!(
-                        "a pair holds exactly two units, found {} (use [ ] for a list)",
-                        items.len()
+                        "a pair holds exactly two units, found {count} (use [ ] for a list)"
                     )));
                 }
                 self.pos += 1;
                 self.depth -= 1;
-                let b = items.pop().unwrap_or_default();
-                let a = items.pop().unwrap_or_default();
-                Ok(Unit::pair(a, b))
+                fill(slot, Unit::Pair(halves));
             }
             b'{' => {
                 self.enter()?;
                 self.pos += 1;
-                let (base, offsets_base) = (self.entries.len(), self.key_offsets.len());
+                let mut entries: Vec<(Unit, Unit)> = Vec::new();
+                // Where each key starts, for the error about a repeated one.
+                let mut key_offsets = KeyOffsets::default();
                 // Keys that are plain words are checked for duplicates as they are read, on
                 // their text (which is their value); other maps are checked once complete.
                 let mut plain_keys = [(0u64, 0usize, 0usize); PLAIN_KEY_SCAN];
                 let mut all_plain = true;
-                let mut count = 0;
                 loop {
                     self.skip_ws()?;
                     match self.peek() {
                         Some(b'}') => break,
                         None => return Err(self.err_at(start, "unclosed map: expected '}'")),
                         _ => {
+                            let count = entries.len();
                             let key_at = self.pos;
-                            self.key_offsets.push(key_at);
-                            let key = match self.plain_key() {
+                            key_offsets.push(key_at);
+                            let entry = push_placeholder(&mut entries, (Unit::None, Unit::None));
+                            match self.plain_key() {
                                 Some(word) => {
                                     if count < PLAIN_KEY_SCAN {
                                         let end = key_at + word.len();
                                         let print = key_print(self.b, key_at, end);
                                         let b = self.b;
-                                        if plain_keys[..count].iter().any(|&(p, s, e)| {
-                                            p == print && b[s..e] == b[key_at..end]
-                                        }) {
-                                            return Err(self.err_at(
-                                                key_at,
-                                                "duplicate map key (each key may appear once)",
-                                            ));
+                                        for &(p, s, e) in &plain_keys[..count] {
+                                            if p == print && b[s..e] == b[key_at..end] {
+                                                return Err(self.err_at(
+                                                    key_at,
+                                                    "duplicate map key (each key may appear once)",
+                                                ));
+                                            }
                                         }
                                         plain_keys[count] = (print, key_at, end);
                                     }
-                                    Unit::Str(Str::from(word))
+                                    fill(&mut entry.0, Unit::Str(Str::from(word)));
                                 }
                                 None => {
                                     all_plain = false;
-                                    self.unit(true)?
+                                    self.unit_into(true, &mut entry.0)?;
                                 }
-                            };
-                            count += 1;
+                            }
                             self.skip_ws()?;
                             if self.peek() != Some(b':') {
                                 return Err(self.err("expected ':' after the map key"));
@@ -527,46 +565,43 @@ impl<'a> Parser<'a> {
                             if matches!(self.peek(), Some(b'}') | None) {
                                 return Err(self.err("expected a value after ':'"));
                             }
-                            let value = match self.plain_number_element()? {
-                                Some(number) => number,
-                                None => self.unit(false)?,
-                            };
+                            if !self.number_element_into(&mut entry.1)? {
+                                self.unit_into(false, &mut entry.1)?;
+                            }
                             self.after_unit()?;
-                            self.entries.push((key, value));
                         }
                     }
                 }
-                let entries = self.entries.split_off(base);
-                let checked = all_plain && count <= PLAIN_KEY_SCAN;
+                let checked = all_plain && entries.len() <= PLAIN_KEY_SCAN;
                 if let Some(i) = (!checked).then(|| first_duplicate(&entries)).flatten() {
                     return Err(self.err_at(
-                        self.key_offsets[offsets_base + i],
+                        key_offsets.get(i),
                         "duplicate map key (each key may appear once)",
                     ));
                 }
-                self.key_offsets.truncate(offsets_base);
                 self.pos += 1;
                 self.depth -= 1;
-                Ok(Unit::Map(Map::from_unique_entries(entries)))
+                trim(&mut entries);
+                fill(slot, Unit::Map(Map::from_unique_entries(entries)));
             }
             b'@' => {
                 self.pos += 1;
-                self.path()
+                fill(slot, self.path()?);
             }
-            b'`' | b'\'' | b'"' => Ok(Unit::Str(Str::from(self.quoted(c)?))),
+            b'`' | b'\'' | b'"' => fill(slot, Unit::Str(Str::from(self.quoted(c)?))),
             b'x' if matches!(self.peek_at(1), Some(b'`' | b'\'' | b'"')) => {
                 self.pos += 1;
-                self.bytes_literal()
+                fill(slot, self.bytes_literal()?);
             }
-            b']' | b')' | b'}' => Err(self.err(format!(
-                "unexpected '{}' with nothing open to close",
-                c as char
-            ))),
+            b']' | b')' | b'}' => {
+                return Err(self.err(format!(
+                    "unexpected '{}' with nothing open to close",
+                    c as char
+                )))
+            }
             _ => {
-                if c.is_ascii_digit() || c == b'-' {
-                    if let Some(number) = self.plain_number(start)? {
-                        return Ok(number);
-                    }
+                if (c.is_ascii_digit() || c == b'-') && self.number_into(start, b'`', slot)? {
+                    return Ok(());
                 }
                 let word = self.word();
                 if word.is_empty() {
@@ -578,25 +613,20 @@ impl<'a> Parser<'a> {
                 if matches!(self.peek(), Some(b'`' | b'\'' | b'"')) {
                     return Err(self.err("expected whitespace between a word and a quoted string"));
                 }
-                self.classify_word(word, start)
+                self.classify_word_into(word, start, slot)?;
             }
         }
+        Ok(())
     }
 
-    /// A word that is a number (`-12`, `3.25`, `1e-5`), read in one pass without the general
-    /// word scan. `None` (nothing consumed) for any other word: the general path decides.
+    /// A list element or map value that is a plain number and not the unit of a stream, read
+    /// into `slot` without the general [`Parser::unit_into`] path (which would give the same
+    /// result). `false` (nothing consumed) for anything else.
     #[inline]
-    fn plain_number(&mut self, start: usize) -> PResult<Option<Unit>> {
-        self.number_before(start, b'`')
-    }
-
-    /// A list element or map value that is a plain number and not the unit of a stream: read
-    /// without the general [`Parser::unit`] path (which would give the same result).
-    #[inline]
-    fn plain_number_element(&mut self) -> PResult<Option<Unit>> {
+    fn number_element_into(&mut self, slot: &mut Unit) -> PResult<bool> {
         match self.peek() {
-            Some(c) if c.is_ascii_digit() || c == b'-' => self.number_before(self.pos, b'@'),
-            _ => Ok(None),
+            Some(c) if c.is_ascii_digit() || c == b'-' => self.number_into(self.pos, b'@', slot),
+            _ => Ok(false),
         }
     }
 
@@ -621,12 +651,14 @@ impl<'a> Parser<'a> {
         Some(word)
     }
 
-    /// [`Parser::plain_number`], also refusing a number followed by `also_not`.
+    /// A word at `start` that is a number (`-12`, `3.25`, `1e-5`), read into `slot` in one
+    /// pass without the general word scan. `false` (nothing consumed) for any other word, or a
+    /// number followed by `also_not`: the general path decides.
     #[inline]
-    fn number_before(&mut self, start: usize, also_not: u8) -> PResult<Option<Unit>> {
+    fn number_into(&mut self, start: usize, also_not: u8, slot: &mut Unit) -> PResult<bool> {
         let b = self.b;
         let Some((shape, end)) = number_prefix(b, start) else {
-            return Ok(None);
+            return Ok(false);
         };
         // The number must be the whole word (and no quote may follow it).
         match b.get(end) {
@@ -636,11 +668,12 @@ impl<'a> Parser<'a> {
                     || matches!(c, b'`' | b'\'' | b'"')
                     || c == also_not =>
             {
-                Ok(None)
+                Ok(false)
             }
             _ => {
                 self.pos = end;
-                self.number(shape, start).map(Some)
+                self.number_shape_into(shape, start, slot)?;
+                Ok(true)
             }
         }
     }
@@ -833,18 +866,30 @@ impl<'a> Parser<'a> {
     }
 
     #[inline]
-    fn classify_word(&mut self, word: &str, start: usize) -> PResult<Unit> {
+    fn classify_word_into(&mut self, word: &str, start: usize, slot: &mut Unit) -> PResult<()> {
         match word {
-            "-" => return Ok(Unit::None),
-            "t" | "true" => return Ok(Unit::Bool(true)),
-            "f" | "false" => return Ok(Unit::Bool(false)),
+            "-" => {
+                fill(slot, Unit::None);
+                return Ok(());
+            }
+            "t" | "true" => {
+                fill(slot, Unit::Bool(true));
+                return Ok(());
+            }
+            "f" | "false" => {
+                fill(slot, Unit::Bool(false));
+                return Ok(());
+            }
             _ => {}
         }
         let wb = word.as_bytes();
         if let Some(hex) = word.strip_prefix("0x") {
             let hb = hex.as_bytes();
             return match (hb.len(), hb.first().and_then(|&c| hex_val(c)), hb.get(1).and_then(|&c| hex_val(c))) {
-                (2, Some(h), Some(l)) => Ok(Unit::Byte(h << 4 | l)),
+                (2, Some(h), Some(l)) => {
+                    fill(slot, Unit::Byte(h << 4 | l));
+                    Ok(())
+                }
                 _ => Err(self.err_at(
                     start,
                     "a byte is 0x and exactly two hex digits (0x1f); write a byte string as x\"0102ff\"",
@@ -852,15 +897,19 @@ impl<'a> Parser<'a> {
             };
         }
         match scan_number(wb) {
-            Some(n) => self.number(n, start),
-            None => Ok(Unit::Str(Str::from(word))),
+            Some(n) => self.number_shape_into(n, start, slot),
+            None => {
+                fill(slot, Unit::Str(Str::from(word)));
+                Ok(())
+            }
         }
     }
 
     #[inline(always)]
-    fn number(&mut self, n: NumberShape, start: usize) -> PResult<Unit> {
+    fn number_shape_into(&mut self, n: NumberShape, start: usize, slot: &mut Unit) -> PResult<()> {
         if n.is_dec() {
-            return self.decimal(n, start);
+            fill(slot, self.decimal(n, start)?);
+            return Ok(());
         }
         // Leading zeros carry no value: they are neither counted against the limit nor
         // converted.
@@ -868,12 +917,13 @@ impl<'a> Parser<'a> {
         let digits = &n.int_digits[lead..];
         self.check_digits(digits.len(), start)?;
         if let Some(v) = small_decimal(digits) {
-            return Ok(Unit::Int(Int::from(if n.negative { -v } else { v })));
+            fill(slot, Unit::Int(Int::from(if n.negative { -v } else { v })));
+            return Ok(());
         }
         let arena = &mut self.magnitudes;
-        Ok(Unit::Int(with_decimal_limbs(digits, |limbs| {
-            Int::from_limbs(n.negative, limbs, arena)
-        })))
+        let int = with_decimal_limbs(digits, |limbs| Int::from_limbs(n.negative, limbs, arena));
+        fill(slot, Unit::Int(int));
+        Ok(())
     }
 
     fn check_digits(&self, digits: usize, start: usize) -> PResult<()> {
