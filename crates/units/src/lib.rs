@@ -45,7 +45,8 @@ pub use value::{Dec, DuplicateKey, Int, Kind, Map, NameError, Path, Str, Stream,
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest nesting of lists, pairs, maps and stream links. The parser and decoder recurse
-    /// once per level, so keep this below a few thousand on default thread stacks.
+    /// once per level (about 1 KiB of stack per level in optimized builds, up to ~10 KiB in
+    /// debug builds), so keep this to a few hundred on 2 MiB thread stacks.
     pub max_depth: usize,
     /// Largest input in bytes (text or binary).
     pub max_size: usize,
