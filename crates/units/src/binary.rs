@@ -407,6 +407,7 @@ impl IntParts {
     }
 
     /// The dec `self × 10^-scale` for a mantissa checked to be normalized.
+    #[inline(always)]
     fn to_dec(self, data: &[u8], scale: i64) -> Dec {
         match self {
             IntParts::Small(v) => Dec::from_normalized_i64(v, scale),
@@ -517,10 +518,7 @@ impl<'a> Tree<'a> for Unit {
     }
     #[inline(always)]
     fn dec(_: &(), data: &[u8], mantissa: IntParts, scale: i64) -> Option<Unit> {
-        Some(Unit::Dec(match mantissa {
-            IntParts::Small(m) => Dec::from_normalized_i64(m, scale),
-            big => big.to_dec(data, scale),
-        }))
+        Some(Unit::Dec(mantissa.to_dec(data, scale)))
     }
     #[inline(always)]
     fn text(src: &Bytes, _: &[u8], start: usize, end: usize) -> Option<Str> {
@@ -598,15 +596,17 @@ struct Decoder<'a, T: Tree<'a>> {
 /// above, by hashing.
 const LINEAR_KEY_SCAN: usize = 16;
 
-/// Writes `unit` into `slot`, which holds a placeholder from [`Tree::none`]: forgetting it
+/// Writes `unit` into `slot`, which holds a placeholder (such as [`Tree::none`]): forgetting it
 /// instead of dropping it saves a call to the drop glue (which dispatches on the type) per unit.
+/// The decoder and the parser fill every slot this way.
 #[inline(always)]
-fn fill<T>(slot: &mut T, unit: T) {
+pub(crate) fn fill<T>(slot: &mut T, unit: T) {
     std::mem::forget(std::mem::replace(slot, unit));
 }
 
-/// A cheap summary of the encoded key `data[start..end]`, equal for equal keys: its length and
-/// first bytes. Read as one 8-byte word masked to the key when the input has room for it.
+/// A cheap summary of the bytes `data[start..end]` (an encoded map key, or a string key),
+/// equal for equal bytes: their length and first bytes, read as one 8-byte word masked to the
+/// key when `data` has room for it.
 #[inline(always)]
 pub(crate) fn key_print(data: &[u8], start: usize, end: usize) -> u64 {
     let len = end - start;

@@ -5,8 +5,7 @@ use std::fmt;
 use bytes::BytesMut;
 use num_bigint::{BigInt, BigUint};
 
-use crate::binary::key_print;
-use crate::binary::MAX_SCALE;
+use crate::binary::{fill, MAX_SCALE};
 use crate::value::{first_duplicate, Dec, Int, Map, Path, Str, Stream, Unit};
 use crate::Limits;
 
@@ -135,13 +134,6 @@ pub fn parse_with(text: &str, limits: &Limits) -> Result<Unit, ParseError> {
     parser.document().map_err(|e| *e)
 }
 
-/// Writes `unit` into `slot`, which holds a placeholder (nothing to drop: forgetting it saves a
-/// call to the drop glue, which dispatches on the type).
-#[inline(always)]
-fn fill(slot: &mut Unit, unit: Unit) {
-    std::mem::forget(std::mem::replace(slot, unit));
-}
-
 /// Appends `placeholder` and returns its slot. The vector grows first, so that the placeholder
 /// is written straight into its slot rather than built on the stack and copied (the copy's
 /// wide reads would stall on the narrow writes of the tags).
@@ -162,10 +154,11 @@ fn trim<T>(v: &mut Vec<T>) {
     }
 }
 
-/// Where a map's keys start, kept inline for the first [`PLAIN_KEY_SCAN`].
+/// Where a map's keys start, for the error about a repeated one; the first
+/// [`INLINE_KEY_OFFSETS`] are kept without allocating.
 #[derive(Default)]
 struct KeyOffsets {
-    first: [usize; PLAIN_KEY_SCAN],
+    first: [usize; INLINE_KEY_OFFSETS],
     rest: Vec<usize>,
     len: usize,
 }
@@ -182,14 +175,13 @@ impl KeyOffsets {
     fn get(&self, i: usize) -> usize {
         match self.first.get(i) {
             Some(&o) => o,
-            None => self.rest.get(i - PLAIN_KEY_SCAN).copied().unwrap_or(0),
+            None => self.rest.get(i - INLINE_KEY_OFFSETS).copied().unwrap_or(0),
         }
     }
 }
 
-/// Up to this many entries, a map whose keys are all plain words has them checked for
-/// duplicates as they are read.
-const PLAIN_KEY_SCAN: usize = 16;
+/// Key offsets of a map kept inline by [`KeyOffsets`].
+const INLINE_KEY_OFFSETS: usize = 16;
 
 struct Parser<'a> {
     src: &'a str,
@@ -517,44 +509,18 @@ impl<'a> Parser<'a> {
                 self.enter()?;
                 self.pos += 1;
                 let mut entries: Vec<(Unit, Unit)> = Vec::new();
-                // Where each key starts, for the error about a repeated one.
                 let mut key_offsets = KeyOffsets::default();
-                // Keys that are plain words are checked for duplicates as they are read, on
-                // their text (which is their value); other maps are checked once complete.
-                let mut plain_keys = [(0u64, 0usize, 0usize); PLAIN_KEY_SCAN];
-                let mut all_plain = true;
                 loop {
                     self.skip_ws()?;
                     match self.peek() {
                         Some(b'}') => break,
                         None => return Err(self.err_at(start, "unclosed map: expected '}'")),
                         _ => {
-                            let count = entries.len();
-                            let key_at = self.pos;
-                            key_offsets.push(key_at);
+                            key_offsets.push(self.pos);
                             let entry = push_placeholder(&mut entries, (Unit::None, Unit::None));
                             match self.plain_key() {
-                                Some(word) => {
-                                    if count < PLAIN_KEY_SCAN {
-                                        let end = key_at + word.len();
-                                        let print = key_print(self.b, key_at, end);
-                                        let b = self.b;
-                                        for &(p, s, e) in &plain_keys[..count] {
-                                            if p == print && b[s..e] == b[key_at..end] {
-                                                return Err(self.err_at(
-                                                    key_at,
-                                                    "duplicate map key (each key may appear once)",
-                                                ));
-                                            }
-                                        }
-                                        plain_keys[count] = (print, key_at, end);
-                                    }
-                                    fill(&mut entry.0, Unit::Str(Str::from(word)));
-                                }
-                                None => {
-                                    all_plain = false;
-                                    self.unit_into(true, &mut entry.0)?;
-                                }
+                                Some(word) => fill(&mut entry.0, Unit::Str(Str::from(word))),
+                                None => self.unit_into(true, &mut entry.0)?,
                             }
                             self.skip_ws()?;
                             if self.peek() != Some(b':') {
@@ -572,8 +538,7 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                let checked = all_plain && entries.len() <= PLAIN_KEY_SCAN;
-                if let Some(i) = (!checked).then(|| first_duplicate(&entries)).flatten() {
+                if let Some(i) = first_duplicate(&entries) {
                     return Err(self.err_at(
                         key_offsets.get(i),
                         "duplicate map key (each key may appear once)",

@@ -1025,15 +1025,7 @@ impl<'a> IntoIterator for &'a Map {
 /// int's value, otherwise just the type.
 fn fingerprint(u: &Unit) -> u64 {
     match u {
-        Unit::Str(s) => {
-            let b = s.as_bytes();
-            let head = match b.first_chunk::<8>() {
-                Some(head) => u64::from_le_bytes(*head),
-                // A short key: fold its bytes (no copy call for a variable length).
-                None => b.iter().fold(0, |h, &c| h << 8 | u64::from(c)),
-            };
-            head ^ (b.len() as u64).rotate_left(48)
-        }
+        Unit::Str(s) => crate::binary::key_print(s.as_bytes(), 0, s.len()),
         Unit::Int(i) => i.to_i64().map_or(u64::MAX, |v| v as u64),
         other => other.kind() as u64,
     }
