@@ -274,3 +274,14 @@ pub fn host_name() -> String {
         .filter(|h| plexus_identity::validate_name(h).is_ok())
         .unwrap_or_else(|| "node".to_owned())
 }
+
+/// Worker threads for each of `nodes` nodes sharing this machine: an equal share of its cores,
+/// at least one. Nodes on one machine that each ran a worker per core would wake each other's
+/// threads across cores for every hand-off (on 2 cores, 2 nodes with 1 worker each make
+/// ~1.5× the calls/s between them of 2 nodes with 2 each: `docs/benchmarks.md`).
+pub fn threads_per_node(nodes: usize) -> u16 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u16::try_from(cores / nodes.max(1))
+        .unwrap_or(u16::MAX)
+        .clamp(1, 1024)
+}

@@ -207,35 +207,6 @@ fn human_bytes(m: &plexus_units::Map, k: &str) -> String {
     }
 }
 
-/// One row of `nodes@sys.node`.
-pub(crate) struct Member {
-    pub(crate) name: String,
-    pub(crate) health: String,
-    pub(crate) role: String,
-    pub(crate) leader: bool,
-}
-
-pub(crate) fn members(nodes: &Unit) -> Vec<Member> {
-    let text = |m: &plexus_units::Map, k: &str| {
-        m.get_str(k)
-            .and_then(Unit::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    nodes
-        .as_list()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Unit::as_map)
-        .map(|m| Member {
-            name: text(m, "name"),
-            health: text(m, "health"),
-            role: text(m, "role"),
-            leader: matches!(m.get_str("leader"), Some(Unit::Bool(true))),
-        })
-        .collect()
-}
-
 /// The answer of `nodes@sys.node` as a table.
 pub fn nodes_table(nodes: &Unit) -> String {
     let mut rows = vec![[

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -10,10 +10,11 @@ use plexus_identity::SignedMessage;
 use plexus_node::cluster::config::{parse_profile, parse_tag};
 use plexus_node::cluster::token::JoinToken;
 use plexus_node::cluster::{ClusterConfig, JoinMode};
-use plexus_node::{files, Node, NodeConfig};
+use plexus_node::{files, threads_per_node, Node, NodeConfig};
 use plexus_units::{parse, to_pretty, to_text, Unit};
 
 use crate::cli_io::read_input;
+pub use crate::client::sign_with;
 use crate::client::{Client, Reply, StdTerminal};
 use crate::home::Home;
 
@@ -146,17 +147,6 @@ fn runtime_with(threads: Option<u16>) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Worker threads for each of `nodes` nodes sharing this machine: an equal share of its cores,
-/// at least one. Nodes on one machine that each ran a worker per core would wake each other's
-/// threads across cores for every hand-off (on 2 cores, 2 nodes with 1 worker each make
-/// ~1.5× the calls/s between them of 2 nodes with 2 each: `docs/benchmarks.md`).
-pub fn threads_per_node(nodes: usize) -> u16 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    u16::try_from(cores / nodes.max(1))
-        .unwrap_or(u16::MAX)
-        .clamp(1, 1024)
-}
-
 /// `plx node`: runs a node in the foreground until SIGINT or SIGTERM.
 pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     if let Some(NodeAction::Remove { name, socket }) = args.action {
@@ -258,15 +248,6 @@ async fn shutdown_signal() {
 pub fn sign(home: &Home, user: Option<&str>, body: Unit) -> Result<SignedMessage> {
     let name = home.acting_user(user)?;
     sign_with(&home.unlock(&name)?, body)
-}
-
-/// Signs `body` with `key`, stamped with the current time.
-pub fn sign_with(key: &plexus_identity::Keypair, body: Unit) -> Result<SignedMessage> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?;
-    let now = u64::try_from(now.as_millis()).context("the system clock is out of range")?;
-    SignedMessage::sign(body, key, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
 }
 
 /// `plx send`: evaluates one message and prints its result.
@@ -530,7 +511,7 @@ fn wait_for_members(home: &Home, rt: &tokio::runtime::Runtime, n: u32) -> Result
     loop {
         let nodes = rt.block_on(crate::cmd_cluster::ask(home, &socket, "nodes@sys.node"));
         if let Ok(view @ Unit::List(_)) = &nodes {
-            let rows = crate::cmd_cluster::members(view);
+            let rows = plexus_client::members(view);
             let alive = rows.iter().filter(|r| r.health == "alive").count();
             let voters = rows.iter().filter(|r| r.role == "voter").count();
             let want = plexus_node::cluster::voter_count(n as usize);

@@ -5,17 +5,16 @@
 //! non-zero exit code (1 for a failed command, 2 for a usage error).
 
 mod cli_io;
-mod client;
-mod cmd_bench;
-mod cmd_bench_cluster;
 mod cmd_cluster;
 mod cmd_img;
 mod cmd_msg;
 mod cmd_node;
 mod cmd_unit;
 mod cmd_user;
-mod home;
 mod shell;
+
+use plexus_client as client;
+use plexus_client::home;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,7 +75,7 @@ enum Command {
     Node(cmd_node::NodeArgs),
     /// Measure performance against baselines taken in the same run.
     #[command(subcommand)]
-    Bench(cmd_bench::BenchCmd),
+    Bench(plexus_bench::BenchCmd),
     /// Images: export an image unit as PNG.
     #[command(subcommand)]
     Img(cmd_img::ImgCmd),
@@ -111,7 +110,7 @@ fn main() -> ExitCode {
         Some(Command::Discover(args)) => cmd_cluster::run_discover(args).map(|()| 0),
         Some(Command::Down) => home().and_then(|h| cmd_node::run_down(&h).map(|()| 0)),
         Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
-        Some(Command::Bench(cmd)) => cmd_bench::run(cmd).map(|()| 0),
+        Some(Command::Bench(cmd)) => plexus_bench::run(cmd).map(|()| 0),
         Some(Command::Img(cmd)) => cmd_img::run(cmd).map(|()| 0),
         Some(Command::Unit(cmd)) => cmd_unit::run(cmd).map(|()| 0),
         Some(Command::User(cmd)) => home().and_then(|h| cmd_user::run(&h, cmd)).map(|()| 0),

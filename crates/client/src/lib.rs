@@ -1,0 +1,88 @@
+//! Plexus client library: what a program needs to talk to a node.
+//!
+//! The `plx` command-line tool, the benchmarks and the tests use it, and so can any other front
+//! end. A short tour:
+//!
+//! - [`home::Home`] locates the Plexus home directory (`$PLX_HOME`, default `~/.plexus`) with
+//!   the users' key files and the current user;
+//! - [`sign_with`] signs a unit as a user, stamped with the current time;
+//! - [`Client::connect`] opens a connection to a node's Unix socket and greets it;
+//!   [`Client::call`] sends one signed message and waits for its [`Reply`], serving the node's
+//!   terminal requests meanwhile with a [`StdTerminal`]; [`Client::pipeline`] keeps many calls
+//!   in flight;
+//! - [`members`] reads the answer of `nodes@sys.node`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use plexus_client::{home::Home, sign_with, Client, Reply};
+//!
+//! let home = Home::locate(None)?;
+//! let key = home.unlock(&home.acting_user(None)?)?;
+//! let msg = sign_with(&key, plexus_units::parse("(neg 5)@math.calc")?)?;
+//! let mut client = Client::connect(&home.root().join("node/node.sock")).await?;
+//! if let Reply::Value(v) = client.call(&msg, None, std::future::pending()).await? {
+//!     println!("{}", plexus_units::to_text(&v));
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod connection;
+pub mod home;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use plexus_identity::SignedMessage;
+use plexus_units::Unit;
+
+pub use connection::{Client, Reply, StdTerminal};
+
+/// Signs `body` with `key`, stamped with the current time.
+pub fn sign_with(key: &plexus_identity::Keypair, body: Unit) -> Result<SignedMessage> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    let now = u64::try_from(now.as_millis()).context("the system clock is out of range")?;
+    SignedMessage::sign(body, key, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
+}
+
+/// One row of `nodes@sys.node`.
+pub struct Member {
+    /// The node's name.
+    pub name: String,
+    /// `alive`, `suspect` or `down`.
+    pub health: String,
+    /// `voter` or `learner` (`single` for a node outside a cluster).
+    pub role: String,
+    /// Whether it leads the cluster state.
+    pub leader: bool,
+}
+
+/// The rows of an answer of `nodes@sys.node` (rows that are not maps are skipped).
+pub fn members(nodes: &Unit) -> Vec<Member> {
+    let text = |m: &plexus_units::Map, k: &str| {
+        m.get_str(k)
+            .and_then(Unit::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    nodes
+        .as_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Unit::as_map)
+        .map(|m| Member {
+            name: text(m, "name"),
+            health: text(m, "health"),
+            role: text(m, "role"),
+            leader: matches!(m.get_str("leader"), Some(Unit::Bool(true))),
+        })
+        .collect()
+}
+
+impl Default for StdTerminal {
+    fn default() -> StdTerminal {
+        StdTerminal::new()
+    }
+}
