@@ -1,20 +1,77 @@
 //! Plexus benchmarks: the harness behind `plx bench`.
+//!
+//! Each benchmark prints its figures next to a baseline measured in the same run and the
+//! target it is held to (`docs/benchmarks.md`). [`BenchCmd`] is the `plx bench` command line
+//! and [`run`] runs one: `local` (one node; in `local.rs`) and the cluster benchmarks `rr`,
+//! `detect`, `failover` and `store` (`cluster.rs`), which start their own nodes by running
+//! the current executable as `plx node` in a temporary directory. The hidden subcommands are
+//! the raw baseline peers (echo, relay) and a CPU burner the benchmarks spawn the same way,
+//! so the executable that calls [`run`] must be `plx`.
 
-mod cmd_bench;
-mod cmd_bench_cluster;
+mod cluster;
+mod local;
 
-pub use cmd_bench::{run, BenchCmd};
+use std::path::PathBuf;
 
-use plexus_client as client;
-use plexus_client::home;
+use anyhow::Result;
+use clap::Subcommand;
 
-/// The paths the benchmarks were written against when they lived in the `plx` crate.
-mod cmd_node {
-    pub use plexus_client::sign_with;
-    pub use plexus_node::threads_per_node;
+pub use cluster::{DetectArgs, FailoverArgs, RrArgs, StoreArgs};
+pub use local::LocalArgs;
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// One node: kernel round trip, signed client requests, memory at rest.
+    Local(LocalArgs),
+    /// A 2-node cluster: request/response latency across nodes (vs raw TCP), calls/s with 64
+    /// outstanding, node memory at rest; then a 1-node cluster: signed requests/s from 8
+    /// connections.
+    Rr(RrArgs),
+    /// 3-node clusters (profiles default and local): time until every survivor marks a killed
+    /// node down; optionally a soak counting false suspicions and leader changes under CPU load.
+    Detect(DetectArgs),
+    /// A 3-node cluster: time from killing the leader to the first write acknowledged after it.
+    Failover(FailoverArgs),
+    /// Durable io.store writes/s (1 and 32 clients) and latency, vs this disk's fsync rate.
+    Store(StoreArgs),
+    /// (internal) echo frames on a Unix socket: the raw baseline peer.
+    #[command(hide = true)]
+    EchoPeer {
+        /// Socket to listen on.
+        socket: PathBuf,
+    },
+    /// (internal) connect to ADDR over TCP and echo frames: the raw TCP baseline peer.
+    #[command(hide = true)]
+    TcpEchoPeer {
+        /// Address to connect to.
+        addr: std::net::SocketAddr,
+    },
+    /// (internal) listen on SOCKET and on ADDR (TCP) and pass each frame from the first
+    /// connection on SOCKET to the first on ADDR and the answer back: the raw relay baseline.
+    #[command(hide = true)]
+    RelayPeer {
+        /// Unix socket to listen on for the client.
+        socket: PathBuf,
+        /// TCP address to listen on for the echo peer.
+        addr: std::net::SocketAddr,
+    },
+    /// (internal) keep one core busy until killed.
+    #[command(hide = true)]
+    BusyLoop,
 }
 
-/// See [`cmd_node`].
-mod cmd_cluster {
-    pub use plexus_client::members;
+/// Runs a `plx bench` command.
+pub fn run(cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Local(args) => local::local(args),
+        BenchCmd::Rr(args) => cluster::rr(args),
+        BenchCmd::Detect(args) => cluster::detect(args),
+        BenchCmd::Failover(args) => cluster::failover(args),
+        BenchCmd::Store(args) => cluster::store(args),
+        BenchCmd::EchoPeer { socket } => local::echo_peer(&socket),
+        BenchCmd::TcpEchoPeer { addr } => local::tcp_echo_peer(addr),
+        BenchCmd::RelayPeer { socket, addr } => local::relay_peer(&socket, addr),
+        BenchCmd::BusyLoop => local::busy_loop(),
+    }
 }

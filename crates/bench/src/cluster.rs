@@ -26,14 +26,14 @@ use plexus_node::files;
 use plexus_units::{parse, to_text, Unit};
 use rand_core::RngCore;
 
-use crate::client::{Client, Reply};
-use crate::cmd_bench::{
+use plexus_client::home::Home;
+use plexus_client::{members, sign_with, Client, Reply};
+use plexus_node::threads_per_node;
+
+use crate::local::{
     build_profile, connect_retry, figures, median, ping_pong, rss_mb, verdict, verify_cost,
     Figures, Json,
 };
-use crate::cmd_cluster::members;
-use crate::cmd_node::{sign_with, threads_per_node};
-use crate::home::Home;
 
 /// When set, a bench keeps its cluster's directory (data and logs) instead of removing it.
 const KEEP_ENV: &str = "PLX_BENCH_KEEP";

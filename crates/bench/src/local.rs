@@ -1,4 +1,5 @@
-//! `plx bench …`: performance figures, each next to a baseline measured in the same run.
+//! `plx bench local`, the raw baseline peers the benchmarks spawn, and the helpers every
+//! benchmark shares (figures, memory, JSON).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -7,53 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use plexus_identity::{KeyKind, Keypair, SignedMessage};
 use plexus_units::{parse, Unit};
 
-use crate::client::{Client, Reply};
-
-/// Benchmarks.
-#[derive(Subcommand, Debug)]
-pub enum BenchCmd {
-    /// One node: kernel round trip, signed client requests, memory at rest.
-    Local(LocalArgs),
-    /// A 2-node cluster: request/response latency across nodes (vs raw TCP), calls/s with 64
-    /// outstanding, node memory at rest; then a 1-node cluster: signed requests/s from 8
-    /// connections.
-    Rr(crate::cmd_bench_cluster::RrArgs),
-    /// 3-node clusters (profiles default and local): time until every survivor marks a killed
-    /// node down; optionally a soak counting false suspicions and leader changes under CPU load.
-    Detect(crate::cmd_bench_cluster::DetectArgs),
-    /// A 3-node cluster: time from killing the leader to the first write acknowledged after it.
-    Failover(crate::cmd_bench_cluster::FailoverArgs),
-    /// Durable io.store writes/s (1 and 32 clients) and latency, vs this disk's fsync rate.
-    Store(crate::cmd_bench_cluster::StoreArgs),
-    /// (internal) echo frames on a Unix socket: the raw baseline peer.
-    #[command(hide = true)]
-    EchoPeer {
-        /// Socket to listen on.
-        socket: PathBuf,
-    },
-    /// (internal) connect to ADDR over TCP and echo frames: the raw TCP baseline peer.
-    #[command(hide = true)]
-    TcpEchoPeer {
-        /// Address to connect to.
-        addr: std::net::SocketAddr,
-    },
-    /// (internal) listen on SOCKET and on ADDR (TCP) and pass each frame from the first
-    /// connection on SOCKET to the first on ADDR and the answer back: the raw relay baseline.
-    #[command(hide = true)]
-    RelayPeer {
-        /// Unix socket to listen on for the client.
-        socket: PathBuf,
-        /// TCP address to listen on for the echo peer.
-        addr: std::net::SocketAddr,
-    },
-    /// (internal) keep one core busy until killed.
-    #[command(hide = true)]
-    BusyLoop,
-}
+use plexus_client::{sign_with, Client, Reply};
 
 /// Options of `plx bench local`.
 #[derive(Args, Debug)]
@@ -92,22 +51,8 @@ pub(crate) fn figures(mut samples: Vec<Duration>, total: Duration) -> Figures {
     }
 }
 
-/// Runs a `plx bench` command.
-pub fn run(cmd: BenchCmd) -> Result<()> {
-    match cmd {
-        BenchCmd::Local(args) => local(args),
-        BenchCmd::Rr(args) => crate::cmd_bench_cluster::rr(args),
-        BenchCmd::Detect(args) => crate::cmd_bench_cluster::detect(args),
-        BenchCmd::Failover(args) => crate::cmd_bench_cluster::failover(args),
-        BenchCmd::Store(args) => crate::cmd_bench_cluster::store(args),
-        BenchCmd::EchoPeer { socket } => echo_peer(&socket),
-        BenchCmd::TcpEchoPeer { addr } => tcp_echo_peer(addr),
-        BenchCmd::RelayPeer { socket, addr } => relay_peer(&socket, addr),
-        BenchCmd::BusyLoop => busy_loop(),
-    }
-}
-
-fn local(args: LocalArgs) -> Result<()> {
+/// `plx bench local`.
+pub(crate) fn local(args: LocalArgs) -> Result<()> {
     let budget = Duration::from_secs_f64(args.seconds.clamp(0.1, 60.0));
     let progress = |s: &str| {
         if !args.json {
@@ -129,7 +74,7 @@ fn local(args: LocalArgs) -> Result<()> {
         let user = Keypair::generate(KeyKind::User, "bench", &mut rand_core::OsRng)
             .map_err(|e| anyhow!("{e}"))?;
         let signed = rt.block_on(signed_requests(&socket, &user, budget))?;
-        let sample = crate::cmd_node::sign_with(&user, parse("(inc 1)@math.calc")?)?;
+        let sample = sign_with(&user, parse("(inc 1)@math.calc")?)?;
         let frame_len = sample.to_bytes().len() + 16;
         let raw = raw_ping_pong(&dir, frame_len, budget, usize::MAX)?;
         let verify_us = verify_cost(&sample, 2000);
@@ -298,7 +243,7 @@ async fn signed_requests(socket: &Path, user: &Keypair, budget: Duration) -> Res
     while start.elapsed() < budget {
         if batch.is_empty() {
             for _ in 0..256 {
-                batch.push(crate::cmd_node::sign_with(user, body.clone())?);
+                batch.push(sign_with(user, body.clone())?);
             }
         }
         let Some(msg) = batch.pop() else { break };
@@ -365,14 +310,14 @@ pub(crate) fn connect_retry(socket: &Path) -> Result<UnixStream> {
     }
 }
 
-fn echo_peer(socket: &Path) -> Result<()> {
+pub(crate) fn echo_peer(socket: &Path) -> Result<()> {
     let listener = UnixListener::bind(socket)?;
     let (stream, _) = listener.accept()?;
     echo_frames(stream)
 }
 
 /// The raw TCP baseline peer: connects to `addr` (with `TCP_NODELAY`) and echoes frames.
-fn tcp_echo_peer(addr: std::net::SocketAddr) -> Result<()> {
+pub(crate) fn tcp_echo_peer(addr: std::net::SocketAddr) -> Result<()> {
     let stream = std::net::TcpStream::connect(addr)
         .with_context(|| format!("cannot connect to the bench at {addr}"))?;
     stream.set_nodelay(true)?;
@@ -380,7 +325,7 @@ fn tcp_echo_peer(addr: std::net::SocketAddr) -> Result<()> {
 }
 
 /// Keeps one core busy until the process is killed.
-fn busy_loop() -> Result<()> {
+pub(crate) fn busy_loop() -> Result<()> {
     let mut x: u64 = 1;
     loop {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
@@ -390,7 +335,7 @@ fn busy_loop() -> Result<()> {
 /// The raw relay: a client on `socket`, an echo peer on `addr` (TCP, `TCP_NODELAY`); each
 /// frame from the client goes to the echo peer and its answer back, one at a time, as a node
 /// relays a client's call to another node.
-fn relay_peer(socket: &Path, addr: std::net::SocketAddr) -> Result<()> {
+pub(crate) fn relay_peer(socket: &Path, addr: std::net::SocketAddr) -> Result<()> {
     // The bench starts the echo peer once it can connect to `socket`: `addr` is bound first.
     let tcp = std::net::TcpListener::bind(addr)?;
     let unix = UnixListener::bind(socket)?;
