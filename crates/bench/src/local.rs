@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use plexus_identity::{KeyKind, Keypair, SignedMessage};
+use plexus_protocol::frame as framing;
 use plexus_units::{parse, Unit};
 
 use plexus_client::{sign_with, Client, Reply};
@@ -275,7 +276,7 @@ fn raw_ping_pong(dir: &Path, frame_len: usize, budget: Duration, count: usize) -
     result
 }
 
-/// Round trips of `frame_len`-byte frames (a u32 LE length, then filler) on `stream`, whose
+/// Round trips of `frame_len`-byte frames ([`framing`]: the length, then filler) on `stream`, whose
 /// peer echoes each frame: as many as fit in `budget`, at most `count`.
 pub(crate) fn ping_pong<S: Read + Write>(
     stream: &mut S,
@@ -283,10 +284,10 @@ pub(crate) fn ping_pong<S: Read + Write>(
     budget: Duration,
     count: usize,
 ) -> Result<Figures> {
-    let frame_len = frame_len.max(4);
-    let mut frame = vec![7u8; frame_len];
-    let body_len = u32::try_from(frame_len - 4).context("frame too large")?;
-    frame[..4].copy_from_slice(&body_len.to_le_bytes());
+    let body = vec![7u8; frame_len.saturating_sub(framing::HEADER_LEN)];
+    let mut frame = Vec::with_capacity(framing::HEADER_LEN + body.len());
+    framing::encode(&body, framing::MAX_FRAME_LIMIT, &mut frame)?;
+    let frame_len = frame.len();
     let mut back = vec![0u8; frame_len];
     let mut samples = Vec::new();
     let start = Instant::now();
@@ -353,7 +354,7 @@ pub(crate) fn relay_peer(socket: &Path, addr: std::net::SocketAddr) -> Result<()
     Ok(())
 }
 
-/// Echoes length-prefixed frames (u32 LE length, then the body) until the peer closes.
+/// Echoes length-prefixed frames ([`framing`]) until the peer closes.
 fn echo_frames<S: Read + Write>(mut stream: S) -> Result<()> {
     let mut frame = Vec::new();
     while read_frame(&mut stream, &mut frame)? {
@@ -364,15 +365,17 @@ fn echo_frames<S: Read + Write>(mut stream: S) -> Result<()> {
 
 /// Reads one frame, length prefix included, into `frame`; `false` when the peer has closed.
 fn read_frame(stream: &mut impl Read, frame: &mut Vec<u8>) -> Result<bool> {
-    let mut len = [0u8; 4];
-    if stream.read_exact(&mut len).is_err() {
+    let mut header = [0u8; framing::HEADER_LEN];
+    if stream.read_exact(&mut header).is_err() {
         return Ok(false);
     }
-    let n = u32::from_le_bytes(len) as usize;
     frame.clear();
-    frame.extend_from_slice(&len);
-    frame.resize(n.saturating_add(4), 0);
-    stream.read_exact(&mut frame[4..])?;
+    frame.extend_from_slice(&header);
+    frame.resize(
+        framing::decode_header(header).saturating_add(framing::HEADER_LEN),
+        0,
+    );
+    stream.read_exact(&mut frame[framing::HEADER_LEN..])?;
     Ok(true)
 }
 

@@ -98,3 +98,12 @@ pub enum NetError {
     #[error("unusable node key: {0}")]
     Key(String),
 }
+
+impl From<plexus_protocol::frame::FrameTooLarge> for NetError {
+    fn from(e: plexus_protocol::frame::FrameTooLarge) -> NetError {
+        NetError::FrameTooLarge {
+            len: e.len,
+            max: e.max,
+        }
+    }
+}

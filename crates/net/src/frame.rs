@@ -1,9 +1,13 @@
 //! Sans-io framing: length-prefixed frames and the hello frame that opens every link.
 //!
-//! A frame on the wire is a 4-byte little-endian length followed by that many bytes. The
+//! A frame on the wire is a 4-byte little-endian length followed by that many bytes, the
+//! framing of every Plexus byte stream ([`plexus_protocol::frame`], re-exported here). The
 //! first frame each side sends is a [`Hello`]. See `docs/links.md`.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
+pub use plexus_protocol::frame::{
+    encode, encode_header, FrameDecoder, FrameTooLarge, HEADER_LEN, MAX_FRAME_LIMIT,
+};
 
 use crate::NetError;
 
@@ -13,14 +17,8 @@ pub const LINK_VERSION: u16 = 1;
 /// The default largest frame a node accepts: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
-/// The largest frame limit that can be configured (the 4-byte length's range).
-pub const MAX_FRAME_LIMIT: usize = u32::MAX as usize;
-
 /// The first bytes of a hello frame.
 pub const HELLO_MAGIC: [u8; 4] = *b"PLXL";
-
-/// Length of the length prefix.
-pub const HEADER_LEN: usize = 4;
 
 /// The first frame each side of a link sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,120 +78,9 @@ impl Hello {
     }
 }
 
-/// Appends the length prefix of a frame of `len` bytes to `out`. Fails above `max`.
-pub fn encode_header(len: usize, max: usize, out: &mut Vec<u8>) -> Result<(), NetError> {
-    if len > max.min(MAX_FRAME_LIMIT) {
-        return Err(NetError::FrameTooLarge { len, max });
-    }
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    Ok(())
-}
-
-/// Appends one whole frame (prefix and body) to `out`.
-pub fn encode_frame(frame: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), NetError> {
-    encode_header(frame.len(), max, out)?;
-    out.extend_from_slice(frame);
-    Ok(())
-}
-
-/// Cuts a byte stream into frames, refusing any frame over its limit.
-#[derive(Debug)]
-pub struct FrameDecoder {
-    buf: BytesMut,
-    max: usize,
-}
-
-impl FrameDecoder {
-    /// A decoder accepting frames of at most `max` bytes.
-    pub fn new(max: usize) -> FrameDecoder {
-        FrameDecoder {
-            buf: BytesMut::new(),
-            max,
-        }
-    }
-
-    /// Adds received bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The buffer to read into directly (with room reserved for a read).
-    pub fn buffer(&mut self) -> &mut BytesMut {
-        if self.buf.capacity() - self.buf.len() < 8 * 1024 {
-            self.buf.reserve(64 * 1024);
-        }
-        &mut self.buf
-    }
-
-    /// The next complete frame, `Ok(None)` if more bytes are needed. After an error the
-    /// stream is out of sync: close the link.
-    pub fn next_frame(&mut self) -> Result<Option<Bytes>, NetError> {
-        let Some(header) = self.buf.get(..HEADER_LEN) else {
-            return Ok(None);
-        };
-        let mut len = [0u8; HEADER_LEN];
-        len.copy_from_slice(header);
-        let len = u32::from_le_bytes(len) as usize;
-        if len > self.max {
-            return Err(NetError::FrameTooLarge { len, max: self.max });
-        }
-        if self.buf.len() < HEADER_LEN + len {
-            // Reserve for the rest of this frame, so that large frames are read in few calls.
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
-            return Ok(None);
-        }
-        self.buf.advance(HEADER_LEN);
-        Ok(Some(self.buf.split_to(len).freeze()))
-    }
-
-    /// Bytes received but not yet returned as frames.
-    pub fn pending(&self) -> usize {
-        self.buf.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_split_anywhere_reassemble() {
-        let frames: Vec<&[u8]> = vec![b"", b"a", b"hello world", &[7u8; 300]];
-        let mut wire = Vec::new();
-        for f in &frames {
-            encode_frame(f, 1000, &mut wire).unwrap();
-        }
-        for split in 0..wire.len() {
-            let mut d = FrameDecoder::new(1000);
-            let mut got = Vec::new();
-            d.push(&wire[..split]);
-            while let Some(f) = d.next_frame().unwrap() {
-                got.push(f);
-            }
-            d.push(&wire[split..]);
-            while let Some(f) = d.next_frame().unwrap() {
-                got.push(f);
-            }
-            assert_eq!(got, frames);
-            assert_eq!(d.pending(), 0);
-        }
-    }
-
-    #[test]
-    fn limits() {
-        let mut out = Vec::new();
-        assert!(encode_frame(&[0; 11], 10, &mut out).is_err());
-        assert!(out.is_empty());
-        let mut d = FrameDecoder::new(10);
-        d.push(&11u32.to_le_bytes());
-        assert!(matches!(
-            d.next_frame(),
-            Err(NetError::FrameTooLarge { len: 11, max: 10 })
-        ));
-        let mut d = FrameDecoder::new(10);
-        d.push(&u32::MAX.to_le_bytes());
-        assert!(d.next_frame().is_err());
-    }
 
     #[test]
     fn hello_round_trip_and_refusals() {
@@ -237,9 +124,6 @@ mod tests {
                 bytes.push(seed as u8);
             }
             let _ = Hello::decode(&bytes);
-            let mut d = FrameDecoder::new(64);
-            d.push(&bytes);
-            while let Ok(Some(_)) = d.next_frame() {}
         }
     }
 }

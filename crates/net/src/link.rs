@@ -8,9 +8,7 @@ use plexus_identity::PublicKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::frame::{
-    encode_frame, encode_header, FrameDecoder, Hello, DEFAULT_MAX_FRAME, LINK_VERSION,
-};
+use crate::frame::{encode, encode_header, FrameDecoder, Hello, DEFAULT_MAX_FRAME, LINK_VERSION};
 use crate::tls::map_io_error;
 use crate::NetError;
 
@@ -228,7 +226,7 @@ where
         name: name.to_owned(),
     };
     let mut wire = Vec::new();
-    encode_frame(&ours.encode(), usize::MAX, &mut wire)?;
+    encode(&ours.encode(), usize::MAX, &mut wire)?;
     stream.write_all(&wire).await.map_err(map_io_error)?;
     stream.flush().await.map_err(map_io_error)?;
     // A hello is small whatever our frame limit: refuse a huge first frame early.
@@ -353,7 +351,7 @@ async fn read_loop<R>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = in_tx.send(Err(e)).await;
+                    let _ = in_tx.send(Err(e.into())).await;
                     return;
                 }
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use plexus_identity::{KeyKind, Keypair};
-use plexus_net::frame::{encode_frame, FrameDecoder, Hello, LINK_VERSION};
+use plexus_net::frame::{encode, FrameDecoder, Hello, LINK_VERSION};
 use plexus_net::tls::{certificate_key, node_certificate, CERT_NAME};
 use plexus_net::{
     Allow, Expect, Link, LinkConfig, Listener, NetError, TcpTlsListener, TcpTlsTransport, Transport,
@@ -294,7 +294,7 @@ async fn send_hello<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         name: "raw".into(),
     };
     let mut wire = Vec::new();
-    encode_frame(&hello.encode(), usize::MAX, &mut wire).unwrap();
+    encode(&hello.encode(), usize::MAX, &mut wire).unwrap();
     s.write_all(&wire).await?;
     s.flush().await?;
     let mut d = FrameDecoder::new(4096);
@@ -334,7 +334,7 @@ async fn version_mismatch_is_refused_clearly() {
     assert_eq!(Hello::decode(&theirs).unwrap().name, "b");
     let mut link = accept(&mut lb).await.unwrap();
     let mut wire = Vec::new();
-    encode_frame(b"hi", usize::MAX, &mut wire).unwrap();
+    encode(b"hi", usize::MAX, &mut wire).unwrap();
     raw.write_all(&wire).await.unwrap();
     raw.flush().await.unwrap();
     assert_eq!(timeout(T, link.recv()).await.unwrap().unwrap(), "hi");

@@ -23,7 +23,11 @@
 //! assert!(matches!(frame, ClientFrame::Hello { version: PROTOCOL_VERSION, .. }));
 //! ```
 
+pub mod frame;
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use frame::{FrameDecoder, FrameTooLarge};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -175,34 +179,34 @@ pub enum TermResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The frame announces more than [`MAX_FRAME`] bytes.
-    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
-    TooLarge(usize),
+    #[error(transparent)]
+    TooLarge(#[from] FrameTooLarge),
     /// The frame's bytes are not a valid frame.
     #[error("malformed frame: {0}")]
     Malformed(#[from] postcard::Error),
 }
 
-/// Appends `frame` to `out` as a length-prefixed frame: a 4-byte little-endian length, then
-/// the postcard encoding.
+/// Appends `frame` to `out` as a length-prefixed frame ([`frame`]): a 4-byte little-endian
+/// length, then the postcard encoding.
 pub fn encode_frame<T: Serialize>(frame: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let body = postcard::to_extend(frame, std::mem::take(out))?;
-    *out = body;
-    let len = out.len() - at - 4;
-    if len > MAX_FRAME {
-        out.truncate(at);
-        return Err(ProtocolError::TooLarge(len));
-    }
-    out[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    let at = frame::begin(out);
+    *out = postcard::to_extend(frame, std::mem::take(out))?;
+    frame::finish(out, at, MAX_FRAME)?;
     Ok(())
 }
 
 /// Reassembles frames from a byte stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameReader {
-    buf: Vec<u8>,
-    start: usize,
+    frames: FrameDecoder,
+}
+
+impl Default for FrameReader {
+    fn default() -> FrameReader {
+        FrameReader {
+            frames: FrameDecoder::new(MAX_FRAME),
+        }
+    }
 }
 
 impl FrameReader {
@@ -213,41 +217,21 @@ impl FrameReader {
 
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
+        self.frames.push(bytes);
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed. After an error the
     /// stream is out of sync: close the connection.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtocolError> {
-        let avail = &self.buf[self.start..];
-        let Some(len_bytes) = avail.get(..4) else {
-            return Ok(None);
-        };
-        let mut len = [0u8; 4];
-        len.copy_from_slice(len_bytes);
-        let len = u32::from_le_bytes(len) as usize;
-        if len > MAX_FRAME {
-            return Err(ProtocolError::TooLarge(len));
+        match self.frames.next_frame()? {
+            Some(body) => Ok(Some(postcard::from_bytes(&body)?)),
+            None => Ok(None),
         }
-        let Some(body) = avail.get(4..4 + len) else {
-            return Ok(None);
-        };
-        let frame = postcard::from_bytes(body)?;
-        self.start += 4 + len;
-        if self.start > 1 << 16 && self.start * 2 > self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        Ok(Some(frame))
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.frames.pending()
     }
 }
 
