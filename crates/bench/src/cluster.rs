@@ -496,7 +496,7 @@ fn sign_many(
     n: usize,
     body: impl Fn(usize) -> Result<Unit>,
 ) -> Result<Vec<SignedMessage>> {
-    (0..n).map(|i| sign_with(key, body(i)?)).collect()
+    (0..n).map(|i| Ok(sign_with(key, body(i)?)?)).collect()
 }
 
 /// A reply `rr` accepts: an int.

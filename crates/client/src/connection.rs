@@ -4,7 +4,6 @@ use std::future::Future;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
 use plexus_identity::SignedMessage;
 use plexus_kernel::Error as UnitError;
 use plexus_protocol::{
@@ -14,6 +13,8 @@ use plexus_protocol::{
 use plexus_units::Unit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+
+use crate::{Error, Result};
 
 /// How a call ended, decoded.
 #[derive(Debug)]
@@ -40,16 +41,14 @@ impl Client {
     /// Connects and greets the node at `socket`.
     pub async fn connect(socket: &Path) -> Result<Client> {
         let stream = UnixStream::connect(socket).await.map_err(|e| {
+            let socket = socket.to_owned();
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
             ) {
-                anyhow!(
-                    "no node is running at {} (start one with `plx up --detach` or `plx node`)",
-                    socket.display()
-                )
+                Error::NoNode { socket }
             } else {
-                anyhow!("cannot connect to {}: {e}", socket.display())
+                Error::Connect { socket, source: e }
             }
         })?;
         let mut client = Client {
@@ -70,18 +69,17 @@ impl Client {
                 client.node_name = node_name;
                 Ok(client)
             }
-            NodeFrame::Refused { reason } => bail!("the node refused the connection: {reason}"),
-            other => bail!("unexpected first frame from the node: {other:?}"),
+            NodeFrame::Refused { reason } => Err(Error::Refused { reason }),
+            other => Err(Error::UnexpectedFirstFrame {
+                frame: format!("{other:?}"),
+            }),
         }
     }
 
     async fn send(&mut self, frame: &ClientFrame) -> Result<()> {
         let mut out = Vec::new();
         encode_frame(frame, &mut out)?;
-        self.stream
-            .write_all(&out)
-            .await
-            .context("the node closed the connection")
+        self.stream.write_all(&out).await.map_err(Error::Send)
     }
 
     async fn recv(&mut self) -> Result<NodeFrame> {
@@ -89,12 +87,22 @@ impl Client {
             if let Some(f) = self.frames.next_frame::<NodeFrame>()? {
                 return Ok(f);
             }
-            let n = self.stream.read(&mut self.buf).await?;
-            if n == 0 {
-                bail!("the node closed the connection");
-            }
-            self.frames.push(&self.buf[..n]);
+            self.fill().await?;
         }
+    }
+
+    /// Reads what the node sent next into the frame reader.
+    async fn fill(&mut self) -> Result<()> {
+        let n = self
+            .stream
+            .read(&mut self.buf)
+            .await
+            .map_err(Error::Receive)?;
+        if n == 0 {
+            return Err(Error::Closed);
+        }
+        self.frames.push(&self.buf[..n]);
+        Ok(())
     }
 
     /// Sends `msg` and waits for its reply, serving the node's terminal requests with `term`
@@ -174,10 +182,7 @@ impl Client {
                 in_flight.insert(id, std::time::Instant::now());
             }
             if !wire.is_empty() {
-                self.stream
-                    .write_all(&wire)
-                    .await
-                    .context("the node closed the connection")?;
+                self.stream.write_all(&wire).await.map_err(Error::Send)?;
             }
             if in_flight.is_empty() {
                 return Ok(out);
@@ -198,13 +203,7 @@ impl Client {
                     }
                     Some(_) => {}
                     None if got > 0 => break,
-                    None => {
-                        let n = self.stream.read(&mut self.buf).await?;
-                        if n == 0 {
-                            bail!("the node closed the connection");
-                        }
-                        self.frames.push(&self.buf[..n]);
-                    }
+                    None => self.fill().await?,
                 }
             }
         }
@@ -213,13 +212,12 @@ impl Client {
 
 fn decode_result(result: CallResult) -> Result<Reply> {
     Ok(match result {
-        CallResult::Value(bytes) => Reply::Value(
-            plexus_units::decode(&bytes).map_err(|e| anyhow!("bad reply from the node: {e}"))?,
-        ),
+        CallResult::Value(bytes) => {
+            Reply::Value(plexus_units::decode(&bytes).map_err(Error::BadReply)?)
+        }
         CallResult::Nothing => Reply::Nothing,
         CallResult::Error(bytes) => {
-            let u = plexus_units::decode(&bytes)
-                .map_err(|e| anyhow!("bad error reply from the node: {e}"))?;
+            let u = plexus_units::decode(&bytes).map_err(Error::BadErrorReply)?;
             Reply::Error(
                 UnitError::from_unit(&u)
                     .unwrap_or_else(|| UnitError::internal(plexus_units::to_text(&u))),
@@ -231,6 +229,12 @@ fn decode_result(result: CallResult) -> Result<Reply> {
 /// The terminal of this process: standard input and output.
 pub struct StdTerminal {
     interactive: bool,
+}
+
+impl Default for StdTerminal {
+    fn default() -> StdTerminal {
+        StdTerminal::new()
+    }
 }
 
 impl StdTerminal {
@@ -407,4 +411,41 @@ fn read_key(interactive: bool) -> TermResponse {
         },
     };
     TermResponse::Key(key)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_without_a_node_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("node.sock");
+        let e = Client::connect(&socket).await.err().unwrap();
+        assert!(matches!(e, Error::NoNode { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_refuses_the_greeting_is_an_error_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("node.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let node = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut wire = Vec::new();
+            let refusal = NodeFrame::Refused {
+                reason: "version 9".into(),
+            };
+            encode_frame(&refusal, &mut wire).unwrap();
+            stream.write_all(&wire).await.unwrap();
+        });
+        let e = Client::connect(&socket).await.err().unwrap();
+        assert!(
+            matches!(e, Error::Refused { ref reason } if reason == "version 9"),
+            "{e}"
+        );
+        node.await.unwrap();
+    }
 }

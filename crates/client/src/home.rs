@@ -14,8 +14,9 @@ use std::io::IsTerminal;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
 use plexus_identity::{KeyFile, KeyKind, Keypair};
+
+use crate::{Error, Result};
 
 /// Environment variable that supplies a key passphrase non-interactively.
 pub const PASSPHRASE_ENV: &str = "PLX_PASSPHRASE";
@@ -35,9 +36,7 @@ impl Home {
                 None => {
                     let home = std::env::var_os("HOME")
                         .filter(|v| !v.is_empty())
-                        .ok_or_else(|| {
-                            anyhow!("neither PLX_HOME nor HOME is set: use --home DIR")
-                        })?;
+                        .ok_or(Error::NoHome)?;
                     PathBuf::from(home).join(".plexus")
                 }
             },
@@ -62,10 +61,9 @@ impl Home {
     fn ensure_dirs(&self) -> Result<()> {
         for dir in [&self.root, &self.users_dir()] {
             if !dir.exists() {
-                fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                fs::create_dir_all(dir).map_err(io_error("create", dir))?;
                 fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("cannot set permissions on {}", dir.display()))?;
+                    .map_err(io_error("set permissions on", dir))?;
             }
         }
         Ok(())
@@ -77,11 +75,11 @@ impl Home {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+            Err(e) => return Err(io_error("list", &dir)(e)),
         };
         let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+            let entry = entry.map_err(io_error("list", &dir))?;
             let file_name = entry.file_name();
             if let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".key")) {
                 names.push(name.to_owned());
@@ -97,11 +95,13 @@ impl Home {
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("no user named {name:?} (see `plx user list`)")
+                return Err(Error::NoSuchUser {
+                    name: name.to_owned(),
+                })
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => return Err(io_error("read", &path)(e)),
         };
-        KeyFile::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+        KeyFile::parse(&text).map_err(|source| Error::BadKeyFile { path, source })
     }
 
     /// Writes `key` as user `name`'s key file, mode 0600, atomically (temporary file, fsync,
@@ -110,7 +110,10 @@ impl Home {
         self.ensure_dirs()?;
         let path = self.key_path(name);
         if path.exists() {
-            bail!("a user named {name:?} already exists ({})", path.display());
+            return Err(Error::UserExists {
+                name: name.to_owned(),
+                path,
+            });
         }
         write_private(&path, key.to_text().as_bytes())?;
         Ok(path)
@@ -125,14 +128,16 @@ impl Home {
                 Ok((!name.is_empty() && self.key_path(&name).exists()).then_some(name))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => Err(io_error("read", &path)(e)),
         }
     }
 
     /// Makes `name` the current user.
     pub fn set_current(&self, name: &str) -> Result<()> {
         if !self.key_path(name).exists() {
-            bail!("no user named {name:?} (see `plx user list`)");
+            return Err(Error::NoSuchUser {
+                name: name.to_owned(),
+            });
         }
         self.ensure_dirs()?;
         write_private(&self.root.join("user"), format!("{name}\n").as_bytes())
@@ -152,10 +157,9 @@ impl Home {
             return Ok(first);
         }
         let name = default_user_name();
-        let keypair = Keypair::generate(KeyKind::User, &name, &mut rand_core::OsRng)
-            .map_err(|e| anyhow!("{e}"))?;
+        let keypair = Keypair::generate(KeyKind::User, &name, &mut rand_core::OsRng)?;
         let file = KeyFile::from_keypair(&keypair, None, &mut rand_core::OsRng)
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(Error::NewKeyFile)?;
         let path = self.save(&name, &file)?;
         self.set_current(&name)?;
         eprintln!(
@@ -174,7 +178,10 @@ impl Home {
             None
         };
         file.unlock(passphrase.as_deref())
-            .map_err(|e| anyhow!("user {name:?}: {e}"))
+            .map_err(|source| Error::Unlock {
+                name: name.to_owned(),
+                source,
+            })
     }
 }
 
@@ -197,14 +204,14 @@ pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("a passphrase is needed: set {PASSPHRASE_ENV} or run in a terminal");
+        return Err(Error::PassphraseNeeded);
     }
-    let first = rpassword::prompt_password(prompt).context("cannot read the passphrase")?;
+    let first = rpassword::prompt_password(prompt).map_err(Error::PassphraseRead)?;
     if confirm {
-        let again = rpassword::prompt_password("repeat passphrase: ")
-            .context("cannot read the passphrase")?;
+        let again =
+            rpassword::prompt_password("repeat passphrase: ").map_err(Error::PassphraseRead)?;
         if again != first {
-            bail!("the passphrases differ");
+            return Err(Error::PassphrasesDiffer);
         }
     }
     Ok(first)
@@ -212,5 +219,46 @@ pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
 
 /// Writes a file readable only by its owner, atomically.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    plexus_node::datadir::write_private(path, bytes).map_err(|e| anyhow!("{e}"))
+    Ok(plexus_node::datadir::write_private(path, bytes)?)
+}
+
+/// Wraps an I/O error of `action` on `path`.
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn users_are_saved_privately_once_and_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::locate(Some(dir.path().join("home"))).unwrap();
+        assert!(matches!(home.load("ann"), Err(Error::NoSuchUser { .. })));
+        assert!(matches!(
+            home.set_current("ann"),
+            Err(Error::NoSuchUser { .. })
+        ));
+        let key = Keypair::generate(KeyKind::User, "ann", &mut rand_core::OsRng).unwrap();
+        let file = KeyFile::from_keypair(&key, None, &mut rand_core::OsRng).unwrap();
+        let path = home.save("ann", &file).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(matches!(
+            home.save("ann", &file),
+            Err(Error::UserExists { .. })
+        ));
+        home.set_current("ann").unwrap();
+        assert_eq!(home.acting_user(None).unwrap(), "ann");
+        assert_eq!(home.unlock("ann").unwrap().public(), key.public());
+        fs::write(home.key_path("bad"), "not a key file").unwrap();
+        assert!(matches!(home.load("bad"), Err(Error::BadKeyFile { .. })));
+    }
 }

@@ -12,8 +12,10 @@
 //!   in flight;
 //! - [`members`] reads the answer of `nodes@sys.node`.
 //!
+//! Every failure is an [`Error`], with the error it comes from as its source.
+//!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use plexus_client::{home::Home, sign_with, Client, Reply};
 //!
 //! let home = Home::locate(None)?;
@@ -28,23 +30,24 @@
 //! ```
 
 mod connection;
+mod error;
 pub mod home;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context, Result};
 use plexus_identity::SignedMessage;
 use plexus_units::Unit;
 
 pub use connection::{Client, Reply, StdTerminal};
+pub use error::{Error, Result};
 
 /// Signs `body` with `key`, stamped with the current time.
 pub fn sign_with(key: &plexus_identity::Keypair, body: Unit) -> Result<SignedMessage> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?;
-    let now = u64::try_from(now.as_millis()).context("the system clock is out of range")?;
-    SignedMessage::sign(body, key, now, &mut rand_core::OsRng).map_err(|e| anyhow!("{e}"))
+        .map_err(Error::ClockBeforeEpoch)?;
+    let now = u64::try_from(now.as_millis()).map_err(|_| Error::ClockOutOfRange)?;
+    Ok(SignedMessage::sign(body, key, now, &mut rand_core::OsRng)?)
 }
 
 /// One row of `nodes@sys.node`.
@@ -79,10 +82,4 @@ pub fn members(nodes: &Unit) -> Vec<Member> {
             leader: matches!(m.get_str("leader"), Some(Unit::Bool(true))),
         })
         .collect()
-}
-
-impl Default for StdTerminal {
-    fn default() -> StdTerminal {
-        StdTerminal::new()
-    }
 }

@@ -247,7 +247,7 @@ async fn shutdown_signal() {
 /// Signs `body` as `user` (the current user by default).
 pub fn sign(home: &Home, user: Option<&str>, body: Unit) -> Result<SignedMessage> {
     let name = home.acting_user(user)?;
-    sign_with(&home.unlock(&name)?, body)
+    Ok(sign_with(&home.unlock(&name)?, body)?)
 }
 
 /// `plx send`: evaluates one message and prints its result.

@@ -162,9 +162,10 @@ pub fn run(home: &Home, cmd: UserCmd) -> Result<()> {
                 f.to_text()
             };
             match output {
-                Some(path) if path.as_os_str() != "-" => {
-                    crate::home::write_private(&path, format!("{text}\n").as_bytes())
-                }
+                Some(path) if path.as_os_str() != "-" => Ok(crate::home::write_private(
+                    &path,
+                    format!("{text}\n").as_bytes(),
+                )?),
                 _ => out.line(&text),
             }
         }

@@ -92,7 +92,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let home = || home::Home::locate(cli.home.clone());
+    let home = || home::Home::locate(cli.home.clone()).map_err(anyhow::Error::from);
     let result: anyhow::Result<i32> = match cli.command {
         None => home().and_then(|h| shell::run(&h, None)),
         Some(Command::Shell { socket }) => home().and_then(|h| shell::run(&h, socket)),

@@ -190,12 +190,13 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             Ok(Reply::Nothing) => {}
             Ok(Reply::Error(e)) => eprintln!("error: {e}"),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // anyhow's alternate form prints the error's sources too.
+                eprintln!("error: {:#}", anyhow::Error::from(e));
                 // The connection is gone: try once to reconnect.
                 match rt.block_on(Client::connect(&socket)) {
                     Ok(c) => client = c,
                     Err(e) => {
-                        eprintln!("plx: {e:#}");
+                        eprintln!("plx: {:#}", anyhow::Error::from(e));
                         lines.save_history(&history);
                         return Ok(1);
                     }
