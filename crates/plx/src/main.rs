@@ -13,6 +13,7 @@ mod cmd_unit;
 mod cmd_user;
 mod shell;
 
+// The client library, under the paths the commands' modules use.
 use plexus_client as client;
 use plexus_client::home;
 
