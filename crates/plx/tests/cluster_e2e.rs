@@ -444,3 +444,30 @@ fn a_restarted_node_is_callable_as_soon_as_it_is_seen_alive() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.out(), "2\n");
 }
+
+/// A used invite is refused with an error that says so (not one about this node's key).
+#[test]
+fn joining_with_a_used_invite_says_the_invite_is_used() {
+    let plx = Plx::new();
+    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
+    let token = invite(&plx, &n1);
+    let _n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&token));
+    let run = plx.run_env(
+        &[
+            "node",
+            "--name",
+            "n3",
+            "--data",
+            plx.home.path().join("data-n3").to_str().unwrap(),
+            "--listen",
+            &fresh_addr(3),
+        ],
+        b"",
+        &[("PLX_JOIN", &token)],
+    );
+    let err = run.fails();
+    assert!(
+        err.contains("invite") && err.contains("used") && !err.contains("node key"),
+        "{err}"
+    );
+}

@@ -665,6 +665,12 @@ async fn join(
                 }
                 return Ok(reply.cluster);
             }
+            // The seed refused the invite key: it is not a pending invite there.
+            Err(MeshError::Unreachable { refused: true, .. }) => failures.push(format!(
+                "{}: the token's invite is unknown there: it was used already or expired \
+                 (make a new token with `plx invite`)",
+                seed.addr
+            )),
             Err(e) => failures.push(format!("{}: {e}", seed.addr)),
         }
     }
