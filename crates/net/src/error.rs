@@ -74,6 +74,10 @@ pub enum NetError {
     /// Setting up the link took longer than the handshake timeout.
     #[error("link handshake timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// An accepted connection was dropped before it authenticated, to make room for newer
+    /// ones (too many connections were waiting to authenticate).
+    #[error("dropped before authenticating, to make room for newer connections")]
+    Evicted,
     /// A frame larger than the limit (ours when receiving, the peer's when sending).
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     FrameTooLarge {

@@ -12,6 +12,9 @@
 //! - [`TcpTlsTransport`]: TCP with mutual TLS 1.3 (rustls, ring); each node presents a
 //!   self-signed certificate for its ed25519 node key. This crate is the only one that
 //!   names rustls.
+//! - [`accept`]: what keeps an accept loop going under a flood: [`Admission`] makes room for
+//!   new connections by dropping the oldest unauthenticated ones, [`AcceptErrors`] backs off
+//!   failed accepts and logs them once per burst.
 //! - [`MemTransport`] on a [`MemNetwork`]: the same in memory, with delay, seeded loss and
 //!   partitions set at run time, for tests and simulation.
 //! - [`frame`]: the sans-io wire format (length-prefixed frames, the [`frame::Hello`]).
@@ -46,6 +49,7 @@
 //! });
 //! ```
 
+pub mod accept;
 pub mod allow;
 pub mod error;
 pub mod frame;
@@ -55,6 +59,7 @@ pub mod mesh;
 pub mod tls;
 pub mod transport;
 
+pub use accept::{AcceptErrors, Admission, AdmissionLimits, AfterFailure, Ticket};
 pub use allow::Allow;
 pub use error::NetError;
 pub use frame::{DEFAULT_MAX_FRAME, LINK_VERSION};

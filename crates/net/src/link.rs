@@ -24,6 +24,15 @@ pub struct LinkConfig {
     pub batch_bytes: usize,
     /// Longest time for connecting, the TLS handshake and the hello exchange.
     pub handshake_timeout: Duration,
+    /// Longest time an accepted connection may take to authenticate (the TLS handshake and
+    /// the hello exchange): shorter than `handshake_timeout`, so that connections that never
+    /// authenticate do not stay long.
+    pub accept_timeout: Duration,
+    /// Accepted connections that have not authenticated yet, at most. At the limit, the
+    /// oldest of them is dropped to make room for a new one.
+    pub max_unauthenticated: usize,
+    /// The same, for the connections from one IP address.
+    pub max_unauthenticated_per_source: usize,
 }
 
 impl Default for LinkConfig {
@@ -33,6 +42,9 @@ impl Default for LinkConfig {
             queue: 1024,
             batch_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            accept_timeout: Duration::from_secs(3),
+            max_unauthenticated: 256,
+            max_unauthenticated_per_source: 32,
         }
     }
 }

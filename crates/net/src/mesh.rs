@@ -108,6 +108,9 @@ pub enum MeshError {
         peer: String,
         /// Why the last connect failed.
         reason: String,
+        /// Whether the peer refused this node's key ([`NetError::RefusedByPeer`]: it does not
+        /// know this node, or revoked it).
+        refused: bool,
     },
     /// The call's deadline passed.
     #[error("call to {peer} timed out after {after:?}")]
@@ -200,6 +203,8 @@ struct Peer<A> {
     failures: u32,
     retry_at: Option<Instant>,
     last_error: String,
+    /// Whether the last connect failed because the peer refused this node's key.
+    last_refused: bool,
     attempts: u64,
 }
 
@@ -385,6 +390,7 @@ impl<T: Transport> Mesh<T> {
                             failures: 0,
                             retry_at: None,
                             last_error: String::new(),
+                            last_refused: false,
                             attempts: 0,
                         },
                     );
@@ -655,6 +661,7 @@ impl<T: Transport> Inner<T> {
                         peer.last_error,
                         at.saturating_duration_since(now)
                     ),
+                    refused: peer.last_refused,
                 }),
                 Want::Queue(_) => Ok(Route::Dropped("the peer is unreachable (in backoff)")),
             };
@@ -683,6 +690,7 @@ impl<T: Transport> Inner<T> {
             return Err(MeshError::Unreachable {
                 peer: peer.label(to),
                 reason,
+                refused: false,
             });
         }
         Ok(route)
@@ -745,12 +753,14 @@ impl<T: Transport> Inner<T> {
                     let delay = backoff(&self.config, peer.failures);
                     peer.retry_at = Instant::now().checked_add(delay);
                     peer.last_error = e.to_string();
+                    peer.last_refused = matches!(e, NetError::RefusedByPeer);
                     tracing::debug!(peer = %who, %addr, ?delay, "connect failed: {e}");
                     (
                         waiters,
                         Err(MeshError::Unreachable {
                             peer: who,
                             reason: e.to_string(),
+                            refused: peer.last_refused,
                         }),
                     )
                 }

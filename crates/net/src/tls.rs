@@ -15,11 +15,12 @@ use rustls::{
     AlertDescription, CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use zeroize::Zeroizing;
 
+use crate::accept::{AcceptErrors, Admission, AdmissionLimits};
 use crate::link::{exchange_hello, spawn_stream_link};
 use crate::{Allow, Expect, Link, LinkConfig, Listener, NetError, PeerInfo, Transport};
 
@@ -32,9 +33,6 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
 const SPKI_ED25519_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
-
-/// Handshakes an accepting node runs at once; further connections wait in the TCP backlog.
-pub const MAX_CONCURRENT_HANDSHAKES: usize = 256;
 
 /// The name in every node certificate, and the TLS server name a connecting node asks for.
 /// It carries no meaning: peers are recognised by key.
@@ -456,7 +454,9 @@ impl TcpTlsTransport {
 }
 
 /// Incoming TLS links on a TCP port. Handshakes run concurrently, each bounded by the
-/// handshake timeout, so a slow or hostile peer cannot hold up others.
+/// accept timeout, and at most [`LinkConfig::max_unauthenticated`] at once (fewer from one
+/// address): a new connection makes the oldest unfinished handshake give way, so a slow or
+/// hostile peer cannot hold up others.
 #[derive(Debug)]
 pub struct TcpTlsListener {
     local: SocketAddr,
@@ -495,30 +495,49 @@ impl Transport for TcpTlsTransport {
         let local = listener.local_addr().map_err(bind_err)?;
         let (tx, links) = mpsc::channel(64);
         let inner = self.inner.clone();
-        let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+        let admission = Admission::new(AdmissionLimits {
+            max_connections: inner.config.max_unauthenticated,
+            max_waiting_per_source: inner.config.max_unauthenticated_per_source,
+        });
+        // The loop only accepts: handshakes run in tasks of their own, so that connections
+        // that never authenticate cannot hold up the ones behind them.
         let task = tokio::spawn(async move {
+            let mut errors = AcceptErrors::default();
             loop {
-                // Bounds the memory a flood of half-open connections can take.
-                let Ok(permit) = handshakes.clone().acquire_owned().await else {
-                    return;
-                };
                 let (tcp, addr) = match listener.accept().await {
                     Ok(x) => x,
                     Err(e) => {
-                        // Out of file descriptors and the like: wait a little and go on.
-                        tracing::warn!("accepting a TCP connection failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        // Out of file descriptors and the like: pause, and log once per burst.
+                        let after = errors.failed();
+                        if after.first {
+                            tracing::warn!(
+                                "accepting a TCP connection failed: {e}; retrying, further \
+                                 failures counted"
+                            );
+                        }
+                        tokio::time::sleep(after.pause).await;
                         continue;
                     }
+                };
+                if let Some(n) = errors.succeeded() {
+                    tracing::warn!("accepting TCP connections again after {n} failures");
+                }
+                // Never refused: no connection here stays admitted once it authenticated, so
+                // there is always a waiting one to evict.
+                let Some(mut ticket) = admission.admit(addr.ip()) else {
+                    continue;
                 };
                 let inner = inner.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
-                    let timeout = inner.config.handshake_timeout;
-                    let result =
-                        tokio::time::timeout(timeout, Self::accept_one(inner, tcp, addr)).await;
-                    let result = result.unwrap_or(Err(NetError::Timeout(timeout)));
+                    let timeout = inner.config.accept_timeout;
+                    let result = tokio::select! {
+                        r = tokio::time::timeout(timeout, Self::accept_one(inner, tcp, addr)) => {
+                            r.unwrap_or(Err(NetError::Timeout(timeout)))
+                        }
+                        () = ticket.evicted() => Err(NetError::Evicted),
+                    };
+                    drop(ticket);
                     let _ = tx.send(result).await;
                 });
             }

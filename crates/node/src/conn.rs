@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use plexus_identity::{KeyCache, ReplayGuard, SignedMessage};
 use plexus_kernel::{code, BoxFuture, Error, Kernel, Outcome, Terminal};
+use plexus_net::Ticket;
 use plexus_protocol::{
     encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
     PROTOCOL_VERSION,
@@ -112,8 +113,23 @@ fn outcome_result(out: Outcome) -> CallResult {
     }
 }
 
-/// Serves one client until it disconnects.
-pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
+/// Turns a client away with a reason: the node serves as many as it may.
+pub(crate) async fn turn_away(mut stream: UnixStream, reason: String) {
+    let mut buf = Vec::new();
+    // A few bytes into a new connection's empty buffer: the write does not wait.
+    if encode_frame(&NodeFrame::Refused { reason }, &mut buf).is_ok() {
+        let _ = stream.write_all(&buf).await;
+    }
+}
+
+/// Serves one client until it disconnects. Until the client says Hello, its connection is
+/// closed at `hello_by` or when `place` is evicted to make room for a newer connection.
+pub(crate) async fn serve(
+    stream: UnixStream,
+    shared: Arc<Shared>,
+    mut place: Ticket<()>,
+    hello_by: tokio::time::Instant,
+) {
     let (mut rd, wr) = stream.into_split();
     let outbox = Outbox(Arc::new(AsyncMutex::new(Some(wr))));
 
@@ -127,7 +143,23 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     // Calls read together, started together: their signatures are checked as one batch.
     let mut arrived: Vec<Arrived> = Vec::new();
     'conn: loop {
-        let n = match rd.read(&mut buf).await {
+        let read = rd.read(&mut buf);
+        let read = if greeted {
+            read.await
+        } else {
+            tokio::select! {
+                r = read => r,
+                () = place.evicted() => {
+                    tracing::debug!("closing a client connection without Hello to make room");
+                    break;
+                }
+                () = tokio::time::sleep_until(hello_by) => {
+                    tracing::debug!("closing a client connection that did not say Hello in time");
+                    break;
+                }
+            }
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -155,6 +187,9 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                                 ),
                             })
                             .await;
+                        break 'conn;
+                    }
+                    if !place.authenticated() {
                         break 'conn;
                     }
                     tracing::debug!(client, "client connected");

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use plexus_identity::{KeyCache, PublicKey, ReplayConfig, ReplayGuard};
 use plexus_kernel::{Kernel, NodeInfo};
+use plexus_net::{AcceptErrors, Admission, AdmissionLimits};
 use tokio::net::UnixListener;
 
 pub use datadir::{files, DataDir, Identity};
@@ -74,6 +75,27 @@ pub struct NodeConfig {
     /// Cluster membership: `None` runs a single node, unless the data directory records a
     /// cluster (then the node rejoins it).
     pub cluster: Option<cluster::ClusterConfig>,
+    /// Limits on the client socket's connections.
+    pub clients: ClientLimits,
+}
+
+/// Limits on the connections to a node's client socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Connections open at once. At the cap, the oldest connection that has not said Hello
+    /// yet is closed to make room; when every connection has, a new one is refused.
+    pub max_connections: usize,
+    /// How long a new connection may take to say Hello before it is closed.
+    pub hello_timeout: std::time::Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> ClientLimits {
+        ClientLimits {
+            max_connections: 512,
+            hello_timeout: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -86,6 +108,7 @@ impl NodeConfig {
             admin_name: admin_name.to_owned(),
             socket: None,
             cluster: None,
+            clients: ClientLimits::default(),
         }
     }
 }
@@ -100,6 +123,7 @@ pub struct Node {
     cluster: Option<cluster::Cluster>,
     /// Decoded public keys of recent authors, for client requests and routed calls.
     keys: Arc<KeyCache>,
+    clients: ClientLimits,
 }
 
 impl Node {
@@ -189,6 +213,7 @@ impl Node {
             socket,
             cluster,
             keys,
+            clients: config.clients,
         })
     }
 
@@ -220,6 +245,11 @@ impl Node {
             keys: self.keys.clone(),
             verifier: Arc::new(verify::Verifier::new(verifiers())),
         });
+        let admission = Admission::new(AdmissionLimits {
+            max_connections: self.clients.max_connections,
+            max_waiting_per_source: usize::MAX,
+        });
+        let mut accept_errors = AcceptErrors::default();
         tokio::pin!(shutdown);
         // Checks forget stale replay entries only when messages arrive: prune now and then too,
         // so that the memory of a burst is given back once its window has passed.
@@ -235,11 +265,33 @@ impl Node {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        tokio::spawn(conn::serve(stream, shared.clone()));
+                        if let Some(n) = accept_errors.succeeded() {
+                            tracing::warn!("accepting clients again after {n} failures");
+                        }
+                        match admission.admit(()) {
+                            Some(place) => {
+                                let hello_by =
+                                    tokio::time::Instant::now() + self.clients.hello_timeout;
+                                tokio::spawn(conn::serve(stream, shared.clone(), place, hello_by));
+                            }
+                            None => {
+                                let reason = format!(
+                                    "this node serves {} clients at once, and has that many",
+                                    self.clients.max_connections
+                                );
+                                tokio::spawn(conn::turn_away(stream, reason));
+                            }
+                        }
                     }
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        // Out of file descriptors and the like: pause, and log once per burst.
+                        let after = accept_errors.failed();
+                        if after.first {
+                            tracing::warn!(
+                                "accepting a client failed: {e}; retrying, further failures counted"
+                            );
+                        }
+                        tokio::time::sleep(after.pause).await;
                     }
                 },
             }

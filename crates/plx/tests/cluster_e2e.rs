@@ -444,3 +444,99 @@ fn a_restarted_node_is_callable_as_soon_as_it_is_seen_alive() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.out(), "2\n");
 }
+
+/// A used invite is refused with an error that says so (not one about this node's key).
+#[test]
+fn joining_with_a_used_invite_says_the_invite_is_used() {
+    let plx = Plx::new();
+    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
+    let token = invite(&plx, &n1);
+    let _n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&token));
+    let run = plx.run_env(
+        &[
+            "node",
+            "--name",
+            "n3",
+            "--data",
+            plx.home.path().join("data-n3").to_str().unwrap(),
+            "--listen",
+            &fresh_addr(3),
+        ],
+        b"",
+        &[("PLX_JOIN", &token)],
+    );
+    let err = run.fails();
+    assert!(
+        err.contains("invite") && err.contains("used") && !err.contains("node key"),
+        "{err}"
+    );
+}
+
+/// Raises this process's open-file limit to its hard limit (the nodes it starts inherit it).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+}
+
+/// Connections that never start a TLS handshake do not keep members out: with 2,000 of
+/// them held open to n1's cluster port, from 20 source addresses, a restarted n2 links to n1
+/// (a call from n2 to n1 goes through) within 2 s.
+#[test]
+fn idle_connections_do_not_keep_a_restarted_member_out() {
+    raise_fd_limit();
+    let plx = Plx::new();
+    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
+    let token = invite(&plx, &n1);
+    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&token));
+    let mut nodes = vec![n1, n2];
+    wait_alive(&plx, &nodes, 2, 60);
+    assert_eq!(send_ok(&plx, &nodes[1], "me@sys.node:n1", 30), "n1\n");
+    nodes[1].kill9();
+
+    let target: std::net::SocketAddr = nodes[0].addr.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = fresh_addr(100);
+    let base = base.split(':').next().unwrap().rsplit_once('.').unwrap().0;
+    let t0 = Instant::now();
+    let idle = rt.block_on(async {
+        let mut idle = Vec::new();
+        'sources: for source in 0..20u8 {
+            let from: std::net::SocketAddr = format!("{base}.{}:0", 100 + source).parse().unwrap();
+            for _ in 0..100 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(from).unwrap();
+                let connect = socket.connect(target);
+                match tokio::time::timeout(Duration::from_secs(3), connect).await {
+                    Ok(Ok(stream)) => idle.push(stream),
+                    // The node stopped taking connections: the rest would wait as long.
+                    _ => break 'sources,
+                }
+            }
+        }
+        idle
+    });
+    eprintln!("{} idle connections open, {:?}", idle.len(), t0.elapsed());
+
+    nodes[1].restart(&plx);
+    let started = Instant::now();
+    let linked = send_ok(&plx, &nodes[1], "me@sys.node:n1", 60);
+    let took = started.elapsed();
+    assert_eq!(linked, "n1\n");
+    assert!(
+        took < Duration::from_secs(2),
+        "n2 took {took:?} to reach n1 with {} idle connections open",
+        idle.len()
+    );
+    assert_eq!(idle.len(), 2000, "the node stopped taking connections");
+}

@@ -79,11 +79,23 @@ struct Inbound {
     cluster: OnceLock<Arc<Inner>>,
     swim: mpsc::Sender<swim::Input>,
     raft: OnceLock<ClusterRaft>,
+    /// Who is a member: every channel but JOIN is for members only. The allow set rather than
+    /// the view, because a joining node must take raft from the leader before its view is up.
+    allow: Allow,
+}
+
+/// Why a peer may not use a channel.
+fn not_open(from: &PeerInfo, channel: u8) -> String {
+    format!(
+        "channel {channel} is not open to {} ({})",
+        from.name,
+        from.key.fingerprint()
+    )
 }
 
 impl Handler for Inbound {
     fn message(&self, from: &PeerInfo, channel: u8, body: Bytes) {
-        if channel == wire::SWIM {
+        if channel == wire::SWIM && self.allow.is_member(&from.key) {
             let _ = self.swim.try_send(swim::Input::Packet {
                 from: from.key,
                 packet: body,
@@ -97,6 +109,12 @@ impl Handler for Inbound {
         channel: u8,
         body: Bytes,
     ) -> plexus_net::BoxFuture<'static, Result<Bytes, String>> {
+        // Decided before the body is looked at: an invite key's link (a node asking to join)
+        // may only make a JOIN call.
+        let member = self.allow.is_member(&from.key);
+        if !member && channel != wire::JOIN {
+            return Box::pin(std::future::ready(Err(not_open(from, channel))));
+        }
         let from = from.clone();
         let cluster = self.cluster.get().cloned();
         let raft = self.raft.get().cloned();
@@ -107,21 +125,16 @@ impl Handler for Inbound {
                 return raft.handle_rpc(&body).await.map(Bytes::from);
             }
             let c = cluster.ok_or("this node is starting")?;
-            let member = c.view.is_member(&from.key);
             match channel {
                 wire::JOIN if member || c.view.is_invite(&from.key) => {
                     handle_join(&c, &from, &body).await
                 }
-                wire::CALL if member => {
+                wire::CALL => {
                     calls::serve_call(c.kernel.clone(), c.mesh.clone(), &c.keys, from.key, body)
                         .await
                 }
-                wire::TERM if member => calls::serve_term(c.sessions.clone(), body).await,
-                _ => Err(format!(
-                    "channel {channel} is not open to {} ({})",
-                    from.name,
-                    from.key.fingerprint()
-                )),
+                wire::TERM => calls::serve_term(c.sessions.clone(), body).await,
+                _ => Err(not_open(&from, channel)),
             }
         })
     }
@@ -195,6 +208,7 @@ pub async fn start(
         cluster: OnceLock::new(),
         swim: swim_tx.clone(),
         raft: OnceLock::new(),
+        allow: allow.clone(),
     });
     let mesh = Mesh::new(transport, MeshConfig::default(), inbound.clone());
     let listen = config
@@ -415,7 +429,7 @@ fn sync_state(c: &Arc<Inner>) {
     let invites: HashSet<[u8; 32]> = c.raft.invites(now_ms()).into_iter().collect();
     for k in &invites {
         if let Ok(key) = PublicKey::from_bytes(k) {
-            c.allow.insert(key);
+            c.allow.insert_invite(key);
         }
     }
     // Invite keys that were used or expired may no longer link.
@@ -607,6 +621,13 @@ async fn join(
         proof: key.sign_digest(&proof_bytes).to_vec(),
     };
     let body = Bytes::from(wire::encode(&request).map_err(err)?);
+    // The seeds are members: whichever of them leads sends us the log before our join call
+    // returns, and raft is for members only.
+    for seed in &token.seeds {
+        if let Ok(k) = PublicKey::from_bytes(&seed.key) {
+            allow.insert(k);
+        }
+    }
     let mut failures = Vec::new();
     for seed in &token.seeds {
         let Ok(seed_key) = PublicKey::from_bytes(&seed.key) else {
@@ -622,7 +643,6 @@ async fn join(
             TcpTlsTransport::new(&invite, invite_allow, LinkConfig::default()).map_err(err)?;
         let once = Mesh::new(transport, MeshConfig::default(), Arc::new(NoInbound));
         once.set_peer(seed_key, seed.addr.clone(), seed_addr);
-        allow.insert(seed_key);
         let reply = once
             .call(&seed_key, wire::JOIN, body.clone(), JOIN_TIMEOUT)
             .await;
@@ -645,6 +665,12 @@ async fn join(
                 }
                 return Ok(reply.cluster);
             }
+            // The seed refused the invite key: it is not a pending invite there.
+            Err(MeshError::Unreachable { refused: true, .. }) => failures.push(format!(
+                "{}: the token's invite is unknown there: it was used already or expired \
+                 (make a new token with `plx invite`)",
+                seed.addr
+            )),
             Err(e) => failures.push(format!("{}: {e}", seed.addr)),
         }
     }
