@@ -57,9 +57,9 @@ pub enum NodeError {
     Config(String),
 }
 
-/// How to start a node.
+/// How to start a node whose cluster addresses are of type `A`.
 #[derive(Clone, Debug)]
-pub struct NodeConfig {
+pub struct NodeConfig<A = std::net::SocketAddr> {
     /// The data directory.
     pub data_dir: PathBuf,
     /// The node's name on first start (later starts keep the stored name); the host name by
@@ -73,12 +73,12 @@ pub struct NodeConfig {
     pub socket: Option<PathBuf>,
     /// Cluster membership: `None` runs a single node, unless the data directory records a
     /// cluster (then the node rejoins it).
-    pub cluster: Option<cluster::ClusterConfig>,
+    pub cluster: Option<cluster::ClusterConfig<A>>,
 }
 
-impl NodeConfig {
+impl<A> NodeConfig<A> {
     /// A configuration with defaults.
-    pub fn new(data_dir: PathBuf, admin: PublicKey, admin_name: &str) -> NodeConfig {
+    pub fn new(data_dir: PathBuf, admin: PublicKey, admin_name: &str) -> NodeConfig<A> {
         NodeConfig {
             data_dir,
             name: None,
@@ -90,14 +90,14 @@ impl NodeConfig {
     }
 }
 
-/// A started node.
-pub struct Node {
+/// A started node, linked to other nodes over the network `N`.
+pub struct Node<N: cluster::Net = cluster::TcpNet> {
     data: DataDir,
     identity: Identity,
     kernel: Kernel,
     listener: UnixListener,
     socket: PathBuf,
-    cluster: Option<cluster::Cluster>,
+    cluster: Option<cluster::Cluster<N>>,
     /// Decoded public keys of recent authors, for client requests and routed calls.
     keys: Arc<KeyCache>,
 }
@@ -105,6 +105,16 @@ pub struct Node {
 impl Node {
     /// Starts a node: lock, identity, database, services, socket.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_on(cluster::TcpNet, config).await
+    }
+}
+
+impl<N: cluster::Net> Node<N> {
+    /// Starts a node whose cluster links go over `net` (see [`Node::start`]).
+    pub async fn start_on(
+        net: N,
+        config: NodeConfig<cluster::Addr<N>>,
+    ) -> Result<Node<N>, NodeError> {
         let data = DataDir::lock(&config.data_dir)?;
         let default_name = config.name.clone().unwrap_or_else(host_name);
         let key = data.node_key(&default_name)?;
@@ -136,6 +146,7 @@ impl Node {
         let cluster = match cluster_config {
             Some(c) => Some(
                 cluster::start(
+                    net,
                     data.path(),
                     &key,
                     &identity.name,
@@ -208,7 +219,7 @@ impl Node {
     }
 
     /// The node's cluster, when it is a member of one.
-    pub fn cluster(&self) -> Option<&cluster::Cluster> {
+    pub fn cluster(&self) -> Option<&cluster::Cluster<N>> {
         self.cluster.as_ref()
     }
 
