@@ -7,6 +7,13 @@
 //! verified (and checked against replays) before anything is evaluated; the protocol is in
 //! `docs/protocol.md`.
 //!
+//! A node's [`cluster`] part is generic over the network it links on ([`cluster::Net`]): real
+//! nodes use TCP with TLS ([`cluster::TcpNet`], what [`Node::start`] picks), and
+//! [`Node::start_on`] with [`cluster::MemNet`] starts a node on an in-memory network with fault
+//! injection. Several such nodes run in one process on a paused tokio clock; the test harness
+//! `tests/sim/mod.rs` (`SimCluster`) does that, and `docs/cluster.md` ("Testing a cluster in
+//! one process") describes it.
+//!
 //! ```no_run
 //! # async fn demo(admin: plexus_identity::PublicKey) -> Result<(), plexus_node::NodeError> {
 //! let config = plexus_node::NodeConfig::new("/tmp/plexus-node".into(), admin, "alice");
