@@ -2,11 +2,10 @@
 //! cluster state, calls routed across nodes, joining with an invite.
 //!
 //! [`start`] brings it up for a node on a [`Net`] (TCP with TLS, or an in-memory network for
-//! tests): it listens for links on the node's cluster address,
-//! opens the replicated state (`cluster.redb`), creates the cluster (`--init`) or joins one
-//! with a token (`--join`) or rejoins the one recorded in the data directory, then keeps the
-//! node's picture of the cluster ([`View`]) current. What goes over the links is specified in
-//! `docs/cluster.md`.
+//! tests): it listens for links on the node's cluster address, opens the replicated state
+//! (`cluster.redb`), creates the cluster (`--init`) or joins one with a token (`--join`) or
+//! rejoins the one recorded in the data directory, then keeps the node's picture of the
+//! cluster ([`View`]) current. What goes over the links is specified in `docs/cluster.md`.
 
 pub mod calls;
 pub mod config;
