@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Clusters of real nodes in one process, on the in-memory network with a paused clock (see
 //! `sim/mod.rs`): joining, routed calls, a killed node, a partition and its healing, users
-//! replicated to every node's kernel.
+//! replicated to every node's kernel, five nodes on slow links losing two.
 
 mod sim;
 
@@ -94,7 +94,11 @@ async fn a_partitioned_minority_cannot_write_and_healing_reconciles() {
         .node(minority)
         .call("{save:1 out:@side.small}@io.store")
         .await;
-    assert!(out.is_err(), "the minority wrote: {}", text(&out));
+    assert_eq!(
+        out.map_err(|e| e.code().to_owned()),
+        Err("cluster.unavailable".to_owned()),
+        "the minority's write"
+    );
 
     c.heal();
     c.wait_settled().await;
@@ -148,4 +152,30 @@ async fn users_in_the_cluster_state_reach_every_kernel() {
         .call_as(bob.public(), "(load @bobs)@io.store")
         .await;
     assert_eq!(text(&out), "1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_nodes_on_slow_links_outlive_two_dead_ones() {
+    let mut c = SimCluster::start(5).await;
+    c.network().set_default_faults(plexus_net::Faults {
+        delay: std::time::Duration::from_millis(20),
+        loss: 0.0,
+    });
+    let leader = c.leader_among(&[0, 1, 2, 3, 4]).unwrap();
+    let other = (leader + 1) % 5;
+    c.kill(leader).await;
+    c.kill(other).await;
+    let rest: Vec<usize> = c.live().collect();
+    c.wait_for("three of five voters elect a leader", |c| {
+        c.leader_among(&rest).is_some()
+    })
+    .await;
+    let out = c.node(rest[0]).call("{save:5 out:@five}@io.store").await;
+    assert!(out.is_ok(), "{}", text(&out));
+    let last = c.node(rest[2]).name().to_owned();
+    let out = c
+        .node(rest[1])
+        .call(&format!("(load @five)@io.store:{last}"))
+        .await;
+    assert_eq!(text(&out), "5");
 }
