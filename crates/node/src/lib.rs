@@ -7,6 +7,13 @@
 //! verified (and checked against replays) before anything is evaluated; the protocol is in
 //! `docs/protocol.md`.
 //!
+//! A node's [`cluster`] part is generic over the network it links on ([`cluster::Net`]): real
+//! nodes use TCP with TLS ([`cluster::TcpNet`], what [`Node::start`] picks), and
+//! [`Node::start_on`] with [`cluster::MemNet`] starts a node on an in-memory network with fault
+//! injection. Several such nodes run in one process on a paused tokio clock; the test harness
+//! `tests/sim/mod.rs` (`SimCluster`) does that, and `docs/cluster.md` ("Testing a cluster in
+//! one process") describes it.
+//!
 //! ```no_run
 //! # async fn demo(admin: plexus_identity::PublicKey) -> Result<(), plexus_node::NodeError> {
 //! let config = plexus_node::NodeConfig::new("/tmp/plexus-node".into(), admin, "alice");
@@ -58,9 +65,9 @@ pub enum NodeError {
     Config(String),
 }
 
-/// How to start a node.
+/// How to start a node whose cluster addresses are of type `A`.
 #[derive(Clone, Debug)]
-pub struct NodeConfig {
+pub struct NodeConfig<A = std::net::SocketAddr> {
     /// The data directory.
     pub data_dir: PathBuf,
     /// The node's name on first start (later starts keep the stored name); the host name by
@@ -74,7 +81,7 @@ pub struct NodeConfig {
     pub socket: Option<PathBuf>,
     /// Cluster membership: `None` runs a single node, unless the data directory records a
     /// cluster (then the node rejoins it).
-    pub cluster: Option<cluster::ClusterConfig>,
+    pub cluster: Option<cluster::ClusterConfig<A>>,
     /// Limits on the client socket's connections.
     pub clients: ClientLimits,
 }
@@ -98,9 +105,9 @@ impl Default for ClientLimits {
     }
 }
 
-impl NodeConfig {
+impl<A> NodeConfig<A> {
     /// A configuration with defaults.
-    pub fn new(data_dir: PathBuf, admin: PublicKey, admin_name: &str) -> NodeConfig {
+    pub fn new(data_dir: PathBuf, admin: PublicKey, admin_name: &str) -> NodeConfig<A> {
         NodeConfig {
             data_dir,
             name: None,
@@ -113,14 +120,14 @@ impl NodeConfig {
     }
 }
 
-/// A started node.
-pub struct Node {
+/// A started node, linked to other nodes over the network `N`.
+pub struct Node<N: cluster::Net = cluster::TcpNet> {
     data: DataDir,
     identity: Identity,
     kernel: Kernel,
     listener: UnixListener,
     socket: PathBuf,
-    cluster: Option<cluster::Cluster>,
+    cluster: Option<cluster::Cluster<N>>,
     /// Decoded public keys of recent authors, for client requests and routed calls.
     keys: Arc<KeyCache>,
     clients: ClientLimits,
@@ -129,6 +136,16 @@ pub struct Node {
 impl Node {
     /// Starts a node: lock, identity, database, services, socket.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_on(cluster::TcpNet, config).await
+    }
+}
+
+impl<N: cluster::Net> Node<N> {
+    /// Starts a node whose cluster links go over `net` (see [`Node::start`]).
+    pub async fn start_on(
+        net: N,
+        config: NodeConfig<cluster::Addr<N>>,
+    ) -> Result<Node<N>, NodeError> {
         let data = DataDir::lock(&config.data_dir)?;
         let default_name = config.name.clone().unwrap_or_else(host_name);
         let key = data.node_key(&default_name)?;
@@ -160,6 +177,7 @@ impl Node {
         let cluster = match cluster_config {
             Some(c) => Some(
                 cluster::start(
+                    net,
                     data.path(),
                     &key,
                     &identity.name,
@@ -233,7 +251,7 @@ impl Node {
     }
 
     /// The node's cluster, when it is a member of one.
-    pub fn cluster(&self) -> Option<&cluster::Cluster> {
+    pub fn cluster(&self) -> Option<&cluster::Cluster<N>> {
         self.cluster.as_ref()
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::types::{Command, Response, TypeConfig};
-use super::RaftError;
+use super::{MembershipError, RaftError};
 
 /// Proposals in flight at once (raft pipelines the second while the first replicates).
 pub(crate) const MAX_PROPOSERS: usize = 2;
@@ -170,7 +170,7 @@ async fn propose_one(
             Some(Outcome::NotLeader)
         }
         Ok(Err(OrError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-            Some(Outcome::Failed(RaftError::Membership(e.to_string())))
+            Some(Outcome::Failed(MembershipError::from(e).into()))
         }
         Ok(Err(OrError::Fatal(f))) => Some(Outcome::Failed(super::handle::fatal(f))),
     };

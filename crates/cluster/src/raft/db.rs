@@ -2,7 +2,7 @@
 //! log store and the state machine. Layout and durability: `docs/cluster-state.md`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
@@ -97,10 +97,17 @@ pub(crate) struct Shared {
     pub(crate) wal: Wal,
     /// When applying last committed the state machine durably.
     pub(crate) sm_durable_at: Mutex<std::time::Instant>,
-    /// Appends waiting for the next group commit (see [`syncer`]).
-    pub(crate) flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Appends waiting for the next group commit (see [`Shared::flush_later`]).
+    flushes: Mutex<Flushes>,
     /// Holds the group commit back (fault injection for tests).
     pub(crate) flush_gate: Arc<FlushGate>,
+}
+
+/// The flush callbacks of appends not yet durable, and whether a group commit runs.
+#[derive(Default)]
+struct Flushes {
+    waiting: Vec<LogFlushed<TypeConfig>>,
+    running: bool,
 }
 
 /// Fault injection: while held, appends are written (and readable, so replicated) but neither
@@ -291,25 +298,17 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         applied,
         ..Changes::default()
     });
-    let (flushes, waiting) = mpsc::channel();
     let flush_gate = Arc::new(FlushGate::default());
-    let gate = flush_gate.clone();
-    let shared = Arc::new(Shared {
+    Ok(Arc::new(Shared {
         db,
         pending: Mutex::new(None),
         file,
         changes,
         wal,
         sm_durable_at: Mutex::new(std::time::Instant::now()),
-        flushes,
+        flushes: Mutex::default(),
         flush_gate,
-    });
-    let weak = Arc::downgrade(&shared);
-    std::thread::Builder::new()
-        .name("plx-raft-sync".into())
-        .spawn(move || syncer(weak, waiting, &gate))
-        .map_err(|e| open_err(format!("cannot start the log syncer thread: {e}")))?;
-    Ok(shared)
+    }))
 }
 
 /// Moves a format-1 file's log entries (in redb's `raft.log`) to the segment files, durably,
@@ -346,19 +345,54 @@ fn migrate_log(db: &Database, wal: &Wal) -> Result<(), String> {
     txn.commit().map_err(|e| e.to_string())
 }
 
-/// Group commit of the raft log. `append` writes its entries without fsync (readable at
-/// once) and queues its flush callback here; this thread takes every callback queued so far,
-/// makes everything written before durable with one `fdatasync`, then fires them all. So
-/// concurrent writes share one fsync on each node, and raft never hears an entry is flushed
-/// before it is on disk. The thread ends with the database
-/// (it holds only a weak reference, so closing and reopening a node's state never waits for
-/// it) or when the queue's sender is dropped.
-fn syncer(shared: Weak<Shared>, waiting: mpsc::Receiver<LogFlushed<TypeConfig>>, gate: &FlushGate) {
-    while let Ok(first) = waiting.recv() {
-        gate.pass(&shared);
-        let mut batch = vec![first];
-        batch.extend(waiting.try_iter());
-        let outcome = match shared.upgrade() {
+impl Shared {
+    /// Group commit of the raft log. `append` writes its entries without fsync (readable at
+    /// once) and queues its flush callback here. Unless a commit is running, one starts on
+    /// tokio's blocking threads: it takes every callback queued so far, makes everything
+    /// written before durable with one `fdatasync`, fires them all, and goes on while more
+    /// are queued. So concurrent writes share one fsync on each node, and raft never hears an
+    /// entry is flushed before it is on disk. Being a blocking task of the runtime (not a
+    /// thread of its own), a commit in progress also holds a paused test clock still.
+    pub(crate) fn flush_later(self: &Arc<Self>, callback: LogFlushed<TypeConfig>) {
+        let start = {
+            let mut f = lock_flushes(self);
+            f.waiting.push(callback);
+            !std::mem::replace(&mut f.running, true)
+        };
+        if start {
+            let shared = Arc::downgrade(self);
+            tokio::task::spawn_blocking(move || group_commit(&shared));
+        }
+    }
+}
+
+fn lock_flushes(shared: &Shared) -> MutexGuard<'_, Flushes> {
+    match shared.flushes.lock() {
+        Ok(f) => f,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Runs group commits until no flush waits. It holds only a weak reference between commits,
+/// so closing and reopening a node's state never waits for it (callbacks of a closed state
+/// are told so).
+fn group_commit(weak: &Weak<Shared>) {
+    loop {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let gate = shared.flush_gate.clone();
+        let batch = {
+            let mut f = lock_flushes(&shared);
+            if f.waiting.is_empty() {
+                f.running = false;
+                return;
+            }
+            std::mem::take(&mut f.waiting)
+        };
+        drop(shared);
+        gate.pass(weak);
+        let outcome = match weak.upgrade() {
             Some(shared) => shared.wal.sync(),
             None => Err("the cluster state was closed before the log was flushed".into()),
         };

@@ -7,8 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use openraft::error::{
-    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, InitializeError,
-    RaftError as OrError,
+    CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError as OrError,
 };
 use openraft::metrics::WaitError;
 use openraft::{ChangeMembers, RaftMetrics, Snapshot};
@@ -23,7 +22,7 @@ use super::network::{
 };
 use super::state_machine::{SnapshotState, StateMachine};
 use super::types::{Command, RaftPeer, Response, TypeConfig};
-use super::{RaftError, RaftTuning};
+use super::{MembershipError, RaftError, RaftTuning};
 
 /// A member's role in the raft membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -266,7 +265,7 @@ impl ClusterRaft {
         members.insert(self.inner.id, self.inner.me.clone());
         match raft.initialize(members).await {
             Ok(()) | Err(OrError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
-            Err(OrError::APIError(e)) => Err(RaftError::Membership(e.to_string())),
+            Err(OrError::APIError(e)) => Err(MembershipError::from(e).into()),
             Err(OrError::Fatal(f)) => Err(fatal(f)),
         }
     }
@@ -808,7 +807,9 @@ impl ClusterRaft {
                 Route::Local => match self.member_local(&op, deadline).await {
                     Ok(true) => return Ok(()),
                     Ok(false) => {}
-                    Err(RaftError::Membership(m)) if m.contains("in progress") => last = Some(m),
+                    Err(RaftError::Membership(m)) if m.is_in_progress() => {
+                        last = Some(m.to_string())
+                    }
                     Err(e) => return Err(e),
                 },
                 Route::Remote(leader, peer) => {
@@ -851,9 +852,9 @@ impl ClusterRaft {
                         leader: self.leader(),
                     }
                 }
-                Err(RaftError::Membership(m)) if m.contains("in progress") => {
+                Err(RaftError::Membership(m)) if m.is_in_progress() => {
                     if Instant::now() >= deadline {
-                        return Reply::Failed(m);
+                        return Reply::Failed(m.to_string());
                     }
                 }
                 Err(e) => return Reply::Failed(e.to_string()),
@@ -885,9 +886,7 @@ impl ClusterRaft {
                 }
                 MemberOp::ChangeVoters(voters) => {
                     if voters.is_empty() {
-                        return Err(RaftError::Membership(
-                            "a cluster needs at least one voter".to_owned(),
-                        ));
+                        return Err(MembershipError::NoVoters.into());
                     }
                     let current: BTreeSet<u64> = membership.voter_ids().collect();
                     if &current == voters && membership.get_joint_config().len() == 1 {
@@ -934,13 +933,7 @@ impl ClusterRaft {
                     return Ok(false)
                 }
                 Ok(Err(OrError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                    let why = match &e {
-                        ChangeMembershipError::InProgress(_) => {
-                            format!("another membership change is in progress ({e})")
-                        }
-                        _ => e.to_string(),
-                    };
-                    return Err(RaftError::Membership(why));
+                    return Err(MembershipError::from(e).into());
                 }
                 Ok(Err(OrError::Fatal(f))) => return Err(fatal(f)),
             }

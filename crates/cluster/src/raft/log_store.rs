@@ -3,9 +3,9 @@
 //!
 //! Every write that raft needs durable (vote, appended entries, truncation, purge) is on disk
 //! (fsynced) before the call returns or, for appends, before the flush callback fires. Appends
-//! use group commit: each is written at once without fsync, so readers see it, and a syncer
-//! thread (`db::syncer`) fsyncs everything queued with one `fdatasync` before firing the
-//! callbacks, so concurrent writes share an fsync.
+//! use group commit: each is written at once without fsync, so readers see it, and a commit on
+//! tokio's blocking threads (`Shared::flush_later`) fsyncs everything queued with one
+//! `fdatasync` before firing the callbacks, so concurrent writes share an fsync.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -135,7 +135,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             rows.push((e.log_id.index, bytes));
         }
         // A write into the page cache, no fsync: readable at once, durable with the
-        // syncer's next group commit.
+        // next group commit.
         let res = self
             .shared
             .wal
@@ -143,12 +143,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|why| sto_err(ErrorSubject::Logs, ErrorVerb::Write, why));
         match res {
             Ok(()) => {
-                if let Err(unsent) = self.shared.flushes.send(callback) {
-                    let callback = unsent.0;
-                    let why = "the log syncer has stopped";
-                    callback.log_io_completed(Err(std::io::Error::other(why)));
-                    return Err(sto_err(ErrorSubject::Logs, ErrorVerb::Write, why));
-                }
+                self.shared.flush_later(callback);
                 Ok(())
             }
             Err(e) => {

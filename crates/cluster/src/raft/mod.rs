@@ -118,7 +118,7 @@ pub enum RaftError {
     /// A membership change raft refused (another change in progress, unknown node, no
     /// voters left…).
     #[error("membership change refused: {0}")]
-    Membership(String),
+    Membership(#[from] MembershipError),
     /// This node's raft was shut down.
     #[error("the cluster state on this node is shut down")]
     Shutdown,
@@ -128,6 +128,31 @@ pub enum RaftError {
     /// A malformed message from another node.
     #[error("malformed raft message: {0}")]
     Protocol(String),
+}
+
+/// Why raft refused a membership change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// Raft refused the change: another change is in progress, or a new voter is not a
+    /// learner yet, or the change leaves no voter.
+    #[error(transparent)]
+    Change(#[from] openraft::error::ChangeMembershipError<u64>),
+    /// Raft refused to create the cluster.
+    #[error(transparent)]
+    Initialize(#[from] openraft::error::InitializeError<u64, RaftPeer>),
+    /// The voters asked for are none.
+    #[error("a cluster needs at least one voter")]
+    NoVoters,
+}
+
+impl MembershipError {
+    /// Whether another membership change was still in progress (trying again later may work).
+    pub fn is_in_progress(&self) -> bool {
+        matches!(
+            self,
+            MembershipError::Change(openraft::error::ChangeMembershipError::InProgress(_))
+        )
+    }
 }
 
 fn no_leader_text(reachable: usize, voters: usize) -> String {

@@ -96,6 +96,74 @@ fn no_leader_errors_explain_themselves() {
     );
 }
 
+#[test]
+fn membership_refusals_are_told_apart_by_kind() {
+    use openraft::error::{ChangeMembershipError, InProgress, LearnerNotFound};
+    let busy = MembershipError::from(ChangeMembershipError::InProgress(InProgress {
+        committed: None,
+        membership_log_id: None,
+    }));
+    assert!(busy.is_in_progress());
+    let unknown = MembershipError::from(ChangeMembershipError::LearnerNotFound(LearnerNotFound {
+        node_id: 42,
+    }));
+    assert!(!unknown.is_in_progress());
+    assert!(!MembershipError::NoVoters.is_in_progress());
+}
+
+/// A wire that reaches nobody: for a cluster of one.
+struct Nowhere;
+
+impl RaftWire for Nowhere {
+    fn rpc(
+        &self,
+        _target: u64,
+        _peer: &RaftPeer,
+        _body: Vec<u8>,
+        _timeout: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, WireError>> + Send>>
+    {
+        Box::pin(async { Err(WireError::NotSent("no network".into())) })
+    }
+}
+
+#[tokio::test]
+async fn refused_membership_changes_say_why_by_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Keypair::generate(KeyKind::Node, "n1", &mut rand::rngs::OsRng).unwrap();
+    let me = RaftPeer {
+        name: "n1".into(),
+        addr: "n1".into(),
+        key: key.public().to_bytes(),
+    };
+    let raft = ClusterRaft::open(
+        dir.path(),
+        node_id(&key.public()),
+        me,
+        std::sync::Arc::new(Nowhere),
+        RaftTuning::default(),
+    )
+    .await
+    .unwrap();
+    raft.initialize().await.unwrap();
+    assert_eq!(
+        raft.change_voters(BTreeSet::new()).await,
+        Err(RaftError::Membership(MembershipError::NoVoters))
+    );
+    // A voter must be a learner first.
+    let e = raft.change_voters(set(&[42])).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RaftError::Membership(MembershipError::Change(
+                openraft::error::ChangeMembershipError::LearnerNotFound(_)
+            ))
+        ),
+        "{e:?}"
+    );
+    raft.shutdown().await;
+}
+
 /// A state machine in a temporary directory, fed entries one by one.
 struct Sm {
     _dir: TempDir,

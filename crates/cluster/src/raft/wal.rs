@@ -4,8 +4,8 @@
 //! an entry; a redb commit per append costs several page writes and holds redb's only write
 //! lock during its fsync, which also stalls the state machine. Here an append is one `pwrite`
 //! at the end of the active segment (no fsync), and [`Wal::sync`] makes everything written so
-//! far durable with one `fdatasync`: the syncer thread (`db::syncer`) calls it once for all
-//! the appends queued meanwhile (group commit). Format, recovery and durability rules:
+//! far durable with one `fdatasync`: a group commit (`Shared::flush_later` in `db.rs`) calls it
+//! once for all the appends queued meanwhile. Format, recovery and durability rules:
 //! `docs/storage.md` ("Raft log segments").
 
 use std::collections::{BTreeMap, VecDeque};

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use plexus_cluster::membership::Health;
 use plexus_identity::{KeyCache, PublicKey};
 use plexus_kernel::{code, BoxFuture, Cx, Error, Kernel, NodeRef, Outcome, Remote, Terminal};
-use plexus_net::{Mesh, MeshError, TcpTlsTransport};
+use plexus_net::{Mesh, MeshError, Transport};
 use plexus_protocol::{CallResult, TermRequest, TermResponse};
 use plexus_units::Unit;
 
@@ -72,9 +72,9 @@ impl Drop for SessionGuard {
 }
 
 /// Routes streams to other nodes.
-pub struct Router {
+pub struct Router<T: Transport> {
     pub(crate) view: Arc<View>,
-    pub(crate) mesh: Mesh<TcpTlsTransport>,
+    pub(crate) mesh: Mesh<T>,
     pub(crate) sessions: Arc<Sessions>,
 }
 
@@ -85,7 +85,7 @@ fn node_ref(m: &super::view::Member) -> NodeRef {
     }
 }
 
-impl Remote for Router {
+impl<T: Transport> Remote for Router<T> {
     fn route(
         &self,
         service: &str,
@@ -220,9 +220,9 @@ pub fn mesh_error(name: &str, e: MeshError) -> Error {
 
 /// Runs a call another node routed here, as a task of this node, and encodes its outcome.
 /// The author's key is decoded through `keys`: the same few authors make most calls.
-pub async fn serve_call(
+pub async fn serve_call<T: Transport>(
     kernel: Kernel,
-    mesh: Mesh<TcpTlsTransport>,
+    mesh: Mesh<T>,
     keys: &KeyCache,
     from: PublicKey,
     body: Bytes,
@@ -282,13 +282,13 @@ impl Drop for KillOnDrop {
 }
 
 /// The terminal of a call that came from another node: requests go back to the session's node.
-struct ProxyTerminal {
-    mesh: Mesh<TcpTlsTransport>,
+struct ProxyTerminal<T: Transport> {
+    mesh: Mesh<T>,
     origin: PublicKey,
     session: u64,
 }
 
-impl Terminal for ProxyTerminal {
+impl<T: Transport> Terminal for ProxyTerminal<T> {
     fn request(&self, request: TermRequest) -> BoxFuture<'_, Result<TermResponse, Error>> {
         Box::pin(async move {
             let body = wire::encode(&TermCall {

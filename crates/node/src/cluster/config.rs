@@ -26,13 +26,13 @@ pub enum JoinMode {
     Resume,
 }
 
-/// A node's cluster settings.
+/// A node's cluster settings, with cluster addresses of type `A`.
 #[derive(Clone, Debug)]
-pub struct ClusterConfig {
+pub struct ClusterConfig<A = SocketAddr> {
     /// How to come in.
     pub mode: JoinMode,
     /// The address to listen on for other nodes; the recorded one when `None`.
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<A>,
     /// User-defined tags advertised to the cluster (`camera`, `site=lab`); the recorded ones
     /// when empty.
     pub tags: BTreeMap<String, String>,
@@ -67,8 +67,8 @@ pub fn parse_tag(text: &str) -> Result<(String, String), String> {
 pub struct ClusterFile {
     /// The cluster id.
     pub cluster: [u8; 16],
-    /// The node's cluster address.
-    pub addr: SocketAddr,
+    /// The node's cluster address, as text (its form depends on the network).
+    pub addr: String,
     /// The node's tags.
     pub tags: BTreeMap<String, String>,
     /// The failure-detection profile.
@@ -117,8 +117,9 @@ impl ClusterFile {
         let addr = m
             .get_str("addr")
             .and_then(Unit::as_str)
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| corrupt("missing addr".into()))?;
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| corrupt("missing addr".into()))?
+            .to_owned();
         let mut tags = BTreeMap::new();
         if let Some(t) = m.get_str("tags").and_then(Unit::as_map) {
             for (k, v) in t.iter() {
@@ -156,7 +157,7 @@ impl ClusterFile {
             Unit::str("cluster"),
             Unit::Bytes(bytes::Bytes::copy_from_slice(&self.cluster)),
         );
-        m.insert(Unit::str("addr"), Unit::str(&self.addr.to_string()));
+        m.insert(Unit::str("addr"), Unit::str(&self.addr));
         m.insert(Unit::str("tags"), Unit::Map(tags));
         m.insert(Unit::str("profile"), Unit::str(profile_name(self.profile)));
         m.insert(Unit::str("mdns"), Unit::Bool(self.mdns));
@@ -192,7 +193,7 @@ mod tests {
         assert_eq!(ClusterFile::load(dir.path()).unwrap(), None);
         let f = ClusterFile {
             cluster: [5; 16],
-            addr: "127.0.0.3:7700".parse().unwrap(),
+            addr: "127.0.0.3:7700".into(),
             tags: [("site".to_owned(), "lab".to_owned())].into(),
             profile: Profile::Local,
             mdns: true,

@@ -1,15 +1,16 @@
 //! A node as a member of a cluster: links to the other nodes, membership, the replicated
 //! cluster state, calls routed across nodes, joining with an invite.
 //!
-//! [`start`] brings it up for a node: it listens for links on the node's cluster address,
-//! opens the replicated state (`cluster.redb`), creates the cluster (`--init`) or joins one
-//! with a token (`--join`) or rejoins the one recorded in the data directory, then keeps the
-//! node's picture of the cluster ([`View`]) current. What goes over the links is specified in
-//! `docs/cluster.md`.
+//! [`start`] brings it up for a node on a [`Net`] (TCP with TLS, or an in-memory network for
+//! tests): it listens for links on the node's cluster address, opens the replicated state
+//! (`cluster.redb`), creates the cluster (`--init`) or joins one with a token (`--join`) or
+//! rejoins the one recorded in the data directory, then keeps the node's picture of the
+//! cluster ([`View`]) current. What goes over the links is specified in `docs/cluster.md`.
 
 pub mod calls;
 pub mod config;
 pub mod discovery;
+pub mod net;
 pub mod store;
 pub(crate) mod swim;
 pub mod sys_node;
@@ -18,8 +19,8 @@ pub mod view;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::SocketAddr;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -28,12 +29,11 @@ use plexus_cluster::membership::Health;
 use plexus_cluster::raft::{self, ClusterRaft, Command, RaftPeer, RaftTuning, RaftWire, WireError};
 use plexus_identity::{KeyCache, Keypair, PublicKey};
 use plexus_kernel::Kernel;
-use plexus_net::{
-    Allow, Handler, LinkConfig, Mesh, MeshConfig, MeshError, PeerInfo, TcpTlsTransport,
-};
+use plexus_net::{Allow, Handler, Mesh, MeshConfig, MeshError, PeerInfo, Transport};
 use tokio::sync::mpsc;
 
 pub use config::{ClusterConfig, ClusterFile, JoinMode};
+pub use net::{Addr, MemNet, Net, TcpNet};
 pub use plexus_cluster::membership::Profile;
 pub use plexus_cluster::raft::voter_count;
 pub use view::{Member, View};
@@ -45,19 +45,26 @@ use wire::{JoinReply, JoinRequest, PeerEntry};
 /// Longest wait for joining through one member.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A running cluster member.
-#[derive(Clone)]
-pub struct Cluster {
-    inner: Arc<Inner>,
+/// A running cluster member on the network `N`.
+pub struct Cluster<N: Net = TcpNet> {
+    inner: Arc<Inner<N>>,
 }
 
-pub(crate) struct Inner {
+impl<N: Net> Clone for Cluster<N> {
+    fn clone(&self) -> Self {
+        Cluster {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(crate) struct Inner<N: Net> {
     pub(crate) key: PublicKey,
     pub(crate) name: String,
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Addr<N>,
     pub(crate) cluster_id: [u8; 16],
     pub(crate) raft_id: u64,
-    pub(crate) mesh: Mesh<TcpTlsTransport>,
+    pub(crate) mesh: Mesh<N::Transport>,
     pub(crate) raft: ClusterRaft,
     pub(crate) view: Arc<View>,
     pub(crate) allow: Allow,
@@ -72,11 +79,13 @@ pub(crate) struct Inner {
     pub(crate) fresh: bool,
     /// The LAN advert (`--mdns`), withdrawn when the node stops.
     pub(crate) advert: std::sync::Mutex<Option<discovery::Advert>>,
+    /// The background tasks, stopped by [`Cluster::kill`].
+    pub(crate) tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// Mesh frames arriving before the cluster is fully up wait for it here.
-struct Inbound {
-    cluster: OnceLock<Arc<Inner>>,
+struct Inbound<N: Net> {
+    cluster: OnceLock<Arc<Inner<N>>>,
     swim: mpsc::Sender<swim::Input>,
     raft: OnceLock<ClusterRaft>,
     /// Who is a member: every channel but JOIN is for members only. The allow set rather than
@@ -93,7 +102,7 @@ fn not_open(from: &PeerInfo, channel: u8) -> String {
     )
 }
 
-impl Handler for Inbound {
+impl<N: Net> Handler for Inbound<N> {
     fn message(&self, from: &PeerInfo, channel: u8, body: Bytes) {
         if channel == wire::SWIM && self.allow.is_member(&from.key) {
             let _ = self.swim.try_send(swim::Input::Packet {
@@ -141,11 +150,11 @@ impl Handler for Inbound {
 }
 
 /// The raft wire over mesh links.
-struct MeshWire {
-    mesh: Mesh<TcpTlsTransport>,
+struct MeshWire<T: Transport> {
+    mesh: Mesh<T>,
 }
 
-impl RaftWire for MeshWire {
+impl<T: Transport<Addr: FromStr>> RaftWire for MeshWire<T> {
     fn rpc(
         &self,
         _target: u64,
@@ -159,7 +168,7 @@ impl RaftWire for MeshWire {
         Box::pin(async move {
             let key =
                 PublicKey::from_bytes(&peer.key).map_err(|e| WireError::NotSent(e.to_string()))?;
-            if let Ok(addr) = peer.addr.parse::<SocketAddr>() {
+            if let Ok(addr) = peer.addr.parse::<T::Addr>() {
                 mesh.set_peer(key, peer.name.clone(), addr);
             }
             mesh.call(&key, wire::RAFT, Bytes::from(body), timeout)
@@ -188,21 +197,32 @@ fn err(e: impl std::fmt::Display) -> NodeError {
     NodeError::Config(e.to_string())
 }
 
-/// Brings the node into its cluster. `file` is the node's recorded cluster membership
-/// (`cluster.unit`), updated here. `keys` decodes the authors of calls routed here.
-pub async fn start(
+/// Brings the node into its cluster on the network `net`. The node's recorded cluster
+/// membership (`cluster.unit` in `data_dir`) is updated here. `keys` decodes the authors of
+/// calls routed here.
+// Each argument is a separate part of the node that the cluster joins up; a struct bundling
+// them would be built once, at the only call.
+#[allow(clippy::too_many_arguments)]
+pub async fn start<N: Net>(
+    net: N,
     data_dir: &Path,
     key: &Keypair,
     name: &str,
     kernel: &Kernel,
     admin: (PublicKey, String),
     keys: Arc<KeyCache>,
-    config: ClusterConfig,
-) -> Result<Cluster, NodeError> {
+    config: ClusterConfig<Addr<N>>,
+) -> Result<Cluster<N>, NodeError> {
     let recorded = ClusterFile::load(data_dir)?;
+    let recorded_addr = match &recorded {
+        Some(r) => Some(r.addr.parse::<Addr<N>>().map_err(|_| {
+            NodeError::Corrupt(format!("{}: bad addr {}", config::CLUSTER_FILE, r.addr))
+        })?),
+        None => None,
+    };
     let raft_id = raft::node_id(&key.public());
     let allow = Allow::with_keys([key.public()]);
-    let transport = TcpTlsTransport::new(key, allow.clone(), LinkConfig::default()).map_err(err)?;
+    let transport = net.transport(key, allow.clone()).map_err(err)?;
     let (swim_tx, swim_rx) = mpsc::channel(4096);
     let inbound = Arc::new(Inbound {
         cluster: OnceLock::new(),
@@ -211,12 +231,9 @@ pub async fn start(
         allow: allow.clone(),
     });
     let mesh = Mesh::new(transport, MeshConfig::default(), inbound.clone());
-    let listen = config
-        .listen
-        .or(recorded.as_ref().map(|r| r.addr))
-        .ok_or_else(|| {
-            NodeError::Config("a cluster node needs an address to listen on (--listen)".into())
-        })?;
+    let listen = config.listen.clone().or(recorded_addr).ok_or_else(|| {
+        NodeError::Config("a cluster node needs an address to listen on (--listen)".into())
+    })?;
     let addr = mesh
         .listen(&listen)
         .await
@@ -252,7 +269,7 @@ pub async fn start(
                 .map_err(|e| NodeError::Config(format!("cannot create the cluster: {e}")))?;
             rand::random()
         }
-        (JoinMode::Join(token), None) => join(key, name, addr, token, &mesh, &allow).await?,
+        (JoinMode::Join(token), None) => join(&net, key, name, &addr, token, &mesh, &allow).await?,
         (JoinMode::Join(_), Some(r)) => {
             tracing::warn!("already a member of a cluster; ignoring the join token");
             r.cluster
@@ -277,24 +294,14 @@ pub async fn start(
         .unwrap_or(false);
     ClusterFile {
         cluster: cluster_id,
-        addr,
+        addr: addr.to_string(),
         tags: tags.clone(),
         profile,
         mdns,
     }
     .save(data_dir)?;
-    // Discovery is a convenience: a LAN without multicast must not stop the node.
     let advert = if mdns {
-        match discovery::Advert::start(&cluster_id, name, addr) {
-            Ok(a) => {
-                tracing::info!("advertising the cluster on the LAN (mDNS)");
-                Some(a)
-            }
-            Err(e) => {
-                tracing::warn!("cannot advertise the cluster on the LAN: {e}");
-                None
-            }
-        }
+        net.advertise(&cluster_id, name, &addr)
     } else {
         None
     };
@@ -303,7 +310,7 @@ pub async fn start(
     let inner = Arc::new(Inner {
         key: key.public(),
         name: name.to_owned(),
-        addr,
+        addr: addr.clone(),
         cluster_id,
         raft_id,
         mesh: mesh.clone(),
@@ -318,6 +325,7 @@ pub async fn start(
         admin_name: admin.1,
         fresh,
         advert: std::sync::Mutex::new(advert),
+        tasks: std::sync::Mutex::new(Vec::new()),
     });
     let _ = inbound.cluster.set(inner.clone());
     let cluster = Cluster { inner };
@@ -327,20 +335,25 @@ pub async fn start(
         mesh: mesh.clone(),
         sessions: cluster.inner.sessions.clone(),
     }));
-    swim::spawn(
-        cluster.inner.clone(),
-        swim_rx,
-        profile,
-        tags,
-        data_dir.to_owned(),
-    );
-    tokio::spawn(state_loop(cluster.inner.clone()));
-    tokio::spawn(voter_loop(cluster.inner.clone()));
+    let tasks = [
+        swim::spawn(
+            cluster.inner.clone(),
+            swim_rx,
+            profile,
+            tags,
+            data_dir.to_owned(),
+        ),
+        tokio::spawn(state_loop(cluster.inner.clone())).abort_handle(),
+        tokio::spawn(voter_loop(cluster.inner.clone())).abort_handle(),
+    ];
+    if let Ok(mut t) = cluster.inner.tasks.lock() {
+        t.extend(tasks);
+    }
     tracing::info!(%addr, node = name, "cluster member started");
     Ok(cluster)
 }
 
-impl Cluster {
+impl<N: Net> Cluster<N> {
     /// The node's picture of the cluster.
     pub fn view(&self) -> &Arc<View> {
         &self.inner.view
@@ -352,8 +365,8 @@ impl Cluster {
     }
 
     /// The cluster address this node listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.inner.addr
+    pub fn addr(&self) -> Addr<N> {
+        self.inner.addr.clone()
     }
 
     /// The io.store over the replicated state.
@@ -366,7 +379,10 @@ impl Cluster {
     /// Records this node's services and admin in the replicated state (in the background,
     /// retrying until it works): call once every service is registered.
     pub fn announce(&self) {
-        tokio::spawn(announce(self.inner.clone()));
+        let task = tokio::spawn(announce(self.inner.clone())).abort_handle();
+        if let Ok(mut t) = self.inner.tasks.lock() {
+            t.push(task);
+        }
     }
 
     /// The `sys.node` service for this cluster.
@@ -389,11 +405,24 @@ impl Cluster {
         self.inner.mesh.shutdown();
         self.inner.raft.shutdown().await;
     }
+
+    /// Stops the member at once, as a crash would: no goodbye to the others, links closed,
+    /// background tasks and the replicated state stopped. For tests that kill a node within
+    /// a process.
+    pub async fn kill(&self) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+        self.inner.mesh.shutdown();
+        self.inner.raft.shutdown().await;
+    }
 }
 
 /// Copies the replicated state into the view, the allow set, the mesh's address book, the
 /// kernel's users.
-fn sync_state(c: &Arc<Inner>) {
+fn sync_state<N: Net>(c: &Arc<Inner<N>>) {
     let revoked: HashSet<[u8; 32]> = c.raft.revoked().into_iter().collect();
     let mut roster = Vec::new();
     for (id, peer, role) in c.raft.members() {
@@ -405,7 +434,7 @@ fn sync_state(c: &Arc<Inner>) {
         }
         c.allow.insert(key);
         if key != c.key {
-            if let Ok(addr) = peer.addr.parse::<SocketAddr>() {
+            if let Ok(addr) = peer.addr.parse::<Addr<N>>() {
                 c.mesh.set_peer(key, peer.name.clone(), addr);
             }
         }
@@ -455,7 +484,7 @@ fn sync_state(c: &Arc<Inner>) {
 }
 
 /// Follows the replicated state.
-async fn state_loop(c: Arc<Inner>) {
+async fn state_loop<N: Net>(c: Arc<Inner<N>>) {
     let mut changes = c.raft.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seen = None;
@@ -490,7 +519,7 @@ fn roster_parts(c: &raft::Changes) -> raft::Changes {
 }
 
 /// Records this node's services and admin in the replicated state until that succeeds.
-async fn announce(c: Arc<Inner>) {
+async fn announce<N: Net>(c: Arc<Inner<N>>) {
     let mut services: Vec<String> = c.kernel.services().iter().map(|s| s.to_string()).collect();
     services.sort();
     let mut commands = vec![
@@ -537,7 +566,7 @@ async fn announce(c: Arc<Inner>) {
 
 /// On the leader: grows the voter set as nodes join (1, 3 or 5 voters) and replaces voters
 /// that have been down for a while with live learners.
-async fn voter_loop(c: Arc<Inner>) {
+async fn voter_loop<N: Net>(c: Arc<Inner<N>>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut down_since: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
     loop {
@@ -597,12 +626,13 @@ async fn voter_loop(c: Arc<Inner>) {
 
 /// Joins a cluster with a token: links with the invite key to a member, asks to be admitted,
 /// learns the members.
-async fn join(
+async fn join<N: Net>(
+    net: &N,
     key: &Keypair,
     name: &str,
-    addr: SocketAddr,
+    addr: &Addr<N>,
     token: &token::JoinToken,
-    mesh: &Mesh<TcpTlsTransport>,
+    mesh: &Mesh<N::Transport>,
     allow: &Allow,
 ) -> Result<[u8; 16], NodeError> {
     token.check(now_ms()).map_err(err)?;
@@ -633,14 +663,13 @@ async fn join(
         let Ok(seed_key) = PublicKey::from_bytes(&seed.key) else {
             continue;
         };
-        let Ok(seed_addr) = seed.addr.parse::<SocketAddr>() else {
+        let Ok(seed_addr) = seed.addr.parse::<Addr<N>>() else {
             failures.push(format!("{}: not an address", seed.addr));
             continue;
         };
         // A mesh of our own with the invite key as identity, just for this request.
         let invite_allow = Allow::with_keys([seed_key]);
-        let transport =
-            TcpTlsTransport::new(&invite, invite_allow, LinkConfig::default()).map_err(err)?;
+        let transport = net.transport(&invite, invite_allow).map_err(err)?;
         let once = Mesh::new(transport, MeshConfig::default(), Arc::new(NoInbound));
         once.set_peer(seed_key, seed.addr.clone(), seed_addr);
         let reply = once
@@ -656,7 +685,9 @@ async fn join(
                     ));
                 }
                 for p in &reply.peers {
-                    if let (Ok(k), Ok(a)) = (PublicKey::from_bytes(&p.key), p.addr.parse()) {
+                    if let (Ok(k), Ok(a)) =
+                        (PublicKey::from_bytes(&p.key), p.addr.parse::<Addr<N>>())
+                    {
                         allow.insert(k);
                         if k != key.public() {
                             mesh.set_peer(k, p.name.clone(), a);
@@ -695,7 +726,11 @@ impl Handler for NoInbound {
 }
 
 /// Admits a node holding a valid invite (on the leader; other members forward).
-async fn handle_join(c: &Arc<Inner>, from: &PeerInfo, body: &[u8]) -> Result<Bytes, String> {
+async fn handle_join<N: Net>(
+    c: &Arc<Inner<N>>,
+    from: &PeerInfo,
+    body: &[u8],
+) -> Result<Bytes, String> {
     let request: JoinRequest = wire::decode(body)?;
     // Over an invite link, the invite must be that link's key; members may forward.
     if !c.view.is_member(&from.key) && from.key.to_bytes() != request.invite {
@@ -707,7 +742,7 @@ async fn handle_join(c: &Arc<Inner>, from: &PeerInfo, body: &[u8]) -> Result<Byt
         return Err("the joining node's proof does not verify".to_owned());
     }
     plexus_identity::validate_name(&request.name).map_err(|e| e.to_string())?;
-    let addr: SocketAddr = request
+    let addr: Addr<N> = request
         .addr
         .parse()
         .map_err(|_| format!("{} is not an address", request.addr))?;
@@ -748,7 +783,8 @@ async fn handle_join(c: &Arc<Inner>, from: &PeerInfo, body: &[u8]) -> Result<Byt
     }
     let id = raft::node_id(&node_key);
     c.allow.insert(node_key);
-    c.mesh.set_peer(node_key, request.name.clone(), addr);
+    c.mesh
+        .set_peer(node_key, request.name.clone(), addr.clone());
     c.raft
         .add_learner(
             id,

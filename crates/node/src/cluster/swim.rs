@@ -2,17 +2,18 @@
 //! and this node's metadata refreshed every few seconds.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::task::AbortHandle;
 
 use bytes::Bytes;
 use plexus_cluster::membership::{Event, Health, Membership, Meta, Output, Profile};
 use plexus_identity::PublicKey;
 use tokio::sync::mpsc;
 
-use super::{wire, Inner};
+use super::{wire, Addr, Inner, Net};
 
 /// How often this node's load, memory and disk figures are re-advertised.
 const META_REFRESH: Duration = Duration::from_secs(5);
@@ -67,28 +68,27 @@ pub fn local_meta(
     }
 }
 
+/// Now, on tokio's clock (so that a test's paused clock drives membership too), as the
+/// `std` instant the sans-io membership takes.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Starts the membership driver.
-pub(crate) fn spawn(
-    c: Arc<Inner>,
+pub(crate) fn spawn<N: Net>(
+    c: Arc<Inner<N>>,
     mut rx: mpsc::Receiver<Input>,
     profile: Profile,
     tags: BTreeMap<String, String>,
     dir: PathBuf,
-) {
-    tokio::spawn(async move {
+) -> AbortHandle {
+    let task = tokio::spawn(async move {
         let session = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_else(|_| rand::random());
         let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir);
-        let mut membership = Membership::new(
-            c.key,
-            session,
-            meta,
-            profile,
-            rand::random(),
-            Instant::now(),
-        );
+        let mut membership = Membership::new(c.key, session, meta, profile, rand::random(), now());
         c.view
             .set_health(c.key, Health::Alive, Some(membership.local().meta));
         let mut joined = std::collections::HashSet::new();
@@ -101,7 +101,7 @@ pub(crate) fn spawn(
                 membership.members().into_iter().map(|m| m.key).collect();
             for m in c.view.roster() {
                 if m.key != c.key && !known.contains(&m.key) && joined.insert(m.key) {
-                    if let Err(e) = membership.join(m.key, m.addr.clone(), Instant::now()) {
+                    if let Err(e) = membership.join(m.key, m.addr.clone(), now()) {
                         tracing::debug!("cannot contact {}: {e}", m.name);
                     }
                 }
@@ -114,22 +114,22 @@ pub(crate) fn spawn(
             tokio::select! {
                 input = rx.recv() => match input {
                     Some(Input::Packet { from, packet }) => {
-                        if let Err(e) = membership.handle_packet(&from, &packet, Instant::now()) {
+                        if let Err(e) = membership.handle_packet(&from, &packet, now()) {
                             tracing::debug!("SWIM packet from {} refused: {e}", from.fingerprint());
                         }
                     }
-                    Some(Input::Remove(key)) => membership.remove(&key, Instant::now()),
+                    Some(Input::Remove(key)) => membership.remove(&key, now()),
                     Some(Input::Leave) | None => {
-                        membership.leave(Instant::now());
+                        membership.leave(now());
                         flush(&c, &mut membership);
                         return;
                     }
                 },
-                () = tokio::time::sleep_until(deadline) => membership.handle_timers(Instant::now()),
+                () = tokio::time::sleep_until(deadline) => membership.handle_timers(now()),
                 _ = refresh.tick() => {
                     let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir);
                     c.view.set_health(c.key, Health::Alive, Some(meta.clone()));
-                    membership.set_meta(meta, Instant::now());
+                    membership.set_meta(meta, now());
                 }
                 r = roster_changes.changed() => {
                     if r.is_err() { return; }
@@ -139,16 +139,17 @@ pub(crate) fn spawn(
             }
         }
     });
+    task.abort_handle()
 }
 
-fn flush(c: &Arc<Inner>, membership: &mut Membership) {
+fn flush<N: Net>(c: &Arc<Inner<N>>, membership: &mut Membership) {
     while let Some(out) = membership.poll() {
         match out {
             Output::Send { to, addr, packet } => {
                 if !c.view.is_member(&to) {
                     continue;
                 }
-                if let (Some(m), Ok(a)) = (c.view.by_key(&to), addr.parse::<SocketAddr>()) {
+                if let (Some(m), Ok(a)) = (c.view.by_key(&to), addr.parse::<Addr<N>>()) {
                     if m.addr != addr {
                         c.mesh.set_peer(to, m.name, a);
                     }
@@ -160,7 +161,7 @@ fn flush(c: &Arc<Inner>, membership: &mut Membership) {
     }
 }
 
-fn apply(c: &Arc<Inner>, event: Event) {
+fn apply<N: Net>(c: &Arc<Inner<N>>, event: Event) {
     match event {
         Event::Up(m) | Event::MetaChanged(m) | Event::Rejoined(m) => {
             tracing::debug!(node = %m.meta.name, health = ?m.health, "member");
@@ -183,11 +184,11 @@ fn apply(c: &Arc<Inner>, event: Event) {
 /// reset: both ends keep it and retransmit into it with an exponential backoff that reaches
 /// minutes, so after the network heals the old link would stay silent that long. Once it is
 /// closed, the next message or call dials afresh, with the mesh's own short backoff.
-fn reset_links(c: &Arc<Inner>, key: &PublicKey) {
+fn reset_links<N: Net>(c: &Arc<Inner<N>>, key: &PublicKey) {
     let Some(m) = c.view.by_key(key) else {
         return;
     };
-    let Ok(addr) = m.addr.parse::<SocketAddr>() else {
+    let Ok(addr) = m.addr.parse::<Addr<N>>() else {
         return;
     };
     c.mesh.remove_peer(key);

@@ -14,7 +14,7 @@ use plexus_units::{Map, Unit};
 use super::store::raft_error;
 use super::swim::local_meta;
 use super::token::{invite_keypair, JoinToken, Seed};
-use super::{now_ms, Inner};
+use super::{now_ms, Inner, Net};
 
 const NAME: &str = "sys.node";
 
@@ -29,14 +29,14 @@ pub const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(3600);
 pub const MAX_INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// `sys.node`: the same commands on a cluster member and on a node outside any cluster.
-struct SysNode {
+struct SysNode<N: Net> {
     name: String,
     help: Help,
-    scope: Scope,
+    scope: Scope<N>,
 }
 
-enum Scope {
-    Cluster(Member),
+enum Scope<N: Net> {
+    Cluster(Member<N>),
     /// Outside any cluster: the node lists itself and its own services, and the commands that
     /// change a cluster fail with [`code::NO_CLUSTER`].
     Single {
@@ -46,12 +46,12 @@ enum Scope {
 }
 
 /// The cluster side of `sys.node`.
-struct Member {
-    c: Arc<Inner>,
+struct Member<N: Net> {
+    c: Arc<Inner<N>>,
 }
 
 /// The `sys.node` service of a cluster member.
-pub(crate) fn service(c: Arc<Inner>) -> Arc<dyn Service> {
+pub(crate) fn service<N: Net>(c: Arc<Inner<N>>) -> Arc<dyn Service> {
     Arc::new(SysNode {
         name: c.name.clone(),
         help: help(),
@@ -62,7 +62,7 @@ pub(crate) fn service(c: Arc<Inner>) -> Arc<dyn Service> {
 /// The `sys.node` service of a node outside any cluster: it lists itself and its own services,
 /// and answers the commands that change a cluster with [`code::NO_CLUSTER`].
 pub fn single_service(name: &str, id: &str, data_dir: &Path) -> Arc<dyn Service> {
-    Arc::new(SysNode {
+    Arc::new(SysNode::<super::TcpNet> {
         name: name.to_owned(),
         help: help(),
         scope: Scope::Single {
@@ -136,7 +136,7 @@ fn help() -> Help {
     }
 }
 
-impl Service for SysNode {
+impl<N: Net> Service for SysNode<N> {
     fn help(&self) -> &Help {
         &self.help
     }
@@ -250,7 +250,7 @@ fn node_row(
     Unit::Map(e)
 }
 
-impl Member {
+impl<N: Net> Member<N> {
     fn leader(&self) -> Unit {
         self.c
             .raft
