@@ -1,5 +1,6 @@
 //! `plx node`, `plx send`, `plx up`, `plx down`: running a node and talking to it.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -179,6 +180,9 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     config.name = args.name;
     config.socket = args.socket;
     config.cluster = cluster;
+    // What the node creates (its database, the cluster state, their journals) is its owner's
+    // alone, whoever created the data directory.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     runtime_with(args.threads)?.block_on(async move {
         let node = Node::start(config).await?;
         eprintln!(
@@ -334,11 +338,17 @@ fn launch(
 ) -> Result<std::process::Child> {
     let data = &launch.data;
     let socket = data.join(files::SOCKET);
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    // Private like `plx node --data` makes them: the log and the data are the owner's alone.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("cannot create {}", data.display()))?;
     let log_path = data.join("node.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the plx executable")?;
