@@ -74,6 +74,8 @@ pub struct NodeConfig {
     /// Cluster membership: `None` runs a single node, unless the data directory records a
     /// cluster (then the node rejoins it).
     pub cluster: Option<cluster::ClusterConfig>,
+    /// Who may register keys with this node's `sys.usr`: its admin by default.
+    pub registration: plexus_services::sys_usr::Registration,
 }
 
 impl NodeConfig {
@@ -86,6 +88,7 @@ impl NodeConfig {
             admin_name: admin_name.to_owned(),
             socket: None,
             cluster: None,
+            registration: Default::default(),
         }
     }
 }
@@ -148,12 +151,24 @@ impl Node {
             ),
             None => None,
         };
-        let store: Arc<dyn plexus_store::UnitStore> = match &cluster {
-            Some(c) => c.store(),
-            None => db.clone(),
+        let backing = match &cluster {
+            Some(c) => plexus_services::Backing {
+                store: c.store(),
+                users: c.users(),
+                registration: config.registration,
+            },
+            None => plexus_services::Backing {
+                registration: config.registration,
+                ..plexus_services::Backing::local(db.clone())
+            },
         };
-        plexus_services::register_all_with_store(&kernel, db, store, data.path())
+        plexus_services::register_all_with(&kernel, backing, data.path())
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        // A cluster's users come with its replicated state; a single node keeps its own.
+        if cluster.is_none() {
+            plexus_services::sys_usr::load_users(&kernel, &db)
+                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        }
         let sys_node = match &cluster {
             Some(c) => c.service(),
             None => cluster::sys_node::single_service(&identity.name, &identity.id, data.path()),

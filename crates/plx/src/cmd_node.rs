@@ -59,6 +59,10 @@ pub struct NodeArgs {
     /// Stop advertising the cluster on the LAN.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Let any key register itself with `(reg name)@sys.usr` (self-service). Without it, only
+    /// the node's admin registers users: `{reg:name pub:KEY}@sys.usr`.
+    #[arg(long)]
+    pub open_registration: bool,
     /// Worker threads of the node's runtime [default: one per core, or $TOKIO_WORKER_THREADS;
     /// `plx up --nodes N` gives each of its nodes an equal share of the cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -180,6 +184,9 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     config.name = args.name;
     config.socket = args.socket;
     config.cluster = cluster;
+    if args.open_registration {
+        config.registration = plexus_services::sys_usr::Registration::Open;
+    }
     // What the node creates (its database, the cluster state, their journals) is its owner's
     // alone, whoever created the data directory.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));

@@ -364,6 +364,46 @@ impl NodeDb {
         txn.commit().db()
     }
 
+    /// Removes user `name`; gives the key it had, `None` if there is no such user.
+    pub fn remove_user(&self, name: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.inner.db.begin_write().db()?;
+        let key = {
+            let mut users = txn.open_table(USERS).db()?;
+            let mut names = txn.open_table(USER_NAMES).db()?;
+            let key = names.remove(name).db()?.map(|k| *k.value());
+            if let Some(key) = &key {
+                users.remove(key).db()?;
+            }
+            key
+        };
+        txn.commit().db()?;
+        Ok(key)
+    }
+
+    /// Renames user `name` to `to`, keeping its key; gives that key, `None` if there is no
+    /// user `name`. Fails with [`UserConflict::NameTaken`] if `to` is another user's name.
+    pub fn rename_user(&self, name: &str, to: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.inner.db.begin_write().db()?;
+        let key = {
+            let mut users = txn.open_table(USERS).db()?;
+            let mut names = txn.open_table(USER_NAMES).db()?;
+            if name != to && names.get(to).db()?.is_some() {
+                return Err(UserConflict::NameTaken {
+                    name: to.to_owned(),
+                }
+                .into());
+            }
+            let key = names.remove(name).db()?.map(|k| *k.value());
+            if let Some(key) = &key {
+                names.insert(to, key).db()?;
+                users.insert(key, to).db()?;
+            }
+            key
+        };
+        txn.commit().db()?;
+        Ok(key)
+    }
+
     // ----- async plumbing -----
 
     /// Runs the queued saves as one batch, if there are any. Called with the writer lock.

@@ -320,6 +320,60 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                 &[Part::Revoked, Part::Services, Part::NodeMeta],
             )
         }
+        Command::AddUser { name, key } => {
+            let has_name = t.users.get(name.as_str())?.is_some();
+            let owner = t.user_keys.get(&key)?.map(|g| g.value().to_owned());
+            match owner {
+                Some(owner) if owner == name => (
+                    Response::err(
+                        "usr.registered",
+                        format!("user {name} is already registered with this key"),
+                    ),
+                    &[],
+                ),
+                Some(owner) => (
+                    Response::err(
+                        "usr.key.taken",
+                        format!("this key is already registered as {owner}"),
+                    ),
+                    &[],
+                ),
+                None if has_name => (
+                    Response::err(
+                        "usr.name.taken",
+                        format!("the name {name} is taken by another key"),
+                    ),
+                    &[],
+                ),
+                None => (set_user(t, name, key)?, &[Part::Users]),
+            }
+        }
+        Command::RenameUser { name, to } => {
+            if let Err(e) = plexus_identity::validate_name(&to) {
+                return Ok((Response::err("arg.bad", e.to_string()), &[]));
+            }
+            let key = t.users.get(name.as_str())?.map(|g| *g.value());
+            let taken = name != to && t.users.get(to.as_str())?.is_some();
+            match key {
+                None => (
+                    Response::err("not.found", format!("there is no user named {name}")),
+                    &[],
+                ),
+                Some(_) if taken => (
+                    Response::err(
+                        "usr.name.taken",
+                        format!("the name {to} is taken by another key"),
+                    ),
+                    &[],
+                ),
+                Some(key) => {
+                    t.users.remove(name.as_str())?;
+                    t.users.insert(to.as_str(), &key)?;
+                    t.user_keys.insert(&key, to.as_str())?;
+                    (Response::Ok, &[Part::Users])
+                }
+            }
+        }
     })
 }
 

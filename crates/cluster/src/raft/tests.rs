@@ -371,6 +371,45 @@ async fn invites_are_one_time_and_expire() {
 }
 
 #[tokio::test]
+async fn adding_and_renaming_users_refuse_conflicts() {
+    let mut sm = Sm::new();
+    let key = || {
+        Keypair::generate(KeyKind::User, "u", &mut rand::rngs::OsRng)
+            .unwrap()
+            .public()
+            .to_bytes()
+    };
+    let (k1, k2) = (key(), key());
+    let add = |name: &str, key| Command::AddUser {
+        name: name.into(),
+        key,
+    };
+    let rename = |name: &str, to: &str| Command::RenameUser {
+        name: name.into(),
+        to: to.into(),
+    };
+    sm.ok(add("alice", k1)).await;
+    // Unlike SetUser, a taken name is not taken over.
+    sm.refused(add("alice", k2), "usr.name.taken").await;
+    sm.refused(add("alice", k1), "usr.registered").await;
+    sm.refused(add("al", k1), "usr.key.taken").await;
+    sm.refused(add("no spaces", k2), "arg.bad").await;
+    sm.ok(add("bob", k2)).await;
+    sm.refused(rename("alice", "bob"), "usr.name.taken").await;
+    sm.refused(rename("nobody", "x"), "not.found").await;
+    sm.refused(rename("alice", "no spaces"), "arg.bad").await;
+    sm.ok(rename("alice", "alice")).await;
+    sm.ok(rename("alice", "ally")).await;
+    assert_eq!(
+        sm.sm.shared.users().unwrap(),
+        vec![("ally".to_owned(), k1), ("bob".to_owned(), k2)]
+    );
+    // The old name is free again; the key keeps its new name.
+    sm.refused(add("alice", k1), "usr.key.taken").await;
+    sm.ok(add("alice", key())).await;
+}
+
+#[tokio::test]
 async fn users_services_and_revocation() {
     let mut sm = Sm::new();
     let k1 = Keypair::generate(KeyKind::User, "alice", &mut rand::rngs::OsRng)

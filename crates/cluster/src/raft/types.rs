@@ -118,6 +118,23 @@ pub enum Command {
     /// others. Gives a [`Response::Batch`] with one response per command. A batch inside a
     /// batch is refused (`arg.bad`).
     Batch(Vec<Command>),
+    /// Registers user `name` with public key `key` when neither is registered yet (sys.usr's
+    /// registration): a name another key has is `usr.name.taken`, a key this name already has
+    /// is `usr.registered`, a key another name has is `usr.key.taken`.
+    AddUser {
+        /// The user's name (a valid key name: letters, digits, `.`, `_`, `-`; 1 to 64).
+        name: String,
+        /// The user's ed25519 public key.
+        key: [u8; 32],
+    },
+    /// Renames user `name` to `to`, keeping its key: `not.found` if there is no user `name`,
+    /// `usr.name.taken` if `to` is another user's name.
+    RenameUser {
+        /// The user's name now.
+        name: String,
+        /// Its new name (a valid key name).
+        to: String,
+    },
 }
 
 impl Command {
@@ -134,6 +151,8 @@ impl Command {
             Command::SetNodeMeta { .. } => "set.node.meta",
             Command::PruneInvites { .. } => "prune.invites",
             Command::Batch(_) => "batch",
+            Command::AddUser { .. } => "add.user",
+            Command::RenameUser { .. } => "rename.user",
         }
     }
 }
