@@ -538,6 +538,25 @@ fn users_are_registered_cluster_wide() {
     wait_for(&plx, n3, "bob", "{save:3 out:@bob.n3}@io.store", 10, saved);
     assert_eq!(listed(n3), on_n1);
 
+    // A user invite from n1's admin is used once, on n3; dave is then known on n2.
+    let token = send_ok(&plx, n1, "invite@sys.usr", 10).trim().to_owned();
+    new_user(&plx, n1, "dave");
+    let reg = format!("{{reg:dave inv:{token}}}@sys.usr");
+    send_as(&plx, n3, "dave", &reg).ok();
+    wait_for(&plx, n2, "dave", "{save:5 out:@dave}@io.store", 10, saved);
+    new_user(&plx, n1, "erin");
+    let reused = send_as(
+        &plx,
+        n2,
+        "erin",
+        &format!("{{reg:erin inv:{token}}}@sys.usr"),
+    );
+    assert!(
+        reused.fails().contains("usr.invite.bad"),
+        "{}",
+        reused.stderr
+    );
+
     // A rename made on n3 shows on n1; a removal made on n2 reaches n1 and n3.
     send_ok(&plx, n3, "{ren:bob to:robert}@sys.usr", 10);
     wait_for(&plx, n1, "bob", "who@sys.usr", 10, |r| {

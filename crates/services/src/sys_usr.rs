@@ -39,6 +39,13 @@ pub const NAME_TAKEN: &str = "usr.name.taken";
 pub const ALREADY_REGISTERED: &str = "usr.registered";
 /// Error code: this key is already registered under another name.
 pub const KEY_TAKEN: &str = "usr.key.taken";
+/// Error code: a user invite that is unknown, already used or expired.
+pub const INVITE_BAD: &str = "usr.invite.bad";
+
+/// How long a user invite is valid unless told otherwise: a day.
+const INVITE_TTL_SECS: u64 = 24 * 3600;
+/// The longest a user invite may be valid: 30 days.
+const MAX_INVITE_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// Where the registrations are kept: the node database of a single node, the replicated
 /// state of a cluster. sys.usr checks for conflicts in the kernel's registry first, then
@@ -52,6 +59,24 @@ pub trait Registry: Send + Sync {
     fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), Error>>;
     /// Renames user `name` to `to` (`not.found`, [`NAME_TAKEN`]).
     fn rename<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    /// Records a one-time user invite: `id` is the hash of its token ([`invite_id`]), valid
+    /// until `expires_ms` (ms since the Unix epoch).
+    fn add_invite(&self, id: [u8; 32], expires_ms: u64) -> BoxFuture<'_, Result<(), Error>>;
+    /// Registers `key` under `name` as [`Registry::add`] does, using up invite `invite`
+    /// ([`INVITE_BAD`] if it is unknown, used or expired at `now_ms`).
+    fn add_invited<'a>(
+        &'a self,
+        key: PublicKey,
+        name: &'a str,
+        invite: [u8; 32],
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+}
+
+/// The id a user invite is recorded under: the hash of its token, so that what the node
+/// stores (and a cluster replicates) cannot be used to register.
+pub fn invite_id(token: &str) -> [u8; 32] {
+    *blake3::hash(token.as_bytes()).as_bytes()
 }
 
 /// Who may register a key.
@@ -121,6 +146,31 @@ impl Registry for NodeDb {
                 Some(_) => Ok(()),
                 None => Err(no_user(name)),
             }
+        })
+    }
+
+    fn add_invite(&self, id: [u8; 32], expires_ms: u64) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let db = self.clone();
+            blocking(move || db.add_user_invite(id, expires_ms))
+                .await?
+                .map_err(store_error)
+        })
+    }
+
+    fn add_invited<'a>(
+        &'a self,
+        key: PublicKey,
+        name: &'a str,
+        invite: [u8; 32],
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let db = self.clone();
+            let name = name.to_owned();
+            blocking(move || db.add_invited_user(key.to_bytes(), &name, invite, now_ms))
+                .await?
+                .map_err(store_error)
         })
     }
 }
@@ -203,13 +253,28 @@ fn help() -> Help {
                 info: "Registers key pub under a name: 1 to 64 ASCII letters, digits, . _ -. \
                        Only the node's admin registers users, unless the node was started with \
                        open registration (plx node --open-registration): then a key may also \
-                       register itself, without pub (the key that signed the message). In a \
-                       cluster the registration holds on every node. Errors: denied, \
+                       register itself, without pub (the key that signed the message). With \
+                       inv, the key that signed the message registers itself with a user \
+                       invite (see invite), once. In a cluster the registration holds on every \
+                       node. Errors: denied, usr.invite.bad (unknown, used or expired invite), \
                        usr.name.taken (the name has another key), usr.registered (this key has \
                        this name already), usr.key.taken (this key has another name). A \
                        message with priv is refused: private keys never leave their users' \
                        machines. Gives the new {ath pub}",
-                forms: &["{reg:name pub:x\"32 bytes\"}", "(reg name)", "{reg:name}"],
+                forms: &[
+                    "{reg:name pub:x\"32 bytes\"}",
+                    "{reg:name inv:token}",
+                    "(reg name)",
+                    "{reg:name}",
+                ],
+            },
+            Command {
+                name: "invite",
+                info: "The node's admin hands out a one-time user invite: gives a token, valid \
+                       for a day or for the seconds given (at most 30 days). Whoever holds it \
+                       registers their own key once with {reg:name inv:token}; in a cluster it \
+                       may be used on any node",
+                forms: &["invite", "(invite seconds)"],
             },
             Command {
                 name: "del",
@@ -284,6 +349,52 @@ impl Service for SysUsr {
                 ("who", None) => {
                     let me = cx.author();
                     Ok(Some(entry(kernel.user_name(me).as_deref(), me)))
+                }
+                ("reg", Some(name)) if c.opt("inv").is_some() => {
+                    let name = name_arg("reg", name)?;
+                    let token = match c.opt("inv") {
+                        Some(Unit::Str(t)) => t,
+                        _ => return Err(Error::bad_argument("inv takes the invite's token")),
+                    };
+                    let key = *cx.author();
+                    if c.opt("pub")
+                        .is_some_and(|k| PublicKey::from_unit(k).ok() != Some(key))
+                    {
+                        return Err(Error::new(
+                            code::DENIED,
+                            "an invite registers the key that signs the message; leave out pub",
+                        ));
+                    }
+                    self.register_invited(cx, key, name, invite_id(token))
+                        .await?;
+                    Ok(Some(entry(Some(name), &key)))
+                }
+                ("invite", arg) => {
+                    if cx.author() != kernel.admin() {
+                        return Err(Error::new(
+                            code::DENIED,
+                            "only the node's admin hands out user invites",
+                        ));
+                    }
+                    let ttl = match arg {
+                        None => INVITE_TTL_SECS,
+                        Some(u) => u
+                            .as_int()
+                            .and_then(plexus_units::Int::to_i64)
+                            .and_then(|s| u64::try_from(s).ok())
+                            .filter(|s| (1..=MAX_INVITE_TTL_SECS).contains(s))
+                            .ok_or_else(|| {
+                                Error::bad_argument(format!(
+                                    "invite takes how many seconds it is valid: 1 to \
+                                     {MAX_INVITE_TTL_SECS}"
+                                ))
+                            })?,
+                    };
+                    let token = new_token();
+                    self.registry
+                        .add_invite(invite_id(&token), now_ms().saturating_add(ttl * 1000))
+                        .await?;
+                    Ok(Some(Unit::str(&token)))
                 }
                 ("reg", Some(name)) => {
                     let name = name_arg("reg", name)?;
@@ -377,6 +488,32 @@ impl SysUsr {
         Ok(())
     }
 
+    /// Registers the caller's `key` under `name` with a user invite.
+    async fn register_invited(
+        &self,
+        cx: &Cx,
+        key: PublicKey,
+        name: &str,
+        invite: [u8; 32],
+    ) -> Result<(), Error> {
+        validate_name(name).map_err(|e| Error::bad_argument(e.to_string()))?;
+        let _one_at_a_time = self.changing.lock().await;
+        let kernel = cx.kernel();
+        if let Some(existing) = kernel.user_name(&key) {
+            return Err(conflict(if existing == name {
+                UserConflict::AlreadyRegistered { name: existing }
+            } else {
+                UserConflict::KeyTaken { existing }
+            }));
+        }
+        self.registry
+            .add_invited(key, name, invite, now_ms())
+            .await?;
+        // The cluster's registry may have reached the kernel already.
+        let _ = kernel.register_user(key, name);
+        Ok(())
+    }
+
     /// The key of user `name`, if the caller may remove or rename it: the node's admin may,
     /// and so may the user itself. The node's admin cannot be changed here.
     fn may_change(&self, cx: &Cx, name: &str) -> Result<PublicKey, Error> {
@@ -403,6 +540,20 @@ impl SysUsr {
     }
 }
 
+/// A new user invite token: 128 random bits, as text that units notation reads as a string.
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("inv_{hex}")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// A user name given as `what`'s argument.
 fn name_arg<'a>(what: &str, u: &'a Unit) -> Result<&'a str, Error> {
     match u {
@@ -420,6 +571,7 @@ fn conflict(c: UserConflict) -> Error {
         UserConflict::NameTaken { .. } => NAME_TAKEN,
         UserConflict::AlreadyRegistered { .. } => ALREADY_REGISTERED,
         UserConflict::KeyTaken { .. } => KEY_TAKEN,
+        UserConflict::BadInvite { .. } => INVITE_BAD,
     };
     Error::new(code, c.to_string())
 }

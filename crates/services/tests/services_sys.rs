@@ -237,6 +237,66 @@ async fn usr_removes_and_renames_by_the_admin_or_the_user() {
 }
 
 #[tokio::test]
+async fn usr_invites_register_a_key_once() {
+    let n = node();
+    let (k, admin) = (&n.kernel, &n.admin);
+    let (quinn, ray) = (user("quinn"), user("ray"));
+    assert_eq!(
+        error(k, &quinn, "invite@sys.usr").await.code(),
+        code::DENIED
+    );
+    let Unit::Str(token) = value(k, admin, "invite@sys.usr").await else {
+        panic!("invite gives a token");
+    };
+    let with = |name: &str, token: &str| format!("{{reg:{name} inv:{token}}}@sys.usr");
+    assert_eq!(
+        value(k, &quinn, &with("quinn", &token)).await,
+        entry("quinn", &quinn)
+    );
+    assert_eq!(k.user_name(&quinn.public()).as_deref(), Some("quinn"));
+    // Used up.
+    let e = error(k, &ray, &with("ray", &token)).await;
+    assert_eq!(e.code(), sys_usr::INVITE_BAD, "{e}");
+    let e = error(k, &ray, &with("ray", "inv_0123")).await;
+    assert_eq!(e.code(), sys_usr::INVITE_BAD, "{e}");
+    // A refused registration leaves the invite for a good one.
+    let Unit::Str(second) = value(k, admin, "(invite 60)@sys.usr").await else {
+        panic!("invite gives a token");
+    };
+    let e = error(k, &ray, &with("quinn", &second)).await;
+    assert_eq!(e.code(), sys_usr::NAME_TAKEN, "{e}");
+    // Someone else's key cannot be registered with an invite.
+    let text = format!("{{reg:ray inv:{second} pub:{}}}@sys.usr", pub_text(&quinn));
+    assert_eq!(error(k, &ray, &text).await.code(), code::DENIED);
+    assert_eq!(
+        value(k, &ray, &with("ray", &second)).await,
+        entry("ray", &ray)
+    );
+    for text in [
+        "(invite 0)@sys.usr",
+        "(invite -5)@sys.usr",
+        "(invite 99999999)@sys.usr",
+    ] {
+        assert_eq!(
+            error(k, admin, text).await.code(),
+            code::BAD_ARGUMENT,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        error(k, admin, "{reg:x inv:5}@sys.usr").await.code(),
+        code::BAD_ARGUMENT
+    );
+    // An expired invite is refused (the database's clock is the caller's).
+    let id = sys_usr::invite_id("inv_old");
+    n.db.add_user_invite(id, 1_000).unwrap();
+    let e =
+        n.db.add_invited_user(user("sam").public().to_bytes(), "sam", id, 1_000)
+            .unwrap_err();
+    assert_eq!(e.to_string(), "expired user invite");
+}
+
+#[tokio::test]
 async fn usr_open_registration_lets_keys_register_themselves() {
     let n = open_node();
     let k = &n.kernel;

@@ -135,6 +135,27 @@ pub enum Command {
         /// Its new name (a valid key name).
         to: String,
     },
+    /// Adds a one-time user invite (sys.usr's `invite`), valid until `expires_ms`; `id` is
+    /// the hash of the token the admin hands out, never the token.
+    AddUserInvite {
+        /// The invite's id.
+        id: [u8; 32],
+        /// When it expires, in milliseconds since the Unix epoch.
+        expires_ms: u64,
+    },
+    /// Registers user `name` with `key` as [`Command::AddUser`] does, using up user invite
+    /// `invite` (and pruning every user invite expired at `now_ms`). An unknown, used or
+    /// expired invite is `usr.invite.bad`; a refused registration leaves the invite unused.
+    AddInvitedUser {
+        /// The user's name.
+        name: String,
+        /// The user's public key.
+        key: [u8; 32],
+        /// The invite's id.
+        invite: [u8; 32],
+        /// The proposer's clock when it asked, in milliseconds since the Unix epoch.
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -153,6 +174,8 @@ impl Command {
             Command::Batch(_) => "batch",
             Command::AddUser { .. } => "add.user",
             Command::RenameUser { .. } => "rename.user",
+            Command::AddUserInvite { .. } => "add.user.invite",
+            Command::AddInvitedUser { .. } => "add.invited.user",
         }
     }
 }

@@ -44,4 +44,23 @@ impl Registry for ReplicatedUsers {
             to: to.to_owned(),
         }))
     }
+
+    fn add_invite(&self, id: [u8; 32], expires_ms: u64) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(self.write(Command::AddUserInvite { id, expires_ms }))
+    }
+
+    fn add_invited<'a>(
+        &'a self,
+        key: PublicKey,
+        name: &'a str,
+        invite: [u8; 32],
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.write(Command::AddInvitedUser {
+            name: name.to_owned(),
+            key: key.to_bytes(),
+            invite,
+            now_ms,
+        }))
+    }
 }
