@@ -42,10 +42,29 @@ impl ClusterNode {
     }
 
     fn spawn(plx: &Plx, name: &str, addr: &str, extra: &[&str], join: Option<&str>) -> ClusterNode {
-        let data = plx.home.path().join(format!("data-{name}"));
+        Self::spawn_with(plx, name, addr, extra, join, false)
+    }
+
+    /// [`ClusterNode::spawn`], with `--data` relative to the node's working directory (the
+    /// home) when `relative`.
+    fn spawn_with(
+        plx: &Plx,
+        name: &str,
+        addr: &str,
+        extra: &[&str],
+        join: Option<&str>,
+        relative: bool,
+    ) -> ClusterNode {
+        let dir = format!("data-{name}");
+        let data = plx.home.path().join(&dir);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plx"));
-        cmd.args(["node", "--name", name, "--data"])
-            .arg(&data)
+        cmd.current_dir(plx.home.path())
+            .args(["node", "--name", name, "--data"])
+            .arg(if relative {
+                PathBuf::from(dir)
+            } else {
+                data.clone()
+            })
             .args(["--listen", addr, "--profile", "local"])
             .args(extra)
             .env("PLX_HOME", plx.home.path())
@@ -586,4 +605,19 @@ fn users_are_registered_cluster_wide() {
     let n2 = &nodes[1];
     wait_for(&plx, n2, "carol", "{save:4 out:@carol}@io.store", 30, saved);
     wait_for(&plx, n2, "bob", "(load @carol)@io.store", 10, denied);
+}
+
+/// `plx nodes` shows the disk of a node started with a relative `--data` (it showed 0M/0M).
+#[test]
+fn nodes_show_the_disk_of_a_relative_data_dir() {
+    let plx = Plx::new();
+    let node = ClusterNode::spawn_with(&plx, "rel", &fresh_addr(1), &["--init"], None, true);
+    let table = plx
+        .run(&["nodes", "--socket", node.socket().to_str().unwrap()], b"")
+        .ok();
+    let row = table
+        .lines()
+        .find(|l| l.contains(" rel "))
+        .unwrap_or_default();
+    assert!(!row.is_empty() && !row.contains(" 0M/0M "), "{table}");
 }
