@@ -304,14 +304,17 @@ impl Service for SysUsr {
                     return Err(Error::bad_argument(
                         "sys.usr refuses private keys: a private key never leaves its user's \
                          machine, and no node stores one. Register your public key instead: \
-                         send (reg name)@sys.usr signed with your key",
+                         the admin registers it ({reg:name pub:key}), or you use an invite \
+                         ({reg:name inv:token}) or, where registration is open, (reg name)",
                     ));
                 }
                 if m.get_str("ath").is_some() {
                     return Err(Error::bad_argument(
                         "nodes do not create users or log them in: create your key pair on \
-                         your own machine (plx user new), then register its public key with \
-                         (reg name)@sys.usr; every message you sign is then yours",
+                         your own machine (plx user new), then have its public key registered \
+                         (by the admin, with an invite {reg:name inv:token}, or where \
+                         registration is open with (reg name)); every message you sign is \
+                         then yours",
                     ));
                 }
             }
@@ -409,8 +412,9 @@ impl Service for SysUsr {
                         return Err(Error::new(
                             code::DENIED,
                             "only the node's admin registers users here: send your public key \
-                             (plx user show) to the admin, who registers it with \
-                             {reg:name pub:key}@sys.usr",
+                             (plx user export --public) to the admin, who registers it with \
+                             {reg:name pub:key}@sys.usr or gives you an invite for \
+                             {reg:name inv:token}@sys.usr",
                         ));
                     }
                     self.register(cx, key, name).await?;
