@@ -122,6 +122,10 @@ pub struct UpArgs {
     /// Node name on first start [default: the host name].
     #[arg(long)]
     pub name: Option<String>,
+    /// Let any key register itself with `(reg name)@sys.usr` on the nodes started (see
+    /// `plx node --open-registration`).
+    #[arg(long)]
+    pub open_registration: bool,
 }
 
 /// The default data directory of the local node.
@@ -334,6 +338,7 @@ struct Launch<'a> {
     name: Option<String>,
     cluster: Vec<String>,
     join: Option<&'a str>,
+    open_registration: bool,
 }
 
 /// Starts `plx node` in the background on `launch.data` (logging to `node.log` there) and
@@ -372,6 +377,9 @@ fn launch(
         .stderr(log);
     if let Some(name) = &launch.name {
         cmd.arg("--name").arg(name);
+    }
+    if launch.open_registration {
+        cmd.arg("--open-registration");
     }
     if let Some(token) = launch.join {
         // In the environment, not the arguments: other users can read a process's arguments.
@@ -433,6 +441,7 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
                 name: args.name.clone(),
                 cluster: Vec::new(),
                 join: None,
+                open_registration: args.open_registration,
             },
         )?;
         eprintln!(
@@ -513,6 +522,7 @@ fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
                     }),
                     cluster,
                     join: token.as_deref(),
+                    open_registration: args.open_registration,
                 },
             )?;
             eprintln!("plx: node {i} up on {addr} (data {})", data.display());

@@ -466,6 +466,21 @@ fn assert_private(data: &Path) {
     }
 }
 
+/// Registering is the admin's decision unless the node is started with open registration.
+#[test]
+fn up_registration_is_the_admins_unless_open() {
+    let plx = Plx::new();
+    let _down = Down(&plx);
+    plx.run(&["up", "--detach"], b"").ok();
+    plx.run(&["user", "new", "bob"], b"").ok();
+    let reg = ["send", "--user", "bob", "(reg bob)@sys.usr"];
+    assert!(plx.run(&reg, b"").fails().contains("denied"));
+    plx.run(&["down"], b"").ok();
+    plx.run(&["up", "--detach", "--open-registration"], b"")
+        .ok();
+    assert!(plx.run(&reg, b"").ok().starts_with("{ath:bob "));
+}
+
 #[test]
 fn up_detach_then_send_then_down() {
     let plx = Plx::new();
