@@ -218,6 +218,27 @@ impl Kernel {
         Ok(())
     }
 
+    /// Forgets a user's key; gives the name it had.
+    pub fn remove_user(&self, key: &PublicKey) -> Option<String> {
+        self.inner.users.write().ok()?.remove(key)
+    }
+
+    /// Replaces the whole registry with `users` (a cluster's replicated registry). The node's
+    /// admin stays registered under the name it has here while `users` does not list its key
+    /// (the cluster records it shortly after the node starts) and nobody else has that name.
+    pub fn replace_users(&self, users: impl IntoIterator<Item = (PublicKey, String)>) {
+        let mut next: BTreeMap<PublicKey, String> = users.into_iter().collect();
+        let Ok(mut current) = self.inner.users.write() else {
+            return;
+        };
+        if let Some(admin_name) = current.get(&self.inner.admin) {
+            if !next.contains_key(&self.inner.admin) && !next.values().any(|n| n == admin_name) {
+                next.insert(self.inner.admin, admin_name.clone());
+            }
+        }
+        *current = next;
+    }
+
     /// The registered name of a key.
     pub fn user_name(&self, key: &PublicKey) -> Option<String> {
         self.inner.users.read().ok()?.get(key).cloned()

@@ -84,6 +84,8 @@ pub struct NodeConfig<A = std::net::SocketAddr> {
     pub cluster: Option<cluster::ClusterConfig<A>>,
     /// Limits on the client socket's connections.
     pub clients: ClientLimits,
+    /// Who may register keys with this node's `sys.usr`: its admin by default.
+    pub registration: plexus_services::sys_usr::Registration,
 }
 
 /// Limits on the connections to a node's client socket.
@@ -116,6 +118,7 @@ impl<A> NodeConfig<A> {
             socket: None,
             cluster: None,
             clients: ClientLimits::default(),
+            registration: Default::default(),
         }
     }
 }
@@ -190,12 +193,24 @@ impl<N: cluster::Net> Node<N> {
             ),
             None => None,
         };
-        let store: Arc<dyn plexus_store::UnitStore> = match &cluster {
-            Some(c) => c.store(),
-            None => db.clone(),
+        let backing = match &cluster {
+            Some(c) => plexus_services::Backing {
+                store: c.store(),
+                users: c.users(),
+                registration: config.registration,
+            },
+            None => plexus_services::Backing {
+                registration: config.registration,
+                ..plexus_services::Backing::local(db.clone())
+            },
         };
-        plexus_services::register_all_with_store(&kernel, db, store, data.path())
+        plexus_services::register_all_with(&kernel, backing, data.path())
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        // A cluster's users come with its replicated state; a single node keeps its own.
+        if cluster.is_none() {
+            plexus_services::sys_usr::load_users(&kernel, &db)
+                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        }
         let sys_node = match &cluster {
             Some(c) => c.service(),
             None => cluster::sys_node::single_service(&identity.name, &identity.id, data.path()),

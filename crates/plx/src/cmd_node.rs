@@ -1,5 +1,6 @@
 //! `plx node`, `plx send`, `plx up`, `plx down`: running a node and talking to it.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -59,6 +60,10 @@ pub struct NodeArgs {
     /// Stop advertising the cluster on the LAN.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Let any key register itself with `(reg name)@sys.usr` (self-service). Without it, only
+    /// the node's admin registers users: `{reg:name pub:KEY}@sys.usr`.
+    #[arg(long)]
+    pub open_registration: bool,
     /// Worker threads of the node's runtime [default: one per core, or $TOKIO_WORKER_THREADS;
     /// `plx up --nodes N` gives each of its nodes an equal share of the cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -118,6 +123,10 @@ pub struct UpArgs {
     /// Node name on first start [default: the host name].
     #[arg(long)]
     pub name: Option<String>,
+    /// Let any key register itself with `(reg name)@sys.usr` on the nodes started (see
+    /// `plx node --open-registration`).
+    #[arg(long)]
+    pub open_registration: bool,
 }
 
 /// The default data directory of the local node.
@@ -169,6 +178,12 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     config.name = args.name;
     config.socket = args.socket;
     config.cluster = cluster;
+    if args.open_registration {
+        config.registration = plexus_services::sys_usr::Registration::Open;
+    }
+    // What the node creates (its database, the cluster state, their journals) is its owner's
+    // alone, whoever created the data directory.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     runtime_with(args.threads)?.block_on(async move {
         let node = Node::start(config).await?;
         eprintln!(
@@ -304,6 +319,7 @@ struct Launch<'a> {
     name: Option<String>,
     cluster: Vec<String>,
     join: Option<&'a str>,
+    open_registration: bool,
 }
 
 /// Starts `plx node` in the background on `launch.data` (logging to `node.log` there) and
@@ -315,11 +331,17 @@ fn launch(
 ) -> Result<std::process::Child> {
     let data = &launch.data;
     let socket = data.join(files::SOCKET);
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    // Private like `plx node --data` makes them: the log and the data are the owner's alone.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| format!("cannot create {}", data.display()))?;
     let log_path = data.join("node.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the plx executable")?;
@@ -336,6 +358,9 @@ fn launch(
         .stderr(log);
     if let Some(name) = &launch.name {
         cmd.arg("--name").arg(name);
+    }
+    if launch.open_registration {
+        cmd.arg("--open-registration");
     }
     if let Some(token) = launch.join {
         // In the environment, not the arguments: other users can read a process's arguments.
@@ -397,6 +422,7 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
                 name: args.name.clone(),
                 cluster: Vec::new(),
                 join: None,
+                open_registration: args.open_registration,
             },
         )?;
         eprintln!(
@@ -477,6 +503,7 @@ fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
                     }),
                     cluster,
                     join: token.as_deref(),
+                    open_registration: args.open_registration,
                 },
             )?;
             eprintln!("plx: node {i} up on {addr} (data {})", data.display());

@@ -42,10 +42,29 @@ impl ClusterNode {
     }
 
     fn spawn(plx: &Plx, name: &str, addr: &str, extra: &[&str], join: Option<&str>) -> ClusterNode {
-        let data = plx.home.path().join(format!("data-{name}"));
+        Self::spawn_with(plx, name, addr, extra, join, false)
+    }
+
+    /// [`ClusterNode::spawn`], with `--data` relative to the node's working directory (the
+    /// home) when `relative`.
+    fn spawn_with(
+        plx: &Plx,
+        name: &str,
+        addr: &str,
+        extra: &[&str],
+        join: Option<&str>,
+        relative: bool,
+    ) -> ClusterNode {
+        let dir = format!("data-{name}");
+        let data = plx.home.path().join(&dir);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plx"));
-        cmd.args(["node", "--name", name, "--data"])
-            .arg(&data)
+        cmd.current_dir(plx.home.path())
+            .args(["node", "--name", name, "--data"])
+            .arg(if relative {
+                PathBuf::from(dir)
+            } else {
+                data.clone()
+            })
             .args(["--listen", addr, "--profile", "local"])
             .args(extra)
             .env("PLX_HOME", plx.home.path())
@@ -539,4 +558,162 @@ fn idle_connections_do_not_keep_a_restarted_member_out() {
         idle.len()
     );
     assert_eq!(idle.len(), 2000, "the node stopped taking connections");
+}
+
+/// Sends `unit` signed as `user` to `node`.
+fn send_as(plx: &Plx, node: &ClusterNode, user: &str, unit: &str) -> common::Run {
+    plx.run(
+        &[
+            "send",
+            "--user",
+            user,
+            "--socket",
+            node.socket().to_str().unwrap(),
+            unit,
+        ],
+        b"",
+    )
+}
+
+/// Polls `check` on what `unit` (signed as `user`) gives on `node` until it holds, up to
+/// `secs`; gives the last run's standard output and error.
+fn wait_for(
+    plx: &Plx,
+    node: &ClusterNode,
+    user: &str,
+    unit: &str,
+    secs: u64,
+    check: impl Fn(&common::Run) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let run = send_as(plx, node, user, unit);
+        if check(&run) {
+            return run.out();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unit} as {user} on {}: {} {}",
+            node.name,
+            run.out(),
+            run.stderr
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A new user key in the test's home (not made current): gives its public key as units text.
+fn new_user(plx: &Plx, node: &ClusterNode, name: &str) -> String {
+    plx.run(&["user", "new", name], b"").ok();
+    plx.run(&["user", "use", "tester"], b"").ok();
+    let who = send_as(plx, node, name, "who@sys.usr").ok();
+    who.split("pub:")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("}\n"))
+        .unwrap()
+        .to_owned()
+}
+
+/// The user registry is part of the cluster state: a user registered, renamed or removed on
+/// one node is so on every node, including one that joins later and one that was down.
+#[test]
+fn users_are_registered_cluster_wide() {
+    let plx = Plx::new();
+    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
+    let t2 = invite(&plx, &n1);
+    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&t2));
+    let mut nodes = vec![n1, n2];
+    wait_alive(&plx, &nodes, 2, 60);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    let bob = new_user(&plx, n1, "bob");
+    send_ok(&plx, n1, &format!("{{reg:bob pub:{bob}}}@sys.usr"), 10);
+
+    // bob may use io.store through n2 as well as n1.
+    let saved = |r: &common::Run| r.code == 0;
+    wait_for(&plx, n2, "bob", "{save:1 out:@bob.n2}@io.store", 10, saved);
+    wait_for(&plx, n1, "bob", "{save:2 out:@bob.n1}@io.store", 10, saved);
+    let listed = |node: &ClusterNode| {
+        wait_for(&plx, node, "tester", "get@sys.usr", 10, |r| {
+            r.out().contains("ath:bob")
+        })
+    };
+    let on_n1 = listed(n1);
+    assert_eq!(listed(n2), on_n1);
+
+    // A node that joins later knows bob at once.
+    let t3 = invite(&plx, n1);
+    nodes.push(ClusterNode::spawn(
+        &plx,
+        "n3",
+        &fresh_addr(3),
+        &[],
+        Some(&t3),
+    ));
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
+    wait_for(&plx, n3, "bob", "{save:3 out:@bob.n3}@io.store", 10, saved);
+    assert_eq!(listed(n3), on_n1);
+
+    // A user invite from n1's admin is used once, on n3; dave is then known on n2.
+    let token = send_ok(&plx, n1, "invite@sys.usr", 10).trim().to_owned();
+    new_user(&plx, n1, "dave");
+    let reg = format!("{{reg:dave inv:{token}}}@sys.usr");
+    send_as(&plx, n3, "dave", &reg).ok();
+    wait_for(&plx, n2, "dave", "{save:5 out:@dave}@io.store", 10, saved);
+    new_user(&plx, n1, "erin");
+    let reused = send_as(
+        &plx,
+        n2,
+        "erin",
+        &format!("{{reg:erin inv:{token}}}@sys.usr"),
+    );
+    assert!(
+        reused.fails().contains("usr.invite.bad"),
+        "{}",
+        reused.stderr
+    );
+
+    // A rename made on n3 shows on n1; a removal made on n2 reaches n1 and n3.
+    send_ok(&plx, n3, "{ren:bob to:robert}@sys.usr", 10);
+    wait_for(&plx, n1, "bob", "who@sys.usr", 10, |r| {
+        r.out().starts_with("{ath:robert ")
+    });
+    send_ok(&plx, n2, "(del robert)@sys.usr", 10);
+    let denied = |r: &common::Run| r.code != 0 && r.stderr.contains("may be used by");
+    for node in [n1, n3] {
+        wait_for(&plx, node, "bob", "(load @bob.n1)@io.store", 10, denied);
+        let users = send_as(&plx, node, "tester", "get@sys.usr").ok();
+        assert!(
+            !users.contains("robert") && !users.contains(&bob),
+            "{users}"
+        );
+    }
+
+    // A registration made while n2 is down reaches it when it comes back.
+    nodes[1].kill9();
+    let carol = new_user(&plx, &nodes[0], "carol");
+    send_ok(
+        &plx,
+        &nodes[0],
+        &format!("{{reg:carol pub:{carol}}}@sys.usr"),
+        10,
+    );
+    nodes[1].restart(&plx);
+    let n2 = &nodes[1];
+    wait_for(&plx, n2, "carol", "{save:4 out:@carol}@io.store", 30, saved);
+    wait_for(&plx, n2, "bob", "(load @carol)@io.store", 10, denied);
+}
+
+/// `plx nodes` shows the disk of a node started with a relative `--data` (it showed 0M/0M).
+#[test]
+fn nodes_show_the_disk_of_a_relative_data_dir() {
+    let plx = Plx::new();
+    let node = ClusterNode::spawn_with(&plx, "rel", &fresh_addr(1), &["--init"], None, true);
+    let table = plx
+        .run(&["nodes", "--socket", node.socket().to_str().unwrap()], b"")
+        .ok();
+    let row = table
+        .lines()
+        .find(|l| l.contains(" rel "))
+        .unwrap_or_default();
+    assert!(!row.is_empty() && !row.contains(" 0M/0M "), "{table}");
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -448,6 +448,39 @@ fn garbage_on_the_socket_does_not_hurt_the_node() {
     assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
 }
 
+/// Asserts that `data`, a node's data directory, and everything in it is its owner's alone:
+/// directories 0700, files 0600.
+fn assert_private(data: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data), 0o700, "{}", data.display());
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
+        files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for name in ["node.redb", "node.log"] {
+        assert!(files.iter().any(|f| f == name), "no {name} in {files:?}");
+    }
+}
+
+/// Registering is the admin's decision unless the node is started with open registration.
+#[test]
+fn up_registration_is_the_admins_unless_open() {
+    let plx = Plx::new();
+    let _down = Down(&plx);
+    plx.run(&["up", "--detach"], b"").ok();
+    plx.run(&["user", "new", "bob"], b"").ok();
+    let reg = ["send", "--user", "bob", "(reg bob)@sys.usr"];
+    assert!(plx.run(&reg, b"").fails().contains("denied"));
+    plx.run(&["down"], b"").ok();
+    plx.run(&["up", "--detach", "--open-registration"], b"")
+        .ok();
+    assert!(plx.run(&reg, b"").ok().starts_with("{ath:bob "));
+}
+
 #[test]
 fn up_detach_then_send_then_down() {
     let plx = Plx::new();
@@ -455,6 +488,7 @@ fn up_detach_then_send_then_down() {
     up.ok();
     assert!(up.stderr.contains("node up"), "{}", up.stderr);
     assert_eq!(send(&plx, "(fac 5)@math.calc").ok(), "120\n");
+    assert_private(&plx.home.path().join("node"));
     let again = plx.run(&["up", "--detach"], b"");
     again.ok();
     assert!(again.stderr.contains("already running"), "{}", again.stderr);
@@ -645,6 +679,9 @@ fn up_three_nodes_survives_a_kill_then_down() {
         );
     }
     assert_eq!(up.stderr.matches(" voter ").count(), 3, "{}", up.stderr);
+    for data in ["node", "cluster/n2", "cluster/n3"] {
+        assert_private(&plx.home.path().join(data));
+    }
     assert_eq!(send(&plx, "(inc 1)@math.calc:n3").ok(), "2\n");
     send(&plx, "{save:41 out:@kept}@io.store").ok();
 

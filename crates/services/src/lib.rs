@@ -40,31 +40,53 @@ use plexus_store::NodeDb;
 pub use sys_task::SEED;
 
 /// Registers every built-in service on `kernel`, in vnix's order, storing data in `db`
-/// (`data_dir` is reported by `sys.hw`). `io.store` admits registered users; the others admit
+/// (`data_dir` is reported by `sys.hw`), with the users `db` holds registered and
+/// registration left to the admin. `io.store` admits registered users; the others admit
 /// anyone whose signature verifies (the node's socket is private to its OS user).
 pub fn register_all(kernel: &Kernel, db: Arc<NodeDb>, data_dir: &Path) -> Result<(), Error> {
-    let store: Arc<dyn plexus_store::UnitStore> = db.clone();
-    register_all_with_store(kernel, db, store, data_dir)
+    register_all_with(kernel, Backing::local(db.clone()), data_dir)?;
+    sys_usr::load_users(kernel, &db)?;
+    Ok(())
 }
 
-/// [`register_all`] with `io.store` on `store` (the replicated store of a cluster) instead of
-/// the node's database.
-pub fn register_all_with_store(
-    kernel: &Kernel,
-    db: Arc<NodeDb>,
-    store: Arc<dyn plexus_store::UnitStore>,
-    data_dir: &Path,
-) -> Result<(), Error> {
+/// Where the services keep what outlives a call: a single node's database, or a cluster's
+/// replicated state.
+pub struct Backing {
+    /// io.store's entries.
+    pub store: Arc<dyn plexus_store::UnitStore>,
+    /// sys.usr's registrations.
+    pub users: Arc<dyn sys_usr::Registry>,
+    /// Who may register keys.
+    pub registration: sys_usr::Registration,
+}
+
+impl Backing {
+    /// Everything in a single node's database; registration by the admin.
+    pub fn local(db: Arc<NodeDb>) -> Backing {
+        Backing {
+            store: db.clone(),
+            users: db,
+            registration: sys_usr::Registration::Admin,
+        }
+    }
+}
+
+/// [`register_all`] on `backing` (a cluster's replicated state, say). Registers no users:
+/// load them with [`sys_usr::load_users`], or let the cluster's state bring them.
+pub fn register_all_with(kernel: &Kernel, backing: Backing, data_dir: &Path) -> Result<(), Error> {
     let services = [
         (io_term::service(), Policy::Anyone),
-        (io_store::service(store), Policy::Registered),
+        (io_store::service(backing.store), Policy::Registered),
         (dat_proc::service(), Policy::Anyone),
         (dat_gen::service(), Policy::Anyone),
         (time_chrono::service(), Policy::Anyone),
         (gfx_2d::service(), Policy::Anyone),
         (math_calc::service(), Policy::Anyone),
         (sys_task::service(), Policy::Anyone),
-        (sys_usr::service(db.clone()), Policy::Anyone),
+        (
+            sys_usr::service(backing.users, backing.registration),
+            Policy::Anyone,
+        ),
         (sys_hw::service(data_dir.to_owned()), Policy::Anyone),
         (test_svc::dump(), Policy::Anyone),
         (test_svc::echo(), Policy::Anyone),
@@ -73,7 +95,6 @@ pub fn register_all_with_store(
     for (service, policy) in services {
         kernel.register(service, None, policy)?;
     }
-    sys_usr::load_users(kernel, &db)?;
     Ok(())
 }
 

@@ -307,29 +307,45 @@ fn gather(section: &str, data_dir: &FsPath, node_up: u64) -> Unit {
     }
 }
 
-/// The file system holding `data_dir`: the mounted disk with the longest mount point that is
-/// a prefix of the directory's real path.
-fn disk(data_dir: &FsPath) -> Unit {
-    let real = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+/// The file system holding a directory, and its space in bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Where it is mounted.
+    pub mount: PathBuf,
+    /// Its size.
+    pub total: u64,
+    /// What an unprivileged user may still write (at most `total`).
+    pub free: u64,
+}
+
+/// The file system holding `dir`: the mounted disk with the longest mount point that is a
+/// prefix of the directory's real path. Mount points are absolute, so a relative `dir` (a
+/// node started with `--data node`) is only found once resolved.
+pub fn disk_space(dir: &FsPath) -> Option<DiskSpace> {
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let disks = Disks::new_with_refreshed_list();
-    let found = disks
+    disks
         .list()
         .iter()
         .filter(|d| real.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len());
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map(|d| DiskSpace {
+            mount: d.mount_point().to_path_buf(),
+            total: d.total_space(),
+            free: d.available_space().min(d.total_space()),
+        })
+}
+
+fn disk(data_dir: &FsPath) -> Unit {
     let path = Unit::str(&data_dir.display().to_string());
-    match found {
-        Some(d) => {
-            let total = d.total_space();
-            let free = d.available_space().min(total);
-            map(vec![
-                ("path", path),
-                ("mount", Unit::str(&d.mount_point().display().to_string())),
-                ("total", uint(total)),
-                ("free", uint(free)),
-                ("used", uint(total - free)),
-            ])
-        }
+    match disk_space(data_dir) {
+        Some(d) => map(vec![
+            ("path", path),
+            ("mount", Unit::str(&d.mount.display().to_string())),
+            ("total", uint(d.total)),
+            ("free", uint(d.free)),
+            ("used", uint(d.total - d.free)),
+        ]),
         None => map(vec![
             ("path", path),
             ("mount", Unit::None),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use plexus_identity::{KeyKind, Keypair};
 use plexus_kernel::{code, Error, Kernel, Policy};
+use plexus_services::sys_usr::Registration;
 use plexus_services::testing::{bare_kernel, check_examples, eval_text};
 use plexus_services::{sys_hw, sys_usr};
 use plexus_store::NodeDb;
@@ -27,12 +28,26 @@ struct Node {
     dir: tempfile::TempDir,
 }
 
+/// A node whose admin registers users.
 fn node() -> Node {
+    node_with(Registration::Admin)
+}
+
+/// A node where keys may register themselves.
+fn open_node() -> Node {
+    node_with(Registration::Open)
+}
+
+fn node_with(registration: Registration) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(NodeDb::open(dir.path()).unwrap());
     let (kernel, admin) = bare_kernel();
     kernel
-        .register(sys_usr::service(db.clone()), None, Policy::Anyone)
+        .register(
+            sys_usr::service(db.clone(), registration),
+            None,
+            Policy::Anyone,
+        )
         .unwrap();
     kernel
         .register(
@@ -89,7 +104,7 @@ async fn usr_examples_hold() {
 
 #[tokio::test]
 async fn usr_registers_the_callers_own_key() {
-    let n = node();
+    let n = open_node();
     let (k, admin) = (&n.kernel, &n.admin);
     let carol = user("carol");
     // Unregistered: who has no name.
@@ -150,6 +165,149 @@ async fn usr_registers_the_callers_own_key() {
 }
 
 #[tokio::test]
+async fn usr_registration_is_the_admins_by_default() {
+    let n = node();
+    let (k, admin) = (&n.kernel, &n.admin);
+    let eve = user("eve");
+    for text in [
+        "(reg eve)@sys.usr".to_owned(),
+        "{reg:eve}@sys.usr".to_owned(),
+        format!("{{reg:eve pub:{}}}@sys.usr", pub_text(&eve)),
+    ] {
+        let e = error(k, &eve, &text).await;
+        assert_eq!(e.code(), code::DENIED, "{text}: {e}");
+        assert!(e.message().contains("admin"), "{e}");
+    }
+    assert!(k.user_name(&eve.public()).is_none());
+    assert_eq!(n.db.users().unwrap(), vec![]);
+    let text = format!("{{reg:eve pub:{}}}@sys.usr", pub_text(&eve));
+    assert_eq!(value(k, admin, &text).await, entry("eve", &eve));
+}
+
+#[tokio::test]
+async fn usr_removes_and_renames_by_the_admin_or_the_user() {
+    let n = node();
+    let (k, admin) = (&n.kernel, &n.admin);
+    let (lea, max) = (user("lea"), user("max"));
+    for (name, key) in [("lea", &lea), ("max", &max)] {
+        let text = format!("{{reg:{name} pub:{}}}@sys.usr", pub_text(key));
+        value(k, admin, &text).await;
+    }
+    // Others may not; the admin stays.
+    assert_eq!(
+        error(k, &max, "(del lea)@sys.usr").await.code(),
+        code::DENIED
+    );
+    let e = error(k, &max, "{ren:lea to:x}@sys.usr").await;
+    assert_eq!(e.code(), code::DENIED);
+    assert_eq!(
+        error(k, admin, "(del admin)@sys.usr").await.code(),
+        code::DENIED
+    );
+    assert_eq!(
+        error(k, admin, "(del nobody)@sys.usr").await.code(),
+        code::NOT_FOUND
+    );
+    let e = error(k, admin, "{ren:lea to:max}@sys.usr").await;
+    assert_eq!(e.code(), sys_usr::NAME_TAKEN);
+    for (text, want) in [
+        ("(ren lea)@sys.usr", code::BAD_ARGUMENT),
+        ("{ren:lea to:`no spaces`}@sys.usr", code::BAD_ARGUMENT),
+        ("(del 5)@sys.usr", code::BAD_ARGUMENT),
+        ("{ren:nobody to:x}@sys.usr", code::NOT_FOUND),
+    ] {
+        assert_eq!(error(k, admin, text).await.code(), want, "{text}");
+    }
+    // A user renames itself; the admin removes another.
+    assert_eq!(
+        value(k, &lea, "{ren:lea to:leah}@sys.usr").await,
+        entry("leah", &lea)
+    );
+    assert_eq!(k.user_name(&lea.public()).as_deref(), Some("leah"));
+    value(k, admin, "(del max)@sys.usr").await;
+    assert!(k.user_name(&max.public()).is_none());
+    assert_eq!(
+        n.db.users().unwrap(),
+        vec![(lea.public().to_bytes(), "leah".into())]
+    );
+    // The user removes itself.
+    value(k, &lea, "(del leah)@sys.usr").await;
+    assert!(k.user_name(&lea.public()).is_none());
+    assert_eq!(n.db.users().unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn usr_invites_register_a_key_once() {
+    let n = node();
+    let (k, admin) = (&n.kernel, &n.admin);
+    let (quinn, ray) = (user("quinn"), user("ray"));
+    assert_eq!(
+        error(k, &quinn, "invite@sys.usr").await.code(),
+        code::DENIED
+    );
+    let Unit::Str(token) = value(k, admin, "invite@sys.usr").await else {
+        panic!("invite gives a token");
+    };
+    let with = |name: &str, token: &str| format!("{{reg:{name} inv:{token}}}@sys.usr");
+    assert_eq!(
+        value(k, &quinn, &with("quinn", &token)).await,
+        entry("quinn", &quinn)
+    );
+    assert_eq!(k.user_name(&quinn.public()).as_deref(), Some("quinn"));
+    // Used up.
+    let e = error(k, &ray, &with("ray", &token)).await;
+    assert_eq!(e.code(), sys_usr::INVITE_BAD, "{e}");
+    let e = error(k, &ray, &with("ray", "inv_0123")).await;
+    assert_eq!(e.code(), sys_usr::INVITE_BAD, "{e}");
+    // A refused registration leaves the invite for a good one.
+    let Unit::Str(second) = value(k, admin, "(invite 60)@sys.usr").await else {
+        panic!("invite gives a token");
+    };
+    let e = error(k, &ray, &with("quinn", &second)).await;
+    assert_eq!(e.code(), sys_usr::NAME_TAKEN, "{e}");
+    // Someone else's key cannot be registered with an invite.
+    let text = format!("{{reg:ray inv:{second} pub:{}}}@sys.usr", pub_text(&quinn));
+    assert_eq!(error(k, &ray, &text).await.code(), code::DENIED);
+    assert_eq!(
+        value(k, &ray, &with("ray", &second)).await,
+        entry("ray", &ray)
+    );
+    for text in [
+        "(invite 0)@sys.usr",
+        "(invite -5)@sys.usr",
+        "(invite 99999999)@sys.usr",
+    ] {
+        assert_eq!(
+            error(k, admin, text).await.code(),
+            code::BAD_ARGUMENT,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        error(k, admin, "{reg:x inv:5}@sys.usr").await.code(),
+        code::BAD_ARGUMENT
+    );
+    // An expired invite is refused (the database's clock is the caller's).
+    let id = sys_usr::invite_id("inv_old");
+    n.db.add_user_invite(id, 1_000).unwrap();
+    let e =
+        n.db.add_invited_user(user("sam").public().to_bytes(), "sam", id, 1_000)
+            .unwrap_err();
+    assert_eq!(e.to_string(), "expired user invite");
+}
+
+#[tokio::test]
+async fn usr_open_registration_lets_keys_register_themselves() {
+    let n = open_node();
+    let k = &n.kernel;
+    let (oz, pat) = (user("oz"), user("pat"));
+    assert_eq!(value(k, &oz, "(reg oz)@sys.usr").await, entry("oz", &oz));
+    // Still not someone else's key.
+    let text = format!("{{reg:pat pub:{}}}@sys.usr", pub_text(&pat));
+    assert_eq!(error(k, &oz, &text).await.code(), code::DENIED);
+}
+
+#[tokio::test]
 async fn usr_admin_registers_other_keys_others_may_not() {
     let n = node();
     let (k, admin) = (&n.kernel, &n.admin);
@@ -168,7 +326,7 @@ async fn usr_admin_registers_other_keys_others_may_not() {
 
 #[tokio::test]
 async fn usr_conflicts_have_their_own_codes() {
-    let n = node();
+    let n = open_node();
     let (k, admin) = (&n.kernel, &n.admin);
     let gina = user("gina");
     let hal = user("hal");
@@ -244,13 +402,17 @@ async fn usr_refuses_private_keys_and_bad_input() {
 
 #[tokio::test]
 async fn usr_registrations_survive_a_restart() {
-    let n = node();
+    let n = open_node();
     let kim = user("kim");
     value(&n.kernel, &kim, "(reg kim)@sys.usr").await;
     // A new kernel on the same database.
     let (kernel, admin) = bare_kernel();
     kernel
-        .register(sys_usr::service(n.db.clone()), None, Policy::Anyone)
+        .register(
+            sys_usr::service(n.db.clone(), Registration::Open),
+            None,
+            Policy::Anyone,
+        )
         .unwrap();
     assert_eq!(sys_usr::load_users(&kernel, &n.db).unwrap(), 1);
     assert_eq!(

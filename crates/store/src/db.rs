@@ -29,6 +29,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("users");
 /// Users by name: name → public key.
 const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users.by_name");
+/// User invites: id (the hash of a one-time token) → expiry in ms since the Unix epoch.
+const USER_INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("users.invites");
+
+/// Most user invites waiting at once.
+pub const MAX_USER_INVITES: u64 = 10_000;
 
 /// The node's persistent identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -360,6 +365,109 @@ impl NodeDb {
             }
             users.insert(&key, name).db()?;
             names.insert(name, &key).db()?;
+        }
+        txn.commit().db()
+    }
+
+    /// Removes user `name`; gives the key it had, `None` if there is no such user.
+    pub fn remove_user(&self, name: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.inner.db.begin_write().db()?;
+        let key = {
+            let mut users = txn.open_table(USERS).db()?;
+            let mut names = txn.open_table(USER_NAMES).db()?;
+            let key = names.remove(name).db()?.map(|k| *k.value());
+            if let Some(key) = &key {
+                users.remove(key).db()?;
+            }
+            key
+        };
+        txn.commit().db()?;
+        Ok(key)
+    }
+
+    /// Renames user `name` to `to`, keeping its key; gives that key, `None` if there is no
+    /// user `name`. Fails with [`UserConflict::NameTaken`] if `to` is another user's name.
+    pub fn rename_user(&self, name: &str, to: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.inner.db.begin_write().db()?;
+        let key = {
+            let mut users = txn.open_table(USERS).db()?;
+            let mut names = txn.open_table(USER_NAMES).db()?;
+            if name != to && names.get(to).db()?.is_some() {
+                return Err(UserConflict::NameTaken {
+                    name: to.to_owned(),
+                }
+                .into());
+            }
+            let key = names.remove(name).db()?.map(|k| *k.value());
+            if let Some(key) = &key {
+                names.insert(to, key).db()?;
+                users.insert(key, to).db()?;
+            }
+            key
+        };
+        txn.commit().db()?;
+        Ok(key)
+    }
+
+    /// Records a one-time user invite `id`, valid until `expires_ms` (ms since the epoch).
+    /// Fails with [`StoreError::Limit`] while [`MAX_USER_INVITES`] wait.
+    pub fn add_user_invite(&self, id: [u8; 32], expires_ms: u64) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_write().db()?;
+        {
+            let mut invites = txn.open_table(USER_INVITES).db()?;
+            if invites.get(&id).db()?.is_none() && invites.len().db()? >= MAX_USER_INVITES {
+                return Err(StoreError::Limit(format!(
+                    "at most {MAX_USER_INVITES} user invites may wait at once"
+                )));
+            }
+            invites.insert(&id, expires_ms).db()?;
+        }
+        txn.commit().db()
+    }
+
+    /// Registers `key` under `name` as [`NodeDb::add_user`] does, using up user invite
+    /// `invite` (and dropping every invite expired at `now_ms`), in one transaction. Fails
+    /// with [`UserConflict::BadInvite`] if the invite is unknown, used or expired; a refused
+    /// registration leaves the invite unused.
+    pub fn add_invited_user(
+        &self,
+        key: [u8; 32],
+        name: &str,
+        invite: [u8; 32],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_write().db()?;
+        {
+            let mut invites = txn.open_table(USER_INVITES).db()?;
+            let expiry = invites.get(&invite).db()?.map(|g| g.value());
+            match expiry {
+                None => return Err(UserConflict::BadInvite { expired: false }.into()),
+                Some(exp) if exp <= now_ms => {
+                    return Err(UserConflict::BadInvite { expired: true }.into())
+                }
+                Some(_) => {}
+            }
+            let mut users = txn.open_table(USERS).db()?;
+            let mut names = txn.open_table(USER_NAMES).db()?;
+            if let Some(existing) = users.get(&key).db()? {
+                let existing = existing.value().to_owned();
+                return Err(if existing == name {
+                    UserConflict::AlreadyRegistered { name: existing }
+                } else {
+                    UserConflict::KeyTaken { existing }
+                }
+                .into());
+            }
+            if names.get(name).db()?.is_some() {
+                return Err(UserConflict::NameTaken {
+                    name: name.to_owned(),
+                }
+                .into());
+            }
+            users.insert(&key, name).db()?;
+            names.insert(name, &key).db()?;
+            invites.remove(&invite).db()?;
+            invites.retain(|_, exp| exp > now_ms).db()?;
         }
         txn.commit().db()
     }

@@ -60,6 +60,12 @@ pub enum UserConflict {
         /// The name the key has.
         existing: String,
     },
+    /// A user invite that is unknown, already used, or expired.
+    #[error("{}", if *expired { "expired user invite" } else { "unknown or already used user invite" })]
+    BadInvite {
+        /// Whether it exists but has expired.
+        expired: bool,
+    },
 }
 
 impl From<StoreError> for Error {

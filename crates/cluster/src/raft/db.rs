@@ -46,6 +46,9 @@ pub(crate) const SERVICES: TableDefinition<u64, &[u8]> = TableDefinition::new("s
 pub(crate) const NODE_META: TableDefinition<u64, &[u8]> = TableDefinition::new("sm.node_meta");
 /// Invites: id → expiry (ms since the epoch).
 pub(crate) const INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("sm.invites");
+/// User invites (sys.usr's one-time registrations): id → expiry (ms since the epoch).
+pub(crate) const USER_INVITES: TableDefinition<&[u8; 32], u64> =
+    TableDefinition::new("sm.user_invites");
 /// Revoked node keys.
 pub(crate) const REVOKED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("sm.revoked");
 /// The current snapshot: `meta` → postcard `SnapshotMeta`, `data` → its bytes.
@@ -280,6 +283,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         txn.open_table(NODE_META).map_err(e)?;
         txn.open_table(INVITES).map_err(e)?;
         txn.open_table(REVOKED).map_err(e)?;
+        txn.open_table(USER_INVITES).map_err(e)?;
         txn.open_table(SNAPSHOT).map_err(e)?;
     }
     txn.commit().map_err(|e| open_err(e.to_string()))?;

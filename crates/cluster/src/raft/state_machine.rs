@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::db::{
     blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, REVOKED,
-    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_KEYS,
+    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_INVITES, USER_KEYS,
 };
 use super::node_id_of;
 use super::types::{Command, RaftPeer, Response, TypeConfig};
@@ -41,7 +41,7 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_TAGS: usize = 256;
 
 /// The snapshot format version ([`SnapshotState::format`]).
-const SNAPSHOT_FORMAT: u32 = 1;
+const SNAPSHOT_FORMAT: u32 = 2;
 
 type StoResult<T> = Result<T, StorageError<u64>>;
 
@@ -76,6 +76,8 @@ pub(crate) struct SnapshotState {
     pub(crate) invites: Vec<([u8; 32], u64)>,
     /// Revoked keys.
     pub(crate) revoked: Vec<[u8; 32]>,
+    /// User invites: (id, expiry in ms). New in format 2.
+    pub(crate) user_invites: Vec<([u8; 32], u64)>,
 }
 
 impl SnapshotState {
@@ -143,6 +145,7 @@ struct Tables<'t> {
     node_meta: redb::Table<'t, u64, &'static [u8]>,
     invites: redb::Table<'t, &'static [u8; 32], u64>,
     revoked: redb::Table<'t, &'static [u8; 32], ()>,
+    user_invites: redb::Table<'t, &'static [u8; 32], u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -156,6 +159,7 @@ impl<'t> Tables<'t> {
             node_meta: txn.open_table(NODE_META)?,
             invites: txn.open_table(INVITES)?,
             revoked: txn.open_table(REVOKED)?,
+            user_invites: txn.open_table(USER_INVITES)?,
         })
     }
 
@@ -169,6 +173,7 @@ impl<'t> Tables<'t> {
         self.node_meta.retain(|_, _| false)?;
         self.invites.retain(|_, _| false)?;
         self.revoked.retain(|_, _| false)?;
+        self.user_invites.retain(|_, _| false)?;
         Ok(())
     }
 
@@ -198,6 +203,9 @@ impl<'t> Tables<'t> {
         }
         for key in &state.revoked {
             self.revoked.insert(key, ()).map_err(s)?;
+        }
+        for (id, exp) in &state.user_invites {
+            self.user_invites.insert(id, *exp).map_err(s)?;
         }
         Ok(())
     }
@@ -319,6 +327,101 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                 Response::Ok,
                 &[Part::Revoked, Part::Services, Part::NodeMeta],
             )
+        }
+        Command::AddUser { name, key } => {
+            let has_name = t.users.get(name.as_str())?.is_some();
+            let owner = t.user_keys.get(&key)?.map(|g| g.value().to_owned());
+            match owner {
+                Some(owner) if owner == name => (
+                    Response::err(
+                        "usr.registered",
+                        format!("user {name} is already registered with this key"),
+                    ),
+                    &[],
+                ),
+                Some(owner) => (
+                    Response::err(
+                        "usr.key.taken",
+                        format!("this key is already registered as {owner}"),
+                    ),
+                    &[],
+                ),
+                None if has_name => (
+                    Response::err(
+                        "usr.name.taken",
+                        format!("the name {name} is taken by another key"),
+                    ),
+                    &[],
+                ),
+                None => (set_user(t, name, key)?, &[Part::Users]),
+            }
+        }
+        Command::RenameUser { name, to } => {
+            if let Err(e) = plexus_identity::validate_name(&to) {
+                return Ok((Response::err("arg.bad", e.to_string()), &[]));
+            }
+            let key = t.users.get(name.as_str())?.map(|g| *g.value());
+            let taken = name != to && t.users.get(to.as_str())?.is_some();
+            match key {
+                None => (
+                    Response::err("not.found", format!("there is no user named {name}")),
+                    &[],
+                ),
+                Some(_) if taken => (
+                    Response::err(
+                        "usr.name.taken",
+                        format!("the name {to} is taken by another key"),
+                    ),
+                    &[],
+                ),
+                Some(key) => {
+                    t.users.remove(name.as_str())?;
+                    t.users.insert(to.as_str(), &key)?;
+                    t.user_keys.insert(&key, to.as_str())?;
+                    (Response::Ok, &[Part::Users])
+                }
+            }
+        }
+        Command::AddUserInvite { id, expires_ms } => {
+            let exists = t.user_invites.get(&id)?.is_some();
+            if !exists && t.user_invites.len()? >= MAX_INVITES as u64 {
+                return Ok((
+                    Response::err(
+                        "limit",
+                        format!(
+                            "at most {MAX_INVITES} user invites may wait at once; prune expired ones"
+                        ),
+                    ),
+                    &[],
+                ));
+            }
+            t.user_invites.insert(&id, expires_ms)?;
+            (Response::Ok, &[])
+        }
+        Command::AddInvitedUser {
+            name,
+            key,
+            invite,
+            now_ms,
+        } => {
+            let expiry = t.user_invites.get(&invite)?.map(|g| g.value());
+            match expiry {
+                None => (
+                    Response::err("usr.invite.bad", "unknown or already used user invite"),
+                    &[],
+                ),
+                Some(exp) if exp <= now_ms => {
+                    (Response::err("usr.invite.bad", "expired user invite"), &[])
+                }
+                Some(_) => {
+                    let added = apply_command(t, Command::AddUser { name, key })?;
+                    if added.0.is_ok() {
+                        t.user_invites.remove(&invite)?;
+                        t.user_invites.retain(|_, exp| exp > now_ms)?;
+                    }
+                    added
+                }
+            }
         }
     })
 }
@@ -572,6 +675,10 @@ fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
     for row in txn.open_table(REVOKED).map_err(s)?.iter().map_err(s)? {
         let (key, _) = row.map_err(s)?;
         state.revoked.push(*key.value());
+    }
+    for row in txn.open_table(USER_INVITES).map_err(s)?.iter().map_err(s)? {
+        let (id, exp) = row.map_err(s)?;
+        state.user_invites.push((*id.value(), exp.value()));
     }
     Ok(state)
 }

@@ -439,6 +439,92 @@ async fn invites_are_one_time_and_expire() {
 }
 
 #[tokio::test]
+async fn adding_and_renaming_users_refuse_conflicts() {
+    let mut sm = Sm::new();
+    let key = || {
+        Keypair::generate(KeyKind::User, "u", &mut rand::rngs::OsRng)
+            .unwrap()
+            .public()
+            .to_bytes()
+    };
+    let (k1, k2) = (key(), key());
+    let add = |name: &str, key| Command::AddUser {
+        name: name.into(),
+        key,
+    };
+    let rename = |name: &str, to: &str| Command::RenameUser {
+        name: name.into(),
+        to: to.into(),
+    };
+    sm.ok(add("alice", k1)).await;
+    // Unlike SetUser, a taken name is not taken over.
+    sm.refused(add("alice", k2), "usr.name.taken").await;
+    sm.refused(add("alice", k1), "usr.registered").await;
+    sm.refused(add("al", k1), "usr.key.taken").await;
+    sm.refused(add("no spaces", k2), "arg.bad").await;
+    sm.ok(add("bob", k2)).await;
+    sm.refused(rename("alice", "bob"), "usr.name.taken").await;
+    sm.refused(rename("nobody", "x"), "not.found").await;
+    sm.refused(rename("alice", "no spaces"), "arg.bad").await;
+    sm.ok(rename("alice", "alice")).await;
+    sm.ok(rename("alice", "ally")).await;
+    assert_eq!(
+        sm.sm.shared.users().unwrap(),
+        vec![("ally".to_owned(), k1), ("bob".to_owned(), k2)]
+    );
+    // The old name is free again; the key keeps its new name.
+    sm.refused(add("alice", k1), "usr.key.taken").await;
+    sm.ok(add("alice", key())).await;
+}
+
+#[tokio::test]
+async fn user_invites_register_once_before_they_expire() {
+    let mut sm = Sm::new();
+    let key = || {
+        Keypair::generate(KeyKind::User, "u", &mut rand::rngs::OsRng)
+            .unwrap()
+            .public()
+            .to_bytes()
+    };
+    let (k1, k2) = (key(), key());
+    let use_it = |name: &str, key, invite, now_ms| Command::AddInvitedUser {
+        name: name.into(),
+        key,
+        invite,
+        now_ms,
+    };
+    sm.ok(Command::AddUserInvite {
+        id: [1; 32],
+        expires_ms: 1000,
+    })
+    .await;
+    sm.ok(Command::AddUserInvite {
+        id: [2; 32],
+        expires_ms: 500,
+    })
+    .await;
+    sm.refused(use_it("alice", k1, [9; 32], 10), "usr.invite.bad")
+        .await;
+    sm.refused(use_it("alice", k1, [2; 32], 500), "usr.invite.bad")
+        .await;
+    sm.ok(Command::AddUser {
+        name: "bob".into(),
+        key: k2,
+    })
+    .await;
+    // A refused registration does not use the invite up.
+    sm.refused(use_it("bob", k1, [1; 32], 10), "usr.name.taken")
+        .await;
+    sm.ok(use_it("alice", k1, [1; 32], 10)).await;
+    sm.refused(use_it("carol", key(), [1; 32], 10), "usr.invite.bad")
+        .await;
+    assert_eq!(
+        sm.sm.shared.users().unwrap(),
+        vec![("alice".to_owned(), k1), ("bob".to_owned(), k2)]
+    );
+}
+
+#[tokio::test]
 async fn users_services_and_revocation() {
     let mut sm = Sm::new();
     let k1 = Keypair::generate(KeyKind::User, "alice", &mut rand::rngs::OsRng)
@@ -535,6 +621,11 @@ async fn snapshots_round_trip() {
     })
     .await;
     a.ok(Command::Revoke { key: [8; 32] }).await;
+    a.ok(Command::AddUserInvite {
+        id: [7; 32],
+        expires_ms: u64::MAX,
+    })
+    .await;
     let mut nodes = BTreeMap::new();
     nodes.insert(1u64, RaftPeer::default());
     let membership = Entry {
@@ -577,6 +668,18 @@ async fn snapshots_round_trip() {
         b.store(),
         parse("{b:{x:[1 2]} a:1 c:{d:{e:f}} z:2}").unwrap()
     );
+    // The user invite came along.
+    let invited = Keypair::generate(KeyKind::User, "v", &mut rand::rngs::OsRng)
+        .unwrap()
+        .public()
+        .to_bytes();
+    b.ok(Command::AddInvitedUser {
+        name: "v".into(),
+        key: invited,
+        invite: [7; 32],
+        now_ms: 1,
+    })
+    .await;
 
     // Garbage is refused before it reaches the tables.
     assert!(SnapshotState::decode(&[1, 2, 3]).is_err());

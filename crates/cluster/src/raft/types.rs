@@ -118,6 +118,44 @@ pub enum Command {
     /// others. Gives a [`Response::Batch`] with one response per command. A batch inside a
     /// batch is refused (`arg.bad`).
     Batch(Vec<Command>),
+    /// Registers user `name` with public key `key` when neither is registered yet (sys.usr's
+    /// registration): a name another key has is `usr.name.taken`, a key this name already has
+    /// is `usr.registered`, a key another name has is `usr.key.taken`.
+    AddUser {
+        /// The user's name (a valid key name: letters, digits, `.`, `_`, `-`; 1 to 64).
+        name: String,
+        /// The user's ed25519 public key.
+        key: [u8; 32],
+    },
+    /// Renames user `name` to `to`, keeping its key: `not.found` if there is no user `name`,
+    /// `usr.name.taken` if `to` is another user's name.
+    RenameUser {
+        /// The user's name now.
+        name: String,
+        /// Its new name (a valid key name).
+        to: String,
+    },
+    /// Adds a one-time user invite (sys.usr's `invite`), valid until `expires_ms`; `id` is
+    /// the hash of the token the admin hands out, never the token.
+    AddUserInvite {
+        /// The invite's id.
+        id: [u8; 32],
+        /// When it expires, in milliseconds since the Unix epoch.
+        expires_ms: u64,
+    },
+    /// Registers user `name` with `key` as [`Command::AddUser`] does, using up user invite
+    /// `invite` (and pruning every user invite expired at `now_ms`). An unknown, used or
+    /// expired invite is `usr.invite.bad`; a refused registration leaves the invite unused.
+    AddInvitedUser {
+        /// The user's name.
+        name: String,
+        /// The user's public key.
+        key: [u8; 32],
+        /// The invite's id.
+        invite: [u8; 32],
+        /// The proposer's clock when it asked, in milliseconds since the Unix epoch.
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -134,6 +172,10 @@ impl Command {
             Command::SetNodeMeta { .. } => "set.node.meta",
             Command::PruneInvites { .. } => "prune.invites",
             Command::Batch(_) => "batch",
+            Command::AddUser { .. } => "add.user",
+            Command::RenameUser { .. } => "rename.user",
+            Command::AddUserInvite { .. } => "add.user.invite",
+            Command::AddInvitedUser { .. } => "add.invited.user",
         }
     }
 }

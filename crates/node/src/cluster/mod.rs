@@ -15,6 +15,7 @@ pub mod store;
 pub(crate) mod swim;
 pub mod sys_node;
 pub mod token;
+pub mod users;
 pub mod view;
 pub mod wire;
 
@@ -376,6 +377,13 @@ impl<N: Net> Cluster<N> {
         })
     }
 
+    /// sys.usr's registry over the replicated state.
+    pub fn users(&self) -> Arc<dyn plexus_services::sys_usr::Registry> {
+        Arc::new(users::ReplicatedUsers {
+            raft: self.inner.raft.clone(),
+        })
+    }
+
     /// Records this node's services and admin in the replicated state (in the background,
     /// retrying until it works): call once every service is registered.
     pub fn announce(&self) {
@@ -421,7 +429,7 @@ impl<N: Net> Cluster<N> {
 }
 
 /// Copies the replicated state into the view, the allow set, the mesh's address book, the
-/// kernel's users.
+/// kernel's user registry.
 fn sync_state<N: Net>(c: &Arc<Inner<N>>) {
     let revoked: HashSet<[u8; 32]> = c.raft.revoked().into_iter().collect();
     let mut roster = Vec::new();
@@ -468,15 +476,14 @@ fn sync_state<N: Net>(c: &Arc<Inner<N>>) {
             c.allow.remove(&key);
         }
     }
-    for (name, key) in c.raft.users() {
-        if let Ok(key) = PublicKey::from_bytes(&key) {
-            if c.kernel.user_name(&key).is_none() {
-                if let Err(e) = c.kernel.register_user(key, &name) {
-                    tracing::debug!("user {name} not registered here: {e}");
-                }
-            }
-        }
-    }
+    // The replicated registry is the cluster's: removals and renames made on any node apply
+    // here too.
+    c.kernel.replace_users(
+        c.raft
+            .users()
+            .into_iter()
+            .filter_map(|(name, key)| Some((PublicKey::from_bytes(&key).ok()?, name))),
+    );
     c.view.set_invites(invites);
     c.view.set_services(c.raft.services());
     c.view.set_leader(c.raft.leader());

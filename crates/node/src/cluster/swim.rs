@@ -40,16 +40,10 @@ pub fn local_meta(
     tags: &BTreeMap<String, String>,
     dir: &std::path::Path,
 ) -> Meta {
-    use sysinfo::{Disks, System};
+    use sysinfo::System;
     let mut sys = System::new();
     sys.refresh_memory();
-    let disks = Disks::new_with_refreshed_list();
-    // The disk holding the data directory: the longest mount point that prefixes it.
-    let disk = disks
-        .list()
-        .iter()
-        .filter(|d| dir.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len());
+    let disk = plexus_services::sys_hw::disk_space(dir);
     Meta {
         name: name.to_owned(),
         addr: addr.to_owned(),
@@ -59,8 +53,8 @@ pub fn local_meta(
         mem_total: sys.total_memory(),
         mem_avail: sys.available_memory(),
         load: System::load_average().one as f32,
-        disk_total: disk.map(|d| d.total_space()).unwrap_or(0),
-        disk_avail: disk.map(|d| d.available_space()).unwrap_or(0),
+        disk_total: disk.as_ref().map_or(0, |d| d.total),
+        disk_avail: disk.as_ref().map_or(0, |d| d.free),
         arch: std::env::consts::ARCH.to_owned(),
         os: std::env::consts::OS.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -193,4 +187,19 @@ fn reset_links<N: Net>(c: &Arc<Inner<N>>, key: &PublicKey) {
     };
     c.mesh.remove_peer(key);
     c.mesh.set_peer(*key, m.name, addr);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_data_dir_is_found_on_its_disk() {
+        let here = std::env::current_dir().unwrap();
+        let absolute = local_meta("n", "", &BTreeMap::new(), &here);
+        assert!(absolute.disk_total > 0, "no disk holds {}", here.display());
+        let relative = local_meta("n", "", &BTreeMap::new(), std::path::Path::new("."));
+        assert_eq!(relative.disk_total, absolute.disk_total);
+        assert!(relative.disk_avail > 0);
+    }
 }
