@@ -21,10 +21,26 @@
 //! Loops, queues, stacks and chain steps run as child tasks of the caller's task, so killing
 //! the caller (or cancelling its call) stops them; `task.sep` and `task.sim` tasks are children
 //! too but outlive the call that started them. Any other message is `cmd.unknown`.
+//!
+//! Limits, so that no user can jam sys.task for the others:
+//!
+//! - each registered user may have at most [`MAX_TASKS_PER_USER`] sys.task tasks running at
+//!   once (every task above counts, nested ones too); one more is a `limit` error. Keys that
+//!   are not registered share one such quota, since a new key costs nothing;
+//! - only registered users may start detached tasks (`task.sep`, `task.sim`): `denied`
+//!   otherwise. A key that is not registered runs tasks only within its own calls, which end
+//!   when its connection does;
+//! - a detached task keeps running after its user disconnects (background work is what it is
+//!   for), holding its place in the user's quota until it ends or is killed by the user or
+//!   the admin (`get.all` lists it with its user);
+//! - no sys.task call waits for the service's mailbox, so listings and `kill` answer at once
+//!   however many loops run.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use plexus_identity::PublicKey;
 use plexus_kernel::{
     code, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Kernel, Outcome, Service,
     TaskInfo,
@@ -40,16 +56,87 @@ pub const SEED: &str = include_str!("seed.unit");
 /// Most tasks one `task.sim` may start.
 pub const MAX_SIM: usize = 4096;
 
+/// Most sys.task tasks one user may have running at once.
+pub const MAX_TASKS_PER_USER: usize = 256;
+
 /// Below this depth, `get.tree` lists children by id only (units have a bounded depth).
 const MAX_TREE_DEPTH: usize = 32;
 
 /// The `sys.task` service.
 pub fn service() -> Arc<dyn Service> {
-    Arc::new(SysTask { help: help() })
+    Arc::new(SysTask {
+        help: help(),
+        quota: Arc::default(),
+    })
 }
 
 struct SysTask {
     help: Help,
+    quota: Arc<Quota>,
+}
+
+/// The sys.task tasks running per user, against [`MAX_TASKS_PER_USER`]. Keys that are not
+/// registered share one count (`None`): a fresh key costs nothing to make, so a count of its
+/// own would bound nothing.
+#[derive(Default)]
+struct Quota {
+    running: Mutex<HashMap<Option<PublicKey>, usize>>,
+}
+
+impl Quota {
+    /// A place for one more task of the caller, or a `limit` error when it has none left.
+    fn admit(self: &Arc<Self>, cx: &Cx) -> Result<Place, Error> {
+        let user = registered(cx).then_some(*cx.author());
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| Error::internal("sys.task quota poisoned"))?;
+        let n = running.entry(user).or_default();
+        if *n >= MAX_TASKS_PER_USER {
+            let who = if user.is_some() {
+                "you already have"
+            } else {
+                "keys that are not registered already have"
+            };
+            return Err(Error::new(
+                code::LIMIT,
+                format!(
+                    "{who} {MAX_TASKS_PER_USER} sys.task tasks running, the most allowed at \
+                     once: wait for some to end or kill them (get.all@sys.task lists them)"
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(Place {
+            quota: self.clone(),
+            user,
+        })
+    }
+}
+
+/// One running task's place in its user's quota, given back when the task ends or is killed
+/// (either way its future, which owns the place, is dropped).
+struct Place {
+    quota: Arc<Quota>,
+    user: Option<PublicKey>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.quota.running.lock() {
+            if let Some(n) = running.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    running.remove(&self.user);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the caller is a registered user (the admin is one).
+fn registered(cx: &Cx) -> bool {
+    cx.kernel().user_name(cx.author()).is_some()
 }
 
 impl Service for SysTask {
@@ -61,8 +148,15 @@ impl Service for SysTask {
         Delivery::Raw
     }
 
+    /// No sys.task call waits for the mailbox: loops and queues hold their call for as long
+    /// as they run, so 1,024 of them would keep every other caller (and the admin's `kill`)
+    /// waiting. Each user's running tasks are bounded by [`MAX_TASKS_PER_USER`] instead.
+    fn queues(&self, _msg: &Unit) -> bool {
+        false
+    }
+
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
-        handle(cx, msg)
+        handle(cx, &self.quota, msg)
     }
 }
 
@@ -111,22 +205,22 @@ fn looks_like_command(u: &Unit) -> bool {
     })
 }
 
-fn handle(cx: &Cx, msg: Unit) -> BoxFuture<'_, Outcome> {
+fn handle<'a>(cx: &'a Cx, quota: &'a Arc<Quota>, msg: Unit) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         if let Some(form) = Form::of(&msg) {
-            return run_form(cx, form, msg).await;
+            return run_form(cx, quota, form, msg).await;
         }
         match msg {
             Unit::Stream(_) => match cx.run(msg).await? {
                 None => Ok(None),
-                Some(v) => second_level(cx, v).await,
+                Some(v) => second_level(cx, quota, v).await,
             },
             other => {
                 let (streams, refs) = plexus_kernel::needs_eval(&other);
                 if streams || refs {
                     let v = cx.eval(other.clone()).await?;
                     if let Some(form) = Form::of(&v) {
-                        return run_form(cx, form, v).await;
+                        return run_form(cx, quota, form, v).await;
                     }
                 }
                 Err(Error::unknown_command("sys.task", &other))
@@ -136,9 +230,9 @@ fn handle(cx: &Cx, msg: Unit) -> BoxFuture<'_, Outcome> {
 }
 
 /// The value of a stream sent to sys.task: a form is run, anything else evaluated once more.
-async fn second_level(cx: &Cx, v: Unit) -> Outcome {
+async fn second_level(cx: &Cx, quota: &Arc<Quota>, v: Unit) -> Outcome {
     if let Some(form) = Form::of(&v) {
-        return run_form(cx, form, v).await;
+        return run_form(cx, quota, form, v).await;
     }
     if looks_like_command(&v) {
         return Err(Error::unknown_command("sys.task", &v));
@@ -146,7 +240,7 @@ async fn second_level(cx: &Cx, v: Unit) -> Outcome {
     cx.run(v).await
 }
 
-async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
+async fn run_form(cx: &Cx, quota: &Arc<Quota>, form: Form, msg: Unit) -> Outcome {
     match form {
         Form::Get => get(cx, msg.as_str().unwrap_or("get")).map(Some),
         Form::Kill => {
@@ -159,7 +253,7 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
         Form::Chain => {
             let msg = cx.eval(msg).await?;
             match msg {
-                Unit::Map(m) => chain(cx, m).await,
+                Unit::Map(m) => chain(cx, quota, m).await,
                 other => Err(Error::unknown_command("sys.task", &other)),
             }
         }
@@ -174,17 +268,25 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
                     ))
                 })?;
             match form {
-                Form::Loop => in_child(cx, "task.loop", move |cx| run_loop(cx, arg)).await,
+                Form::Loop => in_child(cx, quota, "task.loop", move |cx| run_loop(cx, arg)).await,
                 Form::Que => {
                     let items = list(&arg, "task.que")?;
-                    in_child(cx, "task.que", move |cx| que(cx, items)).await
+                    in_child(cx, quota, "task.que", move |cx| que(cx, items)).await
                 }
                 Form::Stk => {
                     let (items, service, node) = stack(&arg)?;
-                    in_child(cx, "task.stk", move |cx| stk(cx, items, service, node)).await
+                    in_child(cx, quota, "task.stk", move |cx| {
+                        stk(cx, items, service, node)
+                    })
+                    .await
                 }
-                Form::Sep => Ok(Some(task_ids(Unit::int(start(cx, "task.sep", arg))))),
+                Form::Sep => {
+                    detachable(cx, "task.sep")?;
+                    let id = start(cx, quota.admit(cx)?, "task.sep", arg);
+                    Ok(Some(task_ids(Unit::int(id))))
+                }
                 Form::Sim => {
+                    detachable(cx, "task.sim")?;
                     let items = list(&arg, "task.sim")?;
                     if items.len() > MAX_SIM {
                         return Err(Error::new(
@@ -192,13 +294,19 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
                             format!("task.sim starts at most {MAX_SIM} tasks"),
                         ));
                     }
+                    // All places first: a task.sim starts all of its tasks or none.
+                    let places = items
+                        .iter()
+                        .map(|_| quota.admit(cx))
+                        .collect::<Result<Vec<_>, _>>()?;
                     let ids = items
                         .into_iter()
-                        .map(|x| Unit::int(start(cx, "task.sim", x)))
+                        .zip(places)
+                        .map(|(x, place)| Unit::int(start(cx, place, "task.sim", x)))
                         .collect();
                     Ok(Some(task_ids(Unit::List(ids))))
                 }
-                Form::Try => match handle(cx, arg).await {
+                Form::Try => match handle(cx, quota, arg).await {
                     Err(e) if !ends_session(&e) => Ok(Some(e.to_unit())),
                     other => other,
                 },
@@ -212,6 +320,21 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
 /// (so a λ shell ends instead of asking forever).
 fn ends_session(e: &Error) -> bool {
     e.code() == code::NO_TERMINAL || e.code() == code::TERMINAL
+}
+
+/// Detached tasks outlive their call and its connection, so only registered users, whom the
+/// admin can identify and whose tasks the quota bounds one by one, may start them.
+fn detachable(cx: &Cx, form: &str) -> Result<(), Error> {
+    if registered(cx) {
+        return Ok(());
+    }
+    Err(Error::new(
+        code::DENIED,
+        format!(
+            "{form} starts a task that outlives the call; only registered users may (see \
+             help.man@sys.task)"
+        ),
+    ))
 }
 
 fn task_ids(ids: Unit) -> Unit {
@@ -268,16 +391,21 @@ impl Drop for KillOnDrop {
 }
 
 /// Runs `f` as a child task of the caller's task and waits for it.
-async fn in_child<F, Fut>(cx: &Cx, name: &str, f: F) -> Outcome
+async fn in_child<F, Fut>(cx: &Cx, quota: &Arc<Quota>, name: &str, f: F) -> Outcome
 where
     F: FnOnce(Cx) -> Fut,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
+    let place = quota.admit(cx)?;
     let base = cx.clone();
     let handle = cx
         .kernel()
         .spawn_task(Some(cx.task()), name, *cx.author(), move |id| {
-            f(base.in_task(id))
+            let work = f(base.in_task(id));
+            async move {
+                let _place = place;
+                work.await
+            }
         });
     let mut guard = KillOnDrop {
         kernel: cx.kernel().clone(),
@@ -289,14 +417,15 @@ where
     out
 }
 
-/// Starts a child task evaluating `x` without waiting; → its id.
-fn start(cx: &Cx, name: &str, x: Unit) -> i64 {
+/// Starts a child task evaluating `x` in `place` without waiting; → its id.
+fn start(cx: &Cx, place: Place, name: &str, x: Unit) -> i64 {
     let base = cx.clone();
     let handle = cx
         .kernel()
         .spawn_task(Some(cx.task()), name, *cx.author(), move |id| {
             let cx = base.in_task(id);
             async move {
+                let _place = place;
                 match cx.eval(x).await {
                     Ok(_) => Ok(None),
                     Err(e) => {
@@ -354,7 +483,7 @@ async fn stk(cx: Cx, items: Vec<Unit>, service: String, node: Option<String>) ->
     Ok(None)
 }
 
-async fn chain(cx: &Cx, mut m: Map) -> Outcome {
+async fn chain(cx: &Cx, quota: &Arc<Quota>, mut m: Map) -> Outcome {
     let bad =
         || Error::bad_argument("a chain's task is a list of service names: {task:[s1 s2 …] msg:M}");
     let services: Vec<String> = match m.get_str("task") {
@@ -375,7 +504,7 @@ async fn chain(cx: &Cx, mut m: Map) -> Outcome {
     };
     for service in services {
         let step = current.clone();
-        let reply = in_child(cx, "task.chain", move |cx| async move {
+        let reply = in_child(cx, quota, "task.chain", move |cx| async move {
             cx.send(&service, None, step).await
         })
         .await?;
@@ -509,7 +638,10 @@ fn help() -> Help {
     Help {
         name: "sys.task",
         info: "The task engine: loops, queues, stacks, chains and background tasks over \
-               unevaluated programs; task listings and kill",
+               unevaluated programs; task listings and kill. Each user may have 256 tasks \
+               running at once (a limit error beyond); keys that are not registered share one \
+               such quota and cannot start background tasks. Listings and kill never wait \
+               behind running tasks.",
         tut: vec![
             Example {
                 info: "A chain: the map (without task) goes to math.calc; the result is the map \
@@ -563,13 +695,16 @@ fn help() -> Help {
             },
             Command {
                 name: "task.sep",
-                info: "Starts a task evaluating X and returns at once → {task:id} (see get, kill)",
+                info: "Starts a task evaluating X and returns at once → {task:id} (see get, \
+                       kill). The task keeps running after the caller disconnects, until it ends \
+                       or is killed. Only registered users may start one (denied otherwise)",
                 forms: &["{task.sep:X}", "(task.sep X)"],
             },
             Command {
                 name: "task.sim",
-                info: "Starts one task per element (at most 4096) and returns at once → \
-                       {task:[id…]}",
+                info: "Starts one task per element (at most 4096, and within the caller's \
+                       quota: all of them or none) and returns at once → {task:[id…]}; like \
+                       task.sep, only for registered users",
                 forms: &["{task.sim:[x…]}", "(task.sim [x…])"],
             },
             Command {
