@@ -49,6 +49,7 @@
 
 mod cx;
 mod error;
+mod help_text;
 mod kernel;
 mod remote;
 mod service;
@@ -56,6 +57,7 @@ mod terminal;
 
 pub use cx::{needs_eval, Cx, MAX_CALL_DEPTH};
 pub use error::{code, Error};
+pub use help_text::help_text;
 pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};
 pub use remote::{NodeRef, Remote};
 pub use service::{BoxFuture, Command, Delivery, Example, Help, Outcome, Policy, Service};
