@@ -53,6 +53,7 @@ mod help_text;
 mod kernel;
 mod remote;
 mod service;
+mod table;
 mod terminal;
 
 pub use cx::{needs_eval, Cx, MAX_CALL_DEPTH};
@@ -61,4 +62,5 @@ pub use help_text::help_text;
 pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};
 pub use remote::{NodeRef, Remote};
 pub use service::{BoxFuture, Command, Delivery, Example, Help, Outcome, Policy, Service};
+pub use table::{command, Arg, Cmd, Entry, Table};
 pub use terminal::Terminal;
