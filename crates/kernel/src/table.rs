@@ -91,6 +91,8 @@ pub enum Arg {
     Required,
     /// Any form; the handler reads the argument if there is one.
     Optional,
+    /// Only the bare form: with an argument, the message is not this command.
+    None,
 }
 
 /// One command of a service: its help entry, the names it answers to, its argument and its
@@ -100,6 +102,9 @@ pub struct Entry<H> {
     pub command: Command,
     /// Other names it answers to (`size.kb` for `size`), shown in its forms.
     pub also: &'static [&'static str],
+    /// Whether it also answers to its name with suffixes, `name.<suffix>…` (`wait.ms` for
+    /// `wait`), which its handler reads (and refuses if it does not know them).
+    pub family: bool,
     /// Whether it needs an argument.
     pub arg: Arg,
     /// What runs it.
@@ -118,9 +123,16 @@ impl<H> Entry<H> {
         Entry {
             command: Command { name, info, forms },
             also: &[],
+            family: false,
             arg,
             run,
         }
+    }
+
+    /// The same command, also answering to its name with suffixes.
+    pub fn family(mut self) -> Entry<H> {
+        self.family = true;
+        self
     }
 
     /// The same command, also answering to `names`.
@@ -175,15 +187,31 @@ impl<H> Table<H> {
         &self.entries
     }
 
-    /// The entry answering to `name`.
+    /// The entry answering to `name`: by that name, or else the family of its longest
+    /// prefix ending before a `.`.
     pub fn get(&self, name: &str) -> Option<&Entry<H>> {
-        self.by_name.get(name).map(|&i| &self.entries[i])
+        if let Some(&i) = self.by_name.get(name) {
+            return Some(&self.entries[i]);
+        }
+        let mut prefix = name;
+        while let Some(dot) = prefix.rfind('.') {
+            prefix = &prefix[..dot];
+            if let Some(&i) = self.by_name.get(prefix) {
+                let e = &self.entries[i];
+                return e.family.then_some(e);
+            }
+        }
+        None
     }
 
     /// The command in `msg` and its entry, if `msg` is a command of this table.
     pub fn find<'m>(&self, msg: &'m Unit) -> Option<(&Entry<H>, Cmd<'m>)> {
         let c = command(msg)?;
-        Some((self.get(c.name)?, c))
+        let entry = self.get(c.name)?;
+        if entry.arg == Arg::None && c.arg.is_some() {
+            return None;
+        }
+        Some((entry, c))
     }
 
     /// The command in `msg` and its entry, with its argument checked: `cmd.unknown` if `msg`
@@ -229,8 +257,8 @@ mod tests {
             vec![],
             vec![
                 Entry::new("len", "Length", &["(len u)"], Arg::Required, 1),
-                Entry::new("get", "Listings", &["get", "get.all"], Arg::Optional, 2)
-                    .also(&["get.all"]),
+                Entry::new("get", "Listings", &["get", "get.all"], Arg::None, 2).also(&["get.all"]),
+                Entry::new("wait", "Waits", &["(wait.ms n)"], Arg::Required, 3).family(),
             ],
         )
     }
@@ -239,14 +267,26 @@ mod tests {
     fn one_table_gives_dispatch_help_and_argument_checks() {
         let t = table();
         let names: Vec<&str> = t.help().man.iter().map(|c| c.name).collect();
-        assert_eq!(names, ["len", "get"]);
+        assert_eq!(names, ["len", "get", "wait"]);
         let run = |text: &str| t.lookup(&parse(text).unwrap()).map(|(e, _)| e.run);
         assert_eq!(run("(len [1])"), Ok(1));
         assert_eq!(run("{len:x}"), Ok(1));
         assert_eq!(run("get"), Ok(2));
-        assert_eq!(run("{get.all:-}"), Ok(2));
+        assert_eq!(run("get.all"), Ok(2));
+        assert_eq!(run("(wait 1)"), Ok(3));
+        assert_eq!(run("(wait.ms.x 1)"), Ok(3));
         assert_eq!(run("len").unwrap_err().code(), code::BAD_ARGUMENT);
-        for unknown in ["lens", "(x 1)", "[len]", "5"] {
+        for unknown in [
+            "lens",
+            "(x 1)",
+            "[len]",
+            "5",
+            "(get 1)",
+            "{get.all:-}",
+            "len.x",
+            "get.run",
+            "wai",
+        ] {
             assert_eq!(
                 run(unknown).unwrap_err().code(),
                 code::UNKNOWN_COMMAND,
