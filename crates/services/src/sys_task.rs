@@ -38,12 +38,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use plexus_identity::PublicKey;
 use plexus_kernel::{
-    code, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Kernel, Outcome, Service,
-    TaskInfo,
+    code, Arg, BoxFuture, Cx, Delivery, Entry, Error, Example, Help, Kernel, Outcome, Service,
+    Table, TaskInfo,
 };
 use plexus_store::merge_with;
 use plexus_units::{Map, Unit};
@@ -65,13 +65,11 @@ const MAX_TREE_DEPTH: usize = 32;
 /// The `sys.task` service.
 pub fn service() -> Arc<dyn Service> {
     Arc::new(SysTask {
-        help: help(),
         quota: Arc::default(),
     })
 }
 
 struct SysTask {
-    help: Help,
     quota: Arc<Quota>,
 }
 
@@ -141,7 +139,7 @@ fn registered(cx: &Cx) -> bool {
 
 impl Service for SysTask {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn delivery(&self) -> Delivery {
@@ -171,26 +169,18 @@ enum Form {
     Try,
     Kill,
     Get,
+    /// A map with a `task` field, wherever it is.
     Chain,
+    /// Any stream (in the manual only: streams are recognised by their shape).
+    Stream,
 }
 
 impl Form {
     fn of(u: &Unit) -> Option<Form> {
-        if let Unit::Str(s) = u {
-            if matches!(&**s, "get" | "get.run" | "get.all" | "get.tree") {
-                return Some(Form::Get);
-            }
-        }
-        let by_name = forms::command(u).and_then(|c| match c.name {
-            "task.loop" => Some(Form::Loop),
-            "task.que" => Some(Form::Que),
-            "task.stk" => Some(Form::Stk),
-            "task.sep" => Some(Form::Sep),
-            "task.sim" => Some(Form::Sim),
-            "task.try" => Some(Form::Try),
-            "kill" => Some(Form::Kill),
-            _ => None,
-        });
+        let by_name = TABLE
+            .find(u)
+            .map(|(e, _)| e.run)
+            .filter(|f| !matches!(f, Form::Chain | Form::Stream));
         by_name.or_else(|| match u {
             Unit::Map(m) if m.get_str("task").is_some() => Some(Form::Chain),
             _ => None,
@@ -310,7 +300,9 @@ async fn run_form(cx: &Cx, quota: &Arc<Quota>, form: Form, msg: Unit) -> Outcome
                     Err(e) if !ends_session(&e) => Ok(Some(e.to_unit())),
                     other => other,
                 },
-                Form::Get | Form::Kill | Form::Chain => Err(Error::internal("sys.task form")),
+                Form::Get | Form::Kill | Form::Chain | Form::Stream => {
+                    Err(Error::internal("sys.task form"))
+                }
             }
         }
     }
@@ -634,15 +626,18 @@ fn user(kernel: &Kernel, key: &plexus_identity::PublicKey) -> Unit {
     Unit::from(kernel.user_name(key).unwrap_or_else(|| key.fingerprint()))
 }
 
-fn help() -> Help {
-    Help {
-        name: "sys.task",
-        info: "The task engine: loops, queues, stacks, chains and background tasks over \
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Form>> = LazyLock::new(table);
+
+fn table() -> Table<Form> {
+    Table::new(
+        "sys.task",
+        "The task engine: loops, queues, stacks, chains and background tasks over \
                unevaluated programs; task listings and kill. Each user may have 256 tasks \
                running at once (a limit error beyond); keys that are not registered share one \
                such quota and cannot start background tasks. Listings and kill never wait \
                behind running tasks.",
-        tut: vec![
+        vec![
             Example {
                 info: "A chain: the map (without task) goes to math.calc; the result is the map \
                        with msg set to the final value",
@@ -675,74 +670,94 @@ fn help() -> Help {
                 res: Some("{err:not.found msg:`no task 999999999` id:999999999}"),
             },
         ],
-        man: vec![
-            Command {
-                name: "task.loop",
-                info: "Evaluates X again and again (until the task is killed or its call \
+        vec![
+            Entry::new(
+                "task.loop",
+                "Evaluates X again and again (until the task is killed or its call \
                        cancelled; an error in X ends the loop with that error), or n times with \
                        (n X); no value",
-                forms: &["{task.loop:X}", "(task.loop X)", "(task.loop (n X))"],
-            },
-            Command {
-                name: "task.que",
-                info: "Evaluates each element in order, waiting for each; no value",
-                forms: &["{task.que:[x…]}", "(task.que [x…])"],
-            },
-            Command {
-                name: "task.stk",
-                info: "For each m in the list: evaluates m, sends it to serv and waits; no value",
-                forms: &["{task.stk:[m…]@serv}", "(task.stk [m…]@serv)"],
-            },
-            Command {
-                name: "task.sep",
-                info: "Starts a task evaluating X and returns at once → {task:id} (see get, \
+                &["{task.loop:X}", "(task.loop X)", "(task.loop (n X))"],
+                Arg::Optional,
+                Form::Loop,
+            ),
+            Entry::new(
+                "task.que",
+                "Evaluates each element in order, waiting for each; no value",
+                &["{task.que:[x…]}", "(task.que [x…])"],
+                Arg::Optional,
+                Form::Que,
+            ),
+            Entry::new(
+                "task.stk",
+                "For each m in the list: evaluates m, sends it to serv and waits; no value",
+                &["{task.stk:[m…]@serv}", "(task.stk [m…]@serv)"],
+                Arg::Optional,
+                Form::Stk,
+            ),
+            Entry::new(
+                "task.sep",
+                "Starts a task evaluating X and returns at once → {task:id} (see get, \
                        kill). The task keeps running after the caller disconnects, until it ends \
                        or is killed. Only registered users may start one (denied otherwise)",
-                forms: &["{task.sep:X}", "(task.sep X)"],
-            },
-            Command {
-                name: "task.sim",
-                info: "Starts one task per element (at most 4096, and within the caller's \
+                &["{task.sep:X}", "(task.sep X)"],
+                Arg::Optional,
+                Form::Sep,
+            ),
+            Entry::new(
+                "task.sim",
+                "Starts one task per element (at most 4096, and within the caller's \
                        quota: all of them or none) and returns at once → {task:[id…]}; like \
                        task.sep, only for registered users",
-                forms: &["{task.sim:[x…]}", "(task.sim [x…])"],
-            },
-            Command {
-                name: "task.try",
-                info:
-                    "Runs M as sys.task would; an error becomes the value {err:code msg:text …}, \
+                &["{task.sim:[x…]}", "(task.sim [x…])"],
+                Arg::Optional,
+                Form::Sim,
+            ),
+            Entry::new(
+                "task.try",
+                "Runs M as sys.task would; an error becomes the value {err:code msg:text …}, \
                        except term.none and term.failed (no terminal, input ended), which end \
                        the caller as usual",
-                forms: &["{task.try:M}", "(task.try M)"],
-            },
-            Command {
-                name: "task",
-                info: "Chain: from M (or the map without task), sends the value to each service \
+                &["{task.try:M}", "(task.try M)"],
+                Arg::Optional,
+                Form::Try,
+            ),
+            Entry::new(
+                "task",
+                "Chain: from M (or the map without task), sends the value to each service \
                        in turn, merging each reply into it (lists concatenate, maps merge, \
                        anything else is replaced; a call without a value changes nothing) → \
                        the map with msg set to the final value",
-                forms: &["{task:[serv…] msg:M}", "{task:[serv…] k:v …}"],
-            },
-            Command {
-                name: "get",
-                info: "Task listings: run = the current task {id name usr par.id}, all = every \
+                &["{task:[serv…] msg:M}", "{task:[serv…] k:v …}"],
+                Arg::Optional,
+                Form::Chain,
+            ),
+            Entry::new(
+                "get",
+                "Task listings: run = the current task {id name usr par.id}, all = every \
                        task, tree = the tasks as trees [{id name usr child:[…]|-}…]; usr is the \
                        registered name or the key's fingerprint",
-                forms: &["get", "get.run", "get.all", "get.tree"],
-            },
-            Command {
-                name: "kill",
-                info: "Stops task id and all the tasks it started; their waiters get the error \
+                &["get", "get.run", "get.all", "get.tree"],
+                Arg::None,
+                Form::Get,
+            )
+            .also(&["get.run", "get.all", "get.tree"]),
+            Entry::new(
+                "kill",
+                "Stops task id and all the tasks it started; their waiters get the error \
                        killed. Only the task's user or the admin may kill it; an unknown id is \
                        not.found",
-                forms: &["(kill id)", "{kill:id}"],
-            },
-            Command {
-                name: "stream",
-                info: "A stream is evaluated; a form in its value is run, any other value is \
+                &["(kill id)", "{kill:id}"],
+                Arg::Optional,
+                Form::Kill,
+            ),
+            Entry::new(
+                "stream",
+                "A stream is evaluated; a form in its value is run, any other value is \
                        evaluated once more (so a program loaded from the store runs) → its value",
-                forms: &["u@serv", "(load @task.hello)@io.store"],
-            },
+                &["u@serv", "(load @task.hello)@io.store"],
+                Arg::Optional,
+                Form::Stream,
+            ),
         ],
-    }
+    )
 }
