@@ -14,6 +14,7 @@ use plexus_services::{
 };
 use plexus_store::merge_with;
 use plexus_store::MemStore;
+use plexus_units::testing::{arb_message, arb_word};
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
 
@@ -1084,54 +1085,42 @@ async fn store_programs_free_and_test() {
     );
 }
 
+const WORDS: &[&str] = &[
+    "task.loop",
+    "task.que",
+    "task.stk",
+    "task.sep",
+    "task.sim",
+    "task.try",
+    "task",
+    "msg",
+    "kill",
+    "get",
+    "get.run",
+    "get.all",
+    "get.tree",
+    "say",
+    "inp",
+    "math.calc",
+    "io.term",
+    "sum",
+    "div",
+    "",
+];
+
 fn arb_unit() -> impl Strategy<Value = Unit> {
-    let words = vec![
-        "task.loop",
-        "task.que",
-        "task.stk",
-        "task.sep",
-        "task.sim",
-        "task.try",
-        "task",
-        "msg",
-        "kill",
-        "get",
-        "get.run",
-        "get.all",
-        "get.tree",
-        "say",
-        "inp",
-        "math.calc",
-        "io.term",
-        "sum",
-        "div",
-        "",
-    ];
     let leaf = prop_oneof![
         Just(Unit::None),
         any::<bool>().prop_map(Unit::Bool),
         (-2i64..30).prop_map(Unit::int),
         any::<i64>().prop_map(Unit::int),
-        prop::sample::select(words).prop_map(Unit::str),
+        arb_word(WORDS),
     ];
-    leaf.prop_recursive(4, 24, 4, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Unit::List),
-            prop::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(|kv| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in kv {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-            (
-                inner,
-                prop::sample::select(vec!["sys.task", "io.term", "math.calc", "dat.proc"])
-            )
-                .prop_map(|(u, s)| Unit::stream(u, s).unwrap()),
-        ]
-    })
+    arb_message(
+        leaf,
+        WORDS,
+        &["sys.task", "io.term", "math.calc", "dat.proc"],
+    )
 }
 
 proptest! {
