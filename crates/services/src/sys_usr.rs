@@ -17,14 +17,14 @@
 //! to another key), [`ALREADY_REGISTERED`] (this key already has this name), [`KEY_TAKEN`]
 //! (this key already has another name).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use plexus_identity::{validate_name, PublicKey};
-use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Kernel, Outcome, Service};
+use plexus_kernel::{
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Kernel, Outcome, Service, Table,
+};
 use plexus_store::{NodeDb, StoreError, UserConflict};
 use plexus_units::{Map, Unit};
-
-use crate::forms::command;
 
 const NAME: &str = "sys.usr";
 
@@ -38,17 +38,23 @@ pub const KEY_TAKEN: &str = "usr.key.taken";
 /// The `sys.usr` service: registrations go to the node database and the kernel's registry.
 pub struct SysUsr {
     db: Arc<NodeDb>,
-    help: Help,
     /// Registrations one at a time, so the check against the kernel's registry and the two
     /// writes are not interleaved with another registration.
     registering: tokio::sync::Mutex<()>,
+}
+
+/// What a command does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Usr {
+    Get,
+    Who,
+    Reg,
 }
 
 /// The `sys.usr` service, persisting registrations in `db`.
 pub fn service(db: Arc<NodeDb>) -> Arc<dyn Service> {
     Arc::new(SysUsr {
         db,
-        help: help(),
         registering: tokio::sync::Mutex::new(()),
     })
 }
@@ -69,13 +75,16 @@ pub fn load_users(kernel: &Kernel, db: &NodeDb) -> Result<usize, Error> {
     Ok(added)
 }
 
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Usr>> = LazyLock::new(table);
+
 // The examples run in order, as the node's admin, on a node where bob is not registered.
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "The user registry: names for users' public keys. Private keys never leave \
+fn table() -> Table<Usr> {
+    Table::new(
+        NAME,
+        "The user registry: names for users' public keys. Private keys never leave \
                their users' machines",
-        tut: vec![
+        vec![
             Example {
                 info: "The admin registers another user's public key under a name",
                 com: "{reg:bob pub:x\"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\"}@sys.usr",
@@ -92,37 +101,44 @@ fn help() -> Help {
                 res: Some("{ath:bob pub:x\"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\"}"),
             },
         ],
-        man: vec![
-            Command {
-                name: "get",
-                info: "All registered users as a list of {ath:name pub:key}, ordered by key; \
+        vec![
+            Entry::new(
+                "get",
+                "All registered users as a list of {ath:name pub:key}, ordered by key; \
                        with a name or a key, that user (not.found if unregistered)",
-                forms: &["get", "list", "(get name)", "(get x\"key\")"],
-            },
-            Command {
-                name: "who",
-                info: "The caller: {ath:name pub:key}, with ath - if the caller's key is not \
+                &["get", "list", "(get name)", "(get x\"key\")"],
+                Arg::Optional,
+                Usr::Get,
+            )
+            .also(&["list"]),
+            Entry::new(
+                "who",
+                "The caller: {ath:name pub:key}, with ath - if the caller's key is not \
                        registered",
-                forms: &["who"],
-            },
-            Command {
-                name: "reg",
-                info: "Registers the caller's own key (the key that signed the message) under \
+                &["who"],
+                Arg::None,
+                Usr::Who,
+            ),
+            Entry::new(
+                "reg",
+                "Registers the caller's own key (the key that signed the message) under \
                        a name: 1 to 64 ASCII letters, digits, . _ -. With pub, registers that \
                        key instead: only the node's admin may register another user's key. \
                        Errors: usr.name.taken (the name has another key), usr.registered (this \
                        key has this name already), usr.key.taken (this key has another name). \
                        A message with priv is refused: private keys never leave their users' \
                        machines. Gives the new {ath pub}",
-                forms: &["(reg name)", "{reg:name}", "{reg:name pub:x\"32 bytes\"}"],
-            },
+                &["(reg name)", "{reg:name}", "{reg:name pub:x\"32 bytes\"}"],
+                Arg::Required,
+                Usr::Reg,
+            ),
         ],
-    }
+    )
 }
 
 impl Service for SysUsr {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
@@ -143,19 +159,20 @@ impl Service for SysUsr {
                     ));
                 }
             }
-            let Some(c) = command(&msg) else {
+            let Some((command, c)) = TABLE.find(&msg) else {
                 return Err(Error::unknown_command(NAME, &msg));
             };
             let kernel = cx.kernel();
-            match (c.name, c.arg) {
-                ("get" | "list", None) => Ok(Some(Unit::List(
+            match (command.run, c.arg) {
+                (Usr::Get, None) => Ok(Some(Unit::List(
                     kernel
                         .users()
                         .iter()
                         .map(|(k, n)| entry(Some(n), k))
                         .collect(),
                 ))),
-                ("get", Some(who)) => {
+                // `list` is bare only.
+                (Usr::Get, Some(who)) if c.name == "get" => {
                     let users = kernel.users();
                     let found = match who {
                         Unit::Str(name) => users.iter().find(|(_, n)| n == &**name),
@@ -174,11 +191,11 @@ impl Service for SysUsr {
                         )
                     })
                 }
-                ("who", None) => {
+                (Usr::Who, None) => {
                     let me = cx.author();
                     Ok(Some(entry(kernel.user_name(me).as_deref(), me)))
                 }
-                ("reg", Some(name)) => {
+                (Usr::Reg, Some(name)) => {
                     let Unit::Str(name) = name else {
                         return Err(Error::bad_argument(format!(
                             "reg takes a name, not {}",
