@@ -16,6 +16,10 @@
 //!   service;
 //! - errors are units ([`Error`]) that stop the evaluation they occur in and reach the caller.
 //!
+//! A service usually keeps its commands in a [`Table`], which gives its help, reads commands
+//! (`cmd`, `(cmd arg)`, `{cmd:arg opt:v}`), checks their arguments and says what runs them;
+//! [`help_text`] turns help units into text for people.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use plexus_kernel::{BoxFuture, Cx, Error, Help, Kernel, NodeInfo, Outcome, Policy, Service};

@@ -15,6 +15,11 @@
 //! | `test.dump`, `test.echo`, `test.void` | testing aids |
 //!
 //! [`register_all`] registers them on a kernel in that order.
+//!
+//! Each service's commands are one [`plexus_kernel::Table`]: an entry per command gives its
+//! help, its names and argument shape, and what runs it, so adding a command is adding an
+//! entry. `gfx.2d` and the `test.*` services take any message by its shape and have no table;
+//! `io.term` dispatches its bare and pair forms through its table and its maps by their keys.
 
 pub mod dat_gen;
 pub mod dat_proc;
