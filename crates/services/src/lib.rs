@@ -18,8 +18,9 @@
 //!
 //! Each service's commands are one [`plexus_kernel::Table`]: an entry per command gives its
 //! help, its names and argument shape, and what runs it, so adding a command is adding an
-//! entry. `gfx.2d` and the `test.*` services take any message by its shape and have no table;
-//! `io.term` dispatches its bare and pair forms through its table and its maps by their keys.
+//! entry. The `test.*` services take any message and have no table; `gfx.2d` also takes a
+//! colour alone and `io.term` anything it can print, and both read maps by their keys
+//! wherever they are.
 
 pub mod dat_gen;
 pub mod dat_proc;
