@@ -40,6 +40,8 @@ use plexus_units::Unit;
 
 pub use connection::{Client, Reply, StdTerminal};
 pub use error::{Error, Result};
+/// Help units (`help@serv` and the like) rendered as text for a person to read.
+pub use plexus_kernel::help_text;
 
 /// Signs `body` with `key`, stamped with the current time.
 pub fn sign_with(key: &plexus_identity::Keypair, body: Unit) -> Result<SignedMessage> {

@@ -8,7 +8,8 @@ use plexus_identity::{
     KdfParams, KeyFile, KeyKind, Keypair, PublicIdentity, PublicKey, ReplayConfig, ReplayError,
     ReplayGuard, SignedMessage,
 };
-use plexus_units::{Map, Unit};
+use plexus_units::testing::arb_message;
+use plexus_units::Unit;
 use proptest::prelude::*;
 use rand::rngs::OsRng;
 
@@ -51,19 +52,7 @@ fn body() -> impl Strategy<Value = Unit> {
         proptest::collection::vec(any::<u8>(), 0..24)
             .prop_map(|b| Unit::Bytes(bytes::Bytes::from(b))),
     ];
-    leaf.prop_recursive(4, 32, 5, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..5).prop_map(Unit::List),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            proptest::collection::vec(("[a-z]{1,4}", inner), 0..4).prop_map(|kv| {
-                let mut m = Map::new();
-                for (k, v) in kv {
-                    m.insert(Unit::str(&k), v);
-                }
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf, &[], &[])
 }
 
 /// Applies byte edits (position, new value) and a truncation to `base`.

@@ -242,11 +242,12 @@ impl Cx {
                 return out;
             }
         }
-        let _permit = entry
-            .mailbox
-            .acquire()
-            .await
-            .map_err(|_| Error::internal("service closed"))?;
+        let _permit = if entry.service.queues(&msg) {
+            let permit = entry.mailbox.acquire().await;
+            Some(permit.map_err(|_| Error::internal("service closed"))?)
+        } else {
+            None
+        };
         entry.service.call(&cx, msg).await
     }
 

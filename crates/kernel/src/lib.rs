@@ -16,6 +16,10 @@
 //!   service;
 //! - errors are units ([`Error`]) that stop the evaluation they occur in and reach the caller.
 //!
+//! A service usually keeps its commands in a [`Table`], which gives its help, reads commands
+//! (`cmd`, `(cmd arg)`, `{cmd:arg opt:v}`), checks their arguments and says what runs them;
+//! [`help_text`] turns help units into text for people.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use plexus_kernel::{BoxFuture, Cx, Error, Help, Kernel, NodeInfo, Outcome, Policy, Service};
@@ -49,14 +53,18 @@
 
 mod cx;
 mod error;
+mod help_text;
 mod kernel;
 mod remote;
 mod service;
+mod table;
 mod terminal;
 
 pub use cx::{needs_eval, Cx, MAX_CALL_DEPTH};
 pub use error::{code, Error};
+pub use help_text::help_text;
 pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};
 pub use remote::{NodeRef, Remote};
 pub use service::{BoxFuture, Command, Delivery, Example, Help, Outcome, Policy, Service};
+pub use table::{command, Arg, Cmd, Entry, Table};
 pub use terminal::Terminal;

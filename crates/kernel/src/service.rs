@@ -65,6 +65,14 @@ pub trait Service: Send + Sync + 'static {
         false
     }
 
+    /// Whether `msg` waits for a place in the service's mailbox (of [`crate::SERVICE_MAILBOX`]
+    /// places) before it is handled; `true` unless overridden. A service that admits its work
+    /// by other means (`sys.task` bounds each user's running tasks) returns `false`, so that
+    /// its listings and `kill` never queue behind long-running calls.
+    fn queues(&self, _msg: &Unit) -> bool {
+        true
+    }
+
     /// Handles one message.
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome>;
 }

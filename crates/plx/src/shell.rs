@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
+use plexus_client::help_text;
 use plexus_units::{parse, to_pretty, to_short, to_text, Unit};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -88,6 +89,7 @@ Type a unit and press Enter: it is signed as you and evaluated by the node.
   {mul:[2 {inc:4} (sub (10 3))]}@math.calc
   (say `hello`)@io.term        services can use this terminal
   serv@io.term                 every service; help@math.calc explains one
+                               (help.man@… its commands, help.tut@… its examples)
   x@serv:node                  run on a given node of the cluster
   nodes                        the cluster's nodes (table; nodes@sys.node gives the unit)
   services                     which node provides which service
@@ -96,6 +98,8 @@ Shell commands:
   :short [N]   show results in short form (default, N = 32)
   :full        show results in full
   :pretty      show results indented
+  :raw UNIT    evaluate UNIT and show the result as the unit in full, as plx send does
+               (help and the nodes and services tables are otherwise shown as text)
   :help        this text
   :quit        leave (also Ctrl-D)
 Ctrl-C cancels a running evaluation.";
@@ -137,7 +141,15 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             continue;
         }
         lines.remember(trimmed);
-        if let Some(cmd) = trimmed.strip_prefix(':') {
+        let (entry, raw) = match trimmed.strip_prefix(":raw") {
+            Some("") => {
+                eprintln!("usage: :raw UNIT");
+                continue;
+            }
+            Some(rest) if rest.starts_with(char::is_whitespace) => (rest.trim_start(), true),
+            _ => (trimmed, false),
+        };
+        if let Some(cmd) = entry.strip_prefix(':').filter(|_| !raw) {
             let mut words = cmd.split_whitespace();
             match (words.next(), words.next()) {
                 (Some("q" | "quit" | "exit"), _) => break,
@@ -153,17 +165,17 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             }
             continue;
         }
-        if trimmed == "help" {
+        if entry == "help" && !raw {
             println!("{SHELL_HELP}");
             continue;
         }
-        let (line, table): (&str, Option<Table>) = match trimmed {
+        let (line, table): (&str, Option<Table>) = match entry {
             "nodes" => ("nodes@sys.node", Some(crate::cmd_cluster::nodes_table)),
             "services" => (
                 "services@sys.node",
                 Some(crate::cmd_cluster::services_table),
             ),
-            _ => (line.as_str(), None),
+            _ => (if raw { entry } else { line.as_str() }, None),
         };
         let body = match parse(line) {
             Ok(b) => b,
@@ -172,6 +184,7 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
                 continue;
             }
         };
+        let help = asks_help(&body);
         let msg = match sign_with(&key, body) {
             Ok(m) => m,
             Err(e) => {
@@ -183,9 +196,11 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             let _ = tokio::signal::ctrl_c().await;
         }));
         match reply {
-            Ok(Reply::Value(v)) => match table {
-                Some(table) => print!("{}", table(&v)),
-                None => println!("{}", show(&v, display)),
+            Ok(Reply::Value(v)) if raw => println!("{}", to_text(&v)),
+            Ok(Reply::Value(v)) => match (table, help.then(|| help_text(&v)).flatten()) {
+                (Some(table), _) => print!("{}", table(&v)),
+                (None, Some(text)) => print!("{text}"),
+                (None, None) => println!("{}", show(&v, display)),
             },
             Ok(Reply::Nothing) => {}
             Ok(Reply::Error(e)) => eprintln!("error: {e}"),
@@ -206,6 +221,11 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     }
     lines.save_history(&history);
     Ok(0)
+}
+
+/// Whether `body` asks a service for its help (shown as text rather than as a unit).
+fn asks_help(body: &Unit) -> bool {
+    matches!(body, Unit::Stream(s) if matches!(s.unit.as_str(), Some("help" | "help.man" | "help.tut")))
 }
 
 fn show(v: &Unit, display: Display) -> String {
@@ -301,7 +321,7 @@ impl Completer for ShellHelper {
             });
         let word = &before[start..];
         let after_at = before[..start].ends_with('@');
-        let shell_commands = [":short", ":full", ":pretty", ":help", ":quit"];
+        let shell_commands = [":short", ":full", ":pretty", ":raw", ":help", ":quit"];
         let candidates: Vec<&str> = if after_at {
             self.services.iter().map(String::as_str).collect()
         } else if before[..start].ends_with(':') && start == 1 {

@@ -531,6 +531,42 @@ fn the_shell_reads_units_and_prints_results() {
 }
 
 #[test]
+fn the_shell_shows_help_as_text_and_raw_as_the_unit() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let unit = send(&plx, "help@math.calc").ok();
+    let unit = unit.trim_end();
+    assert!(unit.len() > 1000 && !unit.contains('\n'), "{unit}");
+
+    let out = plx
+        .run(&["shell"], b"help@math.calc\nhelp.tut@dat.proc\n")
+        .ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("math.calc: Exact arithmetic")),
+        "{out}"
+    );
+    for heading in ["Commands:", "Examples:"] {
+        assert!(lines.contains(&heading), "{out}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  neg ") && l.ends_with(" Negation: -x.")),
+        "{out}"
+    );
+    assert!(lines.contains(&"    (len héllo)@dat.proc"), "{out}");
+    assert!(lines.contains(&"    → 5"), "{out}");
+    assert!(lines.iter().all(|l| l.chars().count() <= 80), "{out}");
+
+    // :raw shows the unit, as plx send does.
+    let raw = plx.run(&["shell"], b":raw help@math.calc\n").ok();
+    assert!(raw.lines().any(|l| l == unit), "{raw}");
+}
+
+#[test]
 fn the_store_shell_program_runs() {
     let plx = Plx::new();
     let _node = RunningNode::start(&plx);

@@ -1,10 +1,12 @@
 //! `dat.gen`: data generators — inclusive ranges of ints and bytes, random ints and bytes.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_traits::{One, Signed, ToPrimitive};
-use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
+use plexus_kernel::{
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table,
+};
 use plexus_units::{Int, Unit};
 use rand::Rng;
 
@@ -19,52 +21,46 @@ pub const MAX_LEN: usize = 10_000_000;
 const MAX_RANDOM_BITS: u64 = 65_536;
 
 /// The `dat.gen` service.
-pub struct DatGen {
-    help: Help,
-}
+pub struct DatGen;
 
 /// The service, ready to register.
 pub fn service() -> Arc<dyn plexus_kernel::Service> {
-    Arc::new(DatGen { help: help() })
+    Arc::new(DatGen)
+}
+
+/// How a command generates its value.
+struct Gen {
+    make: fn(&Cmd<'_>) -> Result<Unit, Error>,
+    /// Whether it can make long lists (built off the async runtime when it has an argument).
+    long: bool,
 }
 
 impl Service for DatGen {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn call<'a>(&'a self, _cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let big = match forms::command(&msg) {
-                Some(c) => c.arg.is_some() && matches!(c.name, "lin.int" | "rnd.int" | "rnd.byte"),
-                None => false,
-            };
-            if big {
+            let (entry, c) = TABLE.lookup(&msg)?;
+            let make = entry.run.make;
+            if entry.run.long && c.arg.is_some() {
                 // Lists of up to MAX_LEN elements: build them off the async runtime.
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
                     return handle
-                        .spawn_blocking(move || generate(&msg))
+                        .spawn_blocking(move || generate(make, &msg))
                         .await
                         .map_err(|e| Error::internal(format!("dat.gen worker failed: {e}")))?;
                 }
             }
-            generate(&msg)
+            generate(make, &msg)
         })
     }
 }
 
-fn generate(msg: &Unit) -> Outcome {
-    let Some(c) = forms::command(msg) else {
-        return Err(Error::unknown_command(NAME, msg));
-    };
-    let out = match c.name {
-        "lin.int" => lin_int(&c)?,
-        "lin.byte" => lin_byte(c.arg()?)?,
-        "rnd.int" => rnd_int(c.arg)?,
-        "rnd.byte" => rnd_byte(c.arg)?,
-        _ => return Err(Error::unknown_command(NAME, msg)),
-    };
-    Ok(Some(out))
+fn generate(make: fn(&Cmd<'_>) -> Result<Unit, Error>, msg: &Unit) -> Outcome {
+    let c = forms::command(msg).ok_or_else(|| Error::unknown_command(NAME, msg))?;
+    make(&c).map(Some)
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -265,16 +261,15 @@ fn ex(info: &'static str, com: &'static str, res: &'static str) -> Example {
     }
 }
 
-fn cmd(name: &'static str, info: &'static str, forms: &'static [&'static str]) -> Command {
-    Command { name, info, forms }
-}
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Gen>> = LazyLock::new(table);
 
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "Data generators: inclusive ranges of ints (any size) and bytes, random ints and \
+fn table() -> Table<Gen> {
+    Table::new(
+        NAME,
+        "Data generators: inclusive ranges of ints (any size) and bytes, random ints and \
                bytes. Generated lists hold at most 10,000,000 elements (limit error).",
-        tut: vec![
+        vec![
             ex(
                 "An inclusive range",
                 "(lin.int (-2 2))@dat.gen",
@@ -304,27 +299,42 @@ fn help() -> Help {
                 "[0xff 0xff]",
             ),
         ],
-        man: vec![
-            cmd(
+        vec![
+            Entry::new(
                 "lin.int",
                 "The ints from a to b inclusive, counting down when a > b; step (map form, an \
                  int ≥ 1, default 1) is the distance between elements; the list stops at the \
                  last element not past b.",
                 &["(lin.int (a b))", "{lin.int:(a b) step:n}"],
+                Arg::Required,
+                Gen {
+                    make: lin_int,
+                    long: true,
+                },
             ),
-            cmd(
+            Entry::new(
                 "lin.byte",
                 "The bytes from a to b inclusive, counting down when a > b.",
                 &["(lin.byte (a b))"],
+                Arg::Required,
+                Gen {
+                    make: |c| lin_byte(c.arg()?),
+                    long: false,
+                },
             ),
-            cmd(
+            Entry::new(
                 "rnd.int",
                 "Uniformly random ints (thread-local CSPRNG): bare, any 64-bit int; (a b), an \
                  int between a and b inclusive (either order, any size up to 2^65536 wide); \
                  (n (a b)), a list of n of them.",
                 &["rnd.int", "(rnd.int (a b))", "(rnd.int (n (a b)))"],
+                Arg::Optional,
+                Gen {
+                    make: |c| rnd_int(c.arg),
+                    long: true,
+                },
             ),
-            cmd(
+            Entry::new(
                 "rnd.byte",
                 "Uniformly random bytes: bare, one byte; n, a list of n bytes; (a b), a byte \
                  between the bytes a and b inclusive; (n (a b)), a list of n of them.",
@@ -334,7 +344,12 @@ fn help() -> Help {
                     "(rnd.byte (a b))",
                     "(rnd.byte (n (a b)))",
                 ],
+                Arg::Optional,
+                Gen {
+                    make: |c| rnd_byte(c.arg),
+                    long: true,
+                },
             ),
         ],
-    }
+    )
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use plexus_kernel::{
-    code, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Outcome, Service,
+    code, Arg, BoxFuture, Cx, Delivery, Entry, Error, Example, Help, Outcome, Service, Table,
 };
 use plexus_units::{Limits, Map, Path, Unit};
 
-use crate::forms::{self, Cmd};
+use crate::forms;
 
 const NAME: &str = "dat.proc";
 
@@ -35,17 +35,35 @@ const BINARY_LIMITS: Limits = Limits {
 
 /// The `dat.proc` service.
 pub struct DatProc {
-    help: Help,
+    table: Table<Run>,
 }
 
 /// The service, ready to register.
 pub fn service() -> Arc<dyn plexus_kernel::Service> {
-    Arc::new(DatProc { help: help() })
+    Arc::new(DatProc { table: table() })
+}
+
+/// A command's handler: its name and argument to its value.
+type Handler = fn(&str, &Unit) -> Result<Unit, Error>;
+
+/// How a command runs.
+#[derive(Clone, Copy)]
+enum Run {
+    /// On the evaluated message (on the blocking pool when the message is big).
+    Plain(Handler),
+    /// Like `Plain`, but always on the blocking pool: it can make big lists out of a small
+    /// message.
+    Growing(Handler),
+    /// Takes its stream argument `(com data)@serv` apart instead of running it.
+    Higher,
+    /// A ref path as the first of its pair argument stays literal (not resolved against the
+    /// message).
+    LiteralPath(Handler),
 }
 
 impl Service for DatProc {
     fn help(&self) -> &Help {
-        &self.help
+        self.table.help()
     }
 
     fn delivery(&self) -> Delivery {
@@ -54,64 +72,56 @@ impl Service for DatProc {
 
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            if let Some(c) = forms::command(&msg) {
-                match c.name {
-                    "map" | "fold" | "scn" => {
-                        if let Unit::Stream(_) = c.arg()? {
-                            return higher(cx, c.name, c.arg()?).await.map(Some);
-                        }
+            match self.table.find(&msg) {
+                Some((e, c)) if matches!(e.run, Run::Higher) => {
+                    if let Unit::Stream(_) = c.arg()? {
+                        return higher(cx, c.name, c.arg()?).await.map(Some);
                     }
-                    "get" => {
-                        if let Unit::Pair(p) = c.arg()? {
-                            if let Unit::Ref(path) = &p.0 {
-                                let path = path.clone();
-                                let masked = with_arg(&msg, Unit::pair(Unit::None, p.1.clone()));
-                                let evaluated = cx.eval(masked).await?;
-                                let src = forms::command(&evaluated)
-                                    .and_then(|c| c.arg)
-                                    .and_then(|a| match a {
-                                        Unit::Pair(p) => Some(&p.1),
-                                        _ => None,
-                                    })
-                                    .ok_or_else(|| Error::internal("get: lost its argument"))?;
-                                return get_path(&path, src).map(Some);
-                            }
-                        }
-                    }
-                    _ => {}
                 }
+                Some((e, c)) if matches!(e.run, Run::LiteralPath(_)) => {
+                    if let Unit::Pair(p) = c.arg()? {
+                        if let Unit::Ref(path) = &p.0 {
+                            let path = path.clone();
+                            let masked = with_arg(&msg, Unit::pair(Unit::None, p.1.clone()));
+                            let evaluated = cx.eval(masked).await?;
+                            let src = forms::command(&evaluated)
+                                .and_then(|c| c.arg)
+                                .and_then(|a| match a {
+                                    Unit::Pair(p) => Some(&p.1),
+                                    _ => None,
+                                })
+                                .ok_or_else(|| Error::internal("get: lost its argument"))?;
+                            return get_path(&path, src).map(Some);
+                        }
+                    }
+                }
+                _ => {}
             }
             let msg = cx.eval(msg).await?;
-            let Some(c) = forms::command(&msg) else {
-                return Err(Error::unknown_command(NAME, &msg));
+            let (entry, c) = self.table.lookup(&msg)?;
+            let (handler, growing) = match entry.run {
+                Run::Higher => return higher(cx, c.name, c.arg()?).await.map(Some),
+                Run::Plain(h) | Run::LiteralPath(h) => (h, false),
+                Run::Growing(h) => (h, true),
             };
-            if matches!(c.name, "map" | "fold" | "scn") {
-                return higher(cx, c.name, c.arg()?).await.map(Some);
-            }
-            // dup, prod and cat.zip can make big lists out of small messages.
-            if matches!(c.name, "dup" | "prod" | "cat.zip") || is_heavy(&msg) {
+            if growing || is_heavy(&msg) {
                 // Sorting, hashing or (un)packing big data: not on the async runtime.
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
                     return handle
-                        .spawn_blocking(move || run_owned(msg))
+                        .spawn_blocking(move || run_owned(handler, &msg))
                         .await
                         .map_err(|e| Error::internal(format!("dat.proc worker failed: {e}")))?;
                 }
             }
-            run_owned(msg)
+            run_owned(handler, &msg)
         })
     }
 }
 
-/// Runs a command other than map/fold/scn on an evaluated message.
-fn run_owned(msg: Unit) -> Outcome {
-    let Some(c) = forms::command(&msg) else {
-        return Err(Error::unknown_command(NAME, &msg));
-    };
-    match run(&c)? {
-        Some(v) => Ok(Some(v)),
-        None => Err(Error::unknown_command(NAME, &msg)),
-    }
+/// Runs `handler` on the evaluated command `msg`.
+fn run_owned(handler: Handler, msg: &Unit) -> Outcome {
+    let c = forms::command(msg).ok_or_else(|| Error::unknown_command(NAME, msg))?;
+    handler(c.name, c.arg()?).map(Some)
 }
 
 /// Weight (units, plus a unit per KiB of text or bytes) above which a command runs on the
@@ -308,121 +318,71 @@ async fn higher(cx: &Cx, name: &str, arg: &Unit) -> Result<Unit, Error> {
 // ---------------------------------------------------------------------------------------------
 // The other commands, on an evaluated message
 
-fn run(c: &Cmd<'_>) -> Result<Option<Unit>, Error> {
-    let name = c.name;
-    let known = matches!(
-        name,
-        "len"
-            | "sort"
-            | "rev"
-            | "enum"
-            | "dup"
-            | "cat"
-            | "cat.zip"
-            | "prod"
-            | "split"
-            | "split.uz"
-            | "make"
-            | "keys"
-            | "take"
-            | "cut"
-            | "grp"
-            | "flat"
-            | "get"
-            | "fst"
-            | "last"
-            | "in"
-            | "zip"
-            | "unzip"
-            | "hash"
-            | "size"
-            | "size.kb"
-            | "size.mb"
-            | "size.gb"
-            | "ser.str"
-            | "prs.str"
-            | "ser.bytes"
-            | "prs.bytes"
-    );
-    if !known {
-        return Ok(None);
+fn enumerate(name: &str, a: &Unit) -> Result<Unit, Error> {
+    Ok(Unit::List(
+        seq(name, a)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Unit::pair(Unit::int(i as i64), e.clone()))
+            .collect(),
+    ))
+}
+
+fn keys(_: &str, a: &Unit) -> Result<Unit, Error> {
+    match a {
+        Unit::Map(m) => Ok(Unit::List(m.keys().cloned().collect())),
+        other => Err(bad(format!("keys takes a map, not {}", short(other)))),
     }
-    let a = c.arg()?;
-    let out = match name {
-        "len" => len(a)?,
-        "sort" => sort(a)?,
-        "rev" => rev(a)?,
-        "enum" => Unit::List(
-            seq(name, a)?
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| Unit::pair(Unit::int(i as i64), e.clone()))
-                .collect(),
-        ),
-        "dup" => dup(a)?,
-        "cat" => cat(a)?,
-        "cat.zip" => cat_zip(a)?,
-        "prod" => prod(a)?,
-        "split" => split(a)?,
-        "split.uz" => split_uz(a)?,
-        "make" => make(a)?,
-        "keys" => match a {
-            Unit::Map(m) => Unit::List(m.keys().cloned().collect()),
-            other => return Err(bad(format!("keys takes a map, not {}", short(other)))),
-        },
-        "take" | "cut" => take_cut(name, a)?,
-        "grp" => grp(a)?,
-        "flat" => flat(a)?,
-        "get" => {
-            let (p, src) = pair_arg(name, "(@path src)", a)?;
-            let path = match p {
-                Unit::Ref(p) => p.clone(),
-                Unit::Str(s) => {
-                    Path::parse_dotted(s).ok_or_else(|| bad(format!("get: {s} is not a path")))?
-                }
-                other => {
-                    return Err(bad(format!(
-                        "get takes a path @a.b (or the str a.b), not {}",
-                        short(other)
-                    )))
-                }
-            };
-            get_path(&path, src)?
+}
+
+fn get(name: &str, a: &Unit) -> Result<Unit, Error> {
+    let (p, src) = pair_arg(name, "(@path src)", a)?;
+    let path = match p {
+        Unit::Ref(p) => p.clone(),
+        Unit::Str(s) => {
+            Path::parse_dotted(s).ok_or_else(|| bad(format!("get: {s} is not a path")))?
         }
-        "fst" | "last" => {
-            let items = seq(name, a)?;
-            let e = if name == "fst" {
-                items.first()
-            } else {
-                items.last()
-            };
-            e.map(|e| (*e).clone())
-                .ok_or_else(|| bad(format!("{name} of an empty list")))?
+        other => {
+            return Err(bad(format!(
+                "get takes a path @a.b (or the str a.b), not {}",
+                short(other)
+            )))
         }
-        "in" => contains(a)?,
-        "zip" => zip(a)?,
-        "unzip" => unzip(a)?,
-        "hash" => Unit::str(blake3::hash(&plexus_units::encode(a)).to_hex().as_str()),
-        "size" | "size.kb" | "size.mb" | "size.gb" => {
-            let bytes = plexus_units::encode(a).len() as u64;
-            let shift = match name {
-                "size.kb" => 10,
-                "size.mb" => 20,
-                "size.gb" => 30,
-                _ => 0,
-            };
-            Unit::int((bytes >> shift) as i64)
-        }
-        "ser.str" => Unit::from(plexus_units::to_text(a)),
-        "prs.str" => {
-            let text = str_arg(name, a)?;
-            plexus_units::parse(text).map_err(|e| bad(format!("prs.str: {e}")))?
-        }
-        "ser.bytes" => Unit::Bytes(plexus_units::encode(a).into()),
-        "prs.bytes" => prs_bytes(a)?,
-        _ => return Ok(None),
     };
-    Ok(Some(out))
+    get_path(&path, src)
+}
+
+fn fst_last(name: &str, a: &Unit) -> Result<Unit, Error> {
+    let items = seq(name, a)?;
+    let e = if name == "fst" {
+        items.first()
+    } else {
+        items.last()
+    };
+    e.map(|e| (*e).clone())
+        .ok_or_else(|| bad(format!("{name} of an empty list")))
+}
+
+fn hash(_: &str, a: &Unit) -> Result<Unit, Error> {
+    Ok(Unit::str(
+        blake3::hash(&plexus_units::encode(a)).to_hex().as_str(),
+    ))
+}
+
+fn size(name: &str, a: &Unit) -> Result<Unit, Error> {
+    let bytes = plexus_units::encode(a).len() as u64;
+    let shift = match name {
+        "size.kb" => 10,
+        "size.mb" => 20,
+        "size.gb" => 30,
+        _ => 0,
+    };
+    Ok(Unit::int((bytes >> shift) as i64))
+}
+
+fn prs_str(name: &str, a: &Unit) -> Result<Unit, Error> {
+    let text = str_arg(name, a)?;
+    plexus_units::parse(text).map_err(|e| bad(format!("prs.str: {e}")))
 }
 
 fn len(a: &Unit) -> Result<Unit, Error> {
@@ -845,18 +805,14 @@ fn ex(info: &'static str, com: &'static str, res: &'static str) -> Example {
     }
 }
 
-fn cmd(name: &'static str, info: &'static str, forms: &'static [&'static str]) -> Command {
-    Command { name, info, forms }
-}
-
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "Data processing: lengths, sorting, map/fold/scan over a service, building and \
+fn table() -> Table<Run> {
+    Table::new(
+        NAME,
+        "Data processing: lengths, sorting, map/fold/scan over a service, building and \
                reshaping lists, pairs and maps, hashing, compression and (de)serialization. \
                Commands take the pair form (cmd arg) or the map form {cmd:arg}. List-producing \
                commands are limited to 10,000,000 units (limit error).",
-        tut: vec![
+        vec![
             ex(
                 "Length of a str in characters",
                 "(len `héllo`)@dat.proc",
@@ -963,31 +919,39 @@ fn help() -> Help {
             ex("To canonical bytes", "(ser.bytes 1)@dat.proc", "x\"0141\""),
             ex("From bytes", "(prs.bytes [0x01 0x41])@dat.proc", "1"),
         ],
-        man: vec![
-            cmd(
+        vec![
+            Entry::new(
                 "len",
                 "Number of characters (Unicode scalars) of a str, elements of a list or map, \
                  bytes of a bytes; 2 for a pair.",
                 &["(len s)", "(len [a …])", "{len:u}"],
+                Arg::Required,
+                Run::Plain(|_, a| len(a)),
             ),
-            cmd(
+            Entry::new(
                 "sort",
                 "A list or pair sorted (stably) by the unit total order: none < bool < byte < \
                  numbers (ints and decs by value) < str < bytes < ref < stream < pair < list \
                  < map.",
                 &["(sort [a …])", "(sort (a b))"],
+                Arg::Required,
+                Run::Plain(|_, a| sort(a)),
             ),
-            cmd(
+            Entry::new(
                 "rev",
                 "A list or pair reversed; a str reversed by characters.",
                 &["(rev [a …])", "(rev (a b))", "(rev s)"],
+                Arg::Required,
+                Run::Plain(|_, a| rev(a)),
             ),
-            cmd(
+            Entry::new(
                 "enum",
                 "A list of (index element) pairs, indexes from 0.",
                 &["(enum [a …])", "(enum (a b))"],
+                Arg::Required,
+                Run::Plain(enumerate),
             ),
-            cmd(
+            Entry::new(
                 "map",
                 "Takes the stream apart instead of running it: evaluates data (and com), then \
                  sends (com e) to serv for each element e; keeps the shape of a list or pair, \
@@ -997,24 +961,32 @@ fn help() -> Help {
                     "(map (com (a b))@serv)",
                     "(map (com {k:v …})@serv)",
                 ],
+                Arg::Required,
+                Run::Higher,
             ),
-            cmd(
+            Entry::new(
                 "fold",
                 "acc = x0; for each next x, acc = the value of (com (acc x))@serv; gives acc. \
                  An empty list is an arg.bad error.",
                 &["(fold (com [x0 x1 …])@serv)", "(fold (com (x0 x1))@serv)"],
+                Arg::Required,
+                Run::Higher,
             ),
-            cmd(
+            Entry::new(
                 "scn",
                 "Like fold, but gives the list of accumulators after each step (x0 excluded).",
                 &["(scn (com [x0 x1 …])@serv)"],
+                Arg::Required,
+                Run::Higher,
             ),
-            cmd(
+            Entry::new(
                 "dup",
                 "A list of n copies of u (n · units of u at most 10,000,000).",
                 &["(dup (n u))"],
+                Arg::Required,
+                Run::Growing(|_, a| dup(a)),
             ),
-            cmd(
+            Entry::new(
                 "cat",
                 "Concatenation: two strs, two bytes or two lists; (u [l …]) prepends u, \
                  ([l …] u) appends it. A list of strs, of bytes or of lists is concatenated \
@@ -1026,31 +998,41 @@ fn help() -> Help {
                     "(cat ([l …] u))",
                     "(cat [x y …])",
                 ],
+                Arg::Required,
+                Run::Plain(|_, a| cat(a)),
             ),
-            cmd(
+            Entry::new(
                 "cat.zip",
                 "A list of pairs (a b) as long as the longer list; the shorter list is cycled \
                  from its start. If either list is empty, the result is [].",
                 &["(cat.zip ([a …] [b …]))"],
+                Arg::Required,
+                Run::Growing(|_, a| cat_zip(a)),
             ),
-            cmd(
+            Entry::new(
                 "prod",
                 "Cartesian product of two lists or pairs as a list of pairs, first list \
                  major.",
                 &["(prod ([a …] [b …]))"],
+                Arg::Required,
+                Run::Growing(|_, a| prod(a)),
             ),
-            cmd(
+            Entry::new(
                 "split",
                 "Splits the str s at every occurrence of the str sep into a list of strs \
                  (adjacent separators give empty strs; an empty sep splits into characters).",
                 &["(split (sep s))"],
+                Arg::Required,
+                Run::Plain(|_, a| split(a)),
             ),
-            cmd(
+            Entry::new(
                 "split.uz",
                 "Unzips a list of pairs into a pair of lists.",
                 &["(split.uz [(a b) …])"],
+                Arg::Required,
+                Run::Plain(|_, a| split_uz(a)),
             ),
-            cmd(
+            Entry::new(
                 "make",
                 "Builds a pair from two elements, a list from a pair, list or map (a map \
                  gives its (key value) pairs), or a map from a pair or a list of pairs \
@@ -1062,98 +1044,139 @@ fn help() -> Help {
                     "(make (map (k v)))",
                     "(make (map [(k v) …]))",
                 ],
+                Arg::Required,
+                Run::Plain(|_, a| make(a)),
             ),
-            cmd("keys", "The keys of a map, in order.", &["(keys {k:v …})"]),
-            cmd(
+            Entry::new(
+                "keys",
+                "The keys of a map, in order.",
+                &["(keys {k:v …})"],
+                Arg::Required,
+                Run::Plain(keys),
+            ),
+            Entry::new(
                 "take",
                 "The first n elements of a list or pair (all if fewer), or characters of a \
                  str.",
                 &["(take (n [a …]))", "(take (n s))"],
+                Arg::Required,
+                Run::Plain(take_cut),
             ),
-            cmd(
+            Entry::new(
                 "cut",
                 "A list or str without its first n elements or characters.",
                 &["(cut (n [a …]))", "(cut (n s))"],
+                Arg::Required,
+                Run::Plain(take_cut),
             ),
-            cmd(
+            Entry::new(
                 "grp",
                 "Consecutive groups of n: pairs when n = 2, lists otherwise. n = 0 or a length \
                  that is not a multiple of n is an arg.bad error.",
                 &["(grp (n [a …]))"],
+                Arg::Required,
+                Run::Plain(|_, a| grp(a)),
             ),
-            cmd(
+            Entry::new(
                 "flat",
                 "Flattens one level: list and pair elements are spliced in.",
                 &["(flat [a [b c] (d e)])"],
+                Arg::Required,
+                Run::Plain(|_, a| flat(a)),
             ),
-            cmd(
+            Entry::new(
                 "get",
                 "The unit at a path in src. The path is literal (not resolved against the \
                  message); a str a.b works too. A missing path is a not.found error.",
                 &["(get (@a.b src))", "(get (a.b src))"],
+                Arg::Required,
+                Run::LiteralPath(get),
             ),
-            cmd(
+            Entry::new(
                 "fst",
                 "The first element of a list or pair.",
                 &["(fst [a …])"],
+                Arg::Required,
+                Run::Plain(fst_last),
             ),
-            cmd(
+            Entry::new(
                 "last",
                 "The last element of a list or pair.",
                 &["(last [a …])"],
+                Arg::Required,
+                Run::Plain(fst_last),
             ),
-            cmd(
+            Entry::new(
                 "in",
                 "t if e is an element of the list or pair, a key of the map, or (for strs) a \
                  substring; else f.",
                 &["(in (e [a …]))", "(in (k {k:v}))", "(in (sub s))"],
+                Arg::Required,
+                Run::Plain(|_, a| contains(a)),
             ),
-            cmd(
+            Entry::new(
                 "zip",
                 "base64 (standard, padded) of the gzip of the unit's canonical encoding, as a \
                  str (differs from vnix's bytes).",
                 &["(zip u)"],
+                Arg::Required,
+                Run::Plain(|_, a| zip(a)),
             ),
-            cmd(
+            Entry::new(
                 "unzip",
                 "The unit back from a zip str. Bad base64, gzip or encodings are arg.bad; more \
                  than 64 MiB unpacked is a limit error.",
                 &["(unzip s)"],
+                Arg::Required,
+                Run::Plain(|_, a| unzip(a)),
             ),
-            cmd(
+            Entry::new(
                 "hash",
                 "Lowercase hex BLAKE3 hash of the unit's canonical encoding (vnix used base64 \
                  SHA3).",
                 &["(hash u)"],
+                Arg::Required,
+                Run::Plain(hash),
             ),
-            cmd(
+            Entry::new(
                 "size",
                 "Size of the unit's canonical binary encoding in bytes (vnix counted 32 bytes \
                  per node instead); .kb/.mb/.gb divide by 1024, 1024², 1024³, truncating.",
                 &["(size u)", "(size.kb u)", "(size.mb u)", "(size.gb u)"],
-            ),
-            cmd(
+                Arg::Required,
+                Run::Plain(size),
+            )
+            .also(&["size.kb", "size.mb", "size.gb"]),
+            Entry::new(
                 "ser.str",
                 "The canonical text of a unit, as a str.",
                 &["(ser.str u)"],
+                Arg::Required,
+                Run::Plain(|_, a| Ok(Unit::from(plexus_units::to_text(a)))),
             ),
-            cmd(
+            Entry::new(
                 "prs.str",
                 "Parses units text (the whole text must be one unit); a parse error is an \
                  arg.bad error with its message.",
                 &["(prs.str s)", "{prs.str:s}"],
+                Arg::Required,
+                Run::Plain(prs_str),
             ),
-            cmd(
+            Entry::new(
                 "ser.bytes",
                 "The canonical binary encoding of a unit, as bytes.",
                 &["(ser.bytes u)"],
+                Arg::Required,
+                Run::Plain(|_, a| Ok(Unit::Bytes(plexus_units::encode(a).into()))),
             ),
-            cmd(
+            Entry::new(
                 "prs.bytes",
                 "Decodes a canonical encoding given as bytes or a list of byte units; invalid \
                  input is an arg.bad error.",
                 &["(prs.bytes x\"…\")", "(prs.bytes [0x01 …])"],
+                Arg::Required,
+                Run::Plain(|_, a| prs_bytes(a)),
             ),
         ],
-    }
+    )
 }

@@ -21,9 +21,9 @@
 //! `plx img export`.
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use plexus_kernel::{BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
+use plexus_kernel::{Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table};
 use plexus_protocol::{TermRequest, TermResponse};
 use plexus_units::{Int, Map, Unit};
 
@@ -38,23 +38,21 @@ const MAX_COLOUR: i64 = 0xff_ffff;
 
 /// The `gfx.2d` service.
 pub fn service() -> Arc<dyn Service> {
-    Arc::new(Gfx2d { help: help() })
+    Arc::new(Gfx2d)
 }
 
-struct Gfx2d {
-    help: Help,
-}
+struct Gfx2d;
 
 impl Service for Gfx2d {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let (colour, size) = match &msg {
                 Unit::Str(s) if s.starts_with('#') => (colour(&msg)?, None),
-                Unit::Pair(p) if p.0.as_str() == Some("fill") => (colour(&p.1)?, None),
+                Unit::Pair(p) if TABLE.find(&msg).is_some() => (colour(&p.1)?, None),
                 Unit::Map(m) => match m.get_str("fill") {
                     Some(c) => (colour(c)?, m.get_str("size").map(size).transpose()?),
                     None => return Err(Error::unknown_command("gfx.2d", &msg)),
@@ -348,12 +346,15 @@ pub fn image_to_png(u: &Unit) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn help() -> Help {
-    Help {
-        name: "gfx.2d",
-        info: "2-D images: makes solid fills as image units {size:(w h) fmt:rgb.rle img:[(count colour)…]} \
+/// The one command; a colour alone and maps with a fill key anywhere are fills too.
+static TABLE: LazyLock<Table<()>> = LazyLock::new(table);
+
+fn table() -> Table<()> {
+    Table::new(
+        "gfx.2d",
+        "2-D images: makes solid fills as image units {size:(w h) fmt:rgb.rle img:[(count colour)…]} \
                (colours are ints 0xRRGGBB) that io.term shows and plx img export saves as PNG",
-        tut: vec![
+        vec![
             Example {
                 info: "A 4×2 fill of #102030 (0x102030 = 1056816): one run of 8 pixels",
                 com: "{fill:#102030 size:(4 2)}@gfx.2d",
@@ -375,13 +376,15 @@ fn help() -> Help {
                 res: Some("{size:(1 1) fmt:rgb.rle img:[(1 255)]}"),
             },
         ],
-        man: vec![Command {
-            name: "fill",
-            info: "A solid image of one colour (#rrggbb, or an int 0 to 16777215). size:(w h) \
-                   defaults to the terminal's size in pixels if known, else (320 200); at most \
-                   67108864 pixels. The result is {size fmt:rgb.rle img:[(w·h colour)]}; image \
-                   units may also use fmt:rgb with img a list of w·h colours or w·h·3 bytes",
-            forms: &["#rrggbb", "(fill #rrggbb)", "{fill:#rrggbb size:(w h)}"],
-        }],
-    }
+        vec![Entry::new(
+            "fill",
+            "A solid image of one colour (#rrggbb, or an int 0 to 16777215). size:(w h) \
+             defaults to the terminal's size in pixels if known, else (320 200); at most \
+             67108864 pixels. The result is {size fmt:rgb.rle img:[(w·h colour)]}; image \
+             units may also use fmt:rgb with img a list of w·h colours or w·h·3 bytes",
+            &["#rrggbb", "(fill #rrggbb)", "{fill:#rrggbb size:(w h)}"],
+            Arg::Required,
+            (),
+        )],
+    )
 }

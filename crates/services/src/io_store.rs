@@ -21,10 +21,10 @@
 //! resolve against the message) before it is saved. A path argument may also be a string
 //! `a.b`, or a stream that gives a ref or a string.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use plexus_kernel::{
-    needs_eval, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Outcome, Service,
+    needs_eval, Arg, BoxFuture, Cx, Delivery, Entry, Error, Example, Help, Outcome, Service, Table,
 };
 use plexus_store::{SizeUnit, UnitStore};
 use plexus_units::{Map, Path, Unit};
@@ -36,7 +36,15 @@ const NAME: &str = "io.store";
 /// The `io.store` service over a [`UnitStore`].
 pub struct IoStore {
     store: Arc<dyn UnitStore>,
-    help: Help,
+}
+
+/// What a command does.
+#[derive(Clone, Copy)]
+enum Store {
+    Load,
+    Save,
+    /// `get.size` and `get.size.kb|mb|gb`.
+    Size,
 }
 
 /// The `io.store` service over `store`.
@@ -47,10 +55,7 @@ pub fn service(store: Arc<dyn UnitStore>) -> Arc<dyn Service> {
 impl IoStore {
     /// The service over `store`.
     pub fn new(store: Arc<dyn UnitStore>) -> IoStore {
-        IoStore {
-            store,
-            help: help(),
-        }
+        IoStore { store }
     }
 
     /// The `io.store` service over `store`, ready to register.
@@ -61,12 +66,15 @@ impl IoStore {
 
 // The examples run in this order on one kernel whose store starts without a `tut` entry
 // (`check_examples` in the tests); each builds on the ones before it.
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "The node's persistent unit store: one map of units addressed by paths, \
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Store>> = LazyLock::new(table);
+
+fn table() -> Table<Store> {
+    Table::new(
+        NAME,
+        "The node's persistent unit store: one map of units addressed by paths, \
                saved on disk before each save returns",
-        tut: vec![
+        vec![
             Example {
                 info: "Save a unit at a new path: the path is created",
                 com: "{save:{lang:rust} out:@tut.txt}@io.store",
@@ -123,29 +131,33 @@ fn help() -> Help {
                 res: Some("0.0048828125"),
             },
         ],
-        man: vec![
-            Command {
-                name: "load",
-                info: "The whole store, or the unit at a path. A path that is not in the \
+        vec![
+            Entry::new(
+                "load",
+                "The whole store, or the unit at a path. A path that is not in the \
                        store is a not.found error naming it",
-                forms: &["load", "(load @path)", "{load:@path}"],
-            },
-            Command {
-                name: "save",
-                info: "Saves u at a path, merging with what is there: equal units stay; a \
+                &["load", "(load @path)", "{load:@path}"],
+                Arg::Optional,
+                Store::Load,
+            ),
+            Entry::new(
+                "save",
+                "Saves u at a path, merging with what is there: equal units stay; a \
                        list gets a list's elements or one unit appended; a map gets a pair \
                        (k v) as entry k, or a map merged key by key (new keys last); anything \
                        else is replaced. A missing path is created (maps along the way); a \
                        path through a scalar is an arg.bad error and changes nothing. u is \
                        evaluated first. No value; the save is on disk when the call returns",
-                forms: &["{save:u out:@path}", "(save (u @path))"],
-            },
-            Command {
-                name: "get.size",
-                info: "Size in bytes of the canonical binary encoding of the whole store or \
+                &["{save:u out:@path}", "(save (u @path))"],
+                Arg::Optional,
+                Store::Save,
+            ),
+            Entry::new(
+                "get.size",
+                "Size in bytes of the canonical binary encoding of the whole store or \
                        of the unit at a path (an int); .kb, .mb, .gb give it in units of \
                        1024, 1024², 1024³ bytes as an exact decimal",
-                forms: &[
+                &[
                     "get.size",
                     "get.size.kb",
                     "get.size.mb",
@@ -153,14 +165,17 @@ fn help() -> Help {
                     "(get.size @path)",
                     "(get.size.kb @path)",
                 ],
-            },
+                Arg::Optional,
+                Store::Size,
+            )
+            .family(),
         ],
-    }
+    )
 }
 
 impl Service for IoStore {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn delivery(&self) -> Delivery {
@@ -176,27 +191,27 @@ impl Service for IoStore {
             } else {
                 msg
             };
-            let Some(c) = command(&msg) else {
+            let Some((entry, c)) = TABLE.find(&msg) else {
                 return Err(Error::unknown_command(NAME, &msg));
             };
-            match c.name {
-                "load" => {
+            match entry.run {
+                Store::Load => {
                     let path = match c.arg {
                         None => None,
                         Some(a) => Some(path_arg(cx, a, "load").await?),
                     };
                     Ok(Some(self.store.load(path.as_ref()).await?))
                 }
-                "save" => {
+                Store::Save => {
                     let (value, path) = save_args(cx, &msg).await?;
                     self.store.save(&path, value).await?;
                     Ok(None)
                 }
-                name => match SizeUnit::parse_command(name, "get.size") {
+                Store::Size => match SizeUnit::parse_command(c.name, "get.size") {
                     Some(unit) => {
                         let path = match c.arg {
                             None => None,
-                            Some(a) => Some(path_arg(cx, a, name).await?),
+                            Some(a) => Some(path_arg(cx, a, c.name).await?),
                         };
                         let bytes = self.store.size(path.as_ref()).await?;
                         Ok(Some(unit.scale(bytes)))

@@ -17,10 +17,10 @@
 //! | img, spr, vid | `{img:… fmt size}`, `(img <image>)`, `{spr:pos img:<image>}`, `{vid:… img:<first frame>}` | shows an image (see `gfx.2d`); `spr` ignores the position and `vid` shows the first frame. A terminal that cannot show images gives `term.unsupported` |
 //! | say | `(say u)`, `{say:u nl:bool shrt:n nice:n}`, `(say.fmt [u…])`, `{say.fmt:[u…] nl shrt nice}`, and **any other message** | prints u: a top-level Str as it is, anything else in canonical text; `shrt:n` prints the short form, `nice:n` the indented form with steps of n spaces; `nl:t` adds a line break. `say.fmt` prints its elements back to back. Saying none prints nothing (not even the line break) |
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use plexus_kernel::{
-    code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service, Terminal,
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table, Terminal,
 };
 use plexus_protocol::{TermRequest, TermResponse};
 use plexus_units::{Map, Unit};
@@ -29,7 +29,7 @@ use crate::forms;
 
 /// The `io.term` service.
 pub fn service() -> Arc<dyn Service> {
-    Arc::new(IoTerm { help: help() })
+    Arc::new(IoTerm)
 }
 
 /// Error code of what the client's terminal cannot do (show images, change its size).
@@ -41,13 +41,28 @@ const MAX_OUTPUT: usize = plexus_protocol::MAX_FRAME - (64 << 10);
 /// Largest `nice` indentation step.
 const MAX_NICE: usize = 64;
 
-struct IoTerm {
-    help: Help,
+struct IoTerm;
+
+/// What a command does. Maps choose by their keys, wherever they are (below); anything that is
+/// no command is printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Term {
+    Get,
+    Set,
+    Cls,
+    Nl,
+    InpKey,
+    Inp,
+    /// `img` and `spr`.
+    Img,
+    Vid,
+    Say,
+    SayFmt,
 }
 
 impl Service for IoTerm {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn session_scoped(&self) -> bool {
@@ -85,32 +100,31 @@ fn render(u: &Unit, style: Style) -> String {
 }
 
 async fn handle(term: &dyn Terminal, msg: Unit) -> Outcome {
+    let command = TABLE.find(&msg).map(|(e, c)| (e.run, c.name));
     match &msg {
-        Unit::Str(s) => match &**s {
-            "get" | "get.mode" | "get.res" | "get.res.txt" | "get.res.gfx" => {
-                get(term, s).await.map(Some)
-            }
-            s if is_set(s) => Err(set_error()),
-            "cls" => done(term.request(TermRequest::Clear).await?),
-            "nl" => print(term, "\n".into()).await,
-            "inp.key" => key(term).await.map(Some),
-            "inp" => read_line(term, String::new(), false, None).await.map(Some),
+        Unit::Str(_) => match command {
+            Some((Term::Get, name)) => get(term, name).await.map(Some),
+            Some((Term::Set, _)) => Err(set_error()),
+            Some((Term::Cls, _)) => done(term.request(TermRequest::Clear).await?),
+            Some((Term::Nl, _)) => print(term, "\n".into()).await,
+            Some((Term::InpKey, _)) => key(term).await.map(Some),
+            Some((Term::Inp, _)) => read_line(term, String::new(), false, None).await.map(Some),
             _ => say(term, &msg, Style::Plain, false).await,
         },
-        Unit::Pair(p) => match p.0.as_str() {
-            Some(s) if is_set(s) => Err(set_error()),
-            Some("inp") => {
+        Unit::Pair(p) => match command {
+            Some((Term::Set, _)) => Err(set_error()),
+            Some((Term::Inp, _)) => {
                 let prompt = render_prompt(&p.1);
                 read_line(term, prompt, false, None).await.map(Some)
             }
-            Some("img" | "spr") => show(term, &p.1).await,
-            Some("vid") => show(term, frame(&p.1)).await,
-            Some("say") => say(term, &p.1, Style::Plain, false).await,
-            Some("say.fmt") => say_fmt(term, &p.1, Style::Plain, false).await,
+            Some((Term::Img, _)) => show(term, &p.1).await,
+            Some((Term::Vid, _)) => show(term, frame(&p.1)).await,
+            Some((Term::Say, _)) => say(term, &p.1, Style::Plain, false).await,
+            Some((Term::SayFmt, _)) => say_fmt(term, &p.1, Style::Plain, false).await,
             _ => say(term, &msg, Style::Plain, false).await,
         },
         Unit::Map(m) => {
-            if forms::command(&msg).is_some_and(|c| is_set(c.name)) {
+            if command.is_some_and(|(run, _)| run == Term::Set) {
                 return Err(set_error());
             }
             if let Some(prompt) = m.get_str("inp") {
@@ -142,10 +156,6 @@ async fn handle(term: &dyn Terminal, msg: Unit) -> Outcome {
         }
         _ => say(term, &msg, Style::Plain, false).await,
     }
-}
-
-fn is_set(s: &str) -> bool {
-    s == "set" || s.starts_with("set.")
 }
 
 fn set_error() -> Error {
@@ -371,12 +381,15 @@ async fn show(term: &dyn Terminal, image: &Unit) -> Outcome {
     }
 }
 
-fn help() -> Help {
-    Help {
-        name: "io.term",
-        info: "The terminal of the session that sent the message (the λ shell or plx send): \
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Term>> = LazyLock::new(table);
+
+fn table() -> Table<Term> {
+    Table::new(
+        "io.term",
+        "The terminal of the session that sent the message (the λ shell or plx send): \
                print units, read lines and keys, report its size, show images",
-        tut: vec![
+        vec![
             Example {
                 info: "Print a Str as it is (no value: the call is done for its effect)",
                 com: "(say hi)@io.term",
@@ -424,82 +437,105 @@ fn help() -> Help {
                 res: None,
             },
         ],
-        man: vec![
-            Command {
-                name: "get",
-                info:
-                    "The terminal's mode (always txt) and size: → {mode:txt res:{txt:(cols rows) \
+        vec![
+            Entry::new(
+                "get",
+                "The terminal's mode (always txt) and size: → {mode:txt res:{txt:(cols rows) \
                        gfx:(w h)}} or the part named; gfx is - when the terminal does not report \
                        its size in pixels",
-                forms: &["get", "get.mode", "get.res", "get.res.txt", "get.res.gfx"],
-            },
-            Command {
-                name: "set",
-                info: "Not available: the terminal's mode and size belong to the client; every \
+                &["get", "get.mode", "get.res", "get.res.txt", "get.res.gfx"],
+                Arg::None,
+                Term::Get,
+            )
+            .also(&["get.mode", "get.res", "get.res.txt", "get.res.gfx"]),
+            Entry::new(
+                "set",
+                "Not available: the terminal's mode and size belong to the client; every \
                        set… is the error term.unsupported",
-                forms: &[
+                &[
                     "(set.mode txt|gfx)",
                     "(set.res.txt (w h))",
                     "(set.res.gfx (w h))",
                 ],
-            },
-            Command {
-                name: "cls",
-                info: "Clears the screen",
-                forms: &["cls"],
-            },
-            Command {
-                name: "nl",
-                info: "Prints a line break",
-                forms: &["nl"],
-            },
-            Command {
-                name: "inp.key",
-                info: "Waits for a key → its name (UP DOWN LEFT RIGHT ESC ENTER BACKSPACE TAB \
+                Arg::Optional,
+                Term::Set,
+            )
+            .family(),
+            Entry::new(
+                "cls",
+                "Clears the screen",
+                &["cls"],
+                Arg::Optional,
+                Term::Cls,
+            ),
+            Entry::new(
+                "nl",
+                "Prints a line break",
+                &["nl"],
+                Arg::Optional,
+                Term::Nl,
+            ),
+            Entry::new(
+                "inp.key",
+                "Waits for a key → its name (UP DOWN LEFT RIGHT ESC ENTER BACKSPACE TAB \
                        UNKNOWN) or the character typed, as a Str",
-                forms: &["inp.key"],
-            },
-            Command {
-                name: "inp",
-                info: "Prints the prompt and reads a line → the typed Str (an empty line gives \
+                &["inp.key"],
+                Arg::Optional,
+                Term::InpKey,
+            ),
+            Entry::new(
+                "inp",
+                "Prints the prompt and reads a line → the typed Str (an empty line gives \
                        the empty Str ``). sct:t hides what is typed, lim:n keeps at most n \
                        characters; the terminal ends the line itself, so nl has no effect. End \
                        of input (Ctrl-D) is the error term.failed with eof:t; an interrupted \
                        read is term.failed too",
-                forms: &["inp", "(inp prompt)", "{inp:prompt sct:f lim:uint nl:t}"],
-            },
-            Command {
-                name: "img",
-                info: "Shows an image unit {size:(w h) fmt:rgb|rgb.rle img:[…]} (see \
+                &["inp", "(inp prompt)", "{inp:prompt sct:f lim:uint nl:t}"],
+                Arg::Optional,
+                Term::Inp,
+            ),
+            Entry::new(
+                "img",
+                "Shows an image unit {size:(w h) fmt:rgb|rgb.rle img:[…]} (see \
                        help.man@gfx.2d); a terminal that cannot show images gives \
                        term.unsupported",
-                forms: &["{img:[…] fmt:rgb|rgb.rle size:(w h)}", "(img image)"],
-            },
-            Command {
-                name: "spr",
-                info: "Shows a sprite's image (the position is ignored: the client places it)",
-                forms: &["{spr:(x y)|center img:image}"],
-            },
-            Command {
-                name: "vid",
-                info: "Shows a video's first frame (the terminal protocol has no video)",
-                forms: &["{vid:[…] img:first-frame blk:{…} fps:n}"],
-            },
-            Command {
-                name: "say",
-                info: "Prints a unit: a top-level Str as it is, anything else in canonical text; \
+                &["{img:[…] fmt:rgb|rgb.rle size:(w h)}", "(img image)"],
+                Arg::Optional,
+                Term::Img,
+            ),
+            Entry::new(
+                "spr",
+                "Shows a sprite's image (the position is ignored: the client places it)",
+                &["{spr:(x y)|center img:image}"],
+                Arg::Optional,
+                Term::Img,
+            ),
+            Entry::new(
+                "vid",
+                "Shows a video's first frame (the terminal protocol has no video)",
+                &["{vid:[…] img:first-frame blk:{…} fps:n}"],
+                Arg::Optional,
+                Term::Vid,
+            ),
+            Entry::new(
+                "say",
+                "Prints a unit: a top-level Str as it is, anything else in canonical text; \
                        shrt:n prints the short form (strings and lists cut after n), nice:n the \
                        indented form with steps of n spaces (at most 64), nl:t adds a line break. \
                        Any message that is no other command is said whole. Saying none prints \
                        nothing, not even the line break",
-                forms: &["u", "(say u)", "{say:u nl:f shrt:n nice:n}"],
-            },
-            Command {
-                name: "say.fmt",
-                info: "Prints each element of a list back to back, no separator, with the \
+                &["u", "(say u)", "{say:u nl:f shrt:n nice:n}"],
+                Arg::Optional,
+                Term::Say,
+            ),
+            Entry::new(
+                "say.fmt",
+                "Prints each element of a list back to back, no separator, with the \
                        options of say",
-                forms: &["(say.fmt [u…])", "{say.fmt:[u…] nl:f shrt:n nice:n}"],
-            },
+                &["(say.fmt [u…])", "{say.fmt:[u…] nl:f shrt:n nice:n}"],
+                Arg::Optional,
+                Term::SayFmt,
+            ),
         ],
-    }
+    )
 }

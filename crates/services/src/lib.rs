@@ -15,6 +15,12 @@
 //! | `test.dump`, `test.echo`, `test.void` | testing aids |
 //!
 //! [`register_all`] registers them on a kernel in that order.
+//!
+//! Each service's commands are one [`plexus_kernel::Table`]: an entry per command gives its
+//! help, its names and argument shape, and what runs it, so adding a command is adding an
+//! entry. The `test.*` services take any message and have no table; `gfx.2d` also takes a
+//! colour alone and `io.term` anything it can print, and both read maps by their keys
+//! wherever they are.
 
 pub mod dat_gen;
 pub mod dat_proc;

@@ -11,12 +11,14 @@
 //! blocking pool so it never stalls the async runtime.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_integer::Integer;
 use num_traits::{One, Signed, ToPrimitive, Zero};
-use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
+use plexus_kernel::{
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table,
+};
 use plexus_units::{Dec, Int, Unit};
 
 use crate::forms;
@@ -46,18 +48,16 @@ const MAX_SCALE: i64 = plexus_units::binary::MAX_SCALE;
 const BLOCKING_COST: u64 = 100_000;
 
 /// The `math.calc` service.
-pub struct MathCalc {
-    help: Help,
-}
+pub struct MathCalc;
 
 /// The service, ready to register.
 pub fn service() -> Arc<dyn plexus_kernel::Service> {
-    Arc::new(MathCalc { help: help() })
+    Arc::new(MathCalc)
 }
 
 impl Service for MathCalc {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn call<'a>(&'a self, _cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
@@ -66,14 +66,8 @@ impl Service for MathCalc {
                 Unit::Int(_) | Unit::Dec(_) => return Ok(Some(msg)),
                 _ => {}
             }
-            let Some(cmd) = forms::command(&msg) else {
-                return Err(Error::unknown_command(NAME, &msg));
-            };
-            let Some(op) = Op::from_name(cmd.name) else {
-                return Err(Error::unknown_command(NAME, &msg));
-            };
-            let arg = cmd.arg()?;
-            let out = eval_op(op, arg).await?;
+            let (entry, cmd) = TABLE.lookup(&msg)?;
+            let out = eval_op(entry.run, cmd.arg()?).await?;
             // Normalizing a huge dec converts it to decimal digits: not on the runtime.
             let cost = if out.is_dec() { out.cost() } else { 0 };
             Ok(Some(offload(cost, move || out.into_unit()).await?))
@@ -704,46 +698,15 @@ enum Op {
 
 impl Op {
     fn from_name(name: &str) -> Option<Op> {
-        Some(match name {
-            "neg" => Op::Neg,
-            "abs" => Op::Abs,
-            "inc" => Op::Inc,
-            "dec" => Op::Dec,
-            "sqr" => Op::Sqr,
-            "sqrt" => Op::Sqrt,
-            "fac" => Op::Fac,
-            "log" => Op::Log,
-            "sum" => Op::Sum,
-            "sub" => Op::Sub,
-            "mul" => Op::Mul,
-            "div" => Op::Div,
-            "mod" => Op::Mod,
-            "pow" => Op::Pow,
-            "min" => Op::Min,
-            "max" => Op::Max,
-            _ => return None,
-        })
+        TABLE.get(name).map(|e| e.run)
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Op::Neg => "neg",
-            Op::Abs => "abs",
-            Op::Inc => "inc",
-            Op::Dec => "dec",
-            Op::Sqr => "sqr",
-            Op::Sqrt => "sqrt",
-            Op::Fac => "fac",
-            Op::Log => "log",
-            Op::Sum => "sum",
-            Op::Sub => "sub",
-            Op::Mul => "mul",
-            Op::Div => "div",
-            Op::Mod => "mod",
-            Op::Pow => "pow",
-            Op::Min => "min",
-            Op::Max => "max",
-        }
+        TABLE
+            .entries()
+            .iter()
+            .find(|e| e.run == self)
+            .map_or("?", |e| e.command.name)
     }
 
     fn is_fold(self) -> bool {
@@ -961,14 +924,13 @@ fn ex(info: &'static str, com: &'static str, res: &'static str) -> Example {
     }
 }
 
-fn cmd(name: &'static str, info: &'static str, forms: &'static [&'static str]) -> Command {
-    Command { name, info, forms }
-}
+/// The commands: every operator, in the order of the manual.
+static TABLE: LazyLock<Table<Op>> = LazyLock::new(table);
 
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "Exact arithmetic on ints of any size and exact decimals. An expression is a \
+fn table() -> Table<Op> {
+    Table::new(
+        NAME,
+        "Exact arithmetic on ints of any size and exact decimals. An expression is a \
                number, (op arg) or {op:arg}; operands may be expressions themselves. Int with \
                int gives an int, anything with a dec gives a dec. Inexact dec results (div, \
                sqrt, log, negative pow) are rounded half to even to 50 significant digits. \
@@ -976,7 +938,7 @@ fn help() -> Help {
                log of a number ≤ 0 or in base 1, fac of a negative), limit (results over about \
                1,000,000 digits, fac over 200000, nesting over 256), arg.bad (an operand that \
                is not a number).",
-        tut: vec![
+        vec![
             ex("A number is its own value", "7@math.calc", "7"),
             ex("Add two ints", "(sum (1 2))@math.calc", "3"),
             ex(
@@ -1061,78 +1023,130 @@ fn help() -> Help {
             ),
             ex("max", "(max (3 10))@math.calc", "10"),
         ],
-        man: vec![
-            cmd("neg", "Negation: -x.", &["(neg x)", "{neg:x}"]),
-            cmd("abs", "Absolute value.", &["(abs x)", "{abs:x}"]),
-            cmd("inc", "x + 1.", &["(inc x)", "{inc:x}"]),
-            cmd("dec", "x - 1.", &["(dec x)", "{dec:x}"]),
-            cmd("sqr", "x².", &["(sqr x)", "{sqr:x}"]),
-            cmd(
+        vec![
+            Entry::new(
+                "neg",
+                "Negation: -x.",
+                &["(neg x)", "{neg:x}"],
+                Arg::Required,
+                Op::Neg,
+            ),
+            Entry::new(
+                "abs",
+                "Absolute value.",
+                &["(abs x)", "{abs:x}"],
+                Arg::Required,
+                Op::Abs,
+            ),
+            Entry::new(
+                "inc",
+                "x + 1.",
+                &["(inc x)", "{inc:x}"],
+                Arg::Required,
+                Op::Inc,
+            ),
+            Entry::new(
+                "dec",
+                "x - 1.",
+                &["(dec x)", "{dec:x}"],
+                Arg::Required,
+                Op::Dec,
+            ),
+            Entry::new(
+                "sqr",
+                "x².",
+                &["(sqr x)", "{sqr:x}"],
+                Arg::Required,
+                Op::Sqr,
+            ),
+            Entry::new(
                 "sqrt",
                 "Square root. Of an int: the int floor of the root. Of a dec: exact when the \
                  root is a terminating decimal, otherwise rounded to 50 significant digits \
                  (pass 2.0 rather than 2 for the real root). A negative x is math.domain.",
                 &["(sqrt x)", "{sqrt:x}"],
+                Arg::Required,
+                Op::Sqrt,
             ),
-            cmd(
+            Entry::new(
                 "fac",
                 "Factorial n! of an int 0 ≤ n ≤ 200000 (a negative n is math.domain, a larger \
                  one a limit error).",
                 &["(fac n)", "{fac:n}"],
+                Arg::Required,
+                Op::Fac,
             ),
-            cmd(
+            Entry::new(
                 "log",
                 "Logarithm as a dec rounded to 50 significant digits: natural with one \
                  operand, in base b with a pair (b x) whose first element is not an op name. \
                  x ≤ 0, b ≤ 0 and b = 1 are math.domain.",
                 &["(log x)", "(log (b x))", "{log:x}", "{log:(b x)}"],
+                Arg::Required,
+                Op::Log,
             ),
-            cmd(
+            Entry::new(
                 "sum",
                 "a + b + …, left to right; [] gives 0.",
                 &["(sum (a b))", "(sum [a b …])", "{sum:[a b …]}"],
+                Arg::Required,
+                Op::Sum,
             ),
-            cmd(
+            Entry::new(
                 "sub",
                 "a - b - …, left to right.",
                 &["(sub (a b))", "(sub [a b …])", "{sub:[a b …]}"],
+                Arg::Required,
+                Op::Sub,
             ),
-            cmd(
+            Entry::new(
                 "mul",
                 "a · b · …, left to right; [] gives 1.",
                 &["(mul (a b))", "(mul [a b …])", "{mul:[a b …]}"],
+                Arg::Required,
+                Op::Mul,
             ),
-            cmd(
+            Entry::new(
                 "div",
                 "a / b / …, left to right. Ints: truncated toward zero (-7/2 = -3). With a \
                  dec: exact when the quotient terminates, otherwise rounded half to even to 50 \
                  significant digits. Division by zero is math.div0.",
                 &["(div (a b))", "(div [a b …])", "{div:[a b …]}"],
+                Arg::Required,
+                Op::Div,
             ),
-            cmd(
+            Entry::new(
                 "mod",
                 "Remainder of the truncating division: it has the sign of the dividend \
                  (a = (div a b)·b + (mod a b) for ints; -7 mod 3 = -1, 7 mod -3 = 1). Works \
                  on decs exactly. By zero: math.div0.",
                 &["(mod (a b))", "(mod [a b …])", "{mod:[a b …]}"],
+                Arg::Required,
+                Op::Mod,
             ),
-            cmd(
+            Entry::new(
                 "pow",
                 "a to the power b, left to right; b must be an int. A negative b gives the \
                  reciprocal as a dec (like div on decs); 0 to a negative power is math.div0; \
                  pow (x 0) is 1. Results over about 1,000,000 digits are a limit error.",
                 &["(pow (a b))", "(pow [a b …])", "{pow:[a b …]}"],
+                Arg::Required,
+                Op::Pow,
             ),
-            cmd(
+            Entry::new(
                 "min",
                 "The smallest operand, returned unchanged (an int before an equal dec).",
                 &["(min (a b))", "(min [a b …])", "{min:[a b …]}"],
+                Arg::Required,
+                Op::Min,
             ),
-            cmd(
+            Entry::new(
                 "max",
                 "The largest operand, returned unchanged.",
                 &["(max (a b))", "(max [a b …])", "{max:[a b …]}"],
+                Arg::Required,
+                Op::Max,
             ),
         ],
-    }
+    )
 }

@@ -21,14 +21,12 @@
 //! system does not report is `-`.
 
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use plexus_kernel::{BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
+use plexus_kernel::{Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table};
 use plexus_store::SizeUnit;
 use plexus_units::{Map, Unit};
 use sysinfo::{CpuRefreshKind, Disks, System};
-
-use crate::forms::command;
 
 const NAME: &str = "sys.hw";
 
@@ -38,51 +36,55 @@ const SECTIONS: [&str; 6] = ["cpu", "mem", "disk", "arch", "os", "up"];
 /// The `sys.hw` service.
 pub struct SysHw {
     data_dir: PathBuf,
-    help: Help,
 }
 
 /// The `sys.hw` service; `data_dir` is the node's data directory (its file system is the
 /// `disk` section).
 pub fn service(data_dir: PathBuf) -> Arc<dyn Service> {
-    Arc::new(SysHw {
-        data_dir,
-        help: help(),
-    })
+    Arc::new(SysHw { data_dir })
 }
 
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "This node's hardware and operating system: processors, memory, disk, \
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Hw>> = LazyLock::new(table);
+
+fn table() -> Table<Hw> {
+    Table::new(
+        NAME,
+        "This node's hardware and operating system: processors, memory, disk, \
                architecture, system, uptime",
-        tut: vec![Example {
+        vec![Example {
             info: "The sections get gives (their values depend on the machine: try get@sys.hw)",
             com: "keys@sys.hw",
             res: Some("[cpu mem disk arch os up]"),
         }],
-        man: vec![
-            Command {
-                name: "get",
-                info: "Everything, as {cpu mem disk arch os up}",
-                forms: &["get"],
-            },
-            Command {
-                name: "get.cpu",
-                info: "Processors: {count (logical) cores (physical, - if unknown) model \
+        vec![
+            Entry::new(
+                "get",
+                "Everything, as {cpu mem disk arch os up}",
+                &["get"],
+                Arg::None,
+                Hw::Get,
+            ),
+            Entry::new(
+                "get.cpu",
+                "Processors: {count (logical) cores (physical, - if unknown) model \
                        load:[1 min, 5 min, 15 min load averages]}, or one field",
-                forms: &[
+                &[
                     "get.cpu",
                     "get.cpu.count",
                     "get.cpu.cores",
                     "get.cpu.model",
                     "get.cpu.load",
                 ],
-            },
-            Command {
-                name: "get.mem",
-                info: "Memory in bytes: {total free used}, free being what is available for \
+                Arg::None,
+                Hw::Get,
+            )
+            .family(),
+            Entry::new(
+                "get.mem",
+                "Memory in bytes: {total free used}, free being what is available for \
                        new work; or one field; .kb .mb .gb give exact decimals of 1024^n bytes",
-                forms: &[
+                &[
                     "get.mem",
                     "get.mem.total",
                     "get.mem.free",
@@ -92,60 +94,83 @@ fn help() -> Help {
                     "get.mem.free.gb",
                     "get.mem.gb",
                 ],
-            },
-            Command {
-                name: "get.disk",
-                info: "The file system holding the node's data: {path (the data directory) \
+                Arg::None,
+                Hw::Get,
+            )
+            .family(),
+            Entry::new(
+                "get.disk",
+                "The file system holding the node's data: {path (the data directory) \
                        mount total free used} (bytes), or one field; .kb .mb .gb as for mem. \
                        Sizes are - when the file system is not found",
-                forms: &[
+                &[
                     "get.disk",
                     "get.disk.free",
                     "get.disk.free.gb",
                     "get.disk.total.mb",
                 ],
-            },
-            Command {
-                name: "get.arch",
-                info: "The processor architecture (x86_64, aarch64…)",
-                forms: &["get.arch"],
-            },
-            Command {
-                name: "get.os",
-                info: "The operating system: {name version kernel host (host name)}",
-                forms: &["get.os", "get.os.name", "get.os.kernel", "get.os.host"],
-            },
-            Command {
-                name: "get.up",
-                info: "Uptimes in seconds: {host (the machine) node (this node)}, or one",
-                forms: &["get.up", "get.up.host", "get.up.node"],
-            },
-            Command {
-                name: "keys",
-                info: "The names of the sections of get",
-                forms: &["keys"],
-            },
+                Arg::None,
+                Hw::Get,
+            )
+            .family(),
+            Entry::new(
+                "get.arch",
+                "The processor architecture (x86_64, aarch64…)",
+                &["get.arch"],
+                Arg::None,
+                Hw::Get,
+            ),
+            Entry::new(
+                "get.os",
+                "The operating system: {name version kernel host (host name)}",
+                &["get.os", "get.os.name", "get.os.kernel", "get.os.host"],
+                Arg::None,
+                Hw::Get,
+            )
+            .family(),
+            Entry::new(
+                "get.up",
+                "Uptimes in seconds: {host (the machine) node (this node)}, or one",
+                &["get.up", "get.up.host", "get.up.node"],
+                Arg::None,
+                Hw::Get,
+            )
+            .family(),
+            Entry::new(
+                "keys",
+                "The names of the sections of get",
+                &["keys"],
+                Arg::None,
+                Hw::Keys,
+            ),
         ],
-    }
+    )
+}
+
+/// What a command does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hw {
+    /// A query `get[.section[.field]][.kb|.mb|.gb]`.
+    Get,
+    Keys,
 }
 
 impl Service for SysHw {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let name = match command(&msg) {
-                Some(c) if c.arg.is_none() => c.name,
-                _ => return Err(Error::unknown_command(NAME, &msg)),
+            let Some((entry, c)) = TABLE.find(&msg) else {
+                return Err(Error::unknown_command(NAME, &msg));
             };
-            if name == "keys" {
+            if entry.run == Hw::Keys {
                 return Ok(Some(Unit::List(
                     SECTIONS.iter().map(|s| Unit::str(s)).collect(),
                 )));
             }
-            let Some(query) = Query::parse(name) else {
+            let Some(query) = Query::parse(c.name) else {
                 return Err(Error::unknown_command(NAME, &msg));
             };
             let node_up = cx.kernel().started().elapsed().as_secs();

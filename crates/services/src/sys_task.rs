@@ -21,13 +21,29 @@
 //! Loops, queues, stacks and chain steps run as child tasks of the caller's task, so killing
 //! the caller (or cancelling its call) stops them; `task.sep` and `task.sim` tasks are children
 //! too but outlive the call that started them. Any other message is `cmd.unknown`.
+//!
+//! Limits, so that no user can jam sys.task for the others:
+//!
+//! - each registered user may have at most [`MAX_TASKS_PER_USER`] sys.task tasks running at
+//!   once (every task above counts, nested ones too); one more is a `limit` error. Keys that
+//!   are not registered share one such quota, since a new key costs nothing;
+//! - only registered users may start detached tasks (`task.sep`, `task.sim`): `denied`
+//!   otherwise. A key that is not registered runs tasks only within its own calls, which end
+//!   when its connection does;
+//! - a detached task keeps running after its user disconnects (background work is what it is
+//!   for), holding its place in the user's quota until it ends or is killed by the user or
+//!   the admin (`get.all` lists it with its user);
+//! - no sys.task call waits for the service's mailbox, so listings and `kill` answer at once
+//!   however many loops run.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
+use plexus_identity::PublicKey;
 use plexus_kernel::{
-    code, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Kernel, Outcome, Service,
-    TaskInfo,
+    code, Arg, BoxFuture, Cx, Delivery, Entry, Error, Example, Help, Kernel, Outcome, Service,
+    Table, TaskInfo,
 };
 use plexus_store::merge_with;
 use plexus_units::{Map, Unit};
@@ -40,29 +56,105 @@ pub const SEED: &str = include_str!("seed.unit");
 /// Most tasks one `task.sim` may start.
 pub const MAX_SIM: usize = 4096;
 
+/// Most sys.task tasks one user may have running at once.
+pub const MAX_TASKS_PER_USER: usize = 256;
+
 /// Below this depth, `get.tree` lists children by id only (units have a bounded depth).
 const MAX_TREE_DEPTH: usize = 32;
 
 /// The `sys.task` service.
 pub fn service() -> Arc<dyn Service> {
-    Arc::new(SysTask { help: help() })
+    Arc::new(SysTask {
+        quota: Arc::default(),
+    })
 }
 
 struct SysTask {
-    help: Help,
+    quota: Arc<Quota>,
+}
+
+/// The sys.task tasks running per user, against [`MAX_TASKS_PER_USER`]. Keys that are not
+/// registered share one count (`None`): a fresh key costs nothing to make, so a count of its
+/// own would bound nothing.
+#[derive(Default)]
+struct Quota {
+    running: Mutex<HashMap<Option<PublicKey>, usize>>,
+}
+
+impl Quota {
+    /// A place for one more task of the caller, or a `limit` error when it has none left.
+    fn admit(self: &Arc<Self>, cx: &Cx) -> Result<Place, Error> {
+        let user = registered(cx).then_some(*cx.author());
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| Error::internal("sys.task quota poisoned"))?;
+        let n = running.entry(user).or_default();
+        if *n >= MAX_TASKS_PER_USER {
+            let who = if user.is_some() {
+                "you already have"
+            } else {
+                "keys that are not registered already have"
+            };
+            return Err(Error::new(
+                code::LIMIT,
+                format!(
+                    "{who} {MAX_TASKS_PER_USER} sys.task tasks running, the most allowed at \
+                     once: wait for some to end or kill them (get.all@sys.task lists them)"
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(Place {
+            quota: self.clone(),
+            user,
+        })
+    }
+}
+
+/// One running task's place in its user's quota, given back when the task ends or is killed
+/// (either way its future, which owns the place, is dropped).
+struct Place {
+    quota: Arc<Quota>,
+    user: Option<PublicKey>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.quota.running.lock() {
+            if let Some(n) = running.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    running.remove(&self.user);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the caller is a registered user (the admin is one).
+fn registered(cx: &Cx) -> bool {
+    cx.kernel().user_name(cx.author()).is_some()
 }
 
 impl Service for SysTask {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn delivery(&self) -> Delivery {
         Delivery::Raw
     }
 
+    /// No sys.task call waits for the mailbox: loops and queues hold their call for as long
+    /// as they run, so 1,024 of them would keep every other caller (and the admin's `kill`)
+    /// waiting. Each user's running tasks are bounded by [`MAX_TASKS_PER_USER`] instead.
+    fn queues(&self, _msg: &Unit) -> bool {
+        false
+    }
+
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
-        handle(cx, msg)
+        handle(cx, &self.quota, msg)
     }
 }
 
@@ -77,26 +169,18 @@ enum Form {
     Try,
     Kill,
     Get,
+    /// A map with a `task` field, wherever it is.
     Chain,
+    /// Any stream (in the manual only: streams are recognised by their shape).
+    Stream,
 }
 
 impl Form {
     fn of(u: &Unit) -> Option<Form> {
-        if let Unit::Str(s) = u {
-            if matches!(&**s, "get" | "get.run" | "get.all" | "get.tree") {
-                return Some(Form::Get);
-            }
-        }
-        let by_name = forms::command(u).and_then(|c| match c.name {
-            "task.loop" => Some(Form::Loop),
-            "task.que" => Some(Form::Que),
-            "task.stk" => Some(Form::Stk),
-            "task.sep" => Some(Form::Sep),
-            "task.sim" => Some(Form::Sim),
-            "task.try" => Some(Form::Try),
-            "kill" => Some(Form::Kill),
-            _ => None,
-        });
+        let by_name = TABLE
+            .find(u)
+            .map(|(e, _)| e.run)
+            .filter(|f| !matches!(f, Form::Chain | Form::Stream));
         by_name.or_else(|| match u {
             Unit::Map(m) if m.get_str("task").is_some() => Some(Form::Chain),
             _ => None,
@@ -111,22 +195,22 @@ fn looks_like_command(u: &Unit) -> bool {
     })
 }
 
-fn handle(cx: &Cx, msg: Unit) -> BoxFuture<'_, Outcome> {
+fn handle<'a>(cx: &'a Cx, quota: &'a Arc<Quota>, msg: Unit) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         if let Some(form) = Form::of(&msg) {
-            return run_form(cx, form, msg).await;
+            return run_form(cx, quota, form, msg).await;
         }
         match msg {
             Unit::Stream(_) => match cx.run(msg).await? {
                 None => Ok(None),
-                Some(v) => second_level(cx, v).await,
+                Some(v) => second_level(cx, quota, v).await,
             },
             other => {
                 let (streams, refs) = plexus_kernel::needs_eval(&other);
                 if streams || refs {
                     let v = cx.eval(other.clone()).await?;
                     if let Some(form) = Form::of(&v) {
-                        return run_form(cx, form, v).await;
+                        return run_form(cx, quota, form, v).await;
                     }
                 }
                 Err(Error::unknown_command("sys.task", &other))
@@ -136,9 +220,9 @@ fn handle(cx: &Cx, msg: Unit) -> BoxFuture<'_, Outcome> {
 }
 
 /// The value of a stream sent to sys.task: a form is run, anything else evaluated once more.
-async fn second_level(cx: &Cx, v: Unit) -> Outcome {
+async fn second_level(cx: &Cx, quota: &Arc<Quota>, v: Unit) -> Outcome {
     if let Some(form) = Form::of(&v) {
-        return run_form(cx, form, v).await;
+        return run_form(cx, quota, form, v).await;
     }
     if looks_like_command(&v) {
         return Err(Error::unknown_command("sys.task", &v));
@@ -146,7 +230,7 @@ async fn second_level(cx: &Cx, v: Unit) -> Outcome {
     cx.run(v).await
 }
 
-async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
+async fn run_form(cx: &Cx, quota: &Arc<Quota>, form: Form, msg: Unit) -> Outcome {
     match form {
         Form::Get => get(cx, msg.as_str().unwrap_or("get")).map(Some),
         Form::Kill => {
@@ -159,7 +243,7 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
         Form::Chain => {
             let msg = cx.eval(msg).await?;
             match msg {
-                Unit::Map(m) => chain(cx, m).await,
+                Unit::Map(m) => chain(cx, quota, m).await,
                 other => Err(Error::unknown_command("sys.task", &other)),
             }
         }
@@ -174,17 +258,25 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
                     ))
                 })?;
             match form {
-                Form::Loop => in_child(cx, "task.loop", move |cx| run_loop(cx, arg)).await,
+                Form::Loop => in_child(cx, quota, "task.loop", move |cx| run_loop(cx, arg)).await,
                 Form::Que => {
                     let items = list(&arg, "task.que")?;
-                    in_child(cx, "task.que", move |cx| que(cx, items)).await
+                    in_child(cx, quota, "task.que", move |cx| que(cx, items)).await
                 }
                 Form::Stk => {
                     let (items, service, node) = stack(&arg)?;
-                    in_child(cx, "task.stk", move |cx| stk(cx, items, service, node)).await
+                    in_child(cx, quota, "task.stk", move |cx| {
+                        stk(cx, items, service, node)
+                    })
+                    .await
                 }
-                Form::Sep => Ok(Some(task_ids(Unit::int(start(cx, "task.sep", arg))))),
+                Form::Sep => {
+                    detachable(cx, "task.sep")?;
+                    let id = start(cx, quota.admit(cx)?, "task.sep", arg);
+                    Ok(Some(task_ids(Unit::int(id))))
+                }
                 Form::Sim => {
+                    detachable(cx, "task.sim")?;
                     let items = list(&arg, "task.sim")?;
                     if items.len() > MAX_SIM {
                         return Err(Error::new(
@@ -192,17 +284,25 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
                             format!("task.sim starts at most {MAX_SIM} tasks"),
                         ));
                     }
+                    // All places first: a task.sim starts all of its tasks or none.
+                    let places = items
+                        .iter()
+                        .map(|_| quota.admit(cx))
+                        .collect::<Result<Vec<_>, _>>()?;
                     let ids = items
                         .into_iter()
-                        .map(|x| Unit::int(start(cx, "task.sim", x)))
+                        .zip(places)
+                        .map(|(x, place)| Unit::int(start(cx, place, "task.sim", x)))
                         .collect();
                     Ok(Some(task_ids(Unit::List(ids))))
                 }
-                Form::Try => match handle(cx, arg).await {
+                Form::Try => match handle(cx, quota, arg).await {
                     Err(e) if !ends_session(&e) => Ok(Some(e.to_unit())),
                     other => other,
                 },
-                Form::Get | Form::Kill | Form::Chain => Err(Error::internal("sys.task form")),
+                Form::Get | Form::Kill | Form::Chain | Form::Stream => {
+                    Err(Error::internal("sys.task form"))
+                }
             }
         }
     }
@@ -212,6 +312,21 @@ async fn run_form(cx: &Cx, form: Form, msg: Unit) -> Outcome {
 /// (so a λ shell ends instead of asking forever).
 fn ends_session(e: &Error) -> bool {
     e.code() == code::NO_TERMINAL || e.code() == code::TERMINAL
+}
+
+/// Detached tasks outlive their call and its connection, so only registered users, whom the
+/// admin can identify and whose tasks the quota bounds one by one, may start them.
+fn detachable(cx: &Cx, form: &str) -> Result<(), Error> {
+    if registered(cx) {
+        return Ok(());
+    }
+    Err(Error::new(
+        code::DENIED,
+        format!(
+            "{form} starts a task that outlives the call; only registered users may (see \
+             help.man@sys.task)"
+        ),
+    ))
 }
 
 fn task_ids(ids: Unit) -> Unit {
@@ -268,16 +383,21 @@ impl Drop for KillOnDrop {
 }
 
 /// Runs `f` as a child task of the caller's task and waits for it.
-async fn in_child<F, Fut>(cx: &Cx, name: &str, f: F) -> Outcome
+async fn in_child<F, Fut>(cx: &Cx, quota: &Arc<Quota>, name: &str, f: F) -> Outcome
 where
     F: FnOnce(Cx) -> Fut,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
+    let place = quota.admit(cx)?;
     let base = cx.clone();
     let handle = cx
         .kernel()
         .spawn_task(Some(cx.task()), name, *cx.author(), move |id| {
-            f(base.in_task(id))
+            let work = f(base.in_task(id));
+            async move {
+                let _place = place;
+                work.await
+            }
         });
     let mut guard = KillOnDrop {
         kernel: cx.kernel().clone(),
@@ -289,14 +409,15 @@ where
     out
 }
 
-/// Starts a child task evaluating `x` without waiting; → its id.
-fn start(cx: &Cx, name: &str, x: Unit) -> i64 {
+/// Starts a child task evaluating `x` in `place` without waiting; → its id.
+fn start(cx: &Cx, place: Place, name: &str, x: Unit) -> i64 {
     let base = cx.clone();
     let handle = cx
         .kernel()
         .spawn_task(Some(cx.task()), name, *cx.author(), move |id| {
             let cx = base.in_task(id);
             async move {
+                let _place = place;
                 match cx.eval(x).await {
                     Ok(_) => Ok(None),
                     Err(e) => {
@@ -354,7 +475,7 @@ async fn stk(cx: Cx, items: Vec<Unit>, service: String, node: Option<String>) ->
     Ok(None)
 }
 
-async fn chain(cx: &Cx, mut m: Map) -> Outcome {
+async fn chain(cx: &Cx, quota: &Arc<Quota>, mut m: Map) -> Outcome {
     let bad =
         || Error::bad_argument("a chain's task is a list of service names: {task:[s1 s2 …] msg:M}");
     let services: Vec<String> = match m.get_str("task") {
@@ -375,7 +496,7 @@ async fn chain(cx: &Cx, mut m: Map) -> Outcome {
     };
     for service in services {
         let step = current.clone();
-        let reply = in_child(cx, "task.chain", move |cx| async move {
+        let reply = in_child(cx, quota, "task.chain", move |cx| async move {
             cx.send(&service, None, step).await
         })
         .await?;
@@ -505,12 +626,18 @@ fn user(kernel: &Kernel, key: &plexus_identity::PublicKey) -> Unit {
     Unit::from(kernel.user_name(key).unwrap_or_else(|| key.fingerprint()))
 }
 
-fn help() -> Help {
-    Help {
-        name: "sys.task",
-        info: "The task engine: loops, queues, stacks, chains and background tasks over \
-               unevaluated programs; task listings and kill",
-        tut: vec![
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Form>> = LazyLock::new(table);
+
+fn table() -> Table<Form> {
+    Table::new(
+        "sys.task",
+        "The task engine: loops, queues, stacks, chains and background tasks over \
+               unevaluated programs; task listings and kill. Each user may have 256 tasks \
+               running at once (a limit error beyond); keys that are not registered share one \
+               such quota and cannot start background tasks. Listings and kill never wait \
+               behind running tasks.",
+        vec![
             Example {
                 info: "A chain: the map (without task) goes to math.calc; the result is the map \
                        with msg set to the final value",
@@ -543,71 +670,94 @@ fn help() -> Help {
                 res: Some("{err:not.found msg:`no task 999999999` id:999999999}"),
             },
         ],
-        man: vec![
-            Command {
-                name: "task.loop",
-                info: "Evaluates X again and again (until the task is killed or its call \
+        vec![
+            Entry::new(
+                "task.loop",
+                "Evaluates X again and again (until the task is killed or its call \
                        cancelled; an error in X ends the loop with that error), or n times with \
                        (n X); no value",
-                forms: &["{task.loop:X}", "(task.loop X)", "(task.loop (n X))"],
-            },
-            Command {
-                name: "task.que",
-                info: "Evaluates each element in order, waiting for each; no value",
-                forms: &["{task.que:[x…]}", "(task.que [x…])"],
-            },
-            Command {
-                name: "task.stk",
-                info: "For each m in the list: evaluates m, sends it to serv and waits; no value",
-                forms: &["{task.stk:[m…]@serv}", "(task.stk [m…]@serv)"],
-            },
-            Command {
-                name: "task.sep",
-                info: "Starts a task evaluating X and returns at once → {task:id} (see get, kill)",
-                forms: &["{task.sep:X}", "(task.sep X)"],
-            },
-            Command {
-                name: "task.sim",
-                info: "Starts one task per element (at most 4096) and returns at once → \
-                       {task:[id…]}",
-                forms: &["{task.sim:[x…]}", "(task.sim [x…])"],
-            },
-            Command {
-                name: "task.try",
-                info:
-                    "Runs M as sys.task would; an error becomes the value {err:code msg:text …}, \
+                &["{task.loop:X}", "(task.loop X)", "(task.loop (n X))"],
+                Arg::Optional,
+                Form::Loop,
+            ),
+            Entry::new(
+                "task.que",
+                "Evaluates each element in order, waiting for each; no value",
+                &["{task.que:[x…]}", "(task.que [x…])"],
+                Arg::Optional,
+                Form::Que,
+            ),
+            Entry::new(
+                "task.stk",
+                "For each m in the list: evaluates m, sends it to serv and waits; no value",
+                &["{task.stk:[m…]@serv}", "(task.stk [m…]@serv)"],
+                Arg::Optional,
+                Form::Stk,
+            ),
+            Entry::new(
+                "task.sep",
+                "Starts a task evaluating X and returns at once → {task:id} (see get, \
+                       kill). The task keeps running after the caller disconnects, until it ends \
+                       or is killed. Only registered users may start one (denied otherwise)",
+                &["{task.sep:X}", "(task.sep X)"],
+                Arg::Optional,
+                Form::Sep,
+            ),
+            Entry::new(
+                "task.sim",
+                "Starts one task per element (at most 4096, and within the caller's \
+                       quota: all of them or none) and returns at once → {task:[id…]}; like \
+                       task.sep, only for registered users",
+                &["{task.sim:[x…]}", "(task.sim [x…])"],
+                Arg::Optional,
+                Form::Sim,
+            ),
+            Entry::new(
+                "task.try",
+                "Runs M as sys.task would; an error becomes the value {err:code msg:text …}, \
                        except term.none and term.failed (no terminal, input ended), which end \
                        the caller as usual",
-                forms: &["{task.try:M}", "(task.try M)"],
-            },
-            Command {
-                name: "task",
-                info: "Chain: from M (or the map without task), sends the value to each service \
+                &["{task.try:M}", "(task.try M)"],
+                Arg::Optional,
+                Form::Try,
+            ),
+            Entry::new(
+                "task",
+                "Chain: from M (or the map without task), sends the value to each service \
                        in turn, merging each reply into it (lists concatenate, maps merge, \
                        anything else is replaced; a call without a value changes nothing) → \
                        the map with msg set to the final value",
-                forms: &["{task:[serv…] msg:M}", "{task:[serv…] k:v …}"],
-            },
-            Command {
-                name: "get",
-                info: "Task listings: run = the current task {id name usr par.id}, all = every \
+                &["{task:[serv…] msg:M}", "{task:[serv…] k:v …}"],
+                Arg::Optional,
+                Form::Chain,
+            ),
+            Entry::new(
+                "get",
+                "Task listings: run = the current task {id name usr par.id}, all = every \
                        task, tree = the tasks as trees [{id name usr child:[…]|-}…]; usr is the \
                        registered name or the key's fingerprint",
-                forms: &["get", "get.run", "get.all", "get.tree"],
-            },
-            Command {
-                name: "kill",
-                info: "Stops task id and all the tasks it started; their waiters get the error \
+                &["get", "get.run", "get.all", "get.tree"],
+                Arg::None,
+                Form::Get,
+            )
+            .also(&["get.run", "get.all", "get.tree"]),
+            Entry::new(
+                "kill",
+                "Stops task id and all the tasks it started; their waiters get the error \
                        killed. Only the task's user or the admin may kill it; an unknown id is \
                        not.found",
-                forms: &["(kill id)", "{kill:id}"],
-            },
-            Command {
-                name: "stream",
-                info: "A stream is evaluated; a form in its value is run, any other value is \
+                &["(kill id)", "{kill:id}"],
+                Arg::Optional,
+                Form::Kill,
+            ),
+            Entry::new(
+                "stream",
+                "A stream is evaluated; a form in its value is run, any other value is \
                        evaluated once more (so a program loaded from the store runs) → its value",
-                forms: &["u@serv", "(load @task.hello)@io.store"],
-            },
+                &["u@serv", "(load @task.hello)@io.store"],
+                Arg::Optional,
+                Form::Stream,
+            ),
         ],
-    }
+    )
 }

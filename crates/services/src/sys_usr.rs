@@ -22,14 +22,14 @@
 //! to another key), [`ALREADY_REGISTERED`] (this key already has this name), [`KEY_TAKEN`]
 //! (this key already has another name).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use plexus_identity::{validate_name, PublicKey};
-use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Kernel, Outcome, Service};
+use plexus_kernel::{
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Kernel, Outcome, Service, Table,
+};
 use plexus_store::{NodeDb, StoreError, UserConflict};
 use plexus_units::{Map, Unit};
-
-use crate::forms::command;
 
 const NAME: &str = "sys.usr";
 
@@ -93,7 +93,6 @@ pub enum Registration {
 pub struct SysUsr {
     registry: Arc<dyn Registry>,
     registration: Registration,
-    help: Help,
     /// Changes one at a time, so the check against the kernel's registry and the two writes
     /// are not interleaved with another change.
     changing: tokio::sync::Mutex<()>,
@@ -104,7 +103,6 @@ pub fn service(registry: Arc<dyn Registry>, registration: Registration) -> Arc<d
     Arc::new(SysUsr {
         registry,
         registration,
-        help: help(),
         changing: tokio::sync::Mutex::new(()),
     })
 }
@@ -202,13 +200,27 @@ pub fn load_users(kernel: &Kernel, db: &NodeDb) -> Result<usize, Error> {
     Ok(added)
 }
 
+/// What a command does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Usr {
+    Get,
+    Who,
+    Reg,
+    Invite,
+    Del,
+    Ren,
+}
+
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Usr>> = LazyLock::new(table);
+
 // The examples run in order, as the node's admin, on a node where bob is not registered.
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "The user registry: names for users' public keys. Private keys never leave \
+fn table() -> Table<Usr> {
+    Table::new(
+        NAME,
+        "The user registry: names for users' public keys. Private keys never leave \
                their users' machines",
-        tut: vec![
+        vec![
             Example {
                 info: "The admin registers another user's public key under a name",
                 com: "{reg:bob pub:x\"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\"}@sys.usr",
@@ -235,22 +247,27 @@ fn help() -> Help {
                 res: Some("{ath:- pub:x\"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\"}"),
             },
         ],
-        man: vec![
-            Command {
-                name: "get",
-                info: "All registered users as a list of {ath:name pub:key}, ordered by key; \
+        vec![
+            Entry::new(
+                "get",
+                "All registered users as a list of {ath:name pub:key}, ordered by key; \
                        with a name or a key, that user (not.found if unregistered)",
-                forms: &["get", "list", "(get name)", "(get x\"key\")"],
-            },
-            Command {
-                name: "who",
-                info: "The caller: {ath:name pub:key}, with ath - if the caller's key is not \
+                &["get", "list", "(get name)", "(get x\"key\")"],
+                Arg::Optional,
+                Usr::Get,
+            )
+            .also(&["list"]),
+            Entry::new(
+                "who",
+                "The caller: {ath:name pub:key}, with ath - if the caller's key is not \
                        registered",
-                forms: &["who"],
-            },
-            Command {
-                name: "reg",
-                info: "Registers key pub under a name: 1 to 64 ASCII letters, digits, . _ -. \
+                &["who"],
+                Arg::None,
+                Usr::Who,
+            ),
+            Entry::new(
+                "reg",
+                "Registers key pub under a name: 1 to 64 ASCII letters, digits, . _ -. \
                        Only the node's admin registers users, unless the node was started with \
                        open registration (plx node --open-registration): then a key may also \
                        register itself, without pub (the key that signed the message). With \
@@ -261,40 +278,48 @@ fn help() -> Help {
                        this name already), usr.key.taken (this key has another name). A \
                        message with priv is refused: private keys never leave their users' \
                        machines. Gives the new {ath pub}",
-                forms: &[
+                &[
                     "{reg:name pub:x\"32 bytes\"}",
                     "{reg:name inv:token}",
                     "(reg name)",
                     "{reg:name}",
                 ],
-            },
-            Command {
-                name: "invite",
-                info: "The node's admin hands out a one-time user invite: gives a token, valid \
+                Arg::Required,
+                Usr::Reg,
+            ),
+            Entry::new(
+                "invite",
+                "The node's admin hands out a one-time user invite: gives a token, valid \
                        for a day or for the seconds given (at most 30 days). Whoever holds it \
                        registers their own key once with {reg:name inv:token}; in a cluster it \
                        may be used on any node",
-                forms: &["invite", "(invite seconds)"],
-            },
-            Command {
-                name: "del",
-                info: "Removes a user: by the node's admin, or by the user itself. The node's \
+                &["invite", "(invite seconds)"],
+                Arg::Optional,
+                Usr::Invite,
+            ),
+            Entry::new(
+                "del",
+                "Removes a user: by the node's admin, or by the user itself. The node's \
                        admin stays. Gives {ath:- pub:key}",
-                forms: &["(del name)"],
-            },
-            Command {
-                name: "ren",
-                info: "Renames a user, keeping its key: by the node's admin, or by the user \
+                &["(del name)"],
+                Arg::Required,
+                Usr::Del,
+            ),
+            Entry::new(
+                "ren",
+                "Renames a user, keeping its key: by the node's admin, or by the user \
                        itself. Errors: not.found, usr.name.taken. Gives the new {ath pub}",
-                forms: &["{ren:name to:new}"],
-            },
+                &["{ren:name to:new}"],
+                Arg::Required,
+                Usr::Ren,
+            ),
         ],
-    }
+    )
 }
 
 impl Service for SysUsr {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
@@ -318,19 +343,20 @@ impl Service for SysUsr {
                     ));
                 }
             }
-            let Some(c) = command(&msg) else {
+            let Some((command, c)) = TABLE.find(&msg) else {
                 return Err(Error::unknown_command(NAME, &msg));
             };
             let kernel = cx.kernel();
-            match (c.name, c.arg) {
-                ("get" | "list", None) => Ok(Some(Unit::List(
+            match (command.run, c.arg) {
+                (Usr::Get, None) => Ok(Some(Unit::List(
                     kernel
                         .users()
                         .iter()
                         .map(|(k, n)| entry(Some(n), k))
                         .collect(),
                 ))),
-                ("get", Some(who)) => {
+                // `list` is bare only.
+                (Usr::Get, Some(who)) if c.name == "get" => {
                     let users = kernel.users();
                     let found = match who {
                         Unit::Str(name) => users.iter().find(|(_, n)| n == &**name),
@@ -349,11 +375,11 @@ impl Service for SysUsr {
                         )
                     })
                 }
-                ("who", None) => {
+                (Usr::Who, None) => {
                     let me = cx.author();
                     Ok(Some(entry(kernel.user_name(me).as_deref(), me)))
                 }
-                ("reg", Some(name)) if c.opt("inv").is_some() => {
+                (Usr::Reg, Some(name)) if c.opt("inv").is_some() => {
                     let name = name_arg("reg", name)?;
                     let token = match c.opt("inv") {
                         Some(Unit::Str(t)) => t,
@@ -372,7 +398,7 @@ impl Service for SysUsr {
                         .await?;
                     Ok(Some(entry(Some(name), &key)))
                 }
-                ("invite", arg) => {
+                (Usr::Invite, arg) => {
                     if cx.author() != kernel.admin() {
                         return Err(Error::new(
                             code::DENIED,
@@ -399,7 +425,7 @@ impl Service for SysUsr {
                         .await?;
                     Ok(Some(Unit::str(&token)))
                 }
-                ("reg", Some(name)) => {
+                (Usr::Reg, Some(name)) => {
                     let name = name_arg("reg", name)?;
                     let key = match c.opt("pub") {
                         None => *cx.author(),
@@ -420,7 +446,7 @@ impl Service for SysUsr {
                     self.register(cx, key, name).await?;
                     Ok(Some(entry(Some(name), &key)))
                 }
-                ("del", Some(name)) => {
+                (Usr::Del, Some(name)) => {
                     let name = name_arg("del", name)?;
                     let _one_at_a_time = self.changing.lock().await;
                     let key = self.may_change(cx, name)?;
@@ -428,7 +454,7 @@ impl Service for SysUsr {
                     kernel.remove_user(&key);
                     Ok(Some(entry(None, &key)))
                 }
-                ("ren", Some(name)) => {
+                (Usr::Ren, Some(name)) => {
                     let name = name_arg("ren", name)?;
                     let to = match c.opt("to") {
                         Some(to) => name_arg("ren", to)?,

@@ -13,17 +13,15 @@
 //! - `bch` times the evaluation of its argument only: the service takes its messages raw and
 //!   evaluates the benchmarked unit inside the measurement.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use num_bigint::{BigInt, Sign};
 use num_traits::ToPrimitive;
 use plexus_kernel::{
-    code, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Outcome, Service,
+    code, Arg, BoxFuture, Cx, Delivery, Entry, Error, Example, Help, Outcome, Service, Table,
 };
 use plexus_units::Unit;
-
-use crate::forms::command;
 
 const NAME: &str = "time.chrono";
 
@@ -31,13 +29,11 @@ const NAME: &str = "time.chrono";
 pub const MAX_WAIT_SECS: u64 = 7 * 24 * 3600;
 
 /// The `time.chrono` service.
-pub struct TimeChrono {
-    help: Help,
-}
+pub struct TimeChrono;
 
 /// The `time.chrono` service.
 pub fn service() -> Arc<dyn Service> {
-    Arc::new(TimeChrono { help: help() })
+    Arc::new(TimeChrono)
 }
 
 /// A time unit: its suffix and length in microseconds.
@@ -67,11 +63,14 @@ fn unit_of(name: &str, base: &str, default: u64) -> Option<u64> {
 const SEC: u64 = 1_000_000;
 const MS: u64 = 1_000;
 
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "Time: wait, this node's uptime, and benchmarks of evaluations",
-        tut: vec![
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Chrono>> = LazyLock::new(table);
+
+fn table() -> Table<Chrono> {
+    Table::new(
+        NAME,
+        "Time: wait, this node's uptime, and benchmarks of evaluations",
+        vec![
             Example {
                 info: "Wait 10 milliseconds (no value)",
                 com: "(wait.ms 10)@time.chrono",
@@ -88,13 +87,13 @@ fn help() -> Help {
                 res: None,
             },
         ],
-        man: vec![
-            Command {
-                name: "wait",
-                info: "Sleeps, then gives no value. The argument is a non-negative int or \
+        vec![
+            Entry::new(
+                "wait",
+                "Sleeps, then gives no value. The argument is a non-negative int or \
                        decimal in the unit of the suffix (seconds without one); a bare number \
                        is seconds. At most one week",
-                forms: &[
+                &[
                     "n",
                     "(wait n)",
                     "{wait:n}",
@@ -106,12 +105,15 @@ fn help() -> Help {
                     "(wait.day n)",
                     "{wait.ms:n}",
                 ],
-            },
-            Command {
-                name: "get.up",
-                info: "This node's uptime as a whole number of the suffix's unit (seconds \
+                Arg::Required,
+                Chrono::Wait,
+            )
+            .family(),
+            Entry::new(
+                "get.up",
+                "This node's uptime as a whole number of the suffix's unit (seconds \
                        without one). A month is 30 days, a year 365",
-                forms: &[
+                &[
                     "get.up",
                     "get.up.mcs",
                     "get.up.ms",
@@ -123,27 +125,41 @@ fn help() -> Help {
                     "get.up.mnh",
                     "get.up.year",
                 ],
-            },
-            Command {
-                name: "bch",
-                info: "Evaluates u (running its streams) and gives the time it took as a \
+                Arg::None,
+                Chrono::Up,
+            )
+            .family(),
+            Entry::new(
+                "bch",
+                "Evaluates u (running its streams) and gives the time it took as a \
                        whole number of the suffix's unit (milliseconds without one); the \
                        value of u is discarded, an error in it is the result",
-                forms: &[
+                &[
                     "(bch u)",
                     "(bch.mcs u)",
                     "(bch.ms u)",
                     "(bch.sec u)",
                     "{bch:u}",
                 ],
-            },
+                Arg::Required,
+                Chrono::Bench,
+            )
+            .family(),
         ],
-    }
+    )
+}
+
+/// What a command does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Chrono {
+    Wait,
+    Up,
+    Bench,
 }
 
 impl Service for TimeChrono {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn delivery(&self) -> Delivery {
@@ -153,8 +169,9 @@ impl Service for TimeChrono {
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             // A benchmark evaluates its argument inside the measurement.
-            if let Some(c) = command(&msg) {
-                if let Some(unit) = unit_of(c.name, "bch", MS) {
+            if let Some((entry, c)) = TABLE.find(&msg) {
+                let unit = unit_of(c.name, "bch", MS).filter(|_| entry.run == Chrono::Bench);
+                if let Some(unit) = unit {
                     let u = c.arg()?.clone();
                     let start = Instant::now();
                     cx.eval(u).await?;
@@ -167,19 +184,21 @@ impl Service for TimeChrono {
                 wait(&msg, SEC).await?;
                 return Ok(None);
             }
-            let Some(c) = command(&msg) else {
-                return Err(Error::unknown_command(NAME, &msg));
-            };
-            if let Some(unit) = unit_of(c.name, "wait", SEC) {
-                wait(c.arg()?, unit).await?;
-                return Ok(None);
-            }
-            if c.arg.is_none() {
-                if let Some(unit) = unit_of(c.name, "get.up", SEC) {
-                    return Ok(Some(in_unit(cx.kernel().started().elapsed(), unit)));
+            let unknown = || Error::unknown_command(NAME, &msg);
+            let (entry, c) = TABLE.find(&msg).ok_or_else(unknown)?;
+            match entry.run {
+                Chrono::Wait => {
+                    let unit = unit_of(c.name, "wait", SEC).ok_or_else(unknown)?;
+                    wait(c.arg()?, unit).await?;
+                    Ok(None)
                 }
+                Chrono::Up => {
+                    let unit = unit_of(c.name, "get.up", SEC).ok_or_else(unknown)?;
+                    Ok(Some(in_unit(cx.kernel().started().elapsed(), unit)))
+                }
+                // A benchmark whose name came out of evaluation is none.
+                Chrono::Bench => Err(unknown()),
             }
-            Err(Error::unknown_command(NAME, &msg))
         })
     }
 }

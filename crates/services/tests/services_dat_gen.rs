@@ -5,6 +5,7 @@ use plexus_identity::Keypair;
 use plexus_kernel::{code, Kernel, Policy};
 use plexus_services::dat_gen::service;
 use plexus_services::testing::{bare_kernel, check_examples, eval_text};
+use plexus_units::testing::arb_message;
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
 
@@ -211,18 +212,7 @@ fn leaf() -> impl Strategy<Value = Unit> {
 }
 
 fn unit() -> impl Strategy<Value = Unit> {
-    leaf().prop_recursive(3, 16, 4, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Unit::List),
-            (inner.clone(), inner).prop_map(|(a, b)| {
-                let mut m = plexus_units::Map::new();
-                m.insert(Unit::str("step"), b);
-                m.insert(Unit::str("x"), a);
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf(), CMDS, &[])
 }
 
 proptest! {

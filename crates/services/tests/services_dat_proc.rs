@@ -8,6 +8,7 @@ use plexus_identity::Keypair;
 use plexus_kernel::{code, Kernel, Policy};
 use plexus_services::testing::{bare_kernel, check_examples, eval_text};
 use plexus_services::{dat_gen, dat_proc, math_calc};
+use plexus_units::testing::arb_message;
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
 
@@ -533,29 +534,7 @@ fn leaf() -> impl Strategy<Value = Unit> {
 }
 
 fn unit() -> impl Strategy<Value = Unit> {
-    leaf().prop_recursive(4, 32, 5, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec(inner.clone(), 0..5).prop_map(Unit::List),
-            prop::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(|es| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in es {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-            (prop::sample::select(CMDS), inner.clone()).prop_map(|(c, a)| Unit::stream(
-                Unit::pair(Unit::str(c), a),
-                "math.calc"
-            )
-            .unwrap()),
-            (prop::sample::select(CMDS), inner).prop_map(|(c, a)| Unit::stream(
-                Unit::pair(Unit::str(c), a),
-                "dat.proc"
-            )
-            .unwrap()),
-        ]
-    })
+    arb_message(leaf(), CMDS, &["math.calc", "dat.proc"])
 }
 
 proptest! {

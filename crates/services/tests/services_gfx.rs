@@ -9,6 +9,7 @@ use plexus_kernel::{BoxFuture, Error, Kernel, Policy, Terminal};
 use plexus_protocol::{TermRequest, TermResponse};
 use plexus_services::gfx_2d::{self, decode_image, image_size, image_to_png};
 use plexus_services::testing::{bare_kernel, check_examples, eval_text, TestTerminal};
+use plexus_units::testing::arb_message;
 use plexus_units::{parse, Unit};
 use proptest::prelude::*;
 
@@ -284,19 +285,7 @@ fn arb_unit() -> impl Strategy<Value = Unit> {
         .prop_map(Unit::str),
         prop::collection::vec(any::<u8>(), 0..8).prop_map(|b| Unit::Bytes(b.into())),
     ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Unit::List),
-            prop::collection::vec((inner.clone(), inner), 0..4).prop_map(|kv| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in kv {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf, &[], &[])
 }
 
 proptest! {

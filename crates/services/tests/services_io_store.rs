@@ -9,6 +9,7 @@ use plexus_kernel::{code, Error, Kernel, Policy};
 use plexus_services::testing::{bare_kernel, check_examples, eval_text};
 use plexus_services::{io_store, test_svc};
 use plexus_store::{MemStore, NodeDb, UnitStore};
+use plexus_units::testing::{arb_message, arb_word};
 use plexus_units::{parse, Path, Unit};
 use proptest::prelude::*;
 
@@ -288,17 +289,18 @@ async fn concurrent_saves_through_the_service_lose_nothing() {
     assert_eq!(got, (0..100).collect::<Vec<_>>());
 }
 
+const CMD_NAMES: &[&str] = &[
+    "load",
+    "save",
+    "get.size",
+    "get.size.kb",
+    "get.size.x",
+    "out",
+    "x",
+];
+
 fn cmd_name() -> impl Strategy<Value = Unit> {
-    prop::sample::select(vec![
-        "load",
-        "save",
-        "get.size",
-        "get.size.kb",
-        "get.size.x",
-        "out",
-        "x",
-    ])
-    .prop_map(Unit::str)
+    arb_word(CMD_NAMES)
 }
 
 fn arb_unit() -> impl Strategy<Value = Unit> {
@@ -311,27 +313,7 @@ fn arb_unit() -> impl Strategy<Value = Unit> {
             .prop_map(|s| Unit::Ref(Path::parse_dotted(&s).unwrap())),
         cmd_name(),
     ];
-    leaf.prop_recursive(4, 32, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Unit::List),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            (cmd_name(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(|es| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in es {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-            prop::collection::vec((cmd_name(), inner), 1..3).prop_map(|es| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in es {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf, CMD_NAMES, &[])
 }
 
 proptest! {

@@ -10,6 +10,7 @@ use plexus_kernel::{BoxFuture, Error, Kernel, Policy, Terminal};
 use plexus_protocol::{TermRequest, TermResponse};
 use plexus_services::testing::{bare_kernel, check_examples, eval_text, TestTerminal};
 use plexus_services::{dat_proc, gfx_2d, io_term, math_calc, sys_task};
+use plexus_units::testing::{arb_message, arb_word};
 use plexus_units::{parse, Unit};
 use proptest::prelude::*;
 
@@ -492,57 +493,45 @@ async fn session_scoped() {
     }
 }
 
+const WORDS: &[&str] = &[
+    "say",
+    "say.fmt",
+    "nl",
+    "shrt",
+    "nice",
+    "inp",
+    "inp.key",
+    "sct",
+    "lim",
+    "get",
+    "get.res",
+    "get.res.gfx",
+    "get.mode",
+    "set",
+    "set.mode",
+    "cls",
+    "img",
+    "spr",
+    "vid",
+    "fmt",
+    "rgb",
+    "rgb.rle",
+    "size",
+    "",
+    "#102030",
+    "center",
+];
+
 fn arb_unit() -> impl Strategy<Value = Unit> {
-    let words = vec![
-        "say",
-        "say.fmt",
-        "nl",
-        "shrt",
-        "nice",
-        "inp",
-        "inp.key",
-        "sct",
-        "lim",
-        "get",
-        "get.res",
-        "get.res.gfx",
-        "get.mode",
-        "set",
-        "set.mode",
-        "cls",
-        "img",
-        "spr",
-        "vid",
-        "fmt",
-        "rgb",
-        "rgb.rle",
-        "size",
-        "",
-        "#102030",
-        "center",
-    ];
     let leaf = prop_oneof![
         Just(Unit::None),
         any::<bool>().prop_map(Unit::Bool),
         (-3i64..100).prop_map(Unit::int),
         any::<i64>().prop_map(Unit::int),
-        prop::sample::select(words).prop_map(Unit::str),
+        arb_word(WORDS),
         ".*".prop_map(Unit::from),
     ];
-    leaf.prop_recursive(4, 32, 5, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec(inner.clone(), 0..5).prop_map(Unit::List),
-            prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(|kv| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in kv {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-            inner.prop_map(|u| Unit::stream(u, "io.term").unwrap()),
-        ]
-    })
+    arb_message(leaf, WORDS, &["io.term"])
 }
 
 proptest! {

@@ -8,6 +8,7 @@ use plexus_identity::Keypair;
 use plexus_kernel::{code, Kernel, Policy};
 use plexus_services::math_calc::service;
 use plexus_services::testing::{bare_kernel, check_examples, eval_text};
+use plexus_units::testing::arb_message;
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
 
@@ -522,20 +523,7 @@ fn leaf() -> impl Strategy<Value = Unit> {
 }
 
 fn unit() -> impl Strategy<Value = Unit> {
-    leaf().prop_recursive(4, 24, 4, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Unit::List),
-            (prop::sample::select(OPS), inner.clone())
-                .prop_map(|(op, a)| Unit::pair(Unit::str(op), a)),
-            (prop::sample::select(OPS), inner.clone(), inner).prop_map(|(op, a, b)| {
-                let mut m = plexus_units::Map::new();
-                m.insert(Unit::str(op), a);
-                m.insert(Unit::str("x"), b);
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf(), OPS, &[])
 }
 
 proptest! {

@@ -10,6 +10,7 @@ use plexus_services::sys_usr::Registration;
 use plexus_services::testing::{bare_kernel, check_examples, eval_text};
 use plexus_services::{sys_hw, sys_usr};
 use plexus_store::NodeDb;
+use plexus_units::testing::{arb_message, arb_word};
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
 
@@ -562,44 +563,32 @@ async fn hw_unknown_queries_are_errors() {
 
 // ----- random messages -----
 
+const WORDS: &[&str] = &[
+    "get",
+    "list",
+    "who",
+    "reg",
+    "pub",
+    "priv",
+    "ath",
+    "keys",
+    "get.mem.free.kb",
+    "get.up",
+    "get.arch",
+    "get.cpu.count",
+    "x",
+    "a-b",
+    "",
+];
+
 fn arb_unit() -> impl Strategy<Value = Unit> {
-    let words = prop::sample::select(vec![
-        "get",
-        "list",
-        "who",
-        "reg",
-        "pub",
-        "priv",
-        "ath",
-        "keys",
-        "get.mem.free.kb",
-        "get.up",
-        "get.arch",
-        "get.cpu.count",
-        "x",
-        "a-b",
-        "",
-    ])
-    .prop_map(Unit::str);
     let leaf = prop_oneof![
         Just(Unit::None),
         any::<i64>().prop_map(Unit::int),
-        words,
+        arb_word(WORDS),
         prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| Unit::Bytes(b.into())),
     ];
-    leaf.prop_recursive(3, 16, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Unit::List),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec((inner.clone(), inner), 0..3).prop_map(|es| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in es {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf, &[], &[])
 }
 
 proptest! {

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_identity::{KeyKind, Keypair};
-use plexus_kernel::{Error, Kernel, Policy, TaskHandle, TaskInfo, Terminal};
+use plexus_kernel::{Error, Kernel, Policy, TaskHandle, TaskInfo, Terminal, SERVICE_MAILBOX};
 use plexus_services::sys_task::{self, SEED};
 use plexus_services::testing::{bare_kernel, check_examples, eval_text, TestTerminal};
-use plexus_services::{dat_gen, dat_proc, gfx_2d, io_store, io_term, math_calc, sys_hw};
+use plexus_services::{
+    dat_gen, dat_proc, gfx_2d, io_store, io_term, math_calc, sys_hw, time_chrono,
+};
 use plexus_store::merge_with;
 use plexus_store::MemStore;
+use plexus_units::testing::{arb_message, arb_word};
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
 
@@ -30,6 +33,7 @@ fn kernel() -> (Kernel, Keypair) {
         math_calc::service(),
         sys_task::service(),
         sys_hw::service(std::env::temp_dir()),
+        time_chrono::service(),
     ] {
         k.register(s, None, Policy::Anyone).unwrap();
     }
@@ -301,6 +305,190 @@ async fn kill_errors() {
         .unwrap();
     assert_eq!(call.outcome().await.unwrap_err().code(), "killed");
     assert_eq!(k.tasks(), vec![]);
+}
+
+/// A registered user other than the admin.
+fn user(k: &Kernel, name: &str) -> Keypair {
+    let key = Keypair::generate(KeyKind::User, name, &mut rand::rngs::OsRng).unwrap();
+    k.register_user(key.public(), name).unwrap();
+    key
+}
+
+/// Bounds a call that must answer promptly, however busy the node is.
+async fn promptly<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not answer within 10 s"))
+}
+
+/// 1,030 perpetual loops of one user used to fill sys.task's mailbox, and then listings and
+/// even the admin's kill waited for a place behind them until the node restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_loops_neither_jam_listings_nor_kill() {
+    let (k, admin) = kernel();
+    let mallory = user(&k, "mallory");
+    let calls: Vec<TaskHandle> = (0..SERVICE_MAILBOX + 6)
+        .map(|_| {
+            spawn_call(
+                &k,
+                &mallory,
+                None,
+                "(task.loop (wait.ms 20)@time.chrono)@sys.task",
+            )
+        })
+        .collect();
+    // Until every call runs its loop or has ended, or the mailbox is full.
+    wait_for("the calls to settle", || {
+        let tasks = k.tasks();
+        let loops = tasks.iter().filter(|t| t.name == "task.loop").count();
+        let unstarted = tasks
+            .iter()
+            .filter(|t| t.name == "msg" && t.children.is_empty())
+            .count();
+        loops >= SERVICE_MAILBOX || unstarted == 0
+    })
+    .await;
+
+    let all = promptly("get.all@sys.task", run(&k, &admin, "get.all@sys.task"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!all.as_list().unwrap().is_empty());
+    promptly("get.run@sys.task", run(&k, &mallory, "get.run@sys.task"))
+        .await
+        .unwrap();
+    let loops: Vec<u64> = k
+        .tasks()
+        .iter()
+        .filter(|t| t.name == "task.loop")
+        .map(|t| t.id)
+        .collect();
+    assert!(
+        loops.len() <= sys_task::MAX_TASKS_PER_USER,
+        "{}",
+        loops.len()
+    );
+    for id in loops {
+        promptly(
+            "the admin's kill",
+            run(&k, &admin, &format!("(kill {id})@sys.task")),
+        )
+        .await
+        .unwrap();
+    }
+    let mut limited = 0;
+    for call in calls {
+        let e = promptly("a loop's call", call.outcome()).await.unwrap_err();
+        match e.code() {
+            "killed" => {}
+            "limit" => limited += 1,
+            other => panic!("a loop ended with {other}: {e}"),
+        }
+    }
+    assert_eq!(limited, SERVICE_MAILBOX + 6 - sys_task::MAX_TASKS_PER_USER);
+    assert_eq!(k.tasks(), vec![]);
+}
+
+fn stranger(name: &str) -> Keypair {
+    Keypair::generate(KeyKind::User, name, &mut rand::rngs::OsRng).unwrap()
+}
+
+fn task_count(k: &Kernel, who: &Keypair) -> usize {
+    k.tasks().iter().filter(|t| t.user == who.public()).count()
+}
+
+#[tokio::test]
+async fn each_registered_user_has_a_quota_of_running_tasks() {
+    let (k, admin) = kernel();
+    let (mallory, bob) = (user(&k, "mallory"), user(&k, "bob"));
+    let asleep = "(wait.sec 600)@time.chrono";
+    let all_but_one = format!(
+        "(task.sim [{}])@sys.task",
+        vec![asleep; sys_task::MAX_TASKS_PER_USER - 1].join(" ")
+    );
+    run(&k, &mallory, &all_but_one).await.unwrap();
+    // task.sim starts all of its tasks or none.
+    let two = format!("(task.sim [{asleep} {asleep}])@sys.task");
+    assert_eq!(run(&k, &mallory, &two).await.unwrap_err().code(), "limit");
+    let last = run(&k, &mallory, &format!("(task.sep {asleep})@sys.task"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task_count(&k, &mallory), sys_task::MAX_TASKS_PER_USER);
+    for text in [
+        format!("(task.sep {asleep})@sys.task"),
+        "(task.loop (1 -))@sys.task".to_owned(),
+        "{task:[math.calc] sum:[1 2]}@sys.task".to_owned(),
+    ] {
+        let e = run(&k, &mallory, &text).await.unwrap_err();
+        assert_eq!(e.code(), "limit", "{text}: {e}");
+    }
+    // Others are not held back by mallory's tasks.
+    assert_eq!(
+        run(&k, &bob, "{task:[math.calc] sum:[1 2]}@sys.task")
+            .await
+            .unwrap(),
+        Some(p("{task:[math.calc] sum:[1 2] msg:3}"))
+    );
+    // A task that ends gives its place back (once the runtime has dropped it).
+    let id = last.as_map().unwrap().get_str("task").unwrap().clone();
+    run(&k, &admin, &format!("(kill {id})@sys.task"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = run(&k, &mallory, "(task.loop (2 -))@sys.task").await {
+        assert_eq!(e.code(), "limit", "{e}");
+        assert!(tokio::time::Instant::now() < deadline, "no place came back");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn unregistered_keys_cannot_detach_and_share_one_quota() {
+    let (k, admin) = kernel();
+    let (eve, trudy) = (stranger("eve"), stranger("trudy"));
+    for text in [
+        "(task.sep (say x)@io.term)@sys.task",
+        "{task.sim:[1 2]}@sys.task",
+    ] {
+        let e = run(&k, &eve, text).await.unwrap_err();
+        assert_eq!(e.code(), "denied", "{text}: {e}");
+    }
+    assert_eq!(
+        run(&k, &eve, "(task.loop (3 (sum [1 2])@math.calc))@sys.task")
+            .await
+            .unwrap(),
+        None
+    );
+    let calls: Vec<TaskHandle> = (0..sys_task::MAX_TASKS_PER_USER)
+        .map(|_| {
+            spawn_call(
+                &k,
+                &eve,
+                None,
+                "(task.loop (wait.ms 20)@time.chrono)@sys.task",
+            )
+        })
+        .collect();
+    wait_for("eve's loops", || {
+        k.tasks().iter().filter(|t| t.name == "task.loop").count() == calls.len()
+    })
+    .await;
+    // A fresh key is no way around the quota.
+    let e = run(&k, &trudy, "(task.loop (1 -))@sys.task")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "limit", "{e}");
+    // Registered users are not held back.
+    run(&k, &admin, "(task.loop (1 -))@sys.task").await.unwrap();
+    for call in &calls {
+        k.kill(call.id).unwrap();
+    }
+    for call in calls {
+        let _ = call.outcome().await;
+    }
+    wait_for("the loops to stop", || k.tasks().is_empty()).await;
+    run(&k, &trudy, "(task.loop (1 -))@sys.task").await.unwrap();
 }
 
 #[tokio::test]
@@ -897,54 +1085,42 @@ async fn store_programs_free_and_test() {
     );
 }
 
+const WORDS: &[&str] = &[
+    "task.loop",
+    "task.que",
+    "task.stk",
+    "task.sep",
+    "task.sim",
+    "task.try",
+    "task",
+    "msg",
+    "kill",
+    "get",
+    "get.run",
+    "get.all",
+    "get.tree",
+    "say",
+    "inp",
+    "math.calc",
+    "io.term",
+    "sum",
+    "div",
+    "",
+];
+
 fn arb_unit() -> impl Strategy<Value = Unit> {
-    let words = vec![
-        "task.loop",
-        "task.que",
-        "task.stk",
-        "task.sep",
-        "task.sim",
-        "task.try",
-        "task",
-        "msg",
-        "kill",
-        "get",
-        "get.run",
-        "get.all",
-        "get.tree",
-        "say",
-        "inp",
-        "math.calc",
-        "io.term",
-        "sum",
-        "div",
-        "",
-    ];
     let leaf = prop_oneof![
         Just(Unit::None),
         any::<bool>().prop_map(Unit::Bool),
         (-2i64..30).prop_map(Unit::int),
         any::<i64>().prop_map(Unit::int),
-        prop::sample::select(words).prop_map(Unit::str),
+        arb_word(WORDS),
     ];
-    leaf.prop_recursive(4, 24, 4, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Unit::List),
-            prop::collection::vec((inner.clone(), inner.clone()), 0..3).prop_map(|kv| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in kv {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-            (
-                inner,
-                prop::sample::select(vec!["sys.task", "io.term", "math.calc", "dat.proc"])
-            )
-                .prop_map(|(u, s)| Unit::stream(u, s).unwrap()),
-        ]
-    })
+    arb_message(
+        leaf,
+        WORDS,
+        &["sys.task", "io.term", "math.calc", "dat.proc"],
+    )
 }
 
 proptest! {

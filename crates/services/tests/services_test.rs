@@ -6,6 +6,7 @@ use plexus_identity::{KeyKind, Keypair};
 use plexus_kernel::{Kernel, NodeInfo, Policy};
 use plexus_services::test_svc;
 use plexus_services::testing::{check_examples, eval_text};
+use plexus_units::testing::arb_message;
 use plexus_units::{parse, to_text, Unit};
 use proptest::prelude::*;
 
@@ -169,24 +170,11 @@ fn arb_unit() -> impl Strategy<Value = Unit> {
             .prop_map(|s| Unit::Ref(plexus_units::Path::parse_dotted(&s).unwrap())),
         prop::collection::vec(any::<u8>(), 0..8).prop_map(|b| Unit::Bytes(b.into())),
     ];
-    leaf.prop_recursive(4, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Unit::List),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            (
-                inner.clone(),
-                prop::sample::select(vec!["test.echo", "test.void", "test.dump"])
-            )
-                .prop_map(|(u, s)| Unit::stream(u, s).unwrap()),
-            prop::collection::vec((inner.clone(), inner), 0..3).prop_map(|es| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in es {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(
+        leaf,
+        &["test.echo", "test.void", "test.dump", "x"],
+        &["test.echo", "test.void", "test.dump"],
+    )
 }
 
 proptest! {

@@ -8,6 +8,7 @@ use plexus_identity::Keypair;
 use plexus_kernel::{code, Error, Kernel, Policy};
 use plexus_services::testing::{bare_kernel, check_examples, eval_text};
 use plexus_services::{test_svc, time_chrono};
+use plexus_units::testing::{arb_message, arb_word};
 use plexus_units::{parse, Unit};
 use proptest::prelude::*;
 
@@ -175,39 +176,27 @@ async fn benchmarks_time_the_evaluation() {
     );
 }
 
+const WORDS: &[&str] = &[
+    "wait",
+    "wait.ms",
+    "wait.mcs",
+    "wait.min",
+    "wait.week",
+    "get.up",
+    "get.up.mnh",
+    "bch",
+    "bch.mcs",
+    "x",
+];
+
 fn arb_unit() -> impl Strategy<Value = Unit> {
-    let words = prop::sample::select(vec![
-        "wait",
-        "wait.ms",
-        "wait.mcs",
-        "wait.min",
-        "wait.week",
-        "get.up",
-        "get.up.mnh",
-        "bch",
-        "bch.mcs",
-        "x",
-    ])
-    .prop_map(Unit::str);
     let leaf = prop_oneof![
         Just(Unit::None),
         any::<i64>().prop_map(Unit::int),
         "-?[0-9]{1,3}\\.[0-9]{1,3}(e-?[0-9]{1,2})?".prop_map(|s| parse(&s).unwrap()),
-        words,
+        arb_word(WORDS),
     ];
-    leaf.prop_recursive(3, 16, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Unit::List),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec((inner.clone(), inner), 0..3).prop_map(|es| {
-                let mut m = plexus_units::Map::new();
-                for (k, v) in es {
-                    m.insert(k, v);
-                }
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf, &[], &[])
 }
 
 proptest! {

@@ -10,6 +10,7 @@ use plexus_store::{
     merge_with, save_at, size, MemStore, NodeDb, NodeMeta, StoreError, UnitStore, UserConflict,
     MAX_ENTRY_DEPTH,
 };
+use plexus_units::testing::arb_message;
 use plexus_units::{parse, Map, Path, Str, Unit};
 use proptest::prelude::*;
 
@@ -269,19 +270,7 @@ fn unit() -> impl Strategy<Value = Unit> {
         (-3i64..5).prop_map(Unit::int),
         key().prop_map(Unit::Str),
     ];
-    leaf.prop_recursive(4, 40, 5, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Unit::List),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            prop::collection::vec((key(), inner), 0..5).prop_map(|es| {
-                let mut m = Map::new();
-                for (k, v) in es {
-                    m.insert(Unit::Str(k), v);
-                }
-                Unit::Map(m)
-            }),
-        ]
-    })
+    arb_message(leaf, &[], &[])
 }
 
 fn map_of(u: Unit) -> Map {

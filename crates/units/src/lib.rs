@@ -28,6 +28,8 @@ pub mod binary;
 mod borrowed;
 pub mod json;
 mod print;
+#[cfg(feature = "proptest")]
+pub mod testing;
 pub mod text;
 mod value;
 

@@ -9,234 +9,16 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
-use num_bigint::{BigInt, Sign};
-use plexus_units::binary::MAX_SCALE;
+use num_bigint::BigInt;
+use plexus_units::testing::{arb_leaf, arb_unit};
 use plexus_units::{
-    decode, decode_bytes, decode_ref, encode, parse, to_pretty, to_short, to_text, Arena, Dec, Int,
-    Map, Path, Str, Stream, Unit,
+    decode, decode_bytes, decode_ref, encode, parse, to_pretty, to_short, to_text, Arena, Dec, Unit,
 };
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // Strategies
 // ---------------------------------------------------------------------------------------------
-
-/// Strings that look like other literals, need quoting or escaping, or are otherwise awkward.
-const AWKWARD: &[&str] = &[
-    "",
-    "123",
-    "-7",
-    "00",
-    "t",
-    "f",
-    "true",
-    "false",
-    "-",
-    "--",
-    "-a",
-    "0x1f",
-    "0x1",
-    "0x",
-    "0xzz",
-    "0X1F",
-    "1.5",
-    "1.",
-    ".5",
-    "1e5",
-    "1E5",
-    "1e",
-    "1e-",
-    "1e-5",
-    "-1.5e-3",
-    "1-2",
-    "1.2.3",
-    "x",
-    "x\"00\"",
-    "`",
-    "'",
-    "\"",
-    "``",
-    "`a`",
-    "'a'",
-    "\"a\"",
-    "\\",
-    "\\n",
-    "\n",
-    "\r\n",
-    "\t",
-    "\0",
-    "\u{7}",
-    "\u{7f}",
-    "\u{85}",
-    "\u{2028}",
-    "\u{feff}",
-    "a b",
-    " ",
-    "@x",
-    "@",
-    "a:b",
-    ":",
-    "a@b:c",
-    "#ff0000",
-    "λ_#x.y",
-    "a.b",
-    ".",
-    "..",
-    "_",
-    "#",
-    "é",
-    "e\u{301}",
-    "😀",
-    "١٢٣",
-    "²",
-    "Ⅻ",
-    "[",
-    "]",
-    "{",
-    "}",
-    "(",
-    ")",
-    "[]",
-    "//",
-    "/*",
-    "*/",
-    "a//b",
-    "\\u{41}",
-    "Ω≈ç√",
-];
-
-fn awkward_str() -> impl Strategy<Value = String> {
-    let fixed = prop::sample::select(AWKWARD).prop_map(str::to_owned);
-    prop_oneof![
-        3 => fixed.clone(),
-        2 => "[a-zA-Z0-9#._-]{1,10}",
-        2 => "(?s).{0,12}",
-        1 => "[\\\\`'\"\n\r\t\u{0}\u{1}-\u{1f} a-c]{0,10}",
-        2 => prop::collection::vec(fixed, 0..4).prop_map(|v| v.concat()),
-    ]
-}
-
-fn big_int(min_bytes: usize, max_bytes: usize) -> impl Strategy<Value = BigInt> {
-    (
-        any::<bool>(),
-        prop::collection::vec(any::<u8>(), min_bytes..max_bytes),
-    )
-        .prop_map(|(neg, mag)| {
-            BigInt::from_bytes_le(if neg { Sign::Minus } else { Sign::Plus }, &mag)
-        })
-}
-
-fn int_value() -> impl Strategy<Value = BigInt> {
-    let edges = prop::sample::select(vec![
-        BigInt::from(0),
-        BigInt::from(63),
-        BigInt::from(64),
-        BigInt::from(-32),
-        BigInt::from(-33),
-        BigInt::from(i64::MAX),
-        BigInt::from(i64::MIN),
-        BigInt::from(i64::MAX) + 1,
-        BigInt::from(i64::MIN) - 1,
-        BigInt::from(u64::MAX),
-        BigInt::from(u64::MAX) + 1,
-        -BigInt::from(u64::MAX),
-        -BigInt::from(u64::MAX) - 1,
-        -BigInt::from(u64::MAX) - 2,
-    ]);
-    prop_oneof![
-        3 => (-100i64..100).prop_map(BigInt::from),
-        3 => any::<i64>().prop_map(BigInt::from),
-        2 => edges,
-        2 => big_int(8, 24),
-        1 => big_int(24, 80),
-    ]
-}
-
-fn int() -> impl Strategy<Value = Unit> {
-    int_value().prop_map(|i| Unit::Int(Int::from(i)))
-}
-
-fn dec() -> impl Strategy<Value = Unit> {
-    // Normalization lowers the scale by the mantissa's trailing zeros (at most ~200 here), and
-    // the codec accepts scales within ±MAX_SCALE.
-    let scale = prop_oneof![
-        4 => -30i64..30,
-        2 => -2000i64..2000,
-        1 => (-MAX_SCALE + 300)..(-MAX_SCALE + 400),
-        1 => (MAX_SCALE - 100)..=MAX_SCALE,
-        1 => any::<i32>().prop_map(i64::from),
-        1 => (-(1i64 << 61))..(1i64 << 61),
-    ];
-    (int_value(), scale).prop_map(|(m, s)| Unit::Dec(Dec::new(m, s)))
-}
-
-fn segment() -> impl Strategy<Value = Str> {
-    awkward_str().prop_map(Str::from)
-}
-
-fn leaf() -> impl Strategy<Value = Unit> {
-    prop_oneof![
-        1 => Just(Unit::None),
-        1 => any::<bool>().prop_map(Unit::Bool),
-        1 => any::<u8>().prop_map(Unit::Byte),
-        3 => int(),
-        3 => dec(),
-        5 => awkward_str().prop_map(Unit::from),
-        1 => prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| Unit::Bytes(Bytes::from(b))),
-        2 => prop::collection::vec(segment(), 1..4)
-            .prop_map(|s| Unit::Ref(Path::new(s).unwrap())),
-    ]
-}
-
-fn service() -> impl Strategy<Value = String> {
-    prop_oneof![
-        4 => "[a-z][a-z0-9._#-]{0,10}",
-        1 => prop::sample::select(vec!["-", "0x1f", "1.5", "t", "12", "λ", "a-b", "#", ".", "_x"])
-            .prop_map(str::to_owned),
-    ]
-}
-
-fn node() -> impl Strategy<Value = Option<String>> {
-    prop_oneof![
-        2 => Just(None),
-        2 => "[a-z0-9-]{1,8}".prop_map(Some),
-        1 => awkward_str()
-            .prop_filter("a node is not empty", |s| !s.is_empty())
-            .prop_map(Some),
-    ]
-}
-
-fn stream_of(inner: impl Strategy<Value = Unit>) -> impl Strategy<Value = Unit> {
-    (inner, service(), node())
-        .prop_map(|(u, s, n)| Unit::Stream(Box::new(Stream::new(u, &s, n.as_deref()).unwrap())))
-}
-
-/// A map from entries, dropping any entry whose key repeats an earlier one.
-fn map_of(entries: Vec<(Unit, Unit)>) -> Unit {
-    let mut kept: Vec<(Unit, Unit)> = Vec::with_capacity(entries.len());
-    for (k, v) in entries {
-        if !kept.iter().any(|(k2, _)| *k2 == k) {
-            kept.push((k, v));
-        }
-    }
-    Unit::Map(Map::from_entries(kept).unwrap())
-}
-
-/// Any unit: every type, nested, with streams (pinned or not) as map keys and values.
-fn unit() -> impl Strategy<Value = Unit> {
-    leaf().prop_recursive(6, 96, 8, |inner| {
-        prop_oneof![
-            2 => stream_of(inner.clone()),
-            // Streams of streams: `a@b:n@c`.
-            1 => stream_of(stream_of(inner.clone())),
-            2 => (inner.clone(), inner.clone()).prop_map(|(a, b)| Unit::pair(a, b)),
-            2 => prop::collection::vec(inner.clone(), 0..8).prop_map(Unit::List),
-            2 => prop::collection::vec((inner.clone(), inner.clone()), 0..6).prop_map(map_of),
-            // Stream keys next to all kinds of values.
-            2 => prop::collection::vec((stream_of(inner.clone()), inner), 0..5).prop_map(map_of),
-        ]
-    })
-}
 
 /// Small numbers and strings that often tie or interleave, to exercise the order.
 fn close_unit() -> impl Strategy<Value = Unit> {
@@ -325,24 +107,24 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn text_round_trip(u in unit()) {
+    fn text_round_trip(u in arb_unit()) {
         check_text(&u)?;
     }
 
     #[test]
-    fn pretty_round_trip(u in unit(), step in 0usize..5) {
+    fn pretty_round_trip(u in arb_unit(), step in 0usize..5) {
         let text = to_pretty(&u, step);
         let back = parse(&text).map_err(|e| TestCaseError::fail(format!("{text}\n{e}")))?;
         prop_assert_eq!(back, u, "pretty:\n{}", text);
     }
 
     #[test]
-    fn binary_round_trip(u in unit()) {
+    fn binary_round_trip(u in arb_unit()) {
         check_binary(&u)?;
     }
 
     #[test]
-    fn short_form_never_panics(u in unit(), n in 0usize..40) {
+    fn short_form_never_panics(u in arb_unit(), n in 0usize..40) {
         let short = to_short(&u, n);
         if n >= 1 && to_text(&u).chars().count() <= n {
             // Nothing to cut: short form of a small scalar is its text.
@@ -353,7 +135,7 @@ proptest! {
     }
 
     #[test]
-    fn order_is_total_and_consistent(a in unit(), b in unit(), c in unit()) {
+    fn order_is_total_and_consistent(a in arb_unit(), b in arb_unit(), c in arb_unit()) {
         check_order(&a, &b)?;
         check_order(&b, &c)?;
         check_order(&a, &a.clone())?;
@@ -369,7 +151,7 @@ proptest! {
     }
 
     #[test]
-    fn sorting_gives_a_chain(mut v in prop::collection::vec(prop_oneof![close_unit(), leaf()], 0..24)) {
+    fn sorting_gives_a_chain(mut v in prop::collection::vec(prop_oneof![close_unit(), arb_leaf()], 0..24)) {
         v.sort();
         for i in 0..v.len() {
             for j in i..v.len() {
@@ -396,7 +178,7 @@ proptest! {
 
     #[test]
     fn parsing_mutated_text_never_panics(
-        u in unit(),
+        u in arb_unit(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<char>(), 0u8..3), 1..4),
     ) {
         let mut chars: Vec<char> = to_text(&u).chars().collect();
@@ -434,7 +216,7 @@ proptest! {
 
     #[test]
     fn decoding_mutated_bytes_never_panics(
-        u in unit(),
+        u in arb_unit(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..4),
     ) {
         let mut bytes = encode(&u);

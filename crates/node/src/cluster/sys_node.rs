@@ -2,13 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use plexus_cluster::membership::{Health, Meta};
 use plexus_cluster::raft::{Command as RaftCommand, Response};
-use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
-use plexus_services::forms::{command, count};
+use plexus_kernel::{
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table,
+};
+use plexus_services::forms::count;
 use plexus_units::{Map, Unit};
 
 use super::store::raft_error;
@@ -31,8 +33,19 @@ pub const MAX_INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// `sys.node`: the same commands on a cluster member and on a node outside any cluster.
 struct SysNode<N: Net> {
     name: String,
-    help: Help,
     scope: Scope<N>,
+}
+
+/// What a command does.
+#[derive(Clone, Copy)]
+enum Node {
+    Me,
+    Nodes,
+    Services,
+    Leader,
+    Invite,
+    Remove,
+    Voters,
 }
 
 enum Scope<N: Net> {
@@ -54,7 +67,6 @@ struct Member<N: Net> {
 pub(crate) fn service<N: Net>(c: Arc<Inner<N>>) -> Arc<dyn Service> {
     Arc::new(SysNode {
         name: c.name.clone(),
-        help: help(),
         scope: Scope::Cluster(Member { c }),
     })
 }
@@ -64,7 +76,6 @@ pub(crate) fn service<N: Net>(c: Arc<Inner<N>>) -> Arc<dyn Service> {
 pub fn single_service(name: &str, id: &str, data_dir: &Path) -> Arc<dyn Service> {
     Arc::new(SysNode::<super::TcpNet> {
         name: name.to_owned(),
-        help: help(),
         scope: Scope::Single {
             id: id.to_owned(),
             data_dir: data_dir.to_owned(),
@@ -72,12 +83,15 @@ pub fn single_service(name: &str, id: &str, data_dir: &Path) -> Arc<dyn Service>
     })
 }
 
-fn help() -> Help {
-    Help {
-        name: NAME,
-        info: "The cluster: its nodes (resources, tags, role, health), which node provides \
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Node>> = LazyLock::new(table);
+
+fn table() -> Table<Node> {
+    Table::new(
+        NAME,
+        "The cluster: its nodes (resources, tags, role, health), which node provides \
                which service, invites for new nodes, removing nodes, choosing voters",
-        tut: vec![
+        vec![
             Example {
                 info: "Every node: name, id, address, role, health, leader mark, resources, tags",
                 com: "nodes@sys.node",
@@ -89,65 +103,81 @@ fn help() -> Help {
                 res: None,
             },
         ],
-        man: vec![
-            Command {
-                name: "me",
-                info: "The name of the node that runs the call (me@sys.node:n2 gives n2)",
-                forms: &["me"],
-            },
-            Command {
-                name: "nodes",
-                info: "Every node of the cluster as a map {name id addr role health leader \
+        vec![
+            Entry::new(
+                "me",
+                "The name of the node that runs the call (me@sys.node:n2 gives n2)",
+                &["me"],
+                Arg::Optional,
+                Node::Me,
+            ),
+            Entry::new(
+                "nodes",
+                "Every node of the cluster as a map {name id addr role health leader \
                        cores mem.total mem.avail load disk.total disk.avail arch os version \
                        tags}; role is voter or learner (single for a node outside a \
                        cluster, which lists only itself), health alive, suspect or down",
-                forms: &["nodes"],
-            },
-            Command {
-                name: "services",
-                info: "A map from each service to the names of the live nodes that provide it",
-                forms: &["services"],
-            },
-            Command {
-                name: "leader",
-                info: "The name of the current leader of the cluster state (none if there is none)",
-                forms: &["leader"],
-            },
-            Command {
-                name: "invite",
-                info: "Admin only. A one-time join token for a new node (plx node --join \
+                &["nodes"],
+                Arg::Optional,
+                Node::Nodes,
+            ),
+            Entry::new(
+                "services",
+                "A map from each service to the names of the live nodes that provide it",
+                &["services"],
+                Arg::Optional,
+                Node::Services,
+            ),
+            Entry::new(
+                "leader",
+                "The name of the current leader of the cluster state (none if there is none)",
+                &["leader"],
+                Arg::Optional,
+                Node::Leader,
+            ),
+            Entry::new(
+                "invite",
+                "Admin only. A one-time join token for a new node (plx node --join \
                        TOKEN), valid for an hour or the given number of seconds (at most a week)",
-                forms: &["invite", "(invite seconds)"],
-            },
-            Command {
-                name: "remove",
-                info: "Admin only. Takes a node out of the cluster: it stops being a voter, \
+                &["invite", "(invite seconds)"],
+                Arg::Optional,
+                Node::Invite,
+            ),
+            Entry::new(
+                "remove",
+                "Admin only. Takes a node out of the cluster: it stops being a voter, \
                        leaves the roster, and its key is revoked (its links are refused)",
-                forms: &["(remove name)"],
-            },
-            Command {
-                name: "voters",
-                info: "Admin only. Sets which nodes vote on the cluster state (1, 3 or 5 \
+                &["(remove name)"],
+                Arg::Optional,
+                Node::Remove,
+            ),
+            Entry::new(
+                "voters",
+                "Admin only. Sets which nodes vote on the cluster state (1, 3 or 5 \
                        names), kept by every later leader; (voters auto) lets the cluster \
                        choose again (the default: 1, 3 or 5 voters as nodes join)",
-                forms: &["(voters [name …])", "(voters auto)"],
-            },
+                &["(voters [name …])", "(voters auto)"],
+                Arg::Optional,
+                Node::Voters,
+            ),
         ],
-    }
+    )
 }
 
 impl<N: Net> Service for SysNode<N> {
     fn help(&self) -> &Help {
-        &self.help
+        TABLE.help()
     }
 
     fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let cmd = command(&msg).ok_or_else(|| Error::unknown_command(NAME, &msg))?;
-            match (cmd.name, &self.scope) {
-                ("me", _) => Ok(Some(Unit::str(&self.name))),
-                ("nodes", Scope::Cluster(m)) => Ok(Some(m.nodes())),
-                ("nodes", Scope::Single { id, data_dir }) => {
+            let (entry, cmd) = TABLE
+                .find(&msg)
+                .ok_or_else(|| Error::unknown_command(NAME, &msg))?;
+            match (entry.run, &self.scope) {
+                (Node::Me, _) => Ok(Some(Unit::str(&self.name))),
+                (Node::Nodes, Scope::Cluster(m)) => Ok(Some(m.nodes())),
+                (Node::Nodes, Scope::Single { id, data_dir }) => {
                     let meta = local_meta(&self.name, "", &BTreeMap::new(), data_dir);
                     let row = node_row(
                         (&self.name, id, Unit::None),
@@ -156,26 +186,28 @@ impl<N: Net> Service for SysNode<N> {
                     );
                     Ok(Some(Unit::List(vec![row])))
                 }
-                ("services", Scope::Cluster(m)) => Ok(Some(m.services())),
-                ("services", Scope::Single { .. }) => {
+                (Node::Services, Scope::Cluster(m)) => Ok(Some(m.services())),
+                (Node::Services, Scope::Single { .. }) => {
                     let mut out = Map::new();
                     for s in cx.kernel().services() {
                         out.insert(Unit::Str(s), Unit::List(vec![Unit::str(&self.name)]));
                     }
                     Ok(Some(Unit::Map(out)))
                 }
-                ("leader", Scope::Cluster(m)) => Ok(Some(m.leader())),
-                ("leader", Scope::Single { .. }) => Ok(Some(Unit::None)),
-                ("invite" | "remove" | "voters", Scope::Single { .. }) => Err(Error::new(
-                    code::NO_CLUSTER,
-                    format!(
-                        "node {} is not part of a cluster: start it with `plx node --init \
+                (Node::Leader, Scope::Cluster(m)) => Ok(Some(m.leader())),
+                (Node::Leader, Scope::Single { .. }) => Ok(Some(Unit::None)),
+                (Node::Invite | Node::Remove | Node::Voters, Scope::Single { .. }) => {
+                    Err(Error::new(
+                        code::NO_CLUSTER,
+                        format!(
+                            "node {} is not part of a cluster: start it with `plx node --init \
                          --listen HOST:PORT` to make it the first node of one, or run \
                          `plx up --nodes 3` for a cluster on this machine",
-                        self.name
-                    ),
-                )),
-                ("invite", Scope::Cluster(m)) => {
+                            self.name
+                        ),
+                    ))
+                }
+                (Node::Invite, Scope::Cluster(m)) => {
                     m.admin(cx)?;
                     let ttl = match cmd.arg {
                         None => DEFAULT_INVITE_TTL,
@@ -185,7 +217,7 @@ impl<N: Net> Service for SysNode<N> {
                     };
                     Ok(Some(Unit::str(&m.invite(ttl).await?)))
                 }
-                ("remove", Scope::Cluster(m)) => {
+                (Node::Remove, Scope::Cluster(m)) => {
                     m.admin(cx)?;
                     let name = cmd
                         .arg()?
@@ -193,11 +225,10 @@ impl<N: Net> Service for SysNode<N> {
                         .ok_or_else(|| Error::bad_argument("remove takes a node name"))?;
                     m.remove(cx, name).await
                 }
-                ("voters", Scope::Cluster(m)) => {
+                (Node::Voters, Scope::Cluster(m)) => {
                     m.admin(cx)?;
                     m.voters(cmd.arg()?).await
                 }
-                _ => Err(Error::unknown_command(NAME, &msg)),
             }
         })
     }
