@@ -185,11 +185,19 @@ impl Service for IoStore {
                         None => None,
                         Some(a) => Some(path_arg(cx, a, "load").await?),
                     };
-                    Ok(Some(self.store.load(path.as_ref()).await?))
+                    Ok(Some(
+                        self.store
+                            .load(path.as_ref())
+                            .await
+                            .map_err(crate::store_error)?,
+                    ))
                 }
                 "save" => {
                     let (value, path) = save_args(cx, &msg).await?;
-                    self.store.save(&path, value).await?;
+                    self.store
+                        .save(&path, value)
+                        .await
+                        .map_err(crate::store_error)?;
                     Ok(None)
                 }
                 name => match SizeUnit::parse_command(name, "get.size") {
@@ -198,7 +206,11 @@ impl Service for IoStore {
                             None => None,
                             Some(a) => Some(path_arg(cx, a, name).await?),
                         };
-                        let bytes = self.store.size(path.as_ref()).await?;
+                        let bytes = self
+                            .store
+                            .size(path.as_ref())
+                            .await
+                            .map_err(crate::store_error)?;
                         Ok(Some(unit.scale(bytes)))
                     }
                     None => Err(Error::unknown_command(NAME, &msg)),

@@ -58,7 +58,7 @@ pub fn service(db: Arc<NodeDb>) -> Arc<dyn Service> {
 /// admin) and registrations that clash with them are skipped. Gives how many were added.
 pub fn load_users(kernel: &Kernel, db: &NodeDb) -> Result<usize, Error> {
     let mut added = 0;
-    for (key, name) in db.users()? {
+    for (key, name) in db.users().map_err(crate::store_error)? {
         let Ok(key) = PublicKey::from_bytes(&key) else {
             continue;
         };
@@ -244,7 +244,7 @@ impl SysUsr {
             .await?
             .map_err(|e| match e {
                 StoreError::User(c) => conflict(c),
-                other => other.into(),
+                other => crate::store_error(other),
             })?;
         kernel.register_user(key, name)
     }

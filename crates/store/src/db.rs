@@ -4,14 +4,15 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use plexus_kernel::{BoxFuture, Error};
 use plexus_units::{Map, Path, Str, Unit};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::error::DbResult;
 use crate::size::map_header_len;
-use crate::{check_encoded, save_entry, size, take_path, StoreError, UnitStore, UserConflict};
+use crate::{
+    check_encoded, save_entry, size, take_path, BoxFuture, StoreError, UnitStore, UserConflict,
+};
 
 /// The database file's name inside a data directory.
 pub const DB_FILE: &str = "node.redb";
@@ -462,27 +463,29 @@ fn decode(bytes: &[u8]) -> Result<Unit, StoreError> {
 }
 
 /// Runs blocking work on tokio's blocking threads, or inline outside a tokio runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
     match tokio::runtime::Handle::try_current() {
         Ok(h) => h
             .spawn_blocking(f)
             .await
-            .map_err(|e| Error::internal(format!("storage task failed: {e}"))),
+            .map_err(|e| StoreError::Storage(format!("storage task failed: {e}"))),
         Err(_) => Ok(f()),
     }
 }
 
 impl UnitStore for NodeDb {
-    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, Error>> {
+    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, StoreError>> {
         let db = self.clone();
         let path = path.cloned();
-        Box::pin(async move { Ok(blocking(move || db.load_blocking(path.as_ref())).await??) })
+        Box::pin(async move { blocking(move || db.load_blocking(path.as_ref())).await? })
     }
 
     /// Saves are batched: each joins a queue, and whoever holds the writer lock commits
     /// everything queued in one transaction (one fsync for many concurrent saves). Each save
     /// returns once the transaction holding it is committed.
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), Error>> {
+    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
             self.queue().push(SaveRequest {
@@ -497,15 +500,15 @@ impl UnitStore for NodeDb {
                     blocking(move || db.run_queue()).await?;
                 }
             }
-            Ok(rx
-                .await
-                .map_err(|_| Error::internal("the save was dropped by the store's writer"))??)
+            rx.await.map_err(|_| {
+                StoreError::Storage("the save was dropped by the store's writer".to_owned())
+            })?
         })
     }
 
-    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, Error>> {
+    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, StoreError>> {
         let db = self.clone();
         let path = path.cloned();
-        Box::pin(async move { Ok(blocking(move || db.size_blocking(path.as_ref())).await??) })
+        Box::pin(async move { blocking(move || db.size_blocking(path.as_ref())).await? })
     }
 }

@@ -2,10 +2,9 @@
 
 use std::sync::Mutex;
 
-use plexus_kernel::{BoxFuture, Error};
 use plexus_units::{Map, Path, Unit};
 
-use crate::{save_entry, size, take_path, StoreError, UnitStore};
+use crate::{save_entry, size, take_path, BoxFuture, StoreError, UnitStore};
 
 /// A [`UnitStore`] kept in memory, with the same semantics and limits as [`crate::NodeDb`]
 /// but no durability: for tests and throw-away nodes.
@@ -63,15 +62,15 @@ impl MemStore {
 }
 
 impl UnitStore for MemStore {
-    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, Error>> {
-        Box::pin(async move { Ok(self.load_now(path)?) })
+    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, StoreError>> {
+        Box::pin(async move { self.load_now(path) })
     }
 
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { Ok(self.save_now(path, value)?) })
+    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.save_now(path, value) })
     }
 
-    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move { Ok(size(&self.load_now(path)?)) })
+    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move { self.load_now(path).map(|u| size(&u)) })
     }
 }

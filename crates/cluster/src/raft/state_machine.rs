@@ -324,13 +324,7 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
 }
 
 fn store_error(e: StoreError) -> Response {
-    let code = match &e {
-        StoreError::Limit(_) => "limit",
-        StoreError::NotFound(_) => "not.found",
-        StoreError::Open { .. } | StoreError::Storage(_) | StoreError::Corrupt(_) => "storage",
-        _ => "arg.bad",
-    };
-    Response::err(code, e.to_string())
+    Response::err(e.code(), e.to_string())
 }
 
 fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Response, DbFail> {
