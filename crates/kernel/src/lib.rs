@@ -54,7 +54,7 @@ mod remote;
 mod service;
 mod terminal;
 
-pub use cx::{needs_eval, Cx, MAX_CALL_DEPTH};
+pub use cx::{needs_eval, Cx, Evaluation, MAX_CALL_DEPTH};
 pub use error::{code, Error};
 pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};
 pub use remote::{NodeRef, Remote};

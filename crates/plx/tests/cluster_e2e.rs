@@ -444,3 +444,24 @@ fn a_restarted_node_is_callable_as_soon_as_it_is_seen_alive() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.out(), "2\n");
 }
+
+/// The same signed save sent to every node of a cluster takes effect once: the replicated
+/// state machine remembers which evaluation of the message saved.
+#[test]
+fn a_signed_save_sent_to_every_node_takes_effect_once() {
+    let plx = Plx::new();
+    let nodes = three_nodes(&plx);
+    send_ok(&plx, &nodes[0], "{save:[x] out:@l}@io.store", 30);
+    let captured = common::sign_as_tester(&plx, "{save:[y] out:@l}@io.store");
+    let replies: Vec<String> = nodes
+        .iter()
+        .map(|n| common::send_signed(&n.socket(), &captured))
+        .collect();
+    assert_eq!(replies[0], "nothing", "{replies:?}");
+    for r in &replies[1..] {
+        assert!(r.starts_with("error {err:msg.replay"), "{replies:?}");
+    }
+    for n in &nodes {
+        assert_eq!(send_ok(&plx, n, "(load @l)@io.store", 30), "[x y]\n");
+    }
+}

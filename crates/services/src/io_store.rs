@@ -26,7 +26,7 @@ use std::sync::Arc;
 use plexus_kernel::{
     needs_eval, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Outcome, Service,
 };
-use plexus_store::{SizeUnit, UnitStore};
+use plexus_store::{Once, SizeUnit, UnitStore};
 use plexus_units::{Map, Path, Unit};
 
 use crate::forms::command;
@@ -195,7 +195,7 @@ impl Service for IoStore {
                 "save" => {
                     let (value, path) = save_args(cx, &msg).await?;
                     self.store
-                        .save(&path, value)
+                        .save(&path, value, once(cx))
                         .await
                         .map_err(crate::store_error)?;
                     Ok(None)
@@ -218,6 +218,15 @@ impl Service for IoStore {
             }
         })
     }
+}
+
+/// What makes a save for a signed message take effect once ([`plexus_store::OnceTables`]).
+fn once(cx: &Cx) -> Option<Once> {
+    cx.evaluation().map(|e| Once {
+        message: *cx.root_hash(),
+        time_ms: e.time_ms,
+        evaluation: e.id,
+    })
 }
 
 /// The unit and path of a save, in either form. The unit is evaluated as part of the message

@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 use crate::error::DbResult;
 use crate::size::map_header_len;
 use crate::{
-    check_encoded, save_entry, size, take_path, BoxFuture, StoreError, UnitStore, UserConflict,
+    check_encoded, save_entry, size, take_path, BoxFuture, Once, OnceTables, StoreError, UnitStore,
+    UserConflict,
 };
 
 /// The database file's name inside a data directory.
@@ -28,6 +29,8 @@ const ENTRIES: TableDefinition<&[u8], (u64, &[u8])> = TableDefinition::new("stor
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Users: public key → name.
 const USERS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("users");
+/// Which evaluation of each signed message saved ([`crate::OnceTables`]).
+const ONCE: OnceTables = OnceTables::new("store.once", "store.once.by_time", "store.once.marks");
 /// Users by name: name → public key.
 const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users.by_name");
 
@@ -64,6 +67,7 @@ struct Inner {
 struct SaveRequest {
     path: Path,
     value: Unit,
+    once: Option<Once>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -128,6 +132,7 @@ impl NodeDb {
             txn.open_table(ENTRIES).db()?;
             txn.open_table(USERS).db()?;
             txn.open_table(USER_NAMES).db()?;
+            ONCE.create(&txn)?;
             let mut meta = txn.open_table(META).db()?;
             let found = meta
                 .get("format")
@@ -224,8 +229,13 @@ impl NodeDb {
 
     /// Saves `value` at `path` with merge semantics ([`crate::save_at`]) in its own committed
     /// transaction; blocking. Concurrent callers are serialized by the database.
-    pub fn save_blocking(&self, path: &Path, value: Unit) -> Result<(), StoreError> {
-        let mut out = self.save_batch(vec![(path.clone(), value)])?;
+    pub fn save_blocking(
+        &self,
+        path: &Path,
+        value: Unit,
+        once: Option<Once>,
+    ) -> Result<(), StoreError> {
+        let mut out = self.save_batch(vec![(path.clone(), value, once)])?;
         out.pop().unwrap_or(Ok(()))
     }
 
@@ -234,16 +244,26 @@ impl NodeDb {
     /// them all. Gives each save's result.
     fn save_batch(
         &self,
-        saves: Vec<(Path, Unit)>,
+        saves: Vec<(Path, Unit, Option<Once>)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let txn = self.inner.db.begin_write().db()?;
         let mut results = Vec::with_capacity(saves.len());
-        {
-            let mut order = txn.open_table(ORDER).db()?;
-            let mut entries = txn.open_table(ENTRIES).db()?;
-            for (path, value) in saves {
-                results.push(save_one(&mut order, &mut entries, &path, value)?);
+        for (path, value, once) in saves {
+            if let Some(once) = &once {
+                if let Err(e) = ONCE.check(&txn, once)? {
+                    results.push(Err(e));
+                    continue;
+                }
             }
+            let result = {
+                let mut order = txn.open_table(ORDER).db()?;
+                let mut entries = txn.open_table(ENTRIES).db()?;
+                save_one(&mut order, &mut entries, &path, value)?
+            };
+            if let (Ok(()), Some(once)) = (&result, &once) {
+                ONCE.record(&txn, once)?;
+            }
+            results.push(result);
         }
         txn.commit().db()?;
         Ok(results)
@@ -375,7 +395,7 @@ impl NodeDb {
         }
         let (saves, done): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|r| ((r.path, r.value), r.done))
+            .map(|r| ((r.path, r.value, r.once), r.done))
             .unzip();
         match self.save_batch(saves) {
             Ok(results) => {
@@ -485,12 +505,18 @@ impl UnitStore for NodeDb {
     /// Saves are batched: each joins a queue, and whoever holds the writer lock commits
     /// everything queued in one transaction (one fsync for many concurrent saves). Each save
     /// returns once the transaction holding it is committed.
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn save<'a>(
+        &'a self,
+        path: &'a Path,
+        value: Unit,
+        once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
             self.queue().push(SaveRequest {
                 path: path.clone(),
                 value,
+                once,
                 done: tx,
             });
             {

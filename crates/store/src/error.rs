@@ -41,6 +41,19 @@ pub enum StoreError {
     /// A user registration that clashes with an existing one.
     #[error(transparent)]
     User(#[from] UserConflict),
+    /// Another evaluation of the signed message this save belongs to already saved: the
+    /// message was replayed (after a restart, or to another node).
+    #[error("this signed message already took effect (a replay); sign a new one")]
+    Replayed,
+    /// The signed message this save belongs to is older than what the store still
+    /// remembers, so it cannot tell whether it already took effect.
+    #[error("the message time {time_ms} ms is too old: the store refuses messages at or before {floor_ms} ms")]
+    TooOld {
+        /// The message's time.
+        time_ms: u64,
+        /// The store's floor.
+        floor_ms: u64,
+    },
     /// A replicated store cannot commit or read right now (no leader, no majority).
     #[error("the cluster cannot serve the store now: {0}")]
     Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
@@ -59,6 +72,7 @@ impl StoreError {
             }
             StoreError::Limit(_) => code::LIMIT,
             StoreError::Unavailable(_) => code::NO_QUORUM,
+            StoreError::Replayed | StoreError::TooOld { .. } => code::REPLAYED,
         }
     }
 

@@ -26,12 +26,14 @@ mod db;
 mod error;
 mod mem;
 mod merge;
+mod once;
 mod size;
 
 pub use db::{NodeDb, NodeMeta, DB_FILE};
 pub use error::{StoreError, UserConflict};
 pub use mem::MemStore;
 pub use merge::{merge_with, save_at, SaveError};
+pub use once::{Once, OnceState, OnceTables, MAX_ONCE_RECORDS, ONCE_RETENTION_MS};
 pub use size::{size, SizeUnit};
 
 use std::future::Future;
@@ -73,7 +75,16 @@ pub trait UnitStore: Send + Sync + 'static {
     /// becomes `merge_with(old, value)`; a missing path is created. Durable when it returns
     /// `Ok`. A path through a scalar is [`StoreError::Save`] and changes nothing; an entry
     /// beyond [`MAX_ENTRY_DEPTH`] or [`MAX_ENTRY_BYTES`] is [`StoreError::Limit`].
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), StoreError>>;
+    ///
+    /// A save made for a signed message carries its [`Once`]: a durable store applies it
+    /// only if no other evaluation of that message saved before ([`StoreError::Replayed`]
+    /// otherwise; see [`OnceTables`]). [`MemStore`] keeps no such records.
+    fn save<'a>(
+        &'a self,
+        path: &'a Path,
+        value: Unit,
+        once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The size ([`size`]) of the whole store or of the unit at `path`, in bytes.
     fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, StoreError>>;

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use plexus_units::{Map, Path, Unit};
 
-use crate::{save_entry, size, take_path, BoxFuture, StoreError, UnitStore};
+use crate::{save_entry, size, take_path, BoxFuture, Once, StoreError, UnitStore};
 
 /// A [`UnitStore`] kept in memory, with the same semantics and limits as [`crate::NodeDb`]
 /// but no durability: for tests and throw-away nodes.
@@ -66,7 +66,12 @@ impl UnitStore for MemStore {
         Box::pin(async move { self.load_now(path) })
     }
 
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn save<'a>(
+        &'a self,
+        path: &'a Path,
+        value: Unit,
+        _once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.save_now(path, value) })
     }
 

@@ -40,15 +40,17 @@ fn crash_child() {
             tokio::spawn(async move {
                 for i in 0.. {
                     let key = format!("c{start}x{t}x{i}");
-                    db.save(&p(&key), Unit::int(i)).await.unwrap();
+                    db.save(&p(&key), Unit::int(i), None).await.unwrap();
                     println!("cack {key} {i}");
                 }
             });
         }
         for n in start.. {
             // A key of its own, and an append to one shared list (read-modify-write).
-            db.save(&p(&format!("k{n}")), Unit::int(n)).await.unwrap();
-            db.save(&p("log"), Unit::List(vec![Unit::int(n)]))
+            db.save(&p(&format!("k{n}")), Unit::int(n), None)
+                .await
+                .unwrap();
+            db.save(&p("log"), Unit::List(vec![Unit::int(n)]), None)
                 .await
                 .unwrap();
             println!("ack {n}");
@@ -144,7 +146,7 @@ fn acknowledged_saves_survive_kill_9() {
         // The next round continues after whatever reached the disk.
         next = log.len() as i64;
         // Saves after the crash work.
-        db.save_blocking(&p("after"), Unit::List(vec![Unit::int(round as i64)]))
+        db.save_blocking(&p("after"), Unit::List(vec![Unit::int(round as i64)]), None)
             .unwrap();
         drop(db);
     }

@@ -31,12 +31,12 @@ async fn saves_loads_and_sizes() {
     let (_dir, db) = temp_db();
     assert_eq!(db.load(None).await.unwrap(), u("{}"));
     assert_eq!(db.size(None).await.unwrap(), size(&u("{}")));
-    db.save(&p("txt"), u("{hello:hi}")).await.unwrap();
-    db.save(&p("txt.lang"), u("rust")).await.unwrap();
-    db.save(&p("a.b.c"), u("[1]")).await.unwrap();
-    db.save(&p("a.b.c"), u("2")).await.unwrap();
-    db.save(&p("a.b.c"), u("[3 4]")).await.unwrap();
-    db.save(&p("txt.hello"), u("bye")).await.unwrap();
+    db.save(&p("txt"), u("{hello:hi}"), None).await.unwrap();
+    db.save(&p("txt.lang"), u("rust"), None).await.unwrap();
+    db.save(&p("a.b.c"), u("[1]"), None).await.unwrap();
+    db.save(&p("a.b.c"), u("2"), None).await.unwrap();
+    db.save(&p("a.b.c"), u("[3 4]"), None).await.unwrap();
+    db.save(&p("txt.hello"), u("bye"), None).await.unwrap();
     let whole = u("{txt:{hello:bye lang:rust} a:{b:{c:[1 2 3 4]}}}");
     assert_eq!(db.load(None).await.unwrap(), whole);
     assert_eq!(db.load(Some(&p("a.b.c.2"))).await.unwrap(), u("3"));
@@ -58,7 +58,7 @@ async fn saves_loads_and_sizes() {
 #[tokio::test]
 async fn missing_paths_are_not_found_errors() {
     let (_dir, db) = temp_db();
-    db.save(&p("a"), u("{b:1}")).await.unwrap();
+    db.save(&p("a"), u("{b:1}"), None).await.unwrap();
     for path in ["x", "a.c", "a.b.c", "x.y"] {
         let e = db.load(Some(&p(path))).await.unwrap_err();
         assert_eq!(e.code(), code::NOT_FOUND, "{path}");
@@ -72,14 +72,14 @@ async fn missing_paths_are_not_found_errors() {
 #[tokio::test]
 async fn saving_through_a_scalar_is_refused_and_changes_nothing() {
     let (_dir, db) = temp_db();
-    db.save(&p("a"), u("{b:1 l:[1]}")).await.unwrap();
-    let e = db.save(&p("a.b.c"), u("2")).await.unwrap_err();
+    db.save(&p("a"), u("{b:1 l:[1]}"), None).await.unwrap();
+    let e = db.save(&p("a.b.c"), u("2"), None).await.unwrap_err();
     assert_eq!(e.code(), code::BAD_ARGUMENT);
     assert_eq!(
         e.to_string(),
         "cannot save at @a.b.c: @a.b holds an int, not a map"
     );
-    let e = db.save(&p("a.l.5"), u("2")).await.unwrap_err();
+    let e = db.save(&p("a.l.5"), u("2"), None).await.unwrap_err();
     assert_eq!(e.code(), code::BAD_ARGUMENT);
     assert_eq!(db.load(None).await.unwrap(), u("{a:{b:1 l:[1]}}"));
 }
@@ -91,8 +91,8 @@ async fn entries_beyond_the_depth_limit_are_refused() {
     for _ in 0..MAX_ENTRY_DEPTH {
         deep = Unit::List(vec![deep]);
     }
-    db.save(&p("ok"), deep.clone()).await.unwrap();
-    let e = db.save(&p("deep.x"), deep.clone()).await.unwrap_err();
+    db.save(&p("ok"), deep.clone(), None).await.unwrap();
+    let e = db.save(&p("deep.x"), deep.clone(), None).await.unwrap_err();
     assert_eq!(e.code(), code::LIMIT);
     assert!(db.load(Some(&p("deep"))).await.is_err());
     assert_eq!(db.load(Some(&p("ok"))).await.unwrap(), deep);
@@ -107,8 +107,8 @@ fn content_metadata_and_users_survive_reopening() {
         let db = NodeDb::open(dir.path()).unwrap();
         assert!(db.seed_if_empty(&u("{txt:{hello:hi} n:1}")).unwrap());
         assert!(!db.seed_if_empty(&u("{other:1}")).unwrap());
-        db.save_blocking(&p("n"), u("2")).unwrap();
-        db.save_blocking(&p("z"), u("last")).unwrap();
+        db.save_blocking(&p("n"), u("2"), None).unwrap();
+        db.save_blocking(&p("z"), u("last"), None).unwrap();
         assert_eq!(db.meta().unwrap(), None);
         db.set_meta(&NodeMeta {
             id: "id-1".into(),
@@ -195,10 +195,10 @@ async fn concurrent_saves_lose_no_update() {
         tasks.push(tokio::spawn(async move {
             for i in 0..25i64 {
                 // The same list (read-modify-write of one entry) and a key of its own.
-                db.save(&p("log"), Unit::List(vec![Unit::int(t * 100 + i)]))
+                db.save(&p("log"), Unit::List(vec![Unit::int(t * 100 + i)]), None)
                     .await
                     .unwrap();
-                db.save(&p(&format!("k.t{t}")), Unit::List(vec![Unit::int(i)]))
+                db.save(&p(&format!("k.t{t}")), Unit::List(vec![Unit::int(i)]), None)
                     .await
                     .unwrap();
             }
@@ -233,15 +233,15 @@ fn works_outside_a_runtime() {
         .build()
         .unwrap();
     // Polled by tokio but created here: fine either way.
-    rt.block_on(db.save(&p("a"), u("1"))).unwrap();
+    rt.block_on(db.save(&p("a"), u("1"), None)).unwrap();
     assert_eq!(db.load_blocking(Some(&p("a"))).unwrap(), u("1"));
 }
 
 #[tokio::test]
 async fn mem_store_has_the_same_semantics() {
     let mem = MemStore::new();
-    mem.save(&p("a.b"), u("[1]")).await.unwrap();
-    mem.save(&p("a.b"), u("2")).await.unwrap();
+    mem.save(&p("a.b"), u("[1]"), None).await.unwrap();
+    mem.save(&p("a.b"), u("2"), None).await.unwrap();
     assert_eq!(mem.load(None).await.unwrap(), u("{a:{b:[1 2]}}"));
     assert_eq!(mem.load(Some(&p("a.b.1"))).await.unwrap(), u("2"));
     assert_eq!(
@@ -249,7 +249,10 @@ async fn mem_store_has_the_same_semantics() {
         code::NOT_FOUND
     );
     assert_eq!(
-        mem.save(&p("a.b.0.x"), u("1")).await.unwrap_err().code(),
+        mem.save(&p("a.b.0.x"), u("1"), None)
+            .await
+            .unwrap_err()
+            .code(),
         code::BAD_ARGUMENT
     );
     assert_eq!(mem.size(None).await.unwrap(), size(&u("{a:{b:[1 2]}}")));
@@ -373,8 +376,8 @@ proptest! {
         let mem = MemStore::new();
         rt.block_on(async {
             for (path, v) in saves {
-                let a = db.save(&path, v.clone()).await.map_err(|e| e.to_string());
-                let b = mem.save(&path, v).await.map_err(|e| e.to_string());
+                let a = db.save(&path, v.clone(), None).await.map_err(|e| e.to_string());
+                let b = mem.save(&path, v, None).await.map_err(|e| e.to_string());
                 assert_eq!(a, b);
                 let whole = db.load(None).await.unwrap();
                 assert_eq!(&whole, &mem.load(None).await.unwrap());

@@ -33,6 +33,8 @@ pub const KILLED: &str = "killed";
 pub const REF_CYCLE: &str = "ref.cycle";
 /// Storage failed.
 pub const STORAGE: &str = "storage";
+/// A signed message that was already accepted, or is too old to tell.
+pub const REPLAYED: &str = "msg.replay";
 /// A bug or an unexpected failure inside the node.
 pub const INTERNAL: &str = "internal";
 /// The node a call went to is down or unreachable.

@@ -49,6 +49,9 @@ pub(crate) const INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new
 /// Revoked node keys.
 pub(crate) const REVOKED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("sm.revoked");
 /// The current snapshot: `meta` → postcard `SnapshotMeta`, `data` → its bytes.
+/// Which evaluation of each signed message saved (`plexus_store::OnceTables`).
+pub(crate) const ONCE: plexus_store::OnceTables =
+    plexus_store::OnceTables::new("sm.once", "sm.once.by_time", "sm.once.marks");
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 
 /// Which parts of the cluster state changed last, as the log index of the entry that
@@ -274,6 +277,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         txn.open_table(INVITES).map_err(e)?;
         txn.open_table(REVOKED).map_err(e)?;
         txn.open_table(SNAPSHOT).map_err(e)?;
+        ONCE.create(&txn).map_err(|e| open_err(e.to_string()))?;
     }
     txn.commit().map_err(|e| open_err(e.to_string()))?;
     let (purged, applied) = {
@@ -438,6 +442,7 @@ macro_rules! from_redb {
 }
 
 from_redb!(
+    plexus_store::StoreError,
     redb::Error,
     redb::StorageError,
     redb::TableError,

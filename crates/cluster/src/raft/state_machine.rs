@@ -25,7 +25,7 @@ use redb::{Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, Wr
 use serde::{Deserialize, Serialize};
 
 use super::db::{
-    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, REVOKED,
+    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, ONCE, REVOKED,
     SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_KEYS,
 };
 use super::node_id_of;
@@ -76,6 +76,10 @@ pub(crate) struct SnapshotState {
     pub(crate) invites: Vec<([u8; 32], u64)>,
     /// Revoked keys.
     pub(crate) revoked: Vec<[u8; 32]>,
+    /// Which evaluation of each signed message saved: (message, time, evaluation).
+    pub(crate) once: Vec<([u8; 32], u64, u64)>,
+    /// Signed messages at or before this time are refused; the latest message time seen.
+    pub(crate) once_marks: (Option<u64>, Option<u64>),
 }
 
 impl SnapshotState {
@@ -135,6 +139,7 @@ fn mark(c: &mut Changes, part: Part, index: u64) {
 
 /// The state machine's tables, open in one write transaction.
 struct Tables<'t> {
+    txn: &'t WriteTransaction,
     units: redb::Table<'t, &'static [u8], (u64, &'static [u8])>,
     order: redb::Table<'t, u64, &'static [u8]>,
     users: redb::Table<'t, &'static str, &'static [u8; 32]>,
@@ -148,6 +153,7 @@ struct Tables<'t> {
 impl<'t> Tables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, DbFail> {
         Ok(Tables {
+            txn,
             units: txn.open_table(UNITS)?,
             order: txn.open_table(UNIT_ORDER)?,
             users: txn.open_table(USERS)?,
@@ -199,6 +205,13 @@ impl<'t> Tables<'t> {
         for key in &state.revoked {
             self.revoked.insert(key, ()).map_err(s)?;
         }
+        let (floor, latest) = state.once_marks;
+        let once = plexus_store::OnceState {
+            records: state.once.clone(),
+            floor,
+            latest,
+        };
+        ONCE.restore(self.txn, &once).map_err(s)?;
         Ok(())
     }
 }
@@ -208,6 +221,27 @@ impl<'t> Tables<'t> {
 fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static [Part]), DbFail> {
     Ok(match cmd {
         Command::Save { path, value } => (save(t, path, value)?, &[Part::Store]),
+        Command::SaveOnce {
+            path,
+            value,
+            message,
+            time_ms,
+            evaluation,
+        } => {
+            let once = plexus_store::Once {
+                message,
+                time_ms,
+                evaluation,
+            };
+            if let Err(e) = ONCE.check(t.txn, &once)? {
+                return Ok((store_error(e), &[]));
+            }
+            let response = save(t, path, value)?;
+            if matches!(response, Response::Ok) {
+                ONCE.record(t.txn, &once)?;
+            }
+            (response, &[Part::Store])
+        }
         Command::SetUser { name, key } => (set_user(t, name, key)?, &[Part::Users]),
         Command::RemoveUser { name } => {
             let key = t.users.remove(name.as_str())?.map(|g| *g.value());
@@ -567,6 +601,9 @@ fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
         let (key, _) = row.map_err(s)?;
         state.revoked.push(*key.value());
     }
+    let once = ONCE.dump(txn).map_err(s)?;
+    state.once = once.records;
+    state.once_marks = (once.floor, once.latest);
     Ok(state)
 }
 

@@ -118,6 +118,21 @@ pub enum Command {
     /// others. Gives a [`Response::Batch`] with one response per command. A batch inside a
     /// batch is refused (`arg.bad`).
     Batch(Vec<Command>),
+    /// io.store's save made for a signed message: [`Command::Save`], applied only if no
+    /// other evaluation of that message saved before (`plexus_store::OnceTables`), else
+    /// refused with `msg.replay`.
+    SaveOnce {
+        /// The path's segments, at least one.
+        path: Vec<String>,
+        /// The encoded unit to save.
+        value: Vec<u8>,
+        /// The signed root message's hash.
+        message: [u8; 32],
+        /// Its time, in ms since the Unix epoch.
+        time_ms: u64,
+        /// The id of the evaluation that saves.
+        evaluation: u64,
+    },
 }
 
 impl Command {
@@ -134,6 +149,7 @@ impl Command {
             Command::SetNodeMeta { .. } => "set.node.meta",
             Command::PruneInvites { .. } => "prune.invites",
             Command::Batch(_) => "batch",
+            Command::SaveOnce { .. } => "save.once",
         }
     }
 }

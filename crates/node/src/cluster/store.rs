@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use plexus_cluster::raft::{ClusterRaft, RaftError, Response};
+use plexus_cluster::raft::{ClusterRaft, Command, RaftError, Response};
 use plexus_kernel::{code, Error};
-use plexus_store::{BoxFuture, StoreError, UnitStore};
+use plexus_store::{BoxFuture, Once, StoreError, UnitStore};
 use plexus_units::{Path, Unit};
 
 /// Largest encoded value one save may carry in a cluster (it travels in one raft entry).
@@ -36,6 +36,7 @@ fn refusal(code: &str, message: String, path: &Path) -> StoreError {
         code::LIMIT => StoreError::Limit(message),
         code::NOT_FOUND => StoreError::NotFound(path.clone()),
         code::STORAGE => StoreError::Storage(message),
+        code::REPLAYED => StoreError::Replayed,
         _ => StoreError::BadArgument(message),
     }
 }
@@ -58,7 +59,12 @@ impl UnitStore for ReplicatedStore {
         })
     }
 
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn save<'a>(
+        &'a self,
+        path: &'a Path,
+        value: Unit,
+        once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let value = plexus_units::encode(&value);
             if value.len() > MAX_CLUSTER_SAVE {
@@ -67,9 +73,18 @@ impl UnitStore for ReplicatedStore {
                     value.len()
                 )));
             }
-            let cmd = plexus_cluster::raft::Command::Save {
-                path: segments(path),
-                value,
+            let cmd = match once {
+                None => Command::Save {
+                    path: segments(path),
+                    value,
+                },
+                Some(once) => Command::SaveOnce {
+                    path: segments(path),
+                    value,
+                    message: once.message,
+                    time_ms: once.time_ms,
+                    evaluation: once.evaluation,
+                },
             };
             match self.raft.write(cmd).await.map_err(unavailable)? {
                 Response::Err { code, message } => Err(refusal(&code, message, path)),
