@@ -394,3 +394,25 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_signed_message_saves_for_one_evaluation_even_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = |evaluation| plexus_store::Once {
+        message: [1; 32],
+        time_ms: 1_000_000,
+        evaluation,
+    };
+    {
+        let db = NodeDb::open(dir.path()).unwrap();
+        db.save(&p("l"), u("[1]"), Some(once(7))).await.unwrap();
+        db.save(&p("l"), u("[2]"), Some(once(7))).await.unwrap();
+    }
+    let db = NodeDb::open(dir.path()).unwrap();
+    let e = db.save(&p("l"), u("[3]"), Some(once(8))).await.unwrap_err();
+    assert!(matches!(e, StoreError::Replayed), "{e}");
+    assert_eq!(e.code(), code::REPLAYED);
+    // Saves for no signed message are not recorded.
+    db.save(&p("l"), u("[4]"), None).await.unwrap();
+    assert_eq!(db.load(Some(&p("l"))).await.unwrap(), u("[1 2 4]"));
+}

@@ -41,7 +41,7 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_TAGS: usize = 256;
 
 /// The snapshot format version ([`SnapshotState::format`]).
-const SNAPSHOT_FORMAT: u32 = 1;
+const SNAPSHOT_FORMAT: u32 = 2;
 
 type StoResult<T> = Result<T, StorageError<u64>>;
 
