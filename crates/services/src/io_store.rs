@@ -26,7 +26,7 @@ use std::sync::Arc;
 use plexus_kernel::{
     needs_eval, BoxFuture, Command, Cx, Delivery, Error, Example, Help, Outcome, Service,
 };
-use plexus_store::{Once, SizeUnit, UnitStore};
+use plexus_store::{Caller, Once, SaveBy, SizeUnit, UnitStore};
 use plexus_units::{Map, Path, Unit};
 
 use crate::forms::command;
@@ -187,15 +187,20 @@ impl Service for IoStore {
                     };
                     Ok(Some(
                         self.store
-                            .load(path.as_ref())
+                            .load(path.as_ref(), caller(cx))
                             .await
                             .map_err(crate::store_error)?,
                     ))
                 }
                 "save" => {
-                    let (value, path) = save_args(cx, &msg).await?;
+                    let (value, path, private) = save_args(cx, &msg).await?;
+                    let by = SaveBy {
+                        caller: caller(cx),
+                        private,
+                        once: once(cx),
+                    };
                     self.store
-                        .save(&path, value, once(cx))
+                        .save(&path, value, by)
                         .await
                         .map_err(crate::store_error)?;
                     Ok(None)
@@ -208,7 +213,7 @@ impl Service for IoStore {
                         };
                         let bytes = self
                             .store
-                            .size(path.as_ref())
+                            .size(path.as_ref(), caller(cx))
                             .await
                             .map_err(crate::store_error)?;
                         Ok(Some(unit.scale(bytes)))
@@ -217,6 +222,15 @@ impl Service for IoStore {
                 },
             }
         })
+    }
+}
+
+/// Who is asking, for the store's ownership rules: the root message's author, an admin if
+/// it is the node's admin.
+fn caller(cx: &Cx) -> Caller {
+    Caller {
+        user: cx.author().to_bytes(),
+        admin: cx.author() == cx.kernel().admin(),
     }
 }
 
@@ -232,8 +246,8 @@ fn once(cx: &Cx) -> Option<Once> {
 /// The unit and path of a save, in either form. The unit is evaluated as part of the message
 /// with the path left out (so refs in it resolve against the message, and the path is never
 /// read as a ref to the message).
-async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path), Error> {
-    const FORMS: &str = "save takes {save:u out:@path} or (save (u @path))";
+async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path, Option<bool>), Error> {
+    const FORMS: &str = "save takes {save:u out:@path private:t|f} or (save (u @path))";
     match msg {
         Unit::Map(m) => {
             let out = m
@@ -246,11 +260,24 @@ async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path), Error> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             let rest = Map::from_entries(rest).map_err(|e| Error::internal(e.to_string()))?;
-            let value = match cx.eval(Unit::Map(rest)).await? {
-                Unit::Map(m) => m.get_str("save").cloned().unwrap_or(Unit::None),
-                _ => Unit::None,
+            let (value, private) = match cx.eval(Unit::Map(rest)).await? {
+                Unit::Map(m) => (
+                    m.get_str("save").cloned().unwrap_or(Unit::None),
+                    m.get_str("private").cloned(),
+                ),
+                _ => (Unit::None, None),
             };
-            Ok((value, path))
+            let private = match private {
+                None => None,
+                Some(Unit::Bool(b)) => Some(b),
+                Some(other) => {
+                    return Err(Error::bad_argument(format!(
+                        "private takes t or f, not {}",
+                        plexus_units::to_short(&other, 40)
+                    )))
+                }
+            };
+            Ok((value, path, private))
         }
         Unit::Pair(p) => {
             let arg = match &p.1 {
@@ -275,7 +302,7 @@ async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path), Error> {
                 },
                 _ => Unit::None,
             };
-            Ok((value, path))
+            Ok((value, path, None))
         }
         _ => Err(Error::bad_argument(FORMS)),
     }

@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use crate::error::DbResult;
 use crate::size::map_header_len;
 use crate::{
-    check_encoded, save_entry, size, take_path, BoxFuture, Once, OnceTables, StoreError, UnitStore,
-    UserConflict,
+    check_encoded, save_entry, size, take_path, BoxFuture, Caller, OnceTables, Owner, SaveBy,
+    StoreError, UnitStore, UserConflict,
 };
 
 /// The database file's name inside a data directory.
@@ -29,6 +29,9 @@ const ENTRIES: TableDefinition<&[u8], (u64, &[u8])> = TableDefinition::new("stor
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Users: public key → name.
 const USERS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("users");
+/// Owners of io.store's entries: encoded key → [`Owner::to_bytes`]. An entry without a row
+/// belongs to the admins and is public.
+const OWNERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("store.owners");
 /// Which evaluation of each signed message saved ([`crate::OnceTables`]).
 const ONCE: OnceTables = OnceTables::new("store.once", "store.once.by_time", "store.once.marks");
 /// Users by name: name → public key.
@@ -67,7 +70,7 @@ struct Inner {
 struct SaveRequest {
     path: Path,
     value: Unit,
-    once: Option<Once>,
+    by: SaveBy,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -133,6 +136,7 @@ impl NodeDb {
             txn.open_table(USERS).db()?;
             txn.open_table(USER_NAMES).db()?;
             ONCE.create(&txn)?;
+            txn.open_table(OWNERS).db()?;
             let mut meta = txn.open_table(META).db()?;
             let found = meta
                 .get("format")
@@ -161,16 +165,27 @@ impl NodeDb {
 
     // ----- io.store content -----
 
-    /// The whole store (`None`) or the unit at `path`; blocking.
-    pub fn load_blocking(&self, path: Option<&Path>) -> Result<Unit, StoreError> {
+    /// The whole store (`None`) or the unit at `path`, as `caller` may see it; blocking.
+    pub fn load_blocking(&self, path: Option<&Path>, caller: Caller) -> Result<Unit, StoreError> {
         let txn = self.inner.db.begin_read().db()?;
         let entries = txn.open_table(ENTRIES).db()?;
+        let owners = txn.open_table(OWNERS).db()?;
+        let readable = |key: &[u8]| -> Result<bool, StoreError> {
+            let owner = owners
+                .get(key)
+                .db()?
+                .and_then(|g| Owner::from_bytes(g.value()));
+            Ok(caller.may_read(owner.as_ref()))
+        };
         let Some(path) = path else {
             let order = txn.open_table(ORDER).db()?;
             let mut out = Vec::with_capacity(usize::try_from(order.len().db()?).unwrap_or(0));
             for row in order.iter().db()? {
                 let (_, key) = row.db()?;
                 let key = key.value();
+                if !readable(key)? {
+                    continue;
+                }
                 let entry = entries
                     .get(key)
                     .db()?
@@ -182,9 +197,9 @@ impl NodeDb {
                 .map_err(|e| StoreError::Corrupt(e.to_string()));
         };
         let segs = path.segments();
-        let entry = match segs.first() {
-            Some(k) => entries.get(key_bytes(k).as_slice()).db()?,
-            None => None,
+        let entry = match segs.first().map(key_bytes) {
+            Some(k) if readable(&k)? => entries.get(k.as_slice()).db()?,
+            _ => None,
         };
         let entry = entry.ok_or_else(|| StoreError::NotFound(path.clone()))?;
         let value = decode(entry.value().1)?;
@@ -195,25 +210,38 @@ impl NodeDb {
     /// The size ([`size`]) of the whole store or of the unit at `path`; blocking. The whole
     /// store's size and a top-level entry's size are computed from the stored bytes without
     /// decoding them.
-    pub fn size_blocking(&self, path: Option<&Path>) -> Result<u64, StoreError> {
+    pub fn size_blocking(&self, path: Option<&Path>, caller: Caller) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read().db()?;
         let entries = txn.open_table(ENTRIES).db()?;
+        let owners = txn.open_table(OWNERS).db()?;
+        let readable = |key: &[u8]| -> Result<bool, StoreError> {
+            let owner = owners
+                .get(key)
+                .db()?
+                .and_then(|g| Owner::from_bytes(g.value()));
+            Ok(caller.may_read(owner.as_ref()))
+        };
         match path {
             None => {
                 // A document: version byte, map header, then each key and value without
                 // their own version bytes.
-                let mut total = 1 + map_header_len(entries.len().db()?);
+                let mut count = 0;
+                let mut total = 0;
                 for row in entries.iter().db()? {
                     let (k, v) = row.db()?;
+                    if !readable(k.value())? {
+                        continue;
+                    }
+                    count += 1;
                     total += k.value().len() as u64 - 1 + v.value().1.len() as u64 - 1;
                 }
-                Ok(total)
+                Ok(1 + map_header_len(count) + total)
             }
             Some(path) => {
                 let segs = path.segments();
-                let entry = match segs.first() {
-                    Some(k) => entries.get(key_bytes(k).as_slice()).db()?,
-                    None => None,
+                let entry = match segs.first().map(key_bytes) {
+                    Some(k) if readable(&k)? => entries.get(k.as_slice()).db()?,
+                    _ => None,
                 };
                 let entry = entry.ok_or_else(|| StoreError::NotFound(path.clone()))?;
                 let bytes = entry.value().1;
@@ -229,13 +257,8 @@ impl NodeDb {
 
     /// Saves `value` at `path` with merge semantics ([`crate::save_at`]) in its own committed
     /// transaction; blocking. Concurrent callers are serialized by the database.
-    pub fn save_blocking(
-        &self,
-        path: &Path,
-        value: Unit,
-        once: Option<Once>,
-    ) -> Result<(), StoreError> {
-        let mut out = self.save_batch(vec![(path.clone(), value, once)])?;
+    pub fn save_blocking(&self, path: &Path, value: Unit, by: SaveBy) -> Result<(), StoreError> {
+        let mut out = self.save_batch(vec![(path.clone(), value, by)])?;
         out.pop().unwrap_or(Ok(()))
     }
 
@@ -244,12 +267,12 @@ impl NodeDb {
     /// them all. Gives each save's result.
     fn save_batch(
         &self,
-        saves: Vec<(Path, Unit, Option<Once>)>,
+        saves: Vec<(Path, Unit, SaveBy)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let txn = self.inner.db.begin_write().db()?;
         let mut results = Vec::with_capacity(saves.len());
-        for (path, value, once) in saves {
-            if let Some(once) = &once {
+        for (path, value, by) in saves {
+            if let Some(once) = &by.once {
                 if let Err(e) = ONCE.check(&txn, once)? {
                     results.push(Err(e));
                     continue;
@@ -258,9 +281,10 @@ impl NodeDb {
             let result = {
                 let mut order = txn.open_table(ORDER).db()?;
                 let mut entries = txn.open_table(ENTRIES).db()?;
-                save_one(&mut order, &mut entries, &path, value)?
+                let mut owners = txn.open_table(OWNERS).db()?;
+                save_one(&mut order, &mut entries, &mut owners, &path, value, &by)?
             };
-            if let (Ok(()), Some(once)) = (&result, &once) {
+            if let (Ok(()), Some(once)) = (&result, &by.once) {
                 ONCE.record(&txn, once)?;
             }
             results.push(result);
@@ -395,7 +419,7 @@ impl NodeDb {
         }
         let (saves, done): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|r| ((r.path, r.value, r.once), r.done))
+            .map(|r| ((r.path, r.value, r.by), r.done))
             .unzip();
         match self.save_batch(saves) {
             Ok(results) => {
@@ -424,14 +448,25 @@ impl NodeDb {
 fn save_one(
     order: &mut redb::Table<'_, u64, &'static [u8]>,
     entries: &mut redb::Table<'_, &'static [u8], (u64, &'static [u8])>,
+    owners: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     path: &Path,
     value: Unit,
+    by: &SaveBy,
 ) -> Result<Result<(), StoreError>, StoreError> {
     let segs = path.segments();
     let Some(first) = segs.first() else {
         return Ok(Ok(()));
     };
     let key = key_bytes(first);
+    let exists = entries.get(key.as_slice()).db()?.is_some();
+    let owner = owners
+        .get(key.as_slice())
+        .db()?
+        .and_then(|g| Owner::from_bytes(g.value()));
+    let new_owner = match by.caller.save_owner(path, exists, owner, by.private) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
+    };
     let existing = entries
         .get(key.as_slice())
         .db()?
@@ -469,6 +504,13 @@ fn save_one(
         }
     };
     entries.insert(key.as_slice(), (seq, new.as_slice())).db()?;
+    if new_owner != owner {
+        if let Some(o) = new_owner {
+            owners
+                .insert(key.as_slice(), o.to_bytes().as_slice())
+                .db()?;
+        }
+    }
     Ok(Ok(()))
 }
 
@@ -496,10 +538,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl UnitStore for NodeDb {
-    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, StoreError>> {
+    fn load<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<Unit, StoreError>> {
         let db = self.clone();
         let path = path.cloned();
-        Box::pin(async move { blocking(move || db.load_blocking(path.as_ref())).await? })
+        Box::pin(async move { blocking(move || db.load_blocking(path.as_ref(), caller)).await? })
     }
 
     /// Saves are batched: each joins a queue, and whoever holds the writer lock commits
@@ -509,14 +555,14 @@ impl UnitStore for NodeDb {
         &'a self,
         path: &'a Path,
         value: Unit,
-        once: Option<Once>,
+        by: SaveBy,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
             self.queue().push(SaveRequest {
                 path: path.clone(),
                 value,
-                once,
+                by,
                 done: tx,
             });
             {
@@ -532,9 +578,13 @@ impl UnitStore for NodeDb {
         })
     }
 
-    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, StoreError>> {
+    fn size<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let db = self.clone();
         let path = path.cloned();
-        Box::pin(async move { blocking(move || db.size_blocking(path.as_ref())).await? })
+        Box::pin(async move { blocking(move || db.size_blocking(path.as_ref(), caller)).await? })
     }
 }

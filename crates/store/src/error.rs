@@ -41,6 +41,9 @@ pub enum StoreError {
     /// A user registration that clashes with an existing one.
     #[error(transparent)]
     User(#[from] UserConflict),
+    /// The caller may not change this entry: it belongs to another user.
+    #[error("the store entry {} belongs to another user; only its owner or an admin may change it", plexus_units::to_text(&Unit::Ref(.0.clone())))]
+    Denied(Path),
     /// Another evaluation of the signed message this save belongs to already saved: the
     /// message was replayed (after a restart, or to another node).
     #[error("this signed message already took effect (a replay); sign a new one")]
@@ -73,13 +76,14 @@ impl StoreError {
             StoreError::Limit(_) => code::LIMIT,
             StoreError::Unavailable(_) => code::NO_QUORUM,
             StoreError::Replayed | StoreError::TooOld { .. } => code::REPLAYED,
+            StoreError::Denied(_) => code::DENIED,
         }
     }
 
     /// The path the failure is about, if it names one (a `not.found` error carries it).
     pub fn path(&self) -> Option<&Path> {
         match self {
-            StoreError::NotFound(p) => Some(p),
+            StoreError::NotFound(p) | StoreError::Denied(p) => Some(p),
             _ => None,
         }
     }

@@ -6,11 +6,26 @@
 use std::sync::Arc;
 
 use plexus_store::{
-    merge_with, save_at, size, MemStore, NodeDb, NodeMeta, StoreError, UnitStore, UserConflict,
-    MAX_ENTRY_DEPTH,
+    merge_with, save_at, size, Caller, MemStore, NodeDb, NodeMeta, SaveBy, StoreError, UnitStore,
+    UserConflict, MAX_ENTRY_DEPTH,
 };
 use plexus_units::{code, parse, Map, Path, Str, Unit};
 use proptest::prelude::*;
+
+/// An admin, who may read and change every entry.
+const ADMIN: Caller = Caller {
+    user: [0; 32],
+    admin: true,
+};
+
+/// A save by [`ADMIN`].
+fn by(once: Option<plexus_store::Once>) -> SaveBy {
+    SaveBy {
+        caller: ADMIN,
+        private: None,
+        once,
+    }
+}
 
 fn u(t: &str) -> Unit {
     parse(t).unwrap()
@@ -29,28 +44,28 @@ fn temp_db() -> (tempfile::TempDir, NodeDb) {
 #[tokio::test]
 async fn saves_loads_and_sizes() {
     let (_dir, db) = temp_db();
-    assert_eq!(db.load(None).await.unwrap(), u("{}"));
-    assert_eq!(db.size(None).await.unwrap(), size(&u("{}")));
-    db.save(&p("txt"), u("{hello:hi}"), None).await.unwrap();
-    db.save(&p("txt.lang"), u("rust"), None).await.unwrap();
-    db.save(&p("a.b.c"), u("[1]"), None).await.unwrap();
-    db.save(&p("a.b.c"), u("2"), None).await.unwrap();
-    db.save(&p("a.b.c"), u("[3 4]"), None).await.unwrap();
-    db.save(&p("txt.hello"), u("bye"), None).await.unwrap();
+    assert_eq!(db.load(None, ADMIN).await.unwrap(), u("{}"));
+    assert_eq!(db.size(None, ADMIN).await.unwrap(), size(&u("{}")));
+    db.save(&p("txt"), u("{hello:hi}"), by(None)).await.unwrap();
+    db.save(&p("txt.lang"), u("rust"), by(None)).await.unwrap();
+    db.save(&p("a.b.c"), u("[1]"), by(None)).await.unwrap();
+    db.save(&p("a.b.c"), u("2"), by(None)).await.unwrap();
+    db.save(&p("a.b.c"), u("[3 4]"), by(None)).await.unwrap();
+    db.save(&p("txt.hello"), u("bye"), by(None)).await.unwrap();
     let whole = u("{txt:{hello:bye lang:rust} a:{b:{c:[1 2 3 4]}}}");
-    assert_eq!(db.load(None).await.unwrap(), whole);
-    assert_eq!(db.load(Some(&p("a.b.c.2"))).await.unwrap(), u("3"));
+    assert_eq!(db.load(None, ADMIN).await.unwrap(), whole);
+    assert_eq!(db.load(Some(&p("a.b.c.2")), ADMIN).await.unwrap(), u("3"));
     assert_eq!(
-        db.load(Some(&p("txt"))).await.unwrap(),
+        db.load(Some(&p("txt")), ADMIN).await.unwrap(),
         u("{hello:bye lang:rust}")
     );
-    assert_eq!(db.size(None).await.unwrap(), size(&whole));
+    assert_eq!(db.size(None, ADMIN).await.unwrap(), size(&whole));
     assert_eq!(
-        db.size(Some(&p("txt"))).await.unwrap(),
+        db.size(Some(&p("txt")), ADMIN).await.unwrap(),
         size(&u("{hello:bye lang:rust}"))
     );
     assert_eq!(
-        db.size(Some(&p("a.b"))).await.unwrap(),
+        db.size(Some(&p("a.b")), ADMIN).await.unwrap(),
         size(&u("{c:[1 2 3 4]}"))
     );
 }
@@ -58,13 +73,13 @@ async fn saves_loads_and_sizes() {
 #[tokio::test]
 async fn missing_paths_are_not_found_errors() {
     let (_dir, db) = temp_db();
-    db.save(&p("a"), u("{b:1}"), None).await.unwrap();
+    db.save(&p("a"), u("{b:1}"), by(None)).await.unwrap();
     for path in ["x", "a.c", "a.b.c", "x.y"] {
-        let e = db.load(Some(&p(path))).await.unwrap_err();
+        let e = db.load(Some(&p(path)), ADMIN).await.unwrap_err();
         assert_eq!(e.code(), code::NOT_FOUND, "{path}");
         assert_eq!(e.to_string(), format!("nothing at @{path} in the store"));
         assert_eq!(e.path(), Some(&p(path)));
-        let e = db.size(Some(&p(path))).await.unwrap_err();
+        let e = db.size(Some(&p(path)), ADMIN).await.unwrap_err();
         assert_eq!(e.code(), code::NOT_FOUND, "{path}");
     }
 }
@@ -72,16 +87,16 @@ async fn missing_paths_are_not_found_errors() {
 #[tokio::test]
 async fn saving_through_a_scalar_is_refused_and_changes_nothing() {
     let (_dir, db) = temp_db();
-    db.save(&p("a"), u("{b:1 l:[1]}"), None).await.unwrap();
-    let e = db.save(&p("a.b.c"), u("2"), None).await.unwrap_err();
+    db.save(&p("a"), u("{b:1 l:[1]}"), by(None)).await.unwrap();
+    let e = db.save(&p("a.b.c"), u("2"), by(None)).await.unwrap_err();
     assert_eq!(e.code(), code::BAD_ARGUMENT);
     assert_eq!(
         e.to_string(),
         "cannot save at @a.b.c: @a.b holds an int, not a map"
     );
-    let e = db.save(&p("a.l.5"), u("2"), None).await.unwrap_err();
+    let e = db.save(&p("a.l.5"), u("2"), by(None)).await.unwrap_err();
     assert_eq!(e.code(), code::BAD_ARGUMENT);
-    assert_eq!(db.load(None).await.unwrap(), u("{a:{b:1 l:[1]}}"));
+    assert_eq!(db.load(None, ADMIN).await.unwrap(), u("{a:{b:1 l:[1]}}"));
 }
 
 #[tokio::test]
@@ -91,13 +106,16 @@ async fn entries_beyond_the_depth_limit_are_refused() {
     for _ in 0..MAX_ENTRY_DEPTH {
         deep = Unit::List(vec![deep]);
     }
-    db.save(&p("ok"), deep.clone(), None).await.unwrap();
-    let e = db.save(&p("deep.x"), deep.clone(), None).await.unwrap_err();
+    db.save(&p("ok"), deep.clone(), by(None)).await.unwrap();
+    let e = db
+        .save(&p("deep.x"), deep.clone(), by(None))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), code::LIMIT);
-    assert!(db.load(Some(&p("deep"))).await.is_err());
-    assert_eq!(db.load(Some(&p("ok"))).await.unwrap(), deep);
+    assert!(db.load(Some(&p("deep")), ADMIN).await.is_err());
+    assert_eq!(db.load(Some(&p("ok")), ADMIN).await.unwrap(), deep);
     // The whole store is still a unit of message depth.
-    assert!(db.load(None).await.unwrap().depth() <= plexus_units::Limits::DEFAULT.max_depth);
+    assert!(db.load(None, ADMIN).await.unwrap().depth() <= plexus_units::Limits::DEFAULT.max_depth);
 }
 
 #[test]
@@ -107,8 +125,8 @@ fn content_metadata_and_users_survive_reopening() {
         let db = NodeDb::open(dir.path()).unwrap();
         assert!(db.seed_if_empty(&u("{txt:{hello:hi} n:1}")).unwrap());
         assert!(!db.seed_if_empty(&u("{other:1}")).unwrap());
-        db.save_blocking(&p("n"), u("2"), None).unwrap();
-        db.save_blocking(&p("z"), u("last"), None).unwrap();
+        db.save_blocking(&p("n"), u("2"), by(None)).unwrap();
+        db.save_blocking(&p("z"), u("last"), by(None)).unwrap();
         assert_eq!(db.meta().unwrap(), None);
         db.set_meta(&NodeMeta {
             id: "id-1".into(),
@@ -126,7 +144,7 @@ fn content_metadata_and_users_survive_reopening() {
     let db = NodeDb::open(dir.path()).unwrap();
     assert_eq!(db.file(), dir.path().join(plexus_store::DB_FILE));
     assert_eq!(
-        db.load_blocking(None).unwrap(),
+        db.load_blocking(None, ADMIN).unwrap(),
         u("{txt:{hello:hi} n:2 z:last}")
     );
     assert_eq!(
@@ -195,19 +213,27 @@ async fn concurrent_saves_lose_no_update() {
         tasks.push(tokio::spawn(async move {
             for i in 0..25i64 {
                 // The same list (read-modify-write of one entry) and a key of its own.
-                db.save(&p("log"), Unit::List(vec![Unit::int(t * 100 + i)]), None)
-                    .await
-                    .unwrap();
-                db.save(&p(&format!("k.t{t}")), Unit::List(vec![Unit::int(i)]), None)
-                    .await
-                    .unwrap();
+                db.save(
+                    &p("log"),
+                    Unit::List(vec![Unit::int(t * 100 + i)]),
+                    by(None),
+                )
+                .await
+                .unwrap();
+                db.save(
+                    &p(&format!("k.t{t}")),
+                    Unit::List(vec![Unit::int(i)]),
+                    by(None),
+                )
+                .await
+                .unwrap();
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let log = db.load(Some(&p("log"))).await.unwrap();
+    let log = db.load(Some(&p("log")), ADMIN).await.unwrap();
     let mut got: Vec<i64> = log
         .as_list()
         .unwrap()
@@ -221,7 +247,7 @@ async fn concurrent_saves_lose_no_update() {
     want.sort();
     assert_eq!(got, want);
     for t in 0..8 {
-        let l = db.load(Some(&p(&format!("k.t{t}")))).await.unwrap();
+        let l = db.load(Some(&p(&format!("k.t{t}"))), ADMIN).await.unwrap();
         assert_eq!(l, Unit::List((0..25).map(Unit::int).collect()));
     }
 }
@@ -233,29 +259,32 @@ fn works_outside_a_runtime() {
         .build()
         .unwrap();
     // Polled by tokio but created here: fine either way.
-    rt.block_on(db.save(&p("a"), u("1"), None)).unwrap();
-    assert_eq!(db.load_blocking(Some(&p("a"))).unwrap(), u("1"));
+    rt.block_on(db.save(&p("a"), u("1"), by(None))).unwrap();
+    assert_eq!(db.load_blocking(Some(&p("a")), ADMIN).unwrap(), u("1"));
 }
 
 #[tokio::test]
 async fn mem_store_has_the_same_semantics() {
     let mem = MemStore::new();
-    mem.save(&p("a.b"), u("[1]"), None).await.unwrap();
-    mem.save(&p("a.b"), u("2"), None).await.unwrap();
-    assert_eq!(mem.load(None).await.unwrap(), u("{a:{b:[1 2]}}"));
-    assert_eq!(mem.load(Some(&p("a.b.1"))).await.unwrap(), u("2"));
+    mem.save(&p("a.b"), u("[1]"), by(None)).await.unwrap();
+    mem.save(&p("a.b"), u("2"), by(None)).await.unwrap();
+    assert_eq!(mem.load(None, ADMIN).await.unwrap(), u("{a:{b:[1 2]}}"));
+    assert_eq!(mem.load(Some(&p("a.b.1")), ADMIN).await.unwrap(), u("2"));
     assert_eq!(
-        mem.load(Some(&p("a.x"))).await.unwrap_err().code(),
+        mem.load(Some(&p("a.x")), ADMIN).await.unwrap_err().code(),
         code::NOT_FOUND
     );
     assert_eq!(
-        mem.save(&p("a.b.0.x"), u("1"), None)
+        mem.save(&p("a.b.0.x"), u("1"), by(None))
             .await
             .unwrap_err()
             .code(),
         code::BAD_ARGUMENT
     );
-    assert_eq!(mem.size(None).await.unwrap(), size(&u("{a:{b:[1 2]}}")));
+    assert_eq!(
+        mem.size(None, ADMIN).await.unwrap(),
+        size(&u("{a:{b:[1 2]}}"))
+    );
 }
 
 // ----- properties -----
@@ -376,19 +405,19 @@ proptest! {
         let mem = MemStore::new();
         rt.block_on(async {
             for (path, v) in saves {
-                let a = db.save(&path, v.clone(), None).await.map_err(|e| e.to_string());
-                let b = mem.save(&path, v, None).await.map_err(|e| e.to_string());
+                let a = db.save(&path, v.clone(), by(None)).await.map_err(|e| e.to_string());
+                let b = mem.save(&path, v, by(None)).await.map_err(|e| e.to_string());
                 assert_eq!(a, b);
-                let whole = db.load(None).await.unwrap();
-                assert_eq!(&whole, &mem.load(None).await.unwrap());
-                assert_eq!(db.size(None).await.unwrap(), size(&whole));
+                let whole = db.load(None, ADMIN).await.unwrap();
+                assert_eq!(&whole, &mem.load(None, ADMIN).await.unwrap());
+                assert_eq!(db.size(None, ADMIN).await.unwrap(), size(&whole));
                 assert_eq!(
-                    db.load(Some(&path)).await.map_err(|e| e.to_string()),
-                    mem.load(Some(&path)).await.map_err(|e| e.to_string())
+                    db.load(Some(&path), ADMIN).await.map_err(|e| e.to_string()),
+                    mem.load(Some(&path), ADMIN).await.map_err(|e| e.to_string())
                 );
                 assert_eq!(
-                    db.size(Some(&path)).await.map_err(|e| e.to_string()),
-                    mem.size(Some(&path)).await.map_err(|e| e.to_string())
+                    db.size(Some(&path), ADMIN).await.map_err(|e| e.to_string()),
+                    mem.size(Some(&path), ADMIN).await.map_err(|e| e.to_string())
                 );
             }
         });
@@ -405,14 +434,17 @@ async fn a_signed_message_saves_for_one_evaluation_even_after_reopening() {
     };
     {
         let db = NodeDb::open(dir.path()).unwrap();
-        db.save(&p("l"), u("[1]"), Some(once(7))).await.unwrap();
-        db.save(&p("l"), u("[2]"), Some(once(7))).await.unwrap();
+        db.save(&p("l"), u("[1]"), by(Some(once(7)))).await.unwrap();
+        db.save(&p("l"), u("[2]"), by(Some(once(7)))).await.unwrap();
     }
     let db = NodeDb::open(dir.path()).unwrap();
-    let e = db.save(&p("l"), u("[3]"), Some(once(8))).await.unwrap_err();
+    let e = db
+        .save(&p("l"), u("[3]"), by(Some(once(8))))
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::Replayed), "{e}");
     assert_eq!(e.code(), code::REPLAYED);
     // Saves for no signed message are not recorded.
-    db.save(&p("l"), u("[4]"), None).await.unwrap();
-    assert_eq!(db.load(Some(&p("l"))).await.unwrap(), u("[1 2 4]"));
+    db.save(&p("l"), u("[4]"), by(None)).await.unwrap();
+    assert_eq!(db.load(Some(&p("l")), ADMIN).await.unwrap(), u("[1 2 4]"));
 }

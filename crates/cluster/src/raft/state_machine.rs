@@ -19,14 +19,16 @@ use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
     Snapshot, SnapshotMeta, StorageError, StoredMembership,
 };
-use plexus_store::{save_entry, take_path, StoreError, MAX_ENTRY_BYTES, STORED_LIMITS};
+use plexus_store::{
+    save_entry, take_path, Caller, Owner, StoreError, MAX_ENTRY_BYTES, STORED_LIMITS,
+};
 use plexus_units::{Map, Path as UnitPath, Str, Unit};
 use redb::{Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::db::{
     blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, ONCE, REVOKED,
-    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_KEYS,
+    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, UNIT_OWNERS, USERS, USER_KEYS,
 };
 use super::node_id_of;
 use super::types::{Command, RaftPeer, Response, TypeConfig};
@@ -80,6 +82,8 @@ pub(crate) struct SnapshotState {
     pub(crate) once: Vec<([u8; 32], u64, u64)>,
     /// Signed messages at or before this time are refused; the latest message time seen.
     pub(crate) once_marks: (Option<u64>, Option<u64>),
+    /// Owners of io.store's entries: (encoded key, `Owner::to_bytes`).
+    pub(crate) owners: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl SnapshotState {
@@ -142,6 +146,7 @@ struct Tables<'t> {
     txn: &'t WriteTransaction,
     units: redb::Table<'t, &'static [u8], (u64, &'static [u8])>,
     order: redb::Table<'t, u64, &'static [u8]>,
+    owners: redb::Table<'t, &'static [u8], &'static [u8]>,
     users: redb::Table<'t, &'static str, &'static [u8; 32]>,
     user_keys: redb::Table<'t, &'static [u8; 32], &'static str>,
     services: redb::Table<'t, u64, &'static [u8]>,
@@ -156,6 +161,7 @@ impl<'t> Tables<'t> {
             txn,
             units: txn.open_table(UNITS)?,
             order: txn.open_table(UNIT_ORDER)?,
+            owners: txn.open_table(UNIT_OWNERS)?,
             users: txn.open_table(USERS)?,
             user_keys: txn.open_table(USER_KEYS)?,
             services: txn.open_table(SERVICES)?,
@@ -169,6 +175,7 @@ impl<'t> Tables<'t> {
     fn clear(&mut self) -> Result<(), DbFail> {
         self.units.retain(|_, _| false)?;
         self.order.retain(|_, _| false)?;
+        self.owners.retain(|_, _| false)?;
         self.users.retain(|_, _| false)?;
         self.user_keys.retain(|_, _| false)?;
         self.services.retain(|_, _| false)?;
@@ -186,6 +193,9 @@ impl<'t> Tables<'t> {
             self.units
                 .insert(k.as_slice(), (seq, v.as_slice()))
                 .map_err(s)?;
+        }
+        for (k, o) in &state.owners {
+            self.owners.insert(k.as_slice(), o.as_slice()).map_err(s)?;
         }
         for (name, key) in &state.users {
             self.users.insert(name.as_str(), key).map_err(s)?;
@@ -220,25 +230,29 @@ impl<'t> Tables<'t> {
 /// and stops raft); a refusal is an `Ok(Response::Err)` that changed nothing.
 fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static [Part]), DbFail> {
     Ok(match cmd {
-        Command::Save { path, value } => (save(t, path, value)?, &[Part::Store]),
-        Command::SaveOnce {
+        Command::Save { path, value } => (save(t, path, value, None)?, &[Part::Store]),
+        Command::SaveBy {
             path,
             value,
-            message,
-            time_ms,
-            evaluation,
+            user,
+            admin,
+            private,
+            once,
         } => {
-            let once = plexus_store::Once {
+            let once = once.map(|(message, time_ms, evaluation)| plexus_store::Once {
                 message,
                 time_ms,
                 evaluation,
-            };
-            if let Err(e) = ONCE.check(t.txn, &once)? {
-                return Ok((store_error(e), &[]));
+            });
+            if let Some(once) = &once {
+                if let Err(e) = ONCE.check(t.txn, once)? {
+                    return Ok((store_error(e), &[]));
+                }
             }
-            let response = save(t, path, value)?;
-            if matches!(response, Response::Ok) {
-                ONCE.record(t.txn, &once)?;
+            let by = (Caller { user, admin }, private);
+            let response = save(t, path, value, Some(by))?;
+            if let (Response::Ok, Some(once)) = (&response, &once) {
+                ONCE.record(t.txn, once)?;
             }
             (response, &[Part::Store])
         }
@@ -361,7 +375,14 @@ fn store_error(e: StoreError) -> Response {
     Response::err(e.code(), e.to_string())
 }
 
-fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Response, DbFail> {
+/// A save; `by` (the caller and the privacy asked for) applies the ownership rules, and a
+/// save without it (`Command::Save`, from before owners were recorded) changes no owner.
+fn save(
+    t: &mut Tables<'_>,
+    path: Vec<String>,
+    value: Vec<u8>,
+    by: Option<(Caller, Option<bool>)>,
+) -> Result<Response, DbFail> {
     let Some(path) = UnitPath::new(path.into_iter().map(Str::from).collect()) else {
         return Ok(Response::err(
             "arg.bad",
@@ -385,6 +406,19 @@ fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Respons
         let (seq, v) = g.value();
         (seq, v.to_vec())
     });
+    let owner = t
+        .owners
+        .get(key.as_slice())?
+        .and_then(|g| Owner::from_bytes(g.value()));
+    let new_owner = match by {
+        None => owner,
+        Some((caller, private)) => {
+            match caller.save_owner(&path, existing.is_some(), owner, private) {
+                Ok(o) => o,
+                Err(e) => return Ok(store_error(e)),
+            }
+        }
+    };
     let (seq, old) = match existing {
         Some((seq, bytes)) => match decode_unit(&bytes) {
             Ok(u) => (Some(seq), Some(u)),
@@ -428,6 +462,11 @@ fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Respons
         }
     };
     t.units.insert(key.as_slice(), (seq, new.as_slice()))?;
+    if new_owner != owner {
+        if let Some(o) = new_owner {
+            t.owners.insert(key.as_slice(), o.to_bytes().as_slice())?;
+        }
+    }
     Ok(Response::Ok)
 }
 
@@ -600,6 +639,10 @@ fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
     for row in txn.open_table(REVOKED).map_err(s)?.iter().map_err(s)? {
         let (key, _) = row.map_err(s)?;
         state.revoked.push(*key.value());
+    }
+    for row in txn.open_table(UNIT_OWNERS).map_err(s)?.iter().map_err(s)? {
+        let (k, o) = row.map_err(s)?;
+        state.owners.push((k.value().to_vec(), o.value().to_vec()));
     }
     let once = ONCE.dump(txn).map_err(s)?;
     state.once = once.records;
@@ -795,8 +838,29 @@ impl Shared {
     /// The whole store as one encoded map (`None` or an empty path), or the encoded unit at
     /// `path` (`None` if nothing is there).
     pub(crate) fn load(&self, path: Option<&[String]>) -> Result<Option<Vec<u8>>, String> {
+        self.load_as(path, None)
+    }
+
+    /// [`Shared::load`] as `caller` may see it (`None`: everything): others' private
+    /// entries are left out of the whole store, and a path inside one is not there.
+    pub(crate) fn load_as(
+        &self,
+        path: Option<&[String]>,
+        caller: Option<Caller>,
+    ) -> Result<Option<Vec<u8>>, String> {
         let txn = self.read()?;
         let units = txn.open_table(UNITS).map_err(s)?;
+        let owners = txn.open_table(UNIT_OWNERS).map_err(s)?;
+        let readable = |key: &[u8]| -> Result<bool, String> {
+            let Some(caller) = caller else {
+                return Ok(true);
+            };
+            let owner = owners
+                .get(key)
+                .map_err(s)?
+                .and_then(|g| Owner::from_bytes(g.value()));
+            Ok(caller.may_read(owner.as_ref()))
+        };
         let segs: Vec<Str> = path
             .unwrap_or_default()
             .iter()
@@ -808,6 +872,9 @@ impl Shared {
             for row in order.iter().map_err(s)? {
                 let (_, k) = row.map_err(s)?;
                 let k = k.value();
+                if !readable(k)? {
+                    continue;
+                }
                 let v = units
                     .get(k)
                     .map_err(s)?
@@ -817,7 +884,11 @@ impl Shared {
             let map = Map::from_entries(entries).map_err(s)?;
             return Ok(Some(plexus_units::encode(&Unit::Map(map))));
         };
-        let Some(entry) = units.get(key_bytes(first).as_slice()).map_err(s)? else {
+        let key = key_bytes(first);
+        if !readable(&key)? {
+            return Ok(None);
+        }
+        let Some(entry) = units.get(key.as_slice()).map_err(s)? else {
             return Ok(None);
         };
         let bytes = entry.value().1;

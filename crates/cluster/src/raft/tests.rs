@@ -574,12 +574,13 @@ async fn applies_wait_in_one_transaction_until_something_reads() {
 }
 
 fn save_once(path: &str, value: &str, message: u8, time_ms: u64, evaluation: u64) -> Command {
-    Command::SaveOnce {
+    Command::SaveBy {
         path: path.split('.').map(String::from).collect(),
         value: encode(&parse(value).unwrap()),
-        message: [message; 32],
-        time_ms,
-        evaluation,
+        user: [1; 32],
+        admin: false,
+        private: None,
+        once: Some(([message; 32], time_ms, evaluation)),
     }
 }
 

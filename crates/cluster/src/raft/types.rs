@@ -118,20 +118,25 @@ pub enum Command {
     /// others. Gives a [`Response::Batch`] with one response per command. A batch inside a
     /// batch is refused (`arg.bad`).
     Batch(Vec<Command>),
-    /// io.store's save made for a signed message: [`Command::Save`], applied only if no
-    /// other evaluation of that message saved before (`plexus_store::OnceTables`), else
-    /// refused with `msg.replay`.
-    SaveOnce {
+    /// io.store's save by a user: [`Command::Save`] under the ownership rules
+    /// (`plexus_store::Caller::save_owner`: `denied` if the entry belongs to someone else;
+    /// a new entry belongs to `user`; `private` sets whether others may read it), and, for a
+    /// signed message (`once`: its hash, time and evaluation id), only if no other
+    /// evaluation of that message saved before (`plexus_store::OnceTables`, else
+    /// `msg.replay`).
+    SaveBy {
         /// The path's segments, at least one.
         path: Vec<String>,
         /// The encoded unit to save.
         value: Vec<u8>,
-        /// The signed root message's hash.
-        message: [u8; 32],
-        /// Its time, in ms since the Unix epoch.
-        time_ms: u64,
-        /// The id of the evaluation that saves.
-        evaluation: u64,
+        /// The saving user's public key.
+        user: [u8; 32],
+        /// Whether the user is an admin.
+        admin: bool,
+        /// Makes the entry private or public; `None` keeps it.
+        private: Option<bool>,
+        /// The signed message: (hash, time in ms, evaluation id).
+        once: Option<([u8; 32], u64, u64)>,
     },
 }
 
@@ -149,7 +154,7 @@ impl Command {
             Command::SetNodeMeta { .. } => "set.node.meta",
             Command::PruneInvites { .. } => "prune.invites",
             Command::Batch(_) => "batch",
-            Command::SaveOnce { .. } => "save.once",
+            Command::SaveBy { .. } => "save.by",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use plexus_cluster::raft::{ClusterRaft, Command, RaftError, Response};
 use plexus_kernel::{code, Error};
-use plexus_store::{BoxFuture, Once, StoreError, UnitStore};
+use plexus_store::{BoxFuture, Caller, SaveBy, StoreError, UnitStore};
 use plexus_units::{Path, Unit};
 
 /// Largest encoded value one save may carry in a cluster (it travels in one raft entry).
@@ -37,16 +37,24 @@ fn refusal(code: &str, message: String, path: &Path) -> StoreError {
         code::NOT_FOUND => StoreError::NotFound(path.clone()),
         code::STORAGE => StoreError::Storage(message),
         code::REPLAYED => StoreError::Replayed,
+        code::DENIED => StoreError::Denied(path.clone()),
         _ => StoreError::BadArgument(message),
     }
 }
 
 impl UnitStore for ReplicatedStore {
-    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, StoreError>> {
+    fn load<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<Unit, StoreError>> {
         Box::pin(async move {
             self.raft.read_barrier().await.map_err(unavailable)?;
             let segs = path.map(segments);
-            let bytes = self.raft.load(segs.as_deref()).map_err(unavailable)?;
+            let bytes = self
+                .raft
+                .load_as(segs.as_deref(), caller)
+                .map_err(unavailable)?;
             match (bytes, path) {
                 (Some(b), _) => plexus_units::decode_bytes_with(
                     bytes::Bytes::from(b),
@@ -63,7 +71,7 @@ impl UnitStore for ReplicatedStore {
         &'a self,
         path: &'a Path,
         value: Unit,
-        once: Option<Once>,
+        by: SaveBy,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let value = plexus_units::encode(&value);
@@ -73,18 +81,13 @@ impl UnitStore for ReplicatedStore {
                     value.len()
                 )));
             }
-            let cmd = match once {
-                None => Command::Save {
-                    path: segments(path),
-                    value,
-                },
-                Some(once) => Command::SaveOnce {
-                    path: segments(path),
-                    value,
-                    message: once.message,
-                    time_ms: once.time_ms,
-                    evaluation: once.evaluation,
-                },
+            let cmd = Command::SaveBy {
+                path: segments(path),
+                value,
+                user: by.caller.user,
+                admin: by.caller.admin,
+                private: by.private,
+                once: by.once.map(|o| (o.message, o.time_ms, o.evaluation)),
             };
             match self.raft.write(cmd).await.map_err(unavailable)? {
                 Response::Err { code, message } => Err(refusal(&code, message, path)),
@@ -93,9 +96,13 @@ impl UnitStore for ReplicatedStore {
         })
     }
 
-    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, StoreError>> {
+    fn size<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            let u = self.load(path).await?;
+            let u = self.load(path, caller).await?;
             Ok(plexus_store::size(&u))
         })
     }

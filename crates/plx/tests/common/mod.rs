@@ -95,27 +95,36 @@ impl Plx {
     }
 }
 
-/// Signs `text` (units text) as the home's user `tester`, the way `plx send` would: the bytes
-/// a client puts on the wire, to send again (a replay).
-pub fn sign_as_tester(plx: &Plx, text: &str) -> Vec<u8> {
+/// The key of the home's user `tester` (made by a first `plx send`; the nodes' admin).
+pub fn tester_key(plx: &Plx) -> plexus_identity::Keypair {
     let file = std::fs::read_to_string(plx.home.path().join("users/tester.key"))
         .expect("the tester key file (made by a first `plx send`)");
-    let key = plexus_identity::KeyFile::parse(&file)
+    plexus_identity::KeyFile::parse(&file)
         .expect("key file")
         .unlock(None)
-        .expect("unencrypted key");
+        .expect("unencrypted key")
+}
+
+/// Signs `text` (units text) with `key`, the way `plx send` would: the bytes a client puts
+/// on the wire (to send again, for a replay).
+pub fn sign_as(key: &plexus_identity::Keypair, text: &str) -> Vec<u8> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64;
     plexus_identity::SignedMessage::sign(
         plexus_units::parse(text).expect("units text"),
-        &key,
+        key,
         now,
         &mut rand_core::OsRng,
     )
     .expect("sign")
     .to_bytes()
+}
+
+/// [`sign_as`] the home's user `tester`.
+pub fn sign_as_tester(plx: &Plx, text: &str) -> Vec<u8> {
+    sign_as(&tester_key(plx), text)
 }
 
 /// Sends signed message bytes to the node listening on `socket` and gives its reply as text:
