@@ -126,8 +126,9 @@ fn help() -> Help {
         man: vec![
             Command {
                 name: "load",
-                info: "The whole store, or the unit at a path. A path that is not in the \
-                       store is a not.found error naming it",
+                info: "The whole store, or the unit at a path, without other users' private \
+                       entries. A path that is not in the store (or is in someone else's \
+                       private entry) is a not.found error naming it",
                 forms: &["load", "(load @path)", "{load:@path}"],
             },
             Command {
@@ -137,8 +138,15 @@ fn help() -> Help {
                        (k v) as entry k, or a map merged key by key (new keys last); anything \
                        else is replaced. A missing path is created (maps along the way); a \
                        path through a scalar is an arg.bad error and changes nothing. u is \
-                       evaluated first. No value; the save is on disk when the call returns",
-                forms: &["{save:u out:@path}", "(save (u @path))"],
+                       evaluated first. A new top-level entry belongs to you; only its owner \
+                       or an admin may save into it (denied otherwise). private:t hides the \
+                       entry from other users (admins still see it), private:f shows it \
+                       again. No value; the save is on disk when the call returns",
+                forms: &[
+                    "{save:u out:@path}",
+                    "{save:u out:@path private:t}",
+                    "(save (u @path))",
+                ],
             },
             Command {
                 name: "get.size",

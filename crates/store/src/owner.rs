@@ -108,3 +108,102 @@ impl Owner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const ANN: Caller = Caller {
+        user: [1; 32],
+        admin: false,
+    };
+    const BOB: Caller = Caller {
+        user: [2; 32],
+        admin: false,
+    };
+    const ADMIN: Caller = Caller {
+        user: [9; 32],
+        admin: true,
+    };
+
+    fn p(t: &str) -> Path {
+        Path::parse_dotted(t).unwrap()
+    }
+
+    #[test]
+    fn new_entries_belong_to_their_creator() {
+        let o = ANN.save_owner(&p("a.b"), false, None, None).unwrap();
+        assert_eq!(
+            o,
+            Some(Owner {
+                user: ANN.user,
+                private: false
+            })
+        );
+        let o = ANN.save_owner(&p("a"), false, None, Some(true)).unwrap();
+        assert!(o.unwrap().private);
+    }
+
+    #[test]
+    fn only_the_owner_or_an_admin_changes_an_entry() {
+        let ann = Some(Owner {
+            user: ANN.user,
+            private: false,
+        });
+        let e = BOB.save_owner(&p("a.b.c"), true, ann, None).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Denied(path) if *path == p("a")),
+            "{e}"
+        );
+        assert_eq!(ANN.save_owner(&p("a.b"), true, ann, None).unwrap(), ann);
+        // An admin keeps the owner, and may change the privacy.
+        let o = ADMIN.save_owner(&p("a"), true, ann, Some(true)).unwrap();
+        assert_eq!(
+            o,
+            Some(Owner {
+                user: ANN.user,
+                private: true
+            })
+        );
+        // An entry without an owner is the admins'.
+        assert!(ANN.save_owner(&p("seed"), true, None, None).is_err());
+        assert_eq!(
+            ADMIN.save_owner(&p("seed"), true, None, None).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn private_entries_are_read_by_their_owner_and_admins() {
+        let private = Owner {
+            user: ANN.user,
+            private: true,
+        };
+        assert!(ANN.may_read(Some(&private)));
+        assert!(ADMIN.may_read(Some(&private)));
+        assert!(!BOB.may_read(Some(&private)));
+        assert!(BOB.may_read(None));
+        assert!(BOB.may_read(Some(&Owner {
+            private: false,
+            ..private
+        })));
+    }
+
+    #[test]
+    fn owner_records_round_trip_and_refuse_garbage() {
+        for private in [false, true] {
+            let o = Owner {
+                user: [7; 32],
+                private,
+            };
+            assert_eq!(Owner::from_bytes(&o.to_bytes()), Some(o));
+        }
+        assert_eq!(Owner::from_bytes(&[0; 32]), None);
+        assert_eq!(
+            Owner::from_bytes(&[[0; 32].as_slice(), &[2]].concat()),
+            None
+        );
+    }
+}
