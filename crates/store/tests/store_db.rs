@@ -448,3 +448,72 @@ async fn a_signed_message_saves_for_one_evaluation_even_after_reopening() {
     db.save(&p("l"), u("[4]"), by(None)).await.unwrap();
     assert_eq!(db.load(Some(&p("l")), ADMIN).await.unwrap(), u("[1 2 4]"));
 }
+
+#[tokio::test]
+async fn entries_belong_to_their_creators_in_every_store() {
+    let ann = Caller {
+        user: [1; 32],
+        admin: false,
+    };
+    let bob = Caller {
+        user: [2; 32],
+        admin: false,
+    };
+    let save_as = |caller, private| SaveBy {
+        caller,
+        private,
+        once: None,
+    };
+    let (_dir, db) = temp_db();
+    let mem = MemStore::new();
+    let stores: [&dyn UnitStore; 2] = [&db, &mem];
+    for store in stores {
+        store.save(&p("seed"), u("1"), by(None)).await.unwrap();
+        store
+            .save(&p("a.x"), u("[1]"), save_as(ann, None))
+            .await
+            .unwrap();
+        store
+            .save(&p("hid"), u("[s]"), save_as(ann, Some(true)))
+            .await
+            .unwrap();
+        for path in ["a.x", "a.y", "hid", "seed"] {
+            let e = store
+                .save(&p(path), u("2"), save_as(bob, None))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), code::DENIED, "{path}: {e}");
+        }
+        store
+            .save(&p("a.x"), u("[2]"), save_as(ann, None))
+            .await
+            .unwrap();
+        // Bob sees the store without Ann's private entry; Ann and the admin see it all.
+        assert_eq!(
+            store.load(None, bob).await.unwrap(),
+            u("{seed:1 a:{x:[1 2]}}")
+        );
+        assert_eq!(
+            store.size(None, bob).await.unwrap(),
+            size(&u("{seed:1 a:{x:[1 2]}}"))
+        );
+        let e = store.load(Some(&p("hid.0")), bob).await.unwrap_err();
+        assert_eq!(e.code(), code::NOT_FOUND);
+        let all = u("{seed:1 a:{x:[1 2]} hid:[s]}");
+        assert_eq!(store.load(None, ann).await.unwrap(), all);
+        assert_eq!(store.load(None, ADMIN).await.unwrap(), all);
+        // The admin changes anything; making the entry public shows it to Bob.
+        store
+            .save(
+                &p("hid"),
+                u("[t]"),
+                SaveBy {
+                    private: Some(false),
+                    ..by(None)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.load(Some(&p("hid")), bob).await.unwrap(), u("[s t]"));
+    }
+}
