@@ -45,8 +45,8 @@ openraft::declare_raft_types!(
 ///
 /// A command that cannot apply (a bad path, a limit, an unknown invite…) gives a
 /// [`Response::Err`] and changes nothing; it is still a committed log entry, not a raft
-/// failure. Codes: `arg.bad`, `not.found`, `limit`, `invite.bad`, `storage`, `denied`, `msg.replay`. The full
-/// semantics: `docs/cluster-state.md`.
+/// failure. Codes: `arg.bad`, `not.found`, `limit`, `invite.bad`, `storage`, `denied`,
+/// `msg.replay`. The full semantics: `docs/cluster-state.md`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// io.store's save: `value` (a units canonical binary document, `plexus_units::encode`)
