@@ -106,21 +106,32 @@ impl OnceTables {
     /// count bound, raising the floor past them.
     pub fn record(&self, txn: &WriteTransaction, once: &Once) -> Result<(), StoreError> {
         let mut applied = txn.open_table(self.applied).db()?;
-        if applied.get(&once.message).db()?.is_some() {
-            return Ok(());
-        }
         let mut by_time = txn.open_table(self.by_time).db()?;
         let mut marks = txn.open_table(self.marks).db()?;
-        applied
-            .insert(&once.message, (once.time_ms, once.evaluation))
-            .db()?;
-        by_time.insert((once.time_ms, &once.message), ()).db()?;
         let latest = marks
             .get("latest")
             .db()?
             .map_or(0, |g| g.value())
             .max(once.time_ms);
         marks.insert("latest", latest).db()?;
+        let found = applied.get(&once.message).db()?.map(|g| g.value().0);
+        if let Some(time) = found {
+            // The evaluation that saved first saves again (a long-running task): its record
+            // is dated by its latest save, so it lives as long as the evaluation keeps saving.
+            // Its floor, once forgotten, is then at or past the message's own time.
+            if time < latest {
+                by_time.remove((time, &once.message)).db()?;
+                by_time.insert((latest, &once.message), ()).db()?;
+                applied
+                    .insert(&once.message, (latest, once.evaluation))
+                    .db()?;
+            }
+            return Ok(());
+        }
+        applied
+            .insert(&once.message, (once.time_ms, once.evaluation))
+            .db()?;
+        by_time.insert((once.time_ms, &once.message), ()).db()?;
         let mut floor = marks.get("floor").db()?.map(|g| g.value());
         let oldest_kept = latest.saturating_sub(ONCE_RETENTION_MS);
         loop {

@@ -621,3 +621,21 @@ async fn a_signed_message_saves_for_one_evaluation_only() {
     a.ok(save_once("l", "[5]", 4, later, 11)).await;
     assert_eq!(a.at("l"), Some(parse("[1 2 5]").unwrap()));
 }
+
+#[tokio::test]
+async fn an_evaluation_that_keeps_saving_keeps_its_record() {
+    let t = 1_000_000;
+    let retention = plexus_store::ONCE_RETENTION_MS;
+    let mut a = Sm::new();
+    a.ok(save_once("l", "[1]", 1, t, 7)).await;
+    // A long-running evaluation (a task loop) saves again while other messages move the
+    // store's time on: its record stays, and so does the refusal of a replay.
+    a.ok(save_once("m", "1", 2, t + retention / 2, 8)).await;
+    a.ok(save_once("l", "[2]", 1, t, 7)).await;
+    a.ok(save_once("n", "1", 3, t + retention + retention / 4, 9))
+        .await;
+    a.ok(save_once("l", "[3]", 1, t, 7)).await;
+    a.refused(save_once("l", "[4]", 1, t, 10), "msg.replay")
+        .await;
+    assert_eq!(a.at("l"), Some(parse("[1 2 3]").unwrap()));
+}
