@@ -22,7 +22,7 @@ use openraft::{
 use plexus_store::{
     save_entry, take_path, Caller, Owner, StoreError, MAX_ENTRY_BYTES, STORED_LIMITS,
 };
-use plexus_units::{Map, Path as UnitPath, Str, Unit};
+use plexus_units::{code, Map, Path as UnitPath, Str, Unit};
 use redb::{Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -385,7 +385,7 @@ fn save(
 ) -> Result<Response, DbFail> {
     let Some(path) = UnitPath::new(path.into_iter().map(Str::from).collect()) else {
         return Ok(Response::err(
-            "arg.bad",
+            code::BAD_ARGUMENT,
             "a save needs a path of at least one segment",
         ));
     };
@@ -393,13 +393,13 @@ fn save(
         Ok(v) => v,
         Err(e) => {
             return Ok(Response::err(
-                "arg.bad",
+                code::BAD_ARGUMENT,
                 format!("the value to save does not decode: {e}"),
             ))
         }
     };
     let Some(first) = path.segments().first() else {
-        return Ok(Response::err("arg.bad", "a save needs a path"));
+        return Ok(Response::err(code::BAD_ARGUMENT, "a save needs a path"));
     };
     let key = key_bytes(first);
     let existing = t.units.get(key.as_slice())?.map(|g| {
@@ -424,7 +424,7 @@ fn save(
             Ok(u) => (Some(seq), Some(u)),
             Err(e) => {
                 return Ok(Response::err(
-                    "storage",
+                    code::STORAGE,
                     format!("the stored entry is damaged: {e}"),
                 ))
             }
@@ -440,7 +440,7 @@ fn save(
             .map(|p| plexus_units::to_text(&Unit::Ref(p)))
             .unwrap_or_default();
         return Ok(Response::err(
-            "limit",
+            code::LIMIT,
             format!(
                 "the store entry {entry} would take {} bytes; an entry holds at most {MAX_ENTRY_BYTES}",
                 new.len()
