@@ -23,9 +23,23 @@ pub struct Cx {
     author: PublicKey,
     root_hash: [u8; 32],
     root_signature: Option<[u8; 64]>,
+    evaluation: Option<Evaluation>,
     session: Option<Arc<dyn Terminal>>,
     task: u64,
     depth: u32,
+}
+
+/// Which evaluation of a signed root message a call belongs to: the message's time and an id
+/// the node that verified it chose at random for this one evaluation. Calls forwarded to other
+/// nodes carry it, so everything one evaluation changes shares the id, and a replay of the
+/// message (after a restart, or sent to another node) is a different evaluation of the same
+/// hash: the stores refuse it (`docs/identity.md`, "Replays across restarts and nodes").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Evaluation {
+    /// The root message's time, in ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The evaluation's id.
+    pub id: u64,
 }
 
 impl Cx {
@@ -41,6 +55,7 @@ impl Cx {
             author,
             root_hash,
             root_signature: None,
+            evaluation: None,
             session,
             task,
             depth: 0,
@@ -51,6 +66,18 @@ impl Cx {
     pub fn with_root_signature(mut self, signature: [u8; 64]) -> Cx {
         self.root_signature = Some(signature);
         self
+    }
+
+    /// The same context, recording which evaluation of the signed root message it runs.
+    pub fn with_evaluation(mut self, evaluation: Evaluation) -> Cx {
+        self.evaluation = Some(evaluation);
+        self
+    }
+
+    /// Which evaluation of the signed root message this call belongs to; `None` for work the
+    /// node does on its own behalf.
+    pub fn evaluation(&self) -> Option<Evaluation> {
+        self.evaluation
     }
 
     /// The signature of the root message, when the call came from a signed message.

@@ -60,7 +60,7 @@ mod service;
 mod table;
 mod terminal;
 
-pub use cx::{needs_eval, Cx, MAX_CALL_DEPTH};
+pub use cx::{needs_eval, Cx, Evaluation, MAX_CALL_DEPTH};
 pub use error::{code, Error};
 pub use help_text::help_text;
 pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};

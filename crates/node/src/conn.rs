@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use plexus_identity::{KeyCache, ReplayGuard, SignedMessage};
-use plexus_kernel::{code, BoxFuture, Error, Kernel, Outcome, Terminal};
+use plexus_kernel::{code, BoxFuture, Error, Evaluation, Kernel, Outcome, Terminal};
 use plexus_net::Ticket;
 use plexus_protocol::{
     encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
@@ -349,7 +349,7 @@ fn not_replayed(shared: &Shared, msg: SignedMessage) -> Result<(SignedMessage, [
     let hash = msg.hash();
     guard
         .check(&hash, msg.time_ms(), now_ms())
-        .map_err(|e| Error::new("msg.replay", e.to_string()))?;
+        .map_err(|e| Error::new(code::REPLAYED, e.to_string()))?;
     drop(guard);
     Ok((msg, hash))
 }
@@ -364,6 +364,10 @@ fn start_call(
 ) {
     let author = msg.author();
     let signature = *msg.signature();
+    let evaluation = Evaluation {
+        time_ms: msg.time_ms(),
+        id: rand::random(),
+    };
     let body = msg.into_body();
     let kernel = shared.kernel.clone();
     let guard = ReplyGuard {
@@ -385,7 +389,8 @@ fn start_call(
             let mut guard = guard;
             let cx = kernel
                 .context(author, hash, session, task)
-                .with_root_signature(signature);
+                .with_root_signature(signature)
+                .with_evaluation(evaluation);
             let out = cx.run(body).await;
             guard.forget_call();
             let _ = guard

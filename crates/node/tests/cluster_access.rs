@@ -143,6 +143,7 @@ async fn an_unused_invite_key_may_only_join() {
         root_hash: [7; 32],
         depth: 0,
         session: None,
+        evaluation: None,
     })
     .unwrap();
     let attempts: Vec<(&str, u8, Bytes)> = vec![

@@ -717,3 +717,97 @@ fn nodes_show_the_disk_of_a_relative_data_dir() {
         .unwrap_or_default();
     assert!(!row.is_empty() && !row.contains(" 0M/0M "), "{table}");
 }
+
+/// The same signed save sent to every node of a cluster takes effect once: the replicated
+/// state machine remembers which evaluation of the message saved.
+#[test]
+fn a_signed_save_sent_to_every_node_takes_effect_once() {
+    let plx = Plx::new();
+    let nodes = three_nodes(&plx);
+    send_ok(&plx, &nodes[0], "{save:[x] out:@l}@io.store", 30);
+    let captured = common::sign_as_tester(&plx, "{save:[y] out:@l}@io.store");
+    let replies: Vec<String> = nodes
+        .iter()
+        .map(|n| common::send_signed(&n.socket(), &captured))
+        .collect();
+    assert_eq!(replies[0], "nothing", "{replies:?}");
+    for r in &replies[1..] {
+        assert!(r.starts_with("error {err:msg.replay"), "{replies:?}");
+    }
+    for n in &nodes {
+        assert_eq!(send_ok(&plx, n, "(load @l)@io.store", 30), "[x y]\n");
+    }
+}
+
+/// A new user key, registered by the admin (`tester`) on `node`.
+fn register(plx: &Plx, node: &ClusterNode, name: &str) -> plexus_identity::Keypair {
+    use plexus_identity::{KeyKind, Keypair};
+    let key = Keypair::generate(KeyKind::User, name, &mut rand_core::OsRng).unwrap();
+    let hex: String = key
+        .public()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    send_ok(
+        plx,
+        node,
+        &format!("{{reg:{name} pub:x\"{hex}\"}}@sys.usr"),
+        30,
+    );
+    key
+}
+
+/// io.store's ownership across a cluster: an entry belongs to the user who made it; only they
+/// or an admin may change it; a private entry is hidden from other users but not from admins.
+#[test]
+fn store_entries_belong_to_their_authors_across_nodes() {
+    let plx = Plx::new();
+    let nodes = three_nodes(&plx);
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
+    send_ok(&plx, n2, "{save:{a:1} out:@t}@io.store", 30);
+    let bob = register(&plx, n1, "bob");
+    let carol = register(&plx, n1, "carol");
+    let as_user = |key: &plexus_identity::Keypair, node: &ClusterNode, text: &str| {
+        common::send_signed(&node.socket(), &common::sign_as(key, text))
+    };
+
+    // Bob cannot change the admin's entry.
+    let denied = as_user(&bob, n1, "{save:{b:2} out:@t.x}@io.store");
+    assert!(denied.starts_with("error {err:denied"), "{denied}");
+    assert_eq!(send_ok(&plx, n3, "(load @t)@io.store", 30), "{a:1}\n");
+
+    // Bob's own entries: public, and private ones.
+    assert_eq!(
+        as_user(&bob, n1, "{save:[b] out:@bobs}@io.store"),
+        "nothing"
+    );
+    assert_eq!(
+        as_user(&bob, n1, "{save:[s] out:@secret private:t}@io.store"),
+        "nothing"
+    );
+    assert_eq!(
+        as_user(&bob, n1, "{save:[s2] out:@secret}@io.store"),
+        "nothing"
+    );
+    assert_eq!(as_user(&bob, n1, "(load @secret)@io.store"), "[s s2]");
+
+    // Carol reads the public one, not the private one, and changes neither.
+    assert_eq!(as_user(&carol, n1, "(load @bobs)@io.store"), "[b]");
+    let hidden = as_user(&carol, n1, "(load @secret)@io.store");
+    assert!(hidden.starts_with("error {err:not.found"), "{hidden}");
+    let all = as_user(&carol, n1, "load@io.store");
+    assert!(all.contains("bobs:") && !all.contains("secret"), "{all}");
+    for text in [
+        "{save:[c] out:@bobs}@io.store",
+        "{save:[c] out:@secret}@io.store",
+    ] {
+        let denied = as_user(&carol, n1, text);
+        assert!(denied.starts_with("error {err:denied"), "{text}: {denied}");
+    }
+
+    // The admin reads and changes everything, from any node.
+    assert_eq!(send_ok(&plx, n2, "(load @secret)@io.store", 30), "[s s2]\n");
+    send_ok(&plx, n3, "{save:[a] out:@bobs}@io.store", 30);
+    assert_eq!(as_user(&bob, n1, "(load @bobs)@io.store"), "[b a]");
+}

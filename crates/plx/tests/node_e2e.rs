@@ -195,6 +195,27 @@ fn io_store_survives_kill_9() {
         .contains("Hello"));
 }
 
+/// A captured signed save takes effect once: sent again it is refused, and after a restart
+/// (which empties the node's replay guard) it is refused by the store's once-records.
+#[test]
+fn a_replayed_save_is_refused_after_a_restart() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    send(&plx, "{save:[x] out:@l}@io.store").ok();
+    let captured = common::sign_as_tester(&plx, "{save:[y] out:@l}@io.store");
+    assert_eq!(common::send_signed(&node.socket(), &captured), "nothing");
+    let again = common::send_signed(&node.socket(), &captured);
+    assert!(again.starts_with("error {err:msg.replay"), "{again}");
+    assert!(node.terminate().success());
+    let node = RunningNode::start(&plx);
+    let after_restart = common::send_signed(&node.socket(), &captured);
+    assert!(
+        after_restart.starts_with("error {err:msg.replay"),
+        "{after_restart}"
+    );
+    assert_eq!(send(&plx, "(load @l)@io.store").ok(), "[x y]\n");
+}
+
 #[test]
 fn a_second_node_on_the_same_data_dir_is_refused() {
     let plx = Plx::new();

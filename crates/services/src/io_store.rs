@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 use plexus_kernel::{
     needs_eval, Arg, BoxFuture, Cx, Delivery, Entry, Error, Example, Help, Outcome, Service, Table,
 };
-use plexus_store::{SizeUnit, UnitStore};
+use plexus_store::{Caller, Once, SaveBy, SizeUnit, UnitStore};
 use plexus_units::{Map, Path, Unit};
 
 use crate::forms::command;
@@ -134,8 +134,9 @@ fn table() -> Table<Store> {
         vec![
             Entry::new(
                 "load",
-                "The whole store, or the unit at a path. A path that is not in the \
-                       store is a not.found error naming it",
+                "The whole store, or the unit at a path, without other users' private \
+                       entries. A path that is not in the store (or is in someone else's \
+                       private entry) is a not.found error naming it",
                 &["load", "(load @path)", "{load:@path}"],
                 Arg::Optional,
                 Store::Load,
@@ -147,8 +148,15 @@ fn table() -> Table<Store> {
                        (k v) as entry k, or a map merged key by key (new keys last); anything \
                        else is replaced. A missing path is created (maps along the way); a \
                        path through a scalar is an arg.bad error and changes nothing. u is \
-                       evaluated first. No value; the save is on disk when the call returns",
-                &["{save:u out:@path}", "(save (u @path))"],
+                       evaluated first. A new top-level entry belongs to you; only its owner \
+                       or an admin may save into it (denied otherwise). private:t hides the \
+                       entry from other users (admins still see it), private:f shows it \
+                       again. No value; the save is on disk when the call returns",
+                &[
+                    "{save:u out:@path}",
+                    "{save:u out:@path private:t}",
+                    "(save (u @path))",
+                ],
                 Arg::Optional,
                 Store::Save,
             ),
@@ -200,11 +208,24 @@ impl Service for IoStore {
                         None => None,
                         Some(a) => Some(path_arg(cx, a, "load").await?),
                     };
-                    Ok(Some(self.store.load(path.as_ref()).await?))
+                    Ok(Some(
+                        self.store
+                            .load(path.as_ref(), caller(cx))
+                            .await
+                            .map_err(crate::store_error)?,
+                    ))
                 }
                 Store::Save => {
-                    let (value, path) = save_args(cx, &msg).await?;
-                    self.store.save(&path, value).await?;
+                    let (value, path, private) = save_args(cx, &msg).await?;
+                    let by = SaveBy {
+                        caller: caller(cx),
+                        private,
+                        once: once(cx),
+                    };
+                    self.store
+                        .save(&path, value, by)
+                        .await
+                        .map_err(crate::store_error)?;
                     Ok(None)
                 }
                 Store::Size => match SizeUnit::parse_command(c.name, "get.size") {
@@ -213,7 +234,11 @@ impl Service for IoStore {
                             None => None,
                             Some(a) => Some(path_arg(cx, a, c.name).await?),
                         };
-                        let bytes = self.store.size(path.as_ref()).await?;
+                        let bytes = self
+                            .store
+                            .size(path.as_ref(), caller(cx))
+                            .await
+                            .map_err(crate::store_error)?;
                         Ok(Some(unit.scale(bytes)))
                     }
                     None => Err(Error::unknown_command(NAME, &msg)),
@@ -223,11 +248,29 @@ impl Service for IoStore {
     }
 }
 
+/// Who is asking, for the store's ownership rules: the root message's author, an admin if
+/// it is the node's admin.
+fn caller(cx: &Cx) -> Caller {
+    Caller {
+        user: cx.author().to_bytes(),
+        admin: cx.author() == cx.kernel().admin(),
+    }
+}
+
+/// What makes a save for a signed message take effect once ([`plexus_store::OnceTables`]).
+fn once(cx: &Cx) -> Option<Once> {
+    cx.evaluation().map(|e| Once {
+        message: *cx.root_hash(),
+        time_ms: e.time_ms,
+        evaluation: e.id,
+    })
+}
+
 /// The unit and path of a save, in either form. The unit is evaluated as part of the message
 /// with the path left out (so refs in it resolve against the message, and the path is never
 /// read as a ref to the message).
-async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path), Error> {
-    const FORMS: &str = "save takes {save:u out:@path} or (save (u @path))";
+async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path, Option<bool>), Error> {
+    const FORMS: &str = "save takes {save:u out:@path private:t|f} or (save (u @path))";
     match msg {
         Unit::Map(m) => {
             let out = m
@@ -240,11 +283,24 @@ async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path), Error> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             let rest = Map::from_entries(rest).map_err(|e| Error::internal(e.to_string()))?;
-            let value = match cx.eval(Unit::Map(rest)).await? {
-                Unit::Map(m) => m.get_str("save").cloned().unwrap_or(Unit::None),
-                _ => Unit::None,
+            let (value, private) = match cx.eval(Unit::Map(rest)).await? {
+                Unit::Map(m) => (
+                    m.get_str("save").cloned().unwrap_or(Unit::None),
+                    m.get_str("private").cloned(),
+                ),
+                _ => (Unit::None, None),
             };
-            Ok((value, path))
+            let private = match private {
+                None => None,
+                Some(Unit::Bool(b)) => Some(b),
+                Some(other) => {
+                    return Err(Error::bad_argument(format!(
+                        "private takes t or f, not {}",
+                        plexus_units::to_short(&other, 40)
+                    )))
+                }
+            };
+            Ok((value, path, private))
         }
         Unit::Pair(p) => {
             let arg = match &p.1 {
@@ -269,7 +325,7 @@ async fn save_args(cx: &Cx, msg: &Unit) -> Result<(Unit, Path), Error> {
                 },
                 _ => Unit::None,
             };
-            Ok((value, path))
+            Ok((value, path, None))
         }
         _ => Err(Error::bad_argument(FORMS)),
     }

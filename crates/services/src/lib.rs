@@ -40,10 +40,20 @@ use std::path::Path;
 use std::sync::Arc;
 
 use plexus_kernel::{Error, Kernel, Policy};
-use plexus_store::NodeDb;
+use plexus_store::{NodeDb, StoreError};
 
 /// The io.store content a new node starts with (units text).
 pub use sys_task::SEED;
+
+/// A store failure as the kernel error a service returns: the store's code and message, and
+/// the path for a `not.found`.
+pub fn store_error(e: StoreError) -> Error {
+    let err = Error::new(e.code(), e.to_string());
+    match e.path() {
+        Some(p) => err.with("path", plexus_units::Unit::Ref(p.clone())),
+        None => err,
+    }
+}
 
 /// Registers every built-in service on `kernel`, in vnix's order, storing data in `db`
 /// (`data_dir` is reported by `sys.hw`), with the users `db` holds registered and

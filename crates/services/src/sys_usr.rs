@@ -176,7 +176,7 @@ impl Registry for NodeDb {
 fn store_error(e: StoreError) -> Error {
     match e {
         StoreError::User(c) => conflict(c),
-        other => other.into(),
+        other => crate::store_error(other),
     }
 }
 
@@ -189,7 +189,7 @@ fn no_user(name: &str) -> Error {
 /// admin) and registrations that clash with them are skipped. Gives how many were added.
 pub fn load_users(kernel: &Kernel, db: &NodeDb) -> Result<usize, Error> {
     let mut added = 0;
-    for (key, name) in db.users()? {
+    for (key, name) in db.users().map_err(crate::store_error)? {
         let Ok(key) = PublicKey::from_bytes(&key) else {
             continue;
         };

@@ -4,14 +4,16 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use plexus_kernel::{BoxFuture, Error};
 use plexus_units::{Map, Path, Str, Unit};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::error::DbResult;
 use crate::size::map_header_len;
-use crate::{check_encoded, save_entry, size, take_path, StoreError, UnitStore, UserConflict};
+use crate::{
+    check_encoded, save_entry, size, take_path, BoxFuture, Caller, OnceTables, Owner, SaveBy,
+    StoreError, UnitStore, UserConflict,
+};
 
 /// The database file's name inside a data directory.
 pub const DB_FILE: &str = "node.redb";
@@ -27,6 +29,11 @@ const ENTRIES: TableDefinition<&[u8], (u64, &[u8])> = TableDefinition::new("stor
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Users: public key → name.
 const USERS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("users");
+/// Owners of io.store's entries: encoded key → [`Owner::to_bytes`]. An entry without a row
+/// belongs to the admins and is public.
+const OWNERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("store.owners");
+/// Which evaluation of each signed message saved ([`crate::OnceTables`]).
+const ONCE: OnceTables = OnceTables::new("store.once", "store.once.by_time", "store.once.marks");
 /// Users by name: name → public key.
 const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users.by_name");
 /// User invites: id (the hash of a one-time token) → expiry in ms since the Unix epoch.
@@ -68,6 +75,7 @@ struct Inner {
 struct SaveRequest {
     path: Path,
     value: Unit,
+    by: SaveBy,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -132,6 +140,8 @@ impl NodeDb {
             txn.open_table(ENTRIES).db()?;
             txn.open_table(USERS).db()?;
             txn.open_table(USER_NAMES).db()?;
+            ONCE.create(&txn)?;
+            txn.open_table(OWNERS).db()?;
             let mut meta = txn.open_table(META).db()?;
             let found = meta
                 .get("format")
@@ -160,16 +170,27 @@ impl NodeDb {
 
     // ----- io.store content -----
 
-    /// The whole store (`None`) or the unit at `path`; blocking.
-    pub fn load_blocking(&self, path: Option<&Path>) -> Result<Unit, StoreError> {
+    /// The whole store (`None`) or the unit at `path`, as `caller` may see it; blocking.
+    pub fn load_blocking(&self, path: Option<&Path>, caller: Caller) -> Result<Unit, StoreError> {
         let txn = self.inner.db.begin_read().db()?;
         let entries = txn.open_table(ENTRIES).db()?;
+        let owners = txn.open_table(OWNERS).db()?;
+        let readable = |key: &[u8]| -> Result<bool, StoreError> {
+            let owner = owners
+                .get(key)
+                .db()?
+                .and_then(|g| Owner::from_bytes(g.value()));
+            Ok(caller.may_read(owner.as_ref()))
+        };
         let Some(path) = path else {
             let order = txn.open_table(ORDER).db()?;
             let mut out = Vec::with_capacity(usize::try_from(order.len().db()?).unwrap_or(0));
             for row in order.iter().db()? {
                 let (_, key) = row.db()?;
                 let key = key.value();
+                if !readable(key)? {
+                    continue;
+                }
                 let entry = entries
                     .get(key)
                     .db()?
@@ -181,9 +202,9 @@ impl NodeDb {
                 .map_err(|e| StoreError::Corrupt(e.to_string()));
         };
         let segs = path.segments();
-        let entry = match segs.first() {
-            Some(k) => entries.get(key_bytes(k).as_slice()).db()?,
-            None => None,
+        let entry = match segs.first().map(key_bytes) {
+            Some(k) if readable(&k)? => entries.get(k.as_slice()).db()?,
+            _ => None,
         };
         let entry = entry.ok_or_else(|| StoreError::NotFound(path.clone()))?;
         let value = decode(entry.value().1)?;
@@ -194,25 +215,38 @@ impl NodeDb {
     /// The size ([`size`]) of the whole store or of the unit at `path`; blocking. The whole
     /// store's size and a top-level entry's size are computed from the stored bytes without
     /// decoding them.
-    pub fn size_blocking(&self, path: Option<&Path>) -> Result<u64, StoreError> {
+    pub fn size_blocking(&self, path: Option<&Path>, caller: Caller) -> Result<u64, StoreError> {
         let txn = self.inner.db.begin_read().db()?;
         let entries = txn.open_table(ENTRIES).db()?;
+        let owners = txn.open_table(OWNERS).db()?;
+        let readable = |key: &[u8]| -> Result<bool, StoreError> {
+            let owner = owners
+                .get(key)
+                .db()?
+                .and_then(|g| Owner::from_bytes(g.value()));
+            Ok(caller.may_read(owner.as_ref()))
+        };
         match path {
             None => {
                 // A document: version byte, map header, then each key and value without
                 // their own version bytes.
-                let mut total = 1 + map_header_len(entries.len().db()?);
+                let mut count = 0;
+                let mut total = 0;
                 for row in entries.iter().db()? {
                     let (k, v) = row.db()?;
+                    if !readable(k.value())? {
+                        continue;
+                    }
+                    count += 1;
                     total += k.value().len() as u64 - 1 + v.value().1.len() as u64 - 1;
                 }
-                Ok(total)
+                Ok(1 + map_header_len(count) + total)
             }
             Some(path) => {
                 let segs = path.segments();
-                let entry = match segs.first() {
-                    Some(k) => entries.get(key_bytes(k).as_slice()).db()?,
-                    None => None,
+                let entry = match segs.first().map(key_bytes) {
+                    Some(k) if readable(&k)? => entries.get(k.as_slice()).db()?,
+                    _ => None,
                 };
                 let entry = entry.ok_or_else(|| StoreError::NotFound(path.clone()))?;
                 let bytes = entry.value().1;
@@ -228,8 +262,8 @@ impl NodeDb {
 
     /// Saves `value` at `path` with merge semantics ([`crate::save_at`]) in its own committed
     /// transaction; blocking. Concurrent callers are serialized by the database.
-    pub fn save_blocking(&self, path: &Path, value: Unit) -> Result<(), StoreError> {
-        let mut out = self.save_batch(vec![(path.clone(), value)])?;
+    pub fn save_blocking(&self, path: &Path, value: Unit, by: SaveBy) -> Result<(), StoreError> {
+        let mut out = self.save_batch(vec![(path.clone(), value, by)])?;
         out.pop().unwrap_or(Ok(()))
     }
 
@@ -238,16 +272,27 @@ impl NodeDb {
     /// them all. Gives each save's result.
     fn save_batch(
         &self,
-        saves: Vec<(Path, Unit)>,
+        saves: Vec<(Path, Unit, SaveBy)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let txn = self.inner.db.begin_write().db()?;
         let mut results = Vec::with_capacity(saves.len());
-        {
-            let mut order = txn.open_table(ORDER).db()?;
-            let mut entries = txn.open_table(ENTRIES).db()?;
-            for (path, value) in saves {
-                results.push(save_one(&mut order, &mut entries, &path, value)?);
+        for (path, value, by) in saves {
+            if let Some(once) = &by.once {
+                if let Err(e) = ONCE.check(&txn, once)? {
+                    results.push(Err(e));
+                    continue;
+                }
             }
+            let result = {
+                let mut order = txn.open_table(ORDER).db()?;
+                let mut entries = txn.open_table(ENTRIES).db()?;
+                let mut owners = txn.open_table(OWNERS).db()?;
+                save_one(&mut order, &mut entries, &mut owners, &path, value, &by)?
+            };
+            if let (Ok(()), Some(once)) = (&result, &by.once) {
+                ONCE.record(&txn, once)?;
+            }
+            results.push(result);
         }
         txn.commit().db()?;
         Ok(results)
@@ -482,7 +527,7 @@ impl NodeDb {
         }
         let (saves, done): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|r| ((r.path, r.value), r.done))
+            .map(|r| ((r.path, r.value, r.by), r.done))
             .unzip();
         match self.save_batch(saves) {
             Ok(results) => {
@@ -511,14 +556,25 @@ impl NodeDb {
 fn save_one(
     order: &mut redb::Table<'_, u64, &'static [u8]>,
     entries: &mut redb::Table<'_, &'static [u8], (u64, &'static [u8])>,
+    owners: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     path: &Path,
     value: Unit,
+    by: &SaveBy,
 ) -> Result<Result<(), StoreError>, StoreError> {
     let segs = path.segments();
     let Some(first) = segs.first() else {
         return Ok(Ok(()));
     };
     let key = key_bytes(first);
+    let exists = entries.get(key.as_slice()).db()?.is_some();
+    let owner = owners
+        .get(key.as_slice())
+        .db()?
+        .and_then(|g| Owner::from_bytes(g.value()));
+    let new_owner = match by.caller.save_owner(path, exists, owner, by.private) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
+    };
     let existing = entries
         .get(key.as_slice())
         .db()?
@@ -556,6 +612,13 @@ fn save_one(
         }
     };
     entries.insert(key.as_slice(), (seq, new.as_slice())).db()?;
+    if new_owner != owner {
+        if let Some(o) = new_owner {
+            owners
+                .insert(key.as_slice(), o.to_bytes().as_slice())
+                .db()?;
+        }
+    }
     Ok(Ok(()))
 }
 
@@ -570,32 +633,44 @@ fn decode(bytes: &[u8]) -> Result<Unit, StoreError> {
 }
 
 /// Runs blocking work on tokio's blocking threads, or inline outside a tokio runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
     match tokio::runtime::Handle::try_current() {
         Ok(h) => h
             .spawn_blocking(f)
             .await
-            .map_err(|e| Error::internal(format!("storage task failed: {e}"))),
+            .map_err(|e| StoreError::Storage(format!("storage task failed: {e}"))),
         Err(_) => Ok(f()),
     }
 }
 
 impl UnitStore for NodeDb {
-    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, Error>> {
+    fn load<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<Unit, StoreError>> {
         let db = self.clone();
         let path = path.cloned();
-        Box::pin(async move { Ok(blocking(move || db.load_blocking(path.as_ref())).await??) })
+        Box::pin(async move { blocking(move || db.load_blocking(path.as_ref(), caller)).await? })
     }
 
     /// Saves are batched: each joins a queue, and whoever holds the writer lock commits
     /// everything queued in one transaction (one fsync for many concurrent saves). Each save
     /// returns once the transaction holding it is committed.
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), Error>> {
+    fn save<'a>(
+        &'a self,
+        path: &'a Path,
+        value: Unit,
+        by: SaveBy,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
             self.queue().push(SaveRequest {
                 path: path.clone(),
                 value,
+                by,
                 done: tx,
             });
             {
@@ -605,15 +680,19 @@ impl UnitStore for NodeDb {
                     blocking(move || db.run_queue()).await?;
                 }
             }
-            Ok(rx
-                .await
-                .map_err(|_| Error::internal("the save was dropped by the store's writer"))??)
+            rx.await.map_err(|_| {
+                StoreError::Storage("the save was dropped by the store's writer".to_owned())
+            })?
         })
     }
 
-    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, Error>> {
+    fn size<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let db = self.clone();
         let path = path.cloned();
-        Box::pin(async move { Ok(blocking(move || db.size_blocking(path.as_ref())).await??) })
+        Box::pin(async move { blocking(move || db.size_blocking(path.as_ref(), caller)).await? })
     }
 }

@@ -1,12 +1,16 @@
 //! Errors of the node database.
 
-use plexus_kernel::{code, Error};
-use plexus_units::{Path, Unit};
+use std::sync::Arc;
+
+use plexus_units::{code, Path, Unit};
 
 use crate::SaveError;
 
 /// Why a storage operation failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+///
+/// Each variant has one error code ([`StoreError::code`]); the services turn a store error
+/// into the kernel's error with that code.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or created.
     #[error("cannot open the node database {path}: {why}")]
@@ -37,6 +41,52 @@ pub enum StoreError {
     /// A user registration that clashes with an existing one.
     #[error(transparent)]
     User(#[from] UserConflict),
+    /// The caller may not change this entry: it belongs to another user.
+    #[error("the store entry {} belongs to another user; only its owner or an admin may change it", plexus_units::to_text(&Unit::Ref(.0.clone())))]
+    Denied(Path),
+    /// Another evaluation of the signed message this save belongs to already saved: the
+    /// message was replayed (after a restart, or to another node).
+    #[error("this signed message already took effect (a replay); sign a new one")]
+    Replayed,
+    /// The signed message this save belongs to is older than what the store still
+    /// remembers, so it cannot tell whether it already took effect.
+    #[error("the message time {time_ms} ms is too old: the store refuses messages at or before {floor_ms} ms")]
+    TooOld {
+        /// The message's time.
+        time_ms: u64,
+        /// The store's floor.
+        floor_ms: u64,
+    },
+    /// A replicated store cannot commit or read right now (no leader, no majority).
+    #[error("the cluster cannot serve the store now: {0}")]
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// The standard error code ([`plexus_units::code`]) this failure travels with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Open { .. } | StoreError::Storage(_) | StoreError::Corrupt(_) => {
+                code::STORAGE
+            }
+            StoreError::NotFound(_) => code::NOT_FOUND,
+            StoreError::Save(_) | StoreError::BadArgument(_) | StoreError::User(_) => {
+                code::BAD_ARGUMENT
+            }
+            StoreError::Limit(_) => code::LIMIT,
+            StoreError::Unavailable(_) => code::NO_QUORUM,
+            StoreError::Replayed | StoreError::TooOld { .. } => code::REPLAYED,
+            StoreError::Denied(_) => code::DENIED,
+        }
+    }
+
+    /// The path the failure is about, if it names one (a `not.found` error carries it).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            StoreError::NotFound(p) | StoreError::Denied(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 /// A registration that clashes with the user registry (vnix's three cases).
@@ -66,23 +116,6 @@ pub enum UserConflict {
         /// Whether it exists but has expired.
         expired: bool,
     },
-}
-
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Error {
-        match &e {
-            StoreError::Open { .. } | StoreError::Storage(_) | StoreError::Corrupt(_) => {
-                Error::new(code::STORAGE, e.to_string())
-            }
-            StoreError::NotFound(p) => {
-                Error::new(code::NOT_FOUND, e.to_string()).with("path", Unit::Ref(p.clone()))
-            }
-            StoreError::Save(_) | StoreError::BadArgument(_) | StoreError::User(_) => {
-                Error::bad_argument(e.to_string())
-            }
-            StoreError::Limit(_) => Error::new(code::LIMIT, e.to_string()),
-        }
-    }
 }
 
 /// Turns any database error into [`StoreError::Storage`] (keeps redb's types private).

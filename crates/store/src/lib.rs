@@ -26,16 +26,25 @@ mod db;
 mod error;
 mod mem;
 mod merge;
+mod once;
+mod owner;
 mod size;
 
 pub use db::{NodeDb, NodeMeta, DB_FILE};
 pub use error::{StoreError, UserConflict};
 pub use mem::MemStore;
 pub use merge::{merge_with, save_at, SaveError};
+pub use once::{Once, OnceState, OnceTables, MAX_ONCE_RECORDS, ONCE_RETENTION_MS};
+pub use owner::{Caller, Owner, SaveBy};
 pub use size::{size, SizeUnit};
 
-use plexus_kernel::{BoxFuture, Error};
+use std::future::Future;
+use std::pin::Pin;
+
 use plexus_units::{Path, Str, Unit};
+
+/// A boxed future that can move between threads: what [`UnitStore`]'s methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Deepest value one top-level store entry may hold: one less than the default message
 /// depth, so the whole store (a map of entries) is still a unit any node accepts.
@@ -60,18 +69,39 @@ pub const STORED_LIMITS: plexus_units::Limits = plexus_units::Limits {
 /// Implementations: [`NodeDb`] (one node, durable), [`MemStore`] (memory); a replicated store
 /// will implement it for the cluster.
 pub trait UnitStore: Send + Sync + 'static {
-    /// The whole store (`None`) or the unit at `path`. A path that is not in the store is a
-    /// `not.found` error naming it.
-    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, Error>>;
+    /// The whole store (`None`) or the unit at `path`, as `caller` may see it: others'
+    /// private entries are left out of the whole store, and loading a path inside one is
+    /// [`StoreError::NotFound`], as is a path that is not in the store.
+    fn load<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<Unit, StoreError>>;
 
     /// Saves `value` at `path` with merge semantics ([`save_at`]): an existing unit there
     /// becomes `merge_with(old, value)`; a missing path is created. Durable when it returns
-    /// `Ok`. A path through a scalar is an `arg.bad` error and changes nothing; an entry
-    /// beyond [`MAX_ENTRY_DEPTH`] or [`MAX_ENTRY_BYTES`] is a `limit` error.
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), Error>>;
+    /// `Ok`. A path through a scalar is [`StoreError::Save`] and changes nothing; an entry
+    /// beyond [`MAX_ENTRY_DEPTH`] or [`MAX_ENTRY_BYTES`] is [`StoreError::Limit`].
+    ///
+    /// The save is made by `by.caller`, under the ownership rules of [`Caller::save_owner`]
+    /// ([`StoreError::Denied`] otherwise). A save made for a signed message carries its
+    /// [`Once`]: a durable store applies it only if no other evaluation of that message saved
+    /// before ([`StoreError::Replayed`] otherwise; see [`OnceTables`]). [`MemStore`] keeps no
+    /// such records.
+    fn save<'a>(
+        &'a self,
+        path: &'a Path,
+        value: Unit,
+        by: SaveBy,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// The size ([`size`]) of the whole store or of the unit at `path`, in bytes.
-    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, Error>>;
+    /// The size ([`size`]) of the whole store or of the unit at `path`, in bytes, as
+    /// `caller` may see it ([`UnitStore::load`]).
+    fn size<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 }
 
 /// The new value of a top-level entry after saving `value` at `path` (whose first segment

@@ -1,17 +1,17 @@
 //! A unit store in memory.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use plexus_kernel::{BoxFuture, Error};
-use plexus_units::{Map, Path, Unit};
+use plexus_units::{Map, Path, Str, Unit};
 
-use crate::{save_entry, size, take_path, StoreError, UnitStore};
+use crate::{save_entry, size, take_path, BoxFuture, Caller, Owner, SaveBy, StoreError, UnitStore};
 
 /// A [`UnitStore`] kept in memory, with the same semantics and limits as [`crate::NodeDb`]
 /// but no durability: for tests and throw-away nodes.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    root: Mutex<Map>,
+    root: Mutex<(Map, HashMap<Str, Owner>)>,
 }
 
 impl MemStore {
@@ -23,25 +23,35 @@ impl MemStore {
     /// A store holding `content`.
     pub fn with(content: Map) -> MemStore {
         MemStore {
-            root: Mutex::new(content),
+            root: Mutex::new((content, HashMap::new())),
         }
     }
 
-    fn root(&self) -> std::sync::MutexGuard<'_, Map> {
+    fn root(&self) -> std::sync::MutexGuard<'_, (Map, HashMap<Str, Owner>)> {
         // A panic while holding the lock cannot leave the map half-changed (each change is
         // one insert), so a poisoned lock is still usable.
         self.root.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn load_now(&self, path: Option<&Path>) -> Result<Unit, StoreError> {
+    fn load_now(&self, path: Option<&Path>, caller: Caller) -> Result<Unit, StoreError> {
         let root = self.root();
+        let (map, owners) = &*root;
+        let readable = |k: &Str| caller.may_read(owners.get(k));
         let Some(path) = path else {
-            return Ok(Unit::Map(root.clone()));
+            let visible = map
+                .iter()
+                .filter(|(k, _)| k.as_str().is_none_or(|k| readable(&Str::from(k))))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            return Map::from_entries(visible)
+                .map(Unit::Map)
+                .map_err(|e| StoreError::Corrupt(e.to_string()));
         };
         let segs = path.segments();
         let entry = segs
             .first()
-            .and_then(|k| root.get_str(k))
+            .filter(|k| readable(k))
+            .and_then(|k| map.get_str(k))
             .cloned()
             .ok_or_else(|| StoreError::NotFound(path.clone()))?;
         drop(root);
@@ -49,29 +59,51 @@ impl MemStore {
             .ok_or_else(|| StoreError::NotFound(path.clone()))
     }
 
-    fn save_now(&self, path: &Path, value: Unit) -> Result<(), StoreError> {
-        let Some(key) = path.segments().first() else {
+    fn save_now(&self, path: &Path, value: Unit, by: SaveBy) -> Result<(), StoreError> {
+        let Some(first) = path.segments().first() else {
             return Ok(());
         };
-        let key = Unit::Str(key.clone());
+        let key = Unit::Str(first.clone());
         let mut root = self.root();
-        let new = save_entry(root.get(&key).cloned(), path, value)?;
+        let (map, owners) = &mut *root;
+        let existing = map.get(&key).cloned();
+        let owner = owners.get(first).copied();
+        let new_owner = by
+            .caller
+            .save_owner(path, existing.is_some(), owner, by.private)?;
+        let new = save_entry(existing, path, value)?;
         crate::check_encoded(&plexus_units::encode(&new), path.segments())?;
-        root.insert(key, new);
+        map.insert(key, new);
+        if let Some(o) = new_owner {
+            owners.insert(first.clone(), o);
+        }
         Ok(())
     }
 }
 
 impl UnitStore for MemStore {
-    fn load<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<Unit, Error>> {
-        Box::pin(async move { Ok(self.load_now(path)?) })
+    fn load<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<Unit, StoreError>> {
+        Box::pin(async move { self.load_now(path, caller) })
     }
 
-    fn save<'a>(&'a self, path: &'a Path, value: Unit) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { Ok(self.save_now(path, value)?) })
+    fn save<'a>(
+        &'a self,
+        path: &'a Path,
+        value: Unit,
+        by: SaveBy,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.save_now(path, value, by) })
     }
 
-    fn size<'a>(&'a self, path: Option<&'a Path>) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move { Ok(size(&self.load_now(path)?)) })
+    fn size<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+        caller: Caller,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move { self.load_now(path, caller).map(|u| size(&u)) })
     }
 }

@@ -10,8 +10,23 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use plexus_store::NodeDb;
+use plexus_store::{Caller, NodeDb, SaveBy};
 use plexus_units::{Path, Unit};
+
+/// An admin, who may read and change every entry.
+const ADMIN: Caller = Caller {
+    user: [0; 32],
+    admin: true,
+};
+
+/// A save by [`ADMIN`].
+fn by(once: Option<plexus_store::Once>) -> SaveBy {
+    SaveBy {
+        caller: ADMIN,
+        private: None,
+        once,
+    }
+}
 
 const DIR_VAR: &str = "PLEXUS_STORE_CRASH_DIR";
 const START_VAR: &str = "PLEXUS_STORE_CRASH_START";
@@ -40,15 +55,17 @@ fn crash_child() {
             tokio::spawn(async move {
                 for i in 0.. {
                     let key = format!("c{start}x{t}x{i}");
-                    db.save(&p(&key), Unit::int(i)).await.unwrap();
+                    db.save(&p(&key), Unit::int(i), by(None)).await.unwrap();
                     println!("cack {key} {i}");
                 }
             });
         }
         for n in start.. {
             // A key of its own, and an append to one shared list (read-modify-write).
-            db.save(&p(&format!("k{n}")), Unit::int(n)).await.unwrap();
-            db.save(&p("log"), Unit::List(vec![Unit::int(n)]))
+            db.save(&p(&format!("k{n}")), Unit::int(n), by(None))
+                .await
+                .unwrap();
+            db.save(&p("log"), Unit::List(vec![Unit::int(n)]), by(None))
                 .await
                 .unwrap();
             println!("ack {n}");
@@ -110,19 +127,19 @@ fn acknowledged_saves_survive_kill_9() {
         let db = NodeDb::open(dir.path()).unwrap();
         for n in &all_acked {
             assert_eq!(
-                db.load_blocking(Some(&p(&format!("k{n}")))).unwrap(),
+                db.load_blocking(Some(&p(&format!("k{n}"))), ADMIN).unwrap(),
                 Unit::int(*n),
                 "round {round}: acknowledged save k{n} is missing"
             );
         }
         for (k, i) in &all_cacked {
             assert_eq!(
-                db.load_blocking(Some(&p(k))).unwrap(),
+                db.load_blocking(Some(&p(k)), ADMIN).unwrap(),
                 Unit::int(*i),
                 "round {round}: acknowledged concurrent save {k} is missing"
             );
         }
-        let log = db.load_blocking(Some(&p("log"))).unwrap();
+        let log = db.load_blocking(Some(&p("log")), ADMIN).unwrap();
         let log: Vec<i64> = log
             .as_list()
             .unwrap()
@@ -144,13 +161,17 @@ fn acknowledged_saves_survive_kill_9() {
         // The next round continues after whatever reached the disk.
         next = log.len() as i64;
         // Saves after the crash work.
-        db.save_blocking(&p("after"), Unit::List(vec![Unit::int(round as i64)]))
-            .unwrap();
+        db.save_blocking(
+            &p("after"),
+            Unit::List(vec![Unit::int(round as i64)]),
+            by(None),
+        )
+        .unwrap();
         drop(db);
     }
     let db = NodeDb::open(dir.path()).unwrap();
     assert_eq!(
-        db.load_blocking(Some(&p("after"))).unwrap(),
+        db.load_blocking(Some(&p("after")), ADMIN).unwrap(),
         Unit::List(vec![Unit::int(0), Unit::int(1), Unit::int(2)])
     );
 }

@@ -5,14 +5,28 @@
 
 use std::sync::Arc;
 
-use plexus_kernel::code;
 use plexus_store::{
-    merge_with, save_at, size, MemStore, NodeDb, NodeMeta, StoreError, UnitStore, UserConflict,
-    MAX_ENTRY_DEPTH,
+    merge_with, save_at, size, Caller, MemStore, NodeDb, NodeMeta, SaveBy, StoreError, UnitStore,
+    UserConflict, MAX_ENTRY_DEPTH,
 };
 use plexus_units::testing::arb_message;
-use plexus_units::{parse, Map, Path, Str, Unit};
+use plexus_units::{code, parse, Map, Path, Str, Unit};
 use proptest::prelude::*;
+
+/// An admin, who may read and change every entry.
+const ADMIN: Caller = Caller {
+    user: [0; 32],
+    admin: true,
+};
+
+/// A save by [`ADMIN`].
+fn by(once: Option<plexus_store::Once>) -> SaveBy {
+    SaveBy {
+        caller: ADMIN,
+        private: None,
+        once,
+    }
+}
 
 fn u(t: &str) -> Unit {
     parse(t).unwrap()
@@ -31,28 +45,28 @@ fn temp_db() -> (tempfile::TempDir, NodeDb) {
 #[tokio::test]
 async fn saves_loads_and_sizes() {
     let (_dir, db) = temp_db();
-    assert_eq!(db.load(None).await.unwrap(), u("{}"));
-    assert_eq!(db.size(None).await.unwrap(), size(&u("{}")));
-    db.save(&p("txt"), u("{hello:hi}")).await.unwrap();
-    db.save(&p("txt.lang"), u("rust")).await.unwrap();
-    db.save(&p("a.b.c"), u("[1]")).await.unwrap();
-    db.save(&p("a.b.c"), u("2")).await.unwrap();
-    db.save(&p("a.b.c"), u("[3 4]")).await.unwrap();
-    db.save(&p("txt.hello"), u("bye")).await.unwrap();
+    assert_eq!(db.load(None, ADMIN).await.unwrap(), u("{}"));
+    assert_eq!(db.size(None, ADMIN).await.unwrap(), size(&u("{}")));
+    db.save(&p("txt"), u("{hello:hi}"), by(None)).await.unwrap();
+    db.save(&p("txt.lang"), u("rust"), by(None)).await.unwrap();
+    db.save(&p("a.b.c"), u("[1]"), by(None)).await.unwrap();
+    db.save(&p("a.b.c"), u("2"), by(None)).await.unwrap();
+    db.save(&p("a.b.c"), u("[3 4]"), by(None)).await.unwrap();
+    db.save(&p("txt.hello"), u("bye"), by(None)).await.unwrap();
     let whole = u("{txt:{hello:bye lang:rust} a:{b:{c:[1 2 3 4]}}}");
-    assert_eq!(db.load(None).await.unwrap(), whole);
-    assert_eq!(db.load(Some(&p("a.b.c.2"))).await.unwrap(), u("3"));
+    assert_eq!(db.load(None, ADMIN).await.unwrap(), whole);
+    assert_eq!(db.load(Some(&p("a.b.c.2")), ADMIN).await.unwrap(), u("3"));
     assert_eq!(
-        db.load(Some(&p("txt"))).await.unwrap(),
+        db.load(Some(&p("txt")), ADMIN).await.unwrap(),
         u("{hello:bye lang:rust}")
     );
-    assert_eq!(db.size(None).await.unwrap(), size(&whole));
+    assert_eq!(db.size(None, ADMIN).await.unwrap(), size(&whole));
     assert_eq!(
-        db.size(Some(&p("txt"))).await.unwrap(),
+        db.size(Some(&p("txt")), ADMIN).await.unwrap(),
         size(&u("{hello:bye lang:rust}"))
     );
     assert_eq!(
-        db.size(Some(&p("a.b"))).await.unwrap(),
+        db.size(Some(&p("a.b")), ADMIN).await.unwrap(),
         size(&u("{c:[1 2 3 4]}"))
     );
 }
@@ -60,13 +74,13 @@ async fn saves_loads_and_sizes() {
 #[tokio::test]
 async fn missing_paths_are_not_found_errors() {
     let (_dir, db) = temp_db();
-    db.save(&p("a"), u("{b:1}")).await.unwrap();
+    db.save(&p("a"), u("{b:1}"), by(None)).await.unwrap();
     for path in ["x", "a.c", "a.b.c", "x.y"] {
-        let e = db.load(Some(&p(path))).await.unwrap_err();
+        let e = db.load(Some(&p(path)), ADMIN).await.unwrap_err();
         assert_eq!(e.code(), code::NOT_FOUND, "{path}");
-        assert_eq!(e.message(), format!("nothing at @{path} in the store"));
-        assert_eq!(e.get("path"), Some(&Unit::Ref(p(path))));
-        let e = db.size(Some(&p(path))).await.unwrap_err();
+        assert_eq!(e.to_string(), format!("nothing at @{path} in the store"));
+        assert_eq!(e.path(), Some(&p(path)));
+        let e = db.size(Some(&p(path)), ADMIN).await.unwrap_err();
         assert_eq!(e.code(), code::NOT_FOUND, "{path}");
     }
 }
@@ -74,16 +88,16 @@ async fn missing_paths_are_not_found_errors() {
 #[tokio::test]
 async fn saving_through_a_scalar_is_refused_and_changes_nothing() {
     let (_dir, db) = temp_db();
-    db.save(&p("a"), u("{b:1 l:[1]}")).await.unwrap();
-    let e = db.save(&p("a.b.c"), u("2")).await.unwrap_err();
+    db.save(&p("a"), u("{b:1 l:[1]}"), by(None)).await.unwrap();
+    let e = db.save(&p("a.b.c"), u("2"), by(None)).await.unwrap_err();
     assert_eq!(e.code(), code::BAD_ARGUMENT);
     assert_eq!(
-        e.message(),
+        e.to_string(),
         "cannot save at @a.b.c: @a.b holds an int, not a map"
     );
-    let e = db.save(&p("a.l.5"), u("2")).await.unwrap_err();
+    let e = db.save(&p("a.l.5"), u("2"), by(None)).await.unwrap_err();
     assert_eq!(e.code(), code::BAD_ARGUMENT);
-    assert_eq!(db.load(None).await.unwrap(), u("{a:{b:1 l:[1]}}"));
+    assert_eq!(db.load(None, ADMIN).await.unwrap(), u("{a:{b:1 l:[1]}}"));
 }
 
 #[tokio::test]
@@ -93,13 +107,16 @@ async fn entries_beyond_the_depth_limit_are_refused() {
     for _ in 0..MAX_ENTRY_DEPTH {
         deep = Unit::List(vec![deep]);
     }
-    db.save(&p("ok"), deep.clone()).await.unwrap();
-    let e = db.save(&p("deep.x"), deep.clone()).await.unwrap_err();
+    db.save(&p("ok"), deep.clone(), by(None)).await.unwrap();
+    let e = db
+        .save(&p("deep.x"), deep.clone(), by(None))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), code::LIMIT);
-    assert!(db.load(Some(&p("deep"))).await.is_err());
-    assert_eq!(db.load(Some(&p("ok"))).await.unwrap(), deep);
+    assert!(db.load(Some(&p("deep")), ADMIN).await.is_err());
+    assert_eq!(db.load(Some(&p("ok")), ADMIN).await.unwrap(), deep);
     // The whole store is still a unit of message depth.
-    assert!(db.load(None).await.unwrap().depth() <= plexus_units::Limits::DEFAULT.max_depth);
+    assert!(db.load(None, ADMIN).await.unwrap().depth() <= plexus_units::Limits::DEFAULT.max_depth);
 }
 
 #[test]
@@ -109,8 +126,8 @@ fn content_metadata_and_users_survive_reopening() {
         let db = NodeDb::open(dir.path()).unwrap();
         assert!(db.seed_if_empty(&u("{txt:{hello:hi} n:1}")).unwrap());
         assert!(!db.seed_if_empty(&u("{other:1}")).unwrap());
-        db.save_blocking(&p("n"), u("2")).unwrap();
-        db.save_blocking(&p("z"), u("last")).unwrap();
+        db.save_blocking(&p("n"), u("2"), by(None)).unwrap();
+        db.save_blocking(&p("z"), u("last"), by(None)).unwrap();
         assert_eq!(db.meta().unwrap(), None);
         db.set_meta(&NodeMeta {
             id: "id-1".into(),
@@ -128,7 +145,7 @@ fn content_metadata_and_users_survive_reopening() {
     let db = NodeDb::open(dir.path()).unwrap();
     assert_eq!(db.file(), dir.path().join(plexus_store::DB_FILE));
     assert_eq!(
-        db.load_blocking(None).unwrap(),
+        db.load_blocking(None, ADMIN).unwrap(),
         u("{txt:{hello:hi} n:2 z:last}")
     );
     assert_eq!(
@@ -166,24 +183,24 @@ fn seeds_must_be_maps() {
 fn user_conflicts_mirror_vnix() {
     let (_dir, db) = temp_db();
     db.add_user([1; 32], "ann").unwrap();
-    assert_eq!(
+    assert!(matches!(
         db.add_user([2; 32], "ann"),
-        Err(StoreError::User(UserConflict::NameTaken {
-            name: "ann".into()
-        }))
-    );
-    assert_eq!(
+        Err(StoreError::User(c)) if c == UserConflict::NameTaken {
+                name: "ann".into()
+            }
+    ));
+    assert!(matches!(
         db.add_user([1; 32], "ann"),
-        Err(StoreError::User(UserConflict::AlreadyRegistered {
-            name: "ann".into()
-        }))
-    );
-    assert_eq!(
+        Err(StoreError::User(c)) if c == UserConflict::AlreadyRegistered {
+                name: "ann".into()
+            }
+    ));
+    assert!(matches!(
         db.add_user([1; 32], "bob"),
-        Err(StoreError::User(UserConflict::KeyTaken {
-            existing: "ann".into()
-        }))
-    );
+        Err(StoreError::User(c)) if c == UserConflict::KeyTaken {
+                existing: "ann".into()
+            }
+    ));
     assert_eq!(db.users().unwrap().len(), 1);
 }
 
@@ -197,19 +214,27 @@ async fn concurrent_saves_lose_no_update() {
         tasks.push(tokio::spawn(async move {
             for i in 0..25i64 {
                 // The same list (read-modify-write of one entry) and a key of its own.
-                db.save(&p("log"), Unit::List(vec![Unit::int(t * 100 + i)]))
-                    .await
-                    .unwrap();
-                db.save(&p(&format!("k.t{t}")), Unit::List(vec![Unit::int(i)]))
-                    .await
-                    .unwrap();
+                db.save(
+                    &p("log"),
+                    Unit::List(vec![Unit::int(t * 100 + i)]),
+                    by(None),
+                )
+                .await
+                .unwrap();
+                db.save(
+                    &p(&format!("k.t{t}")),
+                    Unit::List(vec![Unit::int(i)]),
+                    by(None),
+                )
+                .await
+                .unwrap();
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let log = db.load(Some(&p("log"))).await.unwrap();
+    let log = db.load(Some(&p("log")), ADMIN).await.unwrap();
     let mut got: Vec<i64> = log
         .as_list()
         .unwrap()
@@ -223,7 +248,7 @@ async fn concurrent_saves_lose_no_update() {
     want.sort();
     assert_eq!(got, want);
     for t in 0..8 {
-        let l = db.load(Some(&p(&format!("k.t{t}")))).await.unwrap();
+        let l = db.load(Some(&p(&format!("k.t{t}"))), ADMIN).await.unwrap();
         assert_eq!(l, Unit::List((0..25).map(Unit::int).collect()));
     }
 }
@@ -235,26 +260,32 @@ fn works_outside_a_runtime() {
         .build()
         .unwrap();
     // Polled by tokio but created here: fine either way.
-    rt.block_on(db.save(&p("a"), u("1"))).unwrap();
-    assert_eq!(db.load_blocking(Some(&p("a"))).unwrap(), u("1"));
+    rt.block_on(db.save(&p("a"), u("1"), by(None))).unwrap();
+    assert_eq!(db.load_blocking(Some(&p("a")), ADMIN).unwrap(), u("1"));
 }
 
 #[tokio::test]
 async fn mem_store_has_the_same_semantics() {
     let mem = MemStore::new();
-    mem.save(&p("a.b"), u("[1]")).await.unwrap();
-    mem.save(&p("a.b"), u("2")).await.unwrap();
-    assert_eq!(mem.load(None).await.unwrap(), u("{a:{b:[1 2]}}"));
-    assert_eq!(mem.load(Some(&p("a.b.1"))).await.unwrap(), u("2"));
+    mem.save(&p("a.b"), u("[1]"), by(None)).await.unwrap();
+    mem.save(&p("a.b"), u("2"), by(None)).await.unwrap();
+    assert_eq!(mem.load(None, ADMIN).await.unwrap(), u("{a:{b:[1 2]}}"));
+    assert_eq!(mem.load(Some(&p("a.b.1")), ADMIN).await.unwrap(), u("2"));
     assert_eq!(
-        mem.load(Some(&p("a.x"))).await.unwrap_err().code(),
+        mem.load(Some(&p("a.x")), ADMIN).await.unwrap_err().code(),
         code::NOT_FOUND
     );
     assert_eq!(
-        mem.save(&p("a.b.0.x"), u("1")).await.unwrap_err().code(),
+        mem.save(&p("a.b.0.x"), u("1"), by(None))
+            .await
+            .unwrap_err()
+            .code(),
         code::BAD_ARGUMENT
     );
-    assert_eq!(mem.size(None).await.unwrap(), size(&u("{a:{b:[1 2]}}")));
+    assert_eq!(
+        mem.size(None, ADMIN).await.unwrap(),
+        size(&u("{a:{b:[1 2]}}"))
+    );
 }
 
 // ----- properties -----
@@ -363,21 +394,115 @@ proptest! {
         let mem = MemStore::new();
         rt.block_on(async {
             for (path, v) in saves {
-                let a = db.save(&path, v.clone()).await.map_err(|e| e.to_string());
-                let b = mem.save(&path, v).await.map_err(|e| e.to_string());
+                let a = db.save(&path, v.clone(), by(None)).await.map_err(|e| e.to_string());
+                let b = mem.save(&path, v, by(None)).await.map_err(|e| e.to_string());
                 assert_eq!(a, b);
-                let whole = db.load(None).await.unwrap();
-                assert_eq!(&whole, &mem.load(None).await.unwrap());
-                assert_eq!(db.size(None).await.unwrap(), size(&whole));
+                let whole = db.load(None, ADMIN).await.unwrap();
+                assert_eq!(&whole, &mem.load(None, ADMIN).await.unwrap());
+                assert_eq!(db.size(None, ADMIN).await.unwrap(), size(&whole));
                 assert_eq!(
-                    db.load(Some(&path)).await.map_err(|e| e.to_string()),
-                    mem.load(Some(&path)).await.map_err(|e| e.to_string())
+                    db.load(Some(&path), ADMIN).await.map_err(|e| e.to_string()),
+                    mem.load(Some(&path), ADMIN).await.map_err(|e| e.to_string())
                 );
                 assert_eq!(
-                    db.size(Some(&path)).await.map_err(|e| e.to_string()),
-                    mem.size(Some(&path)).await.map_err(|e| e.to_string())
+                    db.size(Some(&path), ADMIN).await.map_err(|e| e.to_string()),
+                    mem.size(Some(&path), ADMIN).await.map_err(|e| e.to_string())
                 );
             }
         });
+    }
+}
+
+#[tokio::test]
+async fn a_signed_message_saves_for_one_evaluation_even_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = |evaluation| plexus_store::Once {
+        message: [1; 32],
+        time_ms: 1_000_000,
+        evaluation,
+    };
+    {
+        let db = NodeDb::open(dir.path()).unwrap();
+        db.save(&p("l"), u("[1]"), by(Some(once(7)))).await.unwrap();
+        db.save(&p("l"), u("[2]"), by(Some(once(7)))).await.unwrap();
+    }
+    let db = NodeDb::open(dir.path()).unwrap();
+    let e = db
+        .save(&p("l"), u("[3]"), by(Some(once(8))))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Replayed), "{e}");
+    assert_eq!(e.code(), code::REPLAYED);
+    // Saves for no signed message are not recorded.
+    db.save(&p("l"), u("[4]"), by(None)).await.unwrap();
+    assert_eq!(db.load(Some(&p("l")), ADMIN).await.unwrap(), u("[1 2 4]"));
+}
+
+#[tokio::test]
+async fn entries_belong_to_their_creators_in_every_store() {
+    let ann = Caller {
+        user: [1; 32],
+        admin: false,
+    };
+    let bob = Caller {
+        user: [2; 32],
+        admin: false,
+    };
+    let save_as = |caller, private| SaveBy {
+        caller,
+        private,
+        once: None,
+    };
+    let (_dir, db) = temp_db();
+    let mem = MemStore::new();
+    let stores: [&dyn UnitStore; 2] = [&db, &mem];
+    for store in stores {
+        store.save(&p("seed"), u("1"), by(None)).await.unwrap();
+        store
+            .save(&p("a.x"), u("[1]"), save_as(ann, None))
+            .await
+            .unwrap();
+        store
+            .save(&p("hid"), u("[s]"), save_as(ann, Some(true)))
+            .await
+            .unwrap();
+        for path in ["a.x", "a.y", "hid", "seed"] {
+            let e = store
+                .save(&p(path), u("2"), save_as(bob, None))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), code::DENIED, "{path}: {e}");
+        }
+        store
+            .save(&p("a.x"), u("[2]"), save_as(ann, None))
+            .await
+            .unwrap();
+        // Bob sees the store without Ann's private entry; Ann and the admin see it all.
+        assert_eq!(
+            store.load(None, bob).await.unwrap(),
+            u("{seed:1 a:{x:[1 2]}}")
+        );
+        assert_eq!(
+            store.size(None, bob).await.unwrap(),
+            size(&u("{seed:1 a:{x:[1 2]}}"))
+        );
+        let e = store.load(Some(&p("hid.0")), bob).await.unwrap_err();
+        assert_eq!(e.code(), code::NOT_FOUND);
+        let all = u("{seed:1 a:{x:[1 2]} hid:[s]}");
+        assert_eq!(store.load(None, ann).await.unwrap(), all);
+        assert_eq!(store.load(None, ADMIN).await.unwrap(), all);
+        // The admin changes anything; making the entry public shows it to Bob.
+        store
+            .save(
+                &p("hid"),
+                u("[t]"),
+                SaveBy {
+                    private: Some(false),
+                    ..by(None)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.load(Some(&p("hid")), bob).await.unwrap(), u("[s t]"));
     }
 }

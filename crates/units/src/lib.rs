@@ -26,6 +26,7 @@
 
 pub mod binary;
 mod borrowed;
+pub mod code;
 pub mod json;
 mod print;
 #[cfg(feature = "proptest")]

@@ -52,6 +52,12 @@ pub(crate) const USER_INVITES: TableDefinition<&[u8; 32], u64> =
 /// Revoked node keys.
 pub(crate) const REVOKED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("sm.revoked");
 /// The current snapshot: `meta` → postcard `SnapshotMeta`, `data` → its bytes.
+/// Owners of io.store's entries: encoded key → `plexus_store::Owner::to_bytes`.
+pub(crate) const UNIT_OWNERS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("sm.units.owners");
+/// Which evaluation of each signed message saved (`plexus_store::OnceTables`).
+pub(crate) const ONCE: plexus_store::OnceTables =
+    plexus_store::OnceTables::new("sm.once", "sm.once.by_time", "sm.once.marks");
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 
 /// Which parts of the cluster state changed last, as the log index of the entry that
@@ -285,6 +291,8 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         txn.open_table(REVOKED).map_err(e)?;
         txn.open_table(USER_INVITES).map_err(e)?;
         txn.open_table(SNAPSHOT).map_err(e)?;
+        ONCE.create(&txn).map_err(|e| open_err(e.to_string()))?;
+        txn.open_table(UNIT_OWNERS).map_err(e)?;
     }
     txn.commit().map_err(|e| open_err(e.to_string()))?;
     let (purged, applied) = {
@@ -476,6 +484,7 @@ macro_rules! from_redb {
 }
 
 from_redb!(
+    plexus_store::StoreError,
     redb::Error,
     redb::StorageError,
     redb::TableError,

@@ -527,6 +527,20 @@ impl ClusterRaft {
         self.inner.shared.load(path).map_err(RaftError::Storage)
     }
 
+    /// [`ClusterRaft::load`] as `caller` may see it: others' private entries are left out
+    /// of the whole store, and a path inside one is not there (`docs/storage.md`,
+    /// "Ownership").
+    pub fn load_as(
+        &self,
+        path: Option<&[String]>,
+        caller: plexus_store::Caller,
+    ) -> Result<Option<Vec<u8>>, RaftError> {
+        self.inner
+            .shared
+            .load_as(path, Some(caller))
+            .map_err(RaftError::Storage)
+    }
+
     /// The size of the whole store or of the unit at `path` (its encoded length, as
     /// `plexus_store::size` counts), from the local state machine; `None` if nothing is
     /// there.

@@ -19,14 +19,17 @@ use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
     Snapshot, SnapshotMeta, StorageError, StoredMembership,
 };
-use plexus_store::{save_entry, take_path, StoreError, MAX_ENTRY_BYTES, STORED_LIMITS};
-use plexus_units::{Map, Path as UnitPath, Str, Unit};
+use plexus_store::{
+    save_entry, take_path, Caller, Owner, StoreError, MAX_ENTRY_BYTES, STORED_LIMITS,
+};
+use plexus_units::{code, Map, Path as UnitPath, Str, Unit};
 use redb::{Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::db::{
-    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, REVOKED,
-    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, USERS, USER_INVITES, USER_KEYS,
+    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, ONCE, REVOKED,
+    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, UNIT_OWNERS, USERS, USER_INVITES,
+    USER_KEYS,
 };
 use super::node_id_of;
 use super::types::{Command, RaftPeer, Response, TypeConfig};
@@ -76,8 +79,14 @@ pub(crate) struct SnapshotState {
     pub(crate) invites: Vec<([u8; 32], u64)>,
     /// Revoked keys.
     pub(crate) revoked: Vec<[u8; 32]>,
-    /// User invites: (id, expiry in ms). New in format 2.
+    /// User invites: (id, expiry in ms).
     pub(crate) user_invites: Vec<([u8; 32], u64)>,
+    /// Which evaluation of each signed message saved: (message, time, evaluation).
+    pub(crate) once: Vec<([u8; 32], u64, u64)>,
+    /// Signed messages at or before this time are refused; the latest message time seen.
+    pub(crate) once_marks: (Option<u64>, Option<u64>),
+    /// Owners of io.store's entries: (encoded key, `Owner::to_bytes`).
+    pub(crate) owners: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl SnapshotState {
@@ -137,8 +146,10 @@ fn mark(c: &mut Changes, part: Part, index: u64) {
 
 /// The state machine's tables, open in one write transaction.
 struct Tables<'t> {
+    txn: &'t WriteTransaction,
     units: redb::Table<'t, &'static [u8], (u64, &'static [u8])>,
     order: redb::Table<'t, u64, &'static [u8]>,
+    owners: redb::Table<'t, &'static [u8], &'static [u8]>,
     users: redb::Table<'t, &'static str, &'static [u8; 32]>,
     user_keys: redb::Table<'t, &'static [u8; 32], &'static str>,
     services: redb::Table<'t, u64, &'static [u8]>,
@@ -151,8 +162,10 @@ struct Tables<'t> {
 impl<'t> Tables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, DbFail> {
         Ok(Tables {
+            txn,
             units: txn.open_table(UNITS)?,
             order: txn.open_table(UNIT_ORDER)?,
+            owners: txn.open_table(UNIT_OWNERS)?,
             users: txn.open_table(USERS)?,
             user_keys: txn.open_table(USER_KEYS)?,
             services: txn.open_table(SERVICES)?,
@@ -167,6 +180,7 @@ impl<'t> Tables<'t> {
     fn clear(&mut self) -> Result<(), DbFail> {
         self.units.retain(|_, _| false)?;
         self.order.retain(|_, _| false)?;
+        self.owners.retain(|_, _| false)?;
         self.users.retain(|_, _| false)?;
         self.user_keys.retain(|_, _| false)?;
         self.services.retain(|_, _| false)?;
@@ -185,6 +199,9 @@ impl<'t> Tables<'t> {
             self.units
                 .insert(k.as_slice(), (seq, v.as_slice()))
                 .map_err(s)?;
+        }
+        for (k, o) in &state.owners {
+            self.owners.insert(k.as_slice(), o.as_slice()).map_err(s)?;
         }
         for (name, key) in &state.users {
             self.users.insert(name.as_str(), key).map_err(s)?;
@@ -207,6 +224,13 @@ impl<'t> Tables<'t> {
         for (id, exp) in &state.user_invites {
             self.user_invites.insert(id, *exp).map_err(s)?;
         }
+        let (floor, latest) = state.once_marks;
+        let once = plexus_store::OnceState {
+            records: state.once.clone(),
+            floor,
+            latest,
+        };
+        ONCE.restore(self.txn, &once).map_err(s)?;
         Ok(())
     }
 }
@@ -215,7 +239,32 @@ impl<'t> Tables<'t> {
 /// and stops raft); a refusal is an `Ok(Response::Err)` that changed nothing.
 fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static [Part]), DbFail> {
     Ok(match cmd {
-        Command::Save { path, value } => (save(t, path, value)?, &[Part::Store]),
+        Command::Save { path, value } => (save(t, path, value, None)?, &[Part::Store]),
+        Command::SaveBy {
+            path,
+            value,
+            user,
+            admin,
+            private,
+            once,
+        } => {
+            let once = once.map(|(message, time_ms, evaluation)| plexus_store::Once {
+                message,
+                time_ms,
+                evaluation,
+            });
+            if let Some(once) = &once {
+                if let Err(e) = ONCE.check(t.txn, once)? {
+                    return Ok((store_error(e), &[]));
+                }
+            }
+            let by = (Caller { user, admin }, private);
+            let response = save(t, path, value, Some(by))?;
+            if let (Response::Ok, Some(once)) = (&response, &once) {
+                ONCE.record(t.txn, once)?;
+            }
+            (response, &[Part::Store])
+        }
         Command::SetUser { name, key } => (set_user(t, name, key)?, &[Part::Users]),
         Command::RemoveUser { name } => {
             let key = t.users.remove(name.as_str())?.map(|g| *g.value());
@@ -427,19 +476,20 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
 }
 
 fn store_error(e: StoreError) -> Response {
-    let code = match &e {
-        StoreError::Limit(_) => "limit",
-        StoreError::NotFound(_) => "not.found",
-        StoreError::Open { .. } | StoreError::Storage(_) | StoreError::Corrupt(_) => "storage",
-        _ => "arg.bad",
-    };
-    Response::err(code, e.to_string())
+    Response::err(e.code(), e.to_string())
 }
 
-fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Response, DbFail> {
+/// A save; `by` (the caller and the privacy asked for) applies the ownership rules, and a
+/// save without it (`Command::Save`, from before owners were recorded) changes no owner.
+fn save(
+    t: &mut Tables<'_>,
+    path: Vec<String>,
+    value: Vec<u8>,
+    by: Option<(Caller, Option<bool>)>,
+) -> Result<Response, DbFail> {
     let Some(path) = UnitPath::new(path.into_iter().map(Str::from).collect()) else {
         return Ok(Response::err(
-            "arg.bad",
+            code::BAD_ARGUMENT,
             "a save needs a path of at least one segment",
         ));
     };
@@ -447,25 +497,38 @@ fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Respons
         Ok(v) => v,
         Err(e) => {
             return Ok(Response::err(
-                "arg.bad",
+                code::BAD_ARGUMENT,
                 format!("the value to save does not decode: {e}"),
             ))
         }
     };
     let Some(first) = path.segments().first() else {
-        return Ok(Response::err("arg.bad", "a save needs a path"));
+        return Ok(Response::err(code::BAD_ARGUMENT, "a save needs a path"));
     };
     let key = key_bytes(first);
     let existing = t.units.get(key.as_slice())?.map(|g| {
         let (seq, v) = g.value();
         (seq, v.to_vec())
     });
+    let owner = t
+        .owners
+        .get(key.as_slice())?
+        .and_then(|g| Owner::from_bytes(g.value()));
+    let new_owner = match by {
+        None => owner,
+        Some((caller, private)) => {
+            match caller.save_owner(&path, existing.is_some(), owner, private) {
+                Ok(o) => o,
+                Err(e) => return Ok(store_error(e)),
+            }
+        }
+    };
     let (seq, old) = match existing {
         Some((seq, bytes)) => match decode_unit(&bytes) {
             Ok(u) => (Some(seq), Some(u)),
             Err(e) => {
                 return Ok(Response::err(
-                    "storage",
+                    code::STORAGE,
                     format!("the stored entry is damaged: {e}"),
                 ))
             }
@@ -481,7 +544,7 @@ fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Respons
             .map(|p| plexus_units::to_text(&Unit::Ref(p)))
             .unwrap_or_default();
         return Ok(Response::err(
-            "limit",
+            code::LIMIT,
             format!(
                 "the store entry {entry} would take {} bytes; an entry holds at most {MAX_ENTRY_BYTES}",
                 new.len()
@@ -503,6 +566,11 @@ fn save(t: &mut Tables<'_>, path: Vec<String>, value: Vec<u8>) -> Result<Respons
         }
     };
     t.units.insert(key.as_slice(), (seq, new.as_slice()))?;
+    if new_owner != owner {
+        if let Some(o) = new_owner {
+            t.owners.insert(key.as_slice(), o.to_bytes().as_slice())?;
+        }
+    }
     Ok(Response::Ok)
 }
 
@@ -680,6 +748,13 @@ fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
         let (id, exp) = row.map_err(s)?;
         state.user_invites.push((*id.value(), exp.value()));
     }
+    for row in txn.open_table(UNIT_OWNERS).map_err(s)?.iter().map_err(s)? {
+        let (k, o) = row.map_err(s)?;
+        state.owners.push((k.value().to_vec(), o.value().to_vec()));
+    }
+    let once = ONCE.dump(txn).map_err(s)?;
+    state.once = once.records;
+    state.once_marks = (once.floor, once.latest);
     Ok(state)
 }
 
@@ -871,8 +946,29 @@ impl Shared {
     /// The whole store as one encoded map (`None` or an empty path), or the encoded unit at
     /// `path` (`None` if nothing is there).
     pub(crate) fn load(&self, path: Option<&[String]>) -> Result<Option<Vec<u8>>, String> {
+        self.load_as(path, None)
+    }
+
+    /// [`Shared::load`] as `caller` may see it (`None`: everything): others' private
+    /// entries are left out of the whole store, and a path inside one is not there.
+    pub(crate) fn load_as(
+        &self,
+        path: Option<&[String]>,
+        caller: Option<Caller>,
+    ) -> Result<Option<Vec<u8>>, String> {
         let txn = self.read()?;
         let units = txn.open_table(UNITS).map_err(s)?;
+        let owners = txn.open_table(UNIT_OWNERS).map_err(s)?;
+        let readable = |key: &[u8]| -> Result<bool, String> {
+            let Some(caller) = caller else {
+                return Ok(true);
+            };
+            let owner = owners
+                .get(key)
+                .map_err(s)?
+                .and_then(|g| Owner::from_bytes(g.value()));
+            Ok(caller.may_read(owner.as_ref()))
+        };
         let segs: Vec<Str> = path
             .unwrap_or_default()
             .iter()
@@ -884,6 +980,9 @@ impl Shared {
             for row in order.iter().map_err(s)? {
                 let (_, k) = row.map_err(s)?;
                 let k = k.value();
+                if !readable(k)? {
+                    continue;
+                }
                 let v = units
                     .get(k)
                     .map_err(s)?
@@ -893,7 +992,11 @@ impl Shared {
             let map = Map::from_entries(entries).map_err(s)?;
             return Ok(Some(plexus_units::encode(&Unit::Map(map))));
         };
-        let Some(entry) = units.get(key_bytes(first).as_slice()).map_err(s)? else {
+        let key = key_bytes(first);
+        if !readable(&key)? {
+            return Ok(None);
+        }
+        let Some(entry) = units.get(key.as_slice()).map_err(s)? else {
             return Ok(None);
         };
         let bytes = entry.value().1;

@@ -743,3 +743,70 @@ async fn applies_wait_in_one_transaction_until_something_reads() {
         "an apply after the window left its transaction open"
     );
 }
+
+fn save_once(path: &str, value: &str, message: u8, time_ms: u64, evaluation: u64) -> Command {
+    Command::SaveBy {
+        path: path.split('.').map(String::from).collect(),
+        value: encode(&parse(value).unwrap()),
+        user: [1; 32],
+        admin: false,
+        private: None,
+        once: Some(([message; 32], time_ms, evaluation)),
+    }
+}
+
+#[tokio::test]
+async fn a_signed_message_saves_for_one_evaluation_only() {
+    let t = 1_000_000;
+    let mut a = Sm::new();
+    a.ok(save_once("l", "[1]", 1, t, 7)).await;
+    // The same evaluation may save again (a message that saves twice).
+    a.ok(save_once("l", "[2]", 1, t, 7)).await;
+    // Another evaluation of the same message is a replay, here and on a node that installs
+    // a snapshot of this state.
+    a.refused(save_once("l", "[3]", 1, t, 8), "msg.replay")
+        .await;
+    let snap =
+        a.sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+    let mut b = Sm::new();
+    let mut data = b.sm.begin_receiving_snapshot().await.unwrap();
+    *data = *snap.snapshot;
+    b.sm.install_snapshot(&snap.meta, data).await.unwrap();
+    b.next = a.next;
+    b.refused(save_once("l", "[3]", 1, t, 8), "msg.replay")
+        .await;
+    assert_eq!(b.at("l"), Some(parse("[1 2]").unwrap()));
+
+    // Once a later message moves the records past the retention, the first is forgotten and
+    // the floor refuses anything that old, new or replayed.
+    let later = t + plexus_store::ONCE_RETENTION_MS + 1;
+    a.ok(save_once("m", "1", 2, later, 9)).await;
+    a.refused(save_once("l", "[3]", 1, t, 8), "msg.replay")
+        .await;
+    a.refused(save_once("l", "[4]", 3, t, 10), "msg.replay")
+        .await;
+    a.ok(save_once("l", "[5]", 4, later, 11)).await;
+    assert_eq!(a.at("l"), Some(parse("[1 2 5]").unwrap()));
+}
+
+#[tokio::test]
+async fn an_evaluation_that_keeps_saving_keeps_its_record() {
+    let t = 1_000_000;
+    let retention = plexus_store::ONCE_RETENTION_MS;
+    let mut a = Sm::new();
+    a.ok(save_once("l", "[1]", 1, t, 7)).await;
+    // A long-running evaluation (a task loop) saves again while other messages move the
+    // store's time on: its record stays, and so does the refusal of a replay.
+    a.ok(save_once("m", "1", 2, t + retention / 2, 8)).await;
+    a.ok(save_once("l", "[2]", 1, t, 7)).await;
+    a.ok(save_once("n", "1", 3, t + retention + retention / 4, 9))
+        .await;
+    a.ok(save_once("l", "[3]", 1, t, 7)).await;
+    a.refused(save_once("l", "[4]", 1, t, 10), "msg.replay")
+        .await;
+    assert_eq!(a.at("l"), Some(parse("[1 2 3]").unwrap()));
+}

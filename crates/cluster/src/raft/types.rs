@@ -45,8 +45,8 @@ openraft::declare_raft_types!(
 ///
 /// A command that cannot apply (a bad path, a limit, an unknown invite…) gives a
 /// [`Response::Err`] and changes nothing; it is still a committed log entry, not a raft
-/// failure. Codes: `arg.bad`, `not.found`, `limit`, `invite.bad`, `storage`. The full
-/// semantics: `docs/cluster-state.md`.
+/// failure. Codes: `arg.bad`, `not.found`, `limit`, `invite.bad`, `storage`, `denied`,
+/// `msg.replay`. The full semantics: `docs/cluster-state.md`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// io.store's save: `value` (a units canonical binary document, `plexus_units::encode`)
@@ -156,6 +156,26 @@ pub enum Command {
         /// The proposer's clock when it asked, in milliseconds since the Unix epoch.
         now_ms: u64,
     },
+    /// io.store's save by a user: [`Command::Save`] under the ownership rules
+    /// (`plexus_store::Caller::save_owner`: `denied` if the entry belongs to someone else;
+    /// a new entry belongs to `user`; `private` sets whether others may read it), and, for a
+    /// signed message (`once`: its hash, time and evaluation id), only if no other
+    /// evaluation of that message saved before (`plexus_store::OnceTables`, else
+    /// `msg.replay`).
+    SaveBy {
+        /// The path's segments, at least one.
+        path: Vec<String>,
+        /// The encoded unit to save.
+        value: Vec<u8>,
+        /// The saving user's public key.
+        user: [u8; 32],
+        /// Whether the user is an admin.
+        admin: bool,
+        /// Makes the entry private or public; `None` keeps it.
+        private: Option<bool>,
+        /// The signed message: (hash, time in ms, evaluation id).
+        once: Option<([u8; 32], u64, u64)>,
+    },
 }
 
 impl Command {
@@ -176,6 +196,7 @@ impl Command {
             Command::RenameUser { .. } => "rename.user",
             Command::AddUserInvite { .. } => "add.user.invite",
             Command::AddInvitedUser { .. } => "add.invited.user",
+            Command::SaveBy { .. } => "save.by",
         }
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use plexus_cluster::membership::Health;
 use plexus_identity::{KeyCache, PublicKey};
-use plexus_kernel::{code, BoxFuture, Cx, Error, Kernel, NodeRef, Outcome, Remote, Terminal};
+use plexus_kernel::{
+    code, BoxFuture, Cx, Error, Evaluation, Kernel, NodeRef, Outcome, Remote, Terminal,
+};
 use plexus_net::{Mesh, MeshError, Transport};
 use plexus_protocol::{CallResult, TermRequest, TermResponse};
 use plexus_units::Unit;
@@ -148,6 +150,7 @@ impl<T: Transport> Remote for Router<T> {
                 root_hash: *cx.root_hash(),
                 depth: cx.depth(),
                 session: guard.as_ref().map(|g| g.id),
+                evaluation: cx.evaluation().map(|e| (e.time_ms, e.id)),
             };
             let body = Bytes::from(wire::encode(&request).map_err(Error::internal)?);
             let started = tokio::time::Instant::now();
@@ -240,12 +243,15 @@ pub async fn serve_call<T: Transport>(
     let service = request.service;
     let root_hash = request.root_hash;
     let depth = request.depth;
+    let evaluation = request.evaluation;
     let k = kernel.clone();
     let handle = kernel.spawn_task(None, "remote", author, move |task| async move {
-        k.context(author, root_hash, session, task)
-            .at_depth(depth)
-            .send_here(&service, msg)
-            .await
+        let cx = k.context(author, root_hash, session, task).at_depth(depth);
+        let cx = match evaluation {
+            Some((time_ms, id)) => cx.with_evaluation(Evaluation { time_ms, id }),
+            None => cx,
+        };
+        cx.send_here(&service, msg).await
     });
     // The mesh drops this future when the caller cancels: stop the task with it.
     let kill = KillOnDrop {

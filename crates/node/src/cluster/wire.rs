@@ -30,6 +30,8 @@ pub struct CallRequest {
     pub depth: u32,
     /// The calling node's session id, when the call has a terminal.
     pub session: Option<u64>,
+    /// Which evaluation of the root message the call belongs to: (time in ms, id).
+    pub evaluation: Option<(u64, u64)>,
 }
 
 /// A terminal request from a node running a remote call, to the session's node (answered

@@ -94,3 +94,82 @@ impl Plx {
         }
     }
 }
+
+/// The key of the home's user `tester` (made by a first `plx send`; the nodes' admin).
+pub fn tester_key(plx: &Plx) -> plexus_identity::Keypair {
+    let file = std::fs::read_to_string(plx.home.path().join("users/tester.key"))
+        .expect("the tester key file (made by a first `plx send`)");
+    plexus_identity::KeyFile::parse(&file)
+        .expect("key file")
+        .unlock(None)
+        .expect("unencrypted key")
+}
+
+/// Signs `text` (units text) with `key`, the way `plx send` would: the bytes a client puts
+/// on the wire (to send again, for a replay).
+pub fn sign_as(key: &plexus_identity::Keypair, text: &str) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    plexus_identity::SignedMessage::sign(
+        plexus_units::parse(text).expect("units text"),
+        key,
+        now,
+        &mut rand_core::OsRng,
+    )
+    .expect("sign")
+    .to_bytes()
+}
+
+/// [`sign_as`] the home's user `tester`.
+pub fn sign_as_tester(plx: &Plx, text: &str) -> Vec<u8> {
+    sign_as(&tester_key(plx), text)
+}
+
+/// Sends signed message bytes to the node listening on `socket` and gives its reply as text:
+/// the value, `nothing`, or `error {…}`.
+pub fn send_signed(socket: &std::path::Path, message: &[u8]) -> String {
+    use plexus_protocol::{CallResult, ClientFrame, FrameReader, NodeFrame};
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    let mut wire = Vec::new();
+    for frame in [
+        ClientFrame::Hello {
+            version: plexus_protocol::PROTOCOL_VERSION,
+            client: "test".into(),
+        },
+        ClientFrame::Call {
+            id: 1,
+            message: message.to_vec(),
+            terminal: false,
+        },
+    ] {
+        plexus_protocol::encode_frame(&frame, &mut wire).expect("encode");
+    }
+    stream.write_all(&wire).expect("send");
+    let mut reader = FrameReader::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match reader.next_frame::<NodeFrame>().expect("frame") {
+            Some(NodeFrame::Reply { result, .. }) => {
+                let text =
+                    |b: &[u8]| plexus_units::to_text(&plexus_units::decode(b).expect("unit"));
+                return match result {
+                    CallResult::Value(v) => text(&v),
+                    CallResult::Error(e) => format!("error {}", text(&e)),
+                    CallResult::Nothing => "nothing".into(),
+                };
+            }
+            Some(_) => {}
+            None => {
+                let n = stream.read(&mut buf).expect("read");
+                assert!(n > 0, "the node closed the connection");
+                reader.push(&buf[..n]);
+            }
+        }
+    }
+}
