@@ -7,6 +7,7 @@ use plexus_identity::PublicKey;
 use plexus_units::{Map, Str, Unit};
 
 use crate::error::code;
+use crate::meter::Meter;
 use crate::service::{BoxFuture, Delivery, Outcome};
 use crate::{Error, Kernel, Terminal};
 
@@ -26,6 +27,7 @@ pub struct Cx {
     session: Option<Arc<dyn Terminal>>,
     task: u64,
     depth: u32,
+    meter: Meter,
 }
 
 impl Cx {
@@ -35,6 +37,7 @@ impl Cx {
         root_hash: [u8; 32],
         session: Option<Arc<dyn Terminal>>,
         task: u64,
+        meter: Meter,
     ) -> Cx {
         Cx {
             kernel,
@@ -44,6 +47,7 @@ impl Cx {
             session,
             task,
             depth: 0,
+            meter,
         }
     }
 
@@ -80,10 +84,31 @@ impl Cx {
 
     /// The same context in another task (for work started with [`Kernel::spawn_task`]).
     pub fn in_task(&self, task: u64) -> Cx {
+        let meter = self.meter.for_task();
+        self.kernel.watch_task(task, &meter);
         Cx {
             task,
+            meter,
             ..self.clone()
         }
+    }
+
+    /// The root message's memory budget and this task's cancellation ([`Meter`]).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Charges `bytes` of units about to be built to the root message's memory budget: a
+    /// `limit` error beyond it, `cancelled` once the task was stopped. Services call it
+    /// before building big results.
+    pub fn charge(&self, bytes: u64) -> Result<(), Error> {
+        self.meter.charge(bytes)
+    }
+
+    /// A `cancelled` error once this call's task was killed or cancelled: long loops in
+    /// services check it on every turn.
+    pub fn check(&self) -> Result<(), Error> {
+        self.meter.check()
     }
 
     /// The session's terminal, or a `term.none` error.
@@ -230,6 +255,8 @@ impl Cx {
     }
 
     async fn deliver_here(&self, entry: Arc<crate::kernel::Entry>, msg: Unit) -> Outcome {
+        // Every call checks: loops that call services stop once their task is cancelled.
+        self.meter.check()?;
         self.kernel.check_policy(&entry, &self.author)?;
         let cx = self.nested()?;
         let msg = if entry.service.delivery() == Delivery::Evaluated {
@@ -247,7 +274,14 @@ impl Cx {
             .acquire()
             .await
             .map_err(|_| Error::internal("service closed"))?;
-        entry.service.call(&cx, msg).await
+        let charged_before = self.meter.used();
+        let out = entry.service.call(&cx, msg).await?;
+        if let Some(v) = &out {
+            // What the service did not charge while building its result is charged now.
+            let charged = self.meter.used().saturating_sub(charged_before);
+            self.meter.charge(v.footprint().saturating_sub(charged))?;
+        }
+        Ok(out)
     }
 
     /// `serv` and `help…` work on every service.
@@ -383,6 +417,8 @@ impl Evaluator<'_> {
                 other => other,
             };
             if self.root.is_some() {
+                // The memo holds a copy of the value, as big as the value.
+                self.cx.charge(out.footprint())?;
                 self.memo.insert(path.clone(), out.clone());
             }
             Ok(out)

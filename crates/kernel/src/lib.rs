@@ -50,6 +50,7 @@
 mod cx;
 mod error;
 mod kernel;
+mod meter;
 mod remote;
 mod service;
 mod terminal;
@@ -57,6 +58,7 @@ mod terminal;
 pub use cx::{needs_eval, Cx, MAX_CALL_DEPTH};
 pub use error::{code, Error};
 pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};
+pub use meter::{Meter, DEFAULT_EVAL_MEMORY};
 pub use remote::{NodeRef, Remote};
 pub use service::{BoxFuture, Command, Delivery, Example, Help, Outcome, Policy, Service};
 pub use terminal::Terminal;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_traits::{One, Signed, ToPrimitive};
-use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
+use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Meter, Outcome, Service};
 use plexus_units::{Int, Unit};
 use rand::Rng;
 
@@ -33,8 +33,9 @@ impl Service for DatGen {
         &self.help
     }
 
-    fn call<'a>(&'a self, _cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
+            let meter = cx.meter().clone();
             let big = match forms::command(&msg) {
                 Some(c) => c.arg.is_some() && matches!(c.name, "lin.int" | "rnd.int" | "rnd.byte"),
                 None => false,
@@ -43,25 +44,55 @@ impl Service for DatGen {
                 // Lists of up to MAX_LEN elements: build them off the async runtime.
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
                     return handle
-                        .spawn_blocking(move || generate(&msg))
+                        .spawn_blocking(move || generate(&msg, &meter))
                         .await
                         .map_err(|e| Error::internal(format!("dat.gen worker failed: {e}")))?;
                 }
             }
-            generate(&msg)
+            generate(&msg, &meter)
         })
     }
 }
 
-fn generate(msg: &Unit) -> Outcome {
+/// How many elements a generator builds between two checks for cancellation.
+const CHECK_EVERY: usize = 1 << 16;
+
+/// Charges a list of `len` units each owning up to `heap` bytes, before building it.
+fn charge_list(meter: &Meter, len: usize, heap: u64) -> Result<(), Error> {
+    let each = std::mem::size_of::<Unit>() as u64 + heap;
+    meter.charge((len as u64).saturating_mul(each))
+}
+
+/// Bytes a big int of `bits` bits owns beyond its inline form.
+fn int_heap(bits: u64) -> u64 {
+    if bits < 64 {
+        0
+    } else {
+        bits.div_ceil(8)
+    }
+}
+
+/// Builds `len` elements with `next`, checking for cancellation as it goes.
+fn build(meter: &Meter, len: usize, mut next: impl FnMut() -> Unit) -> Result<Unit, Error> {
+    let mut out = Vec::with_capacity(len);
+    for i in 0..len {
+        if i % CHECK_EVERY == 0 {
+            meter.check()?;
+        }
+        out.push(next());
+    }
+    Ok(Unit::List(out))
+}
+
+fn generate(msg: &Unit, meter: &Meter) -> Outcome {
     let Some(c) = forms::command(msg) else {
         return Err(Error::unknown_command(NAME, msg));
     };
     let out = match c.name {
-        "lin.int" => lin_int(&c)?,
+        "lin.int" => lin_int(&c, meter)?,
         "lin.byte" => lin_byte(c.arg()?)?,
-        "rnd.int" => rnd_int(c.arg)?,
-        "rnd.byte" => rnd_byte(c.arg)?,
+        "rnd.int" => rnd_int(c.arg, meter)?,
+        "rnd.byte" => rnd_byte(c.arg, meter)?,
         _ => return Err(Error::unknown_command(NAME, msg)),
     };
     Ok(Some(out))
@@ -108,7 +139,7 @@ fn byte(name: &str, u: &Unit) -> Result<u8, Error> {
     }
 }
 
-fn lin_int(c: &Cmd<'_>) -> Result<Unit, Error> {
+fn lin_int(c: &Cmd<'_>, meter: &Meter) -> Result<Unit, Error> {
     let (a, b) = bounds("lin.int", "a b", c.arg()?)?;
     let (a, b) = (big("lin.int", a)?, big("lin.int", b)?);
     let step = match c.opt("step") {
@@ -126,14 +157,14 @@ fn lin_int(c: &Cmd<'_>) -> Result<Unit, Error> {
         .to_usize()
         .filter(|n| *n <= MAX_LEN)
         .ok_or_else(|| too_long("lin.int"))?;
+    charge_list(meter, len, int_heap(a.bits().max(b.bits())))?;
     let step = if b < a { -step } else { step };
-    let mut out = Vec::with_capacity(len);
     let mut x = a;
-    for _ in 0..len {
-        out.push(Unit::Int(Int::from(x.clone())));
+    build(meter, len, || {
+        let u = Unit::Int(Int::from(x.clone()));
         x += &step;
-    }
-    Ok(Unit::List(out))
+        u
+    })
 }
 
 fn lin_byte(arg: &Unit) -> Result<Unit, Error> {
@@ -204,7 +235,7 @@ fn list_len(name: &str, n: &Unit) -> Result<usize, Error> {
     Ok(n)
 }
 
-fn rnd_int(arg: Option<&Unit>) -> Result<Unit, Error> {
+fn rnd_int(arg: Option<&Unit>, meter: &Meter) -> Result<Unit, Error> {
     let mut rng = rand::thread_rng();
     let Some(arg) = arg else {
         return Ok(Unit::int(rng.gen::<i64>()));
@@ -213,14 +244,16 @@ fn rnd_int(arg: Option<&Unit>) -> Result<Unit, Error> {
         if let Unit::Pair(_) = &p.1 {
             let n = list_len("rnd.int", &p.0)?;
             let range = IntRange::new(&p.1)?;
-            return Ok(Unit::List((0..n).map(|_| range.sample(&mut rng)).collect()));
+            let widest = range.low.bits().max(range.width.bits()) + 1;
+            charge_list(meter, n, int_heap(widest))?;
+            return build(meter, n, || range.sample(&mut rng));
         }
     }
     let range = IntRange::new(arg)?;
     Ok(range.sample(&mut rng))
 }
 
-fn rnd_byte(arg: Option<&Unit>) -> Result<Unit, Error> {
+fn rnd_byte(arg: Option<&Unit>, meter: &Meter) -> Result<Unit, Error> {
     let mut rng = rand::thread_rng();
     let Some(arg) = arg else {
         return Ok(Unit::Byte(rng.gen()));
@@ -228,14 +261,14 @@ fn rnd_byte(arg: Option<&Unit>) -> Result<Unit, Error> {
     match arg {
         Unit::Int(_) => {
             let n = list_len("rnd.byte", arg)?;
-            Ok(Unit::List((0..n).map(|_| Unit::Byte(rng.gen())).collect()))
+            charge_list(meter, n, 0)?;
+            build(meter, n, || Unit::Byte(rng.gen()))
         }
         Unit::Pair(p) if matches!(p.0, Unit::Int(_)) => {
             let n = list_len("rnd.byte", &p.0)?;
             let (lo, hi) = byte_range(&p.1)?;
-            Ok(Unit::List(
-                (0..n).map(|_| Unit::Byte(rng.gen_range(lo..=hi))).collect(),
-            ))
+            charge_list(meter, n, 0)?;
+            build(meter, n, || Unit::Byte(rng.gen_range(lo..=hi)))
         }
         Unit::Pair(_) => {
             let (lo, hi) = byte_range(arg)?;
@@ -336,5 +369,25 @@ fn help() -> Help {
                 ],
             ),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn generators_stop_once_cancelled() {
+        let meter = Meter::new(1 << 30);
+        meter.cancel();
+        for msg in [
+            "(lin.int (1 100000))",
+            "(rnd.int (100000 (1 9)))",
+            "(rnd.byte 100000)",
+        ] {
+            let e = generate(&plexus_units::parse(msg).unwrap(), &meter).unwrap_err();
+            assert_eq!(e.code(), code::CANCELLED, "{msg}");
+        }
     }
 }

@@ -89,6 +89,7 @@ impl Service for DatProc {
                 return higher(cx, c.name, c.arg()?).await.map(Some);
             }
             // dup, prod and cat.zip can make big lists out of small messages.
+            cx.charge(build_estimate(&c))?;
             if matches!(c.name, "dup" | "prod" | "cat.zip") || is_heavy(&msg) {
                 // Sorting, hashing or (un)packing big data: not on the async runtime.
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -111,6 +112,40 @@ fn run_owned(msg: Unit) -> Outcome {
     match run(&c)? {
         Some(v) => Ok(Some(v)),
         None => Err(Error::unknown_command(NAME, &msg)),
+    }
+}
+
+/// About how many bytes `dup`, `prod` and `cat.zip` are about to build: their results can be
+/// far bigger than their messages, so the message's memory budget is charged before they
+/// build them (the kernel charges the rest of any result when it is returned).
+fn build_estimate(c: &Cmd<'_>) -> u64 {
+    let Some(Unit::Pair(p)) = c.arg else {
+        return 0;
+    };
+    let pair = 3 * std::mem::size_of::<Unit>() as u64;
+    let lists = || Some((p.0.as_list()?.len() as u64, p.1.as_list()?.len() as u64));
+    let (fx, fy) = (p.0.footprint(), p.1.footprint());
+    match c.name {
+        "dup" => {
+            p.0.as_int()
+                .and_then(|n| n.to_i64())
+                .map_or(0, |n| u64::try_from(n).unwrap_or(0).saturating_mul(fy))
+        }
+        "prod" => lists().map_or(0, |(x, y)| {
+            (x.saturating_mul(y).saturating_mul(pair))
+                .saturating_add(fx.saturating_mul(y))
+                .saturating_add(fy.saturating_mul(x))
+        }),
+        "cat.zip" => match lists() {
+            Some((x, y)) if x > 0 && y > 0 => {
+                let n = x.max(y);
+                n.saturating_mul(pair)
+                    .saturating_add(fx.saturating_mul(n / x + 1))
+                    .saturating_add(fy.saturating_mul(n / y + 1))
+            }
+            _ => 0,
+        },
+        _ => 0,
     }
 }
 
