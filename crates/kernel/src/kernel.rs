@@ -389,7 +389,25 @@ impl Kernel {
         session: Option<Arc<dyn crate::Terminal>>,
         task: u64,
     ) -> Cx {
-        let meter = Meter::new(self.eval_memory());
+        self.context_metered(
+            author,
+            root_hash,
+            session,
+            task,
+            Meter::new(self.eval_memory()),
+        )
+    }
+
+    /// [`Kernel::context`] with the given budget (a client connection gives each message a
+    /// budget within its own).
+    pub fn context_metered(
+        &self,
+        author: PublicKey,
+        root_hash: [u8; 32],
+        session: Option<Arc<dyn crate::Terminal>>,
+        task: u64,
+        meter: Meter,
+    ) -> Cx {
         self.watch_task(task, &meter);
         Cx::new(self.clone(), author, root_hash, session, task, meter)
     }

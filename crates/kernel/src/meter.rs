@@ -29,6 +29,40 @@ pub struct Meter {
 struct Account {
     limit: u64,
     used: AtomicU64,
+    /// An account that every charge also goes to (a client connection's, for the messages
+    /// it sends).
+    parent: Option<Arc<Account>>,
+}
+
+impl Account {
+    /// Charges `bytes` here and in every parent account, or nowhere; on failure, the
+    /// account that was full and what it had used.
+    fn charge(&self, bytes: u64) -> Result<(), (&Account, u64)> {
+        let limit = self.limit;
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= limit)
+            })
+            .map_err(|used| (self, used))?;
+        if let Some(parent) = &self.parent {
+            if let Err(full) = parent.charge(bytes) {
+                self.release(bytes);
+                return Err(full);
+            }
+        }
+        Ok(())
+    }
+
+    fn release(&self, bytes: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+        if let Some(parent) = &self.parent {
+            parent.release(bytes);
+        }
+    }
 }
 
 impl Meter {
@@ -38,6 +72,20 @@ impl Meter {
             account: Arc::new(Account {
                 limit,
                 used: AtomicU64::new(0),
+                parent: None,
+            }),
+            cancelled: Arc::default(),
+        }
+    }
+
+    /// A fresh account of `limit` bytes whose charges also go to this meter's account (and
+    /// fail when it is full): a root message's budget within its connection's.
+    pub fn within(&self, limit: u64) -> Meter {
+        Meter {
+            account: Arc::new(Account {
+                limit,
+                used: AtomicU64::new(0),
+                parent: Some(self.account.clone()),
             }),
             cancelled: Arc::default(),
         }
@@ -55,36 +103,44 @@ impl Meter {
     /// budget would be exceeded, or with `cancelled` if the task was stopped.
     pub fn charge(&self, bytes: u64) -> Result<(), Error> {
         self.check()?;
-        let limit = self.account.limit;
-        self.account
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(bytes).filter(|&total| total <= limit)
-            })
-            .map(|_| ())
-            .map_err(|used| {
-                Error::new(
-                    code::LIMIT,
-                    format!(
-                        "the message's evaluation would use more than its memory budget of {} \
-                         (already used {}, asked for {})",
-                        mib(limit),
-                        mib(used),
-                        mib(bytes)
-                    ),
-                )
-                .with("budget", limit_unit(limit))
-            })
+        self.account.charge(bytes).map_err(|(full, used)| {
+            let whose = if std::ptr::eq(full, &*self.account) {
+                "the message's evaluation"
+            } else {
+                "the calls in flight on this connection, with their unread replies,"
+            };
+            Error::new(
+                code::LIMIT,
+                format!(
+                    "{whose} would use more than the memory budget of {} (already used {}, \
+                     asked for {})",
+                    mib(full.limit),
+                    mib(used),
+                    mib(bytes)
+                ),
+            )
+            .with("budget", limit_unit(full.limit))
+        })
     }
 
-    /// Gives back `bytes` charged earlier for units that are gone (a loop's turn).
+    /// Charges `bytes` that are already there and must be kept (a reply waiting to be read),
+    /// whatever the budget.
+    pub fn force(&self, bytes: u64) {
+        let mut account = Some(&*self.account);
+        while let Some(a) = account {
+            let _ = a
+                .used
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                    Some(used.saturating_add(bytes))
+                });
+            account = a.parent.as_deref();
+        }
+    }
+
+    /// Gives back `bytes` charged earlier for units that are gone (a loop's turn, or all of
+    /// a message's charges once it has been answered).
     pub fn release(&self, bytes: u64) {
-        let _ = self
-            .account
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                Some(used.saturating_sub(bytes))
-            });
+        self.account.release(bytes);
     }
 
     /// Bytes charged so far.
@@ -154,5 +210,23 @@ mod tests {
         child.cancel();
         assert_eq!(child.check().unwrap_err().code(), code::CANCELLED);
         assert!(root.check().is_ok());
+    }
+
+    #[test]
+    fn a_charge_goes_to_the_parent_account_too_or_nowhere() {
+        let conn = Meter::new(100);
+        let a = conn.within(80);
+        let b = conn.within(80);
+        a.charge(60).unwrap();
+        assert_eq!(conn.used(), 60);
+        let e = b.charge(50).unwrap_err();
+        assert_eq!(e.code(), code::LIMIT);
+        assert!(e.message().contains("connection"), "{e}");
+        assert_eq!((b.used(), conn.used()), (0, 60));
+        assert!(a.charge(30).unwrap_err().message().contains("message"));
+        a.release(a.used());
+        assert_eq!(conn.used(), 0);
+        conn.force(500);
+        assert_eq!(conn.used(), 500);
     }
 }

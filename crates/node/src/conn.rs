@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use plexus_identity::{KeyCache, ReplayGuard, SignedMessage};
-use plexus_kernel::{code, BoxFuture, Error, Kernel, Outcome, Terminal};
+use plexus_kernel::{code, BoxFuture, Error, Kernel, Meter, Outcome, Terminal};
 use plexus_protocol::{
     encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
     PROTOCOL_VERSION,
@@ -14,17 +14,38 @@ use plexus_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
-use tokio::sync::{oneshot, Mutex as AsyncMutex};
+use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use crate::verify::{Refusal, Verifier};
+
+/// Bytes of replies a client may leave unread before the node stops reading its requests.
+pub(crate) const MAX_UNREAD_REPLIES: u64 = 64 << 20;
 
 /// The writing side of a client connection. Whoever has a frame writes it directly (no hop to
 /// a writer task); a client that does not read makes the writers wait, which slows only its
 /// own calls.
 #[derive(Clone)]
-struct Outbox(Arc<AsyncMutex<Option<OwnedWriteHalf>>>);
+struct Outbox {
+    writer: Arc<AsyncMutex<Option<OwnedWriteHalf>>>,
+    /// The connection's memory account: its calls' budgets are within it, and frames waiting
+    /// to be written are charged to it.
+    meter: Meter,
+    /// Bytes of frames encoded and not yet written (the client is not reading them).
+    unread: Arc<AtomicU64>,
+    /// Told whenever a frame has been written (or dropped).
+    written: Arc<Notify>,
+}
 
 impl Outbox {
+    fn new(writer: OwnedWriteHalf, meter: Meter) -> Outbox {
+        Outbox {
+            writer: Arc::new(AsyncMutex::new(Some(writer))),
+            meter,
+            unread: Arc::default(),
+            written: Arc::default(),
+        }
+    }
+
     /// Writes one frame; fails once the connection is closed.
     async fn send(&self, frame: NodeFrame) -> Result<(), ()> {
         let mut buf = Vec::new();
@@ -32,20 +53,45 @@ impl Outbox {
             tracing::warn!("dropping an unencodable frame: {e}");
             return Err(());
         }
-        let mut guard = self.0.lock().await;
+        let bytes = buf.len() as u64;
+        self.meter.force(bytes);
+        self.unread.fetch_add(bytes, Ordering::Relaxed);
+        let sent = self.write(&buf).await;
+        drop(buf);
+        self.meter.release(bytes);
+        self.unread.fetch_sub(bytes, Ordering::Relaxed);
+        self.written.notify_waiters();
+        sent
+    }
+
+    async fn write(&self, buf: &[u8]) -> Result<(), ()> {
+        let mut guard = self.writer.lock().await;
         let Some(w) = guard.as_mut() else {
             return Err(());
         };
-        if w.write_all(&buf).await.is_err() {
+        if w.write_all(buf).await.is_err() {
             *guard = None;
             return Err(());
         }
         Ok(())
     }
 
+    /// Returns once fewer than [`MAX_UNREAD_REPLIES`] bytes wait for the client to read them.
+    async fn room_for_replies(&self) {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.unread.load(Ordering::Relaxed) < MAX_UNREAD_REPLIES {
+                return;
+            }
+            written.await;
+        }
+    }
+
     /// Closes the writing side.
     async fn close(&self) {
-        if let Some(mut w) = self.0.lock().await.take() {
+        if let Some(mut w) = self.writer.lock().await.take() {
             let _ = w.shutdown().await;
         }
     }
@@ -115,7 +161,10 @@ fn outcome_result(out: Outcome) -> CallResult {
 /// Serves one client until it disconnects.
 pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     let (mut rd, wr) = stream.into_split();
-    let outbox = Outbox(Arc::new(AsyncMutex::new(Some(wr))));
+    // The connection's calls share twice a message's budget: one message can use all of its
+    // own while the replies of others wait to be read.
+    let meter = Meter::new(shared.kernel.eval_memory().saturating_mul(2));
+    let outbox = Outbox::new(wr, meter);
 
     let pending: Pending = Arc::default();
     let next_term = Arc::new(AtomicU64::new(1));
@@ -127,6 +176,8 @@ pub(crate) async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     // Calls read together, started together: their signatures are checked as one batch.
     let mut arrived: Vec<Arrived> = Vec::new();
     'conn: loop {
+        // A client that does not read its replies gets no more requests read.
+        outbox.room_for_replies().await;
         let n = match rd.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -331,10 +382,12 @@ fn start_call(
     let signature = *msg.signature();
     let body = msg.into_body();
     let kernel = shared.kernel.clone();
+    let meter = outbox.meter.within(kernel.eval_memory());
     let guard = ReplyGuard {
         id,
         outbox: outbox.clone(),
         calls: calls.clone(),
+        meter: meter.clone(),
         sent: false,
     };
     calls.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -349,17 +402,14 @@ fn start_call(
         async move {
             let mut guard = guard;
             let cx = kernel
-                .context(author, hash, session, task)
+                .context_metered(author, hash, session, task, meter)
                 .with_root_signature(signature);
             let out = cx.run(body).await;
             guard.forget_call();
-            let _ = guard
-                .outbox
-                .send(NodeFrame::Reply {
-                    id,
-                    result: outcome_result(out),
-                })
-                .await;
+            let result = outcome_result(out);
+            // The call's units are gone; its reply is charged while it waits to be read.
+            guard.release_budget();
+            let _ = guard.outbox.send(NodeFrame::Reply { id, result }).await;
             guard.sent = true;
             Ok(None)
         }
@@ -372,6 +422,8 @@ struct ReplyGuard {
     id: u64,
     outbox: Outbox,
     calls: Calls,
+    /// The call's memory budget, within the connection's.
+    meter: Meter,
     sent: bool,
 }
 
@@ -388,6 +440,10 @@ struct Calls {
 }
 
 impl ReplyGuard {
+    fn release_budget(&self) {
+        self.meter.release(self.meter.used());
+    }
+
     fn forget_call(&self) {
         if let Ok(mut c) = self.calls.ids.lock() {
             c.remove(&self.id);
@@ -398,6 +454,7 @@ impl ReplyGuard {
 impl Drop for ReplyGuard {
     fn drop(&mut self) {
         self.calls.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.release_budget();
         if self.sent {
             return;
         }

@@ -74,6 +74,8 @@ pub struct NodeConfig {
     /// Cluster membership: `None` runs a single node, unless the data directory records a
     /// cluster (then the node rejoins it).
     pub cluster: Option<cluster::ClusterConfig>,
+    /// The memory budget of each root message, in bytes (`docs/evaluation.md`).
+    pub eval_memory: u64,
 }
 
 impl NodeConfig {
@@ -86,6 +88,7 @@ impl NodeConfig {
             admin_name: admin_name.to_owned(),
             socket: None,
             cluster: None,
+            eval_memory: plexus_kernel::DEFAULT_EVAL_MEMORY,
         }
     }
 }
@@ -117,6 +120,7 @@ impl Node {
             identity.admin,
             &identity.admin_name,
         );
+        kernel.set_eval_memory(config.eval_memory);
         let db = plexus_services::open_db(&data.path().join(files::DB))
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
         let cluster_config = match config.cluster.clone() {

@@ -62,6 +62,12 @@ pub struct NodeArgs {
     /// `plx up --nodes N` gives each of its nodes an equal share of the cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Memory budget of each message's evaluation, in MiB: the units a message builds (in all
+    /// the calls it makes on this node) may take at most this much, beyond it the message
+    /// fails with a `limit` error.
+    #[arg(long, value_name = "MIB", default_value_t = plexus_kernel::DEFAULT_EVAL_MEMORY >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub eval_memory: u64,
 }
 
 /// `plx node` subcommands.
@@ -179,6 +185,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     config.name = args.name;
     config.socket = args.socket;
     config.cluster = cluster;
+    config.eval_memory = args.eval_memory << 20;
     runtime_with(args.threads)?.block_on(async move {
         let node = Node::start(config).await?;
         eprintln!(
