@@ -151,11 +151,28 @@ fn error_result(e: &Error) -> CallResult {
 }
 
 fn outcome_result(out: Outcome) -> CallResult {
-    match out {
-        Ok(Some(v)) => CallResult::Value(plexus_units::encode(&v)),
+    match out.and_then(|v| v.as_ref().map(encode_value).transpose()) {
+        Ok(Some(bytes)) => CallResult::Value(bytes),
         Ok(None) => CallResult::Nothing,
         Err(e) => error_result(&e),
     }
+}
+
+/// A call's value in binary form, or a `limit` error if no client or node could decode it
+/// (beyond [`plexus_units::Limits::WIRE`]): a reply is always delivered.
+pub(crate) fn encode_value(v: &plexus_units::Unit) -> Result<Vec<u8>, Error> {
+    let bytes = plexus_units::encode(v);
+    let limit = plexus_units::Limits::WIRE.max_size;
+    if bytes.len() > limit {
+        return Err(Error::new(
+            code::LIMIT,
+            format!(
+                "the result takes {} bytes, more than a reply may carry ({limit})",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Serves one client until it disconnects.

@@ -25,12 +25,11 @@ pub const MAX_UNITS: usize = 10_000_000;
 /// Largest decompressed size `unzip` accepts, in bytes.
 pub const MAX_UNZIPPED: usize = 64 << 20;
 
-/// Limits for decoding binary data (`unzip`, `prs.bytes`): the default ones, with numbers as
-/// long as `math.calc` makes them.
+/// Limits for decoding binary data (`unzip`, `prs.bytes`): those of units in binary form, for
+/// up to [`MAX_UNZIPPED`] bytes.
 const BINARY_LIMITS: Limits = Limits {
-    max_depth: Limits::DEFAULT.max_depth,
     max_size: MAX_UNZIPPED,
-    max_digits: 2_500_000,
+    ..Limits::WIRE
 };
 
 /// The `dat.proc` service.

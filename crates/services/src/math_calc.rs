@@ -25,10 +25,14 @@ const NAME: &str = "math.calc";
 
 /// Largest result, in decimal digits of an int or of a dec's mantissa (about; the check is
 /// done on bits: [`MAX_BITS`]).
-pub const MAX_DIGITS: u64 = 1_000_000;
+pub const MAX_DIGITS: u64 = plexus_units::Limits::WIRE.max_digits as u64;
 
 /// [`MAX_DIGITS`] in bits (⌈10⁶ · log₂ 10⌉).
 pub const MAX_BITS: u64 = 3_321_929;
+
+// Every result must be deliverable: its magnitude fits what binary decoding accepts
+// (`max_digits / 2 + 1` bytes).
+const _: () = assert!(MAX_BITS.div_ceil(8) <= MAX_DIGITS / 2 + 1);
 
 /// Largest `n` for `fac` (200000! has 973,351 digits).
 pub const MAX_FAC: u64 = 200_000;

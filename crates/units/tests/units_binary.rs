@@ -614,6 +614,28 @@ fn limits() {
     ));
 }
 
+/// Binary decoding without explicit limits uses [`Limits::WIRE`]: a number of a million digits
+/// (the longest a service computes) decodes, one beyond the limit does not.
+#[test]
+fn binary_decoding_takes_numbers_of_a_million_digits() {
+    let million_digits = Int::from(BigInt::from(10u32).pow(999_999));
+    let u = Unit::Int(million_digits);
+    let bytes = encode(&u);
+    assert_eq!(decode(&bytes).unwrap(), u);
+    assert_eq!(decode_bytes(Bytes::from(bytes.clone())).unwrap(), u);
+    assert!(decode_ref(&bytes, &Arena::new()).is_ok());
+    let max_bytes = Limits::WIRE.max_digits / 2 + 1;
+    let too_long = Bytes::from(doc(&cat(&[
+        &[BIG_POS],
+        &varint(max_bytes as u64 + 1),
+        &vec![1; max_bytes + 1],
+    ])));
+    assert!(matches!(
+        decode_bytes(too_long),
+        Err(DecodeError::Limit { .. })
+    ));
+}
+
 /// A document using every tag and both forms of every length.
 fn varied() -> Unit {
     p(&format!(

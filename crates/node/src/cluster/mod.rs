@@ -171,6 +171,15 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Links between members carry any call and reply a client connection can (units up to
+/// [`plexus_units::Limits::WIRE`]'s size, with room for the frames' own fields).
+fn link_config() -> LinkConfig {
+    LinkConfig {
+        max_frame: plexus_units::Limits::WIRE.max_size + (64 << 10),
+        ..LinkConfig::default()
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> NodeError {
     NodeError::Config(e.to_string())
 }
@@ -189,7 +198,7 @@ pub async fn start(
     let recorded = ClusterFile::load(data_dir)?;
     let raft_id = raft::node_id(&key.public());
     let allow = Allow::with_keys([key.public()]);
-    let transport = TcpTlsTransport::new(key, allow.clone(), LinkConfig::default()).map_err(err)?;
+    let transport = TcpTlsTransport::new(key, allow.clone(), link_config()).map_err(err)?;
     let (swim_tx, swim_rx) = mpsc::channel(4096);
     let inbound = Arc::new(Inbound {
         cluster: OnceLock::new(),
