@@ -171,6 +171,16 @@ impl Cx {
         ev.eval_at(u, &mut path).await
     }
 
+    /// Evaluates `u` for its effects, as a loop's turn does: its value is dropped, so what
+    /// the evaluation charged to the memory budget is given back (a loop that runs for ever
+    /// is bounded by what one turn builds, not by how many turns it ran).
+    pub async fn eval_for_effect(&self, u: Unit) -> Result<(), Error> {
+        let before = self.meter.used();
+        let done = self.eval(u).await.map(drop);
+        self.meter.release(self.meter.used().saturating_sub(before));
+        done
+    }
+
     /// Sends `msg` to `service` (on `node`, if given) and returns its outcome. The message is
     /// evaluated first if the service takes evaluated messages.
     pub fn send<'a>(

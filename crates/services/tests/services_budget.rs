@@ -94,3 +94,17 @@ async fn killing_the_task_cancels_the_work_it_does() {
     assert_eq!(meter.check().unwrap_err().code(), code::CANCELLED);
     assert_eq!(handle.outcome().await.unwrap_err().code(), code::KILLED);
 }
+
+#[tokio::test]
+async fn a_loop_is_bounded_by_what_one_turn_builds_not_by_its_turns() {
+    let (k, u) = kernel(Some(1 << 20));
+    k.register(plexus_services::sys_task::service(), None, Policy::Anyone)
+        .unwrap();
+    // 50 turns of about 200 KB each: 10 MB in all, but never more than one turn's at once.
+    let msg = "(task.loop (50 (lin.int (1 5000))@dat.gen))@sys.task";
+    let out = eval_text(&k, &u, None, msg).await;
+    assert!(out.is_ok(), "{msg}: {out:?}");
+    // One turn beyond the budget still fails.
+    let msg = "(task.loop (2 (lin.int (1 50000))@dat.gen))@sys.task";
+    limit(eval_text(&k, &u, None, msg).await, msg);
+}
