@@ -46,7 +46,8 @@ impl Account {
             .map_err(|used| (self, used))?;
         if let Some(parent) = &self.parent {
             if let Err(full) = parent.charge(bytes) {
-                self.release(bytes);
+                // Undone here only: the parents have not been charged.
+                self.used.fetch_sub(bytes, Ordering::Relaxed);
                 return Err(full);
             }
         }
