@@ -16,7 +16,7 @@ use std::sync::Arc;
 use num_bigint::{BigInt, BigUint, Sign};
 use num_integer::Integer;
 use num_traits::{One, Signed, ToPrimitive, Zero};
-use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Outcome, Service};
+use plexus_kernel::{code, BoxFuture, Command, Cx, Error, Example, Help, Meter, Outcome, Service};
 use plexus_units::{Dec, Int, Unit};
 
 use crate::forms;
@@ -64,7 +64,7 @@ impl Service for MathCalc {
         &self.help
     }
 
-    fn call<'a>(&'a self, _cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             match &msg {
                 Unit::Int(_) | Unit::Dec(_) => return Ok(Some(msg)),
@@ -77,7 +77,7 @@ impl Service for MathCalc {
                 return Err(Error::unknown_command(NAME, &msg));
             };
             let arg = cmd.arg()?;
-            let out = eval_op(op, arg).await?;
+            let out = eval_op(op, arg, cx.meter()).await?;
             // Normalizing a huge dec converts it to decimal digits: not on the runtime.
             let cost = if out.is_dec() { out.cost() } else { 0 };
             Ok(Some(offload(cost, move || out.into_unit()).await?))
@@ -464,7 +464,7 @@ fn pow(a: &Num, e: &Num) -> Result<Num, Error> {
     Ok(make(r, scale))
 }
 
-fn fac(a: &Num) -> Result<Num, Error> {
+fn fac(a: &Num, meter: &Meter) -> Result<Num, Error> {
     let Num::Int(n) = a else {
         return Err(Error::bad_argument(format!(
             "fac takes an int, not {}",
@@ -482,23 +482,25 @@ fn fac(a: &Num) -> Result<Num, Error> {
             )))
         }
     };
-    Ok(Num::Int(BigInt::from(product(1, n))))
+    Ok(Num::Int(BigInt::from(product(1, n, meter)?)))
 }
 
-/// The product of `lo..=hi`, by splitting so the big multiplications are balanced.
-fn product(lo: u64, hi: u64) -> BigUint {
+/// The product of `lo..=hi`, by splitting so the big multiplications are balanced; stops
+/// with `cancelled` once the call is cancelled.
+fn product(lo: u64, hi: u64, meter: &Meter) -> Result<BigUint, Error> {
     if lo > hi {
-        return BigUint::one();
+        return Ok(BigUint::one());
     }
     if hi - lo < 16 {
+        meter.check()?;
         let mut p = BigUint::one();
         for k in lo..=hi {
             p *= k;
         }
-        return p;
+        return Ok(p);
     }
     let mid = lo + (hi - lo) / 2;
-    product(lo, mid) * product(mid + 1, hi)
+    Ok(product(lo, mid, meter)? * product(mid + 1, hi, meter)?)
 }
 
 fn sqrt(a: &Num) -> Result<Num, Error> {
@@ -775,7 +777,7 @@ where
     f()
 }
 
-fn unary(op: Op, x: &Num) -> Result<Num, Error> {
+fn unary(op: Op, x: &Num, meter: &Meter) -> Result<Num, Error> {
     match op {
         Op::Neg => Ok(neg(x)),
         Op::Abs => Ok(if x.sign() == Sign::Minus {
@@ -787,7 +789,7 @@ fn unary(op: Op, x: &Num) -> Result<Num, Error> {
         Op::Dec => sub(x, &Num::Int(BigInt::one())),
         Op::Sqr => mul(x, x),
         Op::Sqrt => sqrt(x),
-        Op::Fac => fac(x),
+        Op::Fac => fac(x, meter),
         Op::Log => log(x, None),
         _ => Err(Error::internal("not a unary op")),
     }
@@ -908,16 +910,20 @@ fn compile_op(op: Op, arg: &Unit, depth: usize, out: &mut Vec<Instr>) -> Result<
 }
 
 /// Runs compiled code, offloading expensive steps to the blocking pool.
-async fn execute(code: Vec<Instr>) -> Result<Num, Error> {
+async fn execute(code: Vec<Instr>, meter: &Meter) -> Result<Num, Error> {
     let lost = || Error::internal("math.calc: malformed expression code");
     let mut stack: Vec<Num> = Vec::new();
     for ins in code {
+        // Each operation is bounded (about a million digits); a cancelled call stops between
+        // them, and inside fac.
+        meter.check()?;
         let v = match ins {
             Instr::Push(n) => n,
             Instr::Unary(op) => {
                 let x = stack.pop().ok_or_else(lost)?;
                 let cost = unary_cost(op, &x);
-                offload(cost, move || unary(op, &x)).await?
+                let meter = meter.clone();
+                offload(cost, move || unary(op, &x, &meter)).await?
             }
             Instr::LogBase => {
                 let x = stack.pop().ok_or_else(lost)?;
@@ -948,10 +954,10 @@ async fn execute(code: Vec<Instr>) -> Result<Num, Error> {
 }
 
 /// The value of `(op arg)`.
-async fn eval_op(op: Op, arg: &Unit) -> Result<Num, Error> {
+async fn eval_op(op: Op, arg: &Unit, meter: &Meter) -> Result<Num, Error> {
     let mut code = Vec::new();
     compile_op(op, arg, 0, &mut code)?;
-    execute(code).await
+    execute(code, meter).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1138,5 +1144,20 @@ fn help() -> Help {
                 &["(max (a b))", "(max [a b …])", "{max:[a b …]}"],
             ),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn fac_stops_once_cancelled() {
+        let meter = Meter::new(1 << 30);
+        assert!(fac(&Num::Int(BigInt::from(100)), &meter).is_ok());
+        meter.cancel();
+        let e = fac(&Num::Int(BigInt::from(100_000)), &meter).unwrap_err();
+        assert_eq!(e.code(), code::CANCELLED);
     }
 }
