@@ -7,6 +7,7 @@ use plexus_identity::PublicKey;
 use plexus_units::{Map, Str, Unit};
 
 use crate::error::code;
+use crate::meter::Meter;
 use crate::service::{BoxFuture, Delivery, Outcome};
 use crate::{Error, Kernel, Terminal};
 
@@ -27,6 +28,7 @@ pub struct Cx {
     session: Option<Arc<dyn Terminal>>,
     task: u64,
     depth: u32,
+    meter: Meter,
 }
 
 /// Which evaluation of a signed root message a call belongs to: the message's time and an id
@@ -49,6 +51,7 @@ impl Cx {
         root_hash: [u8; 32],
         session: Option<Arc<dyn Terminal>>,
         task: u64,
+        meter: Meter,
     ) -> Cx {
         Cx {
             kernel,
@@ -59,6 +62,7 @@ impl Cx {
             session,
             task,
             depth: 0,
+            meter,
         }
     }
 
@@ -107,10 +111,31 @@ impl Cx {
 
     /// The same context in another task (for work started with [`Kernel::spawn_task`]).
     pub fn in_task(&self, task: u64) -> Cx {
+        let meter = self.meter.for_task();
+        self.kernel.watch_task(task, &meter);
         Cx {
             task,
+            meter,
             ..self.clone()
         }
+    }
+
+    /// The root message's memory budget and this task's cancellation ([`Meter`]).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Charges `bytes` of units about to be built to the root message's memory budget: a
+    /// `limit` error beyond it, `cancelled` once the task was stopped. Services call it
+    /// before building big results.
+    pub fn charge(&self, bytes: u64) -> Result<(), Error> {
+        self.meter.charge(bytes)
+    }
+
+    /// A `cancelled` error once this call's task was killed or cancelled: long loops in
+    /// services check it on every turn.
+    pub fn check(&self) -> Result<(), Error> {
+        self.meter.check()
     }
 
     /// The session's terminal, or a `term.none` error.
@@ -171,6 +196,16 @@ impl Cx {
         };
         let mut path = Vec::new();
         ev.eval_at(u, &mut path).await
+    }
+
+    /// Evaluates `u` for its effects, as a loop's turn does: its value is dropped, so what
+    /// the evaluation charged to the memory budget is given back (a loop that runs for ever
+    /// is bounded by what one turn builds, not by how many turns it ran).
+    pub async fn eval_for_effect(&self, u: Unit) -> Result<(), Error> {
+        let before = self.meter.used();
+        let done = self.eval(u).await.map(drop);
+        self.meter.release(self.meter.used().saturating_sub(before));
+        done
     }
 
     /// Sends `msg` to `service` (on `node`, if given) and returns its outcome. The message is
@@ -257,6 +292,8 @@ impl Cx {
     }
 
     async fn deliver_here(&self, entry: Arc<crate::kernel::Entry>, msg: Unit) -> Outcome {
+        // Every call checks: loops that call services stop once their task is cancelled.
+        self.meter.check()?;
         self.kernel.check_policy(&entry, &self.author)?;
         let cx = self.nested()?;
         let msg = if entry.service.delivery() == Delivery::Evaluated {
@@ -275,7 +312,14 @@ impl Cx {
         } else {
             None
         };
-        entry.service.call(&cx, msg).await
+        let charged_before = self.meter.used();
+        let out = entry.service.call(&cx, msg).await?;
+        if let Some(v) = &out {
+            // What the service did not charge while building its result is charged now.
+            let charged = self.meter.used().saturating_sub(charged_before);
+            self.meter.charge(v.footprint().saturating_sub(charged))?;
+        }
+        Ok(out)
     }
 
     /// `serv` and `help…` work on every service.
@@ -411,6 +455,8 @@ impl Evaluator<'_> {
                 other => other,
             };
             if self.root.is_some() {
+                // The memo holds a copy of the value, as big as the value.
+                self.cx.charge(out.footprint())?;
                 self.memo.insert(path.clone(), out.clone());
             }
             Ok(out)

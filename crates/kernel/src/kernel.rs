@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::meter::{Meter, DEFAULT_EVAL_MEMORY};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -51,6 +53,9 @@ pub struct TaskInfo {
 struct TaskEntry {
     info: TaskInfo,
     abort: Option<tokio::task::AbortHandle>,
+    /// Raised when the task is killed, so loops running in it stop (aborting stops the task
+    /// only at its next await).
+    meter: Option<Meter>,
 }
 
 /// The per-node service runtime. Cheap to clone (a shared handle).
@@ -68,6 +73,7 @@ struct Inner {
     tasks: Mutex<HashMap<u64, TaskEntry>>,
     next_task: AtomicU64,
     remote: OnceLock<Arc<dyn crate::Remote>>,
+    eval_memory: AtomicU64,
 }
 
 #[derive(Default)]
@@ -92,8 +98,19 @@ impl Kernel {
                 tasks: Mutex::default(),
                 next_task: AtomicU64::new(1),
                 remote: OnceLock::new(),
+                eval_memory: AtomicU64::new(DEFAULT_EVAL_MEMORY),
             }),
         }
+    }
+
+    /// Sets the memory budget of each root message evaluated from now on, in bytes.
+    pub fn set_eval_memory(&self, bytes: u64) {
+        self.inner.eval_memory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The memory budget of a root message, in bytes ([`DEFAULT_EVAL_MEMORY`] unless set).
+    pub fn eval_memory(&self) -> u64 {
+        self.inner.eval_memory.load(Ordering::Relaxed)
     }
 
     /// Installs the router to other nodes (once; a second call is refused and returns
@@ -290,7 +307,6 @@ impl Kernel {
         Fut: std::future::Future<Output = Outcome> + Send + 'static,
     {
         let id = self.inner.next_task.fetch_add(1, Ordering::Relaxed);
-        let fut = make(id);
         let kernel = self.clone();
         // Registered before the task can run, so it can always find and remove itself.
         if let Ok(mut tasks) = self.inner.tasks.lock() {
@@ -305,12 +321,15 @@ impl Kernel {
                         children: Vec::new(),
                     },
                     abort: None,
+                    meter: None,
                 },
             );
             if let Some(p) = parent.and_then(|p| tasks.get_mut(&p)) {
                 p.info.children.push(id);
             }
         }
+        // Made once the task is in the table, so a context made for it can find it.
+        let fut = make(id);
         let join = tokio::spawn(async move {
             let out = fut.await;
             kernel.forget_task(id);
@@ -351,6 +370,9 @@ impl Kernel {
         while let Some(t) = stack.pop() {
             if let Some(entry) = tasks.remove(&t) {
                 stack.extend(entry.info.children.iter().copied());
+                if let Some(meter) = &entry.meter {
+                    meter.cancel();
+                }
                 if let Some(abort) = entry.abort {
                     abort.abort();
                 }
@@ -388,7 +410,36 @@ impl Kernel {
         session: Option<Arc<dyn crate::Terminal>>,
         task: u64,
     ) -> Cx {
-        Cx::new(self.clone(), author, root_hash, session, task)
+        self.context_metered(
+            author,
+            root_hash,
+            session,
+            task,
+            Meter::new(self.eval_memory()),
+        )
+    }
+
+    /// [`Kernel::context`] with the given budget (a client connection gives each message a
+    /// budget within its own).
+    pub fn context_metered(
+        &self,
+        author: PublicKey,
+        root_hash: [u8; 32],
+        session: Option<Arc<dyn crate::Terminal>>,
+        task: u64,
+        meter: Meter,
+    ) -> Cx {
+        self.watch_task(task, &meter);
+        Cx::new(self.clone(), author, root_hash, session, task, meter)
+    }
+
+    /// Records `meter` as task `task`'s, so killing the task cancels it.
+    pub(crate) fn watch_task(&self, task: u64, meter: &Meter) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            if let Some(t) = tasks.get_mut(&task) {
+                t.meter = Some(meter.clone());
+            }
+        }
     }
 }
 

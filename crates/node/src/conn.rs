@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use plexus_identity::{KeyCache, ReplayGuard, SignedMessage};
-use plexus_kernel::{code, BoxFuture, Error, Evaluation, Kernel, Outcome, Terminal};
+use plexus_kernel::{code, BoxFuture, Error, Evaluation, Kernel, Meter, Outcome, Terminal};
 use plexus_net::Ticket;
 use plexus_protocol::{
     encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
@@ -15,17 +15,38 @@ use plexus_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
-use tokio::sync::{oneshot, Mutex as AsyncMutex};
+use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use crate::verify::{Refusal, Verifier};
+
+/// Bytes of replies a client may leave unread before the node stops reading its requests.
+pub(crate) const MAX_UNREAD_REPLIES: u64 = 64 << 20;
 
 /// The writing side of a client connection. Whoever has a frame writes it directly (no hop to
 /// a writer task); a client that does not read makes the writers wait, which slows only its
 /// own calls.
 #[derive(Clone)]
-struct Outbox(Arc<AsyncMutex<Option<OwnedWriteHalf>>>);
+struct Outbox {
+    writer: Arc<AsyncMutex<Option<OwnedWriteHalf>>>,
+    /// The connection's memory account: its calls' budgets are within it, and frames waiting
+    /// to be written are charged to it.
+    meter: Meter,
+    /// Bytes of frames encoded and not yet written (the client is not reading them).
+    unread: Arc<AtomicU64>,
+    /// Told whenever a frame has been written (or dropped).
+    written: Arc<Notify>,
+}
 
 impl Outbox {
+    fn new(writer: OwnedWriteHalf, meter: Meter) -> Outbox {
+        Outbox {
+            writer: Arc::new(AsyncMutex::new(Some(writer))),
+            meter,
+            unread: Arc::default(),
+            written: Arc::default(),
+        }
+    }
+
     /// Writes one frame; fails once the connection is closed.
     async fn send(&self, frame: NodeFrame) -> Result<(), ()> {
         let mut buf = Vec::new();
@@ -33,20 +54,45 @@ impl Outbox {
             tracing::warn!("dropping an unencodable frame: {e}");
             return Err(());
         }
-        let mut guard = self.0.lock().await;
+        let bytes = buf.len() as u64;
+        self.meter.force(bytes);
+        self.unread.fetch_add(bytes, Ordering::Relaxed);
+        let sent = self.write(&buf).await;
+        drop(buf);
+        self.meter.release(bytes);
+        self.unread.fetch_sub(bytes, Ordering::Relaxed);
+        self.written.notify_waiters();
+        sent
+    }
+
+    async fn write(&self, buf: &[u8]) -> Result<(), ()> {
+        let mut guard = self.writer.lock().await;
         let Some(w) = guard.as_mut() else {
             return Err(());
         };
-        if w.write_all(&buf).await.is_err() {
+        if w.write_all(buf).await.is_err() {
             *guard = None;
             return Err(());
         }
         Ok(())
     }
 
+    /// Returns once fewer than [`MAX_UNREAD_REPLIES`] bytes wait for the client to read them.
+    async fn room_for_replies(&self) {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.unread.load(Ordering::Relaxed) < MAX_UNREAD_REPLIES {
+                return;
+            }
+            written.await;
+        }
+    }
+
     /// Closes the writing side.
     async fn close(&self) {
-        if let Some(mut w) = self.0.lock().await.take() {
+        if let Some(mut w) = self.writer.lock().await.take() {
             let _ = w.shutdown().await;
         }
     }
@@ -106,11 +152,28 @@ fn error_result(e: &Error) -> CallResult {
 }
 
 fn outcome_result(out: Outcome) -> CallResult {
-    match out {
-        Ok(Some(v)) => CallResult::Value(plexus_units::encode(&v)),
+    match out.and_then(|v| v.as_ref().map(encode_value).transpose()) {
+        Ok(Some(bytes)) => CallResult::Value(bytes),
         Ok(None) => CallResult::Nothing,
         Err(e) => error_result(&e),
     }
+}
+
+/// A call's value in binary form, or a `limit` error if no client or node could decode it
+/// (beyond [`plexus_units::Limits::WIRE`]): a reply is always delivered.
+pub(crate) fn encode_value(v: &plexus_units::Unit) -> Result<Vec<u8>, Error> {
+    let bytes = plexus_units::encode(v);
+    let limit = plexus_units::Limits::WIRE.max_size;
+    if bytes.len() > limit {
+        return Err(Error::new(
+            code::LIMIT,
+            format!(
+                "the result takes {} bytes, more than a reply may carry ({limit})",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Turns a client away with a reason: the node serves as many as it may.
@@ -131,7 +194,10 @@ pub(crate) async fn serve(
     hello_by: tokio::time::Instant,
 ) {
     let (mut rd, wr) = stream.into_split();
-    let outbox = Outbox(Arc::new(AsyncMutex::new(Some(wr))));
+    // The connection's calls share twice a message's budget: one message can use all of its
+    // own while the replies of others wait to be read.
+    let meter = Meter::new(shared.kernel.eval_memory().saturating_mul(2));
+    let outbox = Outbox::new(wr, meter);
 
     let pending: Pending = Arc::default();
     let next_term = Arc::new(AtomicU64::new(1));
@@ -143,6 +209,8 @@ pub(crate) async fn serve(
     // Calls read together, started together: their signatures are checked as one batch.
     let mut arrived: Vec<Arrived> = Vec::new();
     'conn: loop {
+        // A client that does not read its replies gets no more requests read.
+        outbox.room_for_replies().await;
         let read = rd.read(&mut buf);
         let read = if greeted {
             read.await
@@ -370,10 +438,12 @@ fn start_call(
     };
     let body = msg.into_body();
     let kernel = shared.kernel.clone();
+    let meter = outbox.meter.within(kernel.eval_memory());
     let guard = ReplyGuard {
         id,
         outbox: outbox.clone(),
         calls: calls.clone(),
+        meter: meter.clone(),
         sent: false,
     };
     calls.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -388,18 +458,15 @@ fn start_call(
         async move {
             let mut guard = guard;
             let cx = kernel
-                .context(author, hash, session, task)
+                .context_metered(author, hash, session, task, meter)
                 .with_root_signature(signature)
                 .with_evaluation(evaluation);
             let out = cx.run(body).await;
             guard.forget_call();
-            let _ = guard
-                .outbox
-                .send(NodeFrame::Reply {
-                    id,
-                    result: outcome_result(out),
-                })
-                .await;
+            let result = outcome_result(out);
+            // The call's units are gone; its reply is charged while it waits to be read.
+            guard.release_budget();
+            let _ = guard.outbox.send(NodeFrame::Reply { id, result }).await;
             guard.sent = true;
             Ok(None)
         }
@@ -412,6 +479,8 @@ struct ReplyGuard {
     id: u64,
     outbox: Outbox,
     calls: Calls,
+    /// The call's memory budget, within the connection's.
+    meter: Meter,
     sent: bool,
 }
 
@@ -428,6 +497,10 @@ struct Calls {
 }
 
 impl ReplyGuard {
+    fn release_budget(&self) {
+        self.meter.release(self.meter.used());
+    }
+
     fn forget_call(&self) {
         if let Ok(mut c) = self.calls.ids.lock() {
             c.remove(&self.id);
@@ -438,6 +511,7 @@ impl ReplyGuard {
 impl Drop for ReplyGuard {
     fn drop(&mut self) {
         self.calls.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.release_budget();
         if self.sent {
             return;
         }

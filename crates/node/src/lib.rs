@@ -39,6 +39,8 @@ use plexus_net::{AcceptErrors, Admission, AdmissionLimits};
 use tokio::net::UnixListener;
 
 pub use datadir::{files, DataDir, Identity};
+/// The default memory budget of a root message (`NodeConfig::eval_memory`).
+pub use plexus_kernel::DEFAULT_EVAL_MEMORY;
 
 /// How often a serving node forgets replay-guard entries that left the replay window.
 const REPLAY_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -86,6 +88,8 @@ pub struct NodeConfig<A = std::net::SocketAddr> {
     pub clients: ClientLimits,
     /// Who may register keys with this node's `sys.usr`: its admin by default.
     pub registration: plexus_services::sys_usr::Registration,
+    /// The memory budget of each root message, in bytes (`docs/evaluation.md`).
+    pub eval_memory: u64,
 }
 
 /// Limits on the connections to a node's client socket.
@@ -119,6 +123,7 @@ impl<A> NodeConfig<A> {
             cluster: None,
             clients: ClientLimits::default(),
             registration: Default::default(),
+            eval_memory: plexus_kernel::DEFAULT_EVAL_MEMORY,
         }
     }
 }
@@ -161,6 +166,7 @@ impl<N: cluster::Net> Node<N> {
             identity.admin,
             &identity.admin_name,
         );
+        kernel.set_eval_memory(config.eval_memory);
         let db = plexus_services::open_db(&data.path().join(files::DB))
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
         let cluster_config = match config.cluster.clone() {

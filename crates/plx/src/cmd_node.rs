@@ -68,6 +68,12 @@ pub struct NodeArgs {
     /// `plx up --nodes N` gives each of its nodes an equal share of the cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Memory budget of each message's evaluation, in MiB: the units a message builds (in all
+    /// the calls it makes on this node) may take at most this much, beyond it the message
+    /// fails with a `limit` error.
+    #[arg(long, value_name = "MIB", default_value_t = plexus_node::DEFAULT_EVAL_MEMORY >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub eval_memory: u64,
 }
 
 /// `plx node` subcommands.
@@ -184,6 +190,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     // What the node creates (its database, the cluster state, their journals) is its owner's
     // alone, whoever created the data directory.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    config.eval_memory = args.eval_memory << 20;
     runtime_with(args.threads)?.block_on(async move {
         let node = Node::start(config).await?;
         eprintln!(

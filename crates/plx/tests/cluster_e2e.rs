@@ -811,3 +811,41 @@ fn store_entries_belong_to_their_authors_across_nodes() {
     send_ok(&plx, n3, "{save:[a] out:@bobs}@io.store", 30);
     assert_eq!(as_user(&bob, n1, "(load @bobs)@io.store"), "[b a]");
 }
+
+/// Whatever a service may return reaches the client, from this node or routed from another:
+/// numbers up to math.calc's limit (`(pow (10 5000))`, `(fac 200000)`), and a result too big
+/// for any reply is the same clean `limit` error either way.
+#[test]
+fn every_result_a_service_may_return_is_delivered_here_and_routed() {
+    let plx = Plx::new();
+    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
+    let t2 = invite(&plx, &n1);
+    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&t2));
+    let nodes = [n1, n2];
+    wait_alive(&plx, &nodes, 2, 60);
+    let ten_to_5000 = format!("1{}\n", "0".repeat(5000));
+    for at in ["", ":n2"] {
+        let out = send_ok(
+            &plx,
+            &nodes[0],
+            &format!("(pow (10 5000))@math.calc{at}"),
+            30,
+        );
+        assert!(out == ten_to_5000, "pow{at}: {} chars", out.len());
+    }
+    // 200000! has 973,351 digits (the largest fac math.calc computes).
+    let fac = send_ok(&plx, &nodes[0], "(fac 200000)@math.calc:n2", 120);
+    assert_eq!(fac.trim_end().len(), 973_351);
+    assert!(fac.starts_with("1420225345470314404966"), "{}", &fac[..30]);
+    // 70,000 copies of a 1,000-character string: about 70 MB as a reply, more than one may
+    // carry (64 MiB), though it is within the message's memory budget (the copies share
+    // their text).
+    let too_big = format!("(dup (70000 `{}`))@dat.proc", "x".repeat(1000));
+    for at in ["", ":n2"] {
+        let err = send_to(&plx, &nodes[0], &format!("{too_big}{at}")).fails();
+        assert!(
+            err.contains("err:limit") && err.contains("more than a reply may carry"),
+            "dup{at}: {err}"
+        );
+    }
+}

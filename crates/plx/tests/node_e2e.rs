@@ -20,10 +20,15 @@ struct RunningNode {
 
 impl RunningNode {
     fn start(plx: &Plx) -> RunningNode {
+        RunningNode::start_with(plx, &[])
+    }
+
+    fn start_with(plx: &Plx, options: &[&str]) -> RunningNode {
         let data = plx.home.path().join("node");
         let child = Command::new(env!("CARGO_BIN_EXE_plx"))
             .args(["node", "--name", "testnode", "--data"])
             .arg(&data)
+            .args(options)
             .env("PLX_HOME", plx.home.path())
             .env("USER", "tester")
             .env("PLX_LOG", "warn")
@@ -47,6 +52,26 @@ impl RunningNode {
             assert!(Instant::now() < deadline, "node did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A line of the node's `/proc/PID/status`, in kB (`VmHWM` is its peak memory).
+    fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    }
+
+    /// The CPU time the node has used (user and system), in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command name (which is in parentheses): utime and stime are the
+        // 12th and 13th of them.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
     fn kill9(mut self) {
@@ -794,4 +819,73 @@ fn node_threads_must_be_a_positive_count() {
         assert_eq!(run.code, 2, "--threads {bad}: {}", run.stderr);
         assert!(run.stderr.contains("--threads"), "{}", run.stderr);
     }
+}
+
+/// Cancelling a call stops its work: a list being built on the blocking pool (no await point
+/// in its loop) stops within a moment, the call answers `cancelled`, and the next call is
+/// answered at once.
+#[test]
+fn cancelling_a_call_stops_the_work_it_was_doing() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    let mut c = RawClient::connect(&node);
+    // Seconds of work (in a loop with no await point), within the default memory budget.
+    let m = c
+        .sign("(len (rnd.int (2000000 (0 (pow (2 200))@math.calc)))@dat.gen)@dat.proc")
+        .to_bytes();
+    c.call(1, m);
+    c.flush();
+    // Wait until the node is busy with it.
+    let start = node.cpu_ticks();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.cpu_ticks() < start + 20 {
+        assert!(Instant::now() < deadline, "the call never started working");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.frame(&plexus_protocol::ClientFrame::Cancel { id: 1 });
+    c.flush();
+    let r = c.replies(1);
+    assert!(r[&1].contains("cancelled"), "{r:?}");
+    let m = c.sign("(inc 1)@math.calc").to_bytes();
+    c.call(2, m);
+    c.flush();
+    assert_eq!(c.replies(1)[&2], "2");
+    // Over the next second, the node is nearly idle (the list would take seconds more).
+    let after = node.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = node.cpu_ticks() - after;
+    assert!(
+        used < 40,
+        "the node used {used} ticks of CPU after the cancel"
+    );
+}
+
+/// A client that pipelines big calls and never reads the replies does not make the node hold
+/// them all: the calls of one connection share a memory account (twice a message's budget,
+/// here 2 × 64 MiB) that its unread replies count in, calls beyond it fail with `limit`, and
+/// the node stops reading requests while replies pile up.
+#[test]
+fn a_client_that_does_not_read_its_replies_cannot_exhaust_memory() {
+    let plx = Plx::new();
+    let node = RunningNode::start_with(&plx, &["--eval-memory", "64"]);
+    let before = node.status_kb("VmHWM");
+    let mut c = RawClient::connect(&node);
+    // Each call builds a list of about 40 MB and replies with about 5 MB.
+    let calls = 16u64;
+    for id in 1..=calls {
+        let m = c.sign("(lin.int (1 1000000))@dat.gen").to_bytes();
+        c.call(id, m);
+    }
+    c.flush();
+    let replies = c.replies(calls as usize);
+    let lists = replies.values().filter(|r| r.starts_with("[1 2 3")).count();
+    let limited = replies.values().filter(|r| r.contains("err:limit")).count();
+    assert_eq!(lists + limited, calls as usize, "{:?}", replies.keys());
+    assert!(lists >= 1, "no call got through");
+    let grown_mb = node.status_kb("VmHWM").saturating_sub(before) / 1024;
+    assert!(
+        grown_mb < 400,
+        "the node's peak memory grew by {grown_mb} MB"
+    );
+    assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
 }

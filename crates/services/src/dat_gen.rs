@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use num_bigint::{BigInt, BigUint, Sign};
 use num_traits::{One, Signed, ToPrimitive};
 use plexus_kernel::{
-    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table,
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Meter, Outcome, Service, Table,
 };
 use plexus_units::{Int, Unit};
 use rand::Rng;
@@ -29,8 +29,11 @@ pub fn service() -> Arc<dyn plexus_kernel::Service> {
 }
 
 /// How a command generates its value.
+/// Builds a generator's unit, charging `Meter` for it as it goes.
+type Make = fn(&Cmd<'_>, &Meter) -> Result<Unit, Error>;
+
 struct Gen {
-    make: fn(&Cmd<'_>) -> Result<Unit, Error>,
+    make: Make,
     /// Whether it can make long lists (built off the async runtime when it has an argument).
     long: bool,
 }
@@ -40,27 +43,58 @@ impl Service for DatGen {
         TABLE.help()
     }
 
-    fn call<'a>(&'a self, _cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let (entry, c) = TABLE.lookup(&msg)?;
             let make = entry.run.make;
+            let meter = cx.meter().clone();
             if entry.run.long && c.arg.is_some() {
                 // Lists of up to MAX_LEN elements: build them off the async runtime.
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
                     return handle
-                        .spawn_blocking(move || generate(make, &msg))
+                        .spawn_blocking(move || generate(make, &msg, &meter))
                         .await
                         .map_err(|e| Error::internal(format!("dat.gen worker failed: {e}")))?;
                 }
             }
-            generate(make, &msg)
+            generate(make, &msg, &meter)
         })
     }
 }
 
-fn generate(make: fn(&Cmd<'_>) -> Result<Unit, Error>, msg: &Unit) -> Outcome {
+/// How many elements a generator builds between two checks for cancellation.
+const CHECK_EVERY: usize = 1 << 16;
+
+/// Charges a list of `len` units each owning up to `heap` bytes, before building it.
+fn charge_list(meter: &Meter, len: usize, heap: u64) -> Result<(), Error> {
+    let each = std::mem::size_of::<Unit>() as u64 + heap;
+    meter.charge((len as u64).saturating_mul(each))
+}
+
+/// Bytes a big int of `bits` bits owns beyond its inline form.
+fn int_heap(bits: u64) -> u64 {
+    if bits < 64 {
+        0
+    } else {
+        bits.div_ceil(8)
+    }
+}
+
+/// Builds `len` elements with `next`, checking for cancellation as it goes.
+fn build(meter: &Meter, len: usize, mut next: impl FnMut() -> Unit) -> Result<Unit, Error> {
+    let mut out = Vec::with_capacity(len);
+    for i in 0..len {
+        if i % CHECK_EVERY == 0 {
+            meter.check()?;
+        }
+        out.push(next());
+    }
+    Ok(Unit::List(out))
+}
+
+fn generate(make: Make, msg: &Unit, meter: &Meter) -> Outcome {
     let c = forms::command(msg).ok_or_else(|| Error::unknown_command(NAME, msg))?;
-    make(&c).map(Some)
+    make(&c, meter).map(Some)
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -104,7 +138,7 @@ fn byte(name: &str, u: &Unit) -> Result<u8, Error> {
     }
 }
 
-fn lin_int(c: &Cmd<'_>) -> Result<Unit, Error> {
+fn lin_int(c: &Cmd<'_>, meter: &Meter) -> Result<Unit, Error> {
     let (a, b) = bounds("lin.int", "a b", c.arg()?)?;
     let (a, b) = (big("lin.int", a)?, big("lin.int", b)?);
     let step = match c.opt("step") {
@@ -122,14 +156,14 @@ fn lin_int(c: &Cmd<'_>) -> Result<Unit, Error> {
         .to_usize()
         .filter(|n| *n <= MAX_LEN)
         .ok_or_else(|| too_long("lin.int"))?;
+    charge_list(meter, len, int_heap(a.bits().max(b.bits())))?;
     let step = if b < a { -step } else { step };
-    let mut out = Vec::with_capacity(len);
     let mut x = a;
-    for _ in 0..len {
-        out.push(Unit::Int(Int::from(x.clone())));
+    build(meter, len, || {
+        let u = Unit::Int(Int::from(x.clone()));
         x += &step;
-    }
-    Ok(Unit::List(out))
+        u
+    })
 }
 
 fn lin_byte(arg: &Unit) -> Result<Unit, Error> {
@@ -200,7 +234,7 @@ fn list_len(name: &str, n: &Unit) -> Result<usize, Error> {
     Ok(n)
 }
 
-fn rnd_int(arg: Option<&Unit>) -> Result<Unit, Error> {
+fn rnd_int(arg: Option<&Unit>, meter: &Meter) -> Result<Unit, Error> {
     let mut rng = rand::thread_rng();
     let Some(arg) = arg else {
         return Ok(Unit::int(rng.gen::<i64>()));
@@ -209,14 +243,16 @@ fn rnd_int(arg: Option<&Unit>) -> Result<Unit, Error> {
         if let Unit::Pair(_) = &p.1 {
             let n = list_len("rnd.int", &p.0)?;
             let range = IntRange::new(&p.1)?;
-            return Ok(Unit::List((0..n).map(|_| range.sample(&mut rng)).collect()));
+            let widest = range.low.bits().max(range.width.bits()) + 1;
+            charge_list(meter, n, int_heap(widest))?;
+            return build(meter, n, || range.sample(&mut rng));
         }
     }
     let range = IntRange::new(arg)?;
     Ok(range.sample(&mut rng))
 }
 
-fn rnd_byte(arg: Option<&Unit>) -> Result<Unit, Error> {
+fn rnd_byte(arg: Option<&Unit>, meter: &Meter) -> Result<Unit, Error> {
     let mut rng = rand::thread_rng();
     let Some(arg) = arg else {
         return Ok(Unit::Byte(rng.gen()));
@@ -224,14 +260,14 @@ fn rnd_byte(arg: Option<&Unit>) -> Result<Unit, Error> {
     match arg {
         Unit::Int(_) => {
             let n = list_len("rnd.byte", arg)?;
-            Ok(Unit::List((0..n).map(|_| Unit::Byte(rng.gen())).collect()))
+            charge_list(meter, n, 0)?;
+            build(meter, n, || Unit::Byte(rng.gen()))
         }
         Unit::Pair(p) if matches!(p.0, Unit::Int(_)) => {
             let n = list_len("rnd.byte", &p.0)?;
             let (lo, hi) = byte_range(&p.1)?;
-            Ok(Unit::List(
-                (0..n).map(|_| Unit::Byte(rng.gen_range(lo..=hi))).collect(),
-            ))
+            charge_list(meter, n, 0)?;
+            build(meter, n, || Unit::Byte(rng.gen_range(lo..=hi)))
         }
         Unit::Pair(_) => {
             let (lo, hi) = byte_range(arg)?;
@@ -318,7 +354,7 @@ fn table() -> Table<Gen> {
                 &["(lin.byte (a b))"],
                 Arg::Required,
                 Gen {
-                    make: |c| lin_byte(c.arg()?),
+                    make: |c, _| lin_byte(c.arg()?),
                     long: false,
                 },
             ),
@@ -330,7 +366,7 @@ fn table() -> Table<Gen> {
                 &["rnd.int", "(rnd.int (a b))", "(rnd.int (n (a b)))"],
                 Arg::Optional,
                 Gen {
-                    make: |c| rnd_int(c.arg),
+                    make: |c, m| rnd_int(c.arg, m),
                     long: true,
                 },
             ),
@@ -346,10 +382,32 @@ fn table() -> Table<Gen> {
                 ],
                 Arg::Optional,
                 Gen {
-                    make: |c| rnd_byte(c.arg),
+                    make: |c, m| rnd_byte(c.arg, m),
                     long: true,
                 },
             ),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn generators_stop_once_cancelled() {
+        let meter = Meter::new(1 << 30);
+        meter.cancel();
+        for msg in [
+            "(lin.int (1 100000))",
+            "(rnd.int (100000 (1 9)))",
+            "(rnd.byte 100000)",
+        ] {
+            let msg = plexus_units::parse(msg).unwrap();
+            let (entry, _) = TABLE.lookup(&msg).unwrap();
+            let e = generate(entry.run.make, &msg, &meter).unwrap_err();
+            assert_eq!(e.code(), code::CANCELLED, "{msg}");
+        }
+    }
 }

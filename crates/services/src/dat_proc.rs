@@ -15,7 +15,7 @@ use plexus_kernel::{
 };
 use plexus_units::{Limits, Map, Path, Unit};
 
-use crate::forms;
+use crate::forms::{self, Cmd};
 
 const NAME: &str = "dat.proc";
 
@@ -25,12 +25,11 @@ pub const MAX_UNITS: usize = 10_000_000;
 /// Largest decompressed size `unzip` accepts, in bytes.
 pub const MAX_UNZIPPED: usize = 64 << 20;
 
-/// Limits for decoding binary data (`unzip`, `prs.bytes`): the default ones, with numbers as
-/// long as `math.calc` makes them.
+/// Limits for decoding binary data (`unzip`, `prs.bytes`): those of units in binary form, for
+/// up to [`MAX_UNZIPPED`] bytes.
 const BINARY_LIMITS: Limits = Limits {
-    max_depth: Limits::DEFAULT.max_depth,
     max_size: MAX_UNZIPPED,
-    max_digits: 2_500_000,
+    ..Limits::WIRE
 };
 
 /// The `dat.proc` service.
@@ -104,6 +103,8 @@ impl Service for DatProc {
                 Run::Plain(h) | Run::LiteralPath(h) => (h, false),
                 Run::Growing(h) => (h, true),
             };
+            // dup, prod and cat.zip can make big lists out of small messages.
+            cx.charge(build_estimate(&c))?;
             if growing || is_heavy(&msg) {
                 // Sorting, hashing or (un)packing big data: not on the async runtime.
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -122,6 +123,40 @@ impl Service for DatProc {
 fn run_owned(handler: Handler, msg: &Unit) -> Outcome {
     let c = forms::command(msg).ok_or_else(|| Error::unknown_command(NAME, msg))?;
     handler(c.name, c.arg()?).map(Some)
+}
+
+/// About how many bytes `dup`, `prod` and `cat.zip` are about to build: their results can be
+/// far bigger than their messages, so the message's memory budget is charged before they
+/// build them (the kernel charges the rest of any result when it is returned).
+fn build_estimate(c: &Cmd<'_>) -> u64 {
+    let Some(Unit::Pair(p)) = c.arg else {
+        return 0;
+    };
+    let pair = 3 * std::mem::size_of::<Unit>() as u64;
+    let lists = || Some((p.0.as_list()?.len() as u64, p.1.as_list()?.len() as u64));
+    let (fx, fy) = (p.0.footprint(), p.1.footprint());
+    match c.name {
+        "dup" => {
+            p.0.as_int()
+                .and_then(|n| n.to_i64())
+                .map_or(0, |n| u64::try_from(n).unwrap_or(0).saturating_mul(fy))
+        }
+        "prod" => lists().map_or(0, |(x, y)| {
+            (x.saturating_mul(y).saturating_mul(pair))
+                .saturating_add(fx.saturating_mul(y))
+                .saturating_add(fy.saturating_mul(x))
+        }),
+        "cat.zip" => match lists() {
+            Some((x, y)) if x > 0 && y > 0 => {
+                let n = x.max(y);
+                n.saturating_mul(pair)
+                    .saturating_add(fx.saturating_mul(n / x + 1))
+                    .saturating_add(fy.saturating_mul(n / y + 1))
+            }
+            _ => 0,
+        },
+        _ => 0,
+    }
 }
 
 /// Weight (units, plus a unit per KiB of text or bytes) above which a command runs on the

@@ -17,7 +17,7 @@ use num_bigint::{BigInt, BigUint, Sign};
 use num_integer::Integer;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 use plexus_kernel::{
-    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table,
+    code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Meter, Outcome, Service, Table,
 };
 use plexus_units::{Dec, Int, Unit};
 
@@ -27,10 +27,14 @@ const NAME: &str = "math.calc";
 
 /// Largest result, in decimal digits of an int or of a dec's mantissa (about; the check is
 /// done on bits: [`MAX_BITS`]).
-pub const MAX_DIGITS: u64 = 1_000_000;
+pub const MAX_DIGITS: u64 = plexus_units::Limits::WIRE.max_digits as u64;
 
 /// [`MAX_DIGITS`] in bits (⌈10⁶ · log₂ 10⌉).
 pub const MAX_BITS: u64 = 3_321_929;
+
+// Every result must be deliverable: its magnitude fits what binary decoding accepts
+// (`max_digits / 2 + 1` bytes).
+const _: () = assert!(MAX_BITS.div_ceil(8) <= MAX_DIGITS / 2 + 1);
 
 /// Largest `n` for `fac` (200000! has 973,351 digits).
 pub const MAX_FAC: u64 = 200_000;
@@ -60,14 +64,14 @@ impl Service for MathCalc {
         TABLE.help()
     }
 
-    fn call<'a>(&'a self, _cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             match &msg {
                 Unit::Int(_) | Unit::Dec(_) => return Ok(Some(msg)),
                 _ => {}
             }
             let (entry, cmd) = TABLE.lookup(&msg)?;
-            let out = eval_op(entry.run, cmd.arg()?).await?;
+            let out = eval_op(entry.run, cmd.arg()?, cx.meter()).await?;
             // Normalizing a huge dec converts it to decimal digits: not on the runtime.
             let cost = if out.is_dec() { out.cost() } else { 0 };
             Ok(Some(offload(cost, move || out.into_unit()).await?))
@@ -454,7 +458,7 @@ fn pow(a: &Num, e: &Num) -> Result<Num, Error> {
     Ok(make(r, scale))
 }
 
-fn fac(a: &Num) -> Result<Num, Error> {
+fn fac(a: &Num, meter: &Meter) -> Result<Num, Error> {
     let Num::Int(n) = a else {
         return Err(Error::bad_argument(format!(
             "fac takes an int, not {}",
@@ -472,23 +476,25 @@ fn fac(a: &Num) -> Result<Num, Error> {
             )))
         }
     };
-    Ok(Num::Int(BigInt::from(product(1, n))))
+    Ok(Num::Int(BigInt::from(product(1, n, meter)?)))
 }
 
-/// The product of `lo..=hi`, by splitting so the big multiplications are balanced.
-fn product(lo: u64, hi: u64) -> BigUint {
+/// The product of `lo..=hi`, by splitting so the big multiplications are balanced; stops
+/// with `cancelled` once the call is cancelled.
+fn product(lo: u64, hi: u64, meter: &Meter) -> Result<BigUint, Error> {
     if lo > hi {
-        return BigUint::one();
+        return Ok(BigUint::one());
     }
     if hi - lo < 16 {
+        meter.check()?;
         let mut p = BigUint::one();
         for k in lo..=hi {
             p *= k;
         }
-        return p;
+        return Ok(p);
     }
     let mid = lo + (hi - lo) / 2;
-    product(lo, mid) * product(mid + 1, hi)
+    Ok(product(lo, mid, meter)? * product(mid + 1, hi, meter)?)
 }
 
 fn sqrt(a: &Num) -> Result<Num, Error> {
@@ -734,7 +740,7 @@ where
     f()
 }
 
-fn unary(op: Op, x: &Num) -> Result<Num, Error> {
+fn unary(op: Op, x: &Num, meter: &Meter) -> Result<Num, Error> {
     match op {
         Op::Neg => Ok(neg(x)),
         Op::Abs => Ok(if x.sign() == Sign::Minus {
@@ -746,7 +752,7 @@ fn unary(op: Op, x: &Num) -> Result<Num, Error> {
         Op::Dec => sub(x, &Num::Int(BigInt::one())),
         Op::Sqr => mul(x, x),
         Op::Sqrt => sqrt(x),
-        Op::Fac => fac(x),
+        Op::Fac => fac(x, meter),
         Op::Log => log(x, None),
         _ => Err(Error::internal("not a unary op")),
     }
@@ -867,16 +873,20 @@ fn compile_op(op: Op, arg: &Unit, depth: usize, out: &mut Vec<Instr>) -> Result<
 }
 
 /// Runs compiled code, offloading expensive steps to the blocking pool.
-async fn execute(code: Vec<Instr>) -> Result<Num, Error> {
+async fn execute(code: Vec<Instr>, meter: &Meter) -> Result<Num, Error> {
     let lost = || Error::internal("math.calc: malformed expression code");
     let mut stack: Vec<Num> = Vec::new();
     for ins in code {
+        // Each operation is bounded (about a million digits); a cancelled call stops between
+        // them, and inside fac.
+        meter.check()?;
         let v = match ins {
             Instr::Push(n) => n,
             Instr::Unary(op) => {
                 let x = stack.pop().ok_or_else(lost)?;
                 let cost = unary_cost(op, &x);
-                offload(cost, move || unary(op, &x)).await?
+                let meter = meter.clone();
+                offload(cost, move || unary(op, &x, &meter)).await?
             }
             Instr::LogBase => {
                 let x = stack.pop().ok_or_else(lost)?;
@@ -907,10 +917,10 @@ async fn execute(code: Vec<Instr>) -> Result<Num, Error> {
 }
 
 /// The value of `(op arg)`.
-async fn eval_op(op: Op, arg: &Unit) -> Result<Num, Error> {
+async fn eval_op(op: Op, arg: &Unit, meter: &Meter) -> Result<Num, Error> {
     let mut code = Vec::new();
     compile_op(op, arg, 0, &mut code)?;
-    execute(code).await
+    execute(code, meter).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1149,4 +1159,19 @@ fn table() -> Table<Op> {
             ),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn fac_stops_once_cancelled() {
+        let meter = Meter::new(1 << 30);
+        assert!(fac(&Num::Int(BigInt::from(100)), &meter).is_ok());
+        meter.cancel();
+        let e = fac(&Num::Int(BigInt::from(100_000)), &meter).unwrap_err();
+        assert_eq!(e.code(), code::CANCELLED);
+    }
 }

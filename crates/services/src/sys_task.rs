@@ -452,7 +452,7 @@ async fn run_loop(cx: Cx, body: Unit) -> Outcome {
     };
     let mut done: u64 = 0;
     while count.is_none_or(|n| done < n) {
-        cx.eval(body.clone()).await?;
+        cx.eval_for_effect(body.clone()).await?;
         done = done.saturating_add(1);
         // Never starve the runtime, even when X does nothing that waits.
         tokio::task::yield_now().await;
@@ -462,7 +462,7 @@ async fn run_loop(cx: Cx, body: Unit) -> Outcome {
 
 async fn que(cx: Cx, items: Vec<Unit>) -> Outcome {
     for x in items {
-        cx.eval(x).await?;
+        cx.eval_for_effect(x).await?;
     }
     Ok(None)
 }

@@ -54,13 +54,12 @@ pub const MAX_ENTRY_DEPTH: usize = plexus_units::Limits::DEFAULT.max_depth - 1;
 /// it is refused).
 pub const MAX_ENTRY_BYTES: usize = 64 << 20;
 
-/// Limits for decoding what the store wrote itself: entries up to [`MAX_ENTRY_BYTES`], and
-/// numbers of any length a computation may have produced. A replicated store decodes its
-/// stored entries (and the values carried by its log) with the same limits.
+/// Limits for decoding what the store wrote itself: the limits of units in binary form
+/// ([`plexus_units::Limits::WIRE`]), for entries up to [`MAX_ENTRY_BYTES`]. A replicated
+/// store decodes its stored entries (and the values carried by its log) with the same limits.
 pub const STORED_LIMITS: plexus_units::Limits = plexus_units::Limits {
-    max_depth: plexus_units::Limits::DEFAULT.max_depth,
     max_size: MAX_ENTRY_BYTES + 1,
-    max_digits: 1 << 24,
+    ..plexus_units::Limits::WIRE
 };
 
 /// A store of units addressed by paths: the interface `io.store` uses.

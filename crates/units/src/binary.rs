@@ -284,17 +284,17 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Decodes a whole document (version byte, then one unit) with the default [`Limits`].
+/// Decodes a whole document (version byte, then one unit) with [`Limits::WIRE`].
 /// The input is copied once; use [`decode_bytes`] to share its storage instead, or
 /// [`decode_ref`] to borrow it.
 pub fn decode(input: &[u8]) -> Result<Unit, DecodeError> {
-    decode_bytes_with(Bytes::copy_from_slice(input), &Limits::DEFAULT)
+    decode_bytes_with(Bytes::copy_from_slice(input), &Limits::WIRE)
 }
 
 /// Decodes a whole document without copying: strings, byte strings and the magnitudes of big
 /// ints in the result share `input`'s storage (which therefore stays alive while they do).
 pub fn decode_bytes(input: Bytes) -> Result<Unit, DecodeError> {
-    decode_bytes_with(input, &Limits::DEFAULT)
+    decode_bytes_with(input, &Limits::WIRE)
 }
 
 /// [`decode_bytes`] with explicit limits.
@@ -308,7 +308,7 @@ pub fn decode_bytes_with(input: Bytes, limits: &Limits) -> Result<Unit, DecodeEr
 /// refuses exactly what [`decode`] does; [`UnitRef::to_unit`] makes the owned unit. Reuse the
 /// arena for the next document after [`Arena::reset`].
 pub fn decode_ref<'a>(input: &'a [u8], arena: &'a Arena) -> Result<UnitRef<'a>, DecodeError> {
-    decode_ref_with(input, arena, &Limits::DEFAULT)
+    decode_ref_with(input, arena, &Limits::WIRE)
 }
 
 /// [`decode_ref`] with explicit limits.

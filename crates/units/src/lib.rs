@@ -60,11 +60,23 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Depth 128, 64 MiB, 4096 digits.
+    /// Depth 128, 64 MiB, 4096 digits: for text and JSON, whose numbers cost quadratic time to
+    /// convert.
     pub const DEFAULT: Limits = Limits {
         max_depth: 128,
         max_size: 64 << 20,
         max_digits: 4096,
+    };
+
+    /// Depth 128, 64 MiB, 1,000,000 digits: the one set of limits for units in binary form
+    /// between clients, nodes and the store ([`decode`] and [`decode_bytes`] use it). A
+    /// binary number's magnitude is read in linear time, so numbers may be as long as a
+    /// service computes them (`math.calc` stops at this many digits): every value a service
+    /// returns within these limits can be delivered.
+    pub const WIRE: Limits = Limits {
+        max_depth: Limits::DEFAULT.max_depth,
+        max_size: Limits::DEFAULT.max_size,
+        max_digits: 1_000_000,
     };
 }
 

@@ -120,6 +120,28 @@ impl fmt::Display for Kind {
 }
 
 impl Unit {
+    /// About how many bytes this unit occupies in memory: its inline size plus what it owns on
+    /// the heap (elements, text, bytes, number magnitudes). Memory budgets count units with it,
+    /// so it walks the unit once and allocates nothing.
+    pub fn footprint(&self) -> u64 {
+        let own = std::mem::size_of::<Unit>() as u64;
+        let heap = match self {
+            Unit::None | Unit::Bool(_) | Unit::Byte(_) => 0,
+            Unit::Int(i) => i.heap_bytes() as u64,
+            Unit::Dec(d) => d.heap_bytes() as u64,
+            Unit::Str(s) => s.len() as u64,
+            Unit::Bytes(b) => b.len() as u64,
+            Unit::Ref(p) => p.segments().iter().map(|s| s.len() as u64 + 16).sum(),
+            Unit::Stream(s) => {
+                s.unit.footprint() + (s.service().len() + s.node().map_or(0, str::len)) as u64
+            }
+            Unit::Pair(p) => p.0.footprint() + p.1.footprint(),
+            Unit::List(l) => l.iter().map(Unit::footprint).sum(),
+            Unit::Map(m) => m.iter().map(|(k, v)| k.footprint() + v.footprint()).sum(),
+        };
+        own + heap
+    }
+
     /// This unit's type.
     pub fn kind(&self) -> Kind {
         match self {
@@ -354,6 +376,14 @@ impl Int {
         }
     }
 
+    /// Bytes the value holds outside its inline form (the magnitude of a big int).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            IntRepr::Small(_) => 0,
+            IntRepr::Big { magnitude, .. } => magnitude.len(),
+        }
+    }
+
     /// Whether the value is below zero.
     pub fn is_negative(&self) -> bool {
         match &self.0 {
@@ -566,6 +596,15 @@ enum DecRepr {
 }
 
 impl Dec {
+    /// Bytes the value holds outside its inline form (about half a byte per digit of a big
+    /// mantissa).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            DecRepr::Small { .. } => 0,
+            DecRepr::Big(b) => (b.digits() as usize).div_ceil(2),
+        }
+    }
+
     /// The decimal `mantissa × 10^-scale`, normalized.
     pub fn new(mantissa: BigInt, scale: i64) -> Dec {
         if let Some(m) = mantissa.to_i64() {

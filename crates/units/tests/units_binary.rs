@@ -288,8 +288,9 @@ fn big_ints_are_minimal() {
     // Truncated magnitude and length.
     truncated(&[BIG_POS, 9, 0, 0]);
     truncated(&[BIG_POS]);
-    // Too many magnitude bytes for the digit limit.
-    let e = rejects(&cat(&[&[BIG_POS], &varint(5000), &[1; 5000]]));
+    // Too many magnitude bytes for the digit limit (of the binary limits, `Limits::WIRE`).
+    let over = Limits::WIRE.max_digits / 2 + 2;
+    let e = rejects(&cat(&[&[BIG_POS], &varint(over as u64), &vec![1; over]]));
     assert!(
         matches!(
             e,
@@ -612,6 +613,18 @@ fn limits() {
         decode_bytes_with(bigger, &few),
         Err(DecodeError::Limit { .. })
     ));
+}
+
+/// Binary decoding without explicit limits uses [`Limits::WIRE`]: a number of a million digits
+/// (the longest a service computes) decodes (`big_ints_are_minimal` checks one beyond).
+#[test]
+fn binary_decoding_takes_numbers_of_a_million_digits() {
+    let million_digits = Int::from(BigInt::from(10u32).pow(999_999));
+    let u = Unit::Int(million_digits);
+    let bytes = encode(&u);
+    assert_eq!(decode(&bytes).unwrap(), u);
+    assert_eq!(decode_bytes(Bytes::from(bytes.clone())).unwrap(), u);
+    assert!(decode_ref(&bytes, &Arena::new()).is_ok());
 }
 
 /// A document using every tag and both forms of every length.

@@ -260,9 +260,9 @@ pub async fn serve_call<T: Transport>(
     };
     let outcome = handle.outcome().await;
     kill.disarm();
-    let result = match outcome {
+    let result = match outcome.and_then(|v| v.as_ref().map(crate::conn::encode_value).transpose()) {
         Ok(None) => CallResult::Nothing,
-        Ok(Some(u)) => CallResult::Value(plexus_units::encode(&u)),
+        Ok(Some(bytes)) => CallResult::Value(bytes),
         Err(e) => CallResult::Error(plexus_units::encode(&e.to_unit())),
     };
     wire::encode(&result).map(Bytes::from)

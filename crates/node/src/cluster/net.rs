@@ -44,7 +44,7 @@ impl Net for TcpNet {
     type Transport = TcpTlsTransport;
 
     fn transport(&self, key: &Keypair, allow: Allow) -> Result<TcpTlsTransport, NetError> {
-        TcpTlsTransport::new(key, allow, LinkConfig::default())
+        TcpTlsTransport::new(key, allow, link_config())
     }
 
     fn advertise(
@@ -84,6 +84,15 @@ impl Net for MemNet {
     fn transport(&self, key: &Keypair, allow: Allow) -> Result<MemTransport, NetError> {
         Ok(self
             .network
-            .transport(&self.name, key, allow, LinkConfig::default()))
+            .transport(&self.name, key, allow, link_config()))
+    }
+}
+
+/// Links between members carry any call and reply a client connection can (units up to
+/// [`plexus_units::Limits::WIRE`]'s size, with room for the frames' own fields).
+fn link_config() -> LinkConfig {
+    LinkConfig {
+        max_frame: plexus_units::Limits::WIRE.max_size + (64 << 10),
+        ..LinkConfig::default()
     }
 }
