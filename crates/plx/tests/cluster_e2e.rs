@@ -739,22 +739,37 @@ fn a_signed_save_sent_to_every_node_takes_effect_once() {
     }
 }
 
+/// A user change takes effect once: the admin's captured registration of bob, sent to
+/// another node after bob was removed, is refused as a replay and bob stays removed.
+#[test]
+fn a_replayed_registration_does_not_bring_a_removed_user_back() {
+    let plx = Plx::new();
+    let nodes = three_nodes(&plx);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    let (_, registration) = common::new_user_registration("bob");
+    let captured = common::sign_as_tester(&plx, &registration);
+    let registered = common::send_signed(&n1.socket(), &captured);
+    assert!(registered.starts_with("{ath:bob "), "{registered}");
+    // n2 sees bob come and go, so its own registry check does not answer for the state
+    // machine.
+    let lists_bob = |r: &common::Run| r.out().contains("ath:bob");
+    wait_for(&plx, n2, "tester", "get@sys.usr", 30, lists_bob);
+    send_ok(&plx, n1, "(del bob)@sys.usr", 30);
+    wait_for(&plx, n2, "tester", "get@sys.usr", 30, |r| {
+        r.code == 0 && !lists_bob(r)
+    });
+    let replayed = common::send_signed(&n2.socket(), &captured);
+    assert!(replayed.starts_with("error {err:msg.replay"), "{replayed}");
+    for n in &nodes {
+        let users = send_ok(&plx, n, "get@sys.usr", 30);
+        assert!(!users.contains("ath:bob"), "{}: {users}", n.name);
+    }
+}
+
 /// A new user key, registered by the admin (`tester`) on `node`.
 fn register(plx: &Plx, node: &ClusterNode, name: &str) -> plexus_identity::Keypair {
-    use plexus_identity::{KeyKind, Keypair};
-    let key = Keypair::generate(KeyKind::User, name, &mut rand_core::OsRng).unwrap();
-    let hex: String = key
-        .public()
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    send_ok(
-        plx,
-        node,
-        &format!("{{reg:{name} pub:x\"{hex}\"}}@sys.usr"),
-        30,
-    );
+    let (key, registration) = common::new_user_registration(name);
+    send_ok(plx, node, &registration, 30);
     key
 }
 

@@ -241,6 +241,26 @@ fn a_replayed_save_is_refused_after_a_restart() {
     assert_eq!(send(&plx, "(load @l)@io.store").ok(), "[x y]\n");
 }
 
+/// The admin's captured registration of bob, replayed after bob was removed and the node
+/// restarted (its replay guard forgot the message), is refused: bob stays removed.
+#[test]
+fn a_replayed_registration_is_refused_after_a_restart() {
+    let plx = Plx::new();
+    let node = RunningNode::start(&plx);
+    send(&plx, "who@sys.usr").ok();
+    let (_, registration) = common::new_user_registration("bob");
+    let captured = common::sign_as_tester(&plx, &registration);
+    let registered = common::send_signed(&node.socket(), &captured);
+    assert!(registered.starts_with("{ath:bob "), "{registered}");
+    send(&plx, "(del bob)@sys.usr").ok();
+    assert!(node.terminate().success());
+    let node = RunningNode::start(&plx);
+    let replayed = common::send_signed(&node.socket(), &captured);
+    assert!(replayed.starts_with("error {err:msg.replay"), "{replayed}");
+    let users = send(&plx, "get@sys.usr").ok();
+    assert!(!users.contains("ath:bob"), "{users}");
+}
+
 #[test]
 fn a_second_node_on_the_same_data_dir_is_refused() {
     let plx = Plx::new();

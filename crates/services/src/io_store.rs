@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 use plexus_kernel::{
     needs_eval, Arg, BoxFuture, Cx, Delivery, Entry, Error, Example, Help, Outcome, Service, Table,
 };
-use plexus_store::{Caller, Once, SaveBy, SizeUnit, UnitStore};
+use plexus_store::{Caller, SaveBy, SizeUnit, UnitStore};
 use plexus_units::{Map, Path, Unit};
 
 use crate::forms::command;
@@ -220,7 +220,7 @@ impl Service for IoStore {
                     let by = SaveBy {
                         caller: caller(cx),
                         private,
-                        once: once(cx),
+                        once: crate::once(cx),
                     };
                     self.store
                         .save(&path, value, by)
@@ -255,15 +255,6 @@ fn caller(cx: &Cx) -> Caller {
         user: cx.author().to_bytes(),
         admin: cx.author() == cx.kernel().admin(),
     }
-}
-
-/// What makes a save for a signed message take effect once ([`plexus_store::OnceTables`]).
-fn once(cx: &Cx) -> Option<Once> {
-    cx.evaluation().map(|e| Once {
-        message: *cx.root_hash(),
-        time_ms: e.time_ms,
-        evaluation: e.id,
-    })
 }
 
 /// The unit and path of a save, in either form. The unit is evaluated as part of the message

@@ -39,8 +39,8 @@ pub mod time_chrono;
 use std::path::Path;
 use std::sync::Arc;
 
-use plexus_kernel::{Error, Kernel, Policy};
-use plexus_store::{NodeDb, StoreError};
+use plexus_kernel::{Cx, Error, Kernel, Policy};
+use plexus_store::{NodeDb, Once, StoreError};
 
 /// The io.store content a new node starts with (units text).
 pub use sys_task::SEED;
@@ -53,6 +53,16 @@ pub fn store_error(e: StoreError) -> Error {
         Some(p) => err.with("path", plexus_units::Unit::Ref(p.clone())),
         None => err,
     }
+}
+
+/// What makes a change made for a signed message take effect once
+/// ([`plexus_store::OnceTables`]): the message and this evaluation of it.
+pub(crate) fn once(cx: &Cx) -> Option<Once> {
+    cx.evaluation().map(|e| Once {
+        message: *cx.root_hash(),
+        time_ms: e.time_ms,
+        evaluation: e.id,
+    })
 }
 
 /// Registers every built-in service on `kernel`, in vnix's order, storing data in `db`

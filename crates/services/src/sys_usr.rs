@@ -28,7 +28,7 @@ use plexus_identity::{validate_name, PublicKey};
 use plexus_kernel::{
     code, Arg, BoxFuture, Cx, Entry, Error, Example, Help, Kernel, Outcome, Service, Table,
 };
-use plexus_store::{NodeDb, StoreError, UserConflict};
+use plexus_store::{NodeDb, Once, StoreError, UserConflict};
 use plexus_units::{Map, Unit};
 
 const NAME: &str = "sys.usr";
@@ -52,16 +52,36 @@ const MAX_INVITE_TTL_SECS: u64 = 30 * 24 * 3600;
 /// writes here, then updates the kernel's registry; a registry refuses conflicts with the
 /// codes [`NAME_TAKEN`], [`ALREADY_REGISTERED`], [`KEY_TAKEN`] too (another node may have
 /// registered the same name meanwhile).
+///
+/// Every change is made for `once`, the signed message asking for it (none for a change the
+/// node makes on its own): it applies only if no other evaluation of that message changed the
+/// registry or the store before (`msg.replay` otherwise; [`plexus_store::OnceTables`]), so a
+/// replayed copy of a message changes nothing.
 pub trait Registry: Send + Sync {
     /// Registers `key` under `name`.
-    fn add<'a>(&'a self, key: PublicKey, name: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    fn add<'a>(
+        &'a self,
+        key: PublicKey,
+        name: &'a str,
+        once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), Error>>;
     /// Removes user `name` (`not.found` if there is none).
-    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    fn remove<'a>(&'a self, name: &'a str, once: Option<Once>) -> BoxFuture<'a, Result<(), Error>>;
     /// Renames user `name` to `to` (`not.found`, [`NAME_TAKEN`]).
-    fn rename<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    fn rename<'a>(
+        &'a self,
+        name: &'a str,
+        to: &'a str,
+        once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), Error>>;
     /// Records a one-time user invite: `id` is the hash of its token ([`invite_id`]), valid
     /// until `expires_ms` (ms since the Unix epoch).
-    fn add_invite(&self, id: [u8; 32], expires_ms: u64) -> BoxFuture<'_, Result<(), Error>>;
+    fn add_invite(
+        &self,
+        id: [u8; 32],
+        expires_ms: u64,
+        once: Option<Once>,
+    ) -> BoxFuture<'_, Result<(), Error>>;
     /// Registers `key` under `name` as [`Registry::add`] does, using up invite `invite`
     /// ([`INVITE_BAD`] if it is unknown, used or expired at `now_ms`).
     fn add_invited<'a>(
@@ -70,6 +90,7 @@ pub trait Registry: Send + Sync {
         name: &'a str,
         invite: [u8; 32],
         now_ms: u64,
+        once: Option<Once>,
     ) -> BoxFuture<'a, Result<(), Error>>;
 }
 
@@ -109,21 +130,26 @@ pub fn service(registry: Arc<dyn Registry>, registration: Registration) -> Arc<d
 
 /// A single node's registry: its database.
 impl Registry for NodeDb {
-    fn add<'a>(&'a self, key: PublicKey, name: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+    fn add<'a>(
+        &'a self,
+        key: PublicKey,
+        name: &'a str,
+        once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let db = self.clone();
             let name = name.to_owned();
-            blocking(move || db.add_user(key.to_bytes(), &name))
+            blocking(move || db.add_user(key.to_bytes(), &name, once.as_ref()))
                 .await?
                 .map_err(store_error)
         })
     }
 
-    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+    fn remove<'a>(&'a self, name: &'a str, once: Option<Once>) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let db = self.clone();
             let owned = name.to_owned();
-            match blocking(move || db.remove_user(&owned))
+            match blocking(move || db.remove_user(&owned, once.as_ref()))
                 .await?
                 .map_err(store_error)?
             {
@@ -133,11 +159,16 @@ impl Registry for NodeDb {
         })
     }
 
-    fn rename<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+    fn rename<'a>(
+        &'a self,
+        name: &'a str,
+        to: &'a str,
+        once: Option<Once>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let db = self.clone();
             let (owned, to) = (name.to_owned(), to.to_owned());
-            match blocking(move || db.rename_user(&owned, &to))
+            match blocking(move || db.rename_user(&owned, &to, once.as_ref()))
                 .await?
                 .map_err(store_error)?
             {
@@ -147,10 +178,15 @@ impl Registry for NodeDb {
         })
     }
 
-    fn add_invite(&self, id: [u8; 32], expires_ms: u64) -> BoxFuture<'_, Result<(), Error>> {
+    fn add_invite(
+        &self,
+        id: [u8; 32],
+        expires_ms: u64,
+        once: Option<Once>,
+    ) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let db = self.clone();
-            blocking(move || db.add_user_invite(id, expires_ms))
+            blocking(move || db.add_user_invite(id, expires_ms, once.as_ref()))
                 .await?
                 .map_err(store_error)
         })
@@ -162,13 +198,16 @@ impl Registry for NodeDb {
         name: &'a str,
         invite: [u8; 32],
         now_ms: u64,
+        once: Option<Once>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let db = self.clone();
             let name = name.to_owned();
-            blocking(move || db.add_invited_user(key.to_bytes(), &name, invite, now_ms))
-                .await?
-                .map_err(store_error)
+            blocking(move || {
+                db.add_invited_user(key.to_bytes(), &name, invite, now_ms, once.as_ref())
+            })
+            .await?
+            .map_err(store_error)
         })
     }
 }
@@ -421,7 +460,11 @@ impl Service for SysUsr {
                     };
                     let token = new_token();
                     self.registry
-                        .add_invite(invite_id(&token), now_ms().saturating_add(ttl * 1000))
+                        .add_invite(
+                            invite_id(&token),
+                            now_ms().saturating_add(ttl * 1000),
+                            crate::once(cx),
+                        )
                         .await?;
                     Ok(Some(Unit::str(&token)))
                 }
@@ -450,7 +493,7 @@ impl Service for SysUsr {
                     let name = name_arg("del", name)?;
                     let _one_at_a_time = self.changing.lock().await;
                     let key = self.may_change(cx, name)?;
-                    self.registry.remove(name).await?;
+                    self.registry.remove(name, crate::once(cx)).await?;
                     kernel.remove_user(&key);
                     Ok(Some(entry(None, &key)))
                 }
@@ -472,7 +515,7 @@ impl Service for SysUsr {
                             name: to.to_owned(),
                         }));
                     }
-                    self.registry.rename(name, to).await?;
+                    self.registry.rename(name, to, crate::once(cx)).await?;
                     kernel.remove_user(&key);
                     // The cluster's registry may have reached the kernel already.
                     let _ = kernel.register_user(key, to);
@@ -512,7 +555,7 @@ impl SysUsr {
                 name: name.to_owned(),
             }));
         }
-        self.registry.add(key, name).await?;
+        self.registry.add(key, name, crate::once(cx)).await?;
         // The cluster's registry may have reached the kernel already.
         let _ = kernel.register_user(key, name);
         Ok(())
@@ -537,7 +580,7 @@ impl SysUsr {
             }));
         }
         self.registry
-            .add_invited(key, name, invite, now_ms())
+            .add_invited(key, name, invite, now_ms(), crate::once(cx))
             .await?;
         // The cluster's registry may have reached the kernel already.
         let _ = kernel.register_user(key, name);

@@ -290,9 +290,9 @@ async fn usr_invites_register_a_key_once() {
     );
     // An expired invite is refused (the database's clock is the caller's).
     let id = sys_usr::invite_id("inv_old");
-    n.db.add_user_invite(id, 1_000).unwrap();
+    n.db.add_user_invite(id, 1_000, None).unwrap();
     let e =
-        n.db.add_invited_user(user("sam").public().to_bytes(), "sam", id, 1_000)
+        n.db.add_invited_user(user("sam").public().to_bytes(), "sam", id, 1_000, None)
             .unwrap_err();
     assert_eq!(e.to_string(), "expired user invite");
 }
@@ -355,7 +355,7 @@ async fn usr_conflicts_have_their_own_codes() {
     // A registration only in the database (say, from an earlier run that the node did not
     // load) is a conflict too, and the kernel is left alone.
     let ivy = user("ivy");
-    n.db.add_user(ivy.public().to_bytes(), "ivy").unwrap();
+    n.db.add_user(ivy.public().to_bytes(), "ivy", None).unwrap();
     assert_eq!(
         error(k, &hal, "(reg ivy)@sys.usr").await.code(),
         sys_usr::NAME_TAKEN

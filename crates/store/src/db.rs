@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use plexus_units::{Map, Path, Str, Unit};
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::error::DbResult;
 use crate::size::map_header_len;
 use crate::{
-    check_encoded, save_entry, size, take_path, BoxFuture, Caller, OnceTables, Owner, SaveBy,
+    check_encoded, save_entry, size, take_path, BoxFuture, Caller, Once, OnceTables, Owner, SaveBy,
     StoreError, UnitStore, UserConflict,
 };
 
@@ -373,6 +373,26 @@ impl NodeDb {
 
     // ----- users -----
 
+    /// Runs `change` in its own committed write transaction, for the signed message `once`
+    /// (if any) only if no other evaluation of it changed the store before, then records it
+    /// ([`crate::OnceTables`]), as saves do. A refused change is rolled back.
+    fn change_once<T>(
+        &self,
+        once: Option<&Once>,
+        change: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.inner.db.begin_write().db()?;
+        if let Some(once) = once {
+            ONCE.check(&txn, once)??;
+        }
+        let out = change(&txn)?;
+        if let Some(once) = once {
+            ONCE.record(&txn, once)?;
+        }
+        txn.commit().db()?;
+        Ok(out)
+    }
+
     /// The registered users (public key bytes, name), ordered by key.
     pub fn users(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
         let txn = self.inner.db.begin_read().db()?;
@@ -385,12 +405,17 @@ impl NodeDb {
         Ok(out)
     }
 
-    /// Registers `key` under `name`. Fails with [`UserConflict`] if the name belongs to
-    /// another key or the key is already registered (under this or another name); checks and
-    /// write are one transaction.
-    pub fn add_user(&self, key: [u8; 32], name: &str) -> Result<(), StoreError> {
-        let txn = self.inner.db.begin_write().db()?;
-        {
+    /// Registers `key` under `name`. Fails with [`UserConflict`] if the name belongs to another key
+    /// or the key is already registered (under this or another name); checks and write are one
+    /// transaction; for the signed message `once`: `msg.replay` if another evaluation of it changed
+    /// the store ([`crate::OnceTables`]).
+    pub fn add_user(
+        &self,
+        key: [u8; 32],
+        name: &str,
+        once: Option<&Once>,
+    ) -> Result<(), StoreError> {
+        self.change_once(once, |txn| {
             let mut users = txn.open_table(USERS).db()?;
             let mut names = txn.open_table(USER_NAMES).db()?;
             if let Some(existing) = users.get(&key).db()? {
@@ -410,31 +435,40 @@ impl NodeDb {
             }
             users.insert(&key, name).db()?;
             names.insert(name, &key).db()?;
-        }
-        txn.commit().db()
+            Ok(())
+        })
     }
 
-    /// Removes user `name`; gives the key it had, `None` if there is no such user.
-    pub fn remove_user(&self, name: &str) -> Result<Option<[u8; 32]>, StoreError> {
-        let txn = self.inner.db.begin_write().db()?;
-        let key = {
+    /// Removes user `name`; gives the key it had, `None` if there is no such user. For the signed
+    /// message `once`: `msg.replay` if another evaluation of it changed the store
+    /// ([`crate::OnceTables`]).
+    pub fn remove_user(
+        &self,
+        name: &str,
+        once: Option<&Once>,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
+        self.change_once(once, |txn| {
             let mut users = txn.open_table(USERS).db()?;
             let mut names = txn.open_table(USER_NAMES).db()?;
             let key = names.remove(name).db()?.map(|k| *k.value());
             if let Some(key) = &key {
                 users.remove(key).db()?;
             }
-            key
-        };
-        txn.commit().db()?;
-        Ok(key)
+            Ok(key)
+        })
     }
 
-    /// Renames user `name` to `to`, keeping its key; gives that key, `None` if there is no
-    /// user `name`. Fails with [`UserConflict::NameTaken`] if `to` is another user's name.
-    pub fn rename_user(&self, name: &str, to: &str) -> Result<Option<[u8; 32]>, StoreError> {
-        let txn = self.inner.db.begin_write().db()?;
-        let key = {
+    /// Renames user `name` to `to`, keeping its key; gives that key, `None` if there is no user
+    /// `name`. Fails with [`UserConflict::NameTaken`] if `to` is another user's name. For the
+    /// signed message `once`: `msg.replay` if another evaluation of it changed the store
+    /// ([`crate::OnceTables`]).
+    pub fn rename_user(
+        &self,
+        name: &str,
+        to: &str,
+        once: Option<&Once>,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
+        self.change_once(once, |txn| {
             let mut users = txn.open_table(USERS).db()?;
             let mut names = txn.open_table(USER_NAMES).db()?;
             if name != to && names.get(to).db()?.is_some() {
@@ -448,17 +482,20 @@ impl NodeDb {
                 names.insert(to, key).db()?;
                 users.insert(key, to).db()?;
             }
-            key
-        };
-        txn.commit().db()?;
-        Ok(key)
+            Ok(key)
+        })
     }
 
-    /// Records a one-time user invite `id`, valid until `expires_ms` (ms since the epoch).
-    /// Fails with [`StoreError::Limit`] while [`MAX_USER_INVITES`] wait.
-    pub fn add_user_invite(&self, id: [u8; 32], expires_ms: u64) -> Result<(), StoreError> {
-        let txn = self.inner.db.begin_write().db()?;
-        {
+    /// Records a one-time user invite `id`, valid until `expires_ms` (ms since the epoch). Fails
+    /// with [`StoreError::Limit`] while [`MAX_USER_INVITES`] wait. For the signed message `once`:
+    /// `msg.replay` if another evaluation of it changed the store ([`crate::OnceTables`]).
+    pub fn add_user_invite(
+        &self,
+        id: [u8; 32],
+        expires_ms: u64,
+        once: Option<&Once>,
+    ) -> Result<(), StoreError> {
+        self.change_once(once, |txn| {
             let mut invites = txn.open_table(USER_INVITES).db()?;
             if invites.get(&id).db()?.is_none() && invites.len().db()? >= MAX_USER_INVITES {
                 return Err(StoreError::Limit(format!(
@@ -466,23 +503,24 @@ impl NodeDb {
                 )));
             }
             invites.insert(&id, expires_ms).db()?;
-        }
-        txn.commit().db()
+            Ok(())
+        })
     }
 
-    /// Registers `key` under `name` as [`NodeDb::add_user`] does, using up user invite
-    /// `invite` (and dropping every invite expired at `now_ms`), in one transaction. Fails
-    /// with [`UserConflict::BadInvite`] if the invite is unknown, used or expired; a refused
-    /// registration leaves the invite unused.
+    /// Registers `key` under `name` as [`NodeDb::add_user`] does, using up user invite `invite`
+    /// (and dropping every invite expired at `now_ms`), in one transaction. Fails with
+    /// [`UserConflict::BadInvite`] if the invite is unknown, used or expired; a refused
+    /// registration leaves the invite unused. For the signed message `once`: `msg.replay` if
+    /// another evaluation of it changed the store ([`crate::OnceTables`]).
     pub fn add_invited_user(
         &self,
         key: [u8; 32],
         name: &str,
         invite: [u8; 32],
         now_ms: u64,
+        once: Option<&Once>,
     ) -> Result<(), StoreError> {
-        let txn = self.inner.db.begin_write().db()?;
-        {
+        self.change_once(once, |txn| {
             let mut invites = txn.open_table(USER_INVITES).db()?;
             let expiry = invites.get(&invite).db()?.map(|g| g.value());
             match expiry {
@@ -513,8 +551,8 @@ impl NodeDb {
             names.insert(name, &key).db()?;
             invites.remove(&invite).db()?;
             invites.retain(|_, exp| exp > now_ms).db()?;
-        }
-        txn.commit().db()
+            Ok(())
+        })
     }
 
     // ----- async plumbing -----

@@ -134,8 +134,8 @@ fn content_metadata_and_users_survive_reopening() {
             name: "alpha".into(),
         })
         .unwrap();
-        db.add_user([9; 32], "bob").unwrap();
-        db.add_user([1; 32], "ann").unwrap();
+        db.add_user([9; 32], "bob", None).unwrap();
+        db.add_user([1; 32], "ann", None).unwrap();
         // Open twice in one process is refused, not corrupted.
         assert!(matches!(
             NodeDb::open(dir.path()),
@@ -182,21 +182,21 @@ fn seeds_must_be_maps() {
 #[test]
 fn user_conflicts_mirror_vnix() {
     let (_dir, db) = temp_db();
-    db.add_user([1; 32], "ann").unwrap();
+    db.add_user([1; 32], "ann", None).unwrap();
     assert!(matches!(
-        db.add_user([2; 32], "ann"),
+        db.add_user([2; 32], "ann", None),
         Err(StoreError::User(c)) if c == UserConflict::NameTaken {
                 name: "ann".into()
             }
     ));
     assert!(matches!(
-        db.add_user([1; 32], "ann"),
+        db.add_user([1; 32], "ann", None),
         Err(StoreError::User(c)) if c == UserConflict::AlreadyRegistered {
                 name: "ann".into()
             }
     ));
     assert!(matches!(
-        db.add_user([1; 32], "bob"),
+        db.add_user([1; 32], "bob", None),
         Err(StoreError::User(c)) if c == UserConflict::KeyTaken {
                 existing: "ann".into()
             }

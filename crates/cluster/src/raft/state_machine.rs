@@ -248,23 +248,18 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
             private,
             once,
         } => {
-            let once = once.map(|(message, time_ms, evaluation)| plexus_store::Once {
-                message,
-                time_ms,
-                evaluation,
-            });
-            if let Some(once) = &once {
-                if let Err(e) = ONCE.check(t.txn, once)? {
-                    return Ok((store_error(e), &[]));
-                }
-            }
             let by = (Caller { user, admin }, private);
-            let response = save(t, path, value, Some(by))?;
-            if let (Response::Ok, Some(once)) = (&response, &once) {
-                ONCE.record(t.txn, once)?;
-            }
-            (response, &[Part::Store])
+            apply_once(t, once, |t| {
+                Ok((save(t, path, value, Some(by))?, &[Part::Store]))
+            })?
         }
+        Command::Once { once, command } => match *command {
+            Command::Batch(_) | Command::Once { .. } => (
+                Response::err("arg.bad", "a once command holds one plain command"),
+                &[],
+            ),
+            command => apply_once(t, Some(once), |t| apply_command(t, command))?,
+        },
         Command::SetUser { name, key } => (set_user(t, name, key)?, &[Part::Users]),
         Command::RemoveUser { name } => {
             let key = t.users.remove(name.as_str())?.map(|g| *g.value());
@@ -473,6 +468,31 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
             }
         }
     })
+}
+
+/// Applies `apply` for the signed message `once` (hash, time, evaluation id), if any: only if
+/// no other evaluation of it changed the state before, then records it in the same
+/// transaction (`plexus_store::OnceTables`).
+fn apply_once<'t>(
+    t: &mut Tables<'t>,
+    once: Option<([u8; 32], u64, u64)>,
+    apply: impl FnOnce(&mut Tables<'t>) -> Result<(Response, &'static [Part]), DbFail>,
+) -> Result<(Response, &'static [Part]), DbFail> {
+    let once = once.map(|(message, time_ms, evaluation)| plexus_store::Once {
+        message,
+        time_ms,
+        evaluation,
+    });
+    if let Some(once) = &once {
+        if let Err(e) = ONCE.check(t.txn, once)? {
+            return Ok((store_error(e), &[]));
+        }
+    }
+    let applied = apply(t)?;
+    if let (Response::Ok, Some(once)) = (&applied.0, &once) {
+        ONCE.record(t.txn, once)?;
+    }
+    Ok(applied)
 }
 
 fn store_error(e: StoreError) -> Response {

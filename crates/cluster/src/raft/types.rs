@@ -176,6 +176,16 @@ pub enum Command {
         /// The signed message: (hash, time in ms, evaluation id).
         once: Option<([u8; 32], u64, u64)>,
     },
+    /// `command` made for a signed message (`once`: its hash, time and evaluation id): applied
+    /// only if no other evaluation of that message changed the state before, then recorded,
+    /// in the same transaction (`plexus_store::OnceTables`, else `msg.replay`). sys.usr's
+    /// changes are sent so. `command` is neither a `Batch` nor another `Once` (`arg.bad`).
+    Once {
+        /// The signed message: (hash, time in ms, evaluation id).
+        once: ([u8; 32], u64, u64),
+        /// The command to apply.
+        command: Box<Command>,
+    },
 }
 
 impl Command {
@@ -197,6 +207,7 @@ impl Command {
             Command::AddUserInvite { .. } => "add.user.invite",
             Command::AddInvitedUser { .. } => "add.invited.user",
             Command::SaveBy { .. } => "save.by",
+            Command::Once { .. } => "once",
         }
     }
 }

@@ -122,6 +122,20 @@ pub fn sign_as(key: &plexus_identity::Keypair, text: &str) -> Vec<u8> {
     .to_bytes()
 }
 
+/// A new user key pair and the message registering it as `name` (`{reg:name pub:…}@sys.usr`),
+/// for the node's admin to send.
+pub fn new_user_registration(name: &str) -> (plexus_identity::Keypair, String) {
+    use plexus_identity::{KeyKind, Keypair};
+    let key = Keypair::generate(KeyKind::User, name, &mut rand_core::OsRng).expect("key pair");
+    let hex: String = key
+        .public()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (key, format!("{{reg:{name} pub:x\"{hex}\"}}@sys.usr"))
+}
+
 /// [`sign_as`] the home's user `tester`.
 pub fn sign_as_tester(plx: &Plx, text: &str) -> Vec<u8> {
     sign_as(&tester_key(plx), text)
