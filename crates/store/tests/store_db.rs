@@ -439,6 +439,46 @@ async fn a_signed_message_saves_for_one_evaluation_even_after_reopening() {
 }
 
 #[tokio::test]
+async fn a_signed_message_changes_users_for_one_evaluation_only() {
+    let (_dir, db) = temp_db();
+    let once = |message, evaluation| plexus_store::Once {
+        message: [message; 32],
+        time_ms: 1_000_000,
+        evaluation,
+    };
+    db.add_user([1; 32], "bob", Some(&once(1, 7))).unwrap();
+    db.remove_user("bob", None).unwrap();
+    let replayed = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Replayed));
+    assert!(replayed(db.add_user([1; 32], "bob", Some(&once(1, 8)))));
+    // One record covers a message's saves and user changes alike.
+    assert!(replayed(
+        db.save(&p("l"), u("[1]"), by(Some(once(1, 8)))).await
+    ));
+    assert!(replayed(db.remove_user("bob", Some(&once(1, 8))).map(drop)));
+    assert!(replayed(
+        db.rename_user("bob", "rob", Some(&once(1, 8))).map(drop)
+    ));
+    assert!(replayed(db.add_user_invite(
+        [2; 32],
+        5_000,
+        Some(&once(1, 8))
+    )));
+    assert!(replayed(db.add_invited_user(
+        [1; 32],
+        "bob",
+        [2; 32],
+        1_000,
+        Some(&once(1, 8))
+    )));
+    assert_eq!(db.users().unwrap(), vec![]);
+    // A refused change records nothing: another evaluation of its message may still apply.
+    db.add_user([3; 32], "ann", None).unwrap();
+    assert!(db.add_user([1; 32], "ann", Some(&once(2, 9))).is_err());
+    db.add_user([1; 32], "bob", Some(&once(2, 10))).unwrap();
+    assert_eq!(db.users().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn entries_belong_to_their_creators_in_every_store() {
     let ann = Caller {
         user: [1; 32],

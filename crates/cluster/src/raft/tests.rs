@@ -810,3 +810,44 @@ async fn an_evaluation_that_keeps_saving_keeps_its_record() {
         .await;
     assert_eq!(a.at("l"), Some(parse("[1 2 3]").unwrap()));
 }
+
+fn once(command: Command, message: u8, evaluation: u64) -> Command {
+    Command::Once {
+        once: ([message; 32], 1_000_000, evaluation),
+        command: Box::new(command),
+    }
+}
+
+#[tokio::test]
+async fn a_wrapped_command_applies_for_one_evaluation_only() {
+    use plexus_identity::{KeyKind, Keypair};
+    let key = Keypair::generate(KeyKind::User, "u", &mut rand::rngs::OsRng)
+        .unwrap()
+        .public()
+        .to_bytes();
+    let add = |name: &str| Command::AddUser {
+        name: name.into(),
+        key,
+    };
+    let remove = || Command::RemoveUser { name: "bob".into() };
+    let mut sm = Sm::new();
+    sm.ok(once(add("bob"), 1, 7)).await;
+    sm.ok(remove()).await;
+    // Another evaluation of the message is a replay, for a user change or a save alike.
+    sm.refused(once(add("bob"), 1, 8), "msg.replay").await;
+    sm.refused(save_once("l", "[1]", 1, 1_000_000, 8), "msg.replay")
+        .await;
+    // The evaluation that changed the state may change it again.
+    sm.ok(once(add("bob"), 1, 7)).await;
+    assert_eq!(sm.sm.shared.users().unwrap(), vec![("bob".to_owned(), key)]);
+    // A refused command records nothing: another evaluation of its message may still apply.
+    sm.ok(remove()).await;
+    sm.refused(once(remove(), 2, 9), "not.found").await;
+    sm.ok(once(add("bob"), 2, 10)).await;
+    // Only a plain command is wrapped.
+    sm.refused(once(once(remove(), 3, 11), 3, 11), "arg.bad")
+        .await;
+    sm.refused(once(Command::Batch(vec![remove()]), 4, 12), "arg.bad")
+        .await;
+    assert_eq!(sm.sm.shared.users().unwrap(), vec![("bob".to_owned(), key)]);
+}
