@@ -15,6 +15,8 @@
 //!   [`Registry`];
 //! - the admin removes (`del`) and renames (`ren`) users; users may remove or rename
 //!   themselves;
+//! - a signed message changes the registry once in the whole system: a copy sent again, to
+//!   another node or after a restart, is refused with `msg.replay` (`docs/identity.md` 7.1);
 //! - "logging in" is not a command: every message is signed by its author, so the author is
 //!   whoever signed it (`who`).
 //!
@@ -258,7 +260,8 @@ fn table() -> Table<Usr> {
     Table::new(
         NAME,
         "The user registry: names for users' public keys. Private keys never leave \
-               their users' machines",
+               their users' machines. A signed message changes the registry once: a copy \
+               sent again, to any node or after a restart, is refused with msg.replay",
         vec![
             Example {
                 info: "The admin registers another user's public key under a name",
@@ -312,9 +315,10 @@ fn table() -> Table<Usr> {
                        register itself, without pub (the key that signed the message). With \
                        inv, the key that signed the message registers itself with a user \
                        invite (see invite), once. In a cluster the registration holds on every \
-                       node. Errors: denied, usr.invite.bad (unknown, used or expired invite), \
-                       usr.name.taken (the name has another key), usr.registered (this key has \
-                       this name already), usr.key.taken (this key has another name). A \
+                       node. Errors: denied, msg.replay, usr.invite.bad (unknown, used or \
+                       expired invite), usr.name.taken (the name has another key), \
+                       usr.registered (this key has this name already), usr.key.taken (this key \
+                       has another name). A \
                        message with priv is refused: private keys never leave their users' \
                        machines. Gives the new {ath pub}",
                 &[
@@ -347,7 +351,7 @@ fn table() -> Table<Usr> {
             Entry::new(
                 "ren",
                 "Renames a user, keeping its key: by the node's admin, or by the user \
-                       itself. Errors: not.found, usr.name.taken. Gives the new {ath pub}",
+                       itself. Errors: not.found, msg.replay, usr.name.taken. Gives the new {ath pub}",
                 &["{ren:name to:new}"],
                 Arg::Required,
                 Usr::Ren,
