@@ -242,7 +242,8 @@ fn a_replayed_save_is_refused_after_a_restart() {
 }
 
 /// The admin's captured registration of bob, replayed after bob was removed and the node
-/// restarted (its replay guard forgot the message), is refused: bob stays removed.
+/// restarted (its replay guard forgot the message), is refused: bob stays removed. So is a
+/// captured user invite: its copy hands out no new token.
 #[test]
 fn a_replayed_registration_is_refused_after_a_restart() {
     let plx = Plx::new();
@@ -253,9 +254,14 @@ fn a_replayed_registration_is_refused_after_a_restart() {
     let registered = common::send_signed(&node.socket(), &captured);
     assert!(registered.starts_with("{ath:bob "), "{registered}");
     send(&plx, "(del bob)@sys.usr").ok();
+    let invite = common::sign_as_tester(&plx, "invite@sys.usr");
+    let token = common::send_signed(&node.socket(), &invite);
+    assert!(token.starts_with("inv_"), "{token}");
     assert!(node.terminate().success());
     let node = RunningNode::start(&plx);
     let replayed = common::send_signed(&node.socket(), &captured);
+    assert!(replayed.starts_with("error {err:msg.replay"), "{replayed}");
+    let replayed = common::send_signed(&node.socket(), &invite);
     assert!(replayed.starts_with("error {err:msg.replay"), "{replayed}");
     let users = send(&plx, "get@sys.usr").ok();
     assert!(!users.contains("ath:bob"), "{users}");
