@@ -527,6 +527,60 @@ fn up_registration_is_the_admins_unless_open() {
     assert!(plx.run(&reg, b"").ok().starts_with("{ath:bob "));
 }
 
+/// `plx user invite` hands out a one-time user invite and `plx user join` uses it from another
+/// home (another person on the machine): the invitee is registered once, under their user's
+/// name or `--name`; a used or expired invite is refused with a clear error.
+#[test]
+fn user_invite_then_join_registers_the_invitee_once() {
+    let admin = Plx::new();
+    let _down = Down(&admin);
+    admin.run(&["up", "--detach"], b"").ok();
+    let socket = admin.home.path().join("node/node.sock");
+    let socket = socket.to_str().unwrap();
+    let via_node = |plx: &Plx, args: &[&str]| plx.run_env(args, b"", &[("PLX_SOCKET", socket)]);
+    let invite = admin.run(&["user", "invite"], b"");
+    let token = invite.ok().trim().to_owned();
+    assert!(token.starts_with("inv_"), "{token}");
+    assert!(
+        invite.stderr.contains(&format!("plx user join {token}")),
+        "{}",
+        invite.stderr
+    );
+
+    let carol = Plx::new();
+    carol.run(&["user", "new", "carol"], b"").ok();
+    let joined = via_node(&carol, &["user", "join", &token]).ok();
+    assert!(joined.contains("registered carol"), "{joined}");
+    let who = via_node(&carol, &["send", "who@sys.usr"]).ok();
+    assert!(who.starts_with("{ath:carol "), "{who}");
+    // Only the admin hands out invites.
+    let err = via_node(&carol, &["user", "invite"]).fails();
+    assert!(err.contains("denied"), "{err}");
+
+    let dave = Plx::new();
+    dave.run(&["user", "new", "dave"], b"").ok();
+    let err = via_node(&dave, &["user", "join", &token]).fails();
+    assert!(err.contains("already used user invite"), "{err}");
+    assert!(err.contains("plx user invite"), "{err}");
+
+    let short = admin.run(&["user", "invite", "--for", "1"], b"").ok();
+    // The invite's whole validity: what is waited for here is the clock itself.
+    std::thread::sleep(Duration::from_millis(1500));
+    let err = via_node(&dave, &["user", "join", short.trim()]).fails();
+    assert!(err.contains("expired user invite"), "{err}");
+    let err = admin.run(&["user", "invite", "--for", "0"], b"").fails();
+    assert!(err.contains("--for"), "{err}");
+
+    let fresh = admin.run(&["user", "invite"], b"").ok();
+    let joined = via_node(&dave, &["user", "join", fresh.trim(), "--name", "david"]).ok();
+    assert!(joined.contains("registered david"), "{joined}");
+    let users = admin.run(&["send", "get@sys.usr"], b"").ok();
+    assert!(
+        users.contains("ath:carol") && users.contains("ath:david"),
+        "{users}"
+    );
+}
+
 #[test]
 fn up_detach_then_send_then_down() {
     let plx = Plx::new();
