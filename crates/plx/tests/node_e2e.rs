@@ -24,8 +24,22 @@ impl RunningNode {
     }
 
     fn start_with(plx: &Plx, options: &[&str]) -> RunningNode {
+        RunningNode::start_via(plx, &[], options)
+    }
+
+    /// Starts the node through `wrapper`, a command that ends by running its arguments (as
+    /// `sh -c '…; exec "$@"' sh` does).
+    fn start_via(plx: &Plx, wrapper: &[&str], options: &[&str]) -> RunningNode {
         let data = plx.home.path().join("node");
-        let child = Command::new(env!("CARGO_BIN_EXE_plx"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_plx"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_plx")),
+        };
+        let child = command
             .args(["node", "--name", "testnode", "--data"])
             .arg(&data)
             .args(options)
@@ -476,6 +490,42 @@ fn calls_in_flight_on_a_connection_are_limited() {
         assert!(Instant::now() < deadline, "calls still running: {tasks}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `plx node --max-clients N` caps the client connections: with two clients greeted, a third
+/// is refused with the reason. The node raises its open-files limit to the hard limit, so that
+/// a cap of many clients is reachable even when started with a low soft limit.
+#[test]
+fn max_clients_caps_the_client_connections() {
+    let plx = Plx::new();
+    let low_soft_limit = ["sh", "-c", "ulimit -Sn 256 && exec \"$@\"", "sh"];
+    let node = RunningNode::start_via(&plx, &low_soft_limit, &["--max-clients", "2"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", node.child.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        open_files[0], open_files[1],
+        "soft and hard: {open_files:?}"
+    );
+
+    let mut clients = [RawClient::connect(&node), RawClient::connect(&node)];
+    for c in &mut clients {
+        let m = c.sign("(inc 1)@math.calc").to_bytes();
+        c.call(1, m);
+        c.flush();
+        assert_eq!(c.replies(1)[&1], "2");
+    }
+    let err = send(&plx, "(inc 1)@math.calc").fails();
+    assert!(
+        err.contains("refused") && err.contains("serves 2 clients"),
+        "{err}"
+    );
+    let err = plx.run(&["node", "--max-clients", "0"], b"").fails();
+    assert!(err.contains("--max-clients"), "{err}");
 }
 
 #[test]
