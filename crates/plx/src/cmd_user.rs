@@ -7,11 +7,11 @@ use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use plexus_identity::{KeyFile, KeyKind, Keypair};
 use plexus_services::sys_usr::{INVITE_BAD, INVITE_TTL_SECS, MAX_INVITE_TTL_SECS};
-use plexus_units::{Map, Unit};
+use plexus_units::{to_text, Map, Unit};
 
 use crate::cli_io::{read_input, Output};
 use crate::client::Reply;
-use crate::cmd_cluster::{ask_reply, runtime};
+use crate::cmd_cluster::{ask, ask_reply, runtime};
 use crate::cmd_node::socket_path;
 use crate::home::{passphrase, Home};
 
@@ -215,16 +215,15 @@ pub fn run(home: &Home, cmd: UserCmd) -> Result<()> {
         }
         UserCmd::Invite { valid_for, socket } => {
             let socket = socket_path(home, socket);
-            let body = Unit::stream(
-                Unit::pair(Unit::str("invite"), Unit::int(valid_for.try_into()?)),
-                "sys.usr",
-            )?;
-            let token = match runtime()?.block_on(ask_reply(home, None, &socket, body))? {
-                Reply::Value(Unit::Str(token)) => token,
-                Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
-                other => bail!("the node answered {other:?} instead of a token"),
-            };
-            out.line(&token)?;
+            let answer = runtime()?.block_on(ask(
+                home,
+                &socket,
+                &format!("(invite {valid_for})@sys.usr"),
+            ))?;
+            let token = answer.as_str().ok_or_else(|| {
+                anyhow!("the node answered {} instead of a token", to_text(&answer))
+            })?;
+            out.line(token)?;
             eprintln!(
                 "plx: one-time user invite, valid for {valid_for} s. The invitee runs, with \
                  this node or any node of its cluster:\n  plx user join {token} [--name NAME]"
