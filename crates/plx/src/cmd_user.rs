@@ -238,6 +238,7 @@ pub fn run(home: &Home, cmd: UserCmd) -> Result<()> {
             let user = home.acting_user(None)?;
             let name = name.unwrap_or_else(|| user.clone());
             let socket = socket_path(home, socket);
+            // Built as a unit, not notation: the token is whatever was typed.
             let mut reg = Map::new();
             reg.insert(Unit::str("reg"), Unit::str(&name));
             reg.insert(Unit::str("inv"), Unit::str(&token));
