@@ -58,18 +58,24 @@ impl Client {
             next_id: 1,
             node_name: String::new(),
         };
-        client
+        let greeted = client
             .send(&ClientFrame::Hello {
                 version: PROTOCOL_VERSION,
                 client: format!("plx {}", env!("CARGO_PKG_VERSION")),
             })
-            .await?;
-        match client.recv().await? {
+            .await;
+        // A node that turns a connection away may close it before reading the greeting: the
+        // greeting then fails to send, but the node's reason is still there to read.
+        let answer = client.recv().await;
+        if let Ok(NodeFrame::Refused { reason }) = answer {
+            return Err(Error::Refused { reason });
+        }
+        greeted?;
+        match answer? {
             NodeFrame::Welcome { node_name, .. } => {
                 client.node_name = node_name;
                 Ok(client)
             }
-            NodeFrame::Refused { reason } => Err(Error::Refused { reason }),
             other => Err(Error::UnexpectedFirstFrame {
                 frame: format!("{other:?}"),
             }),

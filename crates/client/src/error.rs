@@ -21,7 +21,8 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
-    /// The node refused the connection (a protocol version it does not speak).
+    /// The node refused the connection (a protocol version it does not speak, or it serves
+    /// as many clients as it may).
     #[error("the node refused the connection: {reason}")]
     Refused {
         /// The node's reason.

@@ -113,16 +113,28 @@ pub fn run_discover(args: DiscoverArgs) -> Result<()> {
 /// its value; an error unit becomes an error that reads `CODE: MESSAGE`.
 pub async fn ask(home: &Home, socket: &Path, text: &str) -> Result<Unit> {
     let body = parse(text).map_err(|e| anyhow!("{e}"))?;
-    let msg = sign(home, None, body)?;
-    let mut client = Client::connect(socket).await?;
-    match client.call(&msg, None, std::future::pending()).await? {
+    match ask_reply(home, None, socket, body).await? {
         Reply::Value(v) => Ok(v),
         Reply::Nothing => Ok(Unit::None),
         Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// Sends `body` signed as `user` (the current user by default) to the node at `socket` and
+/// gives its reply, for callers that look at an error's code.
+pub async fn ask_reply(
+    home: &Home,
+    user: Option<&str>,
+    socket: &Path,
+    body: Unit,
+) -> Result<Reply> {
+    let msg = sign(home, user, body)?;
+    let mut client = Client::connect(socket).await?;
+    Ok(client.call(&msg, None, std::future::pending()).await?)
+}
+
+/// A single-threaded runtime for a command's few requests to the node.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -11,7 +11,7 @@ use plexus_identity::SignedMessage;
 use plexus_node::cluster::config::{parse_profile, parse_tag};
 use plexus_node::cluster::token::JoinToken;
 use plexus_node::cluster::{ClusterConfig, JoinMode};
-use plexus_node::{files, threads_per_node, Node, NodeConfig};
+use plexus_node::{files, threads_per_node, ClientLimits, Node, NodeConfig};
 use plexus_units::{parse, to_pretty, to_text, Unit};
 
 use crate::cli_io::read_input;
@@ -74,6 +74,11 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MIB", default_value_t = plexus_node::DEFAULT_EVAL_MEMORY >> 20,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub eval_memory: u64,
+    /// How many clients the node's socket serves at once; beyond it, a new client is refused
+    /// with the reason (connections that have not said Hello yet make room first).
+    #[arg(long, value_name = "N", default_value_t = ClientLimits::default().max_connections,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20))]
+    pub max_clients: usize,
 }
 
 /// `plx node` subcommands.
@@ -174,6 +179,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    raise_open_files_limit(args.max_clients);
     let admin_name = home.acting_user(None)?;
     let admin = home.load(&admin_name)?.public();
     let mut config = NodeConfig::new(
@@ -191,6 +197,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     // alone, whoever created the data directory.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     config.eval_memory = args.eval_memory << 20;
+    config.clients.max_connections = args.max_clients;
     runtime_with(args.threads)?.block_on(async move {
         let node = Node::start(config).await?;
         eprintln!(
@@ -205,6 +212,36 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
         node.serve(shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// File descriptors the node needs besides its clients' (database, logs, cluster links).
+const OWN_FILES: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit: each client takes a descriptor, and
+/// a common soft limit (1,024) leaves too few for the default cap of clients.
+fn raise_open_files_limit(max_clients: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum) {
+        if soft < hard {
+            limit.current = Some(hard);
+            if let Err(e) = setrlimit(Resource::Nofile, limit) {
+                tracing::warn!("cannot raise the open-files limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+    // `None` is unlimited.
+    let Some(soft) = getrlimit(Resource::Nofile).current else {
+        tracing::debug!("open files: unlimited");
+        return;
+    };
+    tracing::debug!("open files: at most {soft}");
+    if soft < max_clients as u64 + OWN_FILES {
+        tracing::warn!(
+            "the open-files limit ({soft}) is too low for {max_clients} clients: raise it \
+             (ulimit -n) or lower --max-clients"
+        );
+    }
 }
 
 /// The cluster part of `plx node`'s options.

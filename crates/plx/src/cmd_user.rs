@@ -1,12 +1,18 @@
-//! `plx user …`: users are ed25519 key pairs kept in key files under `$PLX_HOME/users`.
+//! `plx user …`: users are ed25519 key pairs kept in key files under `$PLX_HOME/users`; `plx
+//! user invite` and `plx user join` register them with a node through one-time invites.
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use plexus_identity::{KeyFile, KeyKind, Keypair};
+use plexus_services::sys_usr::{INVITE_BAD, INVITE_TTL_SECS, MAX_INVITE_TTL_SECS};
+use plexus_units::{to_text, Map, Unit};
 
 use crate::cli_io::{read_input, Output};
+use crate::client::Reply;
+use crate::cmd_cluster::{ask, ask_reply, runtime};
+use crate::cmd_node::socket_path;
 use crate::home::{passphrase, Home};
 
 /// Manage users: key pairs that sign what you send.
@@ -59,6 +65,30 @@ pub enum UserCmd {
         /// Also make it the current user.
         #[arg(long = "use")]
         make_current: bool,
+    },
+    /// Hand out a one-time user invite (the node's admin only): prints the token, and on
+    /// standard error the command the invitee runs (`plx user join TOKEN`). In a cluster the
+    /// invite may be used on any node.
+    Invite {
+        /// How long the invite stays valid, in seconds (at most 30 days).
+        #[arg(long = "for", value_name = "SECONDS", default_value_t = INVITE_TTL_SECS,
+              value_parser = clap::value_parser!(u64).range(1..=MAX_INVITE_TTL_SECS))]
+        valid_for: u64,
+        /// Node socket [default: $PLX_HOME/node/node.sock, or $PLX_SOCKET].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Register the current user's key with the node (and its cluster) using a one-time
+    /// invite from `plx user invite`.
+    Join {
+        /// The invite's token (inv_…).
+        token: String,
+        /// The name to register under [default: the current user's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Node socket [default: $PLX_HOME/node/node.sock, or $PLX_SOCKET].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
 }
 
@@ -182,6 +212,50 @@ pub fn run(home: &Home, cmd: UserCmd) -> Result<()> {
                 f.public().fingerprint(),
                 path.display()
             ))
+        }
+        UserCmd::Invite { valid_for, socket } => {
+            let socket = socket_path(home, socket);
+            let answer = runtime()?.block_on(ask(
+                home,
+                &socket,
+                &format!("(invite {valid_for})@sys.usr"),
+            ))?;
+            let token = answer.as_str().ok_or_else(|| {
+                anyhow!("the node answered {} instead of a token", to_text(&answer))
+            })?;
+            out.line(token)?;
+            eprintln!(
+                "plx: one-time user invite, valid for {valid_for} s. The invitee runs, with \
+                 this node or any node of its cluster:\n  plx user join {token} [--name NAME]"
+            );
+            Ok(())
+        }
+        UserCmd::Join {
+            token,
+            name,
+            socket,
+        } => {
+            let user = home.acting_user(None)?;
+            let name = name.unwrap_or_else(|| user.clone());
+            let socket = socket_path(home, socket);
+            // Built as a unit, not notation: the token is whatever was typed.
+            let mut reg = Map::new();
+            reg.insert(Unit::str("reg"), Unit::str(&name));
+            reg.insert(Unit::str("inv"), Unit::str(&token));
+            let body = Unit::stream(Unit::Map(reg), "sys.usr")?;
+            match runtime()?.block_on(ask_reply(home, Some(&user), &socket, body))? {
+                Reply::Value(_) => out.line(&format!(
+                    "registered {name} {} (the key of user {user})",
+                    home.load(&user)?.public().fingerprint()
+                )),
+                Reply::Error(e) if e.code() == INVITE_BAD => bail!(
+                    "{}: {}; ask the admin for a new one (`plx user invite`)",
+                    e.code(),
+                    e.message()
+                ),
+                Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
+                Reply::Nothing => bail!("the node answered nothing to the registration"),
+            }
         }
     }
 }

@@ -83,7 +83,7 @@ enum Command {
     /// Work with units: format, check, encode, decode, JSON.
     #[command(subcommand)]
     Unit(cmd_unit::UnitCmd),
-    /// Manage users (key pairs): new, list, show, use, export, import.
+    /// Manage users (key pairs): new, list, show, use, export, import; invite and join.
     #[command(subcommand)]
     User(cmd_user::UserCmd),
     /// Sign a unit as the current user, or verify a signed message.

@@ -775,56 +775,77 @@ fn register(plx: &Plx, node: &ClusterNode, name: &str) -> plexus_identity::Keypa
 
 /// io.store's ownership across a cluster: an entry belongs to the user who made it; only they
 /// or an admin may change it; a private entry is hidden from other users but not from admins.
+/// Users are registered through one node and act through the others.
 #[test]
 fn store_entries_belong_to_their_authors_across_nodes() {
     let plx = Plx::new();
     let nodes = three_nodes(&plx);
     let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
     send_ok(&plx, n2, "{save:{a:1} out:@t}@io.store", 30);
-    let bob = register(&plx, n1, "bob");
-    let carol = register(&plx, n1, "carol");
+    let bob = register(&plx, n3, "bob");
+    let carol = register(&plx, n2, "carol");
     let as_user = |key: &plexus_identity::Keypair, node: &ClusterNode, text: &str| {
         common::send_signed(&node.socket(), &common::sign_as(key, text))
     };
+    // Each node's registry follows the replicated one a moment after the registration.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in &nodes {
+        for key in [&bob, &carol] {
+            while as_user(key, node, "load@io.store").starts_with("error") {
+                assert!(
+                    Instant::now() < deadline,
+                    "a user is unknown on {}",
+                    node.name
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
 
     // Bob cannot change the admin's entry.
-    let denied = as_user(&bob, n1, "{save:{b:2} out:@t.x}@io.store");
+    let denied = as_user(&bob, n2, "{save:{b:2} out:@t.x}@io.store");
     assert!(denied.starts_with("error {err:denied"), "{denied}");
     assert_eq!(send_ok(&plx, n3, "(load @t)@io.store", 30), "{a:1}\n");
 
-    // Bob's own entries: public, and private ones.
+    // Bob's own entries, made through different nodes: public, and private ones.
     assert_eq!(
-        as_user(&bob, n1, "{save:[b] out:@bobs}@io.store"),
+        as_user(&bob, n3, "{save:[b] out:@bobs}@io.store"),
         "nothing"
     );
     assert_eq!(
-        as_user(&bob, n1, "{save:[s] out:@secret private:t}@io.store"),
+        as_user(&bob, n2, "{save:[s] out:@secret private:t}@io.store"),
         "nothing"
     );
     assert_eq!(
         as_user(&bob, n1, "{save:[s2] out:@secret}@io.store"),
         "nothing"
     );
-    assert_eq!(as_user(&bob, n1, "(load @secret)@io.store"), "[s s2]");
+    assert_eq!(as_user(&bob, n3, "(load @secret)@io.store"), "[s s2]");
 
-    // Carol reads the public one, not the private one, and changes neither.
-    assert_eq!(as_user(&carol, n1, "(load @bobs)@io.store"), "[b]");
-    let hidden = as_user(&carol, n1, "(load @secret)@io.store");
+    // Carol, through any node, reads the public one, not the private one, and changes
+    // neither.
+    assert_eq!(as_user(&carol, n3, "(load @bobs)@io.store"), "[b]");
+    let hidden = as_user(&carol, n3, "(load @secret)@io.store");
     assert!(hidden.starts_with("error {err:not.found"), "{hidden}");
-    let all = as_user(&carol, n1, "load@io.store");
+    let all = as_user(&carol, n2, "load@io.store");
     assert!(all.contains("bobs:") && !all.contains("secret"), "{all}");
-    for text in [
-        "{save:[c] out:@bobs}@io.store",
-        "{save:[c] out:@secret}@io.store",
+    for (node, text) in [
+        (n3, "{save:[c] out:@bobs}@io.store"),
+        (n2, "{save:[c] out:@secret}@io.store"),
+        (n1, "{save:[c] out:@bobs}@io.store"),
     ] {
-        let denied = as_user(&carol, n1, text);
-        assert!(denied.starts_with("error {err:denied"), "{text}: {denied}");
+        let denied = as_user(&carol, node, text);
+        assert!(
+            denied.starts_with("error {err:denied"),
+            "{text} on {}: {denied}",
+            node.name
+        );
     }
 
     // The admin reads and changes everything, from any node.
     assert_eq!(send_ok(&plx, n2, "(load @secret)@io.store", 30), "[s s2]\n");
     send_ok(&plx, n3, "{save:[a] out:@bobs}@io.store", 30);
-    assert_eq!(as_user(&bob, n1, "(load @bobs)@io.store"), "[b a]");
+    assert_eq!(as_user(&bob, n2, "(load @bobs)@io.store"), "[b a]");
 }
 
 /// Whatever a service may return reaches the client, from this node or routed from another:

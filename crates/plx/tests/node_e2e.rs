@@ -24,8 +24,22 @@ impl RunningNode {
     }
 
     fn start_with(plx: &Plx, options: &[&str]) -> RunningNode {
+        RunningNode::start_via(plx, &[], options)
+    }
+
+    /// Starts the node through `wrapper`, a command that ends by running its arguments (as
+    /// `sh -c '…; exec "$@"' sh` does).
+    fn start_via(plx: &Plx, wrapper: &[&str], options: &[&str]) -> RunningNode {
         let data = plx.home.path().join("node");
-        let child = Command::new(env!("CARGO_BIN_EXE_plx"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_plx"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_plx")),
+        };
+        let child = command
             .args(["node", "--name", "testnode", "--data"])
             .arg(&data)
             .args(options)
@@ -504,6 +518,42 @@ fn calls_in_flight_on_a_connection_are_limited() {
     }
 }
 
+/// `plx node --max-clients N` caps the client connections: with two clients greeted, a third
+/// is refused with the reason. The node raises its open-files limit to the hard limit, so that
+/// a cap of many clients is reachable even when started with a low soft limit.
+#[test]
+fn max_clients_caps_the_client_connections() {
+    let plx = Plx::new();
+    let low_soft_limit = ["sh", "-c", "ulimit -Sn 256 && exec \"$@\"", "sh"];
+    let node = RunningNode::start_via(&plx, &low_soft_limit, &["--max-clients", "2"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", node.child.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        open_files[0], open_files[1],
+        "soft and hard: {open_files:?}"
+    );
+
+    let mut clients = [RawClient::connect(&node), RawClient::connect(&node)];
+    for c in &mut clients {
+        let m = c.sign("(inc 1)@math.calc").to_bytes();
+        c.call(1, m);
+        c.flush();
+        assert_eq!(c.replies(1)[&1], "2");
+    }
+    let err = send(&plx, "(inc 1)@math.calc").fails();
+    assert!(
+        err.contains("refused") && err.contains("serves 2 clients"),
+        "{err}"
+    );
+    let err = plx.run(&["node", "--max-clients", "0"], b"").fails();
+    assert!(err.contains("--max-clients"), "{err}");
+}
+
 #[test]
 fn garbage_on_the_socket_does_not_hurt_the_node() {
     let plx = Plx::new();
@@ -551,6 +601,60 @@ fn up_registration_is_the_admins_unless_open() {
     plx.run(&["up", "--detach", "--open-registration"], b"")
         .ok();
     assert!(plx.run(&reg, b"").ok().starts_with("{ath:bob "));
+}
+
+/// `plx user invite` hands out a one-time user invite and `plx user join` uses it from another
+/// home (another person on the machine): the invitee is registered once, under their user's
+/// name or `--name`; a used or expired invite is refused with a clear error.
+#[test]
+fn user_invite_then_join_registers_the_invitee_once() {
+    let admin = Plx::new();
+    let _down = Down(&admin);
+    admin.run(&["up", "--detach"], b"").ok();
+    let socket = admin.home.path().join("node/node.sock");
+    let socket = socket.to_str().unwrap();
+    let via_node = |plx: &Plx, args: &[&str]| plx.run_env(args, b"", &[("PLX_SOCKET", socket)]);
+    let invite = admin.run(&["user", "invite"], b"");
+    let token = invite.ok().trim().to_owned();
+    assert!(token.starts_with("inv_"), "{token}");
+    assert!(
+        invite.stderr.contains(&format!("plx user join {token}")),
+        "{}",
+        invite.stderr
+    );
+
+    let carol = Plx::new();
+    carol.run(&["user", "new", "carol"], b"").ok();
+    let joined = via_node(&carol, &["user", "join", &token]).ok();
+    assert!(joined.contains("registered carol"), "{joined}");
+    let who = via_node(&carol, &["send", "who@sys.usr"]).ok();
+    assert!(who.starts_with("{ath:carol "), "{who}");
+    // Only the admin hands out invites.
+    let err = via_node(&carol, &["user", "invite"]).fails();
+    assert!(err.contains("denied"), "{err}");
+
+    let dave = Plx::new();
+    dave.run(&["user", "new", "dave"], b"").ok();
+    let err = via_node(&dave, &["user", "join", &token]).fails();
+    assert!(err.contains("already used user invite"), "{err}");
+    assert!(err.contains("plx user invite"), "{err}");
+
+    let short = admin.run(&["user", "invite", "--for", "1"], b"").ok();
+    // The invite's whole validity: what is waited for here is the clock itself.
+    std::thread::sleep(Duration::from_millis(1500));
+    let err = via_node(&dave, &["user", "join", short.trim()]).fails();
+    assert!(err.contains("expired user invite"), "{err}");
+    let err = admin.run(&["user", "invite", "--for", "0"], b"").fails();
+    assert!(err.contains("--for"), "{err}");
+
+    let fresh = admin.run(&["user", "invite"], b"").ok();
+    let joined = via_node(&dave, &["user", "join", fresh.trim(), "--name", "david"]).ok();
+    assert!(joined.contains("registered david"), "{joined}");
+    let users = admin.run(&["send", "get@sys.usr"], b"").ok();
+    assert!(
+        users.contains("ath:carol") && users.contains("ath:david"),
+        "{users}"
+    );
 }
 
 #[test]

@@ -45,9 +45,9 @@ pub const KEY_TAKEN: &str = "usr.key.taken";
 pub const INVITE_BAD: &str = "usr.invite.bad";
 
 /// How long a user invite is valid unless told otherwise: a day.
-const INVITE_TTL_SECS: u64 = 24 * 3600;
+pub const INVITE_TTL_SECS: u64 = 24 * 3600;
 /// The longest a user invite may be valid: 30 days.
-const MAX_INVITE_TTL_SECS: u64 = 30 * 24 * 3600;
+pub const MAX_INVITE_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// Where the registrations are kept: the node database of a single node, the replicated
 /// state of a cluster. sys.usr checks for conflicts in the kernel's registry first, then
