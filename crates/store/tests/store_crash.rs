@@ -10,23 +10,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use plexus_store::{Caller, NodeDb, SaveBy};
+use plexus_store::NodeDb;
 use plexus_units::{Path, Unit};
 
-/// An admin, who may read and change every entry.
-const ADMIN: Caller = Caller {
-    user: [0; 32],
-    admin: true,
-};
+mod common;
 
-/// A save by [`ADMIN`].
-fn by(once: Option<plexus_store::Once>) -> SaveBy {
-    SaveBy {
-        caller: ADMIN,
-        private: None,
-        once,
-    }
-}
+use common::{by, ADMIN};
 
 const DIR_VAR: &str = "PLEXUS_STORE_CRASH_DIR";
 const START_VAR: &str = "PLEXUS_STORE_CRASH_START";

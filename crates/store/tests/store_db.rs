@@ -13,20 +13,9 @@ use plexus_units::testing::arb_message;
 use plexus_units::{code, parse, Map, Path, Str, Unit};
 use proptest::prelude::*;
 
-/// An admin, who may read and change every entry.
-const ADMIN: Caller = Caller {
-    user: [0; 32],
-    admin: true,
-};
+mod common;
 
-/// A save by [`ADMIN`].
-fn by(once: Option<plexus_store::Once>) -> SaveBy {
-    SaveBy {
-        caller: ADMIN,
-        private: None,
-        once,
-    }
-}
+use common::{by, ADMIN};
 
 fn u(t: &str) -> Unit {
     parse(t).unwrap()
