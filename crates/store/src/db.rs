@@ -415,28 +415,7 @@ impl NodeDb {
         name: &str,
         once: Option<&Once>,
     ) -> Result<(), StoreError> {
-        self.change_once(once, |txn| {
-            let mut users = txn.open_table(USERS).db()?;
-            let mut names = txn.open_table(USER_NAMES).db()?;
-            if let Some(existing) = users.get(&key).db()? {
-                let existing = existing.value().to_owned();
-                return Err(if existing == name {
-                    UserConflict::AlreadyRegistered { name: existing }
-                } else {
-                    UserConflict::KeyTaken { existing }
-                }
-                .into());
-            }
-            if names.get(name).db()?.is_some() {
-                return Err(UserConflict::NameTaken {
-                    name: name.to_owned(),
-                }
-                .into());
-            }
-            users.insert(&key, name).db()?;
-            names.insert(name, &key).db()?;
-            Ok(())
-        })
+        self.change_once(once, |txn| insert_user(txn, key, name))
     }
 
     /// Removes user `name`; gives the key it had, `None` if there is no such user. For the signed
@@ -530,25 +509,7 @@ impl NodeDb {
                 }
                 Some(_) => {}
             }
-            let mut users = txn.open_table(USERS).db()?;
-            let mut names = txn.open_table(USER_NAMES).db()?;
-            if let Some(existing) = users.get(&key).db()? {
-                let existing = existing.value().to_owned();
-                return Err(if existing == name {
-                    UserConflict::AlreadyRegistered { name: existing }
-                } else {
-                    UserConflict::KeyTaken { existing }
-                }
-                .into());
-            }
-            if names.get(name).db()?.is_some() {
-                return Err(UserConflict::NameTaken {
-                    name: name.to_owned(),
-                }
-                .into());
-            }
-            users.insert(&key, name).db()?;
-            names.insert(name, &key).db()?;
+            insert_user(txn, key, name)?;
             invites.remove(&invite).db()?;
             invites.retain(|_, exp| exp > now_ms).db()?;
             Ok(())
@@ -733,4 +694,28 @@ impl UnitStore for NodeDb {
         let path = path.cloned();
         Box::pin(async move { blocking(move || db.size_blocking(path.as_ref(), caller)).await? })
     }
+}
+
+/// Registers `key` under `name` in `txn`, unless the key or the name is taken.
+fn insert_user(txn: &WriteTransaction, key: [u8; 32], name: &str) -> Result<(), StoreError> {
+    let mut users = txn.open_table(USERS).db()?;
+    let mut names = txn.open_table(USER_NAMES).db()?;
+    if let Some(existing) = users.get(&key).db()? {
+        let existing = existing.value().to_owned();
+        return Err(if existing == name {
+            UserConflict::AlreadyRegistered { name: existing }
+        } else {
+            UserConflict::KeyTaken { existing }
+        }
+        .into());
+    }
+    if names.get(name).db()?.is_some() {
+        return Err(UserConflict::NameTaken {
+            name: name.to_owned(),
+        }
+        .into());
+    }
+    users.insert(&key, name).db()?;
+    names.insert(name, &key).db()?;
+    Ok(())
 }
