@@ -33,7 +33,12 @@ const USERS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("users");
 /// belongs to the admins and is public.
 const OWNERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("store.owners");
 /// Which evaluation of each signed message saved ([`crate::OnceTables`]).
-const ONCE: OnceTables = OnceTables::new("store.once", "store.once.by_time", "store.once.marks");
+const ONCE: OnceTables = OnceTables::new(
+    "store.once.by_message",
+    "store.once.by_age",
+    "store.once.marks",
+    &["store.once", "store.once.by_time"],
+);
 /// Users by name: name → public key.
 const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users.by_name");
 /// User invites: id (the hash of a one-time token) → expiry in ms since the Unix epoch.

@@ -39,34 +39,58 @@ pub struct Once {
 
 /// The tables (in a redb file) where a store keeps its once-records. A node's database and
 /// the cluster's state machine each have their own, named by the owner.
+///
+/// Both record tables are keyed by time first: message times arrive roughly in order, so a
+/// new record lands on the B-tree's right edge and a commit copies a page or two, where a
+/// table keyed by hash alone would dirty a random leaf per save.
 #[derive(Clone, Copy)]
 pub struct OnceTables {
-    /// Message hash → (time, evaluation).
-    applied: TableDefinition<'static, &'static [u8; 32], (u64, u64)>,
-    /// (time, message hash) → (): the records by age.
-    by_time: TableDefinition<'static, (u64, &'static [u8; 32]), ()>,
+    /// (message time, message hash) → (dated, evaluation), where `dated` is the time the
+    /// record is kept by (the message's, or its evaluation's latest save).
+    applied: TableDefinition<'static, (u64, &'static [u8; 32]), (u64, u64)>,
+    /// (dated, message hash) → message time: the records by age.
+    by_time: TableDefinition<'static, (u64, &'static [u8; 32]), u64>,
     /// `floor` (messages at or before it are refused) and `latest` (the latest message time
     /// recorded).
     marks: TableDefinition<'static, &'static str, u64>,
+    /// Tables of an earlier layout (keyed by hash alone), deleted on [`OnceTables::create`].
+    retired: &'static [&'static str],
 }
 
 impl OnceTables {
-    /// Tables named `<prefix>`, `<prefix>.by_time` and `<prefix>.marks` (given in full, as
-    /// redb needs static names).
+    /// The tables with these names (static, as redb needs), and the names of an earlier
+    /// layout's tables to delete.
     pub const fn new(
         applied: &'static str,
         by_time: &'static str,
         marks: &'static str,
+        retired: &'static [&'static str],
     ) -> OnceTables {
         OnceTables {
             applied: TableDefinition::new(applied),
             by_time: TableDefinition::new(by_time),
             marks: TableDefinition::new(marks),
+            retired,
         }
     }
 
-    /// Creates the tables if missing.
+    /// Creates the tables if missing, and deletes an earlier layout's. Its records are
+    /// dropped with the floor kept, so a message it knew of is refused as too old rather than
+    /// applied twice.
     pub fn create(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        let mut dropped = false;
+        for name in self.retired {
+            dropped |= txn
+                .delete_table(TableDefinition::<(), ()>::new(name))
+                .db()?;
+        }
+        if dropped {
+            let mut marks = txn.open_table(self.marks).db()?;
+            let latest = marks.get("latest").db()?.map(|g| g.value());
+            if let Some(latest) = latest {
+                marks.insert("floor", latest).db()?;
+            }
+        }
         txn.open_table(self.applied).db()?;
         txn.open_table(self.by_time).db()?;
         txn.open_table(self.marks).db()?;
@@ -82,7 +106,7 @@ impl OnceTables {
         once: &Once,
     ) -> Result<Result<(), StoreError>, StoreError> {
         let applied = txn.open_table(self.applied).db()?;
-        if let Some(found) = applied.get(&once.message).db()? {
+        if let Some(found) = applied.get((once.time_ms, &once.message)).db()? {
             let (_, evaluation) = found.value();
             return Ok(if evaluation == once.evaluation {
                 Ok(())
@@ -114,31 +138,30 @@ impl OnceTables {
             .map_or(0, |g| g.value())
             .max(once.time_ms);
         marks.insert("latest", latest).db()?;
-        let found = applied.get(&once.message).db()?.map(|g| g.value().0);
-        if let Some(time) = found {
+        let key = (once.time_ms, &once.message);
+        let found = applied.get(key).db()?.map(|g| g.value().0);
+        if let Some(dated) = found {
             // The evaluation that saved first saves again (a long-running task): its record
             // is dated by its latest save, so it lives as long as the evaluation keeps saving.
             // Its floor, once forgotten, is then at or past the message's own time.
-            if time < latest {
-                by_time.remove((time, &once.message)).db()?;
-                by_time.insert((latest, &once.message), ()).db()?;
-                applied
-                    .insert(&once.message, (latest, once.evaluation))
-                    .db()?;
+            if dated < latest {
+                by_time.remove((dated, &once.message)).db()?;
+                by_time.insert((latest, &once.message), once.time_ms).db()?;
+                applied.insert(key, (latest, once.evaluation)).db()?;
             }
             return Ok(());
         }
-        applied
-            .insert(&once.message, (once.time_ms, once.evaluation))
+        applied.insert(key, (once.time_ms, once.evaluation)).db()?;
+        by_time
+            .insert((once.time_ms, &once.message), once.time_ms)
             .db()?;
-        by_time.insert((once.time_ms, &once.message), ()).db()?;
         let mut floor = marks.get("floor").db()?.map(|g| g.value());
         let oldest_kept = latest.saturating_sub(ONCE_RETENTION_MS);
         loop {
-            let Some((time, message)) = by_time
+            let Some((time, message, message_time)) = by_time
                 .first()
                 .db()?
-                .map(|(k, _)| (k.value().0, *k.value().1))
+                .map(|(k, v)| (k.value().0, *k.value().1, v.value()))
             else {
                 break;
             };
@@ -146,7 +169,7 @@ impl OnceTables {
                 break;
             }
             by_time.remove((time, &message)).db()?;
-            applied.remove(&message).db()?;
+            applied.remove((message_time, &message)).db()?;
             floor = Some(floor.map_or(time, |f| f.max(time)));
         }
         if let Some(floor) = floor {
@@ -163,8 +186,14 @@ impl OnceTables {
         let mut records = Vec::new();
         for row in applied.iter().db()? {
             let (k, v) = row.db()?;
-            let (time, evaluation) = v.value();
-            records.push((*k.value(), time, evaluation));
+            let (message_time, message) = k.value();
+            let (dated, evaluation) = v.value();
+            records.push(OnceRecord {
+                message: *message,
+                time_ms: message_time,
+                dated_ms: dated,
+                evaluation,
+            });
         }
         Ok(OnceState {
             records,
@@ -181,9 +210,11 @@ impl OnceTables {
         let mut applied = txn.open_table(self.applied).db()?;
         let mut by_time = txn.open_table(self.by_time).db()?;
         let mut marks = txn.open_table(self.marks).db()?;
-        for (message, time, evaluation) in &state.records {
-            applied.insert(message, (*time, *evaluation)).db()?;
-            by_time.insert((*time, message), ()).db()?;
+        for r in &state.records {
+            applied
+                .insert((r.time_ms, &r.message), (r.dated_ms, r.evaluation))
+                .db()?;
+            by_time.insert((r.dated_ms, &r.message), r.time_ms).db()?;
         }
         if let Some(floor) = state.floor {
             marks.insert("floor", floor).db()?;
@@ -206,10 +237,23 @@ impl std::fmt::Debug for OnceTables {
 /// A store's once-records as a snapshot carries them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OnceState {
-    /// (message hash, time, evaluation), by hash.
-    pub records: Vec<([u8; 32], u64, u64)>,
+    /// The records, by message time and hash.
+    pub records: Vec<OnceRecord>,
     /// Messages at or before this time are refused.
     pub floor: Option<u64>,
     /// The latest message time recorded.
     pub latest: Option<u64>,
+}
+
+/// One message's once-record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OnceRecord {
+    /// The signed message's hash.
+    pub message: [u8; 32],
+    /// Its time, in ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The time the record is kept by: the message's, or its evaluation's latest save.
+    pub dated_ms: u64,
+    /// The evaluation that saved.
+    pub evaluation: u64,
 }

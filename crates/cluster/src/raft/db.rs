@@ -56,8 +56,12 @@ pub(crate) const REVOKED: TableDefinition<&[u8; 32], ()> = TableDefinition::new(
 pub(crate) const UNIT_OWNERS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("sm.units.owners");
 /// Which evaluation of each signed message saved (`plexus_store::OnceTables`).
-pub(crate) const ONCE: plexus_store::OnceTables =
-    plexus_store::OnceTables::new("sm.once", "sm.once.by_time", "sm.once.marks");
+pub(crate) const ONCE: plexus_store::OnceTables = plexus_store::OnceTables::new(
+    "sm.once.by_message",
+    "sm.once.by_age",
+    "sm.once.marks",
+    &["sm.once", "sm.once.by_time"],
+);
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 
 /// Which parts of the cluster state changed last, as the log index of the entry that

@@ -44,7 +44,7 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_TAGS: usize = 256;
 
 /// The snapshot format version ([`SnapshotState::format`]).
-const SNAPSHOT_FORMAT: u32 = 2;
+const SNAPSHOT_FORMAT: u32 = 3;
 
 type StoResult<T> = Result<T, StorageError<u64>>;
 
@@ -81,8 +81,9 @@ pub(crate) struct SnapshotState {
     pub(crate) revoked: Vec<[u8; 32]>,
     /// User invites: (id, expiry in ms).
     pub(crate) user_invites: Vec<([u8; 32], u64)>,
-    /// Which evaluation of each signed message saved: (message, time, evaluation).
-    pub(crate) once: Vec<([u8; 32], u64, u64)>,
+    /// Which evaluation of each signed message saved: (message, its time, the time the
+    /// record is kept by, evaluation).
+    pub(crate) once: Vec<([u8; 32], u64, u64, u64)>,
     /// Signed messages at or before this time are refused; the latest message time seen.
     pub(crate) once_marks: (Option<u64>, Option<u64>),
     /// Owners of io.store's entries: (encoded key, `Owner::to_bytes`).
@@ -226,7 +227,18 @@ impl<'t> Tables<'t> {
         }
         let (floor, latest) = state.once_marks;
         let once = plexus_store::OnceState {
-            records: state.once.clone(),
+            records: state
+                .once
+                .iter()
+                .map(
+                    |&(message, time_ms, dated_ms, evaluation)| plexus_store::OnceRecord {
+                        message,
+                        time_ms,
+                        dated_ms,
+                        evaluation,
+                    },
+                )
+                .collect(),
             floor,
             latest,
         };
@@ -773,7 +785,11 @@ fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
         state.owners.push((k.value().to_vec(), o.value().to_vec()));
     }
     let once = ONCE.dump(txn).map_err(s)?;
-    state.once = once.records;
+    state.once = once
+        .records
+        .iter()
+        .map(|r| (r.message, r.time_ms, r.dated_ms, r.evaluation))
+        .collect();
     state.once_marks = (once.floor, once.latest);
     Ok(state)
 }
