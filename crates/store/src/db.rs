@@ -35,9 +35,10 @@ const OWNERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("store.owners
 /// Which evaluation of each signed message saved ([`crate::OnceTables`]).
 const ONCE: OnceTables = OnceTables::new(
     "store.once.by_message",
-    "store.once.by_age",
+    "store.once.renewed",
+    "store.once.renewed.by_age",
     "store.once.marks",
-    &["store.once", "store.once.by_time"],
+    &["store.once", "store.once.by_time", "store.once.by_age"],
 );
 /// Users by name: name → public key.
 const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users.by_name");
@@ -282,20 +283,24 @@ impl NodeDb {
         let txn = self.inner.db.begin_write().db()?;
         let mut results = Vec::with_capacity(saves.len());
         for (path, value, by) in saves {
-            if let Some(once) = &by.once {
-                if let Err(e) = ONCE.check(&txn, once)? {
-                    results.push(Err(e));
-                    continue;
-                }
-            }
+            let checked = match &by.once {
+                Some(once) => match ONCE.check(&txn, once)? {
+                    Ok(checked) => Some((once, checked)),
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let result = {
                 let mut order = txn.open_table(ORDER).db()?;
                 let mut entries = txn.open_table(ENTRIES).db()?;
                 let mut owners = txn.open_table(OWNERS).db()?;
                 save_one(&mut order, &mut entries, &mut owners, &path, value, &by)?
             };
-            if let (Ok(()), Some(once)) = (&result, &by.once) {
-                ONCE.record(&txn, once)?;
+            if let (Ok(()), Some((once, checked))) = (&result, checked) {
+                ONCE.record(&txn, once, checked)?;
             }
             results.push(result);
         }
@@ -387,12 +392,13 @@ impl NodeDb {
         change: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let txn = self.inner.db.begin_write().db()?;
-        if let Some(once) = once {
-            ONCE.check(&txn, once)??;
-        }
+        let checked = match once {
+            Some(once) => Some((once, ONCE.check(&txn, once)??)),
+            None => None,
+        };
         let out = change(&txn)?;
-        if let Some(once) = once {
-            ONCE.record(&txn, once)?;
+        if let Some((once, checked)) = checked {
+            ONCE.record(&txn, once, checked)?;
         }
         txn.commit().db()?;
         Ok(out)

@@ -34,7 +34,9 @@ pub use db::{NodeDb, NodeMeta, DB_FILE};
 pub use error::{StoreError, UserConflict};
 pub use mem::MemStore;
 pub use merge::{merge_with, save_at, SaveError};
-pub use once::{Once, OnceRecord, OnceState, OnceTables, MAX_ONCE_RECORDS, ONCE_RETENTION_MS};
+pub use once::{
+    Checked, Once, OnceRecord, OnceState, OnceTables, MAX_ONCE_RECORDS, ONCE_RETENTION_MS,
+};
 pub use owner::{Caller, Owner, SaveBy};
 pub use size::{size, SizeUnit};
 

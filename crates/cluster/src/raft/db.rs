@@ -58,9 +58,10 @@ pub(crate) const UNIT_OWNERS: TableDefinition<&[u8], &[u8]> =
 /// Which evaluation of each signed message saved (`plexus_store::OnceTables`).
 pub(crate) const ONCE: plexus_store::OnceTables = plexus_store::OnceTables::new(
     "sm.once.by_message",
-    "sm.once.by_age",
+    "sm.once.renewed",
+    "sm.once.renewed.by_age",
     "sm.once.marks",
-    &["sm.once", "sm.once.by_time"],
+    &["sm.once", "sm.once.by_time", "sm.once.by_age"],
 );
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 

@@ -495,14 +495,16 @@ fn apply_once<'t>(
         time_ms,
         evaluation,
     });
-    if let Some(once) = &once {
-        if let Err(e) = ONCE.check(t.txn, once)? {
-            return Ok((store_error(e), &[]));
-        }
-    }
+    let checked = match &once {
+        Some(once) => match ONCE.check(t.txn, once)? {
+            Ok(checked) => Some((once, checked)),
+            Err(e) => return Ok((store_error(e), &[])),
+        },
+        None => None,
+    };
     let applied = apply(t)?;
-    if let (Response::Ok, Some(once)) = (&applied.0, &once) {
-        ONCE.record(t.txn, once)?;
+    if let (Response::Ok, Some((once, checked))) = (&applied.0, checked) {
+        ONCE.record(t.txn, once, checked)?;
     }
     Ok(applied)
 }
