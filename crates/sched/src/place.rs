@@ -166,7 +166,8 @@ pub enum Refusal {
         /// Every node's name.
         known: Vec<String>,
     },
-    /// A tag expression mentions a tag no node (up or down) has: most likely a typo.
+    /// Nothing fits, and a tag expression mentions a tag no node (up or down) has: most
+    /// likely a typo.
     #[error(
         "no node has tag {tag}; {}",
         list_or(known, "no node has tags", "the tags are")
@@ -206,19 +207,6 @@ pub fn place(view: &ClusterView, request: &Request) -> Result<Placement, Refusal
             });
         }
     }
-    for expr in &request.tags {
-        for (name, value) in expr.mentioned() {
-            if !view.has_tag(name, value) {
-                return Err(Refusal::UnknownTag {
-                    tag: match value {
-                        Some(v) => format!("{name}={v}"),
-                        None => name.to_string(),
-                    },
-                    known: view.known_tags(),
-                });
-            }
-        }
-    }
     let mut candidates: Vec<Candidate> = view
         .nodes
         .iter()
@@ -234,8 +222,26 @@ pub fn place(view: &ClusterView, request: &Request) -> Result<Placement, Refusal
             node: best.node.clone(),
             candidates,
         }),
-        _ => Err(Refusal::NoFit { candidates }),
+        _ => Err(unknown_tag(view, request).unwrap_or(Refusal::NoFit { candidates })),
     }
+}
+
+/// The refusal for a tag the request mentions and no node (up or down) has, if there is one.
+/// Only asked when nothing fits: `camera||webcam` still places on a camera node when no node
+/// has `webcam`, but when nothing fits, a misspelt tag is the likeliest reason.
+fn unknown_tag(view: &ClusterView, request: &Request) -> Option<Refusal> {
+    let (name, value) = request
+        .tags
+        .iter()
+        .flat_map(TagExpr::mentioned)
+        .find(|(name, value)| !view.has_tag(name, *value))?;
+    Some(Refusal::UnknownTag {
+        tag: match value {
+            Some(v) => format!("{name}={v}"),
+            None => name.to_string(),
+        },
+        known: view.known_tags(),
+    })
 }
 
 /// The verdict on one node.
@@ -590,7 +596,7 @@ mod tests {
             err.as_ref().map_err(ToString::to_string),
             Err("unknown node \"n9\"; the nodes are n1, n2, n3".to_string())
         );
-        for (tag, missing) in [("gpu||camera", "gpu"), ("!site=moon", "site=moon")] {
+        for (tag, missing) in [("gpu&&camera", "gpu"), ("site=moon", "site=moon")] {
             let request = Request {
                 tags: vec![expr(tag)],
                 ..Request::default()
@@ -602,6 +608,12 @@ mod tests {
                 ))
             );
         }
+        // An unknown alternative is no error while another one fits.
+        let either = Request {
+            tags: vec![expr("gpu||camera")],
+            ..Request::default()
+        };
+        assert_eq!(place(&three(), &either).map(|p| p.node), Ok("n2".into()));
         assert_eq!(
             place(&ClusterView::new(), &Request::default()),
             Err(Refusal::NoNodes)
