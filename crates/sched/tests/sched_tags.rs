@@ -76,11 +76,20 @@ proptest! {
     }
 }
 
-/// What holds for any input: an accepted expression prints to text that parses back to it; a
-/// refusal's column lies within the input (or just after it).
+/// What holds for any input: an accepted expression prints to text no longer than the input
+/// that parses back to it; a refusal's column lies within the input (or just after it).
 fn check_parse_result(text: &str) -> Result<(), TestCaseError> {
     match TagExpr::parse(text) {
-        Ok(expr) => prop_assert_eq!(TagExpr::parse(&expr.to_string()), Ok(expr)),
+        Ok(expr) => {
+            let printed = expr.to_string();
+            prop_assert!(
+                printed.len() <= text.len(),
+                "{:?} printed as {:?}",
+                text,
+                printed
+            );
+            prop_assert_eq!(TagExpr::parse(&printed), Ok(expr));
+        }
         Err(TagExprError::Unexpected { column, .. } | TagExprError::TooDeep { column, .. }) => {
             prop_assert!(column >= 1 && column <= text.chars().count() + 1)
         }
