@@ -39,7 +39,8 @@ proptest! {
             prop_assert!(holders.contains(name));
             prop_assert!(view.nodes.get(name).is_none_or(|n| !n.up));
         }
-        let mentioned: Vec<&String> = plan.start.iter().chain(&plan.stop).chain(&plan.lost).collect();
+        let mentioned: Vec<&String> =
+            plan.start.iter().chain(&plan.stop).chain(&plan.lost).collect();
         let distinct: BTreeSet<&String> = mentioned.iter().copied().collect();
         prop_assert_eq!(mentioned.len(), distinct.len(), "a node in two lists");
         for list in [&plan.start, &plan.stop, &plan.lost] {

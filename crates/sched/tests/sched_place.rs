@@ -4,7 +4,7 @@
 
 mod common;
 
-use plexus_sched::{judge, place, ClusterView, Refusal, Request, Verdict};
+use plexus_sched::{judge, place, ClusterView, NodeView, Refusal, Request, Resources, Verdict};
 use proptest::prelude::*;
 
 /// Whether the request names a node or tag the view lacks (then `place` refuses early).
@@ -112,7 +112,7 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(i, &count)| {
-                let mut node = plexus_sched::NodeView::up(plexus_sched::Resources::new(4000, 1 << 30));
+                let mut node = NodeView::up(Resources::new(4000, 1 << 30));
                 node.processes = count;
                 (format!("n{i}"), node)
             })

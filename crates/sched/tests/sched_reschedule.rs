@@ -153,7 +153,8 @@ proptest! {
         down in common::node_name(),
         request in common::request(),
     ) {
-        let outcomes = reschedule(&view, &down, &[process("p", RestartPolicy::Always, request.clone())]);
+        let moving = process("p", RestartPolicy::Always, request.clone());
+        let outcomes = reschedule(&view, &down, &[moving]);
         let mut dead = view.clone();
         if let Some(node) = dead.nodes.get_mut(&down) {
             node.up = false;

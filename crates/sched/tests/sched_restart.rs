@@ -86,7 +86,7 @@ proptest! {
                     } else if let Some(previous) = previous_delay {
                         prop_assert!(delay_ms >= previous);
                     }
-                    prop_assert!(recent < limits.max_restarts, "more than the limit within the window");
+                    prop_assert!(recent < limits.max_restarts, "over the limit in the window");
                     restarts_at.push(now);
                     prop_assert_eq!(attempt as usize, restarts_at.len());
                     previous_delay = Some(delay_ms);
