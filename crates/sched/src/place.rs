@@ -170,7 +170,7 @@ pub enum Refusal {
     /// likely a typo.
     #[error(
         "no node has tag {tag}; {}",
-        list_or(known, "no node has tags", "the tags are")
+        list_or(known, "no node has any tag", "the tags are")
     )]
     UnknownTag {
         /// The tag as written (`gpu`, `site=moon`).
@@ -608,6 +608,15 @@ mod tests {
                 ))
             );
         }
+        let untagged = ClusterView::new().with_node("n1", node(1, 1));
+        let gpu = Request {
+            tags: vec![expr("gpu")],
+            ..Request::default()
+        };
+        assert_eq!(
+            place(&untagged, &gpu).map_err(|e| e.to_string()),
+            Err("no node has tag gpu; no node has any tag".to_string())
+        );
         // An unknown alternative is no error while another one fits.
         let either = Request {
             tags: vec![expr("gpu||camera")],
