@@ -1,0 +1,124 @@
+//! Property tests of placement against a plain restatement of its rules (`common::may_take`):
+//! the chosen node always may take the process, a node is found whenever one may, the choice is
+//! the lowest score, and the same input always gives the same answer.
+
+mod common;
+
+use plexus_sched::{judge, place, ClusterView, NodeView, Refusal, Request, Resources, Verdict};
+use proptest::prelude::*;
+
+/// Whether the request names a node or tag the view lacks (then `place` refuses early).
+fn names_unknown(view: &ClusterView, request: &Request) -> bool {
+    request
+        .on
+        .as_ref()
+        .is_some_and(|on| !view.nodes.contains_key(on))
+        || request
+            .tags
+            .iter()
+            .flat_map(|e| e.mentioned())
+            .any(|(name, value)| !view.has_tag(name, value))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_chosen_node_may_take_the_process(
+        view in common::view(),
+        request in common::request(),
+    ) {
+        if let Ok(placement) = place(&view, &request) {
+            let node = &view.nodes[&placement.node];
+            prop_assert!(node.up, "chose a down node");
+            prop_assert!(common::may_take(&placement.node, node, &request));
+        }
+    }
+
+    #[test]
+    fn a_node_is_found_whenever_one_may_take_it(
+        view in common::view(),
+        request in common::request(),
+    ) {
+        let some_fit = view.nodes.iter().any(|(name, node)| common::may_take(name, node, &request));
+        let result = place(&view, &request);
+        match &result {
+            Ok(_) => prop_assert!(some_fit),
+            Err(Refusal::NoFit { .. }) => prop_assert!(!some_fit),
+            Err(Refusal::NoNodes) => prop_assert!(view.nodes.is_empty()),
+            Err(Refusal::UnknownNode { .. } | Refusal::UnknownTag { .. }) => {
+                prop_assert!(names_unknown(&view, &request));
+                prop_assert!(!some_fit);
+            }
+        }
+    }
+
+    #[test]
+    fn every_node_is_judged_and_the_best_score_wins(
+        view in common::view(),
+        request in common::request(),
+    ) {
+        let candidates = match place(&view, &request) {
+            Ok(placement) => {
+                let best = view
+                    .nodes
+                    .iter()
+                    .filter_map(|(name, node)| match judge(name, node, &request) {
+                        Verdict::Fits { score, .. } => Some((score, name.clone())),
+                        Verdict::Unfit(_) => None,
+                    })
+                    .min();
+                prop_assert_eq!(best.map(|(_, name)| name), Some(placement.node.clone()));
+                prop_assert_eq!(&placement.candidates[0].node, &placement.node);
+                placement.candidates
+            }
+            Err(Refusal::NoFit { candidates }) => candidates,
+            Err(_) => return Ok(()),
+        };
+        let mut judged: Vec<&str> = candidates.iter().map(|c| c.node.as_str()).collect();
+        judged.sort_unstable();
+        let all: Vec<&str> = view.nodes.keys().map(String::as_str).collect();
+        prop_assert_eq!(judged, all);
+        for c in &candidates {
+            let fits = matches!(c.verdict, Verdict::Fits { .. });
+            prop_assert_eq!(fits, common::may_take(&c.node, &view.nodes[&c.node], &request));
+            if let Verdict::Unfit(reasons) = &c.verdict {
+                prop_assert!(!reasons.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_answer(
+        view in common::view(),
+        request in common::request(),
+    ) {
+        // Rebuilt from its nodes in reverse order: insertion order must not matter either.
+        let rebuilt: ClusterView = view.nodes.clone().into_iter().rev().collect();
+        let first = place(&view, &request);
+        prop_assert_eq!(&first, &place(&rebuilt, &request));
+        prop_assert_eq!(
+            first.as_ref().map(ToString::to_string).map_err(ToString::to_string),
+            place(&view, &request).map(|p| p.to_string()).map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn spreading_prefers_the_node_running_fewer(
+        processes in proptest::collection::vec(0u32..50, 2..6),
+    ) {
+        // Equal nodes, nothing reserved: the fewest processes win, ties to the first name.
+        let view: ClusterView = processes
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| {
+                let mut node = NodeView::up(Resources::new(4000, 1 << 30));
+                node.processes = count;
+                (format!("n{i}"), node)
+            })
+            .collect();
+        let fewest = processes.iter().min().copied();
+        let expected = processes.iter().position(|&p| Some(p) == fewest).map(|i| format!("n{i}"));
+        prop_assert_eq!(place(&view, &Request::default()).ok().map(|p| p.node), expected);
+    }
+}
