@@ -208,11 +208,13 @@ async fn kernel_round_trip(budget: Duration) -> Result<(Figures, Figures, f64)> 
     }
     let kernel_rt = figures(samples, start.elapsed());
 
-    // Throughput: four callers in parallel on the two worker threads.
+    // Throughput: four callers in parallel on the two worker threads. Each has its own
+    // context, as each client message has: a context carries its message's memory account,
+    // and no two real callers share one.
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let cx = cx.clone();
+        let cx = kernel.context(admin.public(), [0; 32], None, 0);
         let msg = msg.clone();
         workers.push(tokio::spawn(async move {
             let mut n = 0u64;
