@@ -308,6 +308,24 @@ struct Inner {
     shutting_down: AtomicBool,
 }
 
+impl Drop for Inner {
+    /// The spawning thread ends with the last handle, and with it (by the parent-death signal)
+    /// every child still running; their cgroups and this supervisor's own directories go too,
+    /// as far as they are already empty (the next start sweeps the rest).
+    fn drop(&mut self) {
+        let procs = self
+            .procs
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for dir in procs.values().flat_map(|p| &p.cgroup_dirs) {
+            let _ = std::fs::remove_dir(dir);
+        }
+        for dir in self.cgroups.dirs() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// This node's process supervisor. Cloning gives another handle to the same table.
 #[derive(Clone)]
 pub struct Supervisor {

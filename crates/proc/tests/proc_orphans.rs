@@ -1,0 +1,142 @@
+//! No orphans: shutdown leaves nothing running, children die with a supervisor killed by -9,
+//! and the next start kills what escaped and reports it lost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use plexus_proc::{Config, Limits, Spec, Supervisor};
+
+#[tokio::test]
+async fn shutdown_leaves_nothing_behind() {
+    let s = supervisor();
+    let mut pids = Vec::new();
+    pids.push(
+        s.sup
+            .spawn("sleep", &spec("sleep", &["1000"]))
+            .await
+            .unwrap(),
+    );
+    let (pid, mut attached) = s
+        .sup
+        .spawn_attached(
+            "stubborn",
+            &sh("trap '' TERM; sleep 1000 & echo $!; echo ready; wait"),
+        )
+        .await
+        .unwrap();
+    pids.push(pid);
+    let lines = read_until(&mut attached.stdout, "ready").await;
+    pids.push(lines.lines().next().unwrap().parse().unwrap());
+    drop(attached);
+    let limited = Spec {
+        limits: Limits {
+            pids: Some(16),
+            ..Limits::default()
+        },
+        ..spec("sleep", &["1000"])
+    };
+    pids.push(s.sup.spawn("limited", &limited).await.unwrap());
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    s.sup.shutdown(Duration::from_millis(500)).await;
+    for pid in &pids {
+        assert!(!alive(*pid), "pid {pid} outlived shutdown");
+    }
+    assert!(s.sup.list().iter().all(|p| p.status.is_some()));
+    let pid_files = std::fs::read_dir(s.dir.path().join("state/procs"))
+        .unwrap()
+        .count();
+    assert_eq!(pid_files, 0, "pid files are removed with their processes");
+}
+
+const HELPER_DIR: &str = "PLEXUS_PROC_TEST_HELPER_DIR";
+
+/// Not a test: the supervisor process that `children_die_with_a_killed_supervisor` kills.
+#[test]
+#[ignore = "run by children_die_with_a_killed_supervisor"]
+fn helper_supervisor() {
+    let Some(dir) = std::env::var_os(HELPER_DIR) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (sup, _) = Supervisor::start(Config::new(dir)).unwrap();
+        let direct = sup
+            .spawn("direct", &spec("sleep", &["1000"]))
+            .await
+            .unwrap();
+        let tree = Spec {
+            limits: Limits {
+                pids: Some(16),
+                ..Limits::default()
+            },
+            ..sh("sleep 1000 & echo $!; wait")
+        };
+        let (_, mut attached) = sup.spawn_attached("tree", &tree).await.unwrap();
+        let escaped = read_until(&mut attached.stdout, "\n").await;
+        println!("PIDS {direct} {}", escaped.trim());
+        // Keep the streams read so nothing blocks, until the test kills this process.
+        loop {
+            let _ = drain(&mut attached).await;
+            tokio::time::sleep(Duration::from_secs(1000)).await;
+        }
+    });
+}
+
+#[tokio::test]
+async fn children_die_with_a_killed_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut helper = Command::new(std::env::current_exe().unwrap())
+        .args(["helper_supervisor", "--exact", "--ignored", "--nocapture"])
+        .env(HELPER_DIR, &state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = helper.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("PIDS "))
+    });
+    let line = tokio::time::timeout(DEADLINE, line)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("helper's pids");
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let [direct, escaped] = pids[..] else {
+        panic!("{line}")
+    };
+    assert!(alive(direct) && alive(escaped));
+
+    helper.kill().unwrap(); // SIGKILL: no cleanup code runs in the helper.
+    helper.wait().unwrap();
+    wait_until("the direct child to die by its parent-death signal", || {
+        !alive(direct)
+    })
+    .await;
+
+    // The grandchild had no parent-death signal; the next start finds and kills it.
+    let (sup, mut lost) = Supervisor::start(Config::new(&state)).unwrap();
+    lost.sort();
+    assert_eq!(lost, ["direct", "tree"]);
+    wait_until("the escaped grandchild to be killed", || !alive(escaped)).await;
+    assert_eq!(std::fs::read_dir(state.join("procs")).unwrap().count(), 0);
+    // A second start finds nothing more.
+    drop(sup);
+    let (_sup, lost) = Supervisor::start(Config::new(&state)).unwrap();
+    assert!(lost.is_empty(), "{lost:?}");
+}
