@@ -1,6 +1,6 @@
 //! The supervisor: the table of this node's processes and everything done to them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -278,6 +278,9 @@ struct Proc {
     logs: [Arc<StreamLog>; 2],
     readers: [Readers; 2],
     status: watch::Sender<Option<ExitStatus>>,
+    /// Set at shutdown: attached readers are let go, so a reader that never reads cannot hold
+    /// the shutdown up.
+    detach: watch::Sender<bool>,
     /// The last CPU sample: when, and the process's CPU ticks then.
     cpu_sample: Mutex<(Instant, u64)>,
 }
@@ -305,7 +308,22 @@ struct Inner {
     /// that forked a child ends, so it must be one thread that lives as long as the supervisor.
     spawner: Mutex<std::sync::mpsc::Sender<SpawnJob>>,
     procs: Mutex<HashMap<String, Arc<Proc>>>,
+    /// Ids being started: taken before the logs are created, so two spawns of one id cannot
+    /// both get that far.
+    starting: Mutex<HashSet<String>>,
     shutting_down: AtomicBool,
+}
+
+/// Frees an id taken in [`Inner::starting`] when its spawn has finished, either way.
+struct Reservation<'a> {
+    inner: &'a Inner,
+    id: &'a str,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.starting).remove(self.id);
+    }
 }
 
 impl Drop for Inner {
@@ -383,6 +401,7 @@ impl Supervisor {
             cgroups,
             spawner: Mutex::new(spawner),
             procs: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashSet::new()),
             shutting_down: AtomicBool::new(false),
         };
         Ok((
@@ -432,9 +451,16 @@ impl Supervisor {
         if self.inner.shutting_down.load(Ordering::SeqCst) {
             return Err(SpawnError::ShuttingDown);
         }
-        if lock(&self.inner.procs).contains_key(id) {
-            return Err(SpawnError::Duplicate(id.to_owned()));
-        }
+        let _reservation = {
+            let procs = lock(&self.inner.procs);
+            if procs.contains_key(id) || !lock(&self.inner.starting).insert(id.to_owned()) {
+                return Err(SpawnError::Duplicate(id.to_owned()));
+            }
+            Reservation {
+                inner: &self.inner,
+                id,
+            }
+        };
         let resolved = spec::resolve(spec)?;
         let cgroup = if spec.limits.is_empty() {
             limits::ProcCgroup::default()
@@ -544,25 +570,27 @@ impl Supervisor {
             logs,
             readers,
             status: watch::Sender::new(None),
+            detach: watch::Sender::new(false),
             cpu_sample: Mutex::new((Instant::now(), 0)),
         });
+        let pump_of = |pipe: Box<dyn AsyncRead + Unpin + Send>, i: usize| {
+            tokio::spawn(pump(
+                pipe,
+                Arc::clone(&proc.logs[i]),
+                Arc::clone(&proc.readers[i]),
+                proc.detach.subscribe(),
+            ))
+        };
         let pumps = [
-            child.stdout.take().map(|p| {
-                tokio::spawn(pump(
-                    p,
-                    Arc::clone(&proc.logs[0]),
-                    Arc::clone(&proc.readers[0]),
-                ))
-            }),
-            child.stderr.take().map(|p| {
-                tokio::spawn(pump(
-                    p,
-                    Arc::clone(&proc.logs[1]),
-                    Arc::clone(&proc.readers[1]),
-                ))
-            }),
+            child.stdout.take().map(|p| pump_of(Box::new(p), 0)),
+            child.stderr.take().map(|p| pump_of(Box::new(p), 1)),
         ];
         lock(&self.inner.procs).insert(id.to_owned(), Arc::clone(&proc));
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            // Shutdown began during this spawn and may not have seen it.
+            proc.detach.send_replace(true);
+            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        }
         tokio::spawn(async move {
             let status = match child.wait().await {
                 Ok(status) => ExitStatus::from_std(status),
@@ -787,6 +815,9 @@ impl Supervisor {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         let procs: Vec<Arc<Proc>> = lock(&self.inner.procs).values().cloned().collect();
+        for proc in &procs {
+            proc.detach.send_replace(true);
+        }
         let stops = procs.iter().map(|p| stop_proc(p, grace));
         for stop in stops.collect::<Vec<_>>() {
             stop.await;
@@ -820,7 +851,12 @@ async fn stop_proc(proc: &Proc, grace: Duration) {
 }
 
 /// Reads one pipe into the log and the attached readers, waiting for the slowest reader.
-async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<StreamLog>, readers: Readers) {
+async fn pump(
+    mut pipe: impl AsyncRead + Unpin,
+    log: Arc<StreamLog>,
+    readers: Readers,
+    mut detach: watch::Receiver<bool>,
+) {
     let mut buf = BytesMut::with_capacity(PIPE_CHUNK);
     loop {
         buf.clear();
@@ -834,9 +870,14 @@ async fn pump(mut pipe: impl AsyncRead + Unpin, log: Arc<StreamLog>, readers: Re
         let attached: Vec<mpsc::Sender<Bytes>> = lock(&readers).clone();
         let mut gone = false;
         for reader in attached {
-            gone |= reader.send(chunk.clone()).await.is_err();
+            tokio::select! {
+                sent = reader.send(chunk.clone()) => gone |= sent.is_err(),
+                _ = detach.wait_for(|detached| *detached) => gone = true,
+            }
         }
-        if gone {
+        if *detach.borrow() {
+            lock(&readers).clear();
+        } else if gone {
             lock(&readers).retain(|r| !r.is_closed());
         }
     }

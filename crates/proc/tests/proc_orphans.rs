@@ -55,6 +55,27 @@ async fn shutdown_leaves_nothing_behind() {
     assert_eq!(pid_files, 0, "pid files are removed with their processes");
 }
 
+#[tokio::test]
+async fn a_reader_that_never_reads_cannot_hold_shutdown_up() {
+    let s = supervisor();
+    let (pid, attached) = s
+        .sup
+        .spawn_attached("flood", &spec("yes", &[]))
+        .await
+        .unwrap();
+    // The reader is kept but never read: the program is blocked on write.
+    let log = s.dir.path().join("state/logs/flood.out");
+    wait_until("output to be logged", || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    tokio::time::timeout(DEADLINE, s.sup.shutdown(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert!(!alive(pid));
+    drop(attached);
+}
+
 const HELPER_DIR: &str = "PLEXUS_PROC_TEST_HELPER_DIR";
 
 /// Not a test: the supervisor process that `children_die_with_a_killed_supervisor` kills.

@@ -255,3 +255,24 @@ async fn remove_forgets_an_ended_process() {
     s.sup.spawn("r", &spec("true", &[])).await.unwrap();
     s.sup.wait("r").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_id_starts_once_even_when_raced() {
+    let s = supervisor();
+    let sleeper = spec("sleep", &["1000"]);
+    let spawns = (0..8).map(|_| {
+        let sup = s.sup.clone();
+        let sleeper = sleeper.clone();
+        tokio::spawn(async move { sup.spawn("same", &sleeper).await })
+    });
+    let mut started = 0;
+    for spawn in spawns.collect::<Vec<_>>() {
+        match spawn.await.unwrap() {
+            Ok(_) => started += 1,
+            Err(SpawnError::Duplicate(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+    s.sup.shutdown(std::time::Duration::from_secs(5)).await;
+}
