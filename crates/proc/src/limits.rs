@@ -90,6 +90,12 @@ pub(crate) enum CgroupRoots {
     Unavailable,
 }
 
+fn offers_all(controllers: &str) -> bool {
+    ["memory", "cpu", "pids"]
+        .iter()
+        .all(|want| controllers.split_whitespace().any(|c| c == *want))
+}
+
 /// One mount from `/proc/self/mountinfo`: mount point, file system type, super options.
 fn mounts(mountinfo: &str) -> impl Iterator<Item = (&str, &str, &str)> {
     mountinfo.lines().filter_map(|line| {
@@ -119,9 +125,15 @@ fn own_cgroup<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a str> {
     })
 }
 
-/// Finds where cgroups can go, from the text of `/proc/self/mountinfo` and `/proc/self/cgroup`.
-/// `leaf` is this supervisor's own directory name; nothing is created here.
-pub(crate) fn plan_roots(mountinfo: &str, proc_cgroup: &str, leaf: &str) -> CgroupRoots {
+/// Finds where cgroups can go, from the text of `/proc/self/mountinfo` and `/proc/self/cgroup`;
+/// `controllers` reads a v2 directory's `cgroup.controllers`. `leaf` is this supervisor's own
+/// directory name; nothing is created here.
+pub(crate) fn plan_roots(
+    mountinfo: &str,
+    proc_cgroup: &str,
+    leaf: &str,
+    controllers: impl Fn(&Path) -> Option<String>,
+) -> CgroupRoots {
     let under = |mount: &str, own: &str| -> PathBuf {
         Path::new(mount)
             .join(own.trim_start_matches('/'))
@@ -130,12 +142,7 @@ pub(crate) fn plan_roots(mountinfo: &str, proc_cgroup: &str, leaf: &str) -> Cgro
     let v2 = mounts(mountinfo).find(|(_, fstype, _)| *fstype == "cgroup2");
     if let (Some((mount, _, _)), Some(own)) = (v2, own_cgroup(proc_cgroup, "")) {
         let dir = Path::new(mount).join(own.trim_start_matches('/'));
-        let has_all = std::fs::read_to_string(dir.join("cgroup.controllers")).is_ok_and(|c| {
-            ["memory", "cpu", "pids"]
-                .iter()
-                .all(|want| c.split_whitespace().any(|h| h == *want))
-        });
-        if has_all {
+        if controllers(&dir).is_some_and(|c| offers_all(&c)) {
             return CgroupRoots::V2(under(mount, own));
         }
     }
@@ -161,12 +168,22 @@ impl CgroupRoots {
         ) else {
             return CgroupRoots::Unavailable;
         };
-        let roots = plan_roots(&mountinfo, &proc_cgroup, leaf);
+        let controllers = |dir: &Path| std::fs::read_to_string(dir.join("cgroup.controllers")).ok();
+        let roots = plan_roots(&mountinfo, &proc_cgroup, leaf, controllers);
         let usable = match &roots {
             CgroupRoots::V2(dir) => {
+                // A cgroup's children get a controller only when it hands it down. The node's
+                // own cgroup may already do so, or may refuse (it holds processes): then `dir`
+                // lacks a controller and v2 is not used.
+                let enable = |d: &Path| {
+                    std::fs::write(d.join("cgroup.subtree_control"), "+memory +cpu +pids")
+                };
+                if let Some(own) = dir.parent() {
+                    let _ = enable(own);
+                }
                 std::fs::create_dir_all(dir).is_ok()
-                // Children of `dir` get the controllers only when `dir` hands them down.
-                && std::fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids").is_ok()
+                    && controllers(dir).is_some_and(|c| offers_all(&c))
+                    && enable(dir).is_ok()
             }
             CgroupRoots::V1 { memory, cpu, pids } => [memory, cpu, pids]
                 .iter()
@@ -391,8 +408,8 @@ mod tests {
 
     #[test]
     fn v1_controllers_under_own_cgroups() {
-        // The unified mount has no controllers here (the path does not exist in the test).
-        let roots = plan_roots(MOUNTINFO_V1, CGROUP_V1, "plexus-x");
+        // The unified mount offers no controllers here.
+        let roots = plan_roots(MOUNTINFO_V1, CGROUP_V1, "plexus-x", |_| Some(String::new()));
         assert_eq!(
             roots,
             CgroupRoots::V1 {
@@ -405,18 +422,40 @@ mod tests {
 
     #[test]
     fn missing_controller_means_unavailable() {
+        let none = |_: &Path| None;
         let no_pids: String = MOUNTINFO_V1
             .lines()
             .filter(|l| !l.ends_with("pids"))
             .map(|l| format!("{l}\n"))
             .collect();
         assert_eq!(
-            plan_roots(&no_pids, CGROUP_V1, "p"),
+            plan_roots(&no_pids, CGROUP_V1, "p", none),
             CgroupRoots::Unavailable
         );
-        assert_eq!(plan_roots("", "", "p"), CgroupRoots::Unavailable);
+        assert_eq!(plan_roots("", "", "p", none), CgroupRoots::Unavailable);
         assert_eq!(
-            plan_roots("garbage\n\n - \n", "::::\n", "p"),
+            plan_roots("garbage\n\n - \n", "::::\n", "p", none),
+            CgroupRoots::Unavailable
+        );
+    }
+
+    #[test]
+    fn v2_when_its_cgroup_offers_all_three() {
+        let mountinfo = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let proc_cgroup = "0::/system.slice/plexus.service\n";
+        let own = Path::new("/sys/fs/cgroup/system.slice/plexus.service");
+        let offers = |list: &'static str| move |dir: &Path| (dir == own).then(|| list.to_owned());
+        assert_eq!(
+            plan_roots(
+                mountinfo,
+                proc_cgroup,
+                "plexus-x",
+                offers("cpuset cpu io memory pids")
+            ),
+            CgroupRoots::V2(own.join("plexus-x"))
+        );
+        assert_eq!(
+            plan_roots(mountinfo, proc_cgroup, "p", offers("cpu io memory")),
             CgroupRoots::Unavailable
         );
     }
