@@ -25,6 +25,8 @@ const PIPE_CHUNK: usize = 64 * 1024;
 const READER_QUEUE: usize = 4;
 /// Attached readers per stream of one process.
 const MAX_READERS: usize = 16;
+/// How long a pipe may stay silent after its program ended before it is no longer read.
+const PIPE_LINGER: Duration = Duration::from_secs(1);
 /// The longest process id.
 const MAX_ID_LEN: usize = 64;
 
@@ -278,6 +280,8 @@ struct Proc {
     logs: [Arc<StreamLog>; 2],
     readers: [Readers; 2],
     status: watch::Sender<Option<ExitStatus>>,
+    /// Set when the program has been reaped (`status` waits for its output too).
+    exited: watch::Sender<bool>,
     /// Set at shutdown: attached readers are let go, so a reader that never reads cannot hold
     /// the shutdown up.
     detach: watch::Sender<bool>,
@@ -570,6 +574,7 @@ impl Supervisor {
             logs,
             readers,
             status: watch::Sender::new(None),
+            exited: watch::Sender::new(false),
             detach: watch::Sender::new(false),
             cpu_sample: Mutex::new((Instant::now(), 0)),
         });
@@ -579,6 +584,7 @@ impl Supervisor {
                 Arc::clone(&proc.logs[i]),
                 Arc::clone(&proc.readers[i]),
                 proc.detach.subscribe(),
+                proc.exited.subscribe(),
             ))
         };
         let pumps = [
@@ -596,6 +602,7 @@ impl Supervisor {
                 Ok(status) => ExitStatus::from_std(status),
                 Err(_) => ExitStatus::Killed(Signal::KILL.as_raw()),
             };
+            proc.exited.send_replace(true);
             // What it started in its group (or cgroup) goes with it: nothing is left behind.
             let _ = rustix::process::kill_process_group(proc.pid, Signal::KILL);
             let dirs = proc.cgroup_dirs.clone();
@@ -856,14 +863,24 @@ async fn pump(
     log: Arc<StreamLog>,
     readers: Readers,
     mut detach: watch::Receiver<bool>,
+    mut exited: watch::Receiver<bool>,
 ) {
     let mut buf = BytesMut::with_capacity(PIPE_CHUNK);
     loop {
         buf.clear();
         buf.reserve(PIPE_CHUNK);
-        match pipe.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        // After the program has ended, a pipe with nothing to read for a while is held open
+        // only by a process that left its group (`setsid`): stop waiting for its end of file.
+        let linger = async {
+            let _ = exited.wait_for(|e| *e).await;
+            tokio::time::sleep(PIPE_LINGER).await;
+        };
+        tokio::select! {
+            read = pipe.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            () = linger => break,
         }
         let chunk = buf.split().freeze();
         log.append(&chunk);

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use plexus_proc::{Config, Limits, Spec, Supervisor};
+use plexus_proc::{Config, Limits, Spec, Stream, Supervisor};
 
 #[tokio::test]
 async fn shutdown_leaves_nothing_behind() {
@@ -74,6 +74,25 @@ async fn a_reader_that_never_reads_cannot_hold_shutdown_up() {
         .unwrap();
     assert!(!alive(pid));
     drop(attached);
+}
+
+#[tokio::test]
+async fn a_child_that_left_the_group_does_not_hold_wait_up() {
+    let s = supervisor();
+    // `setsid` takes the sleep out of the process group, with the stdout pipe still open.
+    s.sup
+        .spawn("escape", &sh("setsid sleep 120 & echo $!"))
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(DEADLINE, s.sup.wait("escape")).await;
+    let log = String::from_utf8(s.sup.read_log("escape", Stream::Stdout).unwrap()).unwrap();
+    let escaped: u32 = log.trim().parse().unwrap();
+    // Without a cgroup nothing can follow it; end it here so the test leaves nothing behind.
+    let _ = Command::new("kill")
+        .args(["-9", &escaped.to_string()])
+        .status();
+    let status = status.expect("wait returned while the escaped child still ran");
+    assert_eq!(status.unwrap(), plexus_proc::ExitStatus::Exited(0));
 }
 
 const HELPER_DIR: &str = "PLEXUS_PROC_TEST_HELPER_DIR";
