@@ -396,7 +396,13 @@ impl Supervisor {
                 let _runtime = handle.enter();
                 for job in jobs {
                     let mut command = job.command;
-                    let _ = job.reply.send(command.spawn());
+                    // Nobody waits for this child any more (the spawn was cancelled): it must
+                    // not run untracked.
+                    if let Err(Ok(child)) = job.reply.send(command.spawn()) {
+                        if let Some(pid) = child.id().and_then(|p| Pid::from_raw(p as i32)) {
+                            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+                        }
+                    }
                 }
             })
             .map_err(dir_err(&pid_dir))?;
@@ -531,6 +537,7 @@ impl Supervisor {
         };
         let Some(pid) = child.id().and_then(|raw| Pid::from_raw(raw as i32)) else {
             // tokio reports no id only for a child already reaped, which cannot happen here.
+            remove_cgroup(&cgroup.dirs);
             return Err(SpawnError::Start {
                 exe: resolved.exe,
                 source: std::io::Error::other("child has no pid"),
@@ -605,11 +612,13 @@ impl Supervisor {
             proc.exited.send_replace(true);
             // What it started in its group (or cgroup) goes with it: nothing is left behind.
             let _ = rustix::process::kill_process_group(proc.pid, Signal::KILL);
-            let dirs = proc.cgroup_dirs.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                dirs.iter().for_each(|d| limits::kill_and_remove(d))
-            })
-            .await;
+            if !proc.cgroup_dirs.is_empty() {
+                let dirs = proc.cgroup_dirs.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    dirs.iter().for_each(|d| limits::kill_and_remove(d))
+                })
+                .await;
+            }
             let _ = std::fs::remove_file(&pid_file);
             for pump in pumps.into_iter().flatten() {
                 let _ = pump.await;

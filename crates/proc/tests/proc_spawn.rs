@@ -6,6 +6,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use common::*;
 use plexus_proc::{
@@ -275,4 +276,48 @@ async fn one_id_starts_once_even_when_raced() {
     }
     assert_eq!(started, 1);
     s.sup.shutdown(std::time::Duration::from_secs(5)).await;
+}
+
+/// Pids of live processes with `arg` as their first argument.
+fn running_with(arg: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.split(|b| *b == 0).nth(1) == Some(arg.as_bytes())
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cancelled_spawn_leaves_nothing_running() {
+    let s = supervisor();
+    // Durations no other test uses, to find these very processes in /proc.
+    let marker = |i: u32| format!("{}.{i}", 100_000 + std::process::id());
+    // The spawn is cancelled while its child is being forked; on the rare try where the fork
+    // wins the race, that child is tracked and a next try is made.
+    let mut cancelled = None;
+    for i in 1..=20 {
+        let id = format!("gone{i}");
+        let sleeper = spec("sleep", &[&marker(i)]);
+        if tokio::time::timeout(Duration::ZERO, s.sup.spawn(&id, &sleeper))
+            .await
+            .is_err()
+        {
+            cancelled = Some((id, marker(i)));
+            break;
+        }
+    }
+    let (id, marker) = cancelled.expect("a spawn was cancelled");
+    // Children are forked in order: once this one is back, the cancelled one was handled.
+    s.sup.spawn("after", &spec("true", &[])).await.unwrap();
+    wait_until("the cancelled child to be killed", || {
+        running_with(&marker).is_empty()
+    })
+    .await;
+    assert!(s.sup.info(&id).is_err());
+    s.sup.shutdown(Duration::from_secs(5)).await;
 }
