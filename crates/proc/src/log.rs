@@ -39,7 +39,8 @@ struct Progress {
 }
 
 struct Files {
-    current: File,
+    /// Opened at the first write: a quiet process holds no file descriptor for its logs.
+    current: Option<File>,
     /// Log offset of the current file's first byte.
     current_start: u64,
     /// Bytes in the current file (markers included).
@@ -77,13 +78,13 @@ impl StreamLog {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&previous)(e)),
             _ => {}
         }
-        let current = File::create(&path).map_err(io_err(&path))?;
+        File::create(&path).map_err(io_err(&path))?;
         Ok(Arc::new(StreamLog {
             path,
             previous,
             file_limit: (limit / 2).max(1),
             files: Mutex::new(Files {
-                current,
+                current: None,
                 current_start: 0,
                 current_len: 0,
                 previous_start: None,
@@ -120,7 +121,7 @@ impl StreamLog {
                 Err(_) => {
                     files.unwritten += data.len() as u64;
                     // A failed write may have written part: the file's length is the truth.
-                    if let Ok(meta) = files.current.metadata() {
+                    if let Some(Ok(meta)) = files.current.as_ref().map(File::metadata) {
                         files.current_len = meta.len();
                     }
                     break;
@@ -140,11 +141,17 @@ impl StreamLog {
             files.previous_start = Some(files.current_start);
             files.current_start += files.current_len;
             files.current_len = 0;
-            files.current = current;
+            files.current = Some(current);
         }
+        let file = match &mut files.current {
+            Some(file) => file,
+            None => files
+                .current
+                .insert(std::fs::OpenOptions::new().append(true).open(&self.path)?),
+        };
         let room = (self.file_limit - files.current_len) as usize;
         let n = room.min(data.len());
-        files.current.write_all(&data[..n])?;
+        file.write_all(&data[..n])?;
         files.current_len += n as u64;
         Ok(n)
     }

@@ -19,8 +19,10 @@ use crate::log::{self, Follow, LogError, StreamLog};
 use crate::spec::{self, Spec, SpecError};
 use crate::stats::{self, Stats};
 
-/// Bytes read from a pipe at a time.
+/// The most bytes read from a pipe at a time.
 const PIPE_CHUNK: usize = 64 * 1024;
+/// The first read's buffer.
+const PIPE_CHUNK_FIRST: usize = 1024;
 /// Chunks queued for one attached reader before the pipe is no longer read.
 const READER_QUEUE: usize = 4;
 /// Attached readers per stream of one process.
@@ -874,10 +876,13 @@ async fn pump(
     mut detach: watch::Receiver<bool>,
     mut exited: watch::Receiver<bool>,
 ) {
-    let mut buf = BytesMut::with_capacity(PIPE_CHUNK);
+    // Most programs write little: start with a small buffer (a quiet process costs the node
+    // little memory) and grow it while reads fill it.
+    let mut want = PIPE_CHUNK_FIRST;
+    let mut buf = BytesMut::new();
     loop {
         buf.clear();
-        buf.reserve(PIPE_CHUNK);
+        buf.reserve(want);
         // After the program has ended, a pipe with nothing to read for a while is held open
         // only by a process that left its group (`setsid`): stop waiting for its end of file.
         let linger = async {
@@ -887,6 +892,7 @@ async fn pump(
         tokio::select! {
             read = pipe.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
+                Ok(n) if n >= want => want = (want * 2).min(PIPE_CHUNK),
                 Ok(_) => {}
             },
             () = linger => break,

@@ -321,3 +321,23 @@ async fn a_cancelled_spawn_leaves_nothing_running() {
     assert!(s.sup.info(&id).is_err());
     s.sup.shutdown(Duration::from_secs(5)).await;
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test]
+async fn a_quiet_process_holds_only_its_pipes() {
+    let s = supervisor();
+    let before = open_fds();
+    for i in 0..50 {
+        s.sup
+            .spawn(&format!("quiet{i}"), &spec("sleep", &["1000"]))
+            .await
+            .unwrap();
+    }
+    let per_process = (open_fds() - before) as f64 / 50.0;
+    // stdin, stdout and stderr pipes, and possibly a pidfd to wait on; no log files yet.
+    assert!(per_process <= 4.0, "{per_process} descriptors per process");
+    s.sup.shutdown(Duration::from_secs(5)).await;
+}
