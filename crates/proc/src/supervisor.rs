@@ -259,13 +259,22 @@ pub enum ProcError {
 
 /// The supervisor could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("process supervisor state {}: {source}", path.display())]
-pub struct StartError {
-    /// The directory.
-    pub path: PathBuf,
-    /// The failure.
-    #[source]
-    pub source: std::io::Error,
+pub enum StartError {
+    /// `start` was called outside a tokio runtime.
+    #[error("the process supervisor must start inside a tokio runtime")]
+    NoRuntime(#[source] tokio::runtime::TryCurrentError),
+    /// A state directory could not be made or read.
+    #[error("process supervisor state {}: {source}", path.display())]
+    State {
+        /// The directory.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread that forks the children could not be started.
+    #[error("cannot start the process supervisor's spawning thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 type Readers = Arc<Mutex<Vec<mpsc::Sender<Bytes>>>>;
@@ -381,15 +390,15 @@ impl Supervisor {
     pub fn start(config: Config) -> Result<(Supervisor, Vec<String>), StartError> {
         let dir_err = |path: &Path| {
             let path = path.to_owned();
-            move |source| StartError { path, source }
+            move |source| StartError::State { path, source }
         };
+        let handle = tokio::runtime::Handle::try_current().map_err(StartError::NoRuntime)?;
         let pid_dir = config.state_dir.join("procs");
         std::fs::create_dir_all(&pid_dir).map_err(dir_err(&pid_dir))?;
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err(&config.log_dir))?;
         let cgroups = CgroupRoots::detect(&cgroup_leaf(&config.state_dir));
         let lost = reap_leftovers(&pid_dir, &cgroups).map_err(dir_err(&pid_dir))?;
 
-        let handle = tokio::runtime::Handle::current();
         let (spawner, jobs) = std::sync::mpsc::channel::<SpawnJob>();
         std::thread::Builder::new()
             .name("plexus-proc-spawn".into())
@@ -407,7 +416,7 @@ impl Supervisor {
                     }
                 }
             })
-            .map_err(dir_err(&pid_dir))?;
+            .map_err(StartError::Thread)?;
         let inner = Inner {
             config,
             cgroups,

@@ -341,3 +341,14 @@ async fn a_quiet_process_holds_only_its_pipes() {
     assert!(per_process <= 4.0, "{per_process} descriptors per process");
     s.sup.shutdown(Duration::from_secs(5)).await;
 }
+
+#[test]
+fn start_outside_a_runtime_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = plexus_proc::Supervisor::start(plexus_proc::Config::new(dir.path()));
+    assert!(matches!(
+        started,
+        Err(plexus_proc::StartError::NoRuntime(_))
+    ));
+    assert!(!dir.path().join("procs").exists(), "nothing was made");
+}
