@@ -180,3 +180,61 @@ async fn children_die_with_a_killed_supervisor() {
     let (_sup, lost) = Supervisor::start(Config::new(&state)).unwrap();
     assert!(lost.is_empty(), "{lost:?}");
 }
+
+/// Field 22 of /proc/PID/stat: the start time that, with the pid, names one process.
+fn start_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace()
+        .nth(22 - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn leftover_pid_files_kill_only_their_own_process() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("procs")).unwrap();
+    let group_leader = || {
+        Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let (mut ours, mut reused) = (group_leader(), group_leader());
+    let procs = state.join("procs");
+    std::fs::write(
+        procs.join("ours.pid"),
+        format!("{} {}\n", ours.id(), start_ticks(ours.id())),
+    )
+    .unwrap();
+    // The same pid but another start time: the pid was reused by an unrelated process.
+    std::fs::write(
+        procs.join("reused.pid"),
+        format!("{} {}\n", reused.id(), start_ticks(reused.id()) + 1),
+    )
+    .unwrap();
+    std::fs::write(procs.join("garbage.pid"), "not a pid file").unwrap();
+
+    let (_sup, lost) = Supervisor::start(Config::new(&state)).unwrap();
+    assert_eq!(lost, ["garbage", "ours", "reused"]);
+    let killed = tokio::task::spawn_blocking(move || ours.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed),
+        Some(9)
+    );
+    assert!(
+        alive(reused.id()),
+        "a process that only shares the pid is left alone"
+    );
+    reused.kill().unwrap();
+    reused.wait().unwrap();
+    assert_eq!(std::fs::read_dir(&procs).unwrap().count(), 0);
+}
