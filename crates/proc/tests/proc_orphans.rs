@@ -222,10 +222,9 @@ async fn leftover_pid_files_kill_only_their_own_process() {
 
     let (_sup, lost) = Supervisor::start(Config::new(&state)).unwrap();
     assert_eq!(lost, ["garbage", "ours", "reused"]);
-    let killed = tokio::task::spawn_blocking(move || ours.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let ours_pid = ours.id();
+    wait_until("our leftover to be killed", || !alive(ours_pid)).await;
+    let killed = ours.wait().unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&killed),
         Some(9)
