@@ -288,6 +288,8 @@ struct Proc {
     enforcement: Enforcement,
     cgroup_dirs: Vec<PathBuf>,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    /// Set by `close_stdin`: a write blocked on a full pipe gives up the pipe.
+    stdin_closing: watch::Sender<bool>,
     logs: [Arc<StreamLog>; 2],
     readers: [Readers; 2],
     status: watch::Sender<Option<ExitStatus>>,
@@ -589,6 +591,7 @@ impl Supervisor {
             },
             cgroup_dirs: cgroup.dirs,
             stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            stdin_closing: watch::Sender::new(false),
             logs,
             readers,
             status: watch::Sender::new(None),
@@ -719,15 +722,18 @@ impl Supervisor {
     /// Writes `bytes` to the program's stdin (waiting while its pipe is full).
     pub async fn write_stdin(&self, id: &str, bytes: &[u8]) -> Result<(), ProcError> {
         let proc = self.get(id)?;
-        let mut stdin = proc.stdin.lock().await;
-        let pipe = stdin
-            .as_mut()
-            .ok_or_else(|| ProcError::StdinClosed(id.to_owned()))?;
-        let written = async {
-            pipe.write_all(bytes).await?;
-            pipe.flush().await
-        }
-        .await;
+        let closed = || ProcError::StdinClosed(id.to_owned());
+        let mut closing = proc.stdin_closing.subscribe();
+        let written = tokio::select! {
+            written = async {
+                let mut stdin = proc.stdin.lock().await;
+                let pipe = stdin.as_mut().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+                pipe.write_all(bytes).await?;
+                pipe.flush().await
+            } => written,
+            // A program that does not read its stdin must not keep it from being closed.
+            _ = closing.wait_for(|c| *c) => return Err(closed()),
+        };
         written.map_err(|source| match source.kind() {
             std::io::ErrorKind::BrokenPipe => ProcError::StdinClosed(id.to_owned()),
             _ => ProcError::Stdin {
@@ -740,6 +746,7 @@ impl Supervisor {
     /// Closes the program's stdin: it reads end of file.
     pub async fn close_stdin(&self, id: &str) -> Result<(), ProcError> {
         let proc = self.get(id)?;
+        proc.stdin_closing.send_replace(true);
         proc.stdin.lock().await.take();
         Ok(())
     }

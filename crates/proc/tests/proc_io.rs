@@ -132,3 +132,39 @@ async fn attach_later_sees_new_output() {
     let mut ended = s.sup.attach("late").unwrap();
     assert_eq!(drain(&mut ended).await, (Vec::new(), Vec::new()));
 }
+
+#[tokio::test]
+async fn close_stdin_is_not_held_up_by_a_blocked_write() {
+    let s = supervisor();
+    s.sup
+        .spawn("deaf", &spec("sleep", &["1000"]))
+        .await
+        .unwrap();
+    let sup = s.sup.clone();
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = std::sync::Arc::clone(&started);
+    // More than a pipe holds: the write blocks, as the program never reads. On this
+    // single-threaded runtime the writer runs until it blocks before the test goes on.
+    let writer = tokio::spawn(async move {
+        writing.store(true, std::sync::atomic::Ordering::SeqCst);
+        sup.write_stdin("deaf", &vec![b'x'; 1 << 20]).await
+    });
+    wait_until("the writer to start", || {
+        started.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    assert!(!writer.is_finished(), "the write is blocked");
+    tokio::time::timeout(DEADLINE, s.sup.close_stdin("deaf"))
+        .await
+        .expect("close finished")
+        .unwrap();
+    let written = tokio::time::timeout(DEADLINE, writer)
+        .await
+        .expect("write gave up")
+        .unwrap();
+    assert!(
+        matches!(written, Err(ProcError::StdinClosed(_))),
+        "{written:?}"
+    );
+    s.sup.stop("deaf", Duration::from_secs(20)).await.unwrap();
+}
