@@ -700,7 +700,8 @@ impl Supervisor {
     /// Sends `sig` to the process group of `id`.
     pub fn signal(&self, id: &str, sig: Sig) -> Result<(), ProcError> {
         let proc = self.get(id)?;
-        if proc.status.borrow().is_some() {
+        // Once reaped, its pid may belong to someone else.
+        if *proc.exited.borrow() {
             return Err(ProcError::Ended(id.to_owned()));
         }
         rustix::process::kill_process_group(proc.pid, sig.raw()).map_err(|e| ProcError::Signal {
@@ -798,7 +799,7 @@ impl Supervisor {
     pub fn stats(&self, id: &str) -> Result<Stats, ProcError> {
         let proc = self.get(id)?;
         let ended = || ProcError::Ended(id.to_owned());
-        if proc.status.borrow().is_some() {
+        if *proc.exited.borrow() {
             return Err(ended());
         }
         let raw = proc.pid.as_raw_nonzero().get();
@@ -868,20 +869,18 @@ impl Supervisor {
 
 /// TERM, then KILL after `grace`; returns once the process has ended.
 async fn stop_proc(proc: &Proc, grace: Duration) {
-    let mut status = proc.status.subscribe();
-    if status.borrow().is_some() {
-        return;
+    let mut exited = proc.exited.subscribe();
+    // Once reaped, its pid may belong to someone else: signal only before.
+    if !*exited.borrow() {
+        let _ = rustix::process::kill_process_group(proc.pid, Signal::TERM);
+        // A stopped process cannot act on TERM.
+        let _ = rustix::process::kill_process_group(proc.pid, Signal::CONT);
+        let ended = tokio::time::timeout(grace, exited.wait_for(|e| *e)).await;
+        if ended.is_err() {
+            let _ = rustix::process::kill_process_group(proc.pid, Signal::KILL);
+        }
     }
-    let _ = rustix::process::kill_process_group(proc.pid, Signal::TERM);
-    // A stopped process cannot act on TERM.
-    let _ = rustix::process::kill_process_group(proc.pid, Signal::CONT);
-    if tokio::time::timeout(grace, status.wait_for(Option::is_some))
-        .await
-        .is_err()
-    {
-        let _ = rustix::process::kill_process_group(proc.pid, Signal::KILL);
-        let _ = status.wait_for(Option::is_some).await;
-    }
+    let _ = proc.status.subscribe().wait_for(Option::is_some).await;
 }
 
 /// Reads one pipe into the log and the attached readers, waiting for the slowest reader.
