@@ -283,6 +283,18 @@ mod tests {
     }
 
     proptest! {
+        /// The tail is the end of the text and holds `n` lines, or all of them when fewer.
+        #[test]
+        fn tail_is_the_last_n_lines(text in "[ab\n]{0,40}", n in 0usize..8) {
+            let tail = tail_lines(text.as_bytes(), n);
+            prop_assert!(text.as_bytes().ends_with(tail));
+            let lines = |t: &[u8]| t.split(|b| *b == b'\n').count() - usize::from(t.ends_with(b"\n")) - usize::from(t.is_empty());
+            prop_assert_eq!(lines(tail), n.min(lines(text.as_bytes())));
+            // It starts at a line start.
+            let start = text.len() - tail.len();
+            prop_assert!(tail.is_empty() || start == 0 || text.as_bytes()[start - 1] == b'\n');
+        }
+
         /// Whatever the writes, the files stay within the bound, the retained text is the tail
         /// of what was written, and a marker names exactly the bytes that are gone.
         #[test]
