@@ -831,7 +831,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stores a program for `--copy` in this node's cache (see [`crate::cache`]); blocking I/O
+    /// Stores a program for `--copy` in this node's cache, `programs/` in the state directory:
+    /// named `<BLAKE3 hex>[.<extension>]`, mode 0700, written atomically, reused for the same
+    /// bytes; `extension` keeps the interpreter choice (`py` runs with `python3`). Blocking I/O
     /// of up to [`crate::MAX_PROGRAM_BYTES`], so call it off the async threads.
     pub fn cache_program(
         &self,
