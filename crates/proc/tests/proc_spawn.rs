@@ -322,23 +322,33 @@ async fn a_cancelled_spawn_leaves_nothing_running() {
     s.sup.shutdown(Duration::from_secs(5)).await;
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+/// The files under `dir` this process holds open.
+fn open_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .collect()
 }
 
 #[tokio::test]
-async fn a_quiet_process_holds_only_its_pipes() {
+async fn a_quiet_process_holds_no_log_file_open() {
     let s = supervisor();
-    let before = open_fds();
-    for i in 0..50 {
+    let logs = s.dir.path().join("state/logs").canonicalize().unwrap();
+    for i in 0..20 {
         s.sup
             .spawn(&format!("quiet{i}"), &spec("sleep", &["1000"]))
             .await
             .unwrap();
     }
-    let per_process = (open_fds() - before) as f64 / 50.0;
-    // stdin, stdout and stderr pipes, and possibly a pidfd to wait on; no log files yet.
-    assert!(per_process <= 4.0, "{per_process} descriptors per process");
+    s.sup.spawn("talker", &spec("cat", &[])).await.unwrap();
+    assert_eq!(open_files_under(&logs), Vec::<std::path::PathBuf>::new());
+    // Output opens the log (which shows the check sees log files).
+    s.sup.write_stdin("talker", b"hi\n").await.unwrap();
+    let mut follow = s.sup.follow("talker", Stream::Stdout, 0).unwrap();
+    follow.next().await.unwrap().unwrap();
+    assert_eq!(open_files_under(&logs), [logs.join("talker.out")]);
     s.sup.shutdown(Duration::from_secs(5)).await;
 }
 
