@@ -41,16 +41,20 @@ pub struct Config {
     pub log_dir: PathBuf,
     /// Bytes kept per stream of one process, both files together.
     pub log_limit: u64,
+    /// Use cgroups for limits when the node offers them; `false` uses rlimits.
+    pub cgroups: bool,
 }
 
 impl Config {
-    /// State under `state_dir`, logs in `state_dir/logs`, 8 MiB of log per stream.
+    /// State under `state_dir`, logs in `state_dir/logs`, 8 MiB of log per stream, cgroups
+    /// where the node offers them.
     pub fn new(state_dir: impl Into<PathBuf>) -> Config {
         let state_dir = state_dir.into();
         Config {
             log_dir: state_dir.join("logs"),
             state_dir,
             log_limit: 8 * 1024 * 1024,
+            cgroups: true,
         }
     }
 }
@@ -398,7 +402,11 @@ impl Supervisor {
         let pid_dir = config.state_dir.join("procs");
         std::fs::create_dir_all(&pid_dir).map_err(dir_err(&pid_dir))?;
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err(&config.log_dir))?;
-        let cgroups = CgroupRoots::detect(&cgroup_leaf(&config.state_dir));
+        let cgroups = if config.cgroups {
+            CgroupRoots::detect(&cgroup_leaf(&config.state_dir))
+        } else {
+            CgroupRoots::Unavailable
+        };
         let lost = reap_leftovers(&pid_dir, &cgroups).map_err(dir_err(&pid_dir))?;
 
         let (spawner, jobs) = std::sync::mpsc::channel::<SpawnJob>();

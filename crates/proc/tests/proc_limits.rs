@@ -77,7 +77,7 @@ async fn a_memory_hog_is_stopped_at_its_limit() {
         },
         ..spec(
             "python3",
-            &["-c", "b = b'x' * (512 << 20)\nprint('survived', len(b))"],
+            &["-c", "b = b'x' * (256 << 20)\nprint('survived', len(b))"],
         )
     };
     s.sup.spawn("hog", &hog).await.unwrap();
@@ -90,6 +90,40 @@ async fn a_memory_hog_is_stopped_at_its_limit() {
         Enforcement::None => panic!("a limit was asked for"),
     }
     assert_eq!(s.sup.read_log("hog", Stream::Stdout).unwrap(), b"");
+}
+
+#[tokio::test]
+async fn rlimits_stop_a_memory_hog_without_cgroups() {
+    let s = supervisor_with(tempfile::tempdir().unwrap(), |c| c.cgroups = false);
+    assert_eq!(s.sup.enforcement(), Enforcement::Rlimits);
+    let hog = Spec {
+        limits: Limits {
+            mem: Some(64 * 1024 * 1024),
+            ..Limits::default()
+        },
+        ..spec(
+            "python3",
+            &["-c", "b = b'x' * (256 << 20)\nprint('survived', len(b))"],
+        )
+    };
+    s.sup.spawn("hog", &hog).await.unwrap();
+    // RLIMIT_AS: the allocation fails inside Python, which exits with MemoryError.
+    assert_eq!(s.sup.wait("hog").await.unwrap(), ExitStatus::Exited(1));
+    assert_eq!(s.sup.info("hog").unwrap().enforcement, Enforcement::Rlimits);
+    let stderr = String::from_utf8(s.sup.read_log("hog", Stream::Stderr).unwrap()).unwrap();
+    assert!(stderr.contains("MemoryError"), "{stderr}");
+    // The same program without the limit does allocate it.
+    s.sup
+        .spawn(
+            "free",
+            &spec(
+                "python3",
+                &["-c", "b = b'x' * (256 << 20)\nprint('survived')"],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.sup.wait("free").await.unwrap(), ExitStatus::Exited(0));
 }
 
 #[tokio::test]
