@@ -515,12 +515,13 @@ async fn state_loop<N: Net>(c: Arc<Inner<N>>) {
     }
 }
 
-/// What [`sync_state`] depends on: the changes with io.store's and the applied index left
-/// out.
+/// What [`sync_state`] depends on: the changes with io.store's, the process table's and the
+/// applied index left out.
 fn roster_parts(c: &raft::Changes) -> raft::Changes {
     raft::Changes {
         applied: 0,
         store: 0,
+        procs: 0,
         ..*c
     }
 }
