@@ -11,6 +11,7 @@ pub mod calls;
 pub mod config;
 pub mod discovery;
 pub mod net;
+pub mod procs;
 pub mod store;
 pub(crate) mod swim;
 pub mod sys_node;
@@ -375,6 +376,11 @@ impl<N: Net> Cluster<N> {
         Arc::new(store::ReplicatedStore {
             raft: self.inner.raft.clone(),
         })
+    }
+
+    /// The process table over the replicated state.
+    pub fn procs(&self) -> Arc<dyn plexus_store::ProcTable> {
+        Arc::new(procs::ReplicatedProcs::new(self.inner.raft.clone()))
     }
 
     /// sys.usr's registry over the replicated state.
