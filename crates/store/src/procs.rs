@@ -28,8 +28,11 @@ pub const MAX_ARGS: usize = 4096;
 pub const MAX_ENV: usize = 1024;
 /// Most tag expressions in a placement request.
 pub const MAX_TAG_EXPRS: usize = 64;
-/// Longest process name, node name, group id or tag expression, in bytes.
+/// Longest process name, node name (placed on or asked for) or `--everywhere` group id, in
+/// bytes.
 pub const MAX_PROC_NAME_BYTES: usize = 64;
+/// Longest tag expression, in bytes.
+pub const MAX_TAG_EXPR_BYTES: usize = 1024;
 /// Longest failure reason kept, in bytes (longer ones are cut at a char boundary).
 pub const MAX_REASON_BYTES: usize = 1024;
 /// How many fresh ids [`ProcId::generate`] tries before giving up.
@@ -373,10 +376,11 @@ impl ProcRecord {
         if self.placement.tags.len() > MAX_TAG_EXPRS {
             return bad(format!("at most {MAX_TAG_EXPRS} tag expressions"));
         }
-        let short = |s: &String| !s.is_empty() && s.len() <= 1024 && !s.contains('\0');
-        let names_ok = self.placement.tags.iter().all(short)
-            && self.placement.on.iter().all(short)
-            && self.everywhere.iter().all(short);
+        let fits =
+            |max: usize| move |s: &String| !s.is_empty() && s.len() <= max && !s.contains('\0');
+        let names_ok = self.placement.tags.iter().all(fits(MAX_TAG_EXPR_BYTES))
+            && self.placement.on.iter().all(fits(MAX_PROC_NAME_BYTES))
+            && self.everywhere.iter().all(fits(MAX_PROC_NAME_BYTES));
         if !names_ok {
             return bad(
                 "a tag expression, node or group id is empty, too long or holds a NUL byte"

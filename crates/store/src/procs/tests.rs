@@ -422,3 +422,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn placement_names_have_their_own_bounds() {
+    let mut r = record(1);
+    r.placement.tags = vec!["t".repeat(MAX_TAG_EXPR_BYTES)];
+    r.placement.on = Some("n".repeat(MAX_PROC_NAME_BYTES));
+    r.everywhere = Some("g".repeat(MAX_PROC_NAME_BYTES));
+    r.validate().unwrap();
+    for change in [
+        |r: &mut ProcRecord| r.placement.tags.push("t".repeat(MAX_TAG_EXPR_BYTES + 1)),
+        |r: &mut ProcRecord| r.placement.on = Some("n".repeat(MAX_PROC_NAME_BYTES + 1)),
+        |r: &mut ProcRecord| r.everywhere = Some(String::new()),
+        |r: &mut ProcRecord| r.placement.tags = vec!["x".into(); MAX_TAG_EXPRS + 1],
+    ] {
+        let mut bad = r.clone();
+        change(&mut bad);
+        assert!(matches!(bad.validate(), Err(ProcError::Invalid(_))));
+    }
+}
