@@ -368,7 +368,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Any sequence of puts, updates (ending records at various times) and removes keeps the
     /// table equal to a model: live records never dropped, at most `max` ended ones, the
