@@ -235,7 +235,7 @@ pub struct Placement {
     /// Tag expressions the node must satisfy (`camera||webcam`, `site=lab`), as written.
     pub tags: Vec<String>,
     /// CPU reserved, in thousandths of a core.
-    pub cpu_milli: Option<u32>,
+    pub cpu_millis: Option<u64>,
     /// Memory reserved, in bytes.
     pub mem_bytes: Option<u64>,
 }

@@ -299,7 +299,7 @@ prop_compose! {
         env in proptest::collection::vec(("[A-Z_]{1,6}", arb_string()), 0..3),
         cwd in proptest::option::of(arb_string()),
         tags in proptest::collection::vec(arb_string(), 0..3),
-        cpu in proptest::option::of(any::<u32>()),
+        cpu in proptest::option::of(any::<u64>()),
         mem in proptest::option::of(any::<u64>()),
         restart in prop_oneof![
             Just(RestartPolicy::Never), Just(RestartPolicy::OnFailure), Just(RestartPolicy::Always)
@@ -318,7 +318,7 @@ prop_compose! {
             command,
             env,
             cwd,
-            placement: Placement { on: None, tags, cpu_milli: cpu, mem_bytes: mem },
+            placement: Placement { on: None, tags, cpu_millis: cpu, mem_bytes: mem },
             restart,
             everywhere,
             ended_ms: state.is_ended().then_some(end),
