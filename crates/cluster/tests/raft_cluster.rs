@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Three `ClusterRaft` nodes in one process over an in-memory `RaftWire` that can kill nodes
 //! and cut links: forming the cluster, forwarded writes, linearizable reads everywhere, the
-//! leader killed under a stream of writes, partitions and healing, a restart from disk.
+//! leader killed under a stream of writes, partitions and healing, a restart from disk, a
+//! follower catching up from a snapshot that carries the process table.
 //!
 //! Run with `--nocapture` to see the measured failover times.
 
@@ -664,4 +665,54 @@ async fn write_rate() {
             );
         }
     }
+}
+
+/// A follower that was down while the leader snapshotted and purged its log catches up from
+/// the snapshot, which carries the process table (names and retention order included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_a_snapshot_lists_the_process_table() {
+    let mut c = Cluster::new(3);
+    c.tuning.snapshot_every = 5;
+    c.tuning.keep_logs = 0;
+    c.form().await;
+    let leader = c.leader().await;
+    let behind = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    c.kill(behind).await;
+    let l = c.raft(leader);
+    let mut named = plexus_store::ProcRecord::new(
+        plexus_store::ProcId::from_random([1, 2, 3, 4]),
+        [6; 32],
+        "n2",
+        vec!["sleep".into(), "60".into()],
+    );
+    named.name = Some("sleeper".into());
+    let put = Command::PutProc {
+        record: named.encode(),
+    };
+    assert_eq!(l.write(put).await.unwrap(), Response::Ok);
+    // Enough entries after it for a snapshot and a purge past it.
+    for i in 0..20 {
+        l.write(save(&["k"], &i.to_string())).await.unwrap();
+    }
+    let i = c.nodes.iter().position(|n| n.id == behind).unwrap();
+    let back = c.start(i).await;
+    let want = l.procs().unwrap();
+    assert_eq!(want, vec![named.clone()]);
+    eventually("the restarted follower lists the process", || {
+        back.procs().ok().as_ref() == Some(&want)
+    })
+    .await;
+    // The name index came with it: the follower's state refuses the name to another process.
+    let mut clash = named.clone();
+    clash.id = plexus_store::ProcId::from_random([9, 9, 9, 9]);
+    let r = back
+        .write(Command::PutProc {
+            record: clash.encode(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Response::Err { code, .. } if code == "proc.name.taken"),
+        "{r:?}"
+    );
 }

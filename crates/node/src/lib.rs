@@ -203,6 +203,7 @@ impl<N: cluster::Net> Node<N> {
             Some(c) => plexus_services::Backing {
                 store: c.store(),
                 users: c.users(),
+                procs: c.procs(),
                 registration: config.registration,
             },
             None => plexus_services::Backing {

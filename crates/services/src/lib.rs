@@ -84,6 +84,8 @@ pub struct Backing {
     pub users: Arc<dyn sys_usr::Registry>,
     /// Who may register keys.
     pub registration: sys_usr::Registration,
+    /// The process table (the process service's records).
+    pub procs: Arc<dyn plexus_store::ProcTable>,
 }
 
 impl Backing {
@@ -91,6 +93,7 @@ impl Backing {
     pub fn local(db: Arc<NodeDb>) -> Backing {
         Backing {
             store: db.clone(),
+            procs: db.clone(),
             users: db,
             registration: sys_usr::Registration::Admin,
         }

@@ -11,8 +11,9 @@ use tokio::sync::oneshot;
 use crate::error::DbResult;
 use crate::size::map_header_len;
 use crate::{
-    check_encoded, save_entry, size, take_path, BoxFuture, Caller, Once, OnceTables, Owner, SaveBy,
-    StoreError, UnitStore, UserConflict,
+    check_encoded, save_entry, size, take_path, BoxFuture, Caller, Once, OnceTables, Owner,
+    ProcError, ProcId, ProcRecord, ProcTable, ProcTables, SaveBy, StoreError, UnitStore,
+    UserConflict,
 };
 
 /// The database file's name inside a data directory.
@@ -44,6 +45,9 @@ const ONCE: OnceTables = OnceTables::new(
 const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users.by_name");
 /// User invites: id (the hash of a one-time token) → expiry in ms since the Unix epoch.
 const USER_INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("users.invites");
+
+/// The process table ([`crate::ProcTables`]).
+const PROCS: ProcTables = ProcTables::new("procs", "procs.ended", "procs.by_name");
 
 /// Most user invites waiting at once.
 pub const MAX_USER_INVITES: u64 = 10_000;
@@ -148,6 +152,7 @@ impl NodeDb {
             txn.open_table(USER_NAMES).db()?;
             ONCE.create(&txn)?;
             txn.open_table(OWNERS).db()?;
+            PROCS.create(&txn)?;
             let mut meta = txn.open_table(META).db()?;
             let found = meta
                 .get("format")
@@ -403,6 +408,48 @@ impl NodeDb {
         txn.commit().db()?;
         Ok(out)
     }
+
+    // ----- the process table -----
+
+    /// Runs a process-table change in its own committed write transaction (rolled back if
+    /// refused).
+    fn change_procs<T>(
+        &self,
+        change: impl FnOnce(&WriteTransaction) -> Result<T, ProcError>,
+    ) -> Result<T, ProcError> {
+        let txn = self.inner.db.begin_write().db()?;
+        let out = change(&txn)?;
+        txn.commit().db()?;
+        Ok(out)
+    }
+
+    /// Adds a process record ([`ProcTables::put`]); blocking.
+    pub fn put_proc(&self, record: ProcRecord) -> Result<ProcRecord, ProcError> {
+        self.change_procs(|txn| PROCS.put(txn, record))
+    }
+
+    /// Replaces a process record read at `record.generation` ([`ProcTables::update`]);
+    /// blocking.
+    pub fn update_proc(&self, record: ProcRecord) -> Result<ProcRecord, ProcError> {
+        self.change_procs(|txn| PROCS.update(txn, record))
+    }
+
+    /// Removes a process record, giving it (`None` if there was none); blocking.
+    pub fn remove_proc(&self, id: &ProcId) -> Result<Option<ProcRecord>, ProcError> {
+        self.change_procs(|txn| PROCS.remove(txn, id))
+    }
+
+    /// The process record with `id`; blocking.
+    pub fn proc(&self, id: &ProcId) -> Result<Option<ProcRecord>, ProcError> {
+        PROCS.get(&self.inner.db.begin_read().db()?, id)
+    }
+
+    /// Every process record, by id; blocking.
+    pub fn procs(&self) -> Result<Vec<ProcRecord>, ProcError> {
+        PROCS.list(&self.inner.db.begin_read().db()?)
+    }
+
+    // ----- users -----
 
     /// The registered users (public key bytes, name), ordered by key.
     pub fn users(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
@@ -708,6 +755,33 @@ impl UnitStore for NodeDb {
 }
 
 /// Registers `key` under `name` in `txn`, unless the key or the name is taken.
+impl ProcTable for NodeDb {
+    fn put(&self, record: ProcRecord) -> BoxFuture<'_, Result<ProcRecord, ProcError>> {
+        let db = self.clone();
+        Box::pin(async move { blocking(move || db.put_proc(record)).await? })
+    }
+
+    fn update(&self, record: ProcRecord) -> BoxFuture<'_, Result<ProcRecord, ProcError>> {
+        let db = self.clone();
+        Box::pin(async move { blocking(move || db.update_proc(record)).await? })
+    }
+
+    fn remove(&self, id: ProcId) -> BoxFuture<'_, Result<(), ProcError>> {
+        let db = self.clone();
+        Box::pin(async move { blocking(move || db.remove_proc(&id).map(drop)).await? })
+    }
+
+    fn get(&self, id: ProcId) -> BoxFuture<'_, Result<Option<ProcRecord>, ProcError>> {
+        let db = self.clone();
+        Box::pin(async move { blocking(move || db.proc(&id)).await? })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
+        let db = self.clone();
+        Box::pin(async move { blocking(move || db.procs()).await? })
+    }
+}
+
 fn insert_user(txn: &WriteTransaction, key: [u8; 32], name: &str) -> Result<(), StoreError> {
     let mut users = txn.open_table(USERS).db()?;
     let mut names = txn.open_table(USER_NAMES).db()?;

@@ -9,7 +9,9 @@
 //! - [`NodeDb`]: the node's database on redb, in the node's data directory: the unit store,
 //!   the node's persistent id and name ([`NodeMeta`]) and the user registry. Every write is a
 //!   committed, fsynced transaction before it returns. Layout and guarantees:
-//!   `docs/storage.md`.
+//!   `docs/storage.md`;
+//! - [`procs`]: the process table ([`ProcRecord`], kept in [`ProcTables`], served through the
+//!   [`ProcTable`] trait by [`NodeDb`] and the cluster), and [`PsTable`], its `plx ps` view.
 //!
 //! ```
 //! use plexus_store::{merge_with, save_at};
@@ -28,6 +30,8 @@ mod mem;
 mod merge;
 mod once;
 mod owner;
+pub mod procs;
+mod ps;
 mod size;
 
 pub use db::{NodeDb, NodeMeta, DB_FILE};
@@ -38,6 +42,11 @@ pub use once::{
     Checked, Once, OnceRecord, OnceState, OnceTables, MAX_ONCE_RECORDS, ONCE_RETENTION_MS,
 };
 pub use owner::{Caller, Owner, SaveBy};
+pub use procs::{
+    put_with_fresh_id, Enforced, Placement, ProcError, ProcId, ProcRecord, ProcState, ProcTable,
+    ProcTables, RestartPolicy,
+};
+pub use ps::{LiveFigures, PsTable};
 pub use size::{size, SizeUnit};
 
 use std::future::Future;

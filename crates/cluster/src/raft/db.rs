@@ -63,6 +63,9 @@ pub(crate) const ONCE: plexus_store::OnceTables = plexus_store::OnceTables::new(
     "sm.once.marks",
     &["sm.once", "sm.once.by_time", "sm.once.by_age"],
 );
+/// The process table (`plexus_store::ProcTables`).
+pub(crate) const PROCS: plexus_store::ProcTables =
+    plexus_store::ProcTables::new("sm.procs", "sm.procs.ended", "sm.procs.by_name");
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 
 /// Which parts of the cluster state changed last, as the log index of the entry that
@@ -84,6 +87,8 @@ pub struct Changes {
     pub revoked: u64,
     /// Node tags.
     pub node_meta: u64,
+    /// The process table.
+    pub procs: u64,
     /// The log index of the latest membership raft knows (applied or not).
     pub members: u64,
     /// The current leader, if known.
@@ -298,6 +303,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         txn.open_table(SNAPSHOT).map_err(e)?;
         ONCE.create(&txn).map_err(|e| open_err(e.to_string()))?;
         txn.open_table(UNIT_OWNERS).map_err(e)?;
+        PROCS.create(&txn).map_err(|e| open_err(e.to_string()))?;
     }
     txn.commit().map_err(|e| open_err(e.to_string()))?;
     let (purged, applied) = {

@@ -563,6 +563,20 @@ impl ClusterRaft {
         self.local("node tags", self.inner.shared.node_meta())
     }
 
+    /// The process table, by id, from the local state machine (call
+    /// [`ClusterRaft::read_barrier`] first for a linearizable read).
+    pub fn procs(&self) -> Result<Vec<plexus_store::ProcRecord>, RaftError> {
+        self.inner.shared.procs().map_err(RaftError::Storage)
+    }
+
+    /// The process record with `id`, from the local state machine.
+    pub fn proc(
+        &self,
+        id: &plexus_store::ProcId,
+    ) -> Result<Option<plexus_store::ProcRecord>, RaftError> {
+        self.inner.shared.proc(id).map_err(RaftError::Storage)
+    }
+
     /// Revoked node keys, from the local state machine.
     pub fn revoked(&self) -> Vec<[u8; 32]> {
         self.local("revoked keys", self.inner.shared.revoked())

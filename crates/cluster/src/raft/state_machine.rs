@@ -1,5 +1,6 @@
 //! The replicated state machine on redb: io.store's units, users, services, invites, revoked
-//! keys and node tags, plus the last applied log id and membership, all in `cluster.redb`.
+//! keys, node tags and the process table, plus the last applied log id and membership, all in
+//! `cluster.redb`.
 //!
 //! Entries are applied in one open redb write transaction (`Shared::pending`) that also
 //! records the last applied log id and that later applies continue; it is committed *without*
@@ -27,9 +28,9 @@ use redb::{Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, Wr
 use serde::{Deserialize, Serialize};
 
 use super::db::{
-    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, ONCE, REVOKED,
-    SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, UNIT_OWNERS, USERS, USER_INVITES,
-    USER_KEYS,
+    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, ONCE, PROCS,
+    REVOKED, SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, UNIT_OWNERS, USERS,
+    USER_INVITES, USER_KEYS,
 };
 use super::node_id_of;
 use super::types::{Command, RaftPeer, Response, TypeConfig};
@@ -44,7 +45,7 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_TAGS: usize = 256;
 
 /// The snapshot format version ([`SnapshotState::format`]).
-const SNAPSHOT_FORMAT: u32 = 3;
+const SNAPSHOT_FORMAT: u32 = 4;
 
 type StoResult<T> = Result<T, StorageError<u64>>;
 
@@ -88,6 +89,8 @@ pub(crate) struct SnapshotState {
     pub(crate) once_marks: (Option<u64>, Option<u64>),
     /// Owners of io.store's entries: (encoded key, `Owner::to_bytes`).
     pub(crate) owners: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The process table: encoded records (`plexus_store::ProcRecord::encode`), by id.
+    pub(crate) procs: Vec<Vec<u8>>,
 }
 
 impl SnapshotState {
@@ -132,6 +135,7 @@ enum Part {
     Invites,
     Revoked,
     NodeMeta,
+    Procs,
 }
 
 fn mark(c: &mut Changes, part: Part, index: u64) {
@@ -142,6 +146,7 @@ fn mark(c: &mut Changes, part: Part, index: u64) {
         Part::Invites => c.invites = index,
         Part::Revoked => c.revoked = index,
         Part::NodeMeta => c.node_meta = index,
+        Part::Procs => c.procs = index,
     }
 }
 
@@ -243,6 +248,7 @@ impl<'t> Tables<'t> {
             latest,
         };
         ONCE.restore(self.txn, &once).map_err(s)?;
+        PROCS.restore(self.txn, &state.procs).map_err(s)?;
         Ok(())
     }
 }
@@ -374,6 +380,15 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
         }
         // Batches are taken apart by `apply_batch`; one gets here only inside another.
         Command::Batch(_) => (Response::err("arg.bad", "a batch cannot hold a batch"), &[]),
+        Command::PutProc { record } => {
+            procs(plexus_store::ProcRecord::decode(&record).and_then(|r| PROCS.put(t.txn, r)))?
+        }
+        Command::UpdateProc { record } => {
+            procs(plexus_store::ProcRecord::decode(&record).and_then(|r| PROCS.update(t.txn, r)))?
+        }
+        Command::RemoveProc { id } => {
+            procs(plexus_store::ProcId::parse(&id).and_then(|id| PROCS.remove(t.txn, &id)))?
+        }
         Command::Revoke { key } => {
             t.revoked.insert(&key, ())?;
             let node = node_id_of(&key);
@@ -507,6 +522,18 @@ fn apply_once<'t>(
         ONCE.record(t.txn, once, checked)?;
     }
     Ok(applied)
+}
+
+/// A process-table operation's outcome: a storage failure aborts (as every command's does),
+/// a refusal is a response that changed nothing.
+fn procs<T>(
+    outcome: Result<T, plexus_store::ProcError>,
+) -> Result<(Response, &'static [Part]), DbFail> {
+    match outcome {
+        Ok(_) => Ok((Response::Ok, &[Part::Procs])),
+        Err(plexus_store::ProcError::Store(e)) => Err(DbFail::from(e)),
+        Err(e) => Ok((Response::err(e.code(), e.to_string()), &[])),
+    }
 }
 
 fn store_error(e: StoreError) -> Response {
@@ -793,6 +820,7 @@ fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
         .map(|r| (r.message, r.time_ms, r.dated_ms, r.evaluation))
         .collect();
     state.once_marks = (once.floor, once.latest);
+    state.procs = PROCS.dump(txn).map_err(s)?;
     Ok(state)
 }
 
@@ -951,6 +979,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             c.invites = index;
             c.revoked = index;
             c.node_meta = index;
+            c.procs = index;
         });
         Ok(())
     }
@@ -1089,6 +1118,19 @@ impl Shared {
             }
         }
         Ok(out)
+    }
+
+    /// The process table, by id.
+    pub(crate) fn procs(&self) -> Result<Vec<plexus_store::ProcRecord>, String> {
+        PROCS.list(&self.read()?).map_err(s)
+    }
+
+    /// The process record with `id`, if any.
+    pub(crate) fn proc(
+        &self,
+        id: &plexus_store::ProcId,
+    ) -> Result<Option<plexus_store::ProcRecord>, String> {
+        PROCS.get(&self.read()?, id).map_err(s)
     }
 
     /// Revoked keys.

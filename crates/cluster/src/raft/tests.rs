@@ -231,13 +231,14 @@ impl Sm {
     fn dump(&self) -> String {
         let s = &self.sm.shared;
         format!(
-            "{:?} {:?} {:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
             s.load(None).unwrap(),
             s.users().unwrap(),
             s.services().unwrap(),
             s.node_meta().unwrap(),
             s.invites(0).unwrap(),
-            s.revoked().unwrap()
+            s.revoked().unwrap(),
+            s.procs().unwrap()
         )
     }
 }
@@ -621,6 +622,10 @@ async fn snapshots_round_trip() {
     })
     .await;
     a.ok(Command::Revoke { key: [8; 32] }).await;
+    let mut named = proc_record(5);
+    named.name = Some("web".into());
+    a.ok(put_proc(&named)).await;
+    a.ok(put_proc(&ended_proc(proc_record(6), 3))).await;
     a.ok(Command::AddUserInvite {
         id: [7; 32],
         expires_ms: u64::MAX,
@@ -668,6 +673,11 @@ async fn snapshots_round_trip() {
         b.store(),
         parse("{b:{x:[1 2]} a:1 c:{d:{e:f}} z:2}").unwrap()
     );
+    // The process table came along, its name index too.
+    assert_eq!(b.sm.shared.procs().unwrap().len(), 2);
+    let mut clash = proc_record(7);
+    clash.name = Some("web".into());
+    b.refused(put_proc(&clash), "proc.name.taken").await;
     // The user invite came along.
     let invited = Keypair::generate(KeyKind::User, "v", &mut rand::rngs::OsRng)
         .unwrap()
@@ -850,4 +860,89 @@ async fn a_wrapped_command_applies_for_one_evaluation_only() {
     sm.refused(once(Command::Batch(vec![remove()]), 4, 12), "arg.bad")
         .await;
     assert_eq!(sm.sm.shared.users().unwrap(), vec![("bob".to_owned(), key)]);
+}
+
+fn proc_record(n: u32) -> plexus_store::ProcRecord {
+    plexus_store::ProcRecord::new(
+        plexus_store::ProcId::from_random(n.to_le_bytes()),
+        [3; 32],
+        "n1",
+        vec!["sleep".into(), "9".into()],
+    )
+}
+
+fn ended_proc(mut r: plexus_store::ProcRecord, code: i32) -> plexus_store::ProcRecord {
+    r.state = plexus_store::ProcState::Exited(code);
+    r.ended_ms = Some(100);
+    r
+}
+
+fn put_proc(r: &plexus_store::ProcRecord) -> Command {
+    Command::PutProc { record: r.encode() }
+}
+
+fn update_proc(r: &plexus_store::ProcRecord) -> Command {
+    Command::UpdateProc { record: r.encode() }
+}
+
+#[tokio::test]
+async fn process_records_are_put_updated_and_removed_deterministically() {
+    let mut sm = Sm::new();
+    let r = proc_record(1);
+    sm.ok(put_proc(&r)).await;
+    // A retried put is applied again, harmlessly; another record with the id is refused.
+    sm.ok(put_proc(&r)).await;
+    let mut other = r.clone();
+    other.node = "n2".into();
+    sm.refused(put_proc(&other), "proc.exists").await;
+
+    // Two nodes update from generation 0 in one batch: the first wins, the second is refused
+    // and the record keeps the winner's state (no regression).
+    let mut running = r.clone();
+    running.state = plexus_store::ProcState::Running;
+    running.started_ms = 10;
+    let mut lost = r.clone();
+    lost.state = plexus_store::ProcState::Lost;
+    let out = sm
+        .apply(Command::Batch(vec![
+            update_proc(&running),
+            update_proc(&lost),
+        ]))
+        .await;
+    let Response::Batch(rs) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(rs[0], Response::Ok);
+    assert!(matches!(&rs[1], Response::Err { code, .. } if code == "proc.conflict"));
+    let stored = sm.sm.shared.proc(&r.id).unwrap().unwrap();
+    assert_eq!(stored.state, plexus_store::ProcState::Running);
+    assert_eq!(stored.generation, 1);
+    // The winner's update retried is applied again, harmlessly.
+    sm.ok(update_proc(&running)).await;
+    assert_eq!(sm.sm.shared.proc(&r.id).unwrap().unwrap(), stored);
+
+    sm.refused(
+        Command::PutProc {
+            record: vec![1, 200, 3],
+        },
+        "arg.bad",
+    )
+    .await;
+    sm.refused(update_proc(&proc_record(2)), "not.found").await;
+    sm.refused(
+        Command::RemoveProc {
+            id: "not an id".into(),
+        },
+        "arg.bad",
+    )
+    .await;
+    sm.ok(Command::RemoveProc {
+        id: r.id.to_string(),
+    })
+    .await;
+    sm.ok(Command::RemoveProc {
+        id: r.id.to_string(),
+    })
+    .await;
+    assert!(sm.sm.shared.procs().unwrap().is_empty());
 }

@@ -46,7 +46,7 @@ openraft::declare_raft_types!(
 /// A command that cannot apply (a bad path, a limit, an unknown invite…) gives a
 /// [`Response::Err`] and changes nothing; it is still a committed log entry, not a raft
 /// failure. Codes: `arg.bad`, `not.found`, `limit`, `invite.bad`, `storage`, `denied`,
-/// `msg.replay`. The full semantics: `docs/cluster-state.md`.
+/// `msg.replay`, `proc.exists`, `proc.name.taken`, `proc.conflict`. The full semantics: `docs/cluster-state.md`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// io.store's save: `value` (a units canonical binary document, `plexus_units::encode`)
@@ -186,6 +186,25 @@ pub enum Command {
         /// The command to apply.
         command: Box<Command>,
     },
+    /// Adds a process record (`plexus_store::ProcTables::put`): the same record again is
+    /// applied (a retry), another record with its id is `proc.exists`, a live name another
+    /// live process has is `proc.name.taken`.
+    PutProc {
+        /// The record, `plexus_store::ProcRecord::encode`d.
+        record: Vec<u8>,
+    },
+    /// Replaces a process record if the table's is at the record's generation
+    /// (`plexus_store::ProcTables::update`; else `proc.conflict`, and `not.found` for an
+    /// unknown id). The same update again is applied (a retry).
+    UpdateProc {
+        /// The new record (with the generation it was made from), encoded.
+        record: Vec<u8>,
+    },
+    /// Removes a process record; a missing one is no error.
+    RemoveProc {
+        /// The process id.
+        id: String,
+    },
 }
 
 impl Command {
@@ -208,6 +227,9 @@ impl Command {
             Command::AddInvitedUser { .. } => "add.invited.user",
             Command::SaveBy { .. } => "save.by",
             Command::Once { .. } => "once",
+            Command::PutProc { .. } => "put.proc",
+            Command::UpdateProc { .. } => "update.proc",
+            Command::RemoveProc { .. } => "remove.proc",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod config;
 pub mod discovery;
 pub mod net;
+pub mod procs;
 pub mod store;
 pub(crate) mod swim;
 pub mod sys_node;
@@ -377,6 +378,11 @@ impl<N: Net> Cluster<N> {
         })
     }
 
+    /// The process table over the replicated state.
+    pub fn procs(&self) -> Arc<dyn plexus_store::ProcTable> {
+        Arc::new(procs::ReplicatedProcs::new(self.inner.raft.clone()))
+    }
+
     /// sys.usr's registry over the replicated state.
     pub fn users(&self) -> Arc<dyn plexus_services::sys_usr::Registry> {
         Arc::new(users::ReplicatedUsers {
@@ -515,12 +521,13 @@ async fn state_loop<N: Net>(c: Arc<Inner<N>>) {
     }
 }
 
-/// What [`sync_state`] depends on: the changes with io.store's and the applied index left
-/// out.
+/// What [`sync_state`] depends on: the changes with io.store's, the process table's and the
+/// applied index left out.
 fn roster_parts(c: &raft::Changes) -> raft::Changes {
     raft::Changes {
         applied: 0,
         store: 0,
+        procs: 0,
         ..*c
     }
 }

@@ -1,0 +1,224 @@
+//! The `plx ps` table: process records rendered as aligned text columns. Pure (the caller
+//! brings the user names, the live figures and the time), so the CLI and the process service
+//! render alike.
+
+use std::fmt;
+
+use crate::procs::{ProcId, ProcRecord, ProcState};
+
+/// What a process's node measures of it now.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LiveFigures {
+    /// CPU use, in percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory, in bytes.
+    pub rss_bytes: u64,
+}
+
+const HEADER: [&str; 9] = [
+    "ID", "NAME", "USER", "NODE", "STATE", "CPU%", "RSS", "UPTIME", "COMMAND",
+];
+
+/// Rows of `ID NAME USER NODE STATE CPU% RSS UPTIME COMMAND`, printed by [`fmt::Display`]
+/// with a header, columns two spaces apart and one process per line. A missing name, live
+/// figure or uptime is `-`; a user without a name shows the first 8 hex digits of its key.
+/// Environment values are never shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PsTable {
+    rows: Vec<[String; 9]>,
+}
+
+impl PsTable {
+    /// The table of `records`, in the order given. `user_name` names an owner's key,
+    /// `live` gives a process's current figures if its node reported them, `now_ms` is the
+    /// time uptimes are counted to (ms since the Unix epoch).
+    pub fn new<'a>(
+        records: impl IntoIterator<Item = &'a ProcRecord>,
+        user_name: impl Fn(&[u8; 32]) -> Option<String>,
+        live: impl Fn(&ProcId) -> Option<LiveFigures>,
+        now_ms: u64,
+    ) -> PsTable {
+        let rows = records
+            .into_iter()
+            .map(|r| {
+                let figures = live(&r.id);
+                [
+                    r.id.to_string(),
+                    r.name.clone().unwrap_or_else(|| "-".to_owned()),
+                    user_name(&r.owner).unwrap_or_else(|| hex8(&r.owner)),
+                    r.node.clone(),
+                    r.state.short(),
+                    figures.map_or_else(dash, |f| format!("{:.1}", f.cpu_percent)),
+                    figures.map_or_else(dash, |f| bytes_short(f.rss_bytes)),
+                    uptime(r, now_ms),
+                    command_line(&r.command),
+                ]
+            })
+            .collect();
+        PsTable { rows }
+    }
+
+    /// How many processes it lists.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether it lists none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+fn dash() -> String {
+    "-".to_owned()
+}
+
+fn hex8(key: &[u8; 32]) -> String {
+    key.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// How long a running process has run: `4s`, `12m`, `3h`, `2d` (whole units, rounded down).
+fn uptime(r: &ProcRecord, now_ms: u64) -> String {
+    if r.state != ProcState::Running || r.started_ms == 0 {
+        return dash();
+    }
+    let s = now_ms.saturating_sub(r.started_ms) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// A size as `512B`, `12.1K`, `12.1M`, `1.5G` (powers of 1024).
+fn bytes_short(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1}{}", UNITS[unit])
+}
+
+/// The command as a shell line: arguments with spaces, quotes or nothing in them are quoted.
+fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && !"'\"\\$`".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl fmt::Display for PsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut widths = HEADER.map(|h| h.chars().count());
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let header = HEADER.map(str::to_owned);
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let last = row.len() - 1;
+            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+                if i == last {
+                    writeln!(f, "{cell}")?;
+                } else {
+                    write!(f, "{cell:<w$}  ")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, state: ProcState, started_ms: u64) -> ProcRecord {
+        let mut r = ProcRecord::new(
+            ProcId::parse(id).unwrap(),
+            [7; 32],
+            "n3",
+            vec!["./crawler.sh".to_owned()],
+        );
+        r.ended_ms = state.is_ended().then_some(9_000);
+        r.state = state;
+        r.started_ms = started_ms;
+        r
+    }
+
+    #[test]
+    fn renders_the_issue_example() {
+        let mut r = rec("k7f2q1", ProcState::Running, 1_000);
+        r.name = Some("crawler".to_owned());
+        let t = PsTable::new(
+            [&r],
+            |k| (k == &[7; 32]).then(|| "me".to_owned()),
+            |_| {
+                Some(LiveFigures {
+                    cpu_percent: 2.0,
+                    rss_bytes: 12_688_000,
+                })
+            },
+            5_400,
+        );
+        assert_eq!(
+            t.to_string(),
+            "ID      NAME     USER  NODE  STATE    CPU%  RSS    UPTIME  COMMAND\n\
+             k7f2q1  crawler  me    n3    running  2.0   12.1M  4s      ./crawler.sh\n"
+        );
+    }
+
+    #[test]
+    fn missing_figures_names_and_ended_states_show_dashes() {
+        let mut ended = rec("00000a", ProcState::Exited(3), 1_000);
+        ended.command = vec!["sh".into(), "-c".into(), "echo 'hi there'".into()];
+        let failed = rec("00000b", ProcState::FailedToStart("no such file".into()), 0);
+        let t = PsTable::new([&ended, &failed], |_| None, |_| None, 99_000);
+        assert_eq!(
+            t.to_string(),
+            "ID      NAME  USER      NODE  STATE      CPU%  RSS  UPTIME  COMMAND\n\
+             00000a  -     07070707  n3    exited(3)  -     -    -       sh -c 'echo '\\''hi there'\\'''\n\
+             00000b  -     07070707  n3    failed     -     -    -       ./crawler.sh\n"
+        );
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn an_empty_table_is_the_header() {
+        let t = PsTable::new([], |_| None, |_| None, 0);
+        assert!(t.is_empty());
+        assert_eq!(
+            t.to_string(),
+            "ID  NAME  USER  NODE  STATE  CPU%  RSS  UPTIME  COMMAND\n"
+        );
+    }
+
+    #[test]
+    fn uptimes_and_sizes_use_whole_units() {
+        let at = |ms: u64| uptime(&rec("00000c", ProcState::Running, 1), ms + 1);
+        assert_eq!(at(59_999), "59s");
+        assert_eq!(at(60_000), "1m");
+        assert_eq!(at(3_600_000), "1h");
+        assert_eq!(at(86_400_000 * 3), "3d");
+        assert_eq!(bytes_short(1023), "1023B");
+        assert_eq!(bytes_short(1536), "1.5K");
+        assert_eq!(bytes_short(3 << 30), "3.0G");
+    }
+}
