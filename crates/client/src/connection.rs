@@ -7,8 +7,8 @@ use std::path::Path;
 use plexus_identity::SignedMessage;
 use plexus_kernel::Error as UnitError;
 use plexus_protocol::{
-    encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, TermRequest, TermResponse,
-    PROTOCOL_VERSION,
+    encode_frame, CallResult, ClientFrame, FrameReader, NodeFrame, OutputStream, TermRequest,
+    TermResponse, PROTOCOL_VERSION,
 };
 use plexus_units::Unit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -310,6 +310,21 @@ fn serve_request(request: TermRequest, interactive: bool) -> TermResponse {
             read_key(interactive)
         }
         TermRequest::Size => size(),
+        TermRequest::Output { stream, bytes } => {
+            let written = match stream {
+                OutputStream::Stdout => out.write_all(&bytes).and_then(|()| out.flush()),
+                OutputStream::Stderr => {
+                    drop(out);
+                    let mut err = std::io::stderr().lock();
+                    err.write_all(&bytes).and_then(|()| err.flush())
+                }
+            };
+            match written {
+                Ok(()) => TermResponse::Done,
+                Err(e) => TermResponse::Failed(e.to_string()),
+            }
+        }
+        TermRequest::Process { .. } => TermResponse::Done,
         TermRequest::Image { width, height, rgb } => {
             if kitty_graphics() {
                 let _ = write_kitty_image(&mut out, width, height, &rgb);

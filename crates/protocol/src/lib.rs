@@ -146,6 +146,30 @@ pub enum TermRequest {
         /// `width × height × 3` bytes.
         rgb: Vec<u8>,
     },
+    /// Write a program's output as it is (bytes, not necessarily UTF-8) to the terminal's
+    /// standard output or error, and answer once written: a slow terminal holds the program
+    /// back instead of growing a buffer.
+    Output {
+        /// Where to write.
+        stream: OutputStream,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// The call started process `id` (sys.proc), whose output follows: the terminal may
+    /// address it (say, to interrupt it on Ctrl-C) while the call runs.
+    Process {
+        /// The process id.
+        id: String,
+    },
+}
+
+/// Which output stream of a terminal [`TermRequest::Output`] writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
 }
 
 /// The terminal's answer to a [`TermRequest`].

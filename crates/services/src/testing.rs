@@ -100,6 +100,18 @@ impl Terminal for TestTerminal {
                 TermRequest::Image { .. } => {
                     TermResponse::Unsupported("this terminal cannot show images".into())
                 }
+                TermRequest::Output { stream, bytes } => {
+                    let tag = match stream {
+                        plexus_protocol::OutputStream::Stdout => "",
+                        plexus_protocol::OutputStream::Stderr => "<err>",
+                    };
+                    self.print(&format!("{tag}{}", String::from_utf8_lossy(&bytes)));
+                    TermResponse::Done
+                }
+                TermRequest::Process { id } => {
+                    self.print(&format!("<proc {id}>"));
+                    TermResponse::Done
+                }
             })
         })
     }
