@@ -24,6 +24,7 @@
 
 pub mod dat_gen;
 pub mod dat_proc;
+pub mod directory;
 pub mod forms;
 pub mod gfx_2d;
 pub mod io_store;
