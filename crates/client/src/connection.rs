@@ -82,13 +82,13 @@ impl Client {
         }
     }
 
-    async fn send(&mut self, frame: &ClientFrame) -> Result<()> {
+    pub(crate) async fn send(&mut self, frame: &ClientFrame) -> Result<()> {
         let mut out = Vec::new();
         encode_frame(frame, &mut out)?;
         self.stream.write_all(&out).await.map_err(Error::Send)
     }
 
-    async fn recv(&mut self) -> Result<NodeFrame> {
+    pub(crate) async fn recv(&mut self) -> Result<NodeFrame> {
         loop {
             if let Some(f) = self.frames.next_frame::<NodeFrame>()? {
                 return Ok(f);
@@ -120,14 +120,7 @@ impl Client {
         term: Option<&StdTerminal>,
         cancel: impl Future<Output = ()>,
     ) -> Result<Reply> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(&ClientFrame::Call {
-            id,
-            message: msg.to_bytes(),
-            terminal: term.is_some(),
-        })
-        .await?;
+        let id = self.start_call(msg, term.is_some()).await?;
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {
@@ -157,6 +150,20 @@ impl Client {
 }
 
 impl Client {
+    /// Sends `msg` as a new call (with the terminal or without) and gives its id; the caller
+    /// reads the reply.
+    pub(crate) async fn start_call(&mut self, msg: &SignedMessage, terminal: bool) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&ClientFrame::Call {
+            id,
+            message: msg.to_bytes(),
+            terminal,
+        })
+        .await?;
+        Ok(id)
+    }
+
     /// Sends every message of `msgs` with up to `depth` of them in flight at once (the frames
     /// of calls sent together share one write), and gives each reply with the time from its
     /// send to its reply, in the order the replies came. Calls get no terminal.
@@ -216,7 +223,7 @@ impl Client {
     }
 }
 
-fn decode_result(result: CallResult) -> Result<Reply> {
+pub(crate) fn decode_result(result: CallResult) -> Result<Reply> {
     Ok(match result {
         CallResult::Value(bytes) => {
             Reply::Value(plexus_units::decode(&bytes).map_err(Error::BadReply)?)

@@ -52,6 +52,9 @@ pub enum Error {
     /// A reply's error unit is not a valid unit encoding.
     #[error("bad error reply from the node")]
     BadErrorReply(#[source] plexus_units::DecodeError),
+    /// A service name that cannot be written (a program's id used as a name, say).
+    #[error(transparent)]
+    Name(plexus_units::NameError),
     /// The system clock is before 1970, so a message cannot be stamped.
     #[error("the system clock is before 1970")]
     ClockBeforeEpoch(#[source] std::time::SystemTimeError),

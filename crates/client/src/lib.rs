@@ -10,6 +10,8 @@
 //!   [`Client::call`] sends one signed message and waits for its [`Reply`], serving the node's
 //!   terminal requests meanwhile with a [`StdTerminal`]; [`Client::pipeline`] keeps many calls
 //!   in flight;
+//! - [`Client::call_attached`] runs an attached program (`{run:[…] attach:t}@sys.proc`),
+//!   forwarding the caller's input and signals to it ([`attached`]);
 //! - [`members`] reads the answer of `nodes@sys.node`.
 //!
 //! Every failure is an [`Error`], with the error it comes from as its source.
@@ -29,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod attached;
 mod connection;
 mod error;
 pub mod home;
