@@ -1,0 +1,717 @@
+//! `plx run`, `ps`, `kill`, `logs`, `wait`, `rm`: programs on the cluster, through the local
+//! node's `sys.proc` service. Each command turns its flags into one unit of the service's API
+//! (docs/processes.md) and prints the reply for people.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use plexus_client::attached::{Controls, Input, PROC_SERVICE};
+use plexus_units::{parse, to_text, Map, Unit};
+
+use crate::client::{Client, Reply, StdTerminal};
+use crate::cmd_cluster::{ask_reply, runtime};
+use crate::cmd_node::socket_path;
+use crate::home::Home;
+
+/// Options every process command shares.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Act as this user instead of the current one (processes belong to the user who started
+    /// them).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Node socket [default: $PLX_HOME/node/node.sock, or $PLX_SOCKET].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// Options of `plx run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Run on this node (by default the scheduler picks one).
+    #[arg(long, value_name = "NODE")]
+    pub on: Option<String>,
+    /// Only on nodes whose tags match this expression (`gpu`, `camera||webcam`, `site=lab`,
+    /// `gpu&&!laptop`); repeat it and every expression must hold.
+    #[arg(long = "tag", value_name = "EXPR")]
+    pub tags: Vec<String>,
+    /// CPU to reserve, in cores (2, 0.5, 1.25); enforced where the node can.
+    #[arg(long, value_name = "CORES")]
+    pub cpu: Option<String>,
+    /// Memory to reserve and limit it to (512, 200K, 200M, 1.5G; powers of 1024).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Restart the program when it ends: never (default), on-failure or always.
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// A name to refer to the process by (instead of its id) while it lives.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// An environment variable for the program (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The program's working directory on its node.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// PROG is a local file: send its contents and run it there (its extension picks the
+    /// interpreter: .py → python3, .sh → sh).
+    #[arg(long)]
+    pub copy: bool,
+    /// Start it and print its id instead of staying attached to it.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Start one copy on every node that matches (kept there as nodes come and go); prints
+    /// the ids.
+    #[arg(long, conflicts_with_all = ["on", "detach"])]
+    pub everywhere: bool,
+    /// Start nothing: print where it would run and why.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub common: Common,
+    /// The program and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROG ARGS"
+    )]
+    pub command: Vec<String>,
+}
+
+/// Options of `plx ps`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PsArgs {
+    /// More columns: enforcement, restart policy, tags.
+    #[arg(short, long)]
+    pub long: bool,
+    /// Print the unit the node answered (a list of maps) instead of a table.
+    #[arg(long)]
+    pub raw: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options of `plx kill`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KillArgs {
+    /// TERM (default: then KILL after the grace period), INT, KILL, STOP, CONT or HUP.
+    #[arg(short, long, value_name = "SIG")]
+    pub signal: Option<String>,
+    /// Milliseconds between TERM and KILL [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub grace: Option<u64>,
+    #[command(flatten)]
+    pub common: Common,
+    /// The process: its id or its name.
+    pub id: String,
+}
+
+/// Options of `plx logs`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LogsArgs {
+    /// Keep printing new output until the process ends (Ctrl-C stops).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// The program's standard error instead of its standard output.
+    #[arg(long)]
+    pub stderr: bool,
+    #[command(flatten)]
+    pub common: Common,
+    /// The process: its id or its name.
+    pub id: String,
+}
+
+/// Options of `plx wait` and `plx rm`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct IdArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The process: its id or its name.
+    pub id: String,
+}
+
+fn map(entries: Vec<(&str, Unit)>) -> Unit {
+    let mut m = Map::new();
+    for (k, v) in entries {
+        m.insert(Unit::str(k), v);
+    }
+    Unit::Map(m)
+}
+
+/// A program file sent with `--copy`: its name and contents.
+pub struct Copied {
+    /// The file's name, without its directory.
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the local program `path` for `--copy`.
+pub fn read_copy(path: &Path) -> Result<Copied> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("--copy: {} does not name a file", path.display()))?
+        .to_owned();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("--copy: cannot open {}", path.display()))?
+        .take(crate::cli_io::MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("--copy: cannot read {}", path.display()))?;
+    if bytes.len() as u64 > crate::cli_io::MAX_INPUT {
+        bail!(
+            "--copy: {} is larger than the limit of {} bytes",
+            path.display(),
+            crate::cli_io::MAX_INPUT
+        );
+    }
+    Ok(Copied { name, bytes })
+}
+
+/// `KEY=VALUE` of `--env`, checked: a key of letters, digits and `_` not starting with a digit.
+fn env_pair(text: &str) -> Result<(String, String)> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--env {text:?}: expected KEY=VALUE"))?;
+    let good_key = key.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !good_key {
+        bail!(
+            "--env {text:?}: the name {key:?} must be letters, digits and _, not starting with a \
+             digit"
+        );
+    }
+    if value.contains('\0') {
+        bail!("--env {text:?}: the value contains a NUL byte");
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Cores as the unit the service reads: an int, or a decimal with up to 3 places.
+fn cpu_unit(text: &str) -> Result<Unit> {
+    let millis = plexus_sched::parse_cpu(text).map_err(|e| anyhow!("--cpu: {e}"))?;
+    if millis == 0 {
+        bail!("--cpu: {text:?} is no CPU at all; give more than 0 cores");
+    }
+    let canonical = if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{}.{:03}", millis / 1000, millis % 1000)
+    };
+    parse(&canonical).map_err(|e| anyhow!("--cpu: {e}"))
+}
+
+/// The `run` unit of `plx run` (with the program file's contents when `--copy` sends one).
+pub fn run_body(args: &RunArgs, copied: Option<Copied>) -> Result<Unit> {
+    let Some((prog, rest)) = args.command.split_first() else {
+        bail!("plx run: which program? (plx run [OPTIONS] -- PROG ARGS…)");
+    };
+    if args.command.iter().any(|a| a.contains('\0')) {
+        bail!("plx run: the command contains a NUL byte");
+    }
+    let prog = match &copied {
+        Some(c) => c.name.clone(),
+        None => prog.clone(),
+    };
+    let run = std::iter::once(&prog)
+        .chain(rest)
+        .map(|a| Unit::str(a))
+        .collect();
+    let mut entries = vec![("run", Unit::List(run))];
+    if let Some(node) = &args.on {
+        entries.push(("on", Unit::str(node)));
+    }
+    for t in &args.tags {
+        plexus_sched::TagExpr::parse(t).map_err(|e| anyhow!("--tag {t:?}: {e}"))?;
+    }
+    match args.tags.as_slice() {
+        [] => {}
+        [one] => entries.push(("tag", Unit::str(one))),
+        many => entries.push((
+            "tag",
+            Unit::List(many.iter().map(|t| Unit::str(t)).collect()),
+        )),
+    }
+    if let Some(cpu) = &args.cpu {
+        entries.push(("cpu", cpu_unit(cpu)?));
+    }
+    if let Some(mem) = &args.mem {
+        let bytes = plexus_sched::parse_mem(mem).map_err(|e| anyhow!("--mem: {e}"))?;
+        let bytes = i64::try_from(bytes).map_err(|_| anyhow!("--mem {mem:?} is too large"))?;
+        entries.push(("mem", Unit::int(bytes)));
+    }
+    if let Some(policy) = &args.restart {
+        policy
+            .parse::<plexus_sched::RestartPolicy>()
+            .map_err(|e| anyhow!("--restart: {e}"))?;
+        entries.push(("restart", Unit::str(policy)));
+    }
+    if let Some(name) = &args.name {
+        entries.push(("name", Unit::str(name)));
+    }
+    if !args.env.is_empty() {
+        let mut env = Map::new();
+        for e in &args.env {
+            let (k, v) = env_pair(e)?;
+            if env.insert(Unit::str(&k), Unit::str(&v)).is_some() {
+                bail!("--env: {k} is given twice");
+            }
+        }
+        entries.push(("env", Unit::Map(env)));
+    }
+    if let Some(cwd) = &args.cwd {
+        let cwd = cwd
+            .to_str()
+            .ok_or_else(|| anyhow!("--cwd {}: not UTF-8", cwd.display()))?;
+        entries.push(("cwd", Unit::str(cwd)));
+    }
+    if attached(args) {
+        entries.push(("attach", Unit::Bool(true)));
+    }
+    if let Some(c) = copied {
+        entries.push(("copy", Unit::Bytes(c.bytes.into())));
+    }
+    if args.everywhere {
+        entries.push(("everywhere", Unit::Bool(true)));
+    }
+    if args.dry_run {
+        entries.push(("dry", Unit::Bool(true)));
+    }
+    Ok(map(entries))
+}
+
+/// Whether `plx run` stays attached to the program.
+fn attached(args: &RunArgs) -> bool {
+    !(args.detach || args.everywhere || args.dry_run)
+}
+
+/// The unit of `plx ps`.
+pub fn ps_body(args: &PsArgs) -> Unit {
+    let mut entries = vec![("ps", Unit::Bool(true))];
+    if args.long {
+        entries.push(("long", Unit::Bool(true)));
+    }
+    if !args.raw {
+        entries.push(("text", Unit::Bool(true)));
+    }
+    map(entries)
+}
+
+/// The unit of `plx kill`.
+pub fn kill_body(args: &KillArgs) -> Result<Unit> {
+    let mut entries = vec![("kill", Unit::str(&args.id))];
+    if let Some(sig) = &args.signal {
+        let upper = sig.to_ascii_uppercase();
+        let sig = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if !["TERM", "INT", "KILL", "STOP", "CONT", "HUP"].contains(&sig) {
+            bail!("--signal {sig}: use TERM, INT, KILL, STOP, CONT or HUP");
+        }
+        entries.push(("signal", Unit::str(sig)));
+    }
+    if let Some(ms) = args.grace {
+        let ms = i64::try_from(ms).map_err(|_| anyhow!("--grace {ms} is too large"))?;
+        entries.push(("grace", Unit::int(ms)));
+    }
+    Ok(map(entries))
+}
+
+/// The unit of `plx logs`.
+pub fn logs_body(args: &LogsArgs) -> Result<Unit> {
+    let mut entries = vec![("logs", Unit::str(&args.id))];
+    if let Some(n) = args.tail {
+        let n = i64::try_from(n).map_err(|_| anyhow!("--tail {n} is too large"))?;
+        entries.push(("tail", Unit::int(n)));
+    }
+    if args.stderr {
+        entries.push(("stream", Unit::str("stderr")));
+    }
+    if args.follow {
+        entries.push(("follow", Unit::Bool(true)));
+    }
+    Ok(map(entries))
+}
+
+/// `{wait:ID}` or `{rm:ID}`.
+pub fn id_body(verb: &str, id: &str) -> Unit {
+    map(vec![(verb, Unit::str(id))])
+}
+
+/// `body@sys.proc`.
+fn to_proc(body: Unit) -> Result<Unit> {
+    Ok(Unit::stream(body, PROC_SERVICE)?)
+}
+
+/// Sends `body` to sys.proc without a terminal and gives its value (an error unit becomes an
+/// error reading `CODE: MESSAGE`).
+fn ask(home: &Home, common: &Common, body: Unit) -> Result<Unit> {
+    let socket = socket_path(home, common.socket.clone());
+    let reply = runtime()?.block_on(ask_reply(
+        home,
+        common.user.as_deref(),
+        &socket,
+        to_proc(body)?,
+    ))?;
+    value(reply)
+}
+
+fn value(reply: Reply) -> Result<Unit> {
+    match reply {
+        Reply::Value(v) => Ok(v),
+        Reply::Nothing => Ok(Unit::None),
+        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
+    }
+}
+
+fn field<'a>(v: &'a Unit, k: &str) -> Option<&'a Unit> {
+    v.as_map().and_then(|m| m.get_str(k))
+}
+
+/// The exit code an ended process's reply stands for (`code`, 128+signal when killed).
+pub fn exit_code(reply: &Unit) -> Result<i32> {
+    field(reply, "code")
+        .and_then(Unit::as_int)
+        .and_then(|i| i.to_i64())
+        .and_then(|c| i32::try_from(c).ok())
+        .ok_or_else(|| anyhow!("the node answered {} without an exit code", to_text(reply)))
+}
+
+fn print_text(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+}
+
+/// `plx run`.
+pub fn run_run(home: &Home, args: RunArgs) -> Result<i32> {
+    let copied = match (args.copy, args.command.first()) {
+        (true, Some(path)) => Some(read_copy(Path::new(path))?),
+        _ => None,
+    };
+    let body = run_body(&args, copied)?;
+    if !attached(&args) {
+        let reply = ask(home, &args.common, body)?;
+        if args.dry_run {
+            match field(&reply, "text").and_then(Unit::as_str) {
+                Some(t) => print_text(t),
+                None => println!("{}", to_text(&reply)),
+            }
+        } else if let Some(ids) = field(&reply, "ids").and_then(Unit::as_list) {
+            for id in ids {
+                println!("{}", id.as_str().map_or_else(|| to_text(id), str::to_owned));
+            }
+        } else {
+            match field(&reply, "id").and_then(Unit::as_str) {
+                Some(id) => println!("{id}"),
+                None => println!("{}", to_text(&reply)),
+            }
+        }
+        return Ok(0);
+    }
+    let user = home.acting_user(args.common.user.as_deref())?;
+    let key = home.unlock(&user)?;
+    let msg = plexus_client::sign_with(&key, to_proc(body)?)?;
+    let socket = socket_path(home, args.common.socket.clone());
+    let rt = runtime()?;
+    let reply = rt.block_on(async {
+        let mut client = Client::connect(&socket).await?;
+        let controls = Controls {
+            input: forward_stdin(),
+            signals: forward_ctrl_c(),
+        };
+        let term = StdTerminal::new();
+        anyhow::Ok(client.call_attached(&msg, &term, &key, controls).await?)
+    })?;
+    exit_code(&value(reply)?)
+}
+
+/// Standard input in pieces as it arrives, then its end. A thread of its own: a read of a
+/// terminal cannot be cancelled, and it must not keep the command from exiting.
+fn forward_stdin() -> tokio::sync::mpsc::Receiver<Input> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let piece = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => Input::Eof,
+                Ok(n) => Input::Data(buf[..n].to_vec()),
+            };
+            let eof = piece == Input::Eof;
+            if tx.blocking_send(piece).is_err() || eof {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `INT` for the first Ctrl-C, `KILL` for every later one.
+fn forward_ctrl_c() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut signal = "INT";
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(signal.to_owned()).is_err() {
+                return;
+            }
+            signal = "KILL";
+        }
+    });
+    rx
+}
+
+/// `plx ps`.
+pub fn run_ps(home: &Home, args: PsArgs) -> Result<i32> {
+    let reply = ask(home, &args.common, ps_body(&args))?;
+    match reply.as_str() {
+        Some(t) => print_text(t),
+        None => println!("{}", to_text(&reply)),
+    }
+    Ok(0)
+}
+
+/// `plx kill`.
+pub fn run_kill(home: &Home, args: KillArgs) -> Result<i32> {
+    let reply = ask(home, &args.common, kill_body(&args)?)?;
+    let state = field(&reply, "state")
+        .and_then(Unit::as_str)
+        .unwrap_or("signalled");
+    println!("{} {state}", args.id);
+    Ok(0)
+}
+
+/// `plx logs`.
+pub fn run_logs(home: &Home, args: LogsArgs) -> Result<i32> {
+    let body = to_proc(logs_body(&args)?)?;
+    if !args.follow {
+        match ask(home, &args.common, logs_body(&args)?)? {
+            Unit::Bytes(b) => crate::cli_io::Output::Stdout.write(&b)?,
+            Unit::None => {}
+            other => println!("{}", to_text(&other)),
+        }
+        return Ok(0);
+    }
+    let msg = crate::cmd_node::sign(home, args.common.user.as_deref(), body)?;
+    let socket = socket_path(home, args.common.socket.clone());
+    let reply = runtime()?.block_on(async {
+        let mut client = Client::connect(&socket).await?;
+        let term = StdTerminal::new();
+        anyhow::Ok(
+            client
+                .call(&msg, Some(&term), async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?,
+        )
+    })?;
+    match reply {
+        Reply::Error(e) if e.code() == "cancelled" => Ok(0),
+        other => value(other).map(|_| 0),
+    }
+}
+
+/// `plx wait`: prints how the process ended and exits with its code.
+pub fn run_wait(home: &Home, args: IdArgs) -> Result<i32> {
+    let reply = ask(home, &args.common, id_body("wait", &args.id))?;
+    let code = exit_code(&reply)?;
+    let state = field(&reply, "state")
+        .and_then(Unit::as_str)
+        .unwrap_or("ended");
+    match field(&reply, "signal") {
+        Some(sig) => println!("{} {state} by signal {}", args.id, to_text(sig)),
+        None => println!("{} {state} with code {code}", args.id),
+    }
+    Ok(code)
+}
+
+/// `plx rm`.
+pub fn run_rm(home: &Home, args: IdArgs) -> Result<i32> {
+    ask(home, &args.common, id_body("rm", &args.id))?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn run_args(command: &[&str]) -> RunArgs {
+        RunArgs {
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            ..RunArgs::default()
+        }
+    }
+
+    fn text(args: &RunArgs) -> String {
+        to_text(&run_body(args, None).unwrap())
+    }
+
+    #[test]
+    fn run_flags_become_the_run_unit() {
+        assert_eq!(
+            text(&run_args(&["python3", "-u", "app.py"])),
+            "{run:[python3 -u app.py] attach:t}"
+        );
+        let mut a = run_args(&["sleep", "10"]);
+        a.on = Some("n2".into());
+        a.tags = vec!["gpu".into()];
+        a.cpu = Some("0.5".into());
+        a.mem = Some("200M".into());
+        a.restart = Some("always".into());
+        a.name = Some("web".into());
+        a.env = vec!["A=1".into(), "B_2=x=y".into()];
+        a.cwd = Some("/tmp".into());
+        a.detach = true;
+        assert_eq!(
+            text(&a),
+            "{run:[sleep `10`] on:n2 tag:gpu cpu:0.5 mem:209715200 restart:always name:web \
+             env:{A:`1` B_2:`x=y`} cwd:`/tmp`}"
+        );
+    }
+
+    #[test]
+    fn several_tags_are_a_list_and_whole_cores_an_int() {
+        let mut a = run_args(&["x"]);
+        a.tags = vec!["gpu".into(), "site=lab".into()];
+        a.cpu = Some("2".into());
+        a.dry_run = true;
+        assert_eq!(text(&a), "{run:[x] tag:[gpu `site=lab`] cpu:2 dry:t}");
+        a.dry_run = false;
+        a.everywhere = true;
+        a.cpu = Some("1.25".into());
+        assert_eq!(
+            text(&a),
+            "{run:[x] tag:[gpu `site=lab`] cpu:1.25 everywhere:t}"
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_clear_errors() {
+        let bad = |f: &dyn Fn(&mut RunArgs), says: &str| {
+            let mut a = run_args(&["x"]);
+            f(&mut a);
+            let e = format!("{:#}", run_body(&a, None).unwrap_err());
+            assert!(e.contains(says), "{e} should say {says}");
+        };
+        bad(&|a| a.env = vec!["NOVALUE".into()], "expected KEY=VALUE");
+        bad(&|a| a.env = vec!["1A=x".into()], "must be letters");
+        bad(&|a| a.env = vec!["=x".into()], "must be letters");
+        bad(&|a| a.env = vec!["A-B=x".into()], "must be letters");
+        bad(&|a| a.env = vec!["A=x\0y".into()], "NUL");
+        bad(&|a| a.env = vec!["A=1".into(), "A=2".into()], "twice");
+        bad(&|a| a.mem = Some("lots".into()), "--mem");
+        bad(&|a| a.cpu = Some("half".into()), "--cpu");
+        bad(&|a| a.cpu = Some("0".into()), "no CPU");
+        bad(&|a| a.restart = Some("sometimes".into()), "--restart");
+        bad(&|a| a.tags = vec!["gpu&&".into()], "--tag");
+        bad(&|a| a.command = vec!["a\0b".into()], "NUL");
+        bad(&|a| a.command = vec![], "which program");
+    }
+
+    #[test]
+    fn copy_sends_the_file_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hello.py");
+        std::fs::write(&path, b"print(1)\n").unwrap();
+        let a = run_args(&[path.to_str().unwrap(), "arg"]);
+        let copied = read_copy(&path).unwrap();
+        assert_eq!(
+            to_text(&run_body(&a, Some(copied)).unwrap()),
+            r#"{run:[hello.py arg] attach:t copy:x"7072696e742831290a"}"#
+        );
+        let e = read_copy(&dir.path().join("missing.py")).err().unwrap();
+        assert!(format!("{e:#}").contains("cannot open"), "{e:#}");
+    }
+
+    #[test]
+    fn other_commands_units() {
+        let ps = PsArgs {
+            long: true,
+            ..PsArgs::default()
+        };
+        assert_eq!(to_text(&ps_body(&ps)), "{ps:t long:t text:t}");
+        assert_eq!(
+            to_text(&ps_body(&PsArgs {
+                raw: true,
+                ..PsArgs::default()
+            })),
+            "{ps:t}"
+        );
+        let mut k = KillArgs {
+            id: "k7f2q1".into(),
+            ..KillArgs::default()
+        };
+        assert_eq!(to_text(&kill_body(&k).unwrap()), "{kill:k7f2q1}");
+        k.signal = Some("sigint".into());
+        k.grace = Some(100);
+        assert_eq!(
+            to_text(&kill_body(&k).unwrap()),
+            "{kill:k7f2q1 signal:INT grace:100}"
+        );
+        k.signal = Some("USR1".into());
+        assert!(kill_body(&k).is_err());
+        let l = LogsArgs {
+            id: "web".into(),
+            tail: Some(5),
+            stderr: true,
+            follow: true,
+            ..LogsArgs::default()
+        };
+        assert_eq!(
+            to_text(&logs_body(&l).unwrap()),
+            "{logs:web tail:5 stream:stderr follow:t}"
+        );
+        assert_eq!(to_text(&id_body("wait", "web")), "{wait:web}");
+        assert_eq!(to_text(&id_body("rm", "web")), "{rm:web}");
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_reply() {
+        let code = |t: &str| exit_code(&parse(t).unwrap());
+        assert_eq!(code("{id:a node:n1 state:exited code:3}").unwrap(), 3);
+        assert_eq!(
+            code("{id:a node:n1 state:killed signal:2 code:130}").unwrap(),
+            130
+        );
+        assert!(code("{id:a}").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn env_pairs_keep_good_ones_and_refuse_the_rest(text in "\\PC{0,12}") {
+            match env_pair(&text) {
+                Ok((k, v)) => {
+                    proptest::prop_assert_eq!(format!("{k}={v}"), text);
+                    proptest::prop_assert!(!k.is_empty() && !k.starts_with(|c: char| c.is_ascii_digit()));
+                    proptest::prop_assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                    proptest::prop_assert!(!v.contains('\0'));
+                }
+                Err(_) => {
+                    let good = text.split_once('=').is_some_and(|(k, v)| {
+                        k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !v.contains('\0')
+                    });
+                    proptest::prop_assert!(!good, "{text:?} was refused");
+                }
+            }
+        }
+
+        #[test]
+        fn good_env_pairs_are_taken(key in "[A-Za-z_][A-Za-z0-9_]{0,8}", value in "[^\\x00]{0,12}") {
+            let pair = format!("{key}={value}");
+            proptest::prop_assert_eq!(env_pair(&pair).ok(), Some((key, value)));
+        }
+    }
+}
