@@ -6,12 +6,14 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use plexus_client::attached::{Controls, Input, PROC_SERVICE};
+use plexus_identity::Keypair;
 use plexus_units::{parse, to_text, Map, Unit};
+use tokio::sync::mpsc;
 
 use crate::client::{Client, Reply, StdTerminal};
-use crate::cmd_cluster::{ask_reply, runtime};
+use crate::cmd_cluster::runtime;
 use crate::cmd_node::socket_path;
 use crate::home::Home;
 
@@ -56,7 +58,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
     /// PROG is a local file: send its contents and run it there (its extension picks the
-    /// interpreter: .py → python3, .sh → sh).
+    /// interpreter: .py → python3, .js → node, .sh → sh).
     #[arg(long)]
     pub copy: bool,
     /// Start it and print its id instead of staying attached to it.
@@ -348,24 +350,129 @@ fn to_proc(body: Unit) -> Result<Unit> {
     Ok(Unit::stream(body, PROC_SERVICE)?)
 }
 
-/// Sends `body` to sys.proc without a terminal and gives its value (an error unit becomes an
-/// error reading `CODE: MESSAGE`).
-fn ask(home: &Home, common: &Common, body: Unit) -> Result<Unit> {
-    let socket = socket_path(home, common.socket.clone());
-    let reply = runtime()?.block_on(ask_reply(
-        home,
-        common.user.as_deref(),
-        &socket,
-        to_proc(body)?,
-    ))?;
-    value(reply)
+/// The process commands, shared by `plx` and the λ shell.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ProcCmd {
+    /// Run a program on the cluster (attached: its output here, your input and Ctrl-C to it).
+    ///
+    /// Exits with the program's exit code (128+signal when killed); a second Ctrl-C kills it.
+    /// Examples: plx run -- python3 -u app.py;  plx run --on n2 --copy -- ./job.py;
+    /// plx run --detach --restart always --name web -- python3 -m http.server
+    Run(RunArgs),
+    /// List the programs of the cluster: id, name, user, node, state, CPU, memory.
+    Ps(PsArgs),
+    /// Send a signal to a program (TERM by default, then KILL after the grace period).
+    Kill(KillArgs),
+    /// Print a program's retained output (-f to follow it).
+    Logs(LogsArgs),
+    /// Wait until a program ends; print how it ended and exit with its exit code.
+    Wait(IdArgs),
+    /// Forget an ended program and its logs.
+    Rm(IdArgs),
 }
 
-fn value(reply: Reply) -> Result<Unit> {
-    match reply {
-        Reply::Value(v) => Ok(v),
-        Reply::Nothing => Ok(Unit::None),
-        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
+impl ProcCmd {
+    fn common(&self) -> &Common {
+        match self {
+            ProcCmd::Run(a) => &a.common,
+            ProcCmd::Ps(a) => &a.common,
+            ProcCmd::Kill(a) => &a.common,
+            ProcCmd::Logs(a) => &a.common,
+            ProcCmd::Wait(a) | ProcCmd::Rm(a) => &a.common,
+        }
+    }
+
+    /// Whether it names another user or socket than the one it is sent with.
+    pub fn acts_as_another(&self) -> bool {
+        let c = self.common();
+        c.user.is_some() || c.socket.is_some()
+    }
+
+    /// The sys.proc unit of the command (reading the program file for `run --copy`).
+    pub fn body(&self) -> Result<Unit> {
+        match self {
+            ProcCmd::Run(a) => {
+                let copied = match (a.copy, a.command.first()) {
+                    (true, Some(path)) => Some(read_copy(Path::new(path))?),
+                    _ => None,
+                };
+                run_body(a, copied)
+            }
+            ProcCmd::Ps(a) => Ok(ps_body(a)),
+            ProcCmd::Kill(a) => kill_body(a),
+            ProcCmd::Logs(a) => logs_body(a),
+            ProcCmd::Wait(a) => Ok(id_body("wait", &a.id)),
+            ProcCmd::Rm(a) => Ok(id_body("rm", &a.id)),
+        }
+    }
+
+    /// Prints the reply's value for people and gives the exit code.
+    fn show(&self, reply: Unit) -> Result<i32> {
+        match self {
+            ProcCmd::Run(a) if attached(a) => exit_code(&reply),
+            ProcCmd::Run(a) if a.dry_run => {
+                match field(&reply, "text").and_then(Unit::as_str) {
+                    Some(t) => print_text(t),
+                    None => print_text(&to_text(&reply)),
+                }
+                Ok(0)
+            }
+            ProcCmd::Run(_) => {
+                match (
+                    field(&reply, "ids").and_then(Unit::as_list),
+                    field(&reply, "id"),
+                ) {
+                    (Some(ids), _) => {
+                        for id in ids {
+                            print_text(
+                                id.as_str()
+                                    .map_or_else(|| to_text(id), str::to_owned)
+                                    .as_str(),
+                            );
+                        }
+                    }
+                    (None, Some(Unit::Str(id))) => print_text(id),
+                    _ => print_text(&to_text(&reply)),
+                }
+                Ok(0)
+            }
+            ProcCmd::Ps(_) => {
+                match reply.as_str() {
+                    Some(t) => print_text(t),
+                    None => print_text(&to_text(&reply)),
+                }
+                Ok(0)
+            }
+            ProcCmd::Kill(a) => {
+                let state = field(&reply, "state")
+                    .and_then(Unit::as_str)
+                    .unwrap_or("signalled");
+                print_text(&format!("{} {state}", a.id));
+                Ok(0)
+            }
+            ProcCmd::Logs(_) => {
+                match reply {
+                    Unit::Bytes(b) => crate::cli_io::Output::Stdout.write(&b)?,
+                    Unit::None => {}
+                    other => print_text(&to_text(&other)),
+                }
+                Ok(0)
+            }
+            ProcCmd::Wait(a) => {
+                let code = exit_code(&reply)?;
+                let state = field(&reply, "state")
+                    .and_then(Unit::as_str)
+                    .unwrap_or("ended");
+                match field(&reply, "signal") {
+                    Some(sig) => {
+                        print_text(&format!("{} {state} by signal {}", a.id, to_text(sig)))
+                    }
+                    None => print_text(&format!("{} {state} with code {code}", a.id)),
+                }
+                Ok(code)
+            }
+            ProcCmd::Rm(_) => Ok(0),
+        }
     }
 }
 
@@ -391,53 +498,56 @@ fn print_text(text: &str) {
     let _ = out.flush();
 }
 
-/// `plx run`.
-pub fn run_run(home: &Home, args: RunArgs) -> Result<i32> {
-    let copied = match (args.copy, args.command.first()) {
-        (true, Some(path)) => Some(read_copy(Path::new(path))?),
-        _ => None,
-    };
-    let body = run_body(&args, copied)?;
-    if !attached(&args) {
-        let reply = ask(home, &args.common, body)?;
-        if args.dry_run {
-            match field(&reply, "text").and_then(Unit::as_str) {
-                Some(t) => print_text(t),
-                None => println!("{}", to_text(&reply)),
-            }
-        } else if let Some(ids) = field(&reply, "ids").and_then(Unit::as_list) {
-            for id in ids {
-                println!("{}", id.as_str().map_or_else(|| to_text(id), str::to_owned));
-            }
-        } else {
-            match field(&reply, "id").and_then(Unit::as_str) {
-                Some(id) => println!("{id}"),
-                None => println!("{}", to_text(&reply)),
-            }
+/// Sends `cmd` to sys.proc on `client` signed by `key`, prints the answer and gives the exit
+/// code. An attached run writes `input` to the program and sends it `signals`; any other
+/// command is cancelled by a signal (`logs -f` then ends quietly). An error unit becomes an
+/// error reading `CODE: MESSAGE`.
+pub async fn execute(
+    client: &mut Client,
+    key: &Keypair,
+    cmd: &ProcCmd,
+    input: mpsc::Receiver<Input>,
+    mut signals: mpsc::UnboundedReceiver<String>,
+) -> Result<i32> {
+    let msg = plexus_client::sign_with(key, to_proc(cmd.body()?)?)?;
+    let term = StdTerminal::new();
+    let reply = match cmd {
+        ProcCmd::Run(a) if attached(a) => {
+            let controls = Controls { input, signals };
+            client.call_attached(&msg, &term, key, controls).await?
         }
-        return Ok(0);
+        _ => {
+            let streams = matches!(cmd, ProcCmd::Logs(l) if l.follow);
+            let cancel = async {
+                signals.recv().await;
+            };
+            client.call(&msg, streams.then_some(&term), cancel).await?
+        }
+    };
+    match reply {
+        Reply::Value(v) => cmd.show(v),
+        Reply::Nothing => cmd.show(Unit::None),
+        Reply::Error(e) if e.code() == "cancelled" && matches!(cmd, ProcCmd::Logs(_)) => Ok(0),
+        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
     }
-    let user = home.acting_user(args.common.user.as_deref())?;
-    let key = home.unlock(&user)?;
-    let msg = plexus_client::sign_with(&key, to_proc(body)?)?;
-    let socket = socket_path(home, args.common.socket.clone());
-    let rt = runtime()?;
-    let reply = rt.block_on(async {
+}
+
+/// `plx run`, `ps`, `kill`, `logs`, `wait`, `rm`.
+pub fn run(home: &Home, cmd: ProcCmd) -> Result<i32> {
+    let common = cmd.common();
+    let key = home.unlock(&home.acting_user(common.user.as_deref())?)?;
+    let socket = socket_path(home, common.socket.clone());
+    runtime()?.block_on(async {
         let mut client = Client::connect(&socket).await?;
-        let controls = Controls {
-            input: forward_stdin(),
-            signals: forward_ctrl_c(),
-        };
-        let term = StdTerminal::new();
-        anyhow::Ok(client.call_attached(&msg, &term, &key, controls).await?)
-    })?;
-    exit_code(&value(reply)?)
+        let (signals, _forwarding) = forward_ctrl_c();
+        execute(&mut client, &key, &cmd, forward_stdin(), signals).await
+    })
 }
 
 /// Standard input in pieces as it arrives, then its end. A thread of its own: a read of a
 /// terminal cannot be cancelled, and it must not keep the command from exiting.
-fn forward_stdin() -> tokio::sync::mpsc::Receiver<Input> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
+fn forward_stdin() -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::channel(1);
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         let mut stdin = std::io::stdin().lock();
@@ -455,10 +565,19 @@ fn forward_stdin() -> tokio::sync::mpsc::Receiver<Input> {
     rx
 }
 
-/// `INT` for the first Ctrl-C, `KILL` for every later one.
-fn forward_ctrl_c() -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
+/// Stops a task when dropped.
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `INT` for the first Ctrl-C, `KILL` for every later one, while the guard lives.
+pub fn forward_ctrl_c() -> (mpsc::UnboundedReceiver<String>, AbortOnDrop) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
         let mut signal = "INT";
         while tokio::signal::ctrl_c().await.is_ok() {
             if tx.send(signal.to_owned()).is_err() {
@@ -467,77 +586,7 @@ fn forward_ctrl_c() -> tokio::sync::mpsc::UnboundedReceiver<String> {
             signal = "KILL";
         }
     });
-    rx
-}
-
-/// `plx ps`.
-pub fn run_ps(home: &Home, args: PsArgs) -> Result<i32> {
-    let reply = ask(home, &args.common, ps_body(&args))?;
-    match reply.as_str() {
-        Some(t) => print_text(t),
-        None => println!("{}", to_text(&reply)),
-    }
-    Ok(0)
-}
-
-/// `plx kill`.
-pub fn run_kill(home: &Home, args: KillArgs) -> Result<i32> {
-    let reply = ask(home, &args.common, kill_body(&args)?)?;
-    let state = field(&reply, "state")
-        .and_then(Unit::as_str)
-        .unwrap_or("signalled");
-    println!("{} {state}", args.id);
-    Ok(0)
-}
-
-/// `plx logs`.
-pub fn run_logs(home: &Home, args: LogsArgs) -> Result<i32> {
-    let body = to_proc(logs_body(&args)?)?;
-    if !args.follow {
-        match ask(home, &args.common, logs_body(&args)?)? {
-            Unit::Bytes(b) => crate::cli_io::Output::Stdout.write(&b)?,
-            Unit::None => {}
-            other => println!("{}", to_text(&other)),
-        }
-        return Ok(0);
-    }
-    let msg = crate::cmd_node::sign(home, args.common.user.as_deref(), body)?;
-    let socket = socket_path(home, args.common.socket.clone());
-    let reply = runtime()?.block_on(async {
-        let mut client = Client::connect(&socket).await?;
-        let term = StdTerminal::new();
-        anyhow::Ok(
-            client
-                .call(&msg, Some(&term), async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?,
-        )
-    })?;
-    match reply {
-        Reply::Error(e) if e.code() == "cancelled" => Ok(0),
-        other => value(other).map(|_| 0),
-    }
-}
-
-/// `plx wait`: prints how the process ended and exits with its code.
-pub fn run_wait(home: &Home, args: IdArgs) -> Result<i32> {
-    let reply = ask(home, &args.common, id_body("wait", &args.id))?;
-    let code = exit_code(&reply)?;
-    let state = field(&reply, "state")
-        .and_then(Unit::as_str)
-        .unwrap_or("ended");
-    match field(&reply, "signal") {
-        Some(sig) => println!("{} {state} by signal {}", args.id, to_text(sig)),
-        None => println!("{} {state} with code {code}", args.id),
-    }
-    Ok(code)
-}
-
-/// `plx rm`.
-pub fn run_rm(home: &Home, args: IdArgs) -> Result<i32> {
-    ask(home, &args.common, id_body("rm", &args.id))?;
-    Ok(0)
+    (rx, AbortOnDrop(task))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `plx`: the Plexus command-line tool.
 //!
-//! Today it handles units (`plx unit …`), users and their key files (`plx user …`) and signed
+//! It runs programs on the cluster (`plx run`, `ps`, `kill`, `logs`, `wait`, `rm`) and handles
+//! units (`plx unit …`), users and their key files (`plx user …`) and signed
 //! messages (`plx msg …`). Every command has `--help`. Errors go to standard error with a
 //! non-zero exit code (1 for a failed command, 2 for a usage error).
 
@@ -75,21 +76,8 @@ enum Command {
     /// clients on a Unix socket there. The current user becomes the node's administrator on
     /// first start. Log detail: PLX_LOG=debug.
     Node(cmd_node::NodeArgs),
-    /// Run a program on the cluster (attached: its output here, your input and Ctrl-C to it).
-    ///
-    /// Example: plx run --on n2 -- python3 -u app.py;  plx run --detach --restart always
-    /// --copy -- ./server.py. Exits with the program's exit code (128+signal when killed).
-    Run(cmd_proc::RunArgs),
-    /// List the programs of the cluster: id, name, user, node, state, CPU, memory.
-    Ps(cmd_proc::PsArgs),
-    /// Send a signal to a program (TERM by default, then KILL after the grace period).
-    Kill(cmd_proc::KillArgs),
-    /// Print a program's retained output (-f to follow it).
-    Logs(cmd_proc::LogsArgs),
-    /// Wait until a program ends; exits with its exit code.
-    Wait(cmd_proc::IdArgs),
-    /// Forget an ended program and its logs.
-    Rm(cmd_proc::IdArgs),
+    #[command(flatten)]
+    Proc(cmd_proc::ProcCmd),
     /// Measure performance against baselines taken in the same run.
     #[command(subcommand)]
     Bench(plexus_bench::BenchCmd),
@@ -127,12 +115,7 @@ fn main() -> ExitCode {
         Some(Command::Discover(args)) => cmd_cluster::run_discover(args).map(|()| 0),
         Some(Command::Down) => home().and_then(|h| cmd_node::run_down(&h).map(|()| 0)),
         Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
-        Some(Command::Run(args)) => home().and_then(|h| cmd_proc::run_run(&h, args)),
-        Some(Command::Ps(args)) => home().and_then(|h| cmd_proc::run_ps(&h, args)),
-        Some(Command::Kill(args)) => home().and_then(|h| cmd_proc::run_kill(&h, args)),
-        Some(Command::Logs(args)) => home().and_then(|h| cmd_proc::run_logs(&h, args)),
-        Some(Command::Wait(args)) => home().and_then(|h| cmd_proc::run_wait(&h, args)),
-        Some(Command::Rm(args)) => home().and_then(|h| cmd_proc::run_rm(&h, args)),
+        Some(Command::Proc(cmd)) => home().and_then(|h| cmd_proc::run(&h, cmd)),
         Some(Command::Bench(cmd)) => plexus_bench::run(cmd).map(|()| 0),
         Some(Command::Img(cmd)) => cmd_img::run(cmd).map(|()| 0),
         Some(Command::Unit(cmd)) => cmd_unit::run(cmd).map(|()| 0),

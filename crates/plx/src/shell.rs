@@ -17,6 +17,7 @@ use rustyline::{Context, Editor, Helper};
 
 use crate::client::{Client, Reply, StdTerminal};
 use crate::cmd_node::{sign_with, socket_path};
+use crate::cmd_proc::{self, ProcCmd};
 use crate::home::Home;
 
 /// Where the shell's lines come from: the line editor on a terminal, or standard input read
@@ -93,6 +94,12 @@ Type a unit and press Enter: it is signed as you and evaluated by the node.
   x@serv:node                  run on a given node of the cluster
   nodes                        the cluster's nodes (table; nodes@sys.node gives the unit)
   services                     which node provides which service
+Programs (the options of plx run, ps, kill, logs, wait, rm; --help on each):
+  run PROG ARGS…               run a program, its output here (Ctrl-C sends it INT;
+                               its standard input is empty: use plx run to type to it)
+  run --detach --on n2 PROG …  start it on node n2 and print its id
+  ps                           every program of the cluster
+  kill ID   logs ID   wait ID   rm ID
 Brackets left open continue on the next line. Tab completes service names after @.
 Shell commands:
   :short [N]   show results in short form (default, N = 32)
@@ -169,6 +176,23 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             println!("{SHELL_HELP}");
             continue;
         }
+        if let Some(cmd) = (!raw).then(|| proc_command(entry)).flatten() {
+            match cmd {
+                Ok(cmd) => {
+                    let (signals, _forwarding) = rt.block_on(async { cmd_proc::forward_ctrl_c() });
+                    // The shell reads its own input: the program gets an empty one.
+                    let (_, input) = tokio::sync::mpsc::channel(1);
+                    let run = cmd_proc::execute(&mut client, &key, &cmd, input, signals);
+                    match rt.block_on(run) {
+                        Ok(0) => {}
+                        Ok(code) => eprintln!("exit code {code}"),
+                        Err(e) => eprintln!("error: {e:#}"),
+                    }
+                }
+                Err(e) => eprintln!("{e}"),
+            }
+            continue;
+        }
         let (line, table): (&str, Option<Table>) = match entry {
             "nodes" => ("nodes@sys.node", Some(crate::cmd_cluster::nodes_table)),
             "services" => (
@@ -221,6 +245,33 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     }
     lines.save_history(&history);
     Ok(0)
+}
+
+/// The process commands, parsed from the shell's words as `plx` parses its arguments.
+#[derive(clap::Parser, Debug)]
+#[command(multicall = true, max_term_width = 100)]
+struct ShellProc {
+    #[command(subcommand)]
+    cmd: ProcCmd,
+}
+
+/// `Some` when `entry` is a process command (`run`, `ps`, `kill`, `logs`, `wait`, `rm` as its
+/// first word): the command, or why its words do not make one.
+fn proc_command(entry: &str) -> Option<Result<ProcCmd, String>> {
+    let first = entry.split_whitespace().next()?;
+    if !["run", "ps", "kill", "logs", "wait", "rm"].contains(&first) {
+        return None;
+    }
+    let Some(words) = shlex::split(entry) else {
+        return Some(Err(format!("{first}: a quote is not closed")));
+    };
+    Some(match <ShellProc as clap::Parser>::try_parse_from(words) {
+        Ok(p) if p.cmd.acts_as_another() => Err(format!(
+            "{first}: --user and --socket are for plx; the shell acts as its user on its node"
+        )),
+        Ok(p) => Ok(p.cmd),
+        Err(e) => Err(e.to_string().trim_end().to_owned()),
+    })
 }
 
 /// Whether `body` asks a service for its help (shown as text rather than as a unit).
@@ -395,7 +446,37 @@ fn is_incomplete(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_incomplete;
+    #![allow(clippy::unwrap_used)]
+
+    use super::{is_incomplete, proc_command};
+    use plexus_units::to_text;
+
+    fn unit(entry: &str) -> String {
+        to_text(&proc_command(entry).unwrap().unwrap().body().unwrap())
+    }
+
+    #[test]
+    fn process_commands_send_the_units_plx_sends() {
+        assert_eq!(
+            unit("run python3 -c 'print(\"hi there\")'"),
+            "{run:[python3 -c `print(\"hi there\")`] attach:t}"
+        );
+        assert_eq!(
+            unit("run --detach --on n2 sleep 9"),
+            "{run:[sleep `9`] on:n2}"
+        );
+        assert_eq!(unit("ps"), "{ps:t text:t}");
+        assert_eq!(unit("kill k7f2q1"), "{kill:k7f2q1}");
+        assert_eq!(unit("logs web"), "{logs:web}");
+        assert_eq!(unit("wait web"), "{wait:web}");
+        assert_eq!(unit("rm web"), "{rm:web}");
+        assert!(proc_command("(neg 5)@math.calc").is_none());
+        assert!(proc_command("runner").is_none());
+        let err = |e: &str| proc_command(e).unwrap().unwrap_err();
+        assert!(err("run 'open").contains("not closed"));
+        assert!(err("kill").contains("<ID>"), "{}", err("kill"));
+        assert!(err("ps --user bob").contains("--user"));
+    }
 
     #[test]
     fn open_brackets_and_quotes_continue() {
