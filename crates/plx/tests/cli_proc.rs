@@ -1,0 +1,194 @@
+//! End to end: `plx run`, `ps`, `kill`, `logs`, `wait`, `rm` against a real node started with
+//! `plx up --detach`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Plx;
+
+/// Stops the home's node when dropped.
+struct Down<'a>(&'a Plx);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["down"], b"");
+    }
+}
+
+/// A home with a node running; `plx down` when dropped.
+fn node() -> Plx {
+    let plx = Plx::new();
+    plx.run(&["up", "--detach"], b"").ok();
+    plx
+}
+
+/// `plx ARGS` started in `plx`'s home with its output piped, not waited for.
+fn spawn(plx: &Plx, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_plx"))
+        .args(args)
+        .env("PLX_HOME", plx.home.path())
+        .env("USER", "tester")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` to exit (at most `secs` seconds) and gives its exit code.
+fn exit_code(child: &mut Child, secs: u64) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("plx did not exit within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn attached_run_prints_output_as_it_comes_and_exits_with_the_programs_code() {
+    let plx = node();
+    let _down = Down(&plx);
+    let mut child = spawn(
+        &plx,
+        &[
+            "run",
+            "--",
+            "python3",
+            "-c",
+            "import sys, time\nprint('first', flush=True)\ntime.sleep(3)\nprint('second')\nsys.exit(3)",
+        ],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first line came only once the program had ended"
+    );
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "second\n");
+    assert_eq!(exit_code(&mut child, 20), 3);
+}
+
+#[test]
+fn stdin_reaches_the_program_and_its_end_closes_it() {
+    let plx = node();
+    let _down = Down(&plx);
+    let input = b"hello\nworld\n".repeat(2000);
+    let run = plx.run(&["run", "--", "cat"], &input);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, input);
+    let run = plx.run(&["run", "--", "sh", "-c", "cat >&2; exit 4"], b"to stderr");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("to stderr"), "{}", run.stderr);
+}
+
+#[test]
+fn ctrl_c_sends_int_to_the_program_and_plx_exits_128_plus_it() {
+    let plx = node();
+    let _down = Down(&plx);
+    let mut child = spawn(
+        &plx,
+        &["run", "--", "sh", "-c", "echo ready; exec sleep 30"],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let signalled = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    assert_eq!(exit_code(&mut child, 20), 130);
+}
+
+#[test]
+fn detached_programs_are_listed_killed_by_their_owner_only_waited_for_and_removed() {
+    let plx = node();
+    let _down = Down(&plx);
+    let id = plx
+        .run(&["run", "--detach", "--", "sleep", "30"], b"")
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(!id.is_empty());
+    let ps = plx.run(&["ps"], b"").ok();
+    assert!(ps.contains(&id), "{ps}");
+
+    // Another user of the node may not touch it.
+    let invite = plx.run(&["user", "invite"], b"").ok();
+    let carol = Plx::new();
+    carol.run(&["user", "new", "carol"], b"").ok();
+    let socket = plx.home.path().join("node/node.sock");
+    let socket = socket.to_str().unwrap();
+    let env = [("PLX_SOCKET", socket)];
+    carol
+        .run_env(&["user", "join", invite.trim()], b"", &env)
+        .ok();
+    let err = carol.run_env(&["kill", &id], b"", &env).fails();
+    assert!(err.contains("denied"), "{err}");
+
+    let killed = plx.run(&["kill", "--signal", "KILL", &id], b"").ok();
+    assert!(killed.starts_with(&id), "{killed}");
+    let waited = plx.run(&["wait", &id], b"");
+    assert_eq!(waited.code, 128 + 9, "{}", waited.stderr);
+    plx.run(&["rm", &id], b"").ok();
+    let ps = plx.run(&["ps"], b"").ok();
+    assert!(!ps.contains(&id), "{ps}");
+}
+
+#[test]
+fn logs_and_copy() {
+    let plx = node();
+    let _down = Down(&plx);
+    let script = plx.home.path().join("hello.py");
+    std::fs::write(&script, "import sys\nprint('hi from', sys.argv[1])\n").unwrap();
+    let run = plx.run(
+        &["run", "--copy", "--", script.to_str().unwrap(), "copy"],
+        b"",
+    );
+    assert_eq!(run.out(), "hi from copy\n", "{}", run.stderr);
+    let id = plx
+        .run(&["run", "--detach", "--", "sh", "-c", "echo one; echo two"], b"")
+        .ok()
+        .trim()
+        .to_owned();
+    plx.run(&["wait", &id], b"").ok();
+    assert_eq!(plx.run(&["logs", &id], b"").ok(), "one\ntwo\n");
+    assert_eq!(plx.run(&["logs", "--tail", "1", &id], b"").ok(), "two\n");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let plx = node();
+    let _down = Down(&plx);
+    let err = plx
+        .run(&["run", "--", "no-such-program-4711"], b"")
+        .fails();
+    assert!(err.contains("no-such-program-4711"), "{err}");
+    let err = plx.run(&["run", "--on", "nowhere", "--", "true"], b"").fails();
+    assert!(err.contains("nowhere"), "{err}");
+    let err = plx.run(&["run", "--env", "1X=2", "--", "true"], b"").fails();
+    assert!(err.contains("--env"), "{err}");
+    let err = plx.run(&["kill", "zzzzzz"], b"").fails();
+    assert!(err.contains("zzzzzz") || err.contains("not.found"), "{err}");
+    // A NUL cannot come through the command line: a message sent directly carries it.
+    let err = plx
+        .run(&["send", "{run:[`a\\u{0}b`]}@sys.proc"], b"")
+        .fails();
+    assert!(err.to_lowercase().contains("nul"), "{err}");
+}
