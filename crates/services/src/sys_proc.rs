@@ -45,6 +45,10 @@ const NAME: &str = "sys.proc";
 pub const STATS_DEADLINE: Duration = Duration::from_millis(700);
 /// Default grace between TERM and KILL for `kill` (ms).
 pub const DEFAULT_GRACE_MS: u64 = 5000;
+/// How long a stopping node tries to mark its processes lost.
+const MARK_LOST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long an attached run waits for its record to show the end.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
 /// How often `wait` looks at the table of a process it waits for.
 const WAIT_POLL: Duration = Duration::from_millis(50);
 /// How many times a record update is retried when another update raced it.
@@ -116,8 +120,11 @@ impl SysProc {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.supervisor.shutdown(grace).await;
-        if let Err(e) = self.mark_lost_on_start().await {
-            tracing::warn!(error = %e, "could not mark this node's processes lost");
+        // A cluster that lost its quorum cannot take the change: the next start marks them.
+        match tokio::time::timeout(MARK_LOST_DEADLINE, self.mark_lost_on_start()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not mark this node's processes lost"),
+            Err(_) => tracing::warn!("marking this node's processes lost took too long"),
         }
     }
 }
@@ -300,7 +307,17 @@ struct RunRequest {
 }
 
 fn read_run(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<RunRequest, Error> {
-    let command = strings(c.arg()?, "run's program and arguments")?;
+    // Numbers are arguments too: `{run:[sleep 30]}`.
+    let command = match c.arg()? {
+        Unit::List(l) => l
+            .iter()
+            .map(|a| match a {
+                Unit::Int(_) | Unit::Dec(_) => Ok(plexus_units::to_text(a)),
+                other => string_of(other, "each of run's program and arguments"),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        other => strings(other, "run's program and arguments")?,
+    };
     if command.len() > plexus_store::procs::MAX_ARGS {
         return Err(Error::new(
             code::LIMIT,
@@ -753,7 +770,21 @@ impl Inner {
             .wait(&run)
             .await
             .map_err(|e| sup_error(&local, e))?;
+        self.settled(id, started).await;
         Ok(status_reply(id, &local, status))
+    }
+
+    /// Waits (briefly) until the record of `id` no longer shows the run started at
+    /// `started` as running, so that a `ps` after an attached run's reply sees its end.
+    async fn settled(&self, id: ProcId, started: u64) {
+        let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
+            match self.procs.get(id).await {
+                Ok(Some(r)) if r.state == ProcState::Running && r.started_ms == started => {}
+                _ => return,
+            }
+            tokio::time::sleep(WAIT_POLL / 5).await;
+        }
     }
 
     fn fresh_run_id(&self, id: ProcId) -> Result<String, Error> {
