@@ -47,10 +47,11 @@ fn exit_code(child: &mut Child, secs: u64) -> i32 {
         if let Some(status) = child.try_wait().unwrap() {
             return status.code().unwrap_or(-1);
         }
-        if Instant::now() > deadline {
+        let late = Instant::now() > deadline;
+        if late {
             let _ = child.kill();
-            panic!("plx did not exit within {secs} s");
         }
+        assert!(!late, "plx did not exit within {secs} s");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -141,11 +142,15 @@ fn detached_programs_are_listed_killed_by_their_owner_only_waited_for_and_remove
         .ok();
     let err = carol.run_env(&["kill", &id], b"", &env).fails();
     assert!(err.contains("denied"), "{err}");
+    let err = carol.run_env(&["logs", &id], b"", &env).fails();
+    assert!(err.contains("denied"), "{err}");
 
     let killed = plx.run(&["kill", "--signal", "KILL", &id], b"").ok();
     assert!(killed.starts_with(&id), "{killed}");
     let waited = plx.run(&["wait", &id], b"");
     assert_eq!(waited.code, 128 + 9, "{}", waited.stderr);
+    let err = carol.run_env(&["rm", &id], b"", &env).fails();
+    assert!(err.contains("denied"), "{err}");
     plx.run(&["rm", &id], b"").ok();
     let ps = plx.run(&["ps"], b"").ok();
     assert!(!ps.contains(&id), "{ps}");
@@ -163,7 +168,10 @@ fn logs_and_copy() {
     );
     assert_eq!(run.out(), "hi from copy\n", "{}", run.stderr);
     let id = plx
-        .run(&["run", "--detach", "--", "sh", "-c", "echo one; echo two"], b"")
+        .run(
+            &["run", "--detach", "--", "sh", "-c", "echo one; echo two"],
+            b"",
+        )
         .ok()
         .trim()
         .to_owned();
@@ -176,13 +184,15 @@ fn logs_and_copy() {
 fn bad_input_is_a_clear_error() {
     let plx = node();
     let _down = Down(&plx);
-    let err = plx
-        .run(&["run", "--", "no-such-program-4711"], b"")
-        .fails();
+    let err = plx.run(&["run", "--", "no-such-program-4711"], b"").fails();
     assert!(err.contains("no-such-program-4711"), "{err}");
-    let err = plx.run(&["run", "--on", "nowhere", "--", "true"], b"").fails();
+    let err = plx
+        .run(&["run", "--on", "nowhere", "--", "true"], b"")
+        .fails();
     assert!(err.contains("nowhere"), "{err}");
-    let err = plx.run(&["run", "--env", "1X=2", "--", "true"], b"").fails();
+    let err = plx
+        .run(&["run", "--env", "1X=2", "--", "true"], b"")
+        .fails();
     assert!(err.contains("--env"), "{err}");
     let err = plx.run(&["kill", "zzzzzz"], b"").fails();
     assert!(err.contains("zzzzzz") || err.contains("not.found"), "{err}");
