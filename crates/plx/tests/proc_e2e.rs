@@ -82,3 +82,79 @@ fn a_single_node_runs_programs_attached_and_stops_them_with_the_node() {
     assert!(ps.contains("state:lost"), "{ps}");
     drop(down);
 }
+
+/// A port free on 127.0.0.11 to 127.0.0.13 (the addresses of `plx up --nodes 3`) a moment ago.
+fn free_up_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.11:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if (12..=13).all(|i| std::net::TcpListener::bind(format!("127.0.0.{i}:{port}")).is_ok()) {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn a_cluster_streams_a_remote_program_and_lists_processes_alike_everywhere() {
+    use std::io::BufRead;
+
+    let plx = Plx::new();
+    let port = free_up_port().to_string();
+    let down = Down(&plx);
+    plx.run(&["up", "--nodes", "3", "--detach", "--port", &port], b"")
+        .ok();
+
+    // Sent to n1's socket, run by n2's sys.proc: its first line reaches this terminal while
+    // the program still runs.
+    let word = marker(2);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plx"))
+        .args([
+            "send",
+            &format!("{{run:[sh -c `echo first; sleep {word}`] attach:t}}@sys.proc:n2"),
+        ])
+        .env("PLX_HOME", plx.home.path())
+        .env("USER", "tester")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "first\n");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the program still runs"
+    );
+
+    // Every node lists the same processes (the running one included).
+    let lists: Vec<String> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| {
+            let ps = send(&plx, &format!("{{ps:t text:f}}@sys.proc:{n}")).ok();
+            // Live figures are measured at each call; the rest must agree.
+            ps.split(' ')
+                .filter(|f| !f.starts_with("cpu:") && !f.starts_with("rss:"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert!(
+        lists[0].contains("node:n2") && lists[0].contains("state:running"),
+        "{}",
+        lists[0]
+    );
+    assert_eq!(lists[0], lists[1]);
+    assert_eq!(lists[0], lists[2]);
+
+    // `plx down` leaves no program behind, and the caller learns its program ended.
+    plx.run(&["down"], b"").ok();
+    until("the program to stop", 15, || !running_with(&word));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(down);
+}
