@@ -84,17 +84,61 @@ fn attached_run_prints_output_as_it_comes_and_exits_with_the_programs_code() {
     assert_eq!(exit_code(&mut child, 20), 3);
 }
 
+/// `plx ARGS` with `input` on its standard input; its exit code (within `secs` seconds), its
+/// standard output and its standard error.
+fn run_with_input(plx: &Plx, args: &[&str], input: &[u8], secs: u64) -> (i32, Vec<u8>, String) {
+    use std::io::{Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plx"))
+        .args(args)
+        .env("PLX_HOME", plx.home.path())
+        .env("USER", "tester")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let code = exit_code(&mut child, secs);
+    writer.join().unwrap();
+    (code, reader.join().unwrap(), err_reader.join().unwrap())
+}
+
 #[test]
 fn stdin_reaches_the_program_and_its_end_closes_it() {
     let plx = node();
     let _down = Down(&plx);
-    let input = b"hello\nworld\n".repeat(2000);
-    let run = plx.run(&["run", "--", "cat"], &input);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, input);
-    let run = plx.run(&["run", "--", "sh", "-c", "cat >&2; exit 4"], b"to stderr");
-    assert_eq!(run.code, 4, "{}", run.stderr);
-    assert!(run.stderr.contains("to stderr"), "{}", run.stderr);
+    let input = b"hello\nworld\n".repeat(20_000);
+    let (code, out, err) = run_with_input(&plx, &["run", "--", "cat"], &input, 60);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out == input,
+        "{} bytes of {} came back",
+        out.len(),
+        input.len()
+    );
+    // A short input may arrive before the program runs: it must still get it, then its end.
+    for _ in 0..5 {
+        let args = ["run", "--", "sh", "-c", "cat >&2; exit 4"];
+        let (code, _, err) = run_with_input(&plx, &args, b"to stderr", 20);
+        assert_eq!(code, 4, "{err}");
+        assert!(err.contains("to stderr"), "{err}");
+    }
 }
 
 #[test]

@@ -603,11 +603,6 @@ impl Inner {
         .await
         .map_err(table_error)?;
         let id = rec.id;
-        if attach {
-            cx.terminal()?
-                .request(TermRequest::Process { id: id.to_string() })
-                .await?;
-        }
         let mut start = Map::new();
         start.insert(Unit::str("start"), Unit::str(id.as_str()));
         if attach {
@@ -764,6 +759,10 @@ impl Inner {
                 ("pid", Unit::int(i64::from(pid))),
             ]));
         };
+        // Told once the run is registered: the client then writes to its stdin at once.
+        cx.terminal()?
+            .request(TermRequest::Process { id: id.to_string() })
+            .await?;
         stream_output(cx, attached).await;
         let status = self
             .supervisor
