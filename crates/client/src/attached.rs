@@ -20,6 +20,19 @@ use crate::{sign_with, Client, Reply, Result, StdTerminal};
 /// The service that runs programs and takes their input and signals.
 pub const PROC_SERVICE: &str = "sys.proc";
 
+/// Where an attached program's terminal requests (its output, its id) are served: the
+/// process's own terminal ([`StdTerminal`]), or a front end's window.
+pub trait Terminal {
+    /// Serves one request; an `Output` is answered once its bytes are shown.
+    fn handle(&self, request: TermRequest) -> impl std::future::Future<Output = TermResponse>;
+}
+
+impl Terminal for StdTerminal {
+    async fn handle(&self, request: TermRequest) -> TermResponse {
+        StdTerminal::handle(self, request).await
+    }
+}
+
 /// What the caller gives the program's standard input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -73,7 +86,7 @@ impl Client {
     pub async fn call_attached(
         &mut self,
         msg: &SignedMessage,
-        term: &StdTerminal,
+        term: &impl Terminal,
         key: &Keypair,
         mut controls: Controls,
     ) -> Result<Reply> {
@@ -139,10 +152,169 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
+    use plexus_protocol::{encode_frame, CallResult, FrameReader, OutputStream};
     use plexus_units::to_text;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    /// A terminal that remembers the outputs it was asked to show.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<Vec<u8>>>);
+
+    impl Terminal for Recorder {
+        async fn handle(&self, request: TermRequest) -> TermResponse {
+            if let TermRequest::Output { bytes, .. } = request {
+                self.0.lock().unwrap().push(bytes);
+            }
+            TermResponse::Done
+        }
+    }
+
+    /// The fake node's side of the connection.
+    struct Wire {
+        stream: UnixStream,
+        frames: FrameReader,
+    }
+
+    impl Wire {
+        async fn send(&mut self, frame: &NodeFrame) {
+            let mut out = Vec::new();
+            encode_frame(frame, &mut out).unwrap();
+            self.stream.write_all(&out).await.unwrap();
+        }
+
+        async fn recv(&mut self) -> ClientFrame {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(f) = self.frames.next_frame::<ClientFrame>().unwrap() {
+                    return f;
+                }
+                let n = self.stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client closed the connection");
+                self.frames.push(&buf[..n]);
+            }
+        }
+    }
+
+    fn body_of(message: &[u8]) -> String {
+        to_text(SignedMessage::from_bytes(message).unwrap().body())
+    }
+
+    /// The fake node names the process; the signal asked for before that, then the input (one
+    /// piece at a time, in order, then its end) reach it as sys.proc calls, and the run's
+    /// reply ends the call.
+    #[tokio::test]
+    async fn input_and_signals_follow_the_process_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("node.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let node = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut wire = Wire {
+                stream,
+                frames: FrameReader::new(),
+            };
+            assert!(matches!(wire.recv().await, ClientFrame::Hello { .. }));
+            wire.send(&NodeFrame::Welcome {
+                version: plexus_protocol::PROTOCOL_VERSION,
+                node_id: "id".into(),
+                node_name: "n1".into(),
+            })
+            .await;
+            let ClientFrame::Call {
+                id: run, message, ..
+            } = wire.recv().await
+            else {
+                panic!("expected the run call");
+            };
+            assert_eq!(body_of(&message), "{run:[cat] attach:t}@sys.proc");
+            wire.send(&NodeFrame::Term {
+                id: 1,
+                call: run,
+                request: TermRequest::Process { id: "p1".into() },
+            })
+            .await;
+            let mut seen = Vec::new();
+            let mut term_id = 2;
+            while seen.len() < 4 {
+                let (id, body) = match wire.recv().await {
+                    ClientFrame::Term { .. } => continue,
+                    ClientFrame::Call { id, message, .. } => (id, body_of(&message)),
+                    other => panic!("unexpected {other:?}"),
+                };
+                let stdin = body.starts_with("{stdin:");
+                seen.push(body);
+                if !stdin {
+                    continue;
+                }
+                // Output while a piece is being written: no next piece may come before
+                // this one is answered.
+                wire.send(&NodeFrame::Term {
+                    id: term_id,
+                    call: run,
+                    request: TermRequest::Output {
+                        stream: OutputStream::Stdout,
+                        bytes: vec![b'x'],
+                    },
+                })
+                .await;
+                term_id += 1;
+                loop {
+                    match wire.recv().await {
+                        ClientFrame::Term { .. } => break,
+                        ClientFrame::Call { message, .. } => {
+                            let b = body_of(&message);
+                            assert!(!b.starts_with("{stdin:"), "{b} came too soon");
+                            seen.push(b);
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                let result = CallResult::Nothing;
+                wire.send(&NodeFrame::Reply { id, result }).await;
+            }
+            let value = plexus_units::parse("{id:p1 state:exited code:0}").unwrap();
+            let result = CallResult::Value(plexus_units::encode(&value));
+            wire.send(&NodeFrame::Reply { id: run, result }).await;
+            seen
+        });
+
+        let key = plexus_identity::Keypair::generate(
+            plexus_identity::KeyKind::User,
+            "tester",
+            &mut rand_core::OsRng,
+        )
+        .unwrap();
+        let body = plexus_units::parse("{run:[cat] attach:t}@sys.proc").unwrap();
+        let msg = sign_with(&key, body).unwrap();
+        let (input_tx, input) = mpsc::channel(4);
+        let (signal_tx, signals) = mpsc::unbounded_channel();
+        signal_tx.send("INT".to_owned()).unwrap();
+        input_tx.send(Input::Data(b"ab".to_vec())).await.unwrap();
+        input_tx.send(Input::Data(b"cd".to_vec())).await.unwrap();
+        drop(input_tx);
+        let term = Recorder::default();
+        let mut client = Client::connect(&socket).await.unwrap();
+        let reply = client
+            .call_attached(&msg, &term, &key, Controls { input, signals })
+            .await
+            .unwrap();
+        assert!(matches!(reply, Reply::Value(_)), "{reply:?}");
+        let seen = node.await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                "{kill:p1 signal:INT}@sys.proc",
+                r#"{stdin:p1 data:x"6162"}@sys.proc"#,
+                r#"{stdin:p1 data:x"6364"}@sys.proc"#,
+                "{stdin:p1 eof:t}@sys.proc",
+            ]
+        );
+        assert_eq!(term.0.lock().unwrap().len(), 3);
+    }
 
     #[test]
     fn control_bodies() {

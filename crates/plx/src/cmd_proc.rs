@@ -540,7 +540,12 @@ pub fn run(home: &Home, cmd: ProcCmd) -> Result<i32> {
     runtime()?.block_on(async {
         let mut client = Client::connect(&socket).await?;
         let (signals, _forwarding) = forward_ctrl_c();
-        execute(&mut client, &key, &cmd, forward_stdin(), signals).await
+        // Only an attached program reads standard input; other commands leave it alone.
+        let input = match &cmd {
+            ProcCmd::Run(a) if attached(a) => forward_stdin(),
+            _ => mpsc::channel(1).1,
+        };
+        execute(&mut client, &key, &cmd, input, signals).await
     })
 }
 
