@@ -472,3 +472,50 @@ mod properties {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everywhere_starts_a_copy_on_each_eligible_node() {
+    let node = node().await;
+    let dry = node
+        .admin("{run:[sleep 30] everywhere:t dry:t}@sys.proc")
+        .await
+        .unwrap();
+    assert_eq!(to_text(&dry), "{nodes:[test-node]}");
+    let reply = node
+        .admin("{run:[sleep 30] everywhere:t}@sys.proc")
+        .await
+        .unwrap();
+    let group = field(&reply, "group");
+    let ids = reply
+        .as_map()
+        .unwrap()
+        .get_str("ids")
+        .unwrap()
+        .as_list()
+        .unwrap()
+        .to_vec();
+    assert_eq!(ids.len(), 1);
+    let id = ids[0].as_str().unwrap().to_owned();
+    until("the copy to run", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        ps.as_list()
+            .unwrap()
+            .iter()
+            .any(|r| field(r, "id") == id && field(r, "state") == "running")
+    })
+    .await;
+    assert!(group.starts_with('g'), "{group}");
+    let refused = node
+        .admin("{run:[sleep 30] everywhere:t tag:gpu}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "limit", "{refused}");
+    let both = node
+        .admin("{run:[sleep 30] everywhere:t on:test-node}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), "arg.bad");
+    node.admin(&format!("{{kill:{id} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
+}
