@@ -72,6 +72,9 @@ struct Inner {
     killed: Mutex<HashSet<ProcId>>,
     /// Set once the node stops: ends are not restarts, and records become `lost`.
     stopping: AtomicBool,
+    /// Set while the records of a previous run are being marked lost: new processes wait,
+    /// so that none of theirs is taken for a leftover.
+    recovering: tokio::sync::watch::Sender<bool>,
 }
 
 impl SysProc {
@@ -90,6 +93,7 @@ impl SysProc {
                 runs: Mutex::default(),
                 killed: Mutex::default(),
                 stopping: AtomicBool::new(false),
+                recovering: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -113,6 +117,23 @@ impl SysProc {
             }
         }
         Ok(marked)
+    }
+
+    /// [`SysProc::mark_lost_on_start`] in the background (a cluster's table answers once the
+    /// cluster does); processes started meanwhile wait for it. Call it inside a tokio runtime.
+    pub fn recover_in_background(self: &Arc<Self>) {
+        self.inner.recovering.send_replace(true);
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.mark_lost_on_start().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "processes of a previous run marked lost"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot mark the processes of a previous run lost")
+                }
+            }
+            me.inner.recovering.send_replace(false);
+        });
     }
 
     /// Stops every process of this node (TERM, `grace`, KILL) and marks their records `lost`:
@@ -650,6 +671,7 @@ impl Inner {
         node: &str,
         copy: Option<Vec<u8>>,
     ) -> Result<ProcRecord, Error> {
+        self.recovered().await;
         if let Some(bytes) = copy {
             let name = record.command.first().cloned().unwrap_or_default();
             let ext = Path::new(&name)
@@ -745,6 +767,7 @@ impl Inner {
         id: ProcId,
         attach: bool,
     ) -> Result<Unit, Error> {
+        self.recovered().await;
         let local = self.directory.local();
         let rec = self
             .procs
@@ -850,6 +873,13 @@ impl Inner {
             .map_err(|e| sup_error(&local, e))?;
         self.settled(id, started).await;
         Ok(status_reply(id, &local, status))
+    }
+
+    /// Returns once the records of a previous run are marked lost.
+    async fn recovered(&self) {
+        let mut recovering = self.recovering.subscribe();
+        // The sender lives in `self`: waiting cannot fail.
+        let _ = recovering.wait_for(|r| !*r).await;
     }
 
     /// Waits (briefly) until the record of `id` no longer shows the run started at

@@ -18,6 +18,7 @@ struct Node {
     admin: Keypair,
     bob: Keypair,
     service: Arc<SysProc>,
+    db: Arc<plexus_store::NodeDb>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,7 +31,7 @@ async fn node() -> Node {
     let (supervisor, lost) = Supervisor::start(config).unwrap();
     assert!(lost.is_empty());
     let service = SysProc::new(
-        db,
+        db.clone(),
         SingleNode::shared(&kernel.node().name, Default::default()),
         Arc::new(supervisor),
     );
@@ -44,6 +45,7 @@ async fn node() -> Node {
         admin,
         bob,
         service,
+        db,
         _dir: dir,
     }
 }
@@ -516,6 +518,43 @@ async fn everywhere_starts_a_copy_on_each_eligible_node() {
         .unwrap_err();
     assert_eq!(both.code(), "arg.bad");
     node.admin(&format!("{{kill:{id} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_marks_its_old_processes_lost_and_not_its_new_ones() {
+    use plexus_store::{ProcId, ProcRecord, ProcState, ProcTable};
+    let node = node().await;
+    let mut old = ProcRecord::new(
+        ProcId::parse("00d000").unwrap(),
+        node.admin.public().to_bytes(),
+        "test-node",
+        vec!["sleep".into(), "30".into()],
+    );
+    old.state = ProcState::Running;
+    node.db.put(old).await.unwrap();
+    node.service.recover_in_background();
+    let reply = node.admin("{run:[sleep 30]}@sys.proc").await.unwrap();
+    let new = field(&reply, "id");
+    until("the old record lost", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        ps.as_list()
+            .unwrap()
+            .iter()
+            .any(|r| field(r, "id") == "00d000" && field(r, "state") == "lost")
+    })
+    .await;
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    let row = ps
+        .as_list()
+        .unwrap()
+        .iter()
+        .find(|r| field(r, "id") == new)
+        .unwrap()
+        .clone();
+    assert_eq!(field(&row, "state"), "running");
+    node.admin(&format!("{{kill:{new} signal:KILL}}@sys.proc"))
         .await
         .unwrap();
 }
