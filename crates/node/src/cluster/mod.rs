@@ -9,6 +9,7 @@
 
 pub mod calls;
 pub mod config;
+pub mod directory;
 pub mod discovery;
 pub mod net;
 pub mod procs;
@@ -381,6 +382,15 @@ impl<N: Net> Cluster<N> {
     /// The process table over the replicated state.
     pub fn procs(&self) -> Arc<dyn plexus_store::ProcTable> {
         Arc::new(procs::ReplicatedProcs::new(self.inner.raft.clone()))
+    }
+
+    /// The nodes `sys.proc` places programs on: the roster, up or down, with the tags,
+    /// capacity and free memory each advertises.
+    pub fn directory(&self) -> Arc<dyn plexus_services::directory::NodeDirectory> {
+        Arc::new(directory::ClusterDirectory::new(
+            &self.inner.name,
+            self.inner.view.clone(),
+        ))
     }
 
     /// sys.usr's registry over the replicated state.
