@@ -13,6 +13,7 @@ pub mod directory;
 pub mod discovery;
 pub mod net;
 pub mod procs;
+pub mod resched;
 pub mod store;
 pub(crate) mod swim;
 pub mod sys_node;
@@ -348,6 +349,7 @@ pub async fn start<N: Net>(
         ),
         tokio::spawn(state_loop(cluster.inner.clone())).abort_handle(),
         tokio::spawn(voter_loop(cluster.inner.clone())).abort_handle(),
+        resched::spawn(cluster.inner.clone()),
     ];
     if let Ok(mut t) = cluster.inner.tasks.lock() {
         t.extend(tasks);
