@@ -11,6 +11,7 @@ pub mod calls;
 pub mod config;
 pub mod directory;
 pub mod discovery;
+pub mod everywhere;
 pub mod net;
 pub mod procs;
 pub mod resched;

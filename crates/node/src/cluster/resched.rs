@@ -5,11 +5,15 @@
 //! every node and acts only while the node leads the replicated state, so one node decides:
 //! it writes each record (a generation-checked update, so a record another node changed
 //! meanwhile is left for the next round) and asks the process's new node to start it with
-//! `{start:ID}@sys.proc:NODE`. That call is made on the authority of the process's owner, as
-//! the owner's own `run` would have made it, so `sys.proc` checks it as any other call.
+//! `{start:ID}@sys.proc:NODE`, again each round until that call succeeds or the record
+//! changes. The same rounds keep the `--everywhere` groups ([`super::everywhere`]). Calls are
+//! made on the authority of the process's owner, as the owner's own `run` would have made
+//! them, so `sys.proc` checks them as any other call. A round runs when membership changes
+//! (a node declared down wakes the leader at once), and each second while the process table
+//! changed or a start is still owed.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plexus_cluster::membership::Health;
@@ -19,11 +23,12 @@ use plexus_sched::{
     reschedule, ClusterView, PlacedProcess, Request, RescheduleOutcome, Resources, TagExpr,
 };
 use plexus_services::directory::NodeDirectory;
-use plexus_store::{ProcRecord, ProcState, ProcTable};
+use plexus_store::{put_with_fresh_id, ProcId, ProcRecord, ProcState, ProcTable};
 use plexus_units::{Map, Unit};
 use tokio::task::AbortHandle;
 
 use super::directory::ClusterDirectory;
+use super::everywhere;
 use super::procs::ReplicatedProcs;
 use super::{Inner, Net};
 
@@ -174,32 +179,129 @@ pub fn plan(view: &ClusterView, down: &BTreeSet<String>, records: &[ProcRecord])
     changes
 }
 
-/// Starts the rescheduling driver of this node.
+/// Starts the driver of rescheduling and `--everywhere` groups on this node.
 pub(crate) fn spawn<N: Net>(c: Arc<Inner<N>>) -> AbortHandle {
     tokio::spawn(run(c)).abort_handle()
 }
 
+/// The calls to `sys.proc` the leader made or still has to make.
+#[derive(Default)]
+struct Calls {
+    /// Processes this leader placed (moved, revived or created) whose start has not
+    /// succeeded yet, with the record's generation: while the table still has that
+    /// generation, the start is tried again each round.
+    pending: Arc<Mutex<HashMap<ProcId, u64>>>,
+    /// Calls under way (starts and stops), not to be sent twice.
+    inflight: Arc<Mutex<HashSet<ProcId>>>,
+    /// Copies stopped, with their record's generation then: not stopped again until their
+    /// node writes what became of them.
+    stopped: Arc<Mutex<HashMap<ProcId, u64>>>,
+}
+
+impl Calls {
+    fn has_pending(&self) -> bool {
+        self.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
+    }
+
+    /// Starts `record` on its node, and again in later rounds until that succeeds.
+    fn start(&self, kernel: &Kernel, record: &ProcRecord) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(record.id, record.generation);
+        }
+        self.send(kernel, "start", record);
+    }
+
+    /// Stops `record` on its node, once per generation of its record.
+    fn stop(&self, kernel: &Kernel, record: &ProcRecord) {
+        let stopped = self
+            .stopped
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&record.id).copied());
+        if stopped != Some(record.generation) {
+            self.send(kernel, "kill", record);
+        }
+    }
+
+    /// Sends `{VERB:ID}@sys.proc:NODE` for `record` unless one is under way.
+    fn send(&self, kernel: &Kernel, verb: &'static str, record: &ProcRecord) {
+        let id = record.id;
+        if let Ok(mut inflight) = self.inflight.lock() {
+            if !inflight.insert(id) {
+                return;
+            }
+        }
+        let (inflight, pending) = (self.inflight.clone(), self.pending.clone());
+        let stopped = self.stopped.clone();
+        let (kernel, record) = (kernel.clone(), record.clone());
+        tokio::spawn(async move {
+            let done = call(&kernel, verb, &record).await;
+            if done && verb == "start" {
+                if let Ok(mut pending) = pending.lock() {
+                    pending.remove(&id);
+                }
+            }
+            if done && verb == "kill" {
+                if let Ok(mut stopped) = stopped.lock() {
+                    stopped.insert(id, record.generation);
+                }
+            }
+            if let Ok(mut inflight) = inflight.lock() {
+                inflight.remove(&id);
+            }
+        });
+    }
+
+    /// Sends again the starts that failed, for records still as this leader wrote them.
+    fn retry(&self, kernel: &Kernel, records: &[ProcRecord]) {
+        let by_id: HashMap<ProcId, &ProcRecord> = records.iter().map(|r| (r.id, r)).collect();
+        let again: Vec<ProcRecord> = match self.pending.lock() {
+            Ok(mut pending) => {
+                pending.retain(|id, generation| {
+                    by_id
+                        .get(id)
+                        .is_some_and(|r| r.generation == *generation && was_live(r))
+                });
+                pending
+                    .keys()
+                    .filter_map(|id| by_id.get(id).map(|r| (*r).clone()))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for record in &again {
+            self.send(kernel, "start", record);
+        }
+    }
+}
+
 async fn run<N: Net>(c: Arc<Inner<N>>) {
     let mut health = c.view.subscribe();
+    let state = c.raft.subscribe();
     let mut tick = tokio::time::interval(RETRY);
     let table = ReplicatedProcs::new(c.raft.clone());
     let directory = ClusterDirectory::new(&c.name, c.view.clone());
+    let calls = Calls::default();
+    // The (process table, membership) changes of the last round that did all it had to:
+    // until either changes, another round would decide the same.
+    let mut settled = None;
     loop {
         tokio::select! {
             r = health.changed() => if r.is_err() { return },
             _ = tick.tick() => {}
         }
         if c.raft.leader() != Some(c.raft_id) {
+            settled = None;
+            if let Ok(mut pending) = calls.pending.lock() {
+                pending.clear();
+            }
+            if let Ok(mut stopped) = calls.stopped.lock() {
+                stopped.clear();
+            }
             continue;
         }
-        let down: BTreeSet<String> = c
-            .view
-            .roster()
-            .into_iter()
-            .filter(|m| c.view.health(&m.key) == Health::Down)
-            .map(|m| m.name)
-            .collect();
-        if down.is_empty() {
+        let stamp = (state.borrow().procs, *health.borrow());
+        if settled == Some(stamp) && !calls.has_pending() {
             continue;
         }
         // Read through the table: the read barrier confirms this node still leads.
@@ -210,42 +312,95 @@ async fn run<N: Net>(c: Arc<Inner<N>>) {
                 continue;
             }
         };
-        for change in plan(&directory.view(), &down, &records) {
-            apply(&c.kernel, &table, change).await;
-        }
-    }
-}
-
-/// Writes one change and, for a move, asks the new node to start the process.
-async fn apply(kernel: &Kernel, table: &ReplicatedProcs, change: Change) {
-    let id = change.record.id;
-    match table.update(change.record.clone()).await {
-        Ok(record) => {
-            tracing::warn!(process = %id, "process {}", change.why);
-            if change.starts() {
-                tokio::spawn(start(kernel.clone(), record));
+        calls.retry(&c.kernel, &records);
+        let down: BTreeSet<String> = c
+            .view
+            .roster()
+            .into_iter()
+            .filter(|m| c.view.health(&m.key) == Health::Down)
+            .map(|m| m.name)
+            .collect();
+        let view = directory.view();
+        let mut done = true;
+        for change in plan(&view, &down, &records) {
+            let id = change.record.id;
+            match table.update(change.record.clone()).await {
+                Ok(record) => {
+                    tracing::warn!(process = %id, "process {}", change.why);
+                    if change.starts() {
+                        calls.start(&c.kernel, &record);
+                    }
+                }
+                // Changed meanwhile (its node answered after all, a user removed it): the
+                // next round decides on the new record.
+                Err(e) => {
+                    done = false;
+                    tracing::debug!(process = %id, "not rescheduled now: {e}");
+                }
             }
         }
-        // Changed meanwhile (its node answered after all, a user removed it): the next round
-        // decides on the new record.
-        Err(e) => tracing::debug!(process = %id, "not rescheduled now: {e}"),
+        done &= groups(&c.kernel, &table, &calls, &view, &records).await;
+        settled = done.then_some(stamp);
     }
 }
 
-/// `{start:ID}@sys.proc:NODE` on the authority of the process's owner.
-async fn start(kernel: Kernel, record: ProcRecord) {
+/// Applies the plan of the `--everywhere` groups; whether every write succeeded.
+async fn groups(
+    kernel: &Kernel,
+    table: &ReplicatedProcs,
+    calls: &Calls,
+    view: &ClusterView,
+    records: &[ProcRecord],
+) -> bool {
+    let todo = everywhere::plan(view, records);
+    let mut done = true;
+    for copy in todo.create {
+        let node = copy.node.clone();
+        match put_with_fresh_id(table, copy, rand::random).await {
+            Ok(record) => {
+                tracing::info!(process = %record.id, %node, "new copy of an everywhere group");
+                calls.start(kernel, &record);
+            }
+            Err(e) => {
+                done = false;
+                tracing::debug!(%node, "no copy of the group now: {e}");
+            }
+        }
+    }
+    for copy in todo.revive {
+        match table.update(copy).await {
+            Ok(record) => calls.start(kernel, &record),
+            Err(e) => {
+                done = false;
+                tracing::debug!("copy not revived now: {e}");
+            }
+        }
+    }
+    for copy in todo.stop {
+        tracing::info!(process = %copy.id, node = %copy.node, "stopping a copy: its node lost the group's tags");
+        calls.stop(kernel, &copy);
+    }
+    done
+}
+
+/// `{VERB:ID}@sys.proc:NODE` on the authority of the process's owner; whether it succeeded.
+async fn call(kernel: &Kernel, verb: &str, record: &ProcRecord) -> bool {
     let Ok(owner) = PublicKey::from_bytes(&record.owner) else {
-        tracing::warn!(process = %record.id, "cannot start the moved process: its owner is not a key");
-        return;
+        tracing::warn!(process = %record.id, "cannot {verb} the process: its owner is not a key");
+        return false;
     };
     let mut msg = Map::new();
-    msg.insert(Unit::str("start"), Unit::str(record.id.as_str()));
+    msg.insert(Unit::str(verb), Unit::str(record.id.as_str()));
     let cx = kernel.context(owner, [0; 32], None, 0);
-    if let Err(e) = cx
+    match cx
         .send("sys.proc", Some(&record.node), Unit::Map(msg))
         .await
     {
-        tracing::warn!(process = %record.id, node = %record.node, "moved process did not start: {e}");
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(process = %record.id, node = %record.node, "{verb} failed: {e}");
+            false
+        }
     }
 }
 
