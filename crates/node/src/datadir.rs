@@ -24,6 +24,8 @@ pub mod files {
     pub const SOCKET: &str = "node.sock";
     /// The database.
     pub const DB: &str = "node.redb";
+    /// The process supervisor's state: pid files, cached programs, `logs/`.
+    pub const PROCS: &str = "procs";
 }
 
 /// A data directory locked for one running node.

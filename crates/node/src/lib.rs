@@ -138,6 +138,8 @@ pub struct Node<N: cluster::Net = cluster::TcpNet> {
     cluster: Option<cluster::Cluster<N>>,
     /// Decoded public keys of recent authors, for client requests and routed calls.
     keys: Arc<KeyCache>,
+    /// The process service, which stops this node's programs when the node stops.
+    sys_proc: Arc<plexus_services::sys_proc::SysProc>,
     clients: ClientLimits,
 }
 
@@ -211,7 +213,18 @@ impl<N: cluster::Net> Node<N> {
                 ..plexus_services::Backing::local(db.clone())
             },
         };
+        let procs = backing.procs.clone();
         plexus_services::register_all_with(&kernel, backing, data.path())
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        let directory = match &cluster {
+            Some(c) => c.directory(),
+            None => {
+                plexus_services::directory::SingleNode::shared(&identity.name, Default::default())
+            }
+        };
+        let sys_proc = start_sys_proc(data.path(), directory, procs).await?;
+        kernel
+            .register(sys_proc.clone(), None, plexus_kernel::Policy::Registered)
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
         // A cluster's users come with its replicated state; a single node keeps its own.
         if cluster.is_none() {
@@ -254,6 +267,7 @@ impl<N: cluster::Net> Node<N> {
             cluster,
             keys,
             clients: config.clients,
+            sys_proc,
         })
     }
 
@@ -337,6 +351,9 @@ impl<N: cluster::Net> Node<N> {
             }
         }
         tracing::info!(node = %self.identity.name, "node stopping");
+        // No program outlives its node: stopped before the cluster links go, so their
+        // records can still be marked lost.
+        self.sys_proc.shutdown(PROCESS_STOP_GRACE).await;
         if let Some(c) = &self.cluster {
             c.stop().await;
         }
@@ -344,6 +361,38 @@ impl<N: cluster::Net> Node<N> {
         let _ = std::fs::remove_file(self.data.path().join(files::PID));
         Ok(())
     }
+}
+
+/// How long the node's programs get between TERM and KILL when the node stops (`plx down`
+/// waits 10 s for the node).
+const PROCESS_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Starts the process supervisor (state and logs in `<data dir>/procs`) and the `sys.proc`
+/// service over `procs`; the records of programs a previous run left are marked lost.
+async fn start_sys_proc(
+    data_dir: &Path,
+    directory: Arc<dyn plexus_services::directory::NodeDirectory>,
+    procs: Arc<dyn plexus_store::ProcTable>,
+) -> Result<Arc<plexus_services::sys_proc::SysProc>, NodeError> {
+    let (supervisor, lost) =
+        plexus_proc::Supervisor::start(plexus_proc::Config::new(data_dir.join(files::PROCS)))
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+    if !lost.is_empty() {
+        tracing::warn!(count = lost.len(), "stopped programs a previous run left");
+    }
+    let sys_proc = plexus_services::sys_proc::SysProc::new(procs, directory, Arc::new(supervisor));
+    // In the background: a cluster's table answers once the cluster does.
+    let marking = sys_proc.clone();
+    tokio::spawn(async move {
+        match marking.mark_lost_on_start().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "processes of a previous run marked lost"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mark the processes of a previous run lost")
+            }
+        }
+    });
+    Ok(sys_proc)
 }
 
 /// How many client requests' signatures are checked at once: one fewer than the runtime's

@@ -12,6 +12,7 @@
 //! | `sys.task` | tasks: loops, queues, chains, kill |
 //! | `sys.usr` | the user registry |
 //! | `sys.hw` | this node's hardware |
+//! | `sys.proc` | programs on the nodes: run, ps, kill, logs (registered by the node) |
 //! | `test.dump`, `test.echo`, `test.void` | testing aids |
 //!
 //! [`register_all`] registers them on a kernel in that order.
@@ -31,6 +32,7 @@ pub mod io_store;
 pub mod io_term;
 pub mod math_calc;
 pub mod sys_hw;
+pub mod sys_proc;
 pub mod sys_task;
 pub mod sys_usr;
 pub mod test_svc;

@@ -1,0 +1,1473 @@
+//! `sys.proc`: programs run on the nodes — start, list, signal, logs, stdin, wait, remove.
+//!
+//! The service ties four parts together: the process table ([`ProcTable`], a node's database
+//! or the cluster's replicated state) holds one record per process; the node directory
+//! ([`NodeDirectory`]) and [`plexus_sched::place`] choose a node; this node's
+//! [`Supervisor`] runs the programs placed here; the kernel's router carries commands about a
+//! process to the node in its record (`@sys.proc:NODE`), terminal requests included, so the
+//! output of a program on n2 reaches the terminal of a user on n1.
+//!
+//! The node that runs a process keeps its record up to date: `running` with its start time once
+//! spawned, then `exited`/`killed` with the end time, `restarting` while its restart policy
+//! waits ([`RestartTracker`]), `failed-to-start` with the reason when it could not start, and
+//! `lost` for the processes of a previous run of the node. The unit API is in
+//! `docs/processes.md`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use plexus_identity::PublicKey;
+use plexus_kernel::{
+    code, Arg, BoxFuture, Cmd, Cx, Entry, Error, Example, Help, Outcome, Service, Table,
+};
+use plexus_proc::{
+    Attached, Enforcement, ExitStatus, Limits, ProcError as SupError, Sig, Spec, Stream, Supervisor,
+};
+use plexus_protocol::{OutputStream, TermRequest};
+use plexus_sched::{
+    place, ClusterView, Exit, ExitEvent, Placement as Chosen, Refusal, Request, Resources,
+    RestartDecision, RestartTracker, StopReason, TagExpr,
+};
+use plexus_store::{
+    put_with_fresh_id, Enforced, LiveFigures, Placement, ProcError, ProcId, ProcRecord, ProcState,
+    ProcTable, PsTable, RestartPolicy,
+};
+use plexus_units::{Dec, Map, Unit};
+
+use crate::directory::NodeDirectory;
+
+const NAME: &str = "sys.proc";
+
+/// How long `ps` waits for a node's live figures before showing `-`.
+pub const STATS_DEADLINE: Duration = Duration::from_millis(700);
+/// Default grace between TERM and KILL for `kill` (ms).
+pub const DEFAULT_GRACE_MS: u64 = 5000;
+/// How long a stopping node tries to mark its processes lost.
+const MARK_LOST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long an attached run waits for its record to show the end.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
+/// How often `wait` looks at the table of a process it waits for.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+/// How many times a record update is retried when another update raced it.
+const UPDATE_TRIES: usize = 8;
+/// Most runs of one process kept apart on this node (`ID`, `ID-1`, `ID-2`…).
+const MAX_RUN_SUFFIX: u32 = 100_000;
+
+/// The process service of one node.
+pub struct SysProc {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    procs: Arc<dyn ProcTable>,
+    directory: Arc<dyn NodeDirectory>,
+    supervisor: Arc<Supervisor>,
+    /// The supervisor id of each process's current run on this node (a restart is a new run,
+    /// so the previous run's logs stay readable until it is removed).
+    runs: Mutex<HashMap<ProcId, String>>,
+    /// Processes a user killed: their restart policy no longer applies.
+    killed: Mutex<HashSet<ProcId>>,
+    /// Set once the node stops: ends are not restarts, and records become `lost`.
+    stopping: AtomicBool,
+}
+
+impl SysProc {
+    /// The service over the process table `procs`, placing on the nodes of `directory` and
+    /// running programs with this node's `supervisor`.
+    pub fn new(
+        procs: Arc<dyn ProcTable>,
+        directory: Arc<dyn NodeDirectory>,
+        supervisor: Arc<Supervisor>,
+    ) -> Arc<SysProc> {
+        Arc::new(SysProc {
+            inner: Arc::new(Inner {
+                procs,
+                directory,
+                supervisor,
+                runs: Mutex::default(),
+                killed: Mutex::default(),
+                stopping: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Marks `lost` every live record placed on this node: a node that (re)starts runs none
+    /// of them (a previous run's leftovers were killed by [`Supervisor::start`], whose lost ids
+    /// are among these). Returns how many were marked.
+    pub async fn mark_lost_on_start(&self) -> Result<usize, ProcError> {
+        let local = self.inner.directory.local();
+        let mut marked = 0;
+        for rec in self.inner.procs.list().await? {
+            if rec.node == local && !rec.state.is_ended() && rec.state != ProcState::Lost {
+                self.inner
+                    .update(rec.id, |r| {
+                        if !r.state.is_ended() {
+                            r.state = ProcState::Lost;
+                        }
+                    })
+                    .await?;
+                marked += 1;
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Stops every process of this node (TERM, `grace`, KILL) and marks their records `lost`:
+    /// what the node does when it stops, so that no program outlives it.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.supervisor.shutdown(grace).await;
+        // A cluster that lost its quorum cannot take the change: the next start marks them.
+        match tokio::time::timeout(MARK_LOST_DEADLINE, self.mark_lost_on_start()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not mark this node's processes lost"),
+            Err(_) => tracing::warn!("marking this node's processes lost took too long"),
+        }
+    }
+}
+
+impl Service for SysProc {
+    fn help(&self) -> &Help {
+        TABLE.help()
+    }
+
+    /// Attached runs, waits and followed logs hold their call as long as a program runs; a
+    /// `kill` or `stdin` for that program must not queue behind them.
+    fn queues(&self, _msg: &Unit) -> bool {
+        false
+    }
+
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let (entry, c) = TABLE.lookup(&msg)?;
+            let inner = &self.inner;
+            match entry.run {
+                Op::Run => inner.run(cx, &c).await,
+                Op::Ps => inner.ps(cx, &c).await.map(Some),
+                Op::Kill => inner.kill(cx, &c, &msg).await.map(Some),
+                Op::Logs => inner.logs(cx, &c, &msg).await,
+                Op::Wait => inner.wait(cx, &c).await.map(Some),
+                Op::Rm => inner.rm(cx, &c, &msg).await.map(Some),
+                Op::Stdin => inner.stdin(cx, &c, &msg).await.map(|()| None),
+                Op::Explain => inner.explain(cx, &c).await.map(Some),
+                Op::Start => inner.start(cx, &c).await.map(Some),
+                Op::Stats => inner.stats(&c).map(Some),
+                Op::Cache => inner.cache(&c).await.map(Some),
+            }
+        })
+    }
+}
+
+/// The commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Run,
+    Ps,
+    Kill,
+    Logs,
+    Wait,
+    Rm,
+    Stdin,
+    Explain,
+    Start,
+    Stats,
+    Cache,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn table_error(e: ProcError) -> Error {
+    Error::new(e.code(), e.to_string())
+}
+
+/// A supervisor failure as a kernel error (`not.found`, `proc.ended`, `proc.running`, …).
+fn sup_error(node: &str, e: SupError) -> Error {
+    let code = match &e {
+        SupError::Unknown(_) => code::NOT_FOUND,
+        SupError::Ended(_) => "proc.ended",
+        SupError::Running(_) => "proc.running",
+        SupError::StdinClosed(_) => "proc.stdin.closed",
+        SupError::TooManyReaders(_) => code::LIMIT,
+        SupError::Stdin { .. } | SupError::Signal { .. } | SupError::Log(_) => code::INTERNAL,
+    };
+    Error::new(code, format!("node {node}: {e}"))
+}
+
+fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
+    let mut m = Map::new();
+    for (k, v) in entries {
+        m.insert(Unit::str(k), v);
+    }
+    Unit::Map(m)
+}
+
+fn int_u64(n: u64) -> Unit {
+    Unit::int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// The state in one word, as `ps` and the replies give it (`code`/`signal` say the rest).
+pub fn state_word(state: &ProcState) -> &'static str {
+    match state {
+        ProcState::Starting => "starting",
+        ProcState::Running => "running",
+        ProcState::Exited(_) => "exited",
+        ProcState::Killed(_) => "killed",
+        ProcState::FailedToStart(_) => "failed",
+        ProcState::Lost => "lost",
+        ProcState::Restarting => "restarting",
+        ProcState::CrashLooping => "crash-looping",
+    }
+}
+
+/// `{id node state code signal}` of an ended (or lost) process: the reply of an attached
+/// `run` and of `wait`.
+fn end_reply(rec: &ProcRecord) -> Unit {
+    let mut m = Map::new();
+    m.insert(Unit::str("id"), Unit::str(rec.id.as_str()));
+    m.insert(Unit::str("node"), Unit::str(&rec.node));
+    m.insert(Unit::str("state"), Unit::str(state_word(&rec.state)));
+    if let ProcState::Killed(signal) = rec.state {
+        m.insert(Unit::str("signal"), Unit::int(i64::from(signal)));
+    }
+    if let Some(code) = rec.exit_status() {
+        m.insert(Unit::str("code"), Unit::int(i64::from(code)));
+    }
+    if let ProcState::FailedToStart(why) = &rec.state {
+        m.insert(Unit::str("reason"), Unit::str(why));
+    }
+    Unit::Map(m)
+}
+
+fn status_reply(id: ProcId, node: &str, status: ExitStatus) -> Unit {
+    let (state, signal) = match status {
+        ExitStatus::Exited(_) => ("exited", None),
+        ExitStatus::Killed(s) => ("killed", Some(s)),
+    };
+    let mut m = Map::new();
+    m.insert(Unit::str("id"), Unit::str(id.as_str()));
+    m.insert(Unit::str("node"), Unit::str(node));
+    m.insert(Unit::str("state"), Unit::str(state));
+    if let Some(s) = signal {
+        m.insert(Unit::str("signal"), Unit::int(i64::from(s)));
+    }
+    m.insert(Unit::str("code"), Unit::int(i64::from(status.shell_code())));
+    Unit::Map(m)
+}
+
+fn enforced(e: Enforcement) -> Enforced {
+    match e {
+        Enforcement::CgroupV2 | Enforcement::CgroupV1 => Enforced::Cgroup,
+        Enforcement::Rlimits => Enforced::Rlimit,
+        Enforcement::None => Enforced::None,
+    }
+}
+
+fn string_of(u: &Unit, what: &str) -> Result<String, Error> {
+    u.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::bad_argument(format!("{what} must be a string")))
+}
+
+/// A string or a list of strings.
+fn strings(u: &Unit, what: &str) -> Result<Vec<String>, Error> {
+    match u {
+        Unit::Str(s) => Ok(vec![s.to_string()]),
+        Unit::List(l) => l.iter().map(|x| string_of(x, what)).collect(),
+        _ => Err(Error::bad_argument(format!(
+            "{what} must be a string or a list of strings"
+        ))),
+    }
+}
+
+/// An amount written as an int, a decimal or a string.
+fn amount_text(u: &Unit, what: &str) -> Result<String, Error> {
+    match u {
+        Unit::Str(s) => Ok(s.to_string()),
+        Unit::Int(_) | Unit::Dec(_) => Ok(plexus_units::to_text(u)),
+        _ => Err(Error::bad_argument(format!(
+            "{what} must be a number or a string"
+        ))),
+    }
+}
+
+/// What a `run` asks for, read from its message.
+struct RunRequest {
+    record: ProcRecord,
+    request: Request,
+    attach: bool,
+    dry: bool,
+    copy: Option<Vec<u8>>,
+}
+
+fn read_run(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<RunRequest, Error> {
+    // Numbers are arguments too: `{run:[sleep 30]}`.
+    let command = match c.arg()? {
+        Unit::List(l) => l
+            .iter()
+            .map(|a| match a {
+                Unit::Int(_) | Unit::Dec(_) => Ok(plexus_units::to_text(a)),
+                other => string_of(other, "each of run's program and arguments"),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        other => strings(other, "run's program and arguments")?,
+    };
+    if command.len() > plexus_store::procs::MAX_ARGS {
+        return Err(Error::new(
+            code::LIMIT,
+            format!(
+                "a command has at most {} arguments, not {}",
+                plexus_store::procs::MAX_ARGS,
+                command.len()
+            ),
+        ));
+    }
+    let owner = cx.author().to_bytes();
+    let mut record = ProcRecord::new(ProcId::from_random([0; 4]), owner, local, command);
+    let mut request = Request::default();
+    if let Some(on) = c.opt("on") {
+        let on = string_of(on, "on")?;
+        record.placement.on = Some(on.clone());
+        request.on = Some(on);
+    }
+    if let Some(tags) = c.opt("tag") {
+        for text in strings(tags, "tag")? {
+            let expr = TagExpr::parse(&text)
+                .map_err(|e| Error::bad_argument(format!("tag {text:?}: {e}")))?;
+            request.tags.push(expr);
+            record.placement.tags.push(text);
+        }
+    }
+    if let Some(cpu) = c.opt("cpu") {
+        let millis = plexus_sched::parse_cpu(&amount_text(cpu, "cpu")?)
+            .map_err(|e| Error::bad_argument(format!("cpu: {e}")))?;
+        record.placement.cpu_millis = Some(millis);
+        request.reserve.cpu_millis = millis;
+    }
+    if let Some(mem) = c.opt("mem") {
+        let bytes = plexus_sched::parse_mem(&amount_text(mem, "mem")?)
+            .map_err(|e| Error::bad_argument(format!("mem: {e}")))?;
+        record.placement.mem_bytes = Some(bytes);
+        request.reserve.mem_bytes = bytes;
+    }
+    if let Some(policy) = c.opt("restart") {
+        record.restart =
+            RestartPolicy::parse(&string_of(policy, "restart")?).map_err(table_error)?;
+    }
+    if let Some(name) = c.opt("name") {
+        record.name = Some(string_of(name, "name")?);
+    }
+    if let Some(env) = c.opt("env") {
+        let m = env
+            .as_map()
+            .ok_or_else(|| Error::bad_argument("env must be a map {KEY:value …}"))?;
+        for (k, v) in m.iter() {
+            record
+                .env
+                .push((string_of(k, "an env key")?, string_of(v, "an env value")?));
+        }
+    }
+    if let Some(cwd) = c.opt("cwd") {
+        record.cwd = Some(string_of(cwd, "cwd")?);
+    }
+    let copy = match c.opt("copy") {
+        None => None,
+        Some(Unit::Bytes(b)) => Some(b.to_vec()),
+        Some(_) => {
+            return Err(Error::bad_argument(
+                "copy must be the program file's bytes x\"…\"",
+            ))
+        }
+    };
+    if c.opt_bool("everywhere", false)? {
+        return Err(Error::bad_argument(
+            "everywhere is not available on this node yet",
+        ));
+    }
+    // Everything the table would refuse is refused before anything is placed.
+    record.validate().map_err(table_error)?;
+    Ok(RunRequest {
+        record,
+        request,
+        attach: c.opt_bool("attach", false)?,
+        dry: c.opt_bool("dry", false)?,
+        copy,
+    })
+}
+
+fn refusal_error(r: Refusal) -> Error {
+    let code = match &r {
+        Refusal::UnknownNode { .. } => code::UNKNOWN_NODE,
+        Refusal::UnknownTag { .. } => code::BAD_ARGUMENT,
+        Refusal::NoNodes | Refusal::NoFit { .. } => code::LIMIT,
+    };
+    Error::new(code, r.to_string())
+}
+
+fn placement_reply(p: &Chosen) -> Unit {
+    map_of([
+        ("node", Unit::str(&p.node)),
+        ("text", Unit::from(p.to_string())),
+    ])
+}
+
+fn reserve_of(p: &Placement) -> Resources {
+    Resources::new(p.cpu_millis.unwrap_or(0), p.mem_bytes.unwrap_or(0))
+}
+
+fn request_of(p: &Placement) -> Result<Request, Error> {
+    let mut request = Request {
+        on: p.on.clone(),
+        reserve: reserve_of(p),
+        ..Request::default()
+    };
+    for text in &p.tags {
+        request.tags.push(
+            TagExpr::parse(text).map_err(|e| Error::bad_argument(format!("tag {text:?}: {e}")))?,
+        );
+    }
+    Ok(request)
+}
+
+fn spec_of(rec: &ProcRecord) -> Spec {
+    let mut command = rec.command.iter();
+    Spec {
+        program: command.next().cloned().unwrap_or_default(),
+        args: command.cloned().collect(),
+        env: rec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd: rec.cwd.as_ref().map(Into::into),
+        limits: Limits {
+            mem: rec.placement.mem_bytes,
+            cpu: rec.placement.cpu_millis.map(|m| m as f64 / 1000.0),
+            pids: None,
+        },
+    }
+}
+
+fn may_act(cx: &Cx, rec: &ProcRecord) -> Result<(), Error> {
+    if rec.owner == cx.author().to_bytes() || cx.author() == cx.kernel().admin() {
+        return Ok(());
+    }
+    Err(Error::new(
+        code::DENIED,
+        format!(
+            "process {} belongs to another user; only its owner or an admin may act on it",
+            rec.id
+        ),
+    ))
+}
+
+impl Inner {
+    /// Applies `change` to the record of `id` and stores it, reading again when another
+    /// update got in first. `None` when the record is gone.
+    async fn update(
+        &self,
+        id: ProcId,
+        change: impl Fn(&mut ProcRecord),
+    ) -> Result<Option<ProcRecord>, ProcError> {
+        let mut last = None;
+        for _ in 0..UPDATE_TRIES {
+            let Some(mut rec) = self.procs.get(id).await? else {
+                return Ok(None);
+            };
+            change(&mut rec);
+            match self.procs.update(rec).await {
+                Err(e @ ProcError::Conflict { .. }) => last = Some(e),
+                other => return other.map(Some),
+            }
+        }
+        Err(last.unwrap_or(ProcError::NotFound(id)))
+    }
+
+    async fn update_logged(&self, id: ProcId, change: impl Fn(&mut ProcRecord)) {
+        if let Err(e) = self.update(id, change).await {
+            tracing::warn!(process = %id, error = %e, "cannot update the process record");
+        }
+    }
+
+    /// The record an ID (or a live process's name) stands for.
+    async fn resolve(&self, u: &Unit) -> Result<ProcRecord, Error> {
+        let text = u.as_str().ok_or_else(|| {
+            Error::bad_argument("a process is named by its id or name (a string)")
+        })?;
+        let not_found =
+            || Error::new(code::NOT_FOUND, format!("there is no process {text}")).with("id", text);
+        if let Ok(id) = ProcId::parse(text) {
+            if let Some(rec) = self.procs.get(id).await.map_err(table_error)? {
+                return Ok(rec);
+            }
+            return Err(not_found());
+        }
+        let all = self.procs.list().await.map_err(table_error)?;
+        all.into_iter()
+            .find(|r| !r.state.is_ended() && r.name.as_deref() == Some(text))
+            .ok_or_else(not_found)
+    }
+
+    /// The cluster as the scheduler sees it, with what the table's live processes reserve,
+    /// leaving out `except`.
+    async fn view(&self, except: Option<ProcId>) -> Result<ClusterView, Error> {
+        let mut view = self.directory.view();
+        for rec in self.procs.list().await.map_err(table_error)? {
+            let live = matches!(
+                rec.state,
+                ProcState::Starting | ProcState::Running | ProcState::Restarting
+            );
+            if live && Some(rec.id) != except {
+                if let Some(node) = view.nodes.get_mut(&rec.node) {
+                    node.reserved = node.reserved.saturating_add(reserve_of(&rec.placement));
+                    node.processes = node.processes.saturating_add(1);
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    fn is_local(&self, node: &str) -> bool {
+        node == self.directory.local()
+    }
+
+    fn run_id(&self, id: ProcId) -> Option<String> {
+        self.runs.lock().ok().and_then(|r| r.get(&id).cloned())
+    }
+
+    fn local_run(&self, rec: &ProcRecord) -> Result<String, Error> {
+        self.run_id(rec.id).ok_or_else(|| {
+            Error::new(
+                code::NOT_FOUND,
+                format!(
+                    "process {} has no run on node {} (state {})",
+                    rec.id,
+                    rec.node,
+                    rec.state.short()
+                ),
+            )
+        })
+    }
+
+    async fn run(self: &Arc<Self>, cx: &Cx, c: &Cmd<'_>) -> Outcome {
+        let local = self.directory.local();
+        let RunRequest {
+            mut record,
+            request,
+            attach,
+            dry,
+            copy,
+        } = read_run(cx, c, &local)?;
+        if attach && !dry {
+            cx.terminal()?;
+        }
+        let view = self.view(None).await?;
+        let chosen = place(&view, &request).map_err(refusal_error)?;
+        if dry {
+            return Ok(Some(placement_reply(&chosen)));
+        }
+        let node = chosen.node.clone();
+        if let Some(bytes) = copy {
+            let name = record.command.first().cloned().unwrap_or_default();
+            let ext = Path::new(&name)
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_owned);
+            let path = if self.is_local(&node) {
+                self.cache_here(bytes, ext).await?
+            } else {
+                let mut m = Map::new();
+                m.insert(Unit::str("cache"), Unit::Bytes(bytes.into()));
+                if let Some(ext) = ext {
+                    m.insert(Unit::str("ext"), Unit::from(ext));
+                }
+                let reply = cx.send(NAME, Some(&node), Unit::Map(m)).await?;
+                reply
+                    .as_ref()
+                    .and_then(Unit::as_map)
+                    .and_then(|m| m.get_str("path"))
+                    .and_then(Unit::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::internal("the cache reply has no path"))?
+            };
+            if let Some(first) = record.command.first_mut() {
+                *first = path;
+            }
+        }
+        record.node = node.clone();
+        let rec = put_with_fresh_id(self.procs.as_ref(), record, || {
+            rand::Rng::gen::<[u8; 4]>(&mut rand::rngs::OsRng)
+        })
+        .await
+        .map_err(table_error)?;
+        let id = rec.id;
+        if attach {
+            cx.terminal()?
+                .request(TermRequest::Process { id: id.to_string() })
+                .await?;
+        }
+        let mut start = Map::new();
+        start.insert(Unit::str("start"), Unit::str(id.as_str()));
+        if attach {
+            start.insert(Unit::str("attach"), Unit::Bool(true));
+        }
+        let reply = if self.is_local(&node) {
+            self.start_here(cx, id, attach).await?
+        } else {
+            cx.send(NAME, Some(&node), Unit::Map(start))
+                .await?
+                .unwrap_or(Unit::None)
+        };
+        if attach {
+            return Ok(Some(reply));
+        }
+        Ok(Some(map_of([
+            ("id", Unit::str(id.as_str())),
+            ("node", Unit::str(&node)),
+        ])))
+    }
+
+    async fn cache_here(&self, bytes: Vec<u8>, ext: Option<String>) -> Result<String, Error> {
+        let supervisor = self.supervisor.clone();
+        let local = self.directory.local();
+        let cached =
+            tokio::task::spawn_blocking(move || supervisor.cache_program(&bytes, ext.as_deref()))
+                .await
+                .map_err(|e| Error::internal(format!("caching the program: {e}")))?;
+        let path =
+            cached.map_err(|e| Error::new(code::BAD_ARGUMENT, format!("node {local}: {e}")))?;
+        Ok(path.to_string_lossy().into_owned())
+    }
+
+    async fn cache(&self, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let Unit::Bytes(bytes) = c.arg()? else {
+            return Err(Error::bad_argument(
+                "cache takes the program's bytes x\"…\"",
+            ));
+        };
+        let ext = c.opt("ext").map(|e| string_of(e, "ext")).transpose()?;
+        let path = self.cache_here(bytes.to_vec(), ext).await?;
+        Ok(map_of([("path", Unit::from(path))]))
+    }
+
+    async fn start(self: &Arc<Self>, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let rec = self.resolve(c.arg()?).await?;
+        may_act(cx, &rec)?;
+        self.start_here(cx, rec.id, c.opt_bool("attach", false)?)
+            .await
+    }
+
+    /// Starts on this node the process whose record is `id`; with `attach`, streams its
+    /// output to the caller's terminal and replies with its end.
+    async fn start_here(
+        self: &Arc<Self>,
+        cx: &Cx,
+        id: ProcId,
+        attach: bool,
+    ) -> Result<Unit, Error> {
+        let local = self.directory.local();
+        let rec = self
+            .procs
+            .get(id)
+            .await
+            .map_err(table_error)?
+            .ok_or_else(|| Error::new(code::NOT_FOUND, format!("there is no process {id}")))?;
+        if rec.node != local {
+            return Err(Error::bad_argument(format!(
+                "process {id} is placed on node {}, not on {local}",
+                rec.node
+            )));
+        }
+        if !matches!(
+            rec.state,
+            ProcState::Starting | ProcState::Restarting | ProcState::Lost
+        ) {
+            return Err(Error::new(
+                "proc.state",
+                format!(
+                    "process {id} is {}; only a placed process starts",
+                    rec.state.short()
+                ),
+            ));
+        }
+        let run = self.fresh_run_id(id)?;
+        let spec = spec_of(&rec);
+        let spawned = if attach {
+            self.supervisor
+                .spawn_attached(&run, &spec)
+                .await
+                .map(|(pid, a)| (pid, Some(a)))
+        } else {
+            self.supervisor
+                .spawn(&run, &spec)
+                .await
+                .map(|pid| (pid, None))
+        };
+        let (pid, attached) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = format!("node {local}: {e}");
+                let why = truncate(&reason, plexus_store::procs::MAX_REASON_BYTES);
+                let at = now_ms();
+                self.update_logged(id, |r| {
+                    r.state = ProcState::FailedToStart(why.clone());
+                    r.ended_ms = Some(at);
+                })
+                .await;
+                let code = match &e {
+                    plexus_proc::SpawnError::Spec(
+                        plexus_proc::SpecError::NotFound { .. }
+                        | plexus_proc::SpecError::NotInPath { .. }
+                        | plexus_proc::SpecError::NoInterpreter { .. },
+                    ) => code::NOT_FOUND,
+                    plexus_proc::SpawnError::Spec(plexus_proc::SpecError::TooManyArgs {
+                        ..
+                    })
+                    | plexus_proc::SpawnError::Spec(plexus_proc::SpecError::TooLarge { .. }) => {
+                        code::LIMIT
+                    }
+                    plexus_proc::SpawnError::Spec(_) => code::BAD_ARGUMENT,
+                    _ => "proc.start",
+                };
+                return Err(Error::new(code, reason).with("id", id.as_str()));
+            }
+        };
+        let started = now_ms();
+        let limits = self
+            .supervisor
+            .info(&run)
+            .map_or(Enforced::None, |i| enforced(i.enforcement));
+        self.update_logged(id, |r| {
+            r.state = ProcState::Running;
+            r.started_ms = started;
+            r.ended_ms = None;
+            r.limits = limits;
+        })
+        .await;
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.insert(id, run.clone());
+        }
+        let policy = match rec.restart {
+            RestartPolicy::Never => plexus_sched::RestartPolicy::Never,
+            RestartPolicy::OnFailure => plexus_sched::RestartPolicy::OnFailure,
+            RestartPolicy::Always => plexus_sched::RestartPolicy::Always,
+        };
+        tokio::spawn(
+            self.clone()
+                .watch(id, run.clone(), started, RestartTracker::new(policy)),
+        );
+        let Some(attached) = attached else {
+            return Ok(map_of([
+                ("id", Unit::str(id.as_str())),
+                ("pid", Unit::int(i64::from(pid))),
+            ]));
+        };
+        stream_output(cx, attached).await;
+        let status = self
+            .supervisor
+            .wait(&run)
+            .await
+            .map_err(|e| sup_error(&local, e))?;
+        self.settled(id, started).await;
+        Ok(status_reply(id, &local, status))
+    }
+
+    /// Waits (briefly) until the record of `id` no longer shows the run started at
+    /// `started` as running, so that a `ps` after an attached run's reply sees its end.
+    async fn settled(&self, id: ProcId, started: u64) {
+        let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
+            match self.procs.get(id).await {
+                Ok(Some(r)) if r.state == ProcState::Running && r.started_ms == started => {}
+                _ => return,
+            }
+            tokio::time::sleep(WAIT_POLL / 5).await;
+        }
+    }
+
+    fn fresh_run_id(&self, id: ProcId) -> Result<String, Error> {
+        let base = id.to_string();
+        if self.supervisor.info(&base).is_err() {
+            return Ok(base);
+        }
+        (1..MAX_RUN_SUFFIX)
+            .map(|n| format!("{base}-{n}"))
+            .find(|run| self.supervisor.info(run).is_err())
+            .ok_or_else(|| Error::new(code::LIMIT, format!("process {id} ran too often")))
+    }
+
+    /// Follows one process on this node from its start to its end, restarting it as its
+    /// policy says, and keeps its record up to date.
+    async fn watch(
+        self: Arc<Self>,
+        id: ProcId,
+        mut run: String,
+        mut started: u64,
+        mut tracker: RestartTracker,
+    ) {
+        loop {
+            let Ok(status) = self.supervisor.wait(&run).await else {
+                return;
+            };
+            if self.stopping.load(Ordering::SeqCst) {
+                // The node is stopping: `shutdown` marks the record lost.
+                return;
+            }
+            let now = now_ms();
+            let killed_by_user = self.killed.lock().is_ok_and(|k| k.contains(&id));
+            let exit = match status {
+                ExitStatus::Exited(code) => Exit::Code(code),
+                ExitStatus::Killed(signal) => Exit::Signal(signal),
+            };
+            let event = ExitEvent {
+                exit,
+                killed_by_user,
+                started_ms: started,
+            };
+            let ended = |r: &mut ProcRecord, state: ProcState, restarts: u32| {
+                r.state = state;
+                r.ended_ms = Some(now);
+                r.restarts = restarts;
+            };
+            let final_state = match status {
+                ExitStatus::Exited(code) => ProcState::Exited(code),
+                ExitStatus::Killed(signal) => ProcState::Killed(signal),
+            };
+            match tracker.on_exit(&event, now) {
+                RestartDecision::Stop(reason) => {
+                    let state = match reason {
+                        StopReason::CrashLooping { .. } => ProcState::CrashLooping,
+                        _ => final_state,
+                    };
+                    let restarts = tracker.restarts();
+                    self.update_logged(id, |r| ended(r, state.clone(), restarts))
+                        .await;
+                    return;
+                }
+                RestartDecision::Restart { delay_ms, attempt } => {
+                    self.update_logged(id, |r| {
+                        r.state = ProcState::Restarting;
+                        r.restarts = attempt;
+                    })
+                    .await;
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    let killed = self.killed.lock().is_ok_and(|k| k.contains(&id));
+                    if killed || self.stopping.load(Ordering::SeqCst) {
+                        let at = now_ms();
+                        self.update_logged(id, |r| {
+                            r.state = final_state.clone();
+                            r.ended_ms = Some(at);
+                        })
+                        .await;
+                        return;
+                    }
+                    let rec = match self.procs.get(id).await {
+                        Ok(Some(rec)) if rec.state == ProcState::Restarting => rec,
+                        // Removed, or taken over (placed elsewhere): no longer ours.
+                        _ => return,
+                    };
+                    let Ok(next) = self.fresh_run_id(id) else {
+                        return;
+                    };
+                    match self.supervisor.spawn(&next, &spec_of(&rec)).await {
+                        Ok(_) => {
+                            started = now_ms();
+                            let at = started;
+                            self.update_logged(id, |r| {
+                                r.state = ProcState::Running;
+                                r.started_ms = at;
+                            })
+                            .await;
+                            if let Ok(mut runs) = self.runs.lock() {
+                                runs.insert(id, next.clone());
+                            }
+                            run = next;
+                        }
+                        Err(e) => {
+                            let why = truncate(
+                                &format!("node {}: {e}", self.directory.local()),
+                                plexus_store::procs::MAX_REASON_BYTES,
+                            );
+                            let at = now_ms();
+                            self.update_logged(id, |r| {
+                                r.state = ProcState::FailedToStart(why.clone());
+                                r.ended_ms = Some(at);
+                            })
+                            .await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ps(&self, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let text = c.opt_bool("text", false)?;
+        let long = c.opt_bool("long", false)?;
+        let records = self.procs.list().await.map_err(table_error)?;
+        let mut by_node: HashMap<&str, Vec<Unit>> = HashMap::new();
+        for r in records.iter().filter(|r| r.state == ProcState::Running) {
+            by_node
+                .entry(r.node.as_str())
+                .or_default()
+                .push(Unit::str(r.id.as_str()));
+        }
+        let mut live: HashMap<String, LiveFigures> = HashMap::new();
+        for (node, ids) in by_node {
+            let ask = map_of([("stats", Unit::List(ids))]);
+            let reply = if self.is_local(node) {
+                self.stats_of(&ask).ok()
+            } else {
+                match tokio::time::timeout(STATS_DEADLINE, cx.send(NAME, Some(node), ask)).await {
+                    Ok(Ok(reply)) => reply,
+                    _ => None,
+                }
+            };
+            if let Some(Unit::Map(m)) = reply {
+                for (k, v) in m.iter() {
+                    if let (Some(id), Some(f)) = (k.as_str(), figures(v)) {
+                        live.insert(id.to_owned(), f);
+                    }
+                }
+            }
+        }
+        let user_name = |key: &[u8; 32]| {
+            PublicKey::from_bytes(key)
+                .ok()
+                .and_then(|k| cx.kernel().user_name(&k))
+        };
+        if text {
+            let table = PsTable::new(
+                &records,
+                user_name,
+                |id| live.get(id.as_str()).copied(),
+                now_ms(),
+            );
+            return Ok(Unit::from(table.to_string()));
+        }
+        let rows = records
+            .iter()
+            .map(|r| {
+                let mut m = Map::new();
+                let mut put = |k: &str, v: Unit| {
+                    m.insert(Unit::str(k), v);
+                };
+                put("id", Unit::str(r.id.as_str()));
+                if let Some(name) = &r.name {
+                    put("name", Unit::str(name));
+                }
+                let user = user_name(&r.owner).unwrap_or_else(|| {
+                    r.owner.iter().take(4).map(|b| format!("{b:02x}")).collect()
+                });
+                put("user", Unit::from(user));
+                put("node", Unit::str(&r.node));
+                put("state", Unit::str(state_word(&r.state)));
+                if let Some(code) = r.exit_status() {
+                    put("code", Unit::int(i64::from(code)));
+                }
+                if let ProcState::Killed(s) = r.state {
+                    put("signal", Unit::int(i64::from(s)));
+                }
+                if let ProcState::FailedToStart(why) = &r.state {
+                    put("reason", Unit::str(why));
+                }
+                if let Some(f) = live.get(r.id.as_str()) {
+                    put("cpu", cpu_unit(f.cpu_percent));
+                    put("rss", int_u64(f.rss_bytes));
+                }
+                if r.started_ms > 0 {
+                    put("started", int_u64(r.started_ms));
+                }
+                if let Some(at) = r.ended_ms {
+                    put("ended", int_u64(at));
+                }
+                put("restarts", Unit::int(i64::from(r.restarts)));
+                put(
+                    "command",
+                    Unit::List(r.command.iter().map(|a| Unit::str(a)).collect()),
+                );
+                put("enforced", Unit::from(r.limits.to_string()));
+                if long {
+                    put("restart", Unit::from(r.restart.to_string()));
+                    put(
+                        "tags",
+                        Unit::List(r.placement.tags.iter().map(|t| Unit::str(t)).collect()),
+                    );
+                    if let Some(on) = &r.placement.on {
+                        put("on", Unit::str(on));
+                    }
+                }
+                Unit::Map(m)
+            })
+            .collect();
+        Ok(Unit::List(rows))
+    }
+
+    fn stats(&self, c: &Cmd<'_>) -> Result<Unit, Error> {
+        self.stats_of(&map_of([("stats", c.arg()?.clone())]))
+    }
+
+    fn stats_of(&self, ask: &Unit) -> Result<Unit, Error> {
+        let ids = ask
+            .as_map()
+            .and_then(|m| m.get_str("stats"))
+            .map(|u| strings(u, "stats"))
+            .transpose()?
+            .unwrap_or_default();
+        let mut out = Map::new();
+        for text in ids {
+            let Ok(id) = ProcId::parse(&text) else {
+                continue;
+            };
+            let Some(run) = self.run_id(id) else {
+                continue;
+            };
+            if let Ok(s) = self.supervisor.stats(&run) {
+                out.insert(
+                    Unit::from(text),
+                    map_of([
+                        ("cpu", cpu_unit(s.cpu_percent)),
+                        ("rss", int_u64(s.rss_bytes)),
+                    ]),
+                );
+            }
+        }
+        Ok(Unit::Map(out))
+    }
+
+    /// Forwards `msg` to the node of `rec` when it is another node; `None` when it is this one.
+    async fn elsewhere(&self, cx: &Cx, rec: &ProcRecord, msg: &Unit) -> Option<Outcome> {
+        if self.is_local(&rec.node) {
+            return None;
+        }
+        Some(cx.send(NAME, Some(&rec.node), msg.clone()).await)
+    }
+
+    async fn kill(&self, cx: &Cx, c: &Cmd<'_>, msg: &Unit) -> Result<Unit, Error> {
+        let rec = self.resolve(c.arg()?).await?;
+        may_act(cx, &rec)?;
+        let sig = match c.opt("signal") {
+            None => Sig::Term,
+            Some(s) => string_of(s, "signal")?
+                .parse::<Sig>()
+                .map_err(|e| Error::bad_argument(e.to_string()))?,
+        };
+        let grace = match c.opt("grace") {
+            None => DEFAULT_GRACE_MS,
+            Some(g) => crate::forms::int64(g, "grace").and_then(|g| {
+                u64::try_from(g).map_err(|_| Error::bad_argument("grace must not be negative"))
+            })?,
+        };
+        let reply = |state: &str| {
+            map_of([
+                ("id", Unit::str(rec.id.as_str())),
+                ("state", Unit::str(state)),
+            ])
+        };
+        if rec.state.is_ended() || rec.state == ProcState::Lost {
+            return Ok(reply(state_word(&rec.state)));
+        }
+        if let Some(forwarded) = self.elsewhere(cx, &rec, msg).await {
+            return forwarded.map(|r| r.unwrap_or(Unit::None));
+        }
+        let ends = !matches!(sig, Sig::Stop | Sig::Cont);
+        if ends {
+            if let Ok(mut killed) = self.killed.lock() {
+                killed.insert(rec.id);
+            }
+        }
+        if rec.state == ProcState::Restarting {
+            return Ok(reply("killed"));
+        }
+        let run = self.local_run(&rec)?;
+        let local = self.directory.local();
+        if sig == Sig::Term {
+            let status = self
+                .supervisor
+                .stop(&run, Duration::from_millis(grace))
+                .await
+                .map_err(|e| sup_error(&local, e))?;
+            let state = match status {
+                ExitStatus::Exited(_) => "exited",
+                ExitStatus::Killed(_) => "killed",
+            };
+            return Ok(reply(state));
+        }
+        self.supervisor
+            .signal(&run, sig)
+            .map_err(|e| sup_error(&local, e))?;
+        Ok(reply(state_word(&rec.state)))
+    }
+
+    async fn logs(&self, cx: &Cx, c: &Cmd<'_>, msg: &Unit) -> Outcome {
+        let rec = self.resolve(c.arg()?).await?;
+        may_act(cx, &rec)?;
+        let stream = match c
+            .opt("stream")
+            .map(|s| string_of(s, "stream"))
+            .transpose()?
+        {
+            None => Stream::Stdout,
+            Some(s) if s == "stdout" => Stream::Stdout,
+            Some(s) if s == "stderr" => Stream::Stderr,
+            Some(s) => {
+                return Err(Error::bad_argument(format!(
+                    "stream is stdout or stderr, not {s:?}"
+                )))
+            }
+        };
+        let tail = c.opt_count("tail")?;
+        let follow = c.opt_bool("follow", false)?;
+        if follow {
+            cx.terminal()?;
+        }
+        if let Some(forwarded) = self.elsewhere(cx, &rec, msg).await {
+            return forwarded;
+        }
+        let run = self.local_run(&rec)?;
+        let local = self.directory.local();
+        if follow {
+            let mut f = self
+                .supervisor
+                .follow(&run, stream, 0)
+                .map_err(|e| sup_error(&local, e))?;
+            let term = cx.terminal()?;
+            let out = match stream {
+                Stream::Stdout => OutputStream::Stdout,
+                Stream::Stderr => OutputStream::Stderr,
+            };
+            while let Some(chunk) = f.next().await {
+                let bytes = chunk.map_err(|e| Error::internal(format!("node {local}: {e}")))?;
+                term.request(TermRequest::Output {
+                    stream: out,
+                    bytes: bytes.to_vec(),
+                })
+                .await?;
+            }
+            return Ok(None);
+        }
+        let bytes = match tail {
+            Some(n) => self.supervisor.tail(&run, stream, n),
+            None => self.supervisor.read_log(&run, stream),
+        }
+        .map_err(|e| sup_error(&local, e))?;
+        cx.charge(bytes.len() as u64)?;
+        Ok(Some(Unit::Bytes(bytes.into())))
+    }
+
+    async fn wait(&self, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let rec = self.resolve(c.arg()?).await?;
+        may_act(cx, &rec)?;
+        let id = rec.id;
+        loop {
+            let rec = self
+                .procs
+                .get(id)
+                .await
+                .map_err(table_error)?
+                .ok_or_else(|| Error::new(code::NOT_FOUND, format!("process {id} was removed")))?;
+            if rec.state.is_ended() || rec.state == ProcState::Lost {
+                return Ok(end_reply(&rec));
+            }
+            cx.check()?;
+            tokio::time::sleep(WAIT_POLL).await;
+        }
+    }
+
+    async fn rm(&self, cx: &Cx, c: &Cmd<'_>, msg: &Unit) -> Result<Unit, Error> {
+        let rec = self.resolve(c.arg()?).await?;
+        may_act(cx, &rec)?;
+        if !rec.state.is_ended() && rec.state != ProcState::Lost {
+            return Err(Error::new(
+                "proc.running",
+                format!(
+                    "process {} is {}; kill it first",
+                    rec.id,
+                    state_word(&rec.state)
+                ),
+            ));
+        }
+        if let Some(forwarded) = self.elsewhere(cx, &rec, msg).await {
+            // A node that is gone keeps no logs to delete: the record goes anyway.
+            if let Err(e) = forwarded {
+                if e.code() != code::NODE_DOWN && e.code() != code::UNKNOWN_NODE {
+                    return Err(e);
+                }
+            } else {
+                return Ok(map_of([("id", Unit::str(rec.id.as_str()))]));
+            }
+        } else {
+            let runs: Vec<String> = self
+                .supervisor
+                .list()
+                .into_iter()
+                .map(|i| i.id)
+                .filter(|run| run_of(run) == Some(rec.id))
+                .collect();
+            for run in runs {
+                let _ = self.supervisor.remove(&run);
+            }
+            if let Ok(mut r) = self.runs.lock() {
+                r.remove(&rec.id);
+            }
+            if let Ok(mut k) = self.killed.lock() {
+                k.remove(&rec.id);
+            }
+        }
+        self.procs.remove(rec.id).await.map_err(table_error)?;
+        Ok(map_of([("id", Unit::str(rec.id.as_str()))]))
+    }
+
+    async fn stdin(&self, cx: &Cx, c: &Cmd<'_>, msg: &Unit) -> Result<(), Error> {
+        let rec = self.resolve(c.arg()?).await?;
+        may_act(cx, &rec)?;
+        let data = match c.opt("data") {
+            None => None,
+            Some(Unit::Bytes(b)) => Some(b.clone()),
+            Some(Unit::Str(s)) => Some(s.as_bytes().to_vec().into()),
+            Some(_) => return Err(Error::bad_argument("data must be bytes x\"…\" or a string")),
+        };
+        let eof = c.opt_bool("eof", false)?;
+        if data.is_none() && !eof {
+            return Err(Error::bad_argument("stdin needs data:x\"…\" or eof:t"));
+        }
+        if let Some(forwarded) = self.elsewhere(cx, &rec, msg).await {
+            return forwarded.map(drop);
+        }
+        let run = self.local_run(&rec)?;
+        let local = self.directory.local();
+        if let Some(data) = data {
+            self.supervisor
+                .write_stdin(&run, &data)
+                .await
+                .map_err(|e| sup_error(&local, e))?;
+        }
+        if eof {
+            self.supervisor
+                .close_stdin(&run)
+                .await
+                .map_err(|e| sup_error(&local, e))?;
+        }
+        Ok(())
+    }
+
+    async fn explain(&self, _cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let rec = self.resolve(c.arg()?).await?;
+        let request = request_of(&rec.placement)?;
+        let view = self.view(Some(rec.id)).await?;
+        let chosen = place(&view, &request).map_err(refusal_error)?;
+        Ok(placement_reply(&chosen))
+    }
+}
+
+/// The process a supervisor run id belongs to (`k7f2q1` or `k7f2q1-3`).
+pub fn run_of(run: &str) -> Option<ProcId> {
+    ProcId::parse(run.split('-').next().unwrap_or(run)).ok()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn cpu_unit(percent: f64) -> Unit {
+    let tenths = (percent * 10.0).round();
+    let tenths = if tenths.is_finite() && tenths >= 0.0 {
+        tenths as i64
+    } else {
+        0
+    };
+    Unit::Dec(Dec::new(tenths.into(), 1))
+}
+
+fn figures(u: &Unit) -> Option<LiveFigures> {
+    let m = u.as_map()?;
+    let cpu = match m.get_str("cpu")? {
+        Unit::Dec(d) => plexus_units::to_text(&Unit::Dec(d.clone())).parse().ok()?,
+        Unit::Int(i) => i.to_i64()? as f64,
+        _ => return None,
+    };
+    let rss = m.get_str("rss")?.as_int()?.to_i64()?;
+    Some(LiveFigures {
+        cpu_percent: cpu,
+        rss_bytes: u64::try_from(rss).ok()?,
+    })
+}
+
+/// Streams a program's output to the caller's terminal, each chunk answered before the next
+/// (a slow terminal holds the program back). A terminal that fails is let go; the program
+/// runs on, its output still logged.
+async fn stream_output(cx: &Cx, mut attached: Attached) {
+    let Ok(term) = cx.terminal() else {
+        return;
+    };
+    let (mut out_open, mut err_open) = (true, true);
+    while out_open || err_open {
+        let (stream, chunk) = tokio::select! {
+            c = attached.stdout.recv(), if out_open => (OutputStream::Stdout, c),
+            c = attached.stderr.recv(), if err_open => (OutputStream::Stderr, c),
+        };
+        match chunk {
+            None if stream == OutputStream::Stdout => out_open = false,
+            None => err_open = false,
+            Some(bytes) => {
+                let written = term
+                    .request(TermRequest::Output {
+                        stream,
+                        bytes: bytes.to_vec(),
+                    })
+                    .await;
+                if written.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The commands, in the order of the manual.
+static TABLE: LazyLock<Table<Op>> = LazyLock::new(table);
+
+fn table() -> Table<Op> {
+    Table::new(
+        NAME,
+        "Programs on the nodes: run one (placed by node, tags, CPU and memory), list them \
+         (ps), signal, read logs, write stdin, wait, remove. A process belongs to the user who \
+         started it; only that user or an admin may act on it",
+        vec![Example {
+            info: "Where a program would run, without running it",
+            com: "{run:[true] dry:t}@sys.proc",
+            res: None,
+        }],
+        vec![
+            Entry::new(
+                "run",
+                "Starts a program → {id node}. on: a node; tag: tag expressions all of which \
+                 the node must hold; cpu (cores) and mem (bytes or 200M) are reserved and \
+                 limited; restart: never, on-failure or always; name: a name unique among live \
+                 processes; env, cwd; copy: the program file's bytes (run's first element is its \
+                 name). attach:t streams the output to your terminal and returns at the end → \
+                 {id node state code signal}; dry:t starts nothing → {node text}",
+                &[
+                    "{run:[prog arg…]}",
+                    "{run:[prog arg…] on:NODE tag:[EXPR…] cpu:N mem:SIZE restart:POLICY name:N \
+                     env:{K:V} cwd:DIR attach:t copy:x\"…\" dry:t}",
+                ],
+                Arg::Required,
+                Op::Run,
+            ),
+            Entry::new(
+                "ps",
+                "Every process of the cluster → [{id name user node state code signal cpu rss \
+                 started ended restarts command enforced}…]; text:t gives the table as text, \
+                 long:t adds restart, tags and on",
+                &["ps", "{ps:t text:t long:t}"],
+                Arg::Optional,
+                Op::Ps,
+            ),
+            Entry::new(
+                "kill",
+                "Signals a process (TERM by default, then KILL after grace ms, 5000 by \
+                 default; or INT, KILL, STOP, CONT, HUP) → {id state}",
+                &["{kill:ID}", "{kill:ID signal:SIG grace:MS}"],
+                Arg::Required,
+                Op::Kill,
+            ),
+            Entry::new(
+                "logs",
+                "A process's retained output (stdout, or stream:stderr), or its last N lines \
+                 → bytes; follow:t streams new output to your terminal until it ends",
+                &["{logs:ID}", "{logs:ID tail:N stream:stderr follow:t}"],
+                Arg::Required,
+                Op::Logs,
+            ),
+            Entry::new(
+                "wait",
+                "Waits until a process ends → {id node state code signal}",
+                &["{wait:ID}"],
+                Arg::Required,
+                Op::Wait,
+            ),
+            Entry::new(
+                "rm",
+                "Forgets an ended process and its logs → {id}",
+                &["{rm:ID}"],
+                Arg::Required,
+                Op::Rm,
+            ),
+            Entry::new(
+                "stdin",
+                "Writes to a process's stdin (returns once written), or closes it with eof:t",
+                &["{stdin:ID data:x\"…\"}", "{stdin:ID eof:t}"],
+                Arg::Required,
+                Op::Stdin,
+            ),
+            Entry::new(
+                "explain",
+                "Where a process would be placed now, and why → {node text}",
+                &["{explain:ID}"],
+                Arg::Required,
+                Op::Explain,
+            ),
+            Entry::new(
+                "start",
+                "Internal: starts on this node a process placed here → {id pid}",
+                &["{start:ID}", "{start:ID attach:t}"],
+                Arg::Required,
+                Op::Start,
+            ),
+            Entry::new(
+                "stats",
+                "Internal: live CPU% and RSS of processes on this node → {ID:{cpu rss}…}",
+                &["{stats:[ID…]}"],
+                Arg::Required,
+                Op::Stats,
+            ),
+            Entry::new(
+                "cache",
+                "Internal: keeps a program file on this node → {path}",
+                &["{cache:x\"…\" ext:py}"],
+                Arg::Required,
+                Op::Cache,
+            ),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_id_names_its_process() {
+        let id = ProcId::from_random([1, 2, 3, 4]);
+        assert_eq!(run_of(id.as_str()), Some(id));
+        assert_eq!(run_of(&format!("{id}-12")), Some(id));
+        assert_eq!(run_of("nope"), None);
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn cpu_figures_round_trip_through_units() {
+        let u = map_of([("cpu", cpu_unit(12.34)), ("rss", int_u64(4096))]);
+        let f = figures(&u);
+        assert_eq!(
+            f,
+            Some(LiveFigures {
+                cpu_percent: 12.3,
+                rss_bytes: 4096
+            })
+        );
+    }
+}

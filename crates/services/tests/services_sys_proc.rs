@@ -1,0 +1,406 @@
+//! sys.proc on one node: a real kernel, process supervisor and node database, with real
+//! programs (`sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexus_identity::{KeyKind, Keypair};
+use plexus_kernel::{Error, Kernel, Policy, Terminal};
+use plexus_proc::{Config, Supervisor};
+use plexus_services::directory::SingleNode;
+use plexus_services::sys_proc::SysProc;
+use plexus_services::testing::{bare_kernel, eval_text, TestTerminal};
+use plexus_units::{to_text, Unit};
+
+struct Node {
+    kernel: Kernel,
+    admin: Keypair,
+    bob: Keypair,
+    service: Arc<SysProc>,
+    _dir: tempfile::TempDir,
+}
+
+async fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, admin) = bare_kernel();
+    let db = plexus_services::open_db(&dir.path().join("node.redb")).unwrap();
+    let mut config = Config::new(dir.path().join("procs"));
+    config.cgroups = false;
+    let (supervisor, lost) = Supervisor::start(config).unwrap();
+    assert!(lost.is_empty());
+    let service = SysProc::new(
+        db,
+        SingleNode::shared(&kernel.node().name, Default::default()),
+        Arc::new(supervisor),
+    );
+    kernel
+        .register(service.clone(), None, Policy::Registered)
+        .unwrap();
+    let bob = Keypair::generate(KeyKind::User, "bob", &mut rand::rngs::OsRng).unwrap();
+    kernel.register_user(bob.public(), "bob").unwrap();
+    Node {
+        kernel,
+        admin,
+        bob,
+        service,
+        _dir: dir,
+    }
+}
+
+impl Node {
+    async fn call(
+        &self,
+        user: &Keypair,
+        term: Option<Arc<TestTerminal>>,
+        text: &str,
+    ) -> Result<Unit, Error> {
+        let term = term.map(|t| t as Arc<dyn Terminal>);
+        eval_text(&self.kernel, user, term, text)
+            .await
+            .map(|v| v.unwrap_or(Unit::None))
+    }
+
+    async fn admin(&self, text: &str) -> Result<Unit, Error> {
+        self.call(&self.admin, None, text).await
+    }
+
+    /// A detached run's id.
+    async fn start(&self, command: &str) -> String {
+        let reply = self
+            .admin(&format!("{{run:{command}}}@sys.proc"))
+            .await
+            .unwrap();
+        field(&reply, "id")
+    }
+}
+
+fn field(u: &Unit, key: &str) -> String {
+    match u.as_map().and_then(|m| m.get_str(key)) {
+        Some(Unit::Str(s)) => s.to_string(),
+        Some(other) => to_text(other),
+        None => panic!("no {key} in {}", to_text(u)),
+    }
+}
+
+/// Waits until `check` holds, for at most 10 s.
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_run_streams_output_before_it_ends_and_takes_stdin() {
+    let node = Arc::new(node().await);
+    let term = TestTerminal::new();
+    let run = {
+        let (node, term) = (node.clone(), term.clone());
+        tokio::spawn(async move {
+            node.call(
+                &node.admin,
+                Some(term),
+                "{run:[sh -c `echo ready; read line; echo got:$line; echo oops >&2; exit 3`] attach:t}@sys.proc",
+            )
+            .await
+        })
+    };
+    until("the first line", async || term.output().contains("ready\n")).await;
+    assert!(!run.is_finished(), "the program waits for its stdin");
+    let out = term.output();
+    let id = out
+        .strip_prefix("<proc ")
+        .and_then(|rest| rest.split('>').next())
+        .unwrap()
+        .to_owned();
+    node.admin(&format!("{{stdin:{id} data:`hello\n`}}@sys.proc"))
+        .await
+        .unwrap();
+    let reply = run.await.unwrap().unwrap();
+    assert_eq!(field(&reply, "state"), "exited");
+    assert_eq!(field(&reply, "code"), "3");
+    assert_eq!(field(&reply, "id"), id);
+    assert!(term.output().contains("got:hello\n"), "{}", term.output());
+    assert!(term.output().contains("<err>oops\n"), "{}", term.output());
+    // The record says how it ended.
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    let row = &ps.as_list().unwrap()[0];
+    assert_eq!(field(row, "state"), "exited");
+    assert_eq!(field(row, "code"), "3");
+    assert_eq!(field(row, "user"), "admin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_killed_by_a_signal_reports_it() {
+    let node = node().await;
+    let term = TestTerminal::new();
+    let reply = node
+        .call(
+            &node.admin,
+            Some(term),
+            "{run:[sh -c `kill -9 $$`] attach:t}@sys.proc",
+        )
+        .await
+        .unwrap();
+    assert_eq!(field(&reply, "state"), "killed");
+    assert_eq!(field(&reply, "signal"), "9");
+    assert_eq!(field(&reply, "code"), "137");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_owner_or_an_admin_may_act_on_a_process() {
+    let node = node().await;
+    let reply = node
+        .call(&node.bob, None, "{run:[sleep 30] name:nap}@sys.proc")
+        .await
+        .unwrap();
+    let id = field(&reply, "id");
+    let admin_only = Keypair::generate(KeyKind::User, "eve", &mut rand::rngs::OsRng).unwrap();
+    node.kernel
+        .register_user(admin_only.public(), "eve")
+        .unwrap();
+    for msg in [
+        format!("{{kill:{id}}}@sys.proc"),
+        format!("{{logs:{id}}}@sys.proc"),
+        format!("{{stdin:{id} eof:t}}@sys.proc"),
+        format!("{{wait:{id}}}@sys.proc"),
+        "{kill:nap}@sys.proc".to_owned(),
+    ] {
+        let err = node.call(&admin_only, None, &msg).await.unwrap_err();
+        assert_eq!(err.code(), "denied", "{msg}: {err}");
+    }
+    // By name, by its owner.
+    let killed = node
+        .call(&node.bob, None, "{kill:nap grace:2000}@sys.proc")
+        .await
+        .unwrap();
+    assert_eq!(field(&killed, "state"), "killed");
+    let waited = node
+        .call(&node.bob, None, &format!("{{wait:{id}}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(field(&waited, "state"), "killed");
+    assert_eq!(field(&waited, "signal"), "15");
+    // A user's kill is not a failure to restart from, and the name is free again.
+    let again = node
+        .call(&node.bob, None, "{run:[`true`] name:nap}@sys.proc")
+        .await
+        .unwrap();
+    assert_ne!(field(&again, "id"), id);
+    drop(node.service);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_tail_wait_and_rm() {
+    let node = node().await;
+    let id = node
+        .start("[sh -c `echo a; echo b; echo c; echo e1 >&2`]")
+        .await;
+    let waited = node
+        .admin(&format!("{{wait:{id}}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(field(&waited, "code"), "0");
+    let all = node
+        .admin(&format!("{{logs:{id}}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(all, Unit::Bytes(b"a\nb\nc\n".to_vec().into()));
+    let tail = node
+        .admin(&format!("{{logs:{id} tail:2}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(tail, Unit::Bytes(b"b\nc\n".to_vec().into()));
+    let err = node
+        .admin(&format!("{{logs:{id} stream:stderr}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(err, Unit::Bytes(b"e1\n".to_vec().into()));
+
+    let running = node.start("[sleep 30]").await;
+    let refused = node
+        .admin(&format!("{{rm:{running}}}@sys.proc"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "proc.running");
+    node.admin(&format!("{{kill:{running} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
+    node.admin(&format!("{{wait:{running}}}@sys.proc"))
+        .await
+        .unwrap();
+
+    node.admin(&format!("{{rm:{id}}}@sys.proc")).await.unwrap();
+    let gone = node
+        .admin(&format!("{{logs:{id}}}@sys.proc"))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), "not.found");
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    let ids: Vec<String> = ps
+        .as_list()
+        .unwrap()
+        .iter()
+        .map(|r| field(r, "id"))
+        .collect();
+    assert_eq!(ids, vec![running.clone()]);
+    let text = node.admin("{ps:t text:t}@sys.proc").await.unwrap();
+    let text = text.as_str().unwrap();
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(
+        text.contains(&running) && text.contains("killed(9)"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_process_shows_live_figures_and_the_node_stops_it() {
+    let node = node().await;
+    let id = node.start("[sleep 30]").await;
+    until("running", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        ps.as_list()
+            .unwrap()
+            .iter()
+            .any(|r| field(r, "state") == "running")
+    })
+    .await;
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    let row = &ps.as_list().unwrap()[0];
+    assert_eq!(field(row, "id"), id);
+    assert!(field(row, "rss").parse::<u64>().unwrap() > 0);
+    node.service.shutdown(Duration::from_secs(2)).await;
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    assert_eq!(field(&ps.as_list().unwrap()[0], "state"), "lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_failure_runs_the_program_again() {
+    let node = node().await;
+    let id = node
+        .start("[sh -c `echo run; exit 1`] restart:on-failure")
+        .await;
+    until("two restarts", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        let row = &ps.as_list().unwrap()[0];
+        field(row, "restarts").parse::<u32>().unwrap() >= 2
+    })
+    .await;
+    let killed = node
+        .admin(&format!("{{kill:{id}}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(field(&killed, "id"), id);
+    let waited = node
+        .admin(&format!("{{wait:{id}}}@sys.proc"))
+        .await
+        .unwrap();
+    assert!(
+        ["exited", "killed"].contains(&field(&waited, "state").as_str()),
+        "{}",
+        to_text(&waited)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_clearly_and_leaves_nothing_misleading() {
+    let node = node().await;
+    let unknown = node
+        .admin("{run:[`true`] on:nowhere}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), "node.unknown");
+    assert!(unknown.message().contains("test-node"), "{unknown}");
+
+    let tag = node
+        .admin("{run:[`true`] tag:gpu}@sys.proc")
+        .await
+        .unwrap_err();
+    assert!(tag.message().contains("gpu"), "{tag}");
+
+    let missing = node
+        .admin("{run:[`/no/such/program`]}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), "not.found");
+    assert!(
+        missing.message().contains("/no/such/program") && missing.message().contains("test-node"),
+        "{missing}"
+    );
+
+    let nul = node
+        .admin("{run:[echo `a\u{0}b`]}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(nul.code(), "arg.bad", "{nul}");
+
+    let many = format!("{{run:[`true` {}]}}@sys.proc", "x ".repeat(5000));
+    let too_many = node.admin(&many).await.unwrap_err();
+    assert_eq!(too_many.code(), "limit", "{too_many}");
+
+    let policy = node
+        .admin("{run:[`true`] restart:sometimes}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(policy.code(), "arg.bad");
+
+    let no_term = node
+        .admin("{run:[`true`] attach:t}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(no_term.code(), "term.none");
+
+    // Only the program that could not start has a record, and it says why.
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    let rows = ps.as_list().unwrap();
+    assert_eq!(rows.len(), 1, "{}", to_text(&ps));
+    assert_eq!(field(&rows[0], "state"), "failed");
+    assert!(field(&rows[0], "reason").contains("/no/such/program"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_shows_the_placement_and_starts_nothing() {
+    let node = node().await;
+    let reply = node
+        .admin("{run:[`true`] cpu:0.5 mem:10M dry:t}@sys.proc")
+        .await
+        .unwrap();
+    assert_eq!(field(&reply, "node"), "test-node");
+    let text = field(&reply, "text");
+    assert!(text.starts_with("placed on test-node"), "{text}");
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    assert_eq!(ps, Unit::List(vec![]));
+
+    let id = node.start("[sleep 30] cpu:0.5").await;
+    let explained = node
+        .admin(&format!("{{explain:{id}}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(field(&explained, "node"), "test-node");
+    node.admin(&format!("{{kill:{id} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_program_runs_from_the_node_cache() {
+    let node = node().await;
+    let term = TestTerminal::new();
+    let script = "echo copied";
+    let hex: String = script.bytes().map(|b| format!("{b:02x}")).collect();
+    let reply = node
+        .call(
+            &node.admin,
+            Some(term.clone()),
+            &format!("{{run:[hello.sh] copy:x\"{hex}\" attach:t}}@sys.proc"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(field(&reply, "code"), "0");
+    assert!(term.output().ends_with("copied\n"), "{}", term.output());
+}
