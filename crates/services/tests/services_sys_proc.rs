@@ -18,6 +18,7 @@ struct Node {
     admin: Keypair,
     bob: Keypair,
     service: Arc<SysProc>,
+    db: Arc<plexus_store::NodeDb>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,7 +31,7 @@ async fn node() -> Node {
     let (supervisor, lost) = Supervisor::start(config).unwrap();
     assert!(lost.is_empty());
     let service = SysProc::new(
-        db,
+        db.clone(),
         SingleNode::shared(&kernel.node().name, Default::default()),
         Arc::new(supervisor),
     );
@@ -44,6 +45,7 @@ async fn node() -> Node {
         admin,
         bob,
         service,
+        db,
         _dir: dir,
     }
 }
@@ -403,4 +405,156 @@ async fn a_copied_program_runs_from_the_node_cache() {
         .unwrap();
     assert_eq!(field(&reply, "code"), "0");
     assert!(term.output().ends_with("copied\n"), "{}", term.output());
+}
+
+mod properties {
+    use super::*;
+    use plexus_units::testing::arb_unit;
+    use plexus_units::Map;
+    use proptest::prelude::*;
+
+    /// Units as a message field holds them: nothing to evaluate (streams and refs are the
+    /// evaluator's business, tested with it).
+    fn field_unit() -> impl Strategy<Value = Unit> {
+        arb_unit().prop_filter("nothing to evaluate", |u| {
+            plexus_kernel::needs_eval(u) == (false, false)
+        })
+    }
+
+    fn message(entries: Vec<(&str, Unit)>) -> String {
+        let mut m = Map::new();
+        for (k, v) in entries {
+            m.insert(Unit::str(k), v);
+        }
+        format!("{}@sys.proc", to_text(&Unit::Map(m)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Whatever a run's fields hold, a dry run is placed or refused with a clear code,
+        /// and nothing starts; commands on a process that does not exist fail cleanly.
+        #[test]
+        fn any_run_request_is_placed_or_refused_and_starts_nothing(
+            run in field_unit(), on in field_unit(), tag in field_unit(), cpu in field_unit(),
+            mem in field_unit(), restart in field_unit(), name in field_unit(),
+            env in field_unit(), id in field_unit(),
+        ) {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let node = node().await;
+                let fields = [("on", on), ("tag", tag), ("cpu", cpu), ("mem", mem),
+                    ("restart", restart), ("name", name), ("env", env)];
+                // Each field alone, then all of them.
+                let mut requests: Vec<Vec<(&str, Unit)>> = fields
+                    .iter()
+                    .map(|(k, v)| vec![("run", run.clone()), (*k, v.clone()), ("dry", Unit::Bool(true))])
+                    .collect();
+                let mut all = vec![("run", run.clone())];
+                all.extend(fields.iter().cloned());
+                all.push(("dry", Unit::Bool(true)));
+                requests.push(all);
+                for request in requests {
+                    let text = message(request);
+                    match node.admin(&text).await {
+                        Ok(reply) => assert_eq!(field(&reply, "node"), "test-node", "{text}"),
+                        Err(e) => assert!(
+                            ["arg.bad", "limit", "node.unknown", "proc.name.taken"].contains(&e.code()),
+                            "{text}: {e}"
+                        ),
+                    }
+                }
+                for cmd in ["kill", "logs", "rm", "stdin", "explain", "wait", "start"] {
+                    let text = message(vec![(cmd, id.clone()), ("eof", Unit::Bool(true))]);
+                    let e = node.admin(&text).await.unwrap_err();
+                    assert!(["arg.bad", "not.found"].contains(&e.code()), "{text}: {e}");
+                }
+                assert_eq!(node.admin("ps@sys.proc").await.unwrap(), Unit::List(vec![]));
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everywhere_starts_a_copy_on_each_eligible_node() {
+    let node = node().await;
+    let dry = node
+        .admin("{run:[sleep 30] everywhere:t dry:t}@sys.proc")
+        .await
+        .unwrap();
+    assert_eq!(to_text(&dry), "{nodes:[test-node]}");
+    let reply = node
+        .admin("{run:[sleep 30] everywhere:t}@sys.proc")
+        .await
+        .unwrap();
+    let group = field(&reply, "group");
+    let ids = reply
+        .as_map()
+        .unwrap()
+        .get_str("ids")
+        .unwrap()
+        .as_list()
+        .unwrap()
+        .to_vec();
+    assert_eq!(ids.len(), 1);
+    let id = ids[0].as_str().unwrap().to_owned();
+    until("the copy to run", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        ps.as_list()
+            .unwrap()
+            .iter()
+            .any(|r| field(r, "id") == id && field(r, "state") == "running")
+    })
+    .await;
+    assert!(group.starts_with('g'), "{group}");
+    let refused = node
+        .admin("{run:[sleep 30] everywhere:t tag:gpu}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "limit", "{refused}");
+    let both = node
+        .admin("{run:[sleep 30] everywhere:t on:test-node}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), "arg.bad");
+    node.admin(&format!("{{kill:{id} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_marks_its_old_processes_lost_and_not_its_new_ones() {
+    use plexus_store::{ProcId, ProcRecord, ProcState, ProcTable};
+    let node = node().await;
+    let mut old = ProcRecord::new(
+        ProcId::parse("00d000").unwrap(),
+        node.admin.public().to_bytes(),
+        "test-node",
+        vec!["sleep".into(), "30".into()],
+    );
+    old.state = ProcState::Running;
+    node.db.put(old).await.unwrap();
+    node.service.recover_in_background();
+    let reply = node.admin("{run:[sleep 30]}@sys.proc").await.unwrap();
+    let new = field(&reply, "id");
+    until("the old record lost", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        ps.as_list()
+            .unwrap()
+            .iter()
+            .any(|r| field(r, "id") == "00d000" && field(r, "state") == "lost")
+    })
+    .await;
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    let row = ps
+        .as_list()
+        .unwrap()
+        .iter()
+        .find(|r| field(r, "id") == new)
+        .unwrap()
+        .clone();
+    assert_eq!(field(&row, "state"), "running");
+    node.admin(&format!("{{kill:{new} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
 }
