@@ -974,3 +974,57 @@ fn a_restart_always_process_runs_elsewhere_after_its_node_is_killed() {
         &format!("{{kill:`{id}` signal:KILL}}@sys.proc"),
     );
 }
+
+#[test]
+fn an_everywhere_program_runs_on_a_node_that_joins_afterwards() {
+    let plx = Plx::new();
+    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
+    let t2 = invite(&plx, &n1);
+    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&t2));
+    let mut nodes = vec![n1, n2];
+    wait_alive(&plx, &nodes, 2, 60);
+    let word = format!("{}.4", 3_000_000 + std::process::id());
+    let reply = send_ok(
+        &plx,
+        &nodes[0],
+        &format!("{{run:[sleep `{word}`] everywhere:t}}@sys.proc"),
+        30,
+    );
+    assert!(reply.contains("group:"), "{reply}");
+
+    let t3 = invite(&plx, &nodes[0]);
+    nodes.push(ClusterNode::spawn(
+        &plx,
+        "n3",
+        &fresh_addr(3),
+        &[],
+        Some(&t3),
+    ));
+    wait_alive(&plx, &nodes, 3, 60);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ps = send_to(&plx, &nodes[2], "{ps:t text:f}@sys.proc").out();
+        let on_n3 = ps
+            .split('}')
+            .any(|e| e.contains(&word) && e.contains("node:n3") && e.contains("state:running"));
+        if on_n3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no copy runs on n3: {ps}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ps = send_to(&plx, &nodes[0], "{ps:t text:f}@sys.proc").out();
+    assert_eq!(
+        ps.matches("state:running").count(),
+        3,
+        "one copy a node: {ps}"
+    );
+    for id in ps.replace('`', "").split("id:").skip(1) {
+        let id = id.split(' ').next().unwrap_or("");
+        let _ = send_to(
+            &plx,
+            &nodes[0],
+            &format!("{{kill:`{id}` signal:KILL}}@sys.proc"),
+        );
+    }
+}
