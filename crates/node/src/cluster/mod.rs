@@ -9,9 +9,12 @@
 
 pub mod calls;
 pub mod config;
+pub mod directory;
 pub mod discovery;
+pub mod everywhere;
 pub mod net;
 pub mod procs;
+pub mod resched;
 pub mod store;
 pub(crate) mod swim;
 pub mod sys_node;
@@ -347,6 +350,7 @@ pub async fn start<N: Net>(
         ),
         tokio::spawn(state_loop(cluster.inner.clone())).abort_handle(),
         tokio::spawn(voter_loop(cluster.inner.clone())).abort_handle(),
+        resched::spawn(cluster.inner.clone()),
     ];
     if let Ok(mut t) = cluster.inner.tasks.lock() {
         t.extend(tasks);
@@ -381,6 +385,15 @@ impl<N: Net> Cluster<N> {
     /// The process table over the replicated state.
     pub fn procs(&self) -> Arc<dyn plexus_store::ProcTable> {
         Arc::new(procs::ReplicatedProcs::new(self.inner.raft.clone()))
+    }
+
+    /// The nodes `sys.proc` places programs on: the roster, up or down, with the tags,
+    /// capacity and free memory each advertises.
+    pub fn directory(&self) -> Arc<dyn plexus_services::directory::NodeDirectory> {
+        Arc::new(directory::ClusterDirectory::new(
+            &self.inner.name,
+            self.inner.view.clone(),
+        ))
     }
 
     /// sys.usr's registry over the replicated state.

@@ -60,7 +60,7 @@ impl SimCluster {
             dir: tempfile::tempdir().unwrap(),
             nodes: Vec::new(),
         };
-        c.launch(JoinMode::Init).await;
+        c.launch(JoinMode::Init, Default::default()).await;
         c.wait_for("n1 leads the new cluster", |c| {
             c.leader_among(&[0]).is_some()
         })
@@ -74,16 +74,30 @@ impl SimCluster {
 
     /// Starts one more node, joining with a fresh invite from a live node; returns its index.
     pub async fn join(&mut self) -> usize {
+        self.join_tagged(&[]).await
+    }
+
+    /// [`SimCluster::join`] for a node started with these `--tag`s (name, value; "" for a bare
+    /// tag).
+    pub async fn join_tagged(&mut self, tags: &[(&str, &str)]) -> usize {
         let inviter = self.live().next().expect("a live node to invite");
         let reply = self.node(inviter).call("invite@sys.node").await;
         let token = match reply.as_ref().ok().and_then(|u| u.as_ref()?.as_str()) {
             Some(text) => JoinToken::decode(text).unwrap(),
             None => panic!("no invite: {reply:?}"),
         };
-        self.launch(JoinMode::Join(token)).await
+        let tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.launch(JoinMode::Join(token), tags).await
     }
 
-    async fn launch(&mut self, mode: JoinMode) -> usize {
+    async fn launch(
+        &mut self,
+        mode: JoinMode,
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> usize {
         let name = format!("n{}", self.nodes.len() + 1);
         let mut config = NodeConfig::new(
             self.dir.path().join(&name),
@@ -94,7 +108,7 @@ impl SimCluster {
         config.cluster = Some(ClusterConfig {
             mode,
             listen: Some(name.clone()),
-            tags: Default::default(),
+            tags,
             profile: Some(Profile::Local),
             mdns: Some(false),
         });

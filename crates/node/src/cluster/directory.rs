@@ -1,0 +1,108 @@
+//! The cluster's nodes as `sys.proc` places programs on them ([`NodeDirectory`]).
+//!
+//! Everything comes from what membership already gossips: each node advertises its cores,
+//! total and available memory and its `--tag`s in its SWIM metadata (refreshed every few
+//! seconds, see `swim.rs`), and the roster comes from the replicated state. So capacity needs
+//! no extra publishing, every node converges on the same picture, and the measured free memory
+//! is at most a refresh old. A node is up while membership says it is alive (suspect and down
+//! nodes take no new processes); a down node keeps the figures it last advertised.
+
+use std::sync::Arc;
+
+use plexus_cluster::membership::{Health, Meta};
+use plexus_sched::{ClusterView, NodeView, Resources};
+use plexus_services::directory::NodeDirectory;
+
+use super::view::View;
+
+/// The nodes of the roster, with health and figures from membership.
+pub struct ClusterDirectory {
+    name: String,
+    view: Arc<View>,
+}
+
+impl ClusterDirectory {
+    /// The directory of the node `name` over its picture of the cluster.
+    pub fn new(name: &str, view: Arc<View>) -> ClusterDirectory {
+        ClusterDirectory {
+            name: name.to_owned(),
+            view,
+        }
+    }
+}
+
+impl NodeDirectory for ClusterDirectory {
+    fn local(&self) -> String {
+        self.name.clone()
+    }
+
+    fn view(&self) -> ClusterView {
+        self.view
+            .roster()
+            .into_iter()
+            .map(|m| {
+                let node = node_view(self.view.health(&m.key), self.view.meta(&m.key).as_ref());
+                (m.name, node)
+            })
+            .collect()
+    }
+}
+
+/// One node as the scheduler sees it, from its health and last advertised metadata (none
+/// before it was ever heard from: no tags, no capacity).
+pub fn node_view(health: Health, meta: Option<&Meta>) -> NodeView {
+    let up = health == Health::Alive;
+    let Some(meta) = meta else {
+        return NodeView {
+            up,
+            ..NodeView::default()
+        };
+    };
+    NodeView {
+        up,
+        tags: meta.tags.clone(),
+        capacity: Resources::new(u64::from(meta.cores).saturating_mul(1000), meta.mem_total),
+        // A down node's figure is stale, and nothing is placed there anyway.
+        measured_free_mem: up.then_some(meta.mem_avail),
+        ..NodeView::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            name: "n2".into(),
+            cores: 4,
+            mem_total: 8 << 30,
+            mem_avail: 3 << 30,
+            tags: [("site".to_owned(), "lab".to_owned())].into(),
+            ..Meta::default()
+        }
+    }
+
+    #[test]
+    fn an_alive_node_has_its_tags_capacity_and_free_memory() {
+        let node = node_view(Health::Alive, Some(&meta()));
+        assert!(node.up);
+        assert_eq!(node.capacity, Resources::new(4000, 8 << 30));
+        assert_eq!(node.measured_free_mem, Some(3 << 30));
+        assert_eq!(node.tags.get("site").map(String::as_str), Some("lab"));
+        assert_eq!((node.reserved, node.processes), (Resources::ZERO, 0));
+    }
+
+    #[test]
+    fn suspect_and_down_nodes_are_not_up_and_keep_their_tags() {
+        for health in [Health::Suspect, Health::Down] {
+            let node = node_view(health, Some(&meta()));
+            assert!(!node.up, "{health:?}");
+            assert_eq!(node.measured_free_mem, None);
+            assert!(node.tags.contains_key("site"));
+        }
+        let unknown = node_view(Health::Alive, None);
+        assert!(unknown.up);
+        assert_eq!(unknown.capacity, Resources::ZERO);
+    }
+}
