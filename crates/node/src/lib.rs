@@ -216,7 +216,13 @@ impl<N: cluster::Net> Node<N> {
         let procs = backing.procs.clone();
         plexus_services::register_all_with(&kernel, backing, data.path())
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
-        let sys_proc = start_sys_proc(data.path(), &identity.name, procs).await?;
+        let directory = match &cluster {
+            Some(c) => c.directory(),
+            None => {
+                plexus_services::directory::SingleNode::shared(&identity.name, Default::default())
+            }
+        };
+        let sys_proc = start_sys_proc(data.path(), directory, procs).await?;
         kernel
             .register(sys_proc.clone(), None, plexus_kernel::Policy::Registered)
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
@@ -361,17 +367,11 @@ impl<N: cluster::Net> Node<N> {
 /// waits 10 s for the node).
 const PROCESS_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The nodes `sys.proc` places programs on. A cluster lists only this node until the cluster
-/// directory of its members takes this place.
-fn process_directory(name: &str) -> Arc<dyn plexus_services::directory::NodeDirectory> {
-    plexus_services::directory::SingleNode::shared(name, Default::default())
-}
-
 /// Starts the process supervisor (state and logs in `<data dir>/procs`) and the `sys.proc`
 /// service over `procs`; the records of programs a previous run left are marked lost.
 async fn start_sys_proc(
     data_dir: &Path,
-    name: &str,
+    directory: Arc<dyn plexus_services::directory::NodeDirectory>,
     procs: Arc<dyn plexus_store::ProcTable>,
 ) -> Result<Arc<plexus_services::sys_proc::SysProc>, NodeError> {
     let (supervisor, lost) =
@@ -380,11 +380,7 @@ async fn start_sys_proc(
     if !lost.is_empty() {
         tracing::warn!(count = lost.len(), "stopped programs a previous run left");
     }
-    let sys_proc = plexus_services::sys_proc::SysProc::new(
-        procs,
-        process_directory(name),
-        Arc::new(supervisor),
-    );
+    let sys_proc = plexus_services::sys_proc::SysProc::new(procs, directory, Arc::new(supervisor));
     // In the background: a cluster's table answers once the cluster does.
     let marking = sys_proc.clone();
     tokio::spawn(async move {

@@ -1094,6 +1094,7 @@ impl Inner {
                 ExitStatus::Exited(_) => "exited",
                 ExitStatus::Killed(_) => "killed",
             };
+            self.settled(rec.id, rec.started_ms).await;
             return Ok(reply(state));
         }
         self.supervisor

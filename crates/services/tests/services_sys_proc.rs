@@ -404,3 +404,71 @@ async fn a_copied_program_runs_from_the_node_cache() {
     assert_eq!(field(&reply, "code"), "0");
     assert!(term.output().ends_with("copied\n"), "{}", term.output());
 }
+
+mod properties {
+    use super::*;
+    use plexus_units::testing::arb_unit;
+    use plexus_units::Map;
+    use proptest::prelude::*;
+
+    /// Units as a message field holds them: nothing to evaluate (streams and refs are the
+    /// evaluator's business, tested with it).
+    fn field_unit() -> impl Strategy<Value = Unit> {
+        arb_unit().prop_filter("nothing to evaluate", |u| {
+            plexus_kernel::needs_eval(u) == (false, false)
+        })
+    }
+
+    fn message(entries: Vec<(&str, Unit)>) -> String {
+        let mut m = Map::new();
+        for (k, v) in entries {
+            m.insert(Unit::str(k), v);
+        }
+        format!("{}@sys.proc", to_text(&Unit::Map(m)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Whatever a run's fields hold, a dry run is placed or refused with a clear code,
+        /// and nothing starts; commands on a process that does not exist fail cleanly.
+        #[test]
+        fn any_run_request_is_placed_or_refused_and_starts_nothing(
+            run in field_unit(), on in field_unit(), tag in field_unit(), cpu in field_unit(),
+            mem in field_unit(), restart in field_unit(), name in field_unit(),
+            env in field_unit(), id in field_unit(),
+        ) {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let node = node().await;
+                let fields = [("on", on), ("tag", tag), ("cpu", cpu), ("mem", mem),
+                    ("restart", restart), ("name", name), ("env", env)];
+                // Each field alone, then all of them.
+                let mut requests: Vec<Vec<(&str, Unit)>> = fields
+                    .iter()
+                    .map(|(k, v)| vec![("run", run.clone()), (*k, v.clone()), ("dry", Unit::Bool(true))])
+                    .collect();
+                let mut all = vec![("run", run.clone())];
+                all.extend(fields.iter().cloned());
+                all.push(("dry", Unit::Bool(true)));
+                requests.push(all);
+                for request in requests {
+                    let text = message(request);
+                    match node.admin(&text).await {
+                        Ok(reply) => assert_eq!(field(&reply, "node"), "test-node", "{text}"),
+                        Err(e) => assert!(
+                            ["arg.bad", "limit", "node.unknown", "proc.name.taken"].contains(&e.code()),
+                            "{text}: {e}"
+                        ),
+                    }
+                }
+                for cmd in ["kill", "logs", "rm", "stdin", "explain", "wait", "start"] {
+                    let text = message(vec![(cmd, id.clone()), ("eof", Unit::Bool(true))]);
+                    let e = node.admin(&text).await.unwrap_err();
+                    assert!(["arg.bad", "not.found"].contains(&e.code()), "{text}: {e}");
+                }
+                assert_eq!(node.admin("ps@sys.proc").await.unwrap(), Unit::List(vec![]));
+            });
+        }
+    }
+}
