@@ -110,7 +110,7 @@ pub fn proc(args: ProcArgs) -> Result<()> {
                 ("available", true.into()),
                 (
                     "what",
-                    "{run:[sleep] on:n2 restart:always}, n2 killed with SIGKILL, until ps shows \
+                    "{run:[sleep] restart:always}, its node killed with SIGKILL, until ps shows \
                      it running on another node"
                         .into(),
                 ),
@@ -290,7 +290,7 @@ pub fn proc(args: ProcArgs) -> Result<()> {
         println!("    {} starts failed; the first: {e}", m.failed);
     }
     println!();
-    println!("(d) rescheduling: {{run:[sleep] on:n2 restart:always}}, n2 killed with SIGKILL, until ps shows the process running on another node");
+    println!("(d) rescheduling: {{run:[sleep] restart:always}}, its node killed with SIGKILL, until ps shows the process running on another node");
     match &f.resched {
         Ok(times) => {
             let med = median(times);
@@ -651,31 +651,39 @@ async fn placed(
         }))
 }
 
-/// (d): a `restart:always` sleep on n2, n2 killed, until `ps` on n1 shows it running elsewhere;
-/// `runs` times, n2 restarted between runs.
+/// (d): a `restart:always` sleep placed by the scheduler, its node killed, until `ps` on
+/// another node shows it running elsewhere; `runs` times, the killed node restarted between
+/// runs. The sleep is not pinned with `on:`: a pinned process cannot move
+/// (docs/scheduler.md, "Rescheduling").
 async fn rescheduling(
     cluster: &mut LocalCluster,
     runs: usize,
     say: &dyn Fn(&str),
 ) -> Result<Vec<f64>> {
-    let victim = 1;
-    let victim_name = cluster.node(victim)?.name.clone();
     let mut times = Vec::new();
     for run in 0..runs {
         let started = cluster
-            .ask(
-                0,
-                &format!("{{run:[sleep 3600] on:{victim_name} restart:always}}@sys.proc"),
-            )
+            .ask(0, "{run:[sleep 3600] restart:always}@sys.proc")
             .await?;
-        let id = started
-            .as_map()
-            .and_then(|m| m.get_str("id"))
-            .and_then(Unit::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("run gave no id: {}", to_text(&started)))?;
+        let field = |k: &str| {
+            started
+                .as_map()
+                .and_then(|m| m.get_str(k))
+                .and_then(Unit::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("run gave no {k}: {}", to_text(&started)))
+        };
+        let (id, victim_name) = (field("id")?, field("node")?);
+        let victim = cluster
+            .nodes
+            .iter()
+            .position(|n| n.name == victim_name)
+            .ok_or_else(|| anyhow!("run placed {id} on unknown node {victim_name}"))?;
+        let asker = (victim + 1) % cluster.nodes.len();
         let deadline = Instant::now() + EVENT_TIMEOUT;
-        while placed(cluster, 0, &id).await? != Some((victim_name.clone(), "running".to_owned())) {
+        while placed(cluster, asker, &id).await?
+            != Some((victim_name.clone(), "running".to_owned()))
+        {
             if Instant::now() > deadline {
                 bail!("process {id} did not start on {victim_name}");
             }
@@ -686,16 +694,20 @@ async fn rescheduling(
             node.kill9();
         }
         let deadline = killed_at + EVENT_TIMEOUT;
+        let mut seen;
         let moved = loop {
-            // n1 may lose its leader with n2 and not answer for a while: keep asking.
-            if let Ok(Some((node, state))) = placed(cluster, 0, &id).await {
-                if node != victim_name && state == "running" {
-                    break node;
-                }
+            // The asker may lose its leader with the killed node and not answer for a while:
+            // keep asking.
+            match placed(cluster, asker, &id).await {
+                Ok(Some((node, state))) if node != victim_name && state == "running" => break node,
+                Ok(Some((node, state))) => seen = format!("{state} on {node}"),
+                Ok(None) => seen = "not listed".to_owned(),
+                Err(e) => seen = format!("{e:#}"),
             }
             if Instant::now() > deadline {
                 bail!(
-                    "process {id} was not running on another node within {} s of killing {victim_name}",
+                    "process {id} was not running on another node within {} s of killing \
+                     {victim_name} (ps showed: {seen})",
                     EVENT_TIMEOUT.as_secs()
                 );
             }
@@ -708,7 +720,7 @@ async fn rescheduling(
         ));
         times.push(ms);
         cluster
-            .ask(0, &format!("{{kill:{id} signal:KILL}}@sys.proc"))
+            .ask(asker, &format!("{{kill:{id} signal:KILL}}@sys.proc"))
             .await?;
         cluster.restart(victim).await?;
         cluster.wait_formed().await?;
