@@ -617,7 +617,7 @@ async fn many_processes(
     say(&format!("(c) killing the {} sleeps", ids.len()));
     let kills = sign_many(&cluster.admin, ids.len(), |i| {
         let id = ids.get(i).map_or("", String::as_str);
-        Ok(parse(&format!("{{kill:{id} signal:KILL}}@sys.proc"))?)
+        Ok(parse(&format!("{{kill:\"{id}\" signal:KILL}}@sys.proc"))?)
     })?;
     let killed = batch(&socket, &kills).await?;
     let many = result?;
@@ -720,7 +720,7 @@ async fn rescheduling(
         ));
         times.push(ms);
         cluster
-            .ask(asker, &format!("{{kill:{id} signal:KILL}}@sys.proc"))
+            .ask(asker, &format!("{{kill:\"{id}\" signal:KILL}}@sys.proc"))
             .await?;
         cluster.restart(victim).await?;
         cluster.wait_formed().await?;
