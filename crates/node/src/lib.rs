@@ -380,18 +380,9 @@ async fn start_sys_proc(
     if !lost.is_empty() {
         tracing::warn!(count = lost.len(), "stopped programs a previous run left");
     }
-    let sys_proc = plexus_services::sys_proc::SysProc::new(procs, directory, Arc::new(supervisor));
-    // In the background: a cluster's table answers once the cluster does.
-    let marking = sys_proc.clone();
-    tokio::spawn(async move {
-        match marking.mark_lost_on_start().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "processes of a previous run marked lost"),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot mark the processes of a previous run lost")
-            }
-        }
-    });
+    let sys_proc =
+        plexus_services::sys_proc::SysProc::new(procs, directory, Arc::new(supervisor));
+    sys_proc.recover_in_background();
     Ok(sys_proc)
 }
 

@@ -72,6 +72,9 @@ struct Inner {
     killed: Mutex<HashSet<ProcId>>,
     /// Set once the node stops: ends are not restarts, and records become `lost`.
     stopping: AtomicBool,
+    /// Set while the records of a previous run are being marked lost: new processes wait,
+    /// so that none of theirs is taken for a leftover.
+    recovering: tokio::sync::watch::Sender<bool>,
 }
 
 impl SysProc {
@@ -90,6 +93,7 @@ impl SysProc {
                 runs: Mutex::default(),
                 killed: Mutex::default(),
                 stopping: AtomicBool::new(false),
+                recovering: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -113,6 +117,23 @@ impl SysProc {
             }
         }
         Ok(marked)
+    }
+
+    /// [`SysProc::mark_lost_on_start`] in the background (a cluster's table answers once the
+    /// cluster does); processes started meanwhile wait for it. Call it inside a tokio runtime.
+    pub fn recover_in_background(self: &Arc<Self>) {
+        self.inner.recovering.send_replace(true);
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.mark_lost_on_start().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "processes of a previous run marked lost"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot mark the processes of a previous run lost")
+                }
+            }
+            me.inner.recovering.send_replace(false);
+        });
     }
 
     /// Stops every process of this node (TERM, `grace`, KILL) and marks their records `lost`:
@@ -302,6 +323,7 @@ struct RunRequest {
     record: ProcRecord,
     request: Request,
     attach: bool,
+    everywhere: bool,
     dry: bool,
     copy: Option<Vec<u8>>,
 }
@@ -385,9 +407,11 @@ fn read_run(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<RunRequest, Error> {
             ))
         }
     };
-    if c.opt_bool("everywhere", false)? {
+    let everywhere = c.opt_bool("everywhere", false)?;
+    let attach = c.opt_bool("attach", false)?;
+    if everywhere && (attach || record.name.is_some() || record.placement.on.is_some()) {
         return Err(Error::bad_argument(
-            "everywhere is not available on this node yet",
+            "everywhere starts one copy on each eligible node: it takes no attach, name or on",
         ));
     }
     // Everything the table would refuse is refused before anything is placed.
@@ -395,7 +419,8 @@ fn read_run(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<RunRequest, Error> {
     Ok(RunRequest {
         record,
         request,
-        attach: c.opt_bool("attach", false)?,
+        attach,
+        everywhere,
         dry: c.opt_bool("dry", false)?,
         copy,
     })
@@ -554,9 +579,10 @@ impl Inner {
     async fn run(self: &Arc<Self>, cx: &Cx, c: &Cmd<'_>) -> Outcome {
         let local = self.directory.local();
         let RunRequest {
-            mut record,
+            record,
             request,
             attach,
+            everywhere,
             dry,
             copy,
         } = read_run(cx, c, &local)?;
@@ -564,18 +590,95 @@ impl Inner {
             cx.terminal()?;
         }
         let view = self.view(None).await?;
+        if everywhere {
+            return self
+                .run_everywhere(cx, record, &request, &view, dry, copy)
+                .await;
+        }
         let chosen = place(&view, &request).map_err(refusal_error)?;
         if dry {
             return Ok(Some(placement_reply(&chosen)));
         }
         let node = chosen.node.clone();
+        let rec = self.put_on(cx, record, &node, copy).await?;
+        let id = rec.id;
+        if attach {
+            cx.terminal()?
+                .request(TermRequest::Process { id: id.to_string() })
+                .await?;
+        }
+        let reply = self.start_on(cx, id, &node, attach).await?;
+        if attach {
+            return Ok(Some(reply));
+        }
+        Ok(Some(map_of([
+            ("id", Unit::str(id.as_str())),
+            ("node", Unit::str(&node)),
+        ])))
+    }
+
+    /// One copy on every eligible node (up, with the tags): `{group ids}`, or with `dry`
+    /// the nodes. A copy that cannot start is in the table as failed, with the reason.
+    async fn run_everywhere(
+        self: &Arc<Self>,
+        cx: &Cx,
+        mut record: ProcRecord,
+        request: &Request,
+        view: &ClusterView,
+        dry: bool,
+        copy: Option<Vec<u8>>,
+    ) -> Outcome {
+        let plan = plexus_sched::reconcile_everywhere(view, &request.tags, &Default::default());
+        if plan.start.is_empty() {
+            return Err(Error::new(
+                code::LIMIT,
+                format!(
+                    "no node is up with the tags {}; the nodes are {}",
+                    record.placement.tags.join(" "),
+                    view.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let nodes = Unit::List(plan.start.iter().map(|n| Unit::str(n)).collect());
+        if dry {
+            return Ok(Some(map_of([("nodes", nodes)])));
+        }
+        let group = format!(
+            "g{}",
+            ProcId::from_random(rand::Rng::gen(&mut rand::rngs::OsRng))
+        );
+        record.everywhere = Some(group.clone());
+        let mut ids = Vec::new();
+        for node in &plan.start {
+            let rec = self.put_on(cx, record.clone(), node, copy.clone()).await?;
+            if let Err(e) = self.start_on(cx, rec.id, node, false).await {
+                tracing::info!(process = %rec.id, node, error = %e, "a copy did not start");
+            }
+            ids.push(Unit::str(rec.id.as_str()));
+        }
+        Ok(Some(map_of([
+            ("group", Unit::from(group)),
+            ("ids", Unit::List(ids)),
+        ])))
+    }
+
+    /// Puts `record` in the table, placed on `node`, under a fresh id; a copied program is
+    /// first kept in that node's cache.
+    async fn put_on(
+        &self,
+        cx: &Cx,
+        mut record: ProcRecord,
+        node: &str,
+        copy: Option<Vec<u8>>,
+    ) -> Result<ProcRecord, Error> {
+        self.recovered().await;
         if let Some(bytes) = copy {
             let name = record.command.first().cloned().unwrap_or_default();
             let ext = Path::new(&name)
                 .extension()
                 .and_then(|e| e.to_str())
                 .map(str::to_owned);
-            let path = if self.is_local(&node) {
+            let path = if self.is_local(node) {
                 self.cache_here(bytes, ext).await?
             } else {
                 let mut m = Map::new();
@@ -583,7 +686,7 @@ impl Inner {
                 if let Some(ext) = ext {
                     m.insert(Unit::str("ext"), Unit::from(ext));
                 }
-                let reply = cx.send(NAME, Some(&node), Unit::Map(m)).await?;
+                let reply = cx.send(NAME, Some(node), Unit::Map(m)).await?;
                 reply
                     .as_ref()
                     .and_then(Unit::as_map)
@@ -596,37 +699,34 @@ impl Inner {
                 *first = path;
             }
         }
-        record.node = node.clone();
-        let rec = put_with_fresh_id(self.procs.as_ref(), record, || {
+        record.node = node.to_owned();
+        put_with_fresh_id(self.procs.as_ref(), record, || {
             rand::Rng::gen::<[u8; 4]>(&mut rand::rngs::OsRng)
         })
         .await
-        .map_err(table_error)?;
-        let id = rec.id;
-        if attach {
-            cx.terminal()?
-                .request(TermRequest::Process { id: id.to_string() })
-                .await?;
+        .map_err(table_error)
+    }
+
+    /// `{start:ID}` on `node`: here directly, elsewhere through the router.
+    async fn start_on(
+        self: &Arc<Self>,
+        cx: &Cx,
+        id: ProcId,
+        node: &str,
+        attach: bool,
+    ) -> Result<Unit, Error> {
+        if self.is_local(node) {
+            return self.start_here(cx, id, attach).await;
         }
         let mut start = Map::new();
         start.insert(Unit::str("start"), Unit::str(id.as_str()));
         if attach {
             start.insert(Unit::str("attach"), Unit::Bool(true));
         }
-        let reply = if self.is_local(&node) {
-            self.start_here(cx, id, attach).await?
-        } else {
-            cx.send(NAME, Some(&node), Unit::Map(start))
-                .await?
-                .unwrap_or(Unit::None)
-        };
-        if attach {
-            return Ok(Some(reply));
-        }
-        Ok(Some(map_of([
-            ("id", Unit::str(id.as_str())),
-            ("node", Unit::str(&node)),
-        ])))
+        Ok(cx
+            .send(NAME, Some(node), Unit::Map(start))
+            .await?
+            .unwrap_or(Unit::None))
     }
 
     async fn cache_here(&self, bytes: Vec<u8>, ext: Option<String>) -> Result<String, Error> {
@@ -667,6 +767,7 @@ impl Inner {
         id: ProcId,
         attach: bool,
     ) -> Result<Unit, Error> {
+        self.recovered().await;
         let local = self.directory.local();
         let rec = self
             .procs
@@ -772,6 +873,13 @@ impl Inner {
             .map_err(|e| sup_error(&local, e))?;
         self.settled(id, started).await;
         Ok(status_reply(id, &local, status))
+    }
+
+    /// Returns once the records of a previous run are marked lost.
+    async fn recovered(&self) {
+        let mut recovering = self.recovering.subscribe();
+        // The sender lives in `self`: waiting cannot fail.
+        let _ = recovering.wait_for(|r| !*r).await;
     }
 
     /// Waits (briefly) until the record of `id` no longer shows the run started at
@@ -1354,11 +1462,12 @@ fn table() -> Table<Op> {
                  limited; restart: never, on-failure or always; name: a name unique among live \
                  processes; env, cwd; copy: the program file's bytes (run's first element is its \
                  name). attach:t streams the output to your terminal and returns at the end → \
-                 {id node state code signal}; dry:t starts nothing → {node text}",
+                 {id node state code signal}; dry:t starts nothing → {node text}; \
+                 everywhere:t starts a copy on every up node with the tags → {group ids}",
                 &[
                     "{run:[prog arg…]}",
                     "{run:[prog arg…] on:NODE tag:[EXPR…] cpu:N mem:SIZE restart:POLICY name:N \
-                     env:{K:V} cwd:DIR attach:t copy:x\"…\" dry:t}",
+                     env:{K:V} cwd:DIR attach:t copy:x\"…\" everywhere:t dry:t}",
                 ],
                 Arg::Required,
                 Op::Run,

@@ -18,6 +18,7 @@ struct Node {
     admin: Keypair,
     bob: Keypair,
     service: Arc<SysProc>,
+    db: Arc<plexus_store::NodeDb>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,7 +31,7 @@ async fn node() -> Node {
     let (supervisor, lost) = Supervisor::start(config).unwrap();
     assert!(lost.is_empty());
     let service = SysProc::new(
-        db,
+        db.clone(),
         SingleNode::shared(&kernel.node().name, Default::default()),
         Arc::new(supervisor),
     );
@@ -44,6 +45,7 @@ async fn node() -> Node {
         admin,
         bob,
         service,
+        db,
         _dir: dir,
     }
 }
@@ -471,4 +473,88 @@ mod properties {
             });
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everywhere_starts_a_copy_on_each_eligible_node() {
+    let node = node().await;
+    let dry = node
+        .admin("{run:[sleep 30] everywhere:t dry:t}@sys.proc")
+        .await
+        .unwrap();
+    assert_eq!(to_text(&dry), "{nodes:[test-node]}");
+    let reply = node
+        .admin("{run:[sleep 30] everywhere:t}@sys.proc")
+        .await
+        .unwrap();
+    let group = field(&reply, "group");
+    let ids = reply
+        .as_map()
+        .unwrap()
+        .get_str("ids")
+        .unwrap()
+        .as_list()
+        .unwrap()
+        .to_vec();
+    assert_eq!(ids.len(), 1);
+    let id = ids[0].as_str().unwrap().to_owned();
+    until("the copy to run", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        ps.as_list()
+            .unwrap()
+            .iter()
+            .any(|r| field(r, "id") == id && field(r, "state") == "running")
+    })
+    .await;
+    assert!(group.starts_with('g'), "{group}");
+    let refused = node
+        .admin("{run:[sleep 30] everywhere:t tag:gpu}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "limit", "{refused}");
+    let both = node
+        .admin("{run:[sleep 30] everywhere:t on:test-node}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), "arg.bad");
+    node.admin(&format!("{{kill:{id} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_marks_its_old_processes_lost_and_not_its_new_ones() {
+    use plexus_store::{ProcId, ProcRecord, ProcState, ProcTable};
+    let node = node().await;
+    let mut old = ProcRecord::new(
+        ProcId::parse("00d000").unwrap(),
+        node.admin.public().to_bytes(),
+        "test-node",
+        vec!["sleep".into(), "30".into()],
+    );
+    old.state = ProcState::Running;
+    node.db.put(old).await.unwrap();
+    node.service.recover_in_background();
+    let reply = node.admin("{run:[sleep 30]}@sys.proc").await.unwrap();
+    let new = field(&reply, "id");
+    until("the old record lost", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        ps.as_list()
+            .unwrap()
+            .iter()
+            .any(|r| field(r, "id") == "00d000" && field(r, "state") == "lost")
+    })
+    .await;
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    let row = ps
+        .as_list()
+        .unwrap()
+        .iter()
+        .find(|r| field(r, "id") == new)
+        .unwrap()
+        .clone();
+    assert_eq!(field(&row, "state"), "running");
+    node.admin(&format!("{{kill:{new} signal:KILL}}@sys.proc"))
+        .await
+        .unwrap();
 }
