@@ -107,13 +107,13 @@ fn a_cluster_streams_a_remote_program_and_lists_processes_alike_everywhere() {
     plx.run(&["up", "--nodes", "3", "--detach", "--port", &port], b"")
         .ok();
 
-    // Sent to n1's socket, run by n2's sys.proc: its first line reaches this terminal while
-    // the program still runs.
+    // Sent to n1's socket, placed on n2 (`on:`) and run by n2's sys.proc: its first line
+    // reaches this terminal while the program still runs.
     let word = marker(2);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plx"))
         .args([
             "send",
-            &format!("{{run:[sh -c `echo first; sleep {word}`] attach:t}}@sys.proc:n2"),
+            &format!("{{run:[sh -c `echo first; sleep {word}`] on:n2 attach:t}}@sys.proc"),
         ])
         .env("PLX_HOME", plx.home.path())
         .env("USER", "tester")

@@ -48,15 +48,13 @@ impl NodeDirectory for ClusterDirectory {
     }
 }
 
-/// One node as the scheduler sees it, from its health and last advertised metadata (none
-/// before it was ever heard from: no tags, no capacity).
+/// One node as the scheduler sees it, from its health and last advertised metadata. A node
+/// never heard from has no tags and no capacity, and does not count as up: its tags unknown,
+/// `--everywhere` groups would otherwise stop its copies.
 pub fn node_view(health: Health, meta: Option<&Meta>) -> NodeView {
     let up = health == Health::Alive;
     let Some(meta) = meta else {
-        return NodeView {
-            up,
-            ..NodeView::default()
-        };
+        return NodeView::default();
     };
     NodeView {
         up,
@@ -102,7 +100,7 @@ mod tests {
             assert!(node.tags.contains_key("site"));
         }
         let unknown = node_view(Health::Alive, None);
-        assert!(unknown.up);
+        assert!(!unknown.up, "its tags are unknown");
         assert_eq!(unknown.capacity, Resources::ZERO);
     }
 }

@@ -57,6 +57,16 @@ fn was_live(record: &ProcRecord) -> bool {
     )
 }
 
+/// Whether the process of a down node is for [`plan`]: a live one, or a lost one that should
+/// run (its node stopped and marked it lost, or no node could take it before). A lost one is
+/// only ever moved: it is lost already.
+fn wants_moving(record: &ProcRecord) -> bool {
+    was_live(record)
+        || (record.state == ProcState::Lost
+            && record.restart != plexus_store::RestartPolicy::Never
+            && record.everywhere.is_none())
+}
+
 /// `view` with what the live processes of `records` reserve and how many run on each node.
 pub fn with_reservations(mut view: ClusterView, records: &[ProcRecord]) -> ClusterView {
     for r in records.iter().filter(|r| holds_node(r)) {
@@ -112,7 +122,9 @@ impl Change {
 /// one moves to the node [`reschedule`] chooses on `view` (plus the table's reservations),
 /// in state restarting with one more restart; `never` ones, copies of `--everywhere` groups
 /// (a group has one copy per node, kept by its own reconciliation) and those no node can take
-/// are lost. Records are taken in id order, down nodes in name order.
+/// are lost. `on-failure` and `always` processes already lost there (their node marked them
+/// lost as it stopped, or no node could take them before) move once a node can take them.
+/// Records are taken in id order, down nodes in name order.
 pub fn plan(view: &ClusterView, down: &BTreeSet<String>, records: &[ProcRecord]) -> Vec<Change> {
     let mut view = with_reservations(view.clone(), records);
     let mut changes = Vec::new();
@@ -129,7 +141,10 @@ pub fn plan(view: &ClusterView, down: &BTreeSet<String>, records: &[ProcRecord])
         }
         let mut movable = Vec::new();
         let mut by_id = std::collections::BTreeMap::new();
-        for r in records.iter().filter(|r| &r.node == dead && was_live(r)) {
+        for r in records
+            .iter()
+            .filter(|r| &r.node == dead && wants_moving(r))
+        {
             if r.everywhere.is_some() {
                 changes.push(lost(r, format!("its node {dead} is down (a group copy)")));
                 continue;
@@ -165,6 +180,7 @@ pub fn plan(view: &ClusterView, down: &BTreeSet<String>, records: &[ProcRecord])
                         },
                     });
                 }
+                RescheduleOutcome::Unplaceable(_) if r.state == ProcState::Lost => {}
                 RescheduleOutcome::Unplaceable(refusal) => changes.push(lost(
                     r,
                     format!("its node {dead} is down and no node can take it: {refusal}"),
@@ -531,8 +547,12 @@ mod tests {
             let after_view = with_reservations(view.clone(), &after);
             for r in &records {
                 let change = by_id.get(&r.id);
-                let concerned = down.contains(&r.node) && was_live(r);
-                prop_assert_eq!(change.is_some(), concerned, "{:?}", r);
+                if !down.contains(&r.node) || !wants_moving(r) {
+                    prop_assert!(change.is_none(), "{:?}", r);
+                }
+                if down.contains(&r.node) && was_live(r) {
+                    prop_assert!(change.is_some(), "{:?}", r);
+                }
                 let Some(change) = change else { continue };
                 let new = &change.record;
                 if change.starts() {
@@ -557,6 +577,7 @@ mod tests {
                     };
                     prop_assert_eq!(&same, r);
                 } else {
+                    prop_assert!(was_live(r), "a lost process only moves: {:?}", r);
                     prop_assert_eq!(&new.state, &ProcState::Lost);
                     prop_assert_eq!(&new.node, &r.node);
                     let same = ProcRecord { state: r.state.clone(), ..new.clone() };
@@ -594,6 +615,24 @@ mod tests {
         assert_eq!(changes[1].record.state, ProcState::Lost);
         assert!(!changes[1].starts());
         // Nothing is down: nothing changes.
-        assert!(plan(&view, &BTreeSet::new(), &[big, never]).is_empty());
+        assert!(plan(&view, &BTreeSet::new(), &[big.clone(), never.clone()]).is_empty());
+        // Lost with their stopped node: the on-failure one moves, the never one stays; one
+        // that still fits nowhere is not written again.
+        let lost = |r: &ProcRecord| ProcRecord {
+            state: ProcState::Lost,
+            ..r.clone()
+        };
+        let huge = ProcRecord {
+            id: ProcId::from_random([3; 4]),
+            placement: plexus_store::Placement {
+                mem_bytes: Some(64 << 30),
+                ..Default::default()
+            },
+            ..lost(&big)
+        };
+        let changes = plan(&view, &down, &[lost(&big), lost(&never), huge]);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].record.id, big.id);
+        assert_eq!(changes[0].record.node, "n3");
     }
 }
