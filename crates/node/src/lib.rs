@@ -380,8 +380,7 @@ async fn start_sys_proc(
     if !lost.is_empty() {
         tracing::warn!(count = lost.len(), "stopped programs a previous run left");
     }
-    let sys_proc =
-        plexus_services::sys_proc::SysProc::new(procs, directory, Arc::new(supervisor));
+    let sys_proc = plexus_services::sys_proc::SysProc::new(procs, directory, Arc::new(supervisor));
     sys_proc.recover_in_background();
     Ok(sys_proc)
 }

@@ -727,3 +727,43 @@ async fn rescheduling(
     }
     Ok(times)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn value(text: &str) -> Reply {
+        Reply::Value(parse(text).unwrap())
+    }
+
+    #[test]
+    fn only_a_run_that_exited_with_0_counts() {
+        assert!(expect_exited(&value("{id:a1 node:n1 state:exited code:0}")).is_ok());
+        for other in [
+            value("{id:a1 node:n1 state:exited code:1}"),
+            value("{id:a1 node:n1 state:killed signal:9 code:137}"),
+            value("{id:a1 node:n1}"),
+            value("[]"),
+            Reply::Nothing,
+        ] {
+            assert!(expect_exited(&other).is_err(), "{}", describe(&other));
+        }
+    }
+
+    #[test]
+    fn output_and_the_process_id_are_answered_done_and_nothing_else() {
+        let output = TermRequest::Output {
+            stream: plexus_protocol::OutputStream::Stdout,
+            bytes: b"x".to_vec(),
+        };
+        assert!(matches!(discard(&output), TermResponse::Done));
+        let id = TermRequest::Process { id: "a1".into() };
+        assert!(matches!(discard(&id), TermResponse::Done));
+        assert!(matches!(
+            discard(&TermRequest::Clear),
+            TermResponse::Unsupported(_)
+        ));
+    }
+}
