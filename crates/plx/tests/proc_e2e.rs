@@ -136,6 +136,8 @@ fn a_cluster_streams_a_remote_program_and_lists_processes_alike_everywhere() {
         .iter()
         .map(|n| {
             let ps = send(&plx, &format!("{{ps:t text:f}}@sys.proc:{n}")).ok();
+            // n2 measures its program for whoever asks.
+            assert!(ps.contains("rss:"), "{n}: {ps}");
             // Live figures are measured at each call; the rest must agree.
             ps.split(' ')
                 .filter(|f| !f.starts_with("cpu:") && !f.starts_with("rss:"))

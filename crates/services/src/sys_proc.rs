@@ -1024,16 +1024,29 @@ impl Inner {
                 .push(Unit::str(r.id.as_str()));
         }
         let mut live: HashMap<String, LiveFigures> = HashMap::new();
+        let mut replies = Vec::new();
+        // Every node at once, each within the deadline; a node that is slow or gone shows `-`.
+        let mut asks = tokio::task::JoinSet::new();
         for (node, ids) in by_node {
             let ask = map_of([("stats", Unit::List(ids))]);
-            let reply = if self.is_local(node) {
-                self.stats_of(&ask).ok()
+            if self.is_local(node) {
+                replies.push(self.stats_of(&ask).ok());
             } else {
-                match tokio::time::timeout(STATS_DEADLINE, cx.send(NAME, Some(node), ask)).await {
-                    Ok(Ok(reply)) => reply,
-                    _ => None,
-                }
-            };
+                let (cx, node) = (cx.clone(), node.to_owned());
+                asks.spawn(async move {
+                    match tokio::time::timeout(STATS_DEADLINE, cx.send(NAME, Some(&node), ask))
+                        .await
+                    {
+                        Ok(Ok(reply)) => reply,
+                        _ => None,
+                    }
+                });
+            }
+        }
+        while let Some(reply) = asks.join_next().await {
+            replies.push(reply.ok().flatten());
+        }
+        for reply in replies {
             if let Some(Unit::Map(m)) = reply {
                 for (k, v) in m.iter() {
                     if let (Some(id), Some(f)) = (k.as_str(), figures(v)) {
