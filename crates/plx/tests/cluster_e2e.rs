@@ -885,3 +885,92 @@ fn every_result_a_service_may_return_is_delivered_here_and_routed() {
         );
     }
 }
+
+/// The field `key:` of the first map in `text` that holds `id:ID` (backticks dropped).
+fn field_of(text: &str, id: &str, key: &str) -> Option<String> {
+    let plain = text.replace('`', "");
+    let start = plain.find(&format!("id:{id} "))?;
+    let entry = &plain[start..plain[start..].find('}').map_or(plain.len(), |e| start + e)];
+    let at = entry.find(&format!(" {key}:"))? + key.len() + 2;
+    Some(
+        entry[at..]
+            .split([' ', '}'])
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+#[test]
+fn a_restart_always_process_runs_elsewhere_after_its_node_is_killed() {
+    let plx = Plx::new();
+    let mut nodes = three_nodes(&plx);
+    // A word no other test's programs carry, as sleep's (long) duration.
+    let word = format!("{}.3", 3_000_000 + std::process::id());
+    let reply = send_ok(
+        &plx,
+        &nodes[0],
+        &format!("{{run:[sleep `{word}`] restart:always}}@sys.proc"),
+        30,
+    );
+    let reply = reply.replace('`', "");
+    let id = reply
+        .split("id:")
+        .nth(1)
+        .and_then(|r| r.split([' ', '}']).next())
+        .unwrap_or_else(|| panic!("no id in {reply}"))
+        .to_owned();
+    let placed = field_of(&reply, &id, "node").unwrap_or_else(|| panic!("no node in {reply}"));
+    let dead = nodes.iter().position(|n| n.name == placed).unwrap();
+    let survivor = (dead + 1) % 3;
+    nodes[dead].kill9();
+    let killed = Instant::now();
+
+    let deadline = killed + Duration::from_secs(60);
+    let moved = loop {
+        let ps = send_to(&plx, &nodes[survivor], "{ps:t text:f}@sys.proc").out();
+        let node = field_of(&ps, &id, "node");
+        if node.as_deref().is_some_and(|n| n != placed)
+            && field_of(&ps, &id, "state").as_deref() == Some("running")
+        {
+            assert_eq!(field_of(&ps, &id, "restarts").as_deref(), Some("1"), "{ps}");
+            break node.unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} did not move off {placed}: {ps}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "{id} ran on {placed}, killed; running on {moved} {:?} later",
+        killed.elapsed()
+    );
+    // One copy runs: the new one (the killed node's died with it).
+    let copies = || {
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read(e.path().join("cmdline"))
+                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&word))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while copies() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} copies of the program run",
+            copies()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = send_to(
+        &plx,
+        &nodes[survivor],
+        &format!("{{kill:`{id}` signal:KILL}}@sys.proc"),
+    );
+}
