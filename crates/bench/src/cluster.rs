@@ -30,6 +30,10 @@ use plexus_client::home::Home;
 use plexus_client::{members, sign_with, Client, Reply};
 use plexus_node::threads_per_node;
 
+mod proc;
+
+pub use self::proc::{proc, ProcArgs};
+
 use crate::local::{
     build_profile, connect_retry, figures, median, ping_pong, rss_mb, verdict, verify_cost,
     Figures, Json,

@@ -120,7 +120,43 @@ impl Client {
         term: Option<&StdTerminal>,
         cancel: impl Future<Output = ()>,
     ) -> Result<Reply> {
-        let id = self.start_call(msg, term.is_some()).await?;
+        let serve = move |request| async move {
+            match term {
+                Some(t) => t.handle(request).await,
+                None => TermResponse::Unsupported("no terminal".into()),
+            }
+        };
+        self.call_inner(msg, term.is_some(), serve, cancel).await
+    }
+
+    /// Sends `msg` with a terminal and waits for its reply, answering each of the node's
+    /// terminal requests with `serve`: for callers that act on what a call writes (a
+    /// benchmark timing the first byte of a program's output) instead of printing it.
+    pub async fn call_with<F, R>(
+        &mut self,
+        msg: &SignedMessage,
+        serve: F,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Reply>
+    where
+        F: FnMut(TermRequest) -> R,
+        R: Future<Output = TermResponse>,
+    {
+        self.call_inner(msg, true, serve, cancel).await
+    }
+
+    async fn call_inner<F, R>(
+        &mut self,
+        msg: &SignedMessage,
+        terminal: bool,
+        mut serve: F,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Reply>
+    where
+        F: FnMut(TermRequest) -> R,
+        R: Future<Output = TermResponse>,
+    {
+        let id = self.start_call(msg, terminal).await?;
         tokio::pin!(cancel);
         let mut cancelled = false;
         loop {
@@ -137,10 +173,7 @@ impl Client {
                 NodeFrame::Term {
                     id: tid, request, ..
                 } => {
-                    let response = match term {
-                        Some(t) => t.handle(request).await,
-                        None => TermResponse::Unsupported("no terminal".into()),
-                    };
+                    let response = serve(request).await;
                     self.send(&ClientFrame::Term { id: tid, response }).await?;
                 }
                 _ => {}

@@ -1,4 +1,4 @@
-//! Smoke tests of `plx bench rr|detect|failover|store` with minimal sizes: each starts its own
+//! Smoke tests of `plx bench rr|detect|failover|store|proc` with minimal sizes: each starts its own
 //! cluster, prints one JSON object with the expected fields, and cleans up after itself. No
 //! timing is asserted.
 
@@ -166,8 +166,57 @@ fn store() {
 }
 
 #[test]
+fn proc() {
+    let j = bench(&[
+        "proc", "--spawns", "5", "--runs", "16", "--procs", "9", "--kills", "1", "--json",
+    ]);
+    assert_eq!(at(&j, "bench").as_str(), Some("proc"));
+    positive(
+        &j,
+        &[
+            "remote_spawn.p50_us",
+            "remote_spawn.p99_us",
+            "remote_spawn.baseline_local_spawn_p50_us",
+            "remote_spawn.baseline_rr_p50_us",
+            "remote_spawn.baseline_p50_us",
+            "remote_spawn.ratio",
+            "spawn_rate.runs_per_sec",
+            "spawn_rate.baseline_raw_spawn_wait_per_sec",
+            "spawn_rate.ratio",
+            "many_processes.ps_text_median_ms",
+            "many_processes.baseline_empty_ps_text_median_ms",
+            "rescheduling.median_ms",
+        ],
+    );
+    verdicts(
+        &j,
+        &[
+            "remote_spawn.met",
+            "spawn_rate.met",
+            "many_processes.rss_met",
+            "many_processes.ps_met",
+            "rescheduling.met",
+        ],
+    );
+    assert_eq!(number(&j, "spawn_rate.runs"), 16.0);
+    assert_eq!(number(&j, "spawn_rate.failed_runs"), 0.0);
+    assert_eq!(number(&j, "many_processes.started"), 9.0);
+    assert_eq!(number(&j, "many_processes.failed_starts"), 0.0);
+    // Every sleep is one row of the table, and each node ran a third of them.
+    assert_eq!(number(&j, "many_processes.ps_rows"), 9.0);
+    for node in ["n1", "n2", "n3"] {
+        assert_eq!(
+            number(&j, &format!("many_processes.per_node.{node}.processes")),
+            3.0
+        );
+    }
+    assert_eq!(at(&j, "rescheduling.available"), &Unit::Bool(true));
+    assert_eq!(at(&j, "rescheduling.runs_ms").as_list().unwrap().len(), 1);
+}
+
+#[test]
 fn help_describes_every_bench() {
-    for sub in ["rr", "detect", "failover", "store"] {
+    for sub in ["rr", "detect", "failover", "store", "proc"] {
         let out = Command::new(env!("CARGO_BIN_EXE_plx"))
             .args(["bench", sub, "--help"])
             .output()
