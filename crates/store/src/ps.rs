@@ -47,7 +47,7 @@ impl PsTable {
                     r.name.clone().unwrap_or_else(|| "-".to_owned()),
                     user_name(&r.owner).unwrap_or_else(|| hex8(&r.owner)),
                     r.node.clone(),
-                    r.state.short(),
+                    state_cell(r),
                     figures.map_or_else(dash, |f| format!("{:.1}", f.cpu_percent)),
                     figures.map_or_else(dash, |f| bytes_short(f.rss_bytes)),
                     uptime(r, now_ms),
@@ -146,6 +146,16 @@ impl fmt::Display for PsTable {
     }
 }
 
+/// The state, with the restart count once there was one (a process moved off a dead node
+/// counts one): `running (2 restarts)`.
+fn state_cell(r: &ProcRecord) -> String {
+    match r.restarts {
+        0 => r.state.short(),
+        1 => format!("{} (1 restart)", r.state.short()),
+        n => format!("{} ({n} restarts)", r.state.short()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +171,17 @@ mod tests {
         r.state = state;
         r.started_ms = started_ms;
         r
+    }
+
+    #[test]
+    fn a_restarted_process_shows_its_restarts() {
+        let mut r = rec("k7f2q1", ProcState::Running, 1_000);
+        r.restarts = 2;
+        let table = PsTable::new([&r], |_| Some("me".into()), |_| None, 5_000).to_string();
+        assert!(table.contains("running (2 restarts)"), "{table}");
+        r.restarts = 1;
+        let table = PsTable::new([&r], |_| Some("me".into()), |_| None, 5_000).to_string();
+        assert!(table.contains("running (1 restart)"), "{table}");
     }
 
     #[test]
