@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use crate::error::DbResult;
 use crate::size::map_header_len;
 use crate::{
-    check_encoded, save_entry, size, take_path, BoxFuture, Caller, Once, OnceTables, Owner,
-    ProcError, ProcId, ProcRecord, ProcTable, ProcTables, SaveBy, StoreError, UnitStore,
+    check_encoded, save_entry, size, take_path, BoxFuture, Caller, Once, OnceMemory, OnceTables,
+    Owner, ProcError, ProcId, ProcRecord, ProcTable, ProcTables, SaveBy, StoreError, UnitStore,
     UserConflict,
 };
 
@@ -35,11 +35,16 @@ const USERS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("users");
 const OWNERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("store.owners");
 /// Which evaluation of each signed message saved ([`crate::OnceTables`]).
 const ONCE: OnceTables = OnceTables::new(
-    "store.once.by_message",
-    "store.once.renewed",
-    "store.once.renewed.by_age",
+    "store.once.rows",
     "store.once.marks",
-    &["store.once", "store.once.by_time", "store.once.by_age"],
+    &[
+        "store.once",
+        "store.once.by_time",
+        "store.once.by_age",
+        "store.once.by_message",
+        "store.once.renewed",
+        "store.once.renewed.by_age",
+    ],
 );
 /// Users by name: name → public key.
 const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users.by_name");
@@ -80,6 +85,8 @@ struct Inner {
     queue: Mutex<Vec<SaveRequest>>,
     /// Held by the task that commits the next batch of saves.
     writer: tokio::sync::Mutex<()>,
+    /// The once-records in memory ([`crate::OnceMemory`]).
+    once: Mutex<OnceMemory>,
 }
 
 struct SaveRequest {
@@ -131,6 +138,7 @@ impl NodeDb {
                 file,
                 queue: Mutex::new(Vec::new()),
                 writer: tokio::sync::Mutex::new(()),
+                once: Mutex::new(OnceMemory::default()),
             }),
         };
         node.init().map_err(|e| open_err(e.to_string()))?;
@@ -285,32 +293,55 @@ impl NodeDb {
         &self,
         saves: Vec<(Path, Unit, SaveBy)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let txn = self.inner.db.begin_write().db()?;
-        let mut results = Vec::with_capacity(saves.len());
-        for (path, value, by) in saves {
-            let checked = match &by.once {
-                Some(once) => match ONCE.check(&txn, once)? {
-                    Ok(checked) => Some((once, checked)),
-                    Err(e) => {
-                        results.push(Err(e));
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            let result = {
-                let mut order = txn.open_table(ORDER).db()?;
-                let mut entries = txn.open_table(ENTRIES).db()?;
-                let mut owners = txn.open_table(OWNERS).db()?;
-                save_one(&mut order, &mut entries, &mut owners, &path, value, &by)?
-            };
-            if let (Ok(()), Some((once, checked))) = (&result, checked) {
-                ONCE.record(&txn, once, checked)?;
+        self.with_once(|txn, once| {
+            let mut results = Vec::with_capacity(saves.len());
+            let mut once_tables = ONCE.open(txn, once)?;
+            let mut order = txn.open_table(ORDER).db()?;
+            let mut entries = txn.open_table(ENTRIES).db()?;
+            let mut owners = txn.open_table(OWNERS).db()?;
+            for (path, value, by) in saves {
+                let checked = match &by.once {
+                    Some(once) => match once_tables.check(once)? {
+                        Ok(checked) => Some((once, checked)),
+                        Err(e) => {
+                            results.push(Err(e));
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let result = save_one(&mut order, &mut entries, &mut owners, &path, value, &by)?;
+                if let (Ok(()), Some((once, checked))) = (&result, checked) {
+                    once_tables.record(once, checked)?;
+                }
+                results.push(result);
             }
-            results.push(result);
+            once_tables.close()?;
+            Ok(results)
+        })
+    }
+
+    /// Runs `work` in a write transaction with the once-records' memory, and commits it. If
+    /// anything fails nothing is committed, and the memory is rebuilt from the file next
+    /// time ([`OnceMemory::invalidate`]).
+    fn with_once<T>(
+        &self,
+        work: impl FnOnce(&WriteTransaction, &mut OnceMemory) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut memory = self
+            .inner
+            .once
+            .lock()
+            .map_err(|_| StoreError::Storage("a write failed midway".to_owned()))?;
+        let txn = self.inner.db.begin_write().db()?;
+        let out = work(&txn, &mut memory).and_then(|out| {
+            txn.commit().db()?;
+            Ok(out)
+        });
+        if out.is_err() {
+            memory.invalidate();
         }
-        txn.commit().db()?;
-        Ok(results)
+        out
     }
 
     /// Writes `seed` as io.store's content if the store has no entries (a node's first
@@ -396,17 +427,17 @@ impl NodeDb {
         once: Option<&Once>,
         change: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.inner.db.begin_write().db()?;
-        let checked = match once {
-            Some(once) => Some((once, ONCE.check(&txn, once)??)),
-            None => None,
-        };
-        let out = change(&txn)?;
-        if let Some((once, checked)) = checked {
-            ONCE.record(&txn, once, checked)?;
-        }
-        txn.commit().db()?;
-        Ok(out)
+        self.with_once(|txn, memory| match once {
+            Some(once) => {
+                let mut once_tables = ONCE.open(txn, memory)?;
+                let checked = once_tables.check(once)??;
+                let out = change(txn)?;
+                once_tables.record(once, checked)?;
+                once_tables.close()?;
+                Ok(out)
+            }
+            None => change(txn),
+        })
     }
 
     // ----- the process table -----

@@ -39,7 +39,8 @@ pub use error::{StoreError, UserConflict};
 pub use mem::MemStore;
 pub use merge::{merge_with, save_at, SaveError};
 pub use once::{
-    Checked, Once, OnceRecord, OnceState, OnceTables, MAX_ONCE_RECORDS, ONCE_RETENTION_MS,
+    Checked, Once, OnceMemory, OnceRecord, OnceState, OnceTables, OpenOnce, MAX_ONCE_RECORDS,
+    ONCE_RETENTION_MS,
 };
 pub use owner::{Caller, Owner, SaveBy};
 pub use procs::{

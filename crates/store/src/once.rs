@@ -9,10 +9,17 @@
 //! [`ONCE_RETENTION_MS`] of message time, longer than any node's replay window accepts a
 //! message; older ones are forgotten and the store's floor rises past them, so a message at or
 //! before the floor is refused as too old to tell. The rules: `docs/identity.md`.
+//!
+//! Every signed save checks and records, so the records are kept in memory
+//! ([`OnceMemory`]: a map by message hash and a set by age) and written to the file once per
+//! transaction, as one row holding the records that transaction made or renewed. Rows are
+//! rewritten or deleted as their records are forgotten or renewed into a later row, so the
+//! rows always hold exactly the live records; the memory is rebuilt from them when it may
+//! not match the file (first use, or a transaction that did not finish).
 
-use redb::{
-    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
-};
+use std::collections::{BTreeSet, HashMap};
+
+use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::error::DbResult;
 use crate::StoreError;
@@ -23,8 +30,15 @@ use crate::StoreError;
 pub const ONCE_RETENTION_MS: u64 = 240_000;
 
 /// Most messages a store remembers; beyond it the oldest are forgotten early (and the floor
-/// rises past them), which bounds the tables under any load.
+/// rises past them), which bounds the memory and the tables under any load.
 pub const MAX_ONCE_RECORDS: u64 = 200_000;
+
+/// Bytes of one record in a row: message hash, then message time, dated and evaluation as
+/// little-endian u64s.
+const RECORD_BYTES: usize = 56;
+
+/// Most records written in one row when a snapshot is restored.
+const RESTORE_ROW_RECORDS: usize = 4096;
 
 /// Which evaluation of which signed message a save belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,24 +53,11 @@ pub struct Once {
 
 /// The tables (in a redb file) where a store keeps its once-records. A node's database and
 /// the cluster's state machine each have their own, named by the owner.
-///
-/// Records are keyed by message time first: message times arrive roughly in order, so a new
-/// record is appended at the B-tree's right edge (in place, within a transaction) and the
-/// oldest are forgotten from its left edge, where a table keyed by hash would copy a random
-/// leaf per save. A record whose evaluation keeps saving (a long-running task) is kept by
-/// its latest save rather than its message's time; when such a record reaches the left edge
-/// still wanted, it moves to the small `renewed` tables, so the common path touches one
-/// table.
 #[derive(Clone, Copy)]
 pub struct OnceTables {
-    /// (message time, message hash) → (dated, evaluation), where `dated` is the time the
-    /// record is kept by (the message's, or its evaluation's latest save).
-    applied: TableDefinition<'static, (u64, &'static [u8; 32]), (u64, u64)>,
-    /// Message hash → (message time, dated, evaluation): records older than the retention
-    /// whose evaluation saved since.
-    renewed: TableDefinition<'static, &'static [u8; 32], (u64, u64, u64)>,
-    /// (dated, message hash) → (): the renewed records by age.
-    renewed_by_age: TableDefinition<'static, (u64, &'static [u8; 32]), ()>,
+    /// Row id → the records (each [`RECORD_BYTES`]) that the transaction writing the row made
+    /// or renewed and that are still live there. Row ids grow.
+    rows: TableDefinition<'static, u64, &'static [u8]>,
     /// `floor` (messages at or before it are refused) and `latest` (the latest message time
     /// recorded).
     marks: TableDefinition<'static, &'static str, u64>,
@@ -64,28 +65,51 @@ pub struct OnceTables {
     retired: &'static [&'static str],
 }
 
-/// What [`OnceTables::check`] found of a message: what [`OnceTables::record`] then updates.
+/// A store's once-records in memory: what [`OnceTables::open`] checks and records against.
+/// Keep one per database, next to it, and pass it to every transaction that opens the
+/// tables; it rebuilds itself from the file when it may not match it.
+#[derive(Debug, Default)]
+pub struct OnceMemory {
+    /// Whether the memory matches the file as the last transaction that opened the tables
+    /// left it. False at first, and while a transaction that opened them has not closed
+    /// them ([`OpenOnce::close`]).
+    in_sync: bool,
+    records: HashMap<[u8; 32], Kept>,
+    /// (dated, message) of every record: the order they are forgotten in.
+    by_age: BTreeSet<(u64, [u8; 32])>,
+    floor: Option<u64>,
+    latest: Option<u64>,
+    /// The id the next written row gets.
+    next_row: u64,
+}
+
+/// One live record in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Kept {
+    time_ms: u64,
+    dated_ms: u64,
+    evaluation: u64,
+    /// The row holding it (`next_row` for one made in the open transaction).
+    row: u64,
+}
+
+/// What [`OpenOnce::check`] found of a message: what [`OpenOnce::record`] then updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Checked {
-    /// The message's record, if this evaluation saved before: (dated, whether it is among
-    /// the renewed records).
-    found: Option<(u64, bool)>,
+    /// The message's dated time, if this evaluation saved before.
+    found: Option<u64>,
 }
 
 impl OnceTables {
-    /// The tables with these names (static, as redb needs; `renewed` and `renewed.by_age`
-    /// hold the renewed records), and the names of an earlier layout's tables to delete.
+    /// The tables with these names (static, as redb needs), and the names of an earlier
+    /// layout's tables to delete.
     pub const fn new(
-        applied: &'static str,
-        renewed: &'static str,
-        renewed_by_age: &'static str,
+        rows: &'static str,
         marks: &'static str,
         retired: &'static [&'static str],
     ) -> OnceTables {
         OnceTables {
-            applied: TableDefinition::new(applied),
-            renewed: TableDefinition::new(renewed),
-            renewed_by_age: TableDefinition::new(renewed_by_age),
+            rows: TableDefinition::new(rows),
             marks: TableDefinition::new(marks),
             retired,
         }
@@ -101,9 +125,7 @@ impl OnceTables {
                 .delete_table(TableDefinition::<(), ()>::new(name))
                 .db()?;
         }
-        txn.open_table(self.applied).db()?;
-        txn.open_table(self.renewed).db()?;
-        txn.open_table(self.renewed_by_age).db()?;
+        txn.open_table(self.rows).db()?;
         let mut marks = txn.open_table(self.marks).db()?;
         if dropped {
             let latest = marks.get("latest").db()?.map(|g| g.value());
@@ -114,41 +136,177 @@ impl OnceTables {
         Ok(())
     }
 
+    /// Opens the tables in `txn` for checks and records against `memory` (rebuilt from the
+    /// file first if it may not match it). Call [`OpenOnce::close`] before committing `txn`:
+    /// that writes what the checks and records changed.
+    pub fn open<'t>(
+        &self,
+        txn: &'t WriteTransaction,
+        memory: &'t mut OnceMemory,
+    ) -> Result<OpenOnce<'t>, StoreError> {
+        let rows = txn.open_table(self.rows).db()?;
+        let marks = txn.open_table(self.marks).db()?;
+        if !memory.in_sync {
+            *memory = OnceMemory::load(&rows, &marks)?;
+        }
+        memory.in_sync = false;
+        Ok(OpenOnce {
+            rows,
+            marks,
+            marks_at_open: (memory.floor, memory.latest),
+            memory,
+            fresh: Vec::new(),
+            emptied: BTreeSet::new(),
+        })
+    }
+
+    /// Every record and the floor and latest time: what a snapshot of the store carries.
+    pub fn dump(&self, txn: &ReadTransaction) -> Result<OnceState, StoreError> {
+        let rows = txn.open_table(self.rows).db()?;
+        let marks = txn.open_table(self.marks).db()?;
+        let memory = OnceMemory::load(&rows, &marks)?;
+        let mut records: Vec<OnceRecord> = memory
+            .records
+            .iter()
+            .map(|(message, kept)| OnceRecord {
+                message: *message,
+                time_ms: kept.time_ms,
+                dated_ms: kept.dated_ms,
+                evaluation: kept.evaluation,
+            })
+            .collect();
+        records.sort_by_key(|r| (r.dated_ms, r.message));
+        Ok(OnceState {
+            records,
+            floor: memory.floor,
+            latest: memory.latest,
+        })
+    }
+}
+
+impl OnceMemory {
+    /// Marks the memory as possibly not matching the file, so the next transaction to open
+    /// the tables rebuilds it: call it when a transaction that opened them does not commit.
+    pub fn invalidate(&mut self) {
+        self.in_sync = false;
+    }
+
+    /// The records the tables hold.
+    fn load(
+        rows: &impl ReadableTable<u64, &'static [u8]>,
+        marks: &impl ReadableTable<&'static str, u64>,
+    ) -> Result<OnceMemory, StoreError> {
+        let mut memory = OnceMemory {
+            floor: marks.get("floor").db()?.map(|g| g.value()),
+            latest: marks.get("latest").db()?.map(|g| g.value()),
+            ..OnceMemory::default()
+        };
+        for row in rows.iter().db()? {
+            let (id, bytes) = row.db()?;
+            let id = id.value();
+            for (message, mut kept) in decode_row(bytes.value())? {
+                kept.row = id;
+                if let Some(old) = memory.records.insert(message, kept) {
+                    memory.by_age.remove(&(old.dated_ms, message));
+                }
+                memory.by_age.insert((kept.dated_ms, message));
+            }
+            memory.next_row = id.saturating_add(1);
+        }
+        Ok(memory)
+    }
+
+    /// Memory for `records` as one restore writes them, in rows of [`RESTORE_ROW_RECORDS`].
+    fn restored(state: &OnceState) -> OnceMemory {
+        let mut memory = OnceMemory {
+            floor: state.floor,
+            latest: state.latest,
+            ..OnceMemory::default()
+        };
+        for (i, r) in state.records.iter().enumerate() {
+            let kept = Kept {
+                time_ms: r.time_ms,
+                dated_ms: r.dated_ms,
+                evaluation: r.evaluation,
+                row: (i / RESTORE_ROW_RECORDS) as u64,
+            };
+            if let Some(old) = memory.records.insert(r.message, kept) {
+                memory.by_age.remove(&(old.dated_ms, r.message));
+            }
+            memory.by_age.insert((r.dated_ms, r.message));
+        }
+        memory.next_row = state.records.len().div_ceil(RESTORE_ROW_RECORDS) as u64;
+        memory
+    }
+}
+
+/// Decodes one row's records (their `row` left 0).
+fn decode_row(bytes: &[u8]) -> Result<Vec<([u8; 32], Kept)>, StoreError> {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
+        return Err(StoreError::Corrupt(format!(
+            "a once-record row has {} bytes, not a multiple of {RECORD_BYTES}",
+            bytes.len()
+        )));
+    }
+    let u64_at = |chunk: &[u8], at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&chunk[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    Ok(bytes
+        .chunks_exact(RECORD_BYTES)
+        .map(|chunk| {
+            let mut message = [0u8; 32];
+            message.copy_from_slice(&chunk[..32]);
+            let kept = Kept {
+                time_ms: u64_at(chunk, 32),
+                dated_ms: u64_at(chunk, 40),
+                evaluation: u64_at(chunk, 48),
+                row: 0,
+            };
+            (message, kept)
+        })
+        .collect())
+}
+
+/// Appends one record to a row's bytes.
+fn encode_record(out: &mut Vec<u8>, message: &[u8; 32], kept: &Kept) {
+    out.extend_from_slice(message);
+    out.extend_from_slice(&kept.time_ms.to_le_bytes());
+    out.extend_from_slice(&kept.dated_ms.to_le_bytes());
+    out.extend_from_slice(&kept.evaluation.to_le_bytes());
+}
+
+/// A store's once tables open in one write transaction ([`OnceTables::open`]).
+pub struct OpenOnce<'t> {
+    rows: Table<'t, u64, &'static [u8]>,
+    marks: Table<'t, &'static str, u64>,
+    memory: &'t mut OnceMemory,
+    /// The floor and latest time as the file has them.
+    marks_at_open: (Option<u64>, Option<u64>),
+    /// Messages made or renewed in this transaction (their row is `memory.next_row`);
+    /// may repeat, and may since have been forgotten.
+    fresh: Vec<[u8; 32]>,
+    /// Earlier rows that lost a record in this transaction: rewritten or deleted on close.
+    emptied: BTreeSet<u64>,
+}
+
+impl OpenOnce<'_> {
     /// Whether a save with `once` may apply: `Ok(Ok(_))` if this evaluation saved before or
-    /// the message is new (pass it on to [`OnceTables::record`]), `Ok(Err(Replayed))` if
+    /// the message is new (pass it on to [`OpenOnce::record`]), `Ok(Err(Replayed))` if
     /// another evaluation of it saved, `Ok(Err(TooOld))` if the message is at or before the
     /// floor. The outer error is a storage failure.
-    pub fn check(
-        &self,
-        txn: &WriteTransaction,
-        once: &Once,
-    ) -> Result<Result<Checked, StoreError>, StoreError> {
-        let applied = txn.open_table(self.applied).db()?;
-        let mut found = applied
-            .get((once.time_ms, &once.message))
-            .db()?
-            .map(|g| (g.value().0, g.value().1, false));
-        if found.is_none() {
-            let renewed = txn.open_table(self.renewed).db()?;
-            if !renewed.is_empty().db()? {
-                found = renewed
-                    .get(&once.message)
-                    .db()?
-                    .map(|g| (g.value().1, g.value().2, true));
-            }
-        }
-        if let Some((dated, evaluation, renewed)) = found {
-            return Ok(if evaluation == once.evaluation {
+    pub fn check(&self, once: &Once) -> Result<Result<Checked, StoreError>, StoreError> {
+        if let Some(kept) = self.memory.records.get(&once.message) {
+            return Ok(if kept.evaluation == once.evaluation {
                 Ok(Checked {
-                    found: Some((dated, renewed)),
+                    found: Some(kept.dated_ms),
                 })
             } else {
                 Err(StoreError::Replayed)
             });
         }
-        let marks = txn.open_table(self.marks).db()?;
-        let floor = marks.get("floor").db()?.map(|g| g.value());
-        Ok(match floor {
+        Ok(match self.memory.floor {
             Some(floor) if once.time_ms <= floor => Err(StoreError::TooOld {
                 time_ms: once.time_ms,
                 floor_ms: floor,
@@ -157,159 +315,144 @@ impl OnceTables {
         })
     }
 
-    /// Records that `once`'s evaluation saved (after [`OnceTables::check`] allowed it, as
+    /// Records that `once`'s evaluation saved (after [`OpenOnce::check`] allowed it, as
     /// `checked`, and the save applied, in the same transaction), and forgets the records
     /// that fell out of the retention or the count bound, raising the floor past them.
-    pub fn record(
-        &self,
-        txn: &WriteTransaction,
-        once: &Once,
-        checked: Checked,
-    ) -> Result<(), StoreError> {
-        let mut marks = txn.open_table(self.marks).db()?;
-        let known = marks.get("latest").db()?.map(|g| g.value());
-        let latest = known.map_or(once.time_ms, |l| l.max(once.time_ms));
-        if known != Some(latest) {
-            marks.insert("latest", latest).db()?;
-        }
-        let mut applied = txn.open_table(self.applied).db()?;
+    pub fn record(&mut self, once: &Once, checked: Checked) -> Result<(), StoreError> {
+        let memory = &mut *self.memory;
+        let latest = memory.latest.map_or(once.time_ms, |l| l.max(once.time_ms));
+        memory.latest = Some(latest);
+        let row = memory.next_row;
         match checked.found {
             // The evaluation that saved first saves again (a long-running task): its record
             // is dated by its latest save, so it lives as long as the evaluation keeps saving.
             // Its floor, once forgotten, is then at or past the message's own time.
-            Some((dated, _)) if dated >= latest => return Ok(()),
-            Some((_, false)) => {
-                applied
-                    .insert((once.time_ms, &once.message), (latest, once.evaluation))
-                    .db()?;
-                return Ok(());
-            }
-            Some((dated, true)) => {
-                let mut renewed = txn.open_table(self.renewed).db()?;
-                let mut by_age = txn.open_table(self.renewed_by_age).db()?;
-                by_age.remove((dated, &once.message)).db()?;
-                by_age.insert((latest, &once.message), ()).db()?;
-                renewed
-                    .insert(&once.message, (once.time_ms, latest, once.evaluation))
-                    .db()?;
+            Some(dated) if dated >= latest => return Ok(()),
+            Some(dated) => {
+                let Some(kept) = memory.records.get_mut(&once.message) else {
+                    return Err(StoreError::Storage(
+                        "a once-record checked in this transaction is missing".to_owned(),
+                    ));
+                };
+                memory.by_age.remove(&(dated, once.message));
+                memory.by_age.insert((latest, once.message));
+                if kept.row != row {
+                    self.emptied.insert(kept.row);
+                }
+                kept.dated_ms = latest;
+                kept.row = row;
+                self.fresh.push(once.message);
                 return Ok(());
             }
             None => {}
         }
-        applied
-            .insert(
-                (once.time_ms, &once.message),
-                (once.time_ms, once.evaluation),
-            )
-            .db()?;
+        memory.records.insert(
+            once.message,
+            Kept {
+                time_ms: once.time_ms,
+                dated_ms: once.time_ms,
+                evaluation: once.evaluation,
+                row,
+            },
+        );
+        memory.by_age.insert((once.time_ms, once.message));
+        self.fresh.push(once.message);
+        // The oldest records, while out of the retention or over the count bound.
         let oldest_kept = latest.saturating_sub(ONCE_RETENTION_MS);
-        let known_floor = marks.get("floor").db()?.map(|g| g.value());
-        let mut floor = known_floor;
-        let mut renewed = txn.open_table(self.renewed).db()?;
-        let mut by_age = txn.open_table(self.renewed_by_age).db()?;
-        let mut count = applied.len().db()? + renewed.len().db()?;
-        // The oldest messages, from the left edge; a wanted one moves to the renewed tables.
-        loop {
-            let Some(((time, message), (dated, evaluation))) = applied
-                .first()
-                .db()?
-                .map(|(k, v)| ((k.value().0, *k.value().1), v.value()))
-            else {
-                break;
-            };
-            if time >= oldest_kept && count <= MAX_ONCE_RECORDS {
+        while let Some(&(dated, message)) = memory.by_age.first() {
+            if dated >= oldest_kept && memory.records.len() as u64 <= MAX_ONCE_RECORDS {
                 break;
             }
-            applied.remove((time, &message)).db()?;
-            if dated >= oldest_kept && count <= MAX_ONCE_RECORDS {
-                renewed.insert(&message, (time, dated, evaluation)).db()?;
-                by_age.insert((dated, &message), ()).db()?;
-            } else {
-                count -= 1;
-                floor = Some(floor.map_or(dated, |f| f.max(dated)));
+            memory.by_age.pop_first();
+            if let Some(kept) = memory.records.remove(&message) {
+                if kept.row != row {
+                    self.emptied.insert(kept.row);
+                }
             }
-        }
-        // The renewed records whose evaluation stopped saving.
-        loop {
-            let Some((dated, message)) = by_age
-                .first()
-                .db()?
-                .map(|(k, _)| (k.value().0, *k.value().1))
-            else {
-                break;
-            };
-            if dated >= oldest_kept && count <= MAX_ONCE_RECORDS {
-                break;
-            }
-            by_age.remove((dated, &message)).db()?;
-            renewed.remove(&message).db()?;
-            count -= 1;
-            floor = Some(floor.map_or(dated, |f| f.max(dated)));
-        }
-        if floor != known_floor {
-            if let Some(floor) = floor {
-                marks.insert("floor", floor).db()?;
-            }
+            memory.floor = Some(memory.floor.map_or(dated, |f| f.max(dated)));
         }
         Ok(())
     }
 
-    /// Every record and the floor and latest time: what a snapshot of the store carries.
-    pub fn dump(&self, txn: &ReadTransaction) -> Result<OnceState, StoreError> {
-        let applied = txn.open_table(self.applied).db()?;
-        let renewed = txn.open_table(self.renewed).db()?;
-        let marks = txn.open_table(self.marks).db()?;
-        let mut records = Vec::new();
-        for row in renewed.iter().db()? {
-            let (k, v) = row.db()?;
-            let (time_ms, dated_ms, evaluation) = v.value();
-            records.push(OnceRecord {
-                message: *k.value(),
-                time_ms,
-                dated_ms,
-                evaluation,
-            });
+    /// Replaces every record with `state` (installing a snapshot).
+    pub fn restore(&mut self, state: &OnceState) -> Result<(), StoreError> {
+        self.rows.retain(|_, _| false).db()?;
+        *self.memory = OnceMemory::restored(state);
+        self.fresh.clear();
+        self.emptied.clear();
+        let mut bytes = Vec::new();
+        for (i, chunk) in state.records.chunks(RESTORE_ROW_RECORDS).enumerate() {
+            bytes.clear();
+            for r in chunk {
+                if self.memory.records.get(&r.message).map(|k| k.row) == Some(i as u64) {
+                    let kept = Kept {
+                        time_ms: r.time_ms,
+                        dated_ms: r.dated_ms,
+                        evaluation: r.evaluation,
+                        row: i as u64,
+                    };
+                    encode_record(&mut bytes, &r.message, &kept);
+                }
+            }
+            if !bytes.is_empty() {
+                self.rows.insert(i as u64, bytes.as_slice()).db()?;
+            }
         }
-        for row in applied.iter().db()? {
-            let (k, v) = row.db()?;
-            let (time_ms, message) = k.value();
-            let (dated_ms, evaluation) = v.value();
-            records.push(OnceRecord {
-                message: *message,
-                time_ms,
-                dated_ms,
-                evaluation,
-            });
+        // Whatever the file had, write both marks.
+        self.marks_at_open = (None, None);
+        if state.floor.is_none() {
+            self.marks.remove("floor").db()?;
         }
-        Ok(OnceState {
-            records,
-            floor: marks.get("floor").db()?.map(|g| g.value()),
-            latest: marks.get("latest").db()?.map(|g| g.value()),
-        })
+        if state.latest.is_none() {
+            self.marks.remove("latest").db()?;
+        }
+        Ok(())
     }
 
-    /// Replaces every record with `state` (installing a snapshot). Every record goes to the
-    /// main table; the next record made moves the renewed ones back.
-    pub fn restore(&self, txn: &WriteTransaction, state: &OnceState) -> Result<(), StoreError> {
-        txn.delete_table(self.applied).db()?;
-        txn.delete_table(self.renewed).db()?;
-        txn.delete_table(self.renewed_by_age).db()?;
-        txn.delete_table(self.marks).db()?;
-        txn.open_table(self.renewed).db()?;
-        txn.open_table(self.renewed_by_age).db()?;
-        let mut applied = txn.open_table(self.applied).db()?;
-        let mut marks = txn.open_table(self.marks).db()?;
-        for r in &state.records {
-            applied
-                .insert((r.time_ms, &r.message), (r.dated_ms, r.evaluation))
-                .db()?;
+    /// Writes what this transaction changed: one row with the records it made or renewed,
+    /// the rows that lost records rewritten (or deleted when empty), and the marks.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        let memory = &mut *self.memory;
+        let row = memory.next_row;
+        let mut bytes = Vec::new();
+        self.fresh.sort_unstable();
+        self.fresh.dedup();
+        for message in &self.fresh {
+            if let Some(kept) = memory.records.get(message).filter(|k| k.row == row) {
+                encode_record(&mut bytes, message, kept);
+            }
         }
-        if let Some(floor) = state.floor {
-            marks.insert("floor", floor).db()?;
+        if !bytes.is_empty() {
+            self.rows.insert(row, bytes.as_slice()).db()?;
+            memory.next_row = row.saturating_add(1);
         }
-        if let Some(latest) = state.latest {
-            marks.insert("latest", latest).db()?;
+        for &id in &self.emptied {
+            let stored = self.rows.get(id).db()?.map(|g| g.value().to_vec());
+            let Some(stored) = stored else { continue };
+            bytes.clear();
+            for (message, _) in decode_row(&stored)? {
+                if let Some(live) = memory.records.get(&message).filter(|k| k.row == id) {
+                    encode_record(&mut bytes, &message, live);
+                }
+            }
+            if bytes.is_empty() {
+                self.rows.remove(id).db()?;
+            } else {
+                self.rows.insert(id, bytes.as_slice()).db()?;
+            }
         }
+        let (floor, latest) = self.marks_at_open;
+        if memory.floor != floor {
+            if let Some(f) = memory.floor {
+                self.marks.insert("floor", f).db()?;
+            }
+        }
+        if memory.latest != latest {
+            if let Some(l) = memory.latest {
+                self.marks.insert("latest", l).db()?;
+            }
+        }
+        memory.in_sync = true;
         Ok(())
     }
 }
@@ -317,7 +460,7 @@ impl OnceTables {
 impl std::fmt::Debug for OnceTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnceTables")
-            .field("applied", &self.applied.to_string())
+            .field("rows", &self.rows.to_string())
             .finish()
     }
 }
@@ -351,25 +494,34 @@ mod tests {
     use std::collections::HashMap;
 
     use proptest::prelude::*;
-    use redb::{Database, TableHandle};
+    use redb::{Database, ReadableTableMetadata, TableHandle};
 
     use super::*;
 
-    const TABLES: OnceTables = OnceTables::new("a", "r", "r.age", "m", &["old"]);
+    const TABLES: OnceTables = OnceTables::new("rows", "m", &["old"]);
 
-    fn db() -> (tempfile::TempDir, Database) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("once.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
+    /// A write transaction that commits without fsync: these tests do not crash.
+    fn begin(db: &Database) -> redb::WriteTransaction {
+        let mut txn = db.begin_write().unwrap();
+        txn.set_durability(redb::Durability::None);
+        txn
+    }
+
+    /// A database in memory.
+    fn db() -> Database {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = begin(&db);
         TABLES.create(&txn).unwrap();
         txn.commit().unwrap();
-        (dir, db)
+        db
     }
 
     /// The rules as `docs/identity.md` 7.1 states them, over a map: a record lives while its
     /// latest save is within the retention of the latest message time; forgetting one raises
     /// the floor to that save's time.
-    #[derive(Default)]
+    #[derive(Clone, Default)]
     struct Model {
         records: HashMap<[u8; 32], (u64, u64)>,
         floor: Option<u64>,
@@ -422,28 +574,37 @@ mod tests {
         }
     }
 
-    fn save(db: &Database, once: &Once) -> Result<(), StoreError> {
-        let txn = db.begin_write().unwrap();
-        let out = match TABLES.check(&txn, once).unwrap() {
+    /// Checks and records `once` in open tables, as a store's save does.
+    fn save_in(tables: &mut OpenOnce<'_>, once: &Once) -> Result<(), StoreError> {
+        match tables.check(once).unwrap() {
             Ok(checked) => {
-                TABLES.record(&txn, once, checked).unwrap();
+                tables.record(once, checked).unwrap();
                 Ok(())
             }
             Err(e) => Err(e),
-        };
+        }
+    }
+
+    /// A save in a transaction of its own, with memory kept from earlier ones.
+    fn save(db: &Database, memory: &mut OnceMemory, once: &Once) -> Result<(), StoreError> {
+        let txn = begin(db);
+        let mut tables = TABLES.open(&txn, memory).unwrap();
+        let out = save_in(&mut tables, once);
+        tables.close().unwrap();
         txn.commit().unwrap();
         out
     }
 
     #[test]
     fn a_long_running_evaluation_keeps_its_record_past_the_retention() {
-        let (_dir, db) = db();
+        let db = db();
+        let mut memory = OnceMemory::default();
         let task = Once {
             message: [1; 32],
             time_ms: 1_000,
             evaluation: 7,
         };
-        save(&db, &task).unwrap();
+        save(&db, &mut memory, &task).unwrap();
         // Other messages move time on far past the retention; the task saves now and then.
         for step in 1..=20u64 {
             let other = Once {
@@ -451,18 +612,22 @@ mod tests {
                 time_ms: 1_000 + step * 60_000,
                 evaluation: 1,
             };
-            save(&db, &other).unwrap();
-            save(&db, &task).unwrap();
+            save(&db, &mut memory, &other).unwrap();
+            save(&db, &mut memory, &task).unwrap();
         }
         let replay = Once {
             evaluation: 8,
             ..task
         };
-        assert!(matches!(save(&db, &replay), Err(StoreError::Replayed)));
+        assert!(matches!(
+            save(&db, &mut memory, &replay),
+            Err(StoreError::Replayed)
+        ));
         // The task stops; once its last save is out of the retention, it is forgotten and
         // its message refused as too old.
         save(
             &db,
+            &mut memory,
             &Once {
                 message: [99; 32],
                 time_ms: 1_000 + 30 * 60_000,
@@ -470,15 +635,57 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(matches!(save(&db, &replay), Err(StoreError::TooOld { .. })));
-        assert!(matches!(save(&db, &task), Err(StoreError::TooOld { .. })));
+        assert!(matches!(
+            save(&db, &mut memory, &replay),
+            Err(StoreError::TooOld { .. })
+        ));
+        assert!(matches!(
+            save(&db, &mut memory, &task),
+            Err(StoreError::TooOld { .. })
+        ));
+    }
+
+    #[test]
+    fn a_renewed_or_forgotten_record_leaves_no_copy_in_the_file() {
+        let db = db();
+        let mut memory = OnceMemory::default();
+        let once = |message: u8, time_ms: u64| Once {
+            message: [message; 32],
+            time_ms,
+            evaluation: 1,
+        };
+        // Each save is its own transaction, so its own row.
+        save(&db, &mut memory, &once(1, 1_000)).unwrap();
+        save(&db, &mut memory, &once(2, 61_000)).unwrap();
+        save(&db, &mut memory, &once(1, 1_000)).unwrap(); // renewed: dated 61 s
+        let state = TABLES.dump(&db.begin_read().unwrap()).unwrap();
+        let dated: Vec<_> = state
+            .records
+            .iter()
+            .map(|r| (r.message[0], r.dated_ms))
+            .collect();
+        assert_eq!(dated, [(1, 61_000), (2, 61_000)]);
+        // Past the retention of both: both forgotten, and the file holds only the new one.
+        save(&db, &mut memory, &once(3, 302_000)).unwrap();
+        let state = TABLES.dump(&db.begin_read().unwrap()).unwrap();
+        let kept: Vec<_> = state.records.iter().map(|r| r.message[0]).collect();
+        assert_eq!(kept, [3]);
+        assert_eq!(state.floor, Some(61_000));
+        let rows = db
+            .begin_read()
+            .unwrap()
+            .open_table(TABLES.rows)
+            .unwrap()
+            .len()
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 
     #[test]
     fn an_earlier_layout_is_dropped_with_the_floor_raised() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("once.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
+        let txn = begin(&db);
         {
             let mut old = txn
                 .open_table(TableDefinition::<&[u8; 32], (u64, u64)>::new("old"))
@@ -489,37 +696,98 @@ mod tests {
         }
         TABLES.create(&txn).unwrap();
         txn.commit().unwrap();
+        let mut memory = OnceMemory::default();
         let old = Once {
             message: [1; 32],
             time_ms: 5_000,
             evaluation: 8,
         };
-        assert!(matches!(save(&db, &old), Err(StoreError::TooOld { .. })));
+        assert!(matches!(
+            save(&db, &mut memory, &old),
+            Err(StoreError::TooOld { .. })
+        ));
         let txn = db.begin_read().unwrap();
         assert!(txn.list_tables().unwrap().all(|t| t.name() != "old"));
     }
 
+    /// What a property run does next.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A save of message k (signed k × 40 s into the run) by evaluation e.
+        Save(u8, u64),
+        /// Commits the open transaction.
+        Commit,
+        /// Drops the open transaction without committing it.
+        Abort,
+        /// Commits, dumps the tables and restores the dump into a fresh store.
+        Snapshot,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (0u8..12, 0u64..3).prop_map(|(m, e)| Step::Save(m, e)),
+            2 => Just(Step::Commit),
+            1 => Just(Step::Abort),
+            1 => Just(Step::Snapshot),
+        ]
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(96))]
 
         /// Saves of a few messages (each with its own time), by a few evaluations, as time
-        /// moves on: the tables answer as the rules do, and survive a snapshot.
+        /// moves on, several to a transaction, with transactions committed, dropped, and
+        /// snapshots restored (as on another node): the tables answer as the rules do, and what they
+        /// hold (read afresh from the file) is what the rules keep.
         #[test]
-        fn tables_follow_the_rules(
-            steps in prop::collection::vec((0u8..12, 0u64..3), 1..150),
-        ) {
-            let (_dir, db) = db();
+        fn tables_follow_the_rules(steps in prop::collection::vec(step(), 1..200)) {
+            let db = self::db();
+            let mut memory = OnceMemory::default();
             let mut model = Model::default();
-            for (message, evaluation) in steps {
-                // A message's time is fixed: message k was signed k × 40 s into the run, so
-                // the run spans more than the retention and messages come out of order.
-                let once = Once {
-                    message: [message; 32],
-                    time_ms: 1_000_000 + u64::from(message) * 40_000,
-                    evaluation,
-                };
-                prop_assert_eq!(outcome(save(&db, &once)), outcome(model.save(&once)));
+            let mut committed = model.clone();
+            let mut txn = begin(&db);
+            for step in steps {
+                match step {
+                    Step::Save(message, evaluation) => {
+                        // The run spans more than the retention, and messages come out of
+                        // order.
+                        let once = Once {
+                            message: [message; 32],
+                            time_ms: 1_000_000 + u64::from(message) * 40_000,
+                            evaluation,
+                        };
+                        let mut tables = TABLES.open(&txn, &mut memory).unwrap();
+                        let out = save_in(&mut tables, &once);
+                        tables.close().unwrap();
+                        prop_assert_eq!(outcome(out), outcome(model.save(&once)));
+                    }
+                    Step::Commit => {
+                        txn.commit().unwrap();
+                        committed = model.clone();
+                        txn = begin(&db);
+                    }
+                    Step::Abort => {
+                        drop(txn);
+                        memory.invalidate();
+                        model = committed.clone();
+                        txn = begin(&db);
+                    }
+                    Step::Snapshot => {
+                        txn.commit().unwrap();
+                        committed = model.clone();
+                        let state = TABLES.dump(&db.begin_read().unwrap()).unwrap();
+                        // Restored on another node: a new memory, tables replaced.
+                        memory = OnceMemory::default();
+                        txn = begin(&db);
+                        let mut tables = TABLES.open(&txn, &mut memory).unwrap();
+                        tables.restore(&state).unwrap();
+                        tables.close().unwrap();
+                        txn.commit().unwrap();
+                        txn = begin(&db);
+                    }
+                }
             }
+            txn.commit().unwrap();
             let state = TABLES.dump(&db.begin_read().unwrap()).unwrap();
             prop_assert_eq!(state.floor, model.floor);
             let mut kept: Vec<_> = state.records.iter().map(|r| (r.message, r.dated_ms, r.evaluation)).collect();

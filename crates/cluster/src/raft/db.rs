@@ -57,11 +57,16 @@ pub(crate) const UNIT_OWNERS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("sm.units.owners");
 /// Which evaluation of each signed message saved (`plexus_store::OnceTables`).
 pub(crate) const ONCE: plexus_store::OnceTables = plexus_store::OnceTables::new(
-    "sm.once.by_message",
-    "sm.once.renewed",
-    "sm.once.renewed.by_age",
+    "sm.once.rows",
     "sm.once.marks",
-    &["sm.once", "sm.once.by_time", "sm.once.by_age"],
+    &[
+        "sm.once",
+        "sm.once.by_time",
+        "sm.once.by_age",
+        "sm.once.by_message",
+        "sm.once.renewed",
+        "sm.once.renewed.by_age",
+    ],
 );
 /// The process table (`plexus_store::ProcTables`).
 pub(crate) const PROCS: plexus_store::ProcTables =
@@ -110,6 +115,10 @@ pub(crate) struct Shared {
     /// [`Shared::write`]). Losing it in a crash loses nothing: the entries are in the log, and
     /// the applied log id recorded with them goes back too, so they are applied again.
     pending: Mutex<Option<Pending>>,
+    /// The once-records in memory (`plexus_store::OnceMemory`), matching the pending
+    /// transaction. Lock it after `pending`. Whatever drops a transaction that used it
+    /// without committing invalidates it, so the next apply rebuilds it from the file.
+    pub(crate) once: Mutex<plexus_store::OnceMemory>,
     pub(crate) file: PathBuf,
     pub(crate) changes: watch::Sender<Changes>,
     /// The raft log.
@@ -194,11 +203,18 @@ impl Shared {
         })
     }
 
+    /// The once-records' memory (lock it after [`Shared::pending`]).
+    pub(crate) fn once(&self) -> Result<MutexGuard<'_, plexus_store::OnceMemory>, String> {
+        self.once
+            .lock()
+            .map_err(|_| "a state machine transaction failed midway".to_owned())
+    }
+
     /// A read transaction that sees every apply so far (pending ones are committed first,
     /// without fsync).
     pub(crate) fn read(&self) -> Result<ReadTransaction, String> {
         let mut pending = self.pending()?;
-        settle(&mut pending)?;
+        self.settle(&mut pending)?;
         self.db.begin_read().map_err(|e| e.to_string())
     }
 
@@ -211,30 +227,40 @@ impl Shared {
         f: impl FnOnce(&WriteTransaction) -> Result<T, String>,
     ) -> Result<T, String> {
         let mut pending = self.pending()?;
-        settle(&mut pending)?;
+        self.settle(&mut pending)?;
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
         if !durable {
             txn.set_durability(redb::Durability::None);
         }
-        let out = f(&txn)?;
-        txn.commit().map_err(|e| e.to_string())?;
-        Ok(out)
+        let out = f(&txn).and_then(|out| {
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(out)
+        });
+        if out.is_err() {
+            self.once()?.invalidate();
+        }
+        out
     }
-}
 
-/// Commits the pending applies, if any, without fsync.
-pub(crate) fn settle(pending: &mut Option<Pending>) -> Result<(), String> {
-    match pending.take() {
-        Some(p) => p.txn.commit().map_err(|e| e.to_string()),
-        None => Ok(()),
+    /// Commits the pending applies, if any, without fsync.
+    pub(crate) fn settle(&self, pending: &mut Option<Pending>) -> Result<(), String> {
+        let Some(p) = pending.take() else {
+            return Ok(());
+        };
+        p.txn.commit().map_err(|e| {
+            if let Ok(mut once) = self.once.lock() {
+                once.invalidate();
+            }
+            e.to_string()
+        })
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // Closing commits what is pending, so a clean stop re-applies nothing.
-        if let Ok(pending) = self.pending.get_mut() {
-            if let Err(e) = settle(pending) {
+        if let Ok(mut pending) = self.pending.lock() {
+            if let Err(e) = self.settle(&mut pending) {
                 tracing::warn!("pending applies not committed at close: {e}");
             }
         }
@@ -325,6 +351,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
     Ok(Arc::new(Shared {
         db,
         pending: Mutex::new(None),
+        once: Mutex::default(),
         file,
         changes,
         wal,

@@ -150,50 +150,108 @@ fn mark(c: &mut Changes, part: Part, index: u64) {
     }
 }
 
-/// The state machine's tables, open in one write transaction.
+/// One of the state machine's tables, opened in the write transaction on first use: a
+/// batch of saves then opens the three tables a save touches, not all of them.
+struct LazyTable<'t, K: redb::Key + 'static, V: redb::Value + 'static> {
+    txn: &'t WriteTransaction,
+    definition: redb::TableDefinition<'static, K, V>,
+    table: Option<redb::Table<'t, K, V>>,
+}
+
+impl<'t, K: redb::Key + 'static, V: redb::Value + 'static> LazyTable<'t, K, V> {
+    fn new(txn: &'t WriteTransaction, definition: redb::TableDefinition<'static, K, V>) -> Self {
+        LazyTable {
+            txn,
+            definition,
+            table: None,
+        }
+    }
+
+    /// The table, opened now if it was not yet.
+    fn table(&mut self) -> Result<&mut redb::Table<'t, K, V>, DbFail> {
+        if self.table.is_none() {
+            self.table = Some(self.txn.open_table(self.definition)?);
+        }
+        self.table
+            .as_mut()
+            .ok_or_else(|| DbFail("a table just opened is missing".to_owned()))
+    }
+}
+
+/// The state machine's tables, open in one write transaction (each on first use).
 struct Tables<'t> {
     txn: &'t WriteTransaction,
-    units: redb::Table<'t, &'static [u8], (u64, &'static [u8])>,
-    order: redb::Table<'t, u64, &'static [u8]>,
-    owners: redb::Table<'t, &'static [u8], &'static [u8]>,
-    users: redb::Table<'t, &'static str, &'static [u8; 32]>,
-    user_keys: redb::Table<'t, &'static [u8; 32], &'static str>,
-    services: redb::Table<'t, u64, &'static [u8]>,
-    node_meta: redb::Table<'t, u64, &'static [u8]>,
-    invites: redb::Table<'t, &'static [u8; 32], u64>,
-    revoked: redb::Table<'t, &'static [u8; 32], ()>,
-    user_invites: redb::Table<'t, &'static [u8; 32], u64>,
+    units: LazyTable<'t, &'static [u8], (u64, &'static [u8])>,
+    order: LazyTable<'t, u64, &'static [u8]>,
+    owners: LazyTable<'t, &'static [u8], &'static [u8]>,
+    users: LazyTable<'t, &'static str, &'static [u8; 32]>,
+    user_keys: LazyTable<'t, &'static [u8; 32], &'static str>,
+    services: LazyTable<'t, u64, &'static [u8]>,
+    node_meta: LazyTable<'t, u64, &'static [u8]>,
+    invites: LazyTable<'t, &'static [u8; 32], u64>,
+    revoked: LazyTable<'t, &'static [u8; 32], ()>,
+    user_invites: LazyTable<'t, &'static [u8; 32], u64>,
+    /// The once tables, once opened; until then, the memory to open them with.
+    once: Result<plexus_store::OpenOnce<'t>, Option<&'t mut plexus_store::OnceMemory>>,
 }
 
 impl<'t> Tables<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, DbFail> {
-        Ok(Tables {
+    /// The tables of `txn`; `once_memory` is the once-records' memory (`Shared::once`).
+    /// Call [`Tables::close`] before committing `txn`.
+    fn open(
+        txn: &'t WriteTransaction,
+        once_memory: &'t mut plexus_store::OnceMemory,
+    ) -> Tables<'t> {
+        Tables {
             txn,
-            units: txn.open_table(UNITS)?,
-            order: txn.open_table(UNIT_ORDER)?,
-            owners: txn.open_table(UNIT_OWNERS)?,
-            users: txn.open_table(USERS)?,
-            user_keys: txn.open_table(USER_KEYS)?,
-            services: txn.open_table(SERVICES)?,
-            node_meta: txn.open_table(NODE_META)?,
-            invites: txn.open_table(INVITES)?,
-            revoked: txn.open_table(REVOKED)?,
-            user_invites: txn.open_table(USER_INVITES)?,
-        })
+            units: LazyTable::new(txn, UNITS),
+            order: LazyTable::new(txn, UNIT_ORDER),
+            owners: LazyTable::new(txn, UNIT_OWNERS),
+            users: LazyTable::new(txn, USERS),
+            user_keys: LazyTable::new(txn, USER_KEYS),
+            services: LazyTable::new(txn, SERVICES),
+            node_meta: LazyTable::new(txn, NODE_META),
+            invites: LazyTable::new(txn, INVITES),
+            revoked: LazyTable::new(txn, REVOKED),
+            user_invites: LazyTable::new(txn, USER_INVITES),
+            once: Err(Some(once_memory)),
+        }
+    }
+
+    /// Writes what the once tables kept in memory (`plexus_store::OpenOnce::close`).
+    fn close(self) -> Result<(), DbFail> {
+        if let Ok(once) = self.once {
+            once.close()?;
+        }
+        Ok(())
+    }
+
+    /// The once tables (`plexus_store::OnceTables`), opened now if they were not yet.
+    fn once(&mut self) -> Result<&mut plexus_store::OpenOnce<'t>, DbFail> {
+        if let Err(memory) = &mut self.once {
+            let memory = memory
+                .take()
+                .ok_or_else(|| DbFail("the once tables failed to open before".to_owned()))?;
+            self.once = Ok(ONCE.open(self.txn, memory)?);
+        }
+        match &mut self.once {
+            Ok(once) => Ok(once),
+            Err(_) => Err(DbFail("the once tables are not open".to_owned())),
+        }
     }
 
     /// Empties every table.
     fn clear(&mut self) -> Result<(), DbFail> {
-        self.units.retain(|_, _| false)?;
-        self.order.retain(|_, _| false)?;
-        self.owners.retain(|_, _| false)?;
-        self.users.retain(|_, _| false)?;
-        self.user_keys.retain(|_, _| false)?;
-        self.services.retain(|_, _| false)?;
-        self.node_meta.retain(|_, _| false)?;
-        self.invites.retain(|_, _| false)?;
-        self.revoked.retain(|_, _| false)?;
-        self.user_invites.retain(|_, _| false)?;
+        self.units.table()?.retain(|_, _| false)?;
+        self.order.table()?.retain(|_, _| false)?;
+        self.owners.table()?.retain(|_, _| false)?;
+        self.users.table()?.retain(|_, _| false)?;
+        self.user_keys.table()?.retain(|_, _| false)?;
+        self.services.table()?.retain(|_, _| false)?;
+        self.node_meta.table()?.retain(|_, _| false)?;
+        self.invites.table()?.retain(|_, _| false)?;
+        self.revoked.table()?.retain(|_, _| false)?;
+        self.user_invites.table()?.retain(|_, _| false)?;
         Ok(())
     }
 
@@ -201,34 +259,47 @@ impl<'t> Tables<'t> {
     fn replace(&mut self, state: &SnapshotState) -> Result<(), String> {
         self.clear()?;
         for (seq, (k, v)) in (0u64..).zip(&state.units) {
-            self.order.insert(seq, k.as_slice()).map_err(s)?;
+            self.order.table()?.insert(seq, k.as_slice()).map_err(s)?;
             self.units
+                .table()?
                 .insert(k.as_slice(), (seq, v.as_slice()))
                 .map_err(s)?;
         }
         for (k, o) in &state.owners {
-            self.owners.insert(k.as_slice(), o.as_slice()).map_err(s)?;
+            self.owners
+                .table()?
+                .insert(k.as_slice(), o.as_slice())
+                .map_err(s)?;
         }
         for (name, key) in &state.users {
-            self.users.insert(name.as_str(), key).map_err(s)?;
-            self.user_keys.insert(key, name.as_str()).map_err(s)?;
+            self.users.table()?.insert(name.as_str(), key).map_err(s)?;
+            self.user_keys
+                .table()?
+                .insert(key, name.as_str())
+                .map_err(s)?;
         }
         for (node, services) in &state.services {
             let b = postcard::to_allocvec(services).map_err(s)?;
-            self.services.insert(*node, b.as_slice()).map_err(s)?;
+            self.services
+                .table()?
+                .insert(*node, b.as_slice())
+                .map_err(s)?;
         }
         for (node, tags) in &state.node_meta {
             let b = postcard::to_allocvec(tags).map_err(s)?;
-            self.node_meta.insert(*node, b.as_slice()).map_err(s)?;
+            self.node_meta
+                .table()?
+                .insert(*node, b.as_slice())
+                .map_err(s)?;
         }
         for (id, exp) in &state.invites {
-            self.invites.insert(id, *exp).map_err(s)?;
+            self.invites.table()?.insert(id, *exp).map_err(s)?;
         }
         for key in &state.revoked {
-            self.revoked.insert(key, ()).map_err(s)?;
+            self.revoked.table()?.insert(key, ()).map_err(s)?;
         }
         for (id, exp) in &state.user_invites {
-            self.user_invites.insert(id, *exp).map_err(s)?;
+            self.user_invites.table()?.insert(id, *exp).map_err(s)?;
         }
         let (floor, latest) = state.once_marks;
         let once = plexus_store::OnceState {
@@ -247,7 +318,7 @@ impl<'t> Tables<'t> {
             floor,
             latest,
         };
-        ONCE.restore(self.txn, &once).map_err(s)?;
+        self.once()?.restore(&once).map_err(s)?;
         PROCS.restore(self.txn, &state.procs).map_err(s)?;
         Ok(())
     }
@@ -280,14 +351,14 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
         },
         Command::SetUser { name, key } => (set_user(t, name, key)?, &[Part::Users]),
         Command::RemoveUser { name } => {
-            let key = t.users.remove(name.as_str())?.map(|g| *g.value());
+            let key = t.users.table()?.remove(name.as_str())?.map(|g| *g.value());
             match key {
                 None => (
                     Response::err("not.found", format!("there is no user named {name}")),
                     &[],
                 ),
                 Some(key) => {
-                    t.user_keys.remove(&key)?;
+                    t.user_keys.table()?.remove(&key)?;
                     (Response::Ok, &[Part::Users])
                 }
             }
@@ -312,10 +383,10 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                 ));
             }
             if services.is_empty() {
-                t.services.remove(node)?;
+                t.services.table()?.remove(node)?;
             } else {
                 let b = postcard::to_allocvec(&services).map_err(|e| DbFail(e.to_string()))?;
-                t.services.insert(node, b.as_slice())?;
+                t.services.table()?.insert(node, b.as_slice())?;
             }
             (Response::Ok, &[Part::Services])
         }
@@ -336,16 +407,16 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                 ));
             }
             if tags.is_empty() {
-                t.node_meta.remove(node)?;
+                t.node_meta.table()?.remove(node)?;
             } else {
                 let b = postcard::to_allocvec(&tags).map_err(|e| DbFail(e.to_string()))?;
-                t.node_meta.insert(node, b.as_slice())?;
+                t.node_meta.table()?.insert(node, b.as_slice())?;
             }
             (Response::Ok, &[Part::NodeMeta])
         }
         Command::AddInvite { id, expires_ms } => {
-            let exists = t.invites.get(&id)?.is_some();
-            if !exists && t.invites.len()? >= MAX_INVITES as u64 {
+            let exists = t.invites.table()?.get(&id)?.is_some();
+            if !exists && t.invites.table()?.len()? >= MAX_INVITES as u64 {
                 return Ok((
                     Response::err(
                         "limit",
@@ -356,11 +427,11 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                     &[],
                 ));
             }
-            t.invites.insert(&id, expires_ms)?;
+            t.invites.table()?.insert(&id, expires_ms)?;
             (Response::Ok, &[Part::Invites])
         }
         Command::UseInvite { id, now_ms } => {
-            let expiry = t.invites.get(&id)?.map(|g| g.value());
+            let expiry = t.invites.table()?.get(&id)?.map(|g| g.value());
             match expiry {
                 None => (
                     Response::err("invite.bad", "unknown or already used invite"),
@@ -368,14 +439,14 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                 ),
                 Some(exp) if exp <= now_ms => (Response::err("invite.bad", "expired invite"), &[]),
                 Some(_) => {
-                    t.invites.remove(&id)?;
-                    t.invites.retain(|_, exp| exp > now_ms)?;
+                    t.invites.table()?.remove(&id)?;
+                    t.invites.table()?.retain(|_, exp| exp > now_ms)?;
                     (Response::Ok, &[Part::Invites])
                 }
             }
         }
         Command::PruneInvites { now_ms } => {
-            t.invites.retain(|_, exp| exp > now_ms)?;
+            t.invites.table()?.retain(|_, exp| exp > now_ms)?;
             (Response::Ok, &[Part::Invites])
         }
         // Batches are taken apart by `apply_batch`; one gets here only inside another.
@@ -390,18 +461,22 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
             procs(plexus_store::ProcId::parse(&id).and_then(|id| PROCS.remove(t.txn, &id)))?
         }
         Command::Revoke { key } => {
-            t.revoked.insert(&key, ())?;
+            t.revoked.table()?.insert(&key, ())?;
             let node = node_id_of(&key);
-            t.services.remove(node)?;
-            t.node_meta.remove(node)?;
+            t.services.table()?.remove(node)?;
+            t.node_meta.table()?.remove(node)?;
             (
                 Response::Ok,
                 &[Part::Revoked, Part::Services, Part::NodeMeta],
             )
         }
         Command::AddUser { name, key } => {
-            let has_name = t.users.get(name.as_str())?.is_some();
-            let owner = t.user_keys.get(&key)?.map(|g| g.value().to_owned());
+            let has_name = t.users.table()?.get(name.as_str())?.is_some();
+            let owner = t
+                .user_keys
+                .table()?
+                .get(&key)?
+                .map(|g| g.value().to_owned());
             match owner {
                 Some(owner) if owner == name => (
                     Response::err(
@@ -431,8 +506,8 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
             if let Err(e) = plexus_identity::validate_name(&to) {
                 return Ok((Response::err("arg.bad", e.to_string()), &[]));
             }
-            let key = t.users.get(name.as_str())?.map(|g| *g.value());
-            let taken = name != to && t.users.get(to.as_str())?.is_some();
+            let key = t.users.table()?.get(name.as_str())?.map(|g| *g.value());
+            let taken = name != to && t.users.table()?.get(to.as_str())?.is_some();
             match key {
                 None => (
                     Response::err("not.found", format!("there is no user named {name}")),
@@ -446,16 +521,16 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                     &[],
                 ),
                 Some(key) => {
-                    t.users.remove(name.as_str())?;
-                    t.users.insert(to.as_str(), &key)?;
-                    t.user_keys.insert(&key, to.as_str())?;
+                    t.users.table()?.remove(name.as_str())?;
+                    t.users.table()?.insert(to.as_str(), &key)?;
+                    t.user_keys.table()?.insert(&key, to.as_str())?;
                     (Response::Ok, &[Part::Users])
                 }
             }
         }
         Command::AddUserInvite { id, expires_ms } => {
-            let exists = t.user_invites.get(&id)?.is_some();
-            if !exists && t.user_invites.len()? >= MAX_INVITES as u64 {
+            let exists = t.user_invites.table()?.get(&id)?.is_some();
+            if !exists && t.user_invites.table()?.len()? >= MAX_INVITES as u64 {
                 return Ok((
                     Response::err(
                         "limit",
@@ -466,7 +541,7 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                     &[],
                 ));
             }
-            t.user_invites.insert(&id, expires_ms)?;
+            t.user_invites.table()?.insert(&id, expires_ms)?;
             (Response::Ok, &[])
         }
         Command::AddInvitedUser {
@@ -475,7 +550,7 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
             invite,
             now_ms,
         } => {
-            let expiry = t.user_invites.get(&invite)?.map(|g| g.value());
+            let expiry = t.user_invites.table()?.get(&invite)?.map(|g| g.value());
             match expiry {
                 None => (
                     Response::err("usr.invite.bad", "unknown or already used user invite"),
@@ -487,8 +562,8 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
                 Some(_) => {
                     let added = apply_command(t, Command::AddUser { name, key })?;
                     if added.0.is_ok() {
-                        t.user_invites.remove(&invite)?;
-                        t.user_invites.retain(|_, exp| exp > now_ms)?;
+                        t.user_invites.table()?.remove(&invite)?;
+                        t.user_invites.table()?.retain(|_, exp| exp > now_ms)?;
                     }
                     added
                 }
@@ -511,7 +586,7 @@ fn apply_once<'t>(
         evaluation,
     });
     let checked = match &once {
-        Some(once) => match ONCE.check(t.txn, once)? {
+        Some(once) => match t.once()?.check(once)? {
             Ok(checked) => Some((once, checked)),
             Err(e) => return Ok((store_error(e), &[])),
         },
@@ -519,7 +594,7 @@ fn apply_once<'t>(
     };
     let applied = apply(t)?;
     if let (Response::Ok, Some((once, checked))) = (&applied.0, checked) {
-        ONCE.record(t.txn, once, checked)?;
+        t.once()?.record(once, checked)?;
     }
     Ok(applied)
 }
@@ -567,12 +642,13 @@ fn save(
         return Ok(Response::err(code::BAD_ARGUMENT, "a save needs a path"));
     };
     let key = key_bytes(first);
-    let existing = t.units.get(key.as_slice())?.map(|g| {
+    let existing = t.units.table()?.get(key.as_slice())?.map(|g| {
         let (seq, v) = g.value();
         (seq, v.to_vec())
     });
     let owner = t
         .owners
+        .table()?
         .get(key.as_slice())?
         .and_then(|g| Owner::from_bytes(g.value()));
     let new_owner = match by {
@@ -615,21 +691,25 @@ fn save(
     let seq = match seq {
         Some(seq) => seq,
         None => {
-            let next = match t.order.last()? {
+            let next = match t.order.table()?.last()? {
                 Some((k, _)) => k
                     .value()
                     .checked_add(1)
                     .ok_or_else(|| DbFail("the store's sequence numbers ran out".to_owned()))?,
                 None => 0,
             };
-            t.order.insert(next, key.as_slice())?;
+            t.order.table()?.insert(next, key.as_slice())?;
             next
         }
     };
-    t.units.insert(key.as_slice(), (seq, new.as_slice()))?;
+    t.units
+        .table()?
+        .insert(key.as_slice(), (seq, new.as_slice()))?;
     if new_owner != owner {
         if let Some(o) = new_owner {
-            t.owners.insert(key.as_slice(), o.to_bytes().as_slice())?;
+            t.owners
+                .table()?
+                .insert(key.as_slice(), o.to_bytes().as_slice())?;
         }
     }
     Ok(Response::Ok)
@@ -642,7 +722,11 @@ fn set_user(t: &mut Tables<'_>, name: String, key: [u8; 32]) -> Result<Response,
     if let Err(e) = plexus_identity::PublicKey::from_bytes(&key) {
         return Ok(Response::err("arg.bad", e.to_string()));
     }
-    let owner = t.user_keys.get(&key)?.map(|g| g.value().to_owned());
+    let owner = t
+        .user_keys
+        .table()?
+        .get(&key)?
+        .map(|g| g.value().to_owned());
     match owner {
         Some(owner) if owner == name => return Ok(Response::Ok),
         Some(owner) => {
@@ -653,11 +737,15 @@ fn set_user(t: &mut Tables<'_>, name: String, key: [u8; 32]) -> Result<Response,
         }
         None => {}
     }
-    let old = t.users.insert(name.as_str(), &key)?.map(|g| *g.value());
+    let old = t
+        .users
+        .table()?
+        .insert(name.as_str(), &key)?
+        .map(|g| *g.value());
     if let Some(old) = old {
-        t.user_keys.remove(&old)?;
+        t.user_keys.table()?.remove(&old)?;
     }
-    t.user_keys.insert(&key, name.as_str())?;
+    t.user_keys.table()?.insert(&key, name.as_str())?;
     Ok(Response::Ok)
 }
 
@@ -695,17 +783,27 @@ fn apply_batch(
 ) -> Result<(Vec<Response>, Changes), String> {
     let mut changes = *shared.changes.borrow();
     let mut slot = shared.pending()?;
-    let mut pending = shared.take_pending(&mut slot)?;
-    let out = apply_entries(&pending.txn, entries, &mut changes)?;
-    if durable {
-        pending.txn.set_durability(Durability::Immediate);
-        pending.txn.commit().map_err(s)?;
-    } else if pending.since.elapsed() >= SETTLE_AFTER {
-        pending.txn.commit().map_err(s)?;
-    } else {
-        *slot = Some(pending);
+    let mut once = shared.once()?;
+    let applied = (|| {
+        let mut pending = shared.take_pending(&mut slot)?;
+        let out = apply_entries(&pending.txn, &mut once, entries, &mut changes)?;
+        if durable {
+            pending.txn.set_durability(Durability::Immediate);
+            pending.txn.commit().map_err(s)?;
+        } else if pending.since.elapsed() >= SETTLE_AFTER {
+            pending.txn.commit().map_err(s)?;
+        } else {
+            *slot = Some(pending);
+        }
+        Ok(out)
+    })();
+    match applied {
+        Ok(out) => Ok((out, changes)),
+        Err(e) => {
+            once.invalidate();
+            Err(e)
+        }
     }
-    Ok((out, changes))
 }
 
 /// Applies the command of entry `index` and marks the parts it changed.
@@ -725,11 +823,12 @@ fn apply_marked(
 /// Applies `entries` in `txn`, recording the last one as applied.
 fn apply_entries(
     txn: &WriteTransaction,
+    once: &mut plexus_store::OnceMemory,
     entries: Vec<Entry<TypeConfig>>,
     changes: &mut Changes,
 ) -> Result<Vec<Response>, String> {
     let mut out = Vec::with_capacity(entries.len());
-    let mut t = Tables::open(txn)?;
+    let mut t = Tables::open(txn, once);
     let mut meta = txn.open_table(SM_META).map_err(s)?;
     let mut last = None;
     for entry in entries {
@@ -755,6 +854,7 @@ fn apply_entries(
         put_pc(&mut meta, "applied", &last)?;
         changes.applied = last.index;
     }
+    t.close()?;
     Ok(out)
 }
 
@@ -956,8 +1056,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // Immediate durability: the log may be purged right after.
             shared.write(true, |txn| {
                 {
-                    let mut t = Tables::open(txn)?;
+                    let mut once = shared.once()?;
+                    let mut t = Tables::open(txn, &mut once);
                     t.replace(&state)?;
+                    t.close()?;
                     let mut sm = txn.open_table(SM_META).map_err(DbFail::from)?;
                     match &meta.last_log_id {
                         Some(l) => put_pc(&mut sm, "applied", l)?,
