@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::oneshot;
+
 use plexus_identity::PublicKey;
 use plexus_kernel::{
     code, Arg, BoxFuture, Cmd, Cx, Entry, Error, Example, Help, Outcome, Service, Table,
@@ -497,8 +499,19 @@ impl Inner {
         change: impl Fn(&mut ProcRecord),
     ) -> Result<Option<ProcRecord>, ProcError> {
         let mut last = None;
-        for _ in 0..UPDATE_TRIES {
-            let Some(mut rec) = self.procs.get(id).await? else {
+        for attempt in 0..UPDATE_TRIES {
+            // The first read is this node's copy: if it is stale, the generation check
+            // refuses the update and the next read waits for the latest (as does a first
+            // read that finds nothing: the copy may not have the record yet).
+            let local = match attempt {
+                0 => self.procs.get_local(id).await?,
+                _ => None,
+            };
+            let read = match local {
+                Some(rec) => Some(rec),
+                None => self.procs.get(id).await?,
+            };
+            let Some(mut rec) = read else {
                 return Ok(None);
             };
             change(&mut rec);
@@ -536,10 +549,11 @@ impl Inner {
     }
 
     /// The cluster as the scheduler sees it, with what the table's live processes reserve,
-    /// leaving out `except`.
+    /// leaving out `except`. The table is this node's copy: placement is an estimate
+    /// anyway (processes starting elsewhere at the same moment are not counted either).
     async fn view(&self, except: Option<ProcId>) -> Result<ClusterView, Error> {
         let mut view = self.directory.view();
-        for rec in self.procs.list().await.map_err(table_error)? {
+        for rec in self.procs.list_local().await.map_err(table_error)? {
             let live = matches!(
                 rec.state,
                 ProcState::Starting | ProcState::Running | ProcState::Restarting
@@ -835,13 +849,6 @@ impl Inner {
             .supervisor
             .info(&run)
             .map_or(Enforced::None, |i| enforced(i.enforcement));
-        self.update_logged(id, |r| {
-            r.state = ProcState::Running;
-            r.started_ms = started;
-            r.ended_ms = None;
-            r.limits = limits;
-        })
-        .await;
         if let Ok(mut runs) = self.runs.lock() {
             runs.insert(id, run.clone());
         }
@@ -850,11 +857,25 @@ impl Inner {
             RestartPolicy::OnFailure => plexus_sched::RestartPolicy::OnFailure,
             RestartPolicy::Always => plexus_sched::RestartPolicy::Always,
         };
-        tokio::spawn(
-            self.clone()
-                .watch(id, run.clone(), started, RestartTracker::new(policy)),
-        );
+        // The record says `running` from the watcher, so an attached run's output streams
+        // while that update replicates; the watcher records the end only after it.
+        let (running, running_recorded) = oneshot::channel();
+        let (first_end, first_end_recorded) = oneshot::channel();
+        let recorded = Recorded {
+            limits,
+            running,
+            first_end,
+        };
+        tokio::spawn(self.clone().watch(
+            id,
+            run.clone(),
+            started,
+            RestartTracker::new(policy),
+            Some(recorded),
+        ));
         let Some(attached) = attached else {
+            // A detached run's reply comes once `ps` shows it running.
+            let _ = running_recorded.await;
             return Ok(map_of([
                 ("id", Unit::str(id.as_str())),
                 ("pid", Unit::int(i64::from(pid))),
@@ -870,7 +891,8 @@ impl Inner {
             .wait(&run)
             .await
             .map_err(|e| sup_error(&local, e))?;
-        self.settled(id, started).await;
+        // So that a `ps` after the reply sees the end (briefly: a slow table only delays it).
+        let _ = tokio::time::timeout(SETTLE_DEADLINE, first_end_recorded).await;
         Ok(status_reply(id, &local, status))
     }
 
@@ -913,7 +935,22 @@ impl Inner {
         mut run: String,
         mut started: u64,
         mut tracker: RestartTracker,
+        recorded: Option<Recorded>,
     ) {
+        let mut first_end = None;
+        if let Some(recorded) = recorded {
+            let at = started;
+            let limits = recorded.limits;
+            self.update_logged(id, |r| {
+                r.state = ProcState::Running;
+                r.started_ms = at;
+                r.ended_ms = None;
+                r.limits = limits;
+            })
+            .await;
+            let _ = recorded.running.send(());
+            first_end = Some(recorded.first_end);
+        }
         loop {
             let Ok(status) = self.supervisor.wait(&run).await else {
                 return;
@@ -959,6 +996,9 @@ impl Inner {
                         r.restarts = attempt;
                     })
                     .await;
+                    // Dropping it tells an attached caller its run's end is recorded (it is
+                    // also dropped on every return).
+                    drop(first_end.take());
                     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                     let killed = self.killed.lock().is_ok_and(|k| k.contains(&id));
                     if killed || self.stopping.load(Ordering::SeqCst) {
@@ -1424,6 +1464,16 @@ fn figures(u: &Unit) -> Option<LiveFigures> {
 /// Streams a program's output to the caller's terminal, each chunk answered before the next
 /// (a slow terminal holds the program back). A terminal that fails is let go; the program
 /// runs on, its output still logged.
+/// What the watcher of a new run records first, and whom it tells.
+struct Recorded {
+    /// The limits the run got.
+    limits: Enforced,
+    /// Told once the record shows the run as running.
+    running: oneshot::Sender<()>,
+    /// Dropped once the run's first end (or restart) is recorded.
+    first_end: oneshot::Sender<()>,
+}
+
 async fn stream_output(cx: &Cx, mut attached: Attached) {
     let Ok(term) = cx.terminal() else {
         return;

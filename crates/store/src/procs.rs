@@ -820,8 +820,20 @@ pub trait ProcTable: Send + Sync + 'static {
     fn remove(&self, id: ProcId) -> BoxFuture<'_, Result<(), ProcError>>;
     /// The record with `id`, if any.
     fn get(&self, id: ProcId) -> BoxFuture<'_, Result<Option<ProcRecord>, ProcError>>;
+    /// The record with `id` as this node's copy of the table has it, without first making
+    /// sure the copy has every committed change (a cluster's read barrier costs a round
+    /// trip): for reads whose staleness a later step catches, such as an update's
+    /// generation check or a put's refusal of a taken id.
+    fn get_local(&self, id: ProcId) -> BoxFuture<'_, Result<Option<ProcRecord>, ProcError>> {
+        self.get(id)
+    }
     /// Every record, by id.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>>;
+    /// Every record as this node's copy of the table has it ([`ProcTable::get_local`]): for
+    /// estimates, such as what the live processes reserve when placing a new one.
+    fn list_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
+        self.list()
+    }
 }
 
 /// Puts `record` under a fresh id drawn from `random`, drawing again while the id is taken
@@ -834,7 +846,7 @@ pub async fn put_with_fresh_id(
 ) -> Result<ProcRecord, ProcError> {
     for _ in 0..MAX_ID_ATTEMPTS {
         let id = ProcId::from_random(random());
-        if table.get(id).await?.is_some() {
+        if table.get_local(id).await?.is_some() {
             continue;
         }
         match table

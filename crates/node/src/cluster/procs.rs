@@ -121,6 +121,14 @@ impl ProcTable for ReplicatedProcs {
         })
     }
 
+    fn get_local(&self, id: ProcId) -> BoxFuture<'_, Result<Option<ProcRecord>, ProcError>> {
+        Box::pin(async move { self.raft.proc(&id).map_err(unavailable) })
+    }
+
+    fn list_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
+        Box::pin(async move { self.raft.procs().map_err(unavailable) })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
         Box::pin(async move {
             self.raft.read_barrier().await.map_err(unavailable)?;
