@@ -881,11 +881,14 @@ impl Inner {
                 ("pid", Unit::int(i64::from(pid))),
             ]));
         };
-        // Told once the run is registered: the client then writes to its stdin at once.
-        cx.terminal()?
-            .request(TermRequest::Process { id: id.to_string() })
-            .await?;
-        stream_output(cx, attached).await;
+        // Told once the run is registered: the client then writes to its stdin at once. The
+        // output streams meanwhile: waiting for the answer would cost a round trip to the
+        // client (through its node) before the first byte.
+        let told = cx
+            .terminal()?
+            .request(TermRequest::Process { id: id.to_string() });
+        let (told, ()) = tokio::join!(told, stream_output(cx, attached));
+        told?;
         let status = self
             .supervisor
             .wait(&run)
