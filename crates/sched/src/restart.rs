@@ -16,15 +16,17 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
-/// When a process that ended is started again (`--restart`).
+/// When a process that ended is started again (`--restart`). Process records store it (as
+/// its variant's index: keep the order).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RestartPolicy {
     /// Never (the default).
     #[default]
     Never,
-    /// After a non-zero exit code or a death by signal.
+    /// After a non-zero exit code or a death by signal, or when its node is lost.
     OnFailure,
-    /// After any exit.
+    /// After any exit, or when its node is lost.
     Always,
 }
 

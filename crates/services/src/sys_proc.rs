@@ -381,8 +381,9 @@ fn read_run(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<RunRequest, Error> {
         request.reserve.mem_bytes = bytes;
     }
     if let Some(policy) = c.opt("restart") {
-        record.restart =
-            RestartPolicy::parse(&string_of(policy, "restart")?).map_err(table_error)?;
+        record.restart = string_of(policy, "restart")?
+            .parse::<RestartPolicy>()
+            .map_err(|e| Error::bad_argument(e.to_string()))?;
     }
     if let Some(name) = c.opt("name") {
         record.name = Some(string_of(name, "name")?);
@@ -852,11 +853,7 @@ impl Inner {
         if let Ok(mut runs) = self.runs.lock() {
             runs.insert(id, run.clone());
         }
-        let policy = match rec.restart {
-            RestartPolicy::Never => plexus_sched::RestartPolicy::Never,
-            RestartPolicy::OnFailure => plexus_sched::RestartPolicy::OnFailure,
-            RestartPolicy::Always => plexus_sched::RestartPolicy::Always,
-        };
+        let policy = rec.restart;
         // The record says `running` from the watcher, so an attached run's output streams
         // while that update replicates; the watcher records the end only after it.
         let (running, running_recorded) = oneshot::channel();

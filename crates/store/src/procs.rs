@@ -168,41 +168,8 @@ impl std::fmt::Display for ProcState {
     }
 }
 
-/// When a process that ended is started again.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RestartPolicy {
-    /// Never.
-    #[default]
-    Never,
-    /// When it exits with a code other than 0, is killed, or its node is lost.
-    OnFailure,
-    /// Whenever it ends or its node is lost.
-    Always,
-}
-
-impl RestartPolicy {
-    /// Parses `never`, `on-failure` or `always`.
-    pub fn parse(s: &str) -> Result<RestartPolicy, ProcError> {
-        match s {
-            "never" => Ok(RestartPolicy::Never),
-            "on-failure" => Ok(RestartPolicy::OnFailure),
-            "always" => Ok(RestartPolicy::Always),
-            _ => Err(ProcError::Invalid(format!(
-                "unknown restart policy {s:?}: use never, on-failure or always"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for RestartPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RestartPolicy::Never => "never",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Always => "always",
-        })
-    }
-}
+/// When a process that ended is started again (the scheduler's type, stored by its index).
+pub use plexus_sched::RestartPolicy;
 
 /// Which resource limits the node enforced on the process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -77,14 +77,6 @@ pub fn with_reservations(mut view: ClusterView, records: &[ProcRecord]) -> Clust
     view
 }
 
-fn policy(p: plexus_store::RestartPolicy) -> plexus_sched::RestartPolicy {
-    match p {
-        plexus_store::RestartPolicy::Never => plexus_sched::RestartPolicy::Never,
-        plexus_store::RestartPolicy::OnFailure => plexus_sched::RestartPolicy::OnFailure,
-        plexus_store::RestartPolicy::Always => plexus_sched::RestartPolicy::Always,
-    }
-}
-
 /// A record's placement request; `None` if a stored tag expression no longer parses (the
 /// table keeps them as written).
 fn request(record: &ProcRecord) -> Option<Request> {
@@ -154,7 +146,7 @@ pub fn plan(view: &ClusterView, down: &BTreeSet<String>, records: &[ProcRecord])
                     movable.push(PlacedProcess {
                         id: r.id.to_string(),
                         request,
-                        policy: policy(r.restart),
+                        policy: r.restart,
                     });
                     by_id.insert(r.id.to_string(), r);
                 }
