@@ -34,7 +34,7 @@ pub mod procs;
 mod ps;
 mod size;
 
-pub use db::{NodeDb, NodeMeta, DB_FILE};
+pub use db::{NodeDb, NodeMeta, CACHE_BYTES, DB_FILE};
 pub use error::{StoreError, UserConflict};
 pub use mem::MemStore;
 pub use merge::{merge_with, save_at, SaveError};

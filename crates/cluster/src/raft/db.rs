@@ -280,12 +280,15 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         |why: String| RaftError::Storage(format!("cannot open {}: {why}", dir.display()));
     std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
     let file = dir.join(CLUSTER_DB_FILE);
-    let db = Database::create(&file).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => {
-            open_err("the cluster state is already open (is another node running here?)".into())
-        }
-        e => open_err(e.to_string()),
-    })?;
+    let db = Database::builder()
+        .set_cache_size(plexus_store::CACHE_BYTES)
+        .create(&file)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                open_err("the cluster state is already open (is another node running here?)".into())
+            }
+            e => open_err(e.to_string()),
+        })?;
     let txn = db.begin_write().map_err(|e| open_err(e.to_string()))?;
     {
         let mut meta = txn
