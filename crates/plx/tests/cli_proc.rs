@@ -29,15 +29,7 @@ fn node() -> Plx {
 
 /// `plx ARGS` started in `plx`'s home with its output piped, not waited for.
 fn spawn(plx: &Plx, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_plx"))
-        .args(args)
-        .env("PLX_HOME", plx.home.path())
-        .env("USER", "tester")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    plx.command(args).spawn().unwrap()
 }
 
 /// Waits for `child` to exit (at most `secs` seconds) and gives its exit code.
@@ -88,15 +80,7 @@ fn attached_run_prints_output_as_it_comes_and_exits_with_the_programs_code() {
 /// standard output and its standard error.
 fn run_with_input(plx: &Plx, args: &[&str], input: &[u8], secs: u64) -> (i32, Vec<u8>, String) {
     use std::io::{Read, Write};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plx"))
-        .args(args)
-        .env("PLX_HOME", plx.home.path())
-        .env("USER", "tester")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = plx.command(args).stdin(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     let writer = std::thread::spawn(move || {

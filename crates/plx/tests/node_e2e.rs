@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Plx;
+use common::{free_up_port, Plx};
 
 /// A node running in the background, killed when dropped.
 struct RunningNode {
@@ -756,13 +756,8 @@ fn the_store_shell_program_runs() {
 fn ctrl_c_cancels_the_call_not_the_node() {
     let plx = Plx::new();
     let _node = RunningNode::start(&plx);
-    let child = Command::new(env!("CARGO_BIN_EXE_plx"))
-        .args(["send", "(wait 60)@time.chrono"])
-        .env("PLX_HOME", plx.home.path())
-        .env("USER", "tester")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let child = plx
+        .command(&["send", "(wait 60)@time.chrono"])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
@@ -781,13 +776,8 @@ fn ctrl_c_cancels_the_call_not_the_node() {
 fn killing_a_task_answers_its_caller() {
     let plx = Plx::new();
     let _node = RunningNode::start(&plx);
-    let child = Command::new(env!("CARGO_BIN_EXE_plx"))
-        .args(["send", "{task.loop:(wait.ms 10)@time.chrono}@sys.task"])
-        .env("PLX_HOME", plx.home.path())
-        .env("USER", "tester")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let child = plx
+        .command(&["send", "{task.loop:(wait.ms 10)@time.chrono}@sys.task"])
         .spawn()
         .unwrap();
     // Find the looping call's root task (the parent of the task.loop task) and kill it from
@@ -838,20 +828,6 @@ fn down_stops(plx: &Plx, nodes: usize) {
         "{}",
         stopped.stderr
     );
-}
-
-/// A port free on 127.0.0.11 to 127.0.0.13 (the addresses of `plx up --nodes 3`) a moment ago.
-fn free_up_port() -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.11:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if (12..=13).all(|i| std::net::TcpListener::bind(format!("127.0.0.{i}:{port}")).is_ok()) {
-            return port;
-        }
-    }
 }
 
 /// `send` through another node's socket.

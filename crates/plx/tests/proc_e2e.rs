@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Plx;
+use common::{free_up_port, Plx};
 
 /// Stops the nodes of a home even when a test fails half-way.
 struct Down<'a>(&'a Plx);
@@ -83,20 +83,6 @@ fn a_single_node_runs_programs_attached_and_stops_them_with_the_node() {
     drop(down);
 }
 
-/// A port free on 127.0.0.11 to 127.0.0.13 (the addresses of `plx up --nodes 3`) a moment ago.
-fn free_up_port() -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.11:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if (12..=13).all(|i| std::net::TcpListener::bind(format!("127.0.0.{i}:{port}")).is_ok()) {
-            return port;
-        }
-    }
-}
-
 #[test]
 fn a_cluster_streams_a_remote_program_and_lists_processes_alike_everywhere() {
     use std::io::BufRead;
@@ -110,15 +96,11 @@ fn a_cluster_streams_a_remote_program_and_lists_processes_alike_everywhere() {
     // Sent to n1's socket, placed on n2 (`on:`) and run by n2's sys.proc: its first line
     // reaches this terminal while the program still runs.
     let word = marker(2);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plx"))
-        .args([
+    let mut child = plx
+        .command(&[
             "send",
             &format!("{{run:[sh -c `echo first; sleep {word}`] on:n2 attach:t}}@sys.proc"),
         ])
-        .env("PLX_HOME", plx.home.path())
-        .env("USER", "tester")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut first = String::new();

@@ -63,16 +63,24 @@ impl Plx {
         self.run_env(args, stdin, &[])
     }
 
-    /// Runs `plx ARGS` with extra environment variables.
-    pub fn run_env(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Run {
+    /// `plx ARGS` in this home as user `tester`, with no stdin and its output piped, not
+    /// started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plx"));
         cmd.args(args)
             .env("PLX_HOME", self.home.path())
             .env("USER", "tester")
             .env_remove("PLX_PASSPHRASE")
-            .stdin(Stdio::piped())
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs `plx ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -91,6 +99,20 @@ impl Plx {
             code: status.code().unwrap_or(-1),
             stdout,
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+/// A port free on 127.0.0.11 to 127.0.0.13 (the addresses of `plx up --nodes 3`) a moment ago.
+pub fn free_up_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.11:0")
+            .expect("bind 127.0.0.11")
+            .local_addr()
+            .expect("local address")
+            .port();
+        if (12..=13).all(|i| std::net::TcpListener::bind(format!("127.0.0.{i}:{port}")).is_ok()) {
+            return port;
         }
     }
 }
