@@ -512,11 +512,7 @@ fn raise_fd_limit() {
 fn idle_connections_do_not_keep_a_restarted_member_out() {
     raise_fd_limit();
     let plx = Plx::new();
-    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
-    let token = invite(&plx, &n1);
-    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&token));
-    let mut nodes = vec![n1, n2];
-    wait_alive(&plx, &nodes, 2, 60);
+    let mut nodes = two_nodes(&plx);
     assert_eq!(send_ok(&plx, &nodes[1], "me@sys.node:n1", 30), "n1\n");
     nodes[1].kill9();
 
@@ -614,16 +610,22 @@ fn new_user(plx: &Plx, node: &ClusterNode, name: &str) -> String {
         .to_owned()
 }
 
+/// A cluster of two nodes, n1 (which created it) and n2 (invited), both seen alive.
+fn two_nodes(plx: &Plx) -> Vec<ClusterNode> {
+    let n1 = ClusterNode::spawn(plx, "n1", &fresh_addr(1), &["--init"], None);
+    let token = invite(plx, &n1);
+    let n2 = ClusterNode::spawn(plx, "n2", &fresh_addr(2), &[], Some(&token));
+    let nodes = vec![n1, n2];
+    wait_alive(plx, &nodes, 2, 60);
+    nodes
+}
+
 /// The user registry is part of the cluster state: a user registered, renamed or removed on
 /// one node is so on every node, including one that joins later and one that was down.
 #[test]
 fn users_are_registered_cluster_wide() {
     let plx = Plx::new();
-    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
-    let t2 = invite(&plx, &n1);
-    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&t2));
-    let mut nodes = vec![n1, n2];
-    wait_alive(&plx, &nodes, 2, 60);
+    let mut nodes = two_nodes(&plx);
     let (n1, n2) = (&nodes[0], &nodes[1]);
     let bob = new_user(&plx, n1, "bob");
     send_ok(&plx, n1, &format!("{{reg:bob pub:{bob}}}@sys.usr"), 10);
@@ -854,11 +856,7 @@ fn store_entries_belong_to_their_authors_across_nodes() {
 #[test]
 fn every_result_a_service_may_return_is_delivered_here_and_routed() {
     let plx = Plx::new();
-    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
-    let t2 = invite(&plx, &n1);
-    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&t2));
-    let nodes = [n1, n2];
-    wait_alive(&plx, &nodes, 2, 60);
+    let nodes = two_nodes(&plx);
     let ten_to_5000 = format!("1{}\n", "0".repeat(5000));
     for at in ["", ":n2"] {
         let out = send_ok(
@@ -978,11 +976,7 @@ fn a_restart_always_process_runs_elsewhere_after_its_node_is_killed() {
 #[test]
 fn an_everywhere_program_runs_on_a_node_that_joins_afterwards() {
     let plx = Plx::new();
-    let n1 = ClusterNode::spawn(&plx, "n1", &fresh_addr(1), &["--init"], None);
-    let t2 = invite(&plx, &n1);
-    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &[], Some(&t2));
-    let mut nodes = vec![n1, n2];
-    wait_alive(&plx, &nodes, 2, 60);
+    let mut nodes = two_nodes(&plx);
     let word = format!("{}.4", 3_000_000 + std::process::id());
     let reply = send_ok(
         &plx,
