@@ -554,12 +554,12 @@ impl Inner {
     /// anyway (processes starting elsewhere at the same moment are not counted either).
     async fn view(&self, except: Option<ProcId>) -> Result<ClusterView, Error> {
         let mut view = self.directory.view();
-        for rec in self.procs.list_local().await.map_err(table_error)? {
-            let live = matches!(
+        for rec in self.procs.live_local().await.map_err(table_error)? {
+            let reserving = matches!(
                 rec.state,
                 ProcState::Starting | ProcState::Running | ProcState::Restarting
             );
-            if live && Some(rec.id) != except {
+            if reserving && Some(rec.id) != except {
                 if let Some(node) = view.nodes.get_mut(&rec.node) {
                     node.reserved = node.reserved.saturating_add(reserve_of(&rec.placement));
                     node.processes = node.processes.saturating_add(1);

@@ -52,7 +52,7 @@ const USER_NAMES: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("users
 const USER_INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("users.invites");
 
 /// The process table ([`crate::ProcTables`]).
-const PROCS: ProcTables = ProcTables::new("procs", "procs.ended", "procs.by_name");
+const PROCS: ProcTables = ProcTables::new("procs", "procs.ended", "procs.by_name", "procs.live");
 
 /// Memory redb may keep for a database's pages (read cache and unwritten pages together), for
 /// `node.redb` and `cluster.redb` alike. redb's default (1 GiB) let it grow with every write:
@@ -490,6 +490,11 @@ impl NodeDb {
         PROCS.list(&self.inner.db.begin_read().db()?)
     }
 
+    /// The live (not ended) process records, by id.
+    pub fn live_procs(&self) -> Result<Vec<ProcRecord>, ProcError> {
+        PROCS.live(&self.inner.db.begin_read().db()?)
+    }
+
     // ----- users -----
 
     /// The registered users (public key bytes, name), ordered by key.
@@ -820,6 +825,11 @@ impl ProcTable for NodeDb {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
         let db = self.clone();
         Box::pin(async move { blocking(move || db.procs()).await? })
+    }
+
+    fn live_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
+        let db = self.clone();
+        Box::pin(async move { blocking(move || db.live_procs()).await? })
     }
 }
 

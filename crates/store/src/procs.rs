@@ -524,6 +524,9 @@ pub struct ProcTables {
     ended: TableDefinition<'static, (u64, &'static str), ()>,
     /// name → id of every live named record.
     names: TableDefinition<'static, &'static str, &'static str>,
+    /// The id of every live (not ended) record: placement reads what the live processes
+    /// reserve without decoding the ended ones, which are most of a busy table.
+    live: TableDefinition<'static, &'static str, ()>,
     /// Most ended records kept.
     max_ended: u64,
 }
@@ -535,11 +538,13 @@ impl ProcTables {
         records: &'static str,
         ended: &'static str,
         names: &'static str,
+        live: &'static str,
     ) -> ProcTables {
         ProcTables {
             records: TableDefinition::new(records),
             ended: TableDefinition::new(ended),
             names: TableDefinition::new(names),
+            live: TableDefinition::new(live),
             max_ended: MAX_ENDED_PROCS,
         }
     }
@@ -552,11 +557,26 @@ impl ProcTables {
         }
     }
 
-    /// Creates the tables if missing.
+    /// Creates the tables if missing, and the index of live records if a file from before
+    /// it (or any other mismatch) leaves it short: it is derived from the records, so
+    /// rebuilding it changes nothing another node could see.
     pub fn create(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
-        txn.open_table(self.records).db()?;
-        txn.open_table(self.ended).db()?;
+        let records = txn.open_table(self.records).db()?;
+        let ended = txn.open_table(self.ended).db()?;
         txn.open_table(self.names).db()?;
+        let mut live = txn.open_table(self.live).db()?;
+        let expected = records.len().db()?.saturating_sub(ended.len().db()?);
+        if live.len().db()? != expected {
+            live.retain(|_, _| false).db()?;
+            for row in records.iter().db()? {
+                let (id, bytes) = row.db()?;
+                let rec = ProcRecord::decode(bytes.value())
+                    .map_err(|e| StoreError::Corrupt(format!("process {}: {e}", id.value())))?;
+                if !rec.state.is_ended() {
+                    live.insert(id.value(), ()).db()?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -599,6 +619,12 @@ impl ProcTables {
         {
             let mut names = txn.open_table(self.names).db()?;
             let mut ended = txn.open_table(self.ended).db()?;
+            let mut live = txn.open_table(self.live).db()?;
+            if rec.ended_ms.is_some() {
+                live.remove(id).db()?;
+            } else {
+                live.insert(id, ()).db()?;
+            }
             if let Some(old) = old {
                 if let Some(name) = old.live_name() {
                     names.remove(name).db()?;
@@ -711,6 +737,7 @@ impl ProcTables {
             return Ok(None);
         };
         records.remove(id.as_str()).db()?;
+        txn.open_table(self.live).db()?.remove(id.as_str()).db()?;
         if let Some(name) = old.live_name() {
             txn.open_table(self.names).db()?.remove(name).db()?;
         }
@@ -741,6 +768,22 @@ impl ProcTables {
         Ok(out)
     }
 
+    /// Every live (not ended) record, by id.
+    pub fn live(&self, txn: &ReadTransaction) -> Result<Vec<ProcRecord>, ProcError> {
+        let records = txn.open_table(self.records).db()?;
+        let mut out = Vec::new();
+        for row in txn.open_table(self.live).db()?.iter().db()? {
+            let (id, _) = row.db()?;
+            let id = ProcId::parse(id.value())
+                .map_err(|e| StoreError::Corrupt(format!("the live index: {e}")))?;
+            let rec = Self::stored(&records, &id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("the live index names {id}, which has no record"))
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
     /// Every record encoded, by id: what a snapshot carries.
     pub fn dump(&self, txn: &ReadTransaction) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
@@ -757,9 +800,11 @@ impl ProcTables {
         let mut table = txn.open_table(self.records).db()?;
         let mut ended = txn.open_table(self.ended).db()?;
         let mut names = txn.open_table(self.names).db()?;
+        let mut live = txn.open_table(self.live).db()?;
         table.retain(|_, _| false).db()?;
         ended.retain(|_, _| false).db()?;
         names.retain(|_, _| false).db()?;
+        live.retain(|_, _| false).db()?;
         for bytes in records {
             let rec = ProcRecord::decode(bytes)?;
             let id = rec.id.as_str();
@@ -767,9 +812,10 @@ impl ProcTables {
             if let Some(name) = rec.live_name() {
                 names.insert(name, id).db()?;
             }
-            if let Some(at) = rec.ended_ms {
-                ended.insert((at, id), ()).db()?;
-            }
+            match rec.ended_ms {
+                Some(at) => ended.insert((at, id), ()).db()?,
+                None => live.insert(id, ()).db()?,
+            };
         }
         Ok(())
     }
@@ -796,11 +842,10 @@ pub trait ProcTable: Send + Sync + 'static {
     }
     /// Every record, by id.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>>;
-    /// Every record as this node's copy of the table has it ([`ProcTable::get_local`]): for
-    /// estimates, such as what the live processes reserve when placing a new one.
-    fn list_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
-        self.list()
-    }
+    /// Every live (not ended) record as this node's copy of the table has it
+    /// ([`ProcTable::get_local`]): for estimates, such as what the live processes reserve
+    /// when placing a new one.
+    fn live_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>>;
 }
 
 /// Puts `record` under a fresh id drawn from `random`, drawing again while the id is taken

@@ -70,7 +70,12 @@ pub(crate) const ONCE: plexus_store::OnceTables = plexus_store::OnceTables::new(
 );
 /// The process table (`plexus_store::ProcTables`).
 pub(crate) const PROCS: plexus_store::ProcTables =
-    plexus_store::ProcTables::new("sm.procs", "sm.procs.ended", "sm.procs.by_name");
+    plexus_store::ProcTables::new(
+        "sm.procs",
+        "sm.procs.ended",
+        "sm.procs.by_name",
+        "sm.procs.live",
+    );
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 
 /// Which parts of the cluster state changed last, as the log index of the entry that

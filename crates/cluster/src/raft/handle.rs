@@ -569,6 +569,11 @@ impl ClusterRaft {
         self.inner.shared.procs().map_err(RaftError::Storage)
     }
 
+    /// The live (not ended) process records, from the local state machine.
+    pub fn live_procs(&self) -> Result<Vec<plexus_store::ProcRecord>, RaftError> {
+        self.inner.shared.live_procs().map_err(RaftError::Storage)
+    }
+
     /// The process record with `id`, from the local state machine.
     pub fn proc(
         &self,

@@ -1227,6 +1227,11 @@ impl Shared {
         PROCS.list(&self.read()?).map_err(s)
     }
 
+    /// The live (not ended) process records, by id.
+    pub(crate) fn live_procs(&self) -> Result<Vec<plexus_store::ProcRecord>, String> {
+        PROCS.live(&self.read()?).map_err(s)
+    }
+
     /// The process record with `id`, if any.
     pub(crate) fn proc(
         &self,

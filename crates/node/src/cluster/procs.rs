@@ -125,8 +125,8 @@ impl ProcTable for ReplicatedProcs {
         Box::pin(async move { self.raft.proc(&id).map_err(unavailable) })
     }
 
-    fn list_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
-        Box::pin(async move { self.raft.procs().map_err(unavailable) })
+    fn live_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
+        Box::pin(async move { self.raft.live_procs().map_err(unavailable) })
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {

@@ -6,7 +6,7 @@ use redb::Database;
 
 use super::*;
 
-const TABLES: ProcTables = ProcTables::new("t.records", "t.ended", "t.names");
+const TABLES: ProcTables = ProcTables::new("t.records", "t.ended", "t.names", "t.live");
 
 fn memory_db(tables: ProcTables) -> Database {
     let db = Database::builder()
@@ -43,6 +43,10 @@ fn write<T>(db: &Database, f: impl FnOnce(&WriteTransaction) -> T) -> T {
 
 fn list(db: &Database, tables: ProcTables) -> Vec<ProcRecord> {
     tables.list(&db.begin_read().unwrap()).unwrap()
+}
+
+fn live(db: &Database, tables: ProcTables) -> Vec<ProcRecord> {
+    tables.live(&db.begin_read().unwrap()).unwrap()
 }
 
 #[test]
@@ -263,6 +267,7 @@ fn dump_and_restore_rebuild_the_indexes() {
     write(&other, |t| TABLES.put(t, record(3))).unwrap();
     write(&other, |t| TABLES.restore(t, &dump)).unwrap();
     assert_eq!(list(&other, TABLES), list(&db, TABLES));
+    assert_eq!(live(&other, TABLES), vec![named]);
     let mut clash = record(4);
     clash.name = Some("web".into());
     assert!(matches!(
@@ -270,6 +275,20 @@ fn dump_and_restore_rebuild_the_indexes() {
         Err(ProcError::NameTaken(_))
     ));
     assert!(write(&other, |t| TABLES.restore(t, &[vec![9, 9]])).is_err());
+}
+
+#[test]
+fn a_file_without_the_live_index_gets_it_rebuilt() {
+    let db = memory_db(TABLES);
+    let running = write(&db, |t| TABLES.put(t, record(1))).unwrap();
+    write(&db, |t| TABLES.put(t, ended(record(2), 7))).unwrap();
+    // As a file written before the index existed: records, and no index.
+    write(&db, |t| t.delete_table(TABLES.live)).unwrap();
+    write(&db, |t| TABLES.create(t)).unwrap();
+    assert_eq!(live(&db, TABLES), vec![running.clone()]);
+    // Opening again with the index whole changes nothing.
+    write(&db, |t| TABLES.create(t)).unwrap();
+    assert_eq!(live(&db, TABLES), vec![running]);
 }
 
 fn arb_string() -> impl Strategy<Value = String> {
@@ -374,7 +393,7 @@ proptest! {
     /// table equal to a model: live records never dropped, at most `max` ended ones, the
     /// dropped ones the oldest by (end time, id), live names unique.
     #[test]
-    fn the_table_follows_a_model(ops in proptest::collection::vec((0u8..3, 0u32..12, 0u64..6, any::<bool>()), 1..40)) {
+    fn the_table_follows_a_model(ops in proptest::collection::vec((0u8..4, 0u32..12, 0u64..6, any::<bool>()), 1..40)) {
         let max = 3;
         let tables = TABLES.with_max_ended(max);
         let db = memory_db(tables);
@@ -403,6 +422,21 @@ proptest! {
                     let stored = write(&db, |t| tables.update(t, next)).unwrap();
                     model.insert(r.id, stored);
                 }
+                2 => {
+                    // Started again (a restart): live, whatever it was.
+                    let Some(mut next) = model.get(&r.id).cloned() else { continue };
+                    next.state = ProcState::Running;
+                    next.ended_ms = None;
+                    let name_taken = next.name.as_ref().is_some_and(|name| model.values().any(|o| {
+                        o.id != next.id && !o.state.is_ended() && o.name.as_ref() == Some(name)
+                    }));
+                    let got = write(&db, |t| tables.update(t, next));
+                    if name_taken {
+                        prop_assert!(matches!(got, Err(ProcError::NameTaken(_))));
+                    } else {
+                        model.insert(r.id, got.unwrap());
+                    }
+                }
                 _ => {
                     let got = write(&db, |t| tables.remove(t, &r.id)).unwrap();
                     prop_assert_eq!(got, model.remove(&r.id));
@@ -419,6 +453,9 @@ proptest! {
                 model.remove(&gone);
             }
             prop_assert_eq!(list(&db, tables), model.values().cloned().collect::<Vec<_>>());
+            let model_live: Vec<ProcRecord> =
+                model.values().filter(|r| !r.state.is_ended()).cloned().collect();
+            prop_assert_eq!(live(&db, tables), model_live);
         }
     }
 }
