@@ -20,6 +20,7 @@
 //! `docs/processes.md`.
 
 mod cache;
+mod launch;
 mod limits;
 mod log;
 mod spec;

@@ -1,4 +1,5 @@
-//! Resource limits: cgroup v2, cgroup v1 per controller, or rlimits; and the one `pre_exec` hook.
+//! Resource limits: cgroup v2, cgroup v1 per controller, or rlimits (set by the child before
+//! exec, in `launch`).
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -328,67 +329,6 @@ pub(crate) fn kill_and_remove(dir: &Path) {
             // Killed processes leave the cgroup only once they are reaped.
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
-    }
-}
-
-/// What the child does between fork and exec; all of it prepared by the parent.
-pub(crate) struct ChildSetup {
-    pub parent: rustix::process::Pid,
-    pub procs_files: Vec<CString>,
-    /// Used only when cgroups are unavailable.
-    pub rlimit_as: Option<u64>,
-    pub rlimit_nproc: Option<u64>,
-}
-
-/// Runs in the forked child before exec.
-///
-/// Errors make the spawn fail with that error, so the program never runs outside its limits.
-#[allow(unsafe_code)]
-pub(crate) fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::process::{Resource, Rlimit, Signal};
-    let hook = move || -> std::io::Result<()> {
-        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-        // The supervisor's spawning thread may have ended between fork and prctl; then the
-        // signal would never come, so give up now.
-        if rustix::process::getppid() != Some(setup.parent) {
-            return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        }
-        for file in &setup.procs_files {
-            let fd = rustix::fs::open(
-                file.as_c_str(),
-                OFlags::WRONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            // "0" moves the writing process: no pid to format here.
-            rustix::io::write(&fd, b"0")?;
-        }
-        if let Some(bytes) = setup.rlimit_as {
-            rustix::process::setrlimit(
-                Resource::As,
-                Rlimit {
-                    current: Some(bytes),
-                    maximum: Some(bytes),
-                },
-            )?;
-        }
-        if let Some(n) = setup.rlimit_nproc {
-            rustix::process::setrlimit(
-                Resource::Nproc,
-                Rlimit {
-                    current: Some(n),
-                    maximum: Some(n),
-                },
-            )?;
-        }
-        Ok(())
-    };
-    // SAFETY: the hook runs between fork and exec, where only async-signal-safe operations are
-    // allowed. It calls only raw syscalls through rustix (prctl, getppid, open, write, close,
-    // setrlimit), iterates a Vec and reads CStrs allocated before the fork, and allocates
-    // nothing: `io::Error::from(ErrorKind)` and rustix's errno errors are plain values.
-    unsafe {
-        cmd.pre_exec(hook);
     }
 }
 

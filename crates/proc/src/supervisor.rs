@@ -1,20 +1,21 @@
 //! The supervisor: the table of this node's processes and everything done to them.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::{self, CacheError};
-use crate::limits::{self, CgroupError, CgroupRoots, ChildSetup, Enforcement};
+use crate::launch::{self, ChildSetup, Launch, Launched};
+use crate::limits::{self, CgroupError, CgroupRoots, Enforcement};
 use crate::log::{self, Follow, LogError, StreamLog};
 use crate::spec::{self, Spec, SpecError};
 use crate::stats::{self, Stats};
@@ -135,16 +136,6 @@ impl ExitStatus {
         match self {
             ExitStatus::Exited(code) => code,
             ExitStatus::Killed(signal) => 128 + signal,
-        }
-    }
-
-    fn from_std(status: std::process::ExitStatus) -> ExitStatus {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus::Exited(code),
-            (None, Some(signal)) => ExitStatus::Killed(signal),
-            // Neither happens for a waited-for child; a stopped child is not reported by wait.
-            (None, None) => ExitStatus::Exited(-1),
         }
     }
 }
@@ -291,7 +282,7 @@ struct Proc {
     started_at: SystemTime,
     enforcement: Enforcement,
     cgroup_dirs: Vec<PathBuf>,
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
     /// Set by `close_stdin`: a write blocked on a full pipe gives up the pipe.
     stdin_closing: watch::Sender<bool>,
     logs: [Arc<StreamLog>; 2],
@@ -318,8 +309,8 @@ fn index(stream: Stream) -> usize {
 }
 
 struct SpawnJob {
-    command: tokio::process::Command,
-    reply: oneshot::Sender<std::io::Result<Child>>,
+    launch: Launch,
+    reply: oneshot::Sender<std::io::Result<Launched>>,
 }
 
 struct Inner {
@@ -398,7 +389,8 @@ impl Supervisor {
             let path = path.to_owned();
             move |source| StartError::State { path, source }
         };
-        let handle = tokio::runtime::Handle::try_current().map_err(StartError::NoRuntime)?;
+        // Its processes are followed by tasks of the caller's runtime.
+        tokio::runtime::Handle::try_current().map_err(StartError::NoRuntime)?;
         let pid_dir = config.state_dir.join("procs");
         std::fs::create_dir_all(&pid_dir).map_err(dir_err(&pid_dir))?;
         std::fs::create_dir_all(&config.log_dir).map_err(dir_err(&config.log_dir))?;
@@ -413,16 +405,15 @@ impl Supervisor {
         std::thread::Builder::new()
             .name("plexus-proc-spawn".into())
             .spawn(move || {
-                // tokio's child handling (SIGCHLD, pipes) belongs to the runtime.
-                let _runtime = handle.enter();
                 for job in jobs {
-                    let mut command = job.command;
                     // Nobody waits for this child any more (the spawn was cancelled): it must
                     // not run untracked.
-                    if let Err(Ok(child)) = job.reply.send(command.spawn()) {
-                        if let Some(pid) = child.id().and_then(|p| Pid::from_raw(p as i32)) {
-                            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-                        }
+                    if let Err(Ok(launched)) = job.reply.send(job.launch.start()) {
+                        let _ = rustix::process::kill_process_group(launched.pid, Signal::KILL);
+                        let _ = rustix::process::waitid(
+                            rustix::process::WaitId::PidFd(launched.pidfd.as_fd()),
+                            rustix::process::WaitIdOptions::EXITED,
+                        );
                     }
                 }
             })
@@ -500,69 +491,96 @@ impl Supervisor {
         };
         let remove_cgroup = |dirs: &[PathBuf]| dirs.iter().for_each(|d| limits::kill_and_remove(d));
         let rlimits = cgroup.enforcement == Enforcement::Rlimits;
-        let logs = [".out", ".err"].map(|ext| self.inner.config.log_dir.join(format!("{id}{ext}")));
-        let opened =
-            StreamLog::create(logs[0].clone(), self.inner.config.log_limit).and_then(|out| {
-                Ok([
-                    out,
-                    StreamLog::create(logs[1].clone(), self.inner.config.log_limit)?,
-                ])
-            });
-        let logs = match opened {
-            Ok(logs) => logs,
-            Err(e) => {
-                remove_cgroup(&cgroup.dirs);
-                return Err(e.into());
-            }
+        let setup = ChildSetup {
+            parent: rustix::process::getpid(),
+            procs_files: cgroup.procs_files.clone(),
+            rlimit_as: spec.limits.mem.filter(|_| rlimits),
+            rlimit_nproc: spec.limits.pids.filter(|_| rlimits),
         };
-
-        let mut command = tokio::process::Command::new(&resolved.exe);
-        command
-            .args(&resolved.args)
-            .envs(resolved.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        if let Some(cwd) = &resolved.cwd {
-            command.current_dir(cwd);
-        }
-        limits::install(
-            &mut command,
-            ChildSetup {
-                parent: rustix::process::getpid(),
-                procs_files: cgroup.procs_files.clone(),
-                rlimit_as: spec.limits.mem.filter(|_| rlimits),
-                rlimit_nproc: spec.limits.pids.filter(|_| rlimits),
-            },
+        let launch = Launch::new(
+            &resolved.exe,
+            &resolved.args,
+            &resolved.env,
+            resolved.cwd.as_deref(),
+            setup,
         );
-        let (reply, child) = oneshot::channel();
-        let sent = lock(&self.inner.spawner).send(SpawnJob { command, reply });
-        let child = match (sent, child.await) {
-            (Ok(()), Ok(Ok(child))) => Ok(child),
-            (Ok(()), Ok(Err(source))) => Err(source),
-            _ => Err(std::io::Error::other("the spawning thread has ended")),
+        let launched = match launch {
+            Ok(launch) => {
+                let (reply, launched) = oneshot::channel();
+                let sent = lock(&self.inner.spawner).send(SpawnJob { launch, reply });
+                match (sent, launched.await) {
+                    (Ok(()), Ok(launched)) => launched,
+                    _ => Err(std::io::Error::other("the spawning thread has ended")),
+                }
+            }
+            Err(e) => Err(e),
         };
-        let mut child = match child {
-            Ok(child) => child,
+        let started = launched.and_then(|l| {
+            let Launched {
+                pid,
+                pidfd,
+                stdin,
+                stdout,
+                stderr,
+            } = l;
+            // Started, but it cannot be followed: it must not run untracked.
+            let abandon = |pidfd: &OwnedFd| {
+                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+                let _ = rustix::process::waitid(
+                    rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                    rustix::process::WaitIdOptions::EXITED,
+                );
+            };
+            let pipes = (|| {
+                Ok::<_, std::io::Error>((
+                    pipe::Sender::from_owned_fd(stdin)?,
+                    pipe::Receiver::from_owned_fd(stdout)?,
+                    pipe::Receiver::from_owned_fd(stderr)?,
+                ))
+            })();
+            let (stdin, stdout, stderr) = match pipes {
+                Ok(pipes) => pipes,
+                Err(e) => {
+                    abandon(&pidfd);
+                    return Err(e);
+                }
+            };
+            match launch::follow(pidfd) {
+                Ok(exit) => Ok((pid, (stdin, stdout, stderr, exit))),
+                Err((pidfd, e)) => {
+                    abandon(&pidfd);
+                    Err(e)
+                }
+            }
+        });
+        let (pid, (stdin, stdout, stderr, exit)) = match started {
+            Ok(started) => started,
             Err(source) => {
                 remove_cgroup(&cgroup.dirs);
-                logs.iter()
-                    .flat_map(|l| l.paths())
-                    .for_each(|p| drop(std::fs::remove_file(p)));
                 return Err(SpawnError::Start {
                     exe: resolved.exe,
                     source,
                 });
             }
         };
-        let Some(pid) = child.id().and_then(|raw| Pid::from_raw(raw as i32)) else {
-            // tokio reports no id only for a child already reaped, which cannot happen here.
-            remove_cgroup(&cgroup.dirs);
-            return Err(SpawnError::Start {
-                exe: resolved.exe,
-                source: std::io::Error::other("child has no pid"),
+        // The logs are made while the program starts (its output waits in the pipes).
+        let paths = [".out", ".err"].map(|ext| self.inner.config.log_dir.join(format!("{id}{ext}")));
+        let opened =
+            StreamLog::create(paths[0].clone(), self.inner.config.log_limit).and_then(|out| {
+                Ok([
+                    out,
+                    StreamLog::create(paths[1].clone(), self.inner.config.log_limit)?,
+                ])
             });
+        let logs = match opened {
+            Ok(logs) => logs,
+            Err(e) => {
+                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+                let _ = launch::exit_status(&exit).await;
+                remove_cgroup(&cgroup.dirs);
+                paths.iter().for_each(|p| drop(std::fs::remove_file(p)));
+                return Err(e.into());
+            }
         };
         let pid_file = self.pid_file(id);
         let start_ticks = stats::start_ticks(pid.as_raw_nonzero().get()).unwrap_or(0);
@@ -571,7 +589,7 @@ impl Supervisor {
             format!("{} {start_ticks}\n", pid.as_raw_nonzero()),
         ) {
             let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-            let _ = child.wait().await;
+            let _ = launch::exit_status(&exit).await;
             remove_cgroup(&cgroup.dirs);
             return Err(SpawnError::State {
                 path: pid_file,
@@ -598,7 +616,7 @@ impl Supervisor {
                 cgroup.enforcement
             },
             cgroup_dirs: cgroup.dirs,
-            stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
             stdin_closing: watch::Sender::new(false),
             logs,
             readers,
@@ -607,7 +625,7 @@ impl Supervisor {
             detach: watch::Sender::new(false),
             cpu_sample: Mutex::new((Instant::now(), 0)),
         });
-        let pump_of = |pipe: Box<dyn AsyncRead + Unpin + Send>, i: usize| {
+        let pump_of = |pipe: pipe::Receiver, i: usize| {
             tokio::spawn(pump(
                 pipe,
                 Arc::clone(&proc.logs[i]),
@@ -617,8 +635,8 @@ impl Supervisor {
             ))
         };
         let pumps = [
-            child.stdout.take().map(|p| pump_of(Box::new(p), 0)),
-            child.stderr.take().map(|p| pump_of(Box::new(p), 1)),
+            pump_of(stdout, 0),
+            pump_of(stderr, 1),
         ];
         lock(&self.inner.procs).insert(id.to_owned(), Arc::clone(&proc));
         if self.inner.shutting_down.load(Ordering::SeqCst) {
@@ -627,10 +645,7 @@ impl Supervisor {
             let _ = rustix::process::kill_process_group(pid, Signal::KILL);
         }
         tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(status) => ExitStatus::from_std(status),
-                Err(_) => ExitStatus::Killed(Signal::KILL.as_raw()),
-            };
+            let status = launch::exit_status(&exit).await;
             proc.exited.send_replace(true);
             // What it started in its group (or cgroup) goes with it: nothing is left behind.
             let _ = rustix::process::kill_process_group(proc.pid, Signal::KILL);
@@ -642,7 +657,7 @@ impl Supervisor {
                 .await;
             }
             let _ = std::fs::remove_file(&pid_file);
-            for pump in pumps.into_iter().flatten() {
+            for pump in pumps {
                 let _ = pump.await;
             }
             proc.status.send_replace(Some(status));
@@ -895,19 +910,16 @@ async fn stop_proc(proc: &Proc, grace: Duration) {
 
 /// Reads one pipe into the log and the attached readers, waiting for the slowest reader.
 async fn pump(
-    mut pipe: impl AsyncRead + Unpin,
+    pipe: pipe::Receiver,
     log: Arc<StreamLog>,
     readers: Readers,
     mut detach: watch::Receiver<bool>,
     mut exited: watch::Receiver<bool>,
 ) {
-    // Most programs write little: start with a small buffer (a quiet process costs the node
-    // little memory) and grow it while reads fill it.
+    // Most programs write little: a read gets a small buffer (a quiet process costs the node
+    // little memory) that grows while reads fill it. None is held while the pipe is empty.
     let mut want = PIPE_CHUNK_FIRST;
-    let mut buf = BytesMut::new();
     loop {
-        buf.clear();
-        buf.reserve(want);
         // After the program has ended, a pipe with nothing to read for a while is held open
         // only by a process that left its group (`setsid`): stop waiting for its end of file.
         let linger = async {
@@ -915,14 +927,18 @@ async fn pump(
             tokio::time::sleep(PIPE_LINGER).await;
         };
         tokio::select! {
-            read = pipe.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) if n >= want => want = (want * 2).min(PIPE_CHUNK),
-                Ok(_) => {}
-            },
+            ready = pipe.readable() => if ready.is_err() { break },
             () = linger => break,
         }
-        let chunk = buf.split().freeze();
+        let mut buf = BytesMut::with_capacity(want);
+        match pipe.try_read_buf(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if n >= want => want = (want * 2).min(PIPE_CHUNK),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => break,
+        }
+        let chunk = buf.freeze();
         log.append(&chunk);
         let attached: Vec<mpsc::Sender<Bytes>> = lock(&readers).clone();
         let mut gone = false;

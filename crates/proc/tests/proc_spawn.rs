@@ -72,6 +72,49 @@ async fn env_and_cwd() {
     assert_eq!(out, format!("one x=y\n{}\n", dir.display()));
 }
 
+/// What a program finds when it starts: every signal at its default and none blocked (the
+/// node ignores SIGPIPE and blocks signals around the start), its own process group, the
+/// node's environment with the additions replacing same-named variables, and only stdin,
+/// stdout and stderr open (this test's process inherits others from whatever started it).
+#[tokio::test]
+async fn a_program_starts_clean() {
+    let s = supervisor();
+    let path = std::env::var("PATH").unwrap();
+    let spec = Spec {
+        env: vec!["PATH=/usr/bin:/bin".into(), "PLX_NEW=1".into()],
+        ..spec(
+            "/bin/sh",
+            &[
+                "-c",
+                "grep -E '^Sig(Blk|Ign):' /proc/self/status; \
+                 echo pgid $(cut -d' ' -f5 /proc/self/stat) pid $$; \
+                 echo PATH=$PATH PLX_NEW=$PLX_NEW; \
+                 ls /proc/self/fd | sort -n | tr '\\n' ' '",
+            ],
+        )
+    };
+    // The node's own state, which the program must not inherit.
+    assert!(!path.is_empty());
+    s.sup.spawn("c", &spec).await.unwrap();
+    assert_eq!(s.sup.wait("c").await.unwrap(), ExitStatus::Exited(0));
+    let out = String::from_utf8(s.sup.read_log("c", Stream::Stdout).unwrap()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "SigBlk:\t0000000000000000", "{out}");
+    assert_eq!(lines[1], "SigIgn:\t0000000000000000", "{out}");
+    let ids: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(ids[1], ids[3], "its own process group: {out}");
+    assert_eq!(lines[3], "PATH=/usr/bin:/bin PLX_NEW=1");
+    // ls's own descriptor for the directory it reads is the one above 2.
+    let fds: Vec<u32> = lines[4]
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(&fds[..3], &[0, 1, 2], "{out}");
+    assert!(fds.len() <= 4, "only stdio (and ls's own) open: {out}");
+    assert!(fds.iter().all(|&fd| fd <= 3), "only stdio (and ls's own) open: {out}");
+    assert_eq!(s.sup.read_log("c", Stream::Stderr).unwrap(), b"");
+}
+
 #[tokio::test]
 async fn scripts_run_with_their_interpreter() {
     let s = supervisor();
