@@ -199,6 +199,9 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     config.eval_memory = args.eval_memory << 20;
     config.clients.max_connections = args.max_clients;
     runtime_with(args.threads)?.block_on(async move {
+        // Listening for TERM and INT before the socket exists: whoever sees the socket may
+        // stop the node, and must find it stopping cleanly.
+        let stop = shutdown_signal()?;
         let node = Node::start(config).await?;
         eprintln!(
             "plx: node {} ({}) listening on {}{}",
@@ -209,7 +212,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
                 .map(|c| format!(", cluster address {}", c.addr()))
                 .unwrap_or_default()
         );
-        node.serve(shutdown_signal()).await?;
+        node.serve(stop).await?;
         Ok(())
     })
 }
@@ -288,19 +291,17 @@ fn cluster_config(args: &NodeArgs) -> Result<Option<ClusterConfig>> {
     }))
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first SIGTERM or SIGINT; both are caught from the call on.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 /// Signs `body` as `user` (the current user by default).
