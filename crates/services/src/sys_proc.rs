@@ -330,6 +330,16 @@ struct RunRequest {
     copy: Option<Vec<u8>>,
 }
 
+/// What a start starts.
+enum Starting {
+    /// A record in the table, placed on the starting node: named runs, `--everywhere`
+    /// copies, and processes placed again.
+    Placed(ProcId),
+    /// A record not in the table yet, placed on the starting node: it gets its id there and
+    /// is put once the program runs, so no table write is on the path to the first byte.
+    New(ProcRecord),
+}
+
 fn read_run(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<RunRequest, Error> {
     // Numbers are arguments too: `{run:[sleep 30]}`.
     let command = match c.arg()? {
@@ -615,16 +625,24 @@ impl Inner {
             return Ok(Some(placement_reply(&chosen)));
         }
         let node = chosen.node.clone();
-        let rec = self.put_on(cx, record, &node, copy).await?;
-        let id = rec.id;
-        let reply = self.start_on(cx, id, &node, attach).await?;
+        let record = self.placed_on(cx, record, &node, copy).await?;
+        // A name must be free before anything runs, so a named process is put first; any
+        // other is put by its node once it runs, off the path to its first byte.
+        let starting = if record.name.is_some() {
+            Starting::Placed(self.put_placed(record).await?.id)
+        } else {
+            Starting::New(record)
+        };
+        let reply = self.start_on(cx, starting, &node, attach).await?;
         if attach {
             return Ok(Some(reply));
         }
-        Ok(Some(map_of([
-            ("id", Unit::str(id.as_str())),
-            ("node", Unit::str(&node)),
-        ])))
+        let id = reply
+            .as_map()
+            .and_then(|m| m.get_str("id"))
+            .cloned()
+            .ok_or_else(|| Error::internal("the start reply has no id"))?;
+        Ok(Some(map_of([("id", id), ("node", Unit::str(&node))])))
     }
 
     /// One copy on every eligible node (up, with the tags): `{group ids}`, or with `dry`
@@ -660,8 +678,14 @@ impl Inner {
         record.everywhere = Some(group.clone());
         let mut ids = Vec::new();
         for node in &plan.start {
-            let rec = self.put_on(cx, record.clone(), node, copy.clone()).await?;
-            if let Err(e) = self.start_on(cx, rec.id, node, false).await {
+            let placed = self
+                .placed_on(cx, record.clone(), node, copy.clone())
+                .await?;
+            let rec = self.put_placed(placed).await?;
+            if let Err(e) = self
+                .start_on(cx, Starting::Placed(rec.id), node, false)
+                .await
+            {
                 tracing::info!(process = %rec.id, node, error = %e, "a copy did not start");
             }
             ids.push(Unit::str(rec.id.as_str()));
@@ -672,16 +696,14 @@ impl Inner {
         ])))
     }
 
-    /// Puts `record` in the table, placed on `node`, under a fresh id; a copied program is
-    /// first kept in that node's cache.
-    async fn put_on(
+    /// `record` placed on `node`; a copied program is first kept in that node's cache.
+    async fn placed_on(
         &self,
         cx: &Cx,
         mut record: ProcRecord,
         node: &str,
         copy: Option<Vec<u8>>,
     ) -> Result<ProcRecord, Error> {
-        self.recovered().await;
         if let Some(bytes) = copy {
             let name = record.command.first().cloned().unwrap_or_default();
             let ext = Path::new(&name)
@@ -710,6 +732,12 @@ impl Inner {
             }
         }
         record.node = node.to_owned();
+        Ok(record)
+    }
+
+    /// Puts a placed `record` in the table under a fresh id.
+    async fn put_placed(&self, record: ProcRecord) -> Result<ProcRecord, Error> {
+        self.recovered().await;
         put_with_fresh_id(self.procs.as_ref(), record, || {
             rand::Rng::gen::<[u8; 4]>(&mut rand::rngs::OsRng)
         })
@@ -717,19 +745,24 @@ impl Inner {
         .map_err(table_error)
     }
 
-    /// `{start:ID}` on `node`: here directly, elsewhere through the router.
+    /// `{start:ID}` or `{start:RECORD}` on `node`: here directly, elsewhere through the
+    /// router.
     async fn start_on(
         self: &Arc<Self>,
         cx: &Cx,
-        id: ProcId,
+        starting: Starting,
         node: &str,
         attach: bool,
     ) -> Result<Unit, Error> {
         if self.is_local(node) {
-            return self.start_here(cx, id, attach).await;
+            return self.start_here(cx, starting, attach).await;
         }
+        let what = match starting {
+            Starting::Placed(id) => Unit::str(id.as_str()),
+            Starting::New(record) => Unit::Bytes(record.encode().into()),
+        };
         let mut start = Map::new();
-        start.insert(Unit::str("start"), Unit::str(id.as_str()));
+        start.insert(Unit::str("start"), what);
         if attach {
             start.insert(Unit::str("attach"), Unit::Bool(true));
         }
@@ -763,28 +796,87 @@ impl Inner {
     }
 
     async fn start(self: &Arc<Self>, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
-        let rec = self.resolve(c.arg()?).await?;
-        may_act(cx, &rec)?;
-        self.start_here(cx, rec.id, c.opt_bool("attach", false)?)
-            .await
+        let attach = c.opt_bool("attach", false)?;
+        let starting = match c.arg()? {
+            Unit::Bytes(bytes) => {
+                let rec = ProcRecord::decode(bytes).map_err(|e| {
+                    Error::bad_argument(format!("start takes a process record: {e}"))
+                })?;
+                // Starting a new record is what `run` pinned to this node does: only for
+                // the user who signed it, admins included.
+                if rec.owner != cx.author().to_bytes() {
+                    return Err(Error::new(
+                        code::DENIED,
+                        "a new process belongs to the user who starts it",
+                    ));
+                }
+                Starting::New(rec)
+            }
+            other => {
+                let rec = self.resolve(other).await?;
+                may_act(cx, &rec)?;
+                Starting::Placed(rec.id)
+            }
+        };
+        self.start_here(cx, starting, attach).await
     }
 
-    /// Starts on this node the process whose record is `id`; with `attach`, streams its
-    /// output to the caller's terminal and replies with its end.
-    async fn start_here(
-        self: &Arc<Self>,
-        cx: &Cx,
-        id: ProcId,
-        attach: bool,
-    ) -> Result<Unit, Error> {
-        self.recovered().await;
+    /// An id no record of this node's copy of the table has. Another node drawing the same
+    /// one at the same moment (one chance in 2^30 per live pair) makes the put refuse it.
+    async fn unused_id(&self) -> Result<ProcId, Error> {
+        for _ in 0..plexus_store::procs::MAX_ID_ATTEMPTS {
+            let id = ProcId::from_random(rand::Rng::gen(&mut rand::rngs::OsRng));
+            if self
+                .procs
+                .get_local(id)
+                .await
+                .map_err(table_error)?
+                .is_none()
+            {
+                return Ok(id);
+            }
+        }
+        Err(table_error(ProcError::NoFreeId))
+    }
+
+    /// The record of `starting` as this node starts it: a placed one from the table, a new
+    /// one checked and given a fresh id.
+    async fn record_to_start(&self, starting: Starting) -> Result<ProcRecord, Error> {
         let local = self.directory.local();
-        let rec = self
-            .procs
-            .get(id)
-            .await
-            .map_err(table_error)?
-            .ok_or_else(|| Error::new(code::NOT_FOUND, format!("there is no process {id}")))?;
+        let rec = match starting {
+            Starting::New(mut rec) => {
+                if rec.node != local
+                    || rec.state != ProcState::Starting
+                    || rec.generation != 0
+                    || rec.name.is_some()
+                {
+                    return Err(Error::bad_argument(format!(
+                        "a new process starts on its node ({}, not {local}), unnamed, in \
+                         state starting",
+                        rec.node
+                    )));
+                }
+                rec.id = self.unused_id().await?;
+                return Ok(rec);
+            }
+            Starting::Placed(id) => {
+                // A record just put and never changed is as this node's copy has it, if the
+                // copy has it yet: no read barrier (a round trip to the leader).
+                let fresh = self
+                    .procs
+                    .get_local(id)
+                    .await
+                    .map_err(table_error)?
+                    .filter(|r| r.generation == 0 && r.state == ProcState::Starting);
+                match fresh {
+                    Some(rec) => rec,
+                    None => self.procs.get(id).await.map_err(table_error)?.ok_or_else(|| {
+                        Error::new(code::NOT_FOUND, format!("there is no process {id}"))
+                    })?,
+                }
+            }
+        };
+        let id = rec.id;
         if rec.node != local {
             return Err(Error::bad_argument(format!(
                 "process {id} is placed on node {}, not on {local}",
@@ -803,6 +895,22 @@ impl Inner {
                 ),
             ));
         }
+        Ok(rec)
+    }
+
+    /// Starts `starting` on this node; with `attach`, streams its output to the caller's
+    /// terminal and replies with its end.
+    async fn start_here(
+        self: &Arc<Self>,
+        cx: &Cx,
+        starting: Starting,
+        attach: bool,
+    ) -> Result<Unit, Error> {
+        self.recovered().await;
+        let local = self.directory.local();
+        let new = matches!(starting, Starting::New(_));
+        let rec = self.record_to_start(starting).await?;
+        let id = rec.id;
         let run = self.fresh_run_id(id)?;
         let spec = spec_of(&rec);
         let spawned = if attach {
@@ -822,11 +930,19 @@ impl Inner {
                 let reason = format!("node {local}: {e}");
                 let why = truncate(&reason, plexus_store::procs::MAX_REASON_BYTES);
                 let at = now_ms();
-                self.update_logged(id, |r| {
+                let failed = |r: &mut ProcRecord| {
                     r.state = ProcState::FailedToStart(why.clone());
                     r.ended_ms = Some(at);
-                })
-                .await;
+                };
+                if new {
+                    let mut rec = rec;
+                    failed(&mut rec);
+                    if let Err(e) = self.procs.put(rec).await {
+                        tracing::warn!(process = %id, error = %e, "cannot record a failed start");
+                    }
+                } else {
+                    self.update_logged(id, failed).await;
+                }
                 let code = match &e {
                     plexus_proc::SpawnError::Spec(
                         plexus_proc::SpecError::NotFound { .. }
@@ -854,12 +970,13 @@ impl Inner {
             runs.insert(id, run.clone());
         }
         let policy = rec.restart;
-        // The record says `running` from the watcher, so an attached run's output streams
-        // while that update replicates; the watcher records the end only after it.
+        // The watcher records `running` (putting a new record), so an attached run's output
+        // streams while that write replicates; it records the end only after it.
         let (running, running_recorded) = oneshot::channel();
         let (first_end, first_end_recorded) = oneshot::channel();
         let recorded = Recorded {
             limits,
+            new: new.then_some(rec),
             running,
             first_end,
         };
@@ -870,20 +987,30 @@ impl Inner {
             RestartTracker::new(policy),
             Some(recorded),
         ));
+        let recorded_running = async {
+            running_recorded
+                .await
+                .unwrap_or_else(|_| Err(Error::internal("the process watcher has ended")))
+        };
         let Some(attached) = attached else {
             // A detached run's reply comes once `ps` shows it running.
-            let _ = running_recorded.await;
+            recorded_running.await?;
             return Ok(map_of([
                 ("id", Unit::str(id.as_str())),
                 ("pid", Unit::int(i64::from(pid))),
             ]));
         };
-        // Told once the run is registered: the client then writes to its stdin at once. The
-        // output streams meanwhile: waiting for the answer would cost a round trip to the
-        // client (through its node) before the first byte.
-        let told = cx
-            .terminal()?
-            .request(TermRequest::Process { id: id.to_string() });
+        // The client is told the id once the record is in the table (it then writes to the
+        // program's stdin, and may kill it, through any node). The output streams
+        // meanwhile: neither the table nor the client's answer is on the path to the first
+        // byte.
+        let term = cx.terminal()?;
+        let told = async {
+            recorded_running.await?;
+            term.request(TermRequest::Process { id: id.to_string() })
+                .await
+                .map_err(Error::from)
+        };
         let (told, ()) = tokio::join!(told, stream_output(cx, attached));
         told?;
         let status = self
@@ -941,14 +1068,34 @@ impl Inner {
         if let Some(recorded) = recorded {
             let at = started;
             let limits = recorded.limits;
-            self.update_logged(id, |r| {
+            let running = |r: &mut ProcRecord| {
                 r.state = ProcState::Running;
                 r.started_ms = at;
                 r.ended_ms = None;
                 r.limits = limits;
-            })
-            .await;
-            let _ = recorded.running.send(());
+            };
+            let put = match recorded.new {
+                Some(mut rec) => {
+                    running(&mut rec);
+                    self.procs.put(rec).await.map(drop)
+                }
+                None => {
+                    self.update_logged(id, running).await;
+                    Ok(())
+                }
+            };
+            if let Err(e) = put {
+                // Running, but not in the table: it must not go on untracked.
+                tracing::warn!(process = %id, error = %e, "cannot record a new process; killing it");
+                let _ = self.supervisor.signal(&run, Sig::Kill);
+                let _ = recorded.running.send(Err(table_error(e)));
+                let _ = self.supervisor.wait(&run).await;
+                if let Ok(mut runs) = self.runs.lock() {
+                    runs.remove(&id);
+                }
+                return;
+            }
+            let _ = recorded.running.send(Ok(()));
             first_end = Some(recorded.first_end);
         }
         loop {
@@ -1461,19 +1608,21 @@ fn figures(u: &Unit) -> Option<LiveFigures> {
     })
 }
 
-/// Streams a program's output to the caller's terminal, each chunk answered before the next
-/// (a slow terminal holds the program back). A terminal that fails is let go; the program
-/// runs on, its output still logged.
 /// What the watcher of a new run records first, and whom it tells.
 struct Recorded {
     /// The limits the run got.
     limits: Enforced,
-    /// Told once the record shows the run as running.
-    running: oneshot::Sender<()>,
+    /// A record not in the table yet: the watcher puts it (else it updates the table's).
+    new: Option<ProcRecord>,
+    /// Told once the record shows the run as running, or why it cannot.
+    running: oneshot::Sender<Result<(), Error>>,
     /// Dropped once the run's first end (or restart) is recorded.
     first_end: oneshot::Sender<()>,
 }
 
+/// Streams a program's output to the caller's terminal, each chunk answered before the next
+/// (a slow terminal holds the program back). A terminal that fails is let go; the program
+/// runs on, its output still logged.
 async fn stream_output(cx: &Cx, mut attached: Attached) {
     let Ok(term) = cx.terminal() else {
         return;
@@ -1589,8 +1738,9 @@ fn table() -> Table<Op> {
             ),
             Entry::new(
                 "start",
-                "Internal: starts on this node a process placed here → {id pid}",
-                &["{start:ID}", "{start:ID attach:t}"],
+                "Internal: starts on this node a process placed here, from the table or a new \
+                 record (which gets its id here) → {id pid}",
+                &["{start:ID}", "{start:ID attach:t}", "{start:x\"RECORD\" attach:t}"],
                 Arg::Required,
                 Op::Start,
             ),

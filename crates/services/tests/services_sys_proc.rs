@@ -114,10 +114,12 @@ async fn an_attached_run_streams_output_before_it_ends_and_takes_stdin() {
     };
     until("the first line", async || term.output().contains("ready\n")).await;
     assert!(!run.is_finished(), "the program waits for its stdin");
+    // Told once the record is in the table, which may be after the first output.
+    until("the process id", async || term.output().contains("<proc ")).await;
     let out = term.output();
     let id = out
-        .strip_prefix("<proc ")
-        .and_then(|rest| rest.split('>').next())
+        .split_once("<proc ")
+        .and_then(|(_, rest)| rest.split('>').next())
         .unwrap()
         .to_owned();
     node.admin(&format!("{{stdin:{id} data:`hello\n`}}@sys.proc"))
@@ -195,6 +197,62 @@ async fn only_the_owner_or_an_admin_may_act_on_a_process() {
         .unwrap();
     assert_ne!(field(&again, "id"), id);
     drop(node.service);
+}
+
+/// `{start:x"RECORD"}` is how a node asks another to start a program it placed: the new
+/// record is its signer's own, placed on the receiving node, and gets its id there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_record_starts_only_for_its_owner_on_its_node() {
+    let node = node().await;
+    let here = node.kernel.node().name.clone();
+    let record = |owner: &Keypair, on: &str| {
+        let rec = plexus_store::ProcRecord::new(
+            plexus_store::ProcId::from_random([7; 4]),
+            owner.public().to_bytes(),
+            on,
+            vec!["/bin/echo".into(), "new".into()],
+        );
+        format!(
+            "{{start:{} attach:t}}@sys.proc",
+            to_text(&Unit::Bytes(rec.encode().into()))
+        )
+    };
+    let eve = Keypair::generate(KeyKind::User, "eve", &mut rand::rngs::OsRng).unwrap();
+    node.kernel.register_user(eve.public(), "eve").unwrap();
+    let term = Arc::new(TestTerminal::default());
+    let err = node
+        .call(&eve, Some(term.clone()), &record(&node.bob, &here))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "denied", "{err}");
+    let err = node
+        .call(&node.bob, Some(term.clone()), &record(&node.bob, "elsewhere"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "arg.bad", "{err}");
+    let err = node
+        .call(&node.bob, Some(term.clone()), "{start:x\"01ff\"}@sys.proc")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "arg.bad", "{err}");
+    assert_eq!(node.admin("ps@sys.proc").await.unwrap(), Unit::List(vec![]));
+
+    let ended = node
+        .call(&node.bob, Some(term.clone()), &record(&node.bob, &here))
+        .await
+        .unwrap();
+    assert_eq!(field(&ended, "state"), "exited", "{}", to_text(&ended));
+    let id = field(&ended, "id");
+    assert_ne!(id, plexus_store::ProcId::from_random([7; 4]).to_string());
+    let rec = node
+        .db
+        .procs()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id.to_string() == id)
+        .unwrap();
+    assert_eq!(rec.owner, node.bob.public().to_bytes());
+    assert_eq!(rec.state, plexus_store::ProcState::Exited(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,7 +462,9 @@ async fn a_copied_program_runs_from_the_node_cache() {
         .await
         .unwrap();
     assert_eq!(field(&reply, "code"), "0");
-    assert!(term.output().ends_with("copied\n"), "{}", term.output());
+    let out = term.output();
+    let id = field(&reply, "id");
+    assert_eq!(out.replace(&format!("<proc {id}>"), ""), "copied\n", "{out}");
 }
 
 mod properties {
