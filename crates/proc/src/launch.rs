@@ -18,9 +18,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, Resource, Rlimit, Signal, WaitId, WaitIdOptions};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use rustix::process::{Pid, Resource, Rlimit, Signal, WaitId, WaitIdOptions};
 
 use crate::supervisor::ExitStatus;
 
@@ -94,7 +94,9 @@ impl Launch {
                 c_string(&entry)
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        let cwd = cwd.map(|c| c_string(c.as_os_str().as_bytes())).transpose()?;
+        let cwd = cwd
+            .map(|c| c_string(c.as_os_str().as_bytes()))
+            .transpose()?;
         Ok(Launch {
             exe: exe_c,
             argv,
@@ -206,12 +208,14 @@ fn collect(pidfd: &OwnedFd) -> std::io::Result<Option<ExitStatus>> {
         WaitId::PidFd(pidfd.as_fd()),
         WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
     )?;
-    Ok(status.map(|s| match (s.exit_status(), s.terminating_signal()) {
-        (Some(code), _) => ExitStatus::Exited(code),
-        (None, Some(signal)) => ExitStatus::Killed(signal),
-        // A waited-for exit has one or the other.
-        (None, None) => ExitStatus::Exited(-1),
-    }))
+    Ok(
+        status.map(|s| match (s.exit_status(), s.terminating_signal()) {
+            (Some(code), _) => ExitStatus::Exited(code),
+            (None, Some(signal)) => ExitStatus::Killed(signal),
+            // A waited-for exit has one or the other.
+            (None, None) => ExitStatus::Exited(-1),
+        }),
+    )
 }
 
 /// A pipe whose ends are both close-on-exec and above 2, so that moving the child's ends to
@@ -270,7 +274,9 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 }
 
 fn errno() -> c_int {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Every step before `execve`. Errors are errno values (rustix's are plain numbers).

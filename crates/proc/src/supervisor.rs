@@ -564,7 +564,8 @@ impl Supervisor {
             }
         };
         // The logs are made while the program starts (its output waits in the pipes).
-        let paths = [".out", ".err"].map(|ext| self.inner.config.log_dir.join(format!("{id}{ext}")));
+        let paths =
+            [".out", ".err"].map(|ext| self.inner.config.log_dir.join(format!("{id}{ext}")));
         let opened =
             StreamLog::create(paths[0].clone(), self.inner.config.log_limit).and_then(|out| {
                 Ok([
@@ -634,10 +635,7 @@ impl Supervisor {
                 proc.exited.subscribe(),
             ))
         };
-        let pumps = [
-            pump_of(stdout, 0),
-            pump_of(stderr, 1),
-        ];
+        let pumps = [pump_of(stdout, 0), pump_of(stderr, 1)];
         lock(&self.inner.procs).insert(id.to_owned(), Arc::clone(&proc));
         if self.inner.shutting_down.load(Ordering::SeqCst) {
             // Shutdown began during this spawn and may not have seen it.

@@ -111,7 +111,10 @@ async fn a_program_starts_clean() {
         .collect();
     assert_eq!(&fds[..3], &[0, 1, 2], "{out}");
     assert!(fds.len() <= 4, "only stdio (and ls's own) open: {out}");
-    assert!(fds.iter().all(|&fd| fd <= 3), "only stdio (and ls's own) open: {out}");
+    assert!(
+        fds.iter().all(|&fd| fd <= 3),
+        "only stdio (and ls's own) open: {out}"
+    );
     assert_eq!(s.sup.read_log("c", Stream::Stderr).unwrap(), b"");
 }
 

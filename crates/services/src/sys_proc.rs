@@ -337,7 +337,7 @@ enum Starting {
     Placed(ProcId),
     /// A record not in the table yet, placed on the starting node: it gets its id there and
     /// is put once the program runs, so no table write is on the path to the first byte.
-    New(ProcRecord),
+    New(Box<ProcRecord>),
 }
 
 fn read_run(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<RunRequest, Error> {
@@ -631,7 +631,10 @@ impl Inner {
         let starting = if record.name.is_some() {
             Starting::Placed(self.put_placed(record).await?.id)
         } else {
-            Starting::New(record)
+            Starting::New(Box::new(ProcRecord {
+                id: self.unused_id().await?,
+                ..record
+            }))
         };
         let reply = self.start_on(cx, starting, &node, attach).await?;
         if attach {
@@ -810,7 +813,7 @@ impl Inner {
                         "a new process belongs to the user who starts it",
                     ));
                 }
-                Starting::New(rec)
+                Starting::New(Box::new(rec))
             }
             other => {
                 let rec = self.resolve(other).await?;
@@ -821,18 +824,13 @@ impl Inner {
         self.start_here(cx, starting, attach).await
     }
 
-    /// An id no record of this node's copy of the table has. Another node drawing the same
-    /// one at the same moment (one chance in 2^30 per live pair) makes the put refuse it.
+    /// An id no record of this node's copy of the table has. One put in the last few
+    /// milliseconds, here or on another node, may have taken it (one chance in 2^30 for
+    /// each): then the put refuses it, and the run fails with that error.
     async fn unused_id(&self) -> Result<ProcId, Error> {
         for _ in 0..plexus_store::procs::MAX_ID_ATTEMPTS {
             let id = ProcId::from_random(rand::Rng::gen(&mut rand::rngs::OsRng));
-            if self
-                .procs
-                .get_local(id)
-                .await
-                .map_err(table_error)?
-                .is_none()
-            {
+            if !self.procs.has_local(id).await.map_err(table_error)? {
                 return Ok(id);
             }
         }
@@ -840,11 +838,12 @@ impl Inner {
     }
 
     /// The record of `starting` as this node starts it: a placed one from the table, a new
-    /// one checked and given a fresh id.
+    /// one checked (its id is the placing node's draw: a taken one makes its put fail).
     async fn record_to_start(&self, starting: Starting) -> Result<ProcRecord, Error> {
         let local = self.directory.local();
         let rec = match starting {
-            Starting::New(mut rec) => {
+            Starting::New(rec) => {
+                let rec = *rec;
                 if rec.node != local
                     || rec.state != ProcState::Starting
                     || rec.generation != 0
@@ -856,7 +855,6 @@ impl Inner {
                         rec.node
                     )));
                 }
-                rec.id = self.unused_id().await?;
                 return Ok(rec);
             }
             Starting::Placed(id) => {
@@ -870,9 +868,14 @@ impl Inner {
                     .filter(|r| r.generation == 0 && r.state == ProcState::Starting);
                 match fresh {
                     Some(rec) => rec,
-                    None => self.procs.get(id).await.map_err(table_error)?.ok_or_else(|| {
-                        Error::new(code::NOT_FOUND, format!("there is no process {id}"))
-                    })?,
+                    None => self
+                        .procs
+                        .get(id)
+                        .await
+                        .map_err(table_error)?
+                        .ok_or_else(|| {
+                            Error::new(code::NOT_FOUND, format!("there is no process {id}"))
+                        })?,
                 }
             }
         };
@@ -966,8 +969,11 @@ impl Inner {
             .supervisor
             .info(&run)
             .map_or(Enforced::None, |i| enforced(i.enforcement));
-        if let Ok(mut runs) = self.runs.lock() {
-            runs.insert(id, run.clone());
+        // A new record's id is the caller's: it is this run's only once the put accepts it.
+        if !new {
+            if let Ok(mut runs) = self.runs.lock() {
+                runs.insert(id, run.clone());
+            }
         }
         let policy = rec.restart;
         // The watcher records `running` (putting a new record), so an attached run's output
@@ -1009,7 +1015,6 @@ impl Inner {
             recorded_running.await?;
             term.request(TermRequest::Process { id: id.to_string() })
                 .await
-                .map_err(Error::from)
         };
         let (told, ()) = tokio::join!(told, stream_output(cx, attached));
         told?;
@@ -1077,7 +1082,13 @@ impl Inner {
             let put = match recorded.new {
                 Some(mut rec) => {
                     running(&mut rec);
-                    self.procs.put(rec).await.map(drop)
+                    let put = self.procs.put(rec).await.map(drop);
+                    if put.is_ok() {
+                        if let Ok(mut runs) = self.runs.lock() {
+                            runs.insert(id, run.clone());
+                        }
+                    }
+                    put
                 }
                 None => {
                     self.update_logged(id, running).await;
@@ -1090,9 +1101,6 @@ impl Inner {
                 let _ = self.supervisor.signal(&run, Sig::Kill);
                 let _ = recorded.running.send(Err(table_error(e)));
                 let _ = self.supervisor.wait(&run).await;
-                if let Ok(mut runs) = self.runs.lock() {
-                    runs.remove(&id);
-                }
                 return;
             }
             let _ = recorded.running.send(Ok(()));
@@ -1740,7 +1748,11 @@ fn table() -> Table<Op> {
                 "start",
                 "Internal: starts on this node a process placed here, from the table or a new \
                  record (which gets its id here) → {id pid}",
-                &["{start:ID}", "{start:ID attach:t}", "{start:x\"RECORD\" attach:t}"],
+                &[
+                    "{start:ID}",
+                    "{start:ID attach:t}",
+                    "{start:x\"RECORD\" attach:t}",
+                ],
                 Arg::Required,
                 Op::Start,
             ),

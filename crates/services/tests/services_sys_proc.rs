@@ -200,14 +200,15 @@ async fn only_the_owner_or_an_admin_may_act_on_a_process() {
 }
 
 /// `{start:x"RECORD"}` is how a node asks another to start a program it placed: the new
-/// record is its signer's own, placed on the receiving node, and gets its id there.
+/// record is its signer's own, placed on the receiving node, under an id the sender drew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_record_starts_only_for_its_owner_on_its_node() {
     let node = node().await;
     let here = node.kernel.node().name.clone();
-    let record = |owner: &Keypair, on: &str| {
+    let drawn = plexus_store::ProcId::from_random([7; 4]);
+    let record_with = |id: plexus_store::ProcId, owner: &Keypair, on: &str| {
         let rec = plexus_store::ProcRecord::new(
-            plexus_store::ProcId::from_random([7; 4]),
+            id,
             owner.public().to_bytes(),
             on,
             vec!["/bin/echo".into(), "new".into()],
@@ -217,6 +218,7 @@ async fn a_new_record_starts_only_for_its_owner_on_its_node() {
             to_text(&Unit::Bytes(rec.encode().into()))
         )
     };
+    let record = |owner: &Keypair, on: &str| record_with(drawn, owner, on);
     let eve = Keypair::generate(KeyKind::User, "eve", &mut rand::rngs::OsRng).unwrap();
     node.kernel.register_user(eve.public(), "eve").unwrap();
     let term = Arc::new(TestTerminal::default());
@@ -226,7 +228,11 @@ async fn a_new_record_starts_only_for_its_owner_on_its_node() {
         .unwrap_err();
     assert_eq!(err.code(), "denied", "{err}");
     let err = node
-        .call(&node.bob, Some(term.clone()), &record(&node.bob, "elsewhere"))
+        .call(
+            &node.bob,
+            Some(term.clone()),
+            &record(&node.bob, "elsewhere"),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), "arg.bad", "{err}");
@@ -243,7 +249,7 @@ async fn a_new_record_starts_only_for_its_owner_on_its_node() {
         .unwrap();
     assert_eq!(field(&ended, "state"), "exited", "{}", to_text(&ended));
     let id = field(&ended, "id");
-    assert_ne!(id, plexus_store::ProcId::from_random([7; 4]).to_string());
+    assert_eq!(id, drawn.to_string());
     let rec = node
         .db
         .procs()
@@ -253,6 +259,28 @@ async fn a_new_record_starts_only_for_its_owner_on_its_node() {
         .unwrap();
     assert_eq!(rec.owner, node.bob.public().to_bytes());
     assert_eq!(rec.state, plexus_store::ProcState::Exited(0));
+
+    // Another user's record under the id of bob's running process is refused by the table;
+    // bob's process is untouched.
+    let nap = node
+        .call(&node.bob, None, "{run:[sleep 30]}@sys.proc")
+        .await
+        .unwrap();
+    let nap_id = plexus_store::ProcId::parse(&field(&nap, "id")).unwrap();
+    let err = node
+        .call(&eve, Some(term.clone()), &record_with(nap_id, &eve, &here))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "proc.exists", "{err}");
+    let killed = node
+        .call(
+            &node.bob,
+            None,
+            &format!("{{kill:{nap_id} grace:2000}}@sys.proc"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(field(&killed, "state"), "killed", "{}", to_text(&killed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,7 +492,11 @@ async fn a_copied_program_runs_from_the_node_cache() {
     assert_eq!(field(&reply, "code"), "0");
     let out = term.output();
     let id = field(&reply, "id");
-    assert_eq!(out.replace(&format!("<proc {id}>"), ""), "copied\n", "{out}");
+    assert_eq!(
+        out.replace(&format!("<proc {id}>"), ""),
+        "copied\n",
+        "{out}"
+    );
 }
 
 mod properties {

@@ -842,10 +842,16 @@ pub trait ProcTable: Send + Sync + 'static {
     }
     /// Every record, by id.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>>;
-    /// Every live (not ended) record as this node's copy of the table has it
-    /// ([`ProcTable::get_local`]): for estimates, such as what the live processes reserve
-    /// when placing a new one.
+    /// Every live (not ended) record as this node's copy of the table has it, possibly
+    /// without the changes of the last few milliseconds: for estimates, such as what the
+    /// live processes reserve when placing a new one.
     fn live_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>>;
+    /// Whether this node's copy of the table has a record with `id`, possibly without the
+    /// changes of the last few milliseconds: to draw an id that a put will almost surely
+    /// accept.
+    fn has_local(&self, id: ProcId) -> BoxFuture<'_, Result<bool, ProcError>> {
+        Box::pin(async move { Ok(self.get_local(id).await?.is_some()) })
+    }
 }
 
 /// Puts `record` under a fresh id drawn from `random`, drawing again while the id is taken

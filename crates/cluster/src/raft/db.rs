@@ -69,13 +69,12 @@ pub(crate) const ONCE: plexus_store::OnceTables = plexus_store::OnceTables::new(
     ],
 );
 /// The process table (`plexus_store::ProcTables`).
-pub(crate) const PROCS: plexus_store::ProcTables =
-    plexus_store::ProcTables::new(
-        "sm.procs",
-        "sm.procs.ended",
-        "sm.procs.by_name",
-        "sm.procs.live",
-    );
+pub(crate) const PROCS: plexus_store::ProcTables = plexus_store::ProcTables::new(
+    "sm.procs",
+    "sm.procs.ended",
+    "sm.procs.by_name",
+    "sm.procs.live",
+);
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 
 /// Which parts of the cluster state changed last, as the log index of the entry that
@@ -220,6 +219,12 @@ impl Shared {
     pub(crate) fn read(&self) -> Result<ReadTransaction, String> {
         let mut pending = self.pending()?;
         self.settle(&mut pending)?;
+        self.db.begin_read().map_err(|e| e.to_string())
+    }
+
+    /// A read transaction that sees the applies committed so far: without the pending ones
+    /// (at most [`SETTLE_AFTER`] of them), and without the cost of committing them.
+    pub(crate) fn read_committed(&self) -> Result<ReadTransaction, String> {
         self.db.begin_read().map_err(|e| e.to_string())
     }
 

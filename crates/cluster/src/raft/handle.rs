@@ -569,9 +569,16 @@ impl ClusterRaft {
         self.inner.shared.procs().map_err(RaftError::Storage)
     }
 
-    /// The live (not ended) process records, from the local state machine.
+    /// The live (not ended) process records, from the local state machine; it may miss
+    /// what was applied in the last few milliseconds.
     pub fn live_procs(&self) -> Result<Vec<plexus_store::ProcRecord>, RaftError> {
         self.inner.shared.live_procs().map_err(RaftError::Storage)
+    }
+
+    /// Whether the local state machine has a process record with `id`; it may miss what
+    /// was applied in the last few milliseconds.
+    pub fn has_proc(&self, id: &plexus_store::ProcId) -> Result<bool, RaftError> {
+        self.inner.shared.has_proc(id).map_err(RaftError::Storage)
     }
 
     /// The process record with `id`, from the local state machine.

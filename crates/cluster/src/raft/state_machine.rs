@@ -1227,9 +1227,15 @@ impl Shared {
         PROCS.list(&self.read()?).map_err(s)
     }
 
-    /// The live (not ended) process records, by id.
+    /// The live (not ended) process records, by id, as of the last committed applies (see
+    /// [`Shared::read_committed`]).
     pub(crate) fn live_procs(&self) -> Result<Vec<plexus_store::ProcRecord>, String> {
-        PROCS.live(&self.read()?).map_err(s)
+        PROCS.live(&self.read_committed()?).map_err(s)
+    }
+
+    /// Whether a process record has `id`, as of the last committed applies.
+    pub(crate) fn has_proc(&self, id: &plexus_store::ProcId) -> Result<bool, String> {
+        Ok(PROCS.get(&self.read_committed()?, id).map_err(s)?.is_some())
     }
 
     /// The process record with `id`, if any.

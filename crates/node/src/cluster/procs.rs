@@ -129,6 +129,10 @@ impl ProcTable for ReplicatedProcs {
         Box::pin(async move { self.raft.live_procs().map_err(unavailable) })
     }
 
+    fn has_local(&self, id: ProcId) -> BoxFuture<'_, Result<bool, ProcError>> {
+        Box::pin(async move { self.raft.has_proc(&id).map_err(unavailable) })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
         Box::pin(async move {
             self.raft.read_barrier().await.map_err(unavailable)?;
