@@ -534,8 +534,8 @@ impl Inner {
         Err(last.unwrap_or(ProcError::NotFound(id)))
     }
 
-    async fn update_logged(&self, id: ProcId, change: impl Fn(&mut ProcRecord)) {
-        if let Err(e) = self.update(id, change).await {
+    async fn update_logged(&self, id: ProcId, change: impl Fn(&mut ProcRecord) + Send) {
+        if let Err(e) = Box::pin(self.update(id, change)).await {
             tracing::warn!(process = %id, error = %e, "cannot update the process record");
         }
     }
@@ -991,7 +991,7 @@ impl Inner {
             run.clone(),
             started,
             RestartTracker::new(policy),
-            Some(recorded),
+            Some(Box::new(recorded)),
         ));
         let recorded_running = async {
             running_recorded
@@ -1059,151 +1059,181 @@ impl Inner {
             .ok_or_else(|| Error::new(code::LIMIT, format!("process {id} ran too often")))
     }
 
+    /// Records a run that started at `at` as running: puts a `new` record (and only then
+    /// takes the run as its), or updates the table's.
+    async fn record_running(
+        &self,
+        id: ProcId,
+        run: &str,
+        at: u64,
+        limits: Enforced,
+        new: Option<ProcRecord>,
+    ) -> Result<(), ProcError> {
+        let running = |r: &mut ProcRecord| {
+            r.state = ProcState::Running;
+            r.started_ms = at;
+            r.ended_ms = None;
+            r.limits = limits;
+        };
+        let Some(mut rec) = new else {
+            self.update_logged(id, running).await;
+            return Ok(());
+        };
+        running(&mut rec);
+        self.procs.put(rec).await?;
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.insert(id, run.to_owned());
+        }
+        Ok(())
+    }
+
     /// Follows one process on this node from its start to its end, restarting it as its
     /// policy says, and keeps its record up to date.
     async fn watch(
         self: Arc<Self>,
         id: ProcId,
-        mut run: String,
-        mut started: u64,
-        mut tracker: RestartTracker,
-        recorded: Option<Recorded>,
+        run: String,
+        started: u64,
+        tracker: RestartTracker,
+        recorded: Option<Box<Recorded>>,
     ) {
         let mut first_end = None;
         if let Some(recorded) = recorded {
-            let at = started;
-            let limits = recorded.limits;
-            let running = |r: &mut ProcRecord| {
-                r.state = ProcState::Running;
-                r.started_ms = at;
-                r.ended_ms = None;
-                r.limits = limits;
-            };
-            let put = match recorded.new {
-                Some(mut rec) => {
-                    running(&mut rec);
-                    let put = self.procs.put(rec).await.map(drop);
-                    if put.is_ok() {
-                        if let Ok(mut runs) = self.runs.lock() {
-                            runs.insert(id, run.clone());
-                        }
-                    }
-                    put
-                }
-                None => {
-                    self.update_logged(id, running).await;
-                    Ok(())
-                }
-            };
+            let Recorded {
+                limits,
+                new,
+                running,
+                first_end: end,
+            } = *recorded;
+            // Boxed, as every table write here: a watcher lives as long as its process, and
+            // its future is as large as the largest thing it awaits.
+            let put = Box::pin(self.record_running(id, &run, started, limits, new)).await;
             if let Err(e) = put {
                 // Running, but not in the table: it must not go on untracked.
                 tracing::warn!(process = %id, error = %e, "cannot record a new process; killing it");
                 let _ = self.supervisor.signal(&run, Sig::Kill);
-                let _ = recorded.running.send(Err(table_error(e)));
+                let _ = running.send(Err(table_error(e)));
                 let _ = self.supervisor.wait(&run).await;
                 return;
             }
-            let _ = recorded.running.send(Ok(()));
-            first_end = Some(recorded.first_end);
+            let _ = running.send(Ok(()));
+            first_end = Some(end);
         }
+        let mut follow = Following {
+            run,
+            started,
+            tracker,
+            first_end,
+        };
+        // Each end is handled by a boxed step: only the wait stays in this future, which
+        // lives as long as the process.
         loop {
-            let Ok(status) = self.supervisor.wait(&run).await else {
+            let Ok(status) = self.supervisor.wait(&follow.run).await else {
                 return;
             };
-            if self.stopping.load(Ordering::SeqCst) {
-                // The node is stopping: `shutdown` marks the record lost.
+            if !Box::pin(self.after_exit(id, status, &mut follow)).await {
                 return;
             }
-            let now = now_ms();
-            let killed_by_user = self.killed.lock().is_ok_and(|k| k.contains(&id));
-            let exit = match status {
-                ExitStatus::Exited(code) => Exit::Code(code),
-                ExitStatus::Killed(signal) => Exit::Signal(signal),
-            };
-            let event = ExitEvent {
-                exit,
-                killed_by_user,
-                started_ms: started,
-            };
-            let ended = |r: &mut ProcRecord, state: ProcState, restarts: u32| {
-                r.state = state;
-                r.ended_ms = Some(now);
-                r.restarts = restarts;
-            };
-            let final_state = match status {
-                ExitStatus::Exited(code) => ProcState::Exited(code),
-                ExitStatus::Killed(signal) => ProcState::Killed(signal),
-            };
-            match tracker.on_exit(&event, now) {
-                RestartDecision::Stop(reason) => {
-                    let state = match reason {
-                        StopReason::CrashLooping { .. } => ProcState::CrashLooping,
-                        _ => final_state,
-                    };
-                    let restarts = tracker.restarts();
-                    self.update_logged(id, |r| ended(r, state.clone(), restarts))
-                        .await;
-                    return;
-                }
-                RestartDecision::Restart { delay_ms, attempt } => {
+        }
+    }
+
+    /// Records how a run of `id` ended and restarts it as its policy says; false once the
+    /// process is no longer followed here.
+    async fn after_exit(&self, id: ProcId, status: ExitStatus, follow: &mut Following) -> bool {
+        if self.stopping.load(Ordering::SeqCst) {
+            // The node is stopping: `shutdown` marks the record lost.
+            return false;
+        }
+        let now = now_ms();
+        let killed_by_user = self.killed.lock().is_ok_and(|k| k.contains(&id));
+        let exit = match status {
+            ExitStatus::Exited(code) => Exit::Code(code),
+            ExitStatus::Killed(signal) => Exit::Signal(signal),
+        };
+        let event = ExitEvent {
+            exit,
+            killed_by_user,
+            started_ms: follow.started,
+        };
+        let ended = |r: &mut ProcRecord, state: ProcState, restarts: u32| {
+            r.state = state;
+            r.ended_ms = Some(now);
+            r.restarts = restarts;
+        };
+        let final_state = match status {
+            ExitStatus::Exited(code) => ProcState::Exited(code),
+            ExitStatus::Killed(signal) => ProcState::Killed(signal),
+        };
+        match follow.tracker.on_exit(&event, now) {
+            RestartDecision::Stop(reason) => {
+                let state = match reason {
+                    StopReason::CrashLooping { .. } => ProcState::CrashLooping,
+                    _ => final_state,
+                };
+                let restarts = follow.tracker.restarts();
+                self.update_logged(id, |r| ended(r, state.clone(), restarts))
+                    .await;
+                return false;
+            }
+            RestartDecision::Restart { delay_ms, attempt } => {
+                self.update_logged(id, |r| {
+                    r.state = ProcState::Restarting;
+                    r.restarts = attempt;
+                })
+                .await;
+                // Dropping it tells an attached caller its run's end is recorded (it is
+                // also dropped on every return).
+                drop(follow.first_end.take());
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                let killed = self.killed.lock().is_ok_and(|k| k.contains(&id));
+                if killed || self.stopping.load(Ordering::SeqCst) {
+                    let at = now_ms();
                     self.update_logged(id, |r| {
-                        r.state = ProcState::Restarting;
-                        r.restarts = attempt;
+                        r.state = final_state.clone();
+                        r.ended_ms = Some(at);
                     })
                     .await;
-                    // Dropping it tells an attached caller its run's end is recorded (it is
-                    // also dropped on every return).
-                    drop(first_end.take());
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                    let killed = self.killed.lock().is_ok_and(|k| k.contains(&id));
-                    if killed || self.stopping.load(Ordering::SeqCst) {
+                    return false;
+                }
+                let rec = match self.procs.get(id).await {
+                    Ok(Some(rec)) if rec.state == ProcState::Restarting => rec,
+                    // Removed, or taken over (placed elsewhere): no longer ours.
+                    _ => return false,
+                };
+                let Ok(next) = self.fresh_run_id(id) else {
+                    return false;
+                };
+                match Box::pin(self.supervisor.spawn(&next, &spec_of(&rec))).await {
+                    Ok(_) => {
+                        follow.started = now_ms();
+                        let at = follow.started;
+                        self.update_logged(id, |r| {
+                            r.state = ProcState::Running;
+                            r.started_ms = at;
+                        })
+                        .await;
+                        if let Ok(mut runs) = self.runs.lock() {
+                            runs.insert(id, next.clone());
+                        }
+                        follow.run = next;
+                    }
+                    Err(e) => {
+                        let why = truncate(
+                            &format!("node {}: {e}", self.directory.local()),
+                            plexus_store::procs::MAX_REASON_BYTES,
+                        );
                         let at = now_ms();
                         self.update_logged(id, |r| {
-                            r.state = final_state.clone();
+                            r.state = ProcState::FailedToStart(why.clone());
                             r.ended_ms = Some(at);
                         })
                         .await;
-                        return;
-                    }
-                    let rec = match self.procs.get(id).await {
-                        Ok(Some(rec)) if rec.state == ProcState::Restarting => rec,
-                        // Removed, or taken over (placed elsewhere): no longer ours.
-                        _ => return,
-                    };
-                    let Ok(next) = self.fresh_run_id(id) else {
-                        return;
-                    };
-                    match self.supervisor.spawn(&next, &spec_of(&rec)).await {
-                        Ok(_) => {
-                            started = now_ms();
-                            let at = started;
-                            self.update_logged(id, |r| {
-                                r.state = ProcState::Running;
-                                r.started_ms = at;
-                            })
-                            .await;
-                            if let Ok(mut runs) = self.runs.lock() {
-                                runs.insert(id, next.clone());
-                            }
-                            run = next;
-                        }
-                        Err(e) => {
-                            let why = truncate(
-                                &format!("node {}: {e}", self.directory.local()),
-                                plexus_store::procs::MAX_REASON_BYTES,
-                            );
-                            let at = now_ms();
-                            self.update_logged(id, |r| {
-                                r.state = ProcState::FailedToStart(why.clone());
-                                r.ended_ms = Some(at);
-                            })
-                            .await;
-                            return;
-                        }
+                        return false;
                     }
                 }
             }
         }
+        true
     }
 
     async fn ps(&self, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
@@ -1614,6 +1644,17 @@ fn figures(u: &Unit) -> Option<LiveFigures> {
         cpu_percent: cpu,
         rss_bytes: u64::try_from(rss).ok()?,
     })
+}
+
+/// What the watcher follows of one process's runs.
+struct Following {
+    /// The current run.
+    run: String,
+    /// When it started, in ms since the epoch.
+    started: u64,
+    tracker: RestartTracker,
+    /// Dropped once the first run's end (or restart) is recorded.
+    first_end: Option<oneshot::Sender<()>>,
 }
 
 /// What the watcher of a new run records first, and whom it tells.
