@@ -58,8 +58,9 @@ const PROCS: ProcTables = ProcTables::new("procs", "procs.ended", "procs.by_name
 /// `node.redb` and `cluster.redb` alike. redb's default (1 GiB) let it grow with every write:
 /// each transaction writes the pages it changes anew, and the cache kept them (7.8 MB after 200
 /// processes were started, heaptrack). The files are small, and the operating system caches
-/// them too; `plx bench store` is the same with this bound.
-pub const CACHE_BYTES: usize = 4 << 20;
+/// them too: `plx bench store` gave the same writes/s with 1 and 4 MiB, while each running
+/// process cost its node 3–5 KiB more with 4 (`plx bench proc` (c)).
+pub const CACHE_BYTES: usize = 1 << 20;
 
 /// Most user invites waiting at once.
 pub const MAX_USER_INVITES: u64 = 10_000;
