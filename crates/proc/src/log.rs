@@ -39,7 +39,7 @@ struct Progress {
 }
 
 struct Files {
-    /// Opened at the first write: a quiet process holds no file descriptor for its logs.
+    /// Made at the first write: a quiet process holds no file (or descriptor) for its logs.
     current: Option<File>,
     /// Log offset of the current file's first byte.
     current_start: u64,
@@ -69,17 +69,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
 }
 
 impl StreamLog {
-    /// Creates (truncating) the log at `path`, keeping at most `limit` bytes in all.
-    pub(crate) fn create(path: PathBuf, limit: u64) -> Result<Arc<StreamLog>, LogError> {
+    /// The log at `path`, keeping at most `limit` bytes in all. Its file is made (truncating
+    /// what a previous run of the id left there) at the first write: a process that writes
+    /// nothing costs no file, and its start no file-system work.
+    pub(crate) fn new(path: PathBuf, limit: u64) -> Arc<StreamLog> {
         let mut previous = path.clone().into_os_string();
         previous.push(".1");
         let previous = PathBuf::from(previous);
-        match std::fs::remove_file(&previous) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&previous)(e)),
-            _ => {}
-        }
-        File::create(&path).map_err(io_err(&path))?;
-        Ok(Arc::new(StreamLog {
+        Arc::new(StreamLog {
             path,
             previous,
             file_limit: (limit / 2).max(1),
@@ -91,7 +88,7 @@ impl StreamLog {
                 unwritten: 0,
             }),
             progress: watch::Sender::new(Progress::default()),
-        }))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Files> {
@@ -145,9 +142,14 @@ impl StreamLog {
         }
         let file = match &mut files.current {
             Some(file) => file,
-            None => files
-                .current
-                .insert(std::fs::OpenOptions::new().append(true).open(&self.path)?),
+            None => {
+                // The first write: nothing of a previous run of this id is kept.
+                match std::fs::remove_file(&self.previous) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                files.current.insert(File::create(&self.path)?)
+            }
         };
         let room = (self.file_limit - files.current_len) as usize;
         let n = room.min(data.len());
@@ -274,6 +276,20 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn the_first_write_replaces_what_a_previous_run_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.out");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::write(dir.path().join("x.out.1"), "older").unwrap();
+        let log = StreamLog::new(path.clone(), 1000);
+        assert_eq!(log.read_all().unwrap(), b"");
+        log.append(b"new");
+        assert_eq!(log.read_all().unwrap(), b"new");
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert!(!dir.path().join("x.out.1").exists());
+    }
+
+    #[test]
     fn tail_counts_lines() {
         assert_eq!(tail_lines(b"a\nb\nc\n", 2), b"b\nc\n");
         assert_eq!(tail_lines(b"a\nb\nc", 2), b"b\nc");
@@ -303,8 +319,7 @@ mod tests {
             limit in 2u64..600,
         ) {
             let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let log = StreamLog::create(dir.path().join("x.out"), limit)
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let log = StreamLog::new(dir.path().join("x.out"), limit);
             let mut all = Vec::new();
             for c in &chunks {
                 log.append(c);

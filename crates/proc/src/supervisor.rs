@@ -188,9 +188,6 @@ pub enum SpawnError {
     /// The process's cgroup could not be prepared.
     #[error("cannot set limits: {0}")]
     Cgroup(#[from] CgroupError),
-    /// A log could not be created.
-    #[error(transparent)]
-    Log(#[from] LogError),
     /// The kernel refused to start it.
     #[error("cannot start {} on this node: {source}", exe.display())]
     Start {
@@ -563,26 +560,10 @@ impl Supervisor {
                 });
             }
         };
-        // The logs are made while the program starts (its output waits in the pipes).
-        let paths =
-            [".out", ".err"].map(|ext| self.inner.config.log_dir.join(format!("{id}{ext}")));
-        let opened =
-            StreamLog::create(paths[0].clone(), self.inner.config.log_limit).and_then(|out| {
-                Ok([
-                    out,
-                    StreamLog::create(paths[1].clone(), self.inner.config.log_limit)?,
-                ])
-            });
-        let logs = match opened {
-            Ok(logs) => logs,
-            Err(e) => {
-                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-                let _ = launch::exit_status(&exit).await;
-                remove_cgroup(&cgroup.dirs);
-                paths.iter().for_each(|p| drop(std::fs::remove_file(p)));
-                return Err(e.into());
-            }
-        };
+        let logs = [".out", ".err"].map(|ext| {
+            let path = self.inner.config.log_dir.join(format!("{id}{ext}"));
+            StreamLog::new(path, self.inner.config.log_limit)
+        });
         let pid_file = self.pid_file(id);
         let start_ticks = stats::start_ticks(pid.as_raw_nonzero().get()).unwrap_or(0);
         if let Err(source) = std::fs::write(
@@ -937,7 +918,6 @@ async fn pump(
             Err(_) => break,
         }
         let chunk = buf.freeze();
-        log.append(&chunk);
         let attached: Vec<mpsc::Sender<Bytes>> = lock(&readers).clone();
         let mut gone = false;
         for reader in attached {
@@ -946,6 +926,9 @@ async fn pump(
                 _ = detach.wait_for(|detached| *detached) => gone = true,
             }
         }
+        // After the readers: the log's first write makes its file, which an attached
+        // caller's first byte need not wait for.
+        log.append(&chunk);
         if *detach.borrow() {
             lock(&readers).clear();
         } else if gone {

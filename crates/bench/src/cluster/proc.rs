@@ -624,6 +624,28 @@ async fn many_processes(
     if let Some(r) = killed.iter().find(|r| matches!(r, Reply::Error(_))) {
         bail!("a sleep could not be killed: {}", describe(r));
     }
+    // The next phase measures a settled cluster, not the recording of these ends.
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    loop {
+        let rows = cluster.ask(0, "ps@sys.proc").await?;
+        let running = rows
+            .as_list()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Unit::as_map)
+            .filter(|row| row.get_str("state").and_then(Unit::as_str) == Some("running"))
+            .count();
+        if running == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{running} sleeps still show running {} s after their kill",
+                FORM_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(many)
 }
 
