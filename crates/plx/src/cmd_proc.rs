@@ -86,7 +86,8 @@ pub struct RunArgs {
 /// Options of `plx ps`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PsArgs {
-    /// More columns: enforcement, restart policy, tags.
+    /// More columns: restart policy, limits enforced (cgroup, rlimit or none), and what
+    /// placement asked for (on, tags, cpu, mem).
     #[arg(short, long)]
     pub long: bool,
     /// Print the unit the node answered (a list of maps) instead of a table.

@@ -1285,12 +1285,12 @@ impl Inner {
                 .and_then(|k| cx.kernel().user_name(&k))
         };
         if text {
-            let table = PsTable::new(
-                &records,
-                user_name,
-                |id| live.get(id.as_str()).copied(),
-                now_ms(),
-            );
+            let figures = |id: &ProcId| live.get(id.as_str()).copied();
+            let table = if long {
+                PsTable::long(&records, user_name, figures, now_ms())
+            } else {
+                PsTable::new(&records, user_name, figures, now_ms())
+            };
             return Ok(Unit::from(table.to_string()));
         }
         let rows = records

@@ -18,14 +18,19 @@ pub struct LiveFigures {
 const HEADER: [&str; 9] = [
     "ID", "NAME", "USER", "NODE", "STATE", "CPU%", "RSS", "UPTIME", "COMMAND",
 ];
+/// The long table's columns, before COMMAND.
+const LONG_HEADER: [&str; 3] = ["RESTART", "LIMITS", "PLACED"];
 
 /// Rows of `ID NAME USER NODE STATE CPU% RSS UPTIME COMMAND`, printed by [`fmt::Display`]
 /// with a header, columns two spaces apart and one process per line. A missing name, live
 /// figure or uptime is `-`; a user without a name shows the first 8 hex digits of its key.
-/// Environment values are never shown.
+/// Environment values are never shown. The long table ([`PsTable::long`]) adds, before
+/// COMMAND, the restart policy, the limits the node enforced (`cgroup`, `rlimit` or `none`)
+/// and what placement asked for (`on=`, `tag=`, `cpu=`, `mem=`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PsTable {
-    rows: Vec<[String; 9]>,
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
 }
 
 impl PsTable {
@@ -38,11 +43,31 @@ impl PsTable {
         live: impl Fn(&ProcId) -> Option<LiveFigures>,
         now_ms: u64,
     ) -> PsTable {
+        PsTable::build(records, user_name, live, now_ms, false)
+    }
+
+    /// The same table with the long columns (`plx ps --long`).
+    pub fn long<'a>(
+        records: impl IntoIterator<Item = &'a ProcRecord>,
+        user_name: impl Fn(&[u8; 32]) -> Option<String>,
+        live: impl Fn(&ProcId) -> Option<LiveFigures>,
+        now_ms: u64,
+    ) -> PsTable {
+        PsTable::build(records, user_name, live, now_ms, true)
+    }
+
+    fn build<'a>(
+        records: impl IntoIterator<Item = &'a ProcRecord>,
+        user_name: impl Fn(&[u8; 32]) -> Option<String>,
+        live: impl Fn(&ProcId) -> Option<LiveFigures>,
+        now_ms: u64,
+        long: bool,
+    ) -> PsTable {
         let rows = records
             .into_iter()
             .map(|r| {
                 let figures = live(&r.id);
-                [
+                let mut row = vec![
                     r.id.to_string(),
                     r.name.clone().unwrap_or_else(|| "-".to_owned()),
                     user_name(&r.owner).unwrap_or_else(|| hex8(&r.owner)),
@@ -51,11 +76,20 @@ impl PsTable {
                     figures.map_or_else(dash, |f| format!("{:.1}", f.cpu_percent)),
                     figures.map_or_else(dash, |f| bytes_short(f.rss_bytes)),
                     uptime(r, now_ms),
-                    command_line(&r.command),
-                ]
+                ];
+                if long {
+                    row.extend([r.restart.to_string(), r.limits.to_string(), placed(r)]);
+                }
+                row.push(command_line(&r.command));
+                row
             })
             .collect();
-        PsTable { rows }
+        let mut header = HEADER[..HEADER.len() - 1].to_vec();
+        if long {
+            header.extend(LONG_HEADER);
+        }
+        header.push(HEADER[HEADER.len() - 1]);
+        PsTable { header, rows }
     }
 
     /// How many processes it lists.
@@ -125,16 +159,16 @@ fn command_line(argv: &[String]) -> String {
 
 impl fmt::Display for PsTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut widths = HEADER.map(|h| h.chars().count());
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let header = HEADER.map(str::to_owned);
+        let header: Vec<String> = self.header.iter().map(|h| (*h).to_owned()).collect();
         for row in std::iter::once(&header).chain(&self.rows) {
             let last = row.len() - 1;
-            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            for (i, (cell, &w)) in row.iter().zip(&widths).enumerate() {
                 if i == last {
                     writeln!(f, "{cell}")?;
                 } else {
@@ -144,6 +178,23 @@ impl fmt::Display for PsTable {
         }
         Ok(())
     }
+}
+
+/// What placement asked for: `on=n2 tag=gpu cpu=1.5 mem=200.0M`, or `-`.
+fn placed(r: &ProcRecord) -> String {
+    let p = &r.placement;
+    let mut parts: Vec<String> = p.on.iter().map(|n| format!("on={n}")).collect();
+    parts.extend(p.tags.iter().map(|t| format!("tag={t}")));
+    if let Some(millis) = p.cpu_millis {
+        parts.push(format!("cpu={}", millis as f64 / 1000.0));
+    }
+    if let Some(bytes) = p.mem_bytes {
+        parts.push(format!("mem={}", bytes_short(bytes)));
+    }
+    if parts.is_empty() {
+        return dash();
+    }
+    parts.join(" ")
 }
 
 /// The state, with the restart count once there was one (a process moved off a dead node
@@ -219,6 +270,25 @@ mod tests {
              00000b  -     07070707  n3    failed     -     -    -       ./crawler.sh\n"
         );
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn the_long_table_shows_restart_limits_and_placement() {
+        let mut r = rec("k7f2q1", ProcState::Running, 1_000);
+        r.restart = crate::RestartPolicy::Always;
+        r.limits = crate::procs::Enforced::Cgroup;
+        r.placement.on = Some("n3".into());
+        r.placement.tags = vec!["site=lab".into()];
+        r.placement.cpu_millis = Some(1_500);
+        r.placement.mem_bytes = Some(200 << 20);
+        let plain = rec("00000a", ProcState::Exited(0), 1_000);
+        let t = PsTable::long([&r, &plain], |_| Some("me".into()), |_| None, 5_400);
+        assert_eq!(
+            t.to_string(),
+            "ID      NAME  USER  NODE  STATE      CPU%  RSS  UPTIME  RESTART  LIMITS  PLACED                                 COMMAND\n\
+             k7f2q1  -     me    n3    running    -     -    4s      always   cgroup  on=n3 tag=site=lab cpu=1.5 mem=200.0M  ./crawler.sh\n\
+             00000a  -     me    n3    exited(0)  -     -    -       never    none    -                                      ./crawler.sh\n"
+        );
     }
 
     #[test]
