@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Plx;
@@ -125,14 +125,9 @@ fn stdin_reaches_the_program_and_its_end_closes_it() {
     }
 }
 
-#[test]
-fn ctrl_c_sends_int_to_the_program_and_plx_exits_128_plus_it() {
-    let plx = node();
-    let _down = Down(&plx);
-    let mut child = spawn(
-        &plx,
-        &["run", "--", "sh", "-c", "echo ready; exec sleep 30"],
-    );
+/// Waits for `child` (a `plx` showing a program's output) to print `ready`, then sends it
+/// SIGINT, as Ctrl-C in a terminal would. Gives its output, to keep open while it exits.
+fn interrupt_once_ready(child: &mut Child) -> BufReader<ChildStdout> {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -142,7 +137,46 @@ fn ctrl_c_sends_int_to_the_program_and_plx_exits_128_plus_it() {
         .status()
         .unwrap();
     assert!(signalled.success());
+    out
+}
+
+#[test]
+fn ctrl_c_sends_int_to_the_program_and_plx_exits_128_plus_it() {
+    let plx = node();
+    let _down = Down(&plx);
+    let mut child = spawn(
+        &plx,
+        &["run", "--", "sh", "-c", "echo ready; exec sleep 30"],
+    );
+    let _out = interrupt_once_ready(&mut child);
     assert_eq!(exit_code(&mut child, 20), 130);
+}
+
+#[test]
+fn ctrl_c_stops_following_logs_and_leaves_the_program_running() {
+    let plx = node();
+    let _down = Down(&plx);
+    let id = plx
+        .run(
+            &[
+                "run",
+                "--detach",
+                "--",
+                "sh",
+                "-c",
+                "echo ready; exec sleep 30",
+            ],
+            b"",
+        )
+        .ok()
+        .trim()
+        .to_owned();
+    let mut child = spawn(&plx, &["logs", "--follow", &id]);
+    let _out = interrupt_once_ready(&mut child);
+    exit_code(&mut child, 20);
+    let ps = plx.run(&["ps"], b"").ok();
+    let row = ps.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
+    assert!(row.contains("running"), "{ps}");
 }
 
 #[test]
