@@ -163,7 +163,7 @@ impl Launch {
         let failed = child.error.load(Ordering::SeqCst);
         if failed != 0 {
             // It has exited (CLONE_VFORK): collect it.
-            let _ = rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED);
+            reap(&pidfd);
             return Err(std::io::Error::from_raw_os_error(failed));
         }
         Ok(Launched {
@@ -174,6 +174,18 @@ impl Launch {
             stderr,
         })
     }
+}
+
+/// Kills a started program that cannot be followed (nobody waits for it, or its pipes cannot
+/// be registered), with its process group, and collects it: it must not run untracked.
+pub(crate) fn abandon(pid: Pid, pidfd: &OwnedFd) {
+    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    reap(pidfd);
+}
+
+/// Waits for the child behind `pidfd` to exit, and collects it.
+fn reap(pidfd: &OwnedFd) {
+    let _ = rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED);
 }
 
 /// `pidfd` registered with the runtime, which reports it readable once the child has exited.
@@ -319,23 +331,18 @@ fn prepare(child: &ChildArgs<'_>) -> Result<(), rustix::io::Errno> {
         // "0" moves the writing process: no pid to format here.
         rustix::io::write(&fd, b"0")?;
     }
-    if let Some(bytes) = setup.rlimit_as {
-        rustix::process::setrlimit(
-            Resource::As,
-            Rlimit {
-                current: Some(bytes),
-                maximum: Some(bytes),
-            },
-        )?;
-    }
-    if let Some(n) = setup.rlimit_nproc {
-        rustix::process::setrlimit(
-            Resource::Nproc,
-            Rlimit {
-                current: Some(n),
-                maximum: Some(n),
-            },
-        )?;
+    let rlimits = [
+        (Resource::As, setup.rlimit_as),
+        (Resource::Nproc, setup.rlimit_nproc),
+    ];
+    for (resource, limit) in rlimits {
+        if let Some(limit) = limit {
+            let both = Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            };
+            rustix::process::setrlimit(resource, both)?;
+        }
     }
     rustix::process::setpgid(None, None)?;
     if let Some(cwd) = &child.launch.cwd {

@@ -1,7 +1,6 @@
 //! The supervisor: the table of this node's processes and everything done to them.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -406,11 +405,7 @@ impl Supervisor {
                     // Nobody waits for this child any more (the spawn was cancelled): it must
                     // not run untracked.
                     if let Err(Ok(launched)) = job.reply.send(job.launch.start()) {
-                        let _ = rustix::process::kill_process_group(launched.pid, Signal::KILL);
-                        let _ = rustix::process::waitid(
-                            rustix::process::WaitId::PidFd(launched.pidfd.as_fd()),
-                            rustix::process::WaitIdOptions::EXITED,
-                        );
+                        launch::abandon(launched.pid, &launched.pidfd);
                     }
                 }
             })
@@ -520,14 +515,6 @@ impl Supervisor {
                 stdout,
                 stderr,
             } = l;
-            // Started, but it cannot be followed: it must not run untracked.
-            let abandon = |pidfd: &OwnedFd| {
-                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-                let _ = rustix::process::waitid(
-                    rustix::process::WaitId::PidFd(pidfd.as_fd()),
-                    rustix::process::WaitIdOptions::EXITED,
-                );
-            };
             let pipes = (|| {
                 Ok::<_, std::io::Error>((
                     pipe::Sender::from_owned_fd(stdin)?,
@@ -538,14 +525,14 @@ impl Supervisor {
             let (stdin, stdout, stderr) = match pipes {
                 Ok(pipes) => pipes,
                 Err(e) => {
-                    abandon(&pidfd);
+                    launch::abandon(pid, &pidfd);
                     return Err(e);
                 }
             };
             match launch::follow(pidfd) {
                 Ok(exit) => Ok((pid, (stdin, stdout, stderr, exit))),
                 Err((pidfd, e)) => {
-                    abandon(&pidfd);
+                    launch::abandon(pid, &pidfd);
                     Err(e)
                 }
             }

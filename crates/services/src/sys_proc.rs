@@ -824,17 +824,13 @@ impl Inner {
         self.start_here(cx, starting, attach).await
     }
 
-    /// An id no record of this node's copy of the table has. One put in the last few
-    /// milliseconds, here or on another node, may have taken it (one chance in 2^30 for
-    /// each): then the put refuses it, and the run fails with that error.
+    /// An id for a new record ([`plexus_store::unused_id`]).
     async fn unused_id(&self) -> Result<ProcId, Error> {
-        for _ in 0..plexus_store::procs::MAX_ID_ATTEMPTS {
-            let id = ProcId::from_random(rand::Rng::gen(&mut rand::rngs::OsRng));
-            if !self.procs.has_local(id).await.map_err(table_error)? {
-                return Ok(id);
-            }
-        }
-        Err(table_error(ProcError::NoFreeId))
+        plexus_store::unused_id(self.procs.as_ref(), || {
+            rand::Rng::gen::<[u8; 4]>(&mut rand::rngs::OsRng)
+        })
+        .await
+        .map_err(table_error)
     }
 
     /// The record of `starting` as this node starts it: a placed one from the table, a new

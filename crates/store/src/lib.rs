@@ -44,8 +44,8 @@ pub use once::{
 };
 pub use owner::{Caller, Owner, SaveBy};
 pub use procs::{
-    put_with_fresh_id, Enforced, Placement, ProcError, ProcId, ProcRecord, ProcState, ProcTable,
-    ProcTables, RestartPolicy,
+    put_with_fresh_id, unused_id, Enforced, Placement, ProcError, ProcId, ProcRecord, ProcState,
+    ProcTable, ProcTables, RestartPolicy,
 };
 pub use ps::{LiveFigures, PsTable};
 pub use size::{size, SizeUnit};

@@ -854,19 +854,32 @@ pub trait ProcTable: Send + Sync + 'static {
     }
 }
 
-/// Puts `record` under a fresh id drawn from `random`, drawing again while the id is taken
-/// (by a record this node knows of, or, found out by the put, by one another node put at the
-/// same time), at most [`MAX_ID_ATTEMPTS`] times. `record.id` is ignored.
+/// An id drawn from `random` that this node's copy of the table does not hold
+/// ([`ProcTable::has_local`]), drawing again while it does, at most [`MAX_ID_ATTEMPTS`]
+/// times. A put in the last few milliseconds may still hold it: the put refuses it then.
+pub async fn unused_id(
+    table: &dyn ProcTable,
+    mut random: impl FnMut() -> [u8; 4] + Send,
+) -> Result<ProcId, ProcError> {
+    for _ in 0..MAX_ID_ATTEMPTS {
+        let id = ProcId::from_random(random());
+        if !table.has_local(id).await? {
+            return Ok(id);
+        }
+    }
+    Err(ProcError::NoFreeId)
+}
+
+/// Puts `record` under a fresh id drawn from `random` ([`unused_id`]), drawing again when
+/// the put finds the id taken (by a record another node put at the same time), at most
+/// [`MAX_ID_ATTEMPTS`] times. `record.id` is ignored.
 pub async fn put_with_fresh_id(
     table: &dyn ProcTable,
     record: ProcRecord,
     mut random: impl FnMut() -> [u8; 4] + Send,
 ) -> Result<ProcRecord, ProcError> {
     for _ in 0..MAX_ID_ATTEMPTS {
-        let id = ProcId::from_random(random());
-        if table.get_local(id).await?.is_some() {
-            continue;
-        }
+        let id = unused_id(table, &mut random).await?;
         match table
             .put(ProcRecord {
                 id,
