@@ -24,7 +24,7 @@ pub mod files {
     pub const SOCKET: &str = "node.sock";
     /// The database.
     pub const DB: &str = "node.redb";
-    /// The process supervisor's state: pid files, cached programs, `logs/`.
+    /// The process supervisor's state: the journal of running processes, cached programs, `logs/`.
     pub const PROCS: &str = "procs";
 }
 

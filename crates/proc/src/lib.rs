@@ -20,6 +20,7 @@
 //! `docs/processes.md`.
 
 mod cache;
+mod journal;
 mod launch;
 mod limits;
 mod log;

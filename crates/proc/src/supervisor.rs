@@ -13,6 +13,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::{self, CacheError};
+use crate::journal::{Journal, Leftover};
 use crate::launch::{self, ChildSetup, Launch, Launched};
 use crate::limits::{self, CgroupError, CgroupRoots, Enforcement};
 use crate::log::{self, Follow, LogError, StreamLog};
@@ -35,7 +36,8 @@ const MAX_ID_LEN: usize = 64;
 /// Settings of a [`Supervisor`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Directory for pid files and the program cache (`procs/`, `programs/`).
+    /// Directory for the journal of running processes and the program cache (`procs/`,
+    /// `programs/`).
     pub state_dir: PathBuf,
     /// Directory for the logs (`<id>.out`, `<id>.err`, and their `.1` previous files).
     pub log_dir: PathBuf,
@@ -315,6 +317,8 @@ struct Inner {
     /// To the thread that forks every child: the parent-death signal fires when the thread
     /// that forked a child ends, so it must be one thread that lives as long as the supervisor.
     spawner: Mutex<std::sync::mpsc::Sender<SpawnJob>>,
+    /// The running process groups, for the next start after a crash.
+    journal: Journal,
     procs: Mutex<HashMap<String, Arc<Proc>>>,
     /// Ids being started: taken before the logs are created, so two spawns of one id cannot
     /// both get that far.
@@ -378,7 +382,7 @@ fn valid_id(id: &str) -> bool {
 
 impl Supervisor {
     /// Starts the supervisor (inside a tokio runtime with I/O enabled). Processes a previous run
-    /// left behind (the node was killed with -9) are killed first, by their pid files and
+    /// left behind (the node was killed with -9) are killed first, by their journal and
     /// cgroups; their ids are returned so the caller can mark them lost.
     pub fn start(config: Config) -> Result<(Supervisor, Vec<String>), StartError> {
         let dir_err = |path: &Path| {
@@ -395,7 +399,8 @@ impl Supervisor {
         } else {
             CgroupRoots::Unavailable
         };
-        let lost = reap_leftovers(&pid_dir, &cgroups).map_err(dir_err(&pid_dir))?;
+        let (journal, leftovers) = Journal::open(&pid_dir).map_err(dir_err(&pid_dir))?;
+        let lost = reap_leftovers(leftovers, &pid_dir, &cgroups).map_err(dir_err(&pid_dir))?;
 
         let (spawner, jobs) = std::sync::mpsc::channel::<SpawnJob>();
         std::thread::Builder::new()
@@ -414,6 +419,7 @@ impl Supervisor {
             config,
             cgroups,
             spawner: Mutex::new(spawner),
+            journal,
             procs: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashSet::new()),
             shutting_down: AtomicBool::new(false),
@@ -551,17 +557,17 @@ impl Supervisor {
             let path = self.inner.config.log_dir.join(format!("{id}{ext}"));
             StreamLog::new(path, self.inner.config.log_limit)
         });
-        let pid_file = self.pid_file(id);
         let start_ticks = stats::start_ticks(pid.as_raw_nonzero().get()).unwrap_or(0);
-        if let Err(source) = std::fs::write(
-            &pid_file,
-            format!("{} {start_ticks}\n", pid.as_raw_nonzero()),
-        ) {
+        if let Err(source) = self
+            .inner
+            .journal
+            .started(id, pid.as_raw_nonzero().get(), start_ticks)
+        {
             let _ = rustix::process::kill_process_group(pid, Signal::KILL);
             let _ = launch::exit_status(&exit).await;
             remove_cgroup(&cgroup.dirs);
             return Err(SpawnError::State {
-                path: pid_file,
+                path: self.inner.config.state_dir.join("procs/journal"),
                 source,
             });
         }
@@ -610,6 +616,7 @@ impl Supervisor {
             proc.detach.send_replace(true);
             let _ = rustix::process::kill_process_group(pid, Signal::KILL);
         }
+        let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
             let status = launch::exit_status(&exit).await;
             proc.exited.send_replace(true);
@@ -622,21 +629,13 @@ impl Supervisor {
                 })
                 .await;
             }
-            let _ = std::fs::remove_file(&pid_file);
+            inner.journal.ended(&proc.id);
             for pump in pumps {
                 let _ = pump.await;
             }
             proc.status.send_replace(Some(status));
         });
         Ok(pid.as_raw_nonzero().get() as u32)
-    }
-
-    fn pid_file(&self, id: &str) -> PathBuf {
-        self.inner
-            .config
-            .state_dir
-            .join("procs")
-            .join(format!("{id}.pid"))
     }
 
     fn get(&self, id: &str) -> Result<Arc<Proc>, ProcError> {
@@ -926,10 +925,27 @@ async fn pump(
     log.finish();
 }
 
-/// Kills what a previous run left: process groups named by pid files (unless the pid now
-/// belongs to another process) and every process in this supervisor's cgroups.
-fn reap_leftovers(pid_dir: &Path, cgroups: &CgroupRoots) -> std::io::Result<Vec<String>> {
+/// Kills what a previous run left: the process groups its journal (or, from before the
+/// journal, a `<id>.pid` file) names, unless the pid now belongs to another process, and every
+/// process in this supervisor's cgroups.
+fn reap_leftovers(
+    journal: Vec<Leftover>,
+    pid_dir: &Path,
+    cgroups: &CgroupRoots,
+) -> std::io::Result<Vec<String>> {
+    let kill = |pid: i32, ticks: u64| {
+        // A live process with this pid but another start time is someone else. A group whose
+        // leader is gone still holds the pid number, so it can only be ours.
+        let reused = stats::start_ticks(pid).is_some_and(|now| now != ticks);
+        if let (false, Some(pid)) = (reused, Pid::from_raw(pid)) {
+            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        }
+    };
     let mut lost = Vec::new();
+    for left in journal {
+        kill(left.pid, left.start_ticks);
+        lost.push(left.id);
+    }
     for entry in std::fs::read_dir(pid_dir)? {
         let path = entry?.path();
         let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
@@ -937,14 +953,11 @@ fn reap_leftovers(pid_dir: &Path, cgroups: &CgroupRoots) -> std::io::Result<Vec<
         };
         if path.extension().is_some_and(|e| e == "pid") {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-            if let (Some(Some(pid)), Some(Some(ticks))) = (fields.next(), fields.next()) {
-                // A live process with this pid but another start time is someone else. A group
-                // whose leader is gone still holds the pid number, so it can only be ours.
-                let reused = stats::start_ticks(pid as i32).is_some_and(|now| now != ticks);
-                if let (false, Some(pid)) = (reused, Pid::from_raw(pid as i32)) {
-                    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-                }
+            let mut fields = text.split_whitespace();
+            let pid = fields.next().and_then(|f| f.parse::<i32>().ok());
+            let ticks = fields.next().and_then(|f| f.parse::<u64>().ok());
+            if let (Some(pid), Some(ticks)) = (pid, ticks) {
+                kill(pid, ticks);
             }
             let _ = std::fs::remove_file(&path);
             lost.push(id);

@@ -49,10 +49,13 @@ async fn shutdown_leaves_nothing_behind() {
         assert!(!alive(*pid), "pid {pid} outlived shutdown");
     }
     assert!(s.sup.list().iter().all(|p| p.status.is_some()));
-    let pid_files = std::fs::read_dir(s.dir.path().join("state/procs"))
-        .unwrap()
-        .count();
-    assert_eq!(pid_files, 0, "pid files are removed with their processes");
+    let journal = std::fs::read_to_string(s.dir.path().join("state/procs/journal")).unwrap();
+    for id in ["sleep", "stubborn", "limited"] {
+        assert!(
+            journal.contains(&format!("- {id}\n")),
+            "the journal records the end of {id}: {journal}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -174,7 +177,8 @@ async fn children_die_with_a_killed_supervisor() {
     lost.sort();
     assert_eq!(lost, ["direct", "tree"]);
     wait_until("the escaped grandchild to be killed", || !alive(escaped)).await;
-    assert_eq!(std::fs::read_dir(state.join("procs")).unwrap().count(), 0);
+    let journal = std::fs::read_to_string(state.join("procs/journal")).unwrap();
+    assert_eq!(journal, "", "the new journal starts empty");
     // A second start finds nothing more.
     drop(sup);
     let (_sup, lost) = Supervisor::start(Config::new(&state)).unwrap();
@@ -193,7 +197,7 @@ fn start_ticks(pid: u32) -> u64 {
 }
 
 #[tokio::test]
-async fn leftover_pid_files_kill_only_their_own_process() {
+async fn leftovers_kill_only_their_own_process() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -205,35 +209,49 @@ async fn leftover_pid_files_kill_only_their_own_process() {
             .spawn()
             .unwrap()
     };
-    let (mut ours, mut reused) = (group_leader(), group_leader());
+    let (mut ours, mut reused, mut legacy) = (group_leader(), group_leader(), group_leader());
     let procs = state.join("procs");
+    // The same pid as `reused` but another start time: the pid was reused by an unrelated
+    // process. `ended` started and ended; the last line was torn by the crash.
     std::fs::write(
-        procs.join("ours.pid"),
-        format!("{} {}\n", ours.id(), start_ticks(ours.id())),
+        procs.join("journal"),
+        format!(
+            "+ ours {} {}\n+ reused {} {}\n+ ended 1 1\n- ended\n+ torn 5",
+            ours.id(),
+            start_ticks(ours.id()),
+            reused.id(),
+            start_ticks(reused.id()) + 1
+        ),
     )
     .unwrap();
-    // The same pid but another start time: the pid was reused by an unrelated process.
+    // A node from before the journal kept a pid file per process.
     std::fs::write(
-        procs.join("reused.pid"),
-        format!("{} {}\n", reused.id(), start_ticks(reused.id()) + 1),
+        procs.join("legacy.pid"),
+        format!("{} {}\n", legacy.id(), start_ticks(legacy.id())),
     )
     .unwrap();
     std::fs::write(procs.join("garbage.pid"), "not a pid file").unwrap();
 
     let (_sup, lost) = Supervisor::start(Config::new(&state)).unwrap();
-    assert_eq!(lost, ["garbage", "ours", "reused"]);
-    let ours_pid = ours.id();
-    wait_until("our leftover to be killed", || !alive(ours_pid)).await;
-    let killed = ours.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&killed),
-        Some(9)
-    );
+    assert_eq!(lost, ["garbage", "legacy", "ours", "reused"]);
+    for child in [&mut ours, &mut legacy] {
+        let pid = child.id();
+        wait_until("our leftover to be killed", || !alive(pid)).await;
+        let killed = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&killed),
+            Some(9)
+        );
+    }
     assert!(
         alive(reused.id()),
         "a process that only shares the pid is left alone"
     );
     reused.kill().unwrap();
     reused.wait().unwrap();
-    assert_eq!(std::fs::read_dir(&procs).unwrap().count(), 0);
+    let left: Vec<_> = std::fs::read_dir(&procs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["journal"], "the pid files are gone");
 }

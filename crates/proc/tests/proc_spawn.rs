@@ -154,8 +154,11 @@ async fn refused(s: &Sup, id: &str, spec: &Spec) -> SpawnError {
         s.sup.info(id).is_err(),
         "a refused spawn is not in the table"
     );
-    let pid_file = s.dir.path().join("state/procs").join(format!("{id}.pid"));
-    assert!(!pid_file.exists(), "a refused spawn leaves no pid file");
+    let journal = std::fs::read_to_string(s.dir.path().join("state/procs/journal")).unwrap();
+    assert!(
+        !journal.contains(&format!(" {id} ")),
+        "a refused spawn is not in the journal: {journal}"
+    );
     err
 }
 
