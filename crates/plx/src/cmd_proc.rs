@@ -291,7 +291,7 @@ pub fn run_body(args: &RunArgs, copied: Option<Copied>) -> Result<Unit> {
 }
 
 /// Whether `plx run` stays attached to the program.
-fn attached(args: &RunArgs) -> bool {
+pub fn attached(args: &RunArgs) -> bool {
     !(args.detach || args.everywhere || args.dry_run)
 }
 
@@ -569,6 +569,74 @@ fn forward_stdin() -> mpsc::Receiver<Input> {
         }
     });
     rx
+}
+
+/// Standard input for a program run from the λ shell on a terminal: pieces as they are typed,
+/// then the end (Ctrl-D). The line editor reads the same terminal once the program has ended,
+/// so this reader reads only what poll says is there, and its thread stops (within
+/// [`INPUT_POLL`]) when the guard is dropped instead of waiting in a read for a line meant for
+/// the shell.
+pub fn forward_terminal_input() -> (mpsc::Receiver<Input>, StopReading) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (tx, rx) = mpsc::channel(1);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let stdin = rustix::stdio::stdin();
+        let wait = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: INPUT_POLL.as_nanos() as i64,
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        while !stopped.load(Ordering::SeqCst) {
+            let mut fds = [rustix::event::PollFd::new(
+                &stdin,
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut fds, Some(&wait)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let piece = match rustix::io::read(stdin, &mut buf) {
+                Ok(0) | Err(_) => Input::Eof,
+                Ok(n) => Input::Data(buf[..n].to_vec()),
+            };
+            let eof = piece == Input::Eof;
+            if tx.blocking_send(piece).is_err() || eof {
+                return;
+            }
+        }
+    });
+    (
+        rx,
+        StopReading {
+            stop,
+            thread: Some(thread),
+        },
+    )
+}
+
+/// How long the terminal reader of [`forward_terminal_input`] waits before it looks again
+/// whether it should stop.
+const INPUT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Stops the reader of [`forward_terminal_input`] when dropped, and waits for its thread.
+pub struct StopReading {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StopReading {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Stops a task when dropped.

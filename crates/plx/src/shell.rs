@@ -95,8 +95,8 @@ Type a unit and press Enter: it is signed as you and evaluated by the node.
   nodes                        the cluster's nodes (table; nodes@sys.node gives the unit)
   services                     which node provides which service
 Programs (the options of plx run, ps, kill, logs, wait, rm; --help on each):
-  run PROG ARGS…               run a program, its output here (Ctrl-C sends it INT;
-                               its standard input is empty: use plx run to type to it)
+  run PROG ARGS…               run a program, its output here; what you type goes to
+                               it (Ctrl-D ends its input, Ctrl-C sends it INT)
   run --detach --on n2 PROG …  start it on node n2 and print its id
   ps                           every program of the cluster
   kill ID   logs ID   wait ID   rm ID
@@ -180,10 +180,20 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             match cmd {
                 Ok(cmd) => {
                     let (signals, _forwarding) = rt.block_on(async { cmd_proc::forward_ctrl_c() });
-                    // The shell reads its own input: the program gets an empty one.
-                    let (_, input) = tokio::sync::mpsc::channel(1);
+                    // An attached program reads the terminal until it ends. Input that is not
+                    // a terminal is the shell's script: the program gets an empty one.
+                    let (input, reading) = match (&lines, &cmd) {
+                        (Lines::Editor(_), ProcCmd::Run(a)) if cmd_proc::attached(a) => {
+                            let (input, reading) = cmd_proc::forward_terminal_input();
+                            (input, Some(reading))
+                        }
+                        _ => (tokio::sync::mpsc::channel(1).1, None),
+                    };
                     let run = cmd_proc::execute(&mut client, &key, &cmd, input, signals);
-                    match rt.block_on(run) {
+                    let result = rt.block_on(run);
+                    // The reader stops before the editor reads the terminal again.
+                    drop(reading);
+                    match result {
                         Ok(0) => {}
                         Ok(code) => eprintln!("exit code {code}"),
                         Err(e) => eprintln!("error: {e:#}"),

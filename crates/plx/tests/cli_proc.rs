@@ -264,3 +264,111 @@ fn bad_input_is_a_clear_error() {
         .fails();
     assert!(err.to_lowercase().contains("nul"), "{err}");
 }
+
+/// `plx shell` on a terminal of its own (`script` makes one), its output collected as it
+/// comes.
+struct ShellOnTerminal {
+    child: Child,
+    input: std::process::ChildStdin,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+    /// How much of the output earlier waits consumed.
+    seen: usize,
+}
+
+impl ShellOnTerminal {
+    fn start(plx: &Plx) -> ShellOnTerminal {
+        let shell = format!("'{}' shell", env!("CARGO_BIN_EXE_plx"));
+        let mut child = Command::new("script")
+            .args(["-qfec", &shell, "/dev/null"])
+            .env("PLX_HOME", plx.home.path())
+            .env("USER", "tester")
+            .env("TERM", "dumb")
+            .env_remove("PLX_PASSPHRASE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) makes the terminal");
+        let input = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        ShellOnTerminal {
+            child,
+            input,
+            output,
+            seen: 0,
+        }
+    }
+
+    /// Types `text` (`\r` is Enter, `\x04` Ctrl-D, `\x03` Ctrl-C).
+    fn type_in(&mut self, text: &str) {
+        std::io::Write::write_all(&mut self.input, text.as_bytes()).unwrap();
+        std::io::Write::flush(&mut self.input).unwrap();
+    }
+
+    /// Waits until the output after what earlier waits saw contains `text`.
+    #[track_caller]
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let output = self.output.lock().unwrap().clone();
+            if let Some(at) = output[self.seen..].find(text) {
+                self.seen += at + text.len();
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on the terminal after {:?}",
+                &output[self.seen..]
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn the_shell_types_to_its_program_and_ctrl_c_interrupts_it() {
+    let plx = node();
+    let _down = Down(&plx);
+    let mut shell = ShellOnTerminal::start(&plx);
+    shell.wait_for("λ ");
+    // Markers are computed by the program, so the terminal's echo of the command line does not
+    // contain them.
+    shell.type_in("run sh -c 'echo R$((40+2)); read x; echo G$x$x; cat; echo E$((1+1))'\r");
+    shell.wait_for("R42");
+    shell.type_in("ab\r");
+    shell.wait_for("Gabab");
+    shell.type_in("zz\r");
+    shell.wait_for("zz");
+    // Ctrl-D ends the program's input: cat ends, then the program.
+    shell.type_in("\x04");
+    shell.wait_for("E2");
+    shell.wait_for("λ ");
+    // The terminal is the shell's again: the reader did not take the next line.
+    shell.type_in("run sh -c 'echo S$((3+4))'\r");
+    shell.wait_for("S7");
+    shell.wait_for("λ ");
+    shell.type_in(
+        "run sh -c 'trap \"echo T$((5+5)); exit 3\" INT; echo W$((8+1)); while :; do sleep 0.1; done'\r",
+    );
+    shell.wait_for("W9");
+    shell.type_in("\x03");
+    shell.wait_for("T10");
+    shell.wait_for("exit code 3");
+    shell.wait_for("λ ");
+    shell.type_in(":quit\r");
+    assert_eq!(exit_code(&mut shell.child, 20), 0);
+}
