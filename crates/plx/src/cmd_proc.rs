@@ -86,8 +86,9 @@ pub struct RunArgs {
 /// Options of `plx ps`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PsArgs {
-    /// More columns: restart policy, limits enforced (cgroup, rlimit or none), and what
-    /// placement asked for (on, tags, cpu, mem).
+    /// More columns: restart policy, limits enforced (cgroup, rlimit or none), what placement
+    /// asked for (on, tags, cpu, mem), and a note of what Plexus last did to the process on its
+    /// own (moved it, lost it, and why).
     #[arg(short, long)]
     pub long: bool,
     /// Print the unit the node answered (a list of maps) instead of a table.

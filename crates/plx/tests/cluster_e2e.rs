@@ -901,38 +901,69 @@ fn field_of(text: &str, id: &str, key: &str) -> Option<String> {
 
 #[test]
 fn a_restart_always_process_runs_elsewhere_after_its_node_is_killed() {
-    let plx = Plx::new();
-    let mut nodes = three_nodes(&plx);
     // A word no other test's programs carry, as sleep's (long) duration.
     let word = format!("{}.3", 3_000_000 + std::process::id());
-    let reply = send_ok(
-        &plx,
-        &nodes[0],
+    let moved = runs_elsewhere_after_its_node_is_killed(
         &format!("{{run:[sleep `{word}`] restart:always}}@sys.proc"),
-        30,
+        &word,
+        0,
     );
+    assert!(moved.contains("command:[sleep"), "{moved}");
+}
+
+#[test]
+fn a_copied_program_moves_with_its_process() {
+    let word = format!("{}.5", 3_000_000 + std::process::id());
+    // The script exists on no node: `copy` ships it from n3 to the node it runs on (n1, the
+    // first of three idle nodes), n3 keeps it too, and the node the process moves to (n2)
+    // fetches it from n3.
+    let script = format!("exec sleep {word}\n");
+    let hex: String = script.bytes().map(|b| format!("{b:02x}")).collect();
+    let moved = runs_elsewhere_after_its_node_is_killed(
+        &format!("{{run:[job.sh] copy:x\"{hex}\" restart:always}}@sys.proc"),
+        &word,
+        2,
+    );
+    // `ps` names the program as it was sent, not by its place in a cache.
+    assert!(moved.contains("command:[job.sh]"), "{moved}");
+    assert!(moved.contains("note:moved from"), "{moved}");
+}
+
+/// Starts `run` (a `restart:always` process whose command line carries `word`) on a 3-node
+/// cluster, sent to node number `from`, kills its node with -9, and waits until it runs on
+/// another node, once. Gives the process's entry of `ps` then.
+fn runs_elsewhere_after_its_node_is_killed(run: &str, word: &str, from: usize) -> String {
+    let plx = Plx::new();
+    let mut nodes = three_nodes(&plx);
+    let reply = send_ok(&plx, &nodes[from], run, 30);
     let reply = reply.replace('`', "");
     let id = reply
         .split("id:")
         .nth(1)
         .and_then(|r| r.split([' ', '}']).next())
-        .unwrap_or_else(|| panic!("no id in {reply}"))
+        .expect(&reply)
         .to_owned();
-    let placed = field_of(&reply, &id, "node").unwrap_or_else(|| panic!("no node in {reply}"));
+    let placed = field_of(&reply, &id, "node").expect(&reply);
     let dead = nodes.iter().position(|n| n.name == placed).unwrap();
     let survivor = (dead + 1) % 3;
+    println!("sent to n{}, placed on {placed}", from + 1);
     nodes[dead].kill9();
     let killed = Instant::now();
 
     let deadline = killed + Duration::from_secs(60);
-    let moved = loop {
+    let (moved, entry) = loop {
         let ps = send_to(&plx, &nodes[survivor], "{ps:t text:f}@sys.proc").out();
         let node = field_of(&ps, &id, "node");
         if node.as_deref().is_some_and(|n| n != placed)
             && field_of(&ps, &id, "state").as_deref() == Some("running")
         {
             assert_eq!(field_of(&ps, &id, "restarts").as_deref(), Some("1"), "{ps}");
-            break node.unwrap_or_default();
+            let plain = ps.replace('`', "");
+            let start = plain.find(&format!("id:{id} ")).unwrap_or(0);
+            let end = plain[start..]
+                .find("} {")
+                .map_or(plain.len(), |e| start + e);
+            break (node.unwrap_or_default(), plain[start..end].to_owned());
         }
         assert!(
             Instant::now() < deadline,
@@ -951,7 +982,7 @@ fn a_restart_always_process_runs_elsewhere_after_its_node_is_killed() {
                 d.flatten()
                     .filter(|e| {
                         std::fs::read(e.path().join("cmdline"))
-                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&word))
+                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(word))
                     })
                     .count()
             })
@@ -971,6 +1002,7 @@ fn a_restart_always_process_runs_elsewhere_after_its_node_is_killed() {
         &nodes[survivor],
         &format!("{{kill:`{id}` signal:KILL}}@sys.proc"),
     );
+    entry
 }
 
 #[test]

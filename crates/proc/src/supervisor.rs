@@ -835,6 +835,16 @@ impl Supervisor {
         )
     }
 
+    /// The cached program file `name` (as [`Supervisor::cache_program`] named it), if this
+    /// node has it. A name with a `/` or a leading `.` names nothing.
+    pub fn cached_program(&self, name: &str) -> Option<PathBuf> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return None;
+        }
+        let path = self.inner.config.state_dir.join("programs").join(name);
+        path.is_file().then_some(path)
+    }
+
     /// Stops every process (TERM, `grace`, KILL), waits for them, and removes this supervisor's
     /// cgroups. Later spawns fail with [`SpawnError::ShuttingDown`].
     pub async fn shutdown(&self, grace: Duration) {

@@ -14,7 +14,7 @@
 //! `docs/processes.md`.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +49,8 @@ pub const STATS_DEADLINE: Duration = Duration::from_millis(700);
 pub const DEFAULT_GRACE_MS: u64 = 5000;
 /// How long a stopping node tries to mark its processes lost.
 const MARK_LOST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a node waits for another to send a program copied with `--copy`.
+const FETCH_DEADLINE: Duration = Duration::from_secs(30);
 /// How long an attached run waits for its record to show the end.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
 /// How often `wait` looks at the table of a process it waits for.
@@ -100,11 +102,13 @@ impl SysProc {
         })
     }
 
-    /// Marks `lost` every live record placed on this node: a node that (re)starts runs none
-    /// of them (a previous run's leftovers were killed by [`Supervisor::start`], whose lost ids
-    /// are among these). Returns how many were marked.
-    pub async fn mark_lost_on_start(&self) -> Result<usize, ProcError> {
+    /// Marks `lost` every live record placed on this node, noting `why`: a node that
+    /// (re)starts runs none of them (a previous run's leftovers were killed by
+    /// [`Supervisor::start`], whose lost ids are among these), and a stopping one has stopped
+    /// them. Returns how many were marked.
+    async fn mark_lost(&self, why: &str) -> Result<usize, ProcError> {
         let local = self.inner.directory.local();
+        let note = plexus_store::procs::clip_reason(&format!("lost: {why}"));
         let mut marked = 0;
         for rec in self.inner.procs.list().await? {
             if rec.node == local && !rec.state.is_ended() && rec.state != ProcState::Lost {
@@ -112,6 +116,7 @@ impl SysProc {
                     .update(rec.id, |r| {
                         if !r.state.is_ended() {
                             r.state = ProcState::Lost;
+                            r.note = Some(note.clone());
                         }
                     })
                     .await?;
@@ -121,13 +126,15 @@ impl SysProc {
         Ok(marked)
     }
 
-    /// [`SysProc::mark_lost_on_start`] in the background (a cluster's table answers once the
+    /// [`SysProc::mark_lost`] in the background (a cluster's table answers once the
     /// cluster does); processes started meanwhile wait for it. Call it inside a tokio runtime.
     pub fn recover_in_background(self: &Arc<Self>) {
         self.inner.recovering.send_replace(true);
         let me = self.clone();
         tokio::spawn(async move {
-            match me.mark_lost_on_start().await {
+            let local = me.inner.directory.local();
+            let why = format!("its node {local} started again (it had been stopped or killed)");
+            match me.mark_lost(&why).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(count = n, "processes of a previous run marked lost"),
                 Err(e) => {
@@ -144,7 +151,8 @@ impl SysProc {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.supervisor.shutdown(grace).await;
         // A cluster that lost its quorum cannot take the change: the next start marks them.
-        match tokio::time::timeout(MARK_LOST_DEADLINE, self.mark_lost_on_start()).await {
+        let why = format!("its node {} stopped", self.inner.directory.local());
+        match tokio::time::timeout(MARK_LOST_DEADLINE, self.mark_lost(&why)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not mark this node's processes lost"),
             Err(_) => tracing::warn!("marking this node's processes lost took too long"),
@@ -179,6 +187,7 @@ impl Service for SysProc {
                 Op::Start => inner.start(cx, &c).await.map(Some),
                 Op::Stats => inner.stats(&c).map(Some),
                 Op::Cache => inner.cache(&c).await.map(Some),
+                Op::Program => inner.program(cx, &c).await.map(Some),
             }
         })
     }
@@ -198,6 +207,7 @@ enum Op {
     Start,
     Stats,
     Cache,
+    Program,
 }
 
 fn now_ms() -> u64 {
@@ -473,10 +483,13 @@ fn request_of(p: &Placement) -> Result<Request, Error> {
     Ok(request)
 }
 
-fn spec_of(rec: &ProcRecord) -> Spec {
+/// What the supervisor runs for `rec`; `copied` is the path of its `--copy` program in this
+/// node's cache, if it has one.
+fn spec_of(rec: &ProcRecord, copied: Option<&Path>) -> Spec {
     let mut command = rec.command.iter();
+    let named = command.next().cloned().unwrap_or_default();
     Spec {
-        program: command.next().cloned().unwrap_or_default(),
+        program: copied.map_or(named, |p| p.to_string_lossy().into_owned()),
         args: command.cloned().collect(),
         env: rec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cwd: rec.cwd.as_ref().map(Into::into),
@@ -713,26 +726,27 @@ impl Inner {
                 .extension()
                 .and_then(|e| e.to_str())
                 .map(str::to_owned);
+            // A process that may be placed again keeps its program on a second node: the node
+            // it moves to fetches it from one that has it.
+            let may_move = record.restart != RestartPolicy::Never || record.everywhere.is_some();
             let path = if self.is_local(node) {
-                self.cache_here(bytes, ext).await?
-            } else {
-                let mut m = Map::new();
-                m.insert(Unit::str("cache"), Unit::Bytes(bytes.into()));
-                if let Some(ext) = ext {
-                    m.insert(Unit::str("ext"), Unit::from(ext));
+                let path = self.cache_here(bytes.clone(), ext.clone()).await?;
+                if may_move {
+                    self.keep_elsewhere(cx, node, bytes, ext).await;
                 }
-                let reply = cx.send(NAME, Some(node), Unit::Map(m)).await?;
-                reply
-                    .as_ref()
-                    .and_then(Unit::as_map)
-                    .and_then(|m| m.get_str("path"))
-                    .and_then(Unit::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| Error::internal("the cache reply has no path"))?
+                path
+            } else {
+                if may_move {
+                    self.cache_here(bytes.clone(), ext.clone()).await?;
+                }
+                self.cache_on(cx, node, bytes, ext).await?
             };
-            if let Some(first) = record.command.first_mut() {
-                *first = path;
-            }
+            let cached = Path::new(&path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| plexus_store::procs::valid_cache_name(n))
+                .ok_or_else(|| Error::internal(format!("the cache named the program {path}")))?;
+            record.copied = Some(cached.to_owned());
         }
         record.node = node.to_owned();
         Ok(record)
@@ -775,6 +789,48 @@ impl Inner {
             .unwrap_or(Unit::None))
     }
 
+    /// Keeps a program on `node`'s cache (`{cache:…}`): the path it has there.
+    async fn cache_on(
+        &self,
+        cx: &Cx,
+        node: &str,
+        bytes: Vec<u8>,
+        ext: Option<String>,
+    ) -> Result<String, Error> {
+        let mut m = Map::new();
+        m.insert(Unit::str("cache"), Unit::Bytes(bytes.into()));
+        if let Some(ext) = ext {
+            m.insert(Unit::str("ext"), Unit::from(ext));
+        }
+        let reply = cx.send(NAME, Some(node), Unit::Map(m)).await?;
+        reply
+            .as_ref()
+            .and_then(Unit::as_map)
+            .and_then(|m| m.get_str("path"))
+            .and_then(Unit::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::internal("the cache reply has no path"))
+    }
+
+    /// Keeps a program on one up node other than `running_on` (the first by name that takes
+    /// it), so that it outlives that node. A cluster of one has no other: nothing is kept.
+    async fn keep_elsewhere(&self, cx: &Cx, running_on: &str, bytes: Vec<u8>, ext: Option<String>) {
+        let view = self.directory.view();
+        let others = view
+            .nodes
+            .iter()
+            .filter(|(name, v)| v.up && name.as_str() != running_on)
+            .map(|(name, _)| name);
+        for other in others {
+            match self.cache_on(cx, other, bytes.clone(), ext.clone()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::info!(node = %other, error = %e, "could not keep a copied program")
+                }
+            }
+        }
+    }
+
     async fn cache_here(&self, bytes: Vec<u8>, ext: Option<String>) -> Result<String, Error> {
         let supervisor = self.supervisor.clone();
         let local = self.directory.local();
@@ -785,6 +841,105 @@ impl Inner {
         let path =
             cached.map_err(|e| Error::new(code::BAD_ARGUMENT, format!("node {local}: {e}")))?;
         Ok(path.to_string_lossy().into_owned())
+    }
+
+    /// `{program:NAME}`: the bytes of a program copied with `--copy`, for a node that is to
+    /// run it and does not have it. Only the owner of a live process of that program (or an
+    /// admin) gets them: the name alone, a content hash, is not enough.
+    async fn program(&self, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let name = string_of(c.arg()?, "program")?;
+        if !plexus_store::procs::valid_cache_name(&name) {
+            return Err(Error::bad_argument(format!(
+                "{name:?} is not a program cache name"
+            )));
+        }
+        if cx.author() != cx.kernel().admin() {
+            let author = cx.author().to_bytes();
+            let runs_it = self
+                .procs
+                .list()
+                .await
+                .map_err(table_error)?
+                .iter()
+                .any(|r| {
+                    r.owner == author && !r.state.is_ended() && r.copied.as_deref() == Some(&name)
+                });
+            if !runs_it {
+                return Err(Error::new(
+                    code::DENIED,
+                    "only the owner of a live process of this program, or an admin, may fetch it",
+                ));
+            }
+        }
+        let local = self.directory.local();
+        let path = self.supervisor.cached_program(&name).ok_or_else(|| {
+            Error::new(
+                code::NOT_FOUND,
+                format!("node {local} does not have the program {name}"),
+            )
+        })?;
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .map_err(|e| Error::internal(format!("node {local}: reading {name}: {e}")))?
+            .map_err(|e| Error::internal(format!("node {local}: reading {name}: {e}")))?;
+        Ok(Unit::Bytes(bytes.into()))
+    }
+
+    /// The path of `rec`'s `--copy` program here, fetched from another up node if this one
+    /// does not have it; `None` for a program named by path or in `PATH`. The error is the
+    /// reason the process cannot start.
+    async fn copied_program(&self, cx: &Cx, rec: &ProcRecord) -> Result<Option<PathBuf>, String> {
+        let Some(name) = &rec.copied else {
+            return Ok(None);
+        };
+        if let Some(path) = self.supervisor.cached_program(name) {
+            return Ok(Some(path));
+        }
+        let local = self.directory.local();
+        let shown = rec.command.first().map_or("", String::as_str);
+        let mut tried = Vec::new();
+        for (node, view) in &self.directory.view().nodes {
+            if *node == local || !view.up {
+                continue;
+            }
+            let mut m = Map::new();
+            m.insert(Unit::str("program"), Unit::str(name));
+            let sent =
+                tokio::time::timeout(FETCH_DEADLINE, cx.send(NAME, Some(node), Unit::Map(m)));
+            let bytes = match sent.await {
+                Ok(Ok(Some(Unit::Bytes(bytes)))) => bytes,
+                Ok(Ok(_)) => {
+                    tried.push(format!("{node} sent no program"));
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tried.push(format!("{node}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    tried.push(format!("{node} did not answer within {FETCH_DEADLINE:?}"));
+                    continue;
+                }
+            };
+            let ext = name.split_once('.').map(|(_, ext)| ext.to_owned());
+            // The cache names a file by its contents: another name means other bytes.
+            match self.cache_here(bytes.to_vec(), ext).await {
+                Ok(path) if Path::new(&path).file_name().and_then(|n| n.to_str()) == Some(name) => {
+                    tracing::info!(process = %rec.id, program = name, from = node, "fetched a copied program");
+                    return Ok(Some(PathBuf::from(path)));
+                }
+                Ok(_) => tried.push(format!("{node} sent other bytes")),
+                Err(e) => return Err(format!("node {local}: {e}")),
+            }
+        }
+        let tried = if tried.is_empty() {
+            "no other node is up".to_owned()
+        } else {
+            tried.join("; ")
+        };
+        Err(format!(
+            "node {local}: the program {shown} (sent with --copy) is not here and no node sent it: {tried}"
+        ))
     }
 
     async fn cache(&self, c: &Cmd<'_>) -> Result<Unit, Error> {
@@ -911,7 +1066,15 @@ impl Inner {
         let rec = self.record_to_start(starting).await?;
         let id = rec.id;
         let run = self.fresh_run_id(id)?;
-        let spec = spec_of(&rec);
+        let copied = match self.copied_program(cx, &rec).await {
+            Ok(copied) => copied,
+            Err(reason) => {
+                return Err(self
+                    .failed_to_start(rec, new, reason, code::NOT_FOUND)
+                    .await)
+            }
+        };
+        let spec = spec_of(&rec, copied.as_deref());
         let spawned = if attach {
             self.supervisor
                 .spawn_attached(&run, &spec)
@@ -926,22 +1089,6 @@ impl Inner {
         let (pid, attached) = match spawned {
             Ok(s) => s,
             Err(e) => {
-                let reason = format!("node {local}: {e}");
-                let why = truncate(&reason, plexus_store::procs::MAX_REASON_BYTES);
-                let at = now_ms();
-                let failed = |r: &mut ProcRecord| {
-                    r.state = ProcState::FailedToStart(why.clone());
-                    r.ended_ms = Some(at);
-                };
-                if new {
-                    let mut rec = rec;
-                    failed(&mut rec);
-                    if let Err(e) = self.procs.put(rec).await {
-                        tracing::warn!(process = %id, error = %e, "cannot record a failed start");
-                    }
-                } else {
-                    self.update_logged(id, failed).await;
-                }
                 let code = match &e {
                     plexus_proc::SpawnError::Spec(
                         plexus_proc::SpecError::NotFound { .. }
@@ -957,7 +1104,8 @@ impl Inner {
                     plexus_proc::SpawnError::Spec(_) => code::BAD_ARGUMENT,
                     _ => "proc.start",
                 };
-                return Err(Error::new(code, reason).with("id", id.as_str()));
+                let reason = format!("node {local}: {e}");
+                return Err(self.failed_to_start(rec, new, reason, code).await);
             }
         };
         let started = now_ms();
@@ -1022,6 +1170,34 @@ impl Inner {
         // So that a `ps` after the reply sees the end (briefly: a slow table only delays it).
         let _ = tokio::time::timeout(SETTLE_DEADLINE, first_end_recorded).await;
         Ok(status_reply(id, &local, status))
+    }
+
+    /// Records that `rec` could not start, for `reason` (putting a `new` record, updating the
+    /// table's otherwise), and gives the error of the start: `code`, the reason, the id.
+    async fn failed_to_start(
+        &self,
+        rec: ProcRecord,
+        new: bool,
+        reason: String,
+        code: &str,
+    ) -> Error {
+        let id = rec.id;
+        let why = plexus_store::procs::clip_reason(&reason);
+        let at = now_ms();
+        let failed = |r: &mut ProcRecord| {
+            r.state = ProcState::FailedToStart(why.clone());
+            r.ended_ms = Some(at);
+        };
+        if new {
+            let mut rec = rec;
+            failed(&mut rec);
+            if let Err(e) = self.procs.put(rec).await {
+                tracing::warn!(process = %id, error = %e, "cannot record a failed start");
+            }
+        } else {
+            self.update_logged(id, failed).await;
+        }
+        Error::new(code, reason).with("id", id.as_str())
     }
 
     /// Returns once the records of a previous run are marked lost.
@@ -1199,7 +1375,14 @@ impl Inner {
                 let Ok(next) = self.fresh_run_id(id) else {
                     return false;
                 };
-                match Box::pin(self.supervisor.spawn(&next, &spec_of(&rec))).await {
+                // The program ran here: a copied one is in this node's cache (a spawn of a
+                // missing file fails and is recorded as any other).
+                let copied = rec
+                    .copied
+                    .as_deref()
+                    .and_then(|n| self.supervisor.cached_program(n));
+                let spec = spec_of(&rec, copied.as_deref());
+                match Box::pin(self.supervisor.spawn(&next, &spec)).await {
                     Ok(_) => {
                         follow.started = now_ms();
                         let at = follow.started;
@@ -1214,10 +1397,10 @@ impl Inner {
                         follow.run = next;
                     }
                     Err(e) => {
-                        let why = truncate(
-                            &format!("node {}: {e}", self.directory.local()),
-                            plexus_store::procs::MAX_REASON_BYTES,
-                        );
+                        let why = plexus_store::procs::clip_reason(&format!(
+                            "node {}: {e}",
+                            self.directory.local()
+                        ));
                         let at = now_ms();
                         self.update_logged(id, |r| {
                             r.state = ProcState::FailedToStart(why.clone());
@@ -1326,6 +1509,9 @@ impl Inner {
                     put("ended", int_u64(at));
                 }
                 put("restarts", Unit::int(i64::from(r.restarts)));
+                if let Some(note) = &r.note {
+                    put("note", Unit::str(note));
+                }
                 put(
                     "command",
                     Unit::List(r.command.iter().map(|a| Unit::str(a)).collect()),
@@ -1610,14 +1796,6 @@ pub fn run_of(run: &str) -> Option<ProcId> {
     ProcId::parse(run.split('-').next().unwrap_or(run)).ok()
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
 fn cpu_unit(percent: f64) -> Unit {
     let tenths = (percent * 10.0).round();
     let tenths = if tenths.is_finite() && tenths >= 0.0 {
@@ -1807,6 +1985,14 @@ fn table() -> Table<Op> {
                 Arg::Required,
                 Op::Cache,
             ),
+            Entry::new(
+                "program",
+                "Internal: a program copied with --copy, from this node's cache, for the owner \
+                 of a live process of it → bytes",
+                &["{program:NAME}"],
+                Arg::Required,
+                Op::Program,
+            ),
         ],
     )
 }
@@ -1821,12 +2007,6 @@ mod tests {
         assert_eq!(run_of(id.as_str()), Some(id));
         assert_eq!(run_of(&format!("{id}-12")), Some(id));
         assert_eq!(run_of("nope"), None);
-    }
-
-    #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
     }
 
     #[test]

@@ -497,6 +497,46 @@ async fn a_copied_program_runs_from_the_node_cache() {
         "copied\n",
         "{out}"
     );
+    // `ps` names it as it was sent.
+    let ps = to_text(&node.admin("ps@sys.proc").await.unwrap());
+    assert!(ps.contains("command:[hello.sh]"), "{ps}");
+
+    // Another node fetches a copied program only for the owner of a live process of it.
+    let name = format!("{}.sh", blake3::hash(script.as_bytes()).to_hex());
+    let bob_runs = node
+        .call(
+            &node.bob,
+            None,
+            &format!("{{run:[hello.sh] copy:x\"{hex}\" restart:always}}@sys.proc"),
+        )
+        .await
+        .unwrap();
+    let fetch = format!("{{program:`{name}`}}@sys.proc");
+    let eve = Keypair::generate(KeyKind::User, "eve", &mut rand::rngs::OsRng).unwrap();
+    node.kernel.register_user(eve.public(), "eve").unwrap();
+    let err = node.call(&eve, None, &fetch).await.unwrap_err();
+    assert_eq!(err.code(), "denied", "{err}");
+    for user in [&node.bob, &node.admin] {
+        let bytes = node.call(user, None, &fetch).await.unwrap();
+        assert_eq!(bytes, Unit::Bytes(script.as_bytes().to_vec().into()));
+    }
+    let other = format!("{{program:`{}.sh`}}@sys.proc", "0".repeat(64));
+    assert_eq!(node.admin(&other).await.unwrap_err().code(), "not.found");
+    for bad in ["../../etc/passwd", "x", ""] {
+        let e = node
+            .admin(&format!("{{program:`{bad}`}}@sys.proc"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "arg.bad", "{bad}: {e}");
+    }
+    // It keeps restarting (it ends at once): stop it, whatever state it is in now.
+    let _ = node
+        .call(
+            &node.bob,
+            None,
+            &format!("{{kill:{} signal:KILL}}@sys.proc", field(&bob_runs, "id")),
+        )
+        .await;
 }
 
 mod properties {

@@ -15,7 +15,7 @@ use crate::error::DbResult;
 use crate::{BoxFuture, StoreError};
 
 /// The first byte of an encoded record: the encoding's version.
-pub const PROC_ENCODING: u8 = 1;
+pub const PROC_ENCODING: u8 = 2;
 /// Most ended records a table keeps; beyond it the oldest ended ones are removed.
 pub const MAX_ENDED_PROCS: u64 = 1000;
 /// Most records a table holds (live and ended); a put beyond it is refused.
@@ -222,8 +222,13 @@ pub struct ProcRecord {
     pub owner: [u8; 32],
     /// The name of the node it is placed on.
     pub node: String,
-    /// The program and its arguments (no NUL).
+    /// The program and its arguments (no NUL). A program shipped with `--copy` is named here
+    /// as its file was (`job.py`), and found by [`ProcRecord::copied`].
     pub command: Vec<String>,
+    /// The program cache's name of the file shipped with `--copy` (`<BLAKE3 hex>[.ext]`):
+    /// whichever node runs the process takes the file from its own cache, or fetches it from
+    /// a node that has it.
+    pub copied: Option<String>,
     /// Environment variables set for it (no NUL, no `=` in keys).
     pub env: Vec<(String, String)>,
     /// Its working directory, if not the node's default.
@@ -244,6 +249,9 @@ pub struct ProcRecord {
     pub restarts: u32,
     /// Which limits its node enforced.
     pub limits: Enforced,
+    /// What Plexus last did to it on its own, and why: `moved from n2 (its node is down)`,
+    /// `lost: its node n3 is down (restart policy never)`.
+    pub note: Option<String>,
     /// Bumped by every update; an update must name the generation it read, so a racing one
     /// is refused rather than lost ([`ProcError::Conflict`]). A put stores generation 0.
     pub generation: u64,
@@ -258,6 +266,7 @@ impl ProcRecord {
             owner,
             node: node.to_owned(),
             command,
+            copied: None,
             env: Vec::new(),
             cwd: None,
             placement: Placement::default(),
@@ -268,6 +277,7 @@ impl ProcRecord {
             ended_ms: None,
             restarts: 0,
             limits: Enforced::None,
+            note: None,
             generation: 0,
         }
     }
@@ -361,6 +371,20 @@ impl ProcRecord {
                 ));
             }
         }
+        if self
+            .note
+            .as_ref()
+            .is_some_and(|n| n.len() > MAX_REASON_BYTES)
+        {
+            return bad(format!("a note has at most {MAX_REASON_BYTES} bytes"));
+        }
+        if let Some(copied) = &self.copied {
+            if !valid_cache_name(copied) {
+                return bad(format!(
+                    "{copied:?} is not a program cache name (64 hex digits, then an optional extension of 1 to 16 letters or digits)"
+                ));
+            }
+        }
         if self.state.is_ended() != self.ended_ms.is_some() {
             return bad(format!(
                 "a record in state {} must {} an end time",
@@ -397,13 +421,19 @@ impl ProcRecord {
         let Some((&version, body)) = bytes.split_first() else {
             return Err(ProcError::Decode("an empty process record".to_owned()));
         };
-        if version != PROC_ENCODING {
-            return Err(ProcError::Decode(format!(
-                "process record encoding {version} is not the supported {PROC_ENCODING}"
-            )));
-        }
-        let (record, rest): (ProcRecord, &[u8]) =
-            postcard::take_from_bytes(body).map_err(|e| ProcError::Decode(e.to_string()))?;
+        let (record, rest): (ProcRecord, &[u8]) = match version {
+            PROC_ENCODING => {
+                postcard::take_from_bytes(body).map_err(|e| ProcError::Decode(e.to_string()))?
+            }
+            1 => postcard::take_from_bytes::<RecordV1>(body)
+                .map(|(old, rest)| (old.into(), rest))
+                .map_err(|e| ProcError::Decode(e.to_string()))?,
+            _ => {
+                return Err(ProcError::Decode(format!(
+                    "process record encoding {version} is not one of the supported 1 and {PROC_ENCODING}"
+                )))
+            }
+        };
         if !rest.is_empty() {
             return Err(ProcError::Decode(format!(
                 "{} bytes after the process record",
@@ -425,6 +455,76 @@ impl ProcRecord {
         }
         Ok(bytes)
     }
+}
+
+/// A record of encoding 1, before `copied` and `note`: still read, written as the current one.
+#[derive(Deserialize)]
+struct RecordV1 {
+    id: ProcId,
+    name: Option<String>,
+    owner: [u8; 32],
+    node: String,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<String>,
+    placement: Placement,
+    restart: RestartPolicy,
+    everywhere: Option<String>,
+    state: ProcState,
+    started_ms: u64,
+    ended_ms: Option<u64>,
+    restarts: u32,
+    limits: Enforced,
+    generation: u64,
+}
+
+impl From<RecordV1> for ProcRecord {
+    fn from(old: RecordV1) -> ProcRecord {
+        ProcRecord {
+            id: old.id,
+            name: old.name,
+            owner: old.owner,
+            node: old.node,
+            command: old.command,
+            copied: None,
+            env: old.env,
+            cwd: old.cwd,
+            placement: old.placement,
+            restart: old.restart,
+            everywhere: old.everywhere,
+            state: old.state,
+            started_ms: old.started_ms,
+            ended_ms: old.ended_ms,
+            restarts: old.restarts,
+            limits: old.limits,
+            note: None,
+            generation: old.generation,
+        }
+    }
+}
+
+/// `text` cut to at most [`MAX_REASON_BYTES`] on a character boundary: a failure reason or a
+/// note that fits a record.
+pub fn clip_reason(text: &str) -> String {
+    let mut end = text.len().min(MAX_REASON_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Whether `name` is a program cache file name: `<64 lowercase hex>[.<1-16 ASCII letters or
+/// digits>]`.
+pub fn valid_cache_name(name: &str) -> bool {
+    let (hash, ext) = match name.split_once('.') {
+        Some((hash, ext)) => (hash, Some(ext)),
+        None => (name, None),
+    };
+    hash.len() == 64
+        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && ext.is_none_or(|e| {
+            !e.is_empty() && e.len() <= 16 && e.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
 }
 
 fn valid_name(name: &str) -> bool {

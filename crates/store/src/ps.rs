@@ -19,14 +19,15 @@ const HEADER: [&str; 9] = [
     "ID", "NAME", "USER", "NODE", "STATE", "CPU%", "RSS", "UPTIME", "COMMAND",
 ];
 /// The long table's columns, before COMMAND.
-const LONG_HEADER: [&str; 3] = ["RESTART", "LIMITS", "PLACED"];
+const LONG_HEADER: [&str; 4] = ["RESTART", "LIMITS", "PLACED", "NOTE"];
 
 /// Rows of `ID NAME USER NODE STATE CPU% RSS UPTIME COMMAND`, printed by [`fmt::Display`]
 /// with a header, columns two spaces apart and one process per line. A missing name, live
 /// figure or uptime is `-`; a user without a name shows the first 8 hex digits of its key.
 /// Environment values are never shown. The long table ([`PsTable::long`]) adds, before
-/// COMMAND, the restart policy, the limits the node enforced (`cgroup`, `rlimit` or `none`)
-/// and what placement asked for (`on=`, `tag=`, `cpu=`, `mem=`).
+/// COMMAND, the restart policy, the limits the node enforced (`cgroup`, `rlimit` or `none`),
+/// what placement asked for (`on=`, `tag=`, `cpu=`, `mem=`) and the record's note (what
+/// Plexus last did to the process on its own, cut at [`NOTE_CELL_CHARS`] characters).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PsTable {
     header: Vec<&'static str>,
@@ -78,7 +79,12 @@ impl PsTable {
                     uptime(r, now_ms),
                 ];
                 if long {
-                    row.extend([r.restart.to_string(), r.limits.to_string(), placed(r)]);
+                    row.extend([
+                        r.restart.to_string(),
+                        r.limits.to_string(),
+                        placed(r),
+                        note_cell(r),
+                    ]);
                 }
                 row.push(command_line(&r.command));
                 row
@@ -199,6 +205,21 @@ fn placed(r: &ProcRecord) -> String {
 
 /// The state, with the restart count once there was one (a process moved off a dead node
 /// counts one): `running (2 restarts)`.
+/// The most characters of a note the long table shows; `ps` as a unit has all of it.
+pub const NOTE_CELL_CHARS: usize = 60;
+
+fn note_cell(r: &ProcRecord) -> String {
+    match &r.note {
+        None => dash(),
+        Some(note) if note.chars().count() <= NOTE_CELL_CHARS => note.clone(),
+        Some(note) => {
+            let mut cut: String = note.chars().take(NOTE_CELL_CHARS - 1).collect();
+            cut.push('…');
+            cut
+        }
+    }
+}
+
 fn state_cell(r: &ProcRecord) -> String {
     match r.restarts {
         0 => r.state.short(),
@@ -281,14 +302,19 @@ mod tests {
         r.placement.tags = vec!["site=lab".into()];
         r.placement.cpu_millis = Some(1_500);
         r.placement.mem_bytes = Some(200 << 20);
+        r.note = Some("moved from n2 (its node is down)".into());
         let plain = rec("00000a", ProcState::Exited(0), 1_000);
         let t = PsTable::long([&r, &plain], |_| Some("me".into()), |_| None, 5_400);
         assert_eq!(
             t.to_string(),
-            "ID      NAME  USER  NODE  STATE      CPU%  RSS  UPTIME  RESTART  LIMITS  PLACED                                 COMMAND\n\
-             k7f2q1  -     me    n3    running    -     -    4s      always   cgroup  on=n3 tag=site=lab cpu=1.5 mem=200.0M  ./crawler.sh\n\
-             00000a  -     me    n3    exited(0)  -     -    -       never    none    -                                      ./crawler.sh\n"
+            "ID      NAME  USER  NODE  STATE      CPU%  RSS  UPTIME  RESTART  LIMITS  PLACED                                 NOTE                              COMMAND\n\
+             k7f2q1  -     me    n3    running    -     -    4s      always   cgroup  on=n3 tag=site=lab cpu=1.5 mem=200.0M  moved from n2 (its node is down)  ./crawler.sh\n\
+             00000a  -     me    n3    exited(0)  -     -    -       never    none    -                                      -                                 ./crawler.sh\n"
         );
+        r.note = Some("x".repeat(100));
+        let cell = PsTable::long([&r], |_| None, |_| None, 0).rows[0][11].clone();
+        assert_eq!(cell.chars().count(), NOTE_CELL_CHARS);
+        assert!(cell.ends_with('…'));
     }
 
     #[test]

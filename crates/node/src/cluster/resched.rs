@@ -23,6 +23,7 @@ use plexus_sched::{
     reschedule, ClusterView, PlacedProcess, Request, RescheduleOutcome, Resources, TagExpr,
 };
 use plexus_services::directory::NodeDirectory;
+use plexus_store::procs::clip_reason;
 use plexus_store::{put_with_fresh_id, ProcId, ProcRecord, ProcState, ProcTable};
 use plexus_units::{Map, Unit};
 use tokio::task::AbortHandle;
@@ -123,6 +124,7 @@ pub fn plan(view: &ClusterView, down: &BTreeSet<String>, records: &[ProcRecord])
     let lost = |r: &ProcRecord, why: String| Change {
         record: ProcRecord {
             state: ProcState::Lost,
+            note: Some(clip_reason(&format!("lost: {why}"))),
             ..r.clone()
         },
         why,
@@ -168,6 +170,7 @@ pub fn plan(view: &ClusterView, down: &BTreeSet<String>, records: &[ProcRecord])
                             node: placement.node,
                             state: ProcState::Restarting,
                             restarts: r.restarts.saturating_add(1),
+                            note: Some(format!("moved from {dead} (its node is down)")),
                             ..(*r).clone()
                         },
                     });
@@ -561,10 +564,13 @@ mod tests {
                         prop_assert!(a.reserved.mem_bytes <= a.capacity.mem_bytes);
                     }
                     prop_assert_eq!(new.restarts, r.restarts + 1);
+                    let note = format!("moved from {} (its node is down)", r.node);
+                    prop_assert_eq!(new.note.as_deref(), Some(note.as_str()));
                     let same = ProcRecord {
                         node: r.node.clone(),
                         state: r.state.clone(),
                         restarts: r.restarts,
+                        note: r.note.clone(),
                         ..new.clone()
                     };
                     prop_assert_eq!(&same, r);
@@ -572,7 +578,8 @@ mod tests {
                     prop_assert!(was_live(r), "a lost process only moves: {:?}", r);
                     prop_assert_eq!(&new.state, &ProcState::Lost);
                     prop_assert_eq!(&new.node, &r.node);
-                    let same = ProcRecord { state: r.state.clone(), ..new.clone() };
+                    prop_assert!(new.note.as_ref().is_some_and(|n| n.starts_with("lost: its node")));
+                    let same = ProcRecord { state: r.state.clone(), note: r.note.clone(), ..new.clone() };
                     prop_assert_eq!(&same, r);
                 }
             }

@@ -131,9 +131,9 @@ fn exit_status_is_code_or_128_plus_signal() {
 fn decode_refuses_other_versions_trailing_bytes_and_oversize() {
     let bytes = record(1).encode();
     assert_eq!(bytes[0], PROC_ENCODING);
-    let mut v2 = bytes.clone();
-    v2[0] = 2;
-    assert!(matches!(ProcRecord::decode(&v2), Err(ProcError::Decode(_))));
+    let mut v3 = bytes.clone();
+    v3[0] = 3;
+    assert!(matches!(ProcRecord::decode(&v3), Err(ProcError::Decode(_))));
     let mut long = bytes.clone();
     long.push(0);
     assert!(matches!(
@@ -145,6 +145,67 @@ fn decode_refuses_other_versions_trailing_bytes_and_oversize() {
         ProcRecord::decode(&vec![1; MAX_PROC_BYTES + 1]),
         Err(ProcError::Limit(_))
     ));
+}
+
+#[test]
+fn records_of_encoding_1_are_still_read() {
+    let mut r = record(1);
+    r.env = vec![("K".into(), "v".into())];
+    r.everywhere = Some("g1".into());
+    // Encoding 1 is the record without `copied` and `note`, field by field.
+    let body = postcard::to_allocvec(&(
+        r.id,
+        &r.name,
+        r.owner,
+        &r.node,
+        &r.command,
+        &r.env,
+        &r.cwd,
+        &r.placement,
+        r.restart,
+        &r.everywhere,
+        &r.state,
+        r.started_ms,
+        r.ended_ms,
+        r.restarts,
+        r.limits,
+        r.generation,
+    ))
+    .unwrap();
+    let mut v1 = vec![1];
+    v1.extend(body);
+    assert_eq!(ProcRecord::decode(&v1).unwrap(), r);
+    assert_eq!(r.encode()[0], 2, "written as the current encoding");
+}
+
+#[test]
+fn clipped_reasons_keep_whole_characters() {
+    let long = "é".repeat(MAX_REASON_BYTES);
+    let clipped = clip_reason(&long);
+    assert!(clipped.len() <= MAX_REASON_BYTES && clipped.len() >= MAX_REASON_BYTES - 1);
+    assert_eq!(clip_reason("abc"), "abc");
+}
+
+#[test]
+fn copied_names_and_notes_are_checked() {
+    let mut r = record(1);
+    r.copied = Some(format!("{}.py", "ab".repeat(32)));
+    r.note = Some("moved from n2".into());
+    assert_eq!(ProcRecord::decode(&r.encode()).unwrap(), r);
+    for bad in [
+        "ab".repeat(32).to_uppercase(),
+        "ab".repeat(31),
+        format!("{}.", "ab".repeat(32)),
+        format!("{}.p/y", "ab".repeat(32)),
+        format!("{}.{}", "ab".repeat(32), "x".repeat(17)),
+        "../../bin/sh".into(),
+    ] {
+        r.copied = Some(bad.clone());
+        assert!(r.validate().is_err(), "{bad}");
+    }
+    r.copied = None;
+    r.note = Some("x".repeat(MAX_REASON_BYTES + 1));
+    assert!(r.validate().is_err());
 }
 
 #[test]
@@ -327,6 +388,8 @@ prop_compose! {
         state in arb_state(),
         times in any::<(u64, u64, u32, u64)>(),
         limits in prop_oneof![Just(Enforced::None), Just(Enforced::Cgroup), Just(Enforced::Rlimit)],
+        copied in proptest::option::of(prop_oneof!["[0-9a-f]{64}(\\.[a-z0-9]{1,3})?", arb_string()]),
+        note in proptest::option::of(arb_string()),
     ) -> ProcRecord {
         let (started_ms, end, restarts, generation) = times;
         ProcRecord {
@@ -335,6 +398,7 @@ prop_compose! {
             owner,
             node,
             command,
+            copied,
             env,
             cwd,
             placement: Placement { on: None, tags, cpu_millis: cpu, mem_bytes: mem },
@@ -345,6 +409,7 @@ prop_compose! {
             started_ms,
             restarts,
             limits,
+            note,
             generation,
         }
     }
