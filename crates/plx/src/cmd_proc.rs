@@ -116,10 +116,12 @@ pub struct KillArgs {
 /// Options of `plx logs`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct LogsArgs {
-    /// Keep printing new output until the process ends (Ctrl-C stops).
+    /// Keep printing the current run's output until the process ends (Ctrl-C stops).
+    /// Without it, the output of the runs its node keeps (the last 5, for a restarted
+    /// program) is printed, oldest first.
     #[arg(short, long)]
     pub follow: bool,
-    /// Only the last N lines.
+    /// Only the last N lines (over the kept runs).
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
     /// The program's standard error instead of its standard output.

@@ -803,6 +803,31 @@ impl Supervisor {
         })
     }
 
+    /// Deletes the log files of ids this supervisor does not know (a previous run of the node
+    /// left them) for which `keep` is false; gives how many files were deleted. Blocking I/O
+    /// over the log directory: call it off the async threads.
+    pub fn sweep_logs(&self, keep: impl Fn(&str) -> bool) -> std::io::Result<usize> {
+        let mut deleted = 0;
+        for entry in std::fs::read_dir(&self.inner.config.log_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // `<id>.out`, `<id>.err`, `<id>.out.1`, `<id>.err.1`.
+            let Some(id) = [".out", ".err", ".out.1", ".err.1"]
+                .iter()
+                .find_map(|ext| name.strip_suffix(ext))
+            else {
+                continue;
+            };
+            let known =
+                lock(&self.inner.procs).contains_key(id) || lock(&self.inner.starting).contains(id);
+            if !known && !keep(id) && std::fs::remove_file(entry.path()).is_ok() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Forgets an ended process and deletes its logs.
     pub fn remove(&self, id: &str) -> Result<(), ProcError> {
         let mut procs = lock(&self.inner.procs);

@@ -49,6 +49,11 @@ pub const STATS_DEADLINE: Duration = Duration::from_millis(700);
 pub const DEFAULT_GRACE_MS: u64 = 5000;
 /// How long a stopping node tries to mark its processes lost.
 const MARK_LOST_DEADLINE: Duration = Duration::from_secs(2);
+/// How many runs of one process a node keeps, with their logs: the current one and those
+/// before it. `logs` reads them all.
+pub const KEPT_RUNS: usize = 5;
+/// How often a node forgets ended runs it need not keep and deletes their logs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long a node waits for another to send a program copied with `--copy`.
 const FETCH_DEADLINE: Duration = Duration::from_secs(30);
 /// How long an attached run waits for its record to show the end.
@@ -142,7 +147,22 @@ impl SysProc {
                 }
             }
             me.inner.recovering.send_replace(false);
+            // From now on, what the table no longer has is forgotten here.
+            let mut doomed = HashSet::new();
+            loop {
+                doomed = me.inner.sweep(&doomed).await;
+                tokio::time::sleep(SWEEP_EVERY).await;
+            }
         });
+    }
+
+    /// One sweep of what this node need not keep (run each minute once the node has
+    /// recovered): ended runs of processes the table no longer has, runs of a process beyond
+    /// its newest [`KEPT_RUNS`], and logs a previous run of the node left. A run is forgotten
+    /// only if the sweep before found it forgettable too (`doomed`); gives the runs found
+    /// forgettable now, for the next sweep.
+    pub async fn sweep(&self, doomed: &HashSet<String>) -> HashSet<String> {
+        self.inner.sweep(doomed).await
     }
 
     /// Stops every process of this node (TERM, `grace`, KILL) and marks their records `lost`:
@@ -594,6 +614,86 @@ impl Inner {
 
     fn is_local(&self, node: &str) -> bool {
         node == self.directory.local()
+    }
+
+    /// The runs of `id` this node's supervisor has, oldest first.
+    fn runs_here(&self, id: ProcId) -> Vec<String> {
+        let mut runs: Vec<String> = self
+            .supervisor
+            .list()
+            .into_iter()
+            .map(|i| i.id)
+            .filter(|run| run_of(run) == Some(id))
+            .collect();
+        runs.sort_by_key(|run| run_number(run));
+        runs
+    }
+
+    /// Forgets (deleting their logs) the ended runs of processes the table no longer has, and
+    /// those of a process beyond its newest [`KEPT_RUNS`]; deletes the logs a previous run of
+    /// the node left for processes the table no longer has. A run is forgotten only if it was
+    /// found forgettable in the sweep before too (`doomed`, which it gives for the next):
+    /// a run that just ended may belong to a record whose put has not landed yet.
+    async fn sweep(&self, doomed: &HashSet<String>) -> HashSet<String> {
+        let runs = self.supervisor.list();
+        let Ok(records) = self.procs.list().await else {
+            return HashSet::new();
+        };
+        let ids: HashSet<ProcId> = records.iter().map(|r| r.id).collect();
+        let mut forgettable = HashSet::new();
+        let mut by_process: HashMap<ProcId, Vec<(u32, String, bool)>> = HashMap::new();
+        for info in runs {
+            let ended = info.status.is_some();
+            match run_of(&info.id) {
+                Some(id) if ids.contains(&id) => {
+                    by_process
+                        .entry(id)
+                        .or_default()
+                        .push((run_number(&info.id), info.id, ended))
+                }
+                _ if ended => {
+                    forgettable.insert(info.id);
+                }
+                _ => {}
+            }
+        }
+        for runs in by_process.values_mut() {
+            runs.sort();
+            let excess = runs.len().saturating_sub(KEPT_RUNS);
+            forgettable.extend(
+                runs[..excess]
+                    .iter()
+                    .filter(|(_, _, ended)| *ended)
+                    .map(|(_, run, _)| run.clone()),
+            );
+        }
+        let mut forgotten = 0;
+        for run in forgettable.iter().filter(|run| doomed.contains(*run)) {
+            if self.supervisor.remove(run).is_ok() {
+                forgotten += 1;
+            }
+        }
+        forgettable.retain(|run| !doomed.contains(run));
+        if let Ok(mut r) = self.runs.lock() {
+            r.retain(|id, run| ids.contains(id) && self.supervisor.info(run).is_ok());
+        }
+        if let Ok(mut k) = self.killed.lock() {
+            k.retain(|id| ids.contains(id));
+        }
+        let supervisor = self.supervisor.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            supervisor.sweep_logs(|run| run_of(run).is_some_and(|id| ids.contains(&id)))
+        })
+        .await;
+        match swept {
+            Ok(Ok(files)) if forgotten + files > 0 => {
+                tracing::info!(runs = forgotten, files, "forgot ended runs and their logs");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot sweep the log directory"),
+            Err(e) => tracing::warn!(error = %e, "the log sweep failed"),
+        }
+        forgettable
     }
 
     fn run_id(&self, id: ProcId) -> Option<String> {
@@ -1677,12 +1777,27 @@ impl Inner {
             }
             return Ok(None);
         }
-        let bytes = match tail {
-            Some(n) => self.supervisor.tail(&run, stream, n),
-            None => self.supervisor.read_log(&run, stream),
+        // Every run kept here, oldest first: a restarted program's earlier output too.
+        let mut runs = self.runs_here(rec.id);
+        if runs.last() != Some(&run) {
+            runs = vec![run];
         }
-        .map_err(|e| sup_error(&local, e))?;
-        cx.charge(bytes.len() as u64)?;
+        let mut parts = Vec::new();
+        let mut wanted = tail;
+        for run in runs.iter().rev() {
+            let part = match wanted {
+                Some(0) => break,
+                Some(n) => self.supervisor.tail(run, stream, n),
+                None => self.supervisor.read_log(run, stream),
+            }
+            .map_err(|e| sup_error(&local, e))?;
+            cx.charge(part.len() as u64)?;
+            if let Some(n) = wanted.as_mut() {
+                *n = n.saturating_sub(part.split_inclusive(|b| *b == b'\n').count());
+            }
+            parts.push(part);
+        }
+        let bytes: Vec<u8> = parts.into_iter().rev().flatten().collect();
         Ok(Some(Unit::Bytes(bytes.into())))
     }
 
@@ -1789,6 +1904,13 @@ impl Inner {
         let chosen = place(&view, &request).map_err(refusal_error)?;
         Ok(placement_reply(&chosen))
     }
+}
+
+/// Which run of its process a supervisor run id is: 0 for `k7f2q1`, 3 for `k7f2q1-3`.
+fn run_number(run: &str) -> u32 {
+    run.split_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The process a supervisor run id belongs to (`k7f2q1` or `k7f2q1-3`).

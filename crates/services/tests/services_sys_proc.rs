@@ -2,6 +2,7 @@
 //! programs (`sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use plexus_identity::{KeyKind, Keypair};
 use plexus_kernel::{Error, Kernel, Policy, Terminal};
 use plexus_proc::{Config, Supervisor};
 use plexus_services::directory::SingleNode;
-use plexus_services::sys_proc::SysProc;
+use plexus_services::sys_proc::{SysProc, KEPT_RUNS};
 use plexus_services::testing::{bare_kernel, eval_text, TestTerminal};
 use plexus_units::{to_text, Unit};
 
@@ -393,6 +394,60 @@ async fn restart_on_failure_runs_the_program_again() {
         "{}",
         to_text(&waited)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_read_every_kept_run_and_sweeps_forget_the_rest() {
+    let node = node().await;
+    // Six runs (the first and five restarts), then the crash-loop limit ends it.
+    let id = node.start("[sh -c `echo run`] restart:always").await;
+    until("the crash-loop limit", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        field(&ps.as_list().unwrap()[0], "state") == "crash-looping"
+    })
+    .await;
+    let on = &node;
+    let logs = |tail: &str| {
+        let text = format!("{{logs:{id}{tail}}}@sys.proc");
+        async move {
+            match on.admin(&text).await.unwrap() {
+                Unit::Bytes(b) => String::from_utf8(b.to_vec()).unwrap(),
+                other => panic!("{}", to_text(&other)),
+            }
+        }
+    };
+    assert_eq!(logs("").await, "run\n".repeat(6));
+    assert_eq!(logs(" tail:2").await, "run\n".repeat(2));
+    assert_eq!(logs(" tail:100").await, "run\n".repeat(6));
+
+    // Logs a previous run of the node left: kept for a process the table has, deleted
+    // otherwise.
+    let log_dir = node._dir.path().join("procs/logs");
+    std::fs::write(log_dir.join(format!("{id}-77.out")), "old").unwrap();
+    std::fs::write(log_dir.join("zzzzzz.out"), "old").unwrap();
+    // A run is forgotten at the second sweep that finds it forgettable.
+    let doomed = node.service.sweep(&HashSet::new()).await;
+    assert_eq!(doomed.len(), 1, "the oldest of six runs: {doomed:?}");
+    assert!(!log_dir.join("zzzzzz.out").exists());
+    assert!(log_dir.join(format!("{id}-77.out")).exists());
+    assert_eq!(logs("").await, "run\n".repeat(6));
+    node.service.sweep(&doomed).await;
+    assert_eq!(
+        logs("").await,
+        "run\n".repeat(5),
+        "{} runs are kept",
+        KEPT_RUNS
+    );
+
+    // A process the table no longer has is forgotten with its logs.
+    plexus_store::ProcTable::remove(node.db.as_ref(), plexus_store::ProcId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    let doomed = node.service.sweep(&HashSet::new()).await;
+    assert_eq!(doomed.len(), 5);
+    node.service.sweep(&doomed).await;
+    let left: Vec<_> = std::fs::read_dir(&log_dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
