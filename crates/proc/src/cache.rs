@@ -72,6 +72,8 @@ pub(crate) fn store(
         .metadata()
         .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
     {
+        // Stored again: as recently used as a new one.
+        touch(&path).map_err(io(&path))?;
         return Ok(path);
     }
     let temp = dir.join(format!(".{hash}.{}.tmp", std::process::id()));
@@ -91,4 +93,91 @@ pub(crate) fn store(
         return Err(CacheError::Io { path, source });
     }
     Ok(path)
+}
+
+/// Marks the cached program at `path` as just used (its modification time: access times are
+/// often not kept); fails if there is no such file.
+pub(crate) fn touch(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().append(true).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a file"));
+    }
+    file.set_modified(std::time::SystemTime::now())
+}
+
+/// Deletes the least recently used files of the cache `dir` until it holds at most `limit`
+/// bytes, sparing those `keep` names; gives the bytes deleted. Files being written (`.…tmp`)
+/// are neither counted nor deleted.
+pub(crate) fn trim(dir: &Path, limit: u64, keep: impl Fn(&str) -> bool) -> std::io::Result<u64> {
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let meta = entry.metadata()?;
+        if name.starts_with('.') || !meta.is_file() {
+            continue;
+        }
+        total += meta.len();
+        let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        files.push((used, name, meta.len()));
+    }
+    files.sort();
+    let mut deleted = 0;
+    for (_, name, len) in files {
+        if total <= limit {
+            break;
+        }
+        if keep(&name) {
+            continue;
+        }
+        if std::fs::remove_file(dir.join(&name)).is_ok() {
+            total -= len;
+            deleted += len;
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_deletes_the_least_recently_used_first_and_spares_the_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let put = |bytes: &[u8], used: u64| {
+            let path = store(dir.path(), bytes, None).unwrap();
+            std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at(used))
+                .unwrap();
+            path.file_name().unwrap().to_str().unwrap().to_owned()
+        };
+        let oldest = put(&[1; 100], 10);
+        let kept = put(&[2; 100], 20);
+        let middle = put(&[3; 100], 30);
+        let newest = put(&[4; 100], 40);
+        std::fs::write(dir.path().join(".partial.tmp"), [0; 1000]).unwrap();
+        // 400 bytes over a limit of 250: two must go, the kept one is skipped.
+        let deleted = trim(dir.path(), 250, |n| n == kept).unwrap();
+        assert_eq!(deleted, 200);
+        let left = |name: &str| dir.path().join(name).exists();
+        assert!(!left(&oldest) && !left(&middle));
+        assert!(left(&kept) && left(&newest) && left(".partial.tmp"));
+        // Under the limit, nothing goes.
+        assert_eq!(trim(dir.path(), 250, |_| false).unwrap(), 0);
+        // Storing the same bytes again makes a program recently used.
+        let again = store(dir.path(), &[2; 100], None).unwrap();
+        assert!(again.metadata().unwrap().modified().unwrap() > at(40));
+        assert!(touch(&dir.path().join("missing")).is_err());
+    }
 }

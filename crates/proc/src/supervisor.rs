@@ -45,11 +45,14 @@ pub struct Config {
     pub log_limit: u64,
     /// Use cgroups for limits when the node offers them; `false` uses rlimits.
     pub cgroups: bool,
+    /// Bytes the program cache may hold before [`Supervisor::trim_program_cache`] deletes the
+    /// least recently used programs.
+    pub program_cache_limit: u64,
 }
 
 impl Config {
     /// State under `state_dir`, logs in `state_dir/logs`, 8 MiB of log per stream, cgroups
-    /// where the node offers them.
+    /// where the node offers them, a program cache of up to 1 GiB.
     pub fn new(state_dir: impl Into<PathBuf>) -> Config {
         let state_dir = state_dir.into();
         Config {
@@ -57,6 +60,7 @@ impl Config {
             state_dir,
             log_limit: 8 * 1024 * 1024,
             cgroups: true,
+            program_cache_limit: 1024 * 1024 * 1024,
         }
     }
 }
@@ -861,13 +865,25 @@ impl Supervisor {
     }
 
     /// The cached program file `name` (as [`Supervisor::cache_program`] named it), if this
-    /// node has it. A name with a `/` or a leading `.` names nothing.
+    /// node has it, marked as just used. A name with a `/` or a leading `.` names nothing.
     pub fn cached_program(&self, name: &str) -> Option<PathBuf> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             return None;
         }
         let path = self.inner.config.state_dir.join("programs").join(name);
-        path.is_file().then_some(path)
+        cache::touch(&path).ok().map(|()| path)
+    }
+
+    /// Deletes the least recently used programs (stored or looked up longest ago) until the
+    /// cache holds at most [`Config::program_cache_limit`] bytes, sparing those `keep` names
+    /// (programs that processes still need); gives the bytes deleted. Blocking I/O: call it off
+    /// the async threads.
+    pub fn trim_program_cache(&self, keep: impl Fn(&str) -> bool) -> std::io::Result<u64> {
+        cache::trim(
+            &self.inner.config.state_dir.join("programs"),
+            self.inner.config.program_cache_limit,
+            keep,
+        )
     }
 
     /// Stops every process (TERM, `grace`, KILL), waits for them, and removes this supervisor's

@@ -940,6 +940,27 @@ impl Inner {
                 .map_err(|e| Error::internal(format!("caching the program: {e}")))?;
         let path =
             cached.map_err(|e| Error::new(code::BAD_ARGUMENT, format!("node {local}: {e}")))?;
+        // The cache is bounded: the least recently used programs no live process needs go.
+        let mut needed: HashSet<String> = self
+            .procs
+            .live_local()
+            .await
+            .map(|live| live.into_iter().filter_map(|r| r.copied).collect())
+            .unwrap_or_default();
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            needed.insert(name.to_owned());
+        }
+        let supervisor = self.supervisor.clone();
+        let trimmed = tokio::task::spawn_blocking(move || {
+            supervisor.trim_program_cache(|name| needed.contains(name))
+        })
+        .await;
+        match trimmed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(bytes)) => tracing::info!(bytes, "deleted programs from the full program cache"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot trim the program cache"),
+            Err(e) => tracing::warn!(error = %e, "trimming the program cache failed"),
+        }
         Ok(path.to_string_lossy().into_owned())
     }
 
