@@ -1448,10 +1448,9 @@ impl Inner {
             killed_by_user,
             started_ms: follow.started,
         };
-        let ended = |r: &mut ProcRecord, state: ProcState, restarts: u32| {
+        let ended = |r: &mut ProcRecord, state: ProcState| {
             r.state = state;
             r.ended_ms = Some(now);
-            r.restarts = restarts;
         };
         let final_state = match status {
             ExitStatus::Exited(code) => ProcState::Exited(code),
@@ -1463,15 +1462,15 @@ impl Inner {
                     StopReason::CrashLooping { .. } => ProcState::CrashLooping,
                     _ => final_state,
                 };
-                let restarts = follow.tracker.restarts();
-                self.update_logged(id, |r| ended(r, state.clone(), restarts))
-                    .await;
+                self.update_logged(id, |r| ended(r, state.clone())).await;
                 return false;
             }
-            RestartDecision::Restart { delay_ms, attempt } => {
+            RestartDecision::Restart { delay_ms, .. } => {
+                // The record counts every restart, wherever it ran; the tracker only those on
+                // this node.
                 self.update_logged(id, |r| {
                     r.state = ProcState::Restarting;
-                    r.restarts = attempt;
+                    r.restarts = r.restarts.saturating_add(1);
                 })
                 .await;
                 // Dropping it tells an attached caller its run's end is recorded (it is

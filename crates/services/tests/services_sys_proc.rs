@@ -417,6 +417,8 @@ async fn logs_read_every_kept_run_and_sweeps_forget_the_rest() {
         }
     };
     assert_eq!(logs("").await, "run\n".repeat(6));
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    assert_eq!(field(&ps.as_list().unwrap()[0], "restarts"), "5");
     assert_eq!(logs(" tail:2").await, "run\n".repeat(2));
     assert_eq!(logs(" tail:100").await, "run\n".repeat(6));
 
@@ -448,6 +450,36 @@ async fn logs_read_every_kept_run_and_sweeps_forget_the_rest() {
     node.service.sweep(&doomed).await;
     let left: Vec<_> = std::fs::read_dir(&log_dir).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A process moved to this node after restarts elsewhere keeps counting from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_count_on_from_the_record() {
+    let node = node().await;
+    let here = node.kernel.node().name.clone();
+    let mut rec = plexus_store::ProcRecord::new(
+        plexus_store::ProcId::from_random([9; 4]),
+        node.admin.public().to_bytes(),
+        &here,
+        vec!["sh".into(), "-c".into(), "exit 1".into()],
+    );
+    rec.state = plexus_store::ProcState::Restarting;
+    rec.restart = plexus_store::RestartPolicy::OnFailure;
+    rec.restarts = 7;
+    let id = rec.id;
+    plexus_store::ProcTable::put(node.db.as_ref(), rec)
+        .await
+        .unwrap();
+    node.admin(&format!("{{start:{id}}}@sys.proc"))
+        .await
+        .unwrap();
+    until("the crash-loop limit", async || {
+        let ps = node.admin("ps@sys.proc").await.unwrap();
+        field(&ps.as_list().unwrap()[0], "state") == "crash-looping"
+    })
+    .await;
+    let ps = node.admin("ps@sys.proc").await.unwrap();
+    assert_eq!(field(&ps.as_list().unwrap()[0], "restarts"), "12");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
