@@ -1045,6 +1045,28 @@ fn an_everywhere_program_runs_on_a_node_that_joins_afterwards() {
         3,
         "one copy a node: {ps}"
     );
+    // `plx ps` lists the group's copies together, by node, named after the group.
+    let group = reply
+        .replace('`', "")
+        .split("group:")
+        .nth(1)
+        .and_then(|g| g.split([' ', '}']).next())
+        .unwrap_or_default()
+        .to_owned();
+    // The table as a string unit: its lines end in `\n` escapes.
+    let table = send_to(&plx, &nodes[0], "{ps:t text:t}@sys.proc")
+        .out()
+        .replace("\\n", "\n");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains(&format!("group:{group}")))
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    let nodes_listed: Vec<&str> = rows
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(nodes_listed, ["n1", "n2", "n3"], "{table}");
     for id in ps.replace('`', "").split("id:").skip(1) {
         let id = id.split(' ').next().unwrap_or("");
         let _ = send_to(

@@ -1538,7 +1538,8 @@ impl Inner {
     async fn ps(&self, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
         let text = c.opt_bool("text", false)?;
         let long = c.opt_bool("long", false)?;
-        let records = self.procs.list().await.map_err(table_error)?;
+        let mut records = self.procs.list().await.map_err(table_error)?;
+        plexus_store::ps_order(&mut records);
         let mut by_node: HashMap<&str, Vec<Unit>> = HashMap::new();
         for r in records.iter().filter(|r| r.state == ProcState::Running) {
             by_node
@@ -1602,6 +1603,9 @@ impl Inner {
                 put("id", Unit::str(r.id.as_str()));
                 if let Some(name) = &r.name {
                     put("name", Unit::str(name));
+                }
+                if let Some(group) = &r.everywhere {
+                    put("group", Unit::str(group));
                 }
                 let user = user_name(&r.owner).unwrap_or_else(|| {
                     r.owner.iter().take(4).map(|b| format!("{b:02x}")).collect()

@@ -47,7 +47,7 @@ pub use procs::{
     put_with_fresh_id, unused_id, Enforced, Placement, ProcError, ProcId, ProcRecord, ProcState,
     ProcTable, ProcTables, RestartPolicy,
 };
-pub use ps::{LiveFigures, PsTable};
+pub use ps::{ps_order, LiveFigures, PsTable};
 pub use size::{size, SizeUnit};
 
 use std::future::Future;

@@ -18,6 +18,21 @@ pub struct LiveFigures {
 const HEADER: [&str; 9] = [
     "ID", "NAME", "USER", "NODE", "STATE", "CPU%", "RSS", "UPTIME", "COMMAND",
 ];
+/// Puts `records` in the order `ps` lists them: by id, except that the copies of an
+/// `--everywhere` group are listed together, by node, where the group's id would sort.
+pub fn ps_order(records: &mut [ProcRecord]) {
+    records.sort_by(|a, b| {
+        let key = |r: &ProcRecord| {
+            (
+                r.everywhere.clone().unwrap_or_else(|| r.id.to_string()),
+                r.node.clone(),
+                r.id,
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
 /// The long table's columns, before COMMAND.
 const LONG_HEADER: [&str; 4] = ["RESTART", "LIMITS", "PLACED", "NOTE"];
 
@@ -70,7 +85,11 @@ impl PsTable {
                 let figures = live(&r.id);
                 let mut row = vec![
                     r.id.to_string(),
-                    r.name.clone().unwrap_or_else(|| "-".to_owned()),
+                    match (&r.name, &r.everywhere) {
+                        (Some(name), _) => name.clone(),
+                        (None, Some(group)) => format!("group:{group}"),
+                        (None, None) => dash(),
+                    },
                     user_name(&r.owner).unwrap_or_else(|| hex8(&r.owner)),
                     r.node.clone(),
                     state_cell(r),
@@ -243,6 +262,28 @@ mod tests {
         r.state = state;
         r.started_ms = started_ms;
         r
+    }
+
+    #[test]
+    fn the_copies_of_a_group_are_listed_together() {
+        let copy = |id: &str, node: &str| {
+            let mut r = rec(id, ProcState::Running, 1_000);
+            r.everywhere = Some("g00000".into());
+            r.node = node.into();
+            r
+        };
+        let mut records = vec![
+            rec("000001", ProcState::Running, 1_000),
+            copy("000002", "n2"),
+            rec("h00000", ProcState::Running, 1_000),
+            copy("z00000", "n1"),
+        ];
+        ps_order(&mut records);
+        let ids: Vec<_> = records.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(ids, ["000001", "z00000", "000002", "h00000"]);
+        let t = PsTable::new(&records, |_| Some("me".into()), |_| None, 5_000);
+        let names: Vec<_> = t.rows.iter().map(|r| r[1].as_str()).collect();
+        assert_eq!(names, ["-", "group:g00000", "group:g00000", "-"]);
     }
 
     #[test]
