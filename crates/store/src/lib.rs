@@ -11,7 +11,9 @@
 //!   committed, fsynced transaction before it returns. Layout and guarantees:
 //!   `docs/storage.md`;
 //! - [`procs`]: the process table ([`ProcRecord`], kept in [`ProcTables`], served through the
-//!   [`ProcTable`] trait by [`NodeDb`] and the cluster), and [`PsTable`], its `plx ps` view.
+//!   [`ProcTable`] trait by [`NodeDb`] and the cluster), and [`PsTable`], its `plx ps` view;
+//! - [`fs`]: the cluster file system's metadata ([`fs::FsTables`]: directories, files and
+//!   their chunk lists, with owners and modes checked on every operation).
 //!
 //! ```
 //! use plexus_store::{merge_with, save_at};
@@ -26,6 +28,7 @@
 
 mod db;
 mod error;
+pub mod fs;
 mod mem;
 mod merge;
 mod once;

@@ -1,0 +1,733 @@
+//! The cluster file system's metadata: directories, files and their chunk lists, in redb
+//! tables that a single node or the replicated cluster state applies operations to.
+//!
+//! Every operation takes the transaction, the [`Actor`] and the time as arguments and does the
+//! same on every node, so the replicated state machine can apply it from its log. Paths are
+//! resolved inside the transaction (each directory on the way needs `x`), so an operation is
+//! atomic and linearizable with the log; `rename` moves one entry in one transaction. A file's
+//! content is its list of chunks ([`ChunkRef`]), replaced whole by [`FsTables::put_file`]:
+//! a reader sees the old list or the new one, never a mix. Each chunk's references are
+//! counted; a chunk no file names any more is listed as garbage for the chunk stores to
+//! delete. Layout and rules: `docs/fs.md`.
+
+use plexus_fs::{check, Access, Actor, ChunkRef, Denied, FsPath, PathError, MODE_BITS};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DbResult, StoreError};
+
+/// The inode number of `/`.
+pub const ROOT: u64 = 1;
+/// The encoding version of a stored [`Inode`].
+pub const INODE_ENCODING: u8 = 1;
+/// Most entries one directory holds.
+pub const MAX_DIR_ENTRIES: u64 = 1_000_000;
+/// Most chunks one file has (4 MiB chunks: files up to 256 GiB).
+pub const MAX_FILE_CHUNKS: usize = 65_536;
+
+/// A file or a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+}
+
+/// One chunk of a file as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredChunk {
+    /// BLAKE3 of its bytes.
+    pub hash: [u8; 32],
+    /// Its length.
+    pub len: u32,
+}
+
+impl From<ChunkRef> for StoredChunk {
+    fn from(c: ChunkRef) -> StoredChunk {
+        StoredChunk {
+            hash: c.hash,
+            len: c.len,
+        }
+    }
+}
+
+impl From<StoredChunk> for ChunkRef {
+    fn from(c: StoredChunk) -> ChunkRef {
+        ChunkRef {
+            hash: c.hash,
+            len: c.len,
+        }
+    }
+}
+
+/// A file or directory's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inode {
+    /// File or directory.
+    pub kind: Kind,
+    /// The owner's public key.
+    pub owner: [u8; 32],
+    /// Its nine mode bits.
+    pub mode: u16,
+    /// A file's size in bytes (the sum of its chunks); a directory's number of entries.
+    pub size: u64,
+    /// When its content (or a directory's entries) last changed, in ms since the Unix epoch.
+    pub mtime_ms: u64,
+    /// A file's chunks, in order.
+    pub chunks: Vec<StoredChunk>,
+    /// Bumped by every change: a writer may ask that nothing changed since it read.
+    pub version: u64,
+}
+
+impl Inode {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![INODE_ENCODING];
+        if let Ok(body) = postcard::to_extend(self, Vec::new()) {
+            out.extend(body);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Inode, StoreError> {
+        match bytes.split_first() {
+            Some((&INODE_ENCODING, body)) => match postcard::take_from_bytes(body) {
+                Ok((inode, [])) => Ok(inode),
+                Ok(_) => Err(StoreError::Corrupt("bytes after an inode".to_owned())),
+                Err(e) => Err(StoreError::Corrupt(format!("an inode: {e}"))),
+            },
+            _ => Err(StoreError::Corrupt(
+                "an inode of an unknown encoding".to_owned(),
+            )),
+        }
+    }
+}
+
+/// What `stat` and `ls` give of one file or directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Its inode number.
+    pub ino: u64,
+    /// Its metadata.
+    pub inode: Inode,
+}
+
+/// Why a file-system operation failed. [`FsError::code`] is the error code it travels with.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// Not a path of the tree.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// Nothing there.
+    #[error("{0}: no such file or directory")]
+    NotFound(FsPath),
+    /// Something there already.
+    #[error("{0} exists")]
+    Exists(FsPath),
+    /// A file where a directory is needed.
+    #[error("{0} is not a directory")]
+    NotDir(FsPath),
+    /// A directory where a file is needed.
+    #[error("{0} is a directory")]
+    IsDir(FsPath),
+    /// A directory that still has entries.
+    #[error("{0} is not empty")]
+    NotEmpty(FsPath),
+    /// Refused by the mode bits.
+    #[error("permission denied: {0}")]
+    Denied(#[from] Denied),
+    /// Only the owner (or an admin) may do this.
+    #[error("only the owner of {0}, or an admin, may change it")]
+    NotOwner(FsPath),
+    /// An argument that makes no sense (moving a directory into itself, a mode over 0o777…).
+    #[error("{0}")]
+    Invalid(String),
+    /// A bound of the tree (entries in a directory, chunks in a file).
+    #[error("{0}")]
+    Limit(String),
+    /// The database failed, or holds bytes that are not metadata.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FsError {
+    /// The error code a caller sees.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FsError::Path(_) | FsError::Invalid(_) => "arg.bad",
+            FsError::NotFound(_) => "not.found",
+            FsError::Exists(_) => "fs.exists",
+            FsError::NotDir(_) => "fs.not.dir",
+            FsError::IsDir(_) => "fs.is.dir",
+            FsError::NotEmpty(_) => "fs.not.empty",
+            FsError::Denied(_) | FsError::NotOwner(_) => "denied",
+            FsError::Limit(_) => "limit",
+            FsError::Store(_) => "store",
+        }
+    }
+}
+
+/// The tables of the file-system metadata.
+#[derive(Clone, Copy)]
+pub struct FsTables {
+    /// inode number → encoded [`Inode`].
+    inodes: TableDefinition<'static, u64, &'static [u8]>,
+    /// (directory, name) → inode number.
+    entries: TableDefinition<'static, (u64, &'static str), u64>,
+    /// chunk hash → how many chunk entries of files name it.
+    chunk_refs: TableDefinition<'static, &'static [u8; 32], u64>,
+    /// chunk hash → () for chunks no file names any more, for the stores to delete.
+    garbage: TableDefinition<'static, &'static [u8; 32], ()>,
+    /// `next_ino` → the next inode number.
+    counters: TableDefinition<'static, &'static str, u64>,
+}
+
+/// Where a path leads, as resolution found it.
+struct Found {
+    /// Its parent directory's inode number and metadata (`None` for `/`).
+    parent: Option<(u64, Inode)>,
+    /// Its own inode number and metadata, if it exists.
+    node: Option<(u64, Inode)>,
+}
+
+impl FsTables {
+    /// The tables with this prefix (`fs` → `fs.inodes`, `fs.entries`, …; static, as redb needs).
+    pub const fn new(
+        inodes: &'static str,
+        entries: &'static str,
+        chunk_refs: &'static str,
+        garbage: &'static str,
+        counters: &'static str,
+    ) -> FsTables {
+        FsTables {
+            inodes: TableDefinition::new(inodes),
+            entries: TableDefinition::new(entries),
+            chunk_refs: TableDefinition::new(chunk_refs),
+            garbage: TableDefinition::new(garbage),
+            counters: TableDefinition::new(counters),
+        }
+    }
+
+    /// Creates the tables if missing, and `/` (owned by `admin`, mode 0o755) if there is none.
+    pub fn create(&self, txn: &WriteTransaction, admin: [u8; 32]) -> Result<(), StoreError> {
+        let mut inodes = txn.open_table(self.inodes).db()?;
+        txn.open_table(self.entries).db()?;
+        txn.open_table(self.chunk_refs).db()?;
+        txn.open_table(self.garbage).db()?;
+        let mut counters = txn.open_table(self.counters).db()?;
+        if inodes.get(ROOT).db()?.is_none() {
+            let root = Inode {
+                kind: Kind::Dir,
+                owner: admin,
+                mode: 0o755,
+                size: 0,
+                mtime_ms: 0,
+                chunks: Vec::new(),
+                version: 0,
+            };
+            inodes.insert(ROOT, root.encode().as_slice()).db()?;
+            counters.insert("next_ino", ROOT + 1).db()?;
+        }
+        Ok(())
+    }
+
+    /// The metadata at `path`; every directory on the way needs `x`.
+    pub fn stat(
+        &self,
+        txn: &ReadTransaction,
+        actor: &Actor,
+        path: &FsPath,
+    ) -> Result<Stat, FsError> {
+        let inodes = txn.open_table(self.inodes).db()?;
+        let entries = txn.open_table(self.entries).db()?;
+        let found = resolve(&inodes, &entries, actor, path)?;
+        let (ino, inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
+        Ok(Stat { ino, inode })
+    }
+
+    /// The entries of the directory at `path`, by name; it needs `r`.
+    pub fn list(
+        &self,
+        txn: &ReadTransaction,
+        actor: &Actor,
+        path: &FsPath,
+    ) -> Result<Vec<(String, Stat)>, FsError> {
+        let inodes = txn.open_table(self.inodes).db()?;
+        let entries = txn.open_table(self.entries).db()?;
+        let found = resolve(&inodes, &entries, actor, path)?;
+        let (dir, inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
+        if inode.kind != Kind::Dir {
+            return Err(FsError::NotDir(path.clone()));
+        }
+        check(actor, &inode.owner, inode.mode, Access::Read, path.as_str())?;
+        let mut out = Vec::new();
+        for row in entries.range((dir, "")..).db()? {
+            let (key, child) = row.db()?;
+            let (parent, name) = key.value();
+            if parent != dir {
+                break;
+            }
+            let child = child.value();
+            out.push((
+                name.to_owned(),
+                Stat {
+                    ino: child,
+                    inode: load(&inodes, child)?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Makes the directory `path` with `mode`, owned by the actor; its parent needs `w` and
+    /// `x`.
+    pub fn mkdir(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+        mode: u16,
+        now_ms: u64,
+    ) -> Result<Stat, FsError> {
+        self.make(txn, actor, path, mode, now_ms, Kind::Dir, Vec::new())
+    }
+
+    /// Makes the file `path` hold `chunks` (in order), creating it with `mode` if it does
+    /// not exist (its parent needs `w` and `x`) or replacing its content whole if it does (it
+    /// needs `w`; its mode and owner stay). The old chunks lose a reference.
+    pub fn put_file(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+        mode: u16,
+        chunks: &[ChunkRef],
+        now_ms: u64,
+    ) -> Result<Stat, FsError> {
+        if chunks.len() > MAX_FILE_CHUNKS {
+            return Err(FsError::Limit(format!(
+                "a file has at most {MAX_FILE_CHUNKS} chunks, not {}",
+                chunks.len()
+            )));
+        }
+        let stored: Vec<StoredChunk> = chunks.iter().map(|&c| c.into()).collect();
+        let found = self.resolve_write(txn, actor, path)?;
+        let Some((ino, old)) = found.node else {
+            return self.make(txn, actor, path, mode, now_ms, Kind::File, stored);
+        };
+        if old.kind == Kind::Dir {
+            return Err(FsError::IsDir(path.clone()));
+        }
+        check(actor, &old.owner, old.mode, Access::Write, path.as_str())?;
+        self.count_refs(txn, &stored, &old.chunks)?;
+        let inode = Inode {
+            size: size_of(&stored),
+            mtime_ms: now_ms,
+            chunks: stored,
+            version: old.version + 1,
+            ..old
+        };
+        store(txn, self.inodes, ino, &inode)?;
+        Ok(Stat { ino, inode })
+    }
+
+    /// Removes the file or empty directory at `path`; its parent needs `w` and `x`. A file's
+    /// chunks lose a reference.
+    pub fn remove(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+        now_ms: u64,
+    ) -> Result<(), FsError> {
+        let name = path
+            .name()
+            .ok_or_else(|| FsError::Invalid("/ cannot be removed".to_owned()))?;
+        let found = self.resolve_write(txn, actor, path)?;
+        let (parent, parent_inode) = found
+            .parent
+            .ok_or_else(|| FsError::Invalid("/ cannot be removed".to_owned()))?;
+        let (ino, inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
+        let (dir, _) = path
+            .split()
+            .ok_or_else(|| FsError::Invalid("/ cannot be removed".to_owned()))?;
+        check(
+            actor,
+            &parent_inode.owner,
+            parent_inode.mode,
+            Access::Write,
+            dir.as_str(),
+        )?;
+        if inode.kind == Kind::Dir && inode.size > 0 {
+            return Err(FsError::NotEmpty(path.clone()));
+        }
+        self.count_refs(txn, &[], &inode.chunks)?;
+        txn.open_table(self.entries)
+            .db()?
+            .remove((parent, name))
+            .db()?;
+        txn.open_table(self.inodes).db()?.remove(ino).db()?;
+        touch(txn, self.inodes, parent, parent_inode, now_ms, -1)?;
+        Ok(())
+    }
+
+    /// Moves `from` to `to` in one step. A file at `to` is replaced (its chunks lose a
+    /// reference), an empty directory at `to` is replaced by a directory; both parents need
+    /// `w` and `x`. A directory cannot move into itself.
+    pub fn rename(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        from: &FsPath,
+        to: &FsPath,
+        now_ms: u64,
+    ) -> Result<(), FsError> {
+        let (Some((from_dir, from_name)), Some((to_dir, to_name))) = (from.split(), to.split())
+        else {
+            return Err(FsError::Invalid(
+                "/ cannot be moved, nor replaced".to_owned(),
+            ));
+        };
+        if from.contains(to) && from != to {
+            return Err(FsError::Invalid(format!(
+                "{from} cannot move into itself ({to})"
+            )));
+        }
+        let src = self.resolve_write(txn, actor, from)?;
+        let (src_parent, src_parent_inode) =
+            src.parent.ok_or_else(|| FsError::NotFound(from.clone()))?;
+        let (ino, inode) = src.node.ok_or_else(|| FsError::NotFound(from.clone()))?;
+        check(
+            actor,
+            &src_parent_inode.owner,
+            src_parent_inode.mode,
+            Access::Write,
+            from_dir.as_str(),
+        )?;
+        if from == to {
+            return Ok(());
+        }
+        let dst = self.resolve_write(txn, actor, to)?;
+        let (dst_parent, dst_parent_inode) =
+            dst.parent.ok_or_else(|| FsError::NotFound(to.clone()))?;
+        check(
+            actor,
+            &dst_parent_inode.owner,
+            dst_parent_inode.mode,
+            Access::Write,
+            to_dir.as_str(),
+        )?;
+        let replaced = i64::from(dst.node.is_some());
+        if let Some((old, old_inode)) = dst.node {
+            match (inode.kind, old_inode.kind) {
+                (Kind::Dir, Kind::File) => return Err(FsError::NotDir(to.clone())),
+                (Kind::File, Kind::Dir) => return Err(FsError::IsDir(to.clone())),
+                (Kind::Dir, Kind::Dir) if old_inode.size > 0 => {
+                    return Err(FsError::NotEmpty(to.clone()))
+                }
+                _ => {}
+            }
+            self.count_refs(txn, &[], &old_inode.chunks)?;
+            txn.open_table(self.inodes).db()?.remove(old).db()?;
+        } else {
+            Self::check_room(&dst_parent_inode)?;
+        }
+        {
+            let mut entries = txn.open_table(self.entries).db()?;
+            entries.remove((src_parent, from_name)).db()?;
+            entries.insert((dst_parent, to_name), ino).db()?;
+        }
+        if dst_parent == src_parent {
+            touch(
+                txn,
+                self.inodes,
+                src_parent,
+                src_parent_inode,
+                now_ms,
+                -replaced,
+            )?;
+        } else {
+            touch(txn, self.inodes, src_parent, src_parent_inode, now_ms, -1)?;
+            // Read again: the source's parent may be on the destination's path.
+            let inode = load(&txn.open_table(self.inodes).db()?, dst_parent)?;
+            touch(txn, self.inodes, dst_parent, inode, now_ms, 1 - replaced)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the mode bits of `path`: only its owner or an admin may.
+    pub fn chmod(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+        mode: u16,
+    ) -> Result<Stat, FsError> {
+        check_mode(mode)?;
+        let found = self.resolve_write(txn, actor, path)?;
+        let (ino, inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
+        if !actor.admin && actor.user != inode.owner {
+            return Err(FsError::NotOwner(path.clone()));
+        }
+        let inode = Inode {
+            mode,
+            version: inode.version + 1,
+            ..inode
+        };
+        store(txn, self.inodes, ino, &inode)?;
+        Ok(Stat { ino, inode })
+    }
+
+    /// Gives `path` (a file or directory) to `owner`: only an admin may. For users' home
+    /// directories.
+    pub fn chown(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+        owner: [u8; 32],
+    ) -> Result<Stat, FsError> {
+        if !actor.admin {
+            return Err(FsError::NotOwner(path.clone()));
+        }
+        let found = self.resolve_write(txn, actor, path)?;
+        let (ino, inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
+        let inode = Inode {
+            owner,
+            version: inode.version + 1,
+            ..inode
+        };
+        store(txn, self.inodes, ino, &inode)?;
+        Ok(Stat { ino, inode })
+    }
+
+    /// The chunks no file names any more (for the chunk stores to delete), up to `max`.
+    pub fn garbage(&self, txn: &ReadTransaction, max: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+        let table = txn.open_table(self.garbage).db()?;
+        let mut out = Vec::new();
+        for row in table.iter().db()?.take(max) {
+            out.push(*row.db()?.0.value());
+        }
+        Ok(out)
+    }
+
+    /// How many chunk entries of files name `hash`.
+    pub fn chunk_refs(&self, txn: &ReadTransaction, hash: &[u8; 32]) -> Result<u64, StoreError> {
+        let table = txn.open_table(self.chunk_refs).db()?;
+        Ok(table.get(hash).db()?.map_or(0, |g| g.value()))
+    }
+
+    /// Forgets chunks collected from the stores.
+    pub fn collected(&self, txn: &WriteTransaction, hashes: &[[u8; 32]]) -> Result<(), StoreError> {
+        let mut table = txn.open_table(self.garbage).db()?;
+        for hash in hashes {
+            table.remove(hash).db()?;
+        }
+        Ok(())
+    }
+
+    fn resolve_write(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+    ) -> Result<Found, FsError> {
+        let inodes = txn.open_table(self.inodes).db()?;
+        let entries = txn.open_table(self.entries).db()?;
+        resolve(&inodes, &entries, actor, path)
+    }
+
+    fn check_room(dir: &Inode) -> Result<(), FsError> {
+        if dir.size >= MAX_DIR_ENTRIES {
+            return Err(FsError::Limit(format!(
+                "a directory holds at most {MAX_DIR_ENTRIES} entries"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes a new file or directory at `path` (nothing there yet).
+    #[allow(clippy::too_many_arguments)]
+    fn make(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+        mode: u16,
+        now_ms: u64,
+        kind: Kind,
+        chunks: Vec<StoredChunk>,
+    ) -> Result<Stat, FsError> {
+        check_mode(mode)?;
+        let (dir, name) = path.split().ok_or_else(|| FsError::Exists(path.clone()))?;
+        let found = self.resolve_write(txn, actor, path)?;
+        let (parent, parent_inode) = found.parent.ok_or_else(|| FsError::Exists(path.clone()))?;
+        if found.node.is_some() {
+            return Err(FsError::Exists(path.clone()));
+        }
+        check(
+            actor,
+            &parent_inode.owner,
+            parent_inode.mode,
+            Access::Write,
+            dir.as_str(),
+        )?;
+        Self::check_room(&parent_inode)?;
+        self.count_refs(txn, &chunks, &[])?;
+        let ino = {
+            let mut counters = txn.open_table(self.counters).db()?;
+            let ino = counters
+                .get("next_ino")
+                .db()?
+                .map_or(ROOT + 1, |g| g.value());
+            counters.insert("next_ino", ino + 1).db()?;
+            ino
+        };
+        let inode = Inode {
+            kind,
+            owner: actor.user,
+            mode,
+            size: if kind == Kind::Dir {
+                0
+            } else {
+                size_of(&chunks)
+            },
+            mtime_ms: now_ms,
+            chunks,
+            version: 0,
+        };
+        store(txn, self.inodes, ino, &inode)?;
+        txn.open_table(self.entries)
+            .db()?
+            .insert((parent, name), ino)
+            .db()?;
+        touch(txn, self.inodes, parent, parent_inode, now_ms, 1)?;
+        Ok(Stat { ino, inode })
+    }
+
+    /// One more reference for each of `added`, one less for each of `dropped`; a chunk left
+    /// with none becomes garbage, and one named again stops being garbage.
+    fn count_refs(
+        &self,
+        txn: &WriteTransaction,
+        added: &[StoredChunk],
+        dropped: &[StoredChunk],
+    ) -> Result<(), StoreError> {
+        let mut refs = txn.open_table(self.chunk_refs).db()?;
+        let mut garbage = txn.open_table(self.garbage).db()?;
+        for c in added {
+            let n = refs.get(&c.hash).db()?.map_or(0, |g| g.value());
+            refs.insert(&c.hash, n + 1).db()?;
+            if n == 0 {
+                garbage.remove(&c.hash).db()?;
+            }
+        }
+        for c in dropped {
+            let n = refs.get(&c.hash).db()?.map_or(0, |g| g.value());
+            if n <= 1 {
+                refs.remove(&c.hash).db()?;
+                garbage.insert(&c.hash, ()).db()?;
+            } else {
+                refs.insert(&c.hash, n - 1).db()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_mode(mode: u16) -> Result<(), FsError> {
+    if mode & !MODE_BITS != 0 {
+        return Err(FsError::Invalid(format!(
+            "mode {mode:o} has bits beyond 0o777"
+        )));
+    }
+    Ok(())
+}
+
+fn size_of(chunks: &[StoredChunk]) -> u64 {
+    chunks.iter().map(|c| u64::from(c.len)).sum()
+}
+
+fn load(inodes: &impl ReadableTable<u64, &'static [u8]>, ino: u64) -> Result<Inode, StoreError> {
+    let bytes = inodes.get(ino).db()?.ok_or_else(|| {
+        StoreError::Corrupt(format!("an entry names inode {ino}, which does not exist"))
+    })?;
+    Inode::decode(bytes.value())
+}
+
+fn store(
+    txn: &WriteTransaction,
+    inodes: TableDefinition<'static, u64, &'static [u8]>,
+    ino: u64,
+    inode: &Inode,
+) -> Result<(), StoreError> {
+    txn.open_table(inodes)
+        .db()?
+        .insert(ino, inode.encode().as_slice())
+        .db()?;
+    Ok(())
+}
+
+/// A directory's entries changed, `added` more of them (or fewer): its count, time and
+/// version move.
+fn touch(
+    txn: &WriteTransaction,
+    inodes: TableDefinition<'static, u64, &'static [u8]>,
+    ino: u64,
+    inode: Inode,
+    now_ms: u64,
+    added: i64,
+) -> Result<(), StoreError> {
+    let inode = Inode {
+        size: inode.size.saturating_add_signed(added),
+        mtime_ms: now_ms,
+        version: inode.version + 1,
+        ..inode
+    };
+    store(txn, inodes, ino, &inode)
+}
+
+/// Walks `path` from `/`: each directory on the way needs `x`, and each name but the last
+/// must be a directory. The last may not exist.
+fn resolve(
+    inodes: &impl ReadableTable<u64, &'static [u8]>,
+    entries: &impl ReadableTable<(u64, &'static str), u64>,
+    actor: &Actor,
+    path: &FsPath,
+) -> Result<Found, FsError> {
+    let mut current = (ROOT, load(inodes, ROOT)?);
+    let mut parent = None;
+    let mut walked = FsPath::root();
+    let names: Vec<&str> = path.names().collect();
+    for (i, name) in names.iter().enumerate() {
+        if current.1.kind != Kind::Dir {
+            return Err(FsError::NotDir(walked));
+        }
+        check(
+            actor,
+            &current.1.owner,
+            current.1.mode,
+            Access::Exec,
+            walked.as_str(),
+        )?;
+        let child = entries.get((current.0, *name)).db()?.map(|g| g.value());
+        walked = walked.join(name)?;
+        match child {
+            Some(child) => {
+                let inode = load(inodes, child)?;
+                parent = Some(std::mem::replace(&mut current, (child, inode)));
+            }
+            None if i + 1 == names.len() => {
+                return Ok(Found {
+                    parent: Some(current),
+                    node: None,
+                });
+            }
+            None => return Err(FsError::NotFound(walked)),
+        }
+    }
+    Ok(Found {
+        parent,
+        node: Some(current),
+    })
+}
