@@ -12,6 +12,7 @@
 //!   `docs/storage.md`;
 //! - [`procs`]: the process table ([`ProcRecord`], kept in [`ProcTables`], served through the
 //!   [`ProcTable`] trait by [`NodeDb`] and the cluster), and [`PsTable`], its `plx ps` view;
+//! - [`chunks`]: a node's store of file-system content chunks, one checked file per chunk;
 //! - [`fs`]: the cluster file system's metadata ([`fs::FsTables`]: directories, files and
 //!   their chunk lists, with owners and modes checked on every operation).
 //!
@@ -26,6 +27,7 @@
 //! assert_eq!(merge_with(parse("[1 2]").unwrap(), parse("[3]").unwrap()), parse("[1 2 3]").unwrap());
 //! ```
 
+pub mod chunks;
 mod db;
 mod error;
 pub mod fs;

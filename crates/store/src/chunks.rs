@@ -1,0 +1,254 @@
+//! A node's chunk store: the file system's content chunks on this node's disk, one file per
+//! chunk named by its hash.
+//!
+//! A chunk is written to a temporary file, synced, renamed into place and its directory synced,
+//! so a chunk the store has is whole and durable; a crash leaves at most a temporary file, which
+//! the next open deletes. Every read checks the bytes against the hash: a chunk that no longer
+//! matches (a bad disk, someone's editor) is moved to `corrupt/` and reported, so the caller
+//! can fetch a good copy elsewhere. Chunks are spread over 256 directories by the first byte of
+//! their hash, so no directory grows past a few thousand files. Layout: `docs/fs.md`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use plexus_fs::ChunkRef;
+
+/// The largest chunk the store takes (the file system's chunks are at most 4 MiB).
+pub const MAX_CHUNK_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the chunk store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// Bytes that are not the chunk they were given as.
+    #[error("{len} bytes given as chunk {hash} do not match it")]
+    Mismatch {
+        /// The chunk's hash in hex.
+        hash: String,
+        /// How many bytes were given.
+        len: usize,
+    },
+    /// A chunk over [`MAX_CHUNK_BYTES`].
+    #[error("a chunk of {0} bytes; at most {MAX_CHUNK_BYTES}")]
+    TooLarge(usize),
+    /// The store does not have the chunk.
+    #[error("chunk {0} is not in this node's store")]
+    Missing(String),
+    /// The stored bytes no longer match the hash; the file was moved to `corrupt/`.
+    #[error("chunk {0} is corrupt in this node's store (moved aside)")]
+    Corrupt(String),
+    /// The disk failed.
+    #[error("chunk store {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The chunk store in one directory.
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ChunkError + '_ {
+    move |source| ChunkError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl ChunkStore {
+    /// Opens (creating) the store in `dir`, deleting temporary files a crash left.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<ChunkStore, ChunkError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(dir.join("corrupt")).map_err(io(&dir))?;
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && entry.file_name().len() == 2 {
+                for inner in std::fs::read_dir(entry.path()).map_err(io(&dir))?.flatten() {
+                    if inner.file_name().to_string_lossy().ends_with(".tmp") {
+                        let _ = std::fs::remove_file(inner.path());
+                    }
+                }
+            }
+        }
+        Ok(ChunkStore { dir })
+    }
+
+    /// Where the chunk `hex` lives.
+    fn path_of(&self, hex: &str) -> PathBuf {
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    /// Stores `bytes` as the chunk `chunk` (checked), durably; storing a chunk the store has
+    /// does nothing more.
+    pub fn put(&self, chunk: &ChunkRef, bytes: &[u8]) -> Result<(), ChunkError> {
+        if bytes.len() > MAX_CHUNK_BYTES {
+            return Err(ChunkError::TooLarge(bytes.len()));
+        }
+        let hex = chunk.hex();
+        if !chunk.matches(bytes) {
+            return Err(ChunkError::Mismatch {
+                hash: hex,
+                len: bytes.len(),
+            });
+        }
+        let path = self.path_of(&hex);
+        if path
+            .metadata()
+            .is_ok_and(|m| m.len() == u64::from(chunk.len))
+        {
+            return Ok(());
+        }
+        let dir = path.parent().unwrap_or(&self.dir).to_owned();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let temp = dir.join(format!("{hex}.{}.tmp", std::process::id()));
+        let written = std::fs::File::create(&temp)
+            .and_then(|mut file| {
+                file.write_all(bytes)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&temp, &path))
+            .and_then(|()| std::fs::File::open(&dir)?.sync_all());
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(ChunkError::Io { path, source });
+        }
+        Ok(())
+    }
+
+    /// The bytes of `chunk`, checked against its hash.
+    pub fn get(&self, chunk: &ChunkRef) -> Result<Vec<u8>, ChunkError> {
+        let hex = chunk.hex();
+        let path = self.path_of(&hex);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ChunkError::Missing(hex))
+            }
+            Err(source) => return Err(ChunkError::Io { path, source }),
+        };
+        if !chunk.matches(&bytes) {
+            let aside = self.dir.join("corrupt").join(&hex);
+            let _ = std::fs::rename(&path, aside);
+            return Err(ChunkError::Corrupt(hex));
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the store has a file for `chunk` of the right length (its bytes are checked
+    /// when read).
+    pub fn has(&self, chunk: &ChunkRef) -> bool {
+        self.path_of(&chunk.hex())
+            .metadata()
+            .is_ok_and(|m| m.len() == u64::from(chunk.len))
+    }
+
+    /// Deletes the chunk `hash`; deleting one the store lacks is no error.
+    pub fn remove(&self, hash: &[u8; 32]) -> Result<(), ChunkError> {
+        let hex = ChunkRef {
+            hash: *hash,
+            len: 0,
+        }
+        .hex();
+        let path = self.path_of(&hex);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ChunkError::Io { path, source }),
+        }
+    }
+
+    /// How many chunks the store holds and their bytes.
+    pub fn usage(&self) -> Result<(u64, u64), ChunkError> {
+        let (mut count, mut bytes) = (0, 0);
+        for entry in std::fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .flatten()
+        {
+            if entry.file_name().len() != 2 || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            for inner in std::fs::read_dir(entry.path())
+                .map_err(io(&self.dir))?
+                .flatten()
+            {
+                let name = inner.file_name();
+                if name.len() == 64 {
+                    count += 1;
+                    bytes += inner.metadata().map_or(0, |m| m.len());
+                }
+            }
+        }
+        Ok((count, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_stored_checked_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let bytes = b"some content".to_vec();
+        let chunk = ChunkRef::of(&bytes);
+        assert!(!store.has(&chunk));
+        assert!(matches!(store.get(&chunk), Err(ChunkError::Missing(_))));
+        store.put(&chunk, &bytes).unwrap();
+        store.put(&chunk, &bytes).unwrap();
+        assert!(store.has(&chunk));
+        assert_eq!(store.get(&chunk).unwrap(), bytes);
+        assert_eq!(store.usage().unwrap(), (1, bytes.len() as u64));
+        let path = dir.path().join(&chunk.hex()[..2]).join(chunk.hex());
+        assert!(path.is_file());
+        assert!(matches!(
+            store.put(&chunk, b"other bytes!"),
+            Err(ChunkError::Mismatch { .. })
+        ));
+        store.remove(&chunk.hash).unwrap();
+        store.remove(&chunk.hash).unwrap();
+        assert!(!store.has(&chunk));
+    }
+
+    #[test]
+    fn a_corrupt_chunk_is_moved_aside_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let bytes = vec![7u8; 1000];
+        let chunk = ChunkRef::of(&bytes);
+        store.put(&chunk, &bytes).unwrap();
+        let path = dir.path().join(&chunk.hex()[..2]).join(chunk.hex());
+        let mut bad = bytes.clone();
+        bad[500] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(store.has(&chunk), "the length still matches");
+        assert!(matches!(store.get(&chunk), Err(ChunkError::Corrupt(_))));
+        assert!(!path.exists() && dir.path().join("corrupt").join(chunk.hex()).exists());
+        // A good copy puts it back.
+        store.put(&chunk, &bytes).unwrap();
+        assert_eq!(store.get(&chunk).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_crash_leaves_no_partial_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let bytes = b"x".repeat(100);
+        let chunk = ChunkRef::of(&bytes);
+        let sub = dir.path().join(&chunk.hex()[..2]);
+        std::fs::create_dir_all(&sub).unwrap();
+        // What a writer killed between write and rename leaves.
+        let temp = sub.join(format!("{}.99.tmp", chunk.hex()));
+        std::fs::write(&temp, &bytes[..50]).unwrap();
+        assert!(!store.has(&chunk));
+        drop(store);
+        let store = ChunkStore::open(dir.path()).unwrap();
+        assert!(!temp.exists());
+        assert_eq!(store.usage().unwrap(), (0, 0));
+    }
+}
