@@ -103,6 +103,74 @@ impl Inode {
     }
 }
 
+/// A change to the tree, as a replicated log entry carries it (paths as text, parsed when
+/// applied: a bad one is refused there, `arg.bad`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FsOp {
+    /// [`FsTables::mkdir`].
+    Mkdir {
+        /// The new directory.
+        path: String,
+        /// Its mode.
+        mode: u16,
+    },
+    /// [`FsTables::put_file`].
+    PutFile {
+        /// The file.
+        path: String,
+        /// Its mode if it is new.
+        mode: u16,
+        /// Its content.
+        chunks: Vec<StoredChunk>,
+    },
+    /// [`FsTables::remove`].
+    Remove {
+        /// The file or empty directory.
+        path: String,
+    },
+    /// [`FsTables::rename`].
+    Rename {
+        /// What moves.
+        from: String,
+        /// Where to.
+        to: String,
+    },
+    /// [`FsTables::chmod`].
+    Chmod {
+        /// The file or directory.
+        path: String,
+        /// Its new mode.
+        mode: u16,
+    },
+    /// [`FsTables::chown`].
+    Chown {
+        /// The file or directory.
+        path: String,
+        /// Its new owner.
+        owner: [u8; 32],
+    },
+    /// [`FsTables::collected`], by an admin (a node's collector).
+    Collected {
+        /// The chunks deleted from the stores.
+        hashes: Vec<[u8; 32]>,
+    },
+}
+
+/// Every row of the tables, as a snapshot carries them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsDump {
+    /// (inode number, encoded inode).
+    pub inodes: Vec<(u64, Vec<u8>)>,
+    /// (directory, name, inode number).
+    pub entries: Vec<(u64, String, u64)>,
+    /// (chunk hash, references).
+    pub chunk_refs: Vec<([u8; 32], u64)>,
+    /// Chunks no file names.
+    pub garbage: Vec<[u8; 32]>,
+    /// The next inode number.
+    pub next_ino: u64,
+}
+
 /// What `stat` and `ls` give of one file or directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
@@ -208,8 +276,9 @@ impl FsTables {
         }
     }
 
-    /// Creates the tables if missing, and `/` (owned by `admin`, mode 0o755) if there is none.
-    pub fn create(&self, txn: &WriteTransaction, admin: [u8; 32]) -> Result<(), StoreError> {
+    /// Creates the tables if missing, and `/` if there is none: mode 0o755, owned by no user
+    /// (the all-zero key), so only an admin adds entries at the top (`/home`, `/data`).
+    pub fn create(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut inodes = txn.open_table(self.inodes).db()?;
         txn.open_table(self.entries).db()?;
         txn.open_table(self.chunk_refs).db()?;
@@ -218,7 +287,7 @@ impl FsTables {
         if inodes.get(ROOT).db()?.is_none() {
             let root = Inode {
                 kind: Kind::Dir,
-                owner: admin,
+                owner: [0; 32],
                 mode: 0o755,
                 size: 0,
                 mtime_ms: 0,
@@ -523,6 +592,105 @@ impl FsTables {
         for hash in hashes {
             table.remove(hash).db()?;
         }
+        Ok(())
+    }
+
+    /// Applies `op` for `actor` at `now_ms`: what a replicated log entry carries.
+    pub fn apply(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        now_ms: u64,
+        op: &FsOp,
+    ) -> Result<(), FsError> {
+        match op {
+            FsOp::Mkdir { path, mode } => self
+                .mkdir(txn, actor, &FsPath::parse(path)?, *mode, now_ms)
+                .map(drop),
+            FsOp::PutFile { path, mode, chunks } => {
+                let chunks: Vec<ChunkRef> = chunks.iter().map(|&c| c.into()).collect();
+                self.put_file(txn, actor, &FsPath::parse(path)?, *mode, &chunks, now_ms)
+                    .map(drop)
+            }
+            FsOp::Remove { path } => self.remove(txn, actor, &FsPath::parse(path)?, now_ms),
+            FsOp::Rename { from, to } => self.rename(
+                txn,
+                actor,
+                &FsPath::parse(from)?,
+                &FsPath::parse(to)?,
+                now_ms,
+            ),
+            FsOp::Chmod { path, mode } => self
+                .chmod(txn, actor, &FsPath::parse(path)?, *mode)
+                .map(drop),
+            FsOp::Chown { path, owner } => self
+                .chown(txn, actor, &FsPath::parse(path)?, *owner)
+                .map(drop),
+            FsOp::Collected { hashes } => {
+                if !actor.admin {
+                    return Err(FsError::Invalid(
+                        "only a node (as admin) reports collected chunks".to_owned(),
+                    ));
+                }
+                Ok(self.collected(txn, hashes)?)
+            }
+        }
+    }
+
+    /// Every row of the tables, for a snapshot.
+    pub fn dump(&self, txn: &ReadTransaction) -> Result<FsDump, StoreError> {
+        let mut dump = FsDump::default();
+        for row in txn.open_table(self.inodes).db()?.iter().db()? {
+            let (ino, bytes) = row.db()?;
+            dump.inodes.push((ino.value(), bytes.value().to_vec()));
+        }
+        for row in txn.open_table(self.entries).db()?.iter().db()? {
+            let (key, ino) = row.db()?;
+            let (dir, name) = key.value();
+            dump.entries.push((dir, name.to_owned(), ino.value()));
+        }
+        for row in txn.open_table(self.chunk_refs).db()?.iter().db()? {
+            let (hash, n) = row.db()?;
+            dump.chunk_refs.push((*hash.value(), n.value()));
+        }
+        for row in txn.open_table(self.garbage).db()?.iter().db()? {
+            dump.garbage.push(*row.db()?.0.value());
+        }
+        dump.next_ino = txn
+            .open_table(self.counters)
+            .db()?
+            .get("next_ino")
+            .db()?
+            .map_or(ROOT + 1, |g| g.value());
+        Ok(dump)
+    }
+
+    /// Replaces every row by `dump`'s ([`FsTables::dump`]); an inode that does not decode is
+    /// an error (the snapshot is damaged).
+    pub fn restore(&self, txn: &WriteTransaction, dump: &FsDump) -> Result<(), StoreError> {
+        let mut inodes = txn.open_table(self.inodes).db()?;
+        let mut entries = txn.open_table(self.entries).db()?;
+        let mut refs = txn.open_table(self.chunk_refs).db()?;
+        let mut garbage = txn.open_table(self.garbage).db()?;
+        let mut counters = txn.open_table(self.counters).db()?;
+        inodes.retain(|_, _| false).db()?;
+        entries.retain(|_, _| false).db()?;
+        refs.retain(|_, _| false).db()?;
+        garbage.retain(|_, _| false).db()?;
+        for (ino, bytes) in &dump.inodes {
+            Inode::decode(bytes)?;
+            inodes.insert(*ino, bytes.as_slice()).db()?;
+        }
+        for (dir, name, ino) in &dump.entries {
+            entries.insert((*dir, name.as_str()), *ino).db()?;
+        }
+        for (hash, n) in &dump.chunk_refs {
+            refs.insert(hash, *n).db()?;
+        }
+        for hash in &dump.garbage {
+            garbage.insert(hash, ()).db()?;
+        }
+        counters.insert("next_ino", dump.next_ino).db()?;
         Ok(())
     }
 

@@ -75,6 +75,14 @@ pub(crate) const PROCS: plexus_store::ProcTables = plexus_store::ProcTables::new
     "sm.procs.by_name",
     "sm.procs.live",
 );
+/// The cluster file system's metadata (`plexus_store::fs::FsTables`).
+pub(crate) const FS: plexus_store::fs::FsTables = plexus_store::fs::FsTables::new(
+    "sm.fs.inodes",
+    "sm.fs.entries",
+    "sm.fs.chunk_refs",
+    "sm.fs.garbage",
+    "sm.fs.counters",
+);
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");
 
 /// Which parts of the cluster state changed last, as the log index of the entry that
@@ -98,6 +106,8 @@ pub struct Changes {
     pub node_meta: u64,
     /// The process table.
     pub procs: u64,
+    /// The file system's metadata.
+    pub fs: u64,
     /// The log index of the latest membership raft knows (applied or not).
     pub members: u64,
     /// The current leader, if known.
@@ -222,6 +232,12 @@ impl Shared {
         self.db.begin_read().map_err(|e| e.to_string())
     }
 
+    /// The file system's metadata tables, whole.
+    #[cfg(test)]
+    pub(crate) fn fs_dump(&self) -> Result<plexus_store::fs::FsDump, String> {
+        FS.dump(&self.read()?).map_err(|e| e.to_string())
+    }
+
     /// A read transaction that sees the applies committed so far: without the pending ones
     /// (at most [`SETTLE_AFTER`] of them), and without the cost of committing them.
     pub(crate) fn read_committed(&self) -> Result<ReadTransaction, String> {
@@ -343,6 +359,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         ONCE.create(&txn).map_err(|e| open_err(e.to_string()))?;
         txn.open_table(UNIT_OWNERS).map_err(e)?;
         PROCS.create(&txn).map_err(|e| open_err(e.to_string()))?;
+        FS.create(&txn).map_err(|e| open_err(e.to_string()))?;
     }
     txn.commit().map_err(|e| open_err(e.to_string()))?;
     let (purged, applied) = {

@@ -28,9 +28,9 @@ use redb::{Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, Wr
 use serde::{Deserialize, Serialize};
 
 use super::db::{
-    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, INVITES, NODE_META, ONCE, PROCS,
-    REVOKED, SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, UNIT_OWNERS, USERS,
-    USER_INVITES, USER_KEYS,
+    blocking, get_pc, put_pc, sto_err, Changes, DbFail, Shared, FS, INVITES, NODE_META, ONCE,
+    PROCS, REVOKED, SERVICES, SETTLE_AFTER, SM_META, SNAPSHOT, UNITS, UNIT_ORDER, UNIT_OWNERS,
+    USERS, USER_INVITES, USER_KEYS,
 };
 use super::node_id_of;
 use super::types::{Command, RaftPeer, Response, TypeConfig};
@@ -45,7 +45,7 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_TAGS: usize = 256;
 
 /// The snapshot format version ([`SnapshotState::format`]).
-const SNAPSHOT_FORMAT: u32 = 4;
+const SNAPSHOT_FORMAT: u32 = 5;
 
 type StoResult<T> = Result<T, StorageError<u64>>;
 
@@ -91,6 +91,8 @@ pub(crate) struct SnapshotState {
     pub(crate) owners: Vec<(Vec<u8>, Vec<u8>)>,
     /// The process table: encoded records (`plexus_store::ProcRecord::encode`), by id.
     pub(crate) procs: Vec<Vec<u8>>,
+    /// The file system's metadata tables.
+    pub(crate) fs: plexus_store::fs::FsDump,
 }
 
 impl SnapshotState {
@@ -136,6 +138,7 @@ enum Part {
     Revoked,
     NodeMeta,
     Procs,
+    Fs,
 }
 
 fn mark(c: &mut Changes, part: Part, index: u64) {
@@ -147,6 +150,7 @@ fn mark(c: &mut Changes, part: Part, index: u64) {
         Part::Revoked => c.revoked = index,
         Part::NodeMeta => c.node_meta = index,
         Part::Procs => c.procs = index,
+        Part::Fs => c.fs = index,
     }
 }
 
@@ -320,6 +324,7 @@ impl<'t> Tables<'t> {
         };
         self.once()?.restore(&once).map_err(s)?;
         PROCS.restore(self.txn, &state.procs).map_err(s)?;
+        FS.restore(self.txn, &state.fs).map_err(s)?;
         Ok(())
     }
 }
@@ -460,6 +465,16 @@ fn apply_command(t: &mut Tables<'_>, cmd: Command) -> Result<(Response, &'static
         Command::RemoveProc { id } => {
             procs(plexus_store::ProcId::parse(&id).and_then(|id| PROCS.remove(t.txn, &id)))?
         }
+        Command::Fs {
+            op,
+            user,
+            admin,
+            now_ms,
+        } => match FS.apply(t.txn, &plexus_fs::Actor { user, admin }, now_ms, &op) {
+            Ok(()) => (Response::Ok, &[Part::Fs]),
+            Err(plexus_store::fs::FsError::Store(e)) => return Err(DbFail::from(e)),
+            Err(e) => (Response::err(e.code(), e.to_string()), &[]),
+        },
         Command::Revoke { key } => {
             t.revoked.table()?.insert(&key, ())?;
             let node = node_id_of(&key);
@@ -921,6 +936,7 @@ fn read_state(txn: &ReadTransaction) -> Result<SnapshotState, String> {
         .collect();
     state.once_marks = (once.floor, once.latest);
     state.procs = PROCS.dump(txn).map_err(s)?;
+    state.fs = FS.dump(txn).map_err(s)?;
     Ok(state)
 }
 
@@ -1082,6 +1098,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             c.revoked = index;
             c.node_meta = index;
             c.procs = index;
+            c.fs = index;
         });
         Ok(())
     }

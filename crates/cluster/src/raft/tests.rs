@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
 use plexus_identity::{KeyKind, Keypair};
+use plexus_store::fs::FsOp;
 use plexus_units::{encode, parse, Unit};
 use tempfile::TempDir;
 
@@ -231,14 +232,15 @@ impl Sm {
     fn dump(&self) -> String {
         let s = &self.sm.shared;
         format!(
-            "{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
             s.load(None).unwrap(),
             s.users().unwrap(),
             s.services().unwrap(),
             s.node_meta().unwrap(),
             s.invites(0).unwrap(),
             s.revoked().unwrap(),
-            s.procs().unwrap()
+            s.procs().unwrap(),
+            s.fs_dump().unwrap()
         )
     }
 }
@@ -631,6 +633,11 @@ async fn snapshots_round_trip() {
         expires_ms: u64::MAX,
     })
     .await;
+    a.ok(fs(FsOp::Mkdir {
+        path: "/data".into(),
+        mode: 0o755,
+    }))
+    .await;
     let mut nodes = BTreeMap::new();
     nodes.insert(1u64, RaftPeer::default());
     let membership = Entry {
@@ -678,6 +685,20 @@ async fn snapshots_round_trip() {
     let mut clash = proc_record(7);
     clash.name = Some("web".into());
     b.refused(put_proc(&clash), "proc.name.taken").await;
+    // The file tree came along, its inode counter too.
+    b.refused(
+        fs(FsOp::Mkdir {
+            path: "/data".into(),
+            mode: 0o755,
+        }),
+        "fs.exists",
+    )
+    .await;
+    b.ok(fs(FsOp::Mkdir {
+        path: "/data/more".into(),
+        mode: 0o755,
+    }))
+    .await;
     // The user invite came along.
     let invited = Keypair::generate(KeyKind::User, "v", &mut rand::rngs::OsRng)
         .unwrap()
@@ -860,6 +881,83 @@ async fn a_wrapped_command_applies_for_one_evaluation_only() {
     sm.refused(once(Command::Batch(vec![remove()]), 4, 12), "arg.bad")
         .await;
     assert_eq!(sm.sm.shared.users().unwrap(), vec![("bob".to_owned(), key)]);
+}
+
+/// A file-system change by the admin at time 5.
+fn fs(op: FsOp) -> Command {
+    Command::Fs {
+        op,
+        user: [0; 32],
+        admin: true,
+        now_ms: 5,
+    }
+}
+
+#[tokio::test]
+async fn file_system_changes_apply_with_their_author_rights() {
+    let mut sm = Sm::new();
+    sm.ok(fs(FsOp::Mkdir {
+        path: "/home".into(),
+        mode: 0o755,
+    }))
+    .await;
+    let user = |op| Command::Fs {
+        op,
+        user: [4; 32],
+        admin: false,
+        now_ms: 6,
+    };
+    // A user may not add to a directory the admin owns.
+    sm.refused(
+        user(FsOp::Mkdir {
+            path: "/home/u".into(),
+            mode: 0o755,
+        }),
+        "denied",
+    )
+    .await;
+    sm.ok(fs(FsOp::Mkdir {
+        path: "/home/u".into(),
+        mode: 0o755,
+    }))
+    .await;
+    sm.ok(fs(FsOp::Chown {
+        path: "/home/u".into(),
+        owner: [4; 32],
+    }))
+    .await;
+    let chunks = vec![plexus_store::fs::StoredChunk {
+        hash: [1; 32],
+        len: 10,
+    }];
+    sm.ok(user(FsOp::PutFile {
+        path: "/home/u/a".into(),
+        mode: 0o644,
+        chunks,
+    }))
+    .await;
+    sm.ok(user(FsOp::Rename {
+        from: "/home/u/a".into(),
+        to: "/home/u/b".into(),
+    }))
+    .await;
+    sm.refused(
+        user(FsOp::Remove {
+            path: "/home".into(),
+        }),
+        "denied",
+    )
+    .await;
+    sm.refused(
+        user(FsOp::Remove {
+            path: "/x/../..".into(),
+        }),
+        "arg.bad",
+    )
+    .await;
+    let dump = sm.sm.shared.fs_dump().unwrap();
+    assert_eq!(dump.entries.len(), 3, "{dump:?}");
+    assert_eq!(dump.chunk_refs, [([1; 32], 1)]);
 }
 
 fn proc_record(n: u32) -> plexus_store::ProcRecord {

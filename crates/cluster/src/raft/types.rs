@@ -205,6 +205,19 @@ pub enum Command {
         /// The process id.
         id: String,
     },
+    /// A change to the cluster file system's tree (`plexus_store::fs::FsTables::apply`),
+    /// checked against `user`'s rights: `not.found`, `fs.exists`, `fs.not.dir`, `fs.is.dir`,
+    /// `fs.not.empty`, `denied`, `arg.bad` or `limit` when refused.
+    Fs {
+        /// What changes.
+        op: plexus_store::fs::FsOp,
+        /// The acting user's public key.
+        user: [u8; 32],
+        /// Whether the user is an admin.
+        admin: bool,
+        /// The proposer's clock, in milliseconds since the Unix epoch (file times).
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -230,6 +243,7 @@ impl Command {
             Command::PutProc { .. } => "put.proc",
             Command::UpdateProc { .. } => "update.proc",
             Command::RemoveProc { .. } => "remove.proc",
+            Command::Fs { .. } => "fs",
         }
     }
 }
