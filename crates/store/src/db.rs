@@ -53,6 +53,14 @@ const USER_INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("user
 
 /// The process table ([`crate::ProcTables`]).
 const PROCS: ProcTables = ProcTables::new("procs", "procs.ended", "procs.by_name", "procs.live");
+/// The file tree of a single node (`docs/fs.md`).
+const FS: crate::fs::FsTables = crate::fs::FsTables::new(
+    "fs.inodes",
+    "fs.entries",
+    "fs.chunk_refs",
+    "fs.garbage",
+    "fs.counters",
+);
 
 /// Memory redb may keep for a database's pages (read cache and unwritten pages together), for
 /// `node.redb` and `cluster.redb` alike. redb's default (1 GiB) let it grow with every write:
@@ -172,6 +180,7 @@ impl NodeDb {
             ONCE.create(&txn)?;
             txn.open_table(OWNERS).db()?;
             PROCS.create(&txn)?;
+            FS.create(&txn)?;
             let mut meta = txn.open_table(META).db()?;
             let found = meta
                 .get("format")
@@ -831,6 +840,48 @@ impl ProcTable for NodeDb {
     fn live_local(&self) -> BoxFuture<'_, Result<Vec<ProcRecord>, ProcError>> {
         let db = self.clone();
         Box::pin(async move { blocking(move || db.live_procs()).await? })
+    }
+}
+
+impl crate::fs::FsMeta for NodeDb {
+    fn apply(
+        &self,
+        actor: plexus_fs::Actor,
+        now_ms: u64,
+        op: crate::fs::FsOp,
+    ) -> BoxFuture<'_, Result<(), crate::fs::FsError>> {
+        let db = self.clone();
+        Box::pin(async move {
+            blocking(move || {
+                let txn = db.inner.db.begin_write().db()?;
+                FS.apply(&txn, &actor, now_ms, &op)?;
+                txn.commit().db()?;
+                Ok(())
+            })
+            .await?
+        })
+    }
+
+    fn stat(
+        &self,
+        actor: plexus_fs::Actor,
+        path: plexus_fs::FsPath,
+    ) -> BoxFuture<'_, Result<crate::fs::Stat, crate::fs::FsError>> {
+        let db = self.clone();
+        Box::pin(async move {
+            blocking(move || FS.stat(&db.inner.db.begin_read().db()?, &actor, &path)).await?
+        })
+    }
+
+    fn list(
+        &self,
+        actor: plexus_fs::Actor,
+        path: plexus_fs::FsPath,
+    ) -> BoxFuture<'_, Result<Vec<(String, crate::fs::Stat)>, crate::fs::FsError>> {
+        let db = self.clone();
+        Box::pin(async move {
+            blocking(move || FS.list(&db.inner.db.begin_read().db()?, &actor, &path)).await?
+        })
     }
 }
 

@@ -156,6 +156,27 @@ pub enum FsOp {
     },
 }
 
+/// The file tree as the `io.fs` service uses it: implemented by [`crate::NodeDb`] for a
+/// single node and by the cluster's replicated state. A change is applied whole or not at all;
+/// reads see every change acknowledged before them.
+pub trait FsMeta: Send + Sync {
+    /// Applies `op` for `actor`, with `now_ms` as the file time.
+    fn apply(
+        &self,
+        actor: Actor,
+        now_ms: u64,
+        op: FsOp,
+    ) -> crate::BoxFuture<'_, Result<(), FsError>>;
+    /// The metadata at `path` ([`FsTables::stat`]).
+    fn stat(&self, actor: Actor, path: FsPath) -> crate::BoxFuture<'_, Result<Stat, FsError>>;
+    /// The entries of the directory at `path` ([`FsTables::list`]).
+    fn list(
+        &self,
+        actor: Actor,
+        path: FsPath,
+    ) -> crate::BoxFuture<'_, Result<Vec<(String, Stat)>, FsError>>;
+}
+
 /// Every row of the tables, as a snapshot carries them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsDump {
@@ -213,6 +234,14 @@ pub enum FsError {
     /// A bound of the tree (entries in a directory, chunks in a file).
     #[error("{0}")]
     Limit(String),
+    /// Refused where the tree is kept (a replicated state's leader): its code and message.
+    #[error("{message}")]
+    Refused {
+        /// The error code.
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The database failed, or holds bytes that are not metadata.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -220,8 +249,9 @@ pub enum FsError {
 
 impl FsError {
     /// The error code a caller sees.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
+            FsError::Refused { code, .. } => code,
             FsError::Path(_) | FsError::Invalid(_) => "arg.bad",
             FsError::NotFound(_) => "not.found",
             FsError::Exists(_) => "fs.exists",

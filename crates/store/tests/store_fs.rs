@@ -66,8 +66,8 @@ fn write<T>(
 }
 
 /// The code of an operation's error.
-fn err<T: std::fmt::Debug>(r: Result<T, FsError>) -> &'static str {
-    r.unwrap_err().code()
+fn err<T: std::fmt::Debug>(r: Result<T, FsError>) -> String {
+    r.unwrap_err().code().to_owned()
 }
 
 fn names(db: &Database, actor: &Actor, dir: &str) -> Vec<String> {
@@ -265,7 +265,7 @@ fn owners_and_modes_are_checked_on_every_operation() {
         TABLES.put_file(t, &ME, &p("/home/me/notes"), 0o644, &[chunk(1, 5)], 2)
     })
     .unwrap();
-    let code = |r: Result<(), FsError>| r.unwrap_err().code();
+    let code = |r: Result<(), FsError>| r.unwrap_err().code().to_owned();
     // Others may read (0o644) but not write, add, remove or rename.
     assert!(TABLES
         .stat(&db.begin_read().unwrap(), &YOU, &p("/home/me/notes"))
@@ -594,4 +594,38 @@ fn operations_apply_from_their_log_form_and_tables_dump_and_restore() {
         .stat(&copy.begin_read().unwrap(), &ADMIN, &p("/more"))
         .unwrap();
     assert_eq!(more.ino, dump.next_ino);
+}
+
+#[tokio::test]
+async fn a_single_node_keeps_its_tree_in_its_database() {
+    use plexus_store::fs::{FsMeta, FsOp};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.redb");
+    {
+        let db = plexus_store::NodeDb::open(&file).unwrap();
+        let op = FsOp::Mkdir {
+            path: "/data".into(),
+            mode: 0o755,
+        };
+        db.apply(ADMIN, 7, op).await.unwrap();
+        let again = FsOp::Mkdir {
+            path: "/data".into(),
+            mode: 0o755,
+        };
+        assert_eq!(
+            db.apply(ADMIN, 8, again).await.unwrap_err().code(),
+            "fs.exists"
+        );
+    }
+    let db = plexus_store::NodeDb::open(&file).unwrap();
+    let listed = db.list(ME, FsPath::root()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].0.as_str(), listed[0].1.inode.mtime_ms),
+        ("data", 7)
+    );
+    assert_eq!(
+        db.stat(ME, p("/nope")).await.unwrap_err().code(),
+        "not.found"
+    );
 }

@@ -563,6 +563,26 @@ impl ClusterRaft {
         self.local("node tags", self.inner.shared.node_meta())
     }
 
+    /// The file tree's metadata at `path` for `actor`, from the local state machine (call
+    /// [`ClusterRaft::read_barrier`] first for a linearizable read).
+    pub fn fs_stat(
+        &self,
+        actor: &plexus_fs::Actor,
+        path: &plexus_fs::FsPath,
+    ) -> Result<plexus_store::fs::Stat, plexus_store::fs::FsError> {
+        self.inner.shared.fs_stat(actor, path)
+    }
+
+    /// The entries of the directory at `path` for `actor`, from the local state machine
+    /// (call [`ClusterRaft::read_barrier`] first for a linearizable read).
+    pub fn fs_list(
+        &self,
+        actor: &plexus_fs::Actor,
+        path: &plexus_fs::FsPath,
+    ) -> Result<Vec<(String, plexus_store::fs::Stat)>, plexus_store::fs::FsError> {
+        self.inner.shared.fs_list(actor, path)
+    }
+
     /// The process table, by id, from the local state machine (call
     /// [`ClusterRaft::read_barrier`] first for a linearizable read).
     pub fn procs(&self) -> Result<Vec<plexus_store::ProcRecord>, RaftError> {

@@ -1240,6 +1240,26 @@ impl Shared {
     }
 
     /// The process table, by id.
+    /// The file tree's metadata at `path` for `actor`, from this state machine.
+    pub(crate) fn fs_stat(
+        &self,
+        actor: &plexus_fs::Actor,
+        path: &plexus_fs::FsPath,
+    ) -> Result<plexus_store::fs::Stat, plexus_store::fs::FsError> {
+        let txn = self.read().map_err(StoreError::Storage)?;
+        FS.stat(&txn, actor, path)
+    }
+
+    /// The entries of the directory at `path` for `actor`, from this state machine.
+    pub(crate) fn fs_list(
+        &self,
+        actor: &plexus_fs::Actor,
+        path: &plexus_fs::FsPath,
+    ) -> Result<Vec<(String, plexus_store::fs::Stat)>, plexus_store::fs::FsError> {
+        let txn = self.read().map_err(StoreError::Storage)?;
+        FS.list(&txn, actor, path)
+    }
+
     pub(crate) fn procs(&self) -> Result<Vec<plexus_store::ProcRecord>, String> {
         PROCS.list(&self.read()?).map_err(s)
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod directory;
 pub mod discovery;
 pub mod everywhere;
+pub mod fs;
 pub mod net;
 pub mod procs;
 pub mod resched;
@@ -385,6 +386,11 @@ impl<N: Net> Cluster<N> {
     /// The process table over the replicated state.
     pub fn procs(&self) -> Arc<dyn plexus_store::ProcTable> {
         Arc::new(procs::ReplicatedProcs::new(self.inner.raft.clone()))
+    }
+
+    /// The file tree over the replicated state.
+    pub fn fs(&self) -> Arc<dyn plexus_store::fs::FsMeta> {
+        Arc::new(fs::ReplicatedFs::new(self.inner.raft.clone()))
     }
 
     /// The nodes `sys.proc` places programs on: the roster, up or down, with the tags,

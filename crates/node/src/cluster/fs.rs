@@ -1,0 +1,61 @@
+//! The file tree's metadata on the replicated cluster state: a change is acknowledged once a
+//! majority of voters committed it; reads are linearizable (a read barrier first), so every
+//! node sees the same tree.
+
+use std::sync::Arc;
+
+use plexus_cluster::raft::{ClusterRaft, Command, RaftError, Response};
+use plexus_fs::{Actor, FsPath};
+use plexus_store::fs::{FsError, FsMeta, FsOp, Stat};
+use plexus_store::{BoxFuture, StoreError};
+
+/// The cluster-wide file tree.
+pub struct ReplicatedFs {
+    raft: ClusterRaft,
+}
+
+impl ReplicatedFs {
+    /// The tree over `raft`'s replicated state.
+    pub fn new(raft: ClusterRaft) -> ReplicatedFs {
+        ReplicatedFs { raft }
+    }
+}
+
+fn unavailable(e: RaftError) -> FsError {
+    FsError::Store(StoreError::Unavailable(Arc::new(e)))
+}
+
+impl FsMeta for ReplicatedFs {
+    fn apply(&self, actor: Actor, now_ms: u64, op: FsOp) -> BoxFuture<'_, Result<(), FsError>> {
+        Box::pin(async move {
+            let cmd = Command::Fs {
+                op,
+                user: actor.user,
+                admin: actor.admin,
+                now_ms,
+            };
+            match self.raft.write(cmd).await.map_err(unavailable)? {
+                Response::Err { code, message } => Err(FsError::Refused { code, message }),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn stat(&self, actor: Actor, path: FsPath) -> BoxFuture<'_, Result<Stat, FsError>> {
+        Box::pin(async move {
+            self.raft.read_barrier().await.map_err(unavailable)?;
+            self.raft.fs_stat(&actor, &path)
+        })
+    }
+
+    fn list(
+        &self,
+        actor: Actor,
+        path: FsPath,
+    ) -> BoxFuture<'_, Result<Vec<(String, Stat)>, FsError>> {
+        Box::pin(async move {
+            self.raft.read_barrier().await.map_err(unavailable)?;
+            self.raft.fs_list(&actor, &path)
+        })
+    }
+}
