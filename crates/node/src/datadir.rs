@@ -26,6 +26,8 @@ pub mod files {
     pub const DB: &str = "node.redb";
     /// The process supervisor's state: the journal of running processes, cached programs, `logs/`.
     pub const PROCS: &str = "procs";
+    /// The file system's chunks this node keeps (`docs/fs.md`).
+    pub const CHUNKS: &str = "chunks";
 }
 
 /// A data directory locked for one running node.

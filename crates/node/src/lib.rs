@@ -222,6 +222,16 @@ impl<N: cluster::Net> Node<N> {
                 plexus_services::directory::SingleNode::shared(&identity.name, Default::default())
             }
         };
+        let tree: Arc<dyn plexus_store::fs::FsMeta> = match &cluster {
+            Some(c) => c.fs(),
+            None => db.clone(),
+        };
+        let chunks = plexus_store::chunks::ChunkStore::open(data.path().join(files::CHUNKS))
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+        let io_fs = plexus_services::io_fs::IoFs::new(tree, chunks, directory.clone());
+        kernel
+            .register(io_fs, None, plexus_kernel::Policy::Registered)
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
         let sys_proc = start_sys_proc(data.path(), directory, procs).await?;
         kernel
             .register(sys_proc.clone(), None, plexus_kernel::Policy::Registered)

@@ -1076,3 +1076,78 @@ fn an_everywhere_program_runs_on_a_node_that_joins_afterwards() {
         );
     }
 }
+
+/// The bytes of a file through `{read:…}@io.fs` on `node`.
+fn read_file(plx: &Plx, node: &ClusterNode, path: &str) -> Vec<u8> {
+    let out = send_ok(plx, node, &format!("{{read:`{path}`}}@io.fs"), 30);
+    let hex = out
+        .trim()
+        .strip_prefix("x\"")
+        .and_then(|h| h.strip_suffix('"'))
+        .expect("a bytes unit");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_file_outlives_its_writers_node_and_a_corrupt_copy() {
+    let plx = Plx::new();
+    let mut nodes = three_nodes(&plx);
+    // Over 4 MiB: several chunks, each kept on all three nodes.
+    let data: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    send_ok(&plx, &nodes[0], "{mkdir:`/data`}@io.fs", 30);
+    let message = plx.home.path().join("write.unit");
+    std::fs::write(
+        &message,
+        format!("{{write:`/data/set.bin` data:x\"{hex}\"}}@io.fs"),
+    )
+    .unwrap();
+    let wrote = plx.run(
+        &[
+            "send",
+            "--socket",
+            nodes[0].socket().to_str().unwrap(),
+            "-f",
+            message.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(wrote.ok().contains("size:5000000"), "{}", wrote.out());
+
+    nodes[0].kill9();
+    assert!(
+        read_file(&plx, &nodes[1], "/data/set.bin") == data,
+        "read from n2 after n1's death"
+    );
+
+    // Damage every chunk on n2: its reads fetch good copies from n3 and put them back.
+    let chunks = nodes[1].data.join("chunks");
+    let mut damaged = 0;
+    for dir in std::fs::read_dir(&chunks).unwrap().flatten() {
+        if dir.file_name().len() != 2 {
+            continue;
+        }
+        for chunk in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let mut bytes = std::fs::read(chunk.path()).unwrap();
+            bytes[0] ^= 0xff;
+            std::fs::write(chunk.path(), bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged >= 2, "{damaged} chunks");
+    assert!(
+        read_file(&plx, &nodes[1], "/data/set.bin") == data,
+        "read from n2 with bad chunks"
+    );
+    let aside = std::fs::read_dir(chunks.join("corrupt")).unwrap().count();
+    assert_eq!(aside, damaged, "every bad chunk was moved aside");
+    assert!(
+        read_file(&plx, &nodes[2], "/data/set.bin") == data,
+        "read from n3"
+    );
+}

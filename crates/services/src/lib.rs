@@ -28,6 +28,7 @@ pub mod dat_proc;
 pub mod directory;
 pub mod forms;
 pub mod gfx_2d;
+pub mod io_fs;
 pub mod io_store;
 pub mod io_term;
 pub mod math_calc;

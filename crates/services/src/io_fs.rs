@@ -1,0 +1,519 @@
+//! `io.fs`: the cluster file system's tree and its files, for every registered user.
+//!
+//! The tree (directories, files, owners, modes, each file's chunk list) is an
+//! [`FsMeta`]: the node's own database, or the cluster's replicated state. A file's content
+//! is cut into chunks ([`plexus_fs::Chunker`]) kept in the nodes' chunk stores
+//! ([`ChunkStore`]): a write stores each chunk here and on up to two other up nodes, and
+//! returns once a majority of those copies are durable and the new chunk list has committed,
+//! so a reader sees the old content or the new, never a mix. A read takes each chunk from
+//! this node's store, or from another up node that has it (checked against its hash, and
+//! kept here). Commands and limits: `docs/fs.md`.
+
+use std::sync::{Arc, LazyLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use plexus_fs::{mode_text, Actor, ChunkParams, ChunkRef, Chunker, FsPath};
+use plexus_identity::PublicKey;
+use plexus_kernel::{code, Arg, BoxFuture, Cmd, Cx, Entry, Error, Help, Outcome, Service, Table};
+use plexus_store::chunks::{ChunkError, ChunkStore};
+use plexus_store::fs::{FsError, FsMeta, FsOp, Kind, Stat, StoredChunk};
+use plexus_units::{Map, Unit};
+
+use crate::directory::NodeDirectory;
+
+/// The error code of data no node can give or keep now.
+pub const UNAVAILABLE: &str = "fs.unavailable";
+
+/// 64 hex digits as 32 bytes.
+fn hash_of(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+/// The service's name.
+pub const NAME: &str = "io.fs";
+/// How many nodes keep each chunk: three, or every node of a smaller cluster.
+pub const REPLICAS: usize = 3;
+/// The most bytes one `write` carries or one `read` gives (a message's limit is larger; the
+/// rest of it is for the other fields).
+pub const MAX_TRANSFER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The `io.fs` service of one node.
+pub struct IoFs {
+    meta: Arc<dyn FsMeta>,
+    chunks: ChunkStore,
+    directory: Arc<dyn NodeDirectory>,
+}
+
+impl IoFs {
+    /// The service over `meta`, keeping chunks in `chunks`, finding other nodes in `directory`.
+    pub fn new(
+        meta: Arc<dyn FsMeta>,
+        chunks: ChunkStore,
+        directory: Arc<dyn NodeDirectory>,
+    ) -> Arc<IoFs> {
+        Arc::new(IoFs {
+            meta,
+            chunks,
+            directory,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Ls,
+    Stat,
+    Mkdir,
+    Rm,
+    Mv,
+    Chmod,
+    Write,
+    Read,
+    Keep,
+    Chunk,
+}
+
+impl Service for IoFs {
+    fn help(&self) -> &Help {
+        TABLE.help()
+    }
+
+    fn call<'a>(&'a self, cx: &'a Cx, msg: Unit) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let (entry, c) = TABLE.lookup(&msg)?;
+            let actor = actor(cx);
+            match entry.run {
+                Op::Ls => self.ls(cx, actor, &c).await.map(Some),
+                Op::Stat => self.stat(cx, actor, &c).await.map(Some),
+                Op::Mkdir => {
+                    let path = path_arg(&c)?;
+                    let mode = mode_opt(&c, 0o755)?;
+                    self.change(
+                        actor,
+                        FsOp::Mkdir {
+                            path: path.to_string(),
+                            mode,
+                        },
+                    )
+                    .await?;
+                    Ok(Some(map_of([("path", Unit::str(path.as_str()))])))
+                }
+                Op::Rm => {
+                    let path = path_arg(&c)?;
+                    self.change(
+                        actor,
+                        FsOp::Remove {
+                            path: path.to_string(),
+                        },
+                    )
+                    .await?;
+                    Ok(Some(map_of([("path", Unit::str(path.as_str()))])))
+                }
+                Op::Mv => {
+                    let from = path_arg(&c)?;
+                    let to = path_of(
+                        c.opt("to")
+                            .ok_or_else(|| Error::bad_argument("mv needs to:PATH"))?,
+                    )?;
+                    self.change(
+                        actor,
+                        FsOp::Rename {
+                            from: from.to_string(),
+                            to: to.to_string(),
+                        },
+                    )
+                    .await?;
+                    Ok(Some(map_of([("path", Unit::str(to.as_str()))])))
+                }
+                Op::Chmod => {
+                    let path = path_arg(&c)?;
+                    let mode = mode_opt(&c, 0)?;
+                    if c.opt("mode").is_none() {
+                        return Err(Error::bad_argument("chmod needs mode:`644`"));
+                    }
+                    self.change(
+                        actor,
+                        FsOp::Chmod {
+                            path: path.to_string(),
+                            mode,
+                        },
+                    )
+                    .await?;
+                    Ok(Some(map_of([("path", Unit::str(path.as_str()))])))
+                }
+                Op::Write => self.write(cx, actor, &c).await.map(Some),
+                Op::Read => self.read(cx, actor, &c).await.map(Some),
+                Op::Keep => self.keep(&c).await.map(Some),
+                Op::Chunk => self.chunk(&c).await.map(Some),
+            }
+        })
+    }
+}
+
+fn actor(cx: &Cx) -> Actor {
+    Actor {
+        user: cx.author().to_bytes(),
+        admin: cx.author() == cx.kernel().admin(),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
+    let mut m = Map::new();
+    for (k, v) in entries {
+        m.insert(Unit::str(k), v);
+    }
+    Unit::Map(m)
+}
+
+fn int_u64(n: u64) -> Unit {
+    Unit::int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn fs_error(e: FsError) -> Error {
+    Error::new(e.code(), e.to_string())
+}
+
+fn path_of(u: &Unit) -> Result<FsPath, Error> {
+    let text = u
+        .as_str()
+        .ok_or_else(|| Error::bad_argument("a path is a string such as `/data/a.csv`"))?;
+    FsPath::parse(text).map_err(|e| Error::bad_argument(e.to_string()))
+}
+
+fn path_arg(c: &Cmd<'_>) -> Result<FsPath, Error> {
+    path_of(c.arg()?)
+}
+
+/// `mode:` as octal digits (`644`), or `default`.
+fn mode_opt(c: &Cmd<'_>, default: u16) -> Result<u16, Error> {
+    let Some(u) = c.opt("mode") else {
+        return Ok(default);
+    };
+    let text = u
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| plexus_units::to_text(u));
+    let digits = text.trim_start_matches("0o");
+    match u16::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 && !digits.is_empty() => Ok(mode),
+        _ => Err(Error::bad_argument(format!(
+            "mode is three octal digits such as `644`, not {text}"
+        ))),
+    }
+}
+
+impl IoFs {
+    async fn change(&self, actor: Actor, op: FsOp) -> Result<(), Error> {
+        self.meta.apply(actor, now_ms(), op).await.map_err(fs_error)
+    }
+
+    fn entry(&self, cx: &Cx, name: &str, stat: &Stat) -> Unit {
+        let user = PublicKey::from_bytes(&stat.inode.owner)
+            .ok()
+            .and_then(|k| cx.kernel().user_name(&k))
+            .unwrap_or_else(|| {
+                if stat.inode.owner == [0; 32] {
+                    "-".to_owned()
+                } else {
+                    stat.inode
+                        .owner
+                        .iter()
+                        .take(4)
+                        .map(|b| format!("{b:02x}"))
+                        .collect()
+                }
+            });
+        let dir = stat.inode.kind == Kind::Dir;
+        map_of([
+            ("name", Unit::str(name)),
+            ("kind", Unit::str(if dir { "dir" } else { "file" })),
+            ("size", int_u64(stat.inode.size)),
+            ("mode", Unit::from(mode_text(stat.inode.mode, dir))),
+            ("user", Unit::from(user)),
+            ("mtime", int_u64(stat.inode.mtime_ms)),
+        ])
+    }
+
+    async fn ls(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let path = match c.arg() {
+            Ok(Unit::Bool(true)) | Err(_) => FsPath::root(),
+            Ok(u) => path_of(u)?,
+        };
+        let listed = self.meta.list(actor, path).await.map_err(fs_error)?;
+        Ok(Unit::List(
+            listed
+                .iter()
+                .map(|(name, stat)| self.entry(cx, name, stat))
+                .collect(),
+        ))
+    }
+
+    async fn stat(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let path = path_arg(c)?;
+        let stat = self
+            .meta
+            .stat(actor, path.clone())
+            .await
+            .map_err(fs_error)?;
+        let mut entry = self.entry(cx, path.name().unwrap_or("/"), &stat);
+        if let Unit::Map(m) = &mut entry {
+            m.insert(Unit::str("path"), Unit::str(path.as_str()));
+            m.insert(Unit::str("chunks"), int_u64(stat.inode.chunks.len() as u64));
+        }
+        Ok(entry)
+    }
+
+    /// The up nodes other than this one, by name.
+    fn others(&self) -> Vec<String> {
+        let local = self.directory.local();
+        self.directory
+            .view()
+            .nodes
+            .into_iter()
+            .filter(|(name, v)| v.up && *name != local)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    async fn write(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let path = path_arg(c)?;
+        let data = match c.opt("data") {
+            Some(Unit::Bytes(b)) => b.to_vec(),
+            Some(Unit::Str(s)) => s.as_bytes().to_vec(),
+            None => Vec::new(),
+            Some(_) => return Err(Error::bad_argument("data is bytes x\"…\" or a string")),
+        };
+        if data.len() > MAX_TRANSFER_BYTES {
+            return Err(Error::new(
+                code::LIMIT,
+                format!("one write carries at most {MAX_TRANSFER_BYTES} bytes"),
+            ));
+        }
+        let mode = mode_opt(c, 0o644)?;
+        // Nothing is stored for a write its author may not make.
+        match self.meta.stat(actor, path.clone()).await {
+            Ok(stat) if stat.inode.kind == Kind::Dir => return Err(fs_error(FsError::IsDir(path))),
+            Ok(stat) => plexus_fs::check(
+                &actor,
+                &stat.inode.owner,
+                stat.inode.mode,
+                plexus_fs::Access::Write,
+                path.as_str(),
+            )
+            .map_err(|e| fs_error(e.into()))?,
+            Err(e) if e.code() == code::NOT_FOUND => {}
+            Err(e) => return Err(fs_error(e)),
+        }
+        let mut pieces = Vec::new();
+        let mut chunker = Chunker::new(ChunkParams::FILES);
+        chunker.push(&data, &mut |c| pieces.push(c.to_vec()));
+        chunker.finish(&mut |c| pieces.push(c.to_vec()));
+        let others = self.others();
+        let replicas = REPLICAS.min(others.len() + 1);
+        let needed_remote = (replicas / 2 + 1).saturating_sub(1);
+        let mut refs = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            let chunk = ChunkRef::of(&piece);
+            let (store, bytes) = (self.chunks.clone(), piece.clone());
+            tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
+                .await
+                .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
+                .map_err(|e| Error::new(code::STORAGE, e.to_string()))?;
+            let keep = map_of([("keep", Unit::Bytes(piece.into()))]);
+            // REPLICAS is 3: at most two other nodes, asked at once.
+            let kept = match &others[..(replicas - 1).min(2)] {
+                [] => 0,
+                [a] => usize::from(cx.send(NAME, Some(a), keep).await.is_ok()),
+                [a, b, ..] => {
+                    let (x, y) = tokio::join!(
+                        cx.send(NAME, Some(a), keep.clone()),
+                        cx.send(NAME, Some(b), keep)
+                    );
+                    usize::from(x.is_ok()) + usize::from(y.is_ok())
+                }
+            };
+            if kept < needed_remote {
+                return Err(Error::new(
+                    UNAVAILABLE,
+                    format!(
+                        "a chunk was kept on {kept} of the {needed_remote} other nodes it needs"
+                    ),
+                ));
+            }
+            refs.push(StoredChunk::from(chunk));
+        }
+        let size: u64 = refs.iter().map(|c| u64::from(c.len)).sum();
+        let count = refs.len() as u64;
+        self.change(
+            actor,
+            FsOp::PutFile {
+                path: path.to_string(),
+                mode,
+                chunks: refs,
+            },
+        )
+        .await?;
+        Ok(map_of([
+            ("path", Unit::str(path.as_str())),
+            ("size", int_u64(size)),
+            ("chunks", int_u64(count)),
+        ]))
+    }
+
+    async fn read(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let path = path_arg(c)?;
+        let stat = self
+            .meta
+            .stat(actor, path.clone())
+            .await
+            .map_err(fs_error)?;
+        if stat.inode.kind == Kind::Dir {
+            return Err(fs_error(FsError::IsDir(path)));
+        }
+        plexus_fs::check(
+            &actor,
+            &stat.inode.owner,
+            stat.inode.mode,
+            plexus_fs::Access::Read,
+            path.as_str(),
+        )
+        .map_err(|e| fs_error(e.into()))?;
+        let offset = c.opt_count("offset")?.unwrap_or(0) as u64;
+        let len = c
+            .opt_count("len")?
+            .map_or(stat.inode.size.saturating_sub(offset), |l| l as u64);
+        if len > MAX_TRANSFER_BYTES as u64 {
+            return Err(Error::new(
+                code::LIMIT,
+                format!(
+                    "one read gives at most {MAX_TRANSFER_BYTES} bytes; read with offset:N len:N"
+                ),
+            ));
+        }
+        let end = offset.saturating_add(len).min(stat.inode.size);
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut at = 0u64;
+        for chunk in &stat.inode.chunks {
+            let (start, stop) = (at, at + u64::from(chunk.len));
+            at = stop;
+            if stop <= offset || start >= end {
+                continue;
+            }
+            let bytes = self.chunk_bytes(cx, ChunkRef::from(*chunk)).await?;
+            let from = offset.saturating_sub(start) as usize;
+            let to = (end.min(stop) - start) as usize;
+            out.extend_from_slice(&bytes[from..to]);
+        }
+        cx.charge(out.len() as u64)?;
+        Ok(Unit::Bytes(out.into()))
+    }
+
+    /// A chunk's bytes: from this node's store, or else from another up node (checked and
+    /// kept here).
+    async fn chunk_bytes(&self, cx: &Cx, chunk: ChunkRef) -> Result<Vec<u8>, Error> {
+        let store = self.chunks.clone();
+        let local = tokio::task::spawn_blocking(move || store.get(&chunk))
+            .await
+            .map_err(|e| Error::internal(format!("reading a chunk: {e}")))?;
+        match local {
+            Ok(bytes) => return Ok(bytes),
+            Err(ChunkError::Missing(_) | ChunkError::Corrupt(_)) => {}
+            Err(e) => return Err(Error::new(code::STORAGE, e.to_string())),
+        }
+        let ask = map_of([
+            ("chunk", Unit::from(chunk.hex())),
+            ("len", int_u64(u64::from(chunk.len))),
+        ]);
+        for node in self.others() {
+            if let Ok(Some(Unit::Bytes(bytes))) = cx.send(NAME, Some(&node), ask.clone()).await {
+                if chunk.matches(&bytes) {
+                    let (store, copy) = (self.chunks.clone(), bytes.to_vec());
+                    let _ = tokio::task::spawn_blocking(move || store.put(&chunk, &copy)).await;
+                    return Ok(bytes.to_vec());
+                }
+            }
+        }
+        Err(Error::new(
+            UNAVAILABLE,
+            format!("chunk {} is on no node that answers", chunk.hex()),
+        ))
+    }
+
+    /// `{keep:x"…"}`: stores a chunk another node wrote.
+    async fn keep(&self, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let Unit::Bytes(bytes) = c.arg()? else {
+            return Err(Error::bad_argument("keep takes a chunk's bytes x\"…\""));
+        };
+        let bytes = bytes.to_vec();
+        let chunk = ChunkRef::of(&bytes);
+        let store = self.chunks.clone();
+        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
+            .await
+            .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
+            .map_err(|e| Error::new(code::STORAGE, e.to_string()))?;
+        Ok(map_of([("chunk", Unit::from(chunk.hex()))]))
+    }
+
+    /// `{chunk:HEX len:N}`: a chunk's bytes from this node's store.
+    async fn chunk(&self, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let hex = c
+            .arg()?
+            .as_str()
+            .ok_or_else(|| Error::bad_argument("chunk takes a hash in hex"))?;
+        let hash =
+            hash_of(hex).ok_or_else(|| Error::bad_argument("a chunk hash is 64 hex digits"))?;
+        let len = c
+            .opt_count("len")?
+            .ok_or_else(|| Error::bad_argument("chunk needs len:N"))?;
+        let chunk = ChunkRef {
+            hash,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        };
+        let store = self.chunks.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.get(&chunk))
+            .await
+            .map_err(|e| Error::internal(format!("reading a chunk: {e}")))?
+            .map_err(|e| match e {
+                ChunkError::Missing(_) | ChunkError::Corrupt(_) => {
+                    Error::new(code::NOT_FOUND, e.to_string())
+                }
+                e => Error::new(code::STORAGE, e.to_string()),
+            })?;
+        Ok(Unit::Bytes(bytes.into()))
+    }
+}
+
+static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
+    Table::new(
+        NAME,
+        "The cluster's file tree: list, inspect, make, remove and move files and directories, \
+         write and read files. Each file and directory has an owner and mode bits (owner and \
+         others; no groups); an admin may do anything",
+        vec![],
+        vec![
+            Entry::new("ls", "The entries of a directory (/ by default) → [{name kind size mode user mtime}…]", &["ls", "{ls:PATH}"], Arg::Optional, Op::Ls),
+            Entry::new("stat", "One file or directory → {path name kind size mode user mtime chunks}", &["{stat:PATH}"], Arg::Required, Op::Stat),
+            Entry::new("mkdir", "Makes a directory (mode 755 by default) → {path}", &["{mkdir:PATH mode:`755`}"], Arg::Required, Op::Mkdir),
+            Entry::new("rm", "Removes a file or an empty directory → {path}", &["{rm:PATH}"], Arg::Required, Op::Rm),
+            Entry::new("mv", "Moves a file or directory in one step → {path}", &["{mv:PATH to:PATH}"], Arg::Required, Op::Mv),
+            Entry::new("chmod", "Sets the mode bits (its owner or an admin) → {path}", &["{chmod:PATH mode:`640`}"], Arg::Required, Op::Chmod),
+            Entry::new("write", "Makes a file hold data (created with mode 644 by default), visible whole once written → {path size chunks}", &["{write:PATH data:x\"…\" mode:`600`}"], Arg::Required, Op::Write),
+            Entry::new("read", "A file's bytes, or len bytes from offset → bytes", &["{read:PATH}", "{read:PATH offset:N len:N}"], Arg::Required, Op::Read),
+            Entry::new("keep", "Internal: stores a chunk another node wrote → {chunk}", &["{keep:x\"…\"}"], Arg::Required, Op::Keep),
+            Entry::new("chunk", "Internal: a chunk from this node's store → bytes", &["{chunk:HEX len:N}"], Arg::Required, Op::Chunk),
+        ],
+    )
+});

@@ -1,0 +1,171 @@
+//! `io.fs` on a single node: the tree's commands, files written and read whole or in part,
+//! owners and modes, bad input, and a corrupt chunk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use plexus_identity::{KeyKind, Keypair};
+use plexus_kernel::{Error, Kernel, Policy};
+use plexus_services::directory::SingleNode;
+use plexus_services::io_fs::IoFs;
+use plexus_services::testing::{bare_kernel, eval_text};
+use plexus_store::chunks::ChunkStore;
+use plexus_units::{to_text, Unit};
+
+struct Node {
+    kernel: Kernel,
+    admin: Keypair,
+    bob: Keypair,
+    dir: tempfile::TempDir,
+}
+
+fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, admin) = bare_kernel();
+    let db = plexus_services::open_db(&dir.path().join("node.redb")).unwrap();
+    let chunks = ChunkStore::open(dir.path().join("chunks")).unwrap();
+    let service = IoFs::new(
+        db,
+        chunks,
+        SingleNode::shared(&kernel.node().name, Default::default()),
+    );
+    kernel.register(service, None, Policy::Registered).unwrap();
+    let bob = Keypair::generate(KeyKind::User, "bob", &mut rand::rngs::OsRng).unwrap();
+    kernel.register_user(bob.public(), "bob").unwrap();
+    Node {
+        kernel,
+        admin,
+        bob,
+        dir,
+    }
+}
+
+impl Node {
+    async fn as_user(&self, user: &Keypair, text: &str) -> Result<Unit, Error> {
+        eval_text(&self.kernel, user, None, text)
+            .await
+            .map(|v| v.unwrap_or(Unit::None))
+    }
+
+    async fn admin(&self, text: &str) -> Result<Unit, Error> {
+        let admin = &self.admin;
+        self.as_user(admin, text).await
+    }
+}
+
+fn bytes(u: Unit) -> Vec<u8> {
+    match u {
+        Unit::Bytes(b) => b.to_vec(),
+        other => panic!("not bytes: {}", to_text(&other)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_written_listed_read_moved_and_removed() {
+    let n = node();
+    n.admin("{mkdir:`/data`}@io.fs").await.unwrap();
+    // Over 4 MiB: more than one chunk.
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    let wrote = n
+        .admin(&format!("{{write:`/data/big` data:x\"{hex}\"}}@io.fs"))
+        .await
+        .unwrap();
+    let text = to_text(&wrote);
+    assert!(text.contains("size:5000000"), "{text}");
+    assert_eq!(
+        bytes(n.admin("{read:`/data/big`}@io.fs").await.unwrap()),
+        data
+    );
+    let part = n
+        .admin("{read:`/data/big` offset:4194300 len:10}@io.fs")
+        .await
+        .unwrap();
+    assert_eq!(bytes(part), data[4_194_300..4_194_310]);
+    let listed = to_text(&n.admin("{ls:`/data`}@io.fs").await.unwrap());
+    assert!(
+        listed.contains("name:big kind:file size:5000000 mode:-rw-r--r--"),
+        "{listed}"
+    );
+    n.admin("{mv:`/data/big` to:`/data/moved`}@io.fs")
+        .await
+        .unwrap();
+    let stat = to_text(&n.admin("{stat:`/data/moved`}@io.fs").await.unwrap());
+    assert!(
+        stat.contains("chunks:") && !stat.contains("chunks:1 "),
+        "{stat}"
+    );
+    n.admin("{rm:`/data/moved`}@io.fs").await.unwrap();
+    n.admin("{rm:`/data`}@io.fs").await.unwrap();
+    assert_eq!(n.admin("ls@io.fs").await.unwrap(), Unit::List(vec![]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_files_are_refused_and_bad_input_changes_nothing() {
+    let n = node();
+    n.admin("{mkdir:`/private` mode:`700`}@io.fs")
+        .await
+        .unwrap();
+    n.admin("{write:`/private/secret` data:`s3cret` mode:`600`}@io.fs")
+        .await
+        .unwrap();
+    let bob = &n.bob;
+    for msg in [
+        "{read:`/private/secret`}@io.fs",
+        "{ls:`/private`}@io.fs",
+        "{write:`/private/mine` data:`x`}@io.fs",
+        "{mkdir:`/bobs`}@io.fs",
+        "{chmod:`/private` mode:`777`}@io.fs",
+    ] {
+        let e = n.as_user(bob, msg).await.unwrap_err();
+        assert_eq!(e.code(), "denied", "{msg}: {e}");
+    }
+    let long = "x".repeat(256);
+    for (msg, code) in [
+        ("{mkdir:`/../etc`}@io.fs".to_owned(), "arg.bad"),
+        (format!("{{mkdir:`/{long}`}}@io.fs"), "arg.bad"),
+        ("{mkdir:`relative`}@io.fs".to_owned(), "arg.bad"),
+        (
+            "{write:`/private/secret/under` data:`x`}@io.fs".to_owned(),
+            "fs.not.dir",
+        ),
+        ("{write:`/private` data:`x`}@io.fs".to_owned(), "fs.is.dir"),
+        ("{rm:`/private`}@io.fs".to_owned(), "fs.not.empty"),
+        ("{read:`/none`}@io.fs".to_owned(), "not.found"),
+        ("{mkdir:`/m` mode:`999`}@io.fs".to_owned(), "arg.bad"),
+        ("{chunk:`zz` len:1}@io.fs".to_owned(), "arg.bad"),
+    ] {
+        let e = n.admin(&msg).await.unwrap_err();
+        assert_eq!(e.code(), code, "{msg}: {e}");
+    }
+    let listed = to_text(&n.admin("ls@io.fs").await.unwrap());
+    assert_eq!(listed.matches("name:").count(), 1, "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_chunk_with_no_good_copy_is_an_error_not_bad_data() {
+    let n = node();
+    n.admin("{write:`/f` data:`precious bytes`}@io.fs")
+        .await
+        .unwrap();
+    let chunks = n.dir.path().join("chunks");
+    let file = std::fs::read_dir(&chunks)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().len() == 2)
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .next()
+        .unwrap()
+        .path();
+    std::fs::write(&file, "precious bytez").unwrap();
+    let e = n.admin("{read:`/f`}@io.fs").await.unwrap_err();
+    assert_eq!(e.code(), "fs.unavailable", "{e}");
+    assert!(chunks.join("corrupt").read_dir().unwrap().next().is_some());
+    // Writing the same content again brings the chunk back.
+    n.admin("{write:`/f` data:`precious bytes`}@io.fs")
+        .await
+        .unwrap();
+    assert_eq!(
+        bytes(n.admin("{read:`/f`}@io.fs").await.unwrap()),
+        b"precious bytes"
+    );
+}
