@@ -7,6 +7,7 @@
 
 mod cli_io;
 mod cmd_cluster;
+mod cmd_fs;
 mod cmd_img;
 mod cmd_msg;
 mod cmd_node;
@@ -78,6 +79,9 @@ enum Command {
     Node(cmd_node::NodeArgs),
     #[command(flatten)]
     Proc(cmd_proc::ProcCmd),
+    /// The cluster's file tree: ls, stat, mkdir, rm, mv, put, get, cat.
+    #[command(subcommand)]
+    Fs(cmd_fs::FsCmd),
     /// Measure performance against baselines taken in the same run.
     #[command(subcommand)]
     Bench(plexus_bench::BenchCmd),
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Some(Command::Down) => home().and_then(|h| cmd_node::run_down(&h).map(|()| 0)),
         Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
         Some(Command::Proc(cmd)) => home().and_then(|h| cmd_proc::run(&h, cmd)),
+        Some(Command::Fs(cmd)) => home().and_then(|h| cmd_fs::run(&h, cmd)),
         Some(Command::Bench(cmd)) => plexus_bench::run(cmd).map(|()| 0),
         Some(Command::Img(cmd)) => cmd_img::run(cmd).map(|()| 0),
         Some(Command::Unit(cmd)) => cmd_unit::run(cmd).map(|()| 0),

@@ -1099,30 +1099,32 @@ fn a_file_outlives_its_writers_node_and_a_corrupt_copy() {
     let data: Vec<u8> = (0..5_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
     send_ok(&plx, &nodes[0], "{mkdir:`/data`}@io.fs", 30);
-    let message = plx.home.path().join("write.unit");
-    std::fs::write(
-        &message,
-        format!("{{write:`/data/set.bin` data:x\"{hex}\"}}@io.fs"),
-    )
-    .unwrap();
-    let wrote = plx.run(
-        &[
-            "send",
-            "--socket",
-            nodes[0].socket().to_str().unwrap(),
-            "-f",
-            message.to_str().unwrap(),
-        ],
+    // `plx fs put` sends it chunk by chunk.
+    let local = plx.home.path().join("set.bin");
+    std::fs::write(&local, &data).unwrap();
+    let socket = |i: usize| nodes[i].socket().to_str().unwrap().to_owned();
+    let (s1, s2) = (socket(0), socket(1));
+    let local_arg = local.to_str().unwrap();
+    plx.run(
+        &["fs", "put", local_arg, "/data/set.bin", "--socket", &s1],
         b"",
-    );
-    assert!(wrote.ok().contains("size:5000000"), "{}", wrote.out());
+    )
+    .ok();
+    let listed = plx.run(&["fs", "ls", "/data", "--socket", &s1], b"").ok();
+    assert!(listed.contains("5000000  set.bin"), "{listed}");
 
     nodes[0].kill9();
+    let back = plx.home.path().join("back.bin");
+    let back_arg = back.to_str().unwrap();
+    plx.run(
+        &["fs", "get", "/data/set.bin", back_arg, "--socket", &s2],
+        b"",
+    )
+    .ok();
     assert!(
-        read_file(&plx, &nodes[1], "/data/set.bin") == data,
-        "read from n2 after n1's death"
+        std::fs::read(&back).unwrap() == data,
+        "got from n2 after n1's death"
     );
 
     // Damage every chunk on n2: its reads fetch good copies from n3 and put them back.

@@ -78,6 +78,9 @@ enum Op {
     Read,
     Keep,
     Chunk,
+    Stage,
+    Commit,
+    Chunks,
 }
 
 impl Service for IoFs {
@@ -151,6 +154,24 @@ impl Service for IoFs {
                 Op::Write => self.write(cx, actor, &c).await.map(Some),
                 Op::Read => self.read(cx, actor, &c).await.map(Some),
                 Op::Keep => self.keep(&c).await.map(Some),
+                Op::Stage => {
+                    let Unit::Bytes(bytes) = c.arg()? else {
+                        return Err(Error::bad_argument("stage takes a chunk's bytes x\"…\""));
+                    };
+                    if bytes.len() > ChunkParams::FILES.max {
+                        return Err(Error::new(
+                            code::LIMIT,
+                            format!("a chunk has at most {} bytes", ChunkParams::FILES.max),
+                        ));
+                    }
+                    let chunk = self.store_replicated(cx, bytes.to_vec()).await?;
+                    Ok(Some(map_of([
+                        ("chunk", Unit::from(chunk.hex())),
+                        ("len", int_u64(u64::from(chunk.len))),
+                    ])))
+                }
+                Op::Commit => self.commit(actor, &c).await.map(Some),
+                Op::Chunks => self.chunk_list(actor, &c).await.map(Some),
                 Op::Chunk => self.chunk(&c).await.map(Some),
             }
         })
@@ -304,56 +325,14 @@ impl IoFs {
         }
         let mode = mode_opt(c, 0o644)?;
         // Nothing is stored for a write its author may not make.
-        match self.meta.stat(actor, path.clone()).await {
-            Ok(stat) if stat.inode.kind == Kind::Dir => return Err(fs_error(FsError::IsDir(path))),
-            Ok(stat) => plexus_fs::check(
-                &actor,
-                &stat.inode.owner,
-                stat.inode.mode,
-                plexus_fs::Access::Write,
-                path.as_str(),
-            )
-            .map_err(|e| fs_error(e.into()))?,
-            Err(e) if e.code() == code::NOT_FOUND => {}
-            Err(e) => return Err(fs_error(e)),
-        }
+        self.may_write(actor, &path).await?;
         let mut pieces = Vec::new();
         let mut chunker = Chunker::new(ChunkParams::FILES);
         chunker.push(&data, &mut |c| pieces.push(c.to_vec()));
         chunker.finish(&mut |c| pieces.push(c.to_vec()));
-        let others = self.others();
-        let replicas = REPLICAS.min(others.len() + 1);
-        let needed_remote = (replicas / 2 + 1).saturating_sub(1);
         let mut refs = Vec::with_capacity(pieces.len());
         for piece in pieces {
-            let chunk = ChunkRef::of(&piece);
-            let (store, bytes) = (self.chunks.clone(), piece.clone());
-            tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
-                .await
-                .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
-                .map_err(|e| Error::new(code::STORAGE, e.to_string()))?;
-            let keep = map_of([("keep", Unit::Bytes(piece.into()))]);
-            // REPLICAS is 3: at most two other nodes, asked at once.
-            let kept = match &others[..(replicas - 1).min(2)] {
-                [] => 0,
-                [a] => usize::from(cx.send(NAME, Some(a), keep).await.is_ok()),
-                [a, b, ..] => {
-                    let (x, y) = tokio::join!(
-                        cx.send(NAME, Some(a), keep.clone()),
-                        cx.send(NAME, Some(b), keep)
-                    );
-                    usize::from(x.is_ok()) + usize::from(y.is_ok())
-                }
-            };
-            if kept < needed_remote {
-                return Err(Error::new(
-                    UNAVAILABLE,
-                    format!(
-                        "a chunk was kept on {kept} of the {needed_remote} other nodes it needs"
-                    ),
-                ));
-            }
-            refs.push(StoredChunk::from(chunk));
+            refs.push(StoredChunk::from(self.store_replicated(cx, piece).await?));
         }
         let size: u64 = refs.iter().map(|c| u64::from(c.len)).sum();
         let count = refs.len() as u64;
@@ -371,6 +350,141 @@ impl IoFs {
             ("size", int_u64(size)),
             ("chunks", int_u64(count)),
         ]))
+    }
+
+    /// Stores a chunk here and on up to two other up nodes, at once; returns once a majority
+    /// of its R = min(3, up nodes) copies are durable.
+    async fn store_replicated(&self, cx: &Cx, piece: Vec<u8>) -> Result<ChunkRef, Error> {
+        let others = self.others();
+        let replicas = REPLICAS.min(others.len() + 1);
+        let needed_remote = (replicas / 2 + 1).saturating_sub(1);
+        let chunk = ChunkRef::of(&piece);
+        let (store, bytes) = (self.chunks.clone(), piece.clone());
+        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
+            .await
+            .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
+            .map_err(|e| Error::new(code::STORAGE, e.to_string()))?;
+        let keep = map_of([("keep", Unit::Bytes(piece.into()))]);
+        // REPLICAS is 3: at most two other nodes, asked at once.
+        let kept = match &others[..(replicas - 1).min(2)] {
+            [] => 0,
+            [a] => usize::from(cx.send(NAME, Some(a), keep).await.is_ok()),
+            [a, b, ..] => {
+                let (x, y) = tokio::join!(
+                    cx.send(NAME, Some(a), keep.clone()),
+                    cx.send(NAME, Some(b), keep)
+                );
+                usize::from(x.is_ok()) + usize::from(y.is_ok())
+            }
+        };
+        if kept < needed_remote {
+            return Err(Error::new(
+                UNAVAILABLE,
+                format!("a chunk was kept on {kept} of the {needed_remote} other nodes it needs"),
+            ));
+        }
+        Ok(chunk)
+    }
+
+    /// Whether `actor` may make `path` hold new content: write it if it exists (when it is
+    /// new, the commit checks the parent's rights).
+    async fn may_write(&self, actor: Actor, path: &FsPath) -> Result<(), Error> {
+        match self.meta.stat(actor, path.clone()).await {
+            Ok(stat) if stat.inode.kind == Kind::Dir => Err(fs_error(FsError::IsDir(path.clone()))),
+            Ok(stat) => plexus_fs::check(
+                &actor,
+                &stat.inode.owner,
+                stat.inode.mode,
+                plexus_fs::Access::Write,
+                path.as_str(),
+            )
+            .map_err(|e| fs_error(e.into())),
+            Err(e) if e.code() == code::NOT_FOUND => Ok(()),
+            Err(e) => Err(fs_error(e)),
+        }
+    }
+
+    /// `{commit:PATH chunks:x"…" mode:M}`: makes a file hold chunks staged before (36 bytes
+    /// each: the hash, then the length as a little-endian u32), each of which this node must
+    /// have.
+    async fn commit(&self, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let path = path_arg(c)?;
+        let mode = mode_opt(c, 0o644)?;
+        let list = match c.opt("chunks") {
+            Some(Unit::Bytes(b)) => b.to_vec(),
+            None => Vec::new(),
+            Some(_) => {
+                return Err(Error::bad_argument(
+                    "chunks is bytes x\"…\": 36 bytes a chunk",
+                ))
+            }
+        };
+        if list.len() % 36 != 0 {
+            return Err(Error::bad_argument(
+                "chunks holds 36 bytes a chunk (hash, then a u32 length)",
+            ));
+        }
+        let refs: Vec<StoredChunk> = list
+            .chunks_exact(36)
+            .map(|r| {
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(&r[..32]);
+                let len = u32::from_le_bytes([r[32], r[33], r[34], r[35]]);
+                StoredChunk { hash, len }
+            })
+            .collect();
+        for chunk in &refs {
+            let chunk = ChunkRef::from(*chunk);
+            if !self.chunks.has(&chunk) {
+                return Err(Error::new(
+                    code::NOT_FOUND,
+                    format!("chunk {} was not staged on this node", chunk.hex()),
+                ));
+            }
+        }
+        let size: u64 = refs.iter().map(|c| u64::from(c.len)).sum();
+        let count = refs.len() as u64;
+        self.change(
+            actor,
+            FsOp::PutFile {
+                path: path.to_string(),
+                mode,
+                chunks: refs,
+            },
+        )
+        .await?;
+        Ok(map_of([
+            ("path", Unit::str(path.as_str())),
+            ("size", int_u64(size)),
+            ("chunks", int_u64(count)),
+        ]))
+    }
+
+    /// `{chunks:PATH}`: a file's chunk list, 36 bytes a chunk, for its readers.
+    async fn chunk_list(&self, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let path = path_arg(c)?;
+        let stat = self
+            .meta
+            .stat(actor, path.clone())
+            .await
+            .map_err(fs_error)?;
+        if stat.inode.kind == Kind::Dir {
+            return Err(fs_error(FsError::IsDir(path)));
+        }
+        plexus_fs::check(
+            &actor,
+            &stat.inode.owner,
+            stat.inode.mode,
+            plexus_fs::Access::Read,
+            path.as_str(),
+        )
+        .map_err(|e| fs_error(e.into()))?;
+        let mut out = Vec::with_capacity(stat.inode.chunks.len() * 36);
+        for chunk in &stat.inode.chunks {
+            out.extend_from_slice(&chunk.hash);
+            out.extend_from_slice(&chunk.len.to_le_bytes());
+        }
+        Ok(Unit::Bytes(out.into()))
     }
 
     async fn read(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
@@ -512,6 +626,9 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
             Entry::new("chmod", "Sets the mode bits (its owner or an admin) → {path}", &["{chmod:PATH mode:`640`}"], Arg::Required, Op::Chmod),
             Entry::new("write", "Makes a file hold data (created with mode 644 by default), visible whole once written → {path size chunks}", &["{write:PATH data:x\"…\" mode:`600`}"], Arg::Required, Op::Write),
             Entry::new("read", "A file's bytes, or len bytes from offset → bytes", &["{read:PATH}", "{read:PATH offset:N len:N}"], Arg::Required, Op::Read),
+            Entry::new("stage", "Stores one chunk of a file being written (at most 4 MiB) here and on the nodes that keep it → {chunk len}", &["{stage:x\"…\"}"], Arg::Required, Op::Stage),
+            Entry::new("commit", "Makes a file hold staged chunks (36 bytes each: hash, then a little-endian u32 length) → {path size chunks}", &["{commit:PATH chunks:x\"…\" mode:`644`}"], Arg::Required, Op::Commit),
+            Entry::new("chunks", "A file's chunk list, 36 bytes a chunk → bytes", &["{chunks:PATH}"], Arg::Required, Op::Chunks),
             Entry::new("keep", "Internal: stores a chunk another node wrote → {chunk}", &["{keep:x\"…\"}"], Arg::Required, Op::Keep),
             Entry::new("chunk", "Internal: a chunk from this node's store → bytes", &["{chunk:HEX len:N}"], Arg::Required, Op::Chunk),
         ],

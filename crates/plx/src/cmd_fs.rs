@@ -1,0 +1,347 @@
+//! `plx fs`: the cluster's file tree through the local node's `io.fs` service. `put` cuts the
+//! local file into chunks here and sends them one at a time (so a file of any size takes one
+//! chunk of memory), then commits the list; `get` and `cat` read one chunk's range at a time.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use plexus_fs::{ChunkParams, ChunkRef, Chunker};
+use plexus_identity::Keypair;
+use plexus_units::{Map, Unit};
+
+use crate::client::{Client, Reply};
+use crate::cmd_cluster::runtime;
+use crate::cmd_node::socket_path;
+use crate::cmd_proc::Common;
+use crate::home::Home;
+
+/// `plx fs` commands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum FsCmd {
+    /// List a directory of the cluster tree (/ by default).
+    Ls {
+        /// The directory.
+        path: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one file or directory.
+    Stat {
+        /// The file or directory.
+        path: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Make a directory.
+    Mkdir {
+        /// The new directory.
+        path: String,
+        /// Its mode, three octal digits.
+        #[arg(long, default_value = "755")]
+        mode: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a file or an empty directory.
+    Rm {
+        /// The file or directory.
+        path: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Move a file or directory in one step.
+    Mv {
+        /// What moves.
+        from: String,
+        /// Where to.
+        to: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Copy a local file into the tree (it becomes visible whole once sent).
+    Put {
+        /// The local file.
+        local: PathBuf,
+        /// Its path in the tree.
+        path: String,
+        /// Its mode if it is new, three octal digits.
+        #[arg(long, default_value = "644")]
+        mode: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Copy a file of the tree to a local file (written whole, then renamed into place).
+    Get {
+        /// The file in the tree.
+        path: String,
+        /// The local file.
+        local: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a file of the tree.
+    Cat {
+        /// The file.
+        path: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+impl FsCmd {
+    fn common(&self) -> &Common {
+        match self {
+            FsCmd::Ls { common, .. }
+            | FsCmd::Stat { common, .. }
+            | FsCmd::Mkdir { common, .. }
+            | FsCmd::Rm { common, .. }
+            | FsCmd::Mv { common, .. }
+            | FsCmd::Put { common, .. }
+            | FsCmd::Get { common, .. }
+            | FsCmd::Cat { common, .. } => common,
+        }
+    }
+}
+
+fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
+    let mut m = Map::new();
+    for (k, v) in entries {
+        m.insert(Unit::str(k), v);
+    }
+    Unit::Map(m)
+}
+
+/// A signed call to io.fs; an error unit becomes an error reading `CODE: MESSAGE`.
+async fn call(client: &mut Client, key: &Keypair, body: Unit) -> Result<Unit> {
+    let msg = plexus_client::sign_with(key, Unit::stream(body, "io.fs")?)?;
+    match client.call(&msg, None, std::future::pending()).await? {
+        Reply::Value(v) => Ok(v),
+        Reply::Nothing => Ok(Unit::None),
+        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
+    }
+}
+
+fn field<'a>(u: &'a Unit, key: &str) -> Option<&'a Unit> {
+    u.as_map().and_then(|m| m.get_str(key))
+}
+
+fn text_of(u: Option<&Unit>) -> String {
+    match u {
+        Some(Unit::Str(s)) => s.to_string(),
+        Some(other) => plexus_units::to_text(other),
+        None => "-".to_owned(),
+    }
+}
+
+/// Shows transfer progress on standard error when it is a terminal.
+struct Progress {
+    what: &'static str,
+    total: u64,
+    done: u64,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: u64) -> Progress {
+        Progress {
+            what,
+            total,
+            done: 0,
+            shown: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn add(&mut self, n: u64) {
+        self.done += n;
+        if self.shown {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let percent = (self.done * 100).checked_div(self.total).unwrap_or(100);
+            eprint!(
+                "\r{} {:.1} of {:.1} MiB ({percent}%)",
+                self.what,
+                mib(self.done),
+                mib(self.total)
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
+
+/// `plx fs …`.
+pub fn run(home: &Home, cmd: FsCmd) -> Result<i32> {
+    let common = cmd.common();
+    let key = home.unlock(&home.acting_user(common.user.as_deref())?)?;
+    let socket = socket_path(home, common.socket.clone());
+    runtime()?.block_on(async {
+        let mut client = Client::connect(&socket).await?;
+        execute(&mut client, &key, cmd).await
+    })
+}
+
+async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> {
+    match cmd {
+        FsCmd::Ls { path, .. } => {
+            let path = path.unwrap_or_else(|| "/".to_owned());
+            let listed = call(client, key, map_of([("ls", Unit::from(path))])).await?;
+            for entry in listed.as_list().map(|l| l.to_vec()).unwrap_or_default() {
+                println!(
+                    "{}  {:<8}  {:>12}  {}",
+                    text_of(field(&entry, "mode")),
+                    text_of(field(&entry, "user")),
+                    text_of(field(&entry, "size")),
+                    text_of(field(&entry, "name")),
+                );
+            }
+        }
+        FsCmd::Stat { path, .. } => {
+            let stat = call(client, key, map_of([("stat", Unit::from(path))])).await?;
+            println!("{}", plexus_units::to_text(&stat));
+        }
+        FsCmd::Mkdir { path, mode, .. } => {
+            let body = map_of([("mkdir", Unit::from(path)), ("mode", Unit::from(mode))]);
+            call(client, key, body).await?;
+        }
+        FsCmd::Rm { path, .. } => {
+            call(client, key, map_of([("rm", Unit::from(path))])).await?;
+        }
+        FsCmd::Mv { from, to, .. } => {
+            let body = map_of([("mv", Unit::from(from)), ("to", Unit::from(to))]);
+            call(client, key, body).await?;
+        }
+        FsCmd::Put {
+            local, path, mode, ..
+        } => put(client, key, &local, path, mode).await?,
+        FsCmd::Get { path, local, .. } => get(client, key, path, &local).await?,
+        FsCmd::Cat { path, .. } => {
+            let mut out = std::io::stdout().lock();
+            read_to(client, key, &path, &mut out, None).await?;
+        }
+    }
+    Ok(0)
+}
+
+async fn put(
+    client: &mut Client,
+    key: &Keypair,
+    local: &Path,
+    path: String,
+    mode: String,
+) -> Result<()> {
+    let mut file =
+        std::fs::File::open(local).with_context(|| format!("cannot open {}", local.display()))?;
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut progress = Progress::new("put", total);
+    let mut chunker = Chunker::new(ChunkParams::FILES);
+    let mut list = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", local.display()))?;
+        if n == 0 {
+            break;
+        }
+        chunker.push(&buf[..n], &mut |c| pending.push(c.to_vec()));
+        for chunk in pending.drain(..) {
+            stage(client, key, chunk, &mut list, &mut progress).await?;
+        }
+    }
+    chunker.finish(&mut |c| pending.push(c.to_vec()));
+    for chunk in pending.drain(..) {
+        stage(client, key, chunk, &mut list, &mut progress).await?;
+    }
+    let body = map_of([
+        ("commit", Unit::from(path)),
+        ("chunks", Unit::Bytes(list.into())),
+        ("mode", Unit::from(mode)),
+    ]);
+    let done = call(client, key, body).await;
+    progress.finish();
+    done.map(drop)
+}
+
+async fn stage(
+    client: &mut Client,
+    key: &Keypair,
+    chunk: Vec<u8>,
+    list: &mut Vec<u8>,
+    progress: &mut Progress,
+) -> Result<()> {
+    let r = ChunkRef::of(&chunk);
+    let len = chunk.len() as u64;
+    call(client, key, map_of([("stage", Unit::Bytes(chunk.into()))])).await?;
+    list.extend_from_slice(&r.hash);
+    list.extend_from_slice(&r.len.to_le_bytes());
+    progress.add(len);
+    Ok(())
+}
+
+/// Writes the file at `path` to `out` one chunk's range at a time.
+async fn read_to(
+    client: &mut Client,
+    key: &Keypair,
+    path: &str,
+    out: &mut impl Write,
+    mut progress: Option<&mut Progress>,
+) -> Result<()> {
+    let list = match call(client, key, map_of([("chunks", Unit::from(path))])).await? {
+        Unit::Bytes(b) => b.to_vec(),
+        other => bail!(
+            "io.fs gave no chunk list: {}",
+            plexus_units::to_text(&other)
+        ),
+    };
+    let mut offset = 0u64;
+    for record in list.chunks_exact(36) {
+        let len = u64::from(u32::from_le_bytes([
+            record[32], record[33], record[34], record[35],
+        ]));
+        let body = map_of([
+            ("read", Unit::from(path.to_owned())),
+            ("offset", Unit::int(i64::try_from(offset)?)),
+            ("len", Unit::int(i64::try_from(len)?)),
+        ]);
+        let bytes = match call(client, key, body).await? {
+            Unit::Bytes(b) => b,
+            other => bail!("io.fs gave no bytes: {}", plexus_units::to_text(&other)),
+        };
+        if bytes.len() as u64 != len {
+            return Err(anyhow!("{path} changed while it was read"));
+        }
+        out.write_all(&bytes)?;
+        offset += len;
+        if let Some(p) = progress.as_deref_mut() {
+            p.add(len);
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn get(client: &mut Client, key: &Keypair, path: String, local: &Path) -> Result<()> {
+    let stat = call(client, key, map_of([("stat", Unit::from(path.clone()))])).await?;
+    let total = field(&stat, "size")
+        .and_then(Unit::as_int)
+        .and_then(|n| n.to_i64())
+        .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+    let mut progress = Progress::new("get", total);
+    let temp = local.with_extension("plx-partial");
+    let mut file = std::fs::File::create(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    let read = read_to(client, key, &path, &mut file, Some(&mut progress)).await;
+    progress.finish();
+    if let Err(e) = read.and_then(|()| Ok(file.sync_all()?)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    std::fs::rename(&temp, local).with_context(|| format!("cannot write {}", local.display()))?;
+    Ok(())
+}
