@@ -49,6 +49,8 @@ pub struct IoFs {
     meta: Arc<dyn FsMeta>,
     chunks: ChunkStore,
     directory: Arc<dyn NodeDirectory>,
+    /// Users whose home directory this node has seen made.
+    homes: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 impl IoFs {
@@ -62,6 +64,7 @@ impl IoFs {
             meta,
             chunks,
             directory,
+            homes: Default::default(),
         })
     }
 }
@@ -92,6 +95,9 @@ impl Service for IoFs {
         Box::pin(async move {
             let (entry, c) = TABLE.lookup(&msg)?;
             let actor = actor(cx);
+            if !matches!(entry.run, Op::Keep | Op::Chunk) {
+                self.home_of(cx, actor).await?;
+            }
             match entry.run {
                 Op::Ls => self.ls(cx, actor, &c).await.map(Some),
                 Op::Stat => self.stat(cx, actor, &c).await.map(Some),
@@ -237,6 +243,62 @@ fn mode_opt(c: &Cmd<'_>, default: u16) -> Result<u16, Error> {
 }
 
 impl IoFs {
+    /// Makes `/home/<name>` for a registered user the first time this node sees the user:
+    /// owned by the user, mode 755, under a `/home` the admin owns.
+    async fn home_of(&self, cx: &Cx, actor: Actor) -> Result<(), Error> {
+        if actor.admin || self.homes.lock().is_ok_and(|h| h.contains(&actor.user)) {
+            return Ok(());
+        }
+        let Some(name) = cx.kernel().user_name(cx.author()) else {
+            return Ok(());
+        };
+        let admin = Actor {
+            user: [0; 32],
+            admin: true,
+        };
+        let home = format!("/home/{name}");
+        let path = FsPath::parse(&home).map_err(|e| Error::bad_argument(e.to_string()))?;
+        let made = match self.meta.stat(admin, path).await {
+            Ok(_) => true,
+            Err(e) if e.code() == code::NOT_FOUND => {
+                for op in [
+                    FsOp::Mkdir {
+                        path: "/home".into(),
+                        mode: 0o755,
+                    },
+                    FsOp::Mkdir {
+                        path: home.clone(),
+                        mode: 0o755,
+                    },
+                ] {
+                    match self.meta.apply(admin, now_ms(), op).await {
+                        Err(e) if e.code() != "fs.exists" => return Err(fs_error(e)),
+                        _ => {}
+                    }
+                }
+                self.meta
+                    .apply(
+                        admin,
+                        now_ms(),
+                        FsOp::Chown {
+                            path: home,
+                            owner: actor.user,
+                        },
+                    )
+                    .await
+                    .map_err(fs_error)?;
+                true
+            }
+            Err(e) => return Err(fs_error(e)),
+        };
+        if made {
+            if let Ok(mut homes) = self.homes.lock() {
+                homes.insert(actor.user);
+            }
+        }
+        Ok(())
+    }
+
     async fn change(&self, actor: Actor, op: FsOp) -> Result<(), Error> {
         self.meta.apply(actor, now_ms(), op).await.map_err(fs_error)
     }

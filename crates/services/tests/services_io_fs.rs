@@ -137,8 +137,48 @@ async fn another_users_files_are_refused_and_bad_input_changes_nothing() {
         let e = n.admin(&msg).await.unwrap_err();
         assert_eq!(e.code(), code, "{msg}: {e}");
     }
+    // Bob's calls made his home; nothing else changed.
     let listed = to_text(&n.admin("ls@io.fs").await.unwrap());
-    assert_eq!(listed.matches("name:").count(), 1, "{listed}");
+    assert_eq!(listed.matches("name:").count(), 2, "{listed}");
+    assert!(
+        listed.contains("name:home") && listed.contains("name:private"),
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_gets_a_home_directory() {
+    let n = node();
+    let bob = &n.bob;
+    n.as_user(bob, "{write:`/home/bob/notes` data:`mine`}@io.fs")
+        .await
+        .unwrap();
+    let home = to_text(&n.admin("{stat:`/home/bob`}@io.fs").await.unwrap());
+    assert!(
+        home.contains("user:bob") && home.contains("mode:drwxr-xr-x"),
+        "{home}"
+    );
+    let homes = to_text(&n.admin("{ls:`/home`}@io.fs").await.unwrap());
+    assert!(homes.contains("name:bob"), "{homes}");
+    // Others may look, not write.
+    let eve = Keypair::generate(KeyKind::User, "eve", &mut rand::rngs::OsRng).unwrap();
+    n.kernel.register_user(eve.public(), "eve").unwrap();
+    assert_eq!(
+        bytes(
+            n.as_user(&eve, "{read:`/home/bob/notes`}@io.fs")
+                .await
+                .unwrap()
+        ),
+        b"mine"
+    );
+    let e = n
+        .as_user(&eve, "{write:`/home/bob/notes` data:`hers`}@io.fs")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "denied");
+    n.as_user(&eve, "{mkdir:`/home/eve/docs`}@io.fs")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
