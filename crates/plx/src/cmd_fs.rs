@@ -105,6 +105,53 @@ impl FsCmd {
     }
 }
 
+impl FsCmd {
+    /// The same command with each of its tree paths read against the working directory `cwd`
+    /// (the λ shell's), as absolute paths.
+    pub fn resolved(mut self, cwd: &plexus_fs::FsPath) -> Result<FsCmd> {
+        let fix = |p: &mut String| -> Result<()> {
+            *p = cwd.resolve(p).map_err(|e| anyhow!("{e}"))?.to_string();
+            Ok(())
+        };
+        match &mut self {
+            FsCmd::Ls { path, .. } => {
+                let mut p = path.take().unwrap_or_else(|| ".".to_owned());
+                fix(&mut p)?;
+                *path = Some(p);
+            }
+            FsCmd::Stat { path, .. }
+            | FsCmd::Mkdir { path, .. }
+            | FsCmd::Rm { path, .. }
+            | FsCmd::Put { path, .. }
+            | FsCmd::Get { path, .. }
+            | FsCmd::Cat { path, .. } => fix(path)?,
+            FsCmd::Mv { from, to, .. } => {
+                fix(from)?;
+                fix(to)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether `--user` or `--socket` was given (the λ shell acts as its user on its node).
+    pub fn acts_as_another(&self) -> bool {
+        let c = self.common();
+        c.user.is_some() || c.socket.is_some()
+    }
+}
+
+/// Runs `cmd` (paths already absolute) on `client` as `key`: what `plx fs` and the λ shell's
+/// file commands do.
+pub async fn execute_on(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> {
+    execute(client, key, cmd).await
+}
+
+/// Whether the directory `path` exists for `key`'s user (the λ shell's `cd`).
+pub async fn is_dir(client: &mut Client, key: &Keypair, path: &str) -> Result<bool> {
+    let stat = call(client, key, map_of([("stat", Unit::from(path.to_owned()))])).await?;
+    Ok(matches!(field(&stat, "kind"), Some(k) if k.as_str() == Some("dir")))
+}
+
 fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
     let mut m = Map::new();
     for (k, v) in entries {

@@ -100,6 +100,10 @@ Programs (the options of plx run, ps, kill, logs, wait, rm; --help on each):
   run --detach --on n2 PROG …  start it on node n2 and print its id
   ps                           every program of the cluster
   kill ID   logs ID   wait ID   rm ID
+Files of the cluster tree (paths from the working directory; plx fs --help):
+  ls [DIR]   cd [DIR]   pwd   cat FILE   stat PATH   mkdir DIR   mv FROM TO
+  put LOCAL PATH   get PATH LOCAL   rm ./PATH    (rm of a path with a /; rm ID
+                               forgets a process; cd alone goes to /home/<you>)
 Brackets left open continue on the next line. Tab completes service names after @.
 Shell commands:
   :short [N]   show results in short form (default, N = 32)
@@ -142,6 +146,8 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     );
     let term = StdTerminal::new();
     let mut display = Display::Short(32);
+    // The working directory of the file commands.
+    let mut cwd = plexus_fs::FsPath::root();
     while let Some(line) = lines.next()? {
         let trimmed = line.trim();
         if trimmed.is_empty() {
@@ -174,6 +180,41 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
         }
         if entry == "help" && !raw {
             println!("{SHELL_HELP}");
+            continue;
+        }
+        if let Some(cmd) = (!raw).then(|| file_command(entry)).flatten() {
+            let done = match cmd {
+                Err(e) => Err(anyhow::anyhow!(e)),
+                Ok(FileCommand::Pwd) => {
+                    println!("{cwd}");
+                    Ok(())
+                }
+                Ok(FileCommand::Cd(dir)) => {
+                    let target = dir.unwrap_or_else(|| format!("/home/{user}"));
+                    match cwd.resolve(&target) {
+                        Err(e) => Err(anyhow::anyhow!("cd: {e}")),
+                        Ok(path) => match rt.block_on(crate::cmd_fs::is_dir(
+                            &mut client,
+                            &key,
+                            path.as_str(),
+                        )) {
+                            Ok(true) => {
+                                cwd = path;
+                                Ok(())
+                            }
+                            Ok(false) => Err(anyhow::anyhow!("cd: {path} is not a directory")),
+                            Err(e) => Err(e),
+                        },
+                    }
+                }
+                Ok(FileCommand::Fs(cmd)) => cmd
+                    .resolved(&cwd)
+                    .and_then(|cmd| rt.block_on(crate::cmd_fs::execute_on(&mut client, &key, cmd)))
+                    .map(drop),
+            };
+            if let Err(e) = done {
+                eprintln!("error: {e:#}");
+            }
             continue;
         }
         if let Some(cmd) = (!raw).then(|| proc_command(entry)).flatten() {
@@ -263,6 +304,53 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
 struct ShellProc {
     #[command(subcommand)]
     cmd: ProcCmd,
+}
+
+/// The file commands, parsed from the shell's words as `plx fs` parses its arguments.
+#[derive(clap::Parser, Debug)]
+#[command(multicall = true, max_term_width = 100)]
+struct ShellFs {
+    #[command(subcommand)]
+    cmd: crate::cmd_fs::FsCmd,
+}
+
+/// What a file command of the shell does.
+enum FileCommand {
+    Cd(Option<String>),
+    Pwd,
+    Fs(crate::cmd_fs::FsCmd),
+}
+
+/// `Some` when `entry` is a file command (`ls`, `cd`, `pwd`, `cat`, `mkdir`, `mv`, `stat`,
+/// `put`, `get`, and `rm` of a path with a `/`; `rm ID` forgets a process): the command, or
+/// why its words do not make one.
+fn file_command(entry: &str) -> Option<Result<FileCommand, String>> {
+    let first = entry.split_whitespace().next()?;
+    let Some(words) = shlex::split(entry) else {
+        return Some(Err(format!("{first}: a quote is not closed")));
+    };
+    let file_rm = first == "rm" && words.get(1).is_some_and(|w| w.contains('/'));
+    match first {
+        "pwd" if words.len() == 1 => Some(Ok(FileCommand::Pwd)),
+        "cd" if words.len() <= 2 => Some(Ok(FileCommand::Cd(words.get(1).cloned()))),
+        "cd" | "pwd" => Some(Err(format!(
+            "usage: {first}{}",
+            if first == "cd" { " [DIR]" } else { "" }
+        ))),
+        "ls" | "cat" | "mkdir" | "mv" | "stat" | "put" | "get" => Some(parse_fs(first, words)),
+        "rm" if file_rm => Some(parse_fs(first, words)),
+        _ => None,
+    }
+}
+
+fn parse_fs(first: &str, words: Vec<String>) -> Result<FileCommand, String> {
+    match <ShellFs as clap::Parser>::try_parse_from(words) {
+        Ok(p) if p.cmd.acts_as_another() => Err(format!(
+            "{first}: --user and --socket are for plx; the shell acts as its user on its node"
+        )),
+        Ok(p) => Ok(FileCommand::Fs(p.cmd)),
+        Err(e) => Err(e.to_string().trim_end().to_owned()),
+    }
 }
 
 /// `Some` when `entry` is a process command (`run`, `ps`, `kill`, `logs`, `wait`, `rm` as its

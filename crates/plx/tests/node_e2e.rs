@@ -995,3 +995,33 @@ fn a_client_that_does_not_read_its_replies_cannot_exhaust_memory() {
     );
     assert_eq!(send(&plx, "(inc 1)@math.calc").ok(), "2\n");
 }
+
+#[test]
+fn the_shell_works_with_files_from_its_working_directory() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let local = plx.home.path().join("hello.txt");
+    std::fs::write(&local, "hello, tree\n").unwrap();
+    let back = plx.home.path().join("back.txt");
+    let script = format!(
+        "mkdir /data\ncd /data\npwd\nput {} f.txt\nls\ncat f.txt\nmv f.txt g.txt\nstat g.txt\n\
+         get g.txt {}\nrm ./g.txt\nls\ncd /nope\ncd ../..\ncd\npwd\n:quit\n",
+        local.display(),
+        back.display()
+    );
+    let run = plx.run(&["shell"], script.as_bytes());
+    let out = run.ok();
+    assert!(out.contains("/data\n"), "{out}");
+    assert!(out.contains("12  f.txt"), "{out}");
+    assert!(out.contains("hello, tree"), "{out}");
+    assert!(out.contains("path:`/data/g.txt`"), "{out}");
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello, tree\n");
+    assert!(
+        !out.contains("  g.txt"),
+        "removed, so no ls lists it: {out}"
+    );
+    assert!(run.stderr.contains("not.found"), "{}", run.stderr);
+    assert!(run.stderr.contains("goes above the root"), "{}", run.stderr);
+    // `cd` alone goes home.
+    assert!(out.trim_end().ends_with("/home/tester"), "{out}");
+}

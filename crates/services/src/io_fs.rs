@@ -243,10 +243,11 @@ fn mode_opt(c: &Cmd<'_>, default: u16) -> Result<u16, Error> {
 }
 
 impl IoFs {
-    /// Makes `/home/<name>` for a registered user the first time this node sees the user:
+    /// Makes `/home/<name>` for a registered user (the admin too) the first time this node
+    /// sees the user:
     /// owned by the user, mode 755, under a `/home` the admin owns.
     async fn home_of(&self, cx: &Cx, actor: Actor) -> Result<(), Error> {
-        if actor.admin || self.homes.lock().is_ok_and(|h| h.contains(&actor.user)) {
+        if self.homes.lock().is_ok_and(|h| h.contains(&actor.user)) {
             return Ok(());
         }
         let Some(name) = cx.kernel().user_name(cx.author()) else {
