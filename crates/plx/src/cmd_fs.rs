@@ -60,6 +60,29 @@ pub enum FsCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Copy a file of the tree (instant: the copy shares the original's chunks).
+    Cp {
+        /// The file.
+        from: String,
+        /// The copy.
+        to: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a directory and everything below it as a tree.
+    Tree {
+        /// The directory (/ by default).
+        path: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Total the sizes of the files below a directory.
+    Du {
+        /// The directory (/ by default).
+        path: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Copy a local file into the tree (it becomes visible whole once sent).
     Put {
         /// The local file.
@@ -98,6 +121,9 @@ impl FsCmd {
             | FsCmd::Mkdir { common, .. }
             | FsCmd::Rm { common, .. }
             | FsCmd::Mv { common, .. }
+            | FsCmd::Cp { common, .. }
+            | FsCmd::Tree { common, .. }
+            | FsCmd::Du { common, .. }
             | FsCmd::Put { common, .. }
             | FsCmd::Get { common, .. }
             | FsCmd::Cat { common, .. } => common,
@@ -114,7 +140,7 @@ impl FsCmd {
             Ok(())
         };
         match &mut self {
-            FsCmd::Ls { path, .. } => {
+            FsCmd::Ls { path, .. } | FsCmd::Tree { path, .. } | FsCmd::Du { path, .. } => {
                 let mut p = path.take().unwrap_or_else(|| ".".to_owned());
                 fix(&mut p)?;
                 *path = Some(p);
@@ -125,7 +151,7 @@ impl FsCmd {
             | FsCmd::Put { path, .. }
             | FsCmd::Get { path, .. }
             | FsCmd::Cat { path, .. } => fix(path)?,
-            FsCmd::Mv { from, to, .. } => {
+            FsCmd::Mv { from, to, .. } | FsCmd::Cp { from, to, .. } => {
                 fix(from)?;
                 fix(to)?;
             }
@@ -262,6 +288,30 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
             let body = map_of([("mv", Unit::from(from)), ("to", Unit::from(to))]);
             call(client, key, body).await?;
         }
+        FsCmd::Cp { from, to, .. } => {
+            let body = map_of([("cp", Unit::from(from)), ("to", Unit::from(to))]);
+            call(client, key, body).await?;
+        }
+        FsCmd::Tree { path, .. } => {
+            let path = path.unwrap_or_else(|| "/".to_owned());
+            println!("{path}");
+            walk(client, key, &path, &mut |depth, name, _, _| {
+                println!("{}{name}", "  ".repeat(depth + 1));
+            })
+            .await?;
+        }
+        FsCmd::Du { path, .. } => {
+            let path = path.unwrap_or_else(|| "/".to_owned());
+            let (mut bytes, mut files) = (0u64, 0u64);
+            walk(client, key, &path, &mut |_, _, dir, size| {
+                if !dir {
+                    bytes += size;
+                    files += 1;
+                }
+            })
+            .await?;
+            println!("{bytes}  {path}  ({files} files)");
+        }
         FsCmd::Put {
             local, path, mode, ..
         } => put(client, key, &local, path, mode).await?,
@@ -272,6 +322,47 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
         }
     }
     Ok(0)
+}
+
+/// Calls `visit(depth, name, is_dir, size)` for everything below the directory `path`, each
+/// directory's entries by name, each directory followed by what it holds.
+fn walk<'a>(
+    client: &'a mut Client,
+    key: &'a Keypair,
+    path: &'a str,
+    visit: &'a mut dyn FnMut(usize, &str, bool, u64),
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>> {
+    walk_from(client, key, path.to_owned(), 0, visit)
+}
+
+fn walk_from<'a>(
+    client: &'a mut Client,
+    key: &'a Keypair,
+    dir: String,
+    depth: usize,
+    visit: &'a mut dyn FnMut(usize, &str, bool, u64),
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>> {
+    Box::pin(async move {
+        let listed = call(client, key, map_of([("ls", Unit::from(dir.clone()))])).await?;
+        for entry in listed.as_list().map(|l| l.to_vec()).unwrap_or_default() {
+            let name = text_of(field(&entry, "name"));
+            let is_dir = field(&entry, "kind").and_then(Unit::as_str) == Some("dir");
+            let size = field(&entry, "size")
+                .and_then(Unit::as_int)
+                .and_then(|n| n.to_i64())
+                .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+            visit(depth, &name, is_dir, size);
+            if is_dir {
+                let child = if dir == "/" {
+                    format!("/{name}")
+                } else {
+                    format!("{dir}/{name}")
+                };
+                walk_from(client, key, child, depth + 1, visit).await?;
+            }
+        }
+        Ok(())
+    })
 }
 
 async fn put(

@@ -102,6 +102,7 @@ Programs (the options of plx run, ps, kill, logs, wait, rm; --help on each):
   kill ID   logs ID   wait ID   rm ID
 Files of the cluster tree (paths from the working directory; plx fs --help):
   ls [DIR]   cd [DIR]   pwd   cat FILE   stat PATH   mkdir DIR   mv FROM TO
+  cp FROM TO   tree [DIR]   du [DIR]
   put LOCAL PATH   get PATH LOCAL   rm ./PATH    (rm of a path with a /; rm ID
                                forgets a process; cd alone goes to /home/<you>)
 Brackets left open continue on the next line. Tab completes service names after @.
@@ -337,7 +338,9 @@ fn file_command(entry: &str) -> Option<Result<FileCommand, String>> {
             "usage: {first}{}",
             if first == "cd" { " [DIR]" } else { "" }
         ))),
-        "ls" | "cat" | "mkdir" | "mv" | "stat" | "put" | "get" => Some(parse_fs(first, words)),
+        "ls" | "cat" | "mkdir" | "mv" | "cp" | "stat" | "put" | "get" | "tree" | "du" => {
+            Some(parse_fs(first, words))
+        }
         "rm" if file_rm => Some(parse_fs(first, words)),
         _ => None,
     }

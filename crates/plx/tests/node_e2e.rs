@@ -1005,6 +1005,7 @@ fn the_shell_works_with_files_from_its_working_directory() {
     let back = plx.home.path().join("back.txt");
     let script = format!(
         "mkdir /data\ncd /data\npwd\nput {} f.txt\nls\ncat f.txt\nmv f.txt g.txt\nstat g.txt\n\
+         mkdir sub\ncp g.txt sub/copy.txt\ntree /data\ndu\n\
          get g.txt {}\nrm ./g.txt\nls\ncd /nope\ncd ../..\ncd\npwd\n:quit\n",
         local.display(),
         back.display()
@@ -1015,11 +1016,18 @@ fn the_shell_works_with_files_from_its_working_directory() {
     assert!(out.contains("12  f.txt"), "{out}");
     assert!(out.contains("hello, tree"), "{out}");
     assert!(out.contains("path:`/data/g.txt`"), "{out}");
+    // A copy shares the chunks; tree lists each directory's entries under it.
+    assert!(
+        out.contains("/data\n  g.txt\n  sub\n    copy.txt\n"),
+        "{out}"
+    );
+    assert!(out.contains("24  /data  (2 files)"), "{out}");
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello, tree\n");
     assert!(
-        !out.contains("  g.txt"),
+        !out.contains("12  g.txt"),
         "removed, so no ls lists it: {out}"
     );
+    assert!(out.contains("1  sub\n"), "{out}");
     assert!(run.stderr.contains("not.found"), "{}", run.stderr);
     assert!(run.stderr.contains("goes above the root"), "{}", run.stderr);
     // `cd` alone goes home.

@@ -84,6 +84,7 @@ enum Op {
     Stage,
     Commit,
     Chunks,
+    Cp,
 }
 
 impl Service for IoFs {
@@ -140,6 +141,14 @@ impl Service for IoFs {
                     )
                     .await?;
                     Ok(Some(map_of([("path", Unit::str(to.as_str()))])))
+                }
+                Op::Cp => {
+                    let from = path_arg(&c)?;
+                    let to = path_of(
+                        c.opt("to")
+                            .ok_or_else(|| Error::bad_argument("cp needs to:PATH"))?,
+                    )?;
+                    self.copy(actor, from, to).await.map(Some)
                 }
                 Op::Chmod => {
                     let path = path_arg(&c)?;
@@ -523,6 +532,45 @@ impl IoFs {
         ]))
     }
 
+    /// `{cp:FROM to:TO}`: a new file with `FROM`'s content. The copy names the same chunks, so
+    /// it costs no bytes and is instant at any size; the two files part ways at their next
+    /// write.
+    async fn copy(&self, actor: Actor, from: FsPath, to: FsPath) -> Result<Unit, Error> {
+        let stat = self
+            .meta
+            .stat(actor, from.clone())
+            .await
+            .map_err(fs_error)?;
+        if stat.inode.kind == Kind::Dir {
+            return Err(fs_error(FsError::IsDir(from)));
+        }
+        plexus_fs::check(
+            &actor,
+            &stat.inode.owner,
+            stat.inode.mode,
+            plexus_fs::Access::Read,
+            from.as_str(),
+        )
+        .map_err(|e| fs_error(e.into()))?;
+        self.may_write(actor, &to).await?;
+        let size = stat.inode.size;
+        let chunks = stat.inode.chunks;
+        let mode = stat.inode.mode;
+        self.change(
+            actor,
+            FsOp::PutFile {
+                path: to.to_string(),
+                mode,
+                chunks,
+            },
+        )
+        .await?;
+        Ok(map_of([
+            ("path", Unit::str(to.as_str())),
+            ("size", int_u64(size)),
+        ]))
+    }
+
     /// `{chunks:PATH}`: a file's chunk list, 36 bytes a chunk, for its readers.
     async fn chunk_list(&self, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
         let path = path_arg(c)?;
@@ -686,6 +734,13 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
             Entry::new("mkdir", "Makes a directory (mode 755 by default) → {path}", &["{mkdir:PATH mode:`755`}"], Arg::Required, Op::Mkdir),
             Entry::new("rm", "Removes a file or an empty directory → {path}", &["{rm:PATH}"], Arg::Required, Op::Rm),
             Entry::new("mv", "Moves a file or directory in one step → {path}", &["{mv:PATH to:PATH}"], Arg::Required, Op::Mv),
+            Entry::new(
+                "cp",
+                "Copies a file: the copy shares its chunks, so it is instant at any size → {path size}",
+                &["{cp:PATH to:PATH}"],
+                Arg::Required,
+                Op::Cp,
+            ),
             Entry::new("chmod", "Sets the mode bits (its owner or an admin) → {path}", &["{chmod:PATH mode:`640`}"], Arg::Required, Op::Chmod),
             Entry::new("write", "Makes a file hold data (created with mode 644 by default), visible whole once written → {path size chunks}", &["{write:PATH data:x\"…\" mode:`600`}"], Arg::Required, Op::Write),
             Entry::new("read", "A file's bytes, or len bytes from offset → bytes", &["{read:PATH}", "{read:PATH offset:N len:N}"], Arg::Required, Op::Read),
