@@ -36,3 +36,17 @@ pub fn elements(u: &Unit) -> Option<Vec<&Unit>> {
         _ => None,
     }
 }
+
+/// A map of `entries`, keys as strings: how the services build their replies.
+pub fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
+    let mut m = plexus_units::Map::new();
+    for (k, v) in entries {
+        m.insert(Unit::str(k), v);
+    }
+    Unit::Map(m)
+}
+
+/// `n` as an int unit (saturating at `i64::MAX`).
+pub fn int_u64(n: u64) -> Unit {
+    Unit::int(i64::try_from(n).unwrap_or(i64::MAX))
+}

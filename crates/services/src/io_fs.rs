@@ -17,9 +17,10 @@ use plexus_identity::PublicKey;
 use plexus_kernel::{code, Arg, BoxFuture, Cmd, Cx, Entry, Error, Help, Outcome, Service, Table};
 use plexus_store::chunks::{ChunkError, ChunkStore};
 use plexus_store::fs::{FsError, FsMeta, FsOp, Kind, Stat, StoredChunk};
-use plexus_units::{Map, Unit};
+use plexus_units::Unit;
 
 use crate::directory::NodeDirectory;
+use crate::forms::{int_u64, map_of};
 
 /// The error code of data no node can give or keep now.
 pub const UNAVAILABLE: &str = "fs.unavailable";
@@ -204,18 +205,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
-    let mut m = Map::new();
-    for (k, v) in entries {
-        m.insert(Unit::str(k), v);
-    }
-    Unit::Map(m)
-}
-
-fn int_u64(n: u64) -> Unit {
-    Unit::int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 fn fs_error(e: FsError) -> Error {
@@ -406,22 +395,7 @@ impl IoFs {
         for piece in pieces {
             refs.push(StoredChunk::from(self.store_replicated(cx, piece).await?));
         }
-        let size: u64 = refs.iter().map(|c| u64::from(c.len)).sum();
-        let count = refs.len() as u64;
-        self.change(
-            actor,
-            FsOp::PutFile {
-                path: path.to_string(),
-                mode,
-                chunks: refs,
-            },
-        )
-        .await?;
-        Ok(map_of([
-            ("path", Unit::str(path.as_str())),
-            ("size", int_u64(size)),
-            ("chunks", int_u64(count)),
-        ]))
+        self.put_chunks(actor, &path, mode, refs).await
     }
 
     /// Stores a chunk here and on up to two other up nodes, at once; returns once a majority
@@ -514,44 +488,14 @@ impl IoFs {
                 ));
             }
         }
-        let size: u64 = refs.iter().map(|c| u64::from(c.len)).sum();
-        let count = refs.len() as u64;
-        self.change(
-            actor,
-            FsOp::PutFile {
-                path: path.to_string(),
-                mode,
-                chunks: refs,
-            },
-        )
-        .await?;
-        Ok(map_of([
-            ("path", Unit::str(path.as_str())),
-            ("size", int_u64(size)),
-            ("chunks", int_u64(count)),
-        ]))
+        self.put_chunks(actor, &path, mode, refs).await
     }
 
     /// `{cp:FROM to:TO}`: a new file with `FROM`'s content. The copy names the same chunks, so
     /// it costs no bytes and is instant at any size; the two files part ways at their next
     /// write.
     async fn copy(&self, actor: Actor, from: FsPath, to: FsPath) -> Result<Unit, Error> {
-        let stat = self
-            .meta
-            .stat(actor, from.clone())
-            .await
-            .map_err(fs_error)?;
-        if stat.inode.kind == Kind::Dir {
-            return Err(fs_error(FsError::IsDir(from)));
-        }
-        plexus_fs::check(
-            &actor,
-            &stat.inode.owner,
-            stat.inode.mode,
-            plexus_fs::Access::Read,
-            from.as_str(),
-        )
-        .map_err(|e| fs_error(e.into()))?;
+        let stat = self.readable_file(actor, &from).await?;
         self.may_write(actor, &to).await?;
         let size = stat.inode.size;
         let chunks = stat.inode.chunks;
@@ -571,16 +515,15 @@ impl IoFs {
         ]))
     }
 
-    /// `{chunks:PATH}`: a file's chunk list, 36 bytes a chunk, for its readers.
-    async fn chunk_list(&self, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
-        let path = path_arg(c)?;
+    /// The metadata of the file at `path`, which `actor` may read.
+    async fn readable_file(&self, actor: Actor, path: &FsPath) -> Result<Stat, Error> {
         let stat = self
             .meta
             .stat(actor, path.clone())
             .await
             .map_err(fs_error)?;
         if stat.inode.kind == Kind::Dir {
-            return Err(fs_error(FsError::IsDir(path)));
+            return Err(fs_error(FsError::IsDir(path.clone())));
         }
         plexus_fs::check(
             &actor,
@@ -590,6 +533,36 @@ impl IoFs {
             path.as_str(),
         )
         .map_err(|e| fs_error(e.into()))?;
+        Ok(stat)
+    }
+
+    /// Makes the file `path` hold `refs` (durable on their nodes already) → `{path size chunks}`.
+    async fn put_chunks(
+        &self,
+        actor: Actor,
+        path: &FsPath,
+        mode: u16,
+        refs: Vec<StoredChunk>,
+    ) -> Result<Unit, Error> {
+        let size: u64 = refs.iter().map(|c| u64::from(c.len)).sum();
+        let count = refs.len() as u64;
+        let op = FsOp::PutFile {
+            path: path.to_string(),
+            mode,
+            chunks: refs,
+        };
+        self.change(actor, op).await?;
+        Ok(map_of([
+            ("path", Unit::str(path.as_str())),
+            ("size", int_u64(size)),
+            ("chunks", int_u64(count)),
+        ]))
+    }
+
+    /// `{chunks:PATH}`: a file's chunk list, 36 bytes a chunk, for its readers.
+    async fn chunk_list(&self, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let path = path_arg(c)?;
+        let stat = self.readable_file(actor, &path).await?;
         let mut out = Vec::with_capacity(stat.inode.chunks.len() * 36);
         for chunk in &stat.inode.chunks {
             out.extend_from_slice(&chunk.hash);
@@ -600,22 +573,7 @@ impl IoFs {
 
     async fn read(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
         let path = path_arg(c)?;
-        let stat = self
-            .meta
-            .stat(actor, path.clone())
-            .await
-            .map_err(fs_error)?;
-        if stat.inode.kind == Kind::Dir {
-            return Err(fs_error(FsError::IsDir(path)));
-        }
-        plexus_fs::check(
-            &actor,
-            &stat.inode.owner,
-            stat.inode.mode,
-            plexus_fs::Access::Read,
-            path.as_str(),
-        )
-        .map_err(|e| fs_error(e.into()))?;
+        let stat = self.readable_file(actor, &path).await?;
         let offset = c.opt_count("offset")?.unwrap_or(0) as u64;
         let len = c
             .opt_count("len")?

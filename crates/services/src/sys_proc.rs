@@ -40,6 +40,7 @@ use plexus_store::{
 use plexus_units::{Dec, Map, Unit};
 
 use crate::directory::NodeDirectory;
+use crate::forms::{int_u64, map_of};
 
 const NAME: &str = "sys.proc";
 
@@ -251,18 +252,6 @@ fn sup_error(node: &str, e: SupError) -> Error {
         SupError::Stdin { .. } | SupError::Signal { .. } | SupError::Log(_) => code::INTERNAL,
     };
     Error::new(code, format!("node {node}: {e}"))
-}
-
-fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
-    let mut m = Map::new();
-    for (k, v) in entries {
-        m.insert(Unit::str(k), v);
-    }
-    Unit::Map(m)
-}
-
-fn int_u64(n: u64) -> Unit {
-    Unit::int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 /// The state in one word, as `ps` and the replies give it (`code`/`signal` say the rest).
