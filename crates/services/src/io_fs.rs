@@ -106,66 +106,41 @@ impl Service for IoFs {
                 Op::Mkdir => {
                     let path = path_arg(&c)?;
                     let mode = mode_opt(&c, 0o755)?;
-                    self.change(
-                        actor,
-                        FsOp::Mkdir {
-                            path: path.to_string(),
-                            mode,
-                        },
-                    )
-                    .await?;
-                    Ok(Some(map_of([("path", Unit::str(path.as_str()))])))
+                    let op = FsOp::Mkdir {
+                        path: path.to_string(),
+                        mode,
+                    };
+                    self.changed(actor, op, &path).await.map(Some)
                 }
                 Op::Rm => {
                     let path = path_arg(&c)?;
-                    self.change(
-                        actor,
-                        FsOp::Remove {
-                            path: path.to_string(),
-                        },
-                    )
-                    .await?;
-                    Ok(Some(map_of([("path", Unit::str(path.as_str()))])))
+                    let op = FsOp::Remove {
+                        path: path.to_string(),
+                    };
+                    self.changed(actor, op, &path).await.map(Some)
                 }
                 Op::Mv => {
-                    let from = path_arg(&c)?;
-                    let to = path_of(
-                        c.opt("to")
-                            .ok_or_else(|| Error::bad_argument("mv needs to:PATH"))?,
-                    )?;
-                    self.change(
-                        actor,
-                        FsOp::Rename {
-                            from: from.to_string(),
-                            to: to.to_string(),
-                        },
-                    )
-                    .await?;
-                    Ok(Some(map_of([("path", Unit::str(to.as_str()))])))
+                    let (from, to) = (path_arg(&c)?, to_arg(&c, "mv")?);
+                    let op = FsOp::Rename {
+                        from: from.to_string(),
+                        to: to.to_string(),
+                    };
+                    self.changed(actor, op, &to).await.map(Some)
                 }
                 Op::Cp => {
-                    let from = path_arg(&c)?;
-                    let to = path_of(
-                        c.opt("to")
-                            .ok_or_else(|| Error::bad_argument("cp needs to:PATH"))?,
-                    )?;
+                    let (from, to) = (path_arg(&c)?, to_arg(&c, "cp")?);
                     self.copy(actor, from, to).await.map(Some)
                 }
                 Op::Chmod => {
                     let path = path_arg(&c)?;
-                    let mode = mode_opt(&c, 0)?;
                     if c.opt("mode").is_none() {
                         return Err(Error::bad_argument("chmod needs mode:`644`"));
                     }
-                    self.change(
-                        actor,
-                        FsOp::Chmod {
-                            path: path.to_string(),
-                            mode,
-                        },
-                    )
-                    .await?;
-                    Ok(Some(map_of([("path", Unit::str(path.as_str()))])))
+                    let op = FsOp::Chmod {
+                        path: path.to_string(),
+                        mode: mode_opt(&c, 0)?,
+                    };
+                    self.changed(actor, op, &path).await.map(Some)
                 }
                 Op::Write => self.write(cx, actor, &c).await.map(Some),
                 Op::Read => self.read(cx, actor, &c).await.map(Some),
@@ -180,7 +155,7 @@ impl Service for IoFs {
                             format!("a chunk has at most {} bytes", ChunkParams::FILES.max),
                         ));
                     }
-                    let chunk = self.store_replicated(cx, bytes.to_vec()).await?;
+                    let chunk = self.store_replicated(cx, bytes.clone()).await?;
                     Ok(Some(map_of([
                         ("chunk", Unit::from(chunk.hex())),
                         ("len", int_u64(u64::from(chunk.len))),
@@ -216,6 +191,14 @@ fn path_of(u: &Unit) -> Result<FsPath, Error> {
         .as_str()
         .ok_or_else(|| Error::bad_argument("a path is a string such as `/data/a.csv`"))?;
     FsPath::parse(text).map_err(|e| Error::bad_argument(e.to_string()))
+}
+
+/// The `to:PATH` of `mv` or `cp`.
+fn to_arg(c: &Cmd<'_>, what: &str) -> Result<FsPath, Error> {
+    path_of(
+        c.opt("to")
+            .ok_or_else(|| Error::bad_argument(format!("{what} needs to:PATH")))?,
+    )
 }
 
 fn path_arg(c: &Cmd<'_>) -> Result<FsPath, Error> {
@@ -296,6 +279,12 @@ impl IoFs {
             }
         }
         Ok(())
+    }
+
+    /// Applies `op`, answering `{path}`.
+    async fn changed(&self, actor: Actor, op: FsOp, path: &FsPath) -> Result<Unit, Error> {
+        self.change(actor, op).await?;
+        Ok(map_of([("path", Unit::str(path.as_str()))]))
     }
 
     async fn change(&self, actor: Actor, op: FsOp) -> Result<(), Error> {
@@ -393,24 +382,32 @@ impl IoFs {
         chunker.finish(&mut |c| pieces.push(c.to_vec()));
         let mut refs = Vec::with_capacity(pieces.len());
         for piece in pieces {
-            refs.push(StoredChunk::from(self.store_replicated(cx, piece).await?));
+            refs.push(StoredChunk::from(
+                self.store_replicated(cx, piece.into()).await?,
+            ));
         }
         self.put_chunks(actor, &path, mode, refs).await
     }
 
+    /// Stores `bytes` as `chunk` in this node's store (checked, durable), off the async threads.
+    async fn store_here(&self, chunk: ChunkRef, bytes: bytes::Bytes) -> Result<(), Error> {
+        let store = self.chunks.clone();
+        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
+            .await
+            .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
+            .map_err(|e| Error::new(code::STORAGE, e.to_string()))
+    }
+
     /// Stores a chunk here and on up to two other up nodes, at once; returns once a majority
     /// of its R = min(3, up nodes) copies are durable.
-    async fn store_replicated(&self, cx: &Cx, piece: Vec<u8>) -> Result<ChunkRef, Error> {
+    async fn store_replicated(&self, cx: &Cx, piece: bytes::Bytes) -> Result<ChunkRef, Error> {
         let others = self.others();
         let replicas = REPLICAS.min(others.len() + 1);
         let needed_remote = (replicas / 2 + 1).saturating_sub(1);
         let chunk = ChunkRef::of(&piece);
-        let (store, bytes) = (self.chunks.clone(), piece.clone());
-        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
-            .await
-            .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
-            .map_err(|e| Error::new(code::STORAGE, e.to_string()))?;
-        let keep = map_of([("keep", Unit::Bytes(piece.into()))]);
+        // The bytes are shared (reference-counted) by the local write and both sends.
+        self.store_here(chunk, piece.clone()).await?;
+        let keep = map_of([("keep", Unit::Bytes(piece))]);
         // REPLICAS is 3: at most two other nodes, asked at once.
         let kept = match &others[..(replicas - 1).min(2)] {
             [] => 0,
@@ -623,8 +620,8 @@ impl IoFs {
         for node in self.others() {
             if let Ok(Some(Unit::Bytes(bytes))) = cx.send(NAME, Some(&node), ask.clone()).await {
                 if chunk.matches(&bytes) {
-                    let (store, copy) = (self.chunks.clone(), bytes.to_vec());
-                    let _ = tokio::task::spawn_blocking(move || store.put(&chunk, &copy)).await;
+                    // Kept here again: a failure to keep it does not fail the read.
+                    let _ = self.store_here(chunk, bytes.clone()).await;
                     return Ok(bytes.to_vec());
                 }
             }
@@ -640,13 +637,8 @@ impl IoFs {
         let Unit::Bytes(bytes) = c.arg()? else {
             return Err(Error::bad_argument("keep takes a chunk's bytes x\"…\""));
         };
-        let bytes = bytes.to_vec();
-        let chunk = ChunkRef::of(&bytes);
-        let store = self.chunks.clone();
-        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
-            .await
-            .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
-            .map_err(|e| Error::new(code::STORAGE, e.to_string()))?;
+        let chunk = ChunkRef::of(bytes);
+        self.store_here(chunk, bytes.clone()).await?;
         Ok(map_of([("chunk", Unit::from(chunk.hex()))]))
     }
 

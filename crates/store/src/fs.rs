@@ -563,18 +563,13 @@ impl FsTables {
         mode: u16,
     ) -> Result<Stat, FsError> {
         check_mode(mode)?;
-        let found = self.resolve_write(txn, actor, path)?;
-        let (ino, inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
-        if !actor.admin && actor.user != inode.owner {
-            return Err(FsError::NotOwner(path.clone()));
-        }
-        let inode = Inode {
-            mode,
-            version: inode.version + 1,
-            ..inode
-        };
-        store(txn, self.inodes, ino, &inode)?;
-        Ok(Stat { ino, inode })
+        self.update_attr(txn, actor, path, |inode| {
+            if !actor.admin && actor.user != inode.owner {
+                return Err(FsError::NotOwner(path.clone()));
+            }
+            inode.mode = mode;
+            Ok(())
+        })
     }
 
     /// Gives `path` (a file or directory) to `owner`: only an admin may. For users' home
@@ -589,13 +584,25 @@ impl FsTables {
         if !actor.admin {
             return Err(FsError::NotOwner(path.clone()));
         }
+        self.update_attr(txn, actor, path, |inode| {
+            inode.owner = owner;
+            Ok(())
+        })
+    }
+
+    /// Changes an attribute of the inode at `path` with `change` (which may refuse), bumping
+    /// its version.
+    fn update_attr(
+        &self,
+        txn: &WriteTransaction,
+        actor: &Actor,
+        path: &FsPath,
+        change: impl FnOnce(&mut Inode) -> Result<(), FsError>,
+    ) -> Result<Stat, FsError> {
         let found = self.resolve_write(txn, actor, path)?;
-        let (ino, inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
-        let inode = Inode {
-            owner,
-            version: inode.version + 1,
-            ..inode
-        };
+        let (ino, mut inode) = found.node.ok_or_else(|| FsError::NotFound(path.clone()))?;
+        change(&mut inode)?;
+        inode.version += 1;
         store(txn, self.inodes, ino, &inode)?;
         Ok(Stat { ino, inode })
     }
