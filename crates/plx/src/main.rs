@@ -79,7 +79,7 @@ enum Command {
     Node(cmd_node::NodeArgs),
     #[command(flatten)]
     Proc(cmd_proc::ProcCmd),
-    /// The cluster's file tree: ls, stat, mkdir, rm, mv, put, get, cat.
+    /// The cluster's file tree: ls, stat, mkdir, rm, mv, cp, tree, du, put, get, cat.
     #[command(subcommand)]
     Fs(cmd_fs::FsCmd),
     /// Measure performance against baselines taken in the same run.
