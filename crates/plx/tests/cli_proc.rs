@@ -277,12 +277,15 @@ struct ShellOnTerminal {
 
 impl ShellOnTerminal {
     fn start(plx: &Plx) -> ShellOnTerminal {
-        let shell = format!("'{}' shell", env!("CARGO_BIN_EXE_plx"));
+        // `exec`: a non-interactive `sh` (dash) between `script` and the shell would die of
+        // the terminal's SIGINT itself, though the shell handles it.
+        let shell = format!("exec '{}' shell", env!("CARGO_BIN_EXE_plx"));
         let mut child = Command::new("script")
             .args(["-qfec", &shell, "/dev/null"])
             .env("PLX_HOME", plx.home.path())
             .env("USER", "tester")
             .env("TERM", "dumb")
+            .env("SHELL", "/bin/sh")
             .env_remove("PLX_PASSPHRASE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
