@@ -317,8 +317,9 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
         } => put(client, key, &local, path, mode).await?,
         FsCmd::Get { path, local, .. } => get(client, key, path, &local).await?,
         FsCmd::Cat { path, .. } => {
+            let (_, version) = size_and_version(client, key, &path).await?;
             let mut out = std::io::stdout().lock();
-            read_to(client, key, &path, &mut out, None).await?;
+            read_to(client, key, &path, version, &mut out, None).await?;
         }
     }
     Ok(0)
@@ -422,11 +423,28 @@ async fn stage(
     Ok(())
 }
 
-/// Writes the file at `path` to `out` one chunk's range at a time.
+/// The size and version of the file at `path`.
+async fn size_and_version(client: &mut Client, key: &Keypair, path: &str) -> Result<(u64, u64)> {
+    let stat = call(client, key, map_of([("stat", Unit::from(path))])).await?;
+    let number = |name| {
+        field(&stat, name)
+            .and_then(Unit::as_int)
+            .and_then(|n| n.to_i64())
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| anyhow!("io.fs gave no {name} for {path}"))
+    };
+    Ok((number("size")?, number("version")?))
+}
+
+/// The most bytes one read asks for: whole chunks up to this much.
+const READ_BYTES: u64 = 8 << 20;
+
+/// Writes the file at `path`, as it is at `version`, to `out`, whole chunks at a time.
 async fn read_to(
     client: &mut Client,
     key: &Keypair,
     path: &str,
+    version: u64,
     out: &mut impl Write,
     mut progress: Option<&mut Progress>,
 ) -> Result<()> {
@@ -437,25 +455,35 @@ async fn read_to(
             plexus_units::to_text(&other)
         ),
     };
+    let lens = list
+        .chunks_exact(36)
+        .map(|r| u64::from(u32::from_le_bytes([r[32], r[33], r[34], r[35]])));
+    // Ranges of whole chunks, so no chunk is read twice.
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
     let mut offset = 0u64;
-    for record in list.chunks_exact(36) {
-        let len = u64::from(u32::from_le_bytes([
-            record[32], record[33], record[34], record[35],
-        ]));
+    for len in lens {
+        match ranges.last_mut() {
+            Some((_, range)) if *range + len <= READ_BYTES => *range += len,
+            _ => ranges.push((offset, len)),
+        }
+        offset += len;
+    }
+    for (offset, len) in ranges {
         let body = map_of([
             ("read", Unit::from(path.to_owned())),
             ("offset", Unit::int(i64::try_from(offset)?)),
             ("len", Unit::int(i64::try_from(len)?)),
+            ("version", Unit::int(i64::try_from(version)?)),
         ]);
-        let bytes = match call(client, key, body).await? {
-            Unit::Bytes(b) => b,
-            other => bail!("io.fs gave no bytes: {}", plexus_units::to_text(&other)),
+        let bytes = match call(client, key, body).await {
+            Ok(Unit::Bytes(b)) => b,
+            Ok(other) => bail!("io.fs gave no bytes: {}", plexus_units::to_text(&other)),
+            Err(e) => return Err(e.context(format!("{path} changed or failed while it was read"))),
         };
         if bytes.len() as u64 != len {
-            return Err(anyhow!("{path} changed while it was read"));
+            bail!("{path} changed while it was read");
         }
         out.write_all(&bytes)?;
-        offset += len;
         if let Some(p) = progress.as_deref_mut() {
             p.add(len);
         }
@@ -465,16 +493,12 @@ async fn read_to(
 }
 
 async fn get(client: &mut Client, key: &Keypair, path: String, local: &Path) -> Result<()> {
-    let stat = call(client, key, map_of([("stat", Unit::from(path.clone()))])).await?;
-    let total = field(&stat, "size")
-        .and_then(Unit::as_int)
-        .and_then(|n| n.to_i64())
-        .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+    let (total, version) = size_and_version(client, key, &path).await?;
     let mut progress = Progress::new("get", total);
     let temp = local.with_extension("plx-partial");
     let mut file = std::fs::File::create(&temp)
         .with_context(|| format!("cannot create {}", temp.display()))?;
-    let read = read_to(client, key, &path, &mut file, Some(&mut progress)).await;
+    let read = read_to(client, key, &path, version, &mut file, Some(&mut progress)).await;
     progress.finish();
     if let Err(e) = read.and_then(|()| Ok(file.sync_all()?)) {
         let _ = std::fs::remove_file(&temp);

@@ -24,6 +24,8 @@ use crate::forms::{int_u64, map_of};
 
 /// The error code of data no node can give or keep now.
 pub const UNAVAILABLE: &str = "fs.unavailable";
+/// The error code of a read that asked for a version of a file that is gone.
+pub const CHANGED: &str = "fs.changed";
 
 /// 64 hex digits as 32 bytes.
 fn hash_of(hex: &str) -> Option<[u8; 32]> {
@@ -315,6 +317,8 @@ impl IoFs {
             ("mode", Unit::from(mode_text(stat.inode.mode, dir))),
             ("user", Unit::from(user)),
             ("mtime", int_u64(stat.inode.mtime_ms)),
+            ("ino", int_u64(stat.ino)),
+            ("version", int_u64(stat.inode.version)),
         ])
     }
 
@@ -571,6 +575,14 @@ impl IoFs {
     async fn read(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
         let path = path_arg(c)?;
         let stat = self.readable_file(actor, &path).await?;
+        if let Some(version) = c.opt_count("version")? {
+            if version as u64 != stat.inode.version {
+                return Err(Error::new(
+                    CHANGED,
+                    format!("{path} is at version {}, not {version}", stat.inode.version),
+                ));
+            }
+        }
         let offset = c.opt_count("offset")?.unwrap_or(0) as u64;
         let len = c
             .opt_count("len")?
@@ -679,8 +691,8 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
          others; no groups); an admin may do anything",
         vec![],
         vec![
-            Entry::new("ls", "The entries of a directory (/ by default) → [{name kind size mode user mtime}…]", &["ls", "{ls:PATH}"], Arg::Optional, Op::Ls),
-            Entry::new("stat", "One file or directory → {path name kind size mode user mtime chunks}", &["{stat:PATH}"], Arg::Required, Op::Stat),
+            Entry::new("ls", "The entries of a directory (/ by default) → [{name kind size mode user mtime ino version}…]", &["ls", "{ls:PATH}"], Arg::Optional, Op::Ls),
+            Entry::new("stat", "One file or directory → {path name kind size mode user mtime ino version chunks}", &["{stat:PATH}"], Arg::Required, Op::Stat),
             Entry::new("mkdir", "Makes a directory (mode 755 by default) → {path}", &["{mkdir:PATH mode:`755`}"], Arg::Required, Op::Mkdir),
             Entry::new("rm", "Removes a file or an empty directory → {path}", &["{rm:PATH}"], Arg::Required, Op::Rm),
             Entry::new("mv", "Moves a file or directory in one step → {path}", &["{mv:PATH to:PATH}"], Arg::Required, Op::Mv),
@@ -693,7 +705,7 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
             ),
             Entry::new("chmod", "Sets the mode bits (its owner or an admin) → {path}", &["{chmod:PATH mode:`640`}"], Arg::Required, Op::Chmod),
             Entry::new("write", "Makes a file hold data (created with mode 644 by default), visible whole once written → {path size chunks}", &["{write:PATH data:x\"…\" mode:`600`}"], Arg::Required, Op::Write),
-            Entry::new("read", "A file's bytes, or len bytes from offset → bytes", &["{read:PATH}", "{read:PATH offset:N len:N}"], Arg::Required, Op::Read),
+            Entry::new("read", "A file's bytes, or len bytes from offset; with version:V, only while the file is at that version (fs.changed otherwise) → bytes", &["{read:PATH}", "{read:PATH offset:N len:N version:V}"], Arg::Required, Op::Read),
             Entry::new("stage", "Stores one chunk of a file being written (at most 4 MiB) here and on the nodes that keep it → {chunk len}", &["{stage:x\"…\"}"], Arg::Required, Op::Stage),
             Entry::new("commit", "Makes a file hold staged chunks (36 bytes each: hash, then a little-endian u32 length) → {path size chunks}", &["{commit:PATH chunks:x\"…\" mode:`644`}"], Arg::Required, Op::Commit),
             Entry::new("chunks", "A file's chunk list, 36 bytes a chunk → bytes", &["{chunks:PATH}"], Arg::Required, Op::Chunks),
