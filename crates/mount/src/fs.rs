@@ -1,0 +1,1151 @@
+//! [`PlexusFs`]: the `fuser::Filesystem` over a [`Backend`].
+//!
+//! - **Inodes** are `io.fs`'s own numbers; [`Inodes`] gives each one's path.
+//! - **Reads** take the file's size and version at `open`, then read whole windows (8 MiB,
+//!   aligned) at that version and keep the last two per handle, so the kernel's small requests
+//!   rarely wait for the node. A file replaced meanwhile (`fs.changed`) is stat'ed again and
+//!   its new content served.
+//! - **Writes** go to a spill file on local disk, one per inode open for writing in this mount
+//!   (shared by its handles, so they see each other's writes): empty for a new or truncated
+//!   file, else filled with the current content at the first write. At `flush`, `fsync` or
+//!   the last `release` of a changed file, the spill file is sent and committed whole: other
+//!   readers see the new content at once, from the close on.
+//! - **Listings** are taken at `opendir`; the entries they show answer lookups for the TTL.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use plexus_fs::FsPath;
+
+use crate::backend::{Backend, Entry, Space};
+use crate::error::{Error, Op, Result};
+use crate::inodes::{Inodes, ROOT};
+
+/// How the mount behaves.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long the kernel may keep attributes and names (other nodes change the tree).
+    pub ttl: Duration,
+    /// How many bytes one read from the node asks for (a power of two).
+    pub window: u64,
+    /// Where spill files of files being written go (created if missing).
+    pub spill_dir: PathBuf,
+    /// The owner every file shows (the mounting user's).
+    pub uid: u32,
+    /// The group every file shows.
+    pub gid: u32,
+}
+
+impl Settings {
+    /// One-second TTLs, 8 MiB reads, the given spill directory, the calling process's user.
+    pub fn new(spill_dir: PathBuf) -> Settings {
+        Settings {
+            ttl: Duration::from_secs(1),
+            window: 4 << 20,
+            spill_dir,
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+        }
+    }
+}
+
+/// How old the cluster's room shown by `statfs` may be before it is asked again.
+const SPACE_REFRESH: Duration = Duration::from_secs(5);
+/// The code of a read that asked for a version the file is no longer at.
+const CHANGED: &str = "fs.changed";
+/// How many times an operation starts over when the file changes under it.
+const RETRIES: usize = 3;
+/// The name an `access(X_OK)` probe looks up in a directory (any answer but `denied` means
+/// the directory may be gone through).
+const PROBE_NAME: &str = ".plx-access-probe";
+
+/// Locks a mutex; a poisoned one (a thread panicked holding it) is used as it is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The errno of `e`; failures other than the file system's own answers are logged.
+fn errno(e: &Error, op: Op) -> Errno {
+    let n = e.errno(op);
+    if n == libc::EIO {
+        tracing::warn!("{op:?}: {e}");
+    } else {
+        tracing::debug!("{op:?}: {e}");
+    }
+    Errno::from_i32(n)
+}
+
+/// A file's content as a read handle caches it.
+struct Reader {
+    /// The file's size and version the reads ask for.
+    size: u64,
+    version: u64,
+    /// Up to two windows: (offset, bytes).
+    windows: Vec<(u64, Bytes)>,
+}
+
+/// The local copy of a file open for writing in this mount.
+struct Spill {
+    file: File,
+    len: u64,
+}
+
+/// An inode open for writing in this mount: its spill file (once needed) and whether it
+/// holds changes not yet committed.
+struct Writer {
+    handles: usize,
+    spill: Option<Spill>,
+    /// The content the spill file starts from: the file as it was at open.
+    base_size: u64,
+    base_version: u64,
+    mode: u16,
+    dirty: bool,
+}
+
+struct WriterSlot {
+    state: Mutex<Writer>,
+    /// The spill file's length, or `u64::MAX` while there is none (read without the lock,
+    /// so that a `getattr` does not wait for a commit).
+    len: AtomicU64,
+}
+
+struct OpenFile {
+    ino: u64,
+    /// The path at open, for a file removed from the tree since.
+    path: FsPath,
+    reader: Mutex<Reader>,
+    writer: Option<Arc<WriterSlot>>,
+}
+
+enum Handle {
+    File(OpenFile),
+    Dir(Vec<(u64, FileType, String)>),
+}
+
+/// The mounted tree over `B`.
+pub struct PlexusFs<B: Backend> {
+    backend: B,
+    settings: Settings,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    writers: Mutex<HashMap<u64, Arc<WriterSlot>>>,
+    /// Entries from recent listings, by (directory inode, name), with when they were listed.
+    listed: Mutex<HashMap<(u64, String), (Entry, Instant)>>,
+    /// The version of each file at its last open, so an unchanged file keeps its page cache.
+    opened: Mutex<HashMap<u64, u64>>,
+    /// The cluster's room as last asked, and when.
+    space: Mutex<(Space, Option<Instant>)>,
+    space_refreshing: std::sync::atomic::AtomicBool,
+}
+
+impl<B: Backend> PlexusFs<B> {
+    /// The tree of `backend`, with `settings`.
+    pub fn new(backend: B, settings: Settings) -> PlexusFs<B> {
+        PlexusFs {
+            backend,
+            settings,
+            inodes: Mutex::new(Inodes::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            writers: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
+            space: Mutex::new((Space::UNKNOWN, None)),
+            space_refreshing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn attr(&self, e: &Entry) -> FileAttr {
+        let mtime = UNIX_EPOCH + Duration::from_millis(e.mtime_ms);
+        let size = if e.dir {
+            e.size
+        } else {
+            self.writers
+                .lock()
+                .ok()
+                .and_then(|w| w.get(&e.ino).map(|s| s.len.load(Ordering::Relaxed)))
+                .filter(|&len| len != u64::MAX)
+                .unwrap_or(e.size)
+        };
+        FileAttr {
+            ino: INodeNo(e.ino),
+            size,
+            blocks: if e.dir { 0 } else { size.div_ceil(512) },
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
+            kind: if e.dir {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            },
+            perm: e.mode & 0o777,
+            nlink: if e.dir { 2 } else { 1 },
+            uid: self.settings.uid,
+            gid: self.settings.gid,
+            rdev: 0,
+            blksize: 1 << 20,
+            flags: 0,
+        }
+    }
+
+    fn path(&self, ino: u64) -> Result<FsPath> {
+        lock(&self.inodes).path(ino)
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> Result<(FsPath, String)> {
+        let name = name
+            .to_str()
+            .ok_or_else(|| Error::BadName(name.to_string_lossy().into_owned()))?;
+        let path = lock(&self.inodes).child_path(parent, name)?;
+        Ok((path, name.to_owned()))
+    }
+
+    /// The entry at `path`, which must still be inode `ino` (`ESTALE` otherwise: the kernel
+    /// looks the name up again).
+    fn stat_ino(&self, ino: u64, path: &FsPath) -> std::result::Result<Entry, Errno> {
+        let e = self.backend.stat(path).map_err(|e| errno(&e, Op::Read))?;
+        if e.ino != ino && ino != ROOT {
+            return Err(Errno::ESTALE);
+        }
+        Ok(e)
+    }
+
+    /// Forgets what listings showed: the tree changed here.
+    fn changed(&self) {
+        lock(&self.listed).clear();
+    }
+
+    fn handle(&self, fh: FileHandle) -> Option<Arc<Handle>> {
+        lock(&self.handles).get(&fh.0).cloned()
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(h));
+        fh
+    }
+
+    fn new_spill(&self) -> Result<File> {
+        let dir = &self.settings.spill_dir;
+        std::fs::create_dir_all(dir)
+            .and_then(|()| tempfile::tempfile_in(dir))
+            .map_err(|source| Error::Local {
+                action: "make a spill file in",
+                path: dir.clone(),
+                source,
+            })
+    }
+
+    /// Makes sure `w` has a spill file: a new one holds the first `keep` bytes of the file as
+    /// it is in the tree (all of it for `u64::MAX`), read at its version.
+    fn materialize(&self, w: &mut Writer, ino: u64, keep: u64) -> Result<()> {
+        if w.spill.is_some() {
+            return Ok(());
+        }
+        let file = self.new_spill()?;
+        let spill_error = |source| Error::Local {
+            action: "write the spill file in",
+            path: self.settings.spill_dir.clone(),
+            source,
+        };
+        let mut attempt = 0;
+        let len = 'copy: loop {
+            attempt += 1;
+            let want = keep.min(w.base_size);
+            let mut at = 0u64;
+            while at < want {
+                let path = self.path(ino)?;
+                let len = self.settings.window.min(want - at);
+                match self.backend.read(&path, at, len, w.base_version) {
+                    Ok(bytes) if bytes.is_empty() => break,
+                    Ok(bytes) => {
+                        file.write_all_at(&bytes, at).map_err(spill_error)?;
+                        at += bytes.len() as u64;
+                    }
+                    Err(e) if e.code() == Some(CHANGED) && attempt < RETRIES => {
+                        let now = self.backend.stat(&path)?;
+                        w.base_size = now.size;
+                        w.base_version = now.version;
+                        file.set_len(0).map_err(spill_error)?;
+                        continue 'copy;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            break at;
+        };
+        w.spill = Some(Spill { file, len });
+        Ok(())
+    }
+
+    /// Commits `slot`'s spill file if it holds changes: the file's new content, whole.
+    fn commit(&self, ino: u64, slot: &WriterSlot) -> Result<()> {
+        let mut w = lock(&slot.state);
+        if !w.dirty {
+            return Ok(());
+        }
+        let path = match self.path(ino) {
+            Ok(p) => p,
+            // Removed from the tree while open: what was written goes with it.
+            Err(Error::UnknownInode(_)) => {
+                w.dirty = false;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mode = w.mode;
+        let Some(spill) = w.spill.as_mut() else {
+            w.dirty = false;
+            return Ok(());
+        };
+        self.backend.write_file(&path, &mut spill.file, mode)?;
+        w.dirty = false;
+        drop(w);
+        lock(&self.opened).remove(&ino);
+        self.changed();
+        Ok(())
+    }
+
+    /// The writer of `ino` in this mount, made from `e` if there is none, with one more handle.
+    fn writer_for(&self, e: &Entry) -> Arc<WriterSlot> {
+        let mut writers = lock(&self.writers);
+        let slot = writers.entry(e.ino).or_insert_with(|| {
+            Arc::new(WriterSlot {
+                state: Mutex::new(Writer {
+                    handles: 0,
+                    spill: None,
+                    base_size: e.size,
+                    base_version: e.version,
+                    mode: e.mode,
+                    dirty: false,
+                }),
+                len: AtomicU64::new(u64::MAX),
+            })
+        });
+        lock(&slot.state).handles += 1;
+        slot.clone()
+    }
+
+    /// One handle of `ino` fewer for its writer; the last one drops it.
+    fn writer_closed(&self, ino: u64, slot: &Arc<WriterSlot>) {
+        let mut writers = lock(&self.writers);
+        let mut w = lock(&slot.state);
+        w.handles = w.handles.saturating_sub(1);
+        if w.handles == 0 {
+            if writers.get(&ino).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                writers.remove(&ino);
+            }
+            w.spill = None;
+        }
+    }
+
+    /// Sets the length of `ino` open for writing here to `size`.
+    fn truncate_writer(&self, ino: u64, slot: &WriterSlot, size: u64) -> Result<()> {
+        let mut w = lock(&slot.state);
+        self.materialize(&mut w, ino, size)?;
+        let Some(spill) = w.spill.as_mut() else {
+            return Ok(());
+        };
+        spill.file.set_len(size).map_err(|source| Error::Local {
+            action: "truncate the spill file in",
+            path: self.settings.spill_dir.clone(),
+            source,
+        })?;
+        spill.len = size;
+        slot.len.store(size, Ordering::Relaxed);
+        w.dirty = true;
+        Ok(())
+    }
+
+    /// `truncate(2)` of a file not open for writing here: rewritten at once.
+    fn truncate_closed(
+        &self,
+        ino: u64,
+        path: &FsPath,
+        size: u64,
+    ) -> std::result::Result<(), Errno> {
+        let e = self.stat_ino(ino, path)?;
+        if e.dir {
+            return Err(Errno::EISDIR);
+        }
+        if e.size == size {
+            return Ok(());
+        }
+        let slot = WriterSlot {
+            state: Mutex::new(Writer {
+                handles: 1,
+                spill: None,
+                base_size: e.size,
+                base_version: e.version,
+                mode: e.mode,
+                dirty: false,
+            }),
+            len: AtomicU64::new(u64::MAX),
+        };
+        self.truncate_writer(ino, &slot, size)
+            .and_then(|()| self.commit(ino, &slot))
+            .map_err(|e| errno(&e, Op::Write))
+    }
+
+    /// Opens the file `e` at `path` (`flags` as open(2) gave them): a handle, and whether the
+    /// kernel may keep the pages it has of the file.
+    fn open_file(
+        &self,
+        e: &Entry,
+        path: FsPath,
+        flags: i32,
+    ) -> std::result::Result<(u64, FopenFlags), Errno> {
+        if e.dir {
+            return Err(Errno::EISDIR);
+        }
+        let acc = OpenFlags(flags).acc_mode();
+        let read = acc != OpenAccMode::O_WRONLY;
+        let write = acc != OpenAccMode::O_RDONLY;
+        if read {
+            // A read of nothing checks the right to read now, not at the first read.
+            match self.backend.read(&path, 0, 0, e.version) {
+                Ok(_) => {}
+                Err(err) if err.code() == Some(CHANGED) => {}
+                Err(err) => return Err(errno(&err, Op::Read)),
+            }
+        }
+        let writer = write.then(|| self.writer_for(e));
+        if let Some(slot) = &writer {
+            if flags & libc::O_TRUNC != 0 {
+                if let Err(err) = self.truncate_writer(e.ino, slot, 0) {
+                    self.writer_closed(e.ino, slot);
+                    return Err(errno(&err, Op::Write));
+                }
+            }
+        }
+        let mut open_flags = FopenFlags::empty();
+        {
+            let mut opened = lock(&self.opened);
+            if writer.is_none()
+                && opened.get(&e.ino) == Some(&e.version)
+                && !lock(&self.writers).contains_key(&e.ino)
+            {
+                open_flags |= FopenFlags::FOPEN_KEEP_CACHE;
+            }
+            opened.insert(e.ino, e.version);
+        }
+        let fh = self.add_handle(Handle::File(OpenFile {
+            ino: e.ino,
+            path,
+            reader: Mutex::new(Reader {
+                size: e.size,
+                version: e.version,
+                windows: Vec::new(),
+            }),
+            writer,
+        }));
+        Ok((fh, open_flags))
+    }
+
+    /// `size` bytes from `offset` of the file as the node has it, through the handle's
+    /// windows.
+    fn read_remote(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let mut r = lock(&f.reader);
+        let mut attempts = 0;
+        'again: loop {
+            attempts += 1;
+            let end = offset.saturating_add(u64::from(size)).min(r.size);
+            let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+            let mut at = offset;
+            while at < end {
+                let found = r
+                    .windows
+                    .iter()
+                    .find(|(start, b)| *start <= at && at < start + b.len() as u64)
+                    .cloned();
+                let (start, bytes) = match found {
+                    Some(w) => w,
+                    None => {
+                        let path = self.path(f.ino).unwrap_or_else(|_| f.path.clone());
+                        let start = at - at % self.settings.window;
+                        let len = self.settings.window.min(r.size - start);
+                        // The oldest window goes first: at most two are held, fetch included.
+                        if r.windows.len() >= 2 {
+                            r.windows.remove(0);
+                        }
+                        match self.backend.read(&path, start, len, r.version) {
+                            Ok(bytes) if bytes.is_empty() => break,
+                            Ok(bytes) => {
+                                r.windows.push((start, bytes.clone()));
+                                (start, bytes)
+                            }
+                            Err(e) if e.code() == Some(CHANGED) && attempts < RETRIES => {
+                                let now = self.stat_ino(f.ino, &path)?;
+                                r.size = now.size;
+                                r.version = now.version;
+                                r.windows.clear();
+                                continue 'again;
+                            }
+                            Err(e) => return Err(errno(&e, Op::Read)),
+                        }
+                    }
+                };
+                let from = (at - start) as usize;
+                let to = (end - start).min(bytes.len() as u64) as usize;
+                match bytes.get(from..to) {
+                    Some(piece) if !piece.is_empty() => out.extend_from_slice(piece),
+                    // The node gave less than the size it reported: the end, for this read.
+                    _ => break,
+                }
+                at = start + to as u64;
+            }
+            return Ok(out);
+        }
+    }
+
+    /// Reads from the spill file of `ino` if it is open for writing here and has one.
+    fn read_spill(&self, ino: u64, offset: u64, size: u32) -> Option<Result<Vec<u8>, Errno>> {
+        let slot = lock(&self.writers).get(&ino).cloned()?;
+        let w = lock(&slot.state);
+        let spill = w.spill.as_ref()?;
+        let end = offset.saturating_add(u64::from(size)).min(spill.len);
+        let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
+        Some(match spill.file.read_exact_at(&mut buf, offset) {
+            Ok(()) => Ok(buf),
+            Err(_) => Err(Errno::EIO),
+        })
+    }
+
+    fn mode_allows(&self, e: &Entry, bit: u16) -> bool {
+        let bits = if e.user == self.backend.user() {
+            e.mode >> 6
+        } else {
+            e.mode
+        };
+        bits & bit != 0
+    }
+}
+
+impl<B: Backend> Filesystem for PlexusFs<B> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Large requests: the kernel caps them at its own limit (1 MiB by default).
+        if let Err(max) = config.set_max_write(1 << 20) {
+            let _ = config.set_max_write(max);
+        }
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(64);
+        // open(O_TRUNC) reaches open as a flag, not as a separate truncate after it.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(text) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        let listed = lock(&self.listed)
+            .get(&(parent.0, text.to_owned()))
+            .filter(|(_, at)| at.elapsed() < self.settings.ttl)
+            .map(|(e, _)| e.clone());
+        let entry = match listed {
+            Some(e) => e,
+            None => {
+                let found = self
+                    .child(parent.0, name)
+                    .and_then(|(path, _)| self.backend.stat(&path));
+                match found {
+                    Ok(e) => e,
+                    Err(e) => return reply.error(errno(&e, Op::Read)),
+                }
+            }
+        };
+        lock(&self.inodes).looked_up(parent.0, text, entry.ino);
+        reply.entry(&self.settings.ttl, &self.attr(&entry), Generation(0));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        lock(&self.inodes).forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let got = self
+            .path(ino.0)
+            .map_err(|e| errno(&e, Op::Read))
+            .and_then(|path| self.stat_ino(ino.0, &path));
+        match got {
+            Ok(e) => reply.attr(&self.settings.ttl, &self.attr(&e)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let run = || -> std::result::Result<Entry, Errno> {
+            let path = self.path(ino.0).map_err(|e| errno(&e, Op::Read))?;
+            // Every file shows the mounting user as its owner; no other can be given.
+            if uid.is_some_and(|u| u != self.settings.uid)
+                || gid.is_some_and(|g| g != self.settings.gid)
+            {
+                return Err(Errno::EPERM);
+            }
+            if let Some(mode) = mode {
+                let bits = u16::try_from(mode & 0o777).unwrap_or(0o644);
+                self.backend
+                    .chmod(&path, bits)
+                    .map_err(|e| errno(&e, Op::Chmod))?;
+                self.changed();
+            }
+            if let Some(size) = size {
+                let by_handle = fh.and_then(|fh| self.handle(fh)).and_then(|h| match &*h {
+                    Handle::File(f) => f.writer.clone(),
+                    Handle::Dir(_) => None,
+                });
+                let slot = by_handle.or_else(|| lock(&self.writers).get(&ino.0).cloned());
+                match slot {
+                    Some(slot) => self
+                        .truncate_writer(ino.0, &slot, size)
+                        .map_err(|e| errno(&e, Op::Write))?,
+                    None => self.truncate_closed(ino.0, &path, size)?,
+                }
+            }
+            // Times cannot be set: the node stamps each change. Asking is not an error.
+            self.stat_ino(ino.0, &path)
+        };
+        match run() {
+            Ok(e) => reply.attr(&self.settings.ttl, &self.attr(&e)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let run = || -> Result<(String, Entry)> {
+            let (path, name) = self.child(parent.0, name)?;
+            let bits = u16::try_from(mode & !umask & 0o777).unwrap_or(0o755);
+            self.backend.mkdir(&path, bits)?;
+            self.changed();
+            Ok((name, self.backend.stat(&path)?))
+        };
+        match run() {
+            Ok((name, e)) => {
+                lock(&self.inodes).looked_up(parent.0, &name, e.ino);
+                reply.entry(&self.settings.ttl, &self.attr(&e), Generation(0));
+            }
+            Err(e) => reply.error(errno(&e, Op::Create)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(parent, name, false, reply);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(parent, name, true, reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return reply.error(Errno::EINVAL);
+        }
+        let run = || -> std::result::Result<(String, String), Errno> {
+            let (from, from_name) = self
+                .child(parent.0, name)
+                .map_err(|e| errno(&e, Op::Create))?;
+            let (to, to_name) = self
+                .child(newparent.0, newname)
+                .map_err(|e| errno(&e, Op::Create))?;
+            if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                match self.backend.stat(&to) {
+                    Ok(_) => return Err(Errno::EEXIST),
+                    Err(e) if e.code() == Some(plexus_units::code::NOT_FOUND) => {}
+                    Err(e) => return Err(errno(&e, Op::Read)),
+                }
+            }
+            self.backend
+                .mv(&from, &to)
+                .map_err(|e| errno(&e, Op::Create))?;
+            Ok((from_name, to_name))
+        };
+        match run() {
+            Ok((from_name, to_name)) => {
+                lock(&self.inodes).moved(parent.0, &from_name, newparent.0, &to_name);
+                self.changed();
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let run = || -> std::result::Result<(u64, FopenFlags), Errno> {
+            let path = self.path(ino.0).map_err(|e| errno(&e, Op::Read))?;
+            let e = self.stat_ino(ino.0, &path)?;
+            self.open_file(&e, path, flags.0)
+        };
+        match run() {
+            Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(h) = self.handle(fh) else {
+            return reply.error(Errno::EBADF);
+        };
+        let Handle::File(f) = &*h else {
+            return reply.error(Errno::EISDIR);
+        };
+        let got = match self.read_spill(f.ino, offset, size) {
+            Some(read) => read,
+            None => self.read_remote(f, offset, size),
+        };
+        match got {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let Some(h) = self.handle(fh) else {
+            return reply.error(Errno::EBADF);
+        };
+        let Handle::File(OpenFile {
+            ino,
+            writer: Some(slot),
+            ..
+        }) = &*h
+        else {
+            return reply.error(Errno::EBADF);
+        };
+        let run = || -> Result<()> {
+            let mut w = lock(&slot.state);
+            self.materialize(&mut w, *ino, u64::MAX)?;
+            let Some(spill) = w.spill.as_mut() else {
+                return Ok(());
+            };
+            spill
+                .file
+                .write_all_at(data, offset)
+                .map_err(|source| Error::Local {
+                    action: "write the spill file in",
+                    path: self.settings.spill_dir.clone(),
+                    source,
+                })?;
+            spill.len = spill.len.max(offset.saturating_add(data.len() as u64));
+            slot.len.store(spill.len, Ordering::Relaxed);
+            w.dirty = true;
+            Ok(())
+        };
+        match run() {
+            Ok(()) => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
+            Err(e) => reply.error(errno(&e, Op::Write)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.commit_handle(fh, reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(h) = lock(&self.handles).remove(&fh.0) else {
+            return reply.ok();
+        };
+        if let Handle::File(OpenFile {
+            ino,
+            writer: Some(slot),
+            ..
+        }) = &*h
+        {
+            if let Err(e) = self.commit(*ino, slot) {
+                tracing::warn!("inode {ino}: changes not saved at close: {e}");
+            }
+            self.writer_closed(*ino, slot);
+        }
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.commit_handle(fh, reply);
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let run = || -> Result<Vec<(u64, FileType, String)>> {
+            let path = self.path(ino.0)?;
+            let entries = self.backend.list(&path)?;
+            let parent = lock(&self.inodes).parent(ino.0).unwrap_or(ROOT);
+            let mut rows = vec![
+                (ino.0, FileType::Directory, ".".to_owned()),
+                (parent, FileType::Directory, "..".to_owned()),
+            ];
+            let now = Instant::now();
+            let mut inodes = lock(&self.inodes);
+            let mut listed = lock(&self.listed);
+            for e in entries {
+                inodes.seen(ino.0, &e.name, e.ino);
+                let kind = if e.dir {
+                    FileType::Directory
+                } else {
+                    FileType::RegularFile
+                };
+                rows.push((e.ino, kind, e.name.clone()));
+                listed.insert((ino.0, e.name.clone()), (e, now));
+            }
+            Ok(rows)
+        };
+        match run() {
+            Ok(rows) => reply.opened(
+                FileHandle(self.add_handle(Handle::Dir(rows))),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(errno(&e, Op::Read)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(h) = self.handle(fh) else {
+            return reply.error(Errno::EBADF);
+        };
+        let Handle::Dir(rows) = &*h else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (ino, kind, name)) in rows.iter().enumerate().skip(skip) {
+            if reply.add(INodeNo(*ino), i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.handles).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Every change of the tree is committed before its call returns.
+        reply.ok();
+    }
+
+    /// Answered at once from the last figures, which are then refreshed (at most every
+    /// [`SPACE_REFRESH`], one refresh at a time): programs on this machine that check every
+    /// mount's room (a node does, for its own disk) never wait for a node, so a node's
+    /// `statvfs` of this mount cannot wait on itself.
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        const BLOCK: u64 = 4096;
+        let (space, stale) = {
+            let known = lock(&self.space);
+            (
+                known.0,
+                known.1.is_none_or(|at| at.elapsed() >= SPACE_REFRESH),
+            )
+        };
+        reply.statfs(
+            space.total / BLOCK,
+            space.free / BLOCK,
+            space.free / BLOCK,
+            1 << 32,
+            1 << 32,
+            BLOCK as u32,
+            plexus_fs::MAX_NAME_BYTES as u32,
+            BLOCK as u32,
+        );
+        if stale && !self.space_refreshing.swap(true, Ordering::AcqRel) {
+            match self.backend.statfs() {
+                Ok(now) => *lock(&self.space) = (now, Some(Instant::now())),
+                Err(e) => tracing::debug!("statfs: {e}"),
+            }
+            self.space_refreshing.store(false, Ordering::Release);
+        }
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        // No extended attributes: ENOSYS tells the kernel not to ask again.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let run = || -> std::result::Result<(), Errno> {
+            let path = self.path(ino.0).map_err(|e| errno(&e, Op::Read))?;
+            let e = self.stat_ino(ino.0, &path)?;
+            if mask.contains(AccessFlags::R_OK) {
+                // Asked of the node: reading nothing checks the right to read.
+                let probe = if e.dir {
+                    self.backend.list(&path).map(drop)
+                } else {
+                    self.backend.read(&path, 0, 0, e.version).map(drop)
+                };
+                match probe {
+                    Ok(()) => {}
+                    Err(err) if err.code() == Some(CHANGED) => {}
+                    Err(err) => return Err(errno(&err, Op::Read)),
+                }
+            }
+            if mask.contains(AccessFlags::X_OK) {
+                if e.dir {
+                    let inside = path
+                        .join(PROBE_NAME)
+                        .map_err(|e| errno(&Error::from(e), Op::Read))?;
+                    match self.backend.stat(&inside) {
+                        Err(err) if err.code() == Some(plexus_units::code::DENIED) => {
+                            return Err(Errno::EACCES)
+                        }
+                        _ => {}
+                    }
+                } else if !self.mode_allows(&e, 0o1) {
+                    return Err(Errno::EACCES);
+                }
+            }
+            // The right to write is only known when writing; the mode bits tell (for the
+            // owner, or for the others), except that the node's admin may write anyway.
+            if mask.contains(AccessFlags::W_OK) && !self.mode_allows(&e, 0o2) {
+                return Err(Errno::EACCES);
+            }
+            Ok(())
+        };
+        match run() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let run = || -> std::result::Result<(String, Entry, u64, FopenFlags), Errno> {
+            let (path, name) = self
+                .child(parent.0, name)
+                .map_err(|e| errno(&e, Op::Create))?;
+            match self.backend.stat(&path) {
+                Ok(e) => {
+                    // There already (made on another node since the kernel looked).
+                    if flags & libc::O_EXCL != 0 {
+                        return Err(Errno::EEXIST);
+                    }
+                    let (fh, open_flags) = self.open_file(&e, path, flags)?;
+                    return Ok((name, e, fh, open_flags));
+                }
+                Err(err) if err.code() == Some(plexus_units::code::NOT_FOUND) => {}
+                Err(err) => return Err(errno(&err, Op::Read)),
+            }
+            let bits = u16::try_from(mode & !umask & 0o777).unwrap_or(0o644);
+            // The file exists, empty, from now on; its content comes at close.
+            let mut empty = self.new_spill().map_err(|e| errno(&e, Op::Create))?;
+            self.backend
+                .write_file(&path, &mut empty, bits)
+                .map_err(|e| errno(&e, Op::Create))?;
+            self.changed();
+            let e = self.backend.stat(&path).map_err(|e| errno(&e, Op::Read))?;
+            let slot = self.writer_for(&e);
+            {
+                let mut w = lock(&slot.state);
+                if w.spill.is_none() {
+                    w.spill = Some(Spill {
+                        file: empty,
+                        len: 0,
+                    });
+                    slot.len.store(0, Ordering::Relaxed);
+                }
+            }
+            lock(&self.opened).insert(e.ino, e.version);
+            let fh = self.add_handle(Handle::File(OpenFile {
+                ino: e.ino,
+                path,
+                reader: Mutex::new(Reader {
+                    size: 0,
+                    version: e.version,
+                    windows: Vec::new(),
+                }),
+                writer: Some(slot),
+            }));
+            Ok((name, e, fh, FopenFlags::empty()))
+        };
+        match run() {
+            Ok((name, e, fh, open_flags)) => {
+                lock(&self.inodes).looked_up(parent.0, &name, e.ino);
+                reply.created(
+                    &self.settings.ttl,
+                    &self.attr(&e),
+                    Generation(0),
+                    FileHandle(fh),
+                    open_flags,
+                );
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+impl<B: Backend> PlexusFs<B> {
+    fn remove(&self, parent: INodeNo, name: &OsStr, dir: bool, reply: ReplyEmpty) {
+        let run = || -> std::result::Result<String, Errno> {
+            let (path, name) = self
+                .child(parent.0, name)
+                .map_err(|e| errno(&e, Op::Other))?;
+            let e = self.backend.stat(&path).map_err(|e| errno(&e, Op::Read))?;
+            match (dir, e.dir) {
+                (true, false) => return Err(Errno::ENOTDIR),
+                (false, true) => return Err(Errno::EISDIR),
+                _ => {}
+            }
+            self.backend.rm(&path).map_err(|e| errno(&e, Op::Other))?;
+            Ok(name)
+        };
+        match run() {
+            Ok(name) => {
+                lock(&self.inodes).removed(parent.0, &name);
+                self.changed();
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn commit_handle(&self, fh: FileHandle, reply: ReplyEmpty) {
+        let Some(h) = self.handle(fh) else {
+            return reply.ok();
+        };
+        if let Handle::File(OpenFile {
+            ino,
+            writer: Some(slot),
+            ..
+        }) = &*h
+        {
+            if let Err(e) = self.commit(*ino, slot) {
+                tracing::warn!("inode {ino}: commit failed: {e}");
+                return reply.error(errno(&e, Op::Write));
+            }
+        }
+        reply.ok();
+    }
+}
