@@ -1,6 +1,7 @@
 //! `plx`: the Plexus command-line tool.
 //!
-//! It runs programs on the cluster (`plx run`, `ps`, `kill`, `logs`, `wait`, `rm`) and handles
+//! It runs programs on the cluster (`plx run`, `ps`, `kill`, `logs`, `wait`, `rm`), works with
+//! its file tree (`plx fs …`, and `plx mount DIR` to see it as a local directory), and handles
 //! units (`plx unit …`), users and their key files (`plx user …`) and signed
 //! messages (`plx msg …`). Every command has `--help`. Errors go to standard error with a
 //! non-zero exit code (1 for a failed command, 2 for a usage error).
@@ -9,6 +10,7 @@ mod cli_io;
 mod cmd_cluster;
 mod cmd_fs;
 mod cmd_img;
+mod cmd_mount;
 mod cmd_msg;
 mod cmd_node;
 mod cmd_proc;
@@ -82,6 +84,16 @@ enum Command {
     /// The cluster's file tree: ls, stat, mkdir, rm, mv, cp, tree, du, put, get, cat.
     #[command(subcommand)]
     Fs(cmd_fs::FsCmd),
+    /// Mount the cluster's file tree on an empty local directory (FUSE), in the background.
+    ///
+    /// Programs then read and write the tree's files as local ones. A file written through the
+    /// mount is sent when it is closed (or flushed, or fsync'ed): other nodes see its new
+    /// content whole from then on. Names and attributes are cached for 1 s. Needs /dev/fuse
+    /// and, for users other than root, fusermount3 (Debian: apt-get install fuse3). The mount
+    /// process logs to $PLX_HOME/mounts/; `plx umount DIR` (or SIGTERM to it) unmounts.
+    Mount(cmd_mount::MountArgs),
+    /// Unmount the cluster's file tree from a directory (`plx mount DIR` mounted it).
+    Umount(cmd_mount::UmountArgs),
     /// Measure performance against baselines taken in the same run.
     #[command(subcommand)]
     Bench(plexus_bench::BenchCmd),
@@ -121,6 +133,8 @@ fn main() -> ExitCode {
         Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
         Some(Command::Proc(cmd)) => home().and_then(|h| cmd_proc::run(&h, cmd)),
         Some(Command::Fs(cmd)) => home().and_then(|h| cmd_fs::run(&h, cmd)),
+        Some(Command::Mount(args)) => home().and_then(|h| cmd_mount::run_mount(&h, args)),
+        Some(Command::Umount(args)) => cmd_mount::run_umount(args),
         Some(Command::Bench(cmd)) => plexus_bench::run(cmd).map(|()| 0),
         Some(Command::Img(cmd)) => cmd_img::run(cmd).map(|()| 0),
         Some(Command::Unit(cmd)) => cmd_unit::run(cmd).map(|()| 0),
