@@ -1,0 +1,379 @@
+//! End to end: `plx mount` of the file tree of a real 3-node cluster (`plx up --nodes 3`),
+//! used by ordinary programs (cp, cat, ls, mv, mkdir, rm, truncate, chmod, Python) and checked
+//! against `plx fs` on other nodes.
+//!
+//! Needs /dev/fuse and fusermount3 (`scripts/test` installs the fuse3 package): without them
+//! the tests say so on standard error and stop early.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_up_port, Plx};
+use plexus_mount::mountinfo::{absolute, is_mount_point};
+
+/// Why FUSE cannot be tested here, if it cannot.
+fn no_fuse() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    if plexus_mount::find_in_path("fusermount3").is_none() {
+        return Some("fusermount3 is missing (install the fuse3 package)".into());
+    }
+    None
+}
+
+macro_rules! need_fuse {
+    ($test:expr) => {
+        if let Some(why) = no_fuse() {
+            eprintln!("SKIPPED {}: {why}", $test);
+            return;
+        }
+    };
+}
+
+/// Stops the nodes of a home and unmounts its mounts even when a test fails half-way.
+struct Cleanup<'a> {
+    plx: &'a Plx,
+    mounts: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for dir in &self.mounts {
+            if is_mount_point(dir) {
+                let _ = self.plx.run(&["umount", dir.to_str().unwrap()], b"");
+            }
+            if is_mount_point(dir) {
+                let _ = Command::new("fusermount3")
+                    .arg("-u")
+                    .arg("-z")
+                    .arg(dir)
+                    .status();
+            }
+        }
+        let _ = self.plx.run(&["down"], b"");
+    }
+}
+
+/// Runs `program ARGS` (in `dir`), giving up after `secs`: a mount that hangs fails the test
+/// instead of stopping it.
+fn run_in(dir: &Path, program: &str, args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{program} {args:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// [`run_in`] that must succeed; gives standard output.
+#[track_caller]
+fn ok_in(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = run_in(dir, program, args, 120);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Bytes that do not compress and differ at every run of the same size: `n` of them.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The tree as programs see it through `plx mount`, checked against `plx fs` on the nodes.
+#[test]
+fn a_mounted_tree_works_for_ordinary_programs() {
+    need_fuse!("a_mounted_tree_works_for_ordinary_programs");
+    let plx = Plx::new();
+    let home = plx.home.path().to_path_buf();
+    let mnt = absolute(&home.join("mnt"));
+    std::fs::create_dir(&mnt).unwrap();
+    let mut cleanup = Cleanup {
+        plx: &plx,
+        mounts: vec![mnt.clone()],
+    };
+    let port = free_up_port().to_string();
+    plx.run(&["up", "--nodes", "3", "--detach", "--port", &port], b"")
+        .ok();
+    let n2 = home.join("cluster/n2/node.sock");
+    let n3 = home.join("cluster/n3/node.sock");
+    let (n2, n3) = (n2.to_str().unwrap(), n3.to_str().unwrap());
+    let m = mnt.to_str().unwrap();
+
+    let mounted = plx.run(&["mount", m], b"");
+    mounted.ok();
+    assert!(mounted.stderr.contains(m), "{}", mounted.stderr);
+    assert!(is_mount_point(&mnt));
+    let again = plx.run(&["mount", m], b"").fails();
+    assert!(again.contains("already a mount point"), "{again}");
+
+    // mkdir, then cp of a file of several chunks (10 MB > 4 MiB): got back byte for byte
+    // from another node.
+    ok_in(&mnt, "mkdir", &["data"]);
+    let big = noise(10_000_000, 1);
+    let local = home.join("big.bin");
+    std::fs::write(&local, &big).unwrap();
+    ok_in(
+        &home,
+        "cp",
+        &[local.to_str().unwrap(), &format!("{m}/data/big.bin")],
+    );
+    let back = home.join("back.bin");
+    plx.run(
+        &[
+            "fs",
+            "get",
+            "/data/big.bin",
+            back.to_str().unwrap(),
+            "--socket",
+            n3,
+        ],
+        b"",
+    )
+    .ok();
+    assert!(
+        std::fs::read(&back).unwrap() == big,
+        "cp in, fs get from n3"
+    );
+    // And read back through the mount.
+    assert!(std::fs::read(mnt.join("data/big.bin")).unwrap() == big);
+
+    // A file put with `plx fs put` on n2 reads through the mount.
+    let text = home.join("notes.txt");
+    std::fs::write(&text, "put on n2\n").unwrap();
+    plx.run(
+        &[
+            "fs",
+            "put",
+            text.to_str().unwrap(),
+            "/data/notes.txt",
+            "--socket",
+            n2,
+        ],
+        b"",
+    )
+    .ok();
+    assert_eq!(ok_in(&mnt, "cat", &["data/notes.txt"]), "put on n2\n");
+
+    // ls -l shows names, sizes and modes.
+    let listed = ok_in(&mnt, "ls", &["-l", "data"]);
+    let row = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("no {name} in {listed}"))
+            .to_owned()
+    };
+    assert!(row("big.bin").starts_with("-rw-r--r--"), "{listed}");
+    assert!(row("big.bin").contains(" 10000000 "), "{listed}");
+    assert!(row("notes.txt").contains(" 10 "), "{listed}");
+
+    // mv, mkdir, rmdir, rm: seen by `plx fs ls` on n3.
+    ok_in(&mnt, "mv", &["data/notes.txt", "data/moved.txt"]);
+    ok_in(&mnt, "mkdir", &["data/sub"]);
+    let fs_ls = |path: &str| plx.run(&["fs", "ls", path, "--socket", n3], b"").ok();
+    let seen = fs_ls("/data");
+    assert!(
+        seen.contains("moved.txt") && !seen.contains("notes.txt"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("drwxr-xr-x") && seen.contains(" sub"),
+        "{seen}"
+    );
+    let rmdir_file = run_in(&mnt, "rmdir", &["data/moved.txt"], 60);
+    assert!(!rmdir_file.status.success());
+    ok_in(&mnt, "rmdir", &["data/sub"]);
+    ok_in(&mnt, "rm", &["data/moved.txt"]);
+    let seen = fs_ls("/data");
+    assert!(
+        !seen.contains("moved.txt") && !seen.contains(" sub"),
+        "{seen}"
+    );
+    assert!(!mnt.join("data/moved.txt").exists());
+
+    // A Python program reads one file and writes another; n2 reads it.
+    std::fs::write(mnt.join("data/in.txt"), "hello from python\n").unwrap();
+    ok_in(
+        &mnt,
+        "python3",
+        &[
+            "-c",
+            "data = open('data/in.txt').read()\n\
+             with open('data/out.txt', 'w') as f:\n    f.write(data.upper())\n",
+        ],
+    );
+    let cat = plx.run(&["fs", "cat", "/data/out.txt", "--socket", n2], b"");
+    assert_eq!(cat.ok(), "HELLO FROM PYTHON\n");
+
+    // truncate shorter, then longer (zeros); chmod.
+    ok_in(&mnt, "truncate", &["-s", "5", "data/out.txt"]);
+    let cat = plx.run(&["fs", "cat", "/data/out.txt", "--socket", n3], b"");
+    assert_eq!(cat.ok(), "HELLO");
+    ok_in(&mnt, "truncate", &["-s", "8", "data/out.txt"]);
+    assert_eq!(
+        std::fs::read(mnt.join("data/out.txt")).unwrap(),
+        b"HELLO\0\0\0"
+    );
+    ok_in(&mnt, "chmod", &["600", "data/out.txt"]);
+    let stat = plx
+        .run(&["fs", "stat", "/data/out.txt", "--socket", n2], b"")
+        .ok();
+    assert!(stat.contains("-rw-------"), "{stat}");
+    // Appending adds to what is there.
+    ok_in(&mnt, "sh", &["-c", "printf more >> data/out.txt"]);
+    assert_eq!(
+        std::fs::read(mnt.join("data/out.txt")).unwrap(),
+        b"HELLO\0\0\0more"
+    );
+
+    // Another user: the tester's private file is refused (EACCES), as is writing in the
+    // tester's home; bob's own home is bob's. That mount serves in the foreground and stops
+    // (unmounting) at SIGTERM.
+    plx.run(&["user", "new", "bob"], b"").ok();
+    plx.run(&["user", "use", "tester"], b"").ok();
+    let who = plx.run(&["send", "--user", "bob", "who@sys.usr"], b"").ok();
+    let key = who
+        .split("pub:")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('}');
+    plx.run(&["send", &format!("{{reg:bob pub:{key}}}@sys.usr")], b"")
+        .ok();
+    let secret = home.join("secret.txt");
+    std::fs::write(&secret, "tester's\n").unwrap();
+    plx.run(
+        &[
+            "fs",
+            "put",
+            secret.to_str().unwrap(),
+            "/home/tester/secret.txt",
+            "--mode",
+            "600",
+        ],
+        b"",
+    )
+    .ok();
+    let bobs = absolute(&home.join("bobs"));
+    std::fs::create_dir(&bobs).unwrap();
+    cleanup.mounts.push(bobs.clone());
+    let mut serving = plx
+        .command(&[
+            "mount",
+            bobs.to_str().unwrap(),
+            "--user",
+            "bob",
+            "--foreground",
+        ])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("bob's mount", 30, || is_mount_point(&bobs));
+    let probe = "import errno, sys\n\
+                 for path, mode in [('home/tester/secret.txt', 'r'), ('home/tester/new.txt', 'w')]:\n\
+                 \x20   try:\n\
+                 \x20       open(path, mode).close()\n\
+                 \x20       print(path, 'opened')\n\
+                 \x20   except OSError as e:\n\
+                 \x20       print(path, errno.errorcode[e.errno])\n\
+                 open('home/bob/mine.txt', 'w').write('bob')\n\
+                 print(open('home/bob/mine.txt').read())\n";
+    let out = ok_in(&bobs, "python3", &["-c", probe]);
+    assert!(out.contains("home/tester/secret.txt EACCES"), "{out}");
+    assert!(out.contains("home/tester/new.txt EACCES"), "{out}");
+    assert!(out.ends_with("bob\n"), "{out}");
+    let chmod = run_in(&bobs, "chmod", &["644", "home/tester/secret.txt"], 60);
+    assert!(
+        !chmod.status.success(),
+        "bob may not chmod the tester's file"
+    );
+    let pid = rustix::process::Pid::from_child(&serving);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    wait_until("the foreground mount to stop", 30, || {
+        serving.try_wait().unwrap().is_some()
+    });
+    assert!(serving.wait().unwrap().success());
+    assert!(!is_mount_point(&bobs), "SIGTERM unmounts");
+
+    // When the nodes stop, calls fail (EIO) instead of hanging.
+    plx.run(&["down"], b"").ok();
+    let listed = run_in(&home, "ls", &[&format!("{m}/data")], 60);
+    assert!(!listed.status.success(), "listing without a node");
+    let err = String::from_utf8_lossy(&listed.stderr);
+    assert!(err.contains("Input/output error"), "{err}");
+
+    // plx umount unmounts; the background mount process ends.
+    plx.run(&["umount", m], b"").ok();
+    assert!(!is_mount_point(&mnt));
+    let again = plx.run(&["umount", m], b"").fails();
+    assert!(again.contains("not mounted"), "{again}");
+    drop(cleanup);
+}
+
+/// `plx mount` refuses, with one clear line, a directory that is missing, not empty or not a
+/// directory, and a node that is not running.
+#[test]
+fn mount_refuses_what_it_cannot_mount_on() {
+    need_fuse!("mount_refuses_what_it_cannot_mount_on");
+    let plx = Plx::new();
+    let home = plx.home.path();
+    let missing = home.join("nope");
+    let err = plx.run(&["mount", missing.to_str().unwrap()], b"").fails();
+    assert!(err.contains("does not exist"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let full = home.join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("x"), "x").unwrap();
+    let err = plx.run(&["mount", full.to_str().unwrap()], b"").fails();
+    assert!(err.contains("not empty"), "{err}");
+
+    let file = home.join("file");
+    std::fs::write(&file, "x").unwrap();
+    let err = plx.run(&["mount", file.to_str().unwrap()], b"").fails();
+    assert!(err.contains("not a directory"), "{err}");
+
+    let empty = home.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    plx.run(&["user", "new", "tester"], b"").ok();
+    let err = plx.run(&["mount", empty.to_str().unwrap()], b"").fails();
+    assert!(err.contains("no node is running"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!is_mount_point(&absolute(&empty)));
+}
