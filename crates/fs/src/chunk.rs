@@ -190,6 +190,11 @@ impl ChunkRef {
     }
 }
 
+/// A hash from 64 hex digits (either case), as [`ChunkRef::hex`] writes it.
+pub fn hash_from_hex(hex: &str) -> Option<[u8; 32]> {
+    blake3::Hash::from_hex(hex).ok().map(|h| *h.as_bytes())
+}
+
 /// The chunks of `data`, cut as [`Chunker`] cuts a stream of it.
 pub fn chunk_refs(data: &[u8], params: ChunkParams) -> Vec<ChunkRef> {
     let mut refs = Vec::new();

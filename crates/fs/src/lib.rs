@@ -11,6 +11,9 @@
 //!   chunk by its BLAKE3 hash and length.
 //! - [`check`]: owner and mode bits (no groups) with an admin override, as every operation
 //!   checks them; [`mode_text`] prints a mode as `ls -l` does.
+//! - [`replicas`]: how many copies a chunk needs, which nodes take new ones (spread, weighted
+//!   by free space), what repair does after nodes are lost and what a node's sweep does with
+//!   a copy of its own.
 //!
 //! ```
 //! use plexus_fs::{chunk_refs, ChunkParams, FsPath};
@@ -27,7 +30,8 @@
 mod chunk;
 mod path;
 mod perm;
+pub mod replicas;
 
-pub use chunk::{chunk_refs, ChunkParams, ChunkRef, Chunker};
+pub use chunk::{chunk_refs, hash_from_hex, ChunkParams, ChunkRef, Chunker};
 pub use path::{FsPath, PathError, MAX_NAME_BYTES, MAX_PATH_BYTES};
 pub use perm::{check, mode_text, Access, Actor, Denied, MODE_BITS};

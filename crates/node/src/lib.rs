@@ -90,6 +90,8 @@ pub struct NodeConfig<A = std::net::SocketAddr> {
     pub registration: plexus_services::sys_usr::Registration,
     /// The memory budget of each root message, in bytes (`docs/evaluation.md`).
     pub eval_memory: u64,
+    /// Timings of the file system's repair and sweep (`docs/fs.md`).
+    pub fs: plexus_services::io_fs::FsTuning,
 }
 
 /// Limits on the connections to a node's client socket.
@@ -124,6 +126,7 @@ impl<A> NodeConfig<A> {
             clients: ClientLimits::default(),
             registration: Default::default(),
             eval_memory: plexus_kernel::DEFAULT_EVAL_MEMORY,
+            fs: Default::default(),
         }
     }
 }
@@ -228,7 +231,8 @@ impl<N: cluster::Net> Node<N> {
         };
         let chunks = plexus_store::chunks::ChunkStore::open(data.path().join(files::CHUNKS))
             .map_err(|e| NodeError::Io(e.to_string()))?;
-        let io_fs = plexus_services::io_fs::IoFs::new(tree, chunks, directory.clone());
+        let io_fs = plexus_services::io_fs::IoFs::new(tree, chunks, directory.clone(), config.fs);
+        io_fs.start(kernel.clone());
         kernel
             .register(io_fs, None, plexus_kernel::Policy::Registered)
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;

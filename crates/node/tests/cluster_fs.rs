@@ -8,7 +8,7 @@ mod sim;
 use std::sync::Arc;
 
 use plexus_fs::{Actor, FsPath};
-use plexus_store::fs::{FsMeta, FsOp, StoredChunk};
+use plexus_store::fs::{FsMeta, FsOp, Homes, StoredChunk};
 use sim::SimCluster;
 
 const ADMIN: Actor = Actor {
@@ -49,6 +49,11 @@ async fn a_change_on_one_node_is_seen_at_once_on_every_other() {
             hash: [9; 32],
             len: 1000,
         }],
+        homes: vec![Homes {
+            hash: [9; 32],
+            add: vec!["n1".into(), "n2".into()],
+            drop: Vec::new(),
+        }],
     };
     tree(&c, 0).apply(USER, 4, put).await.unwrap();
     for i in 0..3 {
@@ -73,4 +78,44 @@ async fn a_change_on_one_node_is_seen_at_once_on_every_other() {
     tree(&c, 2).apply(USER, 6, rename).await.unwrap();
     let stat = tree(&c, 1).stat(USER, p("/home/u/old.csv")).await.unwrap();
     assert_eq!(stat.inode.chunks.len(), 1);
+    // Where chunks are kept is replicated too; only a node (as admin) changes it.
+    let rehome = FsOp::Rehome {
+        changes: vec![Homes {
+            hash: [9; 32],
+            add: vec!["n3".into()],
+            drop: vec!["n1".into()],
+        }],
+    };
+    let err = tree(&c, 0)
+        .apply(USER, 7, rehome.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "arg.bad", "{err}");
+    tree(&c, 1).apply(ADMIN, 7, rehome).await.unwrap();
+    // Rows are read from each node's copy without a barrier: wait for the last to apply.
+    for i in 0..3 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let rows = tree(&c, i).chunk_rows_of(vec![[9; 32]]).await.unwrap();
+            let homes = rows[0].as_ref().map(|r| r.homes.clone());
+            if homes == Some(vec!["n2".to_owned(), "n3".to_owned()]) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "node {i}: {homes:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    let page = tree(&c, 2).chunk_rows(None, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        (page[0].0, page[0].1.refs, page[0].1.len),
+        ([9; 32], 1, 1000)
+    );
+    assert_eq!(
+        usize::from(tree(&c, 0).leads())
+            + usize::from(tree(&c, 1).leads())
+            + usize::from(tree(&c, 2).leads()),
+        1,
+        "one node leads"
+    );
 }

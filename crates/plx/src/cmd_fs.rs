@@ -24,6 +24,9 @@ pub enum FsCmd {
     Ls {
         /// The directory.
         path: Option<String>,
+        /// Also show how many copies each file has and on which nodes.
+        #[arg(short, long)]
+        long: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -111,6 +114,24 @@ pub enum FsCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Show the file system's health: chunks by copies (ok, short, waiting for a down node,
+    /// lost), each node's share and disk, usable space, and repair progress.
+    Status {
+        /// Print it again every second until no chunk is short of copies.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Read and check every chunk each node keeps, replacing missing or bad copies from good
+    /// ones (an admin).
+    Scrub {
+        /// Only this node.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 impl FsCmd {
@@ -126,7 +147,9 @@ impl FsCmd {
             | FsCmd::Du { common, .. }
             | FsCmd::Put { common, .. }
             | FsCmd::Get { common, .. }
-            | FsCmd::Cat { common, .. } => common,
+            | FsCmd::Cat { common, .. }
+            | FsCmd::Status { common, .. }
+            | FsCmd::Scrub { common, .. } => common,
         }
     }
 }
@@ -155,6 +178,7 @@ impl FsCmd {
                 fix(from)?;
                 fix(to)?;
             }
+            FsCmd::Status { .. } | FsCmd::Scrub { .. } => {}
         }
         Ok(self)
     }
@@ -260,17 +284,64 @@ pub fn run(home: &Home, cmd: FsCmd) -> Result<i32> {
 
 async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> {
     match cmd {
-        FsCmd::Ls { path, .. } => {
+        FsCmd::Ls { path, long, .. } => {
             let path = path.unwrap_or_else(|| "/".to_owned());
-            let listed = call(client, key, map_of([("ls", Unit::from(path))])).await?;
-            for entry in listed.as_list().map(|l| l.to_vec()).unwrap_or_default() {
-                println!(
-                    "{}  {:<8}  {:>12}  {}",
-                    text_of(field(&entry, "mode")),
-                    text_of(field(&entry, "user")),
-                    text_of(field(&entry, "size")),
-                    text_of(field(&entry, "name")),
-                );
+            let mut body = vec![("ls", Unit::from(path))];
+            if long {
+                body.push(("copies", Unit::Bool(true)));
+            }
+            let listed = call(client, key, map_of(body)).await?;
+            print!("{}", ls_lines(&listed));
+        }
+        FsCmd::Status { watch, .. } => loop {
+            let status = call_leader(client, key, Unit::str("status")).await?;
+            print!("{}", status_text(&status));
+            let settled = ["short", "waiting"]
+                .iter()
+                .all(|k| number(&status, k) == Some(0));
+            if !watch || settled {
+                break;
+            }
+            println!();
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        },
+        FsCmd::Scrub { node, .. } => {
+            let nodes = match node {
+                Some(n) => vec![n],
+                None => node_names(client, key).await?,
+            };
+            let mut failed = 0;
+            for node in nodes {
+                if std::io::stderr().is_terminal() {
+                    eprint!("scrubbing {node}…\r");
+                }
+                let msg = plexus_client::sign_with(
+                    key,
+                    Unit::Stream(Box::new(plexus_units::Stream::new(
+                        Unit::str("scrub"),
+                        "io.fs",
+                        Some(&node),
+                    )?)),
+                )?;
+                match client.call(&msg, None, std::future::pending()).await? {
+                    Reply::Value(v) => {
+                        let n = |k| number(&v, k).unwrap_or(0);
+                        failed += n("failed");
+                        println!(
+                            "{node}: {} chunks ({}) checked, {} bad, {} mended, {} not mended",
+                            n("checked"),
+                            size_text(n("bytes")),
+                            n("bad"),
+                            n("mended"),
+                            n("failed")
+                        );
+                    }
+                    Reply::Nothing => println!("{node}: nothing to check"),
+                    Reply::Error(e) => bail!("{node}: {}: {}", e.code(), e.message()),
+                }
+            }
+            if failed > 0 {
+                return Ok(1);
             }
         }
         FsCmd::Stat { path, .. } => {
@@ -323,6 +394,154 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
         }
     }
     Ok(0)
+}
+
+/// A field of a map as a count.
+fn number(u: &Unit, key: &str) -> Option<u64> {
+    field(u, key)
+        .and_then(Unit::as_int)
+        .and_then(|n| n.to_i64())
+        .and_then(|n| u64::try_from(n).ok())
+}
+
+/// Bytes as `ls -h` shows them: `512`, `4.0K`, `1.2G`.
+fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes < 1024 {
+        return bytes.to_string();
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+/// The lines `plx fs ls` prints for the entries of `ls@io.fs`.
+fn ls_lines(listed: &Unit) -> String {
+    let mut out = String::new();
+    for entry in listed.as_list().unwrap_or_default() {
+        let when = number(entry, "mtime")
+            .map(|ms| {
+                let t = crate::cmd_msg::format_time_ms(ms);
+                format!("{} {}", &t[..10], &t[11..16])
+            })
+            .unwrap_or_default();
+        let size = number(entry, "size").unwrap_or(0);
+        let dir = text_of(field(entry, "kind")) == "dir";
+        let name = text_of(field(entry, "name"));
+        let mut line = format!(
+            "{}  {:<8}  {:>6}  {when}  {name}{}",
+            text_of(field(entry, "mode")),
+            text_of(field(entry, "user")),
+            if dir { "-".to_owned() } else { size_text(size) },
+            if dir { "/" } else { "" },
+        );
+        if let Some(copies) = number(entry, "copies") {
+            let nodes: Vec<String> = field(entry, "nodes")
+                .and_then(Unit::as_list)
+                .unwrap_or_default()
+                .iter()
+                .map(|n| text_of(Some(n)))
+                .collect();
+            let word = if copies == 1 { "copy" } else { "copies" };
+            line.push_str(&format!("   ({copies} {word}: {})", nodes.join(" ")));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The names of the cluster's nodes (this node alone outside a cluster).
+async fn node_names(client: &mut Client, key: &Keypair) -> Result<Vec<String>> {
+    let msg = plexus_client::sign_with(key, plexus_units::parse("nodes@sys.node")?)?;
+    match client.call(&msg, None, std::future::pending()).await? {
+        Reply::Value(v) => Ok(plexus_client::members(&v)
+            .into_iter()
+            .map(|m| m.name)
+            .collect()),
+        Reply::Nothing => Ok(Vec::new()),
+        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
+    }
+}
+
+/// A call to io.fs on the node that leads (whose repair progress `status` shows), or this
+/// node when none is known.
+async fn call_leader(client: &mut Client, key: &Keypair, body: Unit) -> Result<Unit> {
+    let msg = plexus_client::sign_with(key, plexus_units::parse("nodes@sys.node")?)?;
+    let leader = match client.call(&msg, None, std::future::pending()).await? {
+        Reply::Value(v) => plexus_client::members(&v)
+            .into_iter()
+            .find(|m| m.leader && m.role != "single")
+            .map(|m| m.name),
+        _ => None,
+    };
+    let stream = plexus_units::Stream::new(body, "io.fs", leader.as_deref())?;
+    let msg = plexus_client::sign_with(key, Unit::Stream(Box::new(stream)))?;
+    match client.call(&msg, None, std::future::pending()).await? {
+        Reply::Value(v) => Ok(v),
+        Reply::Nothing => Ok(Unit::None),
+        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
+    }
+}
+
+/// What `plx fs status` prints for the answer of `status@io.fs`.
+fn status_text(status: &Unit) -> String {
+    let n = |k| number(status, k).unwrap_or(0);
+    let mut out = format!(
+        "{} chunks, {} of files ({} stored), {} copies each; {} free of {} usable\n",
+        n("chunks"),
+        size_text(n("bytes")),
+        size_text(n("stored")),
+        n("replicas"),
+        size_text(n("free")),
+        size_text(n("total")),
+    );
+    out.push_str(&format!(
+        "copies: {} ok, {} short{}, {} waiting for a down node, {} lost\n",
+        n("ok"),
+        n("short"),
+        if n("short") > 0 { " (repairing)" } else { "" },
+        n("waiting"),
+        n("lost"),
+    ));
+    out.push_str("NODE        STATE   CHUNKS  STORED    FREE    DISK\n");
+    for node in field(status, "nodes")
+        .and_then(Unit::as_list)
+        .unwrap_or_default()
+    {
+        let state = match (field(node, "member"), field(node, "up")) {
+            (Some(Unit::Bool(false)), _) => "gone",
+            (_, Some(Unit::Bool(true))) => "up",
+            _ => "down",
+        };
+        let disk = |k| number(node, k).map_or_else(|| "-".to_owned(), size_text);
+        out.push_str(&format!(
+            "{:<10}  {state:<6}  {:>6}  {:>6}  {:>6}  {:>6}\n",
+            text_of(field(node, "node")),
+            number(node, "chunks").unwrap_or(0),
+            size_text(number(node, "bytes").unwrap_or(0)),
+            disk("free"),
+            disk("total"),
+        ));
+    }
+    if let Some(repair) = field(status, "repair") {
+        let r = |k| number(repair, k).unwrap_or(0);
+        let last = number(repair, "last.pass.ms")
+            .map(|ms| format!(", last pass {:.1} s ago", ms as f64 / 1000.0))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "repair: {} copies made ({}), {} failed{last}; a down node's copies count for {} s\n",
+            r("copied"),
+            size_text(r("copied.bytes")),
+            r("failures"),
+            r("grace.ms") / 1000,
+        ));
+    }
+    out
 }
 
 /// Calls `visit(depth, name, is_dir, size)` for everything below the directory `path`, each

@@ -117,7 +117,7 @@ pub fn run(home: &Home, cmd: MsgCmd) -> Result<()> {
 }
 
 /// `2026-11-22T03:04:05.678Z` for milliseconds since the Unix epoch.
-fn format_time_ms(ms: u64) -> String {
+pub(crate) fn format_time_ms(ms: u64) -> String {
     let secs = ms / 1000;
     let days = secs / 86_400;
     let rem = secs % 86_400;

@@ -79,6 +79,44 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", default_value_t = ClientLimits::default().max_connections,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20))]
     pub max_clients: usize,
+    #[command(flatten)]
+    pub fs: FsArgs,
+}
+
+/// Timings of the cluster file system's repair and sweep.
+#[derive(Args, Debug, Clone)]
+pub struct FsArgs {
+    /// Seconds a down node's copies of file chunks still count; after that, chunks it kept
+    /// are copied to other nodes. A node taken out with `plx node remove` counts at once.
+    #[arg(long, value_name = "SECS", default_value_t = 30, env = "PLX_FS_GRACE",
+          value_parser = clap::value_parser!(u64).range(0..=86_400 * 365))]
+    pub fs_grace: u64,
+    /// Most MiB a second the leader copies when it repairs chunks short of copies.
+    #[arg(long, value_name = "MIB", default_value_t = 64, env = "PLX_FS_REPAIR_RATE",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub fs_repair_rate: u64,
+    /// Seconds between sweeps of the node's chunk store (for tests).
+    #[arg(long, value_name = "SECS", default_value_t = 60, env = "PLX_FS_SWEEP_EVERY",
+          hide = true, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub fs_sweep_every: u64,
+    /// Seconds after which a chunk copy nothing lists is deleted (for tests).
+    #[arg(long, value_name = "SECS", default_value_t = 3600, env = "PLX_FS_UNLISTED_AGE",
+          hide = true, value_parser = clap::value_parser!(u64).range(0..=86_400 * 365))]
+    pub fs_unlisted_age: u64,
+}
+
+impl FsArgs {
+    /// The node's file-system timings.
+    pub fn tuning(&self) -> plexus_services::io_fs::FsTuning {
+        use std::time::Duration;
+        plexus_services::io_fs::FsTuning {
+            grace: Duration::from_secs(self.fs_grace),
+            repair_rate: self.fs_repair_rate << 20,
+            sweep_every: Duration::from_secs(self.fs_sweep_every),
+            unlisted_age: Duration::from_secs(self.fs_unlisted_age),
+            ..Default::default()
+        }
+    }
 }
 
 /// `plx node` subcommands.
@@ -138,6 +176,9 @@ pub struct UpArgs {
     /// `plx node --open-registration`).
     #[arg(long)]
     pub open_registration: bool,
+    /// Seconds a down node's copies of file chunks still count (see `plx node --fs-grace`).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400 * 365))]
+    pub fs_grace: Option<u64>,
 }
 
 /// The default data directory of the local node.
@@ -198,6 +239,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     config.eval_memory = args.eval_memory << 20;
     config.clients.max_connections = args.max_clients;
+    config.fs = args.fs.tuning();
     runtime_with(args.threads)?.block_on(async move {
         // Listening for TERM and INT before the socket exists: whoever sees the socket may
         // stop the node, and must find it stopping cleanly.
@@ -365,6 +407,7 @@ struct Launch<'a> {
     cluster: Vec<String>,
     join: Option<&'a str>,
     open_registration: bool,
+    fs_grace: Option<u64>,
 }
 
 /// Starts `plx node` in the background on `launch.data` (logging to `node.log` there) and
@@ -403,6 +446,9 @@ fn launch(
         .stderr(log);
     if let Some(name) = &launch.name {
         cmd.arg("--name").arg(name);
+    }
+    if let Some(secs) = launch.fs_grace {
+        cmd.arg("--fs-grace").arg(secs.to_string());
     }
     if launch.open_registration {
         cmd.arg("--open-registration");
@@ -468,6 +514,7 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
                 cluster: Vec::new(),
                 join: None,
                 open_registration: args.open_registration,
+                fs_grace: args.fs_grace,
             },
         )?;
         eprintln!(
@@ -549,6 +596,7 @@ fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
                     cluster,
                     join: token.as_deref(),
                     open_registration: args.open_registration,
+                    fs_grace: args.fs_grace,
                 },
             )?;
             eprintln!("plx: node {i} up on {addr} (data {})", data.display());

@@ -1111,8 +1111,13 @@ fn a_file_outlives_its_writers_node_and_a_corrupt_copy() {
         b"",
     )
     .ok();
-    let listed = plx.run(&["fs", "ls", "/data", "--socket", &s1], b"").ok();
-    assert!(listed.contains("5000000  set.bin"), "{listed}");
+    let listed = plx
+        .run(&["fs", "ls", "-l", "/data", "--socket", &s1], b"")
+        .ok();
+    assert!(
+        listed.contains("4.8M") && listed.contains("set.bin   (3 copies: n1 n2 n3)"),
+        "{listed}"
+    );
 
     nodes[0].kill9();
     let back = plx.home.path().join("back.bin");
@@ -1152,4 +1157,213 @@ fn a_file_outlives_its_writers_node_and_a_corrupt_copy() {
         read_file(&plx, &nodes[2], "/data/set.bin") == data,
         "read from n3"
     );
+}
+
+/// The chunk files in `node`'s store, by name.
+fn chunk_files(node: &ClusterNode) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(node.data.join("chunks"))
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.len() == 64)
+        .collect()
+}
+
+/// Random-looking bytes (xorshift64*), different for each `seed`: they cut into chunks of
+/// about 1 MiB.
+fn file_bytes(len: u32, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len as usize + 8);
+    while out.len() < len as usize {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len as usize);
+    out
+}
+
+#[test]
+fn after_a_node_is_removed_repair_brings_every_chunk_back_to_three_copies() {
+    let plx = Plx::new();
+    let mut nodes = three_nodes(&plx);
+    let t4 = invite(&plx, &nodes[0]);
+    nodes.push(ClusterNode::spawn(
+        &plx,
+        "n4",
+        &fresh_addr(4),
+        &[],
+        Some(&t4),
+    ));
+    wait_alive(&plx, &nodes, 4, 60);
+    let data = file_bytes(9_000_000, 1);
+    let local = plx.home.path().join("four.bin");
+    std::fs::write(&local, &data).unwrap();
+    let s1 = nodes[0].socket().to_str().unwrap().to_owned();
+    send_ok(&plx, &nodes[0], "{mkdir:`/data`}@io.fs", 30);
+    plx.run(
+        &[
+            "fs",
+            "put",
+            local.to_str().unwrap(),
+            "/data/four.bin",
+            "--socket",
+            &s1,
+        ],
+        b"",
+    )
+    .ok();
+    // Each chunk is on three of the four nodes; take out the node (not n1) with the most.
+    let held: Vec<_> = nodes.iter().map(chunk_files).collect();
+    let all: std::collections::BTreeSet<String> = held.iter().flatten().cloned().collect();
+    assert!(all.len() >= 3, "{} chunks", all.len());
+    for chunk in &all {
+        assert_eq!(
+            held.iter().filter(|h| h.contains(chunk)).count(),
+            3,
+            "{chunk}"
+        );
+    }
+    let gone = (1..4).max_by_key(|&i| held[i].len()).unwrap();
+    let gone_name = nodes[gone].name.clone();
+    nodes[gone].kill9();
+    send_to(&plx, &nodes[0], &format!("(remove {gone_name})@sys.node")).ok();
+    let rest: Vec<&ClusterNode> = nodes.iter().filter(|n| n.name != gone_name).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copies_of = |c: &String| rest.iter().filter(|n| chunk_files(n).contains(c)).count();
+        if all.iter().all(|c| copies_of(c) == 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not repaired: {:?}",
+            all.iter().map(copies_of).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The metadata agrees: nothing short, and the file lists three copies on the rest.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = plx.run(&["fs", "status", "--socket", &s1], b"").ok();
+        if status.contains(" 0 short") && !status.contains(&format!("{gone_name} ")) {
+            assert!(status.contains("0 lost"), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = plx
+        .run(&["fs", "ls", "-l", "/data", "--socket", &s1], b"")
+        .ok();
+    assert!(
+        listed.contains("(3 copies: ") && !listed.contains(&gone_name),
+        "{listed}"
+    );
+    let back = plx.home.path().join("back.bin");
+    plx.run(
+        &[
+            "fs",
+            "get",
+            "/data/four.bin",
+            back.to_str().unwrap(),
+            "--socket",
+            &s1,
+        ],
+        b"",
+    )
+    .ok();
+    assert!(std::fs::read(&back).unwrap() == data);
+}
+
+#[test]
+fn a_put_killed_midway_leaves_the_old_file_and_its_chunks_are_collected() {
+    let plx = Plx::new();
+    let quick_sweep = ["--fs-sweep-every", "1", "--fs-unlisted-age", "2"];
+    let n1 = ClusterNode::spawn(
+        &plx,
+        "n1",
+        &fresh_addr(1),
+        &[&["--init"][..], &quick_sweep[..]].concat(),
+        None,
+    );
+    let t2 = invite(&plx, &n1);
+    let n2 = ClusterNode::spawn(&plx, "n2", &fresh_addr(2), &quick_sweep, Some(&t2));
+    let t3 = invite(&plx, &n1);
+    let n3 = ClusterNode::spawn(&plx, "n3", &fresh_addr(3), &quick_sweep, Some(&t3));
+    let nodes = vec![n1, n2, n3];
+    wait_alive(&plx, &nodes, 3, 60);
+    let s1 = nodes[0].socket().to_str().unwrap().to_owned();
+    let old = file_bytes(3_000_000, 7);
+    let old_path = plx.home.path().join("old.bin");
+    std::fs::write(&old_path, &old).unwrap();
+    plx.run(
+        &[
+            "fs",
+            "put",
+            old_path.to_str().unwrap(),
+            "/f.bin",
+            "--socket",
+            &s1,
+        ],
+        b"",
+    )
+    .ok();
+    let before = chunk_files(&nodes[0]);
+    // A large put, killed once it has staged a few chunks.
+    let new_path = plx.home.path().join("new.bin");
+    std::fs::write(&new_path, file_bytes(200_000_000, 9)).unwrap();
+    let mut put = plx
+        .command(&[
+            "fs",
+            "put",
+            new_path.to_str().unwrap(),
+            "/f.bin",
+            "--socket",
+            &s1,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while chunk_files(&nodes[0]).len() < before.len() + 3 {
+        assert!(Instant::now() < deadline, "the put staged nothing");
+        assert!(
+            put.try_wait().unwrap().is_none(),
+            "the put ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    put.kill().unwrap();
+    put.wait().unwrap();
+    for node in &nodes {
+        assert!(
+            read_file(&plx, node, "/f.bin") == old,
+            "{} reads the old file",
+            node.name
+        );
+    }
+    // The staged chunks no file names are swept from every node; the old file's stay.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for node in &nodes {
+        loop {
+            let now = chunk_files(node);
+            if now == before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {} chunk files, {} before",
+                node.name,
+                now.len(),
+                before.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(read_file(&plx, &nodes[1], "/f.bin") == old);
 }

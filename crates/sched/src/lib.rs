@@ -57,4 +57,4 @@ pub use restart::{
     UnknownRestartPolicy,
 };
 pub use tags::{TagExpr, TagExprError, Tags};
-pub use view::{ClusterView, NodeView};
+pub use view::{ClusterView, Disk, NodeView};

@@ -22,6 +22,18 @@ pub struct NodeView {
     /// Free memory the node measured, when known: placement never counts on more than this,
     /// since processes that reserve nothing still use memory.
     pub measured_free_mem: Option<u64>,
+    /// Free and total bytes of the disk of the node's data directory, when known (the file
+    /// system places chunks by them).
+    pub disk: Option<Disk>,
+}
+
+/// A node's disk: free and total bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Disk {
+    /// Bytes free.
+    pub free: u64,
+    /// Bytes in all.
+    pub total: u64,
 }
 
 impl NodeView {

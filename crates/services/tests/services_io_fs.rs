@@ -6,7 +6,7 @@
 use plexus_identity::{KeyKind, Keypair};
 use plexus_kernel::{Error, Kernel, Policy};
 use plexus_services::directory::SingleNode;
-use plexus_services::io_fs::IoFs;
+use plexus_services::io_fs::{FsTuning, IoFs};
 use plexus_services::testing::{bare_kernel, eval_text};
 use plexus_store::chunks::ChunkStore;
 use plexus_units::{to_text, Unit};
@@ -19,6 +19,11 @@ struct Node {
 }
 
 fn node() -> Node {
+    node_with(None)
+}
+
+/// A node; with `tuning`, its background duties run with it.
+fn node_with(tuning: Option<FsTuning>) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let (kernel, admin) = bare_kernel();
     let db = plexus_services::open_db(&dir.path().join("node.redb")).unwrap();
@@ -27,7 +32,11 @@ fn node() -> Node {
         db,
         chunks,
         SingleNode::shared(&kernel.node().name, Default::default()),
+        tuning.unwrap_or_default(),
     );
+    if tuning.is_some() {
+        service.start(kernel.clone());
+    }
     kernel.register(service, None, Policy::Registered).unwrap();
     let bob = Keypair::generate(KeyKind::User, "bob", &mut rand::rngs::OsRng).unwrap();
     kernel.register_user(bob.public(), "bob").unwrap();
@@ -209,4 +218,81 @@ async fn a_corrupt_chunk_with_no_good_copy_is_an_error_not_bad_data() {
         bytes(n.admin("{read:`/f`}@io.fs").await.unwrap()),
         b"precious bytes"
     );
+}
+
+/// The chunk files in a node's store.
+fn chunk_files(n: &Node) -> usize {
+    std::fs::read_dir(n.dir.path().join("chunks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().len() == 2)
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_no_file_names_are_swept_and_status_counts_copies() {
+    let n = node_with(Some(FsTuning {
+        sweep_every: std::time::Duration::from_millis(50),
+        unlisted_age: std::time::Duration::ZERO,
+        ..FsTuning::default()
+    }));
+    n.admin("{write:`/kept` data:`kept bytes`}@io.fs")
+        .await
+        .unwrap();
+    n.admin("{write:`/gone` data:`gone bytes`}@io.fs")
+        .await
+        .unwrap();
+    // A chunk staged by a write that never committed.
+    n.admin("{stage:x\"00112233\"}@io.fs").await.unwrap();
+    assert_eq!(chunk_files(&n), 3);
+    let status = to_text(&n.admin("status@io.fs").await.unwrap());
+    for part in ["replicas:1", "chunks:2", "ok:2", "short:0", "lost:0"] {
+        assert!(status.contains(part), "{part} in {status}");
+    }
+    let listed = to_text(&n.admin("{ls:`/` copies:t}@io.fs").await.unwrap());
+    assert!(listed.contains("copies:1"), "{listed}");
+    n.admin("{rm:`/gone`}@io.fs").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while chunk_files(&n) != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} chunk files",
+            chunk_files(&n)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        bytes(n.admin("{read:`/kept`}@io.fs").await.unwrap()),
+        b"kept bytes"
+    );
+    let status = to_text(&n.admin("status@io.fs").await.unwrap());
+    assert!(status.contains("chunks:1"), "{status}");
+    assert!(status.contains("swept:2"), "{status}");
+    // Scrub reads what this node keeps; only an admin may ask.
+    let scrubbed = to_text(&n.admin("scrub@io.fs").await.unwrap());
+    assert!(
+        scrubbed.contains("checked:1") && scrubbed.contains("bad:0"),
+        "{scrubbed}"
+    );
+    let e = n.as_user(&n.bob, "scrub@io.fs").await.unwrap_err();
+    assert_eq!(e.code(), "denied", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_a_replaced_version_is_refused() {
+    let n = node();
+    n.admin("{write:`/v` data:`one`}@io.fs").await.unwrap();
+    let stat = to_text(&n.admin("{stat:`/v`}@io.fs").await.unwrap());
+    let version: u64 = stat
+        .split("version:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let read = format!("{{read:`/v` version:{version}}}@io.fs");
+    assert_eq!(bytes(n.admin(&read).await.unwrap()), b"one");
+    n.admin("{write:`/v` data:`two`}@io.fs").await.unwrap();
+    let e = n.admin(&read).await.unwrap_err();
+    assert_eq!(e.code(), "fs.changed", "{e}");
 }

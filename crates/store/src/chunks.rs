@@ -10,8 +10,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use plexus_fs::ChunkRef;
+use plexus_fs::{hash_from_hex, ChunkRef};
 
 /// The largest chunk the store takes (the file system's chunks are at most 4 MiB).
 pub const MAX_CHUNK_BYTES: usize = 16 * 1024 * 1024;
@@ -51,6 +54,20 @@ pub enum ChunkError {
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
     dir: PathBuf,
+    /// Held while a chunk that exists is renewed or an old one deleted, so a sweep never
+    /// deletes a chunk a write has just renewed.
+    renewing: Arc<Mutex<()>>,
+    /// Makes each temporary file's name unique among this process's writes.
+    temps: Arc<AtomicU64>,
+}
+
+/// One chunk file of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// The chunk, with its file's length.
+    pub chunk: ChunkRef,
+    /// When it was written or last renewed.
+    pub modified: SystemTime,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ChunkError + '_ {
@@ -75,7 +92,16 @@ impl ChunkStore {
                 }
             }
         }
-        Ok(ChunkStore { dir })
+        Ok(ChunkStore {
+            dir,
+            renewing: Arc::default(),
+            temps: Arc::default(),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where the chunk `hex` lives.
@@ -84,7 +110,7 @@ impl ChunkStore {
     }
 
     /// Stores `bytes` as the chunk `chunk` (checked), durably; storing a chunk the store has
-    /// does nothing more.
+    /// renews its file's time, so the sweep sees it as new.
     pub fn put(&self, chunk: &ChunkRef, bytes: &[u8]) -> Result<(), ChunkError> {
         if bytes.len() > MAX_CHUNK_BYTES {
             return Err(ChunkError::TooLarge(bytes.len()));
@@ -97,15 +123,16 @@ impl ChunkStore {
             });
         }
         let path = self.path_of(&hex);
-        if path
-            .metadata()
-            .is_ok_and(|m| m.len() == u64::from(chunk.len))
-        {
+        if self.renew(&path, chunk.len) {
             return Ok(());
         }
         let dir = path.parent().unwrap_or(&self.dir).to_owned();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let temp = dir.join(format!("{hex}.{}.tmp", std::process::id()));
+        let temp = dir.join(format!(
+            "{hex}.{}.{}.tmp",
+            std::process::id(),
+            self.temps.fetch_add(1, Ordering::Relaxed)
+        ));
         let written = std::fs::File::create(&temp)
             .and_then(|mut file| {
                 file.write_all(bytes)?;
@@ -118,6 +145,95 @@ impl ChunkStore {
             return Err(ChunkError::Io { path, source });
         }
         Ok(())
+    }
+
+    /// Sets the time of the chunk file at `path` to now if it exists with `len` bytes.
+    fn renew(&self, path: &Path, len: u32) -> bool {
+        let _held = self.renewing.lock();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|file| {
+                if file.metadata()?.len() != u64::from(len) {
+                    return Err(std::io::ErrorKind::InvalidData.into());
+                }
+                file.set_modified(SystemTime::now())
+            })
+            .is_ok()
+    }
+
+    /// Deletes the chunk `hash` if its file is older than `age` (not written or renewed
+    /// since): what a sweep does, safe against a write renewing it at the same moment.
+    /// Whether it was deleted.
+    pub fn remove_if_older(&self, hash: &[u8; 32], age: Duration) -> Result<bool, ChunkError> {
+        let hex = ChunkRef {
+            hash: *hash,
+            len: 0,
+        }
+        .hex();
+        let path = self.path_of(&hex);
+        let _held = self.renewing.lock();
+        let old = path
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age));
+        if !old {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(ChunkError::Io { path, source }),
+        }
+    }
+
+    /// Every chunk file of the store, with its length and time (bytes unchecked).
+    pub fn list(&self) -> Result<Vec<Held>, ChunkError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .flatten()
+        {
+            if entry.file_name().len() != 2 || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            for inner in std::fs::read_dir(entry.path())
+                .map_err(io(&self.dir))?
+                .flatten()
+            {
+                let name = inner.file_name();
+                let Some(hash) = name
+                    .to_str()
+                    .filter(|n| n.len() == 64)
+                    .and_then(hash_from_hex)
+                else {
+                    continue;
+                };
+                let Ok(meta) = inner.metadata() else { continue };
+                out.push(Held {
+                    chunk: ChunkRef {
+                        hash,
+                        len: u32::try_from(meta.len()).unwrap_or(u32::MAX),
+                    },
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes chunks moved to `corrupt/` longer than `age` ago (kept a while to look at).
+    pub fn forget_corrupt(&self, age: Duration) {
+        let dir = self.dir.join("corrupt");
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age));
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The bytes of `chunk`, checked against its hash.
@@ -216,6 +332,37 @@ mod tests {
     }
 
     #[test]
+    fn only_chunks_older_than_the_age_are_swept_and_a_put_renews() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let bytes = b"swept".to_vec();
+        let chunk = ChunkRef::of(&bytes);
+        store.put(&chunk, &bytes).unwrap();
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].chunk, chunk);
+        assert!(!store
+            .remove_if_older(&chunk.hash, Duration::from_secs(60))
+            .unwrap());
+        let path = dir.path().join(&chunk.hex()[..2]).join(chunk.hex());
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        // A write of the same chunk renews it: not old any more.
+        store.put(&chunk, &bytes).unwrap();
+        assert!(!store
+            .remove_if_older(&chunk.hash, Duration::from_secs(60))
+            .unwrap());
+        assert!(store.remove_if_older(&chunk.hash, Duration::ZERO).unwrap());
+        assert!(!store.has(&chunk));
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_corrupt_chunk_is_moved_aside_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
@@ -243,7 +390,7 @@ mod tests {
         let sub = dir.path().join(&chunk.hex()[..2]);
         std::fs::create_dir_all(&sub).unwrap();
         // What a writer killed between write and rename leaves.
-        let temp = sub.join(format!("{}.99.tmp", chunk.hex()));
+        let temp = sub.join(format!("{}.99.0.tmp", chunk.hex()));
         std::fs::write(&temp, &bytes[..50]).unwrap();
         assert!(!store.has(&chunk));
         drop(store);

@@ -54,13 +54,8 @@ const USER_INVITES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("user
 /// The process table ([`crate::ProcTables`]).
 const PROCS: ProcTables = ProcTables::new("procs", "procs.ended", "procs.by_name", "procs.live");
 /// The file tree of a single node (`docs/fs.md`).
-const FS: crate::fs::FsTables = crate::fs::FsTables::new(
-    "fs.inodes",
-    "fs.entries",
-    "fs.chunk_refs",
-    "fs.garbage",
-    "fs.counters",
-);
+const FS: crate::fs::FsTables =
+    crate::fs::FsTables::new("fs.inodes", "fs.entries", "fs.chunks", "fs.counters");
 
 /// Memory redb may keep for a database's pages (read cache and unwritten pages together), for
 /// `node.redb` and `cluster.redb` alike. redb's default (1 GiB) let it grow with every write:
@@ -882,6 +877,38 @@ impl crate::fs::FsMeta for NodeDb {
         Box::pin(async move {
             blocking(move || FS.list(&db.inner.db.begin_read().db()?, &actor, &path)).await?
         })
+    }
+
+    fn chunk_rows_of(
+        &self,
+        hashes: Vec<[u8; 32]>,
+    ) -> BoxFuture<'_, Result<Vec<Option<crate::fs::ChunkRow>>, crate::fs::FsError>> {
+        let db = self.clone();
+        Box::pin(async move {
+            blocking(move || {
+                let txn = db.inner.db.begin_read().db()?;
+                let rows: Result<Vec<_>, StoreError> =
+                    hashes.iter().map(|h| FS.chunk_row(&txn, h)).collect();
+                Ok(rows?)
+            })
+            .await?
+        })
+    }
+
+    fn chunk_rows(
+        &self,
+        after: Option<[u8; 32]>,
+        max: usize,
+    ) -> BoxFuture<'_, Result<crate::fs::ChunkPage, crate::fs::FsError>> {
+        let db = self.clone();
+        Box::pin(async move {
+            blocking(move || Ok(FS.chunk_rows(&db.inner.db.begin_read().db()?, after, max)?))
+                .await?
+        })
+    }
+
+    fn leads(&self) -> bool {
+        true
     }
 }
 

@@ -6,12 +6,15 @@
 //! resolved inside the transaction (each directory on the way needs `x`), so an operation is
 //! atomic and linearizable with the log; `rename` moves one entry in one transaction. A file's
 //! content is its list of chunks ([`ChunkRef`]), replaced whole by [`FsTables::put_file`]:
-//! a reader sees the old list or the new one, never a mix. Each chunk's references are
-//! counted; a chunk no file names any more is listed as garbage for the chunk stores to
-//! delete. Layout and rules: `docs/fs.md`.
+//! a reader sees the old list or the new one, never a mix. Each chunk has a row with its
+//! references and its **homes**, the nodes that keep a copy; the row goes when no file names
+//! the chunk any more, and the nodes' sweeps then delete their copies. Layout and rules:
+//! `docs/fs.md`.
 
 use plexus_fs::{check, Access, Actor, ChunkRef, Denied, FsPath, PathError, MODE_BITS};
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DbResult, StoreError};
@@ -20,6 +23,12 @@ use crate::error::{DbResult, StoreError};
 pub const ROOT: u64 = 1;
 /// The encoding version of a stored [`Inode`].
 pub const INODE_ENCODING: u8 = 1;
+/// The encoding version of a stored [`ChunkRow`].
+pub const CHUNK_ENCODING: u8 = 1;
+/// Most homes one chunk lists.
+pub const MAX_HOMES: usize = 16;
+/// Longest node name a home is.
+pub const MAX_HOME_BYTES: usize = 255;
 /// Most entries one directory holds.
 pub const MAX_DIR_ENTRIES: u64 = 1_000_000;
 /// Most chunks one file has (4 MiB chunks: files up to 256 GiB).
@@ -103,6 +112,54 @@ impl Inode {
     }
 }
 
+/// What the metadata knows of one chunk that files name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRow {
+    /// How many chunk entries of files name it.
+    pub refs: u64,
+    /// Its length in bytes.
+    pub len: u32,
+    /// The nodes that keep a copy, by name (unsorted, each once).
+    pub homes: Vec<String>,
+}
+
+impl ChunkRow {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![CHUNK_ENCODING];
+        if let Ok(body) = postcard::to_extend(self, Vec::new()) {
+            out.extend(body);
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<ChunkRow, StoreError> {
+        match bytes.split_first() {
+            Some((&CHUNK_ENCODING, body)) => match postcard::take_from_bytes(body) {
+                Ok((row, [])) => Ok(row),
+                Ok(_) => Err(StoreError::Corrupt("bytes after a chunk row".to_owned())),
+                Err(e) => Err(StoreError::Corrupt(format!("a chunk row: {e}"))),
+            },
+            _ => Err(StoreError::Corrupt(
+                "a chunk row of an unknown encoding".to_owned(),
+            )),
+        }
+    }
+}
+
+/// A page of chunk rows by hash, as [`FsTables::chunk_rows`] reads them.
+pub type ChunkPage = Vec<([u8; 32], ChunkRow)>;
+
+/// Nodes that now keep a copy of a chunk, as a write or a repair reports them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Homes {
+    /// The chunk's hash.
+    pub hash: [u8; 32],
+    /// Nodes to list as keeping it.
+    pub add: Vec<String>,
+    /// Nodes to stop listing.
+    pub drop: Vec<String>,
+}
+
 /// A change to the tree, as a replicated log entry carries it (paths as text, parsed when
 /// applied: a bad one is refused there, `arg.bad`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +179,8 @@ pub enum FsOp {
         mode: u16,
         /// Its content.
         chunks: Vec<StoredChunk>,
+        /// The nodes that keep its new chunks (listed in addition to known homes).
+        homes: Vec<Homes>,
     },
     /// [`FsTables::remove`].
     Remove {
@@ -149,10 +208,10 @@ pub enum FsOp {
         /// Its new owner.
         owner: [u8; 32],
     },
-    /// [`FsTables::collected`], by an admin (a node's collector).
-    Collected {
-        /// The chunks deleted from the stores.
-        hashes: Vec<[u8; 32]>,
+    /// [`FsTables::rehome`], by an admin (a node's repair or sweep).
+    Rehome {
+        /// The changes, chunk by chunk.
+        changes: Vec<Homes>,
     },
 }
 
@@ -175,6 +234,22 @@ pub trait FsMeta: Send + Sync {
         actor: Actor,
         path: FsPath,
     ) -> crate::BoxFuture<'_, Result<Vec<(String, Stat)>, FsError>>;
+    /// The rows of the chunks `hashes` (`None` for a chunk no file names), from this node's
+    /// copy of the tree: no read barrier, so it may be a moment behind.
+    fn chunk_rows_of(
+        &self,
+        hashes: Vec<[u8; 32]>,
+    ) -> crate::BoxFuture<'_, Result<Vec<Option<ChunkRow>>, FsError>>;
+    /// Up to `max` chunk rows after `after` in hash order ([`FsTables::chunk_rows`]), from
+    /// this node's copy of the tree.
+    fn chunk_rows(
+        &self,
+        after: Option<[u8; 32]>,
+        max: usize,
+    ) -> crate::BoxFuture<'_, Result<ChunkPage, FsError>>;
+    /// Whether this node runs the tree's cluster-wide duties (repair): a cluster's leader, or
+    /// a single node.
+    fn leads(&self) -> bool;
 }
 
 /// Every row of the tables, as a snapshot carries them.
@@ -184,10 +259,8 @@ pub struct FsDump {
     pub inodes: Vec<(u64, Vec<u8>)>,
     /// (directory, name, inode number).
     pub entries: Vec<(u64, String, u64)>,
-    /// (chunk hash, references).
-    pub chunk_refs: Vec<([u8; 32], u64)>,
-    /// Chunks no file names.
-    pub garbage: Vec<[u8; 32]>,
+    /// (chunk hash, encoded [`ChunkRow`]).
+    pub chunks: Vec<([u8; 32], Vec<u8>)>,
     /// The next inode number.
     pub next_ino: u64,
 }
@@ -272,10 +345,8 @@ pub struct FsTables {
     inodes: TableDefinition<'static, u64, &'static [u8]>,
     /// (directory, name) → inode number.
     entries: TableDefinition<'static, (u64, &'static str), u64>,
-    /// chunk hash → how many chunk entries of files name it.
-    chunk_refs: TableDefinition<'static, &'static [u8; 32], u64>,
-    /// chunk hash → () for chunks no file names any more, for the stores to delete.
-    garbage: TableDefinition<'static, &'static [u8; 32], ()>,
+    /// chunk hash → encoded [`ChunkRow`], for chunks files name.
+    chunks: TableDefinition<'static, &'static [u8; 32], &'static [u8]>,
     /// `next_ino` → the next inode number.
     counters: TableDefinition<'static, &'static str, u64>,
 }
@@ -293,26 +364,25 @@ impl FsTables {
     pub const fn new(
         inodes: &'static str,
         entries: &'static str,
-        chunk_refs: &'static str,
-        garbage: &'static str,
+        chunks: &'static str,
         counters: &'static str,
     ) -> FsTables {
         FsTables {
             inodes: TableDefinition::new(inodes),
             entries: TableDefinition::new(entries),
-            chunk_refs: TableDefinition::new(chunk_refs),
-            garbage: TableDefinition::new(garbage),
+            chunks: TableDefinition::new(chunks),
             counters: TableDefinition::new(counters),
         }
     }
 
     /// Creates the tables if missing, and `/` if there is none: mode 0o755, owned by no user
     /// (the all-zero key), so only an admin adds entries at the top (`/home`, `/data`).
+    /// Files without chunk rows (a tree from before rows existed) get theirs, with no homes
+    /// listed: each node's sweep lists its copies again.
     pub fn create(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        self.rebuild_chunk_rows(txn)?;
         let mut inodes = txn.open_table(self.inodes).db()?;
         txn.open_table(self.entries).db()?;
-        txn.open_table(self.chunk_refs).db()?;
-        txn.open_table(self.garbage).db()?;
         let mut counters = txn.open_table(self.counters).db()?;
         if inodes.get(ROOT).db()?.is_none() {
             let root = Inode {
@@ -393,7 +463,9 @@ impl FsTables {
 
     /// Makes the file `path` hold `chunks` (in order), creating it with `mode` if it does
     /// not exist (its parent needs `w` and `x`) or replacing its content whole if it does (it
-    /// needs `w`; its mode and owner stay). The old chunks lose a reference.
+    /// needs `w`; its mode and owner stay). The old chunks lose a reference; `homes` lists
+    /// the nodes that keep the new ones ([`FsTables::rehome`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn put_file(
         &self,
         txn: &WriteTransaction,
@@ -401,6 +473,7 @@ impl FsTables {
         path: &FsPath,
         mode: u16,
         chunks: &[ChunkRef],
+        homes: &[Homes],
         now_ms: u64,
     ) -> Result<Stat, FsError> {
         if chunks.len() > MAX_FILE_CHUNKS {
@@ -412,13 +485,16 @@ impl FsTables {
         let stored: Vec<StoredChunk> = chunks.iter().map(|&c| c.into()).collect();
         let found = self.resolve_write(txn, actor, path)?;
         let Some((ino, old)) = found.node else {
-            return self.make(txn, actor, path, mode, now_ms, Kind::File, stored);
+            let made = self.make(txn, actor, path, mode, now_ms, Kind::File, stored)?;
+            self.rehome(txn, homes)?;
+            return Ok(made);
         };
         if old.kind == Kind::Dir {
             return Err(FsError::IsDir(path.clone()));
         }
         check(actor, &old.owner, old.mode, Access::Write, path.as_str())?;
         self.count_refs(txn, &stored, &old.chunks)?;
+        self.rehome(txn, homes)?;
         let inode = Inode {
             size: size_of(&stored),
             mtime_ms: now_ms,
@@ -607,27 +683,69 @@ impl FsTables {
         Ok(Stat { ino, inode })
     }
 
-    /// The chunks no file names any more (for the chunk stores to delete), up to `max`.
-    pub fn garbage(&self, txn: &ReadTransaction, max: usize) -> Result<Vec<[u8; 32]>, StoreError> {
-        let table = txn.open_table(self.garbage).db()?;
+    /// The row of the chunk `hash`, if a file names it.
+    pub fn chunk_row(
+        &self,
+        txn: &ReadTransaction,
+        hash: &[u8; 32],
+    ) -> Result<Option<ChunkRow>, StoreError> {
+        let table = txn.open_table(self.chunks).db()?;
+        let row = table.get(hash).db()?;
+        row.map(|r| ChunkRow::decode(r.value())).transpose()
+    }
+
+    /// Up to `max` chunk rows in hash order, after `after` (from the first with `None`): a
+    /// scan of every chunk in pages.
+    pub fn chunk_rows(
+        &self,
+        txn: &ReadTransaction,
+        after: Option<[u8; 32]>,
+        max: usize,
+    ) -> Result<ChunkPage, StoreError> {
+        let table = txn.open_table(self.chunks).db()?;
+        let rows = match &after {
+            Some(after) => table
+                .range::<&[u8; 32]>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => table.range::<&[u8; 32]>(..),
+        }
+        .db()?;
         let mut out = Vec::new();
-        for row in table.iter().db()?.take(max) {
-            out.push(*row.db()?.0.value());
+        for row in rows.take(max) {
+            let (hash, bytes) = row.db()?;
+            out.push((*hash.value(), ChunkRow::decode(bytes.value())?));
         }
         Ok(out)
     }
 
-    /// How many chunk entries of files name `hash`.
-    pub fn chunk_refs(&self, txn: &ReadTransaction, hash: &[u8; 32]) -> Result<u64, StoreError> {
-        let table = txn.open_table(self.chunk_refs).db()?;
-        Ok(table.get(hash).db()?.map_or(0, |g| g.value()))
-    }
-
-    /// Forgets chunks collected from the stores.
-    pub fn collected(&self, txn: &WriteTransaction, hashes: &[[u8; 32]]) -> Result<(), StoreError> {
-        let mut table = txn.open_table(self.garbage).db()?;
-        for hash in hashes {
-            table.remove(hash).db()?;
+    /// Lists and unlists homes of chunks. A change for a chunk no file names (collected since)
+    /// is skipped; a chunk lists each node once and at most [`MAX_HOMES`].
+    pub fn rehome(&self, txn: &WriteTransaction, changes: &[Homes]) -> Result<(), FsError> {
+        let mut table = txn.open_table(self.chunks).db()?;
+        for change in changes {
+            if change
+                .add
+                .iter()
+                .any(|n| n.is_empty() || n.len() > MAX_HOME_BYTES)
+            {
+                return Err(FsError::Invalid(format!(
+                    "a home is a node name of 1 to {MAX_HOME_BYTES} bytes"
+                )));
+            }
+            let Some(mut row) = table
+                .get(&change.hash)
+                .db()?
+                .map(|r| ChunkRow::decode(r.value()))
+                .transpose()?
+            else {
+                continue;
+            };
+            row.homes.retain(|h| !change.drop.contains(h));
+            for node in &change.add {
+                if !row.homes.contains(node) && row.homes.len() < MAX_HOMES {
+                    row.homes.push(node.clone());
+                }
+            }
+            table.insert(&change.hash, row.encode().as_slice()).db()?;
         }
         Ok(())
     }
@@ -644,9 +762,15 @@ impl FsTables {
             FsOp::Mkdir { path, mode } => self
                 .mkdir(txn, actor, &FsPath::parse(path)?, *mode, now_ms)
                 .map(drop),
-            FsOp::PutFile { path, mode, chunks } => {
+            FsOp::PutFile {
+                path,
+                mode,
+                chunks,
+                homes,
+            } => {
                 let chunks: Vec<ChunkRef> = chunks.iter().map(|&c| c.into()).collect();
-                self.put_file(txn, actor, &FsPath::parse(path)?, *mode, &chunks, now_ms)
+                let path = FsPath::parse(path)?;
+                self.put_file(txn, actor, &path, *mode, &chunks, homes, now_ms)
                     .map(drop)
             }
             FsOp::Remove { path } => self.remove(txn, actor, &FsPath::parse(path)?, now_ms),
@@ -663,13 +787,13 @@ impl FsTables {
             FsOp::Chown { path, owner } => self
                 .chown(txn, actor, &FsPath::parse(path)?, *owner)
                 .map(drop),
-            FsOp::Collected { hashes } => {
+            FsOp::Rehome { changes } => {
                 if !actor.admin {
                     return Err(FsError::Invalid(
-                        "only a node (as admin) reports collected chunks".to_owned(),
+                        "only a node (as admin) changes where chunks are kept".to_owned(),
                     ));
                 }
-                Ok(self.collected(txn, hashes)?)
+                self.rehome(txn, changes)
             }
         }
     }
@@ -686,12 +810,9 @@ impl FsTables {
             let (dir, name) = key.value();
             dump.entries.push((dir, name.to_owned(), ino.value()));
         }
-        for row in txn.open_table(self.chunk_refs).db()?.iter().db()? {
-            let (hash, n) = row.db()?;
-            dump.chunk_refs.push((*hash.value(), n.value()));
-        }
-        for row in txn.open_table(self.garbage).db()?.iter().db()? {
-            dump.garbage.push(*row.db()?.0.value());
+        for row in txn.open_table(self.chunks).db()?.iter().db()? {
+            let (hash, bytes) = row.db()?;
+            dump.chunks.push((*hash.value(), bytes.value().to_vec()));
         }
         dump.next_ino = txn
             .open_table(self.counters)
@@ -707,13 +828,11 @@ impl FsTables {
     pub fn restore(&self, txn: &WriteTransaction, dump: &FsDump) -> Result<(), StoreError> {
         let mut inodes = txn.open_table(self.inodes).db()?;
         let mut entries = txn.open_table(self.entries).db()?;
-        let mut refs = txn.open_table(self.chunk_refs).db()?;
-        let mut garbage = txn.open_table(self.garbage).db()?;
+        let mut chunks = txn.open_table(self.chunks).db()?;
         let mut counters = txn.open_table(self.counters).db()?;
         inodes.retain(|_, _| false).db()?;
         entries.retain(|_, _| false).db()?;
-        refs.retain(|_, _| false).db()?;
-        garbage.retain(|_, _| false).db()?;
+        chunks.retain(|_, _| false).db()?;
         for (ino, bytes) in &dump.inodes {
             Inode::decode(bytes)?;
             inodes.insert(*ino, bytes.as_slice()).db()?;
@@ -721,11 +840,9 @@ impl FsTables {
         for (dir, name, ino) in &dump.entries {
             entries.insert((*dir, name.as_str()), *ino).db()?;
         }
-        for (hash, n) in &dump.chunk_refs {
-            refs.insert(hash, *n).db()?;
-        }
-        for hash in &dump.garbage {
-            garbage.insert(hash, ()).db()?;
+        for (hash, bytes) in &dump.chunks {
+            ChunkRow::decode(bytes)?;
+            chunks.insert(hash, bytes.as_slice()).db()?;
         }
         counters.insert("next_ino", dump.next_ino).db()?;
         Ok(())
@@ -811,32 +928,56 @@ impl FsTables {
     }
 
     /// One more reference for each of `added`, one less for each of `dropped`; a chunk left
-    /// with none becomes garbage, and one named again stops being garbage.
+    /// with none loses its row (the stores' sweeps then delete its copies).
     fn count_refs(
         &self,
         txn: &WriteTransaction,
         added: &[StoredChunk],
         dropped: &[StoredChunk],
     ) -> Result<(), StoreError> {
-        let mut refs = txn.open_table(self.chunk_refs).db()?;
-        let mut garbage = txn.open_table(self.garbage).db()?;
+        let mut table = txn.open_table(self.chunks).db()?;
+        let load = |table: &redb::Table<&[u8; 32], &[u8]>, hash: &[u8; 32]| {
+            table
+                .get(hash)
+                .db()?
+                .map(|r| ChunkRow::decode(r.value()))
+                .transpose()
+        };
         for c in added {
-            let n = refs.get(&c.hash).db()?.map_or(0, |g| g.value());
-            refs.insert(&c.hash, n + 1).db()?;
-            if n == 0 {
-                garbage.remove(&c.hash).db()?;
-            }
+            let mut row = load(&table, &c.hash)?.unwrap_or_else(|| ChunkRow {
+                refs: 0,
+                len: c.len,
+                homes: Vec::new(),
+            });
+            row.refs += 1;
+            table.insert(&c.hash, row.encode().as_slice()).db()?;
         }
         for c in dropped {
-            let n = refs.get(&c.hash).db()?.map_or(0, |g| g.value());
-            if n <= 1 {
-                refs.remove(&c.hash).db()?;
-                garbage.insert(&c.hash, ()).db()?;
-            } else {
-                refs.insert(&c.hash, n - 1).db()?;
+            match load(&table, &c.hash)? {
+                Some(mut row) if row.refs > 1 => {
+                    row.refs -= 1;
+                    table.insert(&c.hash, row.encode().as_slice()).db()?;
+                }
+                _ => {
+                    table.remove(&c.hash).db()?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Gives every chunk files name a row, if the chunk table is empty while files have
+    /// chunks: what a tree kept before chunk rows existed needs.
+    fn rebuild_chunk_rows(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        if !ReadableTableMetadata::is_empty(&txn.open_table(self.chunks).db()?).db()? {
+            return Ok(());
+        }
+        let mut named = Vec::new();
+        for row in txn.open_table(self.inodes).db()?.iter().db()? {
+            let (_, bytes) = row.db()?;
+            named.extend(Inode::decode(bytes.value())?.chunks);
+        }
+        self.count_refs(txn, &named, &[])
     }
 }
 

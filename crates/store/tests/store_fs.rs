@@ -6,18 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_fs::{Actor, ChunkRef, FsPath};
-use plexus_store::fs::{FsError, FsTables, Kind};
+use plexus_store::fs::{FsError, FsTables, Homes, Kind};
 use proptest::prelude::*;
 use redb::backends::InMemoryBackend;
 use redb::Database;
 
-const TABLES: FsTables = FsTables::new(
-    "fs.inodes",
-    "fs.entries",
-    "fs.chunk_refs",
-    "fs.garbage",
-    "fs.counters",
-);
+const TABLES: FsTables = FsTables::new("fs.inodes", "fs.entries", "fs.chunks", "fs.counters");
 const ADMIN: Actor = Actor {
     user: [0; 32],
     admin: true,
@@ -90,6 +84,7 @@ fn files_and_directories_are_made_listed_moved_and_removed() {
             &p("/data/a.csv"),
             0o644,
             &[chunk(1, 100), chunk(2, 50)],
+            &[],
             20,
         )
     })
@@ -111,7 +106,7 @@ fn files_and_directories_are_made_listed_moved_and_removed() {
 
     // Replacing content keeps the inode, its owner and mode.
     let again = write(&db, |t| {
-        TABLES.put_file(t, &ME, &p("/data/a.csv"), 0o600, &[chunk(3, 7)], 30)
+        TABLES.put_file(t, &ME, &p("/data/a.csv"), 0o600, &[chunk(3, 7)], &[], 30)
     })
     .unwrap();
     assert_eq!(
@@ -172,6 +167,7 @@ fn files_and_directories_are_made_listed_moved_and_removed() {
             &p("/data/sub"),
             0o644,
             &[],
+            &[],
             60
         ))),
         "fs.is.dir"
@@ -214,45 +210,74 @@ fn files_and_directories_are_made_listed_moved_and_removed() {
     assert_eq!(data.inode.size, 0);
 }
 
+/// The homes listed for `hash`, or `None` without a row.
+fn homes(db: &Database, hash: u8) -> Option<(u64, Vec<String>)> {
+    TABLES
+        .chunk_row(&db.begin_read().unwrap(), &[hash; 32])
+        .unwrap()
+        .map(|r| (r.refs, r.homes))
+}
+
+fn at(hash: u8, add: &[&str], drop: &[&str]) -> Homes {
+    Homes {
+        hash: [hash; 32],
+        add: add.iter().map(|s| (*s).to_owned()).collect(),
+        drop: drop.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
 #[test]
-fn chunks_no_file_names_become_garbage() {
+fn chunk_rows_count_references_and_list_homes_until_no_file_names_them() {
     let db = db();
     write(&db, |t| {
-        TABLES.put_file(t, &ADMIN, &p("/a"), 0o644, &[chunk(1, 1), chunk(2, 1)], 1)
+        let chunks = [chunk(1, 1), chunk(2, 1)];
+        let placed = [at(1, &["n1", "n2"], &[]), at(2, &["n1"], &[])];
+        TABLES.put_file(t, &ADMIN, &p("/a"), 0o644, &chunks, &placed, 1)
     })
     .unwrap();
     write(&db, |t| {
-        TABLES.put_file(t, &ADMIN, &p("/b"), 0o644, &[chunk(2, 1)], 1)
+        let placed = [at(2, &["n3", "n1"], &[])];
+        TABLES.put_file(t, &ADMIN, &p("/b"), 0o644, &[chunk(2, 1)], &placed, 1)
     })
     .unwrap();
-    let read = db.begin_read().unwrap();
-    assert_eq!(TABLES.chunk_refs(&read, &[2; 32]).unwrap(), 2);
-    assert!(TABLES.garbage(&read, 10).unwrap().is_empty());
-    drop(read);
+    assert_eq!(homes(&db, 1), Some((1, vec!["n1".into(), "n2".into()])));
+    assert_eq!(homes(&db, 2), Some((2, vec!["n1".into(), "n3".into()])));
+    // Replaced: chunk 1 is named no more and loses its row.
     write(&db, |t| {
-        TABLES.put_file(t, &ADMIN, &p("/a"), 0o644, &[chunk(3, 1)], 2)
+        TABLES.put_file(t, &ADMIN, &p("/a"), 0o644, &[chunk(3, 1)], &[], 2)
     })
     .unwrap();
-    let read = db.begin_read().unwrap();
-    assert_eq!(TABLES.garbage(&read, 10).unwrap(), [[1; 32]]);
-    assert_eq!(TABLES.chunk_refs(&read, &[2; 32]).unwrap(), 1);
-    drop(read);
-    // Named again before it was collected: no longer garbage.
-    write(&db, |t| {
-        TABLES.put_file(t, &ADMIN, &p("/c"), 0o644, &[chunk(1, 1)], 3)
-    })
-    .unwrap();
-    write(&db, |t| TABLES.remove(t, &ADMIN, &p("/b"), 3)).unwrap();
-    let read = db.begin_read().unwrap();
-    assert_eq!(TABLES.garbage(&read, 10).unwrap(), [[2; 32]]);
-    drop(read);
+    assert_eq!(homes(&db, 1), None);
+    assert_eq!(homes(&db, 2), Some((1, vec!["n1".into(), "n3".into()])));
+    assert_eq!(homes(&db, 3), Some((1, vec![])));
+    // Rehoming: drops then adds, each node once, rows of unnamed chunks untouched.
     let txn = db.begin_write().unwrap();
-    TABLES.collected(&txn, &[[2; 32]]).unwrap();
+    TABLES
+        .rehome(&txn, &[at(2, &["n4", "n3"], &["n1"]), at(1, &["n9"], &[])])
+        .unwrap();
     txn.commit().unwrap();
-    assert!(TABLES
-        .garbage(&db.begin_read().unwrap(), 10)
-        .unwrap()
-        .is_empty());
+    assert_eq!(homes(&db, 2), Some((1, vec!["n3".into(), "n4".into()])));
+    assert_eq!(homes(&db, 1), None);
+    let bad = db.begin_write().unwrap();
+    let long = "n".repeat(300);
+    assert_eq!(
+        TABLES
+            .rehome(&bad, &[at(2, &[&long], &[])])
+            .unwrap_err()
+            .code(),
+        "arg.bad"
+    );
+    drop(bad);
+    let rows = TABLES
+        .chunk_rows(&db.begin_read().unwrap(), None, 10)
+        .unwrap();
+    assert_eq!(rows.iter().map(|(h, _)| h[0]).collect::<Vec<_>>(), [2, 3]);
+    let rest = TABLES
+        .chunk_rows(&db.begin_read().unwrap(), Some([2; 32]), 10)
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    write(&db, |t| TABLES.remove(t, &ADMIN, &p("/b"), 3)).unwrap();
+    assert_eq!(homes(&db, 2), None);
 }
 
 #[test]
@@ -262,7 +287,7 @@ fn owners_and_modes_are_checked_on_every_operation() {
     write(&db, |t| TABLES.mkdir(t, &ADMIN, &p("/home/me"), 0o755, 1)).unwrap();
     write(&db, |t| TABLES.chown(t, &ADMIN, &p("/home/me"), ME.user)).unwrap();
     write(&db, |t| {
-        TABLES.put_file(t, &ME, &p("/home/me/notes"), 0o644, &[chunk(1, 5)], 2)
+        TABLES.put_file(t, &ME, &p("/home/me/notes"), 0o644, &[chunk(1, 5)], &[], 2)
     })
     .unwrap();
     let code = |r: Result<(), FsError>| r.unwrap_err().code().to_owned();
@@ -272,13 +297,13 @@ fn owners_and_modes_are_checked_on_every_operation() {
         .is_ok());
     assert_eq!(
         code(write(&db, |t| TABLES
-            .put_file(t, &YOU, &p("/home/me/notes"), 0o644, &[], 3)
+            .put_file(t, &YOU, &p("/home/me/notes"), 0o644, &[], &[], 3)
             .map(drop))),
         "denied"
     );
     assert_eq!(
         code(write(&db, |t| TABLES
-            .put_file(t, &YOU, &p("/home/me/mine"), 0o644, &[], 3)
+            .put_file(t, &YOU, &p("/home/me/mine"), 0o644, &[], &[], 3)
             .map(drop))),
         "denied"
     );
@@ -480,7 +505,7 @@ proptest! {
 
     /// Random operations give the model's outcome, one after another, and leave the model's
     /// tree; every chunk's reference count is how many times files name it, and a chunk named
-    /// once but no more is garbage.
+    /// once but no more has no row.
     #[test]
     fn the_tables_follow_a_model(ops in proptest::collection::vec(op(), 1..40)) {
         let db = db();
@@ -492,7 +517,7 @@ proptest! {
                 Op::Mkdir(path) => TABLES.mkdir(t, &ADMIN, &p(path), 0o755, now).map(drop),
                 Op::Put(path, chunks) => {
                     let refs: Vec<ChunkRef> = chunks.iter().map(|&c| chunk(c, 10)).collect();
-                    TABLES.put_file(t, &ADMIN, &p(path), 0o644, &refs, now).map(drop)
+                    TABLES.put_file(t, &ADMIN, &p(path), 0o644, &refs, &[], now).map(drop)
                 }
                 Op::Remove(path) => TABLES.remove(t, &ADMIN, &p(path), now),
                 Op::Rename(from, to) => TABLES.rename(t, &ADMIN, &p(from), &p(to), now),
@@ -512,14 +537,13 @@ proptest! {
         tree(&db, "/", &mut found);
         prop_assert_eq!(&found, &model);
         let read = db.begin_read().unwrap();
-        let garbage: BTreeSet<u8> = TABLES.garbage(&read, 100).unwrap().iter().map(|h| h[0]).collect();
         for c in ever {
             let named = model.values().map(|n| match n {
                 Node::File(cs) => cs.iter().filter(|&&x| x == c).count() as u64,
                 Node::Dir => 0,
             }).sum::<u64>();
-            prop_assert_eq!(TABLES.chunk_refs(&read, &[c; 32]).unwrap(), named, "chunk {}", c);
-            prop_assert_eq!(garbage.contains(&c), named == 0, "chunk {} garbage", c);
+            let row = TABLES.chunk_row(&read, &[c; 32]).unwrap();
+            prop_assert_eq!(row.map_or(0, |r| r.refs), named, "chunk {}", c);
         }
         // Every directory counts its entries.
         for (path, node) in model.iter().filter(|(_, n)| **n == Node::Dir) {
@@ -546,6 +570,7 @@ fn operations_apply_from_their_log_form_and_tables_dump_and_restore() {
                 hash: [5; 32],
                 len: 9,
             }],
+            homes: vec![at(5, &["n1"], &[])],
         },
         FsOp::Rename {
             from: "/data/a".into(),
@@ -567,11 +592,11 @@ fn operations_apply_from_their_log_form_and_tables_dump_and_restore() {
         err(write(&db, |t| TABLES.apply(t, &ADMIN, 9, &bad))),
         "arg.bad"
     );
-    let collected = FsOp::Collected {
-        hashes: vec![[5; 32]],
+    let rehome = FsOp::Rehome {
+        changes: vec![at(5, &["n2"], &[])],
     };
     assert_eq!(
-        err(write(&db, |t| TABLES.apply(t, &ME, 9, &collected))),
+        err(write(&db, |t| TABLES.apply(t, &ME, 9, &rehome))),
         "arg.bad"
     );
 

@@ -79,8 +79,7 @@ pub(crate) const PROCS: plexus_store::ProcTables = plexus_store::ProcTables::new
 pub(crate) const FS: plexus_store::fs::FsTables = plexus_store::fs::FsTables::new(
     "sm.fs.inodes",
     "sm.fs.entries",
-    "sm.fs.chunk_refs",
-    "sm.fs.garbage",
+    "sm.fs.chunks",
     "sm.fs.counters",
 );
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm.snapshot");

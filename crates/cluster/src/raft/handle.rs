@@ -583,6 +583,24 @@ impl ClusterRaft {
         self.inner.shared.fs_list(actor, path)
     }
 
+    /// The rows of the chunks `hashes` (`None` for a chunk no file names), from the local
+    /// state machine.
+    pub fn fs_chunk_rows_of(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<Option<plexus_store::fs::ChunkRow>>, plexus_store::fs::FsError> {
+        self.inner.shared.fs_chunk_rows_of(hashes)
+    }
+
+    /// Up to `max` chunk rows after `after`, in hash order, from the local state machine.
+    pub fn fs_chunk_rows(
+        &self,
+        after: Option<[u8; 32]>,
+        max: usize,
+    ) -> Result<plexus_store::fs::ChunkPage, plexus_store::fs::FsError> {
+        self.inner.shared.fs_chunk_rows(after, max)
+    }
+
     /// The process table, by id, from the local state machine (call
     /// [`ClusterRaft::read_barrier`] first for a linearizable read).
     pub fn procs(&self) -> Result<Vec<plexus_store::ProcRecord>, RaftError> {

@@ -45,7 +45,7 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_TAGS: usize = 256;
 
 /// The snapshot format version ([`SnapshotState::format`]).
-const SNAPSHOT_FORMAT: u32 = 5;
+const SNAPSHOT_FORMAT: u32 = 6;
 
 type StoResult<T> = Result<T, StorageError<u64>>;
 
@@ -1258,6 +1258,27 @@ impl Shared {
     ) -> Result<Vec<(String, plexus_store::fs::Stat)>, plexus_store::fs::FsError> {
         let txn = self.read().map_err(StoreError::Storage)?;
         FS.list(&txn, actor, path)
+    }
+
+    /// The rows of the chunks `hashes`, from this state machine.
+    pub(crate) fn fs_chunk_rows_of(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<Option<plexus_store::fs::ChunkRow>>, plexus_store::fs::FsError> {
+        let txn = self.read().map_err(StoreError::Storage)?;
+        let rows: Result<Vec<_>, StoreError> =
+            hashes.iter().map(|h| FS.chunk_row(&txn, h)).collect();
+        Ok(rows?)
+    }
+
+    /// A page of chunk rows, from this state machine.
+    pub(crate) fn fs_chunk_rows(
+        &self,
+        after: Option<[u8; 32]>,
+        max: usize,
+    ) -> Result<plexus_store::fs::ChunkPage, plexus_store::fs::FsError> {
+        let txn = self.read().map_err(StoreError::Storage)?;
+        Ok(FS.chunk_rows(&txn, after, max)?)
     }
 
     pub(crate) fn procs(&self) -> Result<Vec<plexus_store::ProcRecord>, String> {

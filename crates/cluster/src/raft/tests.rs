@@ -934,6 +934,11 @@ async fn file_system_changes_apply_with_their_author_rights() {
         path: "/home/u/a".into(),
         mode: 0o644,
         chunks,
+        homes: vec![plexus_store::fs::Homes {
+            hash: [1; 32],
+            add: vec!["n1".into()],
+            drop: Vec::new(),
+        }],
     }))
     .await;
     sm.ok(user(FsOp::Rename {
@@ -957,7 +962,14 @@ async fn file_system_changes_apply_with_their_author_rights() {
     .await;
     let dump = sm.sm.shared.fs_dump().unwrap();
     assert_eq!(dump.entries.len(), 3, "{dump:?}");
-    assert_eq!(dump.chunk_refs, [([1; 32], 1)]);
+    assert_eq!(dump.chunks.len(), 1);
+    assert_eq!(dump.chunks[0].0, [1; 32]);
+    let rows = sm.sm.shared.fs_chunk_rows_of(&[[1; 32]]).unwrap();
+    let row = rows[0].clone().unwrap();
+    assert_eq!(
+        (row.refs, row.len, row.homes),
+        (1, 10, vec!["n1".to_owned()])
+    );
 }
 
 fn proc_record(n: u32) -> plexus_store::ProcRecord {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use plexus_cluster::membership::{Health, Meta};
-use plexus_sched::{ClusterView, NodeView, Resources};
+use plexus_sched::{ClusterView, Disk, NodeView, Resources};
 use plexus_services::directory::NodeDirectory;
 
 use super::view::View;
@@ -62,6 +62,10 @@ pub fn node_view(health: Health, meta: Option<&Meta>) -> NodeView {
         capacity: Resources::new(u64::from(meta.cores).saturating_mul(1000), meta.mem_total),
         // A down node's figure is stale, and nothing is placed there anyway.
         measured_free_mem: up.then_some(meta.mem_avail),
+        disk: (meta.disk_total > 0).then_some(Disk {
+            free: meta.disk_avail,
+            total: meta.disk_total,
+        }),
         ..NodeView::default()
     }
 }

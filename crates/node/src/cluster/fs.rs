@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use plexus_cluster::raft::{ClusterRaft, Command, RaftError, Response};
 use plexus_fs::{Actor, FsPath};
-use plexus_store::fs::{FsError, FsMeta, FsOp, Stat};
+use plexus_store::fs::{ChunkRow, FsError, FsMeta, FsOp, Stat};
 use plexus_store::{BoxFuture, StoreError};
 
 /// The cluster-wide file tree.
@@ -57,5 +57,24 @@ impl FsMeta for ReplicatedFs {
             self.raft.read_barrier().await.map_err(unavailable)?;
             self.raft.fs_list(&actor, &path)
         })
+    }
+
+    fn chunk_rows_of(
+        &self,
+        hashes: Vec<[u8; 32]>,
+    ) -> BoxFuture<'_, Result<Vec<Option<ChunkRow>>, FsError>> {
+        Box::pin(async move { self.raft.fs_chunk_rows_of(&hashes) })
+    }
+
+    fn chunk_rows(
+        &self,
+        after: Option<[u8; 32]>,
+        max: usize,
+    ) -> BoxFuture<'_, Result<plexus_store::fs::ChunkPage, FsError>> {
+        Box::pin(async move { self.raft.fs_chunk_rows(after, max) })
+    }
+
+    fn leads(&self) -> bool {
+        self.raft.leader() == Some(self.raft.id())
     }
 }

@@ -73,6 +73,7 @@ pub fn node() -> impl Strategy<Value = NodeView> {
                 reserved: Resources::new(reserved_cpu.min(cpu + 500), reserved_mem),
                 processes,
                 measured_free_mem: measured,
+                disk: None,
             },
         )
 }

@@ -1,59 +1,95 @@
 //! `io.fs`: the cluster file system's tree and its files, for every registered user.
 //!
-//! The tree (directories, files, owners, modes, each file's chunk list) is an
-//! [`FsMeta`]: the node's own database, or the cluster's replicated state. A file's content
-//! is cut into chunks ([`plexus_fs::Chunker`]) kept in the nodes' chunk stores
-//! ([`ChunkStore`]): a write stores each chunk here and on up to two other up nodes, and
-//! returns once a majority of those copies are durable and the new chunk list has committed,
-//! so a reader sees the old content or the new, never a mix. A read takes each chunk from
-//! this node's store, or from another up node that has it (checked against its hash, and
-//! kept here). Commands and limits: `docs/fs.md`.
+//! The tree (directories, files, owners, modes, each file's chunk list, and where each chunk
+//! is kept) is an [`FsMeta`]: the node's own database, or the cluster's replicated state. A
+//! file's content is cut into chunks ([`plexus_fs::Chunker`]) kept in the nodes' chunk stores
+//! ([`ChunkStore`]): a write stores each chunk here and on the nodes
+//! [`plexus_fs::replicas`] chooses, and returns once a majority of those copies are durable
+//! and the new chunk list (with the chunks' homes) has committed, so a reader sees the old
+//! content or the new, never a mix. A read takes each chunk from this node's store, or from a
+//! node that keeps it (checked against its hash). Background duties (`duties.rs`) copy chunks
+//! short of copies again (the leader), and delete copies nothing needs (each node). Commands
+//! and limits: `docs/fs.md`.
 
-use std::sync::{Arc, LazyLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod duties;
 
-use plexus_fs::{mode_text, Actor, ChunkParams, ChunkRef, Chunker, FsPath};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use plexus_fs::replicas::{copies, NodeState, Nodes};
+use plexus_fs::{hash_from_hex, mode_text, Actor, ChunkParams, ChunkRef, Chunker, FsPath};
 use plexus_identity::PublicKey;
-use plexus_kernel::{code, Arg, BoxFuture, Cmd, Cx, Entry, Error, Help, Outcome, Service, Table};
+use plexus_kernel::{
+    code, Arg, BoxFuture, Cmd, Cx, Entry, Error, Help, Kernel, Outcome, Service, Table,
+};
 use plexus_store::chunks::{ChunkError, ChunkStore};
-use plexus_store::fs::{FsError, FsMeta, FsOp, Kind, Stat, StoredChunk};
+use plexus_store::fs::{FsError, FsMeta, FsOp, Homes, Kind, Stat, StoredChunk};
 use plexus_units::Unit;
 
 use crate::directory::NodeDirectory;
 use crate::forms::{int_u64, map_of};
+
+pub use duties::Duties;
 
 /// The error code of data no node can give or keep now.
 pub const UNAVAILABLE: &str = "fs.unavailable";
 /// The error code of a read that asked for a version of a file that is gone.
 pub const CHANGED: &str = "fs.changed";
 
-/// 64 hex digits as 32 bytes.
-fn hash_of(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut hash = [0u8; 32];
-    for (i, byte) in hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(hash)
-}
-
 /// The service's name.
 pub const NAME: &str = "io.fs";
-/// How many nodes keep each chunk: three, or every node of a smaller cluster.
-pub const REPLICAS: usize = 3;
 /// The most bytes one `write` carries or one `read` gives (a message's limit is larger; the
 /// rest of it is for the other fields).
 pub const MAX_TRANSFER_BYTES: usize = 32 * 1024 * 1024;
+/// Most chunks whose homes a node remembers between their `stage` and a `commit`.
+const MAX_STAGED: usize = 65_536;
+
+/// Timings of the file system's background duties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsTuning {
+    /// How long a down node's copies still count before repair copies its chunks elsewhere.
+    pub grace: Duration,
+    /// How often the leader looks for chunks short of copies.
+    pub repair_every: Duration,
+    /// Most bytes a second repair copies.
+    pub repair_rate: u64,
+    /// How often each node sweeps its chunk store.
+    pub sweep_every: Duration,
+    /// A copy no file's chunk lists on this node is deleted once older than this: longer
+    /// than a write takes from its first `stage` to its `commit`.
+    pub unlisted_age: Duration,
+}
+
+impl Default for FsTuning {
+    fn default() -> FsTuning {
+        FsTuning {
+            grace: Duration::from_secs(30),
+            repair_every: Duration::from_secs(2),
+            repair_rate: 64 << 20,
+            sweep_every: Duration::from_secs(60),
+            unlisted_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The nodes that took a chunk this node staged, and when.
+type Staged = (Vec<String>, Instant);
 
 /// The `io.fs` service of one node.
 pub struct IoFs {
     meta: Arc<dyn FsMeta>,
     chunks: ChunkStore,
     directory: Arc<dyn NodeDirectory>,
+    tuning: FsTuning,
     /// Users whose home directory this node has seen made.
-    homes: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    homes: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// The nodes that took each chunk this node staged, for the commit to list.
+    staged: Mutex<HashMap<[u8; 32], Staged>>,
+    /// When this node first saw each down node down.
+    down_since: Mutex<HashMap<String, Instant>>,
+    /// What the background duties did.
+    duties: Mutex<Duties>,
 }
 
 impl IoFs {
@@ -62,15 +98,89 @@ impl IoFs {
         meta: Arc<dyn FsMeta>,
         chunks: ChunkStore,
         directory: Arc<dyn NodeDirectory>,
+        tuning: FsTuning,
     ) -> Arc<IoFs> {
         Arc::new(IoFs {
             meta,
             chunks,
             directory,
+            tuning,
             homes: Default::default(),
+            staged: Default::default(),
+            down_since: Default::default(),
+            duties: Default::default(),
         })
     }
+
+    /// Starts the background duties (repair on the leader, the sweep on every node), calling
+    /// other nodes through `kernel`; they stop with the runtime.
+    pub fn start(self: &Arc<Self>, kernel: Kernel) {
+        tokio::spawn(duties::run(self.clone(), kernel));
+    }
+
+    /// The cluster as replica decisions see it: each node's health, how long this node has
+    /// seen it down, and its free disk.
+    fn picture(&self) -> Nodes {
+        let view = self.directory.view();
+        let now = Instant::now();
+        let mut nodes = Nodes::new(ms(self.tuning.grace));
+        let Ok(mut down) = self.down_since.lock() else {
+            return nodes;
+        };
+        down.retain(|name, _| view.nodes.get(name).is_some_and(|v| !v.up));
+        for (name, v) in view.nodes {
+            let state = if v.up {
+                NodeState::up(v.disk.map(|d| d.free))
+            } else {
+                let since = *down.entry(name.clone()).or_insert(now);
+                NodeState::down(ms(now.saturating_duration_since(since)))
+            };
+            nodes.insert(name, state);
+        }
+        nodes
+    }
+
+    /// Remembers which nodes took a staged chunk.
+    fn remember_staged(&self, hash: [u8; 32], homes: Vec<String>) {
+        let Ok(mut staged) = self.staged.lock() else {
+            return;
+        };
+        if staged.len() >= MAX_STAGED {
+            let age = self.tuning.unlisted_age / 2;
+            staged.retain(|_, (_, at)| at.elapsed() < age);
+            if staged.len() >= MAX_STAGED {
+                staged.clear();
+            }
+        }
+        staged.insert(hash, (homes, Instant::now()));
+    }
+
+    /// The homes to list for chunks this node has: those a stage reported, else this node.
+    fn homes_of_staged(&self, refs: &[StoredChunk]) -> Vec<Homes> {
+        let local = self.directory.local();
+        let staged = self.staged.lock().ok();
+        refs.iter()
+            .map(|c| Homes {
+                hash: c.hash,
+                add: staged
+                    .as_ref()
+                    .and_then(|s| s.get(&c.hash))
+                    .map_or_else(|| vec![local.clone()], |(homes, _)| homes.clone()),
+                drop: Vec::new(),
+            })
+            .collect()
+    }
 }
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The actor of a node's own changes (homes, repair): an admin.
+const NODE_ACTOR: Actor = Actor {
+    user: [0; 32],
+    admin: true,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -88,6 +198,9 @@ enum Op {
     Commit,
     Chunks,
     Cp,
+    Pull,
+    Status,
+    Scrub,
 }
 
 impl Service for IoFs {
@@ -99,7 +212,7 @@ impl Service for IoFs {
         Box::pin(async move {
             let (entry, c) = TABLE.lookup(&msg)?;
             let actor = actor(cx);
-            if !matches!(entry.run, Op::Keep | Op::Chunk) {
+            if !matches!(entry.run, Op::Keep | Op::Chunk | Op::Pull) {
                 self.home_of(cx, actor).await?;
             }
             match entry.run {
@@ -157,7 +270,7 @@ impl Service for IoFs {
                             format!("a chunk has at most {} bytes", ChunkParams::FILES.max),
                         ));
                     }
-                    let chunk = self.store_replicated(cx, bytes.clone()).await?;
+                    let (chunk, _) = self.store_replicated(cx, bytes.clone()).await?;
                     Ok(Some(map_of([
                         ("chunk", Unit::from(chunk.hex())),
                         ("len", int_u64(u64::from(chunk.len))),
@@ -166,6 +279,17 @@ impl Service for IoFs {
                 Op::Commit => self.commit(actor, &c).await.map(Some),
                 Op::Chunks => self.chunk_list(actor, &c).await.map(Some),
                 Op::Chunk => self.chunk(&c).await.map(Some),
+                Op::Pull => self.pull(cx, &c).await.map(Some),
+                Op::Status => self.status().await.map(Some),
+                Op::Scrub => {
+                    if !actor.admin {
+                        return Err(Error::new(
+                            code::DENIED,
+                            "only an admin scrubs a node's chunk store",
+                        ));
+                    }
+                    self.scrub(cx).await.map(Some)
+                }
             }
         })
     }
@@ -236,10 +360,7 @@ impl IoFs {
         let Some(name) = cx.kernel().user_name(cx.author()) else {
             return Ok(());
         };
-        let admin = Actor {
-            user: [0; 32],
-            admin: true,
-        };
+        let admin = NODE_ACTOR;
         let home = format!("/home/{name}");
         let path = FsPath::parse(&home).map_err(|e| Error::bad_argument(e.to_string()))?;
         let made = match self.meta.stat(admin, path).await {
@@ -328,12 +449,60 @@ impl IoFs {
             Ok(u) => path_of(u)?,
         };
         let listed = self.meta.list(actor, path).await.map_err(fs_error)?;
-        Ok(Unit::List(
-            listed
-                .iter()
-                .map(|(name, stat)| self.entry(cx, name, stat))
-                .collect(),
-        ))
+        let mut entries: Vec<Unit> = listed
+            .iter()
+            .map(|(name, stat)| self.entry(cx, name, stat))
+            .collect();
+        if matches!(c.opt("copies"), Some(Unit::Bool(true))) {
+            let stats: Vec<&Stat> = listed.iter().map(|(_, s)| s).collect();
+            self.add_copies(&mut entries, &stats).await?;
+        }
+        Ok(Unit::List(entries))
+    }
+
+    /// Adds to each file's entry `copies` (the fewest live copies any of its chunks has) and
+    /// `nodes` (the up nodes that keep some of it).
+    async fn add_copies(&self, entries: &mut [Unit], stats: &[&Stat]) -> Result<(), Error> {
+        let mut hashes: Vec<[u8; 32]> = stats
+            .iter()
+            .flat_map(|s| s.inode.chunks.iter().map(|c| c.hash))
+            .collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let rows = self
+            .meta
+            .chunk_rows_of(hashes.clone())
+            .await
+            .map_err(fs_error)?;
+        let homes: HashMap<[u8; 32], Vec<String>> = hashes
+            .into_iter()
+            .zip(rows)
+            .map(|(h, r)| (h, r.map(|r| r.homes).unwrap_or_default()))
+            .collect();
+        let picture = self.picture();
+        for (entry, stat) in entries.iter_mut().zip(stats) {
+            if stat.inode.kind != Kind::File || stat.inode.chunks.is_empty() {
+                continue;
+            }
+            let mut fewest = usize::MAX;
+            let mut nodes = std::collections::BTreeSet::new();
+            for chunk in &stat.inode.chunks {
+                let live = homes
+                    .get(&chunk.hash)
+                    .map(|h| copies(h, &picture).live)
+                    .unwrap_or_default();
+                fewest = fewest.min(live.len());
+                nodes.extend(live);
+            }
+            if let Unit::Map(m) = entry {
+                m.insert(Unit::str("copies"), int_u64(fewest as u64));
+                m.insert(
+                    Unit::str("nodes"),
+                    Unit::List(nodes.into_iter().map(Unit::from).collect()),
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn stat(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
@@ -348,19 +517,9 @@ impl IoFs {
             m.insert(Unit::str("path"), Unit::str(path.as_str()));
             m.insert(Unit::str("chunks"), int_u64(stat.inode.chunks.len() as u64));
         }
+        self.add_copies(std::slice::from_mut(&mut entry), &[&stat])
+            .await?;
         Ok(entry)
-    }
-
-    /// The up nodes other than this one, by name.
-    fn others(&self) -> Vec<String> {
-        let local = self.directory.local();
-        self.directory
-            .view()
-            .nodes
-            .into_iter()
-            .filter(|(name, v)| v.up && *name != local)
-            .map(|(name, _)| name)
-            .collect()
     }
 
     async fn write(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
@@ -385,12 +544,17 @@ impl IoFs {
         chunker.push(&data, &mut |c| pieces.push(c.to_vec()));
         chunker.finish(&mut |c| pieces.push(c.to_vec()));
         let mut refs = Vec::with_capacity(pieces.len());
+        let mut homes = Vec::with_capacity(pieces.len());
         for piece in pieces {
-            refs.push(StoredChunk::from(
-                self.store_replicated(cx, piece.into()).await?,
-            ));
+            let (chunk, kept) = self.store_replicated(cx, piece.into()).await?;
+            refs.push(StoredChunk::from(chunk));
+            homes.push(Homes {
+                hash: chunk.hash,
+                add: kept,
+                drop: Vec::new(),
+            });
         }
-        self.put_chunks(actor, &path, mode, refs).await
+        self.put_chunks(actor, &path, mode, refs, homes).await
     }
 
     /// Stores `bytes` as `chunk` in this node's store (checked, durable), off the async threads.
@@ -402,35 +566,53 @@ impl IoFs {
             .map_err(|e| Error::new(code::STORAGE, e.to_string()))
     }
 
-    /// Stores a chunk here and on up to two other up nodes, at once; returns once a majority
-    /// of its R = min(3, up nodes) copies are durable.
-    async fn store_replicated(&self, cx: &Cx, piece: bytes::Bytes) -> Result<ChunkRef, Error> {
-        let others = self.others();
-        let replicas = REPLICAS.min(others.len() + 1);
-        let needed_remote = (replicas / 2 + 1).saturating_sub(1);
+    /// Stores a chunk here and on the nodes [`Nodes::choose`] picks, until R = min(3, nodes
+    /// not lost) keep it or no node is left to try (a full or failing node is skipped for the
+    /// next); it needs a majority of R durable. Returns the chunk and the nodes that keep it.
+    async fn store_replicated(
+        &self,
+        cx: &Cx,
+        piece: bytes::Bytes,
+    ) -> Result<(ChunkRef, Vec<String>), Error> {
         let chunk = ChunkRef::of(&piece);
-        // The bytes are shared (reference-counted) by the local write and both sends.
-        self.store_here(chunk, piece.clone()).await?;
+        let picture = self.picture();
+        let local = self.directory.local();
+        let target = picture.target();
+        let needed = target / 2 + 1;
+        let mut homes = Vec::with_capacity(target);
+        let mut trouble = None;
+        match self.store_here(chunk, piece.clone()).await {
+            Ok(()) => homes.push(local.clone()),
+            Err(e) => trouble = Some(format!("{local}: {}", e.message())),
+        }
+        let mut candidates = picture
+            .choose(&chunk.hash, u64::from(chunk.len), usize::MAX, &[&local])
+            .into_iter();
         let keep = map_of([("keep", Unit::Bytes(piece))]);
-        // REPLICAS is 3: at most two other nodes, asked at once.
-        let kept = match &others[..(replicas - 1).min(2)] {
-            [] => 0,
-            [a] => usize::from(cx.send(NAME, Some(a), keep).await.is_ok()),
-            [a, b, ..] => {
-                let (x, y) = tokio::join!(
-                    cx.send(NAME, Some(a), keep.clone()),
-                    cx.send(NAME, Some(b), keep)
-                );
-                usize::from(x.is_ok()) + usize::from(y.is_ok())
+        while homes.len() < target {
+            let wave: Vec<String> = candidates.by_ref().take(target - homes.len()).collect();
+            if wave.is_empty() {
+                break;
             }
-        };
-        if kept < needed_remote {
+            for (node, kept) in send_each(cx, &wave, &keep).await {
+                match kept {
+                    Ok(_) => homes.push(node),
+                    Err(e) => trouble = Some(format!("{node}: {}", e.message())),
+                }
+            }
+        }
+        if homes.len() < needed {
             return Err(Error::new(
                 UNAVAILABLE,
-                format!("a chunk was kept on {kept} of the {needed_remote} other nodes it needs"),
+                format!(
+                    "a chunk was kept on {} of the {needed} nodes it needs{}",
+                    homes.len(),
+                    trouble.map(|t| format!(" ({t})")).unwrap_or_default()
+                ),
             ));
         }
-        Ok(chunk)
+        self.remember_staged(chunk.hash, homes.clone());
+        Ok((chunk, homes))
     }
 
     /// Whether `actor` may make `path` hold new content: write it if it exists (when it is
@@ -489,7 +671,8 @@ impl IoFs {
                 ));
             }
         }
-        self.put_chunks(actor, &path, mode, refs).await
+        let homes = self.homes_of_staged(&refs);
+        self.put_chunks(actor, &path, mode, refs, homes).await
     }
 
     /// `{cp:FROM to:TO}`: a new file with `FROM`'s content. The copy names the same chunks, so
@@ -507,6 +690,7 @@ impl IoFs {
                 path: to.to_string(),
                 mode,
                 chunks,
+                homes: Vec::new(),
             },
         )
         .await?;
@@ -544,6 +728,7 @@ impl IoFs {
         path: &FsPath,
         mode: u16,
         refs: Vec<StoredChunk>,
+        homes: Vec<Homes>,
     ) -> Result<Unit, Error> {
         let size: u64 = refs.iter().map(|c| u64::from(c.len)).sum();
         let count = refs.len() as u64;
@@ -551,6 +736,7 @@ impl IoFs {
             path: path.to_string(),
             mode,
             chunks: refs,
+            homes,
         };
         self.change(actor, op).await?;
         Ok(map_of([
@@ -613,8 +799,8 @@ impl IoFs {
         Ok(Unit::Bytes(out.into()))
     }
 
-    /// A chunk's bytes: from this node's store, or else from another up node (checked and
-    /// kept here).
+    /// A chunk's bytes: from this node's store, or else from a node that keeps it (checked).
+    /// A copy this node is listed for but lacks, or has bad, is stored here again.
     async fn chunk_bytes(&self, cx: &Cx, chunk: ChunkRef) -> Result<Vec<u8>, Error> {
         let store = self.chunks.clone();
         let local = tokio::task::spawn_blocking(move || store.get(&chunk))
@@ -625,15 +811,58 @@ impl IoFs {
             Err(ChunkError::Missing(_) | ChunkError::Corrupt(_)) => {}
             Err(e) => return Err(Error::new(code::STORAGE, e.to_string())),
         }
+        let homes = self.homes_of(chunk.hash).await;
+        let listed_here = homes.contains(&self.directory.local());
+        let bytes = self.fetch(cx, chunk, &self.sources(&homes, true)).await?;
+        if listed_here {
+            // A failure to keep it does not fail the read.
+            if self.store_here(chunk, bytes.clone().into()).await.is_ok() {
+                self.note(|d| d.mended += 1);
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The nodes the metadata lists as keeping the chunk `hash` (none if unknown).
+    async fn homes_of(&self, hash: [u8; 32]) -> Vec<String> {
+        self.meta
+            .chunk_rows_of(vec![hash])
+            .await
+            .ok()
+            .and_then(|mut rows| rows.pop().flatten())
+            .map(|row| row.homes)
+            .unwrap_or_default()
+    }
+
+    /// Where to look for a chunk listed on `homes`: its up homes other than this node, then
+    /// (if `others`) every other up node.
+    fn sources(&self, homes: &[String], others: bool) -> Vec<String> {
+        let picture = self.picture();
+        let local = self.directory.local();
+        let mut out: Vec<String> = copies(homes, &picture)
+            .live
+            .into_iter()
+            .filter(|n| *n != local)
+            .collect();
+        if others {
+            for (name, state) in picture.iter() {
+                if state.up && *name != local && !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// A chunk's bytes from the first of `nodes` that gives good ones.
+    async fn fetch(&self, cx: &Cx, chunk: ChunkRef, nodes: &[String]) -> Result<Vec<u8>, Error> {
         let ask = map_of([
             ("chunk", Unit::from(chunk.hex())),
             ("len", int_u64(u64::from(chunk.len))),
         ]);
-        for node in self.others() {
-            if let Ok(Some(Unit::Bytes(bytes))) = cx.send(NAME, Some(&node), ask.clone()).await {
+        for node in nodes {
+            if let Ok(Some(Unit::Bytes(bytes))) = cx.send(NAME, Some(node), ask.clone()).await {
                 if chunk.matches(&bytes) {
-                    // Kept here again: a failure to keep it does not fail the read.
-                    let _ = self.store_here(chunk, bytes.clone()).await;
                     return Ok(bytes.to_vec());
                 }
             }
@@ -642,6 +871,31 @@ impl IoFs {
             UNAVAILABLE,
             format!("chunk {} is on no node that answers", chunk.hex()),
         ))
+    }
+
+    /// `{pull:HEX len:N from:[NODE…]}`: fetches a chunk from the first of the nodes that
+    /// gives good bytes and keeps it here (what repair asks of a new home).
+    async fn pull(&self, cx: &Cx, c: &Cmd<'_>) -> Result<Unit, Error> {
+        let chunk = chunk_arg(c, "pull")?;
+        let from: Vec<String> = match c.opt("from") {
+            Some(Unit::List(nodes)) => nodes
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect(),
+            _ => return Err(Error::bad_argument("pull needs from:[NODE…]")),
+        };
+        if !self.chunks.has(&chunk) {
+            let bytes = self.fetch(cx, chunk, &from).await?;
+            self.store_here(chunk, bytes.into()).await?;
+        }
+        Ok(map_of([("chunk", Unit::from(chunk.hex()))]))
+    }
+
+    /// Records what a duty did.
+    fn note(&self, change: impl FnOnce(&mut Duties)) {
+        if let Ok(mut d) = self.duties.lock() {
+            change(&mut d);
+        }
     }
 
     /// `{keep:x"…"}`: stores a chunk another node wrote.
@@ -656,19 +910,7 @@ impl IoFs {
 
     /// `{chunk:HEX len:N}`: a chunk's bytes from this node's store.
     async fn chunk(&self, c: &Cmd<'_>) -> Result<Unit, Error> {
-        let hex = c
-            .arg()?
-            .as_str()
-            .ok_or_else(|| Error::bad_argument("chunk takes a hash in hex"))?;
-        let hash =
-            hash_of(hex).ok_or_else(|| Error::bad_argument("a chunk hash is 64 hex digits"))?;
-        let len = c
-            .opt_count("len")?
-            .ok_or_else(|| Error::bad_argument("chunk needs len:N"))?;
-        let chunk = ChunkRef {
-            hash,
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-        };
+        let chunk = chunk_arg(c, "chunk")?;
         let store = self.chunks.clone();
         let bytes = tokio::task::spawn_blocking(move || store.get(&chunk))
             .await
@@ -683,6 +925,51 @@ impl IoFs {
     }
 }
 
+/// The chunk a `{VERB:HEX len:N}` names.
+fn chunk_arg(c: &Cmd<'_>, verb: &str) -> Result<ChunkRef, Error> {
+    let hex = c
+        .arg()?
+        .as_str()
+        .ok_or_else(|| Error::bad_argument(format!("{verb} takes a hash in hex")))?;
+    let hash =
+        hash_from_hex(hex).ok_or_else(|| Error::bad_argument("a chunk hash is 64 hex digits"))?;
+    let len = c
+        .opt_count("len")?
+        .ok_or_else(|| Error::bad_argument(format!("{verb} needs len:N")))?;
+    Ok(ChunkRef {
+        hash,
+        len: u32::try_from(len).map_err(|_| Error::bad_argument("a chunk has at most 4 GiB"))?,
+    })
+}
+
+/// Sends `msg` to `io.fs` on each of `nodes` at once (at most three at a time).
+async fn send_each(cx: &Cx, nodes: &[String], msg: &Unit) -> Vec<(String, Outcome)> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for group in nodes.chunks(3) {
+        let results = match group {
+            [a] => vec![cx.send(NAME, Some(a), msg.clone()).await],
+            [a, b] => {
+                let (x, y) = tokio::join!(
+                    cx.send(NAME, Some(a), msg.clone()),
+                    cx.send(NAME, Some(b), msg.clone())
+                );
+                vec![x, y]
+            }
+            [a, b, c] => {
+                let (x, y, z) = tokio::join!(
+                    cx.send(NAME, Some(a), msg.clone()),
+                    cx.send(NAME, Some(b), msg.clone()),
+                    cx.send(NAME, Some(c), msg.clone())
+                );
+                vec![x, y, z]
+            }
+            _ => Vec::new(),
+        };
+        out.extend(group.iter().cloned().zip(results));
+    }
+    out
+}
+
 static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
     Table::new(
         NAME,
@@ -691,8 +978,8 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
          others; no groups); an admin may do anything",
         vec![],
         vec![
-            Entry::new("ls", "The entries of a directory (/ by default) → [{name kind size mode user mtime ino version}…]", &["ls", "{ls:PATH}"], Arg::Optional, Op::Ls),
-            Entry::new("stat", "One file or directory → {path name kind size mode user mtime ino version chunks}", &["{stat:PATH}"], Arg::Required, Op::Stat),
+            Entry::new("ls", "The entries of a directory (/ by default); with copies:t, each file's fewest live copies of a chunk and the nodes keeping it → [{name kind size mode user mtime ino version copies nodes}…]", &["ls", "{ls:PATH}", "{ls:PATH copies:t}"], Arg::Optional, Op::Ls),
+            Entry::new("stat", "One file or directory → {path name kind size mode user mtime ino version chunks copies nodes}", &["{stat:PATH}"], Arg::Required, Op::Stat),
             Entry::new("mkdir", "Makes a directory (mode 755 by default) → {path}", &["{mkdir:PATH mode:`755`}"], Arg::Required, Op::Mkdir),
             Entry::new("rm", "Removes a file or an empty directory → {path}", &["{rm:PATH}"], Arg::Required, Op::Rm),
             Entry::new("mv", "Moves a file or directory in one step → {path}", &["{mv:PATH to:PATH}"], Arg::Required, Op::Mv),
@@ -711,6 +998,21 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
             Entry::new("chunks", "A file's chunk list, 36 bytes a chunk → bytes", &["{chunks:PATH}"], Arg::Required, Op::Chunks),
             Entry::new("keep", "Internal: stores a chunk another node wrote → {chunk}", &["{keep:x\"…\"}"], Arg::Required, Op::Keep),
             Entry::new("chunk", "Internal: a chunk from this node's store → bytes", &["{chunk:HEX len:N}"], Arg::Required, Op::Chunk),
+            Entry::new("pull", "Internal: fetches a chunk from one of the nodes and keeps it here (repair) → {chunk}", &["{pull:HEX len:N from:[n2 n3]}"], Arg::Required, Op::Pull),
+            Entry::new(
+                "status",
+                "The file system's health: chunks by copies (ok, short, waiting, lost), each node's copies and disk, usable space, and repair progress → {…}",
+                &["status"],
+                Arg::None,
+                Op::Status,
+            ),
+            Entry::new(
+                "scrub",
+                "Reads and checks every chunk this node keeps, replacing missing or bad ones from good copies (an admin) → {node checked bytes bad mended failed}",
+                &["scrub"],
+                Arg::None,
+                Op::Scrub,
+            ),
         ],
     )
 });
