@@ -30,8 +30,10 @@ use plexus_client::home::Home;
 use plexus_client::{members, sign_with, Client, Reply};
 use plexus_node::threads_per_node;
 
+mod fs;
 mod proc;
 
+pub use self::fs::{fs, FsArgs};
 pub use self::proc::{proc, ProcArgs};
 
 use crate::local::{

@@ -3,7 +3,8 @@
 //! Each benchmark prints its figures next to a baseline measured in the same run and the
 //! target it is held to (`docs/benchmarks.md`). [`BenchCmd`] is the `plx bench` command line
 //! and [`run`] runs one: `local` (one node; in `local.rs`) and the cluster benchmarks `rr`,
-//! `detect`, `failover`, `store` (`cluster.rs`) and `proc` (`cluster/proc.rs`), which start their own nodes by running
+//! `detect`, `failover`, `store` (`cluster.rs`), `proc` (`cluster/proc.rs`) and `fs`
+//! (`cluster/fs.rs`), which start their own nodes by running
 //! the current executable as `plx node` in a temporary directory. The hidden subcommands are
 //! the raw baseline peers (echo, relay) and a CPU burner the benchmarks spawn the same way,
 //! so the executable that calls [`run`] must be `plx`.
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 
-pub use cluster::{DetectArgs, FailoverArgs, ProcArgs, RrArgs, StoreArgs};
+pub use cluster::{DetectArgs, FailoverArgs, FsArgs, ProcArgs, RrArgs, StoreArgs};
 pub use local::LocalArgs;
 
 /// Benchmarks.
@@ -39,6 +40,10 @@ pub enum BenchCmd {
     /// of output (vs a local spawn plus one request–reply), /bin/true runs/s (vs a raw spawn
     /// loop), node memory and ps with 1,000 running processes, rescheduling after a node kill.
     Proc(ProcArgs),
+    /// A 3-node cluster's file system: put and get of a large file (vs this disk's raw write
+    /// and read rates), 4 KiB files/s from 32 clients (vs its fsync rate), ls of 10,000 files
+    /// and stat latency.
+    Fs(FsArgs),
     /// (internal) echo frames on a Unix socket: the raw baseline peer.
     #[command(hide = true)]
     EchoPeer {
@@ -74,6 +79,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Failover(args) => cluster::failover(args),
         BenchCmd::Store(args) => cluster::store(args),
         BenchCmd::Proc(args) => cluster::proc(args),
+        BenchCmd::Fs(args) => cluster::fs(args),
         BenchCmd::EchoPeer { socket } => local::echo_peer(&socket),
         BenchCmd::TcpEchoPeer { addr } => local::tcp_echo_peer(addr),
         BenchCmd::RelayPeer { socket, addr } => local::relay_peer(&socket, addr),

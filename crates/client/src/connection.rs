@@ -54,7 +54,7 @@ impl Client {
         let mut client = Client {
             stream,
             frames: FrameReader::new(),
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; 256 * 1024],
             next_id: 1,
             node_name: String::new(),
         };
@@ -195,6 +195,28 @@ impl Client {
         })
         .await?;
         Ok(id)
+    }
+
+    /// Sends `msg` as a new call without a terminal and gives its id, without waiting:
+    /// with [`Client::next_reply`], callers keep several calls in flight while producing them
+    /// one at a time (a file sent chunk by chunk).
+    pub async fn send_call(&mut self, msg: &SignedMessage) -> Result<u64> {
+        self.start_call(msg, false).await
+    }
+
+    /// The next reply to a call sent with [`Client::send_call`], with its id (terminal
+    /// requests are answered as unsupported meanwhile).
+    pub async fn next_reply(&mut self) -> Result<(u64, Reply)> {
+        loop {
+            match self.recv().await? {
+                NodeFrame::Reply { id, result } => return Ok((id, decode_result(result)?)),
+                NodeFrame::Term { id, .. } => {
+                    let response = TermResponse::Unsupported("no terminal".into());
+                    self.send(&ClientFrame::Term { id, response }).await?;
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Sends every message of `msgs` with up to `depth` of them in flight at once (the frames

@@ -12,7 +12,9 @@
 //!   in flight;
 //! - [`Client::call_attached`] runs an attached program (`{run:[…] attach:t}@sys.proc`),
 //!   forwarding the caller's input and signals to it ([`attached`]);
-//! - [`members`] reads the answer of `nodes@sys.node`.
+//! - [`members`] reads the answer of `nodes@sys.node`;
+//! - [`files`] streams files into and out of the cluster tree (`io.fs`), a few chunks in
+//!   flight at once.
 //!
 //! Every failure is an [`Error`], with the error it comes from as its source.
 //!
@@ -34,6 +36,7 @@
 pub mod attached;
 mod connection;
 mod error;
+pub mod files;
 pub mod home;
 
 use std::time::{SystemTime, UNIX_EPOCH};

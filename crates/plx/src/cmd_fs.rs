@@ -1,13 +1,12 @@
-//! `plx fs`: the cluster's file tree through the local node's `io.fs` service. `put` cuts the
-//! local file into chunks here and sends them one at a time (so a file of any size takes one
-//! chunk of memory), then commits the list; `get` and `cat` read one chunk's range at a time.
+//! `plx fs`: the cluster's file tree through the local node's `io.fs` service. `put`, `get`
+//! and `cat` stream with [`plexus_client::files`]: a few chunks in flight, whatever the
+//! file's size.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
-use plexus_fs::{ChunkParams, ChunkRef, Chunker};
 use plexus_identity::Keypair;
 use plexus_units::{Map, Unit};
 
@@ -212,12 +211,7 @@ fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
 
 /// A signed call to io.fs; an error unit becomes an error reading `CODE: MESSAGE`.
 async fn call(client: &mut Client, key: &Keypair, body: Unit) -> Result<Unit> {
-    let msg = plexus_client::sign_with(key, Unit::stream(body, "io.fs")?)?;
-    match client.call(&msg, None, std::future::pending()).await? {
-        Reply::Value(v) => Ok(v),
-        Reply::Nothing => Ok(Unit::None),
-        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
-    }
+    Ok(plexus_client::files::call(client, key, body).await?)
 }
 
 fn field<'a>(u: &'a Unit, key: &str) -> Option<&'a Unit> {
@@ -386,11 +380,20 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
         FsCmd::Put {
             local, path, mode, ..
         } => put(client, key, &local, path, mode).await?,
-        FsCmd::Get { path, local, .. } => get(client, key, path, &local).await?,
+        FsCmd::Get { path, local, .. } => {
+            // Into a directory, as `cp` does: under the file's own name.
+            let local = match plexus_fs::FsPath::parse(&path)
+                .ok()
+                .and_then(|p| p.name().map(str::to_owned))
+            {
+                Some(name) if local.is_dir() => local.join(name),
+                _ => local,
+            };
+            get(client, key, path, &local).await?
+        }
         FsCmd::Cat { path, .. } => {
-            let (_, version) = size_and_version(client, key, &path).await?;
             let mut out = std::io::stdout().lock();
-            read_to(client, key, &path, version, &mut out, None).await?;
+            plexus_client::files::get(client, key, &path, &mut out, &mut |_| {}).await?;
         }
     }
     Ok(0)
@@ -596,132 +599,48 @@ async fn put(
         std::fs::File::open(local).with_context(|| format!("cannot open {}", local.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut progress = Progress::new("put", total);
-    let mut chunker = Chunker::new(ChunkParams::FILES);
-    let mut list = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pending: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", local.display()))?;
-        if n == 0 {
-            break;
-        }
-        chunker.push(&buf[..n], &mut |c| pending.push(c.to_vec()));
-        for chunk in pending.drain(..) {
-            stage(client, key, chunk, &mut list, &mut progress).await?;
-        }
-    }
-    chunker.finish(&mut |c| pending.push(c.to_vec()));
-    for chunk in pending.drain(..) {
-        stage(client, key, chunk, &mut list, &mut progress).await?;
-    }
-    let body = map_of([
-        ("commit", Unit::from(path)),
-        ("chunks", Unit::Bytes(list.into())),
-        ("mode", Unit::from(mode)),
-    ]);
-    let done = call(client, key, body).await;
+    let done = plexus_client::files::put(client, key, &mut file, &path, &mode, &mut |n| {
+        progress.add(n)
+    })
+    .await;
     progress.finish();
-    done.map(drop)
-}
-
-async fn stage(
-    client: &mut Client,
-    key: &Keypair,
-    chunk: Vec<u8>,
-    list: &mut Vec<u8>,
-    progress: &mut Progress,
-) -> Result<()> {
-    let r = ChunkRef::of(&chunk);
-    let len = chunk.len() as u64;
-    call(client, key, map_of([("stage", Unit::Bytes(chunk.into()))])).await?;
-    list.extend_from_slice(&r.hash);
-    list.extend_from_slice(&r.len.to_le_bytes());
-    progress.add(len);
-    Ok(())
-}
-
-/// The size and version of the file at `path`.
-async fn size_and_version(client: &mut Client, key: &Keypair, path: &str) -> Result<(u64, u64)> {
-    let stat = call(client, key, map_of([("stat", Unit::from(path))])).await?;
-    let number = |name| {
-        field(&stat, name)
-            .and_then(Unit::as_int)
-            .and_then(|n| n.to_i64())
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| anyhow!("io.fs gave no {name} for {path}"))
-    };
-    Ok((number("size")?, number("version")?))
-}
-
-/// The most bytes one read asks for: whole chunks up to this much.
-const READ_BYTES: u64 = 8 << 20;
-
-/// Writes the file at `path`, as it is at `version`, to `out`, whole chunks at a time.
-async fn read_to(
-    client: &mut Client,
-    key: &Keypair,
-    path: &str,
-    version: u64,
-    out: &mut impl Write,
-    mut progress: Option<&mut Progress>,
-) -> Result<()> {
-    let list = match call(client, key, map_of([("chunks", Unit::from(path))])).await? {
-        Unit::Bytes(b) => b.to_vec(),
-        other => bail!(
-            "io.fs gave no chunk list: {}",
-            plexus_units::to_text(&other)
-        ),
-    };
-    let lens = list
-        .chunks_exact(36)
-        .map(|r| u64::from(u32::from_le_bytes([r[32], r[33], r[34], r[35]])));
-    // Ranges of whole chunks, so no chunk is read twice.
-    let mut ranges: Vec<(u64, u64)> = Vec::new();
-    let mut offset = 0u64;
-    for len in lens {
-        match ranges.last_mut() {
-            Some((_, range)) if *range + len <= READ_BYTES => *range += len,
-            _ => ranges.push((offset, len)),
-        }
-        offset += len;
-    }
-    for (offset, len) in ranges {
-        let body = map_of([
-            ("read", Unit::from(path.to_owned())),
-            ("offset", Unit::int(i64::try_from(offset)?)),
-            ("len", Unit::int(i64::try_from(len)?)),
-            ("version", Unit::int(i64::try_from(version)?)),
-        ]);
-        let bytes = match call(client, key, body).await {
-            Ok(Unit::Bytes(b)) => b,
-            Ok(other) => bail!("io.fs gave no bytes: {}", plexus_units::to_text(&other)),
-            Err(e) => return Err(e.context(format!("{path} changed or failed while it was read"))),
-        };
-        if bytes.len() as u64 != len {
-            bail!("{path} changed while it was read");
-        }
-        out.write_all(&bytes)?;
-        if let Some(p) = progress.as_deref_mut() {
-            p.add(len);
-        }
-    }
-    out.flush()?;
-    Ok(())
+    done.with_context(|| format!("cannot put {} to {path}", local.display()))
+        .map(drop)
 }
 
 async fn get(client: &mut Client, key: &Keypair, path: String, local: &Path) -> Result<()> {
-    let (total, version) = size_and_version(client, key, &path).await?;
+    let (total, _) = plexus_client::files::size_and_version(client, key, &path).await?;
     let mut progress = Progress::new("get", total);
+    // A device or a pipe (`/dev/stdout`, a FIFO) is written into as it is: a temporary file
+    // renamed over it would replace it.
+    if local.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(local)
+            .with_context(|| format!("cannot open {}", local.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let read =
+            plexus_client::files::get(client, key, &path, &mut out, &mut |n| progress.add(n)).await;
+        progress.finish();
+        read.with_context(|| format!("cannot get {path}"))?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", local.display()))?;
+        return Ok(());
+    }
     let temp = local.with_extension("plx-partial");
-    let mut file = std::fs::File::create(&temp)
+    let file = std::fs::File::create(&temp)
         .with_context(|| format!("cannot create {}", temp.display()))?;
-    let read = read_to(client, key, &path, version, &mut file, Some(&mut progress)).await;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let read =
+        plexus_client::files::get(client, key, &path, &mut out, &mut |n| progress.add(n)).await;
     progress.finish();
-    if let Err(e) = read.and_then(|()| Ok(file.sync_all()?)) {
+    let synced = read.map_err(anyhow::Error::from).and_then(|_| {
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        Ok(file.sync_all()?)
+    });
+    if let Err(e) = synced {
         let _ = std::fs::remove_file(&temp);
-        return Err(e);
+        return Err(e.context(format!("cannot get {path}")));
     }
     std::fs::rename(&temp, local).with_context(|| format!("cannot write {}", local.display()))?;
     Ok(())

@@ -261,6 +261,16 @@ fn a_mounted_tree_works_for_ordinary_programs() {
         b"HELLO\0\0\0more"
     );
 
+    // statfs shows the room io.fs's status gives (asked after the first answer, which
+    // shows a large default).
+    let statvfs = "import os\ns = os.statvfs('.')\nprint(s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize)";
+    let unknown = (16u64 << 40).to_string();
+    wait_until("statfs to show the cluster's room", 30, || {
+        let out = ok_in(&mnt, "python3", &["-c", statvfs]);
+        let total = out.split_whitespace().next().unwrap_or_default().to_owned();
+        total != unknown && total.parse::<u64>().unwrap_or(0) > 0
+    });
+
     // Another user: the tester's private file is refused (EACCES), as is writing in the
     // tester's home; bob's own home is bob's. That mount serves in the foreground and stops
     // (unmounting) at SIGTERM.

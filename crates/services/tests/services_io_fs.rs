@@ -194,9 +194,10 @@ async fn each_user_gets_a_home_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_chunk_with_no_good_copy_is_an_error_not_bad_data() {
     let n = node();
-    n.admin("{write:`/f` data:`precious bytes`}@io.fs")
-        .await
-        .unwrap();
+    // Over 4 KiB, so it is kept in a chunk, not inline.
+    let precious = "precious bytes ".repeat(400);
+    let write = format!("{{write:`/f` data:`{precious}`}}@io.fs");
+    n.admin(&write).await.unwrap();
     let chunks = n.dir.path().join("chunks");
     let file = std::fs::read_dir(&chunks)
         .unwrap()
@@ -206,17 +207,15 @@ async fn a_corrupt_chunk_with_no_good_copy_is_an_error_not_bad_data() {
         .next()
         .unwrap()
         .path();
-    std::fs::write(&file, "precious bytez").unwrap();
+    std::fs::write(&file, precious.replace("bytes", "bytez")).unwrap();
     let e = n.admin("{read:`/f`}@io.fs").await.unwrap_err();
     assert_eq!(e.code(), "fs.unavailable", "{e}");
     assert!(chunks.join("corrupt").read_dir().unwrap().next().is_some());
     // Writing the same content again brings the chunk back.
-    n.admin("{write:`/f` data:`precious bytes`}@io.fs")
-        .await
-        .unwrap();
+    n.admin(&write).await.unwrap();
     assert_eq!(
         bytes(n.admin("{read:`/f`}@io.fs").await.unwrap()),
-        b"precious bytes"
+        precious.as_bytes()
     );
 }
 
@@ -237,10 +236,13 @@ async fn chunks_no_file_names_are_swept_and_status_counts_copies() {
         unlisted_age: std::time::Duration::ZERO,
         ..FsTuning::default()
     }));
-    n.admin("{write:`/kept` data:`kept bytes`}@io.fs")
+    // Over 4 KiB each, so kept in chunks.
+    let kept = "kept bytes ".repeat(500);
+    let gone = "gone bytes ".repeat(500);
+    n.admin(&format!("{{write:`/kept` data:`{kept}`}}@io.fs"))
         .await
         .unwrap();
-    n.admin("{write:`/gone` data:`gone bytes`}@io.fs")
+    n.admin(&format!("{{write:`/gone` data:`{gone}`}}@io.fs"))
         .await
         .unwrap();
     // A chunk staged by a write that never committed.
@@ -264,7 +266,7 @@ async fn chunks_no_file_names_are_swept_and_status_counts_copies() {
     }
     assert_eq!(
         bytes(n.admin("{read:`/kept`}@io.fs").await.unwrap()),
-        b"kept bytes"
+        kept.as_bytes()
     );
     let status = to_text(&n.admin("status@io.fs").await.unwrap());
     assert!(status.contains("chunks:1"), "{status}");
@@ -295,4 +297,71 @@ async fn a_read_of_a_replaced_version_is_refused() {
     n.admin("{write:`/v` data:`two`}@io.fs").await.unwrap();
     let e = n.admin(&read).await.unwrap_err();
     assert_eq!(e.code(), "fs.changed", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_are_kept_inline_without_chunks() {
+    let n = node();
+    n.admin("{write:`/small` data:`tiny`}@io.fs").await.unwrap();
+    let page = "x".repeat(4096);
+    n.admin(&format!("{{write:`/page` data:`{page}`}}@io.fs"))
+        .await
+        .unwrap();
+    assert_eq!(chunk_files(&n), 0, "inline files store no chunks");
+    assert_eq!(
+        bytes(n.admin("{read:`/small`}@io.fs").await.unwrap()),
+        b"tiny"
+    );
+    assert_eq!(
+        bytes(
+            n.admin("{read:`/small` offset:1 len:2}@io.fs")
+                .await
+                .unwrap()
+        ),
+        b"in"
+    );
+    assert_eq!(
+        bytes(
+            n.admin("{read:`/small` offset:9 len:2}@io.fs")
+                .await
+                .unwrap()
+        ),
+        b""
+    );
+    let stat = to_text(&n.admin("{stat:`/page`}@io.fs").await.unwrap());
+    assert!(
+        stat.contains("size:4096") && stat.contains("chunks:0"),
+        "{stat}"
+    );
+    assert_eq!(
+        bytes(n.admin("{chunks:`/page`}@io.fs").await.unwrap()),
+        b"",
+        "no chunk list"
+    );
+    // A copy carries the data; replacing with a large file moves it to chunks, and back.
+    n.admin("{cp:`/small` to:`/copy`}@io.fs").await.unwrap();
+    assert_eq!(
+        bytes(n.admin("{read:`/copy`}@io.fs").await.unwrap()),
+        b"tiny"
+    );
+    let big = "y".repeat(5000);
+    n.admin(&format!("{{write:`/copy` data:`{big}`}}@io.fs"))
+        .await
+        .unwrap();
+    assert_eq!(chunk_files(&n), 1);
+    assert_eq!(
+        bytes(n.admin("{read:`/copy`}@io.fs").await.unwrap()),
+        big.as_bytes()
+    );
+    n.admin("{write:`/copy` data:`short again`}@io.fs")
+        .await
+        .unwrap();
+    assert_eq!(
+        bytes(n.admin("{read:`/copy`}@io.fs").await.unwrap()),
+        b"short again"
+    );
+    assert_eq!(
+        bytes(n.admin("{read:`/small`}@io.fs").await.unwrap()),
+        b"tiny"
+    );
 }

@@ -112,16 +112,22 @@ impl ChunkStore {
     /// Stores `bytes` as the chunk `chunk` (checked), durably; storing a chunk the store has
     /// renews its file's time, so the sweep sees it as new.
     pub fn put(&self, chunk: &ChunkRef, bytes: &[u8]) -> Result<(), ChunkError> {
+        if !chunk.matches(bytes) {
+            return Err(ChunkError::Mismatch {
+                hash: chunk.hex(),
+                len: bytes.len(),
+            });
+        }
+        self.put_hashed(chunk, bytes)
+    }
+
+    /// [`ChunkStore::put`] of bytes the caller has just hashed as `chunk` (or checked against
+    /// it): hashing them again would cost as much as writing them.
+    pub fn put_hashed(&self, chunk: &ChunkRef, bytes: &[u8]) -> Result<(), ChunkError> {
         if bytes.len() > MAX_CHUNK_BYTES {
             return Err(ChunkError::TooLarge(bytes.len()));
         }
         let hex = chunk.hex();
-        if !chunk.matches(bytes) {
-            return Err(ChunkError::Mismatch {
-                hash: hex,
-                len: bytes.len(),
-            });
-        }
         let path = self.path_of(&hex);
         if self.renew(&path, chunk.len) {
             return Ok(());

@@ -21,6 +21,7 @@ pub struct CallRequest {
     /// The service.
     pub service: String,
     /// The message, unevaluated, in units binary.
+    #[serde(with = "plexus_protocol::byte_string")]
     pub msg: Vec<u8>,
     /// The user on whose authority the call runs (verified by the entry node).
     pub author: [u8; 32],

@@ -24,7 +24,7 @@ use plexus_kernel::{
     code, Arg, BoxFuture, Cmd, Cx, Entry, Error, Help, Kernel, Outcome, Service, Table,
 };
 use plexus_store::chunks::{ChunkError, ChunkStore};
-use plexus_store::fs::{FsError, FsMeta, FsOp, Homes, Kind, Stat, StoredChunk};
+use plexus_store::fs::{FsError, FsMeta, FsOp, Homes, Kind, Stat, StoredChunk, INLINE_MAX};
 use plexus_units::Unit;
 
 use crate::directory::NodeDirectory;
@@ -414,29 +414,35 @@ impl IoFs {
         self.meta.apply(actor, now_ms(), op).await.map_err(fs_error)
     }
 
-    fn entry(&self, cx: &Cx, name: &str, stat: &Stat) -> Unit {
-        let user = PublicKey::from_bytes(&stat.inode.owner)
-            .ok()
-            .and_then(|k| cx.kernel().user_name(&k))
-            .unwrap_or_else(|| {
-                if stat.inode.owner == [0; 32] {
-                    "-".to_owned()
-                } else {
-                    stat.inode
-                        .owner
-                        .iter()
-                        .take(4)
-                        .map(|b| format!("{b:02x}"))
-                        .collect()
-                }
-            });
+    /// One entry as `ls` and `stat` give it; `names` keeps the owners' names found so far
+    /// (a directory's files mostly share a few owners, and reading a key costs more than the
+    /// rest of the entry).
+    fn entry(&self, cx: &Cx, name: &str, stat: &Stat, names: &mut HashMap<[u8; 32], Unit>) -> Unit {
+        let owner = stat.inode.owner;
+        let user = names
+            .entry(owner)
+            .or_insert_with(|| {
+                Unit::from(
+                    PublicKey::from_bytes(&owner)
+                        .ok()
+                        .and_then(|k| cx.kernel().user_name(&k))
+                        .unwrap_or_else(|| {
+                            if owner == [0; 32] {
+                                "-".to_owned()
+                            } else {
+                                owner.iter().take(4).map(|b| format!("{b:02x}")).collect()
+                            }
+                        }),
+                )
+            })
+            .clone();
         let dir = stat.inode.kind == Kind::Dir;
         map_of([
             ("name", Unit::str(name)),
             ("kind", Unit::str(if dir { "dir" } else { "file" })),
             ("size", int_u64(stat.inode.size)),
             ("mode", Unit::from(mode_text(stat.inode.mode, dir))),
-            ("user", Unit::from(user)),
+            ("user", user),
             ("mtime", int_u64(stat.inode.mtime_ms)),
             ("ino", int_u64(stat.ino)),
             ("version", int_u64(stat.inode.version)),
@@ -449,9 +455,10 @@ impl IoFs {
             Ok(u) => path_of(u)?,
         };
         let listed = self.meta.list(actor, path).await.map_err(fs_error)?;
+        let mut names = HashMap::new();
         let mut entries: Vec<Unit> = listed
             .iter()
-            .map(|(name, stat)| self.entry(cx, name, stat))
+            .map(|(name, stat)| self.entry(cx, name, stat, &mut names))
             .collect();
         if matches!(c.opt("copies"), Some(Unit::Bool(true))) {
             let stats: Vec<&Stat> = listed.iter().map(|(_, s)| s).collect();
@@ -512,7 +519,7 @@ impl IoFs {
             .stat(actor, path.clone())
             .await
             .map_err(fs_error)?;
-        let mut entry = self.entry(cx, path.name().unwrap_or("/"), &stat);
+        let mut entry = self.entry(cx, path.name().unwrap_or("/"), &stat, &mut HashMap::new());
         if let Unit::Map(m) = &mut entry {
             m.insert(Unit::str("path"), Unit::str(path.as_str()));
             m.insert(Unit::str("chunks"), int_u64(stat.inode.chunks.len() as u64));
@@ -539,6 +546,20 @@ impl IoFs {
         let mode = mode_opt(c, 0o644)?;
         // Nothing is stored for a write its author may not make.
         self.may_write(actor, &path).await?;
+        if data.len() <= INLINE_MAX {
+            let size = data.len() as u64;
+            let op = FsOp::PutInline {
+                path: path.to_string(),
+                mode,
+                data,
+            };
+            self.change(actor, op).await?;
+            return Ok(map_of([
+                ("path", Unit::str(path.as_str())),
+                ("size", int_u64(size)),
+                ("chunks", int_u64(0)),
+            ]));
+        }
         let mut pieces = Vec::new();
         let mut chunker = Chunker::new(ChunkParams::FILES);
         chunker.push(&data, &mut |c| pieces.push(c.to_vec()));
@@ -557,10 +578,11 @@ impl IoFs {
         self.put_chunks(actor, &path, mode, refs, homes).await
     }
 
-    /// Stores `bytes` as `chunk` in this node's store (checked, durable), off the async threads.
+    /// Stores `bytes` as `chunk` in this node's store (durable), off the async threads; every
+    /// caller has just hashed the bytes or checked them against the chunk.
     async fn store_here(&self, chunk: ChunkRef, bytes: bytes::Bytes) -> Result<(), Error> {
         let store = self.chunks.clone();
-        tokio::task::spawn_blocking(move || store.put(&chunk, &bytes))
+        tokio::task::spawn_blocking(move || store.put_hashed(&chunk, &bytes))
             .await
             .map_err(|e| Error::internal(format!("storing a chunk: {e}")))?
             .map_err(|e| Error::new(code::STORAGE, e.to_string()))
@@ -581,14 +603,24 @@ impl IoFs {
         let needed = target / 2 + 1;
         let mut homes = Vec::with_capacity(target);
         let mut trouble = None;
-        match self.store_here(chunk, piece.clone()).await {
-            Ok(()) => homes.push(local.clone()),
-            Err(e) => trouble = Some(format!("{local}: {}", e.message())),
-        }
         let mut candidates = picture
             .choose(&chunk.hash, u64::from(chunk.len), usize::MAX, &[&local])
             .into_iter();
-        let keep = map_of([("keep", Unit::Bytes(piece))]);
+        let keep = map_of([("keep", Unit::Bytes(piece.clone()))]);
+        // This node's copy and the first others' at once; a failed one is replaced below.
+        let first: Vec<String> = candidates.by_ref().take(target - 1).collect();
+        let (here, sent) =
+            tokio::join!(self.store_here(chunk, piece), send_each(cx, &first, &keep));
+        match here {
+            Ok(()) => homes.push(local.clone()),
+            Err(e) => trouble = Some(format!("{local}: {}", e.message())),
+        }
+        for (node, kept) in sent {
+            match kept {
+                Ok(_) => homes.push(node),
+                Err(e) => trouble = Some(format!("{node}: {}", e.message())),
+            }
+        }
         while homes.len() < target {
             let wave: Vec<String> = candidates.by_ref().take(target - homes.len()).collect();
             if wave.is_empty() {
@@ -682,18 +714,22 @@ impl IoFs {
         let stat = self.readable_file(actor, &from).await?;
         self.may_write(actor, &to).await?;
         let size = stat.inode.size;
-        let chunks = stat.inode.chunks;
         let mode = stat.inode.mode;
-        self.change(
-            actor,
+        let op = if stat.inode.chunks.is_empty() {
+            FsOp::PutInline {
+                path: to.to_string(),
+                mode,
+                data: stat.inode.data,
+            }
+        } else {
             FsOp::PutFile {
                 path: to.to_string(),
                 mode,
-                chunks,
+                chunks: stat.inode.chunks,
                 homes: Vec::new(),
-            },
-        )
-        .await?;
+            }
+        };
+        self.change(actor, op).await?;
         Ok(map_of([
             ("path", Unit::str(to.as_str())),
             ("size", int_u64(size)),
@@ -782,6 +818,13 @@ impl IoFs {
             ));
         }
         let end = offset.saturating_add(len).min(stat.inode.size);
+        if stat.inode.chunks.is_empty() {
+            let inline = &stat.inode.data;
+            let range = inline
+                .get(offset as usize..end as usize)
+                .unwrap_or_default();
+            return Ok(Unit::Bytes(range.to_vec().into()));
+        }
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut at = 0u64;
         for chunk in &stat.inode.chunks {
