@@ -58,8 +58,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The entries of a directory.
     fn list(&self, path: &FsPath) -> Result<Vec<Entry>>;
     /// `len` bytes of the file at `path` from `offset`, while the file is at `version`
-    /// (an error with code `fs.changed` once it is not): fewer at the end of the file.
-    fn read(&self, path: &FsPath, offset: u64, len: u64, version: u64) -> Result<Bytes>;
+    /// (an error with code `fs.changed` once it is not), as consecutive pieces: fewer bytes at
+    /// the end of the file. A read of nothing checks the right to read.
+    fn read(&self, path: &FsPath, offset: u64, len: u64, version: u64) -> Result<Vec<Bytes>>;
     /// Makes the file at `path` hold the content of `content` (read from its start), created
     /// with `mode` if it is new; readers see the old content or the new, never a mix.
     fn write_file(&self, path: &FsPath, content: &mut File, mode: u16) -> Result<()>;

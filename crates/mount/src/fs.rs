@@ -2,9 +2,10 @@
 //!
 //! - **Inodes** are `io.fs`'s own numbers; [`Inodes`] gives each one's path.
 //! - **Reads** take the file's size and version at `open`, then read whole windows (8 MiB,
-//!   aligned) at that version and keep the last two per handle, so the kernel's small requests
-//!   rarely wait for the node. A file replaced meanwhile (`fs.changed`) is stat'ed again and
-//!   its new content served.
+//!   aligned) at that version and keep the last two per handle; a sequential reader has the
+//!   next window read ahead on a thread while it takes the current one, so the kernel's small
+//!   requests rarely wait for the node. A file replaced meanwhile (`fs.changed`) is stat'ed
+//!   again and its new content served.
 //! - **Writes** go to a spill file on local disk, one per inode open for writing in this mount
 //!   (shared by its handles, so they see each other's writes): empty for a new or truncated
 //!   file, else filled with the current content at the first write. At `flush`, `fsync` or
@@ -12,13 +13,13 @@
 //!   readers see the new content at once, from the close on.
 //! - **Listings** are taken at `opendir`; the entries they show answer lookups for the TTL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -39,7 +40,8 @@ use crate::inodes::{Inodes, ROOT};
 pub struct Settings {
     /// How long the kernel may keep attributes and names (other nodes change the tree).
     pub ttl: Duration,
-    /// How many bytes one read from the node asks for (a power of two).
+    /// How many bytes a read handle asks the node for at once (a power of two; the backend
+    /// may cut it into several reads in flight).
     pub window: u64,
     /// Where spill files of files being written go (created if missing).
     pub spill_dir: PathBuf,
@@ -50,11 +52,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// One-second TTLs, 8 MiB reads, the given spill directory, the calling process's user.
+    /// One-second TTLs, 8 MiB windows, the given spill directory, the calling process's user.
     pub fn new(spill_dir: PathBuf) -> Settings {
         Settings {
             ttl: Duration::from_secs(1),
-            window: 4 << 20,
+            window: 8 << 20,
             spill_dir,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
@@ -93,8 +95,61 @@ struct Reader {
     /// The file's size and version the reads ask for.
     size: u64,
     version: u64,
-    /// Up to two windows: (offset, bytes).
-    windows: Vec<(u64, Bytes)>,
+    /// The pieces of the last two windows read: (offset, bytes).
+    windows: VecDeque<Vec<(u64, Bytes)>>,
+    /// The window being read ahead in the background, if one is.
+    ahead: Option<u64>,
+    /// Where the last read ended: a read that starts near it is sequential.
+    last_end: u64,
+}
+
+/// A read handle's cache, shared with its read-ahead thread.
+struct ReadState {
+    reader: Mutex<Reader>,
+    /// Signalled when a read-ahead ends.
+    arrived: Condvar,
+}
+
+impl Reader {
+    fn new(size: u64, version: u64) -> Reader {
+        Reader {
+            size,
+            version,
+            windows: VecDeque::new(),
+            ahead: None,
+            last_end: 0,
+        }
+    }
+
+    /// Keeps a window read, dropping the oldest beyond two.
+    fn keep(&mut self, start: u64, pieces: Vec<Bytes>) {
+        if self.windows.len() >= 2 {
+            self.windows.pop_front();
+        }
+        self.windows.push_back(placed(start, pieces));
+    }
+
+    /// The piece that holds byte `at`, if a window kept has it.
+    fn piece(&self, at: u64) -> Option<(u64, Bytes)> {
+        self.windows
+            .iter()
+            .flatten()
+            .find(|(start, b)| *start <= at && at < start + b.len() as u64)
+            .cloned()
+    }
+}
+
+/// Consecutive pieces from `start`, with their offsets.
+fn placed(start: u64, pieces: Vec<Bytes>) -> Vec<(u64, Bytes)> {
+    let mut at = start;
+    pieces
+        .into_iter()
+        .map(|b| {
+            let here = at;
+            at += b.len() as u64;
+            (here, b)
+        })
+        .collect()
 }
 
 /// The local copy of a file open for writing in this mount.
@@ -126,7 +181,7 @@ struct OpenFile {
     ino: u64,
     /// The path at open, for a file removed from the tree since.
     path: FsPath,
-    reader: Mutex<Reader>,
+    read: Arc<ReadState>,
     writer: Option<Arc<WriterSlot>>,
 }
 
@@ -137,7 +192,7 @@ enum Handle {
 
 /// The mounted tree over `B`.
 pub struct PlexusFs<B: Backend> {
-    backend: B,
+    backend: Arc<B>,
     settings: Settings,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -156,7 +211,7 @@ impl<B: Backend> PlexusFs<B> {
     /// The tree of `backend`, with `settings`.
     pub fn new(backend: B, settings: Settings) -> PlexusFs<B> {
         PlexusFs {
-            backend,
+            backend: Arc::new(backend),
             settings,
             inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
@@ -273,10 +328,15 @@ impl<B: Backend> PlexusFs<B> {
                 let path = self.path(ino)?;
                 let len = self.settings.window.min(want - at);
                 match self.backend.read(&path, at, len, w.base_version) {
-                    Ok(bytes) if bytes.is_empty() => break,
-                    Ok(bytes) => {
-                        file.write_all_at(&bytes, at).map_err(spill_error)?;
-                        at += bytes.len() as u64;
+                    Ok(pieces) => {
+                        let before = at;
+                        for piece in pieces {
+                            file.write_all_at(&piece, at).map_err(spill_error)?;
+                            at += piece.len() as u64;
+                        }
+                        if at == before {
+                            break;
+                        }
                     }
                     Err(e) if e.code() == Some(CHANGED) && attempt < RETRIES => {
                         let now = self.backend.stat(&path)?;
@@ -448,10 +508,9 @@ impl<B: Backend> PlexusFs<B> {
         let fh = self.add_handle(Handle::File(OpenFile {
             ino: e.ino,
             path,
-            reader: Mutex::new(Reader {
-                size: e.size,
-                version: e.version,
-                windows: Vec::new(),
+            read: Arc::new(ReadState {
+                reader: Mutex::new(Reader::new(e.size, e.version)),
+                arrived: Condvar::new(),
             }),
             writer,
         }));
@@ -459,9 +518,10 @@ impl<B: Backend> PlexusFs<B> {
     }
 
     /// `size` bytes from `offset` of the file as the node has it, through the handle's
-    /// windows.
+    /// windows; a sequential reader has the next window read ahead meanwhile.
     fn read_remote(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-        let mut r = lock(&f.reader);
+        let window = self.settings.window;
+        let mut r = lock(&f.read.reader);
         let mut attempts = 0;
         'again: loop {
             attempts += 1;
@@ -469,26 +529,29 @@ impl<B: Backend> PlexusFs<B> {
             let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
             let mut at = offset;
             while at < end {
-                let found = r
-                    .windows
-                    .iter()
-                    .find(|(start, b)| *start <= at && at < start + b.len() as u64)
-                    .cloned();
-                let (start, bytes) = match found {
+                let (start, bytes) = match r.piece(at) {
                     Some(w) => w,
                     None => {
-                        let path = self.path(f.ino).unwrap_or_else(|_| f.path.clone());
-                        let start = at - at % self.settings.window;
-                        let len = self.settings.window.min(r.size - start);
-                        // The oldest window goes first: at most two are held, fetch included.
-                        if r.windows.len() >= 2 {
-                            r.windows.remove(0);
+                        let start = at - at % window;
+                        if r.ahead == Some(start) {
+                            // Being read ahead: wait for it, then look again.
+                            r = f
+                                .read
+                                .arrived
+                                .wait_while(r, |r| r.ahead == Some(start))
+                                .unwrap_or_else(PoisonError::into_inner);
+                            continue;
                         }
+                        let path = self.path(f.ino).unwrap_or_else(|_| f.path.clone());
+                        let len = window.min(r.size - start);
                         match self.backend.read(&path, start, len, r.version) {
-                            Ok(bytes) if bytes.is_empty() => break,
-                            Ok(bytes) => {
-                                r.windows.push((start, bytes.clone()));
-                                (start, bytes)
+                            Ok(pieces) => {
+                                r.keep(start, pieces);
+                                match r.piece(at) {
+                                    Some(w) => w,
+                                    // The node gave less than the size: the end, for now.
+                                    None => break,
+                                }
                             }
                             Err(e) if e.code() == Some(CHANGED) && attempts < RETRIES => {
                                 let now = self.stat_ino(f.ino, &path)?;
@@ -510,7 +573,39 @@ impl<B: Backend> PlexusFs<B> {
                 }
                 at = start + to as u64;
             }
+            let sequential = offset.abs_diff(r.last_end) <= window / 4;
+            r.last_end = at;
+            let next = offset - offset % window + window;
+            if sequential && next < r.size && r.ahead.is_none() && r.piece(next).is_none() {
+                self.read_ahead(f, &mut r, next);
+            }
             return Ok(out);
+        }
+    }
+
+    /// Reads the window at `start` on a thread of its own, into `f`'s cache.
+    fn read_ahead(&self, f: &OpenFile, r: &mut Reader, start: u64) {
+        let path = self.path(f.ino).unwrap_or_else(|_| f.path.clone());
+        let (state, backend) = (f.read.clone(), self.backend.clone());
+        let (version, len) = (r.version, self.settings.window.min(r.size - start));
+        r.ahead = Some(start);
+        let spawned = std::thread::Builder::new()
+            .name("plx-read-ahead".into())
+            .spawn(move || {
+                let got = backend.read(&path, start, len, version);
+                let mut r = lock(&state.reader);
+                if r.ahead == Some(start) {
+                    r.ahead = None;
+                    // A failure is left to the read that needs the window.
+                    if let (Ok(pieces), true) = (got, r.version == version) {
+                        r.keep(start, pieces);
+                    }
+                }
+                drop(r);
+                state.arrived.notify_all();
+            });
+        if spawned.is_err() {
+            r.ahead = None;
         }
     }
 
@@ -1081,10 +1176,9 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
             let fh = self.add_handle(Handle::File(OpenFile {
                 ino: e.ino,
                 path,
-                reader: Mutex::new(Reader {
-                    size: 0,
-                    version: e.version,
-                    windows: Vec::new(),
+                read: Arc::new(ReadState {
+                    reader: Mutex::new(Reader::new(0, e.version)),
+                    arrived: Condvar::new(),
                 }),
                 writer: Some(slot),
             }));
