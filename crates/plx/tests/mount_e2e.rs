@@ -263,7 +263,8 @@ fn a_mounted_tree_works_for_ordinary_programs() {
 
     // statfs shows the room io.fs's status gives (asked after the first answer, which
     // shows a large default).
-    let statvfs = "import os\ns = os.statvfs('.')\nprint(s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize)";
+    let statvfs =
+        "import os\ns = os.statvfs('.')\nprint(s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize)";
     let unknown = (16u64 << 40).to_string();
     wait_until("statfs to show the cluster's room", 30, || {
         let out = ok_in(&mnt, "python3", &["-c", statvfs]);
