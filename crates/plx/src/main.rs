@@ -30,8 +30,9 @@ use clap::{Parser, Subcommand};
 /// Plexus: the machines you own as one computer.
 ///
 /// plx is the one binary of Plexus: it runs a node (`plx node`, or `plx up` in the
-/// background), talks to it (`plx` opens the λ shell, `plx send` evaluates one message), and
-/// handles units, users and signed messages. With no command, it opens the λ shell on the
+/// background), talks to it (`plx` opens the λ shell, `plx send` evaluates one message), shows
+/// the cluster's files as a local directory (`plx mount`), and handles units, users and signed
+/// messages. With no command, it opens the λ shell on the
 /// local node.
 #[derive(Parser, Debug)]
 #[command(name = "plx", version, max_term_width = 100)]
