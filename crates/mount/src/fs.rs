@@ -64,8 +64,9 @@ impl Settings {
     }
 }
 
-/// How old the cluster's room shown by `statfs` may be before it is asked again.
-const SPACE_REFRESH: Duration = Duration::from_secs(5);
+/// How old the cluster's room shown by `statfs` may be before it is asked again (`status`
+/// walks every chunk's row, and nodes on this machine ask every mount's room every 5 s).
+const SPACE_REFRESH: Duration = Duration::from_secs(30);
 /// The code of a read that asked for a version the file is no longer at.
 const CHANGED: &str = "fs.changed";
 /// How many times an operation starts over when the file changes under it.

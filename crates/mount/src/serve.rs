@@ -11,8 +11,10 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fs::{PlexusFs, Settings};
 
-/// How many threads take requests from the kernel.
-const THREADS: usize = 4;
+/// How many threads take requests from the kernel. Each waits for the node while it serves a
+/// request, so there are more than programs usually keep busy: a request that needs no node
+/// (`statfs`, which nodes on this machine send every few seconds) finds a thread free.
+const THREADS: usize = 8;
 
 /// The helper that mounts and unmounts FUSE file systems for users other than root.
 pub const FUSERMOUNT: &str = "fusermount3";
