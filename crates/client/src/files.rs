@@ -16,10 +16,12 @@ use plexus_units::{Map, Unit};
 
 use crate::{sign_with, Client, Error, Reply};
 
-/// Calls in flight at once.
-pub const DEPTH: usize = 8;
+/// Calls in flight at once: enough to keep the nodes' disks and the links busy, few enough
+/// that the node serving them holds less than 64 MiB for a file of any size (each call's
+/// bytes are held a few times over on their way through it).
+pub const DEPTH: usize = 4;
 /// The most bytes one read asks for: whole chunks up to this much.
-pub const READ_BYTES: u64 = 2 << 20;
+pub const READ_BYTES: u64 = 1 << 20;
 /// Files up to this size are sent in one `{write:…}` (the node keeps them inline).
 const SMALL: usize = 4096;
 

@@ -226,3 +226,35 @@ fn help_describes_every_bench() {
         assert!(text.contains("--json"), "{text}");
     }
 }
+
+#[test]
+fn fs() {
+    let j = bench(&[
+        "fs", "--mib", "8", "--files", "64", "--listed", "64", "--stats", "10", "--json",
+    ]);
+    assert_eq!(at(&j, "bench").as_str(), Some("fs"));
+    positive(
+        &j,
+        &[
+            "raw_write_mb_s",
+            "raw_write_3_copies_mb_s",
+            "raw_read_cold_mb_s",
+            "put_mb_s",
+            "get_mb_s",
+            "put_ratio",
+            "get_ratio",
+            "small_files_per_sec",
+            "fsync_per_sec",
+            "ls_ms",
+            "stat_p50_ms",
+        ],
+    );
+    verdicts(
+        &j,
+        &["put_met", "get_met", "small_met", "ls_met", "stat_met"],
+    );
+    assert_eq!(number(&j, "file_bytes"), 8.0 * 1024.0 * 1024.0);
+    assert_eq!(number(&j, "small_files"), 64.0);
+    assert_eq!(number(&j, "small_failed"), 0.0);
+    assert_eq!(number(&j, "ls_files"), 64.0);
+}

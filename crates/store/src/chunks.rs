@@ -286,26 +286,9 @@ impl ChunkStore {
 
     /// How many chunks the store holds and their bytes.
     pub fn usage(&self) -> Result<(u64, u64), ChunkError> {
-        let (mut count, mut bytes) = (0, 0);
-        for entry in std::fs::read_dir(&self.dir)
-            .map_err(io(&self.dir))?
-            .flatten()
-        {
-            if entry.file_name().len() != 2 || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            for inner in std::fs::read_dir(entry.path())
-                .map_err(io(&self.dir))?
-                .flatten()
-            {
-                let name = inner.file_name();
-                if name.len() == 64 {
-                    count += 1;
-                    bytes += inner.metadata().map_or(0, |m| m.len());
-                }
-            }
-        }
-        Ok((count, bytes))
+        let held = self.list()?;
+        let bytes = held.iter().map(|h| u64::from(h.chunk.len)).sum();
+        Ok((held.len() as u64, bytes))
     }
 }
 

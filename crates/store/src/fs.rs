@@ -110,24 +110,12 @@ struct InodeV1 {
 
 impl Inode {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![INODE_ENCODING];
-        if let Ok(body) = postcard::to_extend(self, Vec::new()) {
-            out.extend(body);
-        }
-        out
+        encode_versioned(INODE_ENCODING, self)
     }
 
     fn decode(bytes: &[u8]) -> Result<Inode, StoreError> {
-        fn whole<T>(r: postcard::Result<(T, &[u8])>) -> Result<T, StoreError> {
-            match r {
-                Ok((inode, [])) => Ok(inode),
-                Ok(_) => Err(StoreError::Corrupt("bytes after an inode".to_owned())),
-                Err(e) => Err(StoreError::Corrupt(format!("an inode: {e}"))),
-            }
-        }
-        match bytes.split_first() {
-            Some((&INODE_ENCODING, body)) => whole(postcard::take_from_bytes(body)),
-            Some((1, body)) => whole(postcard::take_from_bytes::<InodeV1>(body)).map(|v1| Inode {
+        match bytes.first() {
+            Some(1) => decode_versioned::<InodeV1>(1, bytes, "an inode").map(|v1| Inode {
                 kind: v1.kind,
                 owner: v1.owner,
                 mode: v1.mode,
@@ -137,10 +125,35 @@ impl Inode {
                 version: v1.version,
                 data: Vec::new(),
             }),
-            _ => Err(StoreError::Corrupt(
-                "an inode of an unknown encoding".to_owned(),
-            )),
+            _ => decode_versioned(INODE_ENCODING, bytes, "an inode"),
         }
+    }
+}
+
+/// One version byte, then `value` in postcard.
+fn encode_versioned(version: u8, value: &impl Serialize) -> Vec<u8> {
+    let mut out = vec![version];
+    if let Ok(body) = postcard::to_extend(value, Vec::new()) {
+        out.extend(body);
+    }
+    out
+}
+
+/// What [`encode_versioned`] wrote with `version`: `what` names it in errors.
+fn decode_versioned<T: serde::de::DeserializeOwned>(
+    version: u8,
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((v, body)) if *v == version => match postcard::take_from_bytes(body) {
+            Ok((value, [])) => Ok(value),
+            Ok(_) => Err(StoreError::Corrupt(format!("bytes after {what}"))),
+            Err(e) => Err(StoreError::Corrupt(format!("{what}: {e}"))),
+        },
+        _ => Err(StoreError::Corrupt(format!(
+            "{what} of an unknown encoding"
+        ))),
     }
 }
 
@@ -157,24 +170,11 @@ pub struct ChunkRow {
 
 impl ChunkRow {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![CHUNK_ENCODING];
-        if let Ok(body) = postcard::to_extend(self, Vec::new()) {
-            out.extend(body);
-        }
-        out
+        encode_versioned(CHUNK_ENCODING, self)
     }
 
     fn decode(bytes: &[u8]) -> Result<ChunkRow, StoreError> {
-        match bytes.split_first() {
-            Some((&CHUNK_ENCODING, body)) => match postcard::take_from_bytes(body) {
-                Ok((row, [])) => Ok(row),
-                Ok(_) => Err(StoreError::Corrupt("bytes after a chunk row".to_owned())),
-                Err(e) => Err(StoreError::Corrupt(format!("a chunk row: {e}"))),
-            },
-            _ => Err(StoreError::Corrupt(
-                "a chunk row of an unknown encoding".to_owned(),
-            )),
-        }
+        decode_versioned(CHUNK_ENCODING, bytes, "a chunk row")
     }
 }
 

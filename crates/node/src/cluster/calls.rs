@@ -143,16 +143,21 @@ impl<T: Transport> Remote for Router<T> {
                 .find(&node.id)
                 .ok_or_else(|| Error::new(code::UNKNOWN_NODE, format!("no node {}", node.name)))?;
             let guard = cx.terminal().ok().map(|t| self.sessions.open(t.clone()));
-            let request = CallRequest {
-                service: service.to_owned(),
-                msg: plexus_units::encode(&msg),
-                author: cx.author().to_bytes(),
-                root_hash: *cx.root_hash(),
-                depth: cx.depth(),
-                session: guard.as_ref().map(|g| g.id),
-                evaluation: cx.evaluation().map(|e| (e.time_ms, e.id)),
+            // The message's own encoding goes once the request's is made: a chunk sent to
+            // another node is held once while the call waits, not twice.
+            let body = {
+                let request = CallRequest {
+                    service: service.to_owned(),
+                    msg: plexus_units::encode(&msg),
+                    author: cx.author().to_bytes(),
+                    root_hash: *cx.root_hash(),
+                    depth: cx.depth(),
+                    session: guard.as_ref().map(|g| g.id),
+                    evaluation: cx.evaluation().map(|e| (e.time_ms, e.id)),
+                };
+                drop(msg);
+                Bytes::from(wire::encode(&request).map_err(Error::internal)?)
             };
-            let body = Bytes::from(wire::encode(&request).map_err(Error::internal)?);
             let started = tokio::time::Instant::now();
             let reply = loop {
                 let call = self

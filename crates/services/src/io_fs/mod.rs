@@ -825,7 +825,7 @@ impl IoFs {
                 .unwrap_or_default();
             return Ok(Unit::Bytes(range.to_vec().into()));
         }
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut out = Vec::new();
         let mut at = 0u64;
         for chunk in &stat.inode.chunks {
             let (start, stop) = (at, at + u64::from(chunk.len));
@@ -836,6 +836,14 @@ impl IoFs {
             let bytes = self.chunk_bytes(cx, ChunkRef::from(*chunk)).await?;
             let from = offset.saturating_sub(start) as usize;
             let to = (end.min(stop) - start) as usize;
+            if out.is_empty() && from == 0 && to == bytes.len() && stop >= end {
+                // The whole range is this one chunk: give it without a copy.
+                out = bytes;
+                break;
+            }
+            if out.capacity() == 0 {
+                out.reserve_exact(end.saturating_sub(offset) as usize);
+            }
             out.extend_from_slice(&bytes[from..to]);
         }
         cx.charge(out.len() as u64)?;
