@@ -4,7 +4,7 @@
 //! Calls run on a small runtime of the backend's own, each on a connection from a pool (so
 //! FUSE threads call at once), and each has a deadline: a node that stops answering makes the
 //! call fail (`EIO`), and its connection is dropped. A read of a range is cut at the file's
-//! chunk boundaries into reads of up to 2 MiB, several in flight on one connection; a file is
+//! chunk boundaries into reads of up to 1 MiB, a few in flight on one connection; a file is
 //! written with [`plexus_client::files::put`] (chunks staged several at a time, then
 //! committed), with a deadline on its progress.
 

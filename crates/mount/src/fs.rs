@@ -1,9 +1,9 @@
 //! [`PlexusFs`]: the `fuser::Filesystem` over a [`Backend`].
 //!
 //! - **Inodes** are `io.fs`'s own numbers; [`Inodes`] gives each one's path.
-//! - **Reads** take the file's size and version at `open`, then read whole windows (8 MiB,
-//!   aligned) at that version and keep the last two per handle; a sequential reader has the
-//!   next window read ahead on a thread while it takes the current one, so the kernel's small
+//! - **Reads** take the file's size and version at `open`, then read whole windows (4 MiB,
+//!   aligned) at that version; a sequential reader has the next two windows read ahead on
+//!   threads of their own while it takes the current one, so the kernel's small
 //!   requests rarely wait for the node. A file replaced meanwhile (`fs.changed`) is stat'ed
 //!   again and its new content served.
 //! - **Writes** go to a spill file on local disk, one per inode open for writing in this mount
@@ -52,11 +52,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// One-second TTLs, 8 MiB windows, the given spill directory, the calling process's user.
+    /// One-second TTLs, 4 MiB windows, the given spill directory, the calling process's user.
     pub fn new(spill_dir: PathBuf) -> Settings {
         Settings {
             ttl: Duration::from_secs(1),
-            window: 8 << 20,
+            window: 4 << 20,
             spill_dir,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
@@ -64,6 +64,10 @@ impl Settings {
     }
 }
 
+/// How many windows a sequential reader has read ahead at once.
+const AHEAD: usize = 2;
+/// How many windows a read handle keeps: the one being read and those read ahead.
+const WINDOWS_KEPT: usize = AHEAD + 1;
 /// How old the cluster's room shown by `statfs` may be before it is asked again (`status`
 /// walks every chunk's row, and nodes on this machine ask every mount's room every 5 s).
 const SPACE_REFRESH: Duration = Duration::from_secs(30);
@@ -96,10 +100,10 @@ struct Reader {
     /// The file's size and version the reads ask for.
     size: u64,
     version: u64,
-    /// The pieces of the last two windows read: (offset, bytes).
+    /// The pieces of the windows kept (at most [`WINDOWS_KEPT`]): (offset, bytes).
     windows: VecDeque<Vec<(u64, Bytes)>>,
-    /// The window being read ahead in the background, if one is.
-    ahead: Option<u64>,
+    /// The windows being read ahead in the background (at most [`AHEAD`]).
+    ahead: Vec<u64>,
     /// Where the last read ended: a read that starts near it is sequential.
     last_end: u64,
 }
@@ -117,17 +121,27 @@ impl Reader {
             size,
             version,
             windows: VecDeque::new(),
-            ahead: None,
+            ahead: Vec::new(),
             last_end: 0,
         }
     }
 
-    /// Keeps a window read, dropping the oldest beyond two.
+    /// Keeps a window read, dropping the one that starts first beyond [`WINDOWS_KEPT`]
+    /// (windows read ahead start after the one being read).
     fn keep(&mut self, start: u64, pieces: Vec<Bytes>) {
-        if self.windows.len() >= 2 {
-            self.windows.pop_front();
+        if self.windows.len() >= WINDOWS_KEPT {
+            let first = (0..self.windows.len())
+                .min_by_key(|&i| self.windows[i].first().map_or(0, |(at, _)| *at));
+            if let Some(i) = first {
+                self.windows.remove(i);
+            }
         }
         self.windows.push_back(placed(start, pieces));
+    }
+
+    /// Whether the window at `start` is kept or being read.
+    fn has(&self, start: u64) -> bool {
+        self.ahead.contains(&start) || self.piece(start).is_some()
     }
 
     /// The piece that holds byte `at`, if a window kept has it.
@@ -519,27 +533,28 @@ impl<B: Backend> PlexusFs<B> {
     }
 
     /// `size` bytes from `offset` of the file as the node has it, through the handle's
-    /// windows; a sequential reader has the next window read ahead meanwhile.
-    fn read_remote(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    /// windows; a sequential reader has the next windows read ahead meanwhile.
+    fn read_remote(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Bytes, Errno> {
         let window = self.settings.window;
         let mut r = lock(&f.read.reader);
         let mut attempts = 0;
         'again: loop {
             attempts += 1;
             let end = offset.saturating_add(u64::from(size)).min(r.size);
-            let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+            // Slices of the pieces kept (no copy when one piece holds the whole request).
+            let mut out: Vec<Bytes> = Vec::new();
             let mut at = offset;
             while at < end {
                 let (start, bytes) = match r.piece(at) {
                     Some(w) => w,
                     None => {
                         let start = at - at % window;
-                        if r.ahead == Some(start) {
+                        if r.ahead.contains(&start) {
                             // Being read ahead: wait for it, then look again.
                             r = f
                                 .read
                                 .arrived
-                                .wait_while(r, |r| r.ahead == Some(start))
+                                .wait_while(r, |r| r.ahead.contains(&start))
                                 .unwrap_or_else(PoisonError::into_inner);
                             continue;
                         }
@@ -567,20 +582,28 @@ impl<B: Backend> PlexusFs<B> {
                 };
                 let from = (at - start) as usize;
                 let to = (end - start).min(bytes.len() as u64) as usize;
-                match bytes.get(from..to) {
-                    Some(piece) if !piece.is_empty() => out.extend_from_slice(piece),
+                if from >= to || to > bytes.len() {
                     // The node gave less than the size it reported: the end, for this read.
-                    _ => break,
+                    break;
                 }
+                out.push(bytes.slice(from..to));
                 at = start + to as u64;
             }
             let sequential = offset.abs_diff(r.last_end) <= window / 4;
             r.last_end = at;
-            let next = offset - offset % window + window;
-            if sequential && next < r.size && r.ahead.is_none() && r.piece(next).is_none() {
-                self.read_ahead(f, &mut r, next);
+            if sequential {
+                let here = offset - offset % window;
+                for k in 1..=AHEAD as u64 {
+                    let next = here + k * window;
+                    if next < r.size && r.ahead.len() < AHEAD && !r.has(next) {
+                        self.read_ahead(f, &mut r, next);
+                    }
+                }
             }
-            return Ok(out);
+            return Ok(match out.len() {
+                1 => out.swap_remove(0),
+                _ => Bytes::from(out.concat()),
+            });
         }
     }
 
@@ -589,14 +612,14 @@ impl<B: Backend> PlexusFs<B> {
         let path = self.path(f.ino).unwrap_or_else(|_| f.path.clone());
         let (state, backend) = (f.read.clone(), self.backend.clone());
         let (version, len) = (r.version, self.settings.window.min(r.size - start));
-        r.ahead = Some(start);
+        r.ahead.push(start);
         let spawned = std::thread::Builder::new()
             .name("plx-read-ahead".into())
             .spawn(move || {
                 let got = backend.read(&path, start, len, version);
                 let mut r = lock(&state.reader);
-                if r.ahead == Some(start) {
-                    r.ahead = None;
+                if let Some(i) = r.ahead.iter().position(|&a| a == start) {
+                    r.ahead.swap_remove(i);
                     // A failure is left to the read that needs the window.
                     if let (Ok(pieces), true) = (got, r.version == version) {
                         r.keep(start, pieces);
@@ -606,19 +629,19 @@ impl<B: Backend> PlexusFs<B> {
                 state.arrived.notify_all();
             });
         if spawned.is_err() {
-            r.ahead = None;
+            r.ahead.retain(|&a| a != start);
         }
     }
 
     /// Reads from the spill file of `ino` if it is open for writing here and has one.
-    fn read_spill(&self, ino: u64, offset: u64, size: u32) -> Option<Result<Vec<u8>, Errno>> {
+    fn read_spill(&self, ino: u64, offset: u64, size: u32) -> Option<Result<Bytes, Errno>> {
         let slot = lock(&self.writers).get(&ino).cloned()?;
         let w = lock(&slot.state);
         let spill = w.spill.as_ref()?;
         let end = offset.saturating_add(u64::from(size)).min(spill.len);
         let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
         Some(match spill.file.read_exact_at(&mut buf, offset) {
-            Ok(()) => Ok(buf),
+            Ok(()) => Ok(Bytes::from(buf)),
             Err(_) => Err(Errno::EIO),
         })
     }

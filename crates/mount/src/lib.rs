@@ -8,7 +8,7 @@
 //!   through its Unix socket, every message signed as the user, as `plx fs` sends them.
 //! - [`PlexusFs`] (`fs.rs`) is the `fuser::Filesystem`: inode numbers are `io.fs`'s own,
 //!   each given a path by the inode table ([`Inodes`], `inodes.rs`); reads are served from
-//!   8 MiB windows read at the version seen at open (the next one read ahead); writes go to
+//!   4 MiB windows read at the version seen at open (the next two read ahead); writes go to
 //!   a local spill file that is sent and committed whole at close, flush or fsync.
 //! - [`serve`] (`serve.rs`) mounts and serves until unmounted or told to stop (SIGTERM,
 //!   SIGINT); [`unmount`] undoes a mount; [`mountinfo`] tells mount points.
