@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 use plexus_kernel::{Arg, BoxFuture, Cx, Entry, Error, Example, Help, Outcome, Service, Table};
 use plexus_store::SizeUnit;
 use plexus_units::{Map, Unit};
-use sysinfo::{CpuRefreshKind, Disks, System};
+use sysinfo::{CpuRefreshKind, System};
 
 const NAME: &str = "sys.hw";
 
@@ -343,22 +343,28 @@ pub struct DiskSpace {
     pub free: u64,
 }
 
-/// The file system holding `dir`: the mounted disk with the longest mount point that is a
-/// prefix of the directory's real path. Mount points are absolute, so a relative `dir` (a
-/// node started with `--data node`) is only found once resolved.
+/// The file system holding `dir`: `statvfs` of the directory itself, and its mount point found
+/// by going up while the device stays the same. Only `dir` and its ancestors are looked at,
+/// never other mounts: a hung network or FUSE mount elsewhere on the machine cannot block it.
+/// A relative `dir` (a node started with `--data node`) is resolved first.
 pub fn disk_space(dir: &FsPath) -> Option<DiskSpace> {
-    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let disks = Disks::new_with_refreshed_list();
-    disks
-        .list()
-        .iter()
-        .filter(|d| real.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map(|d| DiskSpace {
-            mount: d.mount_point().to_path_buf(),
-            total: d.total_space(),
-            free: d.available_space().min(d.total_space()),
-        })
+    let real = std::fs::canonicalize(dir).ok()?;
+    let vfs = rustix::fs::statvfs(&real).ok()?;
+    let device = rustix::fs::stat(&real).ok()?.st_dev;
+    let mut mount = real.clone();
+    while let Some(parent) = mount.parent() {
+        if rustix::fs::stat(parent).map_or(true, |s| s.st_dev != device) {
+            break;
+        }
+        mount = parent.to_path_buf();
+    }
+    let block = vfs.f_frsize;
+    let total = vfs.f_blocks.saturating_mul(block);
+    Some(DiskSpace {
+        mount,
+        total,
+        free: vfs.f_bavail.saturating_mul(block).min(total),
+    })
 }
 
 fn disk(data_dir: &FsPath) -> Unit {
