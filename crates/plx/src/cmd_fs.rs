@@ -494,12 +494,13 @@ async fn call_leader(client: &mut Client, key: &Keypair, body: Unit) -> Result<U
 /// What `plx fs status` prints for the answer of `status@io.fs`.
 fn status_text(status: &Unit) -> String {
     let n = |k| number(status, k).unwrap_or(0);
+    let replicas = n("replicas");
     let mut out = format!(
-        "{} chunks, {} of files ({} stored), {} copies each; {} free of {} usable\n",
+        "{} chunks, {} of files ({} stored), {replicas} {} each; {} free of {} usable\n",
         n("chunks"),
         size_text(n("bytes")),
         size_text(n("stored")),
-        n("replicas"),
+        if replicas == 1 { "copy" } else { "copies" },
         size_text(n("free")),
         size_text(n("total")),
     );
@@ -644,4 +645,48 @@ async fn get(client: &mut Client, key: &Keypair, path: String, local: &Path) -> 
     }
     std::fs::rename(&temp, local).with_context(|| format!("cannot write {}", local.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_ls_h_shows_them() {
+        assert_eq!(size_text(0), "0");
+        assert_eq!(size_text(1023), "1023");
+        assert_eq!(size_text(1024), "1.0K");
+        assert_eq!(size_text(5_000_000), "4.8M");
+        assert_eq!(size_text(2 << 30), "2.0G");
+    }
+
+    #[test]
+    fn status_and_ls_lines_read_plainly() {
+        let status = plexus_units::parse(
+            "{replicas:1 chunks:2 bytes:2048 stored:2048 ok:2 short:0 waiting:0 lost:0 \
+             total:1024 free:512 nodes:[{node:n1 up:t member:t chunks:2 bytes:2048}]}",
+        )
+        .unwrap();
+        let text = status_text(&status);
+        assert!(
+            text.starts_with("2 chunks, 2.0K of files (2.0K stored), 1 copy each;"),
+            "{text}"
+        );
+        assert!(text.contains("n1          up           2"), "{text}");
+        let listed = plexus_units::parse(
+            "[{name:a.csv kind:file size:1048576 mode:`-rw-r--r--` user:me mtime:0 copies:3 \
+             nodes:[n1 n2 n3]} {name:d kind:dir size:2 mode:drwxr-xr-x user:me mtime:0}]",
+        )
+        .unwrap();
+        let lines = ls_lines(&listed);
+        assert!(
+            lines.contains(
+                "-rw-r--r--  me          1.0M  1970-01-01 00:00  a.csv   (3 copies: n1 n2 n3)\n"
+            ),
+            "{lines}"
+        );
+        assert!(lines.contains("  d/\n"), "{lines}");
+    }
 }
