@@ -1186,18 +1186,44 @@ fn file_bytes(len: u32, seed: u64) -> Vec<u8> {
     out
 }
 
+/// How a test takes a node out.
+#[derive(Clone, Copy, PartialEq)]
+enum TakeOut {
+    /// `kill -9`, then `plx node remove`.
+    Remove,
+    /// `kill -9`, and wait past the grace period (2 s here).
+    DownPastGrace,
+}
+
 #[test]
 fn after_a_node_is_removed_repair_brings_every_chunk_back_to_three_copies() {
+    repair_brings_every_chunk_back(TakeOut::Remove);
+}
+
+#[test]
+fn after_a_node_is_down_past_the_grace_period_repair_copies_its_chunks() {
+    repair_brings_every_chunk_back(TakeOut::DownPastGrace);
+}
+
+/// Four nodes, a file of several chunks put on n1 (each chunk on three nodes); one node (not
+/// n1) with copies is taken out; repair puts every chunk back on three of the rest.
+fn repair_brings_every_chunk_back(take_out: TakeOut) {
     let plx = Plx::new();
-    let mut nodes = three_nodes(&plx);
-    let t4 = invite(&plx, &nodes[0]);
-    nodes.push(ClusterNode::spawn(
+    let grace = ["--fs-grace", "2"];
+    let n1 = ClusterNode::spawn(
         &plx,
-        "n4",
-        &fresh_addr(4),
-        &[],
-        Some(&t4),
-    ));
+        "n1",
+        &fresh_addr(1),
+        &[&["--init"][..], &grace[..]].concat(),
+        None,
+    );
+    let mut nodes = vec![n1];
+    for i in 2..=4u8 {
+        let token = invite(&plx, &nodes[0]);
+        let name = format!("n{i}");
+        let node = ClusterNode::spawn(&plx, &name, &fresh_addr(i), &grace, Some(&token));
+        nodes.push(node);
+    }
     wait_alive(&plx, &nodes, 4, 60);
     let data = file_bytes(9_000_000, 1);
     let local = plx.home.path().join("four.bin");
@@ -1230,7 +1256,9 @@ fn after_a_node_is_removed_repair_brings_every_chunk_back_to_three_copies() {
     let gone = (1..4).max_by_key(|&i| held[i].len()).unwrap();
     let gone_name = nodes[gone].name.clone();
     nodes[gone].kill9();
-    send_to(&plx, &nodes[0], &format!("(remove {gone_name})@sys.node")).ok();
+    if take_out == TakeOut::Remove {
+        send_to(&plx, &nodes[0], &format!("(remove {gone_name})@sys.node")).ok();
+    }
     let rest: Vec<&ClusterNode> = nodes.iter().filter(|n| n.name != gone_name).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1249,7 +1277,17 @@ fn after_a_node_is_removed_repair_brings_every_chunk_back_to_three_copies() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = plx.run(&["fs", "status", "--socket", &s1], b"").ok();
-        if status.contains(" 0 short") && !status.contains(&format!("{gone_name} ")) {
+        // Removed, the node is gone from the table; down, it keeps its row with no copies.
+        let row: Vec<String> = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{gone_name} ")))
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let unlisted = match take_out {
+            TakeOut::Remove => row.is_empty(),
+            TakeOut::DownPastGrace => row.get(1..3) == Some(&["down".into(), "0".into()]),
+        };
+        if status.contains(" 0 short") && unlisted {
             assert!(status.contains("0 lost"), "{status}");
             break;
         }
