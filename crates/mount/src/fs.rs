@@ -205,6 +205,20 @@ enum Handle {
     Dir(Vec<(u64, FileType, String)>),
 }
 
+impl Handle {
+    /// The inode and writer of a file handle open for writing.
+    fn writer(&self) -> Option<(u64, &Arc<WriterSlot>)> {
+        match self {
+            Handle::File(OpenFile {
+                ino,
+                writer: Some(slot),
+                ..
+            }) => Some((*ino, slot)),
+            _ => None,
+        }
+    }
+}
+
 /// The mounted tree over `B`.
 pub struct PlexusFs<B: Backend> {
     backend: Arc<B>,
@@ -896,17 +910,12 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         let Some(h) = self.handle(fh) else {
             return reply.error(Errno::EBADF);
         };
-        let Handle::File(OpenFile {
-            ino,
-            writer: Some(slot),
-            ..
-        }) = &*h
-        else {
+        let Some((ino, slot)) = h.writer() else {
             return reply.error(Errno::EBADF);
         };
         let run = || -> Result<()> {
             let mut w = lock(&slot.state);
-            self.materialize(&mut w, *ino, u64::MAX)?;
+            self.materialize(&mut w, ino, u64::MAX)?;
             let Some(spill) = w.spill.as_mut() else {
                 return Ok(());
             };
@@ -953,16 +962,11 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         let Some(h) = lock(&self.handles).remove(&fh.0) else {
             return reply.ok();
         };
-        if let Handle::File(OpenFile {
-            ino,
-            writer: Some(slot),
-            ..
-        }) = &*h
-        {
-            if let Err(e) = self.commit(*ino, slot) {
+        if let Some((ino, slot)) = h.writer() {
+            if let Err(e) = self.commit(ino, slot) {
                 tracing::warn!("inode {ino}: changes not saved at close: {e}");
             }
-            self.writer_closed(*ino, slot);
+            self.writer_closed(ino, slot);
         }
         reply.ok();
     }
@@ -1253,13 +1257,8 @@ impl<B: Backend> PlexusFs<B> {
         let Some(h) = self.handle(fh) else {
             return reply.ok();
         };
-        if let Handle::File(OpenFile {
-            ino,
-            writer: Some(slot),
-            ..
-        }) = &*h
-        {
-            if let Err(e) = self.commit(*ino, slot) {
+        if let Some((ino, slot)) = h.writer() {
+            if let Err(e) = self.commit(ino, slot) {
                 tracing::warn!("inode {ino}: commit failed: {e}");
                 return reply.error(errno(&e, Op::Write));
             }

@@ -1171,21 +1171,6 @@ fn chunk_files(node: &ClusterNode) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// Random-looking bytes (xorshift64*), different for each `seed`: they cut into chunks of
-/// about 1 MiB.
-fn file_bytes(len: u32, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len as usize + 8);
-    while out.len() < len as usize {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len as usize);
-    out
-}
-
 /// How a test takes a node out.
 #[derive(Clone, Copy, PartialEq)]
 enum TakeOut {
@@ -1225,7 +1210,7 @@ fn repair_brings_every_chunk_back(take_out: TakeOut) {
         nodes.push(node);
     }
     wait_alive(&plx, &nodes, 4, 60);
-    let data = file_bytes(9_000_000, 1);
+    let data = common::noise(9_000_000, 1);
     let local = plx.home.path().join("four.bin");
     std::fs::write(&local, &data).unwrap();
     let s1 = nodes[0].socket().to_str().unwrap().to_owned();
@@ -1335,7 +1320,7 @@ fn a_put_killed_midway_leaves_the_old_file_and_its_chunks_are_collected() {
     let nodes = vec![n1, n2, n3];
     wait_alive(&plx, &nodes, 3, 60);
     let s1 = nodes[0].socket().to_str().unwrap().to_owned();
-    let old = file_bytes(3_000_000, 7);
+    let old = common::noise(3_000_000, 7);
     let old_path = plx.home.path().join("old.bin");
     std::fs::write(&old_path, &old).unwrap();
     plx.run(
@@ -1353,7 +1338,7 @@ fn a_put_killed_midway_leaves_the_old_file_and_its_chunks_are_collected() {
     let before = chunk_files(&nodes[0]);
     // A large put, killed once it has staged a few chunks.
     let new_path = plx.home.path().join("new.bin");
-    std::fs::write(&new_path, file_bytes(200_000_000, 9)).unwrap();
+    std::fs::write(&new_path, common::noise(200_000_000, 9)).unwrap();
     let mut put = plx
         .command(&[
             "fs",

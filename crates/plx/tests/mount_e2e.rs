@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_up_port, Plx};
+use common::{free_up_port, noise, Plx};
 use plexus_mount::mountinfo::{absolute, is_mount_point};
 
 /// Why FUSE cannot be tested here, if it cannot.
@@ -91,19 +91,6 @@ fn ok_in(dir: &Path, program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Bytes that do not compress and differ at every run of the same size: `n` of them.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {

@@ -209,3 +209,17 @@ pub fn send_signed(socket: &std::path::Path, message: &[u8]) -> String {
         }
     }
 }
+
+/// `n` bytes that do not compress and differ for each `seed` (xorshift): file content that
+/// cuts into chunks of about 1 MiB.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
