@@ -82,7 +82,8 @@ enum Command {
     Node(cmd_node::NodeArgs),
     #[command(flatten)]
     Proc(cmd_proc::ProcCmd),
-    /// The cluster's file tree: ls, stat, mkdir, rm, mv, cp, tree, du, put, get, cat.
+    /// The cluster's file tree: ls, stat, mkdir, rm, mv, cp, tree, du, put, get, cat, status,
+    /// scrub.
     #[command(subcommand)]
     Fs(cmd_fs::FsCmd),
     /// Mount the cluster's file tree on an empty local directory (FUSE), in the background.
