@@ -393,7 +393,14 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
         }
         FsCmd::Cat { path, .. } => {
             let mut out = std::io::stdout().lock();
-            plexus_client::files::get(client, key, &path, &mut out, &mut |_| {}).await?;
+            match plexus_client::files::get(client, key, &path, &mut out, &mut |_| {}).await {
+                // A reader that stopped reading (`| head`) is not an error, as for cat(1).
+                Err(plexus_client::files::TransferError::Write(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                done => {
+                    done?;
+                }
+            }
         }
     }
     Ok(0)

@@ -997,6 +997,24 @@ fn a_client_that_does_not_read_its_replies_cannot_exhaust_memory() {
 }
 
 #[test]
+fn fs_cat_into_a_reader_that_stops_is_quiet() {
+    let plx = Plx::new();
+    let _node = RunningNode::start(&plx);
+    let local = plx.home.path().join("big.bin");
+    std::fs::write(&local, common::noise(3_000_000, 5)).unwrap();
+    plx.run(&["fs", "put", local.to_str().unwrap(), "/big.bin"], b"")
+        .ok();
+    // `plx fs cat /big.bin | head -c 5`: the reader goes after 5 bytes.
+    let mut cat = plx.command(&["fs", "cat", "/big.bin"]).spawn().unwrap();
+    let mut first = [0u8; 5];
+    std::io::Read::read_exact(cat.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(cat.stdout.take());
+    let out = cat.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
 fn the_shell_works_with_files_from_its_working_directory() {
     let plx = Plx::new();
     let _node = RunningNode::start(&plx);
