@@ -6,8 +6,12 @@
 //! [`DEPTH`] calls in flight, each for the version `stat` gave, and writes them in order: a
 //! file replaced while it is read is an error, never a mix of two versions. Either holds at
 //! most a few chunks in memory, whatever the file's size.
+//!
+//! Both go through a [`Link`]: [`Signed`] is a connection to a node with each call signed as
+//! a user; a node's own processes reach `io.fs` through its kernel instead.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::io::{Read, Write};
 
 use plexus_fs::{ChunkParams, ChunkRef, Chunker};
@@ -15,6 +19,40 @@ use plexus_identity::Keypair;
 use plexus_units::{Map, Unit};
 
 use crate::{sign_with, Client, Error, Reply};
+
+/// Where [`put`] and [`get`] send their calls to `io.fs`, several in flight at once.
+pub trait Link {
+    /// Starts a call to `io.fs` with `body`; gives its id.
+    fn send(&mut self, body: Unit) -> impl Future<Output = Result<u64, Error>>;
+    /// The next reply to a call started, with the call's id.
+    fn next(&mut self) -> impl Future<Output = Result<(u64, Reply), Error>>;
+}
+
+/// A connection to a node, each call signed with a user's key.
+pub struct Signed<'a> {
+    /// The connection.
+    pub client: &'a mut Client,
+    /// The user's key.
+    pub key: &'a Keypair,
+}
+
+impl<'a> Signed<'a> {
+    /// Calls through `client`, signed with `key`.
+    pub fn new(client: &'a mut Client, key: &'a Keypair) -> Signed<'a> {
+        Signed { client, key }
+    }
+}
+
+impl Link for Signed<'_> {
+    async fn send(&mut self, body: Unit) -> Result<u64, Error> {
+        let stream = Unit::stream(body, "io.fs").map_err(Error::Name)?;
+        self.client.send_call(&sign_with(self.key, stream)?).await
+    }
+
+    async fn next(&mut self) -> Result<(u64, Reply), Error> {
+        self.client.next_reply().await
+    }
+}
 
 /// Calls in flight at once: enough to keep the nodes' disks and the links busy, few enough
 /// that the node serving them holds less than 64 MiB for a file of any size (each call's
@@ -71,12 +109,8 @@ fn map_of<const N: usize>(entries: [(&str, Unit); N]) -> Unit {
     Unit::Map(m)
 }
 
-fn signed(key: &Keypair, body: Unit) -> Result<plexus_identity::SignedMessage, TransferError> {
-    let stream = Unit::stream(body, "io.fs").map_err(Error::Name)?;
-    Ok(sign_with(key, stream)?)
-}
-
-fn value(reply: Reply) -> Result<Unit, TransferError> {
+/// A reply's value; an error unit is a refusal.
+pub fn value(reply: Reply) -> Result<Unit, TransferError> {
     match reply {
         Reply::Value(v) => Ok(v),
         Reply::Nothing => Ok(Unit::None),
@@ -87,10 +121,15 @@ fn value(reply: Reply) -> Result<Unit, TransferError> {
     }
 }
 
-/// One signed call to `io.fs`.
-pub async fn call(client: &mut Client, key: &Keypair, body: Unit) -> Result<Unit, TransferError> {
-    let msg = signed(key, body)?;
-    value(client.call(&msg, None, std::future::pending()).await?)
+/// One call to `io.fs` (with none other in flight on `link`).
+pub async fn call(link: &mut impl Link, body: Unit) -> Result<Unit, TransferError> {
+    let id = link.send(body).await?;
+    loop {
+        let (replied, reply) = link.next().await?;
+        if replied == id {
+            return value(reply);
+        }
+    }
 }
 
 /// A count as an integer unit (counts beyond `i64` do not occur: files are at most 256 GiB).
@@ -109,11 +148,10 @@ fn count(u: &Unit, key: &str) -> Option<u64> {
 
 /// The size and version of the file at `path`.
 pub async fn size_and_version(
-    client: &mut Client,
-    key: &Keypair,
+    link: &mut impl Link,
     path: &str,
 ) -> Result<(u64, u64), TransferError> {
-    let stat = call(client, key, map_of([("stat", Unit::from(path))])).await?;
+    let stat = call(link, map_of([("stat", Unit::from(path))])).await?;
     match (count(&stat, "size"), count(&stat, "version")) {
         (Some(size), Some(version)) => Ok((size, version)),
         _ => Err(TransferError::Unexpected(plexus_units::to_text(&stat))),
@@ -125,9 +163,9 @@ struct InFlight(HashMap<u64, u64>);
 
 impl InFlight {
     /// The next reply to one of the calls: its value, and what it carried.
-    async fn next(&mut self, client: &mut Client) -> Result<(Unit, u64), TransferError> {
+    async fn next(&mut self, link: &mut impl Link) -> Result<(Unit, u64), TransferError> {
         loop {
-            let (id, reply) = client.next_reply().await?;
+            let (id, reply) = link.next().await?;
             if let Some(carried) = self.0.remove(&id) {
                 return Ok((value(reply)?, carried));
             }
@@ -138,8 +176,7 @@ impl InFlight {
 /// Writes what `input` gives to the file `path` (created with `mode`, three octal digits,
 /// if new), calling `progress` with the bytes each chunk stored; gives `{path size chunks}`.
 pub async fn put(
-    client: &mut Client,
-    key: &Keypair,
+    link: &mut impl Link,
     input: &mut impl Read,
     path: &str,
     mode: &str,
@@ -158,7 +195,7 @@ pub async fn put(
             ("data", Unit::Bytes(head.into())),
             ("mode", Unit::from(mode)),
         ]);
-        return call(client, key, body).await;
+        return call(link, body).await;
     }
     let mut input = head.as_slice().chain(input);
     let input = &mut input;
@@ -173,12 +210,12 @@ pub async fn put(
             break;
         }
         chunker.push(&buf[..n], &mut |c| ready.push(c.to_vec()));
-        stage(client, key, &mut ready, &mut list, &mut in_flight, progress).await?;
+        stage(link, &mut ready, &mut list, &mut in_flight, progress).await?;
     }
     chunker.finish(&mut |c| ready.push(c.to_vec()));
-    stage(client, key, &mut ready, &mut list, &mut in_flight, progress).await?;
+    stage(link, &mut ready, &mut list, &mut in_flight, progress).await?;
     while !in_flight.0.is_empty() {
-        let (_, len) = in_flight.next(client).await?;
+        let (_, len) = in_flight.next(link).await?;
         progress(len);
     }
     let body = map_of([
@@ -186,14 +223,13 @@ pub async fn put(
         ("chunks", Unit::Bytes(list.into())),
         ("mode", Unit::from(mode)),
     ]);
-    call(client, key, body).await
+    call(link, body).await
 }
 
 /// Sends each of `ready` with `{stage:…}` once fewer than [`DEPTH`] calls are in flight,
 /// adding it to the chunk `list`.
 async fn stage(
-    client: &mut Client,
-    key: &Keypair,
+    link: &mut impl Link,
     ready: &mut Vec<Vec<u8>>,
     list: &mut Vec<u8>,
     in_flight: &mut InFlight,
@@ -201,14 +237,15 @@ async fn stage(
 ) -> Result<(), TransferError> {
     for chunk in ready.drain(..) {
         while in_flight.0.len() >= DEPTH {
-            let (_, len) = in_flight.next(client).await?;
+            let (_, len) = in_flight.next(link).await?;
             progress(len);
         }
         let r = ChunkRef::of(&chunk);
         list.extend_from_slice(&r.hash);
         list.extend_from_slice(&r.len.to_le_bytes());
-        let msg = signed(key, map_of([("stage", Unit::Bytes(chunk.into()))]))?;
-        let id = client.send_call(&msg).await?;
+        let id = link
+            .send(map_of([("stage", Unit::Bytes(chunk.into()))]))
+            .await?;
         in_flight.0.insert(id, u64::from(r.len));
     }
     Ok(())
@@ -217,14 +254,13 @@ async fn stage(
 /// Writes the file `path` to `out`, calling `progress` with the bytes of each read; gives
 /// its size. The file is read as it was at its first `stat`.
 pub async fn get(
-    client: &mut Client,
-    key: &Keypair,
+    link: &mut impl Link,
     path: &str,
     out: &mut impl Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, TransferError> {
-    let (size, version) = size_and_version(client, key, path).await?;
-    let list = match call(client, key, map_of([("chunks", Unit::from(path))])).await? {
+    let (size, version) = size_and_version(link, path).await?;
+    let list = match call(link, map_of([("chunks", Unit::from(path))])).await? {
         Unit::Bytes(b) => b,
         other => return Err(TransferError::Unexpected(plexus_units::to_text(&other))),
     };
@@ -259,11 +295,11 @@ pub async fn get(
                 ("len", int(len)),
                 ("version", int(version)),
             ]);
-            let id = client.send_call(&signed(key, body)?).await?;
+            let id = link.send(body).await?;
             in_flight.0.insert(id, next as u64);
             next += 1;
         }
-        let (got, index) = match in_flight.next(client).await {
+        let (got, index) = match in_flight.next(link).await {
             Err(TransferError::Refused { code, .. }) if code == "fs.changed" => {
                 return Err(TransferError::Changed(path.to_owned()))
             }

@@ -1,14 +1,16 @@
-//! What the mount needs of the file service: the [`Backend`] trait, and the entries and
-//! figures it answers with.
+//! What the mount needs of the file service: the [`Backend`] trait, the [`Caller`] each
+//! request acts for, and the entries and figures it answers with.
 //!
 //! The trait is blocking: the FUSE threads call it directly. A backend that talks to a node
-//! asynchronously runs its calls on a runtime of its own (as [`crate::ClientBackend`] does).
+//! asynchronously waits on a runtime (its own, as [`crate::ClientBackend`]'s, or the node's).
 
 use std::fs::File;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use plexus_fs::FsPath;
-use plexus_units::Unit;
+use plexus_identity::PublicKey;
+use plexus_units::{Map, Unit};
 
 use crate::error::{Error, Result};
 
@@ -31,6 +33,18 @@ pub struct Entry {
     pub ino: u64,
     /// Bumped by every change; a read can ask for one version.
     pub version: u64,
+    /// What the caller may do to it (`0o4` read, `0o2` write, `0o1` execute or go through),
+    /// when the service said (`stat` does; listings do not).
+    pub may: Option<u16>,
+}
+
+/// The user a request acts for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The user's key.
+    pub key: PublicKey,
+    /// The user's name.
+    pub name: Arc<str>,
 }
 
 /// How much room the cluster has, in bytes.
@@ -51,31 +65,256 @@ impl Space {
     };
 }
 
-/// The file service, as the mount uses it. Paths are the tree's; every call acts as one user.
+/// The file service, as the mount uses it. Paths are the tree's; each call acts as the
+/// [`Caller`] it is given.
 pub trait Backend: Send + Sync + 'static {
+    /// The user a request of process `pid` (as the kernel gives it: a thread's id) acts for;
+    /// an error if it acts for none (the mount refuses it access).
+    fn caller(&self, pid: u32) -> Result<Caller>;
     /// One file or directory.
-    fn stat(&self, path: &FsPath) -> Result<Entry>;
+    fn stat(&self, who: &Caller, path: &FsPath) -> Result<Entry>;
     /// The entries of a directory.
-    fn list(&self, path: &FsPath) -> Result<Vec<Entry>>;
+    fn list(&self, who: &Caller, path: &FsPath) -> Result<Vec<Entry>>;
     /// `len` bytes of the file at `path` from `offset`, while the file is at `version`
     /// (an error with code `fs.changed` once it is not), as consecutive pieces: fewer bytes at
     /// the end of the file. A read of nothing checks the right to read.
-    fn read(&self, path: &FsPath, offset: u64, len: u64, version: u64) -> Result<Vec<Bytes>>;
+    fn read(
+        &self,
+        who: &Caller,
+        path: &FsPath,
+        offset: u64,
+        len: u64,
+        version: u64,
+    ) -> Result<Vec<Bytes>>;
     /// Makes the file at `path` hold the content of `content` (read from its start), created
     /// with `mode` if it is new; readers see the old content or the new, never a mix.
-    fn write_file(&self, path: &FsPath, content: &mut File, mode: u16) -> Result<()>;
+    fn write_file(&self, who: &Caller, path: &FsPath, content: &mut File, mode: u16) -> Result<()>;
     /// Makes a directory.
-    fn mkdir(&self, path: &FsPath, mode: u16) -> Result<()>;
+    fn mkdir(&self, who: &Caller, path: &FsPath, mode: u16) -> Result<()>;
     /// Removes a file or an empty directory.
-    fn rm(&self, path: &FsPath) -> Result<()>;
+    fn rm(&self, who: &Caller, path: &FsPath) -> Result<()>;
     /// Moves a file or directory in one step (replacing a file, or an empty directory, there).
-    fn mv(&self, from: &FsPath, to: &FsPath) -> Result<()>;
+    fn mv(&self, who: &Caller, from: &FsPath, to: &FsPath) -> Result<()>;
     /// New mode bits (its owner or an admin).
-    fn chmod(&self, path: &FsPath, mode: u16) -> Result<()>;
+    fn chmod(&self, who: &Caller, path: &FsPath, mode: u16) -> Result<()>;
     /// The cluster's room: [`Space::UNKNOWN`] when the service does not say.
     fn statfs(&self) -> Result<Space>;
-    /// The name of the user the calls act as.
-    fn user(&self) -> &str;
+}
+
+/// The message bodies a backend sends to `io.fs`, and how it reads their answers.
+pub(crate) mod bodies {
+    use std::collections::HashMap;
+
+    use plexus_client::files;
+
+    use super::*;
+
+    pub(crate) fn map_of<const N: usize>(entries: [(&'static str, Unit); N]) -> Unit {
+        let mut m = Map::new();
+        for (k, v) in entries {
+            m.insert(Unit::str(k), v);
+        }
+        Unit::Map(m)
+    }
+
+    pub(crate) fn path_unit(path: &FsPath) -> Unit {
+        Unit::str(path.as_str())
+    }
+
+    pub(crate) fn int(n: u64) -> Unit {
+        Unit::int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    /// A mode as the service takes it: three octal digits.
+    pub(crate) fn mode_unit(mode: u16) -> Unit {
+        Unit::from(format!("{:03o}", mode & 0o777))
+    }
+
+    pub(crate) fn stat(path: &FsPath) -> Unit {
+        map_of([("stat", path_unit(path))])
+    }
+
+    pub(crate) fn ls(path: &FsPath) -> Unit {
+        map_of([("ls", path_unit(path))])
+    }
+
+    /// A read of `len` bytes from `at`, of the file while it is at `version`.
+    pub(crate) fn read(path: &FsPath, at: u64, len: u64, version: u64) -> Unit {
+        map_of([
+            ("read", path_unit(path)),
+            ("offset", int(at)),
+            ("len", int(len)),
+            ("version", int(version)),
+        ])
+    }
+
+    pub(crate) fn chunks(path: &FsPath) -> Unit {
+        map_of([("chunks", path_unit(path))])
+    }
+
+    pub(crate) fn mkdir(path: &FsPath, mode: u16) -> Unit {
+        map_of([("mkdir", path_unit(path)), ("mode", mode_unit(mode))])
+    }
+
+    pub(crate) fn rm(path: &FsPath) -> Unit {
+        map_of([("rm", path_unit(path))])
+    }
+
+    pub(crate) fn mv(from: &FsPath, to: &FsPath) -> Unit {
+        map_of([("mv", path_unit(from)), ("to", path_unit(to))])
+    }
+
+    pub(crate) fn chmod(path: &FsPath, mode: u16) -> Unit {
+        map_of([("chmod", path_unit(path)), ("mode", mode_unit(mode))])
+    }
+
+    /// The entries of an `ls` answer.
+    pub(crate) fn entries(listed: &Unit) -> Result<Vec<Entry>> {
+        let rows = listed.as_list().ok_or_else(|| {
+            Error::BadReply(format!("ls gave {}", plexus_units::to_short(listed, 80)))
+        })?;
+        rows.iter().map(Entry::from_unit).collect()
+    }
+
+    /// Where each chunk ends, in bytes from the file's start, from a `chunks` answer (36
+    /// bytes a chunk: its hash, then its length as a little-endian u32).
+    pub(crate) fn chunk_ends(list: &Unit) -> Result<Vec<u64>> {
+        let Unit::Bytes(list) = list else {
+            return Err(Error::BadReply(format!(
+                "chunks gave {}",
+                plexus_units::to_short(list, 80)
+            )));
+        };
+        let mut at = 0u64;
+        Ok(list
+            .chunks_exact(36)
+            .map(|r| {
+                at += u64::from(u32::from_le_bytes([r[32], r[33], r[34], r[35]]));
+                at
+            })
+            .collect())
+    }
+
+    /// The room a `status` answer gives (`{total free …}` in bytes), if it gives it.
+    pub(crate) fn space(status: &Unit) -> Space {
+        match (count(status, "total"), count(status, "free")) {
+            (Some(total), Some(free)) => Space {
+                total,
+                free: free.min(total),
+            },
+            _ => Space::UNKNOWN,
+        }
+    }
+
+    /// Where each chunk of recently read files ends (reads are cut there, so that no chunk
+    /// is read twice), by path, for the version the list was asked at.
+    #[derive(Default)]
+    pub(crate) struct ChunkEnds(std::sync::Mutex<HashMap<String, Versioned>>);
+
+    /// A file's chunk ends, and the version they are of.
+    type Versioned = (u64, Arc<[u64]>);
+
+    impl ChunkEnds {
+        /// How many files' lists are kept.
+        const KEPT: usize = 256;
+
+        /// The chunk ends of `path` at `version`: kept ones, or those `fetch` gives (a list
+        /// of another version only splits reads less well).
+        pub(crate) fn of(
+            &self,
+            path: &FsPath,
+            version: u64,
+            fetch: impl FnOnce() -> Result<Unit>,
+        ) -> Result<Arc<[u64]>> {
+            let lock = || {
+                self.0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            if let Some((v, ends)) = lock().get(path.as_str()) {
+                if *v == version {
+                    return Ok(ends.clone());
+                }
+            }
+            let ends: Arc<[u64]> = chunk_ends(&fetch()?)?.into();
+            let mut kept = lock();
+            if kept.len() >= Self::KEPT {
+                kept.clear();
+            }
+            kept.insert(path.as_str().to_owned(), (version, ends.clone()));
+            Ok(ends)
+        }
+    }
+
+    /// Sends the reads `bodies` through `link`, up to [`files::DEPTH`] in flight, and gives
+    /// their bytes in order.
+    pub(crate) async fn read_pieces(
+        link: &mut impl files::Link,
+        bodies: Vec<Unit>,
+    ) -> Result<Vec<Bytes>> {
+        let mut got: Vec<Option<Bytes>> = vec![None; bodies.len()];
+        let mut in_flight: HashMap<u64, usize> = HashMap::new();
+        let count = bodies.len();
+        let mut bodies = bodies.into_iter().enumerate();
+        let mut done = 0;
+        while done < count {
+            while in_flight.len() < files::DEPTH {
+                let Some((index, body)) = bodies.next() else {
+                    break;
+                };
+                in_flight.insert(link.send(body).await?, index);
+            }
+            let (id, reply) = link.next().await?;
+            // Replies to the calls of a read cut short before are skipped by their ids.
+            let Some(index) = in_flight.remove(&id) else {
+                continue;
+            };
+            got[index] = Some(bytes(files::value(reply)?)?);
+            done += 1;
+        }
+        Ok(got.into_iter().flatten().collect())
+    }
+
+    /// The bytes of a `read` answer.
+    pub(crate) fn bytes(read: Unit) -> Result<Bytes> {
+        match read {
+            Unit::Bytes(b) => Ok(b),
+            other => Err(Error::BadReply(format!(
+                "read gave {}",
+                plexus_units::to_short(&other, 80)
+            ))),
+        }
+    }
+
+    /// The reads that cover `start..end` of a file whose chunks end at `ends`: cut at chunk
+    /// boundaries, consecutive chunks joined up to `most` bytes a read (a chunk larger than
+    /// that is one read). Without chunk ends (a file kept inline), reads of `most` bytes.
+    pub(crate) fn pieces(start: u64, end: u64, ends: &[u64], most: u64) -> Vec<(u64, u64)> {
+        let most = most.max(1);
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut at = start;
+        // The first chunk that ends after `start`.
+        let first = ends.partition_point(|&e| e <= start);
+        for &chunk_end in ends.get(first..).unwrap_or_default() {
+            if at >= end {
+                break;
+            }
+            let to = chunk_end.min(end);
+            let len = to - at;
+            match out.last_mut() {
+                Some((from, n)) if *from + *n == at && *n + len <= most => *n += len,
+                _ => out.push((at, len)),
+            }
+            at = to;
+        }
+        // Past the last chunk (or no chunks): plain pieces.
+        while at < end {
+            let len = most.min(end - at);
+            out.push((at, len));
+            at += len;
+        }
+        out
+    }
 }
 
 /// The nine mode bits and the kind (`true` for a directory) of a mode as `ls -l` prints it
@@ -109,6 +348,14 @@ pub fn parse_mode(text: &str) -> Option<(Option<bool>, u16)> {
         }
     }
     Some((kind, mode))
+}
+
+/// The bits of rights written as `ls` writes one triple (`rw-`).
+fn rights(text: &str) -> Option<u16> {
+    match parse_mode(&format!("{text}------"))? {
+        (None, mode) => Some(mode >> 6),
+        _ => None,
+    }
 }
 
 fn field<'a>(u: &'a Unit, key: &str) -> Option<&'a Unit> {
@@ -156,6 +403,7 @@ impl Entry {
             mtime_ms: count(u, "mtime").unwrap_or(0),
             ino: count(u, "ino").ok_or_else(|| bad("no ino"))?,
             version: count(u, "version").unwrap_or(0),
+            may: field(u, "may").and_then(Unit::as_str).and_then(rights),
         })
     }
 }
@@ -220,8 +468,13 @@ mod tests {
                 mtime_ms: 1_700_000_000_000,
                 ino: 42,
                 version: 7,
+                may: None,
             }
         );
+        let with_rights = plexus_units::parse("{name:a kind:file ino:4 may:`rw-`}").unwrap();
+        assert_eq!(Entry::from_unit(&with_rights).unwrap().may, Some(0o6));
+        let bad_rights = plexus_units::parse("{name:a kind:file ino:4 may:`rwz`}").unwrap();
+        assert_eq!(Entry::from_unit(&bad_rights).unwrap().may, None);
         let odd = plexus_units::parse("{name:d kind:dir mode:`what` ino:3}").unwrap();
         let e = Entry::from_unit(&odd).unwrap();
         assert_eq!((e.dir, e.mode, e.size), (true, 0o755, 0));

@@ -9,7 +9,6 @@
 //! committed), with a deadline on its progress.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,59 +16,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use plexus_client::files::{self, TransferError};
-use plexus_client::{Client, Reply};
+use plexus_client::files::{self, Signed};
+use plexus_client::Client;
 use plexus_fs::FsPath;
-use plexus_identity::{Keypair, SignedMessage};
-use plexus_units::{Map, Unit};
+use plexus_identity::Keypair;
+use plexus_units::Unit;
 
-use crate::backend::{count, Backend, Entry, Space};
+use crate::backend::bodies::{self, pieces, ChunkEnds};
+use crate::backend::{Backend, Caller, Entry, Space};
 use crate::error::{Error, Result};
 
-/// The service's name.
-const SERVICE: &str = "io.fs";
-/// Where each chunk of a file ends, in bytes from its start.
-type ChunkEnds = Arc<[u64]>;
 /// The most idle connections kept for later calls.
 const POOL: usize = 8;
 /// How long connecting may take.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
-/// How many files' chunk boundaries are kept.
-const ENDS_KEPT: usize = 256;
-/// The code of a read of a version the file is no longer at.
-const CHANGED: &str = "fs.changed";
 
 /// The file service of a node, through its client socket.
 pub struct ClientBackend {
     rt: tokio::runtime::Runtime,
     socket: PathBuf,
     key: Keypair,
-    user: String,
+    caller: Caller,
     pool: Mutex<Vec<Client>>,
     deadline: Duration,
-    /// Chunk boundaries of recently read files: path → (version, chunk ends).
-    ends: Mutex<HashMap<String, (u64, ChunkEnds)>>,
-}
-
-fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
-    let mut m = Map::new();
-    for (k, v) in entries {
-        m.insert(Unit::str(k), v);
-    }
-    Unit::Map(m)
-}
-
-fn path_unit(path: &FsPath) -> Unit {
-    Unit::str(path.as_str())
-}
-
-fn int(n: u64) -> Unit {
-    Unit::int(i64::try_from(n).unwrap_or(i64::MAX))
-}
-
-/// A mode as the service takes it: three octal digits.
-fn mode_unit(mode: u16) -> Unit {
-    Unit::from(format!("{:03o}", mode & 0o777))
+    ends: ChunkEnds,
 }
 
 impl ClientBackend {
@@ -82,14 +52,18 @@ impl ClientBackend {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
+        let caller = Caller {
+            key: key.public(),
+            name: Arc::from("-"),
+        };
         let mut backend = ClientBackend {
             rt,
             socket,
             key,
-            user: String::new(),
+            caller,
             pool: Mutex::new(Vec::new()),
             deadline,
-            ends: Mutex::new(HashMap::new()),
+            ends: ChunkEnds::default(),
         };
         let who = backend.call_service("sys.usr", Unit::str("who"))?;
         let name = who
@@ -100,7 +74,7 @@ impl ClientBackend {
         if name == "-" {
             return Err(Error::NotRegistered);
         }
-        backend.user = name.to_owned();
+        backend.caller.name = Arc::from(name);
         Ok(backend)
     }
 
@@ -149,7 +123,7 @@ impl ClientBackend {
         self.with_client(|mut client| async move {
             let reply = within(deadline, client.call(&msg, None, std::future::pending())).await;
             let out = match reply {
-                Ok(Ok(r)) => value(r),
+                Ok(Ok(r)) => files::value(r).map_err(Error::from),
                 Ok(Err(e)) => Err(Error::Client(e)),
                 Err(e) => Err(e),
             };
@@ -158,274 +132,134 @@ impl ClientBackend {
     }
 
     fn call(&self, body: Unit) -> Result<Unit> {
-        self.call_service(SERVICE, body)
-    }
-
-    /// Where each chunk of the file at `path` ends (empty for a file kept inline), as its
-    /// chunk list said when asked for `version` (reads split there, so that no chunk is read
-    /// twice; a list of another version only splits them less well).
-    fn chunk_ends(&self, path: &FsPath, version: u64) -> Result<ChunkEnds> {
-        if let Some((v, ends)) = lock(&self.ends).get(path.as_str()) {
-            if *v == version {
-                return Ok(ends.clone());
-            }
-        }
-        let list = match self.call(map_of([("chunks", path_unit(path))]))? {
-            Unit::Bytes(b) => b,
-            other => {
-                return Err(Error::BadReply(format!(
-                    "chunks gave {}",
-                    plexus_units::to_short(&other, 80)
-                )))
-            }
-        };
-        let mut at = 0u64;
-        let ends: ChunkEnds = list
-            .chunks_exact(36)
-            .map(|r| {
-                at += u64::from(u32::from_le_bytes([r[32], r[33], r[34], r[35]]));
-                at
-            })
-            .collect();
-        let mut cache = lock(&self.ends);
-        if cache.len() >= ENDS_KEPT {
-            cache.clear();
-        }
-        cache.insert(path.as_str().to_owned(), (version, ends.clone()));
-        Ok(ends)
+        self.call_service("io.fs", body)
     }
 }
 
 /// `fut`, or [`Error::Timeout`] once `deadline` has passed.
-async fn within<T>(deadline: Duration, fut: impl Future<Output = T>) -> Result<T> {
+pub(crate) async fn within<T>(deadline: Duration, fut: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(deadline, fut)
         .await
         .map_err(|_| Error::Timeout(deadline))
 }
 
-/// A reply's value; an error unit becomes [`Error::Service`].
-fn value(reply: Reply) -> Result<Unit> {
-    match reply {
-        Reply::Value(v) => Ok(v),
-        Reply::Nothing => Ok(Unit::None),
-        Reply::Error(e) => Err(Error::Service {
-            code: e.code().to_owned(),
-            message: e.message().to_owned(),
-        }),
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Sends the signed reads `msgs`, up to [`files::DEPTH`] in flight, and gives their bytes
-/// in order.
-async fn read_pieces(client: &mut Client, msgs: &[SignedMessage]) -> Result<Vec<Bytes>> {
-    let mut got: Vec<Option<Bytes>> = vec![None; msgs.len()];
-    let mut in_flight: HashMap<u64, usize> = HashMap::new();
-    let (mut next, mut done) = (0, 0);
-    while done < msgs.len() {
-        while in_flight.len() < files::DEPTH && next < msgs.len() {
-            let id = client.send_call(&msgs[next]).await?;
-            in_flight.insert(id, next);
-            next += 1;
-        }
-        let (id, reply) = client.next_reply().await?;
-        let Some(index) = in_flight.remove(&id) else {
-            continue;
-        };
-        match value(reply)? {
-            Unit::Bytes(b) => got[index] = Some(b),
-            other => {
-                return Err(Error::BadReply(format!(
-                    "read gave {}",
-                    plexus_units::to_short(&other, 80)
-                )))
+/// Writes `content` to `path` through `link`, with a deadline on progress, not on the
+/// whole: a large file takes its time, but a node that stops answering fails the write.
+pub(crate) async fn put_within(
+    link: &mut impl files::Link,
+    content: &mut File,
+    path: &FsPath,
+    mode: u16,
+    deadline: Duration,
+) -> Result<()> {
+    use std::io::Seek;
+    content.rewind().map_err(|source| Error::Local {
+        action: "read the spill file of",
+        path: PathBuf::from(path.as_str()),
+        source,
+    })?;
+    let mode = format!("{:03o}", mode & 0o777);
+    let last = Cell::new(Instant::now());
+    let mut progress = |_| last.set(Instant::now());
+    let put = files::put(link, content, path.as_str(), &mode, &mut progress);
+    let stalled = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if last.get().elapsed() > deadline {
+                break;
             }
         }
-        done += 1;
-    }
-    Ok(got.into_iter().flatten().collect())
-}
-
-/// The reads that cover `start..end` of a file whose chunks end at `ends`: cut at chunk
-/// boundaries, consecutive chunks joined up to `most` bytes a read (a chunk larger than that
-/// is one read). Without chunk ends (a file kept inline), reads of `most` bytes.
-pub(crate) fn pieces(start: u64, end: u64, ends: &[u64], most: u64) -> Vec<(u64, u64)> {
-    let most = most.max(1);
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut at = start;
-    // The first chunk that ends after `start`.
-    let first = ends.partition_point(|&e| e <= start);
-    for &chunk_end in ends.get(first..).unwrap_or_default() {
-        if at >= end {
-            break;
-        }
-        let to = chunk_end.min(end);
-        let len = to - at;
-        match out.last_mut() {
-            Some((from, n)) if *from + *n == at && *n + len <= most => *n += len,
-            _ => out.push((at, len)),
-        }
-        at = to;
-    }
-    // Past the last chunk (or no chunks): plain pieces.
-    while at < end {
-        let len = most.min(end - at);
-        out.push((at, len));
-        at += len;
-    }
-    out
-}
-
-impl From<TransferError> for Error {
-    fn from(e: TransferError) -> Error {
-        match e {
-            TransferError::Refused { code, message } => Error::Service { code, message },
-            TransferError::Client(e) => Error::Client(e),
-            TransferError::Read(source) | TransferError::Write(source) => Error::Local {
-                action: "read the spill file of a file being written in",
-                path: PathBuf::from("the spill directory"),
-                source,
-            },
-            TransferError::Changed(path) => Error::Service {
-                code: CHANGED.into(),
-                message: format!("{path} changed while it was read"),
-            },
-            TransferError::Unexpected(what) => Error::BadReply(what),
-        }
+    };
+    tokio::select! {
+        done = put => done.map(drop).map_err(Error::from),
+        () = stalled => Err(Error::Timeout(deadline)),
     }
 }
 
 impl Backend for ClientBackend {
-    fn stat(&self, path: &FsPath) -> Result<Entry> {
-        let stat = self.call(map_of([("stat", path_unit(path))]))?;
-        Entry::from_unit(&stat)
+    /// Every request acts as the mount's one user (the kernel lets only the mounting user's
+    /// processes in).
+    fn caller(&self, _pid: u32) -> Result<Caller> {
+        Ok(self.caller.clone())
     }
 
-    fn list(&self, path: &FsPath) -> Result<Vec<Entry>> {
-        let listed = self.call(map_of([("ls", path_unit(path))]))?;
-        let rows = listed.as_list().ok_or_else(|| {
-            Error::BadReply(format!("ls gave {}", plexus_units::to_short(&listed, 80)))
-        })?;
-        rows.iter().map(Entry::from_unit).collect()
+    fn stat(&self, _who: &Caller, path: &FsPath) -> Result<Entry> {
+        Entry::from_unit(&self.call(bodies::stat(path))?)
     }
 
-    fn read(&self, path: &FsPath, offset: u64, len: u64, version: u64) -> Result<Vec<Bytes>> {
-        let read_body = |at: u64, n: u64| {
-            map_of([
-                ("read", path_unit(path)),
-                ("offset", int(at)),
-                ("len", int(n)),
-                ("version", int(version)),
-            ])
-        };
+    fn list(&self, _who: &Caller, path: &FsPath) -> Result<Vec<Entry>> {
+        bodies::entries(&self.call(bodies::ls(path))?)
+    }
+
+    fn read(
+        &self,
+        _who: &Caller,
+        path: &FsPath,
+        offset: u64,
+        len: u64,
+        version: u64,
+    ) -> Result<Vec<Bytes>> {
         if len == 0 {
             // Nothing to read: the call checks the right to read, and the version.
-            self.call(read_body(offset, 0))?;
+            self.call(bodies::read(path, offset, 0, version))?;
             return Ok(Vec::new());
         }
-        let ends = self.chunk_ends(path, version)?;
+        let ends = self
+            .ends
+            .of(path, version, || self.call(bodies::chunks(path)))?;
         let wanted = pieces(offset, offset.saturating_add(len), &ends, files::READ_BYTES);
-        let msgs = wanted
+        let reads = wanted
             .iter()
-            .map(|&(at, n)| {
-                let body = Unit::stream(read_body(at, n), SERVICE)?;
-                Ok(plexus_client::sign_with(&self.key, body)?)
-            })
-            .collect::<Result<Vec<SignedMessage>>>()?;
-        let deadline = self.deadline;
-        self.with_client(|mut client| async move {
-            let out = match within(deadline, read_pieces(&mut client, &msgs)).await {
-                Ok(read) => read,
-                Err(e) => Err(e),
-            };
-            (client, out)
-        })
-    }
-
-    fn write_file(&self, path: &FsPath, content: &mut File, mode: u16) -> Result<()> {
-        use std::io::Seek;
-        content.rewind().map_err(|source| Error::Local {
-            action: "read the spill file of",
-            path: PathBuf::from(path.as_str()),
-            source,
-        })?;
-        let mode = format!("{:03o}", mode & 0o777);
+            .map(|&(at, n)| bodies::read(path, at, n, version))
+            .collect();
         let (key, deadline) = (&self.key, self.deadline);
         self.with_client(|mut client| async move {
-            // A deadline on progress, not on the whole: a large file takes its time, but a
-            // node that stops answering fails the write.
-            let last = Cell::new(Instant::now());
-            let mut progress = |_| last.set(Instant::now());
-            let put = files::put(
-                &mut client,
-                key,
-                content,
-                path.as_str(),
-                &mode,
-                &mut progress,
-            );
-            let stalled = async {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    if last.get().elapsed() > deadline {
-                        break;
-                    }
-                }
-            };
-            let out = tokio::select! {
-                done = put => done.map(drop).map_err(Error::from),
-                () = stalled => Err(Error::Timeout(deadline)),
-            };
+            let mut link = Signed::new(&mut client, key);
+            let read = bodies::read_pieces(&mut link, reads);
+            let out = within(deadline, read).await.and_then(|r| r);
             (client, out)
         })
     }
 
-    fn mkdir(&self, path: &FsPath, mode: u16) -> Result<()> {
-        self.call(map_of([
-            ("mkdir", path_unit(path)),
-            ("mode", mode_unit(mode)),
-        ]))
-        .map(drop)
+    fn write_file(
+        &self,
+        _who: &Caller,
+        path: &FsPath,
+        content: &mut File,
+        mode: u16,
+    ) -> Result<()> {
+        let (key, deadline) = (&self.key, self.deadline);
+        self.with_client(|mut client| async move {
+            let mut link = Signed::new(&mut client, key);
+            let out = put_within(&mut link, content, path, mode, deadline).await;
+            (client, out)
+        })
     }
 
-    fn rm(&self, path: &FsPath) -> Result<()> {
-        self.call(map_of([("rm", path_unit(path))])).map(drop)
+    fn mkdir(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
+        self.call(bodies::mkdir(path, mode)).map(drop)
     }
 
-    fn mv(&self, from: &FsPath, to: &FsPath) -> Result<()> {
-        self.call(map_of([("mv", path_unit(from)), ("to", path_unit(to))]))
-            .map(drop)
+    fn rm(&self, _who: &Caller, path: &FsPath) -> Result<()> {
+        self.call(bodies::rm(path)).map(drop)
     }
 
-    fn chmod(&self, path: &FsPath, mode: u16) -> Result<()> {
-        self.call(map_of([
-            ("chmod", path_unit(path)),
-            ("mode", mode_unit(mode)),
-        ]))
-        .map(drop)
+    fn mv(&self, _who: &Caller, from: &FsPath, to: &FsPath) -> Result<()> {
+        self.call(bodies::mv(from, to)).map(drop)
+    }
+
+    fn chmod(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
+        self.call(bodies::chmod(path, mode)).map(drop)
     }
 
     /// `status@io.fs` when the service has it and answers `{total free …}` in bytes; else
     /// [`Space::UNKNOWN`].
     fn statfs(&self) -> Result<Space> {
         match self.call(Unit::str("status")) {
-            Ok(status) => match (count(&status, "total"), count(&status, "free")) {
-                (Some(total), Some(free)) => Ok(Space {
-                    total,
-                    free: free.min(total),
-                }),
-                _ => Ok(Space::UNKNOWN),
-            },
+            Ok(status) => Ok(bodies::space(&status)),
             Err(Error::Service { .. }) => Ok(Space::UNKNOWN),
             Err(e) => Err(e),
         }
-    }
-
-    fn user(&self) -> &str {
-        &self.user
     }
 }
 

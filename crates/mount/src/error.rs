@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use plexus_client::files::TransferError;
+
+/// The code of a read of a version the file is no longer at.
+pub(crate) const CHANGED: &str = "fs.changed";
+
 /// Why an operation on the mounted tree, or mounting it, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,6 +76,29 @@ pub enum Error {
     /// The acting key is not registered on the node.
     #[error("the key is not registered on the node (see `plx user join` or ask its admin)")]
     NotRegistered,
+    /// A request came from a process that acts for no user of the cluster (on a node's own
+    /// mount: a process the node did not start).
+    #[error("process {0} acts for no user of the cluster")]
+    NoUser(u32),
+}
+
+impl From<TransferError> for Error {
+    fn from(e: TransferError) -> Error {
+        match e {
+            TransferError::Refused { code, message } => Error::Service { code, message },
+            TransferError::Client(e) => Error::Client(e),
+            TransferError::Read(source) | TransferError::Write(source) => Error::Local {
+                action: "read the spill file of a file being written in",
+                path: PathBuf::from("the spill directory"),
+                source,
+            },
+            TransferError::Changed(path) => Error::Service {
+                code: CHANGED.into(),
+                message: format!("{path} changed while it was read"),
+            },
+            TransferError::Unexpected(what) => Error::BadReply(what),
+        }
+    }
 }
 
 /// A crate result.
@@ -126,6 +154,8 @@ impl Error {
             },
             Error::UnknownInode(_) => libc::ENOENT,
             Error::UnknownHandle(_) => libc::EBADF,
+            Error::NoUser(_) => libc::EACCES,
+
             Error::Local { source, .. } => match source.raw_os_error() {
                 Some(libc::ENOSPC) => libc::ENOSPC,
                 Some(libc::EFBIG) => libc::EFBIG,

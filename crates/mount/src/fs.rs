@@ -12,6 +12,8 @@
 //!   the last `release` of a changed file, the spill file is sent and committed whole: other
 //!   readers see the new content at once, from the close on.
 //! - **Listings** are taken at `opendir`; the entries they show answer lookups for the TTL.
+//! - **Who asks**: each request acts for the user [`Backend::caller`] gives for its process;
+//!   a handle keeps its opener's, for reads, writes and the commit at close.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -31,7 +33,7 @@ use fuser::{
 };
 use plexus_fs::FsPath;
 
-use crate::backend::{Backend, Entry, Space};
+use crate::backend::{Backend, Caller, Entry, Space};
 use crate::error::{Error, Op, Result};
 use crate::inodes::{Inodes, ROOT};
 
@@ -49,10 +51,19 @@ pub struct Settings {
     pub uid: u32,
     /// The group every file shows.
     pub gid: u32,
+    /// How many threads take requests from the kernel.
+    pub threads: usize,
 }
 
+/// How many threads take requests from the kernel by default. Each waits for the node while
+/// it serves a request, so there are more than programs usually keep busy: a request that
+/// needs no node (`statfs`, which nodes on this machine send every few seconds) finds a
+/// thread free.
+pub const THREADS: usize = 8;
+
 impl Settings {
-    /// One-second TTLs, 4 MiB windows, the given spill directory, the calling process's user.
+    /// One-second TTLs, 4 MiB windows, the given spill directory, the calling process's user,
+    /// [`THREADS`] threads.
     pub fn new(spill_dir: PathBuf) -> Settings {
         Settings {
             ttl: Duration::from_secs(1),
@@ -60,6 +71,7 @@ impl Settings {
             spill_dir,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
+            threads: THREADS,
         }
     }
 }
@@ -193,6 +205,8 @@ struct WriterSlot {
 }
 
 struct OpenFile {
+    /// The user who opened it.
+    who: Caller,
     ino: u64,
     /// The path at open, for a file removed from the tree since.
     path: FsPath,
@@ -201,23 +215,22 @@ struct OpenFile {
 }
 
 enum Handle {
-    File(OpenFile),
+    File(Box<OpenFile>),
     Dir(Vec<(u64, FileType, String)>),
 }
 
 impl Handle {
-    /// The inode and writer of a file handle open for writing.
-    fn writer(&self) -> Option<(u64, &Arc<WriterSlot>)> {
+    /// The opener, inode and writer of a file handle open for writing.
+    fn writer(&self) -> Option<(&Caller, u64, &Arc<WriterSlot>)> {
         match self {
-            Handle::File(OpenFile {
-                ino,
-                writer: Some(slot),
-                ..
-            }) => Some((*ino, slot)),
-            _ => None,
+            Handle::File(f) => f.writer.as_ref().map(|slot| (&f.who, f.ino, slot)),
+            Handle::Dir(_) => None,
         }
     }
 }
+
+/// A listed entry's user, directory inode and name.
+type ListedKey = (Arc<str>, u64, String);
 
 /// The mounted tree over `B`.
 pub struct PlexusFs<B: Backend> {
@@ -227,8 +240,9 @@ pub struct PlexusFs<B: Backend> {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_fh: AtomicU64,
     writers: Mutex<HashMap<u64, Arc<WriterSlot>>>,
-    /// Entries from recent listings, by (directory inode, name), with when they were listed.
-    listed: Mutex<HashMap<(u64, String), (Entry, Instant)>>,
+    /// Entries from recent listings, by (user, directory inode, name), with when they were
+    /// listed (one user's listing answers only that user's lookups).
+    listed: Mutex<HashMap<ListedKey, (Entry, Instant)>>,
     /// The version of each file at its last open, so an unchanged file keeps its page cache.
     opened: Mutex<HashMap<u64, u64>>,
     /// The cluster's room as last asked, and when.
@@ -302,12 +316,22 @@ impl<B: Backend> PlexusFs<B> {
 
     /// The entry at `path`, which must still be inode `ino` (`ESTALE` otherwise: the kernel
     /// looks the name up again).
-    fn stat_ino(&self, ino: u64, path: &FsPath) -> std::result::Result<Entry, Errno> {
-        let e = self.backend.stat(path).map_err(|e| errno(&e, Op::Read))?;
+    fn stat_ino(&self, who: &Caller, ino: u64, path: &FsPath) -> std::result::Result<Entry, Errno> {
+        let e = self
+            .backend
+            .stat(who, path)
+            .map_err(|e| errno(&e, Op::Read))?;
         if e.ino != ino && ino != ROOT {
             return Err(Errno::ESTALE);
         }
         Ok(e)
+    }
+
+    /// The user `req` acts for: refused (`EACCES`) when it acts for none.
+    fn who(&self, req: &Request) -> std::result::Result<Caller, Errno> {
+        self.backend
+            .caller(req.pid())
+            .map_err(|e| errno(&e, Op::Read))
     }
 
     /// Forgets what listings showed: the tree changed here.
@@ -338,7 +362,7 @@ impl<B: Backend> PlexusFs<B> {
 
     /// Makes sure `w` has a spill file: a new one holds the first `keep` bytes of the file as
     /// it is in the tree (all of it for `u64::MAX`), read at its version.
-    fn materialize(&self, w: &mut Writer, ino: u64, keep: u64) -> Result<()> {
+    fn materialize(&self, who: &Caller, w: &mut Writer, ino: u64, keep: u64) -> Result<()> {
         if w.spill.is_some() {
             return Ok(());
         }
@@ -356,7 +380,7 @@ impl<B: Backend> PlexusFs<B> {
             while at < want {
                 let path = self.path(ino)?;
                 let len = self.settings.window.min(want - at);
-                match self.backend.read(&path, at, len, w.base_version) {
+                match self.backend.read(who, &path, at, len, w.base_version) {
                     Ok(pieces) => {
                         let before = at;
                         for piece in pieces {
@@ -368,7 +392,7 @@ impl<B: Backend> PlexusFs<B> {
                         }
                     }
                     Err(e) if e.code() == Some(CHANGED) && attempt < RETRIES => {
-                        let now = self.backend.stat(&path)?;
+                        let now = self.backend.stat(who, &path)?;
                         w.base_size = now.size;
                         w.base_version = now.version;
                         file.set_len(0).map_err(spill_error)?;
@@ -384,7 +408,7 @@ impl<B: Backend> PlexusFs<B> {
     }
 
     /// Commits `slot`'s spill file if it holds changes: the file's new content, whole.
-    fn commit(&self, ino: u64, slot: &WriterSlot) -> Result<()> {
+    fn commit(&self, who: &Caller, ino: u64, slot: &WriterSlot) -> Result<()> {
         let mut w = lock(&slot.state);
         if !w.dirty {
             return Ok(());
@@ -403,7 +427,7 @@ impl<B: Backend> PlexusFs<B> {
             w.dirty = false;
             return Ok(());
         };
-        self.backend.write_file(&path, &mut spill.file, mode)?;
+        self.backend.write_file(who, &path, &mut spill.file, mode)?;
         w.dirty = false;
         drop(w);
         lock(&self.opened).remove(&ino);
@@ -445,9 +469,9 @@ impl<B: Backend> PlexusFs<B> {
     }
 
     /// Sets the length of `ino` open for writing here to `size`.
-    fn truncate_writer(&self, ino: u64, slot: &WriterSlot, size: u64) -> Result<()> {
+    fn truncate_writer(&self, who: &Caller, ino: u64, slot: &WriterSlot, size: u64) -> Result<()> {
         let mut w = lock(&slot.state);
-        self.materialize(&mut w, ino, size)?;
+        self.materialize(who, &mut w, ino, size)?;
         let Some(spill) = w.spill.as_mut() else {
             return Ok(());
         };
@@ -465,11 +489,12 @@ impl<B: Backend> PlexusFs<B> {
     /// `truncate(2)` of a file not open for writing here: rewritten at once.
     fn truncate_closed(
         &self,
+        who: &Caller,
         ino: u64,
         path: &FsPath,
         size: u64,
     ) -> std::result::Result<(), Errno> {
-        let e = self.stat_ino(ino, path)?;
+        let e = self.stat_ino(who, ino, path)?;
         if e.dir {
             return Err(Errno::EISDIR);
         }
@@ -487,8 +512,8 @@ impl<B: Backend> PlexusFs<B> {
             }),
             len: AtomicU64::new(u64::MAX),
         };
-        self.truncate_writer(ino, &slot, size)
-            .and_then(|()| self.commit(ino, &slot))
+        self.truncate_writer(who, ino, &slot, size)
+            .and_then(|()| self.commit(who, ino, &slot))
             .map_err(|e| errno(&e, Op::Write))
     }
 
@@ -496,6 +521,7 @@ impl<B: Backend> PlexusFs<B> {
     /// kernel may keep the pages it has of the file.
     fn open_file(
         &self,
+        who: &Caller,
         e: &Entry,
         path: FsPath,
         flags: i32,
@@ -506,18 +532,26 @@ impl<B: Backend> PlexusFs<B> {
         let acc = OpenFlags(flags).acc_mode();
         let read = acc != OpenAccMode::O_WRONLY;
         let write = acc != OpenAccMode::O_RDONLY;
-        if read {
-            // A read of nothing checks the right to read now, not at the first read.
-            match self.backend.read(&path, 0, 0, e.version) {
-                Ok(_) => {}
-                Err(err) if err.code() == Some(CHANGED) => {}
-                Err(err) => return Err(errno(&err, Op::Read)),
+        // The rights are checked now, not at the first read or at close.
+        match e.may {
+            Some(may) if (read && may & 0o4 == 0) || (write && may & 0o2 == 0) => {
+                return Err(Errno::EACCES)
             }
+            Some(_) => {}
+            None if read => {
+                // Not told: a read of nothing checks the right to read.
+                match self.backend.read(who, &path, 0, 0, e.version) {
+                    Ok(_) => {}
+                    Err(err) if err.code() == Some(CHANGED) => {}
+                    Err(err) => return Err(errno(&err, Op::Read)),
+                }
+            }
+            None => {}
         }
         let writer = write.then(|| self.writer_for(e));
         if let Some(slot) = &writer {
             if flags & libc::O_TRUNC != 0 {
-                if let Err(err) = self.truncate_writer(e.ino, slot, 0) {
+                if let Err(err) = self.truncate_writer(who, e.ino, slot, 0) {
                     self.writer_closed(e.ino, slot);
                     return Err(errno(&err, Op::Write));
                 }
@@ -534,7 +568,8 @@ impl<B: Backend> PlexusFs<B> {
             }
             opened.insert(e.ino, e.version);
         }
-        let fh = self.add_handle(Handle::File(OpenFile {
+        let fh = self.add_handle(Handle::File(Box::new(OpenFile {
+            who: who.clone(),
             ino: e.ino,
             path,
             read: Arc::new(ReadState {
@@ -542,7 +577,7 @@ impl<B: Backend> PlexusFs<B> {
                 arrived: Condvar::new(),
             }),
             writer,
-        }));
+        })));
         Ok((fh, open_flags))
     }
 
@@ -574,7 +609,7 @@ impl<B: Backend> PlexusFs<B> {
                         }
                         let path = self.path(f.ino).unwrap_or_else(|_| f.path.clone());
                         let len = window.min(r.size - start);
-                        match self.backend.read(&path, start, len, r.version) {
+                        match self.backend.read(&f.who, &path, start, len, r.version) {
                             Ok(pieces) => {
                                 r.keep(start, pieces);
                                 match r.piece(at) {
@@ -584,7 +619,7 @@ impl<B: Backend> PlexusFs<B> {
                                 }
                             }
                             Err(e) if e.code() == Some(CHANGED) && attempts < RETRIES => {
-                                let now = self.stat_ino(f.ino, &path)?;
+                                let now = self.stat_ino(&f.who, f.ino, &path)?;
                                 r.size = now.size;
                                 r.version = now.version;
                                 r.windows.clear();
@@ -624,13 +659,13 @@ impl<B: Backend> PlexusFs<B> {
     /// Reads the window at `start` on a thread of its own, into `f`'s cache.
     fn read_ahead(&self, f: &OpenFile, r: &mut Reader, start: u64) {
         let path = self.path(f.ino).unwrap_or_else(|_| f.path.clone());
-        let (state, backend) = (f.read.clone(), self.backend.clone());
+        let (state, backend, who) = (f.read.clone(), self.backend.clone(), f.who.clone());
         let (version, len) = (r.version, self.settings.window.min(r.size - start));
         r.ahead.push(start);
         let spawned = std::thread::Builder::new()
             .name("plx-read-ahead".into())
             .spawn(move || {
-                let got = backend.read(&path, start, len, version);
+                let got = backend.read(&who, &path, start, len, version);
                 let mut r = lock(&state.reader);
                 if let Some(i) = r.ahead.iter().position(|&a| a == start) {
                     r.ahead.swap_remove(i);
@@ -660,8 +695,13 @@ impl<B: Backend> PlexusFs<B> {
         })
     }
 
-    fn mode_allows(&self, e: &Entry, bit: u16) -> bool {
-        let bits = if e.user == self.backend.user() {
+    /// Whether `who` may do `bit` (`0o4`, `0o2`, `0o1`) to `e`: as the service said, or else
+    /// as its mode bits say.
+    fn mode_allows(&self, who: &Caller, e: &Entry, bit: u16) -> bool {
+        if let Some(may) = e.may {
+            return may & bit != 0;
+        }
+        let bits = if e.user == *who.name {
             e.mode >> 6
         } else {
             e.mode
@@ -685,12 +725,16 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(text) = name.to_str() else {
             return reply.error(Errno::ENOENT);
         };
+        let who = match self.who(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(e),
+        };
         let listed = lock(&self.listed)
-            .get(&(parent.0, text.to_owned()))
+            .get(&(who.name.clone(), parent.0, text.to_owned()))
             .filter(|(_, at)| at.elapsed() < self.settings.ttl)
             .map(|(e, _)| e.clone());
         let entry = match listed {
@@ -698,7 +742,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
             None => {
                 let found = self
                     .child(parent.0, name)
-                    .and_then(|(path, _)| self.backend.stat(&path));
+                    .and_then(|(path, _)| self.backend.stat(&who, &path));
                 match found {
                     Ok(e) => e,
                     Err(e) => return reply.error(errno(&e, Op::Read)),
@@ -713,11 +757,11 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         lock(&self.inodes).forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let got = self
-            .path(ino.0)
-            .map_err(|e| errno(&e, Op::Read))
-            .and_then(|path| self.stat_ino(ino.0, &path));
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let got = self.who(req).and_then(|who| {
+            let path = self.path(ino.0).map_err(|e| errno(&e, Op::Read))?;
+            self.stat_ino(&who, ino.0, &path)
+        });
         match got {
             Ok(e) => reply.attr(&self.settings.ttl, &self.attr(&e)),
             Err(e) => reply.error(e),
@@ -726,7 +770,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -743,6 +787,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         reply: ReplyAttr,
     ) {
         let run = || -> std::result::Result<Entry, Errno> {
+            let who = self.who(req)?;
             let path = self.path(ino.0).map_err(|e| errno(&e, Op::Read))?;
             // Every file shows the mounting user as its owner; no other can be given.
             if uid.is_some_and(|u| u != self.settings.uid)
@@ -753,7 +798,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
             if let Some(mode) = mode {
                 let bits = u16::try_from(mode & 0o777).unwrap_or(0o644);
                 self.backend
-                    .chmod(&path, bits)
+                    .chmod(&who, &path, bits)
                     .map_err(|e| errno(&e, Op::Chmod))?;
                 self.changed();
             }
@@ -765,13 +810,13 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
                 let slot = by_handle.or_else(|| lock(&self.writers).get(&ino.0).cloned());
                 match slot {
                     Some(slot) => self
-                        .truncate_writer(ino.0, &slot, size)
+                        .truncate_writer(&who, ino.0, &slot, size)
                         .map_err(|e| errno(&e, Op::Write))?,
-                    None => self.truncate_closed(ino.0, &path, size)?,
+                    None => self.truncate_closed(&who, ino.0, &path, size)?,
                 }
             }
             // Times cannot be set: the node stamps each change. Asking is not an error.
-            self.stat_ino(ino.0, &path)
+            self.stat_ino(&who, ino.0, &path)
         };
         match run() {
             Ok(e) => reply.attr(&self.settings.ttl, &self.attr(&e)),
@@ -781,40 +826,44 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let run = || -> Result<(String, Entry)> {
-            let (path, name) = self.child(parent.0, name)?;
-            let bits = u16::try_from(mode & !umask & 0o777).unwrap_or(0o755);
-            self.backend.mkdir(&path, bits)?;
-            self.changed();
-            Ok((name, self.backend.stat(&path)?))
+        let run = || -> std::result::Result<(String, Entry), Errno> {
+            let who = self.who(req)?;
+            let made = || -> Result<(String, Entry)> {
+                let (path, name) = self.child(parent.0, name)?;
+                let bits = u16::try_from(mode & !umask & 0o777).unwrap_or(0o755);
+                self.backend.mkdir(&who, &path, bits)?;
+                self.changed();
+                Ok((name, self.backend.stat(&who, &path)?))
+            };
+            made().map_err(|e| errno(&e, Op::Create))
         };
         match run() {
             Ok((name, e)) => {
                 lock(&self.inodes).looked_up(parent.0, &name, e.ino);
                 reply.entry(&self.settings.ttl, &self.attr(&e), Generation(0));
             }
-            Err(e) => reply.error(errno(&e, Op::Create)),
+            Err(e) => reply.error(e),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.remove(parent, name, false, reply);
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(req, parent, name, false, reply);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.remove(parent, name, true, reply);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.remove(req, parent, name, true, reply);
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -828,6 +877,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
             return reply.error(Errno::EINVAL);
         }
         let run = || -> std::result::Result<(String, String), Errno> {
+            let who = self.who(req)?;
             let (from, from_name) = self
                 .child(parent.0, name)
                 .map_err(|e| errno(&e, Op::Create))?;
@@ -835,14 +885,14 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
                 .child(newparent.0, newname)
                 .map_err(|e| errno(&e, Op::Create))?;
             if flags.contains(RenameFlags::RENAME_NOREPLACE) {
-                match self.backend.stat(&to) {
+                match self.backend.stat(&who, &to) {
                     Ok(_) => return Err(Errno::EEXIST),
                     Err(e) if e.code() == Some(plexus_units::code::NOT_FOUND) => {}
                     Err(e) => return Err(errno(&e, Op::Read)),
                 }
             }
             self.backend
-                .mv(&from, &to)
+                .mv(&who, &from, &to)
                 .map_err(|e| errno(&e, Op::Create))?;
             Ok((from_name, to_name))
         };
@@ -856,11 +906,12 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let run = || -> std::result::Result<(u64, FopenFlags), Errno> {
+            let who = self.who(req)?;
             let path = self.path(ino.0).map_err(|e| errno(&e, Op::Read))?;
-            let e = self.stat_ino(ino.0, &path)?;
-            self.open_file(&e, path, flags.0)
+            let e = self.stat_ino(&who, ino.0, &path)?;
+            self.open_file(&who, &e, path, flags.0)
         };
         match run() {
             Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
@@ -910,12 +961,12 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         let Some(h) = self.handle(fh) else {
             return reply.error(Errno::EBADF);
         };
-        let Some((ino, slot)) = h.writer() else {
+        let Some((who, ino, slot)) = h.writer() else {
             return reply.error(Errno::EBADF);
         };
         let run = || -> Result<()> {
             let mut w = lock(&slot.state);
-            self.materialize(&mut w, ino, u64::MAX)?;
+            self.materialize(who, &mut w, ino, u64::MAX)?;
             let Some(spill) = w.spill.as_mut() else {
                 return Ok(());
             };
@@ -962,8 +1013,8 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         let Some(h) = lock(&self.handles).remove(&fh.0) else {
             return reply.ok();
         };
-        if let Some((ino, slot)) = h.writer() {
-            if let Err(e) = self.commit(ino, slot) {
+        if let Some((who, ino, slot)) = h.writer() {
+            if let Err(e) = self.commit(who, ino, slot) {
                 tracing::warn!("inode {ino}: changes not saved at close: {e}");
             }
             self.writer_closed(ino, slot);
@@ -982,10 +1033,14 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         self.commit_handle(fh, reply);
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let who = match self.who(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(e),
+        };
         let run = || -> Result<Vec<(u64, FileType, String)>> {
             let path = self.path(ino.0)?;
-            let entries = self.backend.list(&path)?;
+            let entries = self.backend.list(&who, &path)?;
             let parent = lock(&self.inodes).parent(ino.0).unwrap_or(ROOT);
             let mut rows = vec![
                 (ino.0, FileType::Directory, ".".to_owned()),
@@ -1002,7 +1057,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
                     FileType::RegularFile
                 };
                 rows.push((e.ino, kind, e.name.clone()));
-                listed.insert((ino.0, e.name.clone()), (e, now));
+                listed.insert((who.name.clone(), ino.0, e.name.clone()), (e, now));
             }
             Ok(rows)
         };
@@ -1110,16 +1165,32 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         reply.error(Errno::ENOSYS);
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let run = || -> std::result::Result<(), Errno> {
+            let who = self.who(req)?;
             let path = self.path(ino.0).map_err(|e| errno(&e, Op::Read))?;
-            let e = self.stat_ino(ino.0, &path)?;
+            let e = self.stat_ino(&who, ino.0, &path)?;
+            if let Some(may) = e.may {
+                // The service said what this user may do.
+                let asked = [
+                    (AccessFlags::R_OK, 0o4),
+                    (AccessFlags::W_OK, 0o2),
+                    (AccessFlags::X_OK, 0o1),
+                ];
+                return match asked
+                    .iter()
+                    .any(|&(f, bit)| mask.contains(f) && may & bit == 0)
+                {
+                    true => Err(Errno::EACCES),
+                    false => Ok(()),
+                };
+            }
             if mask.contains(AccessFlags::R_OK) {
                 // Asked of the node: reading nothing checks the right to read.
                 let probe = if e.dir {
-                    self.backend.list(&path).map(drop)
+                    self.backend.list(&who, &path).map(drop)
                 } else {
-                    self.backend.read(&path, 0, 0, e.version).map(drop)
+                    self.backend.read(&who, &path, 0, 0, e.version).map(drop)
                 };
                 match probe {
                     Ok(()) => {}
@@ -1132,19 +1203,19 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
                     let inside = path
                         .join(PROBE_NAME)
                         .map_err(|e| errno(&Error::from(e), Op::Read))?;
-                    match self.backend.stat(&inside) {
+                    match self.backend.stat(&who, &inside) {
                         Err(err) if err.code() == Some(plexus_units::code::DENIED) => {
                             return Err(Errno::EACCES)
                         }
                         _ => {}
                     }
-                } else if !self.mode_allows(&e, 0o1) {
+                } else if !self.mode_allows(&who, &e, 0o1) {
                     return Err(Errno::EACCES);
                 }
             }
             // The right to write is only known when writing; the mode bits tell (for the
             // owner, or for the others), except that the node's admin may write anyway.
-            if mask.contains(AccessFlags::W_OK) && !self.mode_allows(&e, 0o2) {
+            if mask.contains(AccessFlags::W_OK) && !self.mode_allows(&who, &e, 0o2) {
                 return Err(Errno::EACCES);
             }
             Ok(())
@@ -1157,7 +1228,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -1166,16 +1237,17 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
         reply: ReplyCreate,
     ) {
         let run = || -> std::result::Result<(String, Entry, u64, FopenFlags), Errno> {
+            let who = self.who(req)?;
             let (path, name) = self
                 .child(parent.0, name)
                 .map_err(|e| errno(&e, Op::Create))?;
-            match self.backend.stat(&path) {
+            match self.backend.stat(&who, &path) {
                 Ok(e) => {
                     // There already (made on another node since the kernel looked).
                     if flags & libc::O_EXCL != 0 {
                         return Err(Errno::EEXIST);
                     }
-                    let (fh, open_flags) = self.open_file(&e, path, flags)?;
+                    let (fh, open_flags) = self.open_file(&who, &e, path, flags)?;
                     return Ok((name, e, fh, open_flags));
                 }
                 Err(err) if err.code() == Some(plexus_units::code::NOT_FOUND) => {}
@@ -1185,10 +1257,13 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
             // The file exists, empty, from now on; its content comes at close.
             let mut empty = self.new_spill().map_err(|e| errno(&e, Op::Create))?;
             self.backend
-                .write_file(&path, &mut empty, bits)
+                .write_file(&who, &path, &mut empty, bits)
                 .map_err(|e| errno(&e, Op::Create))?;
             self.changed();
-            let e = self.backend.stat(&path).map_err(|e| errno(&e, Op::Read))?;
+            let e = self
+                .backend
+                .stat(&who, &path)
+                .map_err(|e| errno(&e, Op::Read))?;
             let slot = self.writer_for(&e);
             {
                 let mut w = lock(&slot.state);
@@ -1201,7 +1276,8 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
                 }
             }
             lock(&self.opened).insert(e.ino, e.version);
-            let fh = self.add_handle(Handle::File(OpenFile {
+            let fh = self.add_handle(Handle::File(Box::new(OpenFile {
+                who,
                 ino: e.ino,
                 path,
                 read: Arc::new(ReadState {
@@ -1209,7 +1285,7 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
                     arrived: Condvar::new(),
                 }),
                 writer: Some(slot),
-            }));
+            })));
             Ok((name, e, fh, FopenFlags::empty()))
         };
         match run() {
@@ -1229,18 +1305,24 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
 }
 
 impl<B: Backend> PlexusFs<B> {
-    fn remove(&self, parent: INodeNo, name: &OsStr, dir: bool, reply: ReplyEmpty) {
+    fn remove(&self, req: &Request, parent: INodeNo, name: &OsStr, dir: bool, reply: ReplyEmpty) {
         let run = || -> std::result::Result<String, Errno> {
+            let who = self.who(req)?;
             let (path, name) = self
                 .child(parent.0, name)
                 .map_err(|e| errno(&e, Op::Other))?;
-            let e = self.backend.stat(&path).map_err(|e| errno(&e, Op::Read))?;
+            let e = self
+                .backend
+                .stat(&who, &path)
+                .map_err(|e| errno(&e, Op::Read))?;
             match (dir, e.dir) {
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),
                 _ => {}
             }
-            self.backend.rm(&path).map_err(|e| errno(&e, Op::Other))?;
+            self.backend
+                .rm(&who, &path)
+                .map_err(|e| errno(&e, Op::Other))?;
             Ok(name)
         };
         match run() {
@@ -1257,8 +1339,8 @@ impl<B: Backend> PlexusFs<B> {
         let Some(h) = self.handle(fh) else {
             return reply.ok();
         };
-        if let Some((ino, slot)) = h.writer() {
-            if let Err(e) = self.commit(ino, slot) {
+        if let Some((who, ino, slot)) = h.writer() {
+            if let Err(e) = self.commit(who, ino, slot) {
                 tracing::warn!("inode {ino}: commit failed: {e}");
                 return reply.error(errno(&e, Op::Write));
             }

@@ -6,6 +6,9 @@
 //!   a range at a version, write a whole file from a local file, mkdir, rm, mv, chmod, statfs.
 //!   [`ClientBackend`] (`client_backend.rs`) is the first one: the local node's `io.fs`
 //!   through its Unix socket, every message signed as the user, as `plx fs` sends them.
+//! - [`NodeBackend`] (`node_backend.rs`) is the second: `io.fs` of the node itself, called
+//!   in-process as one user; [`NodeMounts`] keeps one such view per user mounted for the
+//!   programs the node runs (`/fs/…` paths in `plx run`).
 //! - [`PlexusFs`] (`fs.rs`) is the `fuser::Filesystem`: inode numbers are `io.fs`'s own,
 //!   each given a path by the inode table ([`Inodes`], `inodes.rs`); reads are served from
 //!   4 MiB windows read at the version seen at open (the next two read ahead); writes go to
@@ -24,11 +27,13 @@ mod error;
 mod fs;
 mod inodes;
 pub mod mountinfo;
+mod node_backend;
 mod serve;
 
-pub use backend::{parse_mode, Backend, Entry, Space};
+pub use backend::{parse_mode, Backend, Caller, Entry, Space};
 pub use client_backend::ClientBackend;
 pub use error::{errno_for, Error, Op, Result};
-pub use fs::{PlexusFs, Settings};
+pub use fs::{PlexusFs, Settings, THREADS};
 pub use inodes::{Inodes, ROOT};
-pub use serve::{cannot_mount, find_in_path, serve, unmount, FUSERMOUNT};
+pub use node_backend::{ActingFor, NodeBackend, NodeMounts};
+pub use serve::{cannot_mount, find_in_path, lazy_unmount, serve, unmount, Mounted, FUSERMOUNT};

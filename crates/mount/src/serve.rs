@@ -1,20 +1,16 @@
 //! Mounting: [`serve`] mounts a [`Backend`] and serves it until it is unmounted or the
-//! process is told to stop; [`unmount`] undoes a mount.
+//! process is told to stop; [`Mounted::start`] mounts one served in the background, until
+//! [`Mounted::stop`]; [`unmount`] undoes a mount.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fuser::{Config, MountOption};
+use fuser::{BackgroundSession, Config, MountOption};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fs::{PlexusFs, Settings};
-
-/// How many threads take requests from the kernel. Each waits for the node while it serves a
-/// request, so there are more than programs usually keep busy: a request that needs no node
-/// (`statfs`, which nodes on this machine send every few seconds) finds a thread free.
-const THREADS: usize = 8;
 
 /// The helper that mounts and unmounts FUSE file systems for users other than root.
 pub const FUSERMOUNT: &str = "fusermount3";
@@ -22,23 +18,7 @@ pub const FUSERMOUNT: &str = "fusermount3";
 /// Mounts `backend` on `dir` (an empty directory) and serves it until the mount goes away
 /// (`plx umount`, `fusermount3 -u`) or the process gets SIGTERM or SIGINT, which unmount it.
 pub fn serve<B: Backend>(backend: B, dir: &Path, settings: Settings) -> Result<()> {
-    let mount_error = |source| Error::Mount {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName("plexus".into()),
-        MountOption::Subtype("plx".into()),
-        MountOption::NoAtime,
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ];
-    config.n_threads = Some(THREADS);
-    let session =
-        fuser::Session::new(PlexusFs::new(backend, settings), dir, &config).map_err(mount_error)?;
-    let background = session.spawn().map_err(mount_error)?;
-    tracing::info!("mounted on {}", dir.display());
+    let background = mount(backend, dir, settings)?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -62,6 +42,76 @@ pub fn serve<B: Backend>(backend: B, dir: &Path, settings: Settings) -> Result<(
     // another mount of the same directory: it is left to the process's exit instead.
     std::mem::forget(background);
     Ok(())
+}
+
+/// Mounts `backend` on `dir`, served by threads of its own.
+fn mount<B: Backend>(backend: B, dir: &Path, settings: Settings) -> Result<BackgroundSession> {
+    let mount_error = |source| Error::Mount {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("plexus".into()),
+        MountOption::Subtype("plx".into()),
+        MountOption::NoAtime,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    config.n_threads = Some(settings.threads.max(1));
+    let session =
+        fuser::Session::new(PlexusFs::new(backend, settings), dir, &config).map_err(mount_error)?;
+    let background = session.spawn().map_err(mount_error)?;
+    tracing::info!("mounted on {}", dir.display());
+    Ok(background)
+}
+
+/// A mount served in the background by this process.
+pub struct Mounted {
+    dir: PathBuf,
+    session: Option<BackgroundSession>,
+}
+
+impl Mounted {
+    /// Mounts `backend` on `dir` (an empty directory) and serves it until [`Mounted::stop`].
+    pub fn start<B: Backend>(backend: B, dir: &Path, settings: Settings) -> Result<Mounted> {
+        Ok(Mounted {
+            dir: dir.to_path_buf(),
+            session: Some(mount(backend, dir, settings)?),
+        })
+    }
+
+    /// Where it is mounted.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Unmounts it: at once if no program uses it, else detached (it goes away when the last
+    /// one lets go).
+    pub fn stop(mut self) {
+        self.unmount();
+    }
+
+    fn unmount(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        if let Err(e) = unmount(&self.dir) {
+            tracing::warn!("{e}; detaching it instead");
+            if let Err(e) = lazy_unmount(&self.dir) {
+                tracing::warn!("{e}");
+            }
+        }
+        // Dropping the session would unmount the directory again (by then perhaps another
+        // mount of it); its threads end as the kernel ends the connection.
+        std::mem::forget(session);
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.unmount();
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -133,7 +183,7 @@ pub fn unmount(dir: &Path) -> Result<()> {
 }
 
 /// Detaches the mount on `dir` at once; it goes away when no program uses it any more.
-fn lazy_unmount(dir: &Path) -> Result<()> {
+pub fn lazy_unmount(dir: &Path) -> Result<()> {
     let done = if is_root() {
         rustix::mount::unmount(dir, rustix::mount::UnmountFlags::DETACH)
             .map_err(std::io::Error::from)

@@ -300,6 +300,16 @@ impl<N: cluster::Net> Node<N> {
         &self.kernel
     }
 
+    /// The process service of this node.
+    pub fn processes(&self) -> &Arc<plexus_services::sys_proc::SysProc> {
+        &self.sys_proc
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
     /// The node's cluster, when it is a member of one.
     pub fn cluster(&self) -> Option<&cluster::Cluster<N>> {
         self.cluster.as_ref()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
+use plexus_client::files::Signed;
 use plexus_identity::Keypair;
 use plexus_units::{Map, Unit};
 
@@ -211,7 +212,7 @@ fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
 
 /// A signed call to io.fs; an error unit becomes an error reading `CODE: MESSAGE`.
 async fn call(client: &mut Client, key: &Keypair, body: Unit) -> Result<Unit> {
-    Ok(plexus_client::files::call(client, key, body).await?)
+    Ok(plexus_client::files::call(&mut Signed::new(client, key), body).await?)
 }
 
 fn field<'a>(u: &'a Unit, key: &str) -> Option<&'a Unit> {
@@ -393,7 +394,14 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
         }
         FsCmd::Cat { path, .. } => {
             let mut out = std::io::stdout().lock();
-            match plexus_client::files::get(client, key, &path, &mut out, &mut |_| {}).await {
+            match plexus_client::files::get(
+                &mut Signed::new(client, key),
+                &path,
+                &mut out,
+                &mut |_| {},
+            )
+            .await
+            {
                 // A reader that stopped reading (`| head`) is not an error, as for cat(1).
                 Err(plexus_client::files::TransferError::Write(e))
                     if e.kind() == std::io::ErrorKind::BrokenPipe => {}
@@ -607,9 +615,13 @@ async fn put(
         std::fs::File::open(local).with_context(|| format!("cannot open {}", local.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut progress = Progress::new("put", total);
-    let done = plexus_client::files::put(client, key, &mut file, &path, &mode, &mut |n| {
-        progress.add(n)
-    })
+    let done = plexus_client::files::put(
+        &mut Signed::new(client, key),
+        &mut file,
+        &path,
+        &mode,
+        &mut |n| progress.add(n),
+    )
     .await;
     progress.finish();
     done.with_context(|| format!("cannot put {} to {path}", local.display()))
@@ -617,7 +629,8 @@ async fn put(
 }
 
 async fn get(client: &mut Client, key: &Keypair, path: String, local: &Path) -> Result<()> {
-    let (total, _) = plexus_client::files::size_and_version(client, key, &path).await?;
+    let (total, _) =
+        plexus_client::files::size_and_version(&mut Signed::new(client, key), &path).await?;
     let mut progress = Progress::new("get", total);
     // A device or a pipe (`/dev/stdout`, a FIFO) is written into as it is: a temporary file
     // renamed over it would replace it.
@@ -628,7 +641,10 @@ async fn get(client: &mut Client, key: &Keypair, path: String, local: &Path) -> 
             .with_context(|| format!("cannot open {}", local.display()))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let read =
-            plexus_client::files::get(client, key, &path, &mut out, &mut |n| progress.add(n)).await;
+            plexus_client::files::get(&mut Signed::new(client, key), &path, &mut out, &mut |n| {
+                progress.add(n)
+            })
+            .await;
         progress.finish();
         read.with_context(|| format!("cannot get {path}"))?;
         out.flush()
@@ -640,7 +656,10 @@ async fn get(client: &mut Client, key: &Keypair, path: String, local: &Path) -> 
         .with_context(|| format!("cannot create {}", temp.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let read =
-        plexus_client::files::get(client, key, &path, &mut out, &mut |n| progress.add(n)).await;
+        plexus_client::files::get(&mut Signed::new(client, key), &path, &mut out, &mut |n| {
+            progress.add(n)
+        })
+        .await;
     progress.finish();
     let synced = read.map_err(anyhow::Error::from).and_then(|_| {
         let file = out.into_inner().map_err(|e| e.into_error())?;

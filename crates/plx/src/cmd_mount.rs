@@ -17,7 +17,7 @@ use crate::cmd_proc::Common;
 use crate::home::{Home, PASSPHRASE_ENV};
 
 /// How long one call to the node may take before the operation fails with EIO.
-const CALL_DEADLINE: Duration = Duration::from_secs(60);
+pub const CALL_DEADLINE: Duration = Duration::from_secs(60);
 /// How long `plx mount` waits for the background process to mount.
 const MOUNT_DEADLINE: Duration = Duration::from_secs(30);
 

@@ -3,6 +3,7 @@
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -79,6 +80,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", default_value_t = ClientLimits::default().max_connections,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20))]
     pub max_clients: usize,
+    /// Do not show the cluster's files to the programs this node runs: without it, a
+    /// program, argument or working directory under /fs/ (`plx run --cwd /fs/home/me -- python3
+    /// /fs/code/x.py`) is the cluster's file there, through a view of the tree this node
+    /// mounts for the program's user (under DIR/fs) when first needed.
+    #[arg(long)]
+    pub no_mount_fs: bool,
     #[command(flatten)]
     pub fs: FsArgs,
 }
@@ -245,6 +252,18 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
         // stop the node, and must find it stopping cleanly.
         let stop = shutdown_signal()?;
         let node = Node::start(config).await?;
+        let mounts = (!args.no_mount_fs).then(|| {
+            let mounts = Arc::new(plexus_mount::NodeMounts::new(
+                node.kernel().clone(),
+                tokio::runtime::Handle::current(),
+                node.data_dir().join("fs"),
+                node.data_dir().join("fs-spill"),
+                node.processes(),
+                crate::cmd_mount::CALL_DEADLINE,
+            ));
+            node.processes().set_cluster_files(mounts.clone());
+            mounts
+        });
         eprintln!(
             "plx: node {} ({}) listening on {}{}",
             node.identity().name,
@@ -254,7 +273,14 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
                 .map(|c| format!(", cluster address {}", c.addr()))
                 .unwrap_or_default()
         );
-        node.serve(stop).await?;
+        let served = node.serve(stop).await;
+        // The node's programs have stopped: the views of the tree go.
+        if let Some(mounts) = mounts {
+            tokio::task::spawn_blocking(move || mounts.stop())
+                .await
+                .ok();
+        }
+        served?;
         Ok(())
     })
 }

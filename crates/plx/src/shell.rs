@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use plexus_client::help_text;
@@ -98,6 +98,9 @@ Programs (the options of plx run, ps, kill, logs, wait, rm; --help on each):
   run PROG ARGS…               run a program, its output here; what you type goes to
                                it (Ctrl-D ends its input, Ctrl-C sends it INT)
   run --detach --on n2 PROG …  start it on node n2 and print its id
+                               (after cd DIR, programs start in DIR of the tree, and
+                               run x.py runs the script there; /fs/PATH in a command
+                               is the tree's PATH on the program's node)
   ps                           every program of the cluster
   kill ID   logs ID   wait ID   rm ID
 Files of the cluster tree (paths from the working directory; plx fs --help):
@@ -220,7 +223,10 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
         }
         if let Some(cmd) = (!raw).then(|| proc_command(entry)).flatten() {
             match cmd {
-                Ok(cmd) => {
+                Ok(mut cmd) => {
+                    if let ProcCmd::Run(a) = &mut cmd {
+                        run_in_tree(a, &cwd);
+                    }
                     let (signals, _forwarding) = rt.block_on(async { cmd_proc::forward_ctrl_c() });
                     // An attached program reads the terminal until it ends. Input that is not
                     // a terminal is the shell's script: the program gets an empty one.
@@ -373,6 +379,22 @@ fn proc_command(entry: &str) -> Option<Result<ProcCmd, String>> {
         Ok(p) => Ok(p.cmd),
         Err(e) => Err(e.to_string().trim_end().to_owned()),
     })
+}
+
+/// After `cd` has left `/`, a program run from the shell starts in the session's working
+/// directory of the tree (`/fs/…` on its node), and a script named without a directory
+/// (`x.py`) is the one there, as in OneOS (`cd /code`, `run x.py`).
+fn run_in_tree(a: &mut cmd_proc::RunArgs, cwd: &plexus_fs::FsPath) {
+    if cwd.is_root() || a.cwd.is_some() || a.copy {
+        return;
+    }
+    let root = plexus_services::sys_proc::CLUSTER_ROOT;
+    a.cwd = Some(PathBuf::from(format!("{root}{cwd}")));
+    if let Some(program) = a.command.first_mut() {
+        if !program.contains('/') && plexus_proc::interpreter_for(Path::new(program)).is_some() {
+            *program = format!("./{program}");
+        }
+    }
 }
 
 /// Whether `body` asks a service for its help (shown as text rather than as a unit).

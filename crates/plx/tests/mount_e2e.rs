@@ -101,6 +101,40 @@ fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Makes user `bob` and has the tester (the admin) register it; `tester` stays the current
+/// user.
+fn register_bob(plx: &Plx) {
+    plx.run(&["user", "new", "bob"], b"").ok();
+    plx.run(&["user", "use", "tester"], b"").ok();
+    let who = plx.run(&["send", "--user", "bob", "who@sys.usr"], b"").ok();
+    let key = who
+        .split("pub:")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('}');
+    plx.run(&["send", &format!("{{reg:bob pub:{key}}}@sys.usr")], b"")
+        .ok();
+}
+
+/// Puts `/home/tester/secret.txt` (`tester's`), readable by the tester alone.
+fn put_secret(plx: &Plx) {
+    let secret = plx.home.path().join("secret.txt");
+    std::fs::write(&secret, "tester's\n").unwrap();
+    plx.run(
+        &[
+            "fs",
+            "put",
+            secret.to_str().unwrap(),
+            "/home/tester/secret.txt",
+            "--mode",
+            "600",
+        ],
+        b"",
+    )
+    .ok();
+}
+
 /// The tree as programs see it through `plx mount`, checked against `plx fs` on the nodes.
 #[test]
 fn a_mounted_tree_works_for_ordinary_programs() {
@@ -262,31 +296,8 @@ fn a_mounted_tree_works_for_ordinary_programs() {
     // Another user: the tester's private file is refused (EACCES), as is writing in the
     // tester's home; bob's own home is bob's. That mount serves in the foreground and stops
     // (unmounting) at SIGTERM.
-    plx.run(&["user", "new", "bob"], b"").ok();
-    plx.run(&["user", "use", "tester"], b"").ok();
-    let who = plx.run(&["send", "--user", "bob", "who@sys.usr"], b"").ok();
-    let key = who
-        .split("pub:")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('}');
-    plx.run(&["send", &format!("{{reg:bob pub:{key}}}@sys.usr")], b"")
-        .ok();
-    let secret = home.join("secret.txt");
-    std::fs::write(&secret, "tester's\n").unwrap();
-    plx.run(
-        &[
-            "fs",
-            "put",
-            secret.to_str().unwrap(),
-            "/home/tester/secret.txt",
-            "--mode",
-            "600",
-        ],
-        b"",
-    )
-    .ok();
+    register_bob(&plx);
+    put_secret(&plx);
     let bobs = absolute(&home.join("bobs"));
     std::fs::create_dir(&bobs).unwrap();
     cleanup.mounts.push(bobs.clone());
@@ -374,4 +385,167 @@ fn mount_refuses_what_it_cannot_mount_on() {
     assert!(err.contains("no node is running"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!is_mount_point(&absolute(&empty)));
+}
+
+/// A program run on another node names cluster paths (`/fs/…`) as its program, arguments and
+/// working directory, as its user sees the tree; another user's program gets no more than
+/// that user may, and processes the node does not run get nothing.
+#[test]
+fn programs_run_on_any_node_use_cluster_paths() {
+    need_fuse!("programs_run_on_any_node_use_cluster_paths");
+    let plx = Plx::new();
+    let home = plx.home.path().to_path_buf();
+    let cleanup = Cleanup {
+        plx: &plx,
+        mounts: Vec::new(),
+    };
+    let port = free_up_port().to_string();
+    plx.run(&["up", "--nodes", "2", "--detach", "--port", &port], b"")
+        .ok();
+    let put = |local: &str, text: &str, path: &str| {
+        let file = home.join(local);
+        std::fs::write(&file, text).unwrap();
+        plx.run(&["fs", "put", file.to_str().unwrap(), path], b"")
+            .ok();
+    };
+    for dir in ["/data", "/code"] {
+        plx.run(&["fs", "mkdir", dir], b"").ok();
+    }
+    put("in.txt", "one\ntwo\nthree\n", "/data/in.txt");
+    put(
+        "count.py",
+        "import os, sys\n\
+         lines = open(sys.argv[1]).read().splitlines()\n\
+         open('count.txt', 'w').write(str(len(lines)))\n\
+         print('lines', len(lines), os.getcwd() == os.environ['PLX_FS'] + '/home/tester')\n",
+        "/code/count.py",
+    );
+
+    // On n2: the program, its argument and its working directory are cluster paths; what it
+    // writes is in the tree for every node.
+    let out = plx
+        .run(
+            &[
+                "run",
+                "--on",
+                "n2",
+                "--cwd",
+                "/fs/home/tester",
+                "--",
+                "python3",
+                "/fs/code/count.py",
+                "/fs/data/in.txt",
+            ],
+            b"",
+        )
+        .ok();
+    assert_eq!(out, "lines 3 True\n");
+    assert_eq!(
+        plx.run(&["fs", "cat", "/home/tester/count.txt"], b"").ok(),
+        "3"
+    );
+    // A script named as the program runs with its interpreter, here on n1.
+    let out = plx
+        .run(
+            &[
+                "run",
+                "--on",
+                "n1",
+                "--cwd",
+                "/fs/home/tester",
+                "--",
+                "/fs/code/count.py",
+                "/fs/data/in.txt",
+            ],
+            b"",
+        )
+        .ok();
+    assert_eq!(out, "lines 3 True\n");
+
+    // In the λ shell, after `cd`, programs start in the session's directory of the tree, and
+    // a script named alone is the one there.
+    let shell = plx
+        .run(
+            &["shell"],
+            b"cd /code\nrun --on n2 count.py /fs/data/in.txt\ncat count.txt\n:quit\n",
+        )
+        .ok();
+    assert!(shell.contains("lines 3 False\n3"), "{shell}");
+
+    // Bob's program on n2 reads what bob may read, and not the tester's private file.
+    register_bob(&plx);
+    put_secret(&plx);
+    let bobs = plx
+        .run(
+            &[
+                "run",
+                "--user",
+                "bob",
+                "--on",
+                "n2",
+                "--",
+                "cat",
+                "/fs/data/in.txt",
+            ],
+            b"",
+        )
+        .ok();
+    assert_eq!(bobs, "one\ntwo\nthree\n");
+    let refused = plx
+        .run(
+            &[
+                "run",
+                "--user",
+                "bob",
+                "--on",
+                "n2",
+                "--",
+                "cat",
+                "/fs/home/tester/secret.txt",
+            ],
+            b"",
+        )
+        .fails();
+    assert!(refused.contains("Permission denied"), "{refused}");
+    // n2 keeps one view of the tree for each user; the tester's refuses bob's programs, and
+    // neither answers processes n2 did not start.
+    let views = home.join("cluster/n2/fs");
+    let mounted: Vec<PathBuf> = std::fs::read_dir(&views)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| is_mount_point(p))
+        .collect();
+    assert_eq!(mounted.len(), 2, "one view for each user: {mounted:?}");
+    let mut answered_bob = 0;
+    for view in &mounted {
+        let inside = view.join("data/in.txt");
+        let err = std::fs::read(&inside).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        let inside = inside.to_str().unwrap();
+        let peek = plx.run(
+            &["run", "--user", "bob", "--on", "n2", "--", "cat", inside],
+            b"",
+        );
+        if peek.code == 0 {
+            assert_eq!(peek.out(), "one\ntwo\nthree\n");
+            answered_bob += 1;
+        } else {
+            assert!(
+                peek.fails().contains("Permission denied"),
+                "{}",
+                peek.stderr
+            );
+        }
+    }
+    assert_eq!(answered_bob, 1, "only bob's own view answers bob");
+
+    plx.run(&["down"], b"").ok();
+    for view in &mounted {
+        assert!(
+            !is_mount_point(view),
+            "plx down unmounts {}",
+            view.display()
+        );
+    }
+    drop(cleanup);
 }

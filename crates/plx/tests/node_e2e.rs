@@ -1014,6 +1014,22 @@ fn fs_cat_into_a_reader_that_stops_is_quiet() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
+/// A node told not to show the cluster's files to its programs says so when a program names
+/// a `/fs/` path, and runs the rest.
+#[test]
+fn a_node_without_the_tree_mounted_says_why_a_cluster_path_cannot_be_used() {
+    let plx = Plx::new();
+    let _node = RunningNode::start_with(&plx, &["--no-mount-fs"]);
+    let err = plx
+        .run(&["run", "--", "cat", "/fs/data/in.txt"], b"")
+        .fails();
+    assert!(
+        err.contains("does not keep the cluster's files mounted") && err.contains("/fs/"),
+        "{err}"
+    );
+    assert_eq!(plx.run(&["run", "--", "echo", "/fsx"], b"").ok(), "/fsx\n");
+}
+
 #[test]
 fn the_shell_works_with_files_from_its_working_directory() {
     let plx = Plx::new();

@@ -15,6 +15,8 @@
 //! - [`Supervisor::signal`], [`Supervisor::stop`], [`Supervisor::wait`] and
 //!   [`Supervisor::stats`] act on one process; [`Supervisor::shutdown`] on all of them.
 //! - [`Supervisor::cache_program`] keeps program files shipped with `--copy`.
+//! - [`ancestry`] and [`environment_value`] read a process's parents and its environment from
+//!   `/proc` (a node's mount of the file tree asks them whom a process acts for).
 //!
 //! The behaviour (log format and rotation, limits, shutdown and crashes) is described in
 //! `docs/processes.md`.
@@ -32,7 +34,7 @@ pub use cache::{CacheError, MAX_PROGRAM_BYTES};
 pub use limits::{CgroupError, Enforcement, Limits};
 pub use log::{dropped_marker, Follow, LogError};
 pub use spec::{interpreter_for, Field, Spec, SpecError, MAX_ARGS, MAX_ARGV_BYTES};
-pub use stats::Stats;
+pub use stats::{ancestry, environment_value, Stats};
 pub use supervisor::{
     Attached, Config, ExitStatus, ProcError, ProcInfo, Sig, SpawnError, StartError, Stream,
     Supervisor, UnknownSignal,

@@ -33,6 +33,43 @@ fn stat_fields(pid: i32) -> Option<Vec<u64>> {
     )
 }
 
+/// The process that `pid` (a process, or a thread of one) belongs to, then its parent, its
+/// parent's parent, and so on up to the first process (at most 64 of them); empty when there
+/// is no such process. Read from `/proc`, so a process that is gone ends the list early.
+pub fn ancestry(pid: u32) -> Vec<u32> {
+    const MOST: usize = 64;
+    /// The `Tgid` and `PPid` lines of `/proc/<pid>/status`.
+    fn process_and_parent(pid: u32) -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        };
+        Some((field("Tgid:")?, field("PPid:")?))
+    }
+    let mut out = Vec::new();
+    let mut next = pid;
+    while next != 0 && out.len() < MOST {
+        let Some((process, parent)) = process_and_parent(next) else {
+            break;
+        };
+        out.push(process);
+        next = parent;
+    }
+    out
+}
+
+/// The value of the variable `name` in the environment process `pid` started its program
+/// with (`None` when it has none, or there is no such process of this user).
+pub fn environment_value(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0).find_map(|entry| {
+        let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        String::from_utf8(value.to_vec()).ok()
+    })
+}
+
 /// The start time of `pid` in clock ticks after boot (`None` when there is no such process):
 /// with the pid, it names one process for good.
 pub(crate) fn start_ticks(pid: i32) -> Option<u64> {
@@ -83,6 +120,47 @@ pub(crate) fn cpu_percent(before_ticks: u64, after_ticks: u64, elapsed: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_belongs_to_its_process_whose_parents_follow() {
+        let me = std::process::id();
+        // `/proc/thread-self` links to `PID/task/TID`.
+        let link = std::fs::read_link("/proc/thread-self").unwrap();
+        let thread: u32 = link.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let line = ancestry(thread);
+        assert_eq!(line.first(), Some(&me), "{line:?}");
+        assert_eq!(
+            line.get(1).copied(),
+            rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
+        );
+        assert!(line.len() >= 2 && line.len() <= 64);
+        assert!(ancestry(0).is_empty());
+        assert!(ancestry(u32::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_childs_environment_is_read() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("PLX_TEST_VAR", "k7f2q1")
+            .env("PLX_TEST_VARIANT", "other")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Until the child has run `sleep`, its environment is a copy of this process's.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut got = None;
+        while got.is_none() && std::time::Instant::now() < deadline {
+            got = environment_value(pid, "PLX_TEST_VAR");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let missing = environment_value(pid, "PLX_TEST_NOT_SET");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(got.as_deref(), Some("k7f2q1"));
+        assert_eq!(missing, None);
+        assert_eq!(environment_value(u32::MAX, "PATH"), None);
+    }
 
     #[test]
     fn own_process_has_stats() {

@@ -485,7 +485,13 @@ impl Supervisor {
                 id,
             }
         };
-        let resolved = spec::resolve(spec)?;
+        // Off the runtime's threads: a program or directory may be on a FUSE mount that this
+        // very process serves with the runtime's help.
+        let to_resolve = spec.clone();
+        let resolved = match tokio::task::spawn_blocking(move || spec::resolve(&to_resolve)).await {
+            Ok(resolved) => resolved?,
+            Err(_) => return Err(SpawnError::ShuttingDown),
+        };
         let cgroup = if spec.limits.is_empty() {
             limits::ProcCgroup::default()
         } else {

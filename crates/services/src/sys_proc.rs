@@ -12,6 +12,12 @@
 //! waits ([`RestartTracker`]), `failed-to-start` with the reason when it could not start, and
 //! `lost` for the processes of a previous run of the node. The unit API is in
 //! `docs/processes.md`.
+//!
+//! **Cluster paths.** A program, argument or working directory under [`CLUSTER_ROOT`]
+//! (`/fs/code/x.py`) names a file of the cluster's tree: the node running the process gives
+//! it as the same path under the tree's mount for the process's owner ([`ClusterFiles`]),
+//! and [`SysProc::acting_for`] tells that mount which user a process on this machine acts
+//! for.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -66,6 +72,31 @@ const UPDATE_TRIES: usize = 8;
 /// Most runs of one process kept apart on this node (`ID`, `ID-1`, `ID-2`…).
 const MAX_RUN_SUFFIX: u32 = 100_000;
 
+/// The prefix of cluster paths in a process's program, arguments and working directory.
+pub const CLUSTER_ROOT: &str = "/fs";
+/// The variable that gives each process the local directory of its owner's view of the tree.
+pub const CLUSTER_ROOT_ENV: &str = "PLX_FS";
+/// The variable that gives each process its id (and tells the node whose process it is).
+pub const PROCESS_ENV: &str = "PLX_PROCESS";
+
+/// Where a node keeps the cluster's tree mounted for the processes it runs.
+pub trait ClusterFiles: Send + Sync + 'static {
+    /// The local directory where the tree shows as `user` sees it (mounted now if it is not
+    /// yet); the error is why there is none, in words for the user. May block.
+    fn root_for(&self, user: &PublicKey) -> Result<PathBuf, String>;
+}
+
+/// Whom a process on this machine acts for, as a node's mount of the tree sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acting {
+    /// A process this node runs for a user, or a process it started.
+    User([u8; 32]),
+    /// The node itself, or a program it is starting (not yet known by its pid).
+    Node,
+    /// Any other process.
+    Nobody,
+}
+
 /// The process service of one node.
 pub struct SysProc {
     inner: Arc<Inner>,
@@ -85,6 +116,10 @@ struct Inner {
     /// Set while the records of a previous run are being marked lost: new processes wait,
     /// so that none of theirs is taken for a leftover.
     recovering: tokio::sync::watch::Sender<bool>,
+    /// The owner of each process this node runs or is starting.
+    owners: Mutex<HashMap<ProcId, [u8; 32]>>,
+    /// Where the cluster's tree is mounted for processes, once the node has a mount.
+    files: Mutex<Option<Arc<dyn ClusterFiles>>>,
 }
 
 impl SysProc {
@@ -104,8 +139,43 @@ impl SysProc {
                 killed: Mutex::default(),
                 stopping: AtomicBool::new(false),
                 recovering: tokio::sync::watch::Sender::new(false),
+                owners: Mutex::default(),
+                files: Mutex::default(),
             }),
         })
+    }
+
+    /// Gives processes that name cluster paths the tree through `files`.
+    pub fn set_cluster_files(&self, files: Arc<dyn ClusterFiles>) {
+        if let Ok(mut slot) = self.inner.files.lock() {
+            *slot = Some(files);
+        }
+    }
+
+    /// Whom the process `pid` (a process or a thread, on this machine) acts for. A program
+    /// this node started is its child, with its process id in [`PROCESS_ENV`]: the process and
+    /// its descendants act for that process's owner. A child without it is one the node is
+    /// starting (before its program runs): the node. The node itself is the node; any other
+    /// process, nobody.
+    pub fn acting_for(&self, pid: u32) -> Acting {
+        let node = std::process::id();
+        let line = plexus_proc::ancestry(pid);
+        let Some(at) = line.iter().position(|&p| p == node) else {
+            return Acting::Nobody;
+        };
+        let Some(child) = at.checked_sub(1).and_then(|i| line.get(i)) else {
+            return Acting::Node;
+        };
+        let Some(id) = plexus_proc::environment_value(*child, PROCESS_ENV) else {
+            return Acting::Node;
+        };
+        let owner = ProcId::parse(&id)
+            .ok()
+            .and_then(|id| self.inner.owners.lock().ok()?.get(&id).copied());
+        match owner {
+            Some(owner) => Acting::User(owner),
+            None => Acting::Nobody,
+        }
     }
 
     /// Marks `lost` every live record placed on this node, noting `why`: a node that
@@ -492,16 +562,46 @@ fn request_of(p: &Placement) -> Result<Request, Error> {
     Ok(request)
 }
 
+/// `path` under `root` if it is a cluster path (`/fs` or `/fs/…`); `None` if it is not.
+fn on_this_node(path: &str, root: &Path) -> Option<String> {
+    let rest = path.strip_prefix(CLUSTER_ROOT)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let mut local = root.to_string_lossy().into_owned();
+    local.push_str(rest);
+    Some(local)
+}
+
+/// Whether `rec` names a cluster path as its program, an argument or its working directory.
+fn uses_cluster_paths(rec: &ProcRecord) -> bool {
+    let here = Path::new("/");
+    rec.command
+        .iter()
+        .chain(rec.cwd.as_ref())
+        .any(|p| on_this_node(p, here).is_some())
+}
+
 /// What the supervisor runs for `rec`; `copied` is the path of its `--copy` program in this
-/// node's cache, if it has one.
-fn spec_of(rec: &ProcRecord, copied: Option<&Path>) -> Spec {
+/// node's cache, if it has one; `root` is where the owner's view of the cluster's tree is
+/// mounted here, if it is (cluster paths are given under it).
+fn spec_of(rec: &ProcRecord, copied: Option<&Path>, root: Option<&Path>) -> Spec {
+    let local = |p: &String| {
+        root.and_then(|r| on_this_node(p, r))
+            .unwrap_or_else(|| p.clone())
+    };
     let mut command = rec.command.iter();
-    let named = command.next().cloned().unwrap_or_default();
+    let named = command.next().map(local).unwrap_or_default();
+    let mut env: Vec<String> = rec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.push(format!("{PROCESS_ENV}={}", rec.id));
+    if let Some(root) = root {
+        env.push(format!("{CLUSTER_ROOT_ENV}={}", root.display()));
+    }
     Spec {
         program: copied.map_or(named, |p| p.to_string_lossy().into_owned()),
-        args: command.cloned().collect(),
-        env: rec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        cwd: rec.cwd.as_ref().map(Into::into),
+        args: command.map(local).collect(),
+        env,
+        cwd: rec.cwd.as_ref().map(|c| local(c).into()),
         limits: Limits {
             mem: rec.placement.mem_bytes,
             cpu: rec.placement.cpu_millis.map(|m| m as f64 / 1000.0),
@@ -524,6 +624,47 @@ fn may_act(cx: &Cx, rec: &ProcRecord) -> Result<(), Error> {
 }
 
 impl Inner {
+    /// Where `rec`'s owner sees the cluster's tree on this node, if `rec` names cluster
+    /// paths; the error is why it cannot start here.
+    async fn cluster_root(&self, rec: &ProcRecord) -> Result<Option<PathBuf>, String> {
+        if !uses_cluster_paths(rec) {
+            return Ok(None);
+        }
+        let local = self.directory.local();
+        let files = self.files.lock().ok().and_then(|f| f.clone());
+        let Some(files) = files else {
+            return Err(format!(
+                "node {local} does not keep the cluster's files mounted for its processes \
+                 (start it with --mount-fs) and the program names {CLUSTER_ROOT}/ paths"
+            ));
+        };
+        let owner = PublicKey::from_bytes(&rec.owner)
+            .map_err(|_| format!("node {local}: the process's owner is no valid key"))?;
+        // Mounting waits for the kernel: off the runtime's threads.
+        match tokio::task::spawn_blocking(move || files.root_for(&owner)).await {
+            Ok(Ok(root)) => Ok(Some(root)),
+            Ok(Err(why)) => Err(format!(
+                "node {local} cannot show the cluster's files: {why}"
+            )),
+            Err(_) => Err(format!("node {local}: mounting the cluster's files failed")),
+        }
+    }
+
+    /// Notes whose process `rec` is, before it starts (the mount of the tree asks whom a
+    /// process acts for from its first instruction on).
+    fn note_owner(&self, rec: &ProcRecord) {
+        if let Ok(mut owners) = self.owners.lock() {
+            owners.insert(rec.id, rec.owner);
+        }
+    }
+
+    /// Forgets the owner of `id`, which no longer runs here.
+    fn forget_owner(&self, id: ProcId) {
+        if let Ok(mut owners) = self.owners.lock() {
+            owners.remove(&id);
+        }
+    }
+
     /// Applies `change` to the record of `id` and stores it, reading again when another
     /// update got in first. `None` when the record is gone.
     async fn update(
@@ -1184,7 +1325,16 @@ impl Inner {
                     .await)
             }
         };
-        let spec = spec_of(&rec, copied.as_deref());
+        let root = match self.cluster_root(&rec).await {
+            Ok(root) => root,
+            Err(reason) => {
+                return Err(self
+                    .failed_to_start(rec, new, reason, crate::io_fs::UNAVAILABLE)
+                    .await)
+            }
+        };
+        let spec = spec_of(&rec, copied.as_deref(), root.as_deref());
+        self.note_owner(&rec);
         let spawned = if attach {
             self.supervisor
                 .spawn_attached(&run, &spec)
@@ -1215,6 +1365,7 @@ impl Inner {
                     _ => "proc.start",
                 };
                 let reason = format!("node {local}: {e}");
+                self.forget_owner(id);
                 return Err(self.failed_to_start(rec, new, reason, code).await);
             }
         };
@@ -1240,13 +1391,18 @@ impl Inner {
             running,
             first_end,
         };
-        tokio::spawn(self.clone().watch(
+        let watched = self.clone().watch(
             id,
             run.clone(),
             started,
             RestartTracker::new(policy),
             Some(Box::new(recorded)),
-        ));
+        );
+        let me = self.clone();
+        tokio::spawn(async move {
+            watched.await;
+            me.forget_owner(id);
+        });
         let recorded_running = async {
             running_recorded
                 .await
@@ -1490,8 +1646,16 @@ impl Inner {
                     .copied
                     .as_deref()
                     .and_then(|n| self.supervisor.cached_program(n));
-                let spec = spec_of(&rec, copied.as_deref());
-                match Box::pin(self.supervisor.spawn(&next, &spec)).await {
+                let spawned = match Box::pin(self.cluster_root(&rec)).await {
+                    Ok(root) => {
+                        let spec = spec_of(&rec, copied.as_deref(), root.as_deref());
+                        Box::pin(self.supervisor.spawn(&next, &spec))
+                            .await
+                            .map_err(|e| format!("node {}: {e}", self.directory.local()))
+                    }
+                    Err(why) => Err(why),
+                };
+                match spawned {
                     Ok(_) => {
                         follow.started = now_ms();
                         let at = follow.started;
@@ -1506,10 +1670,7 @@ impl Inner {
                         follow.run = next;
                     }
                     Err(e) => {
-                        let why = plexus_store::procs::clip_reason(&format!(
-                            "node {}: {e}",
-                            self.directory.local()
-                        ));
+                        let why = plexus_store::procs::clip_reason(&e);
                         let at = now_ms();
                         self.update_logged(id, |r| {
                             r.state = ProcState::FailedToStart(why.clone());
@@ -2142,6 +2303,48 @@ mod tests {
         assert_eq!(run_of(id.as_str()), Some(id));
         assert_eq!(run_of(&format!("{id}-12")), Some(id));
         assert_eq!(run_of("nope"), None);
+    }
+
+    #[test]
+    fn cluster_paths_are_given_under_the_owners_view() {
+        let id = ProcId::from_random([1, 2, 3, 4]);
+        let command = [
+            "python3",
+            "/fs/code/x.py",
+            "/fs",
+            "/fsx/y",
+            "-o/fs/z",
+            "/data/fs/w",
+        ];
+        let mut rec = ProcRecord::new(
+            id,
+            [7; 32],
+            "n2",
+            command.iter().map(|s| s.to_string()).collect(),
+        );
+        rec.cwd = Some("/fs/home/me".into());
+        assert!(uses_cluster_paths(&rec));
+        let spec = spec_of(&rec, None, Some(Path::new("/var/plx/fs/ab")));
+        assert_eq!(spec.program, "python3");
+        assert_eq!(
+            spec.args,
+            [
+                "/var/plx/fs/ab/code/x.py",
+                "/var/plx/fs/ab",
+                "/fsx/y",
+                "-o/fs/z",
+                "/data/fs/w"
+            ]
+        );
+        assert_eq!(spec.cwd, Some(PathBuf::from("/var/plx/fs/ab/home/me")));
+        assert!(spec.env.contains(&"PLX_FS=/var/plx/fs/ab".to_owned()));
+        assert!(spec.env.contains(&format!("PLX_PROCESS={id}")));
+        // Without cluster paths nothing is given, and the node needs no view.
+        let plain = ProcRecord::new(id, [7; 32], "n2", vec!["/fsx".into(), "fs/a".into()]);
+        assert!(!uses_cluster_paths(&plain));
+        let spec = spec_of(&plain, None, None);
+        assert_eq!((spec.program.as_str(), spec.cwd), ("/fsx", None));
+        assert!(!spec.env.iter().any(|e| e.starts_with("PLX_FS=")));
     }
 
     #[test]

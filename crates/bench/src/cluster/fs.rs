@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 
 use super::*;
+use plexus_client::files::Signed;
 
 /// Clients of (b).
 const SMALL_CLIENTS: usize = 32;
@@ -252,8 +253,7 @@ async fn fs_on(cluster: &mut LocalCluster, args: &FsArgs, say: &dyn Fn(&str)) ->
         ));
         let start = Instant::now();
         plexus_client::files::put(
-            &mut client,
-            &key,
+            &mut Signed::new(&mut client, &key),
             &mut data.as_slice(),
             "/big.bin",
             "644",
@@ -272,8 +272,7 @@ async fn fs_on(cluster: &mut LocalCluster, args: &FsArgs, say: &dyn Fn(&str)) ->
         }
         let start = Instant::now();
         let got = plexus_client::files::get(
-            &mut client,
-            &key,
+            &mut Signed::new(&mut client, &key),
             "/big.bin",
             &mut std::io::sink(),
             &mut |_| {},

@@ -295,6 +295,26 @@ impl Service for IoFs {
     }
 }
 
+/// What `actor` may do to the entry of `stat`, as `ls` writes one triple (`rw-`).
+fn rights(actor: &Actor, stat: &Stat) -> String {
+    use plexus_fs::Access;
+    [
+        (Access::Read, 'r'),
+        (Access::Write, 'w'),
+        (Access::Exec, 'x'),
+    ]
+    .into_iter()
+    .map(|(access, letter)| {
+        let allowed = plexus_fs::check(actor, &stat.inode.owner, stat.inode.mode, access, "");
+        if allowed.is_ok() {
+            letter
+        } else {
+            '-'
+        }
+    })
+    .collect()
+}
+
 fn actor(cx: &Cx) -> Actor {
     Actor {
         user: cx.author().to_bytes(),
@@ -523,6 +543,7 @@ impl IoFs {
         if let Unit::Map(m) = &mut entry {
             m.insert(Unit::str("path"), Unit::str(path.as_str()));
             m.insert(Unit::str("chunks"), int_u64(stat.inode.chunks.len() as u64));
+            m.insert(Unit::str("may"), Unit::from(rights(&actor, &stat)));
         }
         self.add_copies(std::slice::from_mut(&mut entry), &[&stat])
             .await?;
@@ -1030,7 +1051,7 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
         vec![],
         vec![
             Entry::new("ls", "The entries of a directory (/ by default); with copies:t, each file's fewest live copies of a chunk and the nodes keeping it → [{name kind size mode user mtime ino version copies nodes}…]", &["ls", "{ls:PATH}", "{ls:PATH copies:t}"], Arg::Optional, Op::Ls),
-            Entry::new("stat", "One file or directory → {path name kind size mode user mtime ino version chunks copies nodes}", &["{stat:PATH}"], Arg::Required, Op::Stat),
+            Entry::new("stat", "One file or directory → {path name kind size mode user mtime ino version chunks copies nodes may}; may: what the caller may do to it (`rw-`)", &["{stat:PATH}"], Arg::Required, Op::Stat),
             Entry::new("mkdir", "Makes a directory (mode 755 by default) → {path}", &["{mkdir:PATH mode:`755`}"], Arg::Required, Op::Mkdir),
             Entry::new("rm", "Removes a file or an empty directory → {path}", &["{rm:PATH}"], Arg::Required, Op::Rm),
             Entry::new("mv", "Moves a file or directory in one step → {path}", &["{mv:PATH to:PATH}"], Arg::Required, Op::Mv),

@@ -1,0 +1,379 @@
+//! The tree as a node shows it to the programs it runs: [`NodeMounts`] mounts one view of
+//! the tree per user (on first need, under the node's data directory), each a
+//! [`NodeBackend`]: `io.fs` of the node itself, called in-process as that user through the
+//! node's kernel (no socket, no signature: the node vouches for its own programs).
+//!
+//! A view answers only the processes that act for its user, as
+//! [`plexus_services::sys_proc::SysProc::acting_for`] tells from the requesting process and
+//! its ancestors: a process the node runs for the user (or one it started), or the node
+//! itself while it starts one. Any other process, another user's included, gets `EACCES`.
+//! This keeps each program to its user's rights; it is no wall against a hostile program,
+//! which runs as the same operating-system user as the node (`docs/fs.md`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use plexus_client::files::{self, Link};
+use plexus_client::Reply;
+use plexus_fs::FsPath;
+use plexus_identity::PublicKey;
+use plexus_kernel::{BoxFuture, Cx, Kernel, Outcome};
+use plexus_services::sys_proc::{Acting, ClusterFiles, SysProc};
+use plexus_units::Unit;
+
+use crate::backend::bodies::{self, pieces, ChunkEnds};
+use crate::backend::{Backend, Caller, Entry, Space};
+use crate::client_backend::{put_within, within};
+use crate::error::{Error, Result};
+use crate::fs::Settings;
+use crate::serve::{cannot_mount, lazy_unmount, Mounted};
+
+/// The file service's name.
+const SERVICE: &str = "io.fs";
+/// How long a process's answer to "whom do you act for" is kept (a process's ancestry does
+/// not change, but a pid may be used again once its process has gone).
+const ACTING_KEPT: Duration = Duration::from_secs(1);
+/// Most processes whose answer is kept.
+const ACTING_MOST: usize = 4096;
+/// Threads of each view: a node's programs are fewer than a user's desktop.
+const THREADS: usize = 4;
+
+/// Tells whom a process on this machine acts for.
+pub type ActingFor = Arc<dyn Fn(u32) -> Acting + Send + Sync>;
+
+/// `io.fs` of this node, called in-process as one user.
+pub struct NodeBackend {
+    kernel: Kernel,
+    rt: tokio::runtime::Handle,
+    user: Caller,
+    acting_for: ActingFor,
+    deadline: Duration,
+    /// Recent answers of `acting_for`: pid → (allowed, when).
+    acting: Mutex<HashMap<u32, (bool, Instant)>>,
+    ends: ChunkEnds,
+}
+
+/// Calls to `io.fs` through a node's kernel as one user, several in flight.
+struct KernelLink {
+    cx: Cx,
+    next_id: u64,
+    in_flight: FuturesUnordered<BoxFuture<'static, (u64, Outcome)>>,
+}
+
+impl KernelLink {
+    fn new(cx: Cx) -> KernelLink {
+        KernelLink {
+            cx,
+            next_id: 0,
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+}
+
+fn reply_of(outcome: Outcome) -> Reply {
+    match outcome {
+        Ok(Some(v)) => Reply::Value(v),
+        Ok(None) => Reply::Nothing,
+        Err(e) => Reply::Error(e),
+    }
+}
+
+impl Link for KernelLink {
+    async fn send(&mut self, body: Unit) -> std::result::Result<u64, plexus_client::Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let cx = self.cx.clone();
+        self.in_flight.push(Box::pin(async move {
+            let out = cx.send(SERVICE, None, body).await;
+            (id, out)
+        }));
+        Ok(id)
+    }
+
+    async fn next(&mut self) -> std::result::Result<(u64, Reply), plexus_client::Error> {
+        match self.in_flight.next().await {
+            Some((id, out)) => Ok((id, reply_of(out))),
+            None => Err(plexus_client::Error::Closed),
+        }
+    }
+}
+
+impl NodeBackend {
+    /// `io.fs` of the node of `kernel` as `user`, waiting on `rt` (the node's runtime), each
+    /// call allowed `deadline`; requests of processes that `acting_for` does not show acting
+    /// for `user` (or the node) are refused.
+    pub fn new(
+        kernel: Kernel,
+        rt: tokio::runtime::Handle,
+        user: Caller,
+        acting_for: ActingFor,
+        deadline: Duration,
+    ) -> NodeBackend {
+        NodeBackend {
+            kernel,
+            rt,
+            user,
+            acting_for,
+            deadline,
+            acting: Mutex::new(HashMap::new()),
+            ends: ChunkEnds::default(),
+        }
+    }
+
+    fn cx(&self) -> Cx {
+        self.kernel.context(self.user.key, [0; 32], None, 0)
+    }
+
+    fn call(&self, body: Unit) -> Result<Unit> {
+        let cx = self.cx();
+        let out = self
+            .rt
+            .block_on(within(self.deadline, cx.send(SERVICE, None, body)))?;
+        files::value(reply_of(out)).map_err(Error::from)
+    }
+
+    /// Whether a request of `pid` may act for this view's user.
+    fn allowed(&self, pid: u32) -> bool {
+        let mut kept = self
+            .acting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((allowed, at)) = kept.get(&pid) {
+            if at.elapsed() < ACTING_KEPT {
+                return *allowed;
+            }
+        }
+        let allowed = match (self.acting_for)(pid) {
+            Acting::Node => true,
+            Acting::User(owner) => owner == self.user.key.to_bytes(),
+            Acting::Nobody => false,
+        };
+        if kept.len() >= ACTING_MOST {
+            kept.clear();
+        }
+        kept.insert(pid, (allowed, Instant::now()));
+        allowed
+    }
+}
+
+impl Backend for NodeBackend {
+    fn caller(&self, pid: u32) -> Result<Caller> {
+        if self.allowed(pid) {
+            Ok(self.user.clone())
+        } else {
+            Err(Error::NoUser(pid))
+        }
+    }
+
+    fn stat(&self, _who: &Caller, path: &FsPath) -> Result<Entry> {
+        Entry::from_unit(&self.call(bodies::stat(path))?)
+    }
+
+    fn list(&self, _who: &Caller, path: &FsPath) -> Result<Vec<Entry>> {
+        bodies::entries(&self.call(bodies::ls(path))?)
+    }
+
+    fn read(
+        &self,
+        _who: &Caller,
+        path: &FsPath,
+        offset: u64,
+        len: u64,
+        version: u64,
+    ) -> Result<Vec<Bytes>> {
+        if len == 0 {
+            self.call(bodies::read(path, offset, 0, version))?;
+            return Ok(Vec::new());
+        }
+        let ends = self
+            .ends
+            .of(path, version, || self.call(bodies::chunks(path)))?;
+        let reads = pieces(offset, offset.saturating_add(len), &ends, files::READ_BYTES)
+            .into_iter()
+            .map(|(at, n)| bodies::read(path, at, n, version))
+            .collect();
+        let mut link = KernelLink::new(self.cx());
+        self.rt.block_on(async {
+            within(self.deadline, bodies::read_pieces(&mut link, reads))
+                .await
+                .and_then(|read| read)
+        })
+    }
+
+    fn write_file(
+        &self,
+        _who: &Caller,
+        path: &FsPath,
+        content: &mut File,
+        mode: u16,
+    ) -> Result<()> {
+        let mut link = KernelLink::new(self.cx());
+        self.rt
+            .block_on(put_within(&mut link, content, path, mode, self.deadline))
+    }
+
+    fn mkdir(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
+        self.call(bodies::mkdir(path, mode)).map(drop)
+    }
+
+    fn rm(&self, _who: &Caller, path: &FsPath) -> Result<()> {
+        self.call(bodies::rm(path)).map(drop)
+    }
+
+    fn mv(&self, _who: &Caller, from: &FsPath, to: &FsPath) -> Result<()> {
+        self.call(bodies::mv(from, to)).map(drop)
+    }
+
+    fn chmod(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
+        self.call(bodies::chmod(path, mode)).map(drop)
+    }
+
+    fn statfs(&self) -> Result<Space> {
+        match self.call(Unit::str("status")) {
+            Ok(status) => Ok(bodies::space(&status)),
+            Err(Error::Service { .. }) => Ok(Space::UNKNOWN),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The views of the tree a node keeps mounted for the programs it runs, one per user, under
+/// one directory.
+pub struct NodeMounts {
+    kernel: Kernel,
+    rt: tokio::runtime::Handle,
+    base: PathBuf,
+    spill: PathBuf,
+    processes: Weak<SysProc>,
+    deadline: Duration,
+    mounted: Mutex<HashMap<[u8; 32], Mounted>>,
+}
+
+impl NodeMounts {
+    /// Views of the tree of the node of `kernel` (whose runtime is `rt`), mounted under
+    /// `base` on first need, with spill files in `spill`, for the processes `processes` runs;
+    /// each call allowed `deadline`. Mounts a previous run left under `base` (a node that
+    /// was killed) are undone.
+    pub fn new(
+        kernel: Kernel,
+        rt: tokio::runtime::Handle,
+        base: PathBuf,
+        spill: PathBuf,
+        processes: &Arc<SysProc>,
+        deadline: Duration,
+    ) -> NodeMounts {
+        let base = crate::mountinfo::absolute(&base);
+        if let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") {
+            for left in crate::mountinfo::mount_points(&text) {
+                if left.parent() == Some(base.as_path()) {
+                    match lazy_unmount(&left) {
+                        Ok(()) => tracing::info!(
+                            "undid a mount left by a previous run: {}",
+                            left.display()
+                        ),
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                }
+            }
+        }
+        NodeMounts {
+            kernel,
+            rt,
+            base,
+            spill,
+            processes: Arc::downgrade(processes),
+            deadline,
+            mounted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The directory of `user`'s view.
+    pub fn dir_of(&self, user: &PublicKey) -> PathBuf {
+        let hex: String = user.to_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.base.join(hex)
+    }
+
+    /// Unmounts every view (when the node stops).
+    pub fn stop(&self) {
+        let mounted = std::mem::take(
+            &mut *self
+                .mounted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (_, m) in mounted {
+            m.stop();
+        }
+    }
+
+    fn mount(&self, user: &PublicKey) -> std::result::Result<Mounted, String> {
+        if let Some(why) = cannot_mount() {
+            return Err(why);
+        }
+        let name = self
+            .kernel
+            .user_name(user)
+            .ok_or_else(|| "the process's owner is not a registered user".to_owned())?;
+        let dir = self.dir_of(user);
+        if crate::mountinfo::is_mount_point(&dir) {
+            // Left by a run of the node that was killed: its server is gone.
+            lazy_unmount(&dir).map_err(|e| e.to_string())?;
+        }
+        create_private_dir(&self.base)
+            .and_then(|()| create_private_dir(&dir))
+            .map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        let processes = self.processes.clone();
+        let acting_for: ActingFor = Arc::new(move |pid| match processes.upgrade() {
+            Some(p) => p.acting_for(pid),
+            None => Acting::Nobody,
+        });
+        let backend = NodeBackend::new(
+            self.kernel.clone(),
+            self.rt.clone(),
+            Caller {
+                key: *user,
+                name: Arc::from(name.as_str()),
+            },
+            acting_for,
+            self.deadline,
+        );
+        let mut settings = Settings::new(self.spill.clone());
+        settings.threads = THREADS;
+        let mounted = Mounted::start(backend, &dir, settings).map_err(|e| e.to_string())?;
+        tracing::info!(user = %name, dir = %dir.display(), "the tree is mounted for the user's programs");
+        Ok(mounted)
+    }
+}
+
+/// Makes `dir` (its parent must exist) readable by its owner only, if it is missing.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+impl ClusterFiles for NodeMounts {
+    fn root_for(&self, user: &PublicKey) -> std::result::Result<PathBuf, String> {
+        let mut mounted = self
+            .mounted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(m) = mounted.get(&user.to_bytes()) {
+            return Ok(m.dir().to_path_buf());
+        }
+        let m = self.mount(user)?;
+        let dir = m.dir().to_path_buf();
+        mounted.insert(user.to_bytes(), m);
+        Ok(dir)
+    }
+}
