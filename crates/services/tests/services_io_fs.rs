@@ -24,10 +24,19 @@ fn node() -> Node {
 
 /// A node; with `tuning`, its background duties run with it.
 fn node_with(tuning: Option<FsTuning>) -> Node {
+    node_keeping_free(tuning, None)
+}
+
+/// A node whose chunk store keeps `reserve` bytes free on its disk (the file system's
+/// reserve by default).
+fn node_keeping_free(tuning: Option<FsTuning>, reserve: Option<u64>) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let (kernel, admin) = bare_kernel();
     let db = plexus_services::open_db(&dir.path().join("node.redb")).unwrap();
-    let chunks = ChunkStore::open(dir.path().join("chunks")).unwrap();
+    let mut chunks = ChunkStore::open(dir.path().join("chunks")).unwrap();
+    if let Some(reserve) = reserve {
+        chunks = chunks.with_reserve(reserve);
+    }
     let service = IoFs::new(
         db,
         chunks,
@@ -217,6 +226,26 @@ async fn a_corrupt_chunk_with_no_good_copy_is_an_error_not_bad_data() {
         bytes(n.admin("{read:`/f`}@io.fs").await.unwrap()),
         precious.as_bytes()
     );
+}
+
+/// On a node whose disk has no room left (its store keeps more free than any disk has), a
+/// file small enough to be inline is still written, and a larger one is refused whole with
+/// the reason: the old content stays and no chunk is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_a_full_disk_fails_whole_and_says_why() {
+    let n = node_keeping_free(None, Some(u64::MAX / 2));
+    n.admin("{write:`/f` data:`old`}@io.fs").await.unwrap();
+    let hex = "ab".repeat(100_000);
+    for msg in [
+        format!("{{write:`/f` data:x\"{hex}\"}}@io.fs"),
+        format!("{{stage:x\"{hex}\"}}@io.fs"),
+    ] {
+        let e = n.admin(&msg).await.unwrap_err();
+        assert_eq!(e.code(), "fs.unavailable", "{e}");
+        assert!(e.message().contains("no room for a chunk"), "{e}");
+    }
+    assert_eq!(bytes(n.admin("{read:`/f`}@io.fs").await.unwrap()), b"old");
+    assert_eq!(chunk_files(&n), 0);
 }
 
 /// The chunk files in a node's store.

@@ -6,7 +6,10 @@
 //! the next open deletes. Every read checks the bytes against the hash: a chunk that no longer
 //! matches (a bad disk, someone's editor) is moved to `corrupt/` and reported, so the caller
 //! can fetch a good copy elsewhere. Chunks are spread over 256 directories by the first byte of
-//! their hash, so no directory grows past a few thousand files. Layout: `docs/fs.md`.
+//! their hash, so no directory grows past a few thousand files. A new chunk is refused when it
+//! would leave less than [`DISK_RESERVE`] free on the disk: the node's database and raft log
+//! share that disk, and a node whose disk the chunks filled could no longer take part in the
+//! cluster. Layout: `docs/fs.md`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use plexus_fs::replicas::DISK_RESERVE;
 use plexus_fs::{hash_from_hex, ChunkRef};
 
 /// The largest chunk the store takes (the file system's chunks are at most 4 MiB).
@@ -39,6 +43,21 @@ pub enum ChunkError {
     /// The stored bytes no longer match the hash; the file was moved to `corrupt/`.
     #[error("chunk {0} is corrupt in this node's store (moved aside)")]
     Corrupt(String),
+    /// Storing the chunk would leave less than the reserve free on the store's disk.
+    #[error(
+        "no room for a chunk of {} on this node's disk: {} free, of which {} is kept free",
+        mib(*len),
+        mib(*free),
+        mib(*reserve)
+    )]
+    Full {
+        /// The chunk's length.
+        len: u64,
+        /// The disk's free bytes.
+        free: u64,
+        /// The bytes the store leaves free.
+        reserve: u64,
+    },
     /// The disk failed.
     #[error("chunk store {}: {source}", path.display())]
     Io {
@@ -50,10 +69,17 @@ pub enum ChunkError {
     },
 }
 
+/// Bytes as MiB with one decimal, for messages.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
 /// The chunk store in one directory.
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
     dir: PathBuf,
+    /// Free bytes a new chunk must leave on the disk.
+    reserve: u64,
     /// Held while a chunk that exists is renewed or an old one deleted, so a sweep never
     /// deletes a chunk a write has just renewed.
     renewing: Arc<Mutex<()>>,
@@ -94,9 +120,33 @@ impl ChunkStore {
         }
         Ok(ChunkStore {
             dir,
+            reserve: DISK_RESERVE,
             renewing: Arc::default(),
             temps: Arc::default(),
         })
+    }
+
+    /// The store leaving `reserve` bytes free on its disk instead of [`DISK_RESERVE`].
+    pub fn with_reserve(self, reserve: u64) -> ChunkStore {
+        ChunkStore { reserve, ..self }
+    }
+
+    /// Refuses a new chunk of `len` bytes that would leave less than the reserve free (a disk
+    /// whose free space cannot be read is taken to have room, as replica choices do).
+    fn check_room(&self, len: usize) -> Result<(), ChunkError> {
+        let Ok(vfs) = rustix::fs::statvfs(&self.dir) else {
+            return Ok(());
+        };
+        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        let len = len as u64;
+        if free < len.saturating_add(self.reserve) {
+            return Err(ChunkError::Full {
+                len,
+                free,
+                reserve: self.reserve,
+            });
+        }
+        Ok(())
     }
 
     /// The store's directory.
@@ -110,7 +160,8 @@ impl ChunkStore {
     }
 
     /// Stores `bytes` as the chunk `chunk` (checked), durably; storing a chunk the store has
-    /// renews its file's time, so the sweep sees it as new.
+    /// renews its file's time, so the sweep sees it as new. A chunk it does not have is
+    /// refused ([`ChunkError::Full`]) when it would leave less than the reserve free.
     pub fn put(&self, chunk: &ChunkRef, bytes: &[u8]) -> Result<(), ChunkError> {
         if !chunk.matches(bytes) {
             return Err(ChunkError::Mismatch {
@@ -132,6 +183,7 @@ impl ChunkStore {
         if self.renew(&path, chunk.len) {
             return Ok(());
         }
+        self.check_room(bytes.len())?;
         let dir = path.parent().unwrap_or(&self.dir).to_owned();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let temp = dir.join(format!(
@@ -366,6 +418,29 @@ mod tests {
         assert!(matches!(store.get(&chunk), Err(ChunkError::Corrupt(_))));
         assert!(!path.exists() && dir.path().join("corrupt").join(chunk.hex()).exists());
         // A good copy puts it back.
+        store.put(&chunk, &bytes).unwrap();
+        assert_eq!(store.get(&chunk).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_new_chunk_that_would_eat_into_the_reserve_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap().with_reserve(0);
+        let kept = b"kept before the disk filled".to_vec();
+        let kept_chunk = ChunkRef::of(&kept);
+        store.put(&kept_chunk, &kept).unwrap();
+        // No disk has this much free: every new chunk is refused, whole.
+        let full = store.clone().with_reserve(u64::MAX / 2);
+        let bytes = b"a new chunk".to_vec();
+        let chunk = ChunkRef::of(&bytes);
+        let err = full.put(&chunk, &bytes).unwrap_err();
+        assert!(matches!(err, ChunkError::Full { len: 11, .. }), "{err:?}");
+        assert!(err.to_string().contains("no room"), "{err}");
+        assert!(!full.has(&chunk));
+        assert_eq!(full.list().unwrap().len(), 1, "no file is left behind");
+        // A chunk it has costs no room: storing it again renews it.
+        full.put(&kept_chunk, &kept).unwrap();
+        // With the reserve at zero, the same chunk fits.
         store.put(&chunk, &bytes).unwrap();
         assert_eq!(store.get(&chunk).unwrap(), bytes);
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::expect_used)]
 
 pub mod netns;
+pub mod tmpfs;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use plexus_fs::replicas::{copies, NodeState, Nodes};
+use plexus_fs::replicas::{copies, NodeState, Nodes, DISK_RESERVE};
 use plexus_fs::{hash_from_hex, mode_text, Actor, ChunkParams, ChunkRef, Chunker, FsPath};
 use plexus_identity::PublicKey;
 use plexus_kernel::{
@@ -155,7 +155,18 @@ impl IoFs {
         staged.insert(hash, (homes, Instant::now()));
     }
 
-    /// The homes to list for chunks this node has: those a stage reported, else this node.
+    /// Whether this node staged the chunk `hash` recently enough that its copies are still
+    /// kept unlisted (the sweep deletes them after `unlisted_age`).
+    fn staged_lately(&self, hash: &[u8; 32]) -> bool {
+        self.staged.lock().is_ok_and(|staged| {
+            staged
+                .get(hash)
+                .is_some_and(|(_, at)| at.elapsed() < self.tuning.unlisted_age)
+        })
+    }
+
+    /// The homes to list for chunks this node has or staged: those a stage reported, else
+    /// this node.
     fn homes_of_staged(&self, refs: &[StoredChunk]) -> Vec<Homes> {
         let local = self.directory.local();
         let staged = self.staged.lock().ok();
@@ -623,23 +634,25 @@ impl IoFs {
         let target = picture.target();
         let needed = target / 2 + 1;
         let mut homes = Vec::with_capacity(target);
-        let mut trouble = None;
+        // Why each node that did not keep a copy did not, for the error if too few did.
+        let mut trouble = Vec::new();
         let mut candidates = picture
             .choose(&chunk.hash, u64::from(chunk.len), usize::MAX, &[&local])
             .into_iter();
         let keep = map_of([("keep", Unit::Bytes(piece.clone()))]);
         // This node's copy and the first others' at once; a failed one is replaced below.
         let first: Vec<String> = candidates.by_ref().take(target - 1).collect();
+        let mut asked = first.clone();
         let (here, sent) =
             tokio::join!(self.store_here(chunk, piece), send_each(cx, &first, &keep));
         match here {
             Ok(()) => homes.push(local.clone()),
-            Err(e) => trouble = Some(format!("{local}: {}", e.message())),
+            Err(e) => trouble.push(format!("{local}: {}", e.message())),
         }
         for (node, kept) in sent {
             match kept {
                 Ok(_) => homes.push(node),
-                Err(e) => trouble = Some(format!("{node}: {}", e.message())),
+                Err(e) => trouble.push(format!("{node}: {}", e.message())),
             }
         }
         while homes.len() < target {
@@ -647,20 +660,38 @@ impl IoFs {
             if wave.is_empty() {
                 break;
             }
+            asked.extend(wave.iter().cloned());
             for (node, kept) in send_each(cx, &wave, &keep).await {
                 match kept {
                     Ok(_) => homes.push(node),
-                    Err(e) => trouble = Some(format!("{node}: {}", e.message())),
+                    Err(e) => trouble.push(format!("{node}: {}", e.message())),
                 }
             }
         }
         if homes.len() < needed {
+            // Up nodes the ranking left out were too full by their last figures.
+            let room = u64::from(chunk.len).saturating_add(DISK_RESERVE);
+            let left_out = picture
+                .iter()
+                .filter(|(name, state)| state.up && **name != local && !asked.contains(name));
+            for (name, state) in left_out {
+                if let Some(free) = state.free.filter(|&free| free < room) {
+                    trouble.push(format!(
+                        "{name}: its disk is full ({} MiB free)",
+                        free >> 20
+                    ));
+                }
+            }
+            let why = if trouble.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", trouble.join("; "))
+            };
             return Err(Error::new(
                 UNAVAILABLE,
                 format!(
-                    "a chunk was kept on {} of the {needed} nodes it needs{}",
-                    homes.len(),
-                    trouble.map(|t| format!(" ({t})")).unwrap_or_default()
+                    "a chunk was kept on {} of the {needed} nodes it needs{why}",
+                    homes.len()
                 ),
             ));
         }
@@ -688,7 +719,7 @@ impl IoFs {
 
     /// `{commit:PATH chunks:x"…" mode:M}`: makes a file hold chunks staged before (36 bytes
     /// each: the hash, then the length as a little-endian u32), each of which this node must
-    /// have.
+    /// have or have staged.
     async fn commit(&self, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
         let path = path_arg(c)?;
         let mode = mode_opt(c, 0o644)?;
@@ -715,9 +746,11 @@ impl IoFs {
                 StoredChunk { hash, len }
             })
             .collect();
+        // A chunk this node staged may have no copy here (its disk was full) but is durable
+        // on the nodes the stage reported.
         for chunk in &refs {
             let chunk = ChunkRef::from(*chunk);
-            if !self.chunks.has(&chunk) {
+            if !self.chunks.has(&chunk) && !self.staged_lately(&chunk.hash) {
                 return Err(Error::new(
                     code::NOT_FOUND,
                     format!("chunk {} was not staged on this node", chunk.hex()),
