@@ -269,6 +269,12 @@ pub trait FsMeta: Send + Sync {
     ) -> crate::BoxFuture<'_, Result<(), FsError>>;
     /// The metadata at `path` ([`FsTables::stat`]).
     fn stat(&self, actor: Actor, path: FsPath) -> crate::BoxFuture<'_, Result<Stat, FsError>>;
+    /// [`FsMeta::stat`] from this node's copy of the tree, without a read barrier: it may be
+    /// a moment behind (for a read that names the version it wants, which it either finds or
+    /// asks again with [`FsMeta::stat`]).
+    fn stat_here(&self, actor: Actor, path: FsPath) -> crate::BoxFuture<'_, Result<Stat, FsError>> {
+        self.stat(actor, path)
+    }
     /// The entries of the directory at `path` ([`FsTables::list`]).
     fn list(
         &self,

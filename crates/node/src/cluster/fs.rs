@@ -48,6 +48,10 @@ impl FsMeta for ReplicatedFs {
         })
     }
 
+    fn stat_here(&self, actor: Actor, path: FsPath) -> BoxFuture<'_, Result<Stat, FsError>> {
+        Box::pin(async move { self.raft.fs_stat(&actor, &path) })
+    }
+
     fn list(
         &self,
         actor: Actor,

@@ -42,6 +42,8 @@ pub const NAME: &str = "io.fs";
 /// The most bytes one `write` carries or one `read` gives (a message's limit is larger; the
 /// rest of it is for the other fields).
 pub const MAX_TRANSFER_BYTES: usize = 32 * 1024 * 1024;
+/// How far past a read the chunks of its file are read ahead into the kernel's cache.
+const PREFETCH_BYTES: u64 = 8 << 20;
 /// Most chunks whose homes a node remembers between their `stage` and a `commit`.
 const MAX_STAGED: usize = 65_536;
 
@@ -797,20 +799,51 @@ impl IoFs {
             .stat(actor, path.clone())
             .await
             .map_err(fs_error)?;
-        if stat.inode.kind == Kind::Dir {
-            return Err(fs_error(FsError::IsDir(path.clone())));
-        }
-        plexus_fs::check(
-            &actor,
-            &stat.inode.owner,
-            stat.inode.mode,
-            plexus_fs::Access::Read,
-            path.as_str(),
-        )
-        .map_err(|e| fs_error(e.into()))?;
-        Ok(stat)
+        readable(actor, path, stat)
     }
 
+    /// The file at `path` at `version`, if `actor` may read it: from this node's copy of the
+    /// tree when it already has that version (a version's content never changes, so a read
+    /// in parts pays one read barrier, at its first `stat`), else after a read barrier.
+    async fn readable_version(
+        &self,
+        actor: Actor,
+        path: &FsPath,
+        version: u64,
+    ) -> Result<Stat, Error> {
+        if let Ok(stat) = self.meta.stat_here(actor, path.clone()).await {
+            if stat.inode.version == version {
+                return readable(actor, path, stat);
+            }
+        }
+        let stat = self.readable_file(actor, path).await?;
+        if stat.inode.version != version {
+            return Err(Error::new(
+                CHANGED,
+                format!("{path} is at version {}, not {version}", stat.inode.version),
+            ));
+        }
+        Ok(stat)
+    }
+}
+
+/// `stat` if it is a file `actor` may read.
+fn readable(actor: Actor, path: &FsPath, stat: Stat) -> Result<Stat, Error> {
+    if stat.inode.kind == Kind::Dir {
+        return Err(fs_error(FsError::IsDir(path.clone())));
+    }
+    plexus_fs::check(
+        &actor,
+        &stat.inode.owner,
+        stat.inode.mode,
+        plexus_fs::Access::Read,
+        path.as_str(),
+    )
+    .map_err(|e| fs_error(e.into()))?;
+    Ok(stat)
+}
+
+impl IoFs {
     /// Makes the file `path` hold `refs` (durable on their nodes already) → `{path size chunks}`.
     async fn put_chunks(
         &self,
@@ -850,15 +883,10 @@ impl IoFs {
 
     async fn read(&self, cx: &Cx, actor: Actor, c: &Cmd<'_>) -> Result<Unit, Error> {
         let path = path_arg(c)?;
-        let stat = self.readable_file(actor, &path).await?;
-        if let Some(version) = c.opt_count("version")? {
-            if version as u64 != stat.inode.version {
-                return Err(Error::new(
-                    CHANGED,
-                    format!("{path} is at version {}, not {version}", stat.inode.version),
-                ));
-            }
-        }
+        let stat = match c.opt_count("version")? {
+            Some(version) => self.readable_version(actor, &path, version as u64).await?,
+            None => self.readable_file(actor, &path).await?,
+        };
         let offset = c.opt_count("offset")?.unwrap_or(0) as u64;
         let len = c
             .opt_count("len")?
@@ -879,6 +907,7 @@ impl IoFs {
                 .unwrap_or_default();
             return Ok(Unit::Bytes(range.to_vec().into()));
         }
+        self.prefetch_after(&stat, end);
         let mut out = Vec::new();
         let mut at = 0u64;
         for chunk in &stat.inode.chunks {
@@ -902,6 +931,29 @@ impl IoFs {
         }
         cx.charge(out.len() as u64)?;
         Ok(Unit::Bytes(out.into()))
+    }
+
+    /// Has the kernel read this node's copies of the chunks of `stat`'s file that follow byte
+    /// `end` ([`PREFETCH_BYTES`] of them) in the background: a reader going through the
+    /// file in order finds them read, as a local file's readahead would have them.
+    fn prefetch_after(&self, stat: &Stat, end: u64) {
+        let mut at = 0u64;
+        let next: Vec<ChunkRef> = stat
+            .inode
+            .chunks
+            .iter()
+            .filter(|c| {
+                let start = at;
+                at += u64::from(c.len);
+                start >= end && start < end + PREFETCH_BYTES
+            })
+            .map(|c| ChunkRef::from(*c))
+            .collect();
+        if next.is_empty() {
+            return;
+        }
+        let store = self.chunks.clone();
+        tokio::task::spawn_blocking(move || next.iter().for_each(|c| store.prefetch(c)));
     }
 
     /// A chunk's bytes: from this node's store, or else from a node that keeps it (checked).
