@@ -277,7 +277,7 @@ mod tests {
                 wire.send(&NodeFrame::Reply { id, result }).await;
             }
             let value = plexus_units::parse("{id:p1 state:exited code:0}").unwrap();
-            let result = CallResult::Value(plexus_units::encode(&value));
+            let result = CallResult::Value(plexus_units::encode(&value).into());
             wire.send(&NodeFrame::Reply { id: run, result }).await;
             seen
         });

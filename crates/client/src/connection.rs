@@ -31,7 +31,6 @@ pub enum Reply {
 pub struct Client {
     stream: UnixStream,
     frames: FrameReader,
-    buf: Vec<u8>,
     next_id: u64,
     /// The node's name.
     pub node_name: String,
@@ -54,7 +53,6 @@ impl Client {
         let mut client = Client {
             stream,
             frames: FrameReader::new(),
-            buf: vec![0; 256 * 1024],
             next_id: 1,
             node_name: String::new(),
         };
@@ -99,15 +97,15 @@ impl Client {
 
     /// Reads what the node sent next into the frame reader.
     async fn fill(&mut self) -> Result<()> {
+        // Straight into the frame reader's buffer: a large reply is copied once on its way.
         let n = self
             .stream
-            .read(&mut self.buf)
+            .read_buf(self.frames.buffer())
             .await
             .map_err(Error::Receive)?;
         if n == 0 {
             return Err(Error::Closed);
         }
-        self.frames.push(&self.buf[..n]);
         Ok(())
     }
 
@@ -281,7 +279,7 @@ impl Client {
 pub(crate) fn decode_result(result: CallResult) -> Result<Reply> {
     Ok(match result {
         CallResult::Value(bytes) => {
-            Reply::Value(plexus_units::decode(&bytes).map_err(Error::BadReply)?)
+            Reply::Value(plexus_units::decode_bytes(bytes).map_err(Error::BadReply)?)
         }
         CallResult::Nothing => Reply::Nothing,
         CallResult::Error(bytes) => {

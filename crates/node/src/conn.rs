@@ -140,6 +140,19 @@ impl Terminal for RemoteTerminal {
     }
 }
 
+/// Bytes a client connection's socket may hold on their way to the client: a few large
+/// replies (file reads of 1 MiB), so that one is written in a few steps rather than in the
+/// socket's default 208 KiB with a wake-up of each side at each (the kernel caps it at
+/// `net.core.wmem_max`).
+const SEND_BUFFER: usize = 4 << 20;
+
+/// Gives `stream` room for [`SEND_BUFFER`] bytes in flight to the client.
+pub(crate) fn size_send_buffer(stream: &tokio::net::UnixStream) {
+    if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(stream, SEND_BUFFER) {
+        tracing::debug!("cannot size a client socket's send buffer: {e}");
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -153,7 +166,7 @@ fn error_result(e: &Error) -> CallResult {
 
 fn outcome_result(out: Outcome) -> CallResult {
     match out.and_then(|v| v.as_ref().map(encode_value).transpose()) {
-        Ok(Some(bytes)) => CallResult::Value(bytes),
+        Ok(Some(bytes)) => CallResult::Value(bytes.into()),
         Ok(None) => CallResult::Nothing,
         Err(e) => error_result(&e),
     }

@@ -343,6 +343,7 @@ impl<N: cluster::Net> Node<N> {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        conn::size_send_buffer(&stream);
                         if let Some(n) = accept_errors.succeeded() {
                             tracing::warn!("accepting clients again after {n} failures");
                         }

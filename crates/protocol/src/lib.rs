@@ -107,8 +107,8 @@ pub enum NodeFrame {
 /// How a call ended. Units travel in their canonical binary encoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallResult {
-    /// A value.
-    Value(#[serde(with = "byte_string")] Vec<u8>),
+    /// A value (its bytes share the received frame's storage, see [`decode_shared`]).
+    Value(#[serde(with = "shared_bytes")] bytes::Bytes),
     /// The call was done for its effect and has no value.
     Nothing,
     /// An error unit `{err:… msg:…}`.
@@ -247,11 +247,17 @@ impl FrameReader {
         self.frames.push(bytes);
     }
 
+    /// The buffer to read received bytes into directly (room is reserved for a read: for
+    /// the rest of a large frame once its header is in).
+    pub fn buffer(&mut self) -> &mut bytes::BytesMut {
+        self.frames.buffer()
+    }
+
     /// The next complete frame, `Ok(None)` if more bytes are needed. After an error the
     /// stream is out of sync: close the connection.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtocolError> {
         match self.frames.next_frame()? {
-            Some(body) => Ok(Some(postcard::from_bytes(&body)?)),
+            Some(body) => Ok(Some(decode_shared(&body)?)),
             None => Ok(None),
         }
     }
@@ -274,7 +280,7 @@ mod tests {
         fn byte_strings_are_the_derived_encoding(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             #[derive(Serialize, Deserialize, PartialEq, Debug)]
             struct Derived(Vec<u8>);
-            let frame = CallResult::Value(bytes.clone());
+            let frame = CallResult::Value(bytes.clone().into());
             let ours = postcard::to_allocvec(&frame).unwrap();
             // Variant 0, then the vector as the derived form writes it.
             let mut derived = vec![0u8];
@@ -282,6 +288,32 @@ mod tests {
             prop_assert_eq!(&ours, &derived);
             prop_assert_eq!(postcard::from_bytes::<CallResult>(&derived).unwrap(), frame);
         }
+    }
+
+    #[test]
+    fn a_value_decoded_shared_is_cut_from_its_frame() {
+        let value = bytes::Bytes::from(vec![7u8; 100_000]);
+        let frame = NodeFrame::Reply {
+            id: 3,
+            result: CallResult::Value(value.clone()),
+        };
+        let body = bytes::Bytes::from(postcard::to_allocvec(&frame).unwrap());
+        let NodeFrame::Reply {
+            result: CallResult::Value(got),
+            ..
+        } = decode_shared::<NodeFrame>(&body).unwrap()
+        else {
+            panic!("not a reply")
+        };
+        assert_eq!(got, value);
+        let inside = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        assert!(
+            inside.contains(&(got.as_ptr() as usize)),
+            "shared, not copied"
+        );
+        // Outside `decode_shared`, the same body is copied, and decodes alike.
+        let copied: NodeFrame = postcard::from_bytes(&body).unwrap();
+        assert_eq!(copied, frame);
     }
 
     #[test]
@@ -294,7 +326,7 @@ mod tests {
             },
             NodeFrame::Reply {
                 id: 7,
-                result: CallResult::Value(vec![1, 0x45]),
+                result: CallResult::Value(vec![1, 0x45].into()),
             },
             NodeFrame::Term {
                 id: 1,
@@ -351,6 +383,77 @@ mod tests {
     }
 }
 
+/// Decodes a postcard body whose [`shared_bytes`] fields (a call's value) are cut from
+/// `body` itself rather than copied: a large reply is not copied on its way to its reader.
+pub fn decode_shared<T: DeserializeOwned>(body: &bytes::Bytes) -> Result<T, postcard::Error> {
+    shared_bytes::FRAME.with(|frame| *frame.borrow_mut() = Some(body.clone()));
+    let decoded = postcard::from_bytes(body);
+    shared_bytes::FRAME.with(|frame| *frame.borrow_mut() = None);
+    decoded
+}
+
+/// Serde for a [`bytes::Bytes`] field: the same bytes on the wire as [`byte_string`]; read
+/// inside [`decode_shared`], it shares the frame's storage (else it is copied).
+pub mod shared_bytes {
+    use std::cell::RefCell;
+
+    use bytes::Bytes;
+    use serde::{de, Deserializer, Serializer};
+
+    thread_local! {
+        /// The body [`super::decode_shared`] is decoding on this thread.
+        pub(crate) static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    }
+
+    /// Writes the bytes as one byte string.
+    pub fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    /// Reads a byte string: a slice of the frame being decoded when it lies in it.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        d.deserialize_bytes(SharedBytes)
+    }
+
+    struct SharedBytes;
+
+    impl<'de> de::Visitor<'de> for SharedBytes {
+        type Value = Bytes;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+            let shared = FRAME.with(|frame| {
+                let frame = frame.borrow();
+                let frame = frame.as_ref()?;
+                let (start, end) = (
+                    frame.as_ptr() as usize,
+                    frame.as_ptr() as usize + frame.len(),
+                );
+                let at = v.as_ptr() as usize;
+                (at >= start && at + v.len() <= end).then(|| frame.slice_ref(v))
+            });
+            Ok(shared.unwrap_or_else(|| Bytes::copy_from_slice(v)))
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+            Ok(Bytes::copy_from_slice(v))
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+            Ok(Bytes::from(v))
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Bytes, A::Error> {
+            super::byte_string::ByteString
+                .visit_seq(seq)
+                .map(Bytes::from)
+        }
+    }
+}
+
 /// Serde of a `Vec<u8>` field as one byte string (`#[serde(with = "byte_string")]`). In
 /// postcard it is the same bytes as the derived form (a length, then each byte), but read and
 /// written whole: the derived form visits each byte as a sequence element, which made
@@ -368,7 +471,7 @@ pub mod byte_string {
         d.deserialize_byte_buf(ByteString)
     }
 
-    struct ByteString;
+    pub(crate) struct ByteString;
 
     impl<'de> de::Visitor<'de> for ByteString {
         type Value = Vec<u8>;

@@ -182,10 +182,12 @@ impl<T: Transport> Remote for Router<T> {
             };
             drop(guard);
             let reply = reply.map_err(|e| mesh_error(&target.name, e))?;
-            let result: CallResult = wire::decode(&reply).map_err(Error::internal)?;
+            // A value (a chunk read from another node) shares the reply's storage.
+            let result: CallResult = plexus_protocol::decode_shared(&reply)
+                .map_err(|e| Error::internal(format!("malformed reply: {e}")))?;
             match result {
                 CallResult::Nothing => Ok(None),
-                CallResult::Value(bytes) => plexus_units::decode(&bytes)
+                CallResult::Value(bytes) => plexus_units::decode_bytes(bytes)
                     .map(Some)
                     .map_err(|e| Error::internal(format!("bad reply from {}: {e}", target.name))),
                 CallResult::Error(bytes) => {
@@ -267,7 +269,7 @@ pub async fn serve_call<T: Transport>(
     kill.disarm();
     let result = match outcome.and_then(|v| v.as_ref().map(crate::conn::encode_value).transpose()) {
         Ok(None) => CallResult::Nothing,
-        Ok(Some(bytes)) => CallResult::Value(bytes),
+        Ok(Some(bytes)) => CallResult::Value(bytes.into()),
         Err(e) => CallResult::Error(plexus_units::encode(&e.to_unit())),
     };
     wire::encode(&result).map(Bytes::from)
