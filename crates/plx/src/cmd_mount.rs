@@ -106,22 +106,10 @@ fn check_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// glibc's malloc raises its mmap threshold as large blocks are freed, and then keeps the
-/// multi-MiB buffers a mount moves (chunks, read windows) in its heaps: a fixed threshold gives
-/// each back when it is freed, so the mount stays small (about 40 MB instead of 100).
-const MALLOC_ENV: (&str, &str) = ("MALLOC_MMAP_THRESHOLD_", "262144");
-
 /// `plx mount DIR`.
 pub fn run_mount(home: &Home, args: MountArgs) -> Result<i32> {
-    if args.foreground && std::env::var_os(MALLOC_ENV.0).is_none() {
-        // The variable is read when the process starts: start again with it (same process).
-        use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe().context("cannot find the plx executable")?;
-        let err = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env(MALLOC_ENV.0, MALLOC_ENV.1)
-            .exec();
-        eprintln!("plx: cannot restart with {}: {err}", MALLOC_ENV.0);
+    if args.foreground {
+        crate::give_large_blocks_back();
     }
     let dir = mountinfo::absolute(&args.dir);
     if args.detached {
@@ -192,7 +180,6 @@ fn start_background(
         .arg("--detached")
         .arg("--user")
         .arg(user)
-        .env(MALLOC_ENV.0, MALLOC_ENV.1)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

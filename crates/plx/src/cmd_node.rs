@@ -220,6 +220,7 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
     if let Some(NodeAction::Remove { name, socket }) = args.action {
         return crate::cmd_cluster::run_remove(home, &name, socket);
     }
+    crate::give_large_blocks_back();
     let cluster = cluster_config(&args)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
