@@ -197,15 +197,29 @@ pub fn lazy_unmount(dir: &Path) -> Result<()> {
 }
 
 /// Why this machine cannot mount, if it cannot: no `/dev/fuse`, or (for a user other than
-/// root) no `fusermount3`.
+/// root) no `fusermount3` or a `/dev/fuse` only root may open.
 pub fn cannot_mount() -> Option<String> {
     if !Path::new("/dev/fuse").exists() {
         return Some("/dev/fuse is missing: this system has no FUSE (try `modprobe fuse`)".into());
     }
-    if !is_root() && find_in_path(FUSERMOUNT).is_none() {
+    if is_root() {
+        return None;
+    }
+    if find_in_path(FUSERMOUNT).is_none() {
         return Some(format!(
             "{FUSERMOUNT} is missing: install FUSE 3 (Debian, Ubuntu: apt-get install fuse3)"
         ));
+    }
+    let open_to_users = rustix::fs::access(
+        "/dev/fuse",
+        rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK,
+    );
+    if open_to_users.is_err() {
+        return Some(
+            "/dev/fuse is open to root only on this system: FUSE is for root here (an admin can \
+             allow users with chmod 666 /dev/fuse, as most systems have it)"
+                .into(),
+        );
     }
     None
 }

@@ -549,3 +549,138 @@ fn programs_run_on_any_node_use_cluster_paths() {
     }
     drop(cleanup);
 }
+
+/// `plx ARGS` as user `nobody` (uid 65534) in `home`, which that user owns.
+fn as_nobody(home: &Path, args: &[&str]) -> Output {
+    let home_var = format!("HOME={}", home.display());
+    let plx_home = format!("PLX_HOME={}", home.join("plx").display());
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+        .args([
+            home_var.as_str(),
+            plx_home.as_str(),
+            "USER=nb",
+            "PLX_LOG=warn",
+        ])
+        .arg(env!("CARGO_BIN_EXE_plx"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv runs")
+}
+
+/// [`as_nobody`] that must succeed; gives standard output.
+#[track_caller]
+fn ok_as_nobody(home: &Path, args: &[&str]) -> String {
+    let out = as_nobody(home, args);
+    assert!(
+        out.status.success(),
+        "plx {args:?} as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Why a user other than root cannot be tested here, if it cannot.
+fn no_other_user() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("the test makes its user with setpriv, which needs root".into());
+    }
+    if plexus_mount::find_in_path("setpriv").is_none() {
+        return Some("setpriv is missing (util-linux)".into());
+    }
+    let mode = std::fs::metadata("/dev/fuse").map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode()
+    });
+    if mode.map_or(true, |m| m & 0o006 != 0o006) {
+        return Some("/dev/fuse is open to root only (scripts/test opens it to users)".into());
+    }
+    None
+}
+
+/// A user other than root mounts the tree through fusermount3, and a node that user runs shows
+/// its programs the tree under /fs.
+#[test]
+fn a_user_other_than_root_mounts_and_runs_programs_on_cluster_paths() {
+    need_fuse!("a_user_other_than_root_mounts_and_runs_programs_on_cluster_paths");
+    if let Some(why) = no_other_user() {
+        eprintln!(
+            "SKIPPED a_user_other_than_root_mounts_and_runs_programs_on_cluster_paths: {why}"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let nobody = Some(65534);
+    std::os::unix::fs::chown(&home, nobody, nobody).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mnt = home.join("mnt");
+    let m = mnt.to_str().unwrap();
+    // Stops the node and unmounts, even when the test fails half-way (root may unmount it).
+    struct Down<'a>(&'a Path, &'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            if is_mount_point(self.1) {
+                let _ = Command::new("fusermount3")
+                    .arg("-u")
+                    .arg("-z")
+                    .arg(self.1)
+                    .status();
+            }
+            let _ = as_nobody(self.0, &["down"]);
+        }
+    }
+    let _down = Down(&home, &mnt);
+
+    ok_as_nobody(&home, &["user", "new", "nb"]);
+    ok_as_nobody(&home, &["up", "--detach"]);
+    let local = home.join("in.txt");
+    std::fs::write(&local, "from nobody\n").unwrap();
+    std::os::unix::fs::chown(&local, nobody, nobody).unwrap();
+    ok_as_nobody(
+        &home,
+        &["fs", "put", local.to_str().unwrap(), "/home/nb/in.txt"],
+    );
+
+    // The mount, by the user's own FUSE mount through the setuid helper.
+    let mkdir = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "mkdir",
+            m,
+        ])
+        .status()
+        .unwrap();
+    assert!(mkdir.success());
+    ok_as_nobody(&home, &["mount", m]);
+    assert!(is_mount_point(&absolute(&mnt)));
+    let read = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(mnt.join("home/nb/in.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "from nobody\n");
+    let copy = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cp"])
+        .arg(&local)
+        .arg(mnt.join("home/nb/copy.txt"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    assert_eq!(
+        ok_as_nobody(&home, &["fs", "cat", "/home/nb/copy.txt"]),
+        "from nobody\n"
+    );
+    ok_as_nobody(&home, &["umount", m]);
+    assert!(!is_mount_point(&absolute(&mnt)));
+
+    // The node's own view of the tree, for a program it runs.
+    assert_eq!(
+        ok_as_nobody(&home, &["run", "--", "cat", "/fs/home/nb/copy.txt"]),
+        "from nobody\n"
+    );
+    ok_as_nobody(&home, &["down"]);
+}
