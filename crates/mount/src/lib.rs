@@ -35,5 +35,5 @@ pub use client_backend::ClientBackend;
 pub use error::{errno_for, Error, Op, Result};
 pub use fs::{PlexusFs, Settings, THREADS};
 pub use inodes::{Inodes, ROOT};
-pub use node_backend::{ActingFor, NodeBackend, NodeMounts};
+pub use node_backend::{undo_views_left, ActingFor, NodeBackend, NodeMounts};
 pub use serve::{cannot_mount, find_in_path, lazy_unmount, serve, unmount, Mounted, FUSERMOUNT};

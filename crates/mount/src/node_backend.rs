@@ -268,19 +268,7 @@ impl NodeMounts {
         deadline: Duration,
     ) -> NodeMounts {
         let base = crate::mountinfo::absolute(&base);
-        if let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") {
-            for left in crate::mountinfo::mount_points(&text) {
-                if left.parent() == Some(base.as_path()) {
-                    match lazy_unmount(&left) {
-                        Ok(()) => tracing::info!(
-                            "undid a mount left by a previous run: {}",
-                            left.display()
-                        ),
-                        Err(e) => tracing::warn!("{e}"),
-                    }
-                }
-            }
-        }
+        undo_views_left(&base);
         NodeMounts {
             kernel,
             rt,
@@ -351,6 +339,31 @@ impl NodeMounts {
         tracing::info!(user = %name, dir = %dir.display(), "the tree is mounted for the user's programs");
         Ok(mounted)
     }
+}
+
+/// Undoes the views of the tree that a node killed before it could unmount them left under
+/// `base` (its data directory's `fs`); gives how many. Only for a node that is not running.
+pub fn undo_views_left(base: &Path) -> usize {
+    let base = crate::mountinfo::absolute(base);
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return 0;
+    };
+    let mut undone = 0;
+    for left in crate::mountinfo::mount_points(&text) {
+        if left.parent() == Some(base.as_path()) {
+            match lazy_unmount(&left) {
+                Ok(()) => {
+                    tracing::info!(
+                        "undid a view left by a node that was killed: {}",
+                        left.display()
+                    );
+                    undone += 1;
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+    undone
 }
 
 /// Makes `dir` (its parent must exist) readable by its owner only, if it is missing.

@@ -710,11 +710,21 @@ fn stop_dir(data: &Path) -> Result<()> {
     if !node_holds_lock(data) {
         let _ = std::fs::remove_file(&pid_path);
         eprintln!("plx: no node is running ({})", data.display());
+        undo_views_left(data);
         return Ok(());
     }
     stop_pid(pid)?;
     eprintln!("plx: node stopped ({})", data.display());
     Ok(())
+}
+
+/// Undoes the views of the tree a killed node left mounted in `data` (they would stay, dead,
+/// until the node starts again).
+fn undo_views_left(data: &Path) {
+    let undone = plexus_mount::undo_views_left(&data.join("fs"));
+    if undone > 0 {
+        eprintln!("plx: unmounted {undone} view(s) of the tree that node left behind");
+    }
 }
 
 /// Whether a running process holds the data directory's lock.

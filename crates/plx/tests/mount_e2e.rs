@@ -539,8 +539,31 @@ fn programs_run_on_any_node_use_cluster_paths() {
     }
     assert_eq!(answered_bob, 1, "only bob's own view answers bob");
 
-    plx.run(&["down"], b"").ok();
-    for view in &mounted {
+    // n1 stops and unmounts its view; n2 is killed, and `plx down` undoes the views it left.
+    let n1_views: Vec<PathBuf> = std::fs::read_dir(home.join("node/fs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| is_mount_point(p))
+        .collect();
+    assert_eq!(n1_views.len(), 1, "{n1_views:?}");
+    let n2_pid = std::fs::read_to_string(home.join("cluster/n2/node.pid")).unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", n2_pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until("n2 to die", 10, || {
+        !Path::new(&format!("/proc/{}", n2_pid.trim())).exists()
+    });
+    assert!(mounted.iter().all(|v| is_mount_point(v)), "left by n2");
+    let down = plx.run(&["down"], b"");
+    down.ok();
+    assert!(
+        down.stderr.contains("unmounted 2 view(s)"),
+        "{}",
+        down.stderr
+    );
+    for view in mounted.iter().chain(&n1_views) {
         assert!(
             !is_mount_point(view),
             "plx down unmounts {}",

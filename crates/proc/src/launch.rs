@@ -24,6 +24,9 @@ use tokio::io::Interest;
 
 use crate::supervisor::ExitStatus;
 
+/// The file-creation mask programs start with.
+const PROGRAM_UMASK: u32 = 0o022;
+
 /// The child's stack while it prepares the exec: it runs a few system calls only.
 const CHILD_STACK_BYTES: usize = 64 << 10;
 
@@ -345,6 +348,9 @@ fn prepare(child: &ChildArgs<'_>) -> Result<(), rustix::io::Errno> {
         }
     }
     rustix::process::setpgid(None, None)?;
+    // The usual file-creation mask, not the node's own (077, which keeps its data private):
+    // a program's files are made as a login shell would make them.
+    rustix::process::umask(Mode::from_raw_mode(PROGRAM_UMASK));
     if let Some(cwd) = &child.launch.cwd {
         rustix::process::chdir(cwd.as_c_str())?;
     }

@@ -75,7 +75,8 @@ async fn env_and_cwd() {
 /// What a program finds when it starts: every signal at its default and none blocked (the
 /// node ignores SIGPIPE and blocks signals around the start), its own process group, the
 /// node's environment with the additions replacing same-named variables, and only stdin,
-/// stdout and stderr open (this test's process inherits others from whatever started it).
+/// stdout and stderr open (this test's process inherits others from whatever started it), and
+/// the usual file-creation mask, whatever the node's.
 #[tokio::test]
 async fn a_program_starts_clean() {
     let s = supervisor();
@@ -89,13 +90,16 @@ async fn a_program_starts_clean() {
                 "grep -E '^Sig(Blk|Ign):' /proc/self/status; \
                  echo pgid $(cut -d' ' -f5 /proc/self/stat) pid $$; \
                  echo PATH=$PATH PLX_NEW=$PLX_NEW; \
-                 ls /proc/self/fd | sort -n | tr '\\n' ' '",
+                 ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; umask",
             ],
         )
     };
     // The node's own state, which the program must not inherit.
     assert!(!path.is_empty());
-    s.sup.spawn("c", &spec).await.unwrap();
+    let node_mask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let spawned = s.sup.spawn("c", &spec).await;
+    rustix::process::umask(node_mask);
+    spawned.unwrap();
     assert_eq!(s.sup.wait("c").await.unwrap(), ExitStatus::Exited(0));
     let out = String::from_utf8(s.sup.read_log("c", Stream::Stdout).unwrap()).unwrap();
     let lines: Vec<&str> = out.lines().collect();
@@ -115,6 +119,7 @@ async fn a_program_starts_clean() {
         fds.iter().all(|&fd| fd <= 3),
         "only stdio (and ls's own) open: {out}"
     );
+    assert_eq!(lines[5], "0022", "{out}");
     assert_eq!(s.sup.read_log("c", Stream::Stderr).unwrap(), b"");
 }
 
