@@ -8,6 +8,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use plexus_client::files;
 use plexus_fs::FsPath;
 use plexus_identity::PublicKey;
 use plexus_units::{Map, Unit};
@@ -66,18 +67,39 @@ impl Space {
 }
 
 /// The file service, as the mount uses it. Paths are the tree's; each call acts as the
-/// [`Caller`] it is given.
+/// [`Caller`] it is given. A backend says how it reaches `io.fs` (one call, several reads,
+/// a whole file sent); the operations follow from that.
 pub trait Backend: Send + Sync + 'static {
     /// The user a request of process `pid` (as the kernel gives it: a thread's id) acts for;
     /// an error if it acts for none (the mount refuses it access).
     fn caller(&self, pid: u32) -> Result<Caller>;
+    /// The user the backend acts for when no request asks (for the room, `statfs`).
+    fn own_caller(&self) -> &Caller;
+    /// One call to `io.fs` with `body`: its value; an error unit is [`Error::Service`].
+    fn call(&self, who: &Caller, body: Unit) -> Result<Unit>;
+    /// The reads `bodies` (each giving bytes), several in flight: their bytes in order.
+    fn reads(&self, who: &Caller, bodies: Vec<Unit>) -> Result<Vec<Bytes>>;
+    /// Where each chunk of the file at `path` ends, as its chunk list said at `version`
+    /// (empty for a file kept inline): reads are cut there, so that no chunk is read twice.
+    fn chunk_ends(&self, who: &Caller, path: &FsPath, version: u64) -> Result<Arc<[u64]>>;
+    /// Makes the file at `path` hold the content of `content` (read from its start), created
+    /// with `mode` if it is new; readers see the old content or the new, never a mix.
+    fn write_file(&self, who: &Caller, path: &FsPath, content: &mut File, mode: u16) -> Result<()>;
+
     /// One file or directory.
-    fn stat(&self, who: &Caller, path: &FsPath) -> Result<Entry>;
+    fn stat(&self, who: &Caller, path: &FsPath) -> Result<Entry> {
+        Entry::from_unit(&self.call(who, bodies::stat(path))?)
+    }
+
     /// The entries of a directory.
-    fn list(&self, who: &Caller, path: &FsPath) -> Result<Vec<Entry>>;
+    fn list(&self, who: &Caller, path: &FsPath) -> Result<Vec<Entry>> {
+        bodies::entries(&self.call(who, bodies::ls(path))?)
+    }
+
     /// `len` bytes of the file at `path` from `offset`, while the file is at `version`
     /// (an error with code `fs.changed` once it is not), as consecutive pieces: fewer bytes at
-    /// the end of the file. A read of nothing checks the right to read.
+    /// the end of the file. A read of nothing checks the right to read. The range is cut at
+    /// the file's chunk boundaries into reads of up to [`files::READ_BYTES`].
     fn read(
         &self,
         who: &Caller,
@@ -85,20 +107,49 @@ pub trait Backend: Send + Sync + 'static {
         offset: u64,
         len: u64,
         version: u64,
-    ) -> Result<Vec<Bytes>>;
-    /// Makes the file at `path` hold the content of `content` (read from its start), created
-    /// with `mode` if it is new; readers see the old content or the new, never a mix.
-    fn write_file(&self, who: &Caller, path: &FsPath, content: &mut File, mode: u16) -> Result<()>;
+    ) -> Result<Vec<Bytes>> {
+        if len == 0 {
+            self.call(who, bodies::read(path, offset, 0, version))?;
+            return Ok(Vec::new());
+        }
+        let ends = self.chunk_ends(who, path, version)?;
+        let end = offset.saturating_add(len);
+        let reads = bodies::pieces(offset, end, &ends, files::READ_BYTES)
+            .into_iter()
+            .map(|(at, n)| bodies::read(path, at, n, version))
+            .collect();
+        self.reads(who, reads)
+    }
+
     /// Makes a directory.
-    fn mkdir(&self, who: &Caller, path: &FsPath, mode: u16) -> Result<()>;
+    fn mkdir(&self, who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
+        self.call(who, bodies::mkdir(path, mode)).map(drop)
+    }
+
     /// Removes a file or an empty directory.
-    fn rm(&self, who: &Caller, path: &FsPath) -> Result<()>;
+    fn rm(&self, who: &Caller, path: &FsPath) -> Result<()> {
+        self.call(who, bodies::rm(path)).map(drop)
+    }
+
     /// Moves a file or directory in one step (replacing a file, or an empty directory, there).
-    fn mv(&self, who: &Caller, from: &FsPath, to: &FsPath) -> Result<()>;
+    fn mv(&self, who: &Caller, from: &FsPath, to: &FsPath) -> Result<()> {
+        self.call(who, bodies::mv(from, to)).map(drop)
+    }
+
     /// New mode bits (its owner or an admin).
-    fn chmod(&self, who: &Caller, path: &FsPath, mode: u16) -> Result<()>;
-    /// The cluster's room: [`Space::UNKNOWN`] when the service does not say.
-    fn statfs(&self) -> Result<Space>;
+    fn chmod(&self, who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
+        self.call(who, bodies::chmod(path, mode)).map(drop)
+    }
+
+    /// The cluster's room: `status@io.fs` when the service has it and answers `{total free
+    /// …}` in bytes; else [`Space::UNKNOWN`].
+    fn statfs(&self) -> Result<Space> {
+        match self.call(self.own_caller(), Unit::str("status")) {
+            Ok(status) => Ok(bodies::space(&status)),
+            Err(Error::Service { .. }) => Ok(Space::UNKNOWN),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The message bodies a backend sends to `io.fs`, and how it reads their answers.
@@ -410,6 +461,7 @@ impl Entry {
 
 #[cfg(test)]
 mod tests {
+    use super::bodies::pieces;
     use super::*;
 
     #[test]
@@ -489,6 +541,53 @@ mod tests {
                 matches!(Entry::from_unit(&u), Err(Error::BadReply(_))),
                 "{bad}"
             );
+        }
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn reads_are_cut_at_chunk_boundaries_and_joined_up_to_the_most() {
+        // Chunks of 1, 1, 3 and 0.5 MiB.
+        let ends = [MIB, 2 * MIB, 5 * MIB, 5 * MIB + MIB / 2];
+        assert_eq!(
+            pieces(0, 5 * MIB + MIB / 2, &ends, 2 * MIB),
+            vec![(0, 2 * MIB), (2 * MIB, 3 * MIB), (5 * MIB, MIB / 2)]
+        );
+        // A range that starts and ends inside chunks.
+        assert_eq!(
+            pieces(MIB / 2, 3 * MIB, &ends, 2 * MIB),
+            vec![(MIB / 2, MIB + MIB / 2), (2 * MIB, MIB)]
+        );
+        // Past the chunks, and without them (a file kept inline): plain pieces.
+        assert_eq!(
+            pieces(5 * MIB, 7 * MIB, &ends, 4 * MIB),
+            vec![(5 * MIB, MIB / 2), (5 * MIB + MIB / 2, 3 * MIB / 2)]
+        );
+        assert_eq!(
+            pieces(0, 5 * MIB, &[], 2 * MIB),
+            vec![(0, 2 * MIB), (2 * MIB, 2 * MIB), (4 * MIB, MIB)]
+        );
+        assert_eq!(pieces(10, 10, &ends, 2 * MIB), vec![]);
+    }
+
+    #[test]
+    fn pieces_cover_the_range_exactly() {
+        let ends: Vec<u64> = (1..=40u64).map(|i| i * 300_000 + i * i).collect();
+        for (start, end) in [
+            (0, 12_000_000),
+            (7, 8),
+            (299_999, 5_000_001),
+            (11_000_000, 13_000_000),
+        ] {
+            let got = pieces(start, end, &ends, 2 * MIB);
+            let mut at = start;
+            for (from, len) in &got {
+                assert_eq!(*from, at);
+                assert!(*len > 0);
+                at += len;
+            }
+            assert_eq!(at, end, "{start}..{end}: {got:?}");
         }
     }
 }

@@ -22,8 +22,8 @@ use plexus_fs::FsPath;
 use plexus_identity::Keypair;
 use plexus_units::Unit;
 
-use crate::backend::bodies::{self, pieces, ChunkEnds};
-use crate::backend::{Backend, Caller, Entry, Space};
+use crate::backend::bodies::{self, ChunkEnds};
+use crate::backend::{Backend, Caller};
 use crate::error::{Error, Result};
 
 /// The most idle connections kept for later calls.
@@ -130,10 +130,6 @@ impl ClientBackend {
             (client, out)
         })
     }
-
-    fn call(&self, body: Unit) -> Result<Unit> {
-        self.call_service("io.fs", body)
-    }
 }
 
 /// `fut`, or [`Error::Timeout`] once `deadline` has passed.
@@ -183,42 +179,27 @@ impl Backend for ClientBackend {
         Ok(self.caller.clone())
     }
 
-    fn stat(&self, _who: &Caller, path: &FsPath) -> Result<Entry> {
-        Entry::from_unit(&self.call(bodies::stat(path))?)
+    fn own_caller(&self) -> &Caller {
+        &self.caller
     }
 
-    fn list(&self, _who: &Caller, path: &FsPath) -> Result<Vec<Entry>> {
-        bodies::entries(&self.call(bodies::ls(path))?)
+    fn call(&self, _who: &Caller, body: Unit) -> Result<Unit> {
+        self.call_service("io.fs", body)
     }
 
-    fn read(
-        &self,
-        _who: &Caller,
-        path: &FsPath,
-        offset: u64,
-        len: u64,
-        version: u64,
-    ) -> Result<Vec<Bytes>> {
-        if len == 0 {
-            // Nothing to read: the call checks the right to read, and the version.
-            self.call(bodies::read(path, offset, 0, version))?;
-            return Ok(Vec::new());
-        }
-        let ends = self
-            .ends
-            .of(path, version, || self.call(bodies::chunks(path)))?;
-        let wanted = pieces(offset, offset.saturating_add(len), &ends, files::READ_BYTES);
-        let reads = wanted
-            .iter()
-            .map(|&(at, n)| bodies::read(path, at, n, version))
-            .collect();
+    fn reads(&self, _who: &Caller, bodies: Vec<Unit>) -> Result<Vec<Bytes>> {
         let (key, deadline) = (&self.key, self.deadline);
         self.with_client(|mut client| async move {
             let mut link = Signed::new(&mut client, key);
-            let read = bodies::read_pieces(&mut link, reads);
+            let read = bodies::read_pieces(&mut link, bodies);
             let out = within(deadline, read).await.and_then(|r| r);
             (client, out)
         })
+    }
+
+    fn chunk_ends(&self, who: &Caller, path: &FsPath, version: u64) -> Result<Arc<[u64]>> {
+        self.ends
+            .of(path, version, || self.call(who, bodies::chunks(path)))
     }
 
     fn write_file(
@@ -234,83 +215,5 @@ impl Backend for ClientBackend {
             let out = put_within(&mut link, content, path, mode, deadline).await;
             (client, out)
         })
-    }
-
-    fn mkdir(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
-        self.call(bodies::mkdir(path, mode)).map(drop)
-    }
-
-    fn rm(&self, _who: &Caller, path: &FsPath) -> Result<()> {
-        self.call(bodies::rm(path)).map(drop)
-    }
-
-    fn mv(&self, _who: &Caller, from: &FsPath, to: &FsPath) -> Result<()> {
-        self.call(bodies::mv(from, to)).map(drop)
-    }
-
-    fn chmod(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
-        self.call(bodies::chmod(path, mode)).map(drop)
-    }
-
-    /// `status@io.fs` when the service has it and answers `{total free …}` in bytes; else
-    /// [`Space::UNKNOWN`].
-    fn statfs(&self) -> Result<Space> {
-        match self.call(Unit::str("status")) {
-            Ok(status) => Ok(bodies::space(&status)),
-            Err(Error::Service { .. }) => Ok(Space::UNKNOWN),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIB: u64 = 1 << 20;
-
-    #[test]
-    fn reads_are_cut_at_chunk_boundaries_and_joined_up_to_the_most() {
-        // Chunks of 1, 1, 3 and 0.5 MiB.
-        let ends = [MIB, 2 * MIB, 5 * MIB, 5 * MIB + MIB / 2];
-        assert_eq!(
-            pieces(0, 5 * MIB + MIB / 2, &ends, 2 * MIB),
-            vec![(0, 2 * MIB), (2 * MIB, 3 * MIB), (5 * MIB, MIB / 2)]
-        );
-        // A range that starts and ends inside chunks.
-        assert_eq!(
-            pieces(MIB / 2, 3 * MIB, &ends, 2 * MIB),
-            vec![(MIB / 2, MIB + MIB / 2), (2 * MIB, MIB)]
-        );
-        // Past the chunks, and without them (a file kept inline): plain pieces.
-        assert_eq!(
-            pieces(5 * MIB, 7 * MIB, &ends, 4 * MIB),
-            vec![(5 * MIB, MIB / 2), (5 * MIB + MIB / 2, 3 * MIB / 2)]
-        );
-        assert_eq!(
-            pieces(0, 5 * MIB, &[], 2 * MIB),
-            vec![(0, 2 * MIB), (2 * MIB, 2 * MIB), (4 * MIB, MIB)]
-        );
-        assert_eq!(pieces(10, 10, &ends, 2 * MIB), vec![]);
-    }
-
-    #[test]
-    fn pieces_cover_the_range_exactly() {
-        let ends: Vec<u64> = (1..=40u64).map(|i| i * 300_000 + i * i).collect();
-        for (start, end) in [
-            (0, 12_000_000),
-            (7, 8),
-            (299_999, 5_000_001),
-            (11_000_000, 13_000_000),
-        ] {
-            let got = pieces(start, end, &ends, 2 * MIB);
-            let mut at = start;
-            for (from, len) in &got {
-                assert_eq!(*from, at);
-                assert!(*len > 0);
-                at += len;
-            }
-            assert_eq!(at, end, "{start}..{end}: {got:?}");
-        }
     }
 }

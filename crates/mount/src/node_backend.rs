@@ -26,8 +26,8 @@ use plexus_kernel::{BoxFuture, Cx, Kernel, Outcome};
 use plexus_services::sys_proc::{Acting, ClusterFiles, SysProc};
 use plexus_units::Unit;
 
-use crate::backend::bodies::{self, pieces, ChunkEnds};
-use crate::backend::{Backend, Caller, Entry, Space};
+use crate::backend::bodies::{self, ChunkEnds};
+use crate::backend::{Backend, Caller};
 use crate::client_backend::{put_within, within};
 use crate::error::{Error, Result};
 use crate::fs::Settings;
@@ -129,14 +129,6 @@ impl NodeBackend {
         self.kernel.context(self.user.key, [0; 32], None, 0)
     }
 
-    fn call(&self, body: Unit) -> Result<Unit> {
-        let cx = self.cx();
-        let out = self
-            .rt
-            .block_on(within(self.deadline, cx.send(SERVICE, None, body)))?;
-        files::value(reply_of(out)).map_err(Error::from)
-    }
-
     /// Whether a request of `pid` may act for this view's user.
     fn allowed(&self, pid: u32) -> bool {
         let mut kept = self
@@ -170,39 +162,30 @@ impl Backend for NodeBackend {
         }
     }
 
-    fn stat(&self, _who: &Caller, path: &FsPath) -> Result<Entry> {
-        Entry::from_unit(&self.call(bodies::stat(path))?)
+    fn own_caller(&self) -> &Caller {
+        &self.user
     }
 
-    fn list(&self, _who: &Caller, path: &FsPath) -> Result<Vec<Entry>> {
-        bodies::entries(&self.call(bodies::ls(path))?)
+    fn call(&self, _who: &Caller, body: Unit) -> Result<Unit> {
+        let cx = self.cx();
+        let out = self
+            .rt
+            .block_on(within(self.deadline, cx.send(SERVICE, None, body)))?;
+        files::value(reply_of(out)).map_err(Error::from)
     }
 
-    fn read(
-        &self,
-        _who: &Caller,
-        path: &FsPath,
-        offset: u64,
-        len: u64,
-        version: u64,
-    ) -> Result<Vec<Bytes>> {
-        if len == 0 {
-            self.call(bodies::read(path, offset, 0, version))?;
-            return Ok(Vec::new());
-        }
-        let ends = self
-            .ends
-            .of(path, version, || self.call(bodies::chunks(path)))?;
-        let reads = pieces(offset, offset.saturating_add(len), &ends, files::READ_BYTES)
-            .into_iter()
-            .map(|(at, n)| bodies::read(path, at, n, version))
-            .collect();
+    fn reads(&self, _who: &Caller, bodies: Vec<Unit>) -> Result<Vec<Bytes>> {
         let mut link = KernelLink::new(self.cx());
         self.rt.block_on(async {
-            within(self.deadline, bodies::read_pieces(&mut link, reads))
+            within(self.deadline, bodies::read_pieces(&mut link, bodies))
                 .await
                 .and_then(|read| read)
         })
+    }
+
+    fn chunk_ends(&self, who: &Caller, path: &FsPath, version: u64) -> Result<Arc<[u64]>> {
+        self.ends
+            .of(path, version, || self.call(who, bodies::chunks(path)))
     }
 
     fn write_file(
@@ -215,30 +198,6 @@ impl Backend for NodeBackend {
         let mut link = KernelLink::new(self.cx());
         self.rt
             .block_on(put_within(&mut link, content, path, mode, self.deadline))
-    }
-
-    fn mkdir(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
-        self.call(bodies::mkdir(path, mode)).map(drop)
-    }
-
-    fn rm(&self, _who: &Caller, path: &FsPath) -> Result<()> {
-        self.call(bodies::rm(path)).map(drop)
-    }
-
-    fn mv(&self, _who: &Caller, from: &FsPath, to: &FsPath) -> Result<()> {
-        self.call(bodies::mv(from, to)).map(drop)
-    }
-
-    fn chmod(&self, _who: &Caller, path: &FsPath, mode: u16) -> Result<()> {
-        self.call(bodies::chmod(path, mode)).map(drop)
-    }
-
-    fn statfs(&self) -> Result<Space> {
-        match self.call(Unit::str("status")) {
-            Ok(status) => Ok(bodies::space(&status)),
-            Err(Error::Service { .. }) => Ok(Space::UNKNOWN),
-            Err(e) => Err(e),
-        }
     }
 }
 

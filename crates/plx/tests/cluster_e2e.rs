@@ -1452,6 +1452,28 @@ fn put_file(plx: &Plx, node: &ClusterNode, data: &[u8], path: &str) -> common::R
     )
 }
 
+/// Puts `data` at `path` through `nodes[via]`, checks that `plx fs ls -l` on n1 ends its line
+/// with `copies`, and reads it back identical from every node.
+fn put_everywhere(
+    plx: &Plx,
+    nodes: &[ClusterNode],
+    via: usize,
+    data: &[u8],
+    path: &str,
+    copies: &str,
+) {
+    put_file(plx, &nodes[via], data, path).ok();
+    let line = listed_line(plx, &nodes[0], path);
+    assert!(line.ends_with(copies), "{line}");
+    for node in nodes {
+        assert!(
+            get_file(plx, node, path) == data,
+            "{path} from {} differs",
+            node.name
+        );
+    }
+}
+
 /// The line of `plx fs ls -l DIR` on `node` for the file `path` (`DIR/NAME`).
 fn listed_line(plx: &Plx, node: &ClusterNode, path: &str) -> String {
     let (dir, name) = path.rsplit_once('/').unwrap();
@@ -1508,17 +1530,8 @@ fn a_full_disk_on_one_of_four_nodes_gets_no_copies() {
     for (via, path, seed) in [(0, "/data/via-n1", 41), (3, "/data/via-n4", 42)] {
         let data = common::noise(PUT_BYTES, seed);
         let put = Instant::now();
-        put_file(&plx, &nodes[via], &data, path).ok();
-        println!("{path}: put in {:?}", put.elapsed());
-        let line = listed_line(&plx, &nodes[0], path);
-        assert!(line.ends_with("(3 copies: n1 n2 n3)"), "{line}");
-        for node in &nodes {
-            assert!(
-                get_file(&plx, node, path) == data,
-                "{path} from {} differs",
-                node.name
-            );
-        }
+        put_everywhere(&plx, &nodes, via, &data, path, "(3 copies: n1 n2 n3)");
+        println!("{path}: put and read back in {:?}", put.elapsed());
     }
     assert!(
         chunk_files(&nodes[3]).is_empty(),
@@ -1573,16 +1586,7 @@ fn a_full_disk_on_one_of_three_nodes_leaves_two_copies_until_it_has_room() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        put_file(&plx, &nodes[via], &data, path).ok();
-        let line = listed_line(&plx, &nodes[0], path);
-        assert!(line.ends_with("(2 copies: n1 n2)"), "{line}");
-        for node in &nodes {
-            assert!(
-                get_file(&plx, node, path) == data,
-                "{path} from {} differs",
-                node.name
-            );
-        }
+        put_everywhere(&plx, &nodes, via, &data, path, "(2 copies: n1 n2)");
     }
     assert!(
         chunk_files(&nodes[2]).is_empty(),

@@ -475,37 +475,14 @@ fn programs_run_on_any_node_use_cluster_paths() {
     // Bob's program on n2 reads what bob may read, and not the tester's private file.
     register_bob(&plx);
     put_secret(&plx);
-    let bobs = plx
-        .run(
-            &[
-                "run",
-                "--user",
-                "bob",
-                "--on",
-                "n2",
-                "--",
-                "cat",
-                "/fs/data/in.txt",
-            ],
+    let bob_cats = |path: &str| {
+        plx.run(
+            &["run", "--user", "bob", "--on", "n2", "--", "cat", path],
             b"",
         )
-        .ok();
-    assert_eq!(bobs, "one\ntwo\nthree\n");
-    let refused = plx
-        .run(
-            &[
-                "run",
-                "--user",
-                "bob",
-                "--on",
-                "n2",
-                "--",
-                "cat",
-                "/fs/home/tester/secret.txt",
-            ],
-            b"",
-        )
-        .fails();
+    };
+    assert_eq!(bob_cats("/fs/data/in.txt").ok(), "one\ntwo\nthree\n");
+    let refused = bob_cats("/fs/home/tester/secret.txt").fails();
     assert!(refused.contains("Permission denied"), "{refused}");
     // n2 keeps one view of the tree for each user; the tester's refuses bob's programs, and
     // neither answers processes n2 did not start.
@@ -521,11 +498,7 @@ fn programs_run_on_any_node_use_cluster_paths() {
         let inside = view.join("data/in.txt");
         let err = std::fs::read(&inside).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
-        let inside = inside.to_str().unwrap();
-        let peek = plx.run(
-            &["run", "--user", "bob", "--on", "n2", "--", "cat", inside],
-            b"",
-        );
+        let peek = bob_cats(inside.to_str().unwrap());
         if peek.code == 0 {
             assert_eq!(peek.out(), "one\ntwo\nthree\n");
             answered_bob += 1;
