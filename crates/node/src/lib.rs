@@ -65,6 +65,9 @@ pub enum NodeError {
     /// The configuration is invalid.
     #[error("{0}")]
     Config(String),
+    /// The cluster state stopped for a fault, so the node stopped.
+    #[error("the cluster state stopped ({0}); this node stopped too: start it again once the cause is mended (a full disk freed)")]
+    ClusterStateStopped(String),
 }
 
 /// How to start a node whose cluster addresses are of type `A`.
@@ -329,6 +332,17 @@ impl<N: cluster::Net> Node<N> {
         });
         let mut accept_errors = AcceptErrors::default();
         tokio::pin!(shutdown);
+        // A member whose cluster state has stopped (its disk filled up) answers nothing useful:
+        // it stops, so that the others see it down and repair around it, and a restart (once
+        // the cause is mended) brings it back.
+        let faulted = async {
+            match &self.cluster {
+                Some(c) => c.raft().faulted().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(faulted);
+        let mut fault = None;
         // Checks forget stale replay entries only when messages arrive: prune now and then too,
         // so that the memory of a burst is given back once its window has passed.
         let mut prune = tokio::time::interval(REPLAY_PRUNE_INTERVAL);
@@ -336,6 +350,11 @@ impl<N: cluster::Net> Node<N> {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                why = &mut faulted => {
+                    tracing::error!("the cluster state stopped: {why}; stopping this node");
+                    fault = Some(why);
+                    break;
+                }
                 _ = prune.tick() => {
                     if let Ok(mut guard) = shared.replay.lock() {
                         guard.prune(conn::now_ms());
@@ -384,7 +403,10 @@ impl<N: cluster::Net> Node<N> {
         }
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(self.data.path().join(files::PID));
-        Ok(())
+        match fault {
+            Some(why) => Err(NodeError::ClusterStateStopped(why)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1646,3 +1646,66 @@ fn a_full_disk_on_one_of_three_nodes_leaves_two_copies_until_it_has_room() {
     assert!(get_file(&plx, &nodes[2], "/data/a") == first);
     println!("took {:?}", started.elapsed());
 }
+
+/// A member whose disk fills up to the last byte (with something else than chunks) cannot
+/// keep the cluster state: it stops and says why, the others go on, and once there is room
+/// again a restart brings it back with what it missed.
+#[test]
+fn a_member_whose_disk_fills_up_stops_and_a_restart_brings_it_back() {
+    let plx = Plx::new();
+    let Some(disk) = common::tmpfs::Tmpfs::mount(&plx.home.path().join("data-n3"), SMALL_DISK)
+    else {
+        return;
+    };
+    let mut nodes = three_nodes(&plx);
+    disk.fill(0);
+    // Writes to the cluster state, until n3 cannot keep one and stops.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = 0;
+    let status = loop {
+        if let Some(status) = nodes[2].child.as_mut().unwrap().try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "n3 goes on with a full disk");
+        last += 1;
+        send_ok(
+            &plx,
+            &nodes[0],
+            &format!("{{save:{last} out:@full.n{last}}}@io.store"),
+            30,
+        );
+    };
+    nodes[2].child = None;
+    assert!(!status.success(), "n3 stops with an error: {status}");
+    let log = std::fs::read_to_string(plx.home.path().join("n3.log")).unwrap();
+    assert!(
+        log.contains("the cluster state stopped") && log.contains("No space left"),
+        "{log}"
+    );
+    // The others go on.
+    send_ok(&plx, &nodes[1], "{save:after out:@full.after}@io.store", 30);
+    assert_eq!(
+        send_ok(&plx, &nodes[0], "(load @full.after)@io.store", 10),
+        "after\n"
+    );
+    // Room again, a restart: n3 is back, with every write.
+    disk.empty();
+    nodes[2].restart(&plx);
+    wait_for(
+        &plx,
+        &nodes[2],
+        "tester",
+        "(load @full.after)@io.store",
+        60,
+        |run| run.code == 0 && run.out() == "after\n",
+    );
+    assert_eq!(
+        send_ok(
+            &plx,
+            &nodes[2],
+            &format!("(load @full.n{last})@io.store"),
+            10
+        ),
+        format!("{last}\n")
+    );
+}

@@ -783,6 +783,24 @@ impl ClusterRaft {
         }
     }
 
+    /// Resolves, with the reason, once this node's cluster state has stopped for a fault (a
+    /// storage error such as a full disk): from then on it answers nothing but that error,
+    /// until the node starts again. Pending forever while it runs, or after a shutdown asked
+    /// for.
+    pub async fn faulted(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Err(f) = &rx.borrow_and_update().running_state {
+                if !matches!(f, Fatal::Stopped) {
+                    return f.to_string();
+                }
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Waits until a leader is known (this node or another member), until `deadline`.
     async fn route(&self, deadline: Instant) -> Result<Route, RaftError> {
         let mut rx = self.inner.raft.metrics();
