@@ -65,9 +65,6 @@ pub(super) async fn run(fs: Arc<IoFs>, kernel: Kernel) {
     loop {
         tokio::select! {
             _ = repair.tick() => {
-                // Looked at every round, so how long each down node has been down is known
-                // when this node comes to lead.
-                let _ = fs.picture();
                 if fs.meta.leads() {
                     fs.repair_pass(&cx).await;
                 }
