@@ -120,7 +120,10 @@ impl IoFs {
             }
             if !changes.is_empty() {
                 let op = FsOp::Rehome { changes };
-                if let Err(e) = self.meta.apply(NODE_ACTOR, now_ms(), op).await {
+                // Only as the leader: the changes follow this node's picture, and a leader cut
+                // off from the others still believes it leads; its write must not be passed on
+                // to the next leader once it steps down.
+                if let Err(e) = self.meta.apply_leading(NODE_ACTOR, now_ms(), op).await {
                     tracing::warn!("repair could not record new copies: {e}");
                 }
             }
