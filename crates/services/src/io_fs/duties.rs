@@ -7,7 +7,8 @@
 //! - **Sweep**, on every node: every `sweep_every`, each copy in this node's chunk store is
 //!   judged by [`sweep`]: a copy no file names, or one not listed here while the chunk has
 //!   enough copies elsewhere, is deleted once older than `unlisted_age` (so a write between its
-//!   stages and its commit keeps its chunks); a good copy of a chunk short of copies is listed.
+//!   stages and its commit keeps its chunks); a good copy of a chunk short of copies, by the
+//!   roster as well as by this node's picture of health, is listed.
 //! - `status` counts chunks by how their copies stand; `scrub` reads every copy this node is
 //!   listed for and replaces missing or bad ones from good copies.
 
