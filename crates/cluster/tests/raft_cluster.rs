@@ -612,6 +612,52 @@ async fn minority_writes_fail_clearly_and_partitions_heal() {
 /// Not a test: write throughput of raft and its storage alone (no links, no clients), to
 /// find where io.store's time goes. `cargo test --release -p plexus-cluster --test
 /// raft_cluster write_rate -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_only_write_is_never_made_by_another_leader() {
+    let mut c = Cluster::new(3);
+    // Long enough that the cut-off leader's write is still waiting when it steps down.
+    c.tuning.write_timeout = Duration::from_secs(10);
+    c.form().await;
+    let old = c.leader().await;
+    let ids = c.ids();
+    let others: Vec<u64> = ids.iter().copied().filter(|id| *id != old).collect();
+    let err = c
+        .raft(others[0])
+        .write_leading(save(&["f"], "1"))
+        .await
+        .expect_err("a follower does not lead");
+    assert_eq!(err, RaftError::NotLeader);
+    c.raft(old).write_leading(save(&["k"], "0")).await.unwrap();
+
+    // The leader is cut off and still believes it leads: its write waits for a majority.
+    c.net.isolate(old, &ids);
+    let pending = tokio::spawn({
+        let raft = c.raft(old);
+        async move { raft.write_leading(save(&["k"], "1")).await }
+    });
+    eventually("the others elect a leader of their own", || {
+        let l = c.raft(others[0]).leader();
+        l.is_some_and(|l| l != old) && c.raft(others[1]).leader() == l
+    })
+    .await;
+    // Healed, it steps down and its entry is dropped from its log: the write fails here,
+    // rather than going on to the new leader.
+    c.net.heal();
+    let err = pending
+        .await
+        .unwrap()
+        .expect_err("not made by the new leader");
+    assert_eq!(err, RaftError::NotLeader);
+    for id in &ids {
+        assert_eq!(
+            read(&c.raft(*id), &["k"]).await,
+            Some(parse("0").unwrap()),
+            "on {}",
+            c.name(*id)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn write_rate() {

@@ -103,6 +103,17 @@ impl Nodes {
         }
     }
 
+    /// Whether `name` is in the roster (up or down).
+    pub fn is_member(&self, name: &str) -> bool {
+        self.nodes.contains_key(name)
+    }
+
+    /// How many copies each chunk needs by the roster alone, whatever the nodes' health:
+    /// `REPLICAS`, or every member of a smaller cluster (at least one).
+    pub fn roster_target(&self) -> usize {
+        self.nodes.len().clamp(1, REPLICAS)
+    }
+
     /// R: how many live or waiting copies each chunk needs, `REPLICAS` or every node not lost
     /// of a smaller cluster (at least one).
     pub fn target(&self) -> usize {
@@ -256,9 +267,11 @@ pub fn plan(hash: &[u8; 32], len: u64, homes: &[String], nodes: &Nodes) -> Repai
 /// What a node's sweep does with a copy in its own store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sweep {
-    /// It is a listed home (or the copy is too new to judge): keep it.
+    /// It is a listed home, the copy is too new to judge, or the chunk looks short of copies
+    /// from here only: keep it.
     Keep,
-    /// The chunk is referenced, not listed here, and short of copies: list this node.
+    /// The chunk is referenced, not listed here, and short of copies, by the roster as well:
+    /// list this node.
     Register,
     /// Nothing needs the copy: delete it.
     Delete,
@@ -267,6 +280,14 @@ pub enum Sweep {
 /// What the node `me` does with its copy of a chunk: `homes` is `None` when no file names
 /// the chunk; `old` says the copy is older than a write could take to commit, so a chunk
 /// staged by a write in progress is never deleted.
+///
+/// A chunk short of copies in `nodes` is listed here only if it also lists fewer homes on
+/// members than the roster needs ([`Nodes::roster_target`]), whatever their health: this
+/// node's picture of the others' health may be behind (a node just back from a partition
+/// still sees the others down, past the grace period, until membership hears from them,
+/// while the leader already answers it), and nothing would ever unlist the surplus copy.
+/// Where the roster lists enough homes, the leader's repair makes the copies the chunk lacks
+/// (and a node with a copy is listed if it is chosen); until then this copy is kept.
 pub fn sweep(me: &str, homes: Option<&[String]>, old: bool, nodes: &Nodes) -> Sweep {
     let delete = if old { Sweep::Delete } else { Sweep::Keep };
     let Some(homes) = homes else {
@@ -275,10 +296,14 @@ pub fn sweep(me: &str, homes: Option<&[String]>, old: bool, nodes: &Nodes) -> Sw
     if homes.iter().any(|h| h == me) {
         return Sweep::Keep;
     }
-    if copies(homes, nodes).counted() < nodes.target() {
+    if copies(homes, nodes).counted() >= nodes.target() {
+        return delete;
+    }
+    let on_members = homes.iter().filter(|h| nodes.is_member(h)).count();
+    if on_members < nodes.roster_target() {
         Sweep::Register
     } else {
-        delete
+        Sweep::Keep
     }
 }
 
@@ -396,5 +421,34 @@ mod tests {
         assert_eq!(sweep("n3", Some(&[]), false, &nodes), Sweep::Register);
         assert_eq!(sweep("n1", None, true, &nodes), Sweep::Delete);
         assert_eq!(sweep("n1", None, false, &nodes), Sweep::Keep);
+        // Homes on nodes lost past the grace period: listed here only once they leave the
+        // roster (repair copies the chunk meanwhile, and a down node may yet come back).
+        let lost = three_up()
+            .with("n4", NodeState::down(60_000))
+            .with("n5", NodeState::down(60_000));
+        let homes = names(&["n1", "n4", "n5"]);
+        assert_eq!(sweep("n2", Some(&homes), true, &lost), Sweep::Keep);
+        assert_eq!(sweep("n2", Some(&homes[..2]), true, &lost), Sweep::Register);
+        let removed = three_up().with("n4", NodeState::down(60_000));
+        assert_eq!(sweep("n2", Some(&homes), true, &removed), Sweep::Register);
+    }
+
+    #[test]
+    fn a_node_back_from_a_partition_does_not_list_copies_replaced_meanwhile() {
+        // Repair replaced n1's copy while it was cut off: the chunk is on n2, n3 and n4.
+        let homes = names(&["n2", "n3", "n4"]);
+        // Back, n1 answers the leader before membership hears from the others again: it still
+        // sees them down past the grace period, or some of them.
+        let behind = Nodes::new(30_000)
+            .with("n1", NodeState::up(None))
+            .with("n2", NodeState::down(60_000))
+            .with("n3", NodeState::down(60_000))
+            .with("n4", NodeState::down(60_000));
+        assert_eq!(sweep("n1", Some(&homes), true, &behind), Sweep::Keep);
+        let partly = behind.clone().with("n2", NodeState::up(None));
+        assert_eq!(sweep("n1", Some(&homes), true, &partly), Sweep::Keep);
+        // Once it sees them up, its copy goes.
+        let now = three_up().with("n4", NodeState::up(None));
+        assert_eq!(sweep("n1", Some(&homes), true, &now), Sweep::Delete);
     }
 }

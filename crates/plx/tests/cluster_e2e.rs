@@ -1161,14 +1161,7 @@ fn a_file_outlives_its_writers_node_and_a_corrupt_copy() {
 
 /// The chunk files in `node`'s store, by name.
 fn chunk_files(node: &ClusterNode) -> std::collections::BTreeSet<String> {
-    std::fs::read_dir(node.data.join("chunks"))
-        .unwrap()
-        .flatten()
-        .filter(|d| d.file_name().len() == 2)
-        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
-        .map(|f| f.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.len() == 64)
-        .collect()
+    common::chunk_files(&node.data)
 }
 
 /// How a test takes a node out.

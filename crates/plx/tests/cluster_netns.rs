@@ -1,6 +1,6 @@
-//! End to end over real networks: every `plx node` of a 3-node cluster runs in a network
-//! namespace of its own, plugged into a private bridge (see `common/netns.rs`). Cutting a
-//! node's port partitions it away; deleting its namespace makes its machine vanish.
+//! End to end over real networks: every `plx node` of a cluster runs in a network namespace
+//! of its own, plugged into a private bridge (see `common/netns.rs`). Cutting a node's port
+//! partitions it away; deleting its namespace makes its machine vanish.
 //!
 //! These tests need root and `ip netns`; without them they say so on standard error and pass.
 //! The clients (`plx send`) run in the test's own namespace and reach the nodes through their
@@ -14,10 +14,12 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::Net;
@@ -26,7 +28,7 @@ use common::Plx;
 /// The port every node listens on (each has a network of its own).
 const PORT: u16 = 7700;
 
-/// Bound on a single `plx send`: a call that has not answered by then is a hang.
+/// Bound on a single `plx` run: a call that has not answered by then is a hang.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// One node process, killed when dropped.
@@ -69,6 +71,8 @@ struct Cluster {
     nodes: Vec<Node>,
     net: Net,
     plx: Plx,
+    /// Options every `plx node` of this cluster is started with.
+    options: Vec<String>,
 }
 
 impl Drop for Cluster {
@@ -139,18 +143,36 @@ fn health_of<'a>(nodes: &'a str, name: &str) -> Option<&'a str> {
         .and_then(|e| field(e, "health"))
 }
 
+/// How many of `n` members are voters (`docs/cluster.md`: 1 for 1–2 nodes, 3 for 3–4, 5
+/// beyond).
+fn voters_of(n: usize) -> usize {
+    match n {
+        0..=2 => 1,
+        3 | 4 => 3,
+        _ => 5,
+    }
+}
+
 impl Cluster {
     /// Three nodes in three namespaces: n1 creates the cluster, n2 and n3 join with invites;
     /// returns once every node sees three alive voters. `None` if namespaces are unavailable.
     fn start() -> Option<Cluster> {
-        let net = Net::new(3)?;
+        Cluster::start_with(3, &[])
+    }
+
+    /// `n` nodes in `n` namespaces, each started with the node options `options`: n1 creates
+    /// the cluster, the others join with invites; returns once every node sees them all
+    /// alive. `None` if namespaces are unavailable.
+    fn start_with(n: usize, options: &[&str]) -> Option<Cluster> {
+        let net = Net::new(n)?;
         let mut c = Cluster {
             nodes: Vec::new(),
             net,
             plx: Plx::new(),
+            options: options.iter().map(|&o| o.to_owned()).collect(),
         };
         c.spawn(0, None);
-        for i in 1..3 {
+        for i in 1..n {
             let token = c.send_ok(0, "invite@sys.node", 60).trim().to_owned();
             c.spawn(i, Some(&token));
         }
@@ -170,6 +192,7 @@ impl Cluster {
         cmd.args(["node", "--name", &name, "--data"])
             .arg(&data)
             .args(["--listen", &listen, "--profile", "local"])
+            .args(&self.options)
             .env("PLX_HOME", &home)
             .env("USER", "tester")
             .env("PLX_LOG", "info")
@@ -219,16 +242,24 @@ impl Cluster {
     /// Runs `plx send UNIT` against node `i`'s socket; a run that takes longer than
     /// [`CALL_LIMIT`] is killed and fails the test (a hang).
     fn send(&self, i: usize, unit: &str) -> Outcome {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plx"))
-            .args(["send", "--socket"])
+        self.run(i, &["send".as_ref(), unit.as_ref()])
+    }
+
+    /// Runs `plx ARGS --socket SOCKET` as the tester against node `i`'s socket, in the test's
+    /// own namespace; a run that takes longer than [`CALL_LIMIT`] is killed and fails the
+    /// test (a hang).
+    fn run(&self, i: usize, args: &[&OsStr]) -> Outcome {
+        let what = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = self
+            .plx
+            .command(&[])
+            .args(args)
+            .arg("--socket")
             .arg(self.nodes[i].socket())
-            .arg(unit)
-            .env("PLX_HOME", self.plx.home.path())
-            .env("USER", "tester")
-            .env_remove("PLX_PASSPHRASE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let drain = |mut r: Box<dyn Read + Send>| {
@@ -252,7 +283,7 @@ impl Cluster {
             }
             assert!(
                 !hung,
-                "{unit} on {} hung: no answer within {CALL_LIMIT:?}",
+                "{what} on {} hung: no answer within {CALL_LIMIT:?}",
                 self.name(i)
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -316,15 +347,21 @@ impl Cluster {
         }
     }
 
-    /// Waits until every node sees all three nodes alive, as voters.
+    /// Waits until every node sees every node alive, and as many voters as the cluster
+    /// keeps.
     fn wait_whole(&self, secs: u64) {
-        for i in 0..self.nodes.len() {
-            self.wait_nodes(i, secs, "3 alive voters", |out| {
+        let n = self.nodes.len();
+        let voters = voters_of(n);
+        for i in 0..n {
+            self.wait_nodes(i, secs, &format!("{n} alive, {voters} voters"), |out| {
                 let all = entries(out);
-                all.len() == 3
-                    && all.iter().all(|e| {
-                        field(e, "health") == Some("alive") && field(e, "role") == Some("voter")
-                    })
+                all.len() == n
+                    && all.iter().all(|e| field(e, "health") == Some("alive"))
+                    && all
+                        .iter()
+                        .filter(|e| field(e, "role") == Some("voter"))
+                        .count()
+                        == voters
             });
         }
     }
@@ -375,6 +412,17 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+}
+
+/// With `PLX_TEST_PARTITION_SECS=N`, waits until the partition made at `cut` has lasted N
+/// seconds: a longer partition, in which TCP backs off further on links into the cut.
+fn hold_partition(cut: Instant) {
+    if let Some(secs) = std::env::var("PLX_TEST_PARTITION_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        std::thread::sleep(Duration::from_secs(secs).saturating_sub(cut.elapsed()));
     }
 }
 
@@ -441,13 +489,7 @@ fn partition_round(c: &Cluster, iso: usize, tag: &str, acked: &mut Vec<(String, 
         "a read on the cut-off {iso_name}: {err}"
     );
 
-    if let Some(secs) = std::env::var("PLX_TEST_PARTITION_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        // A longer partition: TCP backs off further on links into the cut.
-        std::thread::sleep(Duration::from_secs(secs).saturating_sub(cut.elapsed()));
-    }
+    hold_partition(cut);
     eprintln!("[{tag}] plugging {iso_name} back in");
     c.net.heal(iso);
     let healed = Instant::now();
@@ -561,5 +603,292 @@ fn a_killed_machine_is_detected_and_the_cluster_goes_on() {
         err.contains("node.down") && err.contains(&dead_name),
         "{err}"
     );
+    eprintln!("took {:?}", started.elapsed());
+}
+
+/// Polls `check` every 200 ms until it gives a value; after `secs`, fails the test with `what`
+/// and what `check` last said.
+fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "{what}: not within {secs} s. Last: {last}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The node table of `plx fs status`: each node's state (`up`, `down`, `gone`) and how many
+/// chunk copies the tree lists on it.
+fn status_nodes(status: &str) -> BTreeMap<String, (String, u64)> {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with("NODE "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("repair:"))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let chunks = words.get(2)?.parse().ok()?;
+            Some((words[0].to_owned(), (words[1].to_owned(), chunks)))
+        })
+        .collect()
+}
+
+impl Cluster {
+    /// The bytes of the file `path` as `plx fs get` gives them from node `i`.
+    fn get_file(&self, i: usize, path: &str) -> Vec<u8> {
+        let local = self
+            .plx
+            .home
+            .path()
+            .join(format!("got-from-{}", self.name(i)));
+        let o = self.run(
+            i,
+            &["fs".as_ref(), "get".as_ref(), path.as_ref(), local.as_ref()],
+        );
+        assert!(
+            o.status.success(),
+            "get {path} from {}: {}",
+            self.name(i),
+            o.stderr
+        );
+        std::fs::read(&local).unwrap()
+    }
+
+    /// Whether `plx fs status`, asked through node `i` (it asks the leader), shows all
+    /// `chunks` at R copies with `held` the copies the tree lists on each node and its state
+    /// (`Err` with what it shows otherwise).
+    fn status_is(
+        &self,
+        i: usize,
+        chunks: usize,
+        held: &BTreeMap<String, (String, u64)>,
+    ) -> Result<(), String> {
+        let o = self.run(i, &["fs".as_ref(), "status".as_ref()]);
+        if !o.status.success() {
+            return Err(o.stderr);
+        }
+        let settled = format!("copies: {chunks} ok, 0 short, 0 waiting for a down node, 0 lost");
+        if o.stdout.starts_with(&format!("{chunks} chunks, "))
+            && o.stdout.contains(&settled)
+            && status_nodes(&o.stdout) == *held
+        {
+            Ok(())
+        } else {
+            Err(o.stdout)
+        }
+    }
+
+    /// Whether `plx fs ls -l DIR` through node `i` lists the file `DIR/NAME` with every chunk
+    /// on `nodes` (live copies), and on no other up node.
+    fn listed_on(&self, i: usize, path: &str, nodes: &BTreeSet<String>) -> Result<(), String> {
+        let (dir, name) = path.rsplit_once('/').unwrap();
+        let o = self.run(
+            i,
+            &["fs".as_ref(), "ls".as_ref(), "-l".as_ref(), dir.as_ref()],
+        );
+        let all: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let want = format!(" {name}   ({} copies: {})", nodes.len(), all.join(" "));
+        if o.status.success() && o.stdout.lines().any(|l| l.ends_with(&want)) {
+            Ok(())
+        } else {
+            Err(format!("{}{}", o.stdout, o.stderr))
+        }
+    }
+}
+
+/// The grace period of the file system test's nodes: how long a down node's copies count.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Issue 17, a machine cut off the network while its node keeps running: four nodes, a file
+/// of several chunks put through one (each chunk on three nodes), then a node with copies
+/// (the Raft leader if it has some) unplugged. Past the grace period, repair puts every chunk
+/// back at three copies on the three connected nodes, and the file reads back the same from
+/// each. Plugged back in, the node rejoins, and its copies, which the tree no longer lists
+/// and the chunks no longer need, are deleted by its sweep (`docs/fs.md`, "Sweep"): every
+/// chunk stays at three copies on the other three, and the file reads the same from all four.
+#[test]
+fn a_node_cut_off_past_the_grace_period_has_its_chunks_copied_elsewhere() {
+    let started = Instant::now();
+    // A short grace, and sweeps every second that delete unlisted copies over 2 s old (the
+    // defaults are 30 s, a minute and an hour).
+    let grace = GRACE.as_secs().to_string();
+    let options = [
+        "--fs-grace",
+        &grace,
+        "--fs-sweep-every",
+        "1",
+        "--fs-unlisted-age",
+        "2",
+    ];
+    let Some(c) = Cluster::start_with(4, &options) else {
+        return;
+    };
+    eprintln!("{:?}: four nodes are up", started.elapsed());
+    // Files go through a node that is not the leader, so the leader may be the one cut off.
+    let leader = c.index(&c.leader(0));
+    let talk = (leader + 1) % 4;
+    let data = common::noise(6_000_000, 17);
+    let local = c.plx.home.path().join("six.bin");
+    std::fs::write(&local, &data).unwrap();
+    let path = "/data/six.bin";
+    c.send_ok(talk, "{mkdir:`/data`}@io.fs", 30);
+    let o = c.run(
+        talk,
+        &["fs".as_ref(), "put".as_ref(), local.as_ref(), path.as_ref()],
+    );
+    assert!(o.status.success(), "put: {}", o.stderr);
+
+    // Every chunk is on three of the four nodes.
+    let held: Vec<BTreeSet<String>> = c
+        .nodes
+        .iter()
+        .map(|n| common::chunk_files(&n.data))
+        .collect();
+    let all: BTreeSet<String> = held.iter().flatten().cloned().collect();
+    assert!(all.len() >= 3, "{} chunks", all.len());
+    for chunk in &all {
+        assert_eq!(
+            held.iter().filter(|h| h.contains(chunk)).count(),
+            3,
+            "{chunk}"
+        );
+    }
+    let cut = if held[leader].is_empty() {
+        (0..4)
+            .filter(|&i| i != talk)
+            .max_by_key(|&i| held[i].len())
+            .unwrap()
+    } else {
+        leader
+    };
+    let cut_name = c.name(cut).to_owned();
+    let rest: Vec<usize> = (0..4).filter(|&i| i != cut).collect();
+    let rest_names: BTreeSet<String> = rest.iter().map(|&i| c.name(i).to_owned()).collect();
+    eprintln!(
+        "{:?}: {} chunks put through {}; cutting {cut_name} ({}, {} of them) off the network",
+        started.elapsed(),
+        all.len(),
+        c.name(talk),
+        if cut == leader {
+            "the leader"
+        } else {
+            "a follower"
+        },
+        held[cut].len()
+    );
+    c.net.cut(cut);
+    let cut_at = Instant::now();
+
+    // The connected three have (or elect) a leader of their own.
+    for &i in &rest {
+        wait_for(
+            30,
+            &format!("{} follows a connected leader", c.name(i)),
+            || {
+                let leader = c.leader(i);
+                if leader == cut_name {
+                    Err(leader)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+    }
+    // Past the grace period, every chunk is back at three copies: on the three connected
+    // nodes' disks, in the tree (status and the file's listing), none listed on the cut node.
+    let n = all.len() as u64;
+    let mut repaired: BTreeMap<String, (String, u64)> = rest_names
+        .iter()
+        .map(|name| (name.clone(), ("up".to_owned(), n)))
+        .collect();
+    repaired.insert(cut_name.clone(), ("down".to_owned(), 0));
+    wait_for(60, "every chunk on the three connected nodes", || {
+        for &i in &rest {
+            let missing = all
+                .difference(&common::chunk_files(&c.nodes[i].data))
+                .count();
+            if missing > 0 {
+                return Err(format!("{} lacks {missing} chunks", c.name(i)));
+            }
+        }
+        c.status_is(talk, all.len(), &repaired)
+    });
+    // Not before the grace period: until then the cut node's copies count (the others see
+    // it down only after the cut, so the copies cannot be made sooner than that).
+    let repaired_after = cut_at.elapsed();
+    assert!(
+        repaired_after >= GRACE,
+        "repaired {repaired_after:?} after the cut, within the grace period of {GRACE:?}"
+    );
+    wait_for(10, "the file listed on the connected nodes", || {
+        c.listed_on(talk, path, &rest_names)
+    });
+    eprintln!(
+        "{:?}: repaired, {repaired_after:?} after the cut",
+        started.elapsed()
+    );
+    for &i in &rest {
+        assert!(
+            c.get_file(i, path) == data,
+            "the file read from {} after the cut",
+            c.name(i)
+        );
+    }
+
+    // Plugged back in, the node rejoins and sweeps the copies nothing lists any more; the
+    // others keep theirs.
+    hold_partition(cut_at);
+    eprintln!("{:?}: plugging {cut_name} back in", started.elapsed());
+    c.net.heal(cut);
+    let healed_at = Instant::now();
+    c.wait_whole(60);
+    eprintln!(
+        "{:?}: every node sees four alive, {:?} after healing",
+        started.elapsed(),
+        healed_at.elapsed()
+    );
+    let mut settled = repaired.clone();
+    settled.insert(cut_name.clone(), ("up".to_owned(), 0));
+    wait_for(30, &format!("{cut_name}'s copies swept"), || {
+        let kept = all
+            .intersection(&common::chunk_files(&c.nodes[cut].data))
+            .count();
+        let status = c.status_is(cut, all.len(), &settled);
+        if kept == 0 {
+            return status;
+        }
+        Err(format!(
+            "{cut_name} still keeps {kept} chunks; status {}",
+            status.err().unwrap_or_else(|| "settled".into())
+        ))
+    });
+    eprintln!(
+        "{:?}: {cut_name}'s copies swept, {:?} after healing",
+        started.elapsed(),
+        healed_at.elapsed()
+    );
+    for &i in &rest {
+        let missing = all
+            .difference(&common::chunk_files(&c.nodes[i].data))
+            .count();
+        assert_eq!(missing, 0, "{} lost copies to the sweep", c.name(i));
+    }
+    for i in 0..4 {
+        wait_for(
+            10,
+            &format!("the file listed as {} sees it", c.name(i)),
+            || c.listed_on(i, path, &rest_names),
+        );
+        assert!(
+            c.get_file(i, path) == data,
+            "the file read from {} after healing",
+            c.name(i)
+        );
+    }
     eprintln!("took {:?}", started.elapsed());
 }

@@ -25,6 +25,9 @@ pub struct NodeView {
     /// Free and total bytes of the disk of the node's data directory, when known (the file
     /// system places chunks by them).
     pub disk: Option<Disk>,
+    /// While the node is not up: since when membership has not seen it alive, when known. The
+    /// file system's grace period for a down node's copies counts from it.
+    pub down_since: Option<std::time::Instant>,
 }
 
 /// A node's disk: free and total bytes.

@@ -297,6 +297,17 @@ pub trait FsMeta: Send + Sync {
     /// Whether this node runs the tree's cluster-wide duties (repair): a cluster's leader, or
     /// a single node.
     fn leads(&self) -> bool;
+    /// Applies `op` as [`FsMeta::apply`] does, but only while this node leads (a single node
+    /// always does): for changes decided from what this node saw while leading (repair),
+    /// which must not be made by a later leader that sees otherwise.
+    fn apply_leading(
+        &self,
+        actor: Actor,
+        now_ms: u64,
+        op: FsOp,
+    ) -> crate::BoxFuture<'_, Result<(), FsError>> {
+        self.apply(actor, now_ms, op)
+    }
 }
 
 /// Every row of the tables, as a snapshot carries them.

@@ -270,6 +270,22 @@ impl ClusterRaft {
         }
     }
 
+    /// Commits `cmd` as [`Self::write`] does, but only while this node leads: never forwarded
+    /// to another leader, it fails with [`RaftError::NotLeader`] on a follower, and when this
+    /// node stops leading before the entry commits. For a command decided from what this node
+    /// saw as the leader: a leader cut off from the others still believes it leads, and its
+    /// write, dropped from its log when it steps down, would otherwise be sent on to the new
+    /// leader, which does not share that picture.
+    pub async fn write_leading(&self, cmd: Command) -> Result<Response, RaftError> {
+        let deadline = Instant::now() + self.inner.tuning.write_timeout;
+        if self.leader() != Some(self.inner.id) {
+            return Err(RaftError::NotLeader);
+        }
+        self.write_local(cmd, deadline)
+            .await?
+            .ok_or(RaftError::NotLeader)
+    }
+
     /// Commits `cmd` and gives the state machine's response. Returns once a majority of
     /// voters has the entry and the leader applied it. On a follower the write is forwarded
     /// to the leader. Fails within [`RaftTuning::write_timeout`] when there is no leader or

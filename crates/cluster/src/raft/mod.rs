@@ -93,6 +93,10 @@ pub enum RaftError {
         /// What is known of the outcome.
         outcome: String,
     },
+    /// A write only the leader may make ([`ClusterRaft::write_leading`]), on a node that does
+    /// not lead, or stopped leading before the write committed: it was not made.
+    #[error("this node does not lead the cluster (any more), and the write was for its leader only; it was not made")]
+    NotLeader,
     /// A request forwarded to the leader got no answer: a write may or may not be applied.
     #[error("the {what} was sent to the leader {leader:016x} ({name}) but no answer came back ({why}); it may or may not have been applied")]
     Unconfirmed {

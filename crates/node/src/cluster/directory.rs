@@ -5,9 +5,11 @@
 //! seconds, see `swim.rs`), and the roster comes from the replicated state. So capacity needs
 //! no extra publishing, every node converges on the same picture, and the measured free memory
 //! is at most a refresh old. A node is up while membership says it is alive (suspect and down
-//! nodes take no new processes); a down node keeps the figures it last advertised.
+//! nodes take no new processes); a down node keeps the figures it last advertised, and says
+//! since when membership has not seen it alive.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use plexus_cluster::membership::{Health, Meta};
 use plexus_sched::{ClusterView, Disk, NodeView, Resources};
@@ -41,23 +43,30 @@ impl NodeDirectory for ClusterDirectory {
             .roster()
             .into_iter()
             .map(|m| {
-                let node = node_view(self.view.health(&m.key), self.view.meta(&m.key).as_ref());
+                let (health, since) = self.view.health_since(&m.key);
+                let node = node_view(health, since, self.view.meta(&m.key).as_ref());
                 (m.name, node)
             })
             .collect()
     }
 }
 
-/// One node as the scheduler sees it, from its health and last advertised metadata. A node
-/// never heard from has no tags and no capacity, and does not count as up: its tags unknown,
-/// `--everywhere` groups would otherwise stop its copies.
-pub fn node_view(health: Health, meta: Option<&Meta>) -> NodeView {
+/// One node as the scheduler sees it, from its health (and `since` when it has had it, as
+/// [`View::health_since`] gives it) and last advertised metadata. A node never heard from has
+/// no tags and no capacity, and does not count as up: its tags unknown, `--everywhere` groups
+/// would otherwise stop its copies.
+pub fn node_view(health: Health, since: Instant, meta: Option<&Meta>) -> NodeView {
     let up = health == Health::Alive;
+    let down_since = (!up).then_some(since);
     let Some(meta) = meta else {
-        return NodeView::default();
+        return NodeView {
+            down_since: Some(since),
+            ..NodeView::default()
+        };
     };
     NodeView {
         up,
+        down_since,
         tags: meta.tags.clone(),
         capacity: Resources::new(u64::from(meta.cores).saturating_mul(1000), meta.mem_total),
         // A down node's figure is stale, and nothing is placed there anyway.
@@ -87,8 +96,9 @@ mod tests {
 
     #[test]
     fn an_alive_node_has_its_tags_capacity_and_free_memory() {
-        let node = node_view(Health::Alive, Some(&meta()));
+        let node = node_view(Health::Alive, Instant::now(), Some(&meta()));
         assert!(node.up);
+        assert_eq!(node.down_since, None);
         assert_eq!(node.capacity, Resources::new(4000, 8 << 30));
         assert_eq!(node.measured_free_mem, Some(3 << 30));
         assert_eq!(node.tags.get("site").map(String::as_str), Some("lab"));
@@ -97,14 +107,17 @@ mod tests {
 
     #[test]
     fn suspect_and_down_nodes_are_not_up_and_keep_their_tags() {
+        let since = Instant::now();
         for health in [Health::Suspect, Health::Down] {
-            let node = node_view(health, Some(&meta()));
+            let node = node_view(health, since, Some(&meta()));
             assert!(!node.up, "{health:?}");
+            assert_eq!(node.down_since, Some(since), "{health:?}");
             assert_eq!(node.measured_free_mem, None);
             assert!(node.tags.contains_key("site"));
         }
-        let unknown = node_view(Health::Alive, None);
+        let unknown = node_view(Health::Alive, since, None);
         assert!(!unknown.up, "its tags are unknown");
+        assert_eq!(unknown.down_since, Some(since));
         assert_eq!(unknown.capacity, Resources::ZERO);
     }
 }

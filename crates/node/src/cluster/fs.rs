@@ -81,4 +81,24 @@ impl FsMeta for ReplicatedFs {
     fn leads(&self) -> bool {
         self.raft.leader() == Some(self.raft.id())
     }
+
+    fn apply_leading(
+        &self,
+        actor: Actor,
+        now_ms: u64,
+        op: FsOp,
+    ) -> BoxFuture<'_, Result<(), FsError>> {
+        Box::pin(async move {
+            let cmd = Command::Fs {
+                op,
+                user: actor.user,
+                admin: actor.admin,
+                now_ms,
+            };
+            match self.raft.write_leading(cmd).await.map_err(unavailable)? {
+                Response::Err { code, message } => Err(FsError::Refused { code, message }),
+                _ => Ok(()),
+            }
+        })
+    }
 }

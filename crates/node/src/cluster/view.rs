@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
+use std::time::Instant;
 
 use plexus_cluster::membership::{Health, Meta};
 use plexus_identity::PublicKey;
@@ -25,11 +26,22 @@ pub struct Member {
     pub voter: bool,
 }
 
+/// What membership last said of a member.
+struct Seen {
+    health: Health,
+    meta: Option<Meta>,
+    /// Since when it has been alive, or since when it has not (suspect and down are one
+    /// stretch: a member is gone from the time it stopped answering).
+    since: Instant,
+}
+
 /// The shared picture of the cluster.
 pub struct View {
     me: PublicKey,
+    /// When this view was made: members not heard from count as suspect since then.
+    made: Instant,
     roster: RwLock<Vec<Member>>,
-    health: RwLock<HashMap<PublicKey, (Health, Option<Meta>)>>,
+    health: RwLock<HashMap<PublicKey, Seen>>,
     services: RwLock<BTreeMap<u64, Vec<String>>>,
     invites: RwLock<HashSet<[u8; 32]>>,
     leader: RwLock<Option<u64>>,
@@ -41,6 +53,7 @@ impl View {
     pub fn new(me: PublicKey) -> View {
         View {
             me,
+            made: Instant::now(),
             roster: RwLock::default(),
             health: RwLock::default(),
             services: RwLock::default(),
@@ -101,10 +114,17 @@ impl View {
     /// Records a member's health and metadata.
     pub fn set_health(&self, key: PublicKey, health: Health, meta: Option<Meta>) {
         if let Ok(mut h) = self.health.write() {
-            let entry = h.entry(key).or_insert((health, None));
-            entry.0 = health;
+            let entry = h.entry(key).or_insert(Seen {
+                health: Health::Suspect,
+                meta: None,
+                since: self.made,
+            });
+            if (entry.health == Health::Alive) != (health == Health::Alive) {
+                entry.since = Instant::now();
+            }
+            entry.health = health;
             if meta.is_some() {
-                entry.1 = meta;
+                entry.meta = meta;
             }
         }
         self.bump();
@@ -158,14 +178,21 @@ impl View {
     /// A member's health (this node is always alive; unknown members are suspect until
     /// membership says otherwise).
     pub fn health(&self, key: &PublicKey) -> Health {
+        self.health_since(key).0
+    }
+
+    /// A member's health, and since when it has been alive or, if it is not, since when it
+    /// has not been (a suspect member that goes down has been gone since it became suspect;
+    /// unknown members since this view was made).
+    pub fn health_since(&self, key: &PublicKey) -> (Health, Instant) {
         if *key == self.me {
-            return Health::Alive;
+            return (Health::Alive, self.made);
         }
         self.health
             .read()
             .ok()
-            .and_then(|h| h.get(key).map(|e| e.0))
-            .unwrap_or(Health::Suspect)
+            .and_then(|h| h.get(key).map(|e| (e.health, e.since)))
+            .unwrap_or((Health::Suspect, self.made))
     }
 
     /// A member's last advertised metadata.
@@ -173,7 +200,7 @@ impl View {
         self.health
             .read()
             .ok()
-            .and_then(|h| h.get(key).and_then(|e| e.1.clone()))
+            .and_then(|h| h.get(key).and_then(|e| e.meta.clone()))
     }
 
     /// The services each member provides, by member.
@@ -295,6 +322,36 @@ mod tests {
         assert!(view.is_member(&k));
         assert_eq!(view.health(&k), Health::Alive, "this node is always alive");
         assert_eq!(view.health(&key()), Health::Suspect);
+    }
+
+    #[test]
+    fn a_member_is_gone_since_it_stopped_being_alive() {
+        let view = View::new(key());
+        let other = key();
+        let (health, made) = view.health_since(&other);
+        assert_eq!(health, Health::Suspect, "not heard from yet");
+        view.set_health(other, Health::Down, None);
+        assert_eq!(
+            view.health_since(&other),
+            (Health::Down, made),
+            "gone since the view was made, when nothing was known of it"
+        );
+        let before = Instant::now();
+        view.set_health(other, Health::Alive, None);
+        let (_, alive) = view.health_since(&other);
+        assert!(alive >= before, "alive since now");
+        view.set_health(other, Health::Alive, None);
+        assert_eq!(view.health_since(&other), (Health::Alive, alive));
+        let before = Instant::now();
+        view.set_health(other, Health::Suspect, None);
+        let (_, suspect) = view.health_since(&other);
+        assert!(suspect >= before, "suspect since now");
+        view.set_health(other, Health::Down, None);
+        assert_eq!(
+            view.health_since(&other),
+            (Health::Down, suspect),
+            "down since it became suspect"
+        );
     }
 
     #[tokio::test]

@@ -224,3 +224,20 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The chunk files in the chunk store of the node whose data directory is `data`, by name
+/// (the chunks' hashes in hex).
+pub fn chunk_files(data: &std::path::Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(data.join("chunks"))
+        .expect("the node's chunk store")
+        .flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .flat_map(|d| {
+            std::fs::read_dir(d.path())
+                .expect("a chunk directory")
+                .flatten()
+        })
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.len() == 64)
+        .collect()
+}

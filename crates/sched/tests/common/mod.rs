@@ -74,6 +74,7 @@ pub fn node() -> impl Strategy<Value = NodeView> {
                 processes,
                 measured_free_mem: measured,
                 disk: None,
+                down_since: None,
             },
         )
 }

@@ -7,7 +7,8 @@
 //! - **Sweep**, on every node: every `sweep_every`, each copy in this node's chunk store is
 //!   judged by [`sweep`]: a copy no file names, or one not listed here while the chunk has
 //!   enough copies elsewhere, is deleted once older than `unlisted_age` (so a write between its
-//!   stages and its commit keeps its chunks); a good copy of a chunk short of copies is listed.
+//!   stages and its commit keeps its chunks); a good copy of a chunk short of copies, by the
+//!   roster as well as by this node's picture of health, is listed.
 //! - `status` counts chunks by how their copies stand; `scrub` reads every copy this node is
 //!   listed for and replaces missing or bad ones from good copies.
 
@@ -65,9 +66,6 @@ pub(super) async fn run(fs: Arc<IoFs>, kernel: Kernel) {
     loop {
         tokio::select! {
             _ = repair.tick() => {
-                // Looked at every round, so how long each down node has been down is known
-                // when this node comes to lead.
-                let _ = fs.picture();
                 if fs.meta.leads() {
                     fs.repair_pass(&cx).await;
                 }
@@ -123,7 +121,10 @@ impl IoFs {
             }
             if !changes.is_empty() {
                 let op = FsOp::Rehome { changes };
-                if let Err(e) = self.meta.apply(NODE_ACTOR, now_ms(), op).await {
+                // Only as the leader: the changes follow this node's picture, and a leader cut
+                // off from the others still believes it leads; its write must not be passed on
+                // to the next leader once it steps down.
+                if let Err(e) = self.meta.apply_leading(NODE_ACTOR, now_ms(), op).await {
                     tracing::warn!("repair could not record new copies: {e}");
                 }
             }

@@ -88,8 +88,6 @@ pub struct IoFs {
     homes: Mutex<std::collections::HashSet<[u8; 32]>>,
     /// The nodes that took each chunk this node staged, for the commit to list.
     staged: Mutex<HashMap<[u8; 32], Staged>>,
-    /// When this node first saw each down node down.
-    down_since: Mutex<HashMap<String, Instant>>,
     /// What the background duties did.
     duties: Mutex<Duties>,
 }
@@ -109,7 +107,6 @@ impl IoFs {
             tuning,
             homes: Default::default(),
             staged: Default::default(),
-            down_since: Default::default(),
             duties: Default::default(),
         })
     }
@@ -120,21 +117,18 @@ impl IoFs {
         tokio::spawn(duties::run(self.clone(), kernel));
     }
 
-    /// The cluster as replica decisions see it: each node's health, how long this node has
-    /// seen it down, and its free disk.
+    /// The cluster as replica decisions see it: each node's health, how long it has been down
+    /// (as the directory tells: since membership last saw it alive, however rarely this is
+    /// asked), and its free disk. A down node the directory gives no time for has just gone.
     fn picture(&self) -> Nodes {
         let view = self.directory.view();
         let now = Instant::now();
         let mut nodes = Nodes::new(ms(self.tuning.grace));
-        let Ok(mut down) = self.down_since.lock() else {
-            return nodes;
-        };
-        down.retain(|name, _| view.nodes.get(name).is_some_and(|v| !v.up));
         for (name, v) in view.nodes {
             let state = if v.up {
                 NodeState::up(v.disk.map(|d| d.free))
             } else {
-                let since = *down.entry(name.clone()).or_insert(now);
+                let since = v.down_since.unwrap_or(now);
                 NodeState::down(ms(now.saturating_duration_since(since)))
             };
             nodes.insert(name, state);
@@ -1173,3 +1167,54 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
         ],
     )
 });
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use plexus_fs::replicas::Standing;
+    use plexus_sched::{ClusterView, NodeView};
+
+    /// A directory that shows a fixed picture.
+    struct Fixed(ClusterView);
+
+    impl NodeDirectory for Fixed {
+        fn local(&self) -> String {
+            "n1".into()
+        }
+
+        fn view(&self) -> ClusterView {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn a_down_node_counts_from_when_the_directory_saw_it_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let down = |ago: Duration| NodeView {
+            down_since: Instant::now().checked_sub(ago),
+            ..NodeView::default()
+        };
+        let view = ClusterView::new()
+            .with_node("n1", NodeView::up(Default::default()))
+            .with_node("long", down(Duration::from_secs(5)))
+            .with_node("brief", down(Duration::ZERO))
+            .with_node("unknown", NodeView::default());
+        let fs = IoFs::new(
+            crate::open_db(&dir.path().join("node.redb")).unwrap(),
+            ChunkStore::open(dir.path().join("chunks")).unwrap(),
+            Arc::new(Fixed(view)),
+            FsTuning {
+                grace: Duration::from_secs(2),
+                ..FsTuning::default()
+            },
+        );
+        // Down for longer than the grace period before this node first looked: lost at once,
+        // not only a grace period after this look.
+        let nodes = fs.picture();
+        assert_eq!(nodes.standing("long"), Standing::Lost);
+        assert_eq!(nodes.standing("brief"), Standing::Waiting);
+        assert_eq!(nodes.standing("unknown"), Standing::Waiting);
+        assert_eq!(nodes.standing("n1"), Standing::Live);
+    }
+}
