@@ -25,19 +25,29 @@ fn unavailable(e: RaftError) -> FsError {
     FsError::Store(StoreError::Unavailable(Arc::new(e)))
 }
 
+/// The cluster-state command that applies `op` for `actor` at `now_ms`.
+fn command(actor: Actor, now_ms: u64, op: FsOp) -> Command {
+    Command::Fs {
+        op,
+        user: actor.user,
+        admin: actor.admin,
+        now_ms,
+    }
+}
+
+/// A change's outcome from the state machine's answer.
+fn answered(response: Response) -> Result<(), FsError> {
+    match response {
+        Response::Err { code, message } => Err(FsError::Refused { code, message }),
+        _ => Ok(()),
+    }
+}
+
 impl FsMeta for ReplicatedFs {
     fn apply(&self, actor: Actor, now_ms: u64, op: FsOp) -> BoxFuture<'_, Result<(), FsError>> {
         Box::pin(async move {
-            let cmd = Command::Fs {
-                op,
-                user: actor.user,
-                admin: actor.admin,
-                now_ms,
-            };
-            match self.raft.write(cmd).await.map_err(unavailable)? {
-                Response::Err { code, message } => Err(FsError::Refused { code, message }),
-                _ => Ok(()),
-            }
+            let written = self.raft.write(command(actor, now_ms, op)).await;
+            answered(written.map_err(unavailable)?)
         })
     }
 
@@ -89,16 +99,8 @@ impl FsMeta for ReplicatedFs {
         op: FsOp,
     ) -> BoxFuture<'_, Result<(), FsError>> {
         Box::pin(async move {
-            let cmd = Command::Fs {
-                op,
-                user: actor.user,
-                admin: actor.admin,
-                now_ms,
-            };
-            match self.raft.write_leading(cmd).await.map_err(unavailable)? {
-                Response::Err { code, message } => Err(FsError::Refused { code, message }),
-                _ => Ok(()),
-            }
+            let written = self.raft.write_leading(command(actor, now_ms, op)).await;
+            answered(written.map_err(unavailable)?)
         })
     }
 }
