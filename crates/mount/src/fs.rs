@@ -214,6 +214,46 @@ struct OpenFile {
     writer: Option<Arc<WriterSlot>>,
 }
 
+impl WriterSlot {
+    /// The writer of the file `e`, with `handles` handles, no spill file yet.
+    fn of(e: &Entry, handles: usize) -> WriterSlot {
+        WriterSlot {
+            state: Mutex::new(Writer {
+                handles,
+                spill: None,
+                base_size: e.size,
+                base_version: e.version,
+                mode: e.mode,
+                dirty: false,
+            }),
+            len: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl OpenFile {
+    /// `who`'s handle of inode `ino` at `path`, read at `size` and `version`.
+    fn new(
+        who: Caller,
+        ino: u64,
+        path: FsPath,
+        size: u64,
+        version: u64,
+        writer: Option<Arc<WriterSlot>>,
+    ) -> OpenFile {
+        OpenFile {
+            who,
+            ino,
+            path,
+            read: Arc::new(ReadState {
+                reader: Mutex::new(Reader::new(size, version)),
+                arrived: Condvar::new(),
+            }),
+            writer,
+        }
+    }
+}
+
 enum Handle {
     File(Box<OpenFile>),
     Dir(Vec<(u64, FileType, String)>),
@@ -438,19 +478,9 @@ impl<B: Backend> PlexusFs<B> {
     /// The writer of `ino` in this mount, made from `e` if there is none, with one more handle.
     fn writer_for(&self, e: &Entry) -> Arc<WriterSlot> {
         let mut writers = lock(&self.writers);
-        let slot = writers.entry(e.ino).or_insert_with(|| {
-            Arc::new(WriterSlot {
-                state: Mutex::new(Writer {
-                    handles: 0,
-                    spill: None,
-                    base_size: e.size,
-                    base_version: e.version,
-                    mode: e.mode,
-                    dirty: false,
-                }),
-                len: AtomicU64::new(u64::MAX),
-            })
-        });
+        let slot = writers
+            .entry(e.ino)
+            .or_insert_with(|| Arc::new(WriterSlot::of(e, 0)));
         lock(&slot.state).handles += 1;
         slot.clone()
     }
@@ -501,17 +531,7 @@ impl<B: Backend> PlexusFs<B> {
         if e.size == size {
             return Ok(());
         }
-        let slot = WriterSlot {
-            state: Mutex::new(Writer {
-                handles: 1,
-                spill: None,
-                base_size: e.size,
-                base_version: e.version,
-                mode: e.mode,
-                dirty: false,
-            }),
-            len: AtomicU64::new(u64::MAX),
-        };
+        let slot = WriterSlot::of(&e, 1);
         self.truncate_writer(who, ino, &slot, size)
             .and_then(|()| self.commit(who, ino, &slot))
             .map_err(|e| errno(&e, Op::Write))
@@ -568,16 +588,14 @@ impl<B: Backend> PlexusFs<B> {
             }
             opened.insert(e.ino, e.version);
         }
-        let fh = self.add_handle(Handle::File(Box::new(OpenFile {
-            who: who.clone(),
-            ino: e.ino,
+        let fh = self.add_handle(Handle::File(Box::new(OpenFile::new(
+            who.clone(),
+            e.ino,
             path,
-            read: Arc::new(ReadState {
-                reader: Mutex::new(Reader::new(e.size, e.version)),
-                arrived: Condvar::new(),
-            }),
+            e.size,
+            e.version,
             writer,
-        })));
+        ))));
         Ok((fh, open_flags))
     }
 
@@ -1276,16 +1294,14 @@ impl<B: Backend> Filesystem for PlexusFs<B> {
                 }
             }
             lock(&self.opened).insert(e.ino, e.version);
-            let fh = self.add_handle(Handle::File(Box::new(OpenFile {
+            let fh = self.add_handle(Handle::File(Box::new(OpenFile::new(
                 who,
-                ino: e.ino,
+                e.ino,
                 path,
-                read: Arc::new(ReadState {
-                    reader: Mutex::new(Reader::new(0, e.version)),
-                    arrived: Condvar::new(),
-                }),
-                writer: Some(slot),
-            })));
+                0,
+                e.version,
+                Some(slot),
+            ))));
             Ok((name, e, fh, FopenFlags::empty()))
         };
         match run() {

@@ -131,20 +131,26 @@ impl NodeBackend {
 
     /// Whether a request of `pid` may act for this view's user.
     fn allowed(&self, pid: u32) -> bool {
-        let mut kept = self
-            .acting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((allowed, at)) = kept.get(&pid) {
-            if at.elapsed() < ACTING_KEPT {
-                return *allowed;
-            }
+        let kept = |m: &Mutex<HashMap<u32, (bool, Instant)>>| {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&pid)
+                .filter(|(_, at)| at.elapsed() < ACTING_KEPT)
+                .map(|(allowed, _)| *allowed)
+        };
+        if let Some(allowed) = kept(&self.acting) {
+            return allowed;
         }
+        // Read from /proc without the lock: other requests go on meanwhile.
         let allowed = match (self.acting_for)(pid) {
             Acting::Node => true,
             Acting::User(owner) => owner == self.user.key.to_bytes(),
             Acting::Nobody => false,
         };
+        let mut kept = self
+            .acting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.len() >= ACTING_MOST {
             kept.clear();
         }

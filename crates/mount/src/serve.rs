@@ -27,14 +27,8 @@ pub fn serve<B: Backend>(backend: B, dir: &Path, settings: Settings) -> Result<(
     let finished = || background.guard.is_finished();
     if wait(&rt, &finished) == Waited::Signal {
         tracing::info!("stopping: unmounting {}", dir.display());
-        if let Err(e) = unmount(dir) {
-            // Busy (a program works in it): detach it now; the session ends when the last
-            // user lets go, or at a second signal.
-            tracing::warn!("{e}; detaching it instead");
-            if let Err(e) = lazy_unmount(dir) {
-                tracing::warn!("{e}");
-            }
-        }
+        // A busy one is served until its last user lets go, or a second signal.
+        unmount_or_detach(dir);
         wait(&rt, &finished);
     }
     tracing::info!("unmounted from {}", dir.display());
@@ -96,12 +90,7 @@ impl Mounted {
         let Some(session) = self.session.take() else {
             return;
         };
-        if let Err(e) = unmount(&self.dir) {
-            tracing::warn!("{e}; detaching it instead");
-            if let Err(e) = lazy_unmount(&self.dir) {
-                tracing::warn!("{e}");
-            }
-        }
+        unmount_or_detach(&self.dir);
         // Dropping the session would unmount the directory again (by then perhaps another
         // mount of it); its threads end as the kernel ends the connection.
         std::mem::forget(session);
@@ -180,6 +169,17 @@ pub fn unmount(dir: &Path) -> Result<()> {
         dir: dir.to_path_buf(),
         source,
     })
+}
+
+/// Unmounts `dir`, or, when a program still works in it, detaches it: it goes away when the
+/// last one lets go. Failures are logged.
+fn unmount_or_detach(dir: &Path) {
+    if let Err(e) = unmount(dir) {
+        tracing::warn!("{e}; detaching it instead");
+        if let Err(e) = lazy_unmount(dir) {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 /// Detaches the mount on `dir` at once; it goes away when no program uses it any more.

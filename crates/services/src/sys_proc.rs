@@ -562,12 +562,15 @@ fn request_of(p: &Placement) -> Result<Request, Error> {
     Ok(request)
 }
 
-/// `path` under `root` if it is a cluster path (`/fs` or `/fs/…`); `None` if it is not.
+/// What follows [`CLUSTER_ROOT`] in a cluster path (`/fs` or `/fs/…`); `None` for any other.
+fn in_the_tree(path: &str) -> Option<&str> {
+    path.strip_prefix(CLUSTER_ROOT)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `path` under `root` if it is a cluster path; `None` if it is not.
 fn on_this_node(path: &str, root: &Path) -> Option<String> {
-    let rest = path.strip_prefix(CLUSTER_ROOT)?;
-    if !(rest.is_empty() || rest.starts_with('/')) {
-        return None;
-    }
+    let rest = in_the_tree(path)?;
     let mut local = root.to_string_lossy().into_owned();
     local.push_str(rest);
     Some(local)
@@ -575,11 +578,10 @@ fn on_this_node(path: &str, root: &Path) -> Option<String> {
 
 /// Whether `rec` names a cluster path as its program, an argument or its working directory.
 fn uses_cluster_paths(rec: &ProcRecord) -> bool {
-    let here = Path::new("/");
     rec.command
         .iter()
         .chain(rec.cwd.as_ref())
-        .any(|p| on_this_node(p, here).is_some())
+        .any(|p| in_the_tree(p).is_some())
 }
 
 /// What the supervisor runs for `rec`; `copied` is the path of its `--copy` program in this

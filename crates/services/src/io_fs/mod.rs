@@ -901,7 +901,7 @@ impl IoFs {
                 .unwrap_or_default();
             return Ok(Unit::Bytes(range.to_vec().into()));
         }
-        self.prefetch_after(&stat, end);
+        self.prefetch_after(&stat, offset, end);
         let mut out = Vec::new();
         let mut at = 0u64;
         for chunk in &stat.inode.chunks {
@@ -927,10 +927,18 @@ impl IoFs {
         Ok(Unit::Bytes(out.into()))
     }
 
-    /// Has the kernel read this node's copies of the chunks of `stat`'s file that follow byte
-    /// `end` ([`PREFETCH_BYTES`] of them) in the background: a reader going through the
-    /// file in order finds them read, as a local file's readahead would have them.
-    fn prefetch_after(&self, stat: &Stat, end: u64) {
+    /// Has the kernel read this node's copies of the chunks of `stat`'s file that follow the
+    /// read of `offset..end` ([`PREFETCH_BYTES`] of them) in the background: a reader going
+    /// through the file in order finds them read, as a local file's readahead would have them.
+    /// A read past the start asks only for the chunks the read before it (of the same length,
+    /// just before it) did not: each chunk is asked for once in a sequential read.
+    fn prefetch_after(&self, stat: &Stat, offset: u64, end: u64) {
+        let from = if offset == 0 {
+            end
+        } else {
+            end.max(offset.saturating_add(PREFETCH_BYTES))
+        };
+        let until = end.saturating_add(PREFETCH_BYTES);
         let mut at = 0u64;
         let next: Vec<ChunkRef> = stat
             .inode
@@ -939,7 +947,7 @@ impl IoFs {
             .filter(|c| {
                 let start = at;
                 at += u64::from(c.len);
-                start >= end && start < end + PREFETCH_BYTES
+                start >= from && start < until
             })
             .map(|c| ChunkRef::from(*c))
             .collect();
