@@ -54,7 +54,8 @@ pub struct RunArgs {
     /// An environment variable for the program (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// The program's working directory on its node.
+    /// The program's working directory on its node (`/fs/PATH`: that directory of the
+    /// cluster's file tree).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
     /// PROG is a local file: send its contents and run it there (its extension picks the
@@ -73,7 +74,8 @@ pub struct RunArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub common: Common,
-    /// The program and its arguments (after `--`).
+    /// The program and its arguments (after `--`); a program or argument under `/fs/` is that
+    /// file of the cluster's tree on the node that runs it.
     #[arg(
         required = true,
         trailing_var_arg = true,
