@@ -243,6 +243,13 @@ impl<N: cluster::Net> Node<N> {
         kernel
             .register(sys_proc.clone(), None, plexus_kernel::Policy::Registered)
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        kernel
+            .register(
+                sys_proc.pipe_service(),
+                None,
+                plexus_kernel::Policy::Registered,
+            )
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
         // A cluster's users come with its replicated state; a single node keeps its own.
         if cluster.is_none() {
             plexus_services::sys_usr::load_users(&kernel, &db)

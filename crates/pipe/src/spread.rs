@@ -170,7 +170,7 @@ impl Outlet {
 
     /// Every pipe is done (finished, closed or failed) and nothing is pending.
     pub fn is_done(&self) -> bool {
-        self.pending.is_empty() && self.senders.iter().all(|s| !Self::open(s))
+        self.pending.is_empty() && self.senders.iter().all(Sender::is_quiet)
     }
 
     /// Bytes held: pending plus what the pipes hold.
@@ -221,6 +221,30 @@ impl Inlet {
     /// The pipes, in the order they were made.
     pub fn receivers(&mut self) -> &mut [Receiver] {
         &mut self.receivers
+    }
+
+    /// Pipe `i`.
+    pub fn receiver(&self, i: usize) -> Option<&Receiver> {
+        self.receivers.get(i)
+    }
+
+    /// Pipe `i` starts again from `offset` (its producer's end was made again, or relinked):
+    /// what it held is dropped, and its count returned.
+    pub fn restart(&mut self, i: usize, config: Config, offset: u64) -> u64 {
+        let Some(r) = self.receivers.get_mut(i) else {
+            return 0;
+        };
+        let lost = r.buffered();
+        *r = Receiver::starting_at(config, offset);
+        if let Some(f) = self.framers.get_mut(i) {
+            *f = Framer::new(f.format(), f.max_record());
+        }
+        lost
+    }
+
+    /// Pipe `i`, to change.
+    pub fn receiver_mut(&mut self, i: usize) -> Option<&mut Receiver> {
+        self.receivers.get_mut(i)
     }
 
     /// The next bytes for the consumer, taking pipes in turn. When the consumer has written

@@ -309,6 +309,33 @@ impl Sender {
         Ok(())
     }
 
+    /// The consumer's end was made again (its process restarted, or moved to another node):
+    /// everything the consumer had not taken is sent again, from [`Sender::taken`], to a
+    /// receiver that starts there ([`Receiver::starting_at`]).
+    pub fn relink(&mut self) {
+        if self.state == State::Open {
+            self.received = self.taken;
+            self.sent = self.taken;
+            self.next = self.taken;
+            self.limit = self.taken + self.config.window;
+            self.eof_sent = false;
+        }
+    }
+
+    /// The consumer is gone for good (it ended before it took the pipe): the producer
+    /// should get `EPIPE`.
+    pub fn close(&mut self) {
+        if self.state == State::Open {
+            self.state = State::Closed;
+            self.unacked.clear();
+        }
+    }
+
+    /// Nothing more to send: the pipe ended and any reset went out.
+    pub fn is_quiet(&self) -> bool {
+        self.state != State::Open && self.reset.is_none()
+    }
+
     /// The transport lost a frame (a call failed): what was not acknowledged goes again.
     pub fn on_lost(&mut self) {
         self.next = self.received;
@@ -390,6 +417,17 @@ impl Receiver {
             ready_end: 0,
             end: None,
             state: State::Open,
+        }
+    }
+
+    /// A consumer's end whose stream starts at `offset`: the producer's end was there when
+    /// this end was made ([`Sender::relink`]).
+    pub fn starting_at(config: Config, offset: u64) -> Receiver {
+        Receiver {
+            read: offset,
+            taken: offset,
+            ready_end: offset,
+            ..Receiver::new(config)
         }
     }
 
@@ -651,6 +689,35 @@ mod tests {
         s.on_ack(&r.ack(), 0).unwrap();
         assert_eq!(s.state(), &State::Closed);
         assert_eq!(s.credit(), 0);
+    }
+
+    #[test]
+    fn a_relinked_sender_sends_again_what_was_not_taken() {
+        let mut s = Sender::new(config());
+        let mut data = Bytes::from_static(b"abcdef");
+        s.push(&mut data);
+        let mut r = Receiver::new(config());
+        while let Some(f) = s.poll_transmit(0) {
+            r.on_frame(f).unwrap();
+        }
+        let got = r.read().unwrap();
+        r.release(2); // the consumer took "ab" and died
+        s.on_ack(&r.ack(), 0).unwrap();
+        drop(got);
+        s.relink();
+        let mut fresh = Receiver::starting_at(config(), s.taken());
+        let mut again = Vec::new();
+        s.finish();
+        while let Some(f) = s.poll_transmit(0) {
+            fresh.on_frame(f).unwrap();
+        }
+        while let Some(b) = fresh.read() {
+            again.extend_from_slice(&b);
+            fresh.release(b.len() as u64);
+        }
+        assert_eq!(again, b"cdef");
+        s.on_ack(&fresh.ack(), 0).unwrap();
+        assert_eq!(s.state(), &State::Finished);
     }
 
     #[test]

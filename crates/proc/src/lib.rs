@@ -36,6 +36,6 @@ pub use log::{dropped_marker, Follow, LogError};
 pub use spec::{interpreter_for, Field, Spec, SpecError, MAX_ARGS, MAX_ARGV_BYTES};
 pub use stats::{ancestry, environment_value, Stats};
 pub use supervisor::{
-    Attached, Config, ExitStatus, ProcError, ProcInfo, Sig, SpawnError, StartError, Stream,
+    Attached, Config, ExitStatus, Piped, ProcError, ProcInfo, Sig, SpawnError, StartError, Stream,
     Supervisor, UnknownSignal,
 };

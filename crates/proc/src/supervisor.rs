@@ -175,6 +175,15 @@ pub struct Attached {
     pub stderr: mpsc::Receiver<Bytes>,
 }
 
+/// Which of a program's streams go into pipes ([`Supervisor::spawn_piped`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Piped {
+    /// Standard output.
+    pub stdout: bool,
+    /// Standard error.
+    pub stderr: bool,
+}
+
 /// A process could not be started; nothing of it is left running.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -463,11 +472,39 @@ impl Supervisor {
         Ok((pid, Attached { stdout, stderr }))
     }
 
+    /// Like [`spawn_attached`](Self::spawn_attached), for a program whose streams marked in
+    /// `piped` go into pipes: such a stream is not logged, and once its reader is dropped it
+    /// is no longer read at all, so the program's next write to it fails with `EPIPE` (or
+    /// `SIGPIPE`), as when a shell pipeline's consumer exits.
+    pub async fn spawn_piped(
+        &self,
+        id: &str,
+        spec: &Spec,
+        piped: Piped,
+    ) -> Result<(u32, Attached), SpawnError> {
+        let (out_tx, stdout) = mpsc::channel(READER_QUEUE);
+        let (err_tx, stderr) = mpsc::channel(READER_QUEUE);
+        let pid = self
+            .start_piped(id, spec, Some([out_tx, err_tx]), piped)
+            .await?;
+        Ok((pid, Attached { stdout, stderr }))
+    }
+
     async fn start_proc(
         &self,
         id: &str,
         spec: &Spec,
         attached: Option<[mpsc::Sender<Bytes>; 2]>,
+    ) -> Result<u32, SpawnError> {
+        self.start_piped(id, spec, attached, Piped::default()).await
+    }
+
+    async fn start_piped(
+        &self,
+        id: &str,
+        spec: &Spec,
+        attached: Option<[mpsc::Sender<Bytes>; 2]>,
+        piped: Piped,
     ) -> Result<u32, SpawnError> {
         if !valid_id(id) {
             return Err(SpawnError::BadId(id.to_owned()));
@@ -617,6 +654,7 @@ impl Supervisor {
                 Arc::clone(&proc.readers[i]),
                 proc.detach.subscribe(),
                 proc.exited.subscribe(),
+                if i == 0 { piped.stdout } else { piped.stderr },
             ))
         };
         let pumps = [pump_of(stdout, 0), pump_of(stderr, 1)];
@@ -775,6 +813,14 @@ impl Supervisor {
         }
     }
 
+    /// Writes a line of the node's own into a stream's log, `[plexus: TEXT]`: what happened to
+    /// the process's pipes shows where its output is read.
+    pub fn note(&self, id: &str, stream: Stream, text: &str) -> Result<(), ProcError> {
+        let proc = self.get(id)?;
+        proc.logs[index(stream)].append(format!("[plexus: {text}]\n").as_bytes());
+        Ok(())
+    }
+
     /// The whole retained log of a stream; a marker line stands where output was dropped.
     pub fn read_log(&self, id: &str, stream: Stream) -> Result<Vec<u8>, ProcError> {
         Ok(self.get(id)?.logs[index(stream)].read_all()?)
@@ -930,13 +976,15 @@ async fn stop_proc(proc: &Proc, grace: Duration) {
     let _ = proc.status.subscribe().wait_for(Option::is_some).await;
 }
 
-/// Reads one pipe into the log and the attached readers, waiting for the slowest reader.
+/// Reads one pipe into the log and the attached readers, waiting for the slowest reader. A
+/// `piped` stream is not logged and is no longer read once its readers are gone.
 async fn pump(
     pipe: pipe::Receiver,
     log: Arc<StreamLog>,
     readers: Readers,
     mut detach: watch::Receiver<bool>,
     mut exited: watch::Receiver<bool>,
+    piped: bool,
 ) {
     // Most programs write little: a read gets a small buffer (a quiet process costs the node
     // little memory) that grows while reads fill it. None is held while the pipe is empty.
@@ -971,11 +1019,16 @@ async fn pump(
         }
         // After the readers: the log's first write makes its file, which an attached
         // caller's first byte need not wait for.
-        log.append(&chunk);
+        if !piped {
+            log.append(&chunk);
+        }
         if *detach.borrow() {
             lock(&readers).clear();
         } else if gone {
             lock(&readers).retain(|r| !r.is_closed());
+        }
+        if piped && lock(&readers).is_empty() {
+            break; // the pipe's consumer is gone: the program gets EPIPE
         }
     }
     lock(&readers).clear();

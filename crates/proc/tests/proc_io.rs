@@ -168,3 +168,45 @@ async fn close_stdin_is_not_held_up_by_a_blocked_write() {
     );
     s.sup.stop("deaf", Duration::from_secs(20)).await.unwrap();
 }
+
+/// A piped stream is not logged, and once its reader is gone the program's writes fail: a
+/// shell gets `SIGPIPE` (killed 13), as in `yes | head -1`.
+#[tokio::test]
+async fn a_piped_stream_whose_reader_leaves_gives_epipe() {
+    let s = supervisor();
+    let piped = plexus_proc::Piped {
+        stdout: true,
+        stderr: false,
+    };
+    let (_, mut attached) = s
+        .sup
+        .spawn_piped("yes", &spec("yes", &[]), piped)
+        .await
+        .unwrap();
+    read_until(&mut attached.stdout, "y\ny\n").await;
+    drop(attached.stdout);
+    assert_eq!(s.sup.wait("yes").await.unwrap(), ExitStatus::Killed(13));
+    assert!(s.sup.read_log("yes", Stream::Stdout).unwrap().is_empty());
+
+    // A program that ignores SIGPIPE sees the write fail with EPIPE and exits by itself.
+    let (_, attached) = s
+        .sup
+        .spawn_piped(
+            "py",
+            &spec(
+                "python3",
+                &[
+                    "-c",
+                    "import sys, signal\nsignal.signal(signal.SIGPIPE, signal.SIG_IGN)\ntry:\n    while True:\n        sys.stdout.write('x' * 4096)\nexcept BrokenPipeError:\n    sys.stderr.write('epipe\\n')\n    sys.stderr.flush()\n    import os\n    os._exit(3)",
+                ],
+            ),
+            piped,
+        )
+        .await
+        .unwrap();
+    let plexus_proc::Attached { stdout, mut stderr } = attached;
+    drop(stdout);
+    let said = read_until(&mut stderr, "epipe\n").await;
+    assert!(said.ends_with("epipe\n"));
+    assert_eq!(s.sup.wait("py").await.unwrap(), ExitStatus::Exited(3));
+}

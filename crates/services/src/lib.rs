@@ -33,6 +33,7 @@ pub mod io_store;
 pub mod io_term;
 pub mod math_calc;
 pub mod sys_hw;
+pub mod sys_pipe;
 pub mod sys_proc;
 pub mod sys_task;
 pub mod sys_usr;

@@ -49,10 +49,10 @@ pub use once::{
 };
 pub use owner::{Caller, Owner, SaveBy};
 pub use procs::{
-    put_with_fresh_id, unused_id, Enforced, Placement, ProcError, ProcId, ProcRecord, ProcState,
-    ProcTable, ProcTables, RestartPolicy,
+    put_with_fresh_id, unused_id, Enforced, Incoming, Outgoing, PipeTarget, Placement, ProcError,
+    ProcId, ProcRecord, ProcState, ProcTable, ProcTables, RestartPolicy, Wiring,
 };
-pub use ps::{ps_order, LiveFigures, PsTable};
+pub use ps::{bytes_short, ps_order, LiveFigures, PsTable};
 pub use size::{size, SizeUnit};
 
 use std::future::Future;

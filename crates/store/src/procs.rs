@@ -15,7 +15,7 @@ use crate::error::DbResult;
 use crate::{BoxFuture, StoreError};
 
 /// The first byte of an encoded record: the encoding's version.
-pub const PROC_ENCODING: u8 = 2;
+pub const PROC_ENCODING: u8 = 3;
 /// Most ended records a table keeps; beyond it the oldest ended ones are removed.
 pub const MAX_ENDED_PROCS: u64 = 1000;
 /// Most records a table holds (live and ended); a put beyond it is refused.
@@ -207,6 +207,69 @@ pub struct Placement {
     pub mem_bytes: Option<u64>,
 }
 
+/// Where a pipe from a process's output goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PipeTarget {
+    /// The standard input of a process of the same graph.
+    Proc(ProcId),
+    /// The terminal of the session that started the graph, through the node that started it
+    /// (named here).
+    Console(String),
+}
+
+/// One pipe from a process's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    /// The pipe's id, unique in the cluster (`<graph>.<edge>`, with replica numbers).
+    pub pipe: String,
+    /// Which output: standard error when set, standard output otherwise.
+    pub stderr: bool,
+    /// Where it goes.
+    pub to: PipeTarget,
+}
+
+/// One pipe into a process's standard input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incoming {
+    /// The pipe's id.
+    pub pipe: String,
+    /// The process at its other end.
+    pub from: ProcId,
+}
+
+/// How a process of a pipeline or graph is connected to the others (`docs/pipes.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wiring {
+    /// The graph's id (`g` and 6 characters, like a process id), shared by all its processes.
+    pub graph: String,
+    /// The graph's name (`pipeline` for a shell pipeline, the `.osh` graph's name otherwise).
+    pub graph_name: String,
+    /// The process's name in the graph (a stage number, or an `.osh` node id and replica).
+    pub stage: String,
+    /// Pipes into its standard input; from several, whole records are kept apart.
+    pub inputs: Vec<Incoming>,
+    /// Its input's record format: `raw`, `segment` or `json`.
+    pub input_format: String,
+    /// Its standard input comes from the terminal of the session that started the graph.
+    pub terminal_input: bool,
+    /// Pipes from its outputs.
+    pub outputs: Vec<Outgoing>,
+    /// Its output's record format.
+    pub output_format: String,
+    /// The standard output pipes to processes share its records (a split) instead of each
+    /// taking every byte.
+    pub split: bool,
+    /// The most bytes a second it may write (`max_rate`), if limited.
+    pub max_rate: Option<u64>,
+    /// Bytes a pipe may have in flight.
+    pub window: u64,
+}
+
+/// Longest pipe or graph id, stage name or graph name.
+pub const MAX_WIRING_NAME_BYTES: usize = 128;
+/// Most pipes into or out of one process.
+pub const MAX_PIPES_PER_PROC: usize = 256;
+
 /// One process of the table.
 ///
 /// `env` holds values as well as keys: a process placed again after its node is lost needs
@@ -255,6 +318,8 @@ pub struct ProcRecord {
     /// Bumped by every update; an update must name the generation it read, so a racing one
     /// is refused rather than lost ([`ProcError::Conflict`]). A put stores generation 0.
     pub generation: u64,
+    /// Its pipes, when it is a process of a pipeline or graph.
+    pub wiring: Option<Wiring>,
 }
 
 impl ProcRecord {
@@ -279,6 +344,7 @@ impl ProcRecord {
             limits: Enforced::None,
             note: None,
             generation: 0,
+            wiring: None,
         }
     }
 
@@ -385,6 +451,24 @@ impl ProcRecord {
                 ));
             }
         }
+        if let Some(w) = &self.wiring {
+            let names = [&w.graph, &w.graph_name, &w.stage]
+                .into_iter()
+                .chain(w.inputs.iter().map(|i| &i.pipe))
+                .chain(w.outputs.iter().map(|o| &o.pipe));
+            for name in names {
+                if name.len() > MAX_WIRING_NAME_BYTES || name.contains('\0') {
+                    return bad(format!(
+                        "a graph, stage or pipe name has at most {MAX_WIRING_NAME_BYTES} bytes and no NUL"
+                    ));
+                }
+            }
+            if w.inputs.len() > MAX_PIPES_PER_PROC || w.outputs.len() > MAX_PIPES_PER_PROC {
+                return bad(format!(
+                    "a process has at most {MAX_PIPES_PER_PROC} pipes in and out"
+                ));
+            }
+        }
         if self.state.is_ended() != self.ended_ms.is_some() {
             return bad(format!(
                 "a record in state {} must {} an end time",
@@ -425,12 +509,15 @@ impl ProcRecord {
             PROC_ENCODING => {
                 postcard::take_from_bytes(body).map_err(|e| ProcError::Decode(e.to_string()))?
             }
+            2 => postcard::take_from_bytes::<RecordV2>(body)
+                .map(|(old, rest)| (old.into(), rest))
+                .map_err(|e| ProcError::Decode(e.to_string()))?,
             1 => postcard::take_from_bytes::<RecordV1>(body)
                 .map(|(old, rest)| (old.into(), rest))
                 .map_err(|e| ProcError::Decode(e.to_string()))?,
             _ => {
                 return Err(ProcError::Decode(format!(
-                    "process record encoding {version} is not one of the supported 1 and {PROC_ENCODING}"
+                    "process record encoding {version} is not one of the supported 1, 2 and {PROC_ENCODING}"
                 )))
             }
         };
@@ -499,6 +586,56 @@ impl From<RecordV1> for ProcRecord {
             limits: old.limits,
             note: None,
             generation: old.generation,
+            wiring: None,
+        }
+    }
+}
+
+/// A record of encoding 2, before `wiring`: still read, written as the current one.
+#[derive(Deserialize)]
+struct RecordV2 {
+    id: ProcId,
+    name: Option<String>,
+    owner: [u8; 32],
+    node: String,
+    command: Vec<String>,
+    copied: Option<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<String>,
+    placement: Placement,
+    restart: RestartPolicy,
+    everywhere: Option<String>,
+    state: ProcState,
+    started_ms: u64,
+    ended_ms: Option<u64>,
+    restarts: u32,
+    limits: Enforced,
+    note: Option<String>,
+    generation: u64,
+}
+
+impl From<RecordV2> for ProcRecord {
+    fn from(old: RecordV2) -> ProcRecord {
+        ProcRecord {
+            id: old.id,
+            name: old.name,
+            owner: old.owner,
+            node: old.node,
+            command: old.command,
+            copied: old.copied,
+            env: old.env,
+            cwd: old.cwd,
+            placement: old.placement,
+            restart: old.restart,
+            everywhere: old.everywhere,
+            state: old.state,
+            started_ms: old.started_ms,
+            ended_ms: old.ended_ms,
+            restarts: old.restarts,
+            limits: old.limits,
+            note: old.note,
+            generation: old.generation,
+            wiring: None,
         }
     }
 }

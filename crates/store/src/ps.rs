@@ -19,15 +19,21 @@ const HEADER: [&str; 9] = [
     "ID", "NAME", "USER", "NODE", "STATE", "CPU%", "RSS", "UPTIME", "COMMAND",
 ];
 /// Puts `records` in the order `ps` lists them: by id, except that the copies of an
-/// `--everywhere` group are listed together, by node, where the group's id would sort.
+/// `--everywhere` group are listed together, by node, where the group's id would sort, and
+/// the processes of a graph together, by stage, where the graph's id would sort.
 pub fn ps_order(records: &mut [ProcRecord]) {
     records.sort_by(|a, b| {
         let key = |r: &ProcRecord| {
-            (
-                r.everywhere.clone().unwrap_or_else(|| r.id.to_string()),
-                r.node.clone(),
-                r.id,
-            )
+            let group = match (&r.everywhere, &r.wiring) {
+                (Some(group), _) => group.clone(),
+                (None, Some(w)) => w.graph.clone(),
+                (None, None) => r.id.to_string(),
+            };
+            let (node, stage) = match &r.wiring {
+                Some(w) => (String::new(), w.stage.clone()),
+                None => (r.node.clone(), String::new()),
+            };
+            (group, node, stage, r.id)
         };
         key(a).cmp(&key(b))
     });
@@ -85,10 +91,11 @@ impl PsTable {
                 let figures = live(&r.id);
                 let mut row = vec![
                     r.id.to_string(),
-                    match (&r.name, &r.everywhere) {
-                        (Some(name), _) => name.clone(),
-                        (None, Some(group)) => format!("group:{group}"),
-                        (None, None) => dash(),
+                    match (&r.name, &r.everywhere, &r.wiring) {
+                        (Some(name), _, _) => name.clone(),
+                        (None, Some(group), _) => format!("group:{group}"),
+                        (None, None, Some(w)) => format!("{}:{}", w.graph_name, w.stage),
+                        (None, None, None) => dash(),
                     },
                     user_name(&r.owner).unwrap_or_else(|| hex8(&r.owner)),
                     r.node.clone(),
@@ -151,7 +158,7 @@ fn uptime(r: &ProcRecord, now_ms: u64) -> String {
 }
 
 /// A size as `512B`, `12.1K`, `12.1M`, `1.5G` (powers of 1024).
-fn bytes_short(n: u64) -> String {
+pub fn bytes_short(n: u64) -> String {
     const UNITS: [&str; 4] = ["K", "M", "G", "T"];
     if n < 1024 {
         return format!("{n}B");

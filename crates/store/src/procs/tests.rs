@@ -131,9 +131,9 @@ fn exit_status_is_code_or_128_plus_signal() {
 fn decode_refuses_other_versions_trailing_bytes_and_oversize() {
     let bytes = record(1).encode();
     assert_eq!(bytes[0], PROC_ENCODING);
-    let mut v3 = bytes.clone();
-    v3[0] = 3;
-    assert!(matches!(ProcRecord::decode(&v3), Err(ProcError::Decode(_))));
+    let mut v4 = bytes.clone();
+    v4[0] = 4;
+    assert!(matches!(ProcRecord::decode(&v4), Err(ProcError::Decode(_))));
     let mut long = bytes.clone();
     long.push(0);
     assert!(matches!(
@@ -175,7 +175,50 @@ fn records_of_encoding_1_are_still_read() {
     let mut v1 = vec![1];
     v1.extend(body);
     assert_eq!(ProcRecord::decode(&v1).unwrap(), r);
-    assert_eq!(r.encode()[0], 2, "written as the current encoding");
+    assert_eq!(r.encode()[0], 3, "written as the current encoding");
+}
+
+#[test]
+fn records_of_encoding_2_are_still_read() {
+    let mut r = record(1);
+    r.note = Some("moved".into());
+    // Encoding 2 is the record without `wiring`: the current encoding minus its last field
+    // (postcard writes `None` as one zero byte).
+    let current = r.encode();
+    assert_eq!(current.last(), Some(&0));
+    let mut v2 = current[..current.len() - 1].to_vec();
+    v2[0] = 2;
+    assert_eq!(ProcRecord::decode(&v2).unwrap(), r);
+}
+
+#[test]
+fn wiring_round_trips_and_is_bounded() {
+    let mut r = record(1);
+    r.wiring = Some(Wiring {
+        graph: "gk7f2q1".into(),
+        graph_name: "pipeline".into(),
+        stage: "2".into(),
+        inputs: vec![Incoming {
+            pipe: "gk7f2q1.1".into(),
+            from: id(2),
+        }],
+        input_format: "raw".into(),
+        terminal_input: false,
+        outputs: vec![Outgoing {
+            pipe: "gk7f2q1.2".into(),
+            stderr: false,
+            to: PipeTarget::Console("n1".into()),
+        }],
+        output_format: "json".into(),
+        split: true,
+        max_rate: Some(2_000_000),
+        window: 1 << 20,
+    });
+    assert_eq!(ProcRecord::decode(&r.encode()).unwrap(), r);
+    if let Some(w) = r.wiring.as_mut() {
+        w.stage = "x".repeat(MAX_WIRING_NAME_BYTES + 1);
+    }
+    assert!(matches!(r.validate(), Err(ProcError::Invalid(_))));
 }
 
 #[test]
@@ -411,6 +454,7 @@ prop_compose! {
             limits,
             note,
             generation,
+            wiring: None,
         }
     }
 }

@@ -47,6 +47,10 @@ use plexus_units::{Dec, Map, Unit};
 
 use crate::directory::NodeDirectory;
 use crate::forms::{int_u64, map_of};
+use crate::sys_pipe::{OutletPlan, Pipes, Sink, SysPipe, Target};
+
+mod graph;
+pub use graph::pipefail;
 
 const NAME: &str = "sys.proc";
 
@@ -120,6 +124,11 @@ struct Inner {
     owners: Mutex<HashMap<ProcId, [u8; 32]>>,
     /// Where the cluster's tree is mounted for processes, once the node has a mount.
     files: Mutex<Option<Arc<dyn ClusterFiles>>>,
+    /// This node's pipe ends.
+    pipes: Pipes,
+    /// The kernel, once a call has come: the outlets of processes restarted here send their
+    /// frames through it.
+    kernel: Mutex<Option<plexus_kernel::Kernel>>,
 }
 
 impl SysProc {
@@ -130,8 +139,11 @@ impl SysProc {
         directory: Arc<dyn NodeDirectory>,
         supervisor: Arc<Supervisor>,
     ) -> Arc<SysProc> {
+        let pipes = Pipes::new(&directory.local(), procs.clone());
         Arc::new(SysProc {
             inner: Arc::new(Inner {
+                pipes,
+                kernel: Mutex::default(),
                 procs,
                 directory,
                 supervisor,
@@ -143,6 +155,11 @@ impl SysProc {
                 files: Mutex::default(),
             }),
         })
+    }
+
+    /// The `sys.pipe` service over this node's pipe ends (the node registers it).
+    pub fn pipe_service(&self) -> Arc<SysPipe> {
+        SysPipe::new(self.inner.pipes.clone())
     }
 
     /// Gives processes that name cluster paths the tree through `files`.
@@ -279,6 +296,9 @@ impl Service for SysProc {
                 Op::Stats => inner.stats(&c).map(Some),
                 Op::Cache => inner.cache(&c).await.map(Some),
                 Op::Program => inner.program(cx, &c).await.map(Some),
+                Op::Graph => inner.graph(cx, &c).await,
+                Op::Graphs => inner.graphs(cx, &c).await.map(Some),
+                Op::Pipes => inner.pipes(cx, &c).await.map(Some),
             }
         })
     }
@@ -299,6 +319,9 @@ enum Op {
     Stats,
     Cache,
     Program,
+    Graph,
+    Graphs,
+    Pipes,
 }
 
 fn now_ms() -> u64 {
@@ -1337,14 +1360,18 @@ impl Inner {
         };
         let spec = spec_of(&rec, copied.as_deref(), root.as_deref());
         self.note_owner(&rec);
+        if let Ok(mut kernel) = self.kernel.lock() {
+            kernel.get_or_insert_with(|| cx.kernel().clone());
+        }
+        // A process of a graph never attaches: its output goes into its pipes.
+        let attach = attach && rec.wiring.is_none();
         let spawned = if attach {
             self.supervisor
                 .spawn_attached(&run, &spec)
                 .await
                 .map(|(pid, a)| (pid, Some(a)))
         } else {
-            self.supervisor
-                .spawn(&run, &spec)
+            self.spawn_run(&run, &spec, &rec)
                 .await
                 .map(|pid| (pid, None))
         };
@@ -1438,6 +1465,120 @@ impl Inner {
         // So that a `ps` after the reply sees the end (briefly: a slow table only delays it).
         let _ = tokio::time::timeout(SETTLE_DEADLINE, first_end_recorded).await;
         Ok(status_reply(id, &local, status))
+    }
+
+    /// Spawns run `run` of `rec`; a process of a graph gets its pipes.
+    async fn spawn_run(
+        &self,
+        run: &str,
+        spec: &Spec,
+        rec: &ProcRecord,
+    ) -> Result<u32, plexus_proc::SpawnError> {
+        let Some(w) = &rec.wiring else {
+            return self.supervisor.spawn(run, spec).await;
+        };
+        let piped = plexus_proc::Piped {
+            stdout: w.outputs.iter().any(|o| !o.stderr),
+            stderr: w.outputs.iter().any(|o| o.stderr),
+        };
+        let (pid, attached) = self.supervisor.spawn_piped(run, spec, piped).await?;
+        self.connect(rec, w, run, attached).await;
+        Ok(pid)
+    }
+
+    /// Joins a run of a graph's process to its pipes: an inlet into its standard input (or
+    /// the input closed, unless the terminal gives it), an outlet from each output with pipes.
+    async fn connect(
+        &self,
+        rec: &ProcRecord,
+        w: &plexus_store::Wiring,
+        run: &str,
+        attached: Attached,
+    ) {
+        let format = |name: &str| name.parse::<plexus_pipe::Format>().unwrap_or_default();
+        if !w.inputs.is_empty() {
+            let mut pipes = Vec::with_capacity(w.inputs.len());
+            for input in &w.inputs {
+                let node = match self.procs.get_local(input.from).await {
+                    Ok(Some(r)) => r.node,
+                    _ => String::new(),
+                };
+                pipes.push((input.pipe.clone(), input.from.to_string(), node));
+            }
+            let plan = crate::sys_pipe::InletPlan {
+                graph: w.graph.clone(),
+                here: rec.id.to_string(),
+                owner: rec.owner,
+                pipes,
+                format: format(&w.input_format),
+                window: w.window,
+            };
+            let sink = Sink::Stdin {
+                supervisor: self.supervisor.clone(),
+                run: run.to_owned(),
+            };
+            self.pipes.inlet(plan, sink);
+        } else if !w.terminal_input {
+            let _ = self.supervisor.close_stdin(run).await;
+        }
+        let kernel = self.kernel.lock().ok().and_then(|k| k.clone());
+        let (Some(kernel), Ok(owner)) = (kernel, PublicKey::from_bytes(&rec.owner)) else {
+            tracing::warn!(process = %rec.id, "no kernel or owner key for the process's pipes");
+            return;
+        };
+        let Attached { stdout, stderr } = attached;
+        for (is_err, output) in [(false, stdout), (true, stderr)] {
+            let mut targets = Vec::new();
+            for o in w.outputs.iter().filter(|o| o.stderr == is_err) {
+                let (node, consumer, there) = match &o.to {
+                    plexus_store::PipeTarget::Console(node) => {
+                        (node.clone(), None, "console".to_owned())
+                    }
+                    plexus_store::PipeTarget::Proc(id) => {
+                        let node = match self.procs.get_local(*id).await {
+                            Ok(Some(r)) => r.node,
+                            _ => match self.procs.get(*id).await {
+                                Ok(Some(r)) => r.node,
+                                _ => String::new(),
+                            },
+                        };
+                        (node, Some(*id), id.to_string())
+                    }
+                };
+                targets.push(Target {
+                    pipe: o.pipe.clone(),
+                    node,
+                    consumer,
+                    there,
+                });
+            }
+            if targets.is_empty() {
+                continue; // not piped: the supervisor logs it
+            }
+            let plan = OutletPlan {
+                graph: w.graph.clone(),
+                here: rec.id.to_string(),
+                share: if w.split && !is_err {
+                    plexus_pipe::Share::Split(format(&w.output_format))
+                } else {
+                    plexus_pipe::Share::All
+                },
+                targets,
+                window: w.window,
+                max_rate: w.max_rate.filter(|_| !is_err),
+                run: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64),
+            };
+            let (pipes, supervisor, run) =
+                (self.pipes.clone(), self.supervisor.clone(), run.to_owned());
+            let (kernel, owner) = (kernel.clone(), owner);
+            tokio::spawn(async move {
+                if let Err(why) = pipes.outlet(kernel, owner, plan, output).await {
+                    let _ = supervisor.note(&run, Stream::Stderr, &why);
+                }
+            });
+        }
     }
 
     /// Records that `rec` could not start, for `reason` (putting a `new` record, updating the
@@ -1651,7 +1792,7 @@ impl Inner {
                 let spawned = match Box::pin(self.cluster_root(&rec)).await {
                     Ok(root) => {
                         let spec = spec_of(&rec, copied.as_deref(), root.as_deref());
-                        Box::pin(self.supervisor.spawn(&next, &spec))
+                        Box::pin(self.spawn_run(&next, &spec, &rec))
                             .await
                             .map_err(|e| format!("node {}: {e}", self.directory.local()))
                     }
@@ -1759,6 +1900,10 @@ impl Inner {
                 if let Some(group) = &r.everywhere {
                     put("group", Unit::str(group));
                 }
+                if let Some(w) = &r.wiring {
+                    put("graph", Unit::str(&w.graph));
+                    put("stage", Unit::str(&w.stage));
+                }
                 let user = user_name(&r.owner).unwrap_or_else(|| {
                     r.owner.iter().take(4).map(|b| format!("{b:02x}")).collect()
                 });
@@ -1850,7 +1995,19 @@ impl Inner {
     }
 
     async fn kill(&self, cx: &Cx, c: &Cmd<'_>, msg: &Unit) -> Result<Unit, Error> {
-        let rec = self.resolve(c.arg()?).await?;
+        let rec = match self.resolve(c.arg()?).await {
+            Ok(rec) => rec,
+            Err(e) if e.code() == code::NOT_FOUND => {
+                let graph = self
+                    .graph_procs(c.arg()?.as_str().unwrap_or_default())
+                    .await?;
+                if graph.is_empty() {
+                    return Err(e);
+                }
+                return self.kill_graph(cx, graph, c).await;
+            }
+            Err(e) => return Err(e),
+        };
         may_act(cx, &rec)?;
         let sig = match c.opt("signal") {
             None => Sig::Term,
@@ -2041,7 +2198,17 @@ impl Inner {
     }
 
     async fn stdin(&self, cx: &Cx, c: &Cmd<'_>, msg: &Unit) -> Result<(), Error> {
-        let rec = self.resolve(c.arg()?).await?;
+        let rec = match self.resolve(c.arg()?).await {
+            Ok(rec) => rec,
+            // A graph's input is its process that reads the terminal.
+            Err(e) if e.code() == code::NOT_FOUND => self
+                .graph_procs(c.arg()?.as_str().unwrap_or_default())
+                .await?
+                .into_iter()
+                .find(|r| r.wiring.as_ref().is_some_and(|w| w.terminal_input))
+                .ok_or(e)?,
+            Err(e) => return Err(e),
+        };
         may_act(cx, &rec)?;
         let data = match c.opt("data") {
             None => None,
@@ -2203,6 +2370,38 @@ fn table() -> Table<Op> {
                 ],
                 Arg::Required,
                 Op::Run,
+            ),
+            Entry::new(
+                "graph",
+                "Starts processes joined by pipes (a shell pipeline, an .osh graph) → {graph \
+                 name procs}. procs: each a run map (as run takes) with stage (its name), in \
+                 and out (record formats raw, segment, json), split:t (its records shared among \
+                 its pipes), max_rate (bytes/s), console:t (its output to your terminal), \
+                 stdin:t (your terminal's input); pipes: {from:STAGE to:STAGE}. attach:t \
+                 waits for the end → {graph name procs code}, code as bash's pipefail; dry:t \
+                 starts nothing → {graph nodes text}",
+                &[
+                    "{graph:{name:N procs:[{stage:S run:[prog arg…] on:NODE …}…] \
+                     pipes:[{from:S to:S}…] window:BYTES} attach:t dry:t}",
+                ],
+                Arg::Required,
+                Op::Graph,
+            ),
+            Entry::new(
+                "graphs",
+                "Every graph: its processes and its pipes' bytes/s, records/s and backlog; \
+                 text:t gives it as text",
+                &["graphs", "{graphs:t text:t}"],
+                Arg::Optional,
+                Op::Graphs,
+            ),
+            Entry::new(
+                "pipes",
+                "Every pipe of the cluster (or of one graph): ends, nodes, bytes, rate, \
+                 backlog, state; text:t gives the table",
+                &["pipes", "{pipes:t text:t graph:ID}"],
+                Arg::Optional,
+                Op::Pipes,
             ),
             Entry::new(
                 "ps",

@@ -1,0 +1,237 @@
+//! Pipes and graphs on one node: a real kernel, supervisor and node database, real programs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexus_identity::Keypair;
+use plexus_kernel::{Error, Kernel, Policy, Terminal};
+use plexus_proc::{Config, Supervisor};
+use plexus_services::directory::SingleNode;
+use plexus_services::sys_proc::SysProc;
+use plexus_services::testing::{bare_kernel, eval_text, TestTerminal};
+use plexus_units::{to_text, Unit};
+
+struct Node {
+    kernel: Kernel,
+    admin: Keypair,
+    _dir: tempfile::TempDir,
+}
+
+async fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, admin) = bare_kernel();
+    let db = plexus_services::open_db(&dir.path().join("node.redb")).unwrap();
+    let mut config = Config::new(dir.path().join("procs"));
+    config.cgroups = false;
+    let (supervisor, _) = Supervisor::start(config).unwrap();
+    let service = SysProc::new(
+        db.clone(),
+        SingleNode::shared(&kernel.node().name, Default::default()),
+        Arc::new(supervisor),
+    );
+    kernel
+        .register(service.clone(), None, Policy::Registered)
+        .unwrap();
+    kernel
+        .register(service.pipe_service(), None, Policy::Registered)
+        .unwrap();
+    Node {
+        kernel,
+        admin,
+        _dir: dir,
+    }
+}
+
+impl Node {
+    async fn call(&self, term: Option<Arc<TestTerminal>>, text: &str) -> Result<Unit, Error> {
+        let term = term.map(|t| t as Arc<dyn Terminal>);
+        eval_text(&self.kernel, &self.admin, term, text)
+            .await
+            .map(|v| v.unwrap_or(Unit::None))
+    }
+}
+
+fn field(u: &Unit, k: &str) -> String {
+    let v = u
+        .as_map()
+        .and_then(|m| m.get_str(k))
+        .cloned()
+        .unwrap_or(Unit::None);
+    match v {
+        Unit::Str(s) => s.to_string(),
+        other => to_text(&other),
+    }
+}
+
+/// `sh -c SCRIPT` as a graph process.
+fn sh(stage: &str, script: &str, extra: &str) -> String {
+    format!("{{stage:{stage} run:[sh -c {:?}] {extra}}}", script)
+}
+
+async fn graph(node: &Node, procs: &[String], pipes: &[(&str, &str)]) -> (Unit, String) {
+    let term = TestTerminal::new();
+    let pipes: Vec<String> = pipes
+        .iter()
+        .map(|(a, b)| format!("{{from:{a} to:{b}}}"))
+        .collect();
+    let msg = format!(
+        "{{graph:{{name:test procs:[{}] pipes:[{}]}} attach:t}}@sys.proc",
+        procs.join(" "),
+        pipes.join(" ")
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(60), node.call(Some(term.clone()), &msg))
+        .await
+        .expect("the graph ends")
+        .unwrap();
+    (reply, term.output())
+}
+
+#[tokio::test]
+async fn a_pipeline_gives_what_the_shell_gives() {
+    let n = node().await;
+    let (reply, out) = graph(
+        &n,
+        &[
+            sh("1", "seq 1 20000", ""),
+            sh("2", "grep 7", ""),
+            sh("3", "sort -r | head -3", "console:t"),
+        ],
+        &[("1", "2"), ("2", "3")],
+    )
+    .await;
+    let want = std::process::Command::new("sh")
+        .args(["-c", "seq 1 20000 | grep 7 | sort -r | head -3"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(out, String::from_utf8(want).unwrap());
+    assert_eq!(field(&reply, "code"), "0", "{}", to_text(&reply));
+}
+
+#[tokio::test]
+async fn exit_status_follows_pipefail_and_stderr_reaches_the_terminal() {
+    let n = node().await;
+    let (reply, out) = graph(
+        &n,
+        &[
+            sh("1", "echo hi; echo oops >&2; exit 3", ""),
+            sh("2", "cat", "console:t"),
+        ],
+        &[("1", "2")],
+    )
+    .await;
+    assert_eq!(field(&reply, "code"), "3");
+    assert!(out.contains("hi\n"), "{out}");
+    assert!(out.contains("<err>oops\n"), "{out}");
+}
+
+#[tokio::test]
+async fn a_consumer_that_leaves_gives_its_producer_epipe() {
+    let n = node().await;
+    let (reply, out) = graph(
+        &n,
+        &[sh("1", "yes", ""), sh("2", "head -2", "console:t")],
+        &[("1", "2")],
+    )
+    .await;
+    assert_eq!(out, "y\ny\n");
+    // yes dies of SIGPIPE: 128 + 13, as bash's pipefail reports it.
+    assert_eq!(field(&reply, "code"), "141", "{}", to_text(&reply));
+}
+
+#[tokio::test]
+async fn fan_out_split_and_merge_keep_records_whole() {
+    let n = node().await;
+    // One producer split over two replicas, merged into one consumer: every line once.
+    let (reply, out) = graph(
+        &n,
+        &[
+            sh(
+                "src",
+                "seq 1 5000 | sed 's/$/ padding-to-make-the-line-longer/'",
+                "split:t",
+            ),
+            sh("a", "cat", ""),
+            sh("b", "cat", ""),
+            sh("sink", "sort -n", "console:t"),
+        ],
+        &[("src", "a"), ("src", "b"), ("a", "sink"), ("b", "sink")],
+    )
+    .await;
+    assert_eq!(field(&reply, "code"), "0");
+    let want: String = (1..=5000)
+        .map(|i| format!("{i} padding-to-make-the-line-longer\n"))
+        .collect();
+    assert_eq!(out, want);
+
+    // Fan-out: every consumer gets every byte.
+    let (_, out) = graph(
+        &n,
+        &[
+            sh("src", "seq 1 3000", ""),
+            sh("a", "wc -l", "console:t"),
+            sh("b", "wc -l", "console:t"),
+        ],
+        &[("src", "a"), ("src", "b")],
+    )
+    .await;
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["3000", "3000"]);
+}
+
+#[tokio::test]
+async fn bad_graphs_are_refused_before_anything_starts() {
+    let n = node().await;
+    let cases = [
+        ("{graph:{procs:[{stage:a run:[cat]} {stage:b run:[cat]}] pipes:[{from:a to:b} {from:b to:a}]}}", "cycle"),
+        ("{graph:{procs:[{stage:a run:[cat] out:json} {stage:b run:[cat]}] pipes:[{from:a to:b}]}}", "writes json"),
+        ("{graph:{procs:[{stage:a run:[cat]}] pipes:[{from:a to:zz}]}}", "zz"),
+        ("{graph:{procs:[{stage:a run:[cat]} {stage:a run:[cat]}]}}", "two processes named a"),
+        ("{graph:{procs:[{stage:a run:[cat] on:nowhere}]}}", "nowhere"),
+    ];
+    for (msg, says) in cases {
+        let e = n.call(None, &format!("{msg}@sys.proc")).await.unwrap_err();
+        assert!(e.message().contains(says), "{msg}: {}", e.message());
+    }
+    let ps = n.call(None, "ps@sys.proc").await.unwrap();
+    assert_eq!(to_text(&ps), "[]", "nothing started");
+}
+
+#[tokio::test]
+async fn graphs_and_pipes_are_listed_and_a_graph_is_killed_whole() {
+    let n = node().await;
+    let started = n
+        .call(
+            None,
+            &format!(
+                "{{graph:{{name:slow procs:[{} {}] pipes:[{{from:1 to:2}}]}}}}@sys.proc",
+                sh("1", "yes", ""),
+                sh("2", "sleep 600", "")
+            ),
+        )
+        .await
+        .unwrap();
+    let graph = field(&started, "graph");
+    // The consumer never reads: the producer fills the window and blocks.
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = to_text(&n.call(None, "{pipes:t text:t}@sys.proc").await.unwrap());
+        if listed.contains("1.0M") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listed.contains(&format!("{graph}.1")), "{listed}");
+    let graphs = to_text(&n.call(None, "{graphs:t text:t}@sys.proc").await.unwrap());
+    assert!(
+        graphs.contains("slow") && graphs.contains("running (2 of 2)"),
+        "{graphs}"
+    );
+    let killed = n
+        .call(None, &format!("{{kill:{graph} grace:100}}@sys.proc"))
+        .await
+        .unwrap();
+    assert_eq!(field(&killed, "graph"), graph);
+    let graphs = to_text(&n.call(None, "{graphs:t text:t}@sys.proc").await.unwrap());
+    assert!(graphs.contains("ended"), "{graphs}");
+}
