@@ -118,8 +118,6 @@ pub enum IdKind {
     Node,
     /// An `edge`.
     Edge,
-    /// Either.
-    NodeOrEdge,
 }
 
 impl fmt::Display for IdKind {
@@ -127,7 +125,6 @@ impl fmt::Display for IdKind {
         f.write_str(match self {
             IdKind::Node => "node",
             IdKind::Edge => "edge",
-            IdKind::NodeOrEdge => "node or edge",
         })
     }
 }

@@ -31,7 +31,10 @@ enum Value {
 struct Obj {
     /// 1 for an object of scalars.
     depth: usize,
+    /// In the order first written.
     entries: Vec<(String, Value)>,
+    /// Key → index in `entries`.
+    index: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -226,16 +229,21 @@ impl<'s> Evaluator<'s> {
                 }),
             Expr::Object(entries, sp) => {
                 let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+                let mut index: HashMap<String, usize> = HashMap::with_capacity(entries.len());
                 let mut depth = 1;
                 for (k, v) in entries {
                     let v = self.eval(v, locals)?;
                     if let Value::Obj(o) = &v {
                         depth = depth.max(o.depth + 1);
                     }
-                    self.charge(k.len() + 32, *sp)?;
-                    match out.iter_mut().find(|(key, _)| key == k) {
+                    self.charge(2 * k.len() + 48, *sp)?;
+                    // A repeated key keeps its place and takes the last value.
+                    match index.get(k).and_then(|&i| out.get_mut(i)) {
                         Some(slot) => slot.1 = v,
-                        None => out.push((k.clone(), v)),
+                        None => {
+                            index.insert(k.clone(), out.len());
+                            out.push((k.clone(), v));
+                        }
                     }
                 }
                 if depth > MAX_DEPTH {
@@ -244,13 +252,14 @@ impl<'s> Evaluator<'s> {
                 Ok(Value::Obj(Rc::new(Obj {
                     depth,
                     entries: out,
+                    index,
                 })))
             }
             Expr::Member(obj, key, _) => match self.eval(obj, locals)? {
                 Value::Obj(o) => o
-                    .entries
-                    .iter()
-                    .find(|(k, _)| *k == key.name)
+                    .index
+                    .get(&key.name)
+                    .and_then(|&i| o.entries.get(i))
                     .map(|(_, v)| v.clone())
                     .ok_or_else(|| {
                         fault(

@@ -163,3 +163,18 @@ impl Script {
 pub fn run(source: &str) -> Result<Vec<Effect>, OshError> {
     Script::parse(source)?.evaluate()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn results_cross_threads() {
+        shareable::<Script>();
+        shareable::<OshError>();
+        shareable::<Effect>();
+        shareable::<Plan>();
+    }
+}

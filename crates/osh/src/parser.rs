@@ -603,7 +603,18 @@ impl<'s> Parser<'s> {
 
     fn parse_postfix(&mut self) -> Result<Expr, Fault> {
         let mut e = self.parse_primary()?;
+        let mut members = 0;
         while self.is_punct(".") {
+            // Each `.key` nests the expression one level deeper.
+            members += 1;
+            if self.depth + members > MAX_DEPTH {
+                let t = self.tok();
+                return Err(Fault::new(
+                    ErrorKind::TooDeep { max: MAX_DEPTH },
+                    t.start,
+                    t.end,
+                ));
+            }
             self.pos += 1;
             // Any name, keywords too (`options.in`).
             let t = self.tok();
@@ -806,6 +817,8 @@ mod tests {
             ")".repeat(MAX_DEPTH + 1)
         );
         assert_eq!(err(&deep).0, ErrorKind::TooDeep { max: MAX_DEPTH });
+        let members = format!("let x = o{};", ".a".repeat(100_000));
+        assert_eq!(err(&members).0, ErrorKind::TooDeep { max: MAX_DEPTH });
         let negs = format!("let x = {}1;", "- ".repeat(MAX_DEPTH + 1));
         assert_eq!(err(&negs).0, ErrorKind::TooDeep { max: MAX_DEPTH });
         let objs = format!(
