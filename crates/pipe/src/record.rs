@@ -6,7 +6,8 @@
 //!   (OneOS's `process.stdout.segment`).
 //! - [`Format::Json`]: whole JSON values, with any whitespace between them (OneOS cuts
 //!   top-level objects by counting braces; this also takes arrays, strings and scalars, and
-//!   knows that a brace inside a string is not one).
+//!   knows that a brace inside a string is not one). Each record is the value followed by a
+//!   newline, whatever whitespace stood around it.
 //!
 //! A record never passes [`Framer::max_record`] bytes: a longer line is cut there (and the
 //! next piece goes on as a record of its own), a longer segment or JSON value is an error.
@@ -159,7 +160,7 @@ impl Framer {
     }
 
     /// The next whole record, with its delimiter or length prefix (so that records written one
-    /// after another make the same stream again).
+    /// after another make the same stream again; JSON values one a line).
     pub fn next_record(&mut self) -> Result<Option<Bytes>, RecordError> {
         match self.format {
             Format::Raw => Ok(self.next_line()),
@@ -183,8 +184,8 @@ impl Framer {
                 Ok(Some(self.buf.split().freeze()))
             }
             Format::Json if self.json.scalar && self.json.depth == 0 => {
-                self.json = JsonScan::default();
-                Ok(Some(self.buf.split().freeze()))
+                let end = self.buf.len();
+                self.take_json(end)
             }
             Format::Json if !self.json.started => {
                 self.buf.clear(); // only whitespace
@@ -302,7 +303,9 @@ impl Framer {
         Ok(None)
     }
 
-    /// The JSON record ending at `end`, with the whitespace before it.
+    /// The JSON record ending at `end`: the value without the whitespace before it, and a
+    /// newline after it, so that records from several streams, written one after another,
+    /// are still apart (and one a line).
     fn take_json(&mut self, end: usize) -> Result<Option<Bytes>, RecordError> {
         if end > self.max_record {
             return Err(RecordError::TooLong {
@@ -311,7 +314,15 @@ impl Framer {
             });
         }
         self.json = JsonScan::default();
-        Ok(Some(self.buf.split_to(end).freeze()))
+        let taken = self.buf.split_to(end);
+        let start = taken
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .unwrap_or(taken.len());
+        let mut record = BytesMut::with_capacity(taken.len() - start + 1);
+        record.extend_from_slice(&taken[start..]);
+        record.extend_from_slice(b"\n");
+        Ok(Some(record.freeze()))
     }
 }
 

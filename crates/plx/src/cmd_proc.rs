@@ -217,7 +217,78 @@ fn cpu_unit(text: &str) -> Result<Unit> {
 }
 
 /// The `run` unit of `plx run` (with the program file's contents when `--copy` sends one).
+/// The options of `plx run` that every stage of a pipeline takes too: cpu, mem, restart,
+/// env, cwd.
+fn stage_entries(args: &RunArgs) -> Result<Vec<(&'static str, Unit)>> {
+    let mut entries = Vec::new();
+    if let Some(cpu) = &args.cpu {
+        entries.push(("cpu", cpu_unit(cpu)?));
+    }
+    if let Some(mem) = &args.mem {
+        let bytes = plexus_sched::parse_mem(mem).map_err(|e| anyhow!("--mem: {e}"))?;
+        let bytes = i64::try_from(bytes).map_err(|_| anyhow!("--mem {mem:?} is too large"))?;
+        entries.push(("mem", Unit::int(bytes)));
+    }
+    if let Some(policy) = &args.restart {
+        policy
+            .parse::<plexus_sched::RestartPolicy>()
+            .map_err(|e| anyhow!("--restart: {e}"))?;
+        entries.push(("restart", Unit::str(policy)));
+    }
+    if !args.env.is_empty() {
+        let mut env = Map::new();
+        for e in &args.env {
+            let (k, v) = env_pair(e)?;
+            if env.insert(Unit::str(&k), Unit::str(&v)).is_some() {
+                bail!("--env: {k} is given twice");
+            }
+        }
+        entries.push(("env", Unit::Map(env)));
+    }
+    if let Some(cwd) = &args.cwd {
+        let cwd = cwd
+            .to_str()
+            .ok_or_else(|| anyhow!("--cwd {}: not UTF-8", cwd.display()))?;
+        entries.push(("cwd", Unit::str(cwd)));
+    }
+    Ok(entries)
+}
+
+/// The pipeline line of `plx run 'a | b'`: one argument with an unquoted `|`.
+pub fn pipeline_line(args: &RunArgs) -> Option<&str> {
+    match args.command.as_slice() {
+        [line] if crate::pipeline::is_pipeline(line) => Some(line),
+        _ => None,
+    }
+}
+
+/// The `{graph:…}` body of a pipeline run.
+fn pipeline_body(args: &RunArgs, line: &str) -> Result<Unit> {
+    let refused = [
+        ("--on", args.on.is_some()),
+        ("--tag", !args.tags.is_empty()),
+        ("--name", args.name.is_some()),
+        ("--copy", args.copy),
+        ("--everywhere", args.everywhere),
+    ];
+    if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
+        bail!(
+            "plx run: {flag} is for one program; place a pipeline's stages with @NODE or \
+             @#TAG after each (cat f @n1 | grep x @#lab)"
+        );
+    }
+    let common = crate::pipeline::Common {
+        entries: stage_entries(args)?,
+        attach: attached(args),
+        dry: args.dry_run,
+    };
+    crate::pipeline::graph_body(line, &common)
+}
+
 pub fn run_body(args: &RunArgs, copied: Option<Copied>) -> Result<Unit> {
+    if let Some(line) = pipeline_line(args) {
+        return pipeline_body(args, line);
+    }
     let Some((prog, rest)) = args.command.split_first() else {
         bail!("plx run: which program? (plx run [OPTIONS] -- PROG ARGS…)");
     };
@@ -247,38 +318,9 @@ pub fn run_body(args: &RunArgs, copied: Option<Copied>) -> Result<Unit> {
             Unit::List(many.iter().map(|t| Unit::str(t)).collect()),
         )),
     }
-    if let Some(cpu) = &args.cpu {
-        entries.push(("cpu", cpu_unit(cpu)?));
-    }
-    if let Some(mem) = &args.mem {
-        let bytes = plexus_sched::parse_mem(mem).map_err(|e| anyhow!("--mem: {e}"))?;
-        let bytes = i64::try_from(bytes).map_err(|_| anyhow!("--mem {mem:?} is too large"))?;
-        entries.push(("mem", Unit::int(bytes)));
-    }
-    if let Some(policy) = &args.restart {
-        policy
-            .parse::<plexus_sched::RestartPolicy>()
-            .map_err(|e| anyhow!("--restart: {e}"))?;
-        entries.push(("restart", Unit::str(policy)));
-    }
+    entries.extend(stage_entries(args)?);
     if let Some(name) = &args.name {
         entries.push(("name", Unit::str(name)));
-    }
-    if !args.env.is_empty() {
-        let mut env = Map::new();
-        for e in &args.env {
-            let (k, v) = env_pair(e)?;
-            if env.insert(Unit::str(&k), Unit::str(&v)).is_some() {
-                bail!("--env: {k} is given twice");
-            }
-        }
-        entries.push(("env", Unit::Map(env)));
-    }
-    if let Some(cwd) = &args.cwd {
-        let cwd = cwd
-            .to_str()
-            .ok_or_else(|| anyhow!("--cwd {}: not UTF-8", cwd.display()))?;
-        entries.push(("cwd", Unit::str(cwd)));
     }
     if attached(args) {
         entries.push(("attach", Unit::Bool(true)));
@@ -347,6 +389,18 @@ pub fn logs_body(args: &LogsArgs) -> Result<Unit> {
 }
 
 /// `{wait:ID}` or `{rm:ID}`.
+/// `{pipes:t text:t graph:ID}` or `{graphs:t text:t}`.
+pub fn list_body(verb: &'static str, args: &ListArgs) -> Unit {
+    let mut entries = vec![(verb, Unit::Bool(true))];
+    if !args.raw {
+        entries.push(("text", Unit::Bool(true)));
+    }
+    if let Some(g) = &args.graph {
+        entries.push(("graph", Unit::str(g)));
+    }
+    map(entries)
+}
+
 pub fn id_body(verb: &str, id: &str) -> Unit {
     map(vec![(verb, Unit::str(id))])
 }
@@ -375,6 +429,31 @@ pub enum ProcCmd {
     Wait(IdArgs),
     /// Forget an ended program and its logs.
     Rm(IdArgs),
+    /// Every pipe of the cluster: its ends and their nodes, bytes, rate, backlog and state.
+    Pipes(ListArgs),
+    /// Every graph (pipelines and .osh graphs): its processes, and per pipe bytes/s,
+    /// records/s and backlog. Stop one whole with plx kill GRAPH.
+    Graphs(ListArgs),
+    /// Run a OneOS .osh graph script: its graphs placed by their policies, joined by pipes.
+    ///
+    /// print prints; test_spawn(G(…), P(…)) shows where each process would run and starts
+    /// nothing; spawn G(…) with P(…) starts the graph and stays attached to it (its console
+    /// nodes' output here; exits with bash's pipefail status). A script with an error prints
+    /// file:line:col, the line and a caret, and starts nothing.
+    Osh(crate::cmd_osh::OshArgs),
+}
+
+/// Options of `plx pipes` and `plx graphs`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ListArgs {
+    /// Only the pipes of this graph (its id).
+    #[arg(long, value_name = "GRAPH")]
+    pub graph: Option<String>,
+    /// Print the unit the node answered instead of a table.
+    #[arg(long)]
+    pub raw: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 impl ProcCmd {
@@ -385,6 +464,8 @@ impl ProcCmd {
             ProcCmd::Kill(a) => &a.common,
             ProcCmd::Logs(a) => &a.common,
             ProcCmd::Wait(a) | ProcCmd::Rm(a) => &a.common,
+            ProcCmd::Pipes(a) | ProcCmd::Graphs(a) => &a.common,
+            ProcCmd::Osh(a) => &a.common,
         }
     }
 
@@ -398,7 +479,7 @@ impl ProcCmd {
     pub fn body(&self) -> Result<Unit> {
         match self {
             ProcCmd::Run(a) => {
-                let copied = match (a.copy, a.command.first()) {
+                let copied = match (a.copy && pipeline_line(a).is_none(), a.command.first()) {
                     (true, Some(path)) => Some(read_copy(Path::new(path))?),
                     _ => None,
                 };
@@ -409,6 +490,9 @@ impl ProcCmd {
             ProcCmd::Logs(a) => logs_body(a),
             ProcCmd::Wait(a) => Ok(id_body("wait", &a.id)),
             ProcCmd::Rm(a) => Ok(id_body("rm", &a.id)),
+            ProcCmd::Pipes(a) => Ok(list_body("pipes", a)),
+            ProcCmd::Graphs(a) => Ok(list_body("graphs", a)),
+            ProcCmd::Osh(_) => bail!("plx osh sends one message per spawn"),
         }
     }
 
@@ -424,6 +508,10 @@ impl ProcCmd {
                 Ok(0)
             }
             ProcCmd::Run(_) => {
+                if let Some(Unit::Str(graph)) = field(&reply, "graph") {
+                    print_text(graph);
+                    return Ok(0);
+                }
                 match (
                     field(&reply, "ids").and_then(Unit::as_list),
                     field(&reply, "id"),
@@ -446,6 +534,16 @@ impl ProcCmd {
                 match reply.as_str() {
                     Some(t) => print_text(t),
                     None => print_text(&to_text(&reply)),
+                }
+                Ok(0)
+            }
+            ProcCmd::Kill(_) if field(&reply, "graph").is_some() => {
+                for p in field(&reply, "procs")
+                    .and_then(Unit::as_list)
+                    .unwrap_or_default()
+                {
+                    let text = |k| field(p, k).and_then(Unit::as_str).unwrap_or("?");
+                    print_text(&format!("{} {}", text("id"), text("state")));
                 }
                 Ok(0)
             }
@@ -477,7 +575,14 @@ impl ProcCmd {
                 }
                 Ok(code)
             }
-            ProcCmd::Rm(_) => Ok(0),
+            ProcCmd::Rm(_) | ProcCmd::Osh(_) => Ok(0),
+            ProcCmd::Pipes(_) | ProcCmd::Graphs(_) => {
+                match reply.as_str() {
+                    Some(t) => print_text(t),
+                    None => print_text(&to_text(&reply)),
+                }
+                Ok(0)
+            }
         }
     }
 }
@@ -515,6 +620,9 @@ pub async fn execute(
     input: mpsc::Receiver<Input>,
     mut signals: mpsc::UnboundedReceiver<String>,
 ) -> Result<i32> {
+    if let ProcCmd::Osh(a) = cmd {
+        return crate::cmd_osh::execute(client, key, a, input, signals).await;
+    }
     let msg = plexus_client::sign_with(key, to_proc(cmd.body()?)?)?;
     let term = StdTerminal::new();
     let reply = match cmd {
@@ -549,6 +657,7 @@ pub fn run(home: &Home, cmd: ProcCmd) -> Result<i32> {
         // Only an attached program reads standard input; other commands leave it alone.
         let input = match &cmd {
             ProcCmd::Run(a) if attached(a) => forward_stdin(),
+            ProcCmd::Osh(a) if !a.detach => forward_stdin(),
             _ => mpsc::channel(1).1,
         };
         execute(&mut client, &key, &cmd, input, signals).await
@@ -703,8 +812,8 @@ mod tests {
         a.detach = true;
         assert_eq!(
             text(&a),
-            "{run:[sleep `10`] on:n2 tag:gpu cpu:0.5 mem:209715200 restart:always name:web \
-             env:{A:`1` B_2:`x=y`} cwd:`/tmp`}"
+            "{run:[sleep `10`] on:n2 tag:gpu cpu:0.5 mem:209715200 restart:always \
+             env:{A:`1` B_2:`x=y`} cwd:`/tmp` name:web}"
         );
     }
 

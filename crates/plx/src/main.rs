@@ -13,9 +13,11 @@ mod cmd_img;
 mod cmd_mount;
 mod cmd_msg;
 mod cmd_node;
+mod cmd_osh;
 mod cmd_proc;
 mod cmd_unit;
 mod cmd_user;
+mod pipeline;
 mod shell;
 
 // The client library, under the paths the commands' modules use.

@@ -186,7 +186,11 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             println!("{SHELL_HELP}");
             continue;
         }
-        if let Some(cmd) = (!raw).then(|| file_command(entry)).flatten() {
+        let pipeline = (!raw).then(|| pipeline_command(entry)).flatten();
+        if let Some(cmd) = (!raw && pipeline.is_none())
+            .then(|| file_command(entry))
+            .flatten()
+        {
             let done = match cmd {
                 Err(e) => Err(anyhow::anyhow!(e)),
                 Ok(FileCommand::Pwd) => {
@@ -221,7 +225,7 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             }
             continue;
         }
-        if let Some(cmd) = (!raw).then(|| proc_command(entry)).flatten() {
+        if let Some(cmd) = pipeline.or_else(|| (!raw).then(|| proc_command(entry)).flatten()) {
             match cmd {
                 Ok(mut cmd) => {
                     if let ProcCmd::Run(a) = &mut cmd {
@@ -362,6 +366,57 @@ fn parse_fs(first: &str, words: Vec<String>) -> Result<FileCommand, String> {
     }
 }
 
+/// `Some` when `entry` is a pipeline (an unquoted `|` between programs: `cat f @n1 | grep x`,
+/// with or without `run` and its options first): the run of it, or why it is not one.
+fn pipeline_command(entry: &str) -> Option<Result<ProcCmd, String>> {
+    use crate::pipeline::{tokens, Token};
+    let starts_like_a_program = entry
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '/' | '_' | '-'));
+    if !starts_like_a_program || !crate::pipeline::is_pipeline(entry) {
+        return None;
+    }
+    let toks = tokens(entry).ok()?;
+    let pipe_at = toks.iter().position(|t| matches!(t, Token::Pipe(_)))?;
+    let first: Vec<&crate::pipeline::Word> = toks[..pipe_at]
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w),
+            Token::Pipe(_) => None,
+        })
+        .collect();
+    let with_run = first.first().is_some_and(|w| w.text == "run" && !w.quoted);
+    let mut words: Vec<String> = first.iter().map(|w| w.text.clone()).collect();
+    if !with_run {
+        words.insert(0, "run".to_owned());
+    }
+    Some(match <ShellProc as clap::Parser>::try_parse_from(&words) {
+        Ok(p) if p.cmd.acts_as_another() => Err(
+            "run: --user and --socket are for plx; the shell acts as its user on its node"
+                .to_owned(),
+        ),
+        Ok(ShellProc {
+            cmd: ProcCmd::Run(mut a),
+        }) => {
+            // The line from the first stage's program on, quotes and all.
+            match first
+                .len()
+                .checked_sub(a.command.len())
+                .and_then(|i| first.get(i))
+            {
+                Some(w) => {
+                    a.command = vec![entry[w.start..].to_owned()];
+                    Ok(ProcCmd::Run(a))
+                }
+                None => Err("run: which programs?".to_owned()),
+            }
+        }
+        Ok(_) => Err("run: a pipeline runs programs".to_owned()),
+        Err(e) => Err(e.to_string().trim_end().to_owned()),
+    })
+}
+
 /// `Some` when `entry` is a process command (`run`, `ps`, `kill`, `logs`, `wait`, `rm` as its
 /// first word): the command, or why its words do not make one.
 fn proc_command(entry: &str) -> Option<Result<ProcCmd, String>> {
@@ -390,6 +445,9 @@ fn run_in_tree(a: &mut cmd_proc::RunArgs, cwd: &plexus_fs::FsPath) {
     }
     let root = plexus_services::sys_proc::CLUSTER_ROOT;
     a.cwd = Some(PathBuf::from(format!("{root}{cwd}")));
+    if cmd_proc::pipeline_line(a).is_some() {
+        return;
+    }
     if let Some(program) = a.command.first_mut() {
         if !program.contains('/') && plexus_proc::interpreter_for(Path::new(program)).is_some() {
             *program = format!("./{program}");
@@ -569,9 +627,9 @@ fn is_incomplete(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
-    use super::{is_incomplete, proc_command};
+    use super::{is_incomplete, pipeline_command, proc_command, ProcCmd};
     use plexus_units::to_text;
 
     fn unit(entry: &str) -> String {
@@ -599,6 +657,27 @@ mod tests {
         assert!(err("run 'open").contains("not closed"));
         assert!(err("kill").contains("<ID>"), "{}", err("kill"));
         assert!(err("ps --user bob").contains("--user"));
+    }
+
+    #[test]
+    fn pipelines_run_with_or_without_run() {
+        let line = |entry: &str| match pipeline_command(entry) {
+            Some(Ok(ProcCmd::Run(a))) => (a.command, a.detach),
+            other => panic!("{entry}: {other:?}"),
+        };
+        assert_eq!(
+            line("cat /data/log.txt @n1 | grep err | wc -l"),
+            (
+                vec!["cat /data/log.txt @n1 | grep err | wc -l".to_owned()],
+                false
+            )
+        );
+        assert_eq!(
+            line("run --detach --env A=1 cat 'f g' | sort"),
+            (vec!["cat 'f g' | sort".to_owned()], true)
+        );
+        assert!(pipeline_command("{a:1}@test.echo").is_none());
+        assert!(pipeline_command("run grep '|' f").is_none());
     }
 
     #[test]

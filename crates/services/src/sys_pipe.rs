@@ -13,7 +13,7 @@
 //! starts ([`Pipes::inlet`], [`Pipes::outlet`]) and for the terminal of a graph's session
 //! ([`Pipes::console`]); the service ([`SysPipe`]) takes the frames and lists the ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use plexus_kernel::{
     code, Arg, BoxFuture, Cmd, Cx, Delivery, Entry, Error, Help, Kernel, Outcome, Service, Table,
     Terminal,
 };
-use plexus_pipe::{Ack, AckState, Config, Format, Frame, Inlet, Outlet, Share, State};
+use plexus_pipe::{Ack, AckState, Config, Format, Frame, Inlet, Outlet, Piece, Share, State};
 use plexus_proc::Supervisor;
 use plexus_protocol::{OutputStream, TermRequest};
 use plexus_units::{Map, Unit};
@@ -215,6 +215,7 @@ struct InletEnd {
     stats: Vec<Arc<EndStats>>,
     format: Format,
     merging: bool,
+    order_by: Option<String>,
 }
 
 impl InletEnd {
@@ -333,6 +334,74 @@ pub struct InletPlan {
     pub format: Format,
     /// Bytes a pipe may have in flight.
     pub window: u64,
+    /// Write JSON records in the order of this field (a dotted path), from 1 (`order_by`).
+    pub order_by: Option<String>,
+}
+
+/// Restores the order of merged JSON records by an index field (OneOS's `order_by`): a
+/// record is written once every record with a smaller index was, starting at 1. Records held
+/// waiting are bounded (by `limit` bytes): past it, or once every pipe has ended, the smallest
+/// held goes next and the gap before it is skipped. A record without the index goes at once.
+struct Reorder {
+    path: Vec<String>,
+    next: i64,
+    held: BTreeMap<i64, Vec<Piece>>,
+    held_bytes: u64,
+    limit: u64,
+    ready: VecDeque<Piece>,
+}
+
+impl Reorder {
+    fn new(path: &str, limit: u64) -> Reorder {
+        Reorder {
+            path: path.split('.').map(str::to_owned).collect(),
+            next: 1,
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            limit,
+            ready: VecDeque::new(),
+        }
+    }
+
+    fn index(&self, bytes: &[u8]) -> Option<i64> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut u = plexus_units::json::from_json(text.trim()).ok()?;
+        for key in &self.path {
+            u = u.as_map()?.get_str(key)?.clone();
+        }
+        u.as_int()?.to_i64()
+    }
+
+    fn hold(&mut self, piece: Piece) {
+        match self.index(&piece.bytes) {
+            Some(i) if i >= self.next => {
+                self.held_bytes += piece.bytes.len() as u64;
+                self.held.entry(i).or_default().push(piece);
+            }
+            _ => self.ready.push_back(piece),
+        }
+    }
+
+    /// The next record to write, if one may go: `ended` when no more will come.
+    fn pop(&mut self, ended: bool) -> Option<Piece> {
+        if self.ready.is_empty() {
+            let first = self.held.first_key_value().map(|(&i, _)| i)?;
+            if first != self.next && !ended && self.held_bytes < self.limit {
+                return None;
+            }
+            let (i, pieces) = self.held.pop_first()?;
+            self.next = i + 1;
+            for p in pieces {
+                self.held_bytes -= p.bytes.len() as u64;
+                self.ready.push_back(p);
+            }
+        }
+        self.ready.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.held.is_empty()
+    }
 }
 
 /// This node's pipe ends.
@@ -419,6 +488,7 @@ impl Pipes {
             stats: stats.clone(),
             format: plan.format,
             merging: n > 1,
+            order_by: plan.order_by.clone(),
         });
         {
             let mut inlets = lock(&self.inner.inlets);
@@ -688,11 +758,26 @@ async fn watch_producers(
 async fn feed(end: &InletEnd, sink: &Sink) {
     let gone = sink.gone();
     tokio::pin!(gone);
+    let mut order = end
+        .order_by
+        .as_deref()
+        .map(|path| Reorder::new(path, end.config.window));
     loop {
         let arrived = end.arrived.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let piece = lock(&end.inlet).next_piece();
+        let piece = {
+            let mut inlet = lock(&end.inlet);
+            match &mut order {
+                None => inlet.next_piece(),
+                Some(order) => {
+                    while let Some(p) = inlet.next_piece() {
+                        order.hold(p);
+                    }
+                    order.pop(inlet.at_end())
+                }
+            }
+        };
         match piece {
             Some(piece) => {
                 let written = tokio::select! {
@@ -721,7 +806,8 @@ async fn feed(end: &InletEnd, sink: &Sink) {
                 }
             }
             None => {
-                if lock(&end.inlet).at_end() {
+                let drained = order.as_ref().is_none_or(Reorder::is_empty);
+                if drained && lock(&end.inlet).at_end() {
                     sink.close().await;
                     return;
                 }

@@ -235,3 +235,37 @@ async fn graphs_and_pipes_are_listed_and_a_graph_is_killed_whole() {
     let graphs = to_text(&n.call(None, "{graphs:t text:t}@sys.proc").await.unwrap());
     assert!(graphs.contains("ended"), "{graphs}");
 }
+
+#[tokio::test]
+async fn order_by_restores_the_order_of_merged_records() {
+    let n = node().await;
+    // Odd indexes from one producer, even from the other, each slow at times.
+    let odd = r#"for i in $(seq 1 2 99); do echo "{\"index\": $i, \"v\": \"o$i\"}"; done"#;
+    let even = r#"for i in $(seq 2 2 100); do echo "{\"index\": $i}"; if [ $i = 50 ]; then sleep 0.3; fi; done"#;
+    let (reply, out) = graph(
+        &n,
+        &[
+            sh("odd", odd, "out:json"),
+            sh("even", even, "out:json"),
+            sh("sink", "cat", "in:json order_by:index console:t"),
+        ],
+        &[("odd", "sink"), ("even", "sink")],
+    )
+    .await;
+    assert_eq!(field(&reply, "code"), "0");
+    let indexes: Vec<i64> = out
+        .lines()
+        .map(|l| {
+            let u = plexus_units::json::from_json(l.trim()).unwrap();
+            u.as_map()
+                .unwrap()
+                .get_str("index")
+                .unwrap()
+                .as_int()
+                .unwrap()
+                .to_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(indexes, (1..=100).collect::<Vec<_>>());
+}

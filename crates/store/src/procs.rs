@@ -263,6 +263,8 @@ pub struct Wiring {
     pub max_rate: Option<u64>,
     /// Bytes a pipe may have in flight.
     pub window: u64,
+    /// Its merged input's JSON records are written in the order of this field (`order_by`).
+    pub order_by: Option<String>,
 }
 
 /// Longest pipe or graph id, stage name or graph name.

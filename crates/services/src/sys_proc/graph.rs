@@ -38,6 +38,7 @@ pub(super) struct Stage {
     max_rate: Option<u64>,
     console: bool,
     terminal_input: bool,
+    order_by: Option<String>,
 }
 
 /// A `{graph:…}` request, checked.
@@ -167,6 +168,10 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
             max_rate: positive(&c, "max_rate")?,
             console: c.opt_bool("console", false)?,
             terminal_input: c.opt_bool("stdin", false)?,
+            order_by: c
+                .opt("order_by")
+                .map(|u| string_of(u, "order_by"))
+                .transpose()?,
             run,
         });
     }
@@ -254,6 +259,12 @@ fn check_shape(g: &GraphRequest) -> Result<(), Error> {
                     s.name
                 )));
             }
+        }
+        if s.order_by.is_some() && s.input_format != Format::Json {
+            return Err(Error::bad_argument(format!(
+                "process {} orders its input by a field: its input must be json records",
+                s.name
+            )));
         }
         if s.split && (outputs(i) == 0 || s.console) {
             return Err(Error::bad_argument(format!(
@@ -495,6 +506,7 @@ impl Inner {
                 split: s.split,
                 max_rate: s.max_rate,
                 window: g.window,
+                order_by: s.order_by.clone(),
             });
             let record = self
                 .placed_on(cx, record, &nodes[i], s.run.copy.clone())
@@ -540,6 +552,7 @@ impl Inner {
                 pipes,
                 format: Format::Raw,
                 window,
+                order_by: None,
             };
             let sink = Sink::Terminal {
                 terminal: term.clone(),

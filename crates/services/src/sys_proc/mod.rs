@@ -1512,6 +1512,7 @@ impl Inner {
                 pipes,
                 format: format(&w.input_format),
                 window: w.window,
+                order_by: w.order_by.clone(),
             };
             let sink = Sink::Stdin {
                 supervisor: self.supervisor.clone(),

@@ -213,6 +213,7 @@ fn wiring_round_trips_and_is_bounded() {
         split: true,
         max_rate: Some(2_000_000),
         window: 1 << 20,
+        order_by: Some("index".into()),
     });
     assert_eq!(ProcRecord::decode(&r.encode()).unwrap(), r);
     if let Some(w) = r.wiring.as_mut() {

@@ -1,0 +1,470 @@
+//! `plx osh FILE`: runs a OneOS `.osh` graph script (`docs/osh.md`).
+//!
+//! The script is parsed, checked and evaluated here (`plexus-osh`); any error prints
+//! `file:line:col: message` with the line and a caret, and nothing starts. `print` prints;
+//! `test_spawn(G(…), P(…))` shows where each process would run; `spawn G(…) with P(…)` expands
+//! the graph (a parallel node gets one replica per up node) and sends it to `sys.proc` as one
+//! graph of processes and pipes. A node's program file named relative to the script (or an
+//! absolute local path) is shipped to the node that runs it, as `plx run --copy` does; a path
+//! under `/fs/` is the cluster's. Policy directives become placement and pipe settings:
+//! `place` the node's tags, `always` restart always (placed again when its node dies),
+//! `console` its output to this terminal, `max_rate` its producer's pace, `order_by` the
+//! order its merged records are written in. `min_rate` and `max_latency` are noted but do not
+//! steer placement (nodes do not measure their links yet), and `checkpoint` is not supported:
+//! programs restart from their beginning. Both say so when the script runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use plexus_osh::{DirectiveKind, EdgeKind, Effect, Instance};
+use plexus_units::{Map, Unit};
+
+use plexus_client::attached::{Controls, Input, PROC_SERVICE};
+use plexus_client::sign_with;
+
+use crate::client::{Client, Reply, StdTerminal};
+use plexus_identity::Keypair;
+use tokio::sync::mpsc;
+
+use crate::cmd_proc::Common;
+
+/// Options of `plx osh`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OshArgs {
+    /// Start the graphs and print their ids instead of staying attached until they end.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Replicas of a parallel node (downstream of a split edge) [default: one per up node].
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<usize>,
+    #[command(flatten)]
+    pub common: Common,
+    /// The script.
+    pub file: PathBuf,
+}
+
+/// The script's effects, or its error rendered with a caret.
+pub fn effects(path: &Path, source: &str) -> Result<Vec<Effect>> {
+    plexus_osh::run(source).map_err(|e| {
+        anyhow!(
+            "{}",
+            e.render(&path.display().to_string(), source).trim_end()
+        )
+    })
+}
+
+/// What a directive that Plexus takes but does not act on says when the script runs.
+fn notes(instance: &Instance) -> Vec<String> {
+    let Some(policy) = &instance.policy else {
+        return Vec::new();
+    };
+    policy
+        .directives
+        .iter()
+        .filter_map(|d| {
+            let on = d.operands.join(", ");
+            match &d.kind {
+                DirectiveKind::Checkpoint { seconds } => Some(format!(
+                    "checkpoint({seconds}) {on}: not supported: Plexus cannot save a program's \
+                     state, so {on} restarts from its beginning"
+                )),
+                DirectiveKind::MinRate { mb_per_s } => Some(format!(
+                    "min_rate({mb_per_s}) {on}: noted; placement does not use link rates yet"
+                )),
+                DirectiveKind::MaxLatency { ms } => Some(format!(
+                    "max_latency({ms}) {on}: noted; placement does not use link latencies yet"
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `order_by`'s function as a field path: `(m) => m.index`, `m => m.a.b`, `function (m) {
+/// return m["index"]; }` give `index`, `a.b`, `index`.
+pub fn order_path(function: &str) -> Result<String> {
+    let refuse = || {
+        anyhow!(
+            "order_by({function}): Plexus orders by a field of the JSON record, written as \
+             (m) => m.field or (m) => m.a.b"
+        )
+    };
+    let f = function.trim();
+    let (param, body) = if let Some(rest) = f.strip_prefix("function") {
+        let rest = rest.trim_start();
+        let open = rest.find('(').ok_or_else(refuse)?;
+        let close = rest.find(')').ok_or_else(refuse)?;
+        let param = rest.get(open + 1..close).ok_or_else(refuse)?;
+        let body = rest[close + 1..]
+            .trim()
+            .strip_prefix('{')
+            .and_then(|b| b.trim_end().strip_suffix('}'))
+            .ok_or_else(refuse)?
+            .trim()
+            .strip_prefix("return")
+            .ok_or_else(refuse)?;
+        (param.trim(), body.trim().trim_end_matches(';').trim())
+    } else {
+        let (param, body) = f.split_once("=>").ok_or_else(refuse)?;
+        let param = param.trim();
+        let param = param
+            .strip_prefix('(')
+            .and_then(|p| p.strip_suffix(')'))
+            .unwrap_or(param);
+        (param.trim(), body.trim())
+    };
+    let mut rest = body.strip_prefix(param).ok_or_else(refuse)?;
+    let mut path = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(r.len());
+            if end == 0 {
+                return Err(refuse());
+            }
+            path.push(r[..end].to_owned());
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix("[\"") {
+            let end = r.find("\"]").ok_or_else(refuse)?;
+            path.push(r[..end].to_owned());
+            rest = &r[end + 2..];
+        } else {
+            return Err(refuse());
+        }
+    }
+    if param.is_empty() || path.is_empty() || path.iter().any(|p| p.contains('.')) {
+        return Err(refuse());
+    }
+    Ok(path.join("."))
+}
+
+/// The program and arguments of a node, and the local program file to ship if there is one.
+fn command_of(node: &plexus_osh::Node, base: &Path) -> Result<(Vec<String>, Option<PathBuf>)> {
+    let interpreter = match node.binary.as_str() {
+        "python" | "python3" => Some("python3"),
+        "node" => Some("node"),
+        "sh" => Some("sh"),
+        _ => None,
+    };
+    let mut args = node.args.clone();
+    let mut copy = None;
+    if let Some(i) = node.file_arg {
+        if let Some(arg) = args.get_mut(i) {
+            let local = if Path::new(arg.as_str()).is_absolute() {
+                PathBuf::from(arg.as_str())
+            } else {
+                base.join(arg.as_str())
+            };
+            let cluster = arg.starts_with("/fs/");
+            if !cluster && local.is_file() {
+                let ships = i == 0
+                    && interpreter.is_some()
+                    && plexus_proc::interpreter_for(&local) == interpreter;
+                if ships {
+                    copy = Some(local);
+                } else {
+                    *arg = local.display().to_string();
+                }
+            }
+        }
+    }
+    let mut argv = Vec::with_capacity(args.len() + 1);
+    if copy.is_none() {
+        argv.push(interpreter.unwrap_or(node.binary.as_str()).to_owned());
+    }
+    argv.extend(args);
+    Ok((argv, copy))
+}
+
+/// The `{graph:…}` body of a spawn of `instance`, its parallel nodes as `replicas` copies.
+pub fn graph_body(
+    instance: &Instance,
+    replicas: usize,
+    base: &Path,
+    attach: bool,
+    dry: bool,
+) -> Result<Unit> {
+    let plan = plexus_osh::plan(instance, replicas);
+    let policy = instance.policy.as_ref();
+    let directives = |id: &str| -> Vec<DirectiveKind> {
+        policy
+            .map(|p| p.directives_for(id).map(|d| d.kind.clone()).collect())
+            .unwrap_or_default()
+    };
+    let mut procs = Vec::with_capacity(plan.processes.len());
+    for p in &plan.processes {
+        let node = instance
+            .node(&p.node_id)
+            .ok_or_else(|| anyhow!("the plan names node {} that the graph lacks", p.node_id))?;
+        let (argv, copy) = command_of(node, base)?;
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Unit| {
+            m.insert(Unit::str(k), v);
+        };
+        put("stage", Unit::str(&p.id));
+        let run = argv.iter().map(|a| Unit::str(a));
+        match &copy {
+            Some(path) => {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+                let bytes = std::fs::read(path)
+                    .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+                put(
+                    "run",
+                    Unit::List(
+                        std::iter::once(Unit::str(name))
+                            .chain(run.skip(1))
+                            .collect(),
+                    ),
+                );
+                put("copy", Unit::Bytes(bytes.into()));
+            }
+            None => put("run", Unit::List(run.collect())),
+        }
+        put("in", Unit::str(node.input_format.as_str()));
+        put("out", Unit::str(node.output_format.as_str()));
+        for d in directives(&p.node_id) {
+            match d {
+                DirectiveKind::Place(place) => {
+                    if let Some(c) = place.numeric.first() {
+                        bail!(
+                            "place on {}: numeric constraints ({} {} {}) are not supported; \
+                             give the nodes tags instead",
+                            p.node_id,
+                            c.tag,
+                            c.op.symbol(),
+                            c.value
+                        );
+                    }
+                    if let Some(tags) = &place.tags {
+                        put("tag", Unit::List(vec![Unit::from(tags.to_string())]));
+                    }
+                }
+                DirectiveKind::Always => put("restart", Unit::str("always")),
+                DirectiveKind::Console if attach || dry => put("console", Unit::Bool(true)),
+                _ => {}
+            }
+        }
+        let outgoing: Vec<_> = instance
+            .edges
+            .iter()
+            .filter(|e| e.from == p.node_id)
+            .collect();
+        if outgoing.iter().any(|e| e.kind == EdgeKind::Split) {
+            put("split", Unit::Bool(true));
+        }
+        let rate = outgoing
+            .iter()
+            .flat_map(|e| directives(&e.id))
+            .filter_map(|d| match d {
+                DirectiveKind::MaxRate { mb_per_s } => Some(mb_per_s),
+                _ => None,
+            })
+            .reduce(f64::min);
+        if let Some(mb) = rate {
+            let bytes = (mb * 1e6).round();
+            if !(1.0..9e18).contains(&bytes) {
+                bail!("max_rate({mb}) on {}: not a usable rate", p.node_id);
+            }
+            put("max_rate", Unit::int(bytes as i64));
+        }
+        let incoming = instance.edges.iter().filter(|e| e.to == p.node_id);
+        let order = incoming
+            .flat_map(|e| directives(&e.id))
+            .find_map(|d| match d {
+                DirectiveKind::OrderBy { function } => Some(function),
+                _ => None,
+            });
+        if let Some(function) = order {
+            put("order_by", Unit::from(order_path(&function)?));
+        }
+        procs.push(Unit::Map(m));
+    }
+    let pipes = plan
+        .pipes
+        .iter()
+        .map(|p| {
+            let mut m = Map::new();
+            m.insert(Unit::str("from"), Unit::str(&p.from));
+            m.insert(Unit::str("to"), Unit::str(&p.to));
+            Unit::Map(m)
+        })
+        .collect();
+    let mut graph = Map::new();
+    graph.insert(Unit::str("name"), Unit::str(&instance.graph));
+    graph.insert(Unit::str("procs"), Unit::List(procs));
+    graph.insert(Unit::str("pipes"), Unit::List(pipes));
+    let mut body = Map::new();
+    body.insert(Unit::str("graph"), Unit::Map(graph));
+    if attach {
+        body.insert(Unit::str("attach"), Unit::Bool(true));
+    }
+    if dry {
+        body.insert(Unit::str("dry"), Unit::Bool(true));
+    }
+    Ok(Unit::Map(body))
+}
+
+/// How many up nodes the cluster has: the replicas of a parallel node by default.
+async fn up_nodes(client: &mut Client, key: &Keypair) -> Result<usize> {
+    let msg = sign_with(key, plexus_units::parse("nodes@sys.node")?)?;
+    let reply = client
+        .call(&msg, None, std::future::pending::<()>())
+        .await?;
+    let Reply::Value(Unit::List(nodes)) = reply else {
+        return Ok(1);
+    };
+    let up = nodes
+        .iter()
+        .filter(|n| {
+            n.as_map()
+                .and_then(|m| m.get_str("health"))
+                .and_then(Unit::as_str)
+                .is_none_or(|h| h == "alive")
+        })
+        .count();
+    Ok(up.max(1))
+}
+
+fn value(reply: Reply) -> Result<Unit> {
+    match reply {
+        Reply::Value(v) => Ok(v),
+        Reply::Nothing => Ok(Unit::None),
+        Reply::Error(e) => bail!("{}: {}", e.code(), e.message()),
+    }
+}
+
+/// Runs the script: prints, shows test spawns, starts spawns (attached to the only one
+/// unless `--detach`). The exit code is the attached graph's (bash's pipefail), else 0.
+pub async fn execute(
+    client: &mut Client,
+    key: &Keypair,
+    args: &OshArgs,
+    input: mpsc::Receiver<Input>,
+    signals: mpsc::UnboundedReceiver<String>,
+) -> Result<i32> {
+    let source = std::fs::read_to_string(&args.file)
+        .map_err(|e| anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let effects = effects(&args.file, &source)?;
+    let base = match args.file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let spawns = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Spawn(_)))
+        .count();
+    let needs_nodes = effects.iter().any(|e| !matches!(e, Effect::Print(_)));
+    let replicas = match (args.replicas, needs_nodes) {
+        (Some(n), _) => n.max(1),
+        (None, true) => up_nodes(client, key).await?,
+        (None, false) => 1,
+    };
+    let term = StdTerminal::new();
+    let mut controls = Some(Controls { input, signals });
+    let mut code = 0;
+    for effect in &effects {
+        match effect {
+            Effect::Print(text) => println!("{text}"),
+            Effect::TestSpawn(instance) => {
+                let body = graph_body(instance, replicas, &base, false, true)?;
+                let msg = sign_with(key, Unit::stream(body, PROC_SERVICE)?)?;
+                let reply = value(
+                    client
+                        .call(&msg, None, std::future::pending::<()>())
+                        .await?,
+                )?;
+                let text = reply
+                    .as_map()
+                    .and_then(|m| m.get_str("text"))
+                    .and_then(Unit::as_str)
+                    .map_or_else(|| plexus_units::to_text(&reply), str::to_owned);
+                println!("{text}");
+            }
+            Effect::Spawn(instance) => {
+                for note in notes(instance) {
+                    eprintln!("plx osh: {note}");
+                }
+                let attach = !args.detach && spawns == 1;
+                let body = graph_body(instance, replicas, &base, attach, false)?;
+                let msg = sign_with(key, Unit::stream(body, PROC_SERVICE)?)?;
+                let reply = match (attach, controls.take()) {
+                    (true, Some(controls)) => {
+                        value(client.call_attached(&msg, &term, key, controls).await?)?
+                    }
+                    _ => value(
+                        client
+                            .call(&msg, None, std::future::pending::<()>())
+                            .await?,
+                    )?,
+                };
+                if attach {
+                    code = crate::cmd_proc::exit_code(&reply)?;
+                } else if let Some(id) = reply
+                    .as_map()
+                    .and_then(|m| m.get_str("graph"))
+                    .and_then(Unit::as_str)
+                {
+                    println!("{id}");
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_by_functions_become_field_paths() {
+        assert_eq!(order_path("(msg) => msg.index").unwrap(), "index");
+        assert_eq!(order_path("m => m.a.b").unwrap(), "a.b");
+        assert_eq!(order_path("(m) => m[\"seq\"]").unwrap(), "seq");
+        assert_eq!(
+            order_path("function (m) { return m.index; }").unwrap(),
+            "index"
+        );
+        for bad in [
+            "(m) => m.index + 1",
+            "(m) => x.index",
+            "index",
+            "(m) => m",
+            "(m) => m.",
+        ] {
+            assert!(order_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_wordcount_script_becomes_a_graph() {
+        let script = "graph W (i) { node split: process(\"node\", \"Split.js \" + i); \
+                      node count: process(\"python\", \"count.py\", \
+                      {\"inputFormat\": \"raw\", \"outputFormat\": \"json\"}); \
+                      edge e1: split -/> count; }\n\
+                      policy P () for W { always () count; max_rate (2) e1; }\n\
+                      spawn W(\"in.txt\") with P();";
+        let Effect::Spawn(instance) = &plexus_osh::run(script).unwrap()[0] else {
+            panic!("a spawn")
+        };
+        let body = graph_body(instance, 2, Path::new("/nonexistent"), true, false).unwrap();
+        let text = plexus_units::to_text(&body);
+        assert!(
+            text.contains("{stage:split run:[node `Split.js` `in.txt`]"),
+            "{text}"
+        );
+        assert!(text.contains("split:t max_rate:2000000"), "{text}");
+        assert!(
+            text.contains(
+                "{stage:`count-1` run:[python3 `count.py`] in:raw out:json restart:always}"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("{from:split to:`count-0`}"), "{text}");
+    }
+}
