@@ -460,11 +460,9 @@ mod tests {
         );
         assert!(text.contains("split:t max_rate:2000000"), "{text}");
         assert!(
-            text.contains(
-                "{stage:`count-1` run:[python3 `count.py`] in:raw out:json restart:always}"
-            ),
+            text.contains("{stage:count-1 run:[python3 count.py] in:raw out:json restart:always}"),
             "{text}"
         );
-        assert!(text.contains("{from:split to:`count-0`}"), "{text}");
+        assert!(text.contains("{from:split to:count-0}"), "{text}");
     }
 }
