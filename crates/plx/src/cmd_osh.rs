@@ -455,7 +455,7 @@ mod tests {
         let body = graph_body(instance, 2, Path::new("/nonexistent"), true, false).unwrap();
         let text = plexus_units::to_text(&body);
         assert!(
-            text.contains("{stage:split run:[node `Split.js` `in.txt`]"),
+            text.contains("{stage:split run:[node Split.js in.txt]"),
             "{text}"
         );
         assert!(text.contains("split:t max_rate:2000000"), "{text}");
