@@ -186,6 +186,10 @@ pub struct UpArgs {
     /// Seconds a down node's copies of file chunks still count (see `plx node --fs-grace`).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400 * 365))]
     pub fs_grace: Option<u64>,
+    /// A tag for one node of a local cluster: `n2:camera` or `n3:site=lab` (repeat for
+    /// more; see `plx node --tag`). Taken on a node's first start.
+    #[arg(long = "tag", value_name = "NODE:TAG")]
+    pub tags: Vec<String>,
 }
 
 /// The default data directory of the local node.
@@ -522,6 +526,9 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
     if args.nodes > 1 {
         return run_up_cluster(home, args);
     }
+    if !args.tags.is_empty() {
+        bail!("--tag is for the nodes of a local cluster (--nodes 2 or more); a single node takes plx node --tag");
+    }
     let data = default_data_dir(home);
     let socket = data.join(files::SOCKET);
     let rt = runtime()?;
@@ -567,6 +574,22 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
 fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
     home.acting_user(None)?;
     parse_profile(&args.profile).map_err(|e| anyhow!("{e}"))?;
+    let mut node_tags: Vec<(String, String)> = Vec::new();
+    for t in &args.tags {
+        let (node, tag) = t
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--tag {t:?}: NODE:TAG, such as n2:camera"))?;
+        parse_tag(tag).map_err(|e| anyhow!("--tag {t:?}: {e}"))?;
+        let known =
+            (1..=args.nodes).any(|i| format!("n{i}") == node) || args.name.as_deref() == Some(node);
+        if !known {
+            bail!(
+                "--tag {t:?}: {node} is not one of the nodes started (n1 to n{})",
+                args.nodes
+            );
+        }
+        node_tags.push((node.to_owned(), tag.to_owned()));
+    }
     let rt = runtime()?;
     let mut started = Vec::new();
     let result = (|| -> Result<()> {
@@ -611,15 +634,20 @@ fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
             if i == 1 {
                 cluster.push("--init".to_owned());
             }
+            let name = match (&args.name, i) {
+                (Some(n), 1) => n.clone(),
+                _ => format!("n{i}"),
+            };
+            for (_, tag) in node_tags.iter().filter(|(n, _)| *n == name) {
+                cluster.push("--tag".to_owned());
+                cluster.push(tag.clone());
+            }
             let child = launch(
                 home,
                 &rt,
                 Launch {
                     data: data.clone(),
-                    name: Some(match (&args.name, i) {
-                        (Some(n), 1) => n.clone(),
-                        _ => format!("n{i}"),
-                    }),
+                    name: Some(name),
                     cluster,
                     join: token.as_deref(),
                     open_registration: args.open_registration,

@@ -7,7 +7,8 @@
 //! graph of processes and pipes. A node's program file named relative to the script (or an
 //! absolute local path) is shipped to the node that runs it, as `plx run --copy` does; a path
 //! under `/fs/` is the cluster's. Policy directives become placement and pipe settings:
-//! `place` the node's tags, `always` restart always (placed again when its node dies),
+//! `place` the node's tags, `always` restart on failure (placed again on another node when
+//! its node dies, its pipes relinked),
 //! `console` its output to this terminal, `max_rate` its producer's pace, `order_by` the
 //! order its merged records are written in. `min_rate` and `max_latency` are noted but do not
 //! steer placement (nodes do not measure their links yet), and `checkpoint` is not supported:
@@ -38,6 +39,11 @@ pub struct OshArgs {
     /// Replicas of a parallel node (downstream of a split edge) [default: one per up node].
     #[arg(long, value_name = "N")]
     pub replicas: Option<usize>,
+    /// The working directory of the graph's processes in the cluster's file tree (`/data`):
+    /// they start there (as `/fs/data` on their nodes), and file arguments that are not local
+    /// files are taken from there.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
     #[command(flatten)]
     pub common: Common,
     /// The script.
@@ -141,7 +147,17 @@ pub fn order_path(function: &str) -> Result<String> {
 }
 
 /// The program and arguments of a node, and the local program file to ship if there is one.
-fn command_of(node: &plexus_osh::Node, base: &Path) -> Result<(Vec<String>, Option<PathBuf>)> {
+///
+/// The file argument (the first) is, in order: a path of the cluster's tree when it starts
+/// with `/fs/`; a local file (relative to the script's directory) when one exists, shipped to
+/// the node when it is the program's script and given by its local path otherwise; else a
+/// path of the cluster's tree, as in OneOS (`/home/root/writer.js` is `/fs/home/root/writer.js`,
+/// `x.js` is `x.js` in the tree's working directory `cwd`, or left as it is without one).
+fn command_of(
+    node: &plexus_osh::Node,
+    base: &Path,
+    cwd: Option<&str>,
+) -> Result<(Vec<String>, Option<PathBuf>)> {
     let interpreter = match node.binary.as_str() {
         "python" | "python3" => Some("python3"),
         "node" => Some("node"),
@@ -167,6 +183,10 @@ fn command_of(node: &plexus_osh::Node, base: &Path) -> Result<(Vec<String>, Opti
                 } else {
                     *arg = local.display().to_string();
                 }
+            } else if !cluster && arg.starts_with('/') {
+                *arg = format!("/fs{arg}");
+            } else if let (false, Some(dir)) = (cluster, cwd) {
+                *arg = format!("/fs{}/{arg}", dir.trim_end_matches('/'));
             }
         }
     }
@@ -183,6 +203,7 @@ pub fn graph_body(
     instance: &Instance,
     replicas: usize,
     base: &Path,
+    cwd: Option<&str>,
     attach: bool,
     dry: bool,
 ) -> Result<Unit> {
@@ -198,7 +219,7 @@ pub fn graph_body(
         let node = instance
             .node(&p.node_id)
             .ok_or_else(|| anyhow!("the plan names node {} that the graph lacks", p.node_id))?;
-        let (argv, copy) = command_of(node, base)?;
+        let (argv, copy) = command_of(node, base, cwd)?;
         let mut m = Map::new();
         let mut put = |k: &str, v: Unit| {
             m.insert(Unit::str(k), v);
@@ -225,6 +246,12 @@ pub fn graph_body(
             }
             None => put("run", Unit::List(run.collect())),
         }
+        if let Some(dir) = cwd {
+            put(
+                "cwd",
+                Unit::from(format!("/fs{}", dir.trim_end_matches('/'))),
+            );
+        }
         put("in", Unit::str(node.input_format.as_str()));
         put("out", Unit::str(node.output_format.as_str()));
         for d in directives(&p.node_id) {
@@ -244,7 +271,9 @@ pub fn graph_body(
                         put("tag", Unit::List(vec![Unit::from(tags.to_string())]));
                     }
                 }
-                DirectiveKind::Always => put("restart", Unit::str("always")),
+                // A standby takes over when the node's machine dies (or the program fails);
+                // a program that ended well is not started again: its input has ended.
+                DirectiveKind::Always => put("restart", Unit::str("on-failure")),
                 DirectiveKind::Console if attach || dry => put("console", Unit::Bool(true)),
                 _ => {}
             }
@@ -364,6 +393,15 @@ pub async fn execute(
         (None, true) => up_nodes(client, key).await?,
         (None, false) => 1,
     };
+    let cwd = match &args.cwd {
+        Some(dir) => Some(
+            plexus_fs::FsPath::root()
+                .resolve(dir)
+                .map_err(|e| anyhow!("--cwd {dir}: {e}"))?
+                .to_string(),
+        ),
+        None => None,
+    };
     let term = StdTerminal::new();
     let mut controls = Some(Controls { input, signals });
     let mut code = 0;
@@ -371,7 +409,7 @@ pub async fn execute(
         match effect {
             Effect::Print(text) => println!("{text}"),
             Effect::TestSpawn(instance) => {
-                let body = graph_body(instance, replicas, &base, false, true)?;
+                let body = graph_body(instance, replicas, &base, cwd.as_deref(), false, true)?;
                 let msg = sign_with(key, Unit::stream(body, PROC_SERVICE)?)?;
                 let reply = value(
                     client
@@ -390,7 +428,7 @@ pub async fn execute(
                     eprintln!("plx osh: {note}");
                 }
                 let attach = !args.detach && spawns == 1;
-                let body = graph_body(instance, replicas, &base, attach, false)?;
+                let body = graph_body(instance, replicas, &base, cwd.as_deref(), attach, false)?;
                 let msg = sign_with(key, Unit::stream(body, PROC_SERVICE)?)?;
                 let reply = match (attach, controls.take()) {
                     (true, Some(controls)) => {
@@ -452,7 +490,7 @@ mod tests {
         let Effect::Spawn(instance) = &plexus_osh::run(script).unwrap()[0] else {
             panic!("a spawn")
         };
-        let body = graph_body(instance, 2, Path::new("/nonexistent"), true, false).unwrap();
+        let body = graph_body(instance, 2, Path::new("/nonexistent"), None, true, false).unwrap();
         let text = plexus_units::to_text(&body);
         assert!(
             text.contains("{stage:split run:[node Split.js in.txt]"),
@@ -460,7 +498,9 @@ mod tests {
         );
         assert!(text.contains("split:t max_rate:2000000"), "{text}");
         assert!(
-            text.contains("{stage:count-1 run:[python3 count.py] in:raw out:json restart:always}"),
+            text.contains(
+                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:`on-failure`}"
+            ),
             "{text}"
         );
         assert!(text.contains("{from:split to:count-0}"), "{text}");

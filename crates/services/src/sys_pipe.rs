@@ -56,6 +56,8 @@ const REACH_DEADLINE: Duration = Duration::from_secs(5);
 const RELINK_DEADLINE: Duration = Duration::from_secs(60);
 /// Pause between two such tries.
 const REACH_RETRY: Duration = Duration::from_millis(20);
+/// The span over which `pipes` measures rates.
+const RATE_SPAN: Duration = Duration::from_secs(1);
 /// How long the ends of a pipe that ended stay listed (and answer late frames).
 const KEEP_ENDED: Duration = Duration::from_secs(60);
 
@@ -137,7 +139,9 @@ impl EndStats {
         }
     }
 
-    /// Bytes and records a second since the previous listing (since the start at the first).
+    /// Bytes and records a second, over the last second or so: measured from a sample kept
+    /// at least [`RATE_SPAN`] old, so that listings close together (or from several
+    /// viewers) all see the same rate.
     fn rates(&self) -> (u64, u64) {
         let now = Instant::now();
         let (bytes, records) = (
@@ -146,13 +150,13 @@ impl EndStats {
         );
         let mut sample = lock(&self.sample);
         let (then, b0, r0) = *sample;
-        let secs = now.duration_since(then).as_secs_f64();
-        if secs < 0.05 {
-            return (0, 0);
-        }
-        *sample = (now, bytes, records);
+        let secs = now.duration_since(then).as_secs_f64().max(1e-3);
         let rate = |d: u64| (d as f64 / secs) as u64;
-        (rate(bytes - b0), rate(records - r0))
+        let rates = (rate(bytes - b0), rate(records - r0));
+        if now.duration_since(then) >= RATE_SPAN {
+            *sample = (now, bytes, records);
+        }
+        rates
     }
 
     fn to_unit(&self) -> Unit {

@@ -842,7 +842,7 @@ impl Inner {
                     row.from = here;
                     row.to = there;
                     row.to_node = there_node;
-                    row.backlog += num(m, "backlog");
+                    row.backlog = row.backlog.max(num(m, "backlog"));
                     if row.state.is_empty() {
                         row.state = text(m, "state");
                     }
@@ -852,7 +852,7 @@ impl Inner {
                     row.to = here;
                     row.from = there;
                     row.from_node = there_node;
-                    row.backlog += num(m, "backlog");
+                    row.backlog = row.backlog.max(num(m, "backlog"));
                     row.state = text(m, "state");
                     row.bytes = row.bytes.max(num(m, "bytes"));
                     row.bytes_s = num(m, "bytes_s");
@@ -932,7 +932,11 @@ impl Inner {
                 .first()
                 .map(|r| user_name(&r.owner))
                 .unwrap_or_default();
-            let edges: Vec<&PipeRow> = pipes.iter().filter(|p| &p.graph == graph).collect();
+            // Standard error that carried nothing is left out of the picture.
+            let edges: Vec<&PipeRow> = pipes
+                .iter()
+                .filter(|p| &p.graph == graph && !(p.pipe.ends_with(".err") && p.bytes == 0))
+                .collect();
             lines.push(format!("{graph}  {name}  {user}  {state}"));
             for r in procs {
                 let stage = r.wiring.as_ref().map(|w| w.stage.as_str()).unwrap_or("?");
