@@ -499,7 +499,7 @@ mod tests {
         assert!(text.contains("split:t max_rate:2000000"), "{text}");
         assert!(
             text.contains(
-                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:`on-failure`}"
+                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:on-failure}"
             ),
             "{text}"
         );
