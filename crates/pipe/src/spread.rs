@@ -168,9 +168,10 @@ impl Outlet {
             .all(|s| matches!(s.state(), State::Closed | State::Failed(_)))
     }
 
-    /// Every pipe is done (finished, closed or failed) and nothing is pending.
+    /// Every pipe is done (finished, closed or failed) and nothing is pending that an open
+    /// pipe could still take.
     pub fn is_done(&self) -> bool {
-        self.pending.is_empty() && self.senders.iter().all(Sender::is_quiet)
+        self.senders.iter().all(Sender::is_quiet) && (self.pending.is_empty() || self.is_closed())
     }
 
     /// Bytes held: pending plus what the pipes hold.
@@ -421,6 +422,11 @@ mod tests {
         inlet.close();
         carry(&mut out, 0, &mut inlet, 0);
         assert!(out.is_closed());
+        out.input(Bytes::from_static(b"more")).unwrap();
+        assert!(
+            out.is_done(),
+            "what no pipe will take does not hold it open"
+        );
         assert!(!out.wants_input());
         assert!(matches!(
             out.senders()[0].poll_transmit(0),

@@ -367,6 +367,38 @@ fn value(reply: Reply) -> Result<Unit> {
     }
 }
 
+/// A refused placement of process `stage` shown at its node's `place` directive in the
+/// script, with a caret, as the script's own errors are.
+fn at_place(
+    path: &Path,
+    source: &str,
+    instance: &Instance,
+    replicas: usize,
+    stage: &str,
+    message: &str,
+) -> Option<String> {
+    let node = plexus_osh::plan(instance, replicas)
+        .processes
+        .into_iter()
+        .find(|p| p.id == stage)?
+        .node_id;
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    source.lines().enumerate().find_map(|(i, line)| {
+        let col = line.find("place")?;
+        let operands = &line[line.rfind(')')?..];
+        let names_it = operands.split(|c: char| !is_word(c)).any(|w| w == node);
+        names_it.then(|| {
+            format!(
+                "{}:{}:{}: {message}\n{line}\n{}^^^^^",
+                path.display(),
+                i + 1,
+                col + 1,
+                " ".repeat(line[..col].chars().count())
+            )
+        })
+    })
+}
+
 /// Runs the script: prints, shows test spawns, starts spawns (attached to the only one
 /// unless `--detach`). The exit code is the attached graph's (bash's pipefail), else 0.
 pub async fn execute(
@@ -432,14 +464,24 @@ pub async fn execute(
                 let msg = sign_with(key, Unit::stream(body, PROC_SERVICE)?)?;
                 let reply = match (attach, controls.take()) {
                     (true, Some(controls)) => {
-                        value(client.call_attached(&msg, &term, key, controls).await?)?
+                        client.call_attached(&msg, &term, key, controls).await?
                     }
-                    _ => value(
+                    _ => {
                         client
                             .call(&msg, None, std::future::pending::<()>())
-                            .await?,
-                    )?,
+                            .await?
+                    }
                 };
+                if let Reply::Error(e) = &reply {
+                    let stage = e.get("stage").and_then(Unit::as_str);
+                    let shown = stage.and_then(|stage| {
+                        at_place(&args.file, &source, instance, replicas, stage, e.message())
+                    });
+                    if let Some(shown) = shown {
+                        bail!("{shown}");
+                    }
+                }
+                let reply = value(reply)?;
                 if attach {
                     code = crate::cmd_proc::exit_code(&reply)?;
                 } else if let Some(id) = reply

@@ -1122,8 +1122,16 @@ async fn run_outlet(
                             }
                         }
                         if where_now.as_ref().is_some_and(|(_, coming)| !coming) {
-                            // The consumer ended before it took the pipe: nobody will read.
-                            outlet.senders()[i].close();
+                            // The consumer ended, or was lost with its node: nobody will read.
+                            let why = format!(
+                                "pipe {} to {} on node {}: its consumer is gone ({})",
+                                target.pipe,
+                                target.there,
+                                target.node,
+                                e.message()
+                            );
+                            failure.get_or_insert(why.clone());
+                            outlet.senders()[i].reset(why);
                         } else if since.elapsed() > deadline {
                             let why = format!(
                                 "pipe {} to node {}: {}",

@@ -332,6 +332,7 @@ impl Inner {
             let chosen = place(&view, &s.run.request).map_err(|r| {
                 let e = refusal_error(r);
                 Error::new(e.code(), format!("process {}: {}", s.name, e.message()))
+                    .with("stage", s.name.as_str())
             })?;
             if let Some(node) = view.nodes.get_mut(&chosen.node) {
                 node.add_process(s.run.request.reserve);
