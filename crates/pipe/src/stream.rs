@@ -510,6 +510,7 @@ impl Receiver {
                 let _ = bytes.split_to((self.ready_end - offset) as usize);
                 self.append(bytes);
                 self.drain_later();
+                self.trim_later();
                 self.check_finished();
                 Ok(())
             }
@@ -536,6 +537,18 @@ impl Receiver {
                 let _ = bytes.split_to((self.ready_end - offset) as usize);
                 self.append(bytes);
             }
+        }
+    }
+
+    /// Keeps what this end holds within the window: frames kept after a gap that overlap
+    /// may count more than the bytes they cover, so once in-order bytes arrive the furthest
+    /// are dropped (the producer's end sends them again).
+    fn trim_later(&mut self) {
+        while self.ready_end - self.taken + self.later_bytes > self.config.window {
+            let Some((_, dropped)) = self.later.pop_last() else {
+                break;
+            };
+            self.later_bytes -= dropped.len() as u64;
         }
     }
 
@@ -718,6 +731,28 @@ mod tests {
         assert_eq!(again, b"cdef");
         s.on_ack(&fresh.ack(), 0).unwrap();
         assert_eq!(s.state(), &State::Finished);
+    }
+
+    /// Overlapping frames kept after a gap, then the bytes before them: the end still holds
+    /// no more than the window (found by the `pipe_stream` fuzz target).
+    #[test]
+    fn overlapping_frames_after_a_gap_stay_within_the_window() {
+        let mut r = Receiver::new(config());
+        let data = |offset: u64, text: &'static [u8]| Frame::Data {
+            offset,
+            bytes: Bytes::from_static(text),
+        };
+        r.on_frame(data(4, b"efgh")).unwrap();
+        r.on_frame(data(5, b"fghij")).unwrap();
+        assert_eq!(r.buffered(), 9);
+        r.on_frame(data(0, b"abc")).unwrap();
+        assert!(r.buffered() <= 10, "{} held", r.buffered());
+        r.on_frame(data(3, b"defghij")).unwrap();
+        let mut got = Vec::new();
+        while let Some(b) = r.read() {
+            got.extend_from_slice(&b);
+        }
+        assert_eq!(got, b"abcdefghij");
     }
 
     #[test]
