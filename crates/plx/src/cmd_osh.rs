@@ -10,9 +10,10 @@
 //! `place` the node's tags, `always` restart on failure (placed again on another node when
 //! its node dies, its pipes relinked),
 //! `console` its output to this terminal, `max_rate` its producer's pace, `order_by` the
-//! order its merged records are written in. `min_rate` and `max_latency` are noted but do not
-//! steer placement (nodes do not measure their links yet), and `checkpoint` is not supported:
-//! programs restart from their beginning. Both say so when the script runs.
+//! order its merged records are written in, `min_rate` and `max_latency` the edge's consumer
+//! on its producer's node where that node can take it (a pipe within a node crosses no link;
+//! nodes do not measure their links yet), and `checkpoint` is not supported: programs restart
+//! from their beginning. Those last three say so when the script runs.
 
 use std::path::{Path, PathBuf};
 
@@ -76,10 +77,12 @@ fn notes(instance: &Instance) -> Vec<String> {
                      state, so {on} restarts from its beginning"
                 )),
                 DirectiveKind::MinRate { mb_per_s } => Some(format!(
-                    "min_rate({mb_per_s}) {on}: noted; placement does not use link rates yet"
+                    "min_rate({mb_per_s}) {on}: the consumer is placed on its producer's node \
+                     where that node can take it; nodes do not measure their links yet"
                 )),
                 DirectiveKind::MaxLatency { ms } => Some(format!(
-                    "max_latency({ms}) {on}: noted; placement does not use link latencies yet"
+                    "max_latency({ms}) {on}: the consumer is placed on its producer's node \
+                     where that node can take it; nodes do not measure their links yet"
                 )),
                 _ => None,
             }
@@ -311,6 +314,19 @@ pub fn graph_body(
         if let Some(function) = order {
             put("order_by", Unit::from(order_path(&function)?));
         }
+        // An edge that asks for a rate or a latency: beside its producer, where that fits.
+        let near = plan.pipes.iter().find(|pipe| {
+            pipe.to == p.id
+                && directives(&pipe.edge_id).iter().any(|d| {
+                    matches!(
+                        d,
+                        DirectiveKind::MinRate { .. } | DirectiveKind::MaxLatency { .. }
+                    )
+                })
+        });
+        if let Some(pipe) = near {
+            put("near", Unit::str(&pipe.from));
+        }
         procs.push(Unit::Map(m));
     }
     let pipes = plan
@@ -527,7 +543,7 @@ mod tests {
                       node count: process(\"python\", \"count.py\", \
                       {\"inputFormat\": \"raw\", \"outputFormat\": \"json\"}); \
                       edge e1: split -/> count; }\n\
-                      policy P () for W { always () count; max_rate (2) e1; }\n\
+                      policy P () for W { always () count; max_rate (2) e1; min_rate (1) e1; }\n\
                       spawn W(\"in.txt\") with P();";
         let Effect::Spawn(instance) = &plexus_osh::run(script).unwrap()[0] else {
             panic!("a spawn")
@@ -541,7 +557,7 @@ mod tests {
         assert!(text.contains("split:t max_rate:2000000"), "{text}");
         assert!(
             text.contains(
-                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:on-failure}"
+                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:on-failure near:split}"
             ),
             "{text}"
         );

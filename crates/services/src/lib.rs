@@ -12,7 +12,8 @@
 //! | `sys.task` | tasks: loops, queues, chains, kill |
 //! | `sys.usr` | the user registry |
 //! | `sys.hw` | this node's hardware |
-//! | `sys.proc` | programs on the nodes: run, ps, kill, logs (registered by the node) |
+//! | `sys.proc` | programs on the nodes: run, ps, kill, logs, graphs of programs joined by pipes (registered by the node) |
+//! | `sys.pipe` | the frames of pipes between processes, and this node's pipe ends (registered by the node) |
 //! | `test.dump`, `test.echo`, `test.void` | testing aids |
 //!
 //! [`register_all`] registers them on a kernel in that order.

@@ -39,6 +39,9 @@ pub(super) struct Stage {
     console: bool,
     terminal_input: bool,
     order_by: Option<String>,
+    /// Placed on this (earlier) process's node when that node can take it: a pipe within a
+    /// node needs no link (`.osh` `min_rate`, `max_latency`).
+    near: Option<String>,
 }
 
 /// A `{graph:…}` request, checked.
@@ -172,6 +175,7 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
                 .opt("order_by")
                 .map(|u| string_of(u, "order_by"))
                 .transpose()?,
+            near: c.opt("near").map(|u| stage_name(u, "near")).transpose()?,
             run,
         });
     }
@@ -326,10 +330,23 @@ impl Inner {
         };
         // Placement, each process counting what the ones before it reserve.
         let mut view = self.view(None).await?;
-        let mut nodes = Vec::with_capacity(g.stages.len());
+        let mut nodes: Vec<String> = Vec::with_capacity(g.stages.len());
         let mut explained = Vec::new();
         for s in &g.stages {
-            let chosen = place(&view, &s.run.request).map_err(|r| {
+            let beside = s.near.as_ref().and_then(|near| {
+                let i = g.stages.iter().position(|t| &t.name == near)?;
+                let node: &String = nodes.get(i)?;
+                let request = Request {
+                    on: Some(node.clone()),
+                    ..s.run.request.clone()
+                };
+                place(&view, &request).ok()
+            });
+            let chosen = match beside {
+                Some(chosen) => Ok(chosen),
+                None => place(&view, &s.run.request),
+            };
+            let chosen = chosen.map_err(|r| {
                 let e = refusal_error(r);
                 Error::new(e.code(), format!("process {}: {}", s.name, e.message()))
                     .with("stage", s.name.as_str())
