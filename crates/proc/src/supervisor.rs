@@ -445,6 +445,11 @@ impl Supervisor {
         ))
     }
 
+    /// The directory of the supervisor's state (`Config::state_dir`).
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.config.state_dir
+    }
+
     /// How limits are enforced on this node: `CgroupV2`, `CgroupV1` or `Rlimits`.
     pub fn enforcement(&self) -> Enforcement {
         match self.inner.cgroups {

@@ -248,6 +248,16 @@ pub enum Sink {
         /// The run.
         run: String,
     },
+    /// A named input of a process on this node (`sys_proc::channels`): written on a thread
+    /// of its own; taking the sender out closes it.
+    Channel {
+        /// Writes to the input.
+        writes: Mutex<Option<mpsc::Sender<crate::sys_proc::InputWrite>>>,
+        /// The supervisor.
+        supervisor: Arc<Supervisor>,
+        /// The run.
+        run: String,
+    },
     /// A session's terminal.
     Terminal {
         /// The terminal.
@@ -264,6 +274,20 @@ impl Sink {
                 .write_stdin(run, bytes)
                 .await
                 .map_err(|e| e.to_string()),
+            Sink::Channel { writes, .. } => {
+                let writes = lock(writes).clone();
+                let Some(writes) = writes else {
+                    return Err("the input is closed".to_owned());
+                };
+                let (reply, written) = tokio::sync::oneshot::channel();
+                writes
+                    .send((bytes.clone(), reply))
+                    .await
+                    .map_err(|_| "the input is closed".to_owned())?;
+                written
+                    .await
+                    .map_err(|_| "the input is closed".to_owned())?
+            }
             Sink::Terminal { terminal, stream } => terminal
                 .request(TermRequest::Output {
                     stream: *stream,
@@ -276,15 +300,22 @@ impl Sink {
     }
 
     async fn close(&self) {
-        if let Sink::Stdin { supervisor, run } = self {
-            let _ = supervisor.close_stdin(run).await;
+        match self {
+            Sink::Stdin { supervisor, run } => {
+                let _ = supervisor.close_stdin(run).await;
+            }
+            Sink::Channel { writes, .. } => drop(lock(writes).take()),
+            Sink::Terminal { .. } => {}
         }
     }
 
     /// Resolves once the consumer is gone (a process that ended); never for a terminal.
     async fn gone(&self) {
         match self {
-            Sink::Stdin { supervisor, run } => {
+            Sink::Stdin { supervisor, run }
+            | Sink::Channel {
+                supervisor, run, ..
+            } => {
                 let _ = supervisor.wait(run).await;
             }
             Sink::Terminal { .. } => std::future::pending().await,
@@ -516,7 +547,11 @@ impl Pipes {
                 () = watch_producers(&end, &producers, pipes.inner.procs.as_ref()) => {}
             }
             end.bump();
-            if let Sink::Stdin { supervisor, run } = &sink {
+            if let Sink::Stdin { supervisor, run }
+            | Sink::Channel {
+                supervisor, run, ..
+            } = &sink
+            {
                 let failures: Vec<String> = {
                     let inlet = lock(&end.inlet);
                     (0..ids.len())

@@ -269,3 +269,59 @@ async fn order_by_restores_the_order_of_merged_records() {
         .collect();
     assert_eq!(indexes, (1..=100).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn named_channels_carry_what_the_program_writes_to_them() {
+    let n = node().await;
+    let term = TestTerminal::new();
+    let msg = format!(
+        "{{graph:{{procs:[{} {}] pipes:[{{from:cam to:view out:video in:frames}}]}} attach:t}}@sys.proc",
+        sh("cam", "echo frame-1 > \"$PLX_OUT_VIDEO\"; echo on-stdout", ""),
+        sh("view", "cat \"$PLX_IN_FRAMES\"; cat", "console:t"),
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(60), n.call(Some(term.clone()), &msg))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(field(&reply, "code"), "0", "{}", to_text(&reply));
+    // The named output reached the named input; standard output went to its log, not the pipe.
+    assert_eq!(term.output(), "frame-1\n");
+
+    // A producer that never opens its channel: the consumer's input ends all the same.
+    let msg = format!(
+        "{{graph:{{procs:[{} {}] pipes:[{{from:cam to:view out:video in:frames}}]}} attach:t}}@sys.proc",
+        sh("cam", "true", ""),
+        sh("view", "cat \"$PLX_IN_FRAMES\"; echo done", "console:t"),
+    );
+    let term = TestTerminal::new();
+    let reply = tokio::time::timeout(Duration::from_secs(60), n.call(Some(term.clone()), &msg))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(term.output(), "done\n", "{}", to_text(&reply));
+
+    // A consumer that never opens its named input: the producer gets SIGPIPE.
+    let msg = format!(
+        "{{graph:{{procs:[{} {}] pipes:[{{from:cam to:view out:video in:frames}}]}} attach:t}}@sys.proc",
+        sh("cam", "yes > \"$PLX_OUT_VIDEO\"", ""),
+        sh("view", "sleep 0.5", "console:t"),
+    );
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        n.call(Some(TestTerminal::new()), &msg),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(field(&reply, "code"), "141", "{}", to_text(&reply));
+
+    // Bad channel names are refused.
+    let e = n
+        .call(
+            None,
+            "{graph:{procs:[{stage:a run:[echo]} {stage:b run:[echo]}] pipes:[{from:a to:b out:`Bad-Name`}]}}@sys.proc",
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("Bad-Name"), "{}", e.message());
+}

@@ -222,8 +222,10 @@ pub enum PipeTarget {
 pub struct Outgoing {
     /// The pipe's id, unique in the cluster (`<graph>.<edge>`, with replica numbers).
     pub pipe: String,
-    /// Which output: standard error when set, standard output otherwise.
+    /// Which output: standard error when set, standard output otherwise (unless `channel`).
     pub stderr: bool,
+    /// The named output it carries (`PLX_OUT_<NAME>`), instead of a standard one.
+    pub channel: Option<String>,
     /// Where it goes.
     pub to: PipeTarget,
 }
@@ -235,6 +237,8 @@ pub struct Incoming {
     pub pipe: String,
     /// The process at its other end.
     pub from: ProcId,
+    /// The named input it feeds (`PLX_IN_<NAME>`), or standard input.
+    pub channel: Option<String>,
 }
 
 /// How a process of a pipeline or graph is connected to the others (`docs/pipes.md`).

@@ -44,6 +44,16 @@ pub(super) struct Stage {
     near: Option<String>,
 }
 
+/// Which output a pipe starts at and which input it ends at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PipeEnds {
+    /// A named output, or standard output (standard error with `stderr`).
+    out: Option<String>,
+    stderr: bool,
+    /// A named input, or standard input.
+    input: Option<String>,
+}
+
 /// A `{graph:…}` request, checked.
 pub(super) struct GraphRequest {
     name: String,
@@ -51,6 +61,8 @@ pub(super) struct GraphRequest {
     stages: Vec<Stage>,
     /// Pipes as (producer, consumer) stage indexes.
     pipes: Vec<(usize, usize)>,
+    /// Each pipe's ends: the producer's output and the consumer's input.
+    ends: Vec<PipeEnds>,
     attach: bool,
     dry: bool,
 }
@@ -180,6 +192,7 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
         });
     }
     let mut pipes = Vec::new();
+    let mut ends = Vec::new();
     for p in field("pipes").and_then(Unit::as_list).unwrap_or(&[]) {
         let m = p
             .as_map()
@@ -203,7 +216,36 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
                 stages[from].name
             )));
         }
-        if pipes.contains(&(from, to)) {
+        let channel = |k: &str| -> Result<Option<String>, Error> {
+            m.get_str(k).map(|u| string_of(u, k)).transpose()
+        };
+        let mut end = PipeEnds::default();
+        match channel("out")?.as_deref() {
+            None | Some("stdout") => {}
+            Some("stderr") => end.stderr = true,
+            Some(name) if super::channels::valid_channel(name) => end.out = Some(name.to_owned()),
+            Some(name) => {
+                return Err(Error::bad_argument(format!(
+                    "out:{name}: a named output is 1 to {} lowercase letters, digits or _",
+                    super::channels::MAX_CHANNEL_NAME
+                )))
+            }
+        }
+        match channel("in")?.as_deref() {
+            None | Some("stdin") => {}
+            Some(name) if super::channels::valid_channel(name) => end.input = Some(name.to_owned()),
+            Some(name) => {
+                return Err(Error::bad_argument(format!(
+                    "in:{name}: a named input is 1 to {} lowercase letters, digits or _",
+                    super::channels::MAX_CHANNEL_NAME
+                )))
+            }
+        }
+        if pipes
+            .iter()
+            .zip(&ends)
+            .any(|(&p, e): (&(usize, usize), &PipeEnds)| p == (from, to) && *e == end)
+        {
             return Err(Error::bad_argument(format!(
                 "two pipes from {} to {}",
                 stages[from].name, stages[to].name
@@ -217,6 +259,7 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
             )));
         }
         pipes.push((from, to));
+        ends.push(end);
     }
     if pipes.len() > MAX_PIPES {
         return Err(Error::new(
@@ -229,6 +272,7 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
         window,
         stages,
         pipes,
+        ends,
         attach: c.opt_bool("attach", false)?,
         dry: c.opt_bool("dry", false)?,
     };
@@ -480,18 +524,20 @@ impl Inner {
         for (i, s) in g.stages.iter().enumerate() {
             let mut inputs = Vec::new();
             let mut outputs = Vec::new();
-            for (k, &(from, to)) in g.pipes.iter().enumerate() {
+            for (k, (&(from, to), end)) in g.pipes.iter().zip(&g.ends).enumerate() {
                 let pipe = format!("{graph}.{}", k + 1);
                 if to == i {
                     inputs.push(Incoming {
                         pipe: pipe.clone(),
                         from: ids[from],
+                        channel: end.input.clone(),
                     });
                 }
                 if from == i {
                     outputs.push(Outgoing {
                         pipe,
-                        stderr: false,
+                        stderr: end.stderr,
+                        channel: end.out.clone(),
                         to: PipeTarget::Proc(ids[to]),
                     });
                 }
@@ -500,6 +546,7 @@ impl Inner {
                 outputs.push(Outgoing {
                     pipe: format!("{graph}.{}.out", s.name),
                     stderr: false,
+                    channel: None,
                     to: PipeTarget::Console(local.clone()),
                 });
             }
@@ -507,6 +554,7 @@ impl Inner {
                 outputs.push(Outgoing {
                     pipe: format!("{graph}.{}.err", s.name),
                     stderr: true,
+                    channel: None,
                     to: PipeTarget::Console(local.clone()),
                 });
             }

@@ -49,7 +49,9 @@ use crate::directory::NodeDirectory;
 use crate::forms::{int_u64, map_of};
 use crate::sys_pipe::{OutletPlan, Pipes, Sink, SysPipe, Target};
 
+mod channels;
 mod graph;
+pub use channels::InputWrite;
 pub use graph::pipefail;
 
 const NAME: &str = "sys.proc";
@@ -1467,7 +1469,8 @@ impl Inner {
         Ok(status_reply(id, &local, status))
     }
 
-    /// Spawns run `run` of `rec`; a process of a graph gets its pipes.
+    /// Spawns run `run` of `rec`; a process of a graph gets its pipes (and its named
+    /// channels, as FIFOs named in its environment).
     async fn spawn_run(
         &self,
         run: &str,
@@ -1477,12 +1480,53 @@ impl Inner {
         let Some(w) = &rec.wiring else {
             return self.supervisor.spawn(run, spec).await;
         };
-        let piped = plexus_proc::Piped {
-            stdout: w.outputs.iter().any(|o| !o.stderr),
-            stderr: w.outputs.iter().any(|o| o.stderr),
+        let mut named_out: Vec<String> =
+            w.outputs.iter().filter_map(|o| o.channel.clone()).collect();
+        let mut named_in: Vec<String> = w.inputs.iter().filter_map(|i| i.channel.clone()).collect();
+        named_out.sort();
+        named_out.dedup();
+        named_in.sort();
+        named_in.dedup();
+        let mut spec = spec.clone();
+        let fifos = if named_out.is_empty() && named_in.is_empty() {
+            None
+        } else {
+            let dir = self.supervisor.state_dir().join("channels").join(run);
+            let (fifos, env) =
+                channels::Fifos::make(&dir, &named_out, &named_in).map_err(|source| {
+                    plexus_proc::SpawnError::Start {
+                        exe: dir.clone(),
+                        source,
+                    }
+                })?;
+            spec.env.extend(env);
+            Some(fifos)
         };
-        let (pid, attached) = self.supervisor.spawn_piped(run, spec, piped).await?;
-        self.connect(rec, w, run, attached).await;
+        let piped = plexus_proc::Piped {
+            stdout: w.outputs.iter().any(|o| !o.stderr && o.channel.is_none()),
+            stderr: w.outputs.iter().any(|o| o.stderr && o.channel.is_none()),
+        };
+        let spawned = self.supervisor.spawn_piped(run, &spec, piped).await;
+        let (pid, attached) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(f) = &fifos {
+                    f.remove();
+                }
+                return Err(e);
+            }
+        };
+        self.connect(rec, w, run, attached, fifos.as_ref()).await;
+        if let Some(fifos) = fifos {
+            let supervisor = self.supervisor.clone();
+            let run = run.to_owned();
+            tokio::spawn(async move {
+                let _ = supervisor.wait(&run).await;
+                // After the channels it never opened were let go.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                fifos.remove();
+            });
+        }
         Ok(pid)
     }
 
@@ -1494,11 +1538,16 @@ impl Inner {
         w: &plexus_store::Wiring,
         run: &str,
         attached: Attached,
+        fifos: Option<&channels::Fifos>,
     ) {
         let format = |name: &str| name.parse::<plexus_pipe::Format>().unwrap_or_default();
-        if !w.inputs.is_empty() {
-            let mut pipes = Vec::with_capacity(w.inputs.len());
-            for input in &w.inputs {
+        // One inlet per input: standard input, and each named input.
+        let mut inputs: Vec<Option<String>> = w.inputs.iter().map(|i| i.channel.clone()).collect();
+        inputs.sort();
+        inputs.dedup();
+        for channel in &inputs {
+            let mut pipes = Vec::new();
+            for input in w.inputs.iter().filter(|i| &i.channel == channel) {
                 let node = match self.procs.get_local(input.from).await {
                     Ok(Some(r)) => r.node,
                     _ => String::new(),
@@ -1507,19 +1556,40 @@ impl Inner {
             }
             let plan = crate::sys_pipe::InletPlan {
                 graph: w.graph.clone(),
-                here: rec.id.to_string(),
+                here: match channel {
+                    Some(name) => format!("{}:{name}", rec.id),
+                    None => rec.id.to_string(),
+                },
                 owner: rec.owner,
                 pipes,
                 format: format(&w.input_format),
                 window: w.window,
-                order_by: w.order_by.clone(),
+                order_by: w.order_by.clone().filter(|_| channel.is_none()),
             };
-            let sink = Sink::Stdin {
-                supervisor: self.supervisor.clone(),
-                run: run.to_owned(),
+            let sink = match (channel, fifos) {
+                (Some(name), Some(fifos)) => {
+                    let supervisor = self.supervisor.clone();
+                    let waited = run.to_owned();
+                    let ended = async move {
+                        let _ = supervisor.wait(&waited).await;
+                    };
+                    Sink::Channel {
+                        writes: Mutex::new(Some(channels::write_input(
+                            fifos.path(false, name),
+                            ended,
+                        ))),
+                        supervisor: self.supervisor.clone(),
+                        run: run.to_owned(),
+                    }
+                }
+                _ => Sink::Stdin {
+                    supervisor: self.supervisor.clone(),
+                    run: run.to_owned(),
+                },
             };
             self.pipes.inlet(plan, sink);
-        } else if !w.terminal_input {
+        }
+        if !inputs.contains(&None) && !w.terminal_input {
             let _ = self.supervisor.close_stdin(run).await;
         }
         let kernel = self.kernel.lock().ok().and_then(|k| k.clone());
@@ -1528,9 +1598,31 @@ impl Inner {
             return;
         };
         let Attached { stdout, stderr } = attached;
-        for (is_err, output) in [(false, stdout), (true, stderr)] {
+        let mut outputs = vec![(None, false, stdout), (None, true, stderr)];
+        let mut named: Vec<&String> = w
+            .outputs
+            .iter()
+            .filter_map(|o| o.channel.as_ref())
+            .collect();
+        named.sort();
+        named.dedup();
+        for name in named {
+            let Some(fifos) = fifos else { break };
+            let supervisor = self.supervisor.clone();
+            let waited = run.to_owned();
+            let ended = async move {
+                let _ = supervisor.wait(&waited).await;
+            };
+            let chunks = channels::read_output(fifos.path(true, name), ended);
+            outputs.push((Some(name.clone()), false, chunks));
+        }
+        for (channel, is_err, output) in outputs {
             let mut targets = Vec::new();
-            for o in w.outputs.iter().filter(|o| o.stderr == is_err) {
+            for o in w
+                .outputs
+                .iter()
+                .filter(|o| o.channel == channel && (channel.is_some() || o.stderr == is_err))
+            {
                 let (node, consumer, there) = match &o.to {
                     plexus_store::PipeTarget::Console(node) => {
                         (node.clone(), None, "console".to_owned())
@@ -1558,8 +1650,11 @@ impl Inner {
             }
             let plan = OutletPlan {
                 graph: w.graph.clone(),
-                here: rec.id.to_string(),
-                share: if w.split && !is_err {
+                here: match &channel {
+                    Some(name) => format!("{}:{name}", rec.id),
+                    None => rec.id.to_string(),
+                },
+                share: if w.split && !is_err && channel.is_none() {
                     plexus_pipe::Share::Split(format(&w.output_format))
                 } else {
                     plexus_pipe::Share::All

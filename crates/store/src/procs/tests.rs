@@ -201,12 +201,14 @@ fn wiring_round_trips_and_is_bounded() {
         inputs: vec![Incoming {
             pipe: "gk7f2q1.1".into(),
             from: id(2),
+            channel: Some("frames".into()),
         }],
         input_format: "raw".into(),
         terminal_input: false,
         outputs: vec![Outgoing {
             pipe: "gk7f2q1.2".into(),
             stderr: false,
+            channel: None,
             to: PipeTarget::Console("n1".into()),
         }],
         output_format: "json".into(),
