@@ -123,6 +123,8 @@ pub struct Framer {
     buf: BytesMut,
     /// Raw: bytes of `buf` already known to hold no newline.
     scanned: usize,
+    /// Bytes of the stream taken out of `buf` so far (as records, or whitespace).
+    consumed: u64,
     json: JsonScan,
 }
 
@@ -134,6 +136,7 @@ impl Framer {
             max_record: max_record.max(1),
             buf: BytesMut::new(),
             scanned: 0,
+            consumed: 0,
             json: JsonScan::default(),
         }
     }
@@ -151,6 +154,17 @@ impl Framer {
     /// Bytes held that are not yet a whole record.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Bytes of the stream taken out so far, in records or as whitespace between JSON values.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Takes the first `n` bytes of the buffer.
+    fn take(&mut self, n: usize) -> BytesMut {
+        self.consumed += n as u64;
+        self.buf.split_to(n)
     }
 
     /// More bytes of the stream. Call [`Framer::next_record`] until it gives `None` before
@@ -181,14 +195,16 @@ impl Framer {
         match self.format {
             Format::Raw => {
                 self.scanned = 0;
-                Ok(Some(self.buf.split().freeze()))
+                let n = self.buf.len();
+                Ok(Some(self.take(n).freeze()))
             }
             Format::Json if self.json.scalar && self.json.depth == 0 => {
                 let end = self.buf.len();
                 self.take_json(end)
             }
             Format::Json if !self.json.started => {
-                self.buf.clear(); // only whitespace
+                let n = self.buf.len();
+                self.take(n); // only whitespace
                 self.json = JsonScan::default();
                 Ok(None)
             }
@@ -204,14 +220,15 @@ impl Framer {
             let end = self.scanned + i + 1;
             if end <= self.max_record {
                 self.scanned = 0;
-                return Some(self.buf.split_to(end).freeze());
+                return Some(self.take(end).freeze());
             }
         }
         self.scanned = self.buf.len();
         if self.buf.len() >= self.max_record {
             // A line longer than a record may be: passed on in pieces.
             self.scanned = 0;
-            return Some(self.buf.split_to(self.max_record).freeze());
+            let n = self.max_record;
+            return Some(self.take(n).freeze());
         }
         None
     }
@@ -230,7 +247,7 @@ impl Framer {
         if self.buf.len() < 4 + len {
             return Ok(None);
         }
-        Ok(Some(self.buf.split_to(4 + len).freeze()))
+        Ok(Some(self.take(4 + len).freeze()))
     }
 
     fn next_json(&mut self) -> Result<Option<Bytes>, RecordError> {
@@ -314,7 +331,7 @@ impl Framer {
             });
         }
         self.json = JsonScan::default();
-        let taken = self.buf.split_to(end);
+        let taken = self.take(end);
         let start = taken
             .iter()
             .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))

@@ -198,6 +198,9 @@ pub struct Piece {
     pub pipe: usize,
     /// The bytes (a whole record when merging).
     pub bytes: Bytes,
+    /// How many bytes of the pipe's stream they stand for: their length, except for a JSON
+    /// record, written as its value and a newline whatever whitespace stood around it.
+    pub consumed: u64,
 }
 
 impl Inlet {
@@ -255,22 +258,32 @@ impl Inlet {
         let count = self.receivers.len();
         for k in 0..count {
             let i = (self.turn + k) % count;
-            if let Some(bytes) = self.take(i) {
+            if let Some((bytes, consumed)) = self.take(i) {
                 self.turn = (i + 1) % count;
-                return Some(Piece { pipe: i, bytes });
+                return Some(Piece {
+                    pipe: i,
+                    bytes,
+                    consumed,
+                });
             }
         }
         None
     }
 
-    fn take(&mut self, i: usize) -> Option<Bytes> {
+    /// The next bytes of pipe `i` and how many bytes of its stream they stand for.
+    fn take(&mut self, i: usize) -> Option<(Bytes, u64)> {
         let receiver = &mut self.receivers[i];
         let Some(framer) = self.framers.get_mut(i) else {
-            return receiver.read();
+            return receiver.read().map(|b| {
+                let n = b.len() as u64;
+                (b, n)
+            });
         };
+        let before = framer.consumed();
+        let record = |framer: &Framer, r: Bytes| Some((r, framer.consumed() - before));
         loop {
             match framer.next_record() {
-                Ok(Some(record)) => return Some(record),
+                Ok(Some(r)) => return record(framer, r),
                 Ok(None) => {}
                 Err(e) => {
                     receiver.fail(e.to_string());
@@ -281,7 +294,12 @@ impl Inlet {
                 Some(bytes) => framer.push(&bytes),
                 None if receiver.at_end() => {
                     return match framer.finish() {
-                        Ok(last) => last,
+                        Ok(Some(r)) => record(framer, r),
+                        Ok(None) => {
+                            // Whitespace after the last value: taken, with nothing to write.
+                            receiver.release(framer.consumed() - before);
+                            None
+                        }
                         Err(e) => {
                             receiver.fail(e.to_string());
                             None
@@ -293,10 +311,10 @@ impl Inlet {
         }
     }
 
-    /// The consumer wrote `piece`: its pipe's credit opens by its length.
+    /// The consumer wrote `piece`: its pipe's credit opens by the stream bytes it stands for.
     pub fn written(&mut self, piece: &Piece) {
         if let Some(r) = self.receivers.get_mut(piece.pipe) {
-            r.release(piece.bytes.len() as u64);
+            r.release(piece.consumed);
         }
     }
 
@@ -412,6 +430,36 @@ mod tests {
         lines.sort();
         assert_eq!(lines, vec!["one-a\n", "one-b\n", "two-a\n", "two-b"]);
         assert!(inlet.at_end());
+    }
+
+    /// JSON records are rewritten (value and newline): the credit they give back is the
+    /// stream bytes they stood for, whitespace included, so both pipes finish.
+    #[test]
+    fn merged_json_gives_back_all_its_credit() {
+        let cfg = config(64);
+        let mut one = Outlet::new(cfg, 1, Share::All);
+        let mut two = Outlet::new(cfg, 1, Share::All);
+        let mut inlet = Inlet::new(cfg, 2, Format::Json);
+        one.input(Bytes::from_static(b"  {\"a\": 1}\n\n {\"b\":2}  \n"))
+            .unwrap();
+        two.input(Bytes::from_static(b"[1, 2]\n")).unwrap();
+        one.end_input().unwrap();
+        two.end_input().unwrap();
+        let mut records = Vec::new();
+        for _ in 0..4 {
+            carry(&mut one, 0, &mut inlet, 0);
+            carry(&mut two, 0, &mut inlet, 1);
+            while let Some(p) = inlet.next_piece() {
+                records.push(String::from_utf8(p.bytes.to_vec()).unwrap());
+                inlet.written(&p);
+            }
+        }
+        records.sort();
+        assert_eq!(records, ["[1, 2]\n", "{\"a\": 1}\n", "{\"b\":2}\n"]);
+        assert!(inlet.at_end());
+        assert_eq!(inlet.receivers()[0].state(), &State::Finished);
+        assert_eq!(inlet.receivers()[1].state(), &State::Finished);
+        assert_eq!(one.senders()[0].state(), &State::Finished);
     }
 
     #[test]

@@ -448,6 +448,7 @@ pub struct Pipes {
 struct PipesInner {
     node: String,
     procs: Arc<dyn ProcTable>,
+    directory: Arc<dyn crate::directory::NodeDirectory>,
     /// Pipe id → the inlet it feeds and its index there.
     inlets: Mutex<HashMap<String, (Arc<InletEnd>, usize)>>,
     /// Every end on this node, for listings.
@@ -470,12 +471,18 @@ fn count_records(format: Format, bytes: &[u8]) -> u64 {
 }
 
 impl Pipes {
-    /// The pipe ends of node `node`, whose processes are in `procs`.
-    pub fn new(node: &str, procs: Arc<dyn ProcTable>) -> Pipes {
+    /// The pipe ends of node `node`, whose processes are in `procs` and whose nodes are in
+    /// `directory`.
+    pub fn new(
+        node: &str,
+        procs: Arc<dyn ProcTable>,
+        directory: Arc<dyn crate::directory::NodeDirectory>,
+    ) -> Pipes {
         Pipes {
             inner: Arc::new(PipesInner {
                 node: node.to_owned(),
                 procs,
+                directory,
                 inlets: Mutex::default(),
                 ends: Mutex::default(),
             }),
@@ -544,7 +551,12 @@ impl Pipes {
         tokio::spawn(async move {
             tokio::select! {
                 () = feed(&end, &sink) => {}
-                () = watch_producers(&end, &producers, pipes.inner.procs.as_ref()) => {}
+                () = watch_producers(
+                    &end,
+                    &producers,
+                    pipes.inner.procs.as_ref(),
+                    pipes.inner.directory.as_ref(),
+                ) => {}
             }
             end.bump();
             if let Sink::Stdin { supervisor, run }
@@ -741,18 +753,17 @@ impl Pipes {
 
 /// How often an inlet looks at the records of its producers.
 const PRODUCER_CHECK: Duration = Duration::from_secs(1);
-/// How long after its producer ended a pipe may go without its end of stream.
-const EOF_GRACE: Duration = Duration::from_secs(10);
 
-/// Fails the pipes whose producer is gone without ending them: its node died (and it will not
-/// be placed again), or it ended long ago. Returns only when every pipe has ended otherwise,
-/// which `feed` sees first.
+/// Fails the pipes whose producer's end died without ending them: the producer was lost with
+/// its node (and will not be placed again), was removed, or ended on a node that is now down
+/// (its outlet, which outlives the program while the pipe drains, went with the node).
+/// Returns only when every pipe has ended otherwise, which `feed` sees first.
 async fn watch_producers(
     end: &InletEnd,
     producers: &[Option<plexus_store::ProcId>],
     procs: &dyn ProcTable,
+    directory: &dyn crate::directory::NodeDirectory,
 ) {
-    let mut since_ended: HashMap<usize, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(PRODUCER_CHECK).await;
         for (i, producer) in producers.iter().enumerate() {
@@ -763,22 +774,19 @@ async fn watch_producers(
             if !open {
                 continue;
             }
+            let node_down = |node: &str| directory.view().nodes.get(node).is_some_and(|n| !n.up);
             let why = match procs.get(*id).await {
                 Ok(None) => Some(format!("its producer {id} was removed")),
                 Ok(Some(rec)) => match rec.state {
                     ProcState::Lost if rec.restart == plexus_store::RestartPolicy::Never => Some(
                         format!("its producer {id} was lost: its node {} is down", rec.node),
                     ),
-                    state if state.is_ended() => {
-                        let at = *since_ended.entry(i).or_insert_with(Instant::now);
-                        (at.elapsed() > EOF_GRACE).then(|| {
-                            format!("its producer {id} ended ({state}) without closing it")
-                        })
-                    }
-                    _ => {
-                        since_ended.remove(&i);
-                        None
-                    }
+                    state if state.is_ended() && node_down(&rec.node) => Some(format!(
+                        "its producer {id} ended ({state}) and its node {} went down before the \
+                         pipe was drained",
+                        rec.node
+                    )),
+                    _ => None,
                 },
                 Err(_) => None,
             };

@@ -141,7 +141,7 @@ impl SysProc {
         directory: Arc<dyn NodeDirectory>,
         supervisor: Arc<Supervisor>,
     ) -> Arc<SysProc> {
-        let pipes = Pipes::new(&directory.local(), procs.clone());
+        let pipes = Pipes::new(&directory.local(), procs.clone(), directory.clone());
         Arc::new(SysProc {
             inner: Arc::new(Inner {
                 pipes,
