@@ -31,9 +31,12 @@ use plexus_client::{members, sign_with, Client, Reply};
 use plexus_node::threads_per_node;
 
 mod fs;
+mod pipe;
 mod proc;
 
 pub use self::fs::{fs, FsArgs};
+pub use self::pipe::{pipe, PipeArgs};
+pub(crate) use self::pipe::{pipe_count, pipe_lines, pipe_relay, pipe_sink, pipe_source};
 pub use self::proc::{proc, ProcArgs};
 
 use crate::local::{

@@ -1,6 +1,6 @@
-//! Smoke tests of `plx bench rr|detect|failover|store|proc` with minimal sizes: each starts its own
-//! cluster, prints one JSON object with the expected fields, and cleans up after itself. No
-//! timing is asserted.
+//! Smoke tests of `plx bench rr|detect|failover|store|proc|fs|pipe` with minimal sizes: each
+//! starts its own cluster, prints one JSON object with the expected fields, and cleans up after
+//! itself. No timing is asserted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -216,7 +216,7 @@ fn proc() {
 
 #[test]
 fn help_describes_every_bench() {
-    for sub in ["rr", "detect", "failover", "store", "proc"] {
+    for sub in ["rr", "detect", "failover", "store", "proc", "pipe"] {
         let out = Command::new(env!("CARGO_BIN_EXE_plx"))
             .args(["bench", sub, "--help"])
             .output()
@@ -257,4 +257,54 @@ fn fs() {
     assert_eq!(number(&j, "small_files"), 64.0);
     assert_eq!(number(&j, "small_failed"), 0.0);
     assert_eq!(number(&j, "ls_files"), 64.0);
+}
+
+#[test]
+fn pipe() {
+    let j = bench(&[
+        "pipe",
+        "--bytes",
+        "4194304",
+        "--runs",
+        "1",
+        "--lines",
+        "2000",
+        "--latency-lines",
+        "20",
+        "--stall",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(at(&j, "bench").as_str(), Some("pipe"));
+    positive(
+        &j,
+        &[
+            "throughput.mb_s",
+            "throughput.wall_mb_s",
+            "throughput.baseline_relay_mb_s",
+            "throughput.baseline_tcp_mb_s",
+            "throughput.ratio",
+            "throughput.ratio_to_tcp",
+            "lines.records_per_sec",
+            "lines.baseline_local_records_per_sec",
+            "lines.ratio",
+            "latency.p50_us",
+            "latency.p99_us",
+            "latency.baseline_local_p50_us",
+            "latency.baseline_tcp_rtt_p50_us",
+            "latency.ratio",
+            "stalled.backlog_bytes",
+            "stalled.producer_node_rss_before_mb",
+            "stalled.producer_node_rss_end_mb",
+            "stalled.consumer_node_rss_end_mb",
+        ],
+    );
+    verdicts(&j, &["throughput.met", "stalled.met"]);
+    assert_eq!(number(&j, "throughput.bytes"), 4194304.0);
+    assert_eq!(at(&j, "throughput.runs_mb_s").as_list().unwrap().len(), 1);
+    assert_eq!(number(&j, "lines.lines"), 2000.0);
+    assert_eq!(number(&j, "latency.lines"), 20.0);
+    // Flow control, not timing: a consumer that never reads holds at most the window.
+    assert_eq!(number(&j, "stalled.window_bytes"), 1048576.0);
+    assert!(number(&j, "stalled.max_backlog_bytes") <= 1048576.0);
 }

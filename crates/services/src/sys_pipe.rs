@@ -465,9 +465,20 @@ fn config(window: u64) -> Config {
 /// Counts records in `bytes` where that is cheap: lines of a raw stream.
 fn count_records(format: Format, bytes: &[u8]) -> u64 {
     match format {
-        Format::Raw => bytes.iter().filter(|&&b| b == b'\n').count() as u64,
+        Format::Raw => newlines(bytes),
         _ => 0,
     }
+}
+
+/// The newlines in `bytes`. Counted in runs of at most 255 bytes into a byte-wide sum, which
+/// the compiler turns into wide vector compares and adds: about 30 GB/s on one core, where
+/// a count per byte widened to 64 bits did 2.3 GB/s, a quarter of the time of a receiving node
+/// moving 400 MB/s (`plx bench pipe`).
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks(255)
+        .map(|run| u64::from(run.iter().fold(0u8, |n, &b| n + u8::from(b == b'\n'))))
+        .sum()
 }
 
 impl Pipes {
@@ -1330,3 +1341,26 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
         ],
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newlines_are_counted_across_runs_of_any_length() {
+        assert_eq!(newlines(b""), 0);
+        assert_eq!(newlines(b"a\nb\n\n"), 3);
+        for len in [1, 254, 255, 256, 510, 511, 65_536, 65_537] {
+            let all = vec![b'\n'; len];
+            assert_eq!(newlines(&all), len as u64);
+            let none = vec![b'x'; len];
+            assert_eq!(newlines(&none), 0);
+            let every_100: Vec<u8> = (0..len)
+                .map(|i| if i % 100 == 99 { b'\n' } else { b'x' })
+                .collect();
+            assert_eq!(newlines(&every_100), (len / 100) as u64);
+        }
+        assert_eq!(count_records(Format::Raw, b"x\ny\n"), 2);
+        assert_eq!(count_records(Format::Json, b"{}\n{}\n"), 0);
+    }
+}
