@@ -27,11 +27,11 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// A 1 MiB window, 64 KiB frames, retransmission after 1 s.
+    /// A 1 MiB window, 256 KiB frames, retransmission after 1 s.
     fn default() -> Config {
         Config {
             window: 1 << 20,
-            max_frame: 64 << 10,
+            max_frame: 256 << 10,
             retransmit_ms: 1000,
         }
     }

@@ -22,6 +22,11 @@ use crate::stats::{self, Stats};
 
 /// The most bytes read from a pipe at a time.
 const PIPE_CHUNK: usize = 64 * 1024;
+/// The most bytes read at a time from a stream that goes into a Plexus pipe, and the size
+/// asked of the OS pipes of a piped stream or input: fewer, larger reads, writes and frames
+/// (Linux lets any user raise a pipe to 1 MiB).
+const PIPED_CHUNK: usize = 256 * 1024;
+const PIPED_PIPE_SIZE: usize = 1024 * 1024;
 /// The first read's buffer.
 const PIPE_CHUNK_FIRST: usize = 1024;
 /// Chunks queued for one attached reader before the pipe is no longer read.
@@ -182,6 +187,8 @@ pub struct Piped {
     pub stdout: bool,
     /// Standard error.
     pub stderr: bool,
+    /// Standard input comes from pipes (its OS pipe is made larger).
+    pub stdin: bool,
 }
 
 /// A process could not be started; nothing of it is left running.
@@ -573,6 +580,16 @@ impl Supervisor {
                 stdout,
                 stderr,
             } = l;
+            // Larger OS pipes for piped streams; a node that may not keeps the default.
+            for (fd, wanted) in [
+                (&stdin, piped.stdin),
+                (&stdout, piped.stdout),
+                (&stderr, piped.stderr),
+            ] {
+                if wanted {
+                    let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPED_PIPE_SIZE);
+                }
+            }
             let pipes = (|| {
                 Ok::<_, std::io::Error>((
                     pipe::Sender::from_owned_fd(stdin)?,
@@ -994,6 +1011,7 @@ async fn pump(
     // Most programs write little: a read gets a small buffer (a quiet process costs the node
     // little memory) that grows while reads fill it. None is held while the pipe is empty.
     let mut want = PIPE_CHUNK_FIRST;
+    let most = if piped { PIPED_CHUNK } else { PIPE_CHUNK };
     loop {
         // After the program has ended, a pipe with nothing to read for a while is held open
         // only by a process that left its group (`setsid`): stop waiting for its end of file.
@@ -1008,7 +1026,7 @@ async fn pump(
         let mut buf = BytesMut::with_capacity(want);
         match pipe.try_read_buf(&mut buf) {
             Ok(0) => break,
-            Ok(n) if n >= want => want = (want * 2).min(PIPE_CHUNK),
+            Ok(n) if n >= want => want = (want * 2).min(most),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => break,

@@ -176,7 +176,7 @@ async fn a_piped_stream_whose_reader_leaves_gives_epipe() {
     let s = supervisor();
     let piped = plexus_proc::Piped {
         stdout: true,
-        stderr: false,
+        ..Default::default()
     };
     let (_, mut attached) = s
         .sup

@@ -1505,6 +1505,7 @@ impl Inner {
         let piped = plexus_proc::Piped {
             stdout: w.outputs.iter().any(|o| !o.stderr && o.channel.is_none()),
             stderr: w.outputs.iter().any(|o| o.stderr && o.channel.is_none()),
+            stdin: w.inputs.iter().any(|i| i.channel.is_none()),
         };
         let spawned = self.supervisor.spawn_piped(run, &spec, piped).await;
         let (pid, attached) = match spawned {
