@@ -822,7 +822,7 @@ fn attach(inst: &mut Instance, pv: &PolicyValue, sp: Sp) -> Result<(), Fault> {
 }
 
 fn format_named(name: &str, sp: Sp) -> Result<Format, Fault> {
-    Format::from_name(name).ok_or_else(|| {
+    name.parse::<Format>().ok().ok_or_else(|| {
         fault(
             ErrorKind::UnknownFormat {
                 format: name.to_string(),

@@ -1,48 +1,12 @@
 //! What evaluating a script yields: concrete graphs with their policies, as plain data.
 
-use std::fmt;
 use std::fmt::Write as _;
 
 use plexus_sched::TagExpr;
 
-/// How a process frames its input or output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// Bytes as they come (in OneOS, lines of text). The default.
-    #[default]
-    Raw,
-    /// Length-prefixed frames (OneOS: a 32-bit little-endian length, then the bytes).
-    Segment,
-    /// A stream of whole JSON values.
-    Json,
-}
-
-impl Format {
-    /// The name used in scripts: `raw`, `segment`, `json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Raw => "raw",
-            Format::Segment => "segment",
-            Format::Json => "json",
-        }
-    }
-
-    /// The format named `name` (exactly, lower case).
-    pub fn from_name(name: &str) -> Option<Format> {
-        match name {
-            "raw" => Some(Format::Raw),
-            "segment" => Some(Format::Segment),
-            "json" => Some(Format::Json),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How a process frames its input or output: `raw` (lines), `segment` (length-prefixed
+/// frames) or `json` (whole JSON values); the pipes' own type.
+pub use plexus_pipe::Format;
 
 /// How an edge connects its ends once the graph is expanded (see [`crate::plan`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -255,8 +255,8 @@ pub fn graph_body(
                 Unit::from(format!("/fs{}", dir.trim_end_matches('/'))),
             );
         }
-        put("in", Unit::str(node.input_format.as_str()));
-        put("out", Unit::str(node.output_format.as_str()));
+        put("in", Unit::str(node.input_format.name()));
+        put("out", Unit::str(node.output_format.name()));
         for d in directives(&p.node_id) {
             match d {
                 DirectiveKind::Place(place) => {
