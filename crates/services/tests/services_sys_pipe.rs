@@ -1,67 +1,27 @@
 //! Pipes and graphs on one node: a real kernel, supervisor and node database, real programs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use plexus_identity::Keypair;
-use plexus_kernel::{Error, Kernel, Policy, Terminal};
-use plexus_proc::{Config, Supervisor};
-use plexus_services::directory::SingleNode;
-use plexus_services::sys_proc::SysProc;
-use plexus_services::testing::{bare_kernel, eval_text, TestTerminal};
+use plexus_kernel::Error;
+use plexus_services::testing::TestTerminal;
 use plexus_units::{to_text, Unit};
 
-struct Node {
-    kernel: Kernel,
-    admin: Keypair,
-    _dir: tempfile::TempDir,
-}
+mod common;
 
+use common::{field, Node};
+
+/// The node's admin runs everything here.
 async fn node() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let (kernel, admin) = bare_kernel();
-    let db = plexus_services::open_db(&dir.path().join("node.redb")).unwrap();
-    let mut config = Config::new(dir.path().join("procs"));
-    config.cgroups = false;
-    let (supervisor, _) = Supervisor::start(config).unwrap();
-    let service = SysProc::new(
-        db.clone(),
-        SingleNode::shared(&kernel.node().name, Default::default()),
-        Arc::new(supervisor),
-    );
-    kernel
-        .register(service.clone(), None, Policy::Registered)
-        .unwrap();
-    kernel
-        .register(service.pipe_service(), None, Policy::Registered)
-        .unwrap();
-    Node {
-        kernel,
-        admin,
-        _dir: dir,
-    }
+    common::node().await
 }
 
-impl Node {
-    async fn call(&self, term: Option<Arc<TestTerminal>>, text: &str) -> Result<Unit, Error> {
-        let term = term.map(|t| t as Arc<dyn Terminal>);
-        eval_text(&self.kernel, &self.admin, term, text)
-            .await
-            .map(|v| v.unwrap_or(Unit::None))
-    }
-}
-
-fn field(u: &Unit, k: &str) -> String {
-    let v = u
-        .as_map()
-        .and_then(|m| m.get_str(k))
-        .cloned()
-        .unwrap_or(Unit::None);
-    match v {
-        Unit::Str(s) => s.to_string(),
-        other => to_text(&other),
-    }
+async fn call(
+    n: &Node,
+    term: Option<std::sync::Arc<TestTerminal>>,
+    text: &str,
+) -> Result<Unit, Error> {
+    n.call(&n.admin, term, text).await
 }
 
 /// `sh -c SCRIPT` as a graph process.
@@ -80,10 +40,13 @@ async fn graph(node: &Node, procs: &[String], pipes: &[(&str, &str)]) -> (Unit, 
         procs.join(" "),
         pipes.join(" ")
     );
-    let reply = tokio::time::timeout(Duration::from_secs(60), node.call(Some(term.clone()), &msg))
-        .await
-        .expect("the graph ends")
-        .unwrap();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        call(node, Some(term.clone()), &msg),
+    )
+    .await
+    .expect("the graph ends")
+    .unwrap();
     (reply, term.output())
 }
 
@@ -190,10 +153,12 @@ async fn bad_graphs_are_refused_before_anything_starts() {
         ("{graph:{procs:[{stage:a run:[cat] on:nowhere}]}}", "nowhere"),
     ];
     for (msg, says) in cases {
-        let e = n.call(None, &format!("{msg}@sys.proc")).await.unwrap_err();
+        let e = call(&n, None, &format!("{msg}@sys.proc"))
+            .await
+            .unwrap_err();
         assert!(e.message().contains(says), "{msg}: {}", e.message());
     }
-    let ps = n.call(None, "ps@sys.proc").await.unwrap();
+    let ps = call(&n, None, "ps@sys.proc").await.unwrap();
     assert_eq!(to_text(&ps), "[]", "nothing started");
 }
 
@@ -202,6 +167,7 @@ async fn graphs_and_pipes_are_listed_and_a_graph_is_killed_whole() {
     let n = node().await;
     let started = n
         .call(
+            &n.admin,
             None,
             &format!(
                 "{{graph:{{name:slow procs:[{} {}] pipes:[{{from:1 to:2}}]}}}}@sys.proc",
@@ -215,24 +181,28 @@ async fn graphs_and_pipes_are_listed_and_a_graph_is_killed_whole() {
     // The consumer never reads: the producer fills the window and blocks.
     let mut listed = String::new();
     for _ in 0..100 {
-        listed = to_text(&n.call(None, "{pipes:t text:t}@sys.proc").await.unwrap());
+        listed = to_text(&call(&n, None, "{pipes:t text:t}@sys.proc").await.unwrap());
         if listed.contains("1.0M") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(listed.contains(&format!("{graph}.1")), "{listed}");
-    let graphs = to_text(&n.call(None, "{graphs:t text:t}@sys.proc").await.unwrap());
+    let graphs = to_text(&call(&n, None, "{graphs:t text:t}@sys.proc").await.unwrap());
     assert!(
         graphs.contains("slow") && graphs.contains("running (2 of 2)"),
         "{graphs}"
     );
     let killed = n
-        .call(None, &format!("{{kill:{graph} grace:100}}@sys.proc"))
+        .call(
+            &n.admin,
+            None,
+            &format!("{{kill:{graph} grace:100}}@sys.proc"),
+        )
         .await
         .unwrap();
     assert_eq!(field(&killed, "graph"), graph);
-    let graphs = to_text(&n.call(None, "{graphs:t text:t}@sys.proc").await.unwrap());
+    let graphs = to_text(&call(&n, None, "{graphs:t text:t}@sys.proc").await.unwrap());
     assert!(graphs.contains("ended"), "{graphs}");
 }
 
@@ -279,7 +249,7 @@ async fn named_channels_carry_what_the_program_writes_to_them() {
         sh("cam", "echo frame-1 > \"$PLX_OUT_VIDEO\"; echo on-stdout", ""),
         sh("view", "cat \"$PLX_IN_FRAMES\"; cat", "console:t"),
     );
-    let reply = tokio::time::timeout(Duration::from_secs(60), n.call(Some(term.clone()), &msg))
+    let reply = tokio::time::timeout(Duration::from_secs(60), call(&n, Some(term.clone()), &msg))
         .await
         .unwrap()
         .unwrap();
@@ -294,7 +264,7 @@ async fn named_channels_carry_what_the_program_writes_to_them() {
         sh("view", "cat \"$PLX_IN_FRAMES\"; echo done", "console:t"),
     );
     let term = TestTerminal::new();
-    let reply = tokio::time::timeout(Duration::from_secs(60), n.call(Some(term.clone()), &msg))
+    let reply = tokio::time::timeout(Duration::from_secs(60), call(&n, Some(term.clone()), &msg))
         .await
         .unwrap()
         .unwrap();
@@ -308,7 +278,7 @@ async fn named_channels_carry_what_the_program_writes_to_them() {
     );
     let reply = tokio::time::timeout(
         Duration::from_secs(60),
-        n.call(Some(TestTerminal::new()), &msg),
+        call(&n, Some(TestTerminal::new()), &msg),
     )
     .await
     .unwrap()
@@ -316,9 +286,7 @@ async fn named_channels_carry_what_the_program_writes_to_them() {
     assert_eq!(field(&reply, "code"), "141", "{}", to_text(&reply));
 
     // Bad channel names are refused.
-    let e = n
-        .call(
-            None,
+    let e = n.call(&n.admin, None,
             "{graph:{procs:[{stage:a run:[echo]} {stage:b run:[echo]}] pipes:[{from:a to:b out:`Bad-Name`}]}}@sys.proc",
         )
         .await
