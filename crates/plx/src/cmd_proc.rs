@@ -75,7 +75,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub common: Common,
     /// The program and its arguments (after `--`); a program or argument under `/fs/` is that
-    /// file of the cluster's tree on the node that runs it.
+    /// file of the cluster's tree on the node that runs it. One argument with an unquoted `|`
+    /// is a pipeline ('a @n1 | b @#lab | c').
     #[arg(
         required = true,
         trailing_var_arg = true,
@@ -417,7 +418,10 @@ pub enum ProcCmd {
     ///
     /// Exits with the program's exit code (128+signal when killed); a second Ctrl-C kills it.
     /// Examples: plx run -- python3 -u app.py;  plx run --on n2 --copy -- ./job.py;
-    /// plx run --detach --restart always --name web -- python3 -m http.server
+    /// plx run --detach --restart always --name web -- python3 -m http.server.
+    /// A pipeline across machines is one quoted line, each stage placed with @NODE or @#TAG
+    /// (or by the scheduler): plx run 'cat /var/log/syslog @n1 | grep error @n2 | sort'; it
+    /// exits with bash's pipefail status (docs/pipes.md).
     Run(RunArgs),
     /// List the programs of the cluster: id, name, user, node, state, CPU, memory.
     Ps(PsArgs),
