@@ -225,8 +225,8 @@ struct InletEnd {
 impl InletEnd {
     fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        let inlet = lock(&self.inlet);
         for (i, s) in self.stats.iter().enumerate() {
-            let inlet = lock(&self.inlet);
             if let Some(r) = inlet.receiver(i) {
                 s.set_state(r.state());
                 s.backlog.store(r.buffered(), Ordering::Relaxed);
