@@ -417,11 +417,16 @@ fn pipeline_command(entry: &str) -> Option<Result<ProcCmd, String>> {
     })
 }
 
-/// `Some` when `entry` is a process command (`run`, `ps`, `kill`, `logs`, `wait`, `rm` as its
+/// `Some` when `entry` is a process command (`run`, `ps`, `kill`, `logs`, `wait`, `rm`, `pipes`,
+/// `graphs`, `osh` as its
 /// first word): the command, or why its words do not make one.
 fn proc_command(entry: &str) -> Option<Result<ProcCmd, String>> {
     let first = entry.split_whitespace().next()?;
-    if !["run", "ps", "kill", "logs", "wait", "rm"].contains(&first) {
+    if ![
+        "run", "ps", "kill", "logs", "wait", "rm", "pipes", "graphs", "osh",
+    ]
+    .contains(&first)
+    {
         return None;
     }
     let Some(words) = shlex::split(entry) else {
