@@ -136,11 +136,85 @@ pub fn encode(u: &Unit) -> Vec<u8> {
 
 /// Appends the canonical encoding of `u` (without the version byte) to `out`.
 pub fn encode_into(u: &Unit, out: &mut Vec<u8>) {
+    write(u, out);
+}
+
+/// Byte strings at least this long are their own part in [`encode_parts`]: below it, copying
+/// costs less than the part.
+pub const SHARED_PART_MIN: usize = 4096;
+
+/// The canonical encoding of `u` (version byte first) as parts whose concatenation is
+/// [`encode`]'s result. Each byte string of [`SHARED_PART_MIN`] bytes or more is a part of its
+/// own that shares the unit's storage: a chunk of a pipe or a file goes to the network layer
+/// without being copied into the message.
+pub fn encode_parts(u: &Unit) -> Vec<Bytes> {
+    let mut parts = Parts::default();
+    parts.push(FORMAT_VERSION);
+    write(u, &mut parts);
+    parts.finish()
+}
+
+/// Where an encoding goes: a `Vec` takes copies of everything; [`Parts`] keeps large byte
+/// strings as they are.
+pub(crate) trait Sink {
+    fn push(&mut self, byte: u8);
+    fn put(&mut self, bytes: &[u8]);
+    /// A byte string's content (after its tag and length).
+    fn put_shared(&mut self, bytes: &Bytes) {
+        self.put(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// The parts of [`encode_parts`]: small pieces are gathered in `small`, which becomes a part
+/// whenever a shared one follows.
+#[derive(Default)]
+struct Parts {
+    done: Vec<Bytes>,
+    small: Vec<u8>,
+}
+
+impl Parts {
+    fn finish(mut self) -> Vec<Bytes> {
+        if !self.small.is_empty() || self.done.is_empty() {
+            self.done.push(Bytes::from(self.small));
+        }
+        self.done
+    }
+}
+
+impl Sink for Parts {
+    fn push(&mut self, byte: u8) {
+        self.small.push(byte);
+    }
+    fn put(&mut self, bytes: &[u8]) {
+        self.small.extend_from_slice(bytes);
+    }
+    fn put_shared(&mut self, bytes: &Bytes) {
+        if bytes.len() < SHARED_PART_MIN {
+            return self.put(bytes);
+        }
+        if !self.small.is_empty() {
+            self.done.push(Bytes::from(std::mem::take(&mut self.small)));
+        }
+        self.done.push(bytes.clone());
+    }
+}
+
+fn write<S: Sink>(u: &Unit, out: &mut S) {
     match u {
         Unit::None => out.push(tag::NONE),
         Unit::Bool(false) => out.push(tag::FALSE),
         Unit::Bool(true) => out.push(tag::TRUE),
-        Unit::Byte(b) => out.extend_from_slice(&[tag::BYTE, *b]),
+        Unit::Byte(b) => out.put(&[tag::BYTE, *b]),
         Unit::Int(i) => encode_int(i, out),
         Unit::Dec(d) => {
             out.push(tag::DEC);
@@ -157,12 +231,12 @@ pub fn encode_into(u: &Unit, out: &mut Vec<u8>) {
                 out.push(tag::STR);
                 put_varint(s.len() as u64, out);
             }
-            out.extend_from_slice(s.as_bytes());
+            out.put(s.as_bytes());
         }
         Unit::Bytes(b) => {
             out.push(tag::BYTES);
             put_varint(b.len() as u64, out);
-            out.extend_from_slice(b);
+            out.put_shared(b);
         }
         Unit::Ref(p) => {
             out.push(tag::REF);
@@ -177,7 +251,7 @@ pub fn encode_into(u: &Unit, out: &mut Vec<u8>) {
             } else {
                 tag::STREAM
             });
-            encode_into(&s.unit, out);
+            write(&s.unit, out);
             put_text(s.service(), out);
             if let Some(node) = s.node() {
                 put_text(node, out);
@@ -185,26 +259,26 @@ pub fn encode_into(u: &Unit, out: &mut Vec<u8>) {
         }
         Unit::Pair(p) => {
             out.push(tag::PAIR);
-            encode_into(&p.0, out);
-            encode_into(&p.1, out);
+            write(&p.0, out);
+            write(&p.1, out);
         }
         Unit::List(l) => {
             put_count(l.len(), tag::LIST_SHORT, tag::LIST, out);
             for e in l {
-                encode_into(e, out);
+                write(e, out);
             }
         }
         Unit::Map(m) => {
             put_count(m.len(), tag::MAP_SHORT, tag::MAP, out);
             for (k, v) in m {
-                encode_into(k, out);
-                encode_into(v, out);
+                write(k, out);
+                write(v, out);
             }
         }
     }
 }
 
-fn encode_i64(v: i64, out: &mut Vec<u8>) {
+fn encode_i64(v: i64, out: &mut impl Sink) {
     match v {
         0..=63 => out.push(tag::POS_SMALL + v as u8),
         -32..=-1 => out.push(tag::NEG_SMALL + (-1 - v) as u8),
@@ -220,7 +294,7 @@ fn encode_i64(v: i64, out: &mut Vec<u8>) {
     }
 }
 
-fn encode_int(i: &Int, out: &mut Vec<u8>) {
+fn encode_int(i: &Int, out: &mut impl Sink) {
     let (negative, mag) = match i.view() {
         IntView::Small(v) => return encode_i64(v, out),
         IntView::Big(negative, mag) => (negative, mag),
@@ -246,14 +320,14 @@ fn encode_int(i: &Int, out: &mut Vec<u8>) {
     }
     out.push(if negative { tag::BIG_NEG } else { tag::BIG_POS });
     put_varint(mag.len() as u64, out);
-    out.extend_from_slice(mag);
+    out.put(mag);
 }
 
 /// 2^64 as little-endian magnitude bytes: the one 9-byte magnitude whose negative fits
 /// `INT_NEG`.
 const TWO_POW_64: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 0, 1];
 
-fn put_count(n: usize, short: u8, long: u8, out: &mut Vec<u8>) {
+fn put_count(n: usize, short: u8, long: u8, out: &mut impl Sink) {
     if n <= SHORT_COUNT_MAX {
         out.push(short + n as u8);
     } else {
@@ -262,13 +336,13 @@ fn put_count(n: usize, short: u8, long: u8, out: &mut Vec<u8>) {
     }
 }
 
-fn put_text(s: &str, out: &mut Vec<u8>) {
+fn put_text(s: &str, out: &mut impl Sink) {
     put_varint(s.len() as u64, out);
-    out.extend_from_slice(s.as_bytes());
+    out.put(s.as_bytes());
 }
 
 /// Unsigned LEB128.
-pub(crate) fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+pub(crate) fn put_varint(mut v: u64, out: &mut impl Sink) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

@@ -36,7 +36,7 @@ mod value;
 
 pub use binary::{
     decode, decode_bytes, decode_bytes_with, decode_ref, decode_ref_with, encode, encode_into,
-    DecodeError,
+    encode_parts, DecodeError, SHARED_PART_MIN,
 };
 pub use borrowed::{Arena, DecRef, IntRef, MapRef, PathRef, StreamRef, UnitRef};
 pub use print::{dec_to_string, to_pretty, to_short, to_text};

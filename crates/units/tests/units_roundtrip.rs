@@ -12,7 +12,8 @@ use bytes::Bytes;
 use num_bigint::BigInt;
 use plexus_units::testing::{arb_leaf, arb_unit};
 use plexus_units::{
-    decode, decode_bytes, decode_ref, encode, parse, to_pretty, to_short, to_text, Arena, Dec, Unit,
+    decode, decode_bytes, decode_ref, encode, encode_parts, parse, to_pretty, to_short, to_text,
+    Arena, Dec, Unit, SHARED_PART_MIN,
 };
 use proptest::prelude::*;
 
@@ -121,6 +122,26 @@ proptest! {
     #[test]
     fn binary_round_trip(u in arb_unit()) {
         check_binary(&u)?;
+    }
+
+    /// The parts concatenate to the encoding, and each byte string of `SHARED_PART_MIN` bytes
+    /// or more is a part that shares the unit's storage.
+    #[test]
+    fn parts_concatenate_to_the_encoding(
+        u in arb_unit(),
+        big in proptest::collection::vec(any::<u8>(), SHARED_PART_MIN - 1..SHARED_PART_MIN + 300),
+        at in 0usize..3,
+    ) {
+        let big = bytes::Bytes::from(big);
+        let mut items = vec![u.clone(), u];
+        items.insert(at.min(items.len()), Unit::Bytes(big.clone()));
+        let whole = Unit::List(vec![Unit::List(items), Unit::Bytes(big.clone())]);
+        for unit in [&whole, &Unit::Bytes(big.clone())] {
+            let parts = encode_parts(unit);
+            prop_assert_eq!(parts.concat(), encode(unit));
+            let shared = parts.iter().filter(|p| p.as_ptr() == big.as_ptr()).count();
+            prop_assert_eq!(shared > 0, big.len() >= SHARED_PART_MIN);
+        }
     }
 
     #[test]
