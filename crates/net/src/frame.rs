@@ -20,6 +20,70 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 /// The first bytes of a hello frame.
 pub const HELLO_MAGIC: [u8; 4] = *b"PLXL";
 
+/// A frame to send, in parts: the link writes their concatenation. A large body (a pipe's
+/// chunk) stays in the buffer its producer filled until TLS copies it while encrypting it,
+/// instead of being copied into each layer's envelope on the way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutFrame {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl OutFrame {
+    /// The frame made of `parts`, in order.
+    pub fn from_parts(parts: Vec<Bytes>) -> OutFrame {
+        let len = parts.iter().map(Bytes::len).sum();
+        OutFrame { parts, len }
+    }
+
+    /// The frame's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the frame is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parts.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The parts, to be sent in order.
+    pub fn into_parts(self) -> Vec<Bytes> {
+        self.parts
+    }
+
+    /// The frame as one buffer: its part if it has one, else a copy of them all.
+    pub fn into_bytes(mut self) -> Bytes {
+        if self.parts.len() == 1 {
+            return self.parts.pop().unwrap_or_default();
+        }
+        let mut out = Vec::with_capacity(self.len);
+        for part in &self.parts {
+            out.extend_from_slice(part);
+        }
+        Bytes::from(out)
+    }
+}
+
+impl From<Bytes> for OutFrame {
+    fn from(frame: Bytes) -> OutFrame {
+        OutFrame {
+            len: frame.len(),
+            parts: vec![frame],
+        }
+    }
+}
+
+impl From<Vec<u8>> for OutFrame {
+    fn from(frame: Vec<u8>) -> OutFrame {
+        OutFrame::from(Bytes::from(frame))
+    }
+}
+
 /// The first frame each side of a link sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
@@ -110,6 +174,26 @@ mod tests {
         let mut long = enc.to_vec();
         long.push(b'x');
         assert!(Hello::decode(&long).is_err());
+    }
+
+    #[test]
+    fn out_frames_are_their_parts_concatenated() {
+        let parts = vec![
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"cde"),
+        ];
+        let frame = OutFrame::from_parts(parts);
+        assert_eq!(frame.len(), 5);
+        assert_eq!(frame.into_bytes(), Bytes::from_static(b"abcde"));
+        let one = Bytes::from(vec![7u8; 100]);
+        let frame = OutFrame::from(one.clone());
+        assert_eq!(
+            frame.into_bytes().as_ptr(),
+            one.as_ptr(),
+            "one part is not copied"
+        );
+        assert!(OutFrame::from_parts(Vec::new()).into_bytes().is_empty());
     }
 
     #[test]

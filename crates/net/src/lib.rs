@@ -62,7 +62,7 @@ pub mod transport;
 pub use accept::{AcceptErrors, Admission, AdmissionLimits, AfterFailure, Ticket};
 pub use allow::Allow;
 pub use error::NetError;
-pub use frame::{DEFAULT_MAX_FRAME, LINK_VERSION};
+pub use frame::{OutFrame, DEFAULT_MAX_FRAME, LINK_VERSION};
 pub use link::{Link, LinkConfig, LinkReceiver, LinkSender, PeerInfo};
 pub use mem::{Faults, MemListener, MemNetwork, MemStats, MemTransport};
 pub use mesh::{

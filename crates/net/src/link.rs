@@ -1,14 +1,19 @@
 //! Links: ordered, reliable streams of frames between two authenticated nodes.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use plexus_identity::PublicKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::frame::{encode, encode_header, FrameDecoder, Hello, DEFAULT_MAX_FRAME, LINK_VERSION};
+use crate::frame::{
+    encode, encode_header, FrameDecoder, FrameTooLarge, Hello, OutFrame, DEFAULT_MAX_FRAME,
+    HEADER_LEN, LINK_VERSION,
+};
 use crate::tls::map_io_error;
 use crate::NetError;
 
@@ -68,14 +73,15 @@ type CloseReason = Arc<Mutex<Option<NetError>>>;
 /// one link); frames from one sender arrive in the order sent.
 #[derive(Clone, Debug)]
 pub struct LinkSender {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<OutFrame>,
     peer: Arc<PeerInfo>,
 }
 
 impl LinkSender {
     /// Queues one frame. Waits while the queue is full; fails at once for a frame larger
     /// than the peer accepts, or when the link is closed.
-    pub async fn send(&self, frame: Bytes) -> Result<(), NetError> {
+    pub async fn send(&self, frame: impl Into<OutFrame>) -> Result<(), NetError> {
+        let frame = frame.into();
         if frame.len() > self.peer.max_frame {
             return Err(NetError::FrameTooLarge {
                 len: frame.len(),
@@ -87,7 +93,8 @@ impl LinkSender {
 
     /// Queues one frame if the queue has room, without waiting: fails with
     /// [`NetError::QueueFull`] when it has none, and as [`LinkSender::send`] does otherwise.
-    pub fn try_send(&self, frame: Bytes) -> Result<(), NetError> {
+    pub fn try_send(&self, frame: impl Into<OutFrame>) -> Result<(), NetError> {
+        let frame = frame.into();
         if frame.len() > self.peer.max_frame {
             return Err(NetError::FrameTooLarge {
                 len: frame.len(),
@@ -170,7 +177,7 @@ impl Link {
     }
 
     /// Queues one frame (see [`LinkSender::send`]).
-    pub async fn send(&self, frame: Bytes) -> Result<(), NetError> {
+    pub async fn send(&self, frame: impl Into<OutFrame>) -> Result<(), NetError> {
         self.sender.send(frame).await
     }
 
@@ -202,7 +209,7 @@ impl Link {
         queue: usize,
     ) -> (
         Link,
-        mpsc::Receiver<Bytes>,
+        mpsc::Receiver<OutFrame>,
         mpsc::Sender<Result<Bytes, NetError>>,
     ) {
         let (out_tx, out_rx) = mpsc::channel(queue.max(1));
@@ -283,17 +290,23 @@ where
 /// in 2^this (64).
 const MAX_COALESCE_BACKOFF: u32 = 6;
 
-async fn write_loop<W>(mut wr: W, mut out_rx: mpsc::Receiver<Bytes>, batch_bytes: usize)
+/// Parts of a frame at least this long are written from where they are; shorter ones are
+/// copied into the batch, which costs less than a slice of their own.
+const BORROWED_PART_MIN: usize = 4096;
+
+/// The most slices handed to one vectored write.
+const MAX_SLICES: usize = 64;
+
+async fn write_loop<W>(mut wr: W, mut out_rx: mpsc::Receiver<OutFrame>, batch_bytes: usize)
 where
     W: AsyncWrite + Unpin,
 {
-    let mut buf: Vec<u8> = Vec::with_capacity(batch_bytes.min(1 << 20));
+    let mut batch = Batch::default();
     // Yielding before a write (see below) pays on a busy link only: after a yield that found
     // nothing to add, the next `skip` writes go without, `skip` doubling with each such yield.
     let mut skip = 0u32;
     let mut misses = 0u32;
     'link: while let Some(first) = out_rx.recv().await {
-        buf.clear();
         let mut next = Some(first);
         let mut yielded = false;
         loop {
@@ -301,7 +314,7 @@ where
                 // Let the tasks that are ready run once before writing: those about to send
                 // (the other calls in flight on a busy link) then share this write, its TLS
                 // record and its system call.
-                if yielded || buf.len() >= batch_bytes {
+                if yielded || batch.len() >= batch_bytes {
                     break;
                 }
                 if skip > 0 {
@@ -320,30 +333,97 @@ where
                 continue;
             };
             // Sizes were checked by the sender against the peer's limit.
-            if encode_header(frame.len(), usize::MAX, &mut buf).is_err() {
+            if batch.add(frame).is_err() {
                 break 'link;
             }
-            if frame.len() >= batch_bytes {
-                // A large frame goes out as it is, without copying it into the batch.
-                if wr.write_all(&buf).await.is_err() || wr.write_all(&frame).await.is_err() {
-                    break 'link;
-                }
-                buf.clear();
-            } else {
-                buf.extend_from_slice(&frame);
-            }
-            next = if buf.len() < batch_bytes {
+            next = if batch.len() < batch_bytes {
                 out_rx.try_recv().ok()
             } else {
                 None
             };
         }
-        if (!buf.is_empty() && wr.write_all(&buf).await.is_err()) || wr.flush().await.is_err() {
+        if batch.write_to(&mut wr).await.is_err() || wr.flush().await.is_err() {
             break;
         }
     }
     // Every sender is gone (or the stream broke): close our direction in order.
     let _ = wr.shutdown().await;
+}
+
+/// Frames gathered for one vectored write: each frame's header and its short parts copied
+/// together, its long parts (a pipe's chunk) held where they are.
+#[derive(Default)]
+struct Batch {
+    /// What to write, in order, but for `short`.
+    pieces: VecDeque<Bytes>,
+    /// Short parts since the last long one.
+    short: BytesMut,
+    len: usize,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn add(&mut self, frame: OutFrame) -> Result<(), FrameTooLarge> {
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        encode_header(frame.len(), usize::MAX, &mut header)?;
+        self.short.extend_from_slice(&header);
+        self.len += HEADER_LEN + frame.len();
+        for part in frame.parts() {
+            if part.len() >= BORROWED_PART_MIN {
+                self.seal();
+                self.pieces.push_back(part.clone());
+            } else {
+                self.short.extend_from_slice(part);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the run of short parts.
+    fn seal(&mut self) {
+        if !self.short.is_empty() {
+            self.pieces.push_back(self.short.split().freeze());
+        }
+    }
+
+    /// Writes everything gathered, in as few vectored writes as the writer takes.
+    async fn write_to<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        self.seal();
+        while !self.pieces.is_empty() {
+            let written = {
+                let slices: Vec<IoSlice<'_>> = self
+                    .pieces
+                    .iter()
+                    .take(MAX_SLICES)
+                    .map(|p| IoSlice::new(p))
+                    .collect();
+                wr.write_vectored(&slices).await?
+            };
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.consume(written);
+        }
+        self.len = 0;
+        Ok(())
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.pieces.front_mut() else {
+                return;
+            };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.pieces.pop_front();
+        }
+    }
 }
 
 async fn read_loop<R>(
@@ -390,6 +470,89 @@ async fn read_loop<R>(
                 let _ = in_tx.send(Err(map_io_error(e))).await;
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A writer that takes at most `most` bytes a call, from as many slices as that spans.
+    struct Trickle {
+        got: Vec<u8>,
+        most: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut left = self.most;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.got.extend_from_slice(&buf[..n]);
+                left -= n;
+            }
+            Poll::Ready(Ok(self.most - left))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Whatever the writer takes per call, a batch writes each frame's header and parts once,
+    /// in order, long parts and short ones alike.
+    #[tokio::test]
+    async fn a_batch_is_written_whole_through_partial_writes() {
+        let part = |n: usize, seed: u8| Bytes::from(vec![seed; n]);
+        let frames = [
+            vec![part(3, 1), part(BORROWED_PART_MIN, 2), part(10, 3)],
+            vec![],
+            vec![
+                part(BORROWED_PART_MIN * 3 + 1, 4),
+                part(BORROWED_PART_MIN - 1, 5),
+            ],
+        ];
+        let mut want = Vec::new();
+        for parts in &frames {
+            let len: usize = parts.iter().map(Bytes::len).sum();
+            want.extend_from_slice(&(len as u32).to_le_bytes());
+            for p in parts {
+                want.extend_from_slice(p);
+            }
+        }
+        for most in [1, 7, 4096, 5000, 1 << 20] {
+            let mut batch = Batch::default();
+            for parts in &frames {
+                batch.add(OutFrame::from_parts(parts.clone())).unwrap();
+            }
+            assert_eq!(batch.len(), want.len());
+            let mut out = Trickle {
+                got: Vec::new(),
+                most,
+            };
+            batch.write_to(&mut out).await.unwrap();
+            assert_eq!(out.got, want, "{most} bytes a write");
+            assert_eq!(batch.len(), 0);
         }
     }
 }

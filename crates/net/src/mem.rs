@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::{Allow, Expect, Link, LinkConfig, Listener, NetError, PeerInfo, Transport};
+use crate::{Allow, Expect, Link, LinkConfig, Listener, NetError, OutFrame, PeerInfo, Transport};
 
 /// Faults on the frames from one endpoint to another.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -194,7 +194,7 @@ impl MemNetwork {
         from: String,
         to: String,
         link_no: u64,
-        mut out_rx: mpsc::Receiver<Bytes>,
+        mut out_rx: mpsc::Receiver<OutFrame>,
         in_tx: mpsc::Sender<Result<Bytes, NetError>>,
         queue: usize,
     ) {
@@ -209,6 +209,7 @@ impl MemNetwork {
         // Intake: decide each frame's fate when it is sent.
         tokio::spawn(async move {
             while let Some(frame) = out_rx.recv().await {
+                let frame = frame.into_bytes();
                 let deliver_at = {
                     let mut s = net.lock();
                     s.stats.sent += 1;

@@ -41,7 +41,7 @@ pub use wire::{
 };
 
 use crate::frame::MAX_FRAME_LIMIT;
-use crate::{Expect, Link, LinkReceiver, Listener, NetError, PeerInfo, Transport};
+use crate::{Expect, Link, LinkReceiver, Listener, NetError, OutFrame, PeerInfo, Transport};
 use link::{CallGuard, Closing, LinkCtx, Start};
 
 /// One-way messages queued per peer while its link is being set up; more are dropped.
@@ -505,15 +505,16 @@ impl<T: Transport> Mesh<T> {
     /// A call with a deadline: sends `body` to the peer's handler on `channel` and waits for
     /// its reply, at most `timeout` (connecting included). Connects if needed (respecting
     /// the backoff). Dropping the future cancels the call on the peer.
+    /// The body may come in parts ([`OutFrame`]): a long part is written from where it is.
     pub async fn call(
         &self,
         to: &PublicKey,
         channel: Channel,
-        body: Bytes,
+        body: impl Into<OutFrame>,
         timeout: Duration,
     ) -> Result<Bytes, MeshError> {
         let deadline = Instant::now().checked_add(timeout);
-        let call = self.inner.call(to, channel, body, deadline, timeout);
+        let call = self.inner.call(to, channel, body.into(), deadline, timeout);
         match deadline {
             None => call.await,
             Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
@@ -970,7 +971,7 @@ impl<T: Transport> Inner<T> {
         self: &Arc<Self>,
         to: &PublicKey,
         channel: Channel,
-        body: Bytes,
+        body: OutFrame,
         deadline: Option<Instant>,
         timeout: Duration,
     ) -> Result<Bytes, MeshError> {
@@ -998,16 +999,18 @@ impl<T: Transport> Inner<T> {
             armed: true,
             patience: timeout,
         };
-        let frame = Bytes::from(
-            MeshFrame::Call {
-                channel,
-                id,
-                deadline_ms: deadline_ms(deadline),
-                body: &body,
-            }
-            .encode(),
+        let header = MeshFrame::Call {
+            channel,
+            id,
+            deadline_ms: deadline_ms(deadline),
+            body: &[],
+        }
+        .encode();
+        let frame = OutFrame::from_parts(
+            std::iter::once(Bytes::from(header))
+                .chain(body.into_parts())
+                .collect(),
         );
-        drop(body);
         let Some(sender) = ctx.sender() else {
             return Err(ctx.closed_error());
         };

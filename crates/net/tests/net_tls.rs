@@ -10,7 +10,8 @@ use plexus_identity::{KeyKind, Keypair};
 use plexus_net::frame::{encode, FrameDecoder, Hello, LINK_VERSION};
 use plexus_net::tls::{certificate_key, node_certificate, CERT_NAME};
 use plexus_net::{
-    Allow, Expect, Link, LinkConfig, Listener, NetError, TcpTlsListener, TcpTlsTransport, Transport,
+    Allow, Expect, Link, LinkConfig, Listener, NetError, OutFrame, TcpTlsListener, TcpTlsTransport,
+    Transport,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -211,6 +212,42 @@ async fn large_frames_up_to_the_limit() {
     let bigger = Bytes::from(vec![9u8; 3 << 20]);
     server.send(bigger.clone()).await.unwrap();
     assert_eq!(timeout(T, client.recv()).await.unwrap().unwrap(), bigger);
+}
+
+/// Frames in parts, long parts (written from where they are) between short ones (copied into
+/// the batch), many queued at once so that they share writes: each arrives whole, in order.
+#[tokio::test]
+async fn frames_in_parts_arrive_whole_and_in_order() {
+    let (a, b) = (node("a"), node("b"));
+    let allow = Allow::with_keys([a.public(), b.public()]);
+    let ta = transport(&a, &allow);
+    let tb = transport(&b, &allow);
+    let (mut lb, addr) = listen(&tb).await;
+    let (l, r) = tokio::join!(ta.connect(&addr, Expect::Key(b.public())), accept(&mut lb));
+    let (client, mut server) = (l.unwrap(), r.unwrap());
+    let part = |n: usize, seed: usize| {
+        Bytes::from((0..n).map(|i| (i * 7 + seed) as u8).collect::<Vec<_>>())
+    };
+    let frames: Vec<Vec<Bytes>> = (0..60)
+        .map(|i| match i % 4 {
+            0 => vec![part(14, i), part(300_000, i), part(3, i)],
+            1 => vec![part(5, i)],
+            2 => vec![part(4096, i), part(4095, i), part(70_000, i), Bytes::new()],
+            _ => vec![],
+        })
+        .collect();
+    let sender = client.sender();
+    let sent = frames.clone();
+    let sending = tokio::spawn(async move {
+        for parts in sent {
+            sender.send(OutFrame::from_parts(parts)).await.unwrap();
+        }
+    });
+    for (i, parts) in frames.iter().enumerate() {
+        let got = timeout(T, server.recv()).await.unwrap().unwrap();
+        assert_eq!(got, parts.concat(), "frame {i}");
+    }
+    sending.await.unwrap();
 }
 
 // ---- A hand-made TLS peer, to break the rules the real transport keeps. ----
