@@ -138,7 +138,8 @@ async fn an_unused_invite_key_may_only_join() {
     };
     let store_call = wire::encode(&wire::CallRequest {
         service: "io.store".into(),
-        msg: plexus_units::encode(&plexus_units::parse("{save:call out:@pwned.call}").unwrap()),
+        msg: plexus_units::encode(&plexus_units::parse("{save:call out:@pwned.call}").unwrap())
+            .into(),
         author: admin.public().to_bytes(),
         root_hash: [7; 32],
         depth: 0,

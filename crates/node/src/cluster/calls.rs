@@ -12,7 +12,7 @@ use plexus_identity::{KeyCache, PublicKey};
 use plexus_kernel::{
     code, BoxFuture, Cx, Error, Evaluation, Kernel, NodeRef, Outcome, Remote, Terminal,
 };
-use plexus_net::{Mesh, MeshError, Transport};
+use plexus_net::{Mesh, MeshError, OutFrame, Transport};
 use plexus_protocol::{CallResult, TermRequest, TermResponse};
 use plexus_units::Unit;
 
@@ -145,19 +145,22 @@ impl<T: Transport> Remote for Router<T> {
             let guard = cx.terminal().ok().map(|t| self.sessions.open(t.clone()));
             // The message's own encoding goes once the request's is made: a chunk sent to
             // another node is held once while the call waits, not twice.
-            let body = {
-                let request = CallRequest {
+            // A long byte string of the message (a pipe's chunk) is not copied into the
+            // request: it stays a part of its own down to the link's TLS.
+            let body = OutFrame::from_parts(
+                CallRequest {
                     service: service.to_owned(),
-                    msg: plexus_units::encode(&msg),
+                    msg: Bytes::new(),
                     author: cx.author().to_bytes(),
                     root_hash: *cx.root_hash(),
                     depth: cx.depth(),
                     session: guard.as_ref().map(|g| g.id),
                     evaluation: cx.evaluation().map(|e| (e.time_ms, e.id)),
-                };
-                drop(msg);
-                Bytes::from(wire::encode(&request).map_err(Error::internal)?)
-            };
+                }
+                .encode_parts(&msg)
+                .map_err(Error::internal)?,
+            );
+            drop(msg);
             let started = tokio::time::Instant::now();
             let reply = loop {
                 let call = self
@@ -237,9 +240,11 @@ pub async fn serve_call<T: Transport>(
     from: PublicKey,
     body: Bytes,
 ) -> Result<Bytes, String> {
-    let request: CallRequest = wire::decode(&body)?;
+    // The message's strings and byte strings stay slices of the received frame.
+    let request: CallRequest =
+        plexus_protocol::decode_shared(&body).map_err(|e| format!("malformed request: {e}"))?;
     let author = keys.decode(&request.author).map_err(|e| e.to_string())?;
-    let msg = plexus_units::decode(&request.msg).map_err(|e| format!("bad message: {e}"))?;
+    let msg = plexus_units::decode_bytes(request.msg).map_err(|e| format!("bad message: {e}"))?;
     let session = request.session.map(|session| {
         Arc::new(ProxyTerminal {
             mesh: mesh.clone(),
