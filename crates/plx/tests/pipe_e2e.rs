@@ -159,11 +159,22 @@ fn pipelines_span_three_nodes_end_well_and_fail_clearly() {
     let want: String = (1..=30000)
         .map(|i| format!("{i} and a tail of text to make the record longer\n"))
         .collect();
-    assert!(
-        merged.starts_with(&want),
-        "{}",
-        &merged[..merged.len().min(300)]
-    );
+    if !merged.starts_with(&want) {
+        let at = merged
+            .bytes()
+            .zip(want.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(merged.len().min(want.len()));
+        let from = merged[..at].rfind('\n').map_or(0, |i| i + 1);
+        let tail = merged.len().saturating_sub(600).max(from);
+        panic!(
+            "the merged records differ at byte {at} of {} (want {}):\n{}\n…\n{}",
+            merged.len(),
+            want.len(),
+            &merged[from..merged.len().min(from + 600)],
+            &merged[tail..]
+        );
+    }
     assert!(
         merged[want.len()..].contains("code:0"),
         "{}",

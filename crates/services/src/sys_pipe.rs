@@ -764,6 +764,10 @@ impl Pipes {
 
 /// How often an inlet looks at the records of its producers.
 const PRODUCER_CHECK: Duration = Duration::from_secs(1);
+/// How long a pipe's other end must look gone (its process lost or ended, and its node down
+/// all along) before the pipe fails. Membership can declare a busy node down while it runs;
+/// it rejoins within a second, its processes and their pipes with it.
+const GONE_GRACE: Duration = Duration::from_secs(5);
 
 /// Fails the pipes whose producer's end died without ending them: the producer was lost with
 /// its node (and will not be placed again), was removed, or ended on a node that is now down
@@ -775,6 +779,7 @@ async fn watch_producers(
     procs: &dyn ProcTable,
     directory: &dyn crate::directory::NodeDirectory,
 ) {
+    let mut grace = Grace::new(producers.len());
     loop {
         tokio::time::sleep(PRODUCER_CHECK).await;
         for (i, producer) in producers.iter().enumerate() {
@@ -785,30 +790,86 @@ async fn watch_producers(
             if !open {
                 continue;
             }
-            let node_down = |node: &str| directory.view().nodes.get(node).is_some_and(|n| !n.up);
-            let why = match procs.get(*id).await {
-                Ok(None) => Some(format!("its producer {id} was removed")),
-                Ok(Some(rec)) => match rec.state {
-                    ProcState::Lost if rec.restart == plexus_store::RestartPolicy::Never => Some(
-                        format!("its producer {id} was lost: its node {} is down", rec.node),
-                    ),
-                    state if state.is_ended() && node_down(&rec.node) => Some(format!(
-                        "its producer {id} ended ({state}) and its node {} went down before the \
-                         pipe was drained",
-                        rec.node
-                    )),
-                    _ => None,
-                },
-                Err(_) => None,
+            let Ok(record) = procs.get(*id).await else {
+                continue;
             };
-            if let Some(why) = why {
-                if let Some(r) = lock(&end.inlet).receiver_mut(i) {
-                    r.fail(why);
-                }
-                end.arrived.notify_one();
-                end.bump();
+            let view = directory.view();
+            let node_down = |node: &str| view.nodes.get(node).is_some_and(|n| !n.up);
+            let verdict = producer_gone(*id, record.as_ref(), node_down);
+            let Some(why) = grace.judge(i, verdict, Instant::now()) else {
+                continue;
+            };
+            if let Some(r) = lock(&end.inlet).receiver_mut(i) {
+                r.fail(why);
             }
+            end.arrived.notify_one();
+            end.bump();
         }
+    }
+}
+
+/// Why a pipe's producer looks gone, from its record and whether its node is down now.
+#[derive(Debug, PartialEq, Eq)]
+struct Gone {
+    why: String,
+    /// Only if it stays so for [`GONE_GRACE`]: the node may be back at once.
+    wait: bool,
+}
+
+/// Whether the producer `id` (its record, `None` once removed) looks gone.
+fn producer_gone(
+    id: plexus_store::ProcId,
+    record: Option<&plexus_store::ProcRecord>,
+    node_down: impl Fn(&str) -> bool,
+) -> Option<Gone> {
+    let Some(rec) = record else {
+        return Some(Gone {
+            why: format!("its producer {id} was removed"),
+            wait: false,
+        });
+    };
+    let why = match &rec.state {
+        // Lost with its node (not placed again) — unless the node is up: declared down while
+        // it ran, it rejoined with its processes.
+        ProcState::Lost
+            if rec.restart == plexus_store::RestartPolicy::Never && node_down(&rec.node) =>
+        {
+            format!("its producer {id} was lost: its node {} is down", rec.node)
+        }
+        state if state.is_ended() && node_down(&rec.node) => format!(
+            "its producer {id} ended ({state}) and its node {} went down before the pipe was \
+             drained",
+            rec.node
+        ),
+        _ => return None,
+    };
+    Some(Gone { why, wait: true })
+}
+
+/// Since when each watched end has looked gone: a node that membership declared down while
+/// it ran (a busy machine that missed its pings) rejoins within a second, its processes with
+/// it, so only an end that stays gone for [`GONE_GRACE`] fails its pipe. Time comes in as an
+/// argument.
+struct Grace {
+    since: Vec<Option<Instant>>,
+}
+
+impl Grace {
+    fn new(ends: usize) -> Grace {
+        Grace {
+            since: vec![None; ends],
+        }
+    }
+
+    /// End `i` looks as `verdict` says at `now`: the reason its pipe fails, if it does now.
+    fn judge(&mut self, i: usize, verdict: Option<Gone>, now: Instant) -> Option<String> {
+        let slot = self.since.get_mut(i)?;
+        let Some(gone) = verdict else {
+            *slot = None;
+            return None;
+        };
+        let since = *slot.get_or_insert(now);
+        (!gone.wait || now.duration_since(since) >= GONE_GRACE).then_some(gone.why)
     }
 }
 
@@ -1003,14 +1064,28 @@ struct Link {
 async fn consumer_node(
     procs: &dyn ProcTable,
     consumer: plexus_store::ProcId,
-) -> Option<(String, bool)> {
+) -> Option<(String, Awaited)> {
     let rec = procs.get(consumer).await.ok().flatten()?;
-    let coming = match rec.state {
-        ProcState::Starting | ProcState::Running | ProcState::Restarting => true,
-        ProcState::Lost => rec.restart != plexus_store::RestartPolicy::Never,
-        _ => false,
+    let awaited = match rec.state {
+        ProcState::Starting | ProcState::Running | ProcState::Restarting => Awaited::Coming,
+        ProcState::Lost if rec.restart != plexus_store::RestartPolicy::Never => Awaited::Coming,
+        // Lost with its node, which may have been declared down while it ran: it is back
+        // within a second if so.
+        ProcState::Lost => Awaited::Unsure,
+        _ => Awaited::Gone,
     };
-    Some((rec.node, coming))
+    Some((rec.node, awaited))
+}
+
+/// What an outlet can expect of a consumer it cannot reach.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    /// It runs, starts, or will be placed again.
+    Coming,
+    /// Lost with its node.
+    Unsure,
+    /// It ended: nobody will read.
+    Gone,
 }
 
 /// The outlet's loop: reads the producer, sends frames and waits, until every pipe ended.
@@ -1164,7 +1239,7 @@ async fn run_outlet(
                             None => None,
                         };
                         let deadline = match &where_now {
-                            Some((_, true)) => RELINK_DEADLINE,
+                            Some((_, Awaited::Coming | Awaited::Unsure)) => RELINK_DEADLINE,
                             _ => REACH_DEADLINE,
                         };
                         if let Some((node, _)) = &where_now {
@@ -1175,8 +1250,13 @@ async fn run_outlet(
                                 link.opened = false;
                             }
                         }
-                        if where_now.as_ref().is_some_and(|(_, coming)| !coming) {
-                            // The consumer ended, or was lost with its node: nobody will read.
+                        let gone = where_now.as_ref().is_some_and(|(_, a)| {
+                            *a == Awaited::Gone
+                                || (*a == Awaited::Unsure && since.elapsed() > GONE_GRACE)
+                        });
+                        if gone {
+                            // The consumer ended, or was lost with its node (which stayed
+                            // down): nobody will read.
                             let why = format!(
                                 "pipe {} to {} on node {}: its consumer is gone ({})",
                                 target.pipe,
@@ -1345,6 +1425,71 @@ static TABLE: LazyLock<Table<Op>> = LazyLock::new(|| {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(state: ProcState, restart: plexus_store::RestartPolicy) -> plexus_store::ProcRecord {
+        let mut r = plexus_store::ProcRecord::new(
+            plexus_store::ProcId::from_random([7, 0, 0, 0]),
+            [1; 32],
+            "n1",
+            vec!["seq".into()],
+        );
+        r.state = state;
+        r.restart = restart;
+        r
+    }
+
+    /// A producer whose node was declared down while it ran (its record says lost, its node
+    /// is up again) is not gone: failing its pipe gave the consumer an early end of file and
+    /// lost the rest of the stream, with every process exiting 0.
+    #[test]
+    fn a_lost_producer_is_gone_only_while_its_node_is_down() {
+        use plexus_store::RestartPolicy::{Always, Never};
+        let rec = record(ProcState::Lost, Never);
+        let id = rec.id;
+        let down = |_: &str| true;
+        let up = |_: &str| false;
+        assert_eq!(producer_gone(id, Some(&rec), up), None);
+        assert!(producer_gone(id, Some(&rec), down).is_some_and(|g| g.wait));
+        // Placed again elsewhere: its pipe is opened from there.
+        assert_eq!(
+            producer_gone(id, Some(&record(ProcState::Lost, Always)), down),
+            None
+        );
+        // Ended: only a node that went down before the pipe drained loses its bytes.
+        let ended = record(ProcState::Exited(0), Never);
+        assert_eq!(producer_gone(id, Some(&ended), up), None);
+        assert!(producer_gone(id, Some(&ended), down).is_some_and(|g| g.wait));
+        assert_eq!(
+            producer_gone(id, Some(&record(ProcState::Running, Never)), down),
+            None
+        );
+        // Removed: gone at once.
+        assert!(producer_gone(id, None, up).is_some_and(|g| !g.wait));
+    }
+
+    #[test]
+    fn a_pipe_fails_once_its_end_stayed_gone_for_the_grace() {
+        let gone = |wait| {
+            Some(Gone {
+                why: "gone".into(),
+                wait,
+            })
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let grace = GONE_GRACE.as_millis() as u64;
+        let mut g = Grace::new(2);
+        assert_eq!(g.judge(0, gone(true), at(0)), None);
+        assert_eq!(g.judge(0, gone(true), at(grace - 1)), None);
+        // Back before the grace ran out: the clock starts again.
+        assert_eq!(g.judge(0, None, at(grace - 1)), None);
+        assert_eq!(g.judge(0, gone(true), at(grace)), None);
+        assert_eq!(g.judge(0, gone(true), at(2 * grace - 1)), None);
+        assert_eq!(g.judge(0, gone(true), at(2 * grace)), Some("gone".into()));
+        // Each end has its own clock; one that need not wait fails at once.
+        assert_eq!(g.judge(1, gone(false), at(0)), Some("gone".into()));
+        assert_eq!(g.judge(2, gone(false), at(0)), None, "no such end");
+    }
 
     #[test]
     fn newlines_are_counted_across_runs_of_any_length() {
