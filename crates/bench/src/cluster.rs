@@ -36,7 +36,9 @@ mod proc;
 
 pub use self::fs::{fs, FsArgs};
 pub use self::pipe::{pipe, PipeArgs};
-pub(crate) use self::pipe::{pipe_count, pipe_lines, pipe_relay, pipe_sink, pipe_source};
+pub(crate) use self::pipe::{
+    pipe_count, pipe_lines, pipe_relay, pipe_sink, pipe_source, pipe_tls_relay,
+};
 pub use self::proc::{proc, ProcArgs};
 
 use crate::local::{

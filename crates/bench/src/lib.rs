@@ -105,6 +105,19 @@ pub enum BenchCmd {
         #[arg(long)]
         from: Option<std::net::IpAddr>,
     },
+    /// (internal) pipe-relay over a Plexus link (mutual TLS 1.3) instead of plain TCP.
+    #[command(hide = true)]
+    PipeTlsRelay {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Address to connect to.
+        #[arg(long)]
+        to: Option<std::net::SocketAddr>,
+        /// Ignored (the link picks its local address).
+        #[arg(long)]
+        from: Option<std::net::IpAddr>,
+    },
     /// (internal) write COUNT 100-byte lines, each carrying its send time: as fast as they
     /// go, or one every --every-us microseconds.
     #[command(hide = true)]
@@ -145,6 +158,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::PipeSource { bytes, to, from } => cluster::pipe_source(bytes, to, from),
         BenchCmd::PipeSink { listen } => cluster::pipe_sink(listen),
         BenchCmd::PipeRelay { listen, to, from } => cluster::pipe_relay(listen, to, from),
+        BenchCmd::PipeTlsRelay { listen, to, .. } => cluster::pipe_tls_relay(listen, to),
         BenchCmd::PipeLines { count, every_us } => cluster::pipe_lines(count, every_us),
         BenchCmd::PipeCount { latency } => cluster::pipe_count(latency),
         BenchCmd::BusyLoop => local::busy_loop(),

@@ -81,6 +81,8 @@ struct Throughput {
     /// The Plexus runs, from sending the graph to its reply (placement and starts included).
     plexus_wall: Vec<f64>,
     relay: Vec<f64>,
+    /// The relay whose connection is a Plexus link (mutual TLS 1.3, as between nodes).
+    tls_relay: Vec<f64>,
     tcp: Vec<f64>,
 }
 
@@ -126,8 +128,10 @@ pub fn pipe(args: PipeArgs) -> Result<()> {
     let (t, l, s) = run(pipe_measure(&args, &say))?;
     let mb = median(&t.plexus);
     let relay = median(&t.relay);
+    let tls_relay = median(&t.tls_relay);
     let tcp = median(&t.tcp);
     let ratio = mb / relay.max(1e-9);
+    let tls_ratio = mb / tls_relay.max(1e-9);
     let tcp_ratio = mb / tcp.max(1e-9);
     let rec = median(&l.plexus);
     let local_rec = median(&l.local);
@@ -159,6 +163,9 @@ pub fn pipe(args: PipeArgs) -> Result<()> {
                     ("wall_mb_s", median(&t.plexus_wall).into()),
                     ("baseline_relay_mb_s", relay.into()),
                     ("baseline_relay_runs_mb_s", Json::nums(&t.relay)),
+                    ("baseline_tls_relay_mb_s", tls_relay.into()),
+                    ("baseline_tls_relay_runs_mb_s", Json::nums(&t.tls_relay)),
+                    ("ratio_to_tls_relay", tls_ratio.into()),
                     ("baseline_tcp_mb_s", tcp.into()),
                     ("baseline_tcp_runs_mb_s", Json::nums(&t.tcp)),
                     ("ratio", ratio.into()),
@@ -260,11 +267,15 @@ pub fn pipe(args: PipeArgs) -> Result<()> {
         list(&t.relay)
     );
     println!(
+        "    TLS relay  {tls_relay:>8.0} MB/s   runs [{}]   the same relays over a Plexus link (mutual TLS 1.3, as between nodes)",
+        list(&t.tls_relay)
+    );
+    println!(
         "    raw TCP    {tcp:>8.0} MB/s   runs [{}]   source → TCP → sink",
         list(&t.tcp)
     );
     println!(
-        "    ratio {ratio:.2} to the relay — target ≥ 0.70: {}; {tcp_ratio:.2} to raw TCP",
+        "    ratio {ratio:.2} to the relay — target ≥ 0.70: {}; {tls_ratio:.2} to the TLS relay; {tcp_ratio:.2} to raw TCP",
         verdict(ratio >= 0.7)
     );
     println!();
@@ -520,6 +531,7 @@ async fn throughput(
         plexus: Vec::new(),
         plexus_wall: Vec::new(),
         relay: Vec::new(),
+        tls_relay: Vec::new(),
         tcp: Vec::new(),
     };
     for run in 1..=runs {
@@ -534,9 +546,15 @@ async fn throughput(
         t.plexus_wall
             .push(bytes as f64 / 1e6 / ran.wall.as_secs_f64().max(1e-9));
         say(&format!("(a) run {run}/{runs}: baseline, the raw relay"));
-        let got = relay_run(&cluster.exe, bytes)?;
+        let got = relay_run(&cluster.exe, bytes, false)?;
         check_bytes(&got, bytes)?;
         t.relay.push(sink_rate(&got)?);
+        say(&format!(
+            "(a) run {run}/{runs}: baseline, the relay over a Plexus link"
+        ));
+        let got = relay_run(&cluster.exe, bytes, true)?;
+        check_bytes(&got, bytes)?;
+        t.tls_relay.push(sink_rate(&got)?);
         say(&format!("(a) run {run}/{runs}: baseline, raw TCP"));
         let got = tcp_run(&cluster.exe, bytes)?;
         check_bytes(&got, bytes)?;
@@ -917,17 +935,19 @@ fn free_port(ip: Ipv4Addr) -> Result<u16> {
 
 /// The relay baseline: `pipe-source | pipe-relay --to` → TCP → `pipe-relay --listen |
 /// pipe-sink`; the sink's report.
-fn relay_run(exe: &Path, bytes: u64) -> Result<BTreeMap<String, u64>> {
+/// With `tls`, the relays' connection is a Plexus link instead ([`pipe_tls_relay`]).
+fn relay_run(exe: &Path, bytes: u64, tls: bool) -> Result<BTreeMap<String, u64>> {
     let to = SocketAddr::from((RELAY_TO, free_port(RELAY_TO)?)).to_string();
     let from = RELAY_FROM.to_string();
     let count = bytes.to_string();
+    let relay = if tls { "pipe-tls-relay" } else { "pipe-relay" };
     let mut back = spawn_chain(vec![
-        helper(exe, &["pipe-relay", "--listen", &to]),
+        helper(exe, &[relay, "--listen", &to]),
         helper(exe, &["pipe-sink"]),
     ])?;
     let mut front = spawn_chain(vec![
         helper(exe, &["pipe-source", &count]),
-        helper(exe, &["pipe-relay", "--to", &to, "--from", &from]),
+        helper(exe, &[relay, "--to", &to, "--from", &from]),
     ])?;
     front.append(&mut back);
     finish(&mut front)
@@ -1076,6 +1096,89 @@ pub(crate) fn pipe_relay(
         }
         output.write_all(&buf[..n])?;
     }
+}
+
+/// The keys of the two ends of [`pipe_tls_relay`]: made from fixed seeds, so that each end
+/// knows the other's (a benchmark's link on loopback, nothing to keep secret).
+fn tls_relay_keys() -> Result<[plexus_identity::Keypair; 2]> {
+    let key = |name: &str, seed: u8| {
+        plexus_identity::Keypair::from_secret_bytes(
+            plexus_identity::KeyKind::Node,
+            name,
+            &[seed; 32],
+        )
+    };
+    Ok([key("relay-to", 1)?, key("relay-listen", 2)?])
+}
+
+/// `plx bench pipe-tls-relay`: [`pipe_relay`] whose TCP connection is a Plexus link, the mutual
+/// TLS 1.3 link nodes talk over (`plexus_net`): each read is sent as one frame, and an empty
+/// frame ends the stream. What encrypting the hop costs, without the calls and pipes above it.
+pub(crate) fn pipe_tls_relay(listen: Option<SocketAddr>, to: Option<SocketAddr>) -> Result<()> {
+    use plexus_net::{Allow, Expect, LinkConfig, Listener, TcpTlsTransport, Transport};
+    let [sender_key, listener_key] = tls_relay_keys()?;
+    let allow = Allow::with_keys([sender_key.public(), listener_key.public()]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match (listen, to) {
+            (Some(addr), None) => {
+                let transport = TcpTlsTransport::new(&listener_key, allow, LinkConfig::default())?;
+                let mut listener = transport.listen(&addr).await?;
+                let mut link = match listener.accept().await {
+                    Some(link) => link?,
+                    None => bail!("the listener on {addr} stopped"),
+                };
+                let mut out = raw_stdout()?;
+                while let Some(frame) = link.recv().await {
+                    if frame.is_empty() {
+                        break;
+                    }
+                    out.write_all(&frame)?;
+                }
+                Ok(())
+            }
+            (None, Some(addr)) => {
+                let transport = TcpTlsTransport::new(&sender_key, allow, LinkConfig::default())?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut link = loop {
+                    match transport
+                        .connect(&addr, Expect::Key(listener_key.public()))
+                        .await
+                    {
+                        Ok(link) => break link,
+                        Err(_) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(e) => return Err(e).with_context(|| format!("cannot link to {addr}")),
+                    }
+                };
+                // Blocking reads on a thread of their own, as the other relay makes them.
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+                let reader = std::thread::spawn(move || -> Result<()> {
+                    let mut input = raw_stdin()?;
+                    loop {
+                        let mut buf = vec![0u8; BLOCK];
+                        let n = input.read(&mut buf)?;
+                        buf.truncate(n);
+                        if tx.blocking_send(buf).is_err() || n == 0 {
+                            return Ok(());
+                        }
+                    }
+                });
+                while let Some(block) = rx.recv().await {
+                    link.send(block).await?;
+                }
+                // The listening end closes the link once it has the empty frame.
+                while link.recv().await.is_some() {}
+                reader
+                    .join()
+                    .map_err(|_| anyhow!("the reading thread panicked"))?
+            }
+            _ => bail!("pipe-tls-relay takes one of --listen and --to"),
+        }
+    })
 }
 
 /// A line of `pipe-lines` before its stamp: filler, spaces after the sequence number and the
