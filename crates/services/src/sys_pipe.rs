@@ -1078,7 +1078,7 @@ async fn consumer_node(
 }
 
 /// What an outlet can expect of a consumer it cannot reach.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Awaited {
     /// It runs, starts, or will be placed again.
     Coming,
@@ -1086,6 +1086,19 @@ enum Awaited {
     Unsure,
     /// It ended: nobody will read.
     Gone,
+}
+
+impl Awaited {
+    /// Whether nobody will read, the consumer having been unreachable for `unreachable`: a
+    /// consumer lost with its node only once [`GONE_GRACE`] has passed (a node declared down
+    /// while it ran rejoins sooner, its consumer with it).
+    fn gone_after(self, unreachable: Duration) -> bool {
+        match self {
+            Awaited::Coming => false,
+            Awaited::Unsure => unreachable > GONE_GRACE,
+            Awaited::Gone => true,
+        }
+    }
 }
 
 /// The outlet's loop: reads the producer, sends frames and waits, until every pipe ended.
@@ -1250,10 +1263,9 @@ async fn run_outlet(
                                 link.opened = false;
                             }
                         }
-                        let gone = where_now.as_ref().is_some_and(|(_, a)| {
-                            *a == Awaited::Gone
-                                || (*a == Awaited::Unsure && since.elapsed() > GONE_GRACE)
-                        });
+                        let gone = where_now
+                            .as_ref()
+                            .is_some_and(|(_, a)| a.gone_after(since.elapsed()));
                         if gone {
                             // The consumer ended, or was lost with its node (which stayed
                             // down): nobody will read.
@@ -1465,6 +1477,16 @@ mod tests {
         );
         // Removed: gone at once.
         assert!(producer_gone(id, None, up).is_some_and(|g| !g.wait));
+    }
+
+    #[test]
+    fn an_outlet_gives_up_on_a_lost_consumer_only_after_the_grace() {
+        let just = Duration::from_millis(1);
+        assert!(!Awaited::Coming.gone_after(GONE_GRACE * 10));
+        assert!(!Awaited::Unsure.gone_after(just));
+        assert!(!Awaited::Unsure.gone_after(GONE_GRACE));
+        assert!(Awaited::Unsure.gone_after(GONE_GRACE + just));
+        assert!(Awaited::Gone.gone_after(Duration::ZERO));
     }
 
     #[test]
