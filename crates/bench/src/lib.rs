@@ -101,22 +101,12 @@ pub enum BenchCmd {
         /// Address to connect to.
         #[arg(long)]
         to: Option<std::net::SocketAddr>,
-        /// Local address of that connection.
+        /// Local address of that connection (plain TCP only).
         #[arg(long)]
         from: Option<std::net::IpAddr>,
-    },
-    /// (internal) pipe-relay over a Plexus link (mutual TLS 1.3) instead of plain TCP.
-    #[command(hide = true)]
-    PipeTlsRelay {
-        /// Address to listen on.
+        /// Over a Plexus link (mutual TLS 1.3, as between nodes) instead of plain TCP.
         #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-        /// Address to connect to.
-        #[arg(long)]
-        to: Option<std::net::SocketAddr>,
-        /// Ignored (the link picks its local address).
-        #[arg(long)]
-        from: Option<std::net::IpAddr>,
+        tls: bool,
     },
     /// (internal) write COUNT 100-byte lines, each carrying its send time: as fast as they
     /// go, or one every --every-us microseconds.
@@ -157,8 +147,15 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::RelayPeer { socket, addr } => local::relay_peer(&socket, addr),
         BenchCmd::PipeSource { bytes, to, from } => cluster::pipe_source(bytes, to, from),
         BenchCmd::PipeSink { listen } => cluster::pipe_sink(listen),
-        BenchCmd::PipeRelay { listen, to, from } => cluster::pipe_relay(listen, to, from),
-        BenchCmd::PipeTlsRelay { listen, to, .. } => cluster::pipe_tls_relay(listen, to),
+        BenchCmd::PipeRelay {
+            listen,
+            to,
+            tls: true,
+            ..
+        } => cluster::pipe_tls_relay(listen, to),
+        BenchCmd::PipeRelay {
+            listen, to, from, ..
+        } => cluster::pipe_relay(listen, to, from),
         BenchCmd::PipeLines { count, every_us } => cluster::pipe_lines(count, every_us),
         BenchCmd::PipeCount { latency } => cluster::pipe_count(latency),
         BenchCmd::BusyLoop => local::busy_loop(),

@@ -940,14 +940,16 @@ fn relay_run(exe: &Path, bytes: u64, tls: bool) -> Result<BTreeMap<String, u64>>
     let to = SocketAddr::from((RELAY_TO, free_port(RELAY_TO)?)).to_string();
     let from = RELAY_FROM.to_string();
     let count = bytes.to_string();
-    let relay = if tls { "pipe-tls-relay" } else { "pipe-relay" };
-    let mut back = spawn_chain(vec![
-        helper(exe, &[relay, "--listen", &to]),
-        helper(exe, &["pipe-sink"]),
-    ])?;
+    let mut listen = vec!["pipe-relay", "--listen", &to];
+    let mut send = vec!["pipe-relay", "--to", &to, "--from", &from];
+    if tls {
+        listen.push("--tls");
+        send.push("--tls");
+    }
+    let mut back = spawn_chain(vec![helper(exe, &listen), helper(exe, &["pipe-sink"])])?;
     let mut front = spawn_chain(vec![
         helper(exe, &["pipe-source", &count]),
-        helper(exe, &[relay, "--to", &to, "--from", &from]),
+        helper(exe, &send),
     ])?;
     front.append(&mut back);
     finish(&mut front)
@@ -1111,7 +1113,7 @@ fn tls_relay_keys() -> Result<[plexus_identity::Keypair; 2]> {
     Ok([key("relay-to", 1)?, key("relay-listen", 2)?])
 }
 
-/// `plx bench pipe-tls-relay`: [`pipe_relay`] whose TCP connection is a Plexus link, the mutual
+/// `plx bench pipe-relay --tls`: [`pipe_relay`] whose TCP connection is a Plexus link, the mutual
 /// TLS 1.3 link nodes talk over (`plexus_net`): each read is sent as one frame, and an empty
 /// frame ends the stream. What encrypting the hop costs, without the calls and pipes above it.
 pub(crate) fn pipe_tls_relay(listen: Option<SocketAddr>, to: Option<SocketAddr>) -> Result<()> {
@@ -1176,7 +1178,7 @@ pub(crate) fn pipe_tls_relay(listen: Option<SocketAddr>, to: Option<SocketAddr>)
                     .join()
                     .map_err(|_| anyhow!("the reading thread panicked"))?
             }
-            _ => bail!("pipe-tls-relay takes one of --listen and --to"),
+            _ => bail!("pipe-relay takes one of --listen and --to"),
         }
     })
 }
