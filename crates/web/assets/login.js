@@ -1,0 +1,28 @@
+"use strict";
+// The token is in the fragment: browsers never send it to a server, so it stays out of logs
+// and Referer headers, and a link previewer that fetches the URL cannot use it up.
+(async () => {
+  const status = document.getElementById("status");
+  const token = decodeURIComponent(location.hash.slice(1));
+  history.replaceState(null, "", "/login");
+  if (!token) {
+    status.textContent = "This link has no login token. Run plx web to get one.";
+    return;
+  }
+  try {
+    const res = await fetch("/api/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token }),
+    });
+    if (res.ok) {
+      location.replace("/");
+      return;
+    }
+    const body = await res.json().catch(() => ({}));
+    status.textContent = body.error || "The node refused the login.";
+  } catch (e) {
+    status.textContent = "The node cannot be reached.";
+  }
+  status.classList.add("error");
+})();

@@ -1,0 +1,390 @@
+//! The HTTP side: one route table, the session behind each request, and calls to the
+//! node's kernel as the session's user.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use plexus_identity::PublicKey;
+use plexus_kernel::Kernel;
+use plexus_units::Unit;
+use rand_core::OsRng;
+use serde_json::{json, Value};
+
+use crate::assets;
+use crate::login::Logins;
+use crate::session::{Session, Sessions, SESSION_MS};
+use crate::{Error, CSRF_HEADER};
+
+/// How long one call to the cluster may take before the page is told it did not answer.
+const CALL_DEADLINE: Duration = Duration::from_secs(5);
+/// How often the live view is pushed.
+const LIVE_EVERY: Duration = Duration::from_secs(1);
+/// Scripts, styles and connections from this origin only; no inline script, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const NOT_SIGNED_IN: &str = "not logged in: open a link from `plx web`";
+
+/// One node's desktop.
+struct Desk {
+    kernel: Kernel,
+    logins: Mutex<Logins>,
+    sessions: Mutex<Sessions>,
+    /// The session cookie's name: it carries the port, since browsers share cookies between
+    /// the ports of one host.
+    cookie: String,
+}
+
+type Shared = Arc<Desk>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Serves the desktop on `listener` with the node's `kernel` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    kernel: Kernel,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let addr: SocketAddr = listener.local_addr()?;
+    let desk = Arc::new(Desk {
+        kernel,
+        logins: Mutex::new(Logins::new(&addr.to_string())),
+        sessions: Mutex::default(),
+        cookie: format!("plx_session_{}", addr.port()),
+    });
+    axum::serve(listener, routes(desk))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Every route; any other path is a file of [`assets::ASSETS`] or nothing.
+fn routes(desk: Shared) -> Router {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/nodes", get(nodes))
+        .route("/api/live", get(live))
+        .fallback(asset)
+        .layer(axum::middleware::map_response(guard_headers))
+        .with_state(desk)
+}
+
+async fn guard_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A refusal in plain words, as JSON.
+fn refused(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+fn error_response(e: &Error) -> Response {
+    let status = match e {
+        Error::NotAToken
+        | Error::Damaged(_)
+        | Error::Version(_)
+        | Error::WrongDesktop(_)
+        | Error::BadSignature
+        | Error::Expired
+        | Error::Used => StatusCode::UNAUTHORIZED,
+        Error::NotAUser => StatusCode::FORBIDDEN,
+        Error::TooManyLogins => StatusCode::TOO_MANY_REQUESTS,
+        Error::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        Error::Cluster(_) => StatusCode::BAD_GATEWAY,
+        Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    refused(status, &e.to_string())
+}
+
+/// The value of cookie `name`.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether the request comes from a page of another origin (browsers send `Origin` with
+/// POSTs and WebSocket handshakes).
+fn cross_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let origin = origin.to_str().unwrap_or_default();
+    origin != format!("http://{host}") && origin != format!("https://{host}")
+}
+
+impl Desk {
+    /// The request's session and its id.
+    fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let id = cookie(headers, &self.cookie)?;
+        let session = lock(&self.sessions).get(id, now_ms())?;
+        Some((id.to_owned(), session))
+    }
+
+    /// The session of a request that changes state: it must carry the session's CSRF token
+    /// and come from this origin.
+    fn changing(&self, headers: &HeaderMap) -> Result<(String, Session), Response> {
+        let (id, session) = self
+            .session(headers)
+            .ok_or_else(|| refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN))?;
+        let token = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if cross_origin(headers) || !session.csrf_matches(token) {
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "refused: the request did not come from this desktop's page",
+            ));
+        }
+        Ok((id, session))
+    }
+
+    /// Sends `msg` to `service` through the node's kernel as `user`: the same evaluation and
+    /// policies as a message the user signed and sent from the CLI (the node vouches for the
+    /// session, as it does for its own programs).
+    async fn call(&self, user: PublicKey, service: &str, msg: Unit) -> Result<Unit, Error> {
+        let cx = self.kernel.context(user, [0; 32], None, 0);
+        match tokio::time::timeout(CALL_DEADLINE, cx.send(service, None, msg)).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(e)) => Err(Error::Cluster(e.message().to_owned())),
+            Ok(Ok(v)) => Ok(v.unwrap_or(Unit::None)),
+        }
+    }
+
+    /// The registered name of `user`.
+    async fn user_name(&self, user: PublicKey) -> Result<String, Error> {
+        let who = self.call(user, "sys.usr", Unit::str("who")).await?;
+        who.as_map()
+            .and_then(|m| m.get_str("ath"))
+            .and_then(Unit::as_str)
+            .map(str::to_owned)
+            .ok_or(Error::NotAUser)
+    }
+
+    /// The name of this node.
+    async fn node_name(&self, user: PublicKey) -> Result<String, Error> {
+        let me = self.call(user, "sys.node", Unit::str("me")).await?;
+        Ok(me.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The overview as the page shows it: `{node nodes}`, or `{error}` in plain words.
+    async fn overview(&self, user: PublicKey) -> Value {
+        let got = async {
+            let node = self.node_name(user).await?;
+            let nodes = self.call(user, "sys.node", Unit::str("nodes")).await?;
+            Ok::<_, Error>((node, nodes))
+        };
+        match got.await {
+            Ok((node, nodes)) => {
+                let nodes = serde_json::from_str::<Value>(&plexus_units::json::to_json(&nodes))
+                    .unwrap_or(Value::Null);
+                json!({ "node": node, "nodes": nodes })
+            }
+            Err(e) => json!({ "error": e.to_string() }),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// `POST /api/login {token}`: a token from `plx web` opens a session. The body must be JSON,
+/// which a page of another origin cannot send without the browser asking this server first.
+async fn login(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Json<LoginForm>, JsonRejection>,
+) -> Response {
+    if cross_origin(&headers) {
+        return refused(StatusCode::FORBIDDEN, "refused: a login from another site");
+    }
+    let Ok(Json(form)) = form else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "a login is a JSON body {\"token\": …}",
+        );
+    };
+    let accepted = lock(&desk.logins).accept(&form.token, now_ms());
+    let user = match accepted {
+        Ok(user) => user,
+        Err(e) => return error_response(&e),
+    };
+    let name = match desk.user_name(user).await {
+        Ok(name) => name,
+        Err(e) => return error_response(&e),
+    };
+    let (id, _) = lock(&desk.sessions).open(user, &name, now_ms(), &mut OsRng);
+    let cookie = format!(
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        desk.cookie,
+        SESSION_MS / 1000
+    );
+    (
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({ "name": name })),
+    )
+        .into_response()
+}
+
+/// `POST /api/logout`: ends the session (and its live views).
+async fn logout(State(desk): State<Shared>, headers: HeaderMap) -> Response {
+    let (id, _) = match desk.changing(&headers) {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    lock(&desk.sessions).close(&id);
+    let cookie = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        desk.cookie
+    );
+    ([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response()
+}
+
+/// `GET /api/me`: who the session acts as, on which node, and its CSRF token.
+async fn me(State(desk): State<Shared>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    match desk.node_name(session.user).await {
+        Ok(node) => Json(json!({
+            "name": session.name,
+            "key": session.user.to_string(),
+            "node": node,
+            "csrf": session.csrf,
+        }))
+        .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /api/nodes`: the overview once.
+async fn nodes(State(desk): State<Shared>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    let view = desk.overview(session.user).await;
+    let status = if view.get("error").is_some() {
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(view)).into_response()
+}
+
+/// `GET /api/live`: a WebSocket carrying the overview every second.
+async fn live(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some((id, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    if cross_origin(&headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "refused: a connection from another site",
+        );
+    }
+    match upgrade {
+        Ok(ws) => ws.on_upgrade(move |socket| feed(desk, id, session.user, socket)),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Pushes the overview every second until the browser leaves or the session ends.
+async fn feed(desk: Shared, id: String, user: PublicKey, mut socket: WebSocket) {
+    let mut tick = tokio::time::interval(LIVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if lock(&desk.sessions).get(&id, now_ms()).is_none() {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                let view = desk.overview(user).await.to_string();
+                if socket.send(Message::Text(view.into())).await.is_err() {
+                    return;
+                }
+            }
+            got = socket.recv() => match got {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Any other path: a file of the desktop, to a session (the login page's files to anyone).
+async fn asset(
+    State(desk): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let signed_in = desk.session(&headers).is_some();
+    let found = assets::find(uri.path()).filter(|a| a.public || signed_in);
+    match found {
+        Some(_) if method != Method::GET && method != Method::HEAD => {
+            StatusCode::METHOD_NOT_ALLOWED.into_response()
+        }
+        Some(a) => ([(header::CONTENT_TYPE, a.mime)], a.body).into_response(),
+        None if signed_in => refused(StatusCode::NOT_FOUND, "no such page"),
+        None if uri.path() == "/" => (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            assets::NOTICE,
+        )
+            .into_response(),
+        None => refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN),
+    }
+}
