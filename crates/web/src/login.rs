@@ -144,7 +144,7 @@ impl Token {
 /// with a token signed by `key`. The token is in the fragment, which browsers never send
 /// to a server: it stays out of logs and `Referer` headers, and a link previewer that
 /// fetches the URL cannot use it up (the page posts it). A desktop listening on every
-/// address is reached on the loopback one.
+/// address is reached on the loopback one ([`reachable`]).
 pub fn link(
     key: &Keypair,
     desktop: std::net::SocketAddr,
@@ -152,14 +152,20 @@ pub fn link(
     rng: &mut impl rand_core::CryptoRngCore,
 ) -> String {
     let token = Token::issue(key, &desktop.to_string(), now_ms, rng).encode();
-    let mut host = desktop;
+    format!("http://{}/login#{token}", reachable(desktop))
+}
+
+/// Where a browser on this machine reaches a desktop listening on `addr`: the loopback
+/// address for a desktop on every address, else `addr`.
+pub fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut host = addr;
     if host.ip().is_unspecified() {
-        host.set_ip(match host {
+        host.set_ip(match addr {
             std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    format!("http://{host}/login#{token}")
+    host
 }
 
 /// The logins of one desktop: checks tokens and accepts each once.

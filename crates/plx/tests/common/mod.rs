@@ -71,6 +71,8 @@ impl Plx {
         cmd.args(args)
             .env("PLX_HOME", self.home.path())
             .env("USER", "tester")
+            // Free ports for the web desktops of `plx up`: tests run side by side.
+            .env("PLX_WEB_PORT", "0")
             .env_remove("PLX_PASSPHRASE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
