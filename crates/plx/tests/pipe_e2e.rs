@@ -7,16 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_up_port, Plx};
-
-/// Stops the nodes of a home even when a test fails half-way.
-struct Down<'a>(&'a Plx);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(&["down"], b"");
-    }
-}
+use common::{free_up_port, until, Down, Plx};
 
 fn up(plx: &Plx, tags: &[&str]) {
     let port = free_up_port().to_string();
@@ -25,14 +16,6 @@ fn up(plx: &Plx, tags: &[&str]) {
         args.extend(["--tag", t]);
     }
     plx.run(&args, b"").ok();
-}
-
-fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The pid of node `n1`, `n2` or `n3` of a `plx up` cluster.

@@ -243,3 +243,25 @@ pub fn chunk_files(data: &std::path::Path) -> std::collections::BTreeSet<String>
         .filter(|name| name.len() == 64)
         .collect()
 }
+
+/// Stops the nodes of a home even when a test fails half-way.
+pub struct Down<'a>(pub &'a Plx);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["down"], b"");
+    }
+}
+
+/// Waits until `check` holds, failing the test after `secs` seconds.
+#[track_caller]
+pub fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
