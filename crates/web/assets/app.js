@@ -67,13 +67,16 @@ function table(nodes) {
 
 function line(values) {
   const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", `0 0 ${KEEP - 1} 100`);
+  // A margin above and below, so that lines at 0 and 100 % stay visible.
+  svg.setAttribute("viewBox", `0 -4 ${KEEP - 1} 108`);
   svg.setAttribute("preserveAspectRatio", "none");
   const poly = document.createElementNS(SVG, "polyline");
-  const start = KEEP - values.length;
+  // One point alone draws nothing: it starts as a flat line.
+  const shown = values.length === 1 ? [values[0], values[0]] : values;
+  const start = KEEP - shown.length;
   poly.setAttribute(
     "points",
-    values.map((v, i) => `${start + i},${Number.isNaN(v) ? 100 : 100 - v}`).join(" "),
+    shown.map((v, i) => `${start + i},${Number.isNaN(v) ? 100 : 100 - v}`).join(" "),
   );
   svg.appendChild(poly);
   return svg;

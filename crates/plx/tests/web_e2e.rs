@@ -1,0 +1,496 @@
+//! End to end: the web desktop of real `plx` nodes, over plain HTTP and in headless Chromium.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{free_up_port, tester_key, until, Down, Plx};
+use serde_json::{json, Value};
+
+/// What an HTTP request got back.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (host:port), answered in full (or, for 101, its head).
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut stream = TcpStream::connect(addr).expect("connect to the desktop");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
+        request.push_str("Connection: close\r\n");
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut buf).expect("read the answer");
+        assert!(n > 0, "the desktop closed the connection mid-answer");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let mut answer = Answer {
+        status,
+        head,
+        body: String::new(),
+    };
+    let length: usize = answer
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while raw.len() < head_end + length {
+        let n = stream.read(&mut buf).expect("read the body");
+        assert!(n > 0, "the body ended early");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    answer.body = String::from_utf8_lossy(&raw[head_end..head_end + length]).into_owned();
+    answer
+}
+
+/// The headers of a WebSocket handshake.
+const UPGRADE: [(&str, &str); 4] = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
+
+/// The desktop address `plx up` printed (`plx: web desktop at http://ADDR/ …`).
+fn desktop_of(up_stderr: &str) -> String {
+    up_stderr
+        .split("web desktop at http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no desktop address in {up_stderr:?}"))
+        .to_owned()
+}
+
+/// A login link from `plx web`, and its token.
+fn login_link(plx: &Plx) -> (String, String) {
+    let link = plx.run(&["web"], b"").ok().trim().to_owned();
+    let token = link.split_once('#').expect("a token after #").1.to_owned();
+    (link, token)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A link of the home's user for `desktop`, made `age_ms` ago.
+fn link_made_ago(plx: &Plx, desktop: &str, age_ms: u64) -> String {
+    let addr = desktop.parse().unwrap();
+    plexus_web::login::link(
+        &tester_key(plx),
+        addr,
+        now_ms() - age_ms,
+        &mut rand_core::OsRng,
+    )
+}
+
+fn login(desktop: &str, token: &str) -> Answer {
+    let body = json!({ "token": token }).to_string();
+    http(
+        desktop,
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+}
+
+#[test]
+fn without_a_session_the_desktop_reveals_nothing() {
+    let plx = Plx::new();
+    let up = plx.run(&["up", "--detach"], b"");
+    let _down = Down(&plx);
+    up.ok();
+    let desk = desktop_of(&up.stderr);
+
+    // Every page, API and the WebSocket answer 401 and say nothing of the node or its user.
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/assets/app.js"),
+        ("GET", "/api/me"),
+        ("GET", "/api/nodes"),
+        ("POST", "/api/logout"),
+        ("GET", "/nothing-here"),
+        ("GET", "/assets/../../Cargo.toml"),
+    ] {
+        let a = http(&desk, method, path, &[], "");
+        assert_eq!(a.status, 401, "{method} {path}: {}", a.head);
+        assert!(!a.body.contains("tester"), "{path}: {}", a.body);
+    }
+    let ws = http(&desk, "GET", "/api/live", &UPGRADE, "");
+    assert_eq!(ws.status, 401, "{}", ws.head);
+    // The login page and its files are public, and hold nothing of the cluster.
+    assert_eq!(http(&desk, "GET", "/login", &[], "").status, 200);
+    assert_eq!(http(&desk, "GET", "/assets/login.js", &[], "").status, 200);
+
+    // Expired links, links for another desktop and non-links are refused.
+    let expired = link_made_ago(&plx, &desk, 61_000);
+    let a = login(&desk, expired.split_once('#').unwrap().1);
+    assert_eq!(a.status, 401);
+    assert!(a.body.contains("expired"), "{}", a.body);
+    let elsewhere = plexus_web::login::link(
+        &tester_key(&plx),
+        "127.0.0.1:1".parse().unwrap(),
+        now_ms(),
+        &mut rand_core::OsRng,
+    );
+    let a = login(&desk, elsewhere.split_once('#').unwrap().1);
+    assert!(
+        a.status == 401 && a.body.contains("127.0.0.1:1"),
+        "{}",
+        a.body
+    );
+    assert_eq!(login(&desk, "plx-web-AAAA").status, 401);
+    let form = http(
+        &desk,
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "token=x",
+    );
+    assert_eq!(form.status, 400, "{}", form.body);
+
+    // A link logs in once: the cookie is HttpOnly and SameSite=Strict.
+    let (_, token) = login_link(&plx);
+    let a = login(&desk, &token);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let set_cookie = a.header("set-cookie").expect("a session cookie").to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+    let again = login(&desk, &token);
+    assert_eq!(again.status, 401);
+    assert!(again.body.contains("already used"), "{}", again.body);
+
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let with = |method: &str, path: &str, extra: &[(&str, &str)]| {
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        headers.extend_from_slice(extra);
+        http(&desk, method, path, &headers, "")
+    };
+    let me: Value = serde_json::from_str(&with("GET", "/api/me", &[]).body).unwrap();
+    assert_eq!(me["name"], "tester");
+    let csrf = me["csrf"].as_str().expect("a CSRF token").to_owned();
+    let nodes: Value = serde_json::from_str(&with("GET", "/api/nodes", &[]).body).unwrap();
+    assert_eq!(nodes["nodes"][0]["health"], "alive", "{nodes}");
+
+    // Paths outside the desktop's files are not found, however they are spelled.
+    for path in [
+        "/assets/../../Cargo.toml",
+        "/assets/%2e%2e/%2e%2e/Cargo.toml",
+        "/..%2f..%2fetc%2fpasswd",
+        "//etc/passwd",
+        "/assets/app.js/..",
+    ] {
+        assert_eq!(with("GET", path, &[]).status, 404, "{path}");
+    }
+    // A WebSocket opens with the session, but not from another site's page.
+    assert_eq!(with("GET", "/api/live", &UPGRADE).status, 101);
+    let mut foreign = UPGRADE.to_vec();
+    foreign.push(("Origin", "http://evil.example"));
+    assert_eq!(with("GET", "/api/live", &foreign).status, 403);
+
+    // Logging out needs the CSRF token; then the session is gone.
+    assert_eq!(with("POST", "/api/logout", &[]).status, 403);
+    assert_eq!(
+        with("POST", "/api/logout", &[("X-Plexus-CSRF", "wrong")]).status,
+        403
+    );
+    assert_eq!(
+        with("POST", "/api/logout", &[("X-Plexus-CSRF", &csrf)]).status,
+        204
+    );
+    assert_eq!(with("GET", "/api/me", &[]).status, 401);
+}
+
+/// chromedriver on a free loopback port, in its own process group (with the browsers it
+/// starts), killed at the end.
+struct Driver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Driver {
+    /// Starts chromedriver, or gives why it cannot run here.
+    fn start() -> Result<Driver, String> {
+        let exe = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or(
+                "chromedriver is not installed (Debian: apt-get install chromium-driver; \
+                    scripts/test installs it)",
+            )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {exe}: {e}"))?;
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let addr = format!("127.0.0.1:{port}");
+        until("chromedriver to answer", 20, || {
+            TcpStream::connect(&addr)
+                .is_ok_and(|_| http(&addr, "GET", "/status", &[], "").status == 200)
+        });
+        Ok(driver)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        if let Some(group) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Headless Chromium as root on a closed network: no sandbox, no GPU, and none of its
+/// background traffic.
+fn chromium_caps(profile: &std::path::Path) -> serde_json::Map<String, Value> {
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        "--window-size=1280,800".to_owned(),
+    ];
+    args.push(format!("--user-data-dir={}", profile.display()));
+    let mut options = json!({ "args": args });
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        options["binary"] = json!("/usr/bin/chromium");
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+    caps
+}
+
+/// The browser console's errors since the last call (chromedriver's log endpoint).
+fn console_errors(driver: &Driver, session: &str) -> Vec<String> {
+    let addr = driver.url.trim_start_matches("http://");
+    let a = http(
+        addr,
+        "POST",
+        &format!("/session/{session}/se/log"),
+        &[("Content-Type", "application/json")],
+        r#"{"type":"browser"}"#,
+    );
+    assert_eq!(a.status, 200, "the browser's log: {}", a.body);
+    let log: Value = serde_json::from_str(&a.body).unwrap();
+    log["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_browser_logs_in_with_a_link_and_sees_three_nodes_alive() {
+    let driver = match Driver::start() {
+        Ok(d) => d,
+        Err(why) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        Err(why) => panic!("the browser tests cannot run: {why}"),
+    };
+    let plx = Plx::new();
+    let port = free_up_port().to_string();
+    let up = plx.run(&["up", "--nodes", "3", "--detach", "--port", &port], b"");
+    let _down = Down(&plx);
+    up.ok();
+    let desk = desktop_of(&up.stderr);
+    let (link, _) = login_link(&plx);
+    let profile = tempfile::tempdir().unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let browser = fantoccini::ClientBuilder::new(connector)
+            .capabilities(chromium_caps(profile.path()))
+            .connect(&driver.url)
+            .await
+            .expect("a Chromium session");
+        let session = browser.session_id().await.unwrap().expect("a session id");
+        let rows = || async {
+            browser
+                .execute(
+                    "return [...document.querySelectorAll('#nodes tbody tr')]\
+                       .map(r => [r.dataset.node, r.cells[1].textContent]);",
+                    vec![],
+                )
+                .await
+                .unwrap()
+        };
+        let status = || async {
+            browser
+                .execute(
+                    "return document.getElementById('status').textContent;",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+
+        // The link logs in and the overview shows the three nodes alive.
+        browser.goto(&link).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = rows().await;
+            let alive = seen
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r[1] == "alive")
+                .count();
+            if alive == 3 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "three nodes alive on the overview; it shows {seen} ({})",
+                status().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let who = browser
+            .execute("return document.getElementById('who').textContent;", vec![])
+            .await
+            .unwrap();
+        assert!(who.as_str().unwrap_or_default().contains("tester"), "{who}");
+        // A few seconds of charts for the screenshot.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let points = browser
+                .execute(
+                    "return document.querySelector('#charts polyline').points.length;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if points.as_u64().unwrap_or(0) >= 5 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the charts stay empty"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let shot = browser.screenshot().await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_overview.png");
+        std::fs::write(&path, shot).unwrap();
+        eprintln!("screenshot: {}", path.display());
+        assert_eq!(console_errors(&driver, &session), Vec::<String>::new());
+
+        // Log out with the button: the session is gone for the page too.
+        browser
+            .find(fantoccini::Locator::Id("logout"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let me = browser
+                .execute_async(
+                    "const done = arguments[0]; fetch('/api/me').then(r => done(r.status));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if me == json!(401) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still logged in: {me}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // The same link again, and an expired one, are refused in plain words.
+        for (link, words) in [
+            (link.clone(), "already used"),
+            (link_made_ago(&plx, &desk, 61_000), "expired"),
+        ] {
+            browser.goto(&link).await.unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let said = status().await;
+                if said.contains(words) {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the login page says {said:?}, not {words:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        browser.close().await.unwrap();
+    });
+}
