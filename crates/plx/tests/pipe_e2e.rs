@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_up_port, until, Down, Plx};
+use common::{free_up_port, kill9, node_pid, until, Down, Plx};
 
 fn up(plx: &Plx, tags: &[&str]) {
     let port = free_up_port().to_string();
@@ -16,28 +16,6 @@ fn up(plx: &Plx, tags: &[&str]) {
         args.extend(["--tag", t]);
     }
     plx.run(&args, b"").ok();
-}
-
-/// The pid of node `n1`, `n2` or `n3` of a `plx up` cluster.
-fn node_pid(plx: &Plx, node: &str) -> i32 {
-    let dir = if node == "n1" {
-        plx.home.path().join("node")
-    } else {
-        plx.home.path().join("cluster").join(node)
-    };
-    std::fs::read_to_string(dir.join("node.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn kill9(pid: i32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Resident memory of a process, in KiB.

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{free_up_port, tester_key, until, Down, Plx};
+use common::{free_up_port, kill9, node_pid, tester_key, until, Down, Plx};
 use serde_json::{json, Value};
 
 /// What an HTTP request got back.
@@ -444,6 +444,30 @@ fn a_browser_logs_in_with_a_link_and_sees_three_nodes_alive() {
         std::fs::write(&path, shot).unwrap();
         eprintln!("screenshot: {}", path.display());
         assert_eq!(console_errors(&driver, &session), Vec::<String>::new());
+
+        // A killed node turns down on the page. (How fast is a benchmark's figure, not a
+        // test's: the time is printed.)
+        let killed = std::time::Instant::now();
+        kill9(node_pid(&plx, "n3"));
+        let deadline = killed + Duration::from_secs(30);
+        loop {
+            let seen = rows().await;
+            let n3 = seen
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r[0] == "n3")
+                .map(|r| r[1].clone());
+            if n3 == Some(json!("down")) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "n3 shown down after kill -9; the page shows {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("n3 shown down {:?} after kill -9", killed.elapsed());
 
         // Log out with the button: the session is gone for the page too.
         browser

@@ -265,3 +265,26 @@ pub fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The pid of node `n1`, `n2` or `n3` of a `plx up` cluster.
+pub fn node_pid(plx: &Plx, node: &str) -> i32 {
+    let dir = if node == "n1" {
+        plx.home.path().join("node")
+    } else {
+        plx.home.path().join("cluster").join(node)
+    };
+    std::fs::read_to_string(dir.join("node.pid"))
+        .expect("the node's pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Kills process `pid` with SIGKILL.
+pub fn kill9(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
