@@ -147,7 +147,11 @@ fn without_a_session_the_desktop_reveals_nothing() {
     // Every page, API and the WebSocket answer 401 and say nothing of the node or its user.
     for (method, path) in [
         ("GET", "/"),
-        ("GET", "/assets/app.js"),
+        ("GET", "/assets/overview.js"),
+        ("GET", "/services"),
+        ("GET", "/terminal"),
+        ("GET", "/api/services"),
+        ("GET", "/api/help/math.calc"),
         ("GET", "/api/me"),
         ("GET", "/api/nodes"),
         ("POST", "/api/logout"),
@@ -158,8 +162,10 @@ fn without_a_session_the_desktop_reveals_nothing() {
         assert_eq!(a.status, 401, "{method} {path}: {}", a.head);
         assert!(!a.body.contains("tester"), "{path}: {}", a.body);
     }
-    let ws = http(&desk, "GET", "/api/live", &UPGRADE, "");
-    assert_eq!(ws.status, 401, "{}", ws.head);
+    for socket in ["/api/live", "/api/term"] {
+        let ws = http(&desk, "GET", socket, &UPGRADE, "");
+        assert_eq!(ws.status, 401, "{socket}: {}", ws.head);
+    }
     // The login page and its files are public, and hold nothing of the cluster.
     assert_eq!(http(&desk, "GET", "/login", &[], "").status, 200);
     assert_eq!(http(&desk, "GET", "/assets/login.js", &[], "").status, 200);
@@ -221,7 +227,7 @@ fn without_a_session_the_desktop_reveals_nothing() {
         "/assets/%2e%2e/%2e%2e/Cargo.toml",
         "/..%2f..%2fetc%2fpasswd",
         "//etc/passwd",
-        "/assets/app.js/..",
+        "/assets/overview.js/..",
     ] {
         assert_eq!(with("GET", path, &[]).status, 404, "{path}");
     }
@@ -343,8 +349,82 @@ fn console_errors(driver: &Driver, session: &str) -> Vec<String> {
         .collect()
 }
 
+/// A browser session of the test, with its WebDriver and where it saves screenshots.
+struct Browser<'d> {
+    client: fantoccini::Client,
+    driver: &'d Driver,
+    session: String,
+}
+
+impl Browser<'_> {
+    /// Runs `script` in the page and gives its value.
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Waits (30 s at most) until `script`'s value satisfies `ok`; gives it.
+    async fn wait(&self, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.js(script).await;
+            if ok(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: the page gives {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The page's status line.
+    async fn status(&self) -> String {
+        let v = self
+            .js("return document.getElementById('status').textContent;")
+            .await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Saves a screenshot of the page as `name`.png under the target directory.
+    async fn screenshot(&self, name: &str) {
+        let shot = self.client.screenshot().await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"));
+        std::fs::write(&path, shot).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+
+    /// Asserts that the console has had no error since the last look.
+    fn no_console_errors(&self, page: &str) {
+        let errors = console_errors(self.driver, &self.session);
+        assert!(
+            errors.is_empty(),
+            "console errors on the {page}: {errors:?}"
+        );
+    }
+
+    /// Types `text` into the element `id` and presses Enter.
+    async fn enter(&self, id: &str, text: &str) {
+        let input = self.client.find(fantoccini::Locator::Id(id)).await.unwrap();
+        input.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+    }
+}
+
+/// The overview's rows: `[[name, health]…]`.
+const ROWS: &str = "return [...document.querySelectorAll('#nodes tbody tr')]\
+                    .map(r => [r.dataset.node, r.cells[1].textContent]);";
+/// The terminal's output.
+const SCREEN: &str = "return document.getElementById('screen').textContent;";
+
+fn health_of<'v>(rows: &'v Value, node: &str) -> Option<&'v Value> {
+    rows.as_array()?
+        .iter()
+        .find(|r| r[0] == node)
+        .map(|r| &r[1])
+}
+
 #[test]
-fn a_browser_logs_in_with_a_link_and_sees_three_nodes_alive() {
+fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
     let driver = match Driver::start() {
         Ok(d) => d,
         Err(why) if std::env::var("CI").as_deref() != Ok("true") => {
@@ -365,112 +445,121 @@ fn a_browser_logs_in_with_a_link_and_sees_three_nodes_alive() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let browser = fantoccini::ClientBuilder::new(connector)
+        let client = fantoccini::ClientBuilder::new(connector)
             .capabilities(chromium_caps(profile.path()))
             .connect(&driver.url)
             .await
             .expect("a Chromium session");
-        let session = browser.session_id().await.unwrap().expect("a session id");
-        let rows = || async {
-            browser
-                .execute(
-                    "return [...document.querySelectorAll('#nodes tbody tr')]\
-                       .map(r => [r.dataset.node, r.cells[1].textContent]);",
-                    vec![],
-                )
-                .await
-                .unwrap()
-        };
-        let status = || async {
-            browser
-                .execute(
-                    "return document.getElementById('status').textContent;",
-                    vec![],
-                )
-                .await
-                .unwrap()
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
+        let session = client.session_id().await.unwrap().expect("a session id");
+        let b = Browser {
+            client,
+            driver: &driver,
+            session,
         };
 
         // The link logs in and the overview shows the three nodes alive.
-        browser.goto(&link).await.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let seen = rows().await;
-            let alive = seen
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| r[1] == "alive")
-                .count();
-            if alive == 3 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "three nodes alive on the overview; it shows {seen} ({})",
-                status().await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let who = browser
-            .execute("return document.getElementById('who').textContent;", vec![])
-            .await
-            .unwrap();
+        b.client.goto(&link).await.unwrap();
+        b.wait("three nodes alive on the overview", ROWS, |rows| {
+            ["n1", "n2", "n3"]
+                .iter()
+                .all(|n| health_of(rows, n) == Some(&json!("alive")))
+        })
+        .await;
+        let who = b
+            .js("return document.getElementById('who').textContent;")
+            .await;
         assert!(who.as_str().unwrap_or_default().contains("tester"), "{who}");
         // A few seconds of charts for the screenshot.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let points = browser
-                .execute(
-                    "return document.querySelector('#charts polyline').points.length;",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            if points.as_u64().unwrap_or(0) >= 5 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the charts stay empty"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let shot = browser.screenshot().await.unwrap();
-        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_overview.png");
-        std::fs::write(&path, shot).unwrap();
-        eprintln!("screenshot: {}", path.display());
-        assert_eq!(console_errors(&driver, &session), Vec::<String>::new());
+        b.wait(
+            "five points on the charts",
+            "return document.querySelector('#charts polyline').points.length;",
+            |n| n.as_u64().unwrap_or(0) >= 5,
+        )
+        .await;
+        b.screenshot("web_overview").await;
+        b.no_console_errors("overview");
 
         // A killed node turns down on the page. (How fast is a benchmark's figure, not a
         // test's: the time is printed.)
         let killed = std::time::Instant::now();
         kill9(node_pid(&plx, "n3"));
-        let deadline = killed + Duration::from_secs(30);
-        loop {
-            let seen = rows().await;
-            let n3 = seen
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|r| r[0] == "n3")
-                .map(|r| r[1].clone());
-            if n3 == Some(json!("down")) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "n3 shown down after kill -9; the page shows {seen}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        b.wait("n3 shown down after kill -9", ROWS, |rows| {
+            health_of(rows, "n3") == Some(&json!("down"))
+        })
+        .await;
         eprintln!("n3 shown down {:?} after kill -9", killed.elapsed());
 
+        // Services: who provides what, and a service's help as text.
+        b.client
+            .goto(&format!("http://{desk}/services"))
+            .await
+            .unwrap();
+        let calc = "document.querySelector('details[data-service=\"math.calc\"]')";
+        b.wait(
+            "math.calc among the services",
+            &format!("return !!{calc};"),
+            |v| v == &json!(true),
+        )
+        .await;
+        b.js(&format!(
+            "{calc}.querySelector('summary').click(); return 0;"
+        ))
+        .await;
+        let help = b
+            .wait(
+                "math.calc's help",
+                &format!("return {calc}.querySelector('pre').textContent;"),
+                |v| v.as_str().is_some_and(|t| t.contains("Commands:")),
+            )
+            .await;
+        assert!(help.as_str().unwrap().starts_with("math.calc: "), "{help}");
+        b.screenshot("web_services").await;
+        b.no_console_errors("services page");
+
+        // The terminal: a message, a prompt of io.term answered in the page, an error in
+        // plain words.
+        b.client
+            .goto(&format!("http://{desk}/terminal"))
+            .await
+            .unwrap();
+        b.wait(
+            "the terminal to connect",
+            "return document.getElementById('status').textContent;",
+            |v| v.as_str().is_some_and(|t| t.starts_with("Connected")),
+        )
+        .await;
+        b.enter("line", "(neg 5)@math.calc").await;
+        b.wait("-5 on the terminal", SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains("\n-5\n"))
+        })
+        .await;
+        b.enter(
+            "line",
+            "{neg:(prs.str (inp `num: `)@io.term)@dat.proc}@math.calc",
+        )
+        .await;
+        b.wait(
+            "io.term's prompt",
+            "return document.getElementById('prompt').textContent;",
+            |v| v == &json!("num: "),
+        )
+        .await;
+        b.enter("line", "41").await;
+        b.wait("-41 on the terminal", SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains("num: 41\n-41\n"))
+        })
+        .await;
+        b.enter("line", "(div (1 0))@math.calc").await;
+        b.wait("the error on the terminal", SCREEN, |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("error: math.div0: division by zero"))
+        })
+        .await;
+        b.screenshot("web_terminal").await;
+        b.no_console_errors("terminal page");
+
         // Log out with the button: the session is gone for the page too.
-        browser
+        b.client
             .find(fantoccini::Locator::Id("logout"))
             .await
             .unwrap()
@@ -479,7 +568,8 @@ fn a_browser_logs_in_with_a_link_and_sees_three_nodes_alive() {
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let me = browser
+            let me = b
+                .client
                 .execute_async(
                     "const done = arguments[0]; fetch('/api/me').then(r => done(r.status));",
                     vec![],
@@ -501,10 +591,10 @@ fn a_browser_logs_in_with_a_link_and_sees_three_nodes_alive() {
             (link.clone(), "already used"),
             (link_made_ago(&plx, &desk, 61_000), "expired"),
         ] {
-            browser.goto(&link).await.unwrap();
+            b.client.goto(&link).await.unwrap();
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             loop {
-                let said = status().await;
+                let said = b.status().await;
                 if said.contains(words) {
                     break;
                 }
@@ -515,6 +605,6 @@ fn a_browser_logs_in_with_a_link_and_sees_three_nodes_alive() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        browser.close().await.unwrap();
+        b.client.close().await.unwrap();
     });
 }

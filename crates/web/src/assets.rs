@@ -28,9 +28,39 @@ pub(crate) const ASSETS: &[Asset] = &[
         public: false,
     },
     Asset {
-        path: "/assets/app.js",
+        path: "/services",
+        mime: HTML,
+        body: include_bytes!("../assets/services.html"),
+        public: false,
+    },
+    Asset {
+        path: "/terminal",
+        mime: HTML,
+        body: include_bytes!("../assets/terminal.html"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/common.js",
         mime: JS,
-        body: include_bytes!("../assets/app.js"),
+        body: include_bytes!("../assets/common.js"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/overview.js",
+        mime: JS,
+        body: include_bytes!("../assets/overview.js"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/services.js",
+        mime: JS,
+        body: include_bytes!("../assets/services.js"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/terminal.js",
+        mime: JS,
+        body: include_bytes!("../assets/terminal.js"),
         public: false,
     },
     Asset {
@@ -75,7 +105,7 @@ mod tests {
 
     #[test]
     fn only_listed_paths_are_served() {
-        assert!(find("/assets/app.js").is_some());
+        assert!(find("/assets/overview.js").is_some());
         for path in [
             "/assets/../Cargo.toml",
             "/assets/%2e%2e/app.js",

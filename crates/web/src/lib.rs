@@ -28,6 +28,7 @@ mod error;
 pub mod login;
 mod server;
 pub mod session;
+mod term;
 
 pub use assets::total_bytes;
 pub use error::Error;

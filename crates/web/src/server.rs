@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -85,6 +85,9 @@ fn routes(desk: Shared) -> Router {
         .route("/api/me", get(me))
         .route("/api/nodes", get(nodes))
         .route("/api/live", get(live))
+        .route("/api/services", get(services))
+        .route("/api/help/{service}", get(help))
+        .route("/api/term", get(term))
         .fallback(asset)
         .layer(axum::middleware::map_response(guard_headers))
         .with_state(desk)
@@ -361,6 +364,68 @@ async fn feed(desk: Shared, id: String, user: PublicKey, mut socket: WebSocket) 
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+/// `GET /api/services`: which nodes provide each service, `{"services": {NAME: [NODE…]}}`.
+async fn services(State(desk): State<Shared>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    match desk
+        .call(session.user, "sys.node", Unit::str("services"))
+        .await
+    {
+        Ok(map) => {
+            let map = serde_json::from_str::<Value>(&plexus_units::json::to_json(&map))
+                .unwrap_or(Value::Null);
+            Json(json!({ "services": map })).into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /api/help/SERVICE`: the service's help as text for people, `{"service", "text"}`.
+async fn help(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    match desk.call(session.user, &service, Unit::str("help")).await {
+        Ok(help) => {
+            let text = plexus_kernel::help_text(&help)
+                .unwrap_or_else(|| plexus_units::to_pretty(&help, 2));
+            Json(json!({ "service": service, "text": text })).into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /api/term`: the terminal page's WebSocket (`term`).
+async fn term(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some((id, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    if cross_origin(&headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "refused: a connection from another site",
+        );
+    }
+    match upgrade {
+        Ok(ws) => ws.on_upgrade(move |socket| {
+            let kernel = desk.kernel.clone();
+            let alive = move || lock(&desk.sessions).get(&id, now_ms()).is_some();
+            crate::term::serve(kernel, session.user, alive, socket)
+        }),
+        Err(rejection) => rejection.into_response(),
     }
 }
 

@@ -1,18 +1,9 @@
 "use strict";
 // The overview: the node's view of the cluster, pushed every second over a WebSocket.
-// Everything shown is set with textContent: nothing from the cluster is read as HTML.
 
 const KEEP = 60; // points per chart: a minute at one a second
 const SVG = "http://www.w3.org/2000/svg";
-const byId = (id) => document.getElementById(id);
 const seen = new Map(); // node name → { cpu: [], mem: [] }
-let csrf = "";
-
-function say(text, isError) {
-  const status = byId("status");
-  status.textContent = text;
-  status.classList.toggle("error", isError);
-}
 
 function cell(row, text, className) {
   const td = document.createElement("td");
@@ -121,49 +112,4 @@ function show(view) {
   say(`Seen from node ${view.node} at ${new Date().toLocaleTimeString()}.`, false);
 }
 
-async function signedIn() {
-  const res = await fetch("/api/me");
-  if (res.status === 401) {
-    location.replace("/");
-    return null;
-  }
-  return res.json();
-}
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/live`);
-  ws.onmessage = (e) => show(JSON.parse(e.data));
-  ws.onclose = () => {
-    say("Lost the connection to the node; trying again…", true);
-    setTimeout(retry, 1000);
-  };
-}
-
-async function retry() {
-  try {
-    if (await signedIn()) connect();
-  } catch (e) {
-    setTimeout(retry, 2000);
-  }
-}
-
-byId("logout").addEventListener("click", async () => {
-  try {
-    await fetch("/api/logout", { method: "POST", headers: { "X-Plexus-CSRF": csrf } });
-  } finally {
-    location.replace("/");
-  }
-});
-
-(async () => {
-  try {
-    const me = await signedIn();
-    if (!me) return;
-    csrf = me.csrf;
-    byId("who").textContent = `${me.name} on node ${me.node}`;
-    connect();
-  } catch (e) {
-    say("The node cannot be reached.", true);
-  }
-})();
+startPage(() => live("/api/live", { message: show }));
