@@ -14,11 +14,12 @@
 //! (no socket and no signature: the node vouches for the session it opened on a signed
 //! login, as it does for the programs it runs).
 //!
-//! What exists: the overview page (every node with health, role, leader, tags, load and
-//! memory, and a minute of charts), pushed every second over a WebSocket (`/api/live`), and
-//! the JSON API behind it (`/api/me`, `/api/nodes`, `/api/login`, `/api/logout`). The pages'
-//! files are embedded in the binary (`assets/`), hand-written HTML, CSS and JavaScript.
-//! `docs/web.md` tells the whole story.
+//! The pages: the overview (every node with health, role, leader, tags, load and memory, and
+//! a minute of charts), pushed every second over a WebSocket (`/api/live`); the services
+//! (who provides what, each one's help as text); and a terminal that evaluates messages as
+//! the λ shell does, with `io.term` answered in the page (`term`, over `/api/term`). The
+//! pages' files are embedded in the binary (`assets/`), hand-written HTML, CSS and
+//! JavaScript. `docs/web.md` tells the whole story.
 //!
 //! [`login`] and [`session`] are sans-io: they take the time and randomness as arguments and
 //! are tested alone; `server` is the thin axum shell around them.
