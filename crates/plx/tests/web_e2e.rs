@@ -150,6 +150,11 @@ fn without_a_session_the_desktop_reveals_nothing() {
         ("GET", "/assets/overview.js"),
         ("GET", "/services"),
         ("GET", "/terminal"),
+        ("GET", "/processes"),
+        ("GET", "/api/procs"),
+        ("POST", "/api/procs"),
+        ("POST", "/api/procs/x/kill"),
+        ("GET", "/api/procs/x/logs"),
         ("GET", "/api/services"),
         ("GET", "/api/help/math.calc"),
         ("GET", "/api/me"),
@@ -236,6 +241,10 @@ fn without_a_session_the_desktop_reveals_nothing() {
     let mut foreign = UPGRADE.to_vec();
     foreign.push(("Origin", "http://evil.example"));
     assert_eq!(with("GET", "/api/live", &foreign).status, 403);
+
+    // Starting or killing a program needs the CSRF token too.
+    assert_eq!(with("POST", "/api/procs", &[]).status, 403);
+    assert_eq!(with("POST", "/api/procs/x/kill", &[]).status, 403);
 
     // Logging out needs the CSRF token; then the session is gone.
     assert_eq!(with("POST", "/api/logout", &[]).status, 403);
@@ -405,8 +414,23 @@ impl Browser<'_> {
 
     /// Types `text` into the element `id` and presses Enter.
     async fn enter(&self, id: &str, text: &str) {
+        self.type_into(id, &format!("{text}\u{E007}")).await;
+    }
+
+    /// Types `text` into the element `id`.
+    async fn type_into(&self, id: &str, text: &str) {
         let input = self.client.find(fantoccini::Locator::Id(id)).await.unwrap();
-        input.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks the element that `css` selects.
+    async fn click(&self, css: &str) {
+        let element = self
+            .client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap();
+        element.click().await.unwrap();
     }
 }
 
@@ -557,6 +581,62 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         .await;
         b.screenshot("web_terminal").await;
         b.no_console_errors("terminal page");
+
+        // Processes: explain a placement, start a program, see its output, kill it.
+        b.client
+            .goto(&format!("http://{desk}/processes"))
+            .await
+            .unwrap();
+        b.wait(
+            "the nodes in the placement form",
+            "return document.getElementById('on').options.length;",
+            |n| n.as_u64().unwrap_or(0) >= 3,
+        )
+        .await;
+        b.type_into("command", "sh -c \"echo hello-web; sleep 300\"")
+            .await;
+        b.click("#explain").await;
+        let placement = "return document.getElementById('placement').textContent;";
+        b.wait("the placement's explanation", placement, |v| {
+            v.as_str().is_some_and(|t| t.contains("placed on"))
+        })
+        .await;
+        b.click("#run").await;
+        let started = b
+            .wait("the program to start", placement, |v| {
+                v.as_str().is_some_and(|t| t.starts_with("Started "))
+            })
+            .await;
+        let id = started.as_str().unwrap()["Started ".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        let row = format!("document.querySelector('tr[data-proc=\"{id}\"]')");
+        b.wait(
+            "the program running in the table",
+            &format!("return {row} && {row}.querySelector('.state').textContent;"),
+            |v| v == &json!("running"),
+        )
+        .await;
+        b.wait(
+            "the program's output",
+            "return document.getElementById('stdout').textContent;",
+            |v| v.as_str().is_some_and(|t| t.contains("hello-web")),
+        )
+        .await;
+        b.screenshot("web_processes").await;
+        b.click(&format!(
+            "tr[data-proc=\"{id}\"] button[aria-label=\"Kill {id}\"]"
+        ))
+        .await;
+        b.wait(
+            "the program killed",
+            &format!("return {row}.querySelector('.state').textContent;"),
+            |v| v.as_str().is_some_and(|t| !t.starts_with("running")),
+        )
+        .await;
+        b.no_console_errors("processes page");
 
         // Log out with the button: the session is gone for the page too.
         b.client

@@ -61,3 +61,15 @@ function live(path, handlers) {
   };
   return ws;
 }
+
+// Sends a request that changes state (with the session's CSRF token) and gives
+// `{ ok, body }`, the body being the node's JSON answer.
+async function post(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Plexus-CSRF": csrf },
+    body: JSON.stringify(body || {}),
+  });
+  if (res.status === 401) location.replace("/");
+  return { ok: res.ok, body: await res.json().catch(() => ({})) };
+}

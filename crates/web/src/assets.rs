@@ -28,6 +28,18 @@ pub(crate) const ASSETS: &[Asset] = &[
         public: false,
     },
     Asset {
+        path: "/processes",
+        mime: HTML,
+        body: include_bytes!("../assets/processes.html"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/processes.js",
+        mime: JS,
+        body: include_bytes!("../assets/processes.js"),
+        public: false,
+    },
+    Asset {
         path: "/services",
         mime: HTML,
         body: include_bytes!("../assets/services.html"),

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use plexus_identity::PublicKey;
 use plexus_kernel::Kernel;
-use plexus_units::Unit;
+use plexus_units::{Map, Unit};
 use rand_core::OsRng;
 use serde_json::{json, Value};
 
@@ -88,6 +88,9 @@ fn routes(desk: Shared) -> Router {
         .route("/api/services", get(services))
         .route("/api/help/{service}", get(help))
         .route("/api/term", get(term))
+        .route("/api/procs", get(procs).post(start))
+        .route("/api/procs/{id}/kill", post(kill))
+        .route("/api/procs/{id}/logs", get(logs))
         .fallback(asset)
         .layer(axum::middleware::map_response(guard_headers))
         .with_state(desk)
@@ -110,6 +113,11 @@ async fn guard_headers(mut res: Response) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// A unit as JSON, by the units JSON bridge (`docs/units-json.md`).
+fn json_of(u: &Unit) -> Value {
+    serde_json::from_str(&plexus_units::json::to_json(u)).unwrap_or(Value::Null)
 }
 
 /// A refusal in plain words, as JSON.
@@ -224,11 +232,7 @@ impl Desk {
             Ok::<_, Error>((node, nodes))
         };
         match got.await {
-            Ok((node, nodes)) => {
-                let nodes = serde_json::from_str::<Value>(&plexus_units::json::to_json(&nodes))
-                    .unwrap_or(Value::Null);
-                json!({ "node": node, "nodes": nodes })
-            }
+            Ok((node, nodes)) => json!({ "node": node, "nodes": json_of(&nodes) }),
             Err(e) => json!({ "error": e.to_string() }),
         }
     }
@@ -376,11 +380,7 @@ async fn services(State(desk): State<Shared>, headers: HeaderMap) -> Response {
         .call(session.user, "sys.node", Unit::str("services"))
         .await
     {
-        Ok(map) => {
-            let map = serde_json::from_str::<Value>(&plexus_units::json::to_json(&map))
-                .unwrap_or(Value::Null);
-            Json(json!({ "services": map })).into_response()
-        }
+        Ok(map) => Json(json!({ "services": json_of(&map) })).into_response(),
         Err(e) => error_response(&e),
     }
 }
@@ -427,6 +427,110 @@ async fn term(
         }),
         Err(rejection) => rejection.into_response(),
     }
+}
+
+/// `GET /api/procs`: the cluster's process table (`ps@sys.proc`), `{"procs": […]}`.
+async fn procs(State(desk): State<Shared>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    match desk.call(session.user, "sys.proc", Unit::str("ps")).await {
+        Ok(list) => Json(json!({ "procs": json_of(&list) })).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StartForm {
+    /// The program and its arguments.
+    command: Vec<String>,
+    /// The node to run on; the scheduler chooses without it.
+    on: Option<String>,
+    /// Tag expressions the node must hold.
+    #[serde(default)]
+    tags: Vec<String>,
+    /// Only explain where it would run.
+    #[serde(default)]
+    dry: bool,
+}
+
+/// `POST /api/procs {command on tags dry}`: starts a program (`{run:…}@sys.proc`), or with
+/// `dry` says where it would run and why; gives sys.proc's answer.
+async fn start(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Json<StartForm>, JsonRejection>,
+) -> Response {
+    let (_, session) = match desk.changing(&headers) {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    let Ok(Json(form)) = form else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "a start is a JSON body {\"command\": [program, argument…]}",
+        );
+    };
+    if form.command.is_empty() {
+        return refused(StatusCode::BAD_REQUEST, "the command is empty");
+    }
+    let strs = |v: &[String]| Unit::List(v.iter().map(|s| Unit::str(s)).collect());
+    let mut run = Map::new();
+    run.insert(Unit::str("run"), strs(&form.command));
+    if let Some(node) = form.on.filter(|n| !n.is_empty()) {
+        run.insert(Unit::str("on"), Unit::str(&node));
+    }
+    if !form.tags.is_empty() {
+        run.insert(Unit::str("tag"), strs(&form.tags));
+    }
+    if form.dry {
+        run.insert(Unit::str("dry"), Unit::Bool(true));
+    }
+    match desk.call(session.user, "sys.proc", Unit::Map(run)).await {
+        Ok(answer) => Json(json_of(&answer)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /api/procs/ID/kill`: signals the process (`{kill:ID}@sys.proc`).
+async fn kill(State(desk): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let (_, session) = match desk.changing(&headers) {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    let mut kill = Map::new();
+    kill.insert(Unit::str("kill"), Unit::str(&id));
+    match desk.call(session.user, "sys.proc", Unit::Map(kill)).await {
+        Ok(answer) => Json(json_of(&answer)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Lines of a process's output the logs view shows.
+const LOG_LINES: i64 = 200;
+
+/// `GET /api/procs/ID/logs`: the last lines of the process's output, `{"stdout", "stderr"}`.
+async fn logs(State(desk): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    let mut out = serde_json::Map::new();
+    for stream in ["stdout", "stderr"] {
+        let mut ask = Map::new();
+        ask.insert(Unit::str("logs"), Unit::str(&id));
+        ask.insert(Unit::str("tail"), Unit::int(LOG_LINES));
+        ask.insert(Unit::str("stream"), Unit::str(stream));
+        match desk.call(session.user, "sys.proc", Unit::Map(ask)).await {
+            Ok(Unit::Bytes(b)) => {
+                out.insert(stream.into(), String::from_utf8_lossy(&b).into());
+            }
+            Ok(other) => {
+                out.insert(stream.into(), plexus_units::to_text(&other).into());
+            }
+            Err(e) => return error_response(&e),
+        }
+    }
+    Json(Value::Object(out)).into_response()
 }
 
 /// Any other path: a file of the desktop, to a session (the login page's files to anyone).
