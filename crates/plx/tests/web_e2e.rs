@@ -151,6 +151,8 @@ fn without_a_session_the_desktop_reveals_nothing() {
         ("GET", "/services"),
         ("GET", "/terminal"),
         ("GET", "/processes"),
+        ("GET", "/store"),
+        ("GET", "/api/store"),
         ("GET", "/api/procs"),
         ("POST", "/api/procs"),
         ("POST", "/api/procs/x/kill"),
@@ -465,6 +467,14 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
     let desk = desktop_of(&up.stderr);
     let (link, _) = login_link(&plx);
     let profile = tempfile::tempdir().unwrap();
+    plx.run(
+        &[
+            "send",
+            "{save:{lang:rust tags:[web desk]} out:@demo.site}@io.store",
+        ],
+        b"",
+    )
+    .ok();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -539,6 +549,28 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         assert!(help.as_str().unwrap().starts_with("math.calc: "), "{help}");
         b.screenshot("web_services").await;
         b.no_console_errors("services page");
+
+        // Store: down the tree to a unit saved from the CLI.
+        b.client
+            .goto(&format!("http://{desk}/store"))
+            .await
+            .unwrap();
+        let entry = |e: &str| format!("#entries button[data-entry=\"{e}\"]");
+        let has = |e: &str| format!("return !!document.querySelector('{}');", entry(e));
+        b.wait("demo in the store", &has("demo"), |v| v == &json!(true))
+            .await;
+        b.click(&entry("demo")).await;
+        b.wait("demo's entries", &has("site"), |v| v == &json!(true))
+            .await;
+        b.click(&entry("site")).await;
+        b.wait(
+            "the unit at @demo.site",
+            "return document.getElementById('unit').textContent;",
+            |v| v.as_str().is_some_and(|t| t.contains("lang:rust")),
+        )
+        .await;
+        b.screenshot("web_store").await;
+        b.no_console_errors("store page");
 
         // The terminal: a message, a prompt of io.term answered in the page, an error in
         // plain words.
@@ -646,25 +678,19 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             .click()
             .await
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let me = b
-                .client
-                .execute_async(
-                    "const done = arguments[0]; fetch('/api/me').then(r => done(r.status));",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            if me == json!(401) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still logged in: {me}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        b.wait("the login notice", "return document.title;", |t| {
+            t == &json!("Plexus: not logged in")
+        })
+        .await;
+        let me = b
+            .client
+            .execute_async(
+                "const done = arguments[0]; fetch('/api/me').then(r => done(r.status));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(me, json!(401), "still logged in after logging out");
 
         // The same link again, and an expired one, are refused in plain words.
         for (link, words) in [

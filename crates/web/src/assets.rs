@@ -46,6 +46,18 @@ pub(crate) const ASSETS: &[Asset] = &[
         public: false,
     },
     Asset {
+        path: "/store",
+        mime: HTML,
+        body: include_bytes!("../assets/store.html"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/store.js",
+        mime: JS,
+        body: include_bytes!("../assets/store.js"),
+        public: false,
+    },
+    Asset {
         path: "/terminal",
         mime: HTML,
         body: include_bytes!("../assets/terminal.html"),

@@ -17,7 +17,8 @@
 //! The pages: the overview (every node with health, role, leader, tags, load and memory, and
 //! a minute of charts), pushed every second over a WebSocket (`/api/live`); the processes
 //! (the table, starting with the scheduler's explanation, output, kill); the services
-//! (who provides what, each one's help as text); and a terminal that evaluates messages as
+//! (who provides what, each one's help as text); the store (`io.store`, one level at a
+//! time); and a terminal that evaluates messages as
 //! the λ shell does, with `io.term` answered in the page (`term`, over `/api/term`). The
 //! pages' files are embedded in the binary (`assets/`), hand-written HTML, CSS and
 //! JavaScript. `docs/web.md` tells the whole story.

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -88,6 +88,7 @@ fn routes(desk: Shared) -> Router {
         .route("/api/services", get(services))
         .route("/api/help/{service}", get(help))
         .route("/api/term", get(term))
+        .route("/api/store", get(store))
         .route("/api/procs", get(procs).post(start))
         .route("/api/procs/{id}/kill", post(kill))
         .route("/api/procs/{id}/logs", get(logs))
@@ -427,6 +428,81 @@ async fn term(
         }),
         Err(rejection) => rejection.into_response(),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct StoreQuery {
+    /// The path's segments, as a JSON array of strings; the whole store without it.
+    at: Option<String>,
+}
+
+/// Most characters of a unit's text the store page is sent.
+const STORE_TEXT: usize = 64 * 1024;
+/// Most entries of a map or list the store page lists.
+const STORE_ENTRIES: usize = 1000;
+
+/// `GET /api/store?at=["a","b"]`: the unit at a path of `io.store` (the whole store without
+/// one), as the user may see it: `{"kind", "entries", "text", "cut", "size"}`, `entries`
+/// being the keys or indexes to go further down, `text` the unit in text notation (`cut` when
+/// shortened), `size` its bytes in the store's encoding.
+async fn store(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<StoreQuery>, QueryRejection>,
+) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    let at: Option<Vec<String>> = match query {
+        Ok(Query(StoreQuery { at: None })) => Some(Vec::new()),
+        Ok(Query(StoreQuery { at: Some(at) })) => serde_json::from_str(&at).ok(),
+        Err(_) => None,
+    };
+    let Some(at) = at else {
+        return refused(StatusCode::BAD_REQUEST, "a path is a JSON array of strings");
+    };
+    let path = plexus_units::Path::new(at.iter().map(|s| s.as_str().into()).collect());
+    let ask = |command: &str| match &path {
+        None => Unit::str(command),
+        Some(p) => Unit::pair(Unit::str(command), Unit::Ref(p.clone())),
+    };
+    let unit = match desk.call(session.user, "io.store", ask("load")).await {
+        Ok(u) => u,
+        Err(e) => return error_response(&e),
+    };
+    let size = desk
+        .call(session.user, "io.store", ask("get.size"))
+        .await
+        .map(|s| json_of(&s))
+        .unwrap_or(Value::Null);
+    let entries: Vec<String> = match &unit {
+        Unit::Map(m) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .take(STORE_ENTRIES)
+            .collect(),
+        Unit::List(l) => (0..l.len().min(STORE_ENTRIES))
+            .map(|i| i.to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut text = plexus_units::to_pretty(&unit, 2);
+    let cut = text.len() > STORE_TEXT;
+    if cut {
+        let mut end = STORE_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    Json(json!({
+        "kind": unit.kind().name(),
+        "entries": entries,
+        "text": text,
+        "cut": cut,
+        "size": size,
+    }))
+    .into_response()
 }
 
 /// `GET /api/procs`: the cluster's process table (`ps@sys.proc`), `{"procs": […]}`.
