@@ -90,6 +90,10 @@ pub struct NodeArgs {
     /// 127.0.0.1:7780 keeps it to this machine.
     #[arg(long, value_name = "ADDR")]
     pub web: Option<std::net::SocketAddr>,
+    /// Also serve the node's Prometheus metrics at http://ADDR/metrics to anyone who reaches
+    /// ADDR (on the desktop, /metrics needs a session).
+    #[arg(long, value_name = "ADDR", requires = "web")]
+    pub metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub fs: FsArgs,
 }
@@ -269,10 +273,12 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
         // stop the node, and must find it stopping cleanly.
         let stop = shutdown_signal()?;
         // The desktop's port is taken before the node starts: a port in use stops it at once.
-        let web = args.web.map(crate::cmd_web::listen).transpose()?;
+        let listen = crate::cmd_web::listen;
+        let web = args.web.map(|a| listen(a, "the web desktop")).transpose()?;
+        let open_metrics = args.metrics.map(|a| listen(a, "metrics")).transpose()?;
         let node = Node::start(config).await?;
         let web = match web {
-            Some(listener) => Some(start_web(&node, listener)?),
+            Some(listener) => Some(start_web(&node, listener, open_metrics)?),
             None => None,
         };
         let mounts = (!args.no_mount_fs).then(|| {
@@ -320,11 +326,16 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
 fn start_web(
     node: &Node,
     listener: tokio::net::TcpListener,
+    open_metrics: Option<tokio::net::TcpListener>,
 ) -> Result<(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 )> {
     let addr = listener.local_addr()?;
+    if let Some(m) = &open_metrics {
+        eprintln!("plx: metrics at http://{}/metrics", m.local_addr()?);
+    }
+    let figures = crate::cmd_web::figures(node);
     crate::cmd_web::record(node.data_dir(), addr)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let kernel = node.kernel().clone();
@@ -332,7 +343,7 @@ fn start_web(
         let until = async {
             let _ = stopped.await;
         };
-        if let Err(e) = plexus_web::serve(listener, kernel, until).await {
+        if let Err(e) = plexus_web::serve(listener, kernel, figures, open_metrics, until).await {
             tracing::error!("the web desktop stopped: {e}");
         }
     });

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use plexus_web::metrics::{Family, Kind, Source};
 
 use crate::cmd_node::default_data_dir;
 use crate::home::Home;
@@ -28,18 +30,18 @@ pub struct WebArgs {
     pub user: Option<String>,
 }
 
-/// Binds the desktop's address, before the node starts, so that a taken port stops the
-/// node with a clear reason.
-pub fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+/// Binds `addr` for `what` (the web desktop, metrics) before the node starts, so that a
+/// taken port stops the node with a clear reason.
+pub fn listen(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-            "the address is in use (another node's desktop?); choose another with --web \
-             HOST:PORT, or `plx up --web-port PORT` / `--no-web`"
+            "the address is in use (another node's?); choose another with --web HOST:PORT or \
+             --metrics HOST:PORT, or `plx up --web-port PORT` / `--no-web`"
                 .to_owned()
         } else {
             e.to_string()
         };
-        anyhow!("cannot serve the web desktop on {addr}: {why}")
+        anyhow!("cannot serve {what} on {addr}: {why}")
     })?;
     listener.set_nonblocking(true)?;
     Ok(tokio::net::TcpListener::from_std(listener)?)
@@ -105,4 +107,120 @@ pub fn run_web(home: &Home, args: WebArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What the node measures for `/metrics`: its process, and its view of the cluster's
+/// membership and state when it is in one (`docs/metrics.md`).
+pub fn figures(node: &plexus_node::Node) -> Source {
+    let cluster = node.cluster().map(|c| (c.view().clone(), c.raft().clone()));
+    Arc::new(move || {
+        let mut families = process_figures();
+        if let Some((view, raft)) = &cluster {
+            families.extend(cluster_figures(view, raft));
+        }
+        families
+    })
+}
+
+/// The node process's CPU time and resident memory, from /proc.
+fn process_figures() -> Vec<Family> {
+    let mut families = Vec::new();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name in parentheses: state (field 3) on; utime and stime are 14, 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+        let per_second = rustix::param::clock_ticks_per_second().max(1);
+        families.push(Family::one(
+            "plexus_process_cpu_seconds_total",
+            "CPU time the node process has used, user and system.",
+            Kind::Counter,
+            (user + system) as f64 / per_second as f64,
+        ));
+    }
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    if let Some(pages) = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+    {
+        families.push(Family::one(
+            "plexus_process_resident_memory_bytes",
+            "Resident memory of the node process.",
+            Kind::Gauge,
+            (pages * rustix::param::page_size() as u64) as f64,
+        ));
+    }
+    families
+}
+
+/// Membership by health and the raft state, as this node sees them.
+fn cluster_figures(
+    view: &plexus_node::cluster::View,
+    raft: &plexus_cluster::raft::ClusterRaft,
+) -> Vec<Family> {
+    use plexus_cluster::membership::Health;
+    let roster = view.roster();
+    let count = |health: Health| {
+        roster
+            .iter()
+            .filter(|m| view.health(&m.key) == health)
+            .count()
+    };
+    let members = Family {
+        name: "plexus_cluster_members",
+        help: "Members of the cluster's roster by health, as this node's membership sees them.",
+        kind: Kind::Gauge,
+        samples: [
+            ("alive", Health::Alive),
+            ("suspect", Health::Suspect),
+            ("down", Health::Down),
+        ]
+        .into_iter()
+        .map(|(label, h)| (vec![("health", label.to_owned())], count(h) as f64))
+        .collect(),
+    };
+    let m = raft.metrics();
+    vec![
+        members,
+        Family::one(
+            "plexus_raft_term",
+            "The current raft term of the cluster state.",
+            Kind::Gauge,
+            m.term as f64,
+        ),
+        Family::one(
+            "plexus_raft_last_log_index",
+            "Index of the last entry in this node's raft log.",
+            Kind::Gauge,
+            m.last_log.unwrap_or(0) as f64,
+        ),
+        Family::one(
+            "plexus_raft_applied_index",
+            "Index of the last entry this node applied to its copy of the cluster state.",
+            Kind::Gauge,
+            m.last_applied.unwrap_or(0) as f64,
+        ),
+        Family::one(
+            "plexus_raft_leader",
+            "1 when this node is the raft leader, else 0.",
+            Kind::Gauge,
+            f64::from(u8::from(m.leader == Some(m.id))),
+        ),
+        Family::one(
+            "plexus_raft_leader_known",
+            "1 when this node knows a leader, else 0.",
+            Kind::Gauge,
+            f64::from(u8::from(m.leader.is_some())),
+        ),
+        Family::one(
+            "plexus_raft_voters",
+            "Voters of the cluster state.",
+            Kind::Gauge,
+            m.voters.len() as f64,
+        ),
+    ]
 }

@@ -153,6 +153,7 @@ fn without_a_session_the_desktop_reveals_nothing() {
         ("GET", "/processes"),
         ("GET", "/store"),
         ("GET", "/api/store"),
+        ("GET", "/metrics"),
         ("GET", "/api/procs"),
         ("POST", "/api/procs"),
         ("POST", "/api/procs/x/kill"),
@@ -227,6 +228,15 @@ fn without_a_session_the_desktop_reveals_nothing() {
     let csrf = me["csrf"].as_str().expect("a CSRF token").to_owned();
     let nodes: Value = serde_json::from_str(&with("GET", "/api/nodes", &[]).body).unwrap();
     assert_eq!(nodes["nodes"][0]["health"], "alive", "{nodes}");
+    let metrics = with("GET", "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "# TYPE plexus_process_resident_memory_bytes gauge",
+        "plexus_web_logins_total{result=\"accepted\"} 1",
+        "plexus_web_logins_total{result=\"refused\"} 4",
+    ] {
+        assert!(metrics.body.contains(line), "{line} in {}", metrics.body);
+    }
 
     // Paths outside the desktop's files are not found, however they are spelled.
     for path in [
@@ -499,6 +509,25 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
                 .all(|n| health_of(rows, n) == Some(&json!("alive")))
         })
         .await;
+        // The session's /metrics has the cluster's figures.
+        let metrics = b
+            .client
+            .execute_async(
+                "const done = arguments[0]; fetch('/metrics').then(r => r.text()).then(done);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        for line in [
+            "plexus_cluster_members{health=\"alive\"} 3",
+            "plexus_raft_leader_known 1",
+            "plexus_raft_voters 3",
+        ] {
+            assert!(
+                metrics.as_str().unwrap_or_default().contains(line),
+                "{line} in {metrics}"
+            );
+        }
         let who = b
             .js("return document.getElementById('who').textContent;")
             .await;

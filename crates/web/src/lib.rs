@@ -29,6 +29,7 @@
 mod assets;
 mod error;
 pub mod login;
+pub mod metrics;
 mod server;
 pub mod session;
 mod term;

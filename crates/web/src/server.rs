@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,7 @@ use serde_json::{json, Value};
 
 use crate::assets;
 use crate::login::Logins;
+use crate::metrics::{self, Family, Kind};
 use crate::session::{Session, Sessions, SESSION_MS};
 use crate::{Error, CSRF_HEADER};
 
@@ -42,6 +44,10 @@ struct Desk {
     /// The session cookie's name: it carries the port, since browsers share cookies between
     /// the ports of one host.
     cookie: String,
+    /// The node's own figures for `/metrics`.
+    figures: metrics::Source,
+    logins_accepted: AtomicU64,
+    logins_refused: AtomicU64,
 }
 
 type Shared = Arc<Desk>;
@@ -58,10 +64,14 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Serves the desktop on `listener` with the node's `kernel` until `shutdown` resolves.
+/// Serves the desktop on `listener` with the node's `kernel` until `shutdown` resolves; its
+/// `/metrics` gives `figures` (and the desktop's own) to a session, and to anyone on
+/// `open_metrics` when given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     kernel: Kernel,
+    figures: metrics::Source,
+    open_metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let addr: SocketAddr = listener.local_addr()?;
@@ -70,10 +80,34 @@ pub async fn serve(
         logins: Mutex::new(Logins::new(&addr.to_string())),
         sessions: Mutex::default(),
         cookie: format!("plx_session_{}", addr.port()),
+        figures,
+        logins_accepted: AtomicU64::new(0),
+        logins_refused: AtomicU64::new(0),
+    });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let until = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let open = open_metrics.map(|listener| {
+        let router = Router::new()
+            .route("/metrics", get(open_metrics_page))
+            .layer(axum::middleware::map_response(guard_headers))
+            .with_state(desk.clone());
+        let served = axum::serve(listener, router).with_graceful_shutdown(until(stopping.clone()));
+        tokio::spawn(async move { served.await })
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
     });
     axum::serve(listener, routes(desk))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(until(stopping))
         .await?;
+    if let Some(open) = open {
+        if let Ok(served) = open.await {
+            served?;
+        }
+    }
     Ok(())
 }
 
@@ -92,6 +126,7 @@ fn routes(desk: Shared) -> Router {
         .route("/api/procs", get(procs).post(start))
         .route("/api/procs/{id}/kill", post(kill))
         .route("/api/procs/{id}/logs", get(logs))
+        .route("/metrics", get(metrics_page))
         .fallback(asset)
         .layer(axum::middleware::map_response(guard_headers))
         .with_state(desk)
@@ -261,14 +296,19 @@ async fn login(
         );
     };
     let accepted = lock(&desk.logins).accept(&form.token, now_ms());
+    let refuse = |e: &Error| {
+        desk.logins_refused.fetch_add(1, Ordering::Relaxed);
+        error_response(e)
+    };
     let user = match accepted {
         Ok(user) => user,
-        Err(e) => return error_response(&e),
+        Err(e) => return refuse(&e),
     };
     let name = match desk.user_name(user).await {
         Ok(name) => name,
-        Err(e) => return error_response(&e),
+        Err(e) => return refuse(&e),
     };
+    desk.logins_accepted.fetch_add(1, Ordering::Relaxed);
     let (id, _) = lock(&desk.sessions).open(user, &name, now_ms(), &mut OsRng);
     let cookie = format!(
         "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
@@ -607,6 +647,57 @@ async fn logs(State(desk): State<Shared>, headers: HeaderMap, Path(id): Path<Str
         }
     }
     Json(Value::Object(out)).into_response()
+}
+
+impl Desk {
+    /// The node's figures and the desktop's own, as Prometheus text.
+    fn metrics_text(&self) -> Response {
+        let mut families = (self.figures)();
+        let sessions = lock(&self.sessions).len();
+        families.push(Family::one(
+            "plexus_web_sessions",
+            "Browser sessions the desktop keeps (some may have expired).",
+            Kind::Gauge,
+            sessions as f64,
+        ));
+        families.push(Family {
+            name: "plexus_web_logins_total",
+            help: "Logins with a link from plx web, by result.",
+            kind: Kind::Counter,
+            samples: vec![
+                (
+                    vec![("result", "accepted".into())],
+                    self.logins_accepted.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    vec![("result", "refused".into())],
+                    self.logins_refused.load(Ordering::Relaxed) as f64,
+                ),
+            ],
+        });
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics::render(&families),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics` on the desktop: the node's figures, to a session.
+async fn metrics_page(State(desk): State<Shared>, headers: HeaderMap) -> Response {
+    if desk.session(&headers).is_none() {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    }
+    desk.metrics_text()
+}
+
+/// `GET /metrics` on the address of `plx node --metrics`: the node's figures, to anyone who
+/// reaches it.
+async fn open_metrics_page(State(desk): State<Shared>) -> Response {
+    desk.metrics_text()
 }
 
 /// Any other path: a file of the desktop, to a session (the login page's files to anyone).
