@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{free_up_port, kill9, node_pid, tester_key, until, Down, Plx};
+use common::{free_up_port, kill9, node_pid, noise, tester_key, until, Down, Plx};
 use serde_json::{json, Value};
 
 /// What an HTTP request got back.
@@ -154,6 +154,10 @@ fn without_a_session_the_desktop_reveals_nothing() {
         ("GET", "/store"),
         ("GET", "/api/store"),
         ("GET", "/metrics"),
+        ("GET", "/files"),
+        ("GET", "/api/files?path=/"),
+        ("GET", "/api/files/content?path=/x"),
+        ("PUT", "/api/files/content?path=/x"),
         ("GET", "/api/procs"),
         ("POST", "/api/procs"),
         ("POST", "/api/procs/x/kill"),
@@ -253,6 +257,22 @@ fn without_a_session_the_desktop_reveals_nothing() {
     let mut foreign = UPGRADE.to_vec();
     foreign.push(("Origin", "http://evil.example"));
     assert_eq!(with("GET", "/api/live", &foreign).status, 403);
+
+    // Writing a file needs the CSRF token; file paths stay in the cluster's tree.
+    assert_eq!(with("PUT", "/api/files/content?path=/x", &[]).status, 403);
+    for path in [
+        "/../../etc/passwd",
+        "../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ] {
+        let a = with("GET", &format!("/api/files/content?path={path}"), &[]);
+        assert!(
+            a.status != 200 && !a.body.contains("root:"),
+            "{path}: {} {}",
+            a.status,
+            a.body
+        );
+    }
 
     // Starting or killing a program needs the CSRF token too.
     assert_eq!(with("POST", "/api/procs", &[]).status, 403);
@@ -600,6 +620,89 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         .await;
         b.screenshot("web_store").await;
         b.no_console_errors("store page");
+
+        // Files: edit a text file and save it; upload a file and download it byte-identical.
+        let local = plx.home.path().join("notes.txt");
+        std::fs::write(&local, "first draft\n").unwrap();
+        plx.run(&["fs", "mkdir", "/web"], b"").ok();
+        plx.run(
+            &["fs", "put", local.to_str().unwrap(), "/web/notes.txt"],
+            b"",
+        )
+        .ok();
+        b.client
+            .goto(&format!("http://{desk}/files"))
+            .await
+            .unwrap();
+        let entry = |e: &str| format!("#entries tr[data-entry=\"{e}\"] button");
+        let has = |e: &str| format!("return !!document.querySelector('{}');", entry(e));
+        b.wait("/web in the tree", &has("web"), |v| v == &json!(true))
+            .await;
+        b.click(&entry("web")).await;
+        b.wait("notes.txt in /web", &has("notes.txt"), |v| {
+            v == &json!(true)
+        })
+        .await;
+        b.click(&entry("notes.txt")).await;
+        b.wait(
+            "the text to edit",
+            "return document.getElementById('text').value;",
+            |v| v == &json!("first draft\n"),
+        )
+        .await;
+        b.js("document.getElementById('text').value = 'second draft\\n'; return 0;")
+            .await;
+        b.click("#edit button").await;
+        b.wait(
+            "the save",
+            "return document.getElementById('status').textContent;",
+            |v| v.as_str().is_some_and(|t| t.starts_with("Saved")),
+        )
+        .await;
+        let cat = plx.run(&["fs", "cat", "/web/notes.txt"], b"").ok();
+        assert_eq!(cat, "second draft\n");
+        let blob = noise(300_000, 7);
+        let blob_path = plx.home.path().join("blob.bin");
+        std::fs::write(&blob_path, &blob).unwrap();
+        b.click("#trail button:nth-of-type(2)").await;
+        b.wait("the /web directory", &has("notes.txt"), |v| {
+            v == &json!(true)
+        })
+        .await;
+        b.type_into("upload-file", blob_path.to_str().unwrap())
+            .await;
+        b.click("#upload button").await;
+        b.wait("blob.bin uploaded", &has("blob.bin"), |v| v == &json!(true))
+            .await;
+        let progress = b
+            .js("return document.getElementById('progress').value;")
+            .await;
+        assert_eq!(progress, json!(1), "the progress bar at the end");
+        let downloaded = b
+            .client
+            .execute_async(
+                "const done = arguments[0];
+                 fetch('/api/files/content?path=' + encodeURIComponent('/web/blob.bin'))
+                   .then(r => r.arrayBuffer())
+                   .then(buf => {
+                     const bytes = new Uint8Array(buf);
+                     let s = '';
+                     for (let i = 0; i < bytes.length; i += 8192) {
+                       s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+                     }
+                     done(btoa(s));
+                   });",
+                vec![],
+            )
+            .await
+            .unwrap();
+        use base64::Engine as _;
+        let downloaded = base64::engine::general_purpose::STANDARD
+            .decode(downloaded.as_str().unwrap())
+            .unwrap();
+        assert!(downloaded == blob, "the download differs from the upload");
+        b.screenshot("web_files").await;
+        b.no_console_errors("files page");
 
         // The terminal: a message, a prompt of io.term answered in the page, an error in
         // plain words.

@@ -40,6 +40,18 @@ pub(crate) const ASSETS: &[Asset] = &[
         public: false,
     },
     Asset {
+        path: "/files",
+        mime: HTML,
+        body: include_bytes!("../assets/files.html"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/files.js",
+        mime: JS,
+        body: include_bytes!("../assets/files.js"),
+        public: false,
+    },
+    Asset {
         path: "/services",
         mime: HTML,
         body: include_bytes!("../assets/services.html"),

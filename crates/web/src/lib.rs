@@ -16,7 +16,8 @@
 //!
 //! The pages: the overview (every node with health, role, leader, tags, load and memory, and
 //! a minute of charts), pushed every second over a WebSocket (`/api/live`); the processes
-//! (the table, starting with the scheduler's explanation, output, kill); the services
+//! (the table, starting with the scheduler's explanation, output, kill); the files (browse,
+//! view, edit, upload, download, through `io.fs`); the services
 //! (who provides what, each one's help as text); the store (`io.store`, one level at a
 //! time); and a terminal that evaluates messages as
 //! the λ shell does, with `io.term` answered in the page (`term`, over `/api/term`). The
@@ -28,6 +29,7 @@
 
 mod assets;
 mod error;
+mod files;
 pub mod login;
 pub mod metrics;
 mod server;

@@ -126,6 +126,15 @@ fn routes(desk: Shared) -> Router {
         .route("/api/procs", get(procs).post(start))
         .route("/api/procs/{id}/kill", post(kill))
         .route("/api/procs/{id}/logs", get(logs))
+        .route("/api/files", get(files_list))
+        .route(
+            "/api/files/content",
+            get(files_read)
+                .put(files_write)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::files::UPLOAD_MOST,
+                )),
+        )
         .route("/metrics", get(metrics_page))
         .fallback(asset)
         .layer(axum::middleware::map_response(guard_headers))
@@ -647,6 +656,77 @@ async fn logs(State(desk): State<Shared>, headers: HeaderMap, Path(id): Path<Str
         }
     }
     Json(Value::Object(out)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct FileQuery {
+    /// A path of the cluster's file tree.
+    path: String,
+    /// Show the file in the browser instead of downloading it.
+    #[serde(default)]
+    view: bool,
+}
+
+fn bad_path() -> Response {
+    refused(StatusCode::BAD_REQUEST, "give the file's path: ?path=/a/b")
+}
+
+/// `GET /api/files?path=P`: the entry at P and, for a directory, its entries:
+/// `{"stat": {…}, "entries": […]}` (`io.fs`'s `stat` and `ls`).
+async fn files_list(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<FileQuery>, QueryRejection>,
+) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    let Ok(Query(q)) = query else {
+        return bad_path();
+    };
+    match crate::files::list(&desk.kernel, session.user, &q.path).await {
+        Ok(u) => Json(json_of(&u)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /api/files/content?path=P[&view=true]`: the file's bytes, streamed.
+async fn files_read(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<FileQuery>, QueryRejection>,
+) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    let Ok(Query(q)) = query else {
+        return bad_path();
+    };
+    match crate::files::read(desk.kernel.clone(), session.user, q.path, q.view).await {
+        Ok(response) => response,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `PUT /api/files/content?path=P` with the bytes: writes the file (an upload, or a text
+/// edited and saved); `{path size chunks}`.
+async fn files_write(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<FileQuery>, QueryRejection>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (_, session) = match desk.changing(&headers) {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    let Ok(Query(q)) = query else {
+        return bad_path();
+    };
+    match crate::files::write(&desk.kernel, session.user, &q.path, body).await {
+        Ok(u) => Json(json_of(&u)).into_response(),
+        Err(e) => error_response(&e),
+    }
 }
 
 impl Desk {
