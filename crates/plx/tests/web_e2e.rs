@@ -155,6 +155,8 @@ fn without_a_session_the_desktop_reveals_nothing() {
         ("GET", "/api/store"),
         ("GET", "/metrics"),
         ("GET", "/files"),
+        ("GET", "/graphs"),
+        ("GET", "/api/graphs"),
         ("GET", "/api/files?path=/"),
         ("GET", "/api/files/content?path=/x"),
         ("PUT", "/api/files/content?path=/x"),
@@ -801,6 +803,31 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         )
         .await;
         b.no_console_errors("processes page");
+
+        // Graphs: a two-stage graph across nodes, drawn with its pipe's figures.
+        plx.run(
+            &[
+                "send",
+                "{graph:{procs:[{run:[sh -c `while true; do echo tick; sleep 0.1; done`] \
+                 stage:src} {run:[cat] stage:sink}] pipes:[{from:src to:sink}]}}@sys.proc",
+            ],
+            b"",
+        )
+        .ok();
+        b.client
+            .goto(&format!("http://{desk}/graphs"))
+            .await
+            .unwrap();
+        b.wait(
+            "the graph's pipe open and carrying records",
+            "const row = document.querySelector('table.pipes tbody tr');
+             return row && [row.cells[6].textContent, row.cells[1].textContent,
+                            document.querySelectorAll('g.proc').length];",
+            |v| v[0] == "open" && v[1].as_str().is_some_and(|t| t.starts_with("src")) && v[2] == 2,
+        )
+        .await;
+        b.screenshot("web_graphs").await;
+        b.no_console_errors("graphs page");
 
         // Log out with the button: the session is gone for the page too.
         b.client

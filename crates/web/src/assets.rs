@@ -40,6 +40,18 @@ pub(crate) const ASSETS: &[Asset] = &[
         public: false,
     },
     Asset {
+        path: "/graphs",
+        mime: HTML,
+        body: include_bytes!("../assets/graphs.html"),
+        public: false,
+    },
+    Asset {
+        path: "/assets/graphs.js",
+        mime: JS,
+        body: include_bytes!("../assets/graphs.js"),
+        public: false,
+    },
+    Asset {
         path: "/files",
         mime: HTML,
         body: include_bytes!("../assets/files.html"),

@@ -16,7 +16,8 @@
 //!
 //! The pages: the overview (every node with health, role, leader, tags, load and memory, and
 //! a minute of charts), pushed every second over a WebSocket (`/api/live`); the processes
-//! (the table, starting with the scheduler's explanation, output, kill); the files (browse,
+//! (the table, starting with the scheduler's explanation, output, kill); the graphs (each
+//! running graph drawn with its pipes' figures); the files (browse,
 //! view, edit, upload, download, through `io.fs`); the services
 //! (who provides what, each one's help as text); the store (`io.store`, one level at a
 //! time); and a terminal that evaluates messages as

@@ -126,6 +126,7 @@ fn routes(desk: Shared) -> Router {
         .route("/api/procs", get(procs).post(start))
         .route("/api/procs/{id}/kill", post(kill))
         .route("/api/procs/{id}/logs", get(logs))
+        .route("/api/graphs", get(graphs))
         .route("/api/files", get(files_list))
         .route(
             "/api/files/content",
@@ -561,6 +562,21 @@ async fn procs(State(desk): State<Shared>, headers: HeaderMap) -> Response {
     };
     match desk.call(session.user, "sys.proc", Unit::str("ps")).await {
         Ok(list) => Json(json!({ "procs": json_of(&list) })).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /api/graphs`: every running graph with its processes and its pipes' figures
+/// (`graphs@sys.proc`), `{"graphs": […]}`.
+async fn graphs(State(desk): State<Shared>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = desk.session(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    };
+    match desk
+        .call(session.user, "sys.proc", Unit::str("graphs"))
+        .await
+    {
+        Ok(list) => Json(json!({ "graphs": json_of(&list) })).into_response(),
         Err(e) => error_response(&e),
     }
 }
