@@ -563,6 +563,21 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         .await;
         b.screenshot("web_overview").await;
         b.no_console_errors("overview");
+        // How soon the page answered (Navigation Timing): printed, a benchmark's figure.
+        let interactive = b
+            .js("return performance.getEntriesByType('navigation')[0].domInteractive;")
+            .await;
+        eprintln!("overview interactive after {interactive} ms");
+
+        // On a phone-sized screen the page does not scroll sideways (wide tables scroll in
+        // their own box).
+        b.client.set_window_size(390, 844).await.unwrap();
+        let fits = b
+            .js("return document.documentElement.scrollWidth <= window.innerWidth;")
+            .await;
+        assert_eq!(fits, json!(true), "the overview is wider than a phone");
+        b.screenshot("web_overview_phone").await;
+        b.client.set_window_size(1280, 800).await.unwrap();
 
         // A killed node turns down on the page. (How fast is a benchmark's figure, not a
         // test's: the time is printed.)
