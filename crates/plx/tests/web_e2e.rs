@@ -754,6 +754,19 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             v.as_str().is_some_and(|t| t.contains("num: 41\n-41\n"))
         })
         .await;
+        // A command waiting at a prompt stops with the Stop button.
+        b.enter("line", "(inp `wait: `)@io.term").await;
+        b.wait(
+            "the second prompt",
+            "return document.getElementById('prompt').textContent;",
+            |v| v == &json!("wait: "),
+        )
+        .await;
+        b.click("#stop").await;
+        b.wait("the command cancelled", SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains("error: cancelled"))
+        })
+        .await;
         b.enter("line", "(div (1 0))@math.calc").await;
         b.wait("the error on the terminal", SCREEN, |v| {
             v.as_str()

@@ -24,6 +24,11 @@ function ready() {
   asking = false;
   prompt.textContent = "λ";
   line.type = "text";
+  byId("stop").hidden = true;
+}
+
+function stop() {
+  if (running && socket) socket.send(JSON.stringify({ cancel: true }));
 }
 
 const handlers = {
@@ -66,6 +71,7 @@ byId("entry").addEventListener("submit", (e) => {
     typed.push(text);
     back = 0;
     running = true;
+    byId("stop").hidden = false;
     prompt.textContent = "…";
     socket.send(JSON.stringify({ eval: text }));
   } else {
@@ -74,7 +80,14 @@ byId("entry").addEventListener("submit", (e) => {
   line.value = "";
 });
 
+byId("stop").addEventListener("click", stop);
+
 line.addEventListener("keydown", (e) => {
+  if (e.ctrlKey && e.key === "c" && running && !line.selectionEnd) {
+    e.preventDefault();
+    stop();
+    return;
+  }
   if (asking || (e.key !== "ArrowUp" && e.key !== "ArrowDown")) return;
   e.preventDefault();
   back = Math.max(0, Math.min(typed.length, back + (e.key === "ArrowUp" ? 1 : -1)));

@@ -65,12 +65,16 @@ fn download_name(path: &str) -> String {
     }
 }
 
+/// How long one call to `io.fs` (a stat, a listing, a read of 1 MiB) may take.
+const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One call to `io.fs` as `user`.
 async fn call(kernel: &Kernel, user: PublicKey, body: Unit) -> Result<Unit, Error> {
     let mut link = KernelLink::new(kernel.context(user, [0; 32], None, 0));
-    files::call(&mut link, body)
-        .await
-        .map_err(|e| Error::Cluster(e.to_string()))
+    match tokio::time::timeout(CALL_DEADLINE, files::call(&mut link, body)).await {
+        Err(_) => Err(Error::Timeout),
+        Ok(answer) => answer.map_err(|e| Error::Cluster(e.to_string())),
+    }
 }
 
 /// The file at `path` as a response streamed a piece at a time, each read at the version

@@ -2,12 +2,12 @@
 //! are, with `io.term` answered by the browser.
 //!
 //! The page and the node exchange JSON text messages on the `/api/term` WebSocket. The page
-//! sends `{"eval": TEXT}` (a unit in text notation) and `{"line": TEXT}` (or `{"line": null}`
-//! for the end of input) to answer a prompt. The node sends what a service asks of the
-//! terminal — `{"say": TEXT}`, `{"out": TEXT, "err": BOOL}`, `{"ask": PROMPT, "secret":
-//! BOOL}`, `{"clear": true}` — and ends each evaluation with `{"value": TEXT}`,
-//! `{"nothing": true}` or `{"error": TEXT}`. One evaluation runs at a time; closing the page
-//! stops it.
+//! sends `{"eval": TEXT}` (a unit in text notation), `{"line": TEXT}` (or `{"line": null}`
+//! for the end of input) to answer a prompt, and `{"cancel": true}` to stop the command. The
+//! node sends what a service asks of the terminal — `{"say": TEXT}`, `{"out": TEXT, "err":
+//! BOOL}`, `{"ask": PROMPT, "secret": BOOL}`, `{"clear": true}` — and ends each evaluation
+//! with `{"value": TEXT}`, `{"nothing": true}` or `{"error": TEXT}`. One evaluation runs at a
+//! time; closing the page stops it.
 
 use std::sync::Arc;
 
@@ -85,6 +85,7 @@ impl Terminal for PageTerminal {
 enum FromPage {
     Eval(String),
     Line(Option<String>),
+    Cancel(bool),
 }
 
 /// Evaluates `text` as `user` with `term` as the session's terminal, as the node does a
@@ -150,6 +151,13 @@ pub(crate) async fn serve(
                     }
                     Ok(FromPage::Line(line)) => {
                         let _ = typed.try_send(line);
+                    }
+                    Ok(FromPage::Cancel(false)) => {}
+                    Ok(FromPage::Cancel(true)) => {
+                        if let Some(r) = running.take().filter(|r| !r.is_finished()) {
+                            r.abort();
+                            let _ = to_page.try_send(json!({ "error": "cancelled" }));
+                        }
                     }
                     Err(e) => {
                         let _ = to_page.try_send(json!({ "error": format!("not understood: {e}") }));
