@@ -293,6 +293,49 @@ fn without_a_session_the_desktop_reveals_nothing() {
     assert_eq!(with("GET", "/api/me", &[]).status, 401);
 }
 
+#[test]
+fn plx_web_opens_browser_and_says_what_is_wrong() {
+    let plx = Plx::new();
+    // No node, no desktop: plx web says how to get one.
+    let none = plx.run(&["web"], b"").fails();
+    assert!(none.contains("serves no web desktop"), "{none}");
+
+    // A desktop's port in use stops the node at once, saying so.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = plx.home.path().join("busy");
+    let busy = plx
+        .run(
+            &["node", "--data", data.to_str().unwrap(), "--web", &addr],
+            b"",
+        )
+        .fails();
+    assert!(busy.contains("address is in use"), "{busy}");
+    drop(taken);
+
+    // With $BROWSER set, plx web opens the link it prints.
+    let up = plx.run(&["up", "--detach"], b"");
+    let _down = Down(&plx);
+    up.ok();
+    let seen = plx.home.path().join("opened");
+    let browser = plx.home.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" > '{}'\n", seen.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run = plx.run_env(&["web"], b"", &[("BROWSER", browser.to_str().unwrap())]);
+    let link = run.ok().trim().to_owned();
+    until("the browser to be given the link", 10, || {
+        std::fs::read_to_string(&seen).is_ok_and(|s| s.trim() == link)
+    });
+}
+
 /// chromedriver on a free loopback port, in its own process group (with the browsers it
 /// starts), killed at the end.
 struct Driver {
