@@ -480,13 +480,16 @@ impl Browser<'_> {
         eprintln!("screenshot: {}", path.display());
     }
 
-    /// Asserts that the console has had no error since the last look.
-    fn no_console_errors(&self, page: &str) {
+    /// Asserts that the page logged no error since the last look, and that each of its
+    /// visible controls has a name a screen reader can say.
+    async fn page_is_clean(&self, page: &str) {
         let errors = console_errors(self.driver, &self.session);
         assert!(
             errors.is_empty(),
             "console errors on the {page}: {errors:?}"
         );
+        let unnamed = self.js(UNNAMED_CONTROLS).await;
+        assert_eq!(unnamed, json!([]), "controls without a name on the {page}");
     }
 
     /// Types `text` into the element `id` and presses Enter.
@@ -514,6 +517,13 @@ impl Browser<'_> {
 /// The overview's rows: `[[name, health]…]`.
 const ROWS: &str = "return [...document.querySelectorAll('#nodes tbody tr')]\
                     .map(r => [r.dataset.node, r.cells[1].textContent]);";
+/// The page's visible controls that have no label, text or aria-label.
+const UNNAMED_CONTROLS: &str =
+    "return [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+    .filter(e => e.offsetParent !== null)
+    .filter(e => !((e.labels && e.labels.length) || e.getAttribute('aria-label')
+                   || e.textContent.trim() || e.title))
+    .map(e => e.outerHTML.slice(0, 80));";
 /// The terminal's output.
 const SCREEN: &str = "return document.getElementById('screen').textContent;";
 
@@ -605,7 +615,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         )
         .await;
         b.screenshot("web_overview").await;
-        b.no_console_errors("overview");
+        b.page_is_clean("overview").await;
         // How soon the page answered (Navigation Timing): printed, a benchmark's figure.
         let interactive = b
             .js("return performance.getEntriesByType('navigation')[0].domInteractive;")
@@ -657,7 +667,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             .await;
         assert!(help.as_str().unwrap().starts_with("math.calc: "), "{help}");
         b.screenshot("web_services").await;
-        b.no_console_errors("services page");
+        b.page_is_clean("services page").await;
 
         // Store: down the tree to a unit saved from the CLI.
         b.client
@@ -679,7 +689,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         )
         .await;
         b.screenshot("web_store").await;
-        b.no_console_errors("store page");
+        b.page_is_clean("store page").await;
 
         // Files: edit a text file and save it; upload a file and download it byte-identical.
         let local = plx.home.path().join("notes.txt");
@@ -762,7 +772,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             .unwrap();
         assert!(downloaded == blob, "the download differs from the upload");
         b.screenshot("web_files").await;
-        b.no_console_errors("files page");
+        b.page_is_clean("files page").await;
 
         // The terminal: a message, a prompt of io.term answered in the page, an error in
         // plain words.
@@ -817,7 +827,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         })
         .await;
         b.screenshot("web_terminal").await;
-        b.no_console_errors("terminal page");
+        b.page_is_clean("terminal page").await;
 
         // Processes: explain a placement, start a program, see its output, kill it.
         b.client
@@ -873,7 +883,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             |v| v.as_str().is_some_and(|t| !t.starts_with("running")),
         )
         .await;
-        b.no_console_errors("processes page");
+        b.page_is_clean("processes page").await;
 
         // Graphs: a two-stage graph across nodes, drawn with its pipe's figures.
         plx.run(
@@ -898,7 +908,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         )
         .await;
         b.screenshot("web_graphs").await;
-        b.no_console_errors("graphs page");
+        b.page_is_clean("graphs page").await;
 
         // Log out with the button: the session is gone for the page too.
         b.client
