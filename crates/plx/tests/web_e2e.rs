@@ -807,6 +807,13 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             v.as_str().is_some_and(|t| t.contains("num: 41\n-41\n"))
         })
         .await;
+        // Help is text for people, as in the λ shell.
+        b.enter("line", "help@math.calc").await;
+        b.wait("math.calc's help as text", SCREEN, |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("\nmath.calc: ") && t.contains("Commands:"))
+        })
+        .await;
         // A command waiting at a prompt stops with the Stop button.
         b.enter("line", "(inp `wait: `)@io.term").await;
         b.wait(

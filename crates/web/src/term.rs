@@ -15,6 +15,7 @@ use axum::extract::ws::{Message, WebSocket};
 use plexus_identity::PublicKey;
 use plexus_kernel::{code, BoxFuture, Error as KernelError, Evaluation, Kernel, Terminal};
 use plexus_protocol::{OutputStream, TermRequest, TermResponse};
+use plexus_units::Unit;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
@@ -79,6 +80,25 @@ impl Terminal for PageTerminal {
     }
 }
 
+/// What `help` shows.
+const HELP: &str = "\
+Type a unit and press Enter: it is evaluated on this node as you, as the λ shell does.
+  (neg 5)@math.calc            a message to a service
+  {mul:[2 {inc:4} (sub (10 3))]}@math.calc
+  (say `hello`)@io.term        services can use this terminal
+  (inp `name: `)@io.term       and ask you for a line here
+  serv@io.term                 every service; help@math.calc explains one
+                               (help.man@… its commands, help.tut@… its examples)
+  x@serv:node                  run on a given node of the cluster
+Up and Down go through what you typed; Ctrl-C or Stop stops a command.
+The λ shell's own commands are on the other pages: nodes on Overview; run, ps, kill and
+logs on Processes; ls, cat, put and get on Files; services on Services.";
+
+/// Whether `body` asks a service for its help (shown as text rather than as a unit).
+fn asks_help(body: &Unit) -> bool {
+    matches!(body, Unit::Stream(s) if matches!(s.unit.as_str(), Some("help" | "help.man" | "help.tut")))
+}
+
 /// What the page sends.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +112,9 @@ enum FromPage {
 /// message the user signed: a fresh root hash and evaluation id, so that nothing takes two
 /// commands for a replay of one.
 async fn evaluate(kernel: Kernel, user: PublicKey, term: Arc<PageTerminal>, text: String) -> Value {
+    if matches!(text.trim(), "help" | ":help") {
+        return json!({ "value": HELP });
+    }
     let body = match plexus_units::parse(&text) {
         Ok(body) => body,
         Err(e) => return json!({ "error": e.to_string() }),
@@ -105,8 +128,12 @@ async fn evaluate(kernel: Kernel, user: PublicKey, term: Arc<PageTerminal>, text
             time_ms: crate::server::now_ms(),
             id: OsRng.next_u64(),
         });
+    let help = asks_help(&body);
     match cx.run(body).await {
-        Ok(Some(v)) => json!({ "value": plexus_units::to_text(&v) }),
+        Ok(Some(v)) => match help.then(|| plexus_kernel::help_text(&v)).flatten() {
+            Some(text) => json!({ "value": text.trim_end() }),
+            None => json!({ "value": plexus_units::to_text(&v) }),
+        },
         Ok(None) => json!({ "nothing": true }),
         Err(e) => json!({ "error": format!("{}: {}", e.code(), e.message()) }),
     }
