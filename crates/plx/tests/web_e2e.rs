@@ -552,6 +552,36 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
     let desk = desktop_of(&up.stderr);
     let (link, _) = login_link(&plx);
     let profile = tempfile::tempdir().unwrap();
+
+    // Every node serves a desktop of the whole cluster: n2's, from a link for it.
+    let n2_data = plx.home.path().join("cluster/n2");
+    let n2_link = plx
+        .run(&["web", "--data", n2_data.to_str().unwrap()], b"")
+        .ok();
+    let (n2_desk, n2_token) = n2_link
+        .trim()
+        .trim_start_matches("http://")
+        .split_once("/login#")
+        .expect("a login link");
+    assert!(n2_desk.starts_with("127.0.0.12:"), "{n2_desk}");
+    let cookie = login(n2_desk, n2_token)
+        .header("set-cookie")
+        .expect("a session on n2's desktop")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let seen = http(n2_desk, "GET", "/api/nodes", &[("Cookie", &cookie)], "");
+    let seen: Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(seen["node"], "n2", "{seen}");
+    assert_eq!(seen["nodes"].as_array().map(Vec::len), Some(3), "{seen}");
+    // n1's link is for n1's desktop only.
+    let a = login(n2_desk, link.split_once('#').unwrap().1);
+    assert!(
+        a.status == 401 && a.body.contains("not this one"),
+        "{}",
+        a.body
+    );
     plx.run(
         &[
             "send",
