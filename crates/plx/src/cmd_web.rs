@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use plexus_web::metrics::{Family, Kind, Source};
+use plexus_web::metrics::{Family, Kind, Sample, Source};
 
 use crate::cmd_node::default_data_dir;
 use crate::home::Home;
@@ -109,17 +109,70 @@ pub fn run_web(home: &Home, args: WebArgs) -> Result<()> {
     Ok(())
 }
 
-/// What the node measures for `/metrics`: its process, and its view of the cluster's
-/// membership and state when it is in one (`docs/metrics.md`).
+/// What the node measures for `/metrics`: its process, its services' calls, and its view of
+/// the cluster's membership and state when it is in one (`docs/metrics.md`).
 pub fn figures(node: &plexus_node::Node) -> Source {
     let cluster = node.cluster().map(|c| (c.view().clone(), c.raft().clone()));
+    let kernel = node.kernel().clone();
     Arc::new(move || {
         let mut families = process_figures();
+        families.extend(call_figures(&kernel));
         if let Some((view, raft)) = &cluster {
             families.extend(cluster_figures(view, raft));
         }
         families
     })
+}
+
+/// Calls that reached each service on this node: how many, how many failed, how long.
+fn call_figures(kernel: &plexus_kernel::Kernel) -> Vec<Family> {
+    let label = |name: &str| vec![("service", name.to_owned())];
+    let (mut calls, mut errors, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, f) in kernel.call_figures() {
+        calls.push(Sample::new(label(&name), f.calls as f64));
+        errors.push(Sample::new(label(&name), f.errors as f64));
+        let bounds = plexus_kernel::LATENCY_BOUNDS.iter().map(f64::to_string);
+        let within = f.within.iter().map(|n| *n as f64);
+        for (bound, count) in bounds
+            .chain(["+Inf".to_owned()])
+            .zip(within.chain([f.calls as f64]))
+        {
+            let mut labels = label(&name);
+            labels.push(("le", bound));
+            seconds.push(Sample {
+                suffix: "_bucket",
+                labels,
+                value: count,
+            });
+        }
+        for (suffix, value) in [("_sum", f.seconds), ("_count", f.calls as f64)] {
+            seconds.push(Sample {
+                suffix,
+                labels: label(&name),
+                value,
+            });
+        }
+    }
+    vec![
+        Family {
+            name: "plexus_service_calls_total",
+            help: "Calls that reached each service on this node.",
+            kind: Kind::Counter,
+            samples: calls,
+        },
+        Family {
+            name: "plexus_service_call_errors_total",
+            help: "Calls to each service on this node that ended in an error.",
+            kind: Kind::Counter,
+            samples: errors,
+        },
+        Family {
+            name: "plexus_service_call_seconds",
+            help: "How long the calls to each service on this node took.",
+            kind: Kind::Histogram,
+            samples: seconds,
+        },
+    ]
 }
 
 /// The node process's CPU time and resident memory, from /proc.
@@ -180,7 +233,7 @@ fn cluster_figures(
             ("down", Health::Down),
         ]
         .into_iter()
-        .map(|(label, h)| (vec![("health", label.to_owned())], count(h) as f64))
+        .map(|(label, h)| Sample::new(vec![("health", label.to_owned())], count(h) as f64))
         .collect(),
     };
     let m = raft.metrics();

@@ -240,6 +240,9 @@ fn without_a_session_the_desktop_reveals_nothing() {
         "# TYPE plexus_process_resident_memory_bytes gauge",
         "plexus_web_logins_total{result=\"accepted\"} 1",
         "plexus_web_logins_total{result=\"refused\"} 4",
+        "# TYPE plexus_service_call_seconds histogram",
+        "plexus_service_call_seconds_bucket{service=\"sys.node\",le=\"+Inf\"}",
+        "plexus_service_call_errors_total{service=\"sys.usr\"} 0",
     ] {
         assert!(metrics.body.contains(line), "{line} in {}", metrics.body);
     }

@@ -11,6 +11,31 @@ pub enum Kind {
     Counter,
     /// Any value.
     Gauge,
+    /// Counts of observations at most each bound (samples `_bucket` with `le`, `_sum`,
+    /// `_count`).
+    Histogram,
+}
+
+/// One value of a metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Added to the metric's name: `_bucket`, `_sum`, `_count` for a histogram, else empty.
+    pub suffix: &'static str,
+    /// Its labels.
+    pub labels: Vec<(&'static str, String)>,
+    /// Its value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// A sample of the metric itself (no suffix).
+    pub fn new(labels: Vec<(&'static str, String)>, value: f64) -> Sample {
+        Sample {
+            suffix: "",
+            labels,
+            value,
+        }
+    }
 }
 
 /// One metric with its samples.
@@ -22,8 +47,8 @@ pub struct Family {
     pub help: &'static str,
     /// Counter or gauge.
     pub kind: Kind,
-    /// Each sample's labels and value.
-    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
+    /// Its samples.
+    pub samples: Vec<Sample>,
 }
 
 impl Family {
@@ -33,7 +58,7 @@ impl Family {
             name,
             help,
             kind,
-            samples: vec![(Vec::new(), value)],
+            samples: vec![Sample::new(Vec::new(), value)],
         }
     }
 }
@@ -56,11 +81,18 @@ pub fn render(families: &[Family]) -> String {
         let kind = match f.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
         let _ = writeln!(out, "# TYPE {} {kind}", f.name);
-        for (labels, value) in &f.samples {
+        for Sample {
+            suffix,
+            labels,
+            value,
+        } in &f.samples
+        {
             out.push_str(f.name);
+            out.push_str(suffix);
             if !labels.is_empty() {
                 let inner: Vec<String> = labels
                     .iter()
@@ -86,7 +118,7 @@ mod tests {
                 name: "plexus_nodes",
                 help: "Nodes by health.",
                 kind: Kind::Gauge,
-                samples: vec![(vec![("health", "al\"ive".into())], 3.0)],
+                samples: vec![Sample::new(vec![("health", "al\"ive".into())], 3.0)],
             },
         ]);
         assert_eq!(

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::assets;
 use crate::login::Logins;
-use crate::metrics::{self, Family, Kind};
+use crate::metrics::{self, Family, Kind, Sample};
 use crate::session::{Session, Sessions, SESSION_MS};
 use crate::{Error, CSRF_HEADER};
 
@@ -761,11 +761,11 @@ impl Desk {
             help: "Logins with a link from plx web, by result.",
             kind: Kind::Counter,
             samples: vec![
-                (
+                Sample::new(
                     vec![("result", "accepted".into())],
                     self.logins_accepted.load(Ordering::Relaxed) as f64,
                 ),
-                (
+                Sample::new(
                     vec![("result", "refused".into())],
                     self.logins_refused.load(Ordering::Relaxed) as f64,
                 ),
