@@ -16,17 +16,17 @@
 //!
 //! The pages: the overview (every node with health, role, leader, tags, load and memory, and
 //! a minute of charts), pushed every second over a WebSocket (`/api/live`); the processes
-//! (the table, starting with the scheduler's explanation, output, kill); the graphs (each
-//! running graph drawn with its pipes' figures); the files (browse,
-//! view, edit, upload, download, through `io.fs`); the services
-//! (who provides what, each one's help as text); the store (`io.store`, one level at a
-//! time); and a terminal that evaluates messages as
-//! the λ shell does, with `io.term` answered in the page (`term`, over `/api/term`). The
+//! (the table, placing with the scheduler's explanation, output, kill); the graphs (each
+//! running graph drawn with its pipes' figures); the files (browse, view, edit, upload,
+//! download, through `io.fs`: `files`); the services (who provides what, each one's help as
+//! text); the store (`io.store`, one level at a time); and a terminal that evaluates messages
+//! as the λ shell does, with `io.term` answered in the page (`term`, over `/api/term`). The
 //! pages' files are embedded in the binary (`assets/`), hand-written HTML, CSS and
-//! JavaScript. `docs/web.md` tells the whole story.
+//! JavaScript. `/metrics` gives the node's figures in Prometheus text ([`metrics`]).
+//! `docs/web.md` tells the whole story.
 //!
-//! [`login`] and [`session`] are sans-io: they take the time and randomness as arguments and
-//! are tested alone; `server` is the thin axum shell around them.
+//! [`login`], [`session`] and [`metrics`] are sans-io: they take the time and randomness as
+//! arguments and are tested alone; `server` is the thin axum shell around them.
 
 mod assets;
 mod error;
