@@ -506,14 +506,18 @@ impl Browser<'_> {
         input.send_keys(text).await.unwrap();
     }
 
-    /// Clicks the element that `css` selects.
+    /// Clicks the element that `css` selects, found and clicked in one step in the page:
+    /// pages that redraw every second would otherwise replace it between the two.
     async fn click(&self, css: &str) {
-        let element = self
-            .client
-            .find(fantoccini::Locator::Css(css))
-            .await
-            .unwrap();
-        element.click().await.unwrap();
+        let script = format!(
+            "const e = document.querySelector({}); if (e) e.click(); return !!e;",
+            json!(css)
+        );
+        assert_eq!(
+            self.js(&script).await,
+            json!(true),
+            "nothing to click at {css}"
+        );
     }
 }
 
@@ -951,13 +955,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         b.page_is_clean("graphs page").await;
 
         // Log out with the button: the session is gone for the page too.
-        b.client
-            .find(fantoccini::Locator::Id("logout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        b.click("#logout").await;
         b.wait("the login notice", "return document.title;", |t| {
             t == &json!("Plexus: not logged in")
         })
