@@ -353,8 +353,14 @@ fn osh_scripts_run_as_oneos_wrote_them() {
         .command(&["osh", osh.join("surveillance.osh").to_str().unwrap()])
         .spawn()
         .unwrap();
-    until("the detector to run", 30, || {
-        plx.run(&["ps"], b"").ok().contains("Surveillance:detect")
+    until("the detector and the camera to run", 30, || {
+        let ps = plx.run(&["ps"], b"").ok();
+        ["Surveillance:detect", "Surveillance:camera"]
+            .iter()
+            .all(|stage| {
+                ps.lines()
+                    .any(|l| l.contains(stage) && l.contains("running"))
+            })
     });
     let first = node_of(&plx, "Surveillance:detect");
     assert!(first == "n2" || first == "n3", "placed by its tag: {first}");
