@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -112,16 +113,104 @@ pub fn run_web(home: &Home, args: WebArgs) -> Result<()> {
 /// What the node measures for `/metrics`: its process, its services' calls, and its view of
 /// the cluster's membership and state when it is in one (`docs/metrics.md`).
 pub fn figures(node: &plexus_node::Node) -> Source {
-    let cluster = node.cluster().map(|c| (c.view().clone(), c.raft().clone()));
+    let cluster = node.cluster().map(|c| {
+        let (view, raft) = (c.view().clone(), c.raft().clone());
+        let changes = Arc::new(Changes::default());
+        tokio::spawn(follow_changes(view.clone(), raft.clone(), changes.clone()));
+        (view, raft, changes)
+    });
     let kernel = node.kernel().clone();
     Arc::new(move || {
         let mut families = process_figures();
         families.extend(call_figures(&kernel));
-        if let Some((view, raft)) = &cluster {
+        if let Some((view, raft, changes)) = &cluster {
             families.extend(cluster_figures(view, raft));
+            families.extend(changes.figures());
         }
         families
     })
+}
+
+/// Changes this node has seen since it started: members turning suspect or down, and raft
+/// leaders.
+#[derive(Default)]
+struct Changes {
+    suspect: AtomicU64,
+    down: AtomicU64,
+    leaders: AtomicU64,
+}
+
+impl Changes {
+    fn figures(&self) -> Vec<Family> {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        vec![
+            Family {
+                name: "plexus_cluster_member_changes_total",
+                help: "Members this node's membership saw turn suspect or down.",
+                kind: Kind::Counter,
+                samples: vec![
+                    Sample::new(vec![("to", "suspect".to_owned())], n(&self.suspect)),
+                    Sample::new(vec![("to", "down".to_owned())], n(&self.down)),
+                ],
+            },
+            Family::one(
+                "plexus_raft_leader_changes_total",
+                "Times the raft leader this node knows changed from one node to another \
+                 (looked at every 250 ms and on every membership change).",
+                Kind::Counter,
+                n(&self.leaders),
+            ),
+        ]
+    }
+}
+
+/// How often the raft leader is looked at between membership changes.
+const LEADER_EVERY: Duration = Duration::from_millis(250);
+
+/// Counts the changes of the members' health (on each change of the view) and of the raft
+/// leader, until the node's runtime ends.
+async fn follow_changes(
+    view: Arc<plexus_node::cluster::View>,
+    raft: plexus_cluster::raft::ClusterRaft,
+    changes: Arc<Changes>,
+) {
+    use plexus_cluster::membership::Health;
+    let mut seen = std::collections::HashMap::new();
+    let mut leader = raft.metrics().leader;
+    let mut changed = view.subscribe();
+    let mut tick = tokio::time::interval(LEADER_EVERY);
+    loop {
+        tokio::select! {
+            got = changed.changed() => {
+                if got.is_err() {
+                    return;
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        for m in view.roster() {
+            let health = view.health(&m.key);
+            // A member first seen says nothing of a change (unknown ones start suspect).
+            match (seen.insert(m.key, health), health) {
+                (Some(before), Health::Suspect) if before != health => {
+                    changes.suspect.fetch_add(1, Ordering::Relaxed);
+                }
+                (Some(before), Health::Down) if before != health => {
+                    changes.down.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        let now = raft.metrics().leader;
+        if let (Some(before), Some(after)) = (leader, now) {
+            if before != after {
+                changes.leaders.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if now.is_some() {
+            leader = now;
+        }
+    }
 }
 
 /// Calls that reached each service on this node: how many, how many failed, how long.

@@ -678,6 +678,22 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         })
         .await;
         eprintln!("n3 shown down {:?} after kill -9", killed.elapsed());
+        // n1's metrics counted n3 turning down.
+        let metrics = b
+            .client
+            .execute_async(
+                "const done = arguments[0]; fetch('/metrics').then(r => r.text()).then(done);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let downs = metrics
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("plexus_cluster_member_changes_total{to=\"down\"} "))
+            .and_then(|n| n.parse::<f64>().ok());
+        assert!(downs.is_some_and(|n| n >= 1.0), "{metrics}");
 
         // Services: who provides what, and a service's help as text.
         b.client
