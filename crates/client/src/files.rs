@@ -8,14 +8,17 @@
 //! most a few chunks in memory, whatever the file's size.
 //!
 //! Both go through a [`Link`]: [`Signed`] is a connection to a node with each call signed as
-//! a user; a node's own processes reach `io.fs` through its kernel instead.
+//! a user; [`KernelLink`] calls the node's own kernel in-process as a user (how a node's
+//! programs, through its mounts, and the web desktop reach `io.fs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::{Read, Write};
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use plexus_fs::{ChunkParams, ChunkRef, Chunker};
 use plexus_identity::Keypair;
+use plexus_kernel::{BoxFuture, Cx, Outcome};
 use plexus_units::{Map, Unit};
 
 use crate::{sign_with, Client, Error, Reply};
@@ -26,6 +29,57 @@ pub trait Link {
     fn send(&mut self, body: Unit) -> impl Future<Output = Result<u64, Error>>;
     /// The next reply to a call started, with the call's id.
     fn next(&mut self) -> impl Future<Output = Result<(u64, Reply), Error>>;
+}
+
+/// The file service's name.
+const SERVICE: &str = "io.fs";
+
+/// Calls to `io.fs` through a node's kernel in a user's context ([`Cx`]), several in flight:
+/// no socket and no signature, the node vouches for the caller.
+pub struct KernelLink {
+    cx: Cx,
+    next_id: u64,
+    in_flight: FuturesUnordered<BoxFuture<'static, (u64, Outcome)>>,
+}
+
+impl KernelLink {
+    /// Calls made in `cx` (whose author is the user acting).
+    pub fn new(cx: Cx) -> KernelLink {
+        KernelLink {
+            cx,
+            next_id: 0,
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+}
+
+/// A kernel call's outcome as a reply.
+pub fn reply_of(outcome: Outcome) -> Reply {
+    match outcome {
+        Ok(Some(v)) => Reply::Value(v),
+        Ok(None) => Reply::Nothing,
+        Err(e) => Reply::Error(e),
+    }
+}
+
+impl Link for KernelLink {
+    async fn send(&mut self, body: Unit) -> Result<u64, Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let cx = self.cx.clone();
+        self.in_flight.push(Box::pin(async move {
+            let out = cx.send(SERVICE, None, body).await;
+            (id, out)
+        }));
+        Ok(id)
+    }
+
+    async fn next(&mut self) -> Result<(u64, Reply), Error> {
+        match self.in_flight.next().await {
+            Some((id, out)) => Ok((id, reply_of(out))),
+            None => Err(Error::Closed),
+        }
+    }
 }
 
 /// A connection to a node, each call signed with a user's key.

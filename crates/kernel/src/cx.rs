@@ -313,7 +313,10 @@ impl Cx {
             None
         };
         let charged_before = self.meter.used();
-        let out = entry.service.call(&cx, msg).await?;
+        let started = std::time::Instant::now();
+        let out = entry.service.call(&cx, msg).await;
+        entry.stats.record(started.elapsed(), out.is_err());
+        let out = out?;
         if let Some(v) = &out {
             // What the service did not charge while building its result is charged now.
             let charged = self.meter.used().saturating_sub(charged_before);

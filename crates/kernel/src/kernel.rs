@@ -33,6 +33,8 @@ pub(crate) struct Entry {
     pub(crate) owner: Option<PublicKey>,
     pub(crate) policy: Policy,
     pub(crate) mailbox: Semaphore,
+    /// The figures of the calls that reached the service.
+    pub(crate) stats: crate::stats::CallStats,
 }
 
 /// A row of the task table.
@@ -177,6 +179,7 @@ impl Kernel {
                 owner: Some(owner.unwrap_or(self.inner.admin)),
                 policy,
                 mailbox: Semaphore::new(SERVICE_MAILBOX),
+                stats: Default::default(),
             }),
         );
         Ok(())
@@ -189,6 +192,17 @@ impl Kernel {
             .read()
             .map(|r| r.order.clone())
             .unwrap_or_default()
+    }
+
+    /// The figures of each service's calls on this node, in registration order.
+    pub fn call_figures(&self) -> Vec<(Str, crate::CallFigures)> {
+        let Ok(reg) = self.inner.services.read() else {
+            return Vec::new();
+        };
+        reg.order
+            .iter()
+            .filter_map(|name| Some((name.clone(), reg.by_name.get(name)?.stats.figures())))
+            .collect()
     }
 
     /// The policy and owner of a service.

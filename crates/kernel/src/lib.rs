@@ -58,6 +58,7 @@ mod kernel;
 mod meter;
 mod remote;
 mod service;
+mod stats;
 mod table;
 mod terminal;
 
@@ -68,5 +69,6 @@ pub use kernel::{Kernel, NodeInfo, TaskHandle, TaskInfo, SERVICE_MAILBOX};
 pub use meter::{Meter, DEFAULT_EVAL_MEMORY};
 pub use remote::{NodeRef, Remote};
 pub use service::{BoxFuture, Command, Delivery, Example, Help, Outcome, Policy, Service};
+pub use stats::{CallFigures, LATENCY_BOUNDS};
 pub use table::{command, Arg, Cmd, Entry, Table};
 pub use terminal::Terminal;

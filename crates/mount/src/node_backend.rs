@@ -17,12 +17,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
-use plexus_client::files::{self, Link};
-use plexus_client::Reply;
+use plexus_client::files::{self, reply_of, KernelLink};
 use plexus_fs::FsPath;
 use plexus_identity::PublicKey;
-use plexus_kernel::{BoxFuture, Cx, Kernel, Outcome};
+use plexus_kernel::{Cx, Kernel};
 use plexus_services::sys_proc::{Acting, ClusterFiles, SysProc};
 use plexus_units::Unit;
 
@@ -56,51 +54,6 @@ pub struct NodeBackend {
     /// Recent answers of `acting_for`: pid → (allowed, when).
     acting: Mutex<HashMap<u32, (bool, Instant)>>,
     ends: ChunkEnds,
-}
-
-/// Calls to `io.fs` through a node's kernel as one user, several in flight.
-struct KernelLink {
-    cx: Cx,
-    next_id: u64,
-    in_flight: FuturesUnordered<BoxFuture<'static, (u64, Outcome)>>,
-}
-
-impl KernelLink {
-    fn new(cx: Cx) -> KernelLink {
-        KernelLink {
-            cx,
-            next_id: 0,
-            in_flight: FuturesUnordered::new(),
-        }
-    }
-}
-
-fn reply_of(outcome: Outcome) -> Reply {
-    match outcome {
-        Ok(Some(v)) => Reply::Value(v),
-        Ok(None) => Reply::Nothing,
-        Err(e) => Reply::Error(e),
-    }
-}
-
-impl Link for KernelLink {
-    async fn send(&mut self, body: Unit) -> std::result::Result<u64, plexus_client::Error> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let cx = self.cx.clone();
-        self.in_flight.push(Box::pin(async move {
-            let out = cx.send(SERVICE, None, body).await;
-            (id, out)
-        }));
-        Ok(id)
-    }
-
-    async fn next(&mut self) -> std::result::Result<(u64, Reply), plexus_client::Error> {
-        match self.in_flight.next().await {
-            Some((id, out)) => Ok((id, reply_of(out))),
-            None => Err(plexus_client::Error::Closed),
-        }
-    }
 }
 
 impl NodeBackend {

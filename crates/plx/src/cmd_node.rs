@@ -86,6 +86,14 @@ pub struct NodeArgs {
     /// mounts for the program's user (under DIR/fs) when first needed.
     #[arg(long)]
     pub no_mount_fs: bool,
+    /// Serve the web desktop on this address, host:port (`plx web` prints a login link);
+    /// 127.0.0.1:7780 keeps it to this machine.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<std::net::SocketAddr>,
+    /// Also serve the node's Prometheus metrics at http://ADDR/metrics to anyone who reaches
+    /// ADDR (on the desktop, /metrics needs a session).
+    #[arg(long, value_name = "ADDR", requires = "web")]
+    pub metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub fs: FsArgs,
 }
@@ -190,6 +198,14 @@ pub struct UpArgs {
     /// more; see `plx node --tag`). Taken on a node's first start.
     #[arg(long = "tag", value_name = "NODE:TAG")]
     pub tags: Vec<String>,
+    /// Port of the web desktops: the first node's on 127.0.0.1, the others' (with --nodes)
+    /// on their own 127.0.0.x; 0 picks free ports.
+    #[arg(long, value_name = "PORT", env = "PLX_WEB_PORT",
+          default_value_t = crate::cmd_web::DEFAULT_WEB_PORT)]
+    pub web_port: u16,
+    /// Serve no web desktop.
+    #[arg(long)]
+    pub no_web: bool,
 }
 
 /// The default data directory of the local node.
@@ -256,7 +272,15 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
         // Listening for TERM and INT before the socket exists: whoever sees the socket may
         // stop the node, and must find it stopping cleanly.
         let stop = shutdown_signal()?;
+        // The desktop's port is taken before the node starts: a port in use stops it at once.
+        let listen = crate::cmd_web::listen;
+        let web = args.web.map(|a| listen(a, "the web desktop")).transpose()?;
+        let open_metrics = args.metrics.map(|a| listen(a, "metrics")).transpose()?;
         let node = Node::start(config).await?;
+        let web = match web {
+            Some(listener) => Some(start_web(&node, listener, open_metrics)?),
+            None => None,
+        };
         let mounts = (!args.no_mount_fs).then(|| {
             let mounts = Arc::new(plexus_mount::NodeMounts::new(
                 node.kernel().clone(),
@@ -278,7 +302,13 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
                 .map(|c| format!(", cluster address {}", c.addr()))
                 .unwrap_or_default()
         );
+        let data_dir = node.data_dir().to_owned();
         let served = node.serve(stop).await;
+        if let Some((stop_web, served_web)) = web {
+            let _ = std::fs::remove_file(data_dir.join(crate::cmd_web::WEB_ADDR_FILE));
+            let _ = stop_web.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(2), served_web).await;
+        }
         // The node's programs have stopped: the views of the tree go.
         if let Some(mounts) = mounts {
             tokio::task::spawn_blocking(move || mounts.stop())
@@ -288,6 +318,37 @@ pub fn run_node(home: &Home, args: NodeArgs) -> Result<()> {
         served?;
         Ok(())
     })
+}
+
+/// Serves the node's web desktop on `listener` until the returned sender fires, and records
+/// its address in the data directory (before the node answers on its socket, so that
+/// `plx up` finds it once the node answers).
+fn start_web(
+    node: &Node,
+    listener: tokio::net::TcpListener,
+    open_metrics: Option<tokio::net::TcpListener>,
+) -> Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let addr = listener.local_addr()?;
+    if let Some(m) = &open_metrics {
+        eprintln!("plx: metrics at http://{}/metrics", m.local_addr()?);
+    }
+    let figures = crate::cmd_web::figures(node);
+    crate::cmd_web::record(node.data_dir(), addr)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let kernel = node.kernel().clone();
+    let served = tokio::spawn(async move {
+        let until = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = plexus_web::serve(listener, kernel, figures, open_metrics, until).await {
+            tracing::error!("the web desktop stopped: {e}");
+        }
+    });
+    eprintln!("plx: web desktop at {}", crate::cmd_web::url(addr));
+    Ok((stop, served))
 }
 
 /// File descriptors the node needs besides its clients' (database, logs, cluster links).
@@ -439,6 +500,8 @@ struct Launch<'a> {
     join: Option<&'a str>,
     open_registration: bool,
     fs_grace: Option<u64>,
+    /// Where the node serves its web desktop, if it does.
+    web: Option<std::net::SocketAddr>,
 }
 
 /// Starts `plx node` in the background on `launch.data` (logging to `node.log` there) and
@@ -484,6 +547,9 @@ fn launch(
     if launch.open_registration {
         cmd.arg("--open-registration");
     }
+    if let Some(addr) = launch.web {
+        cmd.arg("--web").arg(addr.to_string());
+    }
     if let Some(token) = launch.join {
         // In the environment, not the arguments: other users can read a process's arguments.
         cmd.env("PLX_JOIN", token);
@@ -512,6 +578,31 @@ fn launch(
             );
         }
         std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+/// Where node `i` (from 1) of `plx up` serves its web desktop: the first on the loopback
+/// address the users type, the others on their own cluster addresses (distinct
+/// hosts, so that browsers keep their cookies apart).
+fn web_addr(args: &UpArgs, i: u32) -> Option<std::net::SocketAddr> {
+    if args.no_web {
+        return None;
+    }
+    let ip = if i == 1 {
+        std::net::Ipv4Addr::LOCALHOST
+    } else {
+        std::net::Ipv4Addr::new(127, 0, 0, u8::try_from(10 + i).ok()?)
+    };
+    Some((ip, args.web_port).into())
+}
+
+/// Tells where the desktop of the node of `data` is, if it serves one.
+fn print_desktop(data: &Path) {
+    if let Some(addr) = crate::cmd_web::recorded(data) {
+        eprintln!(
+            "plx: web desktop at {} (`plx web` prints a login link)",
+            crate::cmd_web::url(addr)
+        );
     }
 }
 
@@ -549,6 +640,7 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
                 join: None,
                 open_registration: args.open_registration,
                 fs_grace: args.fs_grace,
+                web: web_addr(&args, 1),
             },
         )?;
         eprintln!(
@@ -558,6 +650,7 @@ pub fn run_up(home: &Home, args: UpArgs) -> Result<i32> {
         );
         started = Some(child);
     }
+    print_desktop(&data);
     drop(rt);
     if args.detach {
         return Ok(0);
@@ -652,12 +745,15 @@ fn run_up_cluster(home: &Home, args: UpArgs) -> Result<i32> {
                     join: token.as_deref(),
                     open_registration: args.open_registration,
                     fs_grace: args.fs_grace,
+                    web: web_addr(&args, i),
                 },
             )?;
             eprintln!("plx: node {i} up on {addr} (data {})", data.display());
             started.push(child);
         }
-        wait_for_members(home, &rt, args.nodes)
+        wait_for_members(home, &rt, args.nodes)?;
+        print_desktop(&default_data_dir(home));
+        Ok(())
     })();
     if let Err(e) = result {
         for child in &mut started {

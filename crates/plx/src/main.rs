@@ -17,6 +17,7 @@ mod cmd_osh;
 mod cmd_proc;
 mod cmd_unit;
 mod cmd_user;
+mod cmd_web;
 mod pipeline;
 mod shell;
 
@@ -68,6 +69,9 @@ enum Command {
     Up(cmd_node::UpArgs),
     /// Stop the local node (and the local cluster) started by `plx up --detach`.
     Down,
+    /// Print a one-time link that logs the current user in to the local node's web desktop
+    /// (valid once, for 60 s); opens it in $BROWSER when that is set.
+    Web(cmd_web::WebArgs),
     /// Print a one-time token a new node joins the cluster with (`plx node --join TOKEN`).
     Invite(cmd_cluster::InviteArgs),
     /// Every node of the cluster: resources, tags, role, health, leader mark.
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
             .and_then(|h| cmd_cluster::run_services(&h, args))
             .map(|()| 0),
         Some(Command::Discover(args)) => cmd_cluster::run_discover(args).map(|()| 0),
+        Some(Command::Web(args)) => home().and_then(|h| cmd_web::run_web(&h, args)).map(|()| 0),
         Some(Command::Down) => home().and_then(|h| cmd_node::run_down(&h).map(|()| 0)),
         Some(Command::Node(args)) => home().and_then(|h| cmd_node::run_node(&h, args).map(|()| 0)),
         Some(Command::Proc(cmd)) => home().and_then(|h| cmd_proc::run(&h, cmd)),

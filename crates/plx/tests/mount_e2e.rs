@@ -557,6 +557,8 @@ fn as_nobody(home: &Path, args: &[&str]) -> Output {
             plx_home.as_str(),
             "USER=nb",
             "PLX_LOG=warn",
+            // A free port for the web desktop of `plx up`: tests run side by side.
+            "PLX_WEB_PORT=0",
         ])
         .arg(env!("CARGO_BIN_EXE_plx"))
         .args(args)

@@ -7,16 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_up_port, Plx};
-
-/// Stops the nodes of a home even when a test fails half-way.
-struct Down<'a>(&'a Plx);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(&["down"], b"");
-    }
-}
+use common::{free_up_port, kill9, node_pid, until, Down, Plx};
 
 fn up(plx: &Plx, tags: &[&str]) {
     let port = free_up_port().to_string();
@@ -25,36 +16,6 @@ fn up(plx: &Plx, tags: &[&str]) {
         args.extend(["--tag", t]);
     }
     plx.run(&args, b"").ok();
-}
-
-fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The pid of node `n1`, `n2` or `n3` of a `plx up` cluster.
-fn node_pid(plx: &Plx, node: &str) -> i32 {
-    let dir = if node == "n1" {
-        plx.home.path().join("node")
-    } else {
-        plx.home.path().join("cluster").join(node)
-    };
-    std::fs::read_to_string(dir.join("node.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn kill9(pid: i32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Resident memory of a process, in KiB.
@@ -403,8 +364,14 @@ fn osh_scripts_run_as_oneos_wrote_them() {
         .command(&["osh", osh.join("surveillance.osh").to_str().unwrap()])
         .spawn()
         .unwrap();
-    until("the detector to run", 30, || {
-        plx.run(&["ps"], b"").ok().contains("Surveillance:detect")
+    until("the detector and the camera to run", 30, || {
+        let ps = plx.run(&["ps"], b"").ok();
+        ["Surveillance:detect", "Surveillance:camera"]
+            .iter()
+            .all(|stage| {
+                ps.lines()
+                    .any(|l| l.contains(stage) && l.contains("running"))
+            })
     });
     let first = node_of(&plx, "Surveillance:detect");
     assert!(first == "n2" || first == "n3", "placed by its tag: {first}");

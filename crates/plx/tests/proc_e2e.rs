@@ -3,18 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{free_up_port, Plx};
-
-/// Stops the nodes of a home even when a test fails half-way.
-struct Down<'a>(&'a Plx);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(&["down"], b"");
-    }
-}
+use common::{free_up_port, until, Down, Plx};
 
 fn send(plx: &Plx, unit: &str) -> common::Run {
     plx.run(&["send", unit], b"")
@@ -35,14 +24,6 @@ fn running_with(word: &str) -> bool {
             .map(|c| String::from_utf8_lossy(&c).contains(word))
             .unwrap_or(false)
     })
-}
-
-fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

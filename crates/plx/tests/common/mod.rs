@@ -71,6 +71,8 @@ impl Plx {
         cmd.args(args)
             .env("PLX_HOME", self.home.path())
             .env("USER", "tester")
+            // Free ports for the web desktops of `plx up`: tests run side by side.
+            .env("PLX_WEB_PORT", "0")
             .env_remove("PLX_PASSPHRASE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -240,4 +242,49 @@ pub fn chunk_files(data: &std::path::Path) -> std::collections::BTreeSet<String>
         .map(|f| f.file_name().to_string_lossy().into_owned())
         .filter(|name| name.len() == 64)
         .collect()
+}
+
+/// Stops the nodes of a home even when a test fails half-way.
+pub struct Down<'a>(pub &'a Plx);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["down"], b"");
+    }
+}
+
+/// Waits until `check` holds, failing the test after `secs` seconds.
+#[track_caller]
+pub fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The pid of node `n1`, `n2` or `n3` of a `plx up` cluster.
+pub fn node_pid(plx: &Plx, node: &str) -> i32 {
+    let dir = if node == "n1" {
+        plx.home.path().join("node")
+    } else {
+        plx.home.path().join("cluster").join(node)
+    };
+    std::fs::read_to_string(dir.join("node.pid"))
+        .expect("the node's pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Kills process `pid` with SIGKILL.
+pub fn kill9(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
 }
