@@ -242,6 +242,21 @@ impl Desk {
         Ok((id, session))
     }
 
+    /// The session of a WebSocket: a browser sends no CSRF header with one, so it must come
+    /// from this origin.
+    fn socket(&self, headers: &HeaderMap) -> Result<(String, Session), Response> {
+        let (id, session) = self
+            .session(headers)
+            .ok_or_else(|| refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN))?;
+        if cross_origin(headers) {
+            return Err(refused(
+                StatusCode::FORBIDDEN,
+                "refused: a connection from another site",
+            ));
+        }
+        Ok((id, session))
+    }
+
     /// Sends `msg` to `service` through the node's kernel as `user`: the same evaluation and
     /// policies as a message the user signed and sent from the CLI (the node vouches for the
     /// session, as it does for its own programs).
@@ -383,15 +398,10 @@ async fn live(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some((id, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    let (id, session) = match desk.socket(&headers) {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
-    if cross_origin(&headers) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "refused: a connection from another site",
-        );
-    }
     match upgrade {
         Ok(ws) => ws.on_upgrade(move |socket| feed(desk, id, session.user, socket)),
         Err(rejection) => rejection.into_response(),
@@ -461,15 +471,10 @@ async fn term(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some((id, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
+    let (id, session) = match desk.socket(&headers) {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
-    if cross_origin(&headers) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "refused: a connection from another site",
-        );
-    }
     match upgrade {
         Ok(ws) => ws.on_upgrade(move |socket| {
             let kernel = desk.kernel.clone();
