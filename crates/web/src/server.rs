@@ -52,6 +52,23 @@ struct Desk {
 
 type Shared = Arc<Desk>;
 
+/// A request's session, or 401 for a request without one: every route but the login
+/// page's takes it.
+struct SignedIn(Session);
+
+impl axum::extract::FromRequestParts<Shared> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        desk: &Shared,
+    ) -> Result<SignedIn, Response> {
+        desk.session(&parts.headers)
+            .map(|(_, session)| SignedIn(session))
+            .ok_or_else(|| refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN))
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -362,10 +379,7 @@ async fn logout(State(desk): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /api/me`: who the session acts as, on which node, and its CSRF token.
-async fn me(State(desk): State<Shared>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
+async fn me(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Response {
     match desk.node_name(session.user).await {
         Ok(node) => Json(json!({
             "name": session.name,
@@ -379,10 +393,7 @@ async fn me(State(desk): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /api/nodes`: the overview once.
-async fn nodes(State(desk): State<Shared>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
+async fn nodes(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Response {
     let view = desk.overview(session.user).await;
     let status = if view.get("error").is_some() {
         StatusCode::BAD_GATEWAY
@@ -433,10 +444,7 @@ async fn feed(desk: Shared, id: String, user: PublicKey, mut socket: WebSocket) 
 }
 
 /// `GET /api/services`: which nodes provide each service, `{"services": {NAME: [NODE…]}}`.
-async fn services(State(desk): State<Shared>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
+async fn services(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Response {
     match desk
         .call(session.user, "sys.node", Unit::str("services"))
         .await
@@ -449,12 +457,9 @@ async fn services(State(desk): State<Shared>, headers: HeaderMap) -> Response {
 /// `GET /api/help/SERVICE`: the service's help as text for people, `{"service", "text"}`.
 async fn help(
     State(desk): State<Shared>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(service): Path<String>,
 ) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
     match desk.call(session.user, &service, Unit::str("help")).await {
         Ok(help) => {
             let text = plexus_kernel::help_text(&help)
@@ -502,12 +507,9 @@ const STORE_ENTRIES: usize = 1000;
 /// shortened), `size` its bytes in the store's encoding.
 async fn store(
     State(desk): State<Shared>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     query: Result<Query<StoreQuery>, QueryRejection>,
 ) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
     let at: Option<Vec<String>> = match query {
         Ok(Query(StoreQuery { at: None })) => Some(Vec::new()),
         Ok(Query(StoreQuery { at: Some(at) })) => serde_json::from_str(&at).ok(),
@@ -561,10 +563,7 @@ async fn store(
 }
 
 /// `GET /api/procs`: the cluster's process table (`ps@sys.proc`), `{"procs": […]}`.
-async fn procs(State(desk): State<Shared>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
+async fn procs(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Response {
     match desk.call(session.user, "sys.proc", Unit::str("ps")).await {
         Ok(list) => Json(json!({ "procs": json_of(&list) })).into_response(),
         Err(e) => error_response(&e),
@@ -573,10 +572,7 @@ async fn procs(State(desk): State<Shared>, headers: HeaderMap) -> Response {
 
 /// `GET /api/graphs`: every running graph with its processes and its pipes' figures
 /// (`graphs@sys.proc`), `{"graphs": […]}`.
-async fn graphs(State(desk): State<Shared>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
+async fn graphs(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Response {
     match desk
         .call(session.user, "sys.proc", Unit::str("graphs"))
         .await
@@ -656,10 +652,11 @@ async fn kill(State(desk): State<Shared>, headers: HeaderMap, Path(id): Path<Str
 const LOG_LINES: i64 = 200;
 
 /// `GET /api/procs/ID/logs`: the last lines of the process's output, `{"stdout", "stderr"}`.
-async fn logs(State(desk): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
+async fn logs(
+    State(desk): State<Shared>,
+    SignedIn(session): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
     let mut out = serde_json::Map::new();
     for stream in ["stdout", "stderr"] {
         let mut ask = Map::new();
@@ -696,12 +693,9 @@ fn bad_path() -> Response {
 /// `{"stat": {…}, "entries": […]}` (`io.fs`'s `stat` and `ls`).
 async fn files_list(
     State(desk): State<Shared>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     query: Result<Query<FileQuery>, QueryRejection>,
 ) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
     let Ok(Query(q)) = query else {
         return bad_path();
     };
@@ -714,12 +708,9 @@ async fn files_list(
 /// `GET /api/files/content?path=P[&view=true]`: the file's bytes, streamed.
 async fn files_read(
     State(desk): State<Shared>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     query: Result<Query<FileQuery>, QueryRejection>,
 ) -> Response {
-    let Some((_, session)) = desk.session(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    };
     let Ok(Query(q)) = query else {
         return bad_path();
     };
@@ -788,10 +779,7 @@ impl Desk {
 }
 
 /// `GET /metrics` on the desktop: the node's figures, to a session.
-async fn metrics_page(State(desk): State<Shared>, headers: HeaderMap) -> Response {
-    if desk.session(&headers).is_none() {
-        return refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN);
-    }
+async fn metrics_page(State(desk): State<Shared>, _: SignedIn) -> Response {
     desk.metrics_text()
 }
 
