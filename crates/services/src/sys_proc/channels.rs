@@ -12,6 +12,8 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -128,23 +130,26 @@ pub fn read_output(
             }
         }
     });
-    tokio::spawn(let_go(path, true, opened_rx, ended));
+    tokio::spawn(let_go(path, true, opened_rx, ended, Arc::default()));
     rx
 }
 
 /// Once the program has ended, lets go of the node's end of a FIFO whose open still waits:
 /// tried again until the waiting open has returned (the thread may not have begun to wait
-/// when the program ended).
+/// when the program ended). `released` is set first: an open that returns after it was let
+/// go, not opened by the program.
 async fn let_go(
     path: PathBuf,
     output: bool,
     mut opened: oneshot::Receiver<()>,
     ended: impl std::future::Future<Output = ()>,
+    released: Arc<AtomicBool>,
 ) {
     tokio::select! {
         _ = &mut opened => return,
         () = ended => {}
     }
+    released.store(true, Ordering::SeqCst);
     for _ in 0..200 {
         release(&path, output);
         let waited = tokio::time::timeout(std::time::Duration::from_millis(50), &mut opened);
@@ -167,9 +172,20 @@ pub fn write_input(
     let (tx, mut rx) = mpsc::channel::<InputWrite>(1);
     let (opened_tx, opened_rx) = oneshot::channel::<()>();
     let writer_path = path.clone();
+    let released = Arc::new(AtomicBool::new(false));
+    let let_go_of = released.clone();
     std::thread::spawn(move || {
         let opened = std::fs::OpenOptions::new().write(true).open(&writer_path);
         drop(opened_tx);
+        // Opened by the node letting go (its reader may still be open for a moment): the
+        // program ended without reading, and nothing written now would be read.
+        let opened = match opened {
+            Ok(_) if released.load(Ordering::SeqCst) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the program ended without opening its input",
+            )),
+            other => other,
+        };
         let mut fifo = match opened {
             Ok(f) => f,
             Err(e) => {
@@ -188,7 +204,7 @@ pub fn write_input(
             }
         }
     });
-    tokio::spawn(let_go(path, false, opened_rx, ended));
+    tokio::spawn(let_go(path, false, opened_rx, ended, let_go_of));
     tx
 }
 
