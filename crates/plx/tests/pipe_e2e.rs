@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_up_port, kill9, node_pid, until, Down, Plx};
+use common::{free_up_port, kill9, node_logs, node_pid, signal, until, Down, Plx};
 
 fn up(plx: &Plx, tags: &[&str]) {
     let port = free_up_port().to_string();
@@ -34,6 +34,70 @@ fn shell(line: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Waits (a minute at most) for the `plx osh surveillance.osh` in `child` to end well, and
+/// gives its output: the banner first and the last frame's alarm last. A graph that does not
+/// end fails the test with what the cluster shows of it.
+fn surveillance_output(plx: &Plx, mut child: std::process::Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            let show = |args: &[&str]| plx.run(args, b"").out();
+            panic!(
+                "the graph did not end\nits output:\n{}\n{}\nps:\n{}\npipes:\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+                show(&["ps", "--long"]),
+                show(&["pipes"]),
+                node_logs(plx, 60),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.starts_with("watching 200 frames\n"), "{out}");
+    assert!(out.ends_with("ALARM 200\n"), "{out}");
+    out
+}
+
+/// How many children of process `node` run (a copy of) Plexus process `id`: their
+/// environment says so.
+fn copies_running(node: i32, id: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mark = format!("PLX_PROCESS={id}\0");
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            let path = e.path();
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …: the comm may hold spaces, the fields after it do not.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            let environ = std::fs::read(path.join("environ")).unwrap_or_default();
+            ppid == Some(node) && String::from_utf8_lossy(&environ).contains(&mark)
+        })
+        .count()
+}
+
+/// The line of `plx ps` of a stage (`Surveillance:detect`) or name.
+fn ps_line(plx: &Plx, stage: &str) -> Option<String> {
+    let ps = plx.run(&["ps"], b"").ok();
+    ps.lines().find(|l| l.contains(stage)).map(str::to_owned)
 }
 
 /// The graph a line of `plx ps` belongs to, by its process's stage name (`pipeline:2`).
@@ -360,7 +424,7 @@ fn osh_scripts_run_as_oneos_wrote_them() {
 
     // The surveillance graph: the camera where the camera is, the alarm on this console, and
     // the detector kept alive through a kill -9 of its machine.
-    let mut child = plx
+    let child = plx
         .command(&["osh", osh.join("surveillance.osh").to_str().unwrap()])
         .spawn()
         .unwrap();
@@ -378,26 +442,8 @@ fn osh_scripts_run_as_oneos_wrote_them() {
     assert_eq!(node_of(&plx, "Surveillance:camera"), "n1");
     std::thread::sleep(Duration::from_secs(2));
     kill9(node_pid(&plx, &first));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the graph did not end");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let output = child.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(out.starts_with("watching 200 frames\n"), "{out}");
-    assert!(
-        out.contains("ALARM 5\n") && out.ends_with("ALARM 200\n"),
-        "{out}"
-    );
+    let out = surveillance_output(&plx, child);
+    assert!(out.contains("ALARM 5\n"), "{out}");
     let ps = plx.run(&["ps", "--long"], b"").ok();
     let detect = ps
         .lines()
@@ -409,4 +455,61 @@ fn osh_scripts_run_as_oneos_wrote_them() {
         "moved off {first}: {detect}"
     );
     assert!(detect.contains("moved from"), "{detect}");
+}
+
+/// A node that stops answering for a while (a busy machine, a laptop's lid) is declared down:
+/// its `always` process moves and its pinned one is lost. When it answers again it stops its
+/// copy of the moved one, whose pipes find the new copy, and runs the pinned one again.
+#[test]
+fn a_node_thought_down_gives_its_processes_back() {
+    let plx = Plx::new();
+    let _down = Down(&plx);
+    up(&plx, &["n1:camera", "n1:desk", "n2:worker", "n3:worker"]);
+    let child = plx
+        .command(&["osh", fixtures().join("surveillance.osh").to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    until("the detector to run", 30, || {
+        ps_line(&plx, "Surveillance:detect").is_some_and(|l| l.contains("running"))
+    });
+    let frozen = node_of(&plx, "Surveillance:detect");
+    let detect = ps_line(&plx, "Surveillance:detect").unwrap();
+    let detect = detect.split_whitespace().next().unwrap();
+    plx.run(
+        &[
+            "run", "--detach", "--on", &frozen, "--name", "pinned", "--", "sleep", "600",
+        ],
+        b"",
+    )
+    .ok();
+    let node = node_pid(&plx, &frozen);
+    assert_eq!(copies_running(node, detect), 1);
+    signal(node, "STOP");
+    let moved = std::panic::catch_unwind(|| {
+        until(
+            "the detector to move and the pinned process to be lost",
+            30,
+            || {
+                let detect = ps_line(&plx, "Surveillance:detect").unwrap_or_default();
+                let pinned = ps_line(&plx, "pinned").unwrap_or_default();
+                detect.contains("running")
+                    && detect.split_whitespace().nth(3) != Some(frozen.as_str())
+                    && pinned.contains("lost")
+            },
+        )
+    });
+    signal(node, "CONT");
+    if let Err(e) = moved {
+        std::panic::resume_unwind(e);
+    }
+    until(
+        "the frozen node to stop its copy of the detector",
+        30,
+        || copies_running(node, detect) == 0,
+    );
+    surveillance_output(&plx, child);
+    until("the pinned process to run again on its node", 30, || {
+        ps_line(&plx, "pinned")
+            .is_some_and(|l| l.contains("running") && l.split_whitespace().nth(3) == Some(&frozen))
+    });
 }

@@ -601,6 +601,15 @@ impl Pipes {
         done
     }
 
+    /// Lets go of the inlets of `pipes` here at once (their consumer was moved to another
+    /// node): frames for them find no pipe, and their producers look for the new one.
+    pub fn forget_inlets(&self, pipes: &[String]) {
+        let mut inlets = lock(&self.inner.inlets);
+        for pipe in pipes {
+            inlets.remove(pipe);
+        }
+    }
+
     /// Starts the outlet of `plan`: `output` is the producer's stream (dropping it, when every
     /// pipe is closed, gives the producer `EPIPE`); frames go out on the authority of `owner`
     /// through `kernel`. Resolves when every pipe has ended, with the first failure.

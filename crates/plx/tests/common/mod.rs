@@ -280,10 +280,35 @@ pub fn node_pid(plx: &Plx, node: &str) -> i32 {
         .expect("a pid")
 }
 
+/// The last `lines` lines of each node's log of a `plx up` cluster, for a failure's message.
+pub fn node_logs(plx: &Plx, lines: usize) -> String {
+    let mut out = String::new();
+    for node in ["n1", "n2", "n3"] {
+        let dir = if node == "n1" {
+            plx.home.path().join("node")
+        } else {
+            plx.home.path().join("cluster").join(node)
+        };
+        let log = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        out += &format!("--- {node}'s log\n");
+        for line in &all[all.len().saturating_sub(lines)..] {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Kills process `pid` with SIGKILL.
 pub fn kill9(pid: i32) {
+    signal(pid, "KILL");
+}
+
+/// Sends signal `name` (`KILL`, `STOP`, `CONT`) to process `pid`.
+pub fn signal(pid: i32, name: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());

@@ -13,6 +13,13 @@
 //! `lost` for the processes of a previous run of the node. The unit API is in
 //! `docs/processes.md`.
 //!
+//! **One copy.** Membership can declare a busy node down while it runs; the leader then moves
+//! its `on-failure`/`always` processes elsewhere and marks the rest lost. When the node is
+//! heard again, [`Inner::reconcile`] makes it agree with the table: a process the table now
+//! places on another node is stopped here (its pipes let go of, so their other ends find the
+//! new copy), and a process marked lost that still runs here is running again. The node that
+//! follows a process writes its record only while the record names that node.
+//!
 //! **Cluster paths.** A program, argument or working directory under [`CLUSTER_ROOT`]
 //! (`/fs/code/x.py`) names a file of the cluster's tree: the node running the process gives
 //! it as the same path under the tree's mount for the process's owner ([`ClusterFiles`]),
@@ -67,6 +74,8 @@ const MARK_LOST_DEADLINE: Duration = Duration::from_secs(2);
 pub const KEPT_RUNS: usize = 5;
 /// How often a node forgets ended runs it need not keep and deletes their logs.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often a node compares the processes it runs with the table ([`Inner::reconcile`]).
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// How long a node waits for another to send a program copied with `--copy`.
 const FETCH_DEADLINE: Duration = Duration::from_secs(30);
 /// How long an attached run waits for its record to show the end.
@@ -117,6 +126,12 @@ struct Inner {
     runs: Mutex<HashMap<ProcId, String>>,
     /// Processes a user killed: their restart policy no longer applies.
     killed: Mutex<HashSet<ProcId>>,
+    /// Processes the table moved to another node while they ran here: stopped here, their
+    /// ends not recorded.
+    superseded: Mutex<HashSet<ProcId>>,
+    /// The outlets of each process's runs here, to drop them (without an end of stream)
+    /// when the process is superseded.
+    outlets: Mutex<HashMap<ProcId, Vec<tokio::task::AbortHandle>>>,
     /// Set once the node stops: ends are not restarts, and records become `lost`.
     stopping: AtomicBool,
     /// Set while the records of a previous run are being marked lost: new processes wait,
@@ -151,6 +166,8 @@ impl SysProc {
                 supervisor,
                 runs: Mutex::default(),
                 killed: Mutex::default(),
+                superseded: Mutex::default(),
+                outlets: Mutex::default(),
                 stopping: AtomicBool::new(false),
                 recovering: tokio::sync::watch::Sender::new(false),
                 owners: Mutex::default(),
@@ -237,6 +254,16 @@ impl SysProc {
                 }
             }
             me.inner.recovering.send_replace(false);
+            let inner = me.inner.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RECONCILE_EVERY).await;
+                    if inner.stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    Box::pin(inner.reconcile()).await;
+                }
+            });
             // From now on, what the table no longer has is forgotten here.
             let mut doomed = HashSet::new();
             loop {
@@ -690,6 +717,9 @@ impl Inner {
         if let Ok(mut owners) = self.owners.lock() {
             owners.remove(&id);
         }
+        if let Ok(mut outlets) = self.outlets.lock() {
+            outlets.remove(&id);
+        }
     }
 
     /// Applies `change` to the record of `id` and stores it, reading again when another
@@ -715,7 +745,11 @@ impl Inner {
             let Some(mut rec) = read else {
                 return Ok(None);
             };
+            let before = rec.clone();
             change(&mut rec);
+            if rec == before {
+                return Ok(Some(rec));
+            }
             match self.procs.update(rec).await {
                 Err(e @ ProcError::Conflict { .. }) => last = Some(e),
                 other => return other.map(Some),
@@ -727,6 +761,78 @@ impl Inner {
     async fn update_logged(&self, id: ProcId, change: impl Fn(&mut ProcRecord) + Send) {
         if let Err(e) = Box::pin(self.update(id, change)).await {
             tracing::warn!(process = %id, error = %e, "cannot update the process record");
+        }
+    }
+
+    /// [`Inner::update_logged`] by the node that runs the process: a record that names
+    /// another node now (the process was moved while this node was thought down) is not
+    /// this node's to write.
+    async fn update_here(&self, id: ProcId, change: impl Fn(&mut ProcRecord) + Send) {
+        let local = self.directory.local();
+        self.update_logged(id, move |r| {
+            if r.node == local {
+                change(r);
+            }
+        })
+        .await;
+    }
+
+    /// Makes the processes this node runs agree with the table, after membership declared
+    /// the node down while they ran: one the table now places elsewhere is stopped here,
+    /// without recording its end, and its pipes are let go of (the other ends, finding no
+    /// pipe here, look for the new copy); one the table marked lost runs here again.
+    async fn reconcile(&self) {
+        let local = self.directory.local();
+        let runs: Vec<(ProcId, String)> = match self.runs.lock() {
+            Ok(runs) => runs.iter().map(|(id, run)| (*id, run.clone())).collect(),
+            Err(_) => return,
+        };
+        for (id, run) in runs {
+            let alive = self
+                .supervisor
+                .info(&run)
+                .is_ok_and(|info| info.status.is_none());
+            if !alive {
+                continue;
+            }
+            let Ok(Some(rec)) = self.procs.get_local(id).await else {
+                continue;
+            };
+            if rec.node != local && !rec.state.is_ended() {
+                if let Ok(mut superseded) = self.superseded.lock() {
+                    if !superseded.insert(id) {
+                        continue;
+                    }
+                }
+                tracing::warn!(
+                    process = %id,
+                    "stopping this copy: the process runs on {} now (this node was thought \
+                     down)",
+                    rec.node
+                );
+                if let Ok(mut outlets) = self.outlets.lock() {
+                    for outlet in outlets.remove(&id).unwrap_or_default() {
+                        outlet.abort();
+                    }
+                }
+                let pipes: Vec<String> = rec
+                    .wiring
+                    .iter()
+                    .flat_map(|w| w.inputs.iter().map(|i| i.pipe.clone()))
+                    .collect();
+                self.pipes.forget_inlets(&pipes);
+                let _ = self.supervisor.signal(&run, Sig::Kill);
+            } else if rec.node == local && rec.state == ProcState::Lost {
+                tracing::info!(process = %id, "running again: this node is back");
+                let note = format!("its node {local} was thought down and is back");
+                self.update_logged(id, |r| {
+                    if r.node == local && r.state == ProcState::Lost {
+                        r.state = ProcState::Running;
+                        r.note = Some(note.clone());
+                    }
+                })
+                .await;
+            }
         }
     }
 
@@ -1670,11 +1776,16 @@ impl Inner {
             let (pipes, supervisor, run) =
                 (self.pipes.clone(), self.supervisor.clone(), run.to_owned());
             let (kernel, owner) = (kernel.clone(), owner);
-            tokio::spawn(async move {
+            let outlet = tokio::spawn(async move {
                 if let Err(why) = pipes.outlet(kernel, owner, plan, output).await {
                     let _ = supervisor.note(&run, Stream::Stderr, &why);
                 }
             });
+            if let Ok(mut outlets) = self.outlets.lock() {
+                let of_id = outlets.entry(rec.id).or_default();
+                of_id.retain(|o| !o.is_finished());
+                of_id.push(outlet.abort_handle());
+            }
         }
     }
 
@@ -1822,6 +1933,10 @@ impl Inner {
             // The node is stopping: `shutdown` marks the record lost.
             return false;
         }
+        if self.superseded.lock().is_ok_and(|s| s.contains(&id)) {
+            // Moved to another node: the copy there writes the record.
+            return false;
+        }
         let now = now_ms();
         let killed_by_user = self.killed.lock().is_ok_and(|k| k.contains(&id));
         let exit = match status {
@@ -1847,13 +1962,13 @@ impl Inner {
                     StopReason::CrashLooping { .. } => ProcState::CrashLooping,
                     _ => final_state,
                 };
-                self.update_logged(id, |r| ended(r, state.clone())).await;
+                self.update_here(id, |r| ended(r, state.clone())).await;
                 return false;
             }
             RestartDecision::Restart { delay_ms, .. } => {
                 // The record counts every restart, wherever it ran; the tracker only those on
                 // this node.
-                self.update_logged(id, |r| {
+                self.update_here(id, |r| {
                     r.state = ProcState::Restarting;
                     r.restarts = r.restarts.saturating_add(1);
                 })
@@ -1865,7 +1980,7 @@ impl Inner {
                 let killed = self.killed.lock().is_ok_and(|k| k.contains(&id));
                 if killed || self.stopping.load(Ordering::SeqCst) {
                     let at = now_ms();
-                    self.update_logged(id, |r| {
+                    self.update_here(id, |r| {
                         r.state = final_state.clone();
                         r.ended_ms = Some(at);
                     })
@@ -1873,7 +1988,11 @@ impl Inner {
                     return false;
                 }
                 let rec = match self.procs.get(id).await {
-                    Ok(Some(rec)) if rec.state == ProcState::Restarting => rec,
+                    Ok(Some(rec))
+                        if rec.state == ProcState::Restarting && self.is_local(&rec.node) =>
+                    {
+                        rec
+                    }
                     // Removed, or taken over (placed elsewhere): no longer ours.
                     _ => return false,
                 };
@@ -1899,7 +2018,7 @@ impl Inner {
                     Ok(_) => {
                         follow.started = now_ms();
                         let at = follow.started;
-                        self.update_logged(id, |r| {
+                        self.update_here(id, |r| {
                             r.state = ProcState::Running;
                             r.started_ms = at;
                         })
@@ -1912,7 +2031,7 @@ impl Inner {
                     Err(e) => {
                         let why = plexus_store::procs::clip_reason(&e);
                         let at = now_ms();
-                        self.update_logged(id, |r| {
+                        self.update_here(id, |r| {
                             r.state = ProcState::FailedToStart(why.clone());
                             r.ended_ms = Some(at);
                         })
