@@ -175,6 +175,7 @@ fn meta_for(i: usize, load: f32) -> Meta {
         os: "linux".into(),
         version: "0.1.0".into(),
         tags,
+        links: Default::default(),
     }
 }
 

@@ -33,6 +33,17 @@ pub struct ListArgs {
     pub socket: Option<PathBuf>,
 }
 
+/// Options of `plx nodes`.
+#[derive(Args, Debug)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+    /// Show the links between the nodes instead: round trip and rate, as each node measures
+    /// them (every 5 s and every minute; `.osh` `min_rate` and `max_latency` place by them).
+    #[arg(long)]
+    pub links: bool,
+}
+
 /// Options of `plx discover`.
 #[derive(Args, Debug)]
 pub struct DiscoverArgs {
@@ -160,15 +171,52 @@ pub fn run_invite(home: &Home, args: InviteArgs) -> Result<()> {
 }
 
 /// `plx nodes`.
-pub fn run_nodes(home: &Home, args: ListArgs) -> Result<()> {
-    let socket = socket_path(home, args.socket);
+pub fn run_nodes(home: &Home, args: NodesArgs) -> Result<()> {
+    let socket = socket_path(home, args.list.socket);
     let nodes = runtime()?.block_on(ask(home, &socket, "nodes@sys.node"))?;
-    if args.raw {
+    if args.list.raw {
         println!("{}", to_text(&nodes));
+    } else if args.links {
+        print!("{}", links_table(&nodes));
     } else {
         print!("{}", nodes_table(&nodes));
     }
     Ok(())
+}
+
+/// The links of the answer of `nodes@sys.node` as a table: one row per measured link.
+pub fn links_table(nodes: &Unit) -> String {
+    let mut rows = vec![["FROM", "TO", "RTT", "RATE"].map(str::to_owned).to_vec()];
+    for n in nodes.as_list().unwrap_or_default() {
+        let Some(m) = n.as_map() else { continue };
+        let Some(links) = m.get_str("links").and_then(Unit::as_map) else {
+            continue;
+        };
+        for (to, link) in links.iter() {
+            let figure = |k: &str| {
+                link.as_map()
+                    .and_then(|l| l.get_str(k))
+                    .and_then(Unit::as_int)
+                    .and_then(|i| i.to_i64())
+            };
+            let rtt = figure("rtt_us")
+                .map_or("-".to_owned(), |us| format!("{:.2} ms", us as f64 / 1000.0));
+            let rate = match figure("rate") {
+                Some(r) if r > 0 => format!("{:.0} MB/s", r as f64 / 1e6),
+                _ => "-".to_owned(),
+            };
+            rows.push(vec![
+                field(m, "name"),
+                to.as_str().unwrap_or("?").to_owned(),
+                rtt,
+                rate,
+            ]);
+        }
+    }
+    if rows.len() == 1 {
+        return "no link measured yet (nodes measure their links every 5 s)\n".to_owned();
+    }
+    table(&rows)
 }
 
 /// `plx services`.

@@ -11,9 +11,10 @@
 //! its node dies, its pipes relinked),
 //! `console` its output to this terminal, `max_rate` its producer's pace, `order_by` the
 //! order its merged records are written in, `min_rate` and `max_latency` the edge's consumer
-//! on its producer's node where that node can take it (a pipe within a node crosses no link;
-//! nodes do not measure their links yet), and `checkpoint` is not supported: programs restart
-//! from their beginning. Those last three say so when the script runs.
+//! on its producer's node where that node can take it (a pipe within a node crosses no link),
+//! and elsewhere only on a node whose measured link to the producer's node meets them (`plx
+//! nodes --links`), and `checkpoint` is not supported: programs restart from their beginning,
+//! which the script says when it runs.
 
 use std::path::{Path, PathBuf};
 
@@ -76,18 +77,19 @@ fn notes(instance: &Instance) -> Vec<String> {
                     "checkpoint({seconds}) {on}: not supported: Plexus cannot save a program's \
                      state, so {on} restarts from its beginning"
                 )),
-                DirectiveKind::MinRate { mb_per_s } => Some(format!(
-                    "min_rate({mb_per_s}) {on}: the consumer is placed on its producer's node \
-                     where that node can take it; nodes do not measure their links yet"
-                )),
-                DirectiveKind::MaxLatency { ms } => Some(format!(
-                    "max_latency({ms}) {on}: the consumer is placed on its producer's node \
-                     where that node can take it; nodes do not measure their links yet"
-                )),
                 _ => None,
             }
         })
         .collect()
+}
+
+/// A `min_rate` (bytes/s) or `max_latency` (µs) as the graph unit's whole number, at least 1.
+fn link_figure(value: f64, directive: &str) -> Result<i64> {
+    let rounded = value.round().max(1.0);
+    if !(1.0..9e18).contains(&rounded) {
+        bail!("{directive}: not a usable figure");
+    }
+    Ok(rounded as i64)
 }
 
 /// `order_by`'s function as a field path: `(m) => m.index`, `m => m.a.b`, `function (m) {
@@ -326,6 +328,25 @@ pub fn graph_body(
         });
         if let Some(pipe) = near {
             put("near", Unit::str(&pipe.from));
+            // Elsewhere, only over a link measured to meet the edge's needs; a latency is
+            // held against the link's round trip, which bounds a frame and its credit.
+            for d in directives(&pipe.edge_id) {
+                match d {
+                    DirectiveKind::MinRate { mb_per_s } => {
+                        put(
+                            "near_rate",
+                            Unit::int(link_figure(mb_per_s * 1e6, "min_rate")?),
+                        );
+                    }
+                    DirectiveKind::MaxLatency { ms } => {
+                        put(
+                            "near_rtt_us",
+                            Unit::int(link_figure(ms * 1e3, "max_latency")?),
+                        );
+                    }
+                    _ => {}
+                }
+            }
         }
         procs.push(Unit::Map(m));
     }
@@ -383,26 +404,41 @@ fn value(reply: Reply) -> Result<Unit> {
     }
 }
 
-/// A refused placement of process `stage` shown at its node's `place` directive in the
-/// script, with a caret, as the script's own errors are.
-fn at_place(
+/// A refused placement (`e`, of process `stage`) shown in the script with a caret, as the
+/// script's own errors are: at its node's `place` directive, or, when the links were what
+/// no node met (`sys.proc` marks the error `links:t`), at the `min_rate` or `max_latency`
+/// of an edge into it.
+fn at_directive(
     path: &Path,
     source: &str,
     instance: &Instance,
     replicas: usize,
-    stage: &str,
-    message: &str,
+    e: &plexus_kernel::Error,
 ) -> Option<String> {
+    let stage = e.get("stage").and_then(Unit::as_str)?;
+    let message = e.message();
     let node = plexus_osh::plan(instance, replicas)
         .processes
         .into_iter()
         .find(|p| p.id == stage)?
         .node_id;
+    let (directives, names): (&[&str], Vec<String>) =
+        if matches!(e.get("links"), Some(Unit::Bool(true))) {
+            let edges = instance.edges.iter().filter(|edge| edge.to == node);
+            (
+                &["min_rate", "max_latency"],
+                edges.map(|e| e.id.clone()).collect(),
+            )
+        } else {
+            (&["place"], vec![node])
+        };
     let is_word = |c: char| c.is_alphanumeric() || c == '_';
     source.lines().enumerate().find_map(|(i, line)| {
-        let col = line.find("place")?;
+        let col = directives.iter().find_map(|d| line.find(d))?;
         let operands = &line[line.rfind(')')?..];
-        let names_it = operands.split(|c: char| !is_word(c)).any(|w| w == node);
+        let names_it = operands
+            .split(|c: char| !is_word(c))
+            .any(|w| names.iter().any(|n| n == w));
         names_it.then(|| {
             format!(
                 "{}:{}:{}: {message}\n{line}\n{}^^^^^",
@@ -459,11 +495,15 @@ pub async fn execute(
             Effect::TestSpawn(instance) => {
                 let body = graph_body(instance, replicas, &base, cwd.as_deref(), false, true)?;
                 let msg = sign_with(key, Unit::stream(body, PROC_SERVICE)?)?;
-                let reply = value(
-                    client
-                        .call(&msg, None, std::future::pending::<()>())
-                        .await?,
-                )?;
+                let reply = client
+                    .call(&msg, None, std::future::pending::<()>())
+                    .await?;
+                if let Reply::Error(e) = &reply {
+                    if let Some(shown) = at_directive(&args.file, &source, instance, replicas, e) {
+                        bail!("{shown}");
+                    }
+                }
+                let reply = value(reply)?;
                 let text = reply
                     .as_map()
                     .and_then(|m| m.get_str("text"))
@@ -489,11 +529,7 @@ pub async fn execute(
                     }
                 };
                 if let Reply::Error(e) = &reply {
-                    let stage = e.get("stage").and_then(Unit::as_str);
-                    let shown = stage.and_then(|stage| {
-                        at_place(&args.file, &source, instance, replicas, stage, e.message())
-                    });
-                    if let Some(shown) = shown {
+                    if let Some(shown) = at_directive(&args.file, &source, instance, replicas, e) {
                         bail!("{shown}");
                     }
                 }
@@ -557,7 +593,8 @@ mod tests {
         assert!(text.contains("split:t max_rate:2000000"), "{text}");
         assert!(
             text.contains(
-                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:on-failure near:split}"
+                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:on-failure near:split \
+                 near_rate:1000000}"
             ),
             "{text}"
         );

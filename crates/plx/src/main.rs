@@ -75,7 +75,7 @@ enum Command {
     /// Print a one-time token a new node joins the cluster with (`plx node --join TOKEN`).
     Invite(cmd_cluster::InviteArgs),
     /// Every node of the cluster: resources, tags, role, health, leader mark.
-    Nodes(cmd_cluster::ListArgs),
+    Nodes(cmd_cluster::NodesArgs),
     /// Which node provides which service.
     Services(cmd_cluster::ListArgs),
     /// List the clusters on the LAN whose nodes advertise themselves (`plx node --mdns`).

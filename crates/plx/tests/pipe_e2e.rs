@@ -513,3 +513,56 @@ fn a_node_thought_down_gives_its_processes_back() {
             .is_some_and(|l| l.contains("running") && l.split_whitespace().nth(3) == Some(&frozen))
     });
 }
+
+/// `min_rate` and `max_latency` place an edge's consumer only on a node whose measured link
+/// from its producer's node meets them; none that does is a caret error naming each node.
+#[test]
+fn osh_edges_are_placed_by_measured_links() {
+    let plx = Plx::new();
+    let _down = Down(&plx);
+    up(&plx, &["n1:camera", "n2:worker", "n3:worker"]);
+    until(
+        "every link's round trip and rate to be measured",
+        60,
+        || {
+            let links = plx.run(&["nodes", "--links"], b"").ok();
+            links.lines().filter(|l| l.ends_with("MB/s")).count() == 6
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for program in ["x.sh", "y.sh"] {
+        std::fs::write(dir.path().join(program), "cat\n").unwrap();
+    }
+    let schedule = |policy: &str| {
+        let path = dir.path().join("links.osh");
+        let script = format!(
+            "graph G () {{ node a: process(\"sh\", \"x.sh\"); node b: process(\"sh\", \"y.sh\");\n\
+             edge e: a -> b; }}\n\
+             policy P () for G {{ place (#camera) a; place (#worker) b;\n  {policy} }}\n\
+             test_spawn(G(), P());\n"
+        );
+        std::fs::write(&path, script).unwrap();
+        plx.run(&["osh", path.to_str().unwrap()], b"")
+    };
+    // Links that meet the needs: the consumer goes to a worker.
+    let within = schedule("max_latency (5000) e; min_rate (0.001) e;").ok();
+    let b = within.lines().find(|l| l.starts_with("b: ")).unwrap_or("");
+    assert!(b.ends_with("on n2") || b.ends_with("on n3"), "{within}");
+    // No link is that fast: refused, each worker with its link's figure.
+    let err = schedule("max_latency (0.0001) e;").fails();
+    assert!(err.contains("round trip") && err.contains('^'), "{err}");
+    for worker in ["n2", "n3"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(worker) && l.contains("its link to n1")),
+            "{worker} and why: {err}"
+        );
+    }
+    let err = schedule("min_rate (1000000000) e;").fails();
+    assert!(err.contains("its link to n1 carries"), "{err}");
+    assert_eq!(
+        plx.run(&["ps"], b"").ok().lines().count(),
+        1,
+        "nothing started"
+    );
+}

@@ -49,7 +49,9 @@ pub mod tags;
 pub mod view;
 
 pub use everywhere::{reconcile_everywhere, EverywherePlan};
-pub use place::{judge, place, Candidate, Placement, Reason, Refusal, Request, Verdict};
+pub use place::{
+    judge, place, place_linked, Candidate, LinkNeed, Placement, Reason, Refusal, Request, Verdict,
+};
 pub use reschedule::{reschedule, PlacedProcess, RescheduleOutcome, Rescheduled};
 pub use resources::{parse_cpu, parse_mem, AmountError, Resources};
 pub use restart::{
@@ -57,4 +59,4 @@ pub use restart::{
     UnknownRestartPolicy,
 };
 pub use tags::{TagExpr, TagExprError, Tags};
-pub use view::{ClusterView, Disk, NodeView};
+pub use view::{ClusterView, Disk, LinkView, NodeView};

@@ -33,6 +33,18 @@ pub struct Request {
     pub avoid: BTreeSet<String>,
 }
 
+/// What a pipe between the process and another, already placed, asks of the link between
+/// their nodes (`.osh` `min_rate` and `max_latency`). Within one node, every need is met.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkNeed {
+    /// The other process's node.
+    pub peer: String,
+    /// The least rate the link must carry, in bytes per second.
+    pub min_rate: Option<u64>,
+    /// The longest round trip the link may have, in microseconds.
+    pub max_rtt_us: Option<u64>,
+}
+
 /// Why a node cannot take the process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -83,6 +95,29 @@ pub enum Reason {
         /// What the node has left.
         free: u64,
     },
+    /// Neither end of the link to `peer` has measured it yet.
+    LinkUnmeasured {
+        /// The other process's node.
+        peer: String,
+    },
+    /// The link to `peer` carries less than the pipe needs (bytes per second).
+    LinkRate {
+        /// The other process's node.
+        peer: String,
+        /// What the link was measured to carry; 0 while its rate is unmeasured.
+        has: u64,
+        /// What the pipe needs.
+        needs: u64,
+    },
+    /// The link to `peer` has a longer round trip than the pipe allows (microseconds).
+    LinkLatency {
+        /// The other process's node.
+        peer: String,
+        /// The measured round trip.
+        has: u64,
+        /// The longest allowed.
+        allows: u64,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -103,6 +138,41 @@ impl fmt::Display for Reason {
             Reason::Mem { needs, free } => {
                 write!(f, "needs {}, {} free", Bytes(*needs), Bytes(*free))
             }
+            Reason::LinkUnmeasured { peer } => write!(f, "its link to {peer} is not measured yet"),
+            Reason::LinkRate {
+                peer,
+                has: 0,
+                needs,
+            } => write!(
+                f,
+                "its link to {peer} has no measured rate (needs {}/s)",
+                Bytes(*needs)
+            ),
+            Reason::LinkRate { peer, has, needs } => write!(
+                f,
+                "its link to {peer} carries {}/s, needs {}/s",
+                Bytes(*has),
+                Bytes(*needs)
+            ),
+            Reason::LinkLatency { peer, has, allows } => write!(
+                f,
+                "its link to {peer} has a {} round trip, at most {} allowed",
+                Micros(*has),
+                Micros(*allows)
+            ),
+        }
+    }
+}
+
+/// A duration in microseconds as people read it: `250 µs`, `1.20 ms`.
+struct Micros(u64);
+
+impl fmt::Display for Micros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 1000 {
+            write!(f, "{} µs", self.0)
+        } else {
+            write!(f, "{:.2} ms", self.0 as f64 / 1000.0)
         }
     }
 }
@@ -196,6 +266,16 @@ fn list_or(list: &[String], empty: &str, intro: &str) -> String {
 
 /// Chooses the node for `request` (see the module documentation for the rules).
 pub fn place(view: &ClusterView, request: &Request) -> Result<Placement, Refusal> {
+    place_linked(view, request, &[])
+}
+
+/// [`place`] for a process whose pipes to processes already placed need `links`: a node
+/// whose measured links do not meet them cannot take it.
+pub fn place_linked(
+    view: &ClusterView,
+    request: &Request,
+    links: &[LinkNeed],
+) -> Result<Placement, Refusal> {
     if view.nodes.is_empty() {
         return Err(Refusal::NoNodes);
     }
@@ -212,7 +292,7 @@ pub fn place(view: &ClusterView, request: &Request) -> Result<Placement, Refusal
         .iter()
         .map(|(name, node)| Candidate {
             node: name.clone(),
-            verdict: judge(name, node, request),
+            verdict: with_links(judge(name, node, request), link_reasons(view, name, links)),
         })
         .collect();
     // The map iterates by name, and the sort is stable: ties keep name order.
@@ -242,6 +322,48 @@ fn unknown_tag(view: &ClusterView, request: &Request) -> Option<Refusal> {
         },
         known: view.known_tags(),
     })
+}
+
+/// Why the links from node `name` do not meet `links`.
+fn link_reasons(view: &ClusterView, name: &str, links: &[LinkNeed]) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    for need in links.iter().filter(|n| n.peer != name) {
+        let Some(link) = view.link(name, &need.peer) else {
+            reasons.push(Reason::LinkUnmeasured {
+                peer: need.peer.clone(),
+            });
+            continue;
+        };
+        if let Some(needs) = need.min_rate.filter(|&r| link.rate < r) {
+            reasons.push(Reason::LinkRate {
+                peer: need.peer.clone(),
+                has: link.rate,
+                needs,
+            });
+        }
+        if let Some(allows) = need.max_rtt_us.filter(|&l| link.rtt_us > l) {
+            reasons.push(Reason::LinkLatency {
+                peer: need.peer.clone(),
+                has: link.rtt_us,
+                allows,
+            });
+        }
+    }
+    reasons
+}
+
+/// `verdict` with the link reasons added: any makes the node unfit.
+fn with_links(verdict: Verdict, mut links: Vec<Reason>) -> Verdict {
+    if links.is_empty() {
+        return verdict;
+    }
+    match verdict {
+        Verdict::Fits { .. } => Verdict::Unfit(links),
+        Verdict::Unfit(mut reasons) => {
+            reasons.append(&mut links);
+            Verdict::Unfit(reasons)
+        }
+    }
 }
 
 /// The verdict on one node.

@@ -28,6 +28,17 @@ pub struct NodeView {
     /// While the node is not up: since when membership has not seen it alive, when known. The
     /// file system's grace period for a down node's copies counts from it.
     pub down_since: Option<std::time::Instant>,
+    /// What the node measured of its links to other nodes, by their names.
+    pub links: BTreeMap<String, LinkView>,
+}
+
+/// A link between two nodes as one of them measured it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkView {
+    /// Round trip, in microseconds.
+    pub rtt_us: u64,
+    /// Bytes per second; 0 while unmeasured.
+    pub rate: u64,
 }
 
 /// A node's disk: free and total bytes.
@@ -77,6 +88,12 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
+    /// The link between nodes `a` and `b` as `a` measured it, or else as `b` did.
+    pub fn link(&self, a: &str, b: &str) -> Option<LinkView> {
+        let measured = |from: &str, to: &str| self.nodes.get(from)?.links.get(to).copied();
+        measured(a, b).or_else(|| measured(b, a))
+    }
+
     /// A view without nodes.
     pub fn new() -> ClusterView {
         ClusterView::default()

@@ -122,3 +122,111 @@ proptest! {
         prop_assert_eq!(place(&view, &Request::default()).ok().map(|p| p.node), expected);
     }
 }
+
+/// Measured links between the view's nodes: some pairs, either direction.
+fn with_links(mut view: ClusterView, figures: Vec<(usize, usize, u64, u64)>) -> ClusterView {
+    let names: Vec<String> = view.nodes.keys().cloned().collect();
+    if names.is_empty() {
+        return view;
+    }
+    for (a, b, rtt_us, rate) in figures {
+        let (a, b) = (&names[a % names.len()], &names[b % names.len()]);
+        if a != b {
+            if let Some(node) = view.nodes.get_mut(a) {
+                node.links
+                    .insert(b.clone(), plexus_sched::LinkView { rtt_us, rate });
+            }
+        }
+    }
+    view
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A process with link needs goes where `place` would put it among the nodes whose link
+    /// to the peer meets them (the peer's own node always does), or nowhere if none fits.
+    #[test]
+    fn a_linked_process_goes_only_over_links_that_meet_its_needs(
+        view in common::view(),
+        request in common::request(),
+        figures in proptest::collection::vec((0usize..6, 0usize..6, 1u64..5_000, 0u64..1 << 30), 0..12),
+        peer in 0usize..6,
+        min_rate in proptest::option::of(1u64..1 << 30),
+        max_rtt_us in proptest::option::of(1u64..5_000),
+    ) {
+        let view = with_links(view, figures);
+        let Some(peer) = view.nodes.keys().nth(peer % view.nodes.len().max(1)).cloned() else {
+            return Ok(());
+        };
+        let need = plexus_sched::LinkNeed { peer: peer.clone(), min_rate, max_rtt_us };
+        let meets = |name: &str| {
+            name == peer
+                || view.link(name, &peer).is_some_and(|l| {
+                    min_rate.is_none_or(|r| l.rate >= r) && max_rtt_us.is_none_or(|m| l.rtt_us <= m)
+                })
+        };
+        let narrowed = ClusterView {
+            nodes: view
+                .nodes
+                .iter()
+                .filter(|(name, _)| meets(name))
+                .map(|(name, node)| (name.clone(), node.clone()))
+                .collect(),
+        };
+        let linked = plexus_sched::place_linked(&view, &request, std::slice::from_ref(&need));
+        match place(&narrowed, &request) {
+            Ok(want) => prop_assert_eq!(linked.map(|p| p.node).ok(), Some(want.node)),
+            Err(_) => prop_assert!(linked.is_err()),
+        }
+    }
+}
+
+#[test]
+fn links_that_fall_short_are_the_reasons() {
+    let mut view = ClusterView::default();
+    for name in ["n1", "n2", "n3", "n4"] {
+        view.nodes
+            .insert(name.to_owned(), NodeView::up(Resources::new(4000, 8 << 30)));
+    }
+    let link = |rtt_us, rate| plexus_sched::LinkView { rtt_us, rate };
+    view.nodes.get_mut("n1").unwrap().links.extend([
+        ("n2".to_owned(), link(3_000, 100 << 20)),
+        ("n3".to_owned(), link(200, 1 << 20)),
+    ]);
+    // Measured by n4 only: either end's figure counts.
+    view.nodes
+        .get_mut("n4")
+        .unwrap()
+        .links
+        .insert("n1".to_owned(), link(300, 50 << 20));
+    let need = plexus_sched::LinkNeed {
+        peer: "n1".to_owned(),
+        min_rate: Some(10 << 20),
+        max_rtt_us: Some(1_000),
+    };
+    let avoid_n1 = Request {
+        avoid: ["n1".to_owned()].into(),
+        ..Request::default()
+    };
+    let placed = plexus_sched::place_linked(&view, &avoid_n1, std::slice::from_ref(&need)).unwrap();
+    assert_eq!(placed.node, "n4");
+    let text = plexus_sched::place_linked(
+        &view,
+        &Request {
+            avoid: ["n1".to_owned(), "n4".to_owned()].into(),
+            ..Request::default()
+        },
+        &[need],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("its link to n1 has a 3.00 ms round trip, at most 1.00 ms allowed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("its link to n1 carries 1 MiB/s, needs 10 MiB/s"),
+        "{text}"
+    );
+}

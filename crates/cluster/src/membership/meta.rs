@@ -16,6 +16,18 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_KEY_LEN: usize = 64;
 /// Longest tag value, in bytes.
 pub const MAX_TAG_VALUE_LEN: usize = 128;
+/// Most links a node advertises figures of.
+pub const MAX_LINKS: usize = 64;
+
+/// What a node measured of its link to another node (`docs/membership.md`): the round trip
+/// of a small call and the rate of a large one, each the median of its recent probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkFigures {
+    /// Round trip, in microseconds.
+    pub rtt_us: u32,
+    /// Bytes per second one call carries; 0 until measured.
+    pub rate: u64,
+}
 
 /// What a node advertises about itself: name, address, resources, platform and tags.
 ///
@@ -49,6 +61,8 @@ pub struct Meta {
     pub version: String,
     /// Tags: `--tag camera` is `("camera", "")`, `--tag site=lab` is `("site", "lab")`.
     pub tags: BTreeMap<String, String>,
+    /// Its links to other nodes, by their names, as it measured them.
+    pub links: BTreeMap<String, LinkFigures>,
 }
 
 /// Why metadata from the network was refused.
@@ -65,6 +79,9 @@ pub enum MetaError {
     /// More than [`MAX_TAGS`] tags.
     #[error("more than {MAX_TAGS} tags")]
     TooManyTags,
+    /// More than [`MAX_LINKS`] links.
+    #[error("more than {MAX_LINKS} links")]
+    TooManyLinks,
     /// The load is not a finite number at least zero.
     #[error("load is not a finite number >= 0")]
     BadLoad,
@@ -92,6 +109,12 @@ impl Meta {
             check("tag key", k, MAX_TAG_KEY_LEN)?;
             check("tag value", v, MAX_TAG_VALUE_LEN)?;
         }
+        if self.links.len() > MAX_LINKS {
+            return Err(MetaError::TooManyLinks);
+        }
+        for name in self.links.keys() {
+            check("link", name, MAX_NAME_LEN)?;
+        }
         if !self.load.is_finite() || self.load < 0.0 {
             return Err(MetaError::BadLoad);
         }
@@ -115,6 +138,11 @@ impl Meta {
                 cut(&mut v, MAX_TAG_VALUE_LEN);
                 (k, v)
             })
+            .collect();
+        self.links = std::mem::take(&mut self.links)
+            .into_iter()
+            .filter(|(name, _)| name.len() <= MAX_NAME_LEN)
+            .take(MAX_LINKS)
             .collect();
         if !self.load.is_finite() || self.load < 0.0 {
             self.load = 0.0;

@@ -61,8 +61,8 @@ use rand_foca::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 pub use meta::{
-    Meta, MetaError, MAX_ADDR_LEN, MAX_NAME_LEN, MAX_SHORT_LEN, MAX_TAGS, MAX_TAG_KEY_LEN,
-    MAX_TAG_VALUE_LEN,
+    LinkFigures, Meta, MetaError, MAX_ADDR_LEN, MAX_LINKS, MAX_NAME_LEN, MAX_SHORT_LEN, MAX_TAGS,
+    MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN,
 };
 pub use profile::{Profile, Timing, MAX_SWIM_PACKET};
 pub use wire::MAX_PACKET;

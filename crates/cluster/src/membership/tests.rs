@@ -30,6 +30,7 @@ fn meta(name: &str) -> Meta {
         os: "linux".into(),
         version: "0.1.0".into(),
         tags,
+        links: Default::default(),
     }
 }
 
@@ -145,6 +146,17 @@ fn meta_limits_validate_and_sanitize() {
     let mut neg = meta("a");
     neg.load = -1.0;
     assert_eq!(neg.validate(), Err(MetaError::BadLoad));
+    let mut linked = meta("a");
+    linked.links = (0..100)
+        .map(|i| (format!("n{i:03}"), super::LinkFigures::default()))
+        .collect();
+    assert_eq!(linked.validate(), Err(MetaError::TooManyLinks));
+    linked
+        .links
+        .insert("n".repeat(MAX_NAME_LEN + 1), super::LinkFigures::default());
+    let s = linked.sanitized();
+    assert_eq!(s.validate(), Ok(()));
+    assert_eq!(s.links.len(), MAX_LINKS);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plexus_cluster::membership::{Health, Meta};
-use plexus_sched::{ClusterView, Disk, NodeView, Resources};
+use plexus_sched::{ClusterView, Disk, LinkView, NodeView, Resources};
 use plexus_services::directory::NodeDirectory;
 
 use super::view::View;
@@ -75,6 +75,17 @@ pub fn node_view(health: Health, since: Instant, meta: Option<&Meta>) -> NodeVie
             free: meta.disk_avail,
             total: meta.disk_total,
         }),
+        links: meta
+            .links
+            .iter()
+            .map(|(peer, l)| {
+                let link = LinkView {
+                    rtt_us: u64::from(l.rtt_us),
+                    rate: l.rate,
+                };
+                (peer.clone(), link)
+            })
+            .collect(),
         ..NodeView::default()
     }
 }

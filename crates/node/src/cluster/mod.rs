@@ -13,6 +13,7 @@ pub mod directory;
 pub mod discovery;
 pub mod everywhere;
 pub mod fs;
+pub mod links;
 pub mod net;
 pub mod procs;
 pub mod resched;
@@ -78,6 +79,8 @@ pub(crate) struct Inner<N: Net> {
     /// Decoded keys of the authors of calls routed here (shared with the client connections).
     pub(crate) keys: Arc<KeyCache>,
     pub(crate) swim: mpsc::Sender<swim::Input>,
+    /// What this node measured of its links, advertised in its metadata.
+    pub(crate) links: links::Links,
     pub(crate) kernel: Kernel,
     pub(crate) admin: PublicKey,
     pub(crate) admin_name: String,
@@ -149,6 +152,7 @@ impl<N: Net> Handler for Inbound<N> {
                         .await
                 }
                 wire::TERM => calls::serve_term(c.sessions.clone(), body).await,
+                wire::PROBE => Ok(Bytes::new()),
                 _ => Err(not_open(&from, channel)),
             }
         })
@@ -326,6 +330,7 @@ pub async fn start<N: Net>(
         sessions: Arc::new(Sessions::default()),
         keys,
         swim: swim_tx,
+        links: links::Links::default(),
         kernel: kernel.clone(),
         admin: admin.0,
         admin_name: admin.1,
@@ -352,6 +357,7 @@ pub async fn start<N: Net>(
         tokio::spawn(state_loop(cluster.inner.clone())).abort_handle(),
         tokio::spawn(voter_loop(cluster.inner.clone())).abort_handle(),
         resched::spawn(cluster.inner.clone()),
+        links::spawn(cluster.inner.clone()),
     ];
     if let Ok(mut t) = cluster.inner.tasks.lock() {
         t.extend(tasks);

@@ -39,6 +39,7 @@ pub fn local_meta(
     addr: &str,
     tags: &BTreeMap<String, String>,
     dir: &std::path::Path,
+    links: BTreeMap<String, plexus_cluster::membership::LinkFigures>,
 ) -> Meta {
     use sysinfo::System;
     let mut sys = System::new();
@@ -59,6 +60,7 @@ pub fn local_meta(
         os: std::env::consts::OS.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         tags: tags.clone(),
+        links,
     }
 }
 
@@ -81,7 +83,7 @@ pub(crate) fn spawn<N: Net>(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_else(|_| rand::random());
-        let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir);
+        let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir, c.links.figures());
         let mut membership = Membership::new(c.key, session, meta, profile, rand::random(), now());
         c.view
             .set_health(c.key, Health::Alive, Some(membership.local().meta));
@@ -120,8 +122,13 @@ pub(crate) fn spawn<N: Net>(
                     }
                 },
                 () = tokio::time::sleep_until(deadline) => membership.handle_timers(now()),
-                _ = refresh.tick() => {
-                    let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir);
+                _ = async {
+                    tokio::select! {
+                        _ = refresh.tick() => {}
+                        () = c.links.first_figures.notified() => {}
+                    }
+                } => {
+                    let meta = local_meta(&c.name, &c.addr.to_string(), &tags, &dir, c.links.figures());
                     c.view.set_health(c.key, Health::Alive, Some(meta.clone()));
                     membership.set_meta(meta, now());
                 }
@@ -196,9 +203,15 @@ mod tests {
     #[test]
     fn a_relative_data_dir_is_found_on_its_disk() {
         let here = std::env::current_dir().unwrap();
-        let absolute = local_meta("n", "", &BTreeMap::new(), &here);
+        let absolute = local_meta("n", "", &BTreeMap::new(), &here, BTreeMap::new());
         assert!(absolute.disk_total > 0, "no disk holds {}", here.display());
-        let relative = local_meta("n", "", &BTreeMap::new(), std::path::Path::new("."));
+        let relative = local_meta(
+            "n",
+            "",
+            &BTreeMap::new(),
+            std::path::Path::new("."),
+            BTreeMap::new(),
+        );
         assert_eq!(relative.disk_total, absolute.disk_total);
         assert!(relative.disk_avail > 0);
     }

@@ -178,7 +178,8 @@ impl<N: Net> Service for SysNode<N> {
                 (Node::Me, _) => Ok(Some(Unit::str(&self.name))),
                 (Node::Nodes, Scope::Cluster(m)) => Ok(Some(m.nodes())),
                 (Node::Nodes, Scope::Single { id, data_dir }) => {
-                    let meta = local_meta(&self.name, "", &BTreeMap::new(), data_dir);
+                    let meta =
+                        local_meta(&self.name, "", &BTreeMap::new(), data_dir, BTreeMap::new());
                     let row = node_row(
                         (&self.name, id, Unit::None),
                         ("single", Health::Alive, false),
@@ -277,6 +278,14 @@ fn node_row(
             tags.insert(Unit::str(k), Unit::str(v));
         }
         put("tags", Unit::Map(tags));
+        let mut links = Map::new();
+        for (peer, l) in &meta.links {
+            let mut link = Map::new();
+            link.insert(Unit::str("rtt_us"), uint(u64::from(l.rtt_us)));
+            link.insert(Unit::str("rate"), uint(l.rate));
+            links.insert(Unit::str(peer), Unit::Map(link));
+        }
+        put("links", Unit::Map(links));
     }
     Unit::Map(e)
 }

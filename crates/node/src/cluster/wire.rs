@@ -15,6 +15,8 @@ pub const CALL: u8 = 3;
 pub const TERM: u8 = 4;
 /// Joining with an invite ([`JoinRequest`] → [`JoinReply`]).
 pub const JOIN: u8 = 5;
+/// A link probe: any bytes, answered with none ([`super::links`]).
+pub const PROBE: u8 = 6;
 
 /// A stream sent to a service on another node.
 #[derive(Clone, Debug, Serialize, Deserialize)]

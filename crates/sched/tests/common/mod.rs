@@ -75,6 +75,7 @@ pub fn node() -> impl Strategy<Value = NodeView> {
                 measured_free_mem: measured,
                 disk: None,
                 down_since: None,
+                links: Default::default(),
             },
         )
 }

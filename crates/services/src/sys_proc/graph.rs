@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use plexus_pipe::Format;
+use plexus_sched::{place_linked, LinkNeed, Reason, Verdict};
 use plexus_store::{Incoming, Outgoing, PipeTarget, Wiring};
 
 use super::*;
@@ -42,6 +43,9 @@ pub(super) struct Stage {
     /// Placed on this (earlier) process's node when that node can take it: a pipe within a
     /// node needs no link (`.osh` `min_rate`, `max_latency`).
     near: Option<String>,
+    /// Elsewhere, only on a node whose measured link to `near`'s node carries this many
+    /// bytes a second (`near_rate`) and has at most this round trip (`near_rtt_us`).
+    near_link: Option<(Option<u64>, Option<u64>)>,
 }
 
 /// Which output a pipe starts at and which input it ends at.
@@ -188,6 +192,10 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
                 .map(|u| string_of(u, "order_by"))
                 .transpose()?,
             near: c.opt("near").map(|u| stage_name(u, "near")).transpose()?,
+            near_link: match (positive(&c, "near_rate")?, positive(&c, "near_rtt_us")?) {
+                (None, None) => None,
+                needs => Some(needs),
+            },
             run,
         });
     }
@@ -386,14 +394,41 @@ impl Inner {
                 };
                 place(&view, &request).ok()
             });
+            let links: Vec<LinkNeed> = match (&s.near, s.near_link) {
+                (Some(near), Some((min_rate, max_rtt_us))) => g
+                    .stages
+                    .iter()
+                    .position(|t| &t.name == near)
+                    .and_then(|i| nodes.get(i))
+                    .map(|peer| LinkNeed {
+                        peer: peer.clone(),
+                        min_rate,
+                        max_rtt_us,
+                    })
+                    .into_iter()
+                    .collect(),
+                _ => Vec::new(),
+            };
             let chosen = match beside {
                 Some(chosen) => Ok(chosen),
-                None => place(&view, &s.run.request),
+                None => place_linked(&view, &s.run.request, &links),
             };
             let chosen = chosen.map_err(|r| {
+                // Whether links were what failed: the script shows the error at them.
+                let by_links = matches!(&r, Refusal::NoFit { candidates } if candidates.iter().any(|c| {
+                    matches!(&c.verdict, Verdict::Unfit(reasons) if reasons.iter().any(|r| matches!(
+                        r,
+                        Reason::LinkUnmeasured { .. } | Reason::LinkRate { .. } | Reason::LinkLatency { .. }
+                    )))
+                }));
                 let e = refusal_error(r);
-                Error::new(e.code(), format!("process {}: {}", s.name, e.message()))
-                    .with("stage", s.name.as_str())
+                let e = Error::new(e.code(), format!("process {}: {}", s.name, e.message()))
+                    .with("stage", s.name.as_str());
+                if by_links {
+                    e.with("links", Unit::Bool(true))
+                } else {
+                    e
+                }
             })?;
             if let Some(node) = view.nodes.get_mut(&chosen.node) {
                 node.add_process(s.run.request.reserve);
