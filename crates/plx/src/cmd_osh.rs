@@ -13,8 +13,8 @@
 //! order its merged records are written in, `min_rate` and `max_latency` the edge's consumer
 //! on its producer's node where that node can take it (a pipe within a node crosses no link),
 //! and elsewhere only on a node whose measured link to the producer's node meets them (`plx
-//! nodes --links`), and `checkpoint` is not supported: programs restart from their beginning,
-//! which the script says when it runs.
+//! nodes --links`), and `checkpoint` the period at which the state a program saves to
+//! `$PLX_CHECKPOINT` is kept in the cluster, to be put back when it restarts anywhere.
 
 use std::path::{Path, PathBuf};
 
@@ -62,7 +62,7 @@ pub fn effects(path: &Path, source: &str) -> Result<Vec<Effect>> {
     })
 }
 
-/// What a directive that Plexus takes but does not act on says when the script runs.
+/// What the script's directives need the user to know when it runs.
 fn notes(instance: &Instance) -> Vec<String> {
     let Some(policy) = &instance.policy else {
         return Vec::new();
@@ -74,8 +74,9 @@ fn notes(instance: &Instance) -> Vec<String> {
             let on = d.operands.join(", ");
             match &d.kind {
                 DirectiveKind::Checkpoint { seconds } => Some(format!(
-                    "checkpoint({seconds}) {on}: not supported: Plexus cannot save a program's \
-                     state, so {on} restarts from its beginning"
+                    "checkpoint({seconds}) {on}: a restart starts from the state the program \
+                     saved to $PLX_CHECKPOINT; one that saves none starts from its beginning \
+                     (its log says which)"
                 )),
                 _ => None,
             }
@@ -279,6 +280,10 @@ pub fn graph_body(
                 // A standby takes over when the node's machine dies (or the program fails);
                 // a program that ended well is not started again: its input has ended.
                 DirectiveKind::Always => put("restart", Unit::str("on-failure")),
+                DirectiveKind::Checkpoint { seconds } => {
+                    let every = seconds.ceil().clamp(1.0, 86_400.0) as i64;
+                    put("checkpoint", Unit::int(every));
+                }
                 DirectiveKind::Console if attach || dry => put("console", Unit::Bool(true)),
                 _ => {}
             }

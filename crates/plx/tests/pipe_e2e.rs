@@ -566,3 +566,62 @@ fn osh_edges_are_placed_by_measured_links() {
         "nothing started"
     );
 }
+
+/// `checkpoint`: a program that saves its state to `$PLX_CHECKPOINT` goes on from it after
+/// its machine dies and it restarts on another.
+#[test]
+fn a_checkpointed_program_restarts_from_its_saved_state() {
+    let plx = Plx::new();
+    let _down = Down(&plx);
+    up(&plx, &["n1:desk", "n2:worker", "n3:worker"]);
+    let mut child = plx
+        .command(&["osh", fixtures().join("counter.osh").to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    until("the counter to run", 30, || {
+        ps_line(&plx, "Counter:count").is_some_and(|l| l.contains("running"))
+    });
+    let first = node_of(&plx, "Counter:count");
+    let id = ps_line(&plx, "Counter:count").unwrap();
+    let id = id.split_whitespace().next().unwrap().to_owned();
+    until("the cluster to keep a count of 10 or more", 30, || {
+        let kept = plx.run(&["fs", "cat", &format!("/.plexus/checkpoints/{id}")], b"");
+        kept.code == 0 && kept.out().trim().parse::<u64>().is_ok_and(|n| n >= 10)
+    });
+    kill9(node_pid(&plx, &first));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the counter did not end:\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                node_logs(&plx, 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let starts: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("start "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2, "one start, one restart: {out}");
+    assert_eq!(starts[0], 0, "{out}");
+    assert!(starts[1] >= 10, "went on from the saved count: {out}");
+    assert!(out.ends_with("60\n"), "{out}");
+    // The restart's log says what it was given.
+    let logs = plx.run(&["logs", "--stderr", &id], b"").ok();
+    assert!(
+        logs.contains("checkpoint: restored the state saved last"),
+        "{logs}"
+    );
+}

@@ -269,6 +269,8 @@ pub struct Wiring {
     pub window: u64,
     /// Its merged input's JSON records are written in the order of this field (`order_by`).
     pub order_by: Option<String>,
+    /// Every how many seconds the state it saves is kept in the cluster (`checkpoint`).
+    pub checkpoint: Option<u64>,
 }
 
 /// Longest pipe or graph id, stage name or graph name.

@@ -46,6 +46,8 @@ pub(super) struct Stage {
     /// Elsewhere, only on a node whose measured link to `near`'s node carries this many
     /// bytes a second (`near_rate`) and has at most this round trip (`near_rtt_us`).
     near_link: Option<(Option<u64>, Option<u64>)>,
+    /// Every how many seconds the state the program saves is kept (`.osh` `checkpoint`).
+    checkpoint: Option<u64>,
 }
 
 /// Which output a pipe starts at and which input it ends at.
@@ -192,6 +194,7 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
                 .map(|u| string_of(u, "order_by"))
                 .transpose()?,
             near: c.opt("near").map(|u| stage_name(u, "near")).transpose()?,
+            checkpoint: positive(&c, "checkpoint")?,
             near_link: match (positive(&c, "near_rate")?, positive(&c, "near_rtt_us")?) {
                 (None, None) => None,
                 needs => Some(needs),
@@ -608,6 +611,7 @@ impl Inner {
                 max_rate: s.max_rate,
                 window: g.window,
                 order_by: s.order_by.clone(),
+                checkpoint: s.checkpoint,
             });
             let record = self
                 .placed_on(cx, record, &nodes[i], s.run.copy.clone())

@@ -57,6 +57,7 @@ use crate::forms::{int_u64, map_of};
 use crate::sys_pipe::{OutletPlan, Pipes, Sink, SysPipe, Target};
 
 mod channels;
+pub mod checkpoint;
 mod graph;
 pub use channels::InputWrite;
 pub use graph::pipefail;
@@ -132,6 +133,9 @@ struct Inner {
     /// The outlets of each process's runs here, to drop them (without an end of stream)
     /// when the process is superseded.
     outlets: Mutex<HashMap<ProcId, Vec<tokio::task::AbortHandle>>>,
+    /// The task keeping each checkpointed process's state, which the next run here waits
+    /// for (its last copy is the newest state).
+    checkpoints: Mutex<HashMap<ProcId, tokio::task::JoinHandle<()>>>,
     /// Set once the node stops: ends are not restarts, and records become `lost`.
     stopping: AtomicBool,
     /// Set while the records of a previous run are being marked lost: new processes wait,
@@ -168,6 +172,7 @@ impl SysProc {
                 killed: Mutex::default(),
                 superseded: Mutex::default(),
                 outlets: Mutex::default(),
+                checkpoints: Mutex::default(),
                 stopping: AtomicBool::new(false),
                 recovering: tokio::sync::watch::Sender::new(false),
                 owners: Mutex::default(),
@@ -814,6 +819,11 @@ impl Inner {
                     for outlet in outlets.remove(&id).unwrap_or_default() {
                         outlet.abort();
                     }
+                }
+                // The new copy keeps the state now: this one's last copy would be older.
+                if let Some(keeping) = self.checkpoints.lock().ok().and_then(|mut c| c.remove(&id))
+                {
+                    keeping.abort();
                 }
                 let pipes: Vec<String> = rec
                     .wiring
@@ -1594,6 +1604,24 @@ impl Inner {
         named_in.sort();
         named_in.dedup();
         let mut spec = spec.clone();
+        let kernel = self.kernel.lock().ok().and_then(|k| k.clone());
+        let checkpoint = match (w.checkpoint, kernel) {
+            (Some(every), Some(kernel)) => {
+                let local = checkpoint::local_path(self.supervisor.state_dir(), rec.id);
+                let previous = self
+                    .checkpoints
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.remove(&rec.id));
+                if let Some(previous) = previous {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), previous).await;
+                }
+                let note = checkpoint::restore(&kernel, rec.id, &local).await;
+                spec.env.extend(checkpoint::env(&local, every));
+                Some((kernel, local, every, note))
+            }
+            _ => None,
+        };
         let fifos = if named_out.is_empty() && named_in.is_empty() {
             None
         } else {
@@ -1624,6 +1652,28 @@ impl Inner {
             }
         };
         self.connect(rec, w, run, attached, fifos.as_ref()).await;
+        if let Some((kernel, local, every, note)) = checkpoint {
+            let _ = self.supervisor.note(run, Stream::Stderr, &note);
+            let (supervisor, waited, logged) =
+                (self.supervisor.clone(), run.to_owned(), run.to_owned());
+            let supervisor_log = self.supervisor.clone();
+            let ended = async move {
+                let _ = supervisor.wait(&waited).await;
+            };
+            let keeping = tokio::spawn(checkpoint::keep(
+                kernel,
+                rec.id,
+                local,
+                every,
+                ended,
+                move |text| {
+                    let _ = supervisor_log.note(&logged, Stream::Stderr, text);
+                },
+            ));
+            if let Ok(mut checkpoints) = self.checkpoints.lock() {
+                checkpoints.insert(rec.id, keeping);
+            }
+        }
         if let Some(fifos) = fifos {
             let supervisor = self.supervisor.clone();
             let run = run.to_owned();

@@ -216,6 +216,7 @@ fn wiring_round_trips_and_is_bounded() {
         max_rate: Some(2_000_000),
         window: 1 << 20,
         order_by: Some("index".into()),
+        checkpoint: Some(5),
     });
     assert_eq!(ProcRecord::decode(&r.encode()).unwrap(), r);
     if let Some(w) = r.wiring.as_mut() {
