@@ -6,7 +6,7 @@
 
 use bytes::{Buf, Bytes};
 pub use plexus_protocol::frame::{
-    encode, encode_header, FrameDecoder, FrameTooLarge, HEADER_LEN, MAX_FRAME_LIMIT,
+    encode, encode_header, header, FrameDecoder, FrameTooLarge, HEADER_LEN, MAX_FRAME_LIMIT,
 };
 
 use crate::NetError;

@@ -63,7 +63,7 @@ pub use accept::{AcceptErrors, Admission, AdmissionLimits, AfterFailure, Ticket}
 pub use allow::Allow;
 pub use error::NetError;
 pub use frame::{OutFrame, DEFAULT_MAX_FRAME, LINK_VERSION};
-pub use link::{Link, LinkConfig, LinkReceiver, LinkSender, PeerInfo};
+pub use link::{traffic, Link, LinkConfig, LinkReceiver, LinkSender, PeerInfo, Traffic};
 pub use mem::{Faults, MemListener, MemNetwork, MemStats, MemTransport};
 pub use mesh::{
     decode_mesh_frame, BoxFuture, Channel, Handler, Mesh, MeshConfig, MeshError, MeshFrame,

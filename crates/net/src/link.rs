@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::frame::{
-    encode, encode_header, FrameDecoder, FrameTooLarge, Hello, OutFrame, DEFAULT_MAX_FRAME,
-    HEADER_LEN, LINK_VERSION,
+    encode, header, FrameDecoder, FrameTooLarge, Hello, OutFrame, DEFAULT_MAX_FRAME, HEADER_LEN,
+    LINK_VERSION,
 };
 use crate::tls::map_io_error;
 use crate::NetError;
@@ -268,6 +269,35 @@ where
     Ok((hello, rest))
 }
 
+/// What the stream links of this process carried since it started: every mesh of a process
+/// counts here (a node runs one), for its metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes written to links, frame headers included (before encryption).
+    pub bytes_out: u64,
+    /// Bytes read from links (after decryption).
+    pub bytes_in: u64,
+    /// Frames written.
+    pub frames_out: u64,
+    /// Frames read.
+    pub frames_in: u64,
+}
+
+static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+static BYTES_IN: AtomicU64 = AtomicU64::new(0);
+static FRAMES_OUT: AtomicU64 = AtomicU64::new(0);
+static FRAMES_IN: AtomicU64 = AtomicU64::new(0);
+
+/// The [`Traffic`] of this process's links so far.
+pub fn traffic() -> Traffic {
+    Traffic {
+        bytes_out: BYTES_OUT.load(Ordering::Relaxed),
+        bytes_in: BYTES_IN.load(Ordering::Relaxed),
+        frames_out: FRAMES_OUT.load(Ordering::Relaxed),
+        frames_in: FRAMES_IN.load(Ordering::Relaxed),
+    }
+}
+
 /// Runs a link over a byte stream whose handshake is done: one task writes queued frames
 /// (coalescing them), one reads frames.
 pub(crate) fn spawn_stream_link<S>(
@@ -359,6 +389,8 @@ struct Batch {
     /// Short parts since the last long one.
     short: BytesMut,
     len: usize,
+    /// Frames in it.
+    frames: u64,
 }
 
 impl Batch {
@@ -367,10 +399,10 @@ impl Batch {
     }
 
     fn add(&mut self, frame: OutFrame) -> Result<(), FrameTooLarge> {
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        encode_header(frame.len(), usize::MAX, &mut header)?;
-        self.short.extend_from_slice(&header);
+        self.short
+            .extend_from_slice(&header(frame.len(), usize::MAX)?);
         self.len += HEADER_LEN + frame.len();
+        self.frames += 1;
         for part in frame.parts() {
             if part.len() >= BORROWED_PART_MIN {
                 self.seal();
@@ -407,7 +439,10 @@ impl Batch {
             }
             self.consume(written);
         }
+        BYTES_OUT.fetch_add(self.len as u64, Ordering::Relaxed);
+        FRAMES_OUT.fetch_add(self.frames, Ordering::Relaxed);
         self.len = 0;
+        self.frames = 0;
         Ok(())
     }
 
@@ -437,6 +472,8 @@ async fn read_loop<R>(
         loop {
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
+                    BYTES_IN.fetch_add((HEADER_LEN + frame.len()) as u64, Ordering::Relaxed);
+                    FRAMES_IN.fetch_add(1, Ordering::Relaxed);
                     if in_tx.send(Ok(frame)).await.is_err() {
                         return;
                     }

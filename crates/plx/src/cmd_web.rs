@@ -117,15 +117,23 @@ pub fn figures(node: &plexus_node::Node) -> Source {
         let (view, raft) = (c.view().clone(), c.raft().clone());
         let changes = Arc::new(Changes::default());
         tokio::spawn(follow_changes(view.clone(), raft.clone(), changes.clone()));
-        (view, raft, changes)
+        let links = {
+            let c = c.clone();
+            move || (c.link_counters(), c.link_traffic())
+        };
+        (view, raft, changes, links)
     });
     let kernel = node.kernel().clone();
+    let processes = node.processes().clone();
     Arc::new(move || {
         let mut families = process_figures();
         families.extend(call_figures(&kernel));
-        if let Some((view, raft, changes)) = &cluster {
+        families.extend(program_figures(&processes));
+        if let Some((view, raft, changes, links)) = &cluster {
             families.extend(cluster_figures(view, raft));
             families.extend(changes.figures());
+            let (counters, traffic) = links();
+            families.extend(link_figures(view, counters, traffic));
         }
         families
     })
@@ -260,6 +268,153 @@ fn call_figures(kernel: &plexus_kernel::Kernel) -> Vec<Family> {
             help: "How long the calls to each service on this node took.",
             kind: Kind::Histogram,
             samples: seconds,
+        },
+    ]
+}
+
+/// The programs this node runs (CPU and memory) and its pipe ends (bytes, records, backlog,
+/// loss).
+fn program_figures(processes: &plexus_services::sys_proc::SysProc) -> Vec<Family> {
+    let programs = processes.programs();
+    let by_id = |value: fn(&plexus_services::sys_proc::ProgramFigures) -> f64| {
+        programs
+            .iter()
+            .map(|p| Sample::new(vec![("id", p.id.clone())], value(p)))
+            .collect()
+    };
+    let ends = processes.pipe_ends();
+    let by_end = |value: fn(&plexus_services::sys_pipe::EndStats) -> u64| {
+        ends.iter()
+            .map(|e| {
+                let side = match e.side {
+                    plexus_services::sys_pipe::Side::Out => "out",
+                    plexus_services::sys_pipe::Side::In => "in",
+                };
+                let labels = vec![("pipe", e.pipe.clone()), ("side", side.to_owned())];
+                Sample::new(labels, value(e) as f64)
+            })
+            .collect()
+    };
+    vec![
+        Family::one(
+            "plexus_programs_running",
+            "Programs running on this node.",
+            Kind::Gauge,
+            programs.len() as f64,
+        ),
+        Family {
+            name: "plexus_program_cpu_cores",
+            help: "CPU each program on this node used over its last sampling interval, in cores.",
+            kind: Kind::Gauge,
+            samples: by_id(|p| p.cpu_cores),
+        },
+        Family {
+            name: "plexus_program_resident_memory_bytes",
+            help: "Resident memory of each program on this node.",
+            kind: Kind::Gauge,
+            samples: by_id(|p| p.rss_bytes as f64),
+        },
+        Family {
+            name: "plexus_pipe_bytes_total",
+            help: "Bytes the consumer of each pipe end on this node took.",
+            kind: Kind::Counter,
+            samples: by_end(|e| e.bytes.load(Ordering::Relaxed)),
+        },
+        Family {
+            name: "plexus_pipe_records_total",
+            help: "Records the consumer of each pipe end on this node took, where counted.",
+            kind: Kind::Counter,
+            samples: by_end(|e| e.records.load(Ordering::Relaxed)),
+        },
+        Family {
+            name: "plexus_pipe_backlog_bytes",
+            help: "Bytes held at each pipe end on this node.",
+            kind: Kind::Gauge,
+            samples: by_end(|e| e.backlog.load(Ordering::Relaxed)),
+        },
+        Family {
+            name: "plexus_pipe_lost_bytes_total",
+            help: "Bytes lost at each pipe end on this node when an end was replaced.",
+            kind: Kind::Counter,
+            samples: by_end(|e| e.lost.load(Ordering::Relaxed)),
+        },
+    ]
+}
+
+/// This node's links: traffic, connects, and the figures every node measured of its links.
+fn link_figures(
+    view: &plexus_node::cluster::View,
+    counters: plexus_node::cluster::MeshStats,
+    traffic: plexus_node::cluster::Traffic,
+) -> Vec<Family> {
+    let both = |out: u64, inn: u64| {
+        vec![
+            Sample::new(vec![("direction", "out".to_owned())], out as f64),
+            Sample::new(vec![("direction", "in".to_owned())], inn as f64),
+        ]
+    };
+    let mut rtt = Vec::new();
+    let mut rate = Vec::new();
+    for m in view.roster() {
+        let Some(meta) = view.meta(&m.key) else {
+            continue;
+        };
+        for (to, l) in &meta.links {
+            let labels = vec![("from", m.name.clone()), ("to", to.clone())];
+            rtt.push(Sample::new(labels.clone(), f64::from(l.rtt_us) / 1e6));
+            if l.rate > 0 {
+                rate.push(Sample::new(labels, l.rate as f64));
+            }
+        }
+    }
+    vec![
+        Family {
+            name: "plexus_link_bytes_total",
+            help: "Bytes this node's links wrote and read, frame headers included.",
+            kind: Kind::Counter,
+            samples: both(traffic.bytes_out, traffic.bytes_in),
+        },
+        Family {
+            name: "plexus_link_frames_total",
+            help: "Frames this node's links wrote and read.",
+            kind: Kind::Counter,
+            samples: both(traffic.frames_out, traffic.frames_in),
+        },
+        Family::one(
+            "plexus_link_connects_total",
+            "Links this node opened to other nodes, reconnects included.",
+            Kind::Counter,
+            counters.dials as f64,
+        ),
+        Family::one(
+            "plexus_link_connect_failures_total",
+            "Links this node tried to open and could not.",
+            Kind::Counter,
+            counters.dial_failures as f64,
+        ),
+        Family::one(
+            "plexus_link_accepted_total",
+            "Links other nodes opened to this node.",
+            Kind::Counter,
+            counters.accepted as f64,
+        ),
+        Family::one(
+            "plexus_link_malformed_total",
+            "Links closed because the peer sent a malformed frame.",
+            Kind::Counter,
+            counters.malformed as f64,
+        ),
+        Family {
+            name: "plexus_link_rtt_seconds",
+            help: "Round trip of each link, as the node at its from end measured it.",
+            kind: Kind::Gauge,
+            samples: rtt,
+        },
+        Family {
+            name: "plexus_link_rate_bytes_per_second",
+            help: "Rate of each link, as the node at its from end measured it.",
+            kind: Kind::Gauge,
+            samples: rate,
         },
     ]
 }

@@ -634,6 +634,10 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             "plexus_cluster_members{health=\"alive\"} 3",
             "plexus_raft_leader_known 1",
             "plexus_raft_voters 3",
+            "# TYPE plexus_link_bytes_total counter",
+            "# TYPE plexus_link_rtt_seconds gauge",
+            "# TYPE plexus_programs_running gauge",
+            "# TYPE plexus_pipe_backlog_bytes gauge",
         ] {
             assert!(
                 metrics.as_str().unwrap_or_default().contains(line),

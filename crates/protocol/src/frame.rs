@@ -28,11 +28,16 @@ pub struct FrameTooLarge {
 /// Appends the length prefix of a frame of `len` bytes to `out`. Fails above `max` (and
 /// above [`MAX_FRAME_LIMIT`]).
 pub fn encode_header(len: usize, max: usize, out: &mut Vec<u8>) -> Result<(), FrameTooLarge> {
+    out.extend_from_slice(&header(len, max)?);
+    Ok(())
+}
+
+/// The length prefix of a body of `len` bytes, if it is at most `max`.
+pub fn header(len: usize, max: usize) -> Result<[u8; HEADER_LEN], FrameTooLarge> {
     if len > max.min(MAX_FRAME_LIMIT) {
         return Err(FrameTooLarge { len, max });
     }
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    Ok(())
+    Ok((len as u32).to_le_bytes())
 }
 
 /// The body length a length prefix announces.

@@ -641,6 +641,13 @@ impl Pipes {
         run_outlet(&cx, plan, output, &stats, self.inner.procs.clone()).await
     }
 
+    /// Every pipe end on this node, listed or ended within the last minute.
+    pub fn ends(&self) -> Vec<Arc<EndStats>> {
+        let mut ends = lock(&self.inner.ends);
+        ends.retain(|e| lock(&e.ended).is_none_or(|t| t.elapsed() < KEEP_ENDED));
+        ends.clone()
+    }
+
     /// Every pipe end on this node, as `pipes` lists them.
     pub fn list(&self) -> Vec<Unit> {
         let mut ends = lock(&self.inner.ends);

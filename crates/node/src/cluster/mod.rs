@@ -25,6 +25,9 @@ pub mod users;
 pub mod view;
 pub mod wire;
 
+/// A node's link counters and traffic ([`Cluster::link_counters`], [`Cluster::link_traffic`]).
+pub use plexus_net::{MeshStats, Traffic};
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::str::FromStr;
@@ -375,6 +378,17 @@ impl<N: Net> Cluster<N> {
     /// The replicated state.
     pub fn raft(&self) -> &ClusterRaft {
         &self.inner.raft
+    }
+
+    /// Counters of this node's links: connects made and failed, links accepted, frames
+    /// refused.
+    pub fn link_counters(&self) -> plexus_net::MeshStats {
+        self.inner.mesh.stats()
+    }
+
+    /// What this process's links carried ([`plexus_net::traffic`]).
+    pub fn link_traffic(&self) -> plexus_net::Traffic {
+        plexus_net::traffic()
     }
 
     /// The cluster address this node listens on.

@@ -152,7 +152,50 @@ struct Inner {
     kernel: Mutex<Option<plexus_kernel::Kernel>>,
 }
 
+/// What `/metrics` shows of one program this node runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramFigures {
+    /// The process's id.
+    pub id: String,
+    /// CPU use over the last sampling interval, in cores.
+    pub cpu_cores: f64,
+    /// Resident memory.
+    pub rss_bytes: u64,
+}
+
 impl SysProc {
+    /// The programs running on this node, with their CPU and memory.
+    pub fn programs(&self) -> Vec<ProgramFigures> {
+        let runs: Vec<(ProcId, String)> = match self.inner.runs.lock() {
+            Ok(runs) => runs.iter().map(|(id, run)| (*id, run.clone())).collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut figures: Vec<ProgramFigures> = runs
+            .into_iter()
+            .filter(|(_, run)| {
+                self.inner
+                    .supervisor
+                    .info(run)
+                    .is_ok_and(|i| i.status.is_none())
+            })
+            .filter_map(|(id, run)| {
+                let stats = self.inner.supervisor.stats(&run).ok()?;
+                Some(ProgramFigures {
+                    id: id.to_string(),
+                    cpu_cores: stats.cpu_percent / 100.0,
+                    rss_bytes: stats.rss_bytes,
+                })
+            })
+            .collect();
+        figures.sort_by(|a, b| a.id.cmp(&b.id));
+        figures
+    }
+
+    /// This node's pipe ends.
+    pub fn pipe_ends(&self) -> Vec<Arc<crate::sys_pipe::EndStats>> {
+        self.inner.pipes.ends()
+    }
+
     /// The service over the process table `procs`, placing on the nodes of `directory` and
     /// running programs with this node's `supervisor`.
     pub fn new(
