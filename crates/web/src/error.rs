@@ -1,5 +1,15 @@
 //! The one error type of the web desktop.
 
+impl Error {
+    /// A failure of the desktop's own, with no error code of the cluster.
+    pub fn cluster(message: impl Into<String>) -> Error {
+        Error::Cluster {
+            code: None,
+            message: message.into(),
+        }
+    }
+}
+
 /// Why a login, a request or the server failed. Each message is plain words for the person
 /// at the browser or the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +46,15 @@ pub enum Error {
     /// The cluster did not answer a call in time.
     #[error("the cluster did not answer in time")]
     Timeout,
-    /// The cluster refused or failed a call.
-    #[error("{0}")]
-    Cluster(String),
+    /// The cluster refused or failed a call: its error code when it gave one (`not.found`,
+    /// `denied`, …), and what it said.
+    #[error("{message}")]
+    Cluster {
+        /// The cluster's error code, if any.
+        code: Option<String>,
+        /// What it said.
+        message: String,
+    },
     /// The server could not listen or serve.
     #[error("web desktop: {0}")]
     Io(#[from] std::io::Error),

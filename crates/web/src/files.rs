@@ -68,12 +68,23 @@ fn download_name(path: &str) -> String {
 /// How long one call to `io.fs` (a stat, a listing, a read of 1 MiB) may take.
 const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A failed transfer as the desktop's error, with `io.fs`'s code when it refused.
+fn transfer_error(e: files::TransferError) -> Error {
+    match e {
+        files::TransferError::Refused { code, message } => Error::Cluster {
+            code: Some(code),
+            message,
+        },
+        other => Error::cluster(other.to_string()),
+    }
+}
+
 /// One call to `io.fs` as `user`.
 async fn call(kernel: &Kernel, user: PublicKey, body: Unit) -> Result<Unit, Error> {
     let mut link = KernelLink::new(kernel.context(user, [0; 32], None, 0));
     match tokio::time::timeout(CALL_DEADLINE, files::call(&mut link, body)).await {
         Err(_) => Err(Error::Timeout),
-        Ok(answer) => answer.map_err(|e| Error::Cluster(e.to_string())),
+        Ok(answer) => answer.map_err(transfer_error),
     }
 }
 
@@ -88,7 +99,7 @@ pub(crate) async fn read(
 ) -> Result<Response, Error> {
     let stat = call(&kernel, user, map_of([("stat", Unit::str(&path))])).await?;
     let (Some(size), Some(version)) = (count(&stat, "size"), count(&stat, "version")) else {
-        return Err(Error::Cluster(format!("{path} is not a file")));
+        return Err(Error::cluster(format!("{path} is not a file")));
     };
     let disposition = if view {
         "inline".to_owned()
@@ -152,8 +163,8 @@ pub(crate) async fn write(
         })
     })
     .await
-    .map_err(|e| Error::Cluster(format!("the upload stopped: {e}")))?;
-    written.map_err(|e| Error::Cluster(e.to_string()))
+    .map_err(|e| Error::cluster(format!("the upload stopped: {e}")))?;
+    written.map_err(transfer_error)
 }
 
 /// The entry at `path` and, for a directory, what it holds: `{stat entries}`.

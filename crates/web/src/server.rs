@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use plexus_identity::PublicKey;
 use plexus_kernel::Kernel;
+use plexus_units::code;
 use plexus_units::{Map, Unit};
 use rand_core::OsRng;
 use serde_json::{json, Value};
@@ -200,10 +201,40 @@ fn error_response(e: &Error) -> Response {
         Error::NotAUser => StatusCode::FORBIDDEN,
         Error::TooManyLogins => StatusCode::TOO_MANY_REQUESTS,
         Error::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        Error::Cluster(_) => StatusCode::BAD_GATEWAY,
+        Error::Cluster {
+            code: Some(code), ..
+        } => status_of(code),
+        Error::Cluster { code: None, .. } => StatusCode::BAD_GATEWAY,
         Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    refused(status, &e.to_string())
+    match e {
+        Error::Cluster {
+            code: Some(code), ..
+        } => (
+            status,
+            Json(json!({ "error": e.to_string(), "code": code })),
+        )
+            .into_response(),
+        _ => refused(status, &e.to_string()),
+    }
+}
+
+/// The HTTP status of a refusal with the cluster's error code `refusal`: what the browser's user
+/// got wrong (400, 403, 404, 409), what the cluster cannot do now (503, 504), or the
+/// cluster's failure (502).
+fn status_of(refusal: &str) -> StatusCode {
+    match refusal {
+        code::BAD_ARGUMENT | code::UNKNOWN_COMMAND => StatusCode::BAD_REQUEST,
+        code::DENIED => StatusCode::FORBIDDEN,
+        code::NOT_FOUND | code::UNKNOWN_NODE | code::UNKNOWN_SERVICE => StatusCode::NOT_FOUND,
+        // A file replaced while it was read (io.fs's `fs.changed`), or no room for it.
+        code::LIMIT | "fs.changed" => StatusCode::CONFLICT,
+        code::NODE_DOWN | code::NO_QUORUM | code::NO_CLUSTER | "fs.unavailable" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        code::TIMEOUT => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    }
 }
 
 /// The value of cookie `name`.
@@ -281,7 +312,10 @@ impl Desk {
         let cx = self.kernel.context(user, [0; 32], None, 0);
         match tokio::time::timeout(CALL_DEADLINE, cx.send(service, None, msg)).await {
             Err(_) => Err(Error::Timeout),
-            Ok(Err(e)) => Err(Error::Cluster(e.message().to_owned())),
+            Ok(Err(e)) => Err(Error::Cluster {
+                code: Some(e.code().to_owned()),
+                message: e.message().to_owned(),
+            }),
             Ok(Ok(v)) => Ok(v.unwrap_or(Unit::None)),
         }
     }
@@ -811,5 +845,35 @@ async fn asset(
         )
             .into_response(),
         None => refused(StatusCode::UNAUTHORIZED, NOT_SIGNED_IN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_of_the_cluster_answer_with_the_status_their_code_calls_for() {
+        let refused = |code: &str| Error::Cluster {
+            code: Some(code.to_owned()),
+            message: "no".into(),
+        };
+        for (code, status) in [
+            (code::BAD_ARGUMENT, 400),
+            (code::DENIED, 403),
+            (code::NOT_FOUND, 404),
+            (code::UNKNOWN_SERVICE, 404),
+            (code::LIMIT, 409),
+            ("fs.changed", 409),
+            (code::NODE_DOWN, 503),
+            (code::NO_QUORUM, 503),
+            (code::TIMEOUT, 504),
+            (code::INTERNAL, 502),
+            ("some.new.code", 502),
+        ] {
+            assert_eq!(error_response(&refused(code)).status(), status, "{code}");
+        }
+        assert_eq!(error_response(&Error::cluster("broke")).status(), 502);
+        assert_eq!(error_response(&Error::Used).status(), 401);
     }
 }
