@@ -295,7 +295,7 @@ fn program_figures(processes: &plexus_services::sys_proc::SysProc) -> Vec<Family
             })
             .collect()
     };
-    vec![
+    let mut families = vec![
         Family::one(
             "plexus_programs_running",
             "Programs running on this node.",
@@ -314,31 +314,41 @@ fn program_figures(processes: &plexus_services::sys_proc::SysProc) -> Vec<Family
             kind: Kind::Gauge,
             samples: by_id(|p| p.rss_bytes as f64),
         },
-        Family {
-            name: "plexus_pipe_bytes_total",
-            help: "Bytes the consumer of each pipe end on this node took.",
-            kind: Kind::Counter,
-            samples: by_end(|e| e.bytes.load(Ordering::Relaxed)),
-        },
-        Family {
-            name: "plexus_pipe_records_total",
-            help: "Records the consumer of each pipe end on this node took, where counted.",
-            kind: Kind::Counter,
-            samples: by_end(|e| e.records.load(Ordering::Relaxed)),
-        },
-        Family {
-            name: "plexus_pipe_backlog_bytes",
-            help: "Bytes held at each pipe end on this node.",
-            kind: Kind::Gauge,
-            samples: by_end(|e| e.backlog.load(Ordering::Relaxed)),
-        },
-        Family {
-            name: "plexus_pipe_lost_bytes_total",
-            help: "Bytes lost at each pipe end on this node when an end was replaced.",
-            kind: Kind::Counter,
-            samples: by_end(|e| e.lost.load(Ordering::Relaxed)),
-        },
-    ]
+    ];
+    type EndFigure = fn(&plexus_services::sys_pipe::EndStats) -> u64;
+    let pipe_families: [(&'static str, &'static str, Kind, EndFigure); 4] = [
+        (
+            "plexus_pipe_bytes_total",
+            "Bytes the consumer of each pipe end on this node took.",
+            Kind::Counter,
+            |e| e.bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "plexus_pipe_records_total",
+            "Records the consumer of each pipe end on this node took, where counted.",
+            Kind::Counter,
+            |e| e.records.load(Ordering::Relaxed),
+        ),
+        (
+            "plexus_pipe_backlog_bytes",
+            "Bytes held at each pipe end on this node.",
+            Kind::Gauge,
+            |e| e.backlog.load(Ordering::Relaxed),
+        ),
+        (
+            "plexus_pipe_lost_bytes_total",
+            "Bytes lost at each pipe end on this node when an end was replaced.",
+            Kind::Counter,
+            |e| e.lost.load(Ordering::Relaxed),
+        ),
+    ];
+    families.extend(pipe_families.map(|(name, help, kind, value)| Family {
+        name,
+        help,
+        kind,
+        samples: by_end(value),
+    }));
+    families
 }
 
 /// This node's links: traffic, connects, and the figures every node measured of its links.

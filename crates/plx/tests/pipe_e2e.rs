@@ -36,10 +36,9 @@ fn shell(line: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Waits (a minute at most) for the `plx osh surveillance.osh` in `child` to end well, and
-/// gives its output: the banner first and the last frame's alarm last. A graph that does not
-/// end fails the test with what the cluster shows of it.
-fn surveillance_output(plx: &Plx, mut child: std::process::Child) -> String {
+/// Waits (a minute at most) for the `plx osh` in `child` to end well, and gives its output.
+/// A graph that does not end fails the test with what the cluster shows of it.
+fn graph_output(plx: &Plx, mut child: std::process::Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -67,9 +66,31 @@ fn surveillance_output(plx: &Plx, mut child: std::process::Child) -> String {
         "{out}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    out
+}
+
+/// [`graph_output`] of `surveillance.osh`: the banner first and the last frame's alarm last.
+fn surveillance_output(plx: &Plx, child: std::process::Child) -> String {
+    let out = graph_output(plx, child);
     assert!(out.starts_with("watching 200 frames\n"), "{out}");
     assert!(out.ends_with("ALARM 200\n"), "{out}");
     out
+}
+
+/// Starts `plx osh` on the fixture `script` and waits until its process `stage` runs: the
+/// running `plx osh`, and the process's id and node.
+fn osh_running(plx: &Plx, script: &str, stage: &str) -> (std::process::Child, String, String) {
+    let child = plx
+        .command(&["osh", fixtures().join(script).to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    until(&format!("{stage} to run"), 30, || {
+        line = ps_line(plx, stage).unwrap_or_default();
+        line.contains("running")
+    });
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (child, words[0].to_owned(), words[3].to_owned())
 }
 
 /// How many children of process `node` run (a copy of) Plexus process `id`: their
@@ -465,16 +486,7 @@ fn a_node_thought_down_gives_its_processes_back() {
     let plx = Plx::new();
     let _down = Down(&plx);
     up(&plx, &["n1:camera", "n1:desk", "n2:worker", "n3:worker"]);
-    let child = plx
-        .command(&["osh", fixtures().join("surveillance.osh").to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    until("the detector to run", 30, || {
-        ps_line(&plx, "Surveillance:detect").is_some_and(|l| l.contains("running"))
-    });
-    let frozen = node_of(&plx, "Surveillance:detect");
-    let detect = ps_line(&plx, "Surveillance:detect").unwrap();
-    let detect = detect.split_whitespace().next().unwrap();
+    let (child, detect, frozen) = osh_running(&plx, "surveillance.osh", "Surveillance:detect");
     plx.run(
         &[
             "run", "--detach", "--on", &frozen, "--name", "pinned", "--", "sleep", "600",
@@ -483,7 +495,7 @@ fn a_node_thought_down_gives_its_processes_back() {
     )
     .ok();
     let node = node_pid(&plx, &frozen);
-    assert_eq!(copies_running(node, detect), 1);
+    assert_eq!(copies_running(node, &detect), 1);
     signal(node, "STOP");
     let moved = std::panic::catch_unwind(|| {
         until(
@@ -505,7 +517,7 @@ fn a_node_thought_down_gives_its_processes_back() {
     until(
         "the frozen node to stop its copy of the detector",
         30,
-        || copies_running(node, detect) == 0,
+        || copies_running(node, &detect) == 0,
     );
     surveillance_output(&plx, child);
     until("the pinned process to run again on its node", 30, || {
@@ -574,41 +586,13 @@ fn a_checkpointed_program_restarts_from_its_saved_state() {
     let plx = Plx::new();
     let _down = Down(&plx);
     up(&plx, &["n1:desk", "n2:worker", "n3:worker"]);
-    let mut child = plx
-        .command(&["osh", fixtures().join("counter.osh").to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    until("the counter to run", 30, || {
-        ps_line(&plx, "Counter:count").is_some_and(|l| l.contains("running"))
-    });
-    let first = node_of(&plx, "Counter:count");
-    let id = ps_line(&plx, "Counter:count").unwrap();
-    let id = id.split_whitespace().next().unwrap().to_owned();
+    let (child, id, first) = osh_running(&plx, "counter.osh", "Counter:count");
     until("the cluster to keep a count of 10 or more", 30, || {
         let kept = plx.run(&["fs", "cat", &format!("/.plexus/checkpoints/{id}")], b"");
         kept.code == 0 && kept.out().trim().parse::<u64>().is_ok_and(|n| n >= 10)
     });
     kill9(node_pid(&plx, &first));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the counter did not end:\n{}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                node_logs(&plx, 40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let output = child.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let out = graph_output(&plx, child);
     let starts: Vec<u64> = out
         .lines()
         .filter_map(|l| l.strip_prefix("start "))
