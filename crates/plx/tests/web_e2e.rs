@@ -451,6 +451,19 @@ impl Browser<'_> {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
+    /// The session's `/metrics`, fetched by the page.
+    async fn metrics(&self) -> String {
+        let text = self
+            .client
+            .execute_async(
+                "const done = arguments[0]; fetch('/metrics').then(r => r.text()).then(done);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        text.as_str().unwrap_or_default().to_owned()
+    }
+
     /// Waits (30 s at most) until `script`'s value satisfies `ok`; gives it.
     async fn wait(&self, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -622,14 +635,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         })
         .await;
         // The session's /metrics has the cluster's figures.
-        let metrics = b
-            .client
-            .execute_async(
-                "const done = arguments[0]; fetch('/metrics').then(r => r.text()).then(done);",
-                vec![],
-            )
-            .await
-            .unwrap();
+        let metrics = b.metrics().await;
         for line in [
             "plexus_cluster_members{health=\"alive\"} 3",
             "plexus_raft_leader_known 1",
@@ -639,10 +645,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             "# TYPE plexus_programs_running gauge",
             "# TYPE plexus_pipe_backlog_bytes gauge",
         ] {
-            assert!(
-                metrics.as_str().unwrap_or_default().contains(line),
-                "{line} in {metrics}"
-            );
+            assert!(metrics.contains(line), "{line} in {metrics}");
         }
         let who = b
             .js("return document.getElementById('who').textContent;")
@@ -683,17 +686,8 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         .await;
         eprintln!("n3 shown down {:?} after kill -9", killed.elapsed());
         // n1's metrics counted n3 turning down.
-        let metrics = b
-            .client
-            .execute_async(
-                "const done = arguments[0]; fetch('/metrics').then(r => r.text()).then(done);",
-                vec![],
-            )
-            .await
-            .unwrap();
+        let metrics = b.metrics().await;
         let downs = metrics
-            .as_str()
-            .unwrap_or_default()
             .lines()
             .find_map(|l| l.strip_prefix("plexus_cluster_member_changes_total{to=\"down\"} "))
             .and_then(|n| n.parse::<f64>().ok());

@@ -120,6 +120,29 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// Whether it is about a link to another process's node (a [`LinkNeed`] not met).
+    pub fn is_link(&self) -> bool {
+        matches!(
+            self,
+            Reason::LinkUnmeasured { .. } | Reason::LinkRate { .. } | Reason::LinkLatency { .. }
+        )
+    }
+}
+
+impl Refusal {
+    /// Whether some node was refused for a link ([`Reason::is_link`]).
+    pub fn for_links(&self) -> bool {
+        let Refusal::NoFit { candidates } = self else {
+            return false;
+        };
+        candidates.iter().any(|c| match &c.verdict {
+            Verdict::Unfit(reasons) => reasons.iter().any(Reason::is_link),
+            Verdict::Fits { .. } => false,
+        })
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use plexus_cluster::membership::{Health, LinkFigures};
+use plexus_identity::PublicKey;
 use tokio::task::AbortHandle;
 
 use super::{wire, Inner, Net};
@@ -145,6 +146,13 @@ impl Links {
     }
 }
 
+/// How long a `PROBE` call carrying `body` to `peer` took, if it was answered.
+async fn probe<N: Net>(c: &Inner<N>, peer: &PublicKey, body: Bytes) -> Option<Duration> {
+    let started = Instant::now();
+    let call = c.mesh.call(peer, wire::PROBE, body, PROBE_DEADLINE);
+    call.await.ok().map(|_| started.elapsed())
+}
+
 /// Starts measuring this node's links.
 pub(crate) fn spawn<N: Net>(c: Arc<Inner<N>>) -> AbortHandle {
     tokio::spawn(async move {
@@ -167,22 +175,13 @@ pub(crate) fn spawn<N: Net>(c: Arc<Inner<N>>) -> AbortHandle {
                 if !due.rtt {
                     continue;
                 }
-                let started = Instant::now();
-                let call = c
-                    .mesh
-                    .call(&m.key, wire::PROBE, Bytes::new(), PROBE_DEADLINE);
-                if call.await.is_err() {
+                let Some(rtt) = probe(&c, &m.key, Bytes::new()).await else {
                     continue;
-                }
-                c.links.add_rtt(&m.name, started.elapsed());
+                };
+                c.links.add_rtt(&m.name, rtt);
                 if due.rate {
-                    let started = Instant::now();
-                    let call = c
-                        .mesh
-                        .call(&m.key, wire::PROBE, payload.clone(), PROBE_DEADLINE);
-                    if call.await.is_ok() {
-                        c.links
-                            .add_transfer(&m.name, RATE_PROBE_BYTES, started.elapsed());
+                    if let Some(took) = probe(&c, &m.key, payload.clone()).await {
+                        c.links.add_transfer(&m.name, RATE_PROBE_BYTES, took);
                     }
                 }
             }
@@ -217,35 +216,12 @@ mod tests {
         let links = Links::default();
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        assert_eq!(
-            links.due("n2", at(0)),
-            Due {
-                rtt: true,
-                rate: true
-            }
-        );
-        assert_eq!(links.due("n2", at(1)), Due::default());
-        assert_eq!(
-            links.due("n2", at(5)),
-            Due {
-                rtt: true,
-                rate: false
-            }
-        );
-        assert_eq!(links.due("n2", at(9)), Due::default());
-        assert_eq!(
-            links.due("n2", at(60)),
-            Due {
-                rtt: true,
-                rate: true
-            }
-        );
-        assert_eq!(
-            links.due("n3", at(60)),
-            Due {
-                rtt: true,
-                rate: true
-            }
-        );
+        let due = |rtt, rate| Due { rtt, rate };
+        assert_eq!(links.due("n2", at(0)), due(true, true));
+        assert_eq!(links.due("n2", at(1)), due(false, false));
+        assert_eq!(links.due("n2", at(5)), due(true, false));
+        assert_eq!(links.due("n2", at(9)), due(false, false));
+        assert_eq!(links.due("n2", at(60)), due(true, true));
+        assert_eq!(links.due("n3", at(60)), due(true, true));
     }
 }

@@ -119,22 +119,21 @@ async fn save(
     }
     let state = std::fs::read(local).ok()?;
     let cx = node_cx(kernel);
-    for dir in ["/.plexus", DIR] {
-        // Made once; an existing one is refused, which is as good.
-        let _ = cx
-            .send(
-                "io.fs",
-                None,
-                map_of([("mkdir", Unit::str(dir)), ("mode", Unit::str("700"))]),
-            )
-            .await;
-    }
     let write = map_of([
         ("write", Unit::str(&cluster_path(id))),
         ("data", Unit::Bytes(Bytes::from(state))),
         ("mode", Unit::str("600")),
     ]);
-    match cx.send("io.fs", None, write).await {
+    let mut written = cx.send("io.fs", None, write.clone()).await;
+    if written.as_ref().is_err_and(|e| e.code() == code::NOT_FOUND) {
+        // The first state the cluster keeps: its directories are made then.
+        for dir in ["/.plexus", DIR] {
+            let mkdir = map_of([("mkdir", Unit::str(dir)), ("mode", Unit::str("700"))]);
+            let _ = cx.send("io.fs", None, mkdir).await;
+        }
+        written = cx.send("io.fs", None, write).await;
+    }
+    match written {
         Ok(_) => None,
         Err(e) => {
             // Tried again at the next turn.

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use plexus_pipe::Format;
-use plexus_sched::{place_linked, LinkNeed, Reason, Verdict};
+use plexus_sched::{place_linked, LinkNeed};
 use plexus_store::{Incoming, Outgoing, PipeTarget, Wiring};
 
 use super::*;
@@ -417,13 +417,8 @@ impl Inner {
                 None => place_linked(&view, &s.run.request, &links),
             };
             let chosen = chosen.map_err(|r| {
-                // Whether links were what failed: the script shows the error at them.
-                let by_links = matches!(&r, Refusal::NoFit { candidates } if candidates.iter().any(|c| {
-                    matches!(&c.verdict, Verdict::Unfit(reasons) if reasons.iter().any(|r| matches!(
-                        r,
-                        Reason::LinkUnmeasured { .. } | Reason::LinkRate { .. } | Reason::LinkLatency { .. }
-                    )))
-                }));
+                // Links were what failed: the script shows the error at them.
+                let by_links = r.for_links();
                 let e = refusal_error(r);
                 let e = Error::new(e.code(), format!("process {}: {}", s.name, e.message()))
                     .with("stage", s.name.as_str());
