@@ -326,9 +326,43 @@ fn index(stream: Stream) -> usize {
     }
 }
 
+/// One start for the spawning thread: it resolves the program too, so a start crosses
+/// threads once each way (every crossing costs a wake-up on the path to the first byte).
 struct SpawnJob {
-    launch: Launch,
-    reply: oneshot::Sender<std::io::Result<Launched>>,
+    spec: Spec,
+    setup: ChildSetup,
+    reply: oneshot::Sender<Result<(spec::Resolved, Launched), SpawnError>>,
+}
+
+impl SpawnJob {
+    /// Blocks: the program and its directory may be on a FUSE mount that this very process
+    /// serves with the runtime's help, so never on the runtime's threads.
+    fn start(self) {
+        let started = spec::resolve(&self.spec)
+            .map_err(SpawnError::Spec)
+            .and_then(|resolved| {
+                let launched = Launch::new(
+                    &resolved.exe,
+                    &resolved.args,
+                    &resolved.env,
+                    resolved.cwd.as_deref(),
+                    self.setup,
+                )
+                .and_then(|launch| launch.start());
+                match launched {
+                    Ok(launched) => Ok((resolved, launched)),
+                    Err(source) => Err(SpawnError::Start {
+                        exe: resolved.exe,
+                        source,
+                    }),
+                }
+            });
+        // Nobody waits for this child any more (the spawn was cancelled): it must not run
+        // untracked.
+        if let Err(Ok((_, launched))) = self.reply.send(started) {
+            launch::abandon(launched.pid, &launched.pidfd);
+        }
+    }
 }
 
 struct Inner {
@@ -427,11 +461,7 @@ impl Supervisor {
             .name("plexus-proc-spawn".into())
             .spawn(move || {
                 for job in jobs {
-                    // Nobody waits for this child any more (the spawn was cancelled): it must
-                    // not run untracked.
-                    if let Err(Ok(launched)) = job.reply.send(job.launch.start()) {
-                        launch::abandon(launched.pid, &launched.pidfd);
-                    }
+                    job.start();
                 }
             })
             .map_err(StartError::Thread)?;
@@ -534,13 +564,8 @@ impl Supervisor {
                 id,
             }
         };
-        // Off the runtime's threads: a program or directory may be on a FUSE mount that this
-        // very process serves with the runtime's help.
-        let to_resolve = spec.clone();
-        let resolved = match tokio::task::spawn_blocking(move || spec::resolve(&to_resolve)).await {
-            Ok(resolved) => resolved?,
-            Err(_) => return Err(SpawnError::ShuttingDown),
-        };
+        // Limits are checked before a cgroup is written with them.
+        spec::check_shape(spec)?;
         let cgroup = if spec.limits.is_empty() {
             limits::ProcCgroup::default()
         } else {
@@ -554,67 +579,56 @@ impl Supervisor {
             rlimit_as: spec.limits.mem.filter(|_| rlimits),
             rlimit_nproc: spec.limits.pids.filter(|_| rlimits),
         };
-        let launch = Launch::new(
-            &resolved.exe,
-            &resolved.args,
-            &resolved.env,
-            resolved.cwd.as_deref(),
+        let (reply, launched) = oneshot::channel();
+        let job = SpawnJob {
+            spec: spec.clone(),
             setup,
-        );
-        let launched = match launch {
-            Ok(launch) => {
-                let (reply, launched) = oneshot::channel();
-                let sent = lock(&self.inner.spawner).send(SpawnJob { launch, reply });
-                match (sent, launched.await) {
-                    (Ok(()), Ok(launched)) => launched,
-                    _ => Err(std::io::Error::other("the spawning thread has ended")),
-                }
-            }
-            Err(e) => Err(e),
+            reply,
         };
-        let started = launched.and_then(|l| {
-            let Launched {
-                pid,
-                pidfd,
-                stdin,
-                stdout,
-                stderr,
-            } = l;
-            // Larger OS pipes for piped streams; a node that may not keeps the default.
-            for (fd, wanted) in [
-                (&stdin, piped.stdin),
-                (&stdout, piped.stdout),
-                (&stderr, piped.stderr),
-            ] {
-                if wanted {
-                    let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPED_PIPE_SIZE);
-                }
+        let sent = lock(&self.inner.spawner).send(job);
+        let launched = match sent {
+            Ok(()) => launched.await.unwrap_or(Err(SpawnError::ShuttingDown)),
+            Err(_) => Err(SpawnError::ShuttingDown),
+        };
+        let (resolved, launched) = match launched {
+            Ok(launched) => launched,
+            Err(e) => {
+                remove_cgroup(&cgroup.dirs);
+                return Err(e);
             }
-            let pipes = (|| {
-                Ok::<_, std::io::Error>((
-                    pipe::Sender::from_owned_fd(stdin)?,
-                    pipe::Receiver::from_owned_fd(stdout)?,
-                    pipe::Receiver::from_owned_fd(stderr)?,
-                ))
-            })();
-            let (stdin, stdout, stderr) = match pipes {
-                Ok(pipes) => pipes,
-                Err(e) => {
-                    launch::abandon(pid, &pidfd);
-                    return Err(e);
-                }
-            };
-            match launch::follow(pidfd) {
-                Ok(exit) => Ok((pid, (stdin, stdout, stderr, exit))),
-                Err((pidfd, e)) => {
-                    launch::abandon(pid, &pidfd);
-                    Err(e)
-                }
+        };
+        let Launched {
+            pid,
+            pidfd,
+            stdin,
+            stdout,
+            stderr,
+        } = launched;
+        // Larger OS pipes for piped streams; a node that may not keeps the default.
+        for (fd, wanted) in [
+            (&stdin, piped.stdin),
+            (&stdout, piped.stdout),
+            (&stderr, piped.stderr),
+        ] {
+            if wanted {
+                let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPED_PIPE_SIZE);
             }
-        });
-        let (pid, (stdin, stdout, stderr, exit)) = match started {
-            Ok(started) => started,
-            Err(source) => {
+        }
+        let registered = (|| {
+            Ok::<_, std::io::Error>((
+                pipe::Sender::from_owned_fd(stdin)?,
+                pipe::Receiver::from_owned_fd(stdout)?,
+                pipe::Receiver::from_owned_fd(stderr)?,
+            ))
+        })();
+        let followed = match registered {
+            Ok(pipes) => launch::follow(pidfd).map(|exit| (pipes, exit)),
+            Err(e) => Err((pidfd, e)),
+        };
+        let ((stdin, stdout, stderr), exit) = match followed {
+            Ok(followed) => followed,
+            Err((pidfd, source)) => {
+                launch::abandon(pid, &pidfd);
                 remove_cgroup(&cgroup.dirs);
                 return Err(SpawnError::Start {
                     exe: resolved.exe,

@@ -355,7 +355,9 @@ fn expect_exited(reply: &Reply) -> Result<()> {
     Ok(())
 }
 
-/// (a): remote spawns until the first byte, then the two baselines.
+/// (a): remote spawns until the first byte and the two baselines, in [`ROUNDS`] rounds of a
+/// share of each: a machine whose speed drifts (a shared host, a CPU changing its clock) then
+/// slows the figure and its baselines alike, instead of whichever ran while it was slow.
 async fn remote_spawn(
     cluster: &LocalCluster,
     n: usize,
@@ -364,57 +366,71 @@ async fn remote_spawn(
     let socket = cluster.node(0)?.socket();
     let key = &cluster.admin;
     say(&format!(
-        "(a) remote spawn: {n} runs of /bin/echo x on n2 from a client of n1"
+        "(a) remote spawn: {n} runs of /bin/echo x on n2 from a client of n1, with as many \
+         local spawns and request–replies, in {ROUNDS} rounds"
     ));
-    let body = parse(r#"{run:["/bin/echo" x] on:n2 attach:t}@sys.proc"#)?;
-    let msgs = sign_many(key, n + n.div_ceil(10), |_| Ok(body.clone()))?;
+    let spawn = parse(r#"{run:["/bin/echo" x] on:n2 attach:t}@sys.proc"#)?;
+    let inc = parse("(inc 1)@math.calc:n2")?;
+    let warm = n.div_ceil(10);
+    let mut spawns = sign_many(key, n + warm, |_| Ok(spawn.clone()))?.into_iter();
+    let mut incs = sign_many(key, n + warm, |_| Ok(inc.clone()))?;
     let mut client = Client::connect(&socket).await?;
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    for (i, msg) in msgs.iter().enumerate() {
-        let sent = Instant::now();
-        let mut first = None;
-        let reply = client
-            .call_with(
-                msg,
-                |request| {
-                    if matches!(request, TermRequest::Output { .. }) && first.is_none() {
-                        first = Some(sent.elapsed());
-                    }
-                    let response = discard(&request);
-                    async move { response }
-                },
-                std::future::pending(),
-            )
-            .await?;
-        expect_exited(&reply)?;
-        let first = first.ok_or_else(|| anyhow!("/bin/echo x on n2 wrote nothing"))?;
-        // The first tenth warms the path up.
-        if i >= n.div_ceil(10) {
-            samples.push(first);
+    // The first tenth of each warms its path up.
+    for msg in spawns.by_ref().take(warm) {
+        remote_first_byte(&mut client, &msg).await?;
+    }
+    drive(&socket, vec![incs.drain(..warm).collect()], 1, expect_int).await?;
+    let (mut remote, mut local, mut rr) = (Vec::new(), Vec::new(), Vec::new());
+    let mut walls = [Duration::ZERO; 3];
+    let per_round = n.div_ceil(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for msg in spawns.by_ref().take(per_round) {
+            remote.push(remote_first_byte(&mut client, &msg).await?);
         }
+        walls[0] += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..per_round.min(n - local.len()) {
+            local.push(local_first_byte()?);
+        }
+        walls[1] += start.elapsed();
+        let round: Vec<_> = incs.drain(..per_round.min(incs.len())).collect();
+        if round.is_empty() {
+            break;
+        }
+        let one = drive(&socket, vec![round], 1, expect_int).await?;
+        if let Some(e) = one.first_error {
+            bail!("the request/response baseline failed: {e}");
+        }
+        rr.extend(one.samples);
+        walls[2] += one.wall;
     }
-    let remote = figures(samples, start.elapsed());
+    Ok(SpawnFigures {
+        remote: figures(remote, walls[0]),
+        local: figures(local, walls[1]),
+        rr: figures(rr, walls[2]),
+    })
+}
 
-    say("(a) baseline: posix_spawn of /bin/echo x here, until the first byte");
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    for _ in 0..n {
-        samples.push(local_first_byte()?);
-    }
-    let local = figures(samples, start.elapsed());
-
-    say("(a) baseline: request/response client → n1 → n2, as plx bench rr (a)");
-    let body = parse("(inc 1)@math.calc:n2")?;
-    let warm = sign_many(key, n.div_ceil(10), |_| Ok(body.clone()))?;
-    drive(&socket, vec![warm], 1, expect_int).await?;
-    let msgs = sign_many(key, n, |_| Ok(body.clone()))?;
-    let one = drive(&socket, vec![msgs], 1, expect_int).await?;
-    if let Some(e) = one.first_error {
-        bail!("the request/response baseline failed: {e}");
-    }
-    let rr = figures(one.samples, one.wall);
-    Ok(SpawnFigures { remote, local, rr })
+/// One attached `/bin/echo x` on n2 through `client`: the time until its first byte.
+async fn remote_first_byte(client: &mut Client, msg: &SignedMessage) -> Result<Duration> {
+    let sent = Instant::now();
+    let mut first = None;
+    let reply = client
+        .call_with(
+            msg,
+            |request| {
+                if matches!(request, TermRequest::Output { .. }) && first.is_none() {
+                    first = Some(sent.elapsed());
+                }
+                let response = discard(&request);
+                async move { response }
+            },
+            std::future::pending(),
+        )
+        .await?;
+    expect_exited(&reply)?;
+    first.ok_or_else(|| anyhow!("/bin/echo x on n2 wrote nothing"))
 }
 
 /// Starts `/bin/echo x` with its output on a pipe, as `std::process::Command` does it
@@ -438,6 +454,9 @@ fn local_first_byte() -> Result<Duration> {
     child.wait()?;
     Ok(took)
 }
+
+/// Rounds of (a).
+const ROUNDS: usize = 10;
 
 /// (b): attached `/bin/true` runs on n1 from [`RATE_CLIENTS`] clients, then the raw loop.
 async fn spawn_rate(cluster: &LocalCluster, n: usize, say: &dyn Fn(&str)) -> Result<RateFigures> {
