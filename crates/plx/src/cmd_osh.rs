@@ -321,37 +321,31 @@ pub fn graph_body(
         if let Some(function) = order {
             put("order_by", Unit::from(order_path(&function)?));
         }
-        // An edge that asks for a rate or a latency: beside its producer, where that fits.
-        let near = plan.pipes.iter().find(|pipe| {
-            pipe.to == p.id
-                && directives(&pipe.edge_id).iter().any(|d| {
-                    matches!(
-                        d,
-                        DirectiveKind::MinRate { .. } | DirectiveKind::MaxLatency { .. }
-                    )
-                })
-        });
-        if let Some(pipe) = near {
-            put("near", Unit::str(&pipe.from));
-            // Elsewhere, only over a link measured to meet the edge's needs; a latency is
-            // held against the link's round trip, which bounds a frame and its credit.
+        // Each edge into it that asks for a rate or a latency: beside one of its producers
+        // where that fits, elsewhere only over links measured to meet every such edge. A
+        // latency is held against the link's round trip, which bounds a frame and its credit.
+        let mut links = Vec::new();
+        for pipe in plan.pipes.iter().filter(|pipe| pipe.to == p.id) {
+            let mut link = Map::new();
+            link.insert(Unit::str("from"), Unit::str(&pipe.from));
             for d in directives(&pipe.edge_id) {
-                match d {
+                let (key, figure) = match d {
                     DirectiveKind::MinRate { mb_per_s } => {
-                        put(
-                            "near_rate",
-                            Unit::int(link_figure(mb_per_s * 1e6, "min_rate")?),
-                        );
+                        ("min_rate", link_figure(mb_per_s * 1e6, "min_rate")?)
                     }
                     DirectiveKind::MaxLatency { ms } => {
-                        put(
-                            "near_rtt_us",
-                            Unit::int(link_figure(ms * 1e3, "max_latency")?),
-                        );
+                        ("max_rtt_us", link_figure(ms * 1e3, "max_latency")?)
                     }
-                    _ => {}
-                }
+                    _ => continue,
+                };
+                link.insert(Unit::str(key), Unit::int(figure));
             }
+            if link.len() > 1 {
+                links.push(Unit::Map(link));
+            }
+        }
+        if !links.is_empty() {
+            put("links", Unit::List(links));
         }
         procs.push(Unit::Map(m));
     }
@@ -598,11 +592,31 @@ mod tests {
         assert!(text.contains("split:t max_rate:2000000"), "{text}");
         assert!(
             text.contains(
-                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:on-failure near:split \
-                 near_rate:1000000}"
+                "{stage:count-1 run:[python3 count.py] in:raw out:json restart:on-failure \
+                 links:[{from:split min_rate:1000000}]}"
             ),
             "{text}"
         );
         assert!(text.contains("{from:split to:count-0}"), "{text}");
+    }
+
+    #[test]
+    fn every_constrained_edge_into_a_node_holds_its_link() {
+        let script = "graph M () { node a: process(\"sh\", \"a.sh\"); \
+                      node b: process(\"sh\", \"b.sh\"); node m: process(\"sh\", \"m.sh\"); \
+                      edge e1: a -> m; edge e2: b -> m; }\n\
+                      policy P () for M { min_rate (5) e1; max_latency (2) e2; min_rate (1) e2; }\n\
+                      spawn M() with P();";
+        let Effect::Spawn(instance) = &plexus_osh::run(script).unwrap()[0] else {
+            panic!("a spawn")
+        };
+        let body = graph_body(instance, 1, Path::new("/nonexistent"), None, true, false).unwrap();
+        let text = plexus_units::to_text(&body);
+        assert!(
+            text.contains(
+                "links:[{from:a min_rate:5000000} {from:b max_rtt_us:2000 min_rate:1000000}]"
+            ),
+            "{text}"
+        );
     }
 }

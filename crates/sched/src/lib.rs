@@ -50,7 +50,8 @@ pub mod view;
 
 pub use everywhere::{reconcile_everywhere, EverywherePlan};
 pub use place::{
-    judge, place, place_linked, Candidate, LinkNeed, Placement, Reason, Refusal, Request, Verdict,
+    judge, place, place_linked, place_near, Candidate, LinkNeed, Placement, Reason, Refusal,
+    Request, Verdict,
 };
 pub use reschedule::{reschedule, PlacedProcess, RescheduleOutcome, Rescheduled};
 pub use resources::{parse_cpu, parse_mem, AmountError, Resources};

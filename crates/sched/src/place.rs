@@ -292,6 +292,29 @@ pub fn place(view: &ClusterView, request: &Request) -> Result<Placement, Refusal
     place_linked(view, request, &[])
 }
 
+/// [`place_linked`] for a process that reads from processes already placed on the `links`'
+/// peers: beside one of them, in the order given, where it fits (a pipe within a node needs
+/// no link; the other links must still meet their needs), and otherwise on any node whose
+/// links meet them all. A process bound to a node (`on`) is only placed there.
+pub fn place_near(
+    view: &ClusterView,
+    request: &Request,
+    links: &[LinkNeed],
+) -> Result<Placement, Refusal> {
+    if request.on.is_none() {
+        for need in links {
+            let beside = Request {
+                on: Some(need.peer.clone()),
+                ..request.clone()
+            };
+            if let Ok(placed) = place_linked(view, &beside, links) {
+                return Ok(placed);
+            }
+        }
+    }
+    place_linked(view, request, links)
+}
+
 /// [`place`] for a process whose pipes to processes already placed need `links`: a node
 /// whose measured links do not meet them cannot take it.
 pub fn place_linked(

@@ -230,3 +230,86 @@ fn links_that_fall_short_are_the_reasons() {
         "{text}"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A process reading from several placed processes goes beside one of them when that
+    /// node fits it and its links to the others meet their needs; otherwise wherever
+    /// `place_linked` puts it.
+    #[test]
+    fn a_process_near_its_producers_goes_beside_one_where_it_fits(
+        view in common::view(),
+        request in common::request(),
+        figures in proptest::collection::vec((0usize..6, 0usize..6, 1u64..5_000, 0u64..1 << 30), 0..12),
+        needs in proptest::collection::vec(
+            (0usize..6, proptest::option::of(1u64..1 << 30), proptest::option::of(1u64..5_000)),
+            0..4,
+        ),
+    ) {
+        let view = with_links(view, figures);
+        let names: Vec<String> = view.nodes.keys().cloned().collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let needs: Vec<plexus_sched::LinkNeed> = needs
+            .into_iter()
+            .map(|(peer, min_rate, max_rtt_us)| plexus_sched::LinkNeed {
+                peer: names[peer % names.len()].clone(),
+                min_rate,
+                max_rtt_us,
+            })
+            .collect();
+        let near = plexus_sched::place_near(&view, &request, &needs);
+        let anywhere = plexus_sched::place_linked(&view, &request, &needs);
+        // It fits wherever it goes: every link need met, and bound nodes kept.
+        let fits_on = |node: &str| {
+            let bound = Request { on: Some(node.to_owned()), ..request.clone() };
+            plexus_sched::place_linked(&view, &bound, &needs).is_ok()
+        };
+        if let Ok(p) = &near {
+            prop_assert!(fits_on(&p.node));
+            if let Some(on) = &request.on {
+                prop_assert_eq!(&p.node, on);
+            }
+        }
+        // It finds a node exactly when one exists.
+        prop_assert_eq!(near.is_ok(), anywhere.is_ok());
+        // The first producer's node that fits is taken before any other.
+        let beside = needs.iter().find(|n| request.on.is_none() && fits_on(&n.peer));
+        if let Some(first) = beside {
+            prop_assert_eq!(near.map(|p| p.node).ok(), Some(first.peer.clone()));
+        }
+    }
+}
+
+#[test]
+fn two_producers_a_slow_link_to_one_rules_its_peers_out() {
+    let mut view = ClusterView::default();
+    for name in ["n1", "n2", "n3"] {
+        view.nodes
+            .insert(name.to_owned(), NodeView::up(Resources::new(4000, 8 << 30)));
+    }
+    let link = |rtt_us, rate| plexus_sched::LinkView { rtt_us, rate };
+    // n1 ↔ n2 is slow; n3 reaches both fast.
+    view.nodes.get_mut("n1").unwrap().links.extend([
+        ("n2".to_owned(), link(300, 1 << 20)),
+        ("n3".to_owned(), link(300, 500 << 20)),
+    ]);
+    view.nodes
+        .get_mut("n2")
+        .unwrap()
+        .links
+        .insert("n3".to_owned(), link(300, 500 << 20));
+    let needs = ["n1", "n2"].map(|peer| plexus_sched::LinkNeed {
+        peer: peer.to_owned(),
+        min_rate: Some(100 << 20),
+        max_rtt_us: None,
+    });
+    // Beside either producer, the link to the other is too slow: the merge goes to n3.
+    let placed = plexus_sched::place_near(&view, &Request::default(), &needs).unwrap();
+    assert_eq!(placed.node, "n3");
+    // Only the first edge held (as before): beside n1, against the second edge's need.
+    let first_only = plexus_sched::place_near(&view, &Request::default(), &needs[..1]).unwrap();
+    assert_eq!(first_only.node, "n1");
+}

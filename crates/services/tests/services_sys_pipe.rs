@@ -151,6 +151,10 @@ async fn bad_graphs_are_refused_before_anything_starts() {
         ("{graph:{procs:[{stage:a run:[cat]}] pipes:[{from:a to:zz}]}}", "zz"),
         ("{graph:{procs:[{stage:a run:[cat]} {stage:a run:[cat]}]}}", "two processes named a"),
         ("{graph:{procs:[{stage:a run:[cat] on:nowhere}]}}", "nowhere"),
+        ("{graph:{procs:[{stage:a run:[cat] links:[{from:zz min_rate:1}]}]}}", "links from zz"),
+        ("{graph:{procs:[{stage:a run:[cat] links:[{min_rate:1}]}]}}", "names the stage"),
+        ("{graph:{procs:[{stage:a run:[cat] links:[{from:a min_rate:0}]}]}}", "min_rate must be positive"),
+        ("{graph:{procs:[{stage:a run:[cat] links:x}]}}", "a list of"),
     ];
     for (msg, says) in cases {
         let e = call(&n, None, &format!("{msg}@sys.proc"))

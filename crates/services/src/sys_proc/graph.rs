@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use plexus_pipe::Format;
-use plexus_sched::{place_linked, LinkNeed};
+use plexus_sched::{place_near, LinkNeed};
 use plexus_store::{Incoming, Outgoing, PipeTarget, Wiring};
 
 use super::*;
@@ -40,14 +40,56 @@ pub(super) struct Stage {
     console: bool,
     terminal_input: bool,
     order_by: Option<String>,
-    /// Placed on this (earlier) process's node when that node can take it: a pipe within a
-    /// node needs no link (`.osh` `min_rate`, `max_latency`).
-    near: Option<String>,
-    /// Elsewhere, only on a node whose measured link to `near`'s node carries this many
-    /// bytes a second (`near_rate`) and has at most this round trip (`near_rtt_us`).
-    near_link: Option<(Option<u64>, Option<u64>)>,
+    /// What the links from earlier processes' nodes must meet (`.osh` `min_rate`,
+    /// `max_latency` of the edges into it): placed beside one of them where it fits, a pipe
+    /// within a node needing no link.
+    links: Vec<StageLink>,
     /// Every how many seconds the state the program saves is kept (`.osh` `checkpoint`).
     checkpoint: Option<u64>,
+}
+
+/// `{from:STAGE min_rate max_rtt_us}` of a stage's `links`: the link from `from`'s node
+/// carries at least `min_rate` bytes a second and has a round trip of at most `max_rtt_us`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StageLink {
+    from: String,
+    min_rate: Option<u64>,
+    max_rtt_us: Option<u64>,
+}
+
+/// A stage's `links`: at most one for each other stage.
+fn stage_links(c: &Cmd<'_>) -> Result<Vec<StageLink>, Error> {
+    let Some(list) = c.opt("links") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_list()
+        .ok_or_else(|| Error::bad_argument("links: a list of {from:STAGE min_rate max_rtt_us}"))?;
+    if list.len() > MAX_STAGES {
+        return Err(Error::bad_argument(format!(
+            "links: at most {MAX_STAGES}, one for each process it reads from"
+        )));
+    }
+    list.iter()
+        .map(|l| {
+            let m = l.as_map().ok_or_else(|| {
+                Error::bad_argument("each of links is a map {from:STAGE min_rate max_rtt_us}")
+            })?;
+            let c = Cmd {
+                name: "links",
+                arg: None,
+                opts: Some(m),
+            };
+            let from = c
+                .opt("from")
+                .ok_or_else(|| Error::bad_argument("each of links names the stage it is from"))?;
+            Ok(StageLink {
+                from: stage_name(from, "from")?,
+                min_rate: positive(&c, "min_rate")?,
+                max_rtt_us: positive(&c, "max_rtt_us")?,
+            })
+        })
+        .collect()
 }
 
 /// Which output a pipe starts at and which input it ends at.
@@ -193,14 +235,18 @@ pub(super) fn read_graph(cx: &Cx, c: &Cmd<'_>, local: &str) -> Result<GraphReque
                 .opt("order_by")
                 .map(|u| string_of(u, "order_by"))
                 .transpose()?,
-            near: c.opt("near").map(|u| stage_name(u, "near")).transpose()?,
+            links: stage_links(&c)?,
             checkpoint: positive(&c, "checkpoint")?,
-            near_link: match (positive(&c, "near_rate")?, positive(&c, "near_rtt_us")?) {
-                (None, None) => None,
-                needs => Some(needs),
-            },
             run,
         });
+    }
+    for s in &stages {
+        if let Some(l) = s.links.iter().find(|l| !by_name.contains_key(&l.from)) {
+            return Err(Error::bad_argument(format!(
+                "process {}: links from {}, which is no process of the graph",
+                s.name, l.from
+            )));
+        }
     }
     let mut pipes = Vec::new();
     let mut ends = Vec::new();
@@ -388,35 +434,29 @@ impl Inner {
         let mut nodes: Vec<String> = Vec::with_capacity(g.stages.len());
         let mut explained = Vec::new();
         for s in &g.stages {
-            let beside = s.near.as_ref().and_then(|near| {
-                let i = g.stages.iter().position(|t| &t.name == near)?;
-                let node: &String = nodes.get(i)?;
-                let request = Request {
-                    on: Some(node.clone()),
-                    ..s.run.request.clone()
-                };
-                place(&view, &request).ok()
-            });
-            let links: Vec<LinkNeed> = match (&s.near, s.near_link) {
-                (Some(near), Some((min_rate, max_rtt_us))) => g
-                    .stages
-                    .iter()
-                    .position(|t| &t.name == near)
-                    .and_then(|i| nodes.get(i))
-                    .map(|peer| LinkNeed {
-                        peer: peer.clone(),
-                        min_rate,
-                        max_rtt_us,
-                    })
-                    .into_iter()
-                    .collect(),
-                _ => Vec::new(),
+            // Its links with the stages placed before it: from them (its own `links`), and to
+            // them (theirs, when it is placed after a process that reads from it).
+            let placed = || g.stages.iter().zip(&nodes);
+            let need = |peer: &String, l: &StageLink| LinkNeed {
+                peer: peer.clone(),
+                min_rate: l.min_rate,
+                max_rtt_us: l.max_rtt_us,
             };
-            let chosen = match beside {
-                Some(chosen) => Ok(chosen),
-                None => place_linked(&view, &s.run.request, &links),
-            };
-            let chosen = chosen.map_err(|r| {
+            let links: Vec<LinkNeed> = s
+                .links
+                .iter()
+                .filter_map(|l| {
+                    let (_, peer) = placed().find(|(t, _)| t.name == l.from)?;
+                    Some(need(peer, l))
+                })
+                .chain(placed().flat_map(|(t, peer)| {
+                    t.links
+                        .iter()
+                        .filter(|l| l.from == s.name)
+                        .map(move |l| need(peer, l))
+                }))
+                .collect();
+            let chosen = place_near(&view, &s.run.request, &links).map_err(|r| {
                 // Links were what failed: the script shows the error at them.
                 let by_links = r.for_links();
                 let e = refusal_error(r);
