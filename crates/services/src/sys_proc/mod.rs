@@ -1575,11 +1575,13 @@ impl Inner {
         // streams while that write replicates; it records the end only after it.
         let (running, running_recorded) = oneshot::channel();
         let (first_end, first_end_recorded) = oneshot::channel();
+        let (shown, first_shown) = oneshot::channel();
         let recorded = Recorded {
             limits,
             new: new.then_some(rec),
             running,
             first_end,
+            first_shown: attached.is_some().then_some(first_shown),
         };
         let watched = self.clone().watch(
             id,
@@ -1616,7 +1618,7 @@ impl Inner {
             term.request(TermRequest::Process { id: id.to_string() })
                 .await
         };
-        let (told, ()) = tokio::join!(told, stream_output(cx, attached));
+        let (told, ()) = tokio::join!(told, stream_output(cx, attached, shown));
         told?;
         let status = self
             .supervisor
@@ -1986,7 +1988,11 @@ impl Inner {
                 new,
                 running,
                 first_end: end,
+                first_shown,
             } = *recorded;
+            if let Some(first_shown) = first_shown {
+                let _ = tokio::time::timeout(FIRST_OUTPUT_WAIT, first_shown).await;
+            }
             // Boxed, as every table write here: a watcher lives as long as its process, and
             // its future is as large as the largest thing it awaits.
             let put = Box::pin(self.record_running(id, &run, started, limits, new)).await;
@@ -2615,15 +2621,25 @@ struct Recorded {
     running: oneshot::Sender<Result<(), Error>>,
     /// Dropped once the run's first end (or restart) is recorded.
     first_end: oneshot::Sender<()>,
+    /// For an attached run: resolves once its first output is with the caller, or it has
+    /// none; the record waits for it (at most [`FIRST_OUTPUT_WAIT`]).
+    first_shown: Option<oneshot::Receiver<()>>,
 }
+
+/// How long the record of an attached run waits for its first output to reach the caller:
+/// the table write replicates to every node, and on a small machine it would take the CPU
+/// the program needs to start (`docs/benchmarks.md`, proc (a)).
+const FIRST_OUTPUT_WAIT: Duration = Duration::from_millis(5);
 
 /// Streams a program's output to the caller's terminal, each chunk answered before the next
 /// (a slow terminal holds the program back). A terminal that fails is let go; the program
 /// runs on, its output still logged.
-async fn stream_output(cx: &Cx, mut attached: Attached) {
+/// `shown` is sent once the first chunk is answered (dropped on return).
+async fn stream_output(cx: &Cx, mut attached: Attached, shown: oneshot::Sender<()>) {
     let Ok(term) = cx.terminal() else {
         return;
     };
+    let mut shown = Some(shown);
     let (mut out_open, mut err_open) = (true, true);
     while out_open || err_open {
         let (stream, chunk) = tokio::select! {
@@ -2642,6 +2658,9 @@ async fn stream_output(cx: &Cx, mut attached: Attached) {
                     .await;
                 if written.is_err() {
                     return;
+                }
+                if let Some(shown) = shown.take() {
+                    let _ = shown.send(());
                 }
             }
         }
