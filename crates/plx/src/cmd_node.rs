@@ -343,7 +343,16 @@ fn start_web(
         let until = async {
             let _ = stopped.await;
         };
-        if let Err(e) = plexus_web::serve(listener, kernel, figures, open_metrics, until).await {
+        if let Err(e) = plexus_web::serve(
+            listener,
+            kernel,
+            figures,
+            crate::shell::web_commands(),
+            open_metrics,
+            until,
+        )
+        .await
+        {
             tracing::error!("the web desktop stopped: {e}");
         }
     });

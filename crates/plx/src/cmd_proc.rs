@@ -2,7 +2,7 @@
 //! node's `sys.proc` service. Each command turns its flags into one unit of the service's API
 //! (docs/processes.md) and prints the reply for people.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -502,19 +502,28 @@ impl ProcCmd {
 
     /// Prints the reply's value for people and gives the exit code.
     fn show(&self, reply: Unit) -> Result<i32> {
-        match self {
-            ProcCmd::Run(a) if attached(a) => exit_code(&reply),
+        let (out, code) = self.render(reply)?;
+        crate::cli_io::Output::Stdout.write(&out)?;
+        Ok(code)
+    }
+
+    /// The reply's value for people (a program's output, for `logs`: bytes) and the exit
+    /// code it stands for.
+    pub fn render(&self, reply: Unit) -> Result<(Vec<u8>, i32)> {
+        let mut out = Vec::new();
+        let code = match self {
+            ProcCmd::Run(a) if attached(a) => exit_code(&reply)?,
             ProcCmd::Run(a) if a.dry_run => {
                 match field(&reply, "text").and_then(Unit::as_str) {
-                    Some(t) => print_text(t),
-                    None => print_text(&to_text(&reply)),
+                    Some(t) => line(&mut out, t),
+                    None => line(&mut out, &to_text(&reply)),
                 }
-                Ok(0)
+                0
             }
             ProcCmd::Run(_) => {
                 if let Some(Unit::Str(graph)) = field(&reply, "graph") {
-                    print_text(graph);
-                    return Ok(0);
+                    line(&mut out, graph);
+                    return Ok((out, 0));
                 }
                 match (
                     field(&reply, "ids").and_then(Unit::as_list),
@@ -522,24 +531,25 @@ impl ProcCmd {
                 ) {
                     (Some(ids), _) => {
                         for id in ids {
-                            print_text(
+                            line(
+                                &mut out,
                                 id.as_str()
                                     .map_or_else(|| to_text(id), str::to_owned)
                                     .as_str(),
                             );
                         }
                     }
-                    (None, Some(Unit::Str(id))) => print_text(id),
-                    _ => print_text(&to_text(&reply)),
+                    (None, Some(Unit::Str(id))) => line(&mut out, id),
+                    _ => line(&mut out, &to_text(&reply)),
                 }
-                Ok(0)
+                0
             }
             ProcCmd::Ps(_) => {
                 match reply.as_str() {
-                    Some(t) => print_text(t),
-                    None => print_text(&to_text(&reply)),
+                    Some(t) => line(&mut out, t),
+                    None => line(&mut out, &to_text(&reply)),
                 }
-                Ok(0)
+                0
             }
             ProcCmd::Kill(_) if field(&reply, "graph").is_some() => {
                 for p in field(&reply, "procs")
@@ -547,24 +557,24 @@ impl ProcCmd {
                     .unwrap_or_default()
                 {
                     let text = |k| field(p, k).and_then(Unit::as_str).unwrap_or("?");
-                    print_text(&format!("{} {}", text("id"), text("state")));
+                    line(&mut out, &format!("{} {}", text("id"), text("state")));
                 }
-                Ok(0)
+                0
             }
             ProcCmd::Kill(a) => {
                 let state = field(&reply, "state")
                     .and_then(Unit::as_str)
                     .unwrap_or("signalled");
-                print_text(&format!("{} {state}", a.id));
-                Ok(0)
+                line(&mut out, &format!("{} {state}", a.id));
+                0
             }
             ProcCmd::Logs(_) => {
                 match reply {
-                    Unit::Bytes(b) => crate::cli_io::Output::Stdout.write(&b)?,
+                    Unit::Bytes(b) => out.extend_from_slice(&b),
                     Unit::None => {}
-                    other => print_text(&to_text(&other)),
+                    other => line(&mut out, &to_text(&other)),
                 }
-                Ok(0)
+                0
             }
             ProcCmd::Wait(a) => {
                 let code = exit_code(&reply)?;
@@ -572,22 +582,24 @@ impl ProcCmd {
                     .and_then(Unit::as_str)
                     .unwrap_or("ended");
                 match field(&reply, "signal") {
-                    Some(sig) => {
-                        print_text(&format!("{} {state} by signal {}", a.id, to_text(sig)))
-                    }
-                    None => print_text(&format!("{} {state} with code {code}", a.id)),
+                    Some(sig) => line(
+                        &mut out,
+                        &format!("{} {state} by signal {}", a.id, to_text(sig)),
+                    ),
+                    None => line(&mut out, &format!("{} {state} with code {code}", a.id)),
                 }
-                Ok(code)
+                code
             }
-            ProcCmd::Rm(_) | ProcCmd::Osh(_) => Ok(0),
+            ProcCmd::Rm(_) | ProcCmd::Osh(_) => 0,
             ProcCmd::Pipes(_) | ProcCmd::Graphs(_) => {
                 match reply.as_str() {
-                    Some(t) => print_text(t),
-                    None => print_text(&to_text(&reply)),
+                    Some(t) => line(&mut out, t),
+                    None => line(&mut out, &to_text(&reply)),
                 }
-                Ok(0)
+                0
             }
-        }
+        };
+        Ok((out, code))
     }
 }
 
@@ -604,13 +616,12 @@ pub fn exit_code(reply: &Unit) -> Result<i32> {
         .ok_or_else(|| anyhow!("the node answered {} without an exit code", to_text(reply)))
 }
 
-fn print_text(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
+/// `text` as a line of `out`.
+fn line(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(text.as_bytes());
     if !text.ends_with('\n') {
-        let _ = out.write_all(b"\n");
+        out.push(b'\n');
     }
-    let _ = out.flush();
 }
 
 /// Sends `cmd` to sys.proc on `client` signed by `key`, prints the answer and gives the exit

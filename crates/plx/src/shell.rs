@@ -309,6 +309,65 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     Ok(0)
 }
 
+/// The shell's commands for the web desktop's terminal: the process commands, pipelines,
+/// `nodes` and `services`, parsed as here and shown as here. The desktop acts as the page's
+/// user on its node; a command that reads a file of this machine (`run --copy`, `osh`) is
+/// refused there, and the file commands are the Files page's.
+pub fn web_commands() -> plexus_web::term::Commands {
+    std::sync::Arc::new(|entry: &str| {
+        let cmd = pipeline_command(entry).or_else(|| proc_command(entry));
+        let Some(cmd) = cmd else {
+            let (message, table): (&str, Table) = match entry {
+                "nodes" => ("nodes@sys.node", crate::cmd_cluster::nodes_table),
+                "services" => ("services@sys.node", crate::cmd_cluster::services_table),
+                _ => return None,
+            };
+            let message = parse(message).map_err(|e| e.to_string());
+            return Some(message.map(|message| plexus_web::term::ShellCommand {
+                message,
+                show: Box::new(move |reply| {
+                    Ok(plexus_web::term::Shown {
+                        text: table(&reply),
+                        code: 0,
+                    })
+                }),
+                attached: false,
+            }));
+        };
+        Some(cmd.and_then(web_command))
+    })
+}
+
+/// A process command as the web terminal runs it.
+fn web_command(cmd: ProcCmd) -> Result<plexus_web::term::ShellCommand, String> {
+    match &cmd {
+        ProcCmd::Run(a) if a.copy => {
+            return Err(
+                "run --copy sends a file of your machine: use plx run --copy there".to_owned(),
+            )
+        }
+        ProcCmd::Osh(_) => {
+            return Err("osh runs a script of your machine: use plx osh there".to_owned())
+        }
+        _ => {}
+    }
+    let attached = matches!(&cmd, ProcCmd::Run(a) if cmd_proc::attached(a));
+    let body = cmd.body().map_err(|e| format!("{e:#}"))?;
+    let message =
+        Unit::stream(body, plexus_client::attached::PROC_SERVICE).map_err(|e| e.to_string())?;
+    Ok(plexus_web::term::ShellCommand {
+        message,
+        show: Box::new(move |reply| {
+            let (out, code) = cmd.render(reply).map_err(|e| format!("{e:#}"))?;
+            Ok(plexus_web::term::Shown {
+                text: String::from_utf8_lossy(&out).into_owned(),
+                code,
+            })
+        }),
+        attached,
+    })
+}
+
 /// The process commands, parsed from the shell's words as `plx` parses its arguments.
 #[derive(clap::Parser, Debug)]
 #[command(multicall = true, max_term_width = 100)]
@@ -634,8 +693,52 @@ fn is_incomplete(text: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
-    use super::{is_incomplete, pipeline_command, proc_command, ProcCmd};
+    use super::{is_incomplete, pipeline_command, proc_command, web_commands, ProcCmd};
     use plexus_units::to_text;
+
+    #[test]
+    fn the_web_terminal_has_the_shells_commands() {
+        let commands = web_commands();
+        let message = |line: &str| {
+            let Some(Ok(c)) = commands(line) else {
+                panic!("{line}: no command")
+            };
+            (to_text(&c.message), c.attached)
+        };
+        assert_eq!(message("ps"), ("{ps:t text:t}@sys.proc".to_owned(), false));
+        assert_eq!(message("nodes"), ("nodes@sys.node".to_owned(), false));
+        assert_eq!(
+            message("run --on n2 -- cat"),
+            ("{run:[cat] on:n2 attach:t}@sys.proc".to_owned(), true)
+        );
+        assert_eq!(
+            message("run --detach -- sleep 9"),
+            ("{run:[sleep `9`]}@sys.proc".to_owned(), false)
+        );
+        assert!(message("cat f @n1 | wc -l @n2").0.starts_with("{graph:"));
+        assert!(commands("(neg 5)@math.calc").is_none());
+        for (line, says) in [
+            ("run --copy ./x.py", "plx run --copy"),
+            ("osh w.osh", "plx osh"),
+            ("kill", "Usage"),
+        ] {
+            let Some(Err(e)) = commands(line) else {
+                panic!("{line}: not refused")
+            };
+            assert!(e.contains(says), "{line}: {e}");
+        }
+        // An attached run shows nothing but its exit code; ps shows the table's text.
+        let Some(Ok(run)) = commands("run -- false") else {
+            panic!("run")
+        };
+        let shown = (run.show)(plexus_units::parse("{code:1}").unwrap()).unwrap();
+        assert_eq!((shown.text.as_str(), shown.code), ("", 1));
+        let Some(Ok(ps)) = commands("ps") else {
+            panic!("ps")
+        };
+        let shown = (ps.show)(plexus_units::Unit::str("ID  NAME")).unwrap();
+        assert_eq!((shown.text.as_str(), shown.code), ("ID  NAME\n", 0));
+    }
 
     fn unit(entry: &str) -> String {
         to_text(&proc_command(entry).unwrap().unwrap().body().unwrap())

@@ -472,10 +472,10 @@ impl Browser<'_> {
             if ok(&v) {
                 return v;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}: the page gives {v}"
-            );
+            if std::time::Instant::now() >= deadline {
+                let screen = self.js(SCREEN_IF_ANY).await;
+                panic!("timed out waiting for {what}: the page gives {v} (terminal: {screen})");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -546,6 +546,14 @@ const UNNAMED_CONTROLS: &str =
     .map(e => e.outerHTML.slice(0, 80));";
 /// The terminal's output.
 const SCREEN: &str = "return document.getElementById('screen').textContent;";
+/// The terminal's output, on the terminal page.
+const SCREEN_IF_ANY: &str =
+    "const s = document.getElementById('screen'); return s && s.textContent;";
+/// Whether the cluster runs `sleep 600`, asked of the desktop's API by the page.
+const PS_OF_SLEEP: &str = "const r = new XMLHttpRequest(); r.open('GET', '/api/procs', false);
+    r.send(); const procs = JSON.parse(r.responseText).procs || [];
+    return procs.some(p => JSON.stringify(p).includes('\"600\"')
+                           && JSON.stringify(p).includes('\"running\"'));";
 
 fn health_of<'v>(rows: &'v Value, node: &str) -> Option<&'v Value> {
     rows.as_array()?
@@ -884,8 +892,85 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
                 .is_some_and(|t| t.contains("error: math.div0: division by zero"))
         })
         .await;
+        // The λ shell's commands: a table, a program reading what is typed, a program
+        // interrupted by Stop, a pipeline across nodes, and what only plx may do.
+        b.enter("line", "nodes").await;
+        b.wait("the nodes table on the terminal", SCREEN, |v| {
+            v.as_str().is_some_and(|t| {
+                t.contains("λ nodes\n") && ["n1", "n2", "n3"].iter().all(|n| t.contains(n))
+            })
+        })
+        .await;
+        b.enter(
+            "line",
+            "run --on n2 -- python3 -c 'print(\"got\", input().upper(), flush=True)'",
+        )
+        .await;
+        b.wait(
+            "the program to read the terminal",
+            "return document.getElementById('prompt').textContent;",
+            |v| v == &json!("⇢"),
+        )
+        .await;
+        b.enter("line", "hello").await;
+        b.wait("the program's answer", SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains("hello\ngot HELLO\n"))
+        })
+        .await;
+        b.wait(
+            "the program's end",
+            "return document.getElementById('prompt').textContent;",
+            |v| v == &json!("λ"),
+        )
+        .await;
+        b.enter("line", "run --on n2 -- sleep 600").await;
+        b.wait(
+            "sleep to run",
+            "return document.getElementById('prompt').textContent;",
+            |v| v == &json!("⇢"),
+        )
+        .await;
+        b.wait("sleep in ps", PS_OF_SLEEP, |v| v == &json!(true))
+            .await;
+        b.click("#stop").await;
+        b.wait("sleep interrupted", SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains("exit code 130"))
+        })
+        .await;
+        b.enter("line", "echo plexus @n1 | tr a-z A-Z @n2").await;
+        b.wait("the pipeline's output", SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains("\nPLEXUS\n"))
+        })
+        .await;
+        b.enter("line", "run --copy ./x.py").await;
+        b.wait("--copy refused", SCREEN, |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("error: run --copy sends a file of your machine"))
+        })
+        .await;
+        b.enter("line", "ps").await;
+        b.wait("ps on the terminal", SCREEN, |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("λ ps\nID") && t.contains("sleep 600"))
+        })
+        .await;
         b.screenshot("web_terminal").await;
         b.page_is_clean("terminal page").await;
+        // What was typed is kept: after a reload, ↑ gives the last command.
+        b.client.refresh().await.unwrap();
+        b.wait(
+            "the terminal to connect again",
+            "return document.getElementById('status').textContent;",
+            |v| v.as_str().is_some_and(|t| t.starts_with("Connected")),
+        )
+        .await;
+        b.type_into("line", "\u{E013}").await;
+        b.wait(
+            "the last command back",
+            "return document.getElementById('line').value;",
+            |v| v == &json!("ps"),
+        )
+        .await;
 
         // Processes: explain a placement, start a program, see its output, kill it.
         b.client
@@ -959,9 +1044,11 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             .unwrap();
         b.wait(
             "the graph's pipe open and carrying records",
-            "const row = document.querySelector('table.pipes tbody tr');
+            "const row = [...document.querySelectorAll('table.pipes tbody tr')]
+                 .find(r => r.cells[1].textContent.startsWith('src'));
+             const graph = row && row.closest('figure.graph');
              return row && [row.cells[6].textContent, row.cells[1].textContent,
-                            document.querySelectorAll('g.proc').length];",
+                            graph.querySelectorAll('g.proc').length];",
             |v| v[0] == "open" && v[1].as_str().is_some_and(|t| t.starts_with("src")) && v[2] == 2,
         )
         .await;

@@ -5,11 +5,22 @@
 const screen = byId("screen");
 const line = byId("line");
 const prompt = byId("prompt");
-const typed = []; // what was typed, for ↑ and ↓
+// What was typed, for ↑ and ↓, kept in this browser as the shell keeps its history.
+const HISTORY = "plx-history";
+const KEPT = 500;
+const typed = (() => {
+  try {
+    const kept = JSON.parse(localStorage.getItem(HISTORY) || "[]");
+    return Array.isArray(kept) ? kept.filter((t) => typeof t === "string").slice(-KEPT) : [];
+  } catch {
+    return [];
+  }
+})();
 let back = 0; // how far back in `typed` the line is
 let socket = null;
 let asking = false; // a service waits for a line
 let running = false;
+let attached = false; // a program reads what is typed
 
 function write(text, className) {
   const span = document.createElement("span");
@@ -19,9 +30,20 @@ function write(text, className) {
   screen.scrollTop = screen.scrollHeight;
 }
 
+function remember(text) {
+  if (typed[typed.length - 1] !== text) typed.push(text);
+  typed.splice(0, Math.max(0, typed.length - KEPT));
+  try {
+    localStorage.setItem(HISTORY, JSON.stringify(typed));
+  } catch {
+    // A browser that keeps nothing still has this page's history.
+  }
+}
+
 function ready() {
   running = false;
   asking = false;
+  attached = false;
   prompt.textContent = "λ";
   line.type = "text";
   byId("stop").hidden = true;
@@ -34,12 +56,16 @@ function stop() {
 const handlers = {
   open(ws) {
     socket = ws;
-    say("Connected: messages are evaluated as you, on this node.", false);
+    say("Connected: messages and the λ shell's commands (help lists them) run as you, on this node.", false);
   },
   message(m) {
     if ("say" in m) write(m.say);
     else if ("out" in m) write(m.out, m.err ? "stderr" : "");
     else if ("clear" in m) screen.replaceChildren();
+    else if ("attached" in m) {
+      attached = true;
+      prompt.textContent = "⇢";
+    }
     else if ("ask" in m) {
       asking = true;
       prompt.textContent = m.ask || "?";
@@ -66,9 +92,12 @@ byId("entry").addEventListener("submit", (e) => {
     asking = false;
     prompt.textContent = "…";
     line.type = "text";
+  } else if (running && attached) {
+    write(text + "\n", "echo");
+    socket.send(JSON.stringify({ input: text }));
   } else if (!running && text.trim()) {
     write(`λ ${text}\n`, "echo");
-    typed.push(text);
+    remember(text);
     back = 0;
     running = true;
     byId("stop").hidden = false;
@@ -86,6 +115,12 @@ line.addEventListener("keydown", (e) => {
   if (e.ctrlKey && e.key === "c" && running && !line.selectionEnd) {
     e.preventDefault();
     stop();
+    return;
+  }
+  if (e.ctrlKey && e.key === "d" && running && attached && !line.value) {
+    // The end of the program's input, as Ctrl-D at a terminal.
+    e.preventDefault();
+    socket.send(JSON.stringify({ input: null }));
     return;
   }
   if (asking || (e.key !== "ArrowUp" && e.key !== "ArrowDown")) return;

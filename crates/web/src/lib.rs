@@ -19,8 +19,9 @@
 //! (the table, placing with the scheduler's explanation, output, kill); the graphs (each
 //! running graph drawn with its pipes' figures); the files (browse, view, edit, upload,
 //! download, through `io.fs`: `files`); the services (who provides what, each one's help as
-//! text); the store (`io.store`, one level at a time); and a terminal that evaluates messages
-//! as the λ shell does, with `io.term` answered in the page (`term`, over `/api/term`). The
+//! text); the store (`io.store`, one level at a time); and the λ shell's terminal: messages,
+//! with `io.term` answered in the page, and the shell's commands, which the binary gives
+//! ([`term::Commands`]) since it parses them for its own shell (`term`, over `/api/term`). The
 //! pages' files are embedded in the binary (`assets/`), hand-written HTML, CSS and
 //! JavaScript. `/metrics` gives the node's figures in Prometheus text ([`metrics`]).
 //! `docs/web.md` tells the whole story.
@@ -35,7 +36,7 @@ pub mod login;
 pub mod metrics;
 mod server;
 pub mod session;
-mod term;
+pub mod term;
 
 pub use assets::total_bytes;
 pub use error::Error;

@@ -47,6 +47,8 @@ struct Desk {
     cookie: String,
     /// The node's own figures for `/metrics`.
     figures: metrics::Source,
+    /// The λ shell's commands, for the terminal page.
+    commands: crate::term::Commands,
     logins_accepted: AtomicU64,
     logins_refused: AtomicU64,
 }
@@ -84,11 +86,12 @@ pub(crate) fn now_ms() -> u64 {
 
 /// Serves the desktop on `listener` with the node's `kernel` until `shutdown` resolves; its
 /// `/metrics` gives `figures` (and the desktop's own) to a session, and to anyone on
-/// `open_metrics` when given.
+/// `open_metrics` when given. Its terminal page runs the λ shell's `commands`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     kernel: Kernel,
     figures: metrics::Source,
+    commands: crate::term::Commands,
     open_metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -99,6 +102,7 @@ pub async fn serve(
         sessions: Mutex::default(),
         cookie: format!("plx_session_{}", addr.port()),
         figures,
+        commands,
         logins_accepted: AtomicU64::new(0),
         logins_refused: AtomicU64::new(0),
     });
@@ -517,8 +521,9 @@ async fn term(
     match upgrade {
         Ok(ws) => ws.on_upgrade(move |socket| {
             let kernel = desk.kernel.clone();
+            let commands = desk.commands.clone();
             let alive = move || lock(&desk.sessions).get(&id, now_ms()).is_some();
-            crate::term::serve(kernel, session.user, alive, socket)
+            crate::term::serve(kernel, session.user, commands, alive, socket)
         }),
         Err(rejection) => rejection.into_response(),
     }

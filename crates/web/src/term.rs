@@ -2,16 +2,21 @@
 //! are, with `io.term` answered by the browser.
 //!
 //! The page and the node exchange JSON text messages on the `/api/term` WebSocket. The page
-//! sends `{"eval": TEXT}` (a unit in text notation), `{"line": TEXT}` (or `{"line": null}`
-//! for the end of input) to answer a prompt, and `{"cancel": true}` to stop the command. The
-//! node sends what a service asks of the terminal — `{"say": TEXT}`, `{"out": TEXT, "err":
-//! BOOL}`, `{"ask": PROMPT, "secret": BOOL}`, `{"clear": true}` — and ends each evaluation
-//! with `{"value": TEXT}`, `{"nothing": true}` or `{"error": TEXT}`. One evaluation runs at a
-//! time; closing the page stops it.
+//! sends `{"eval": TEXT}` (a unit in text notation, or a command of the λ shell: `run`, `ps`,
+//! `kill`, `logs`, … as [`Commands`] parses them), `{"line": TEXT}` (or `{"line": null}` for
+//! the end of input) to answer a prompt, `{"input": TEXT}` (or `{"input": null}`) for the
+//! standard input of an attached program, and `{"cancel": true}` to stop the command: an
+//! attached program is first sent an interrupt, as Ctrl-C does in the shell. The node sends
+//! what a service asks of the terminal — `{"say": TEXT}`, `{"out": TEXT, "err": BOOL}`,
+//! `{"ask": PROMPT, "secret": BOOL}`, `{"clear": true}` — `{"attached": true}` when a program
+//! reads what is typed, and ends each evaluation with `{"value": TEXT}`, `{"nothing": true}`
+//! or `{"error": TEXT}`. One evaluation runs at a time; closing the page stops it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
+use plexus_client::attached::{kill_body, stdin_body, Input, PROC_SERVICE};
 use plexus_identity::PublicKey;
 use plexus_kernel::{code, BoxFuture, Error as KernelError, Evaluation, Kernel, Terminal};
 use plexus_protocol::{OutputStream, TermRequest, TermResponse};
@@ -25,10 +30,48 @@ const TO_PAGE: usize = 64;
 /// Lines typed ahead of the prompts that read them.
 const TYPED_AHEAD: usize = 16;
 
+/// Pieces of standard input typed ahead of the program that reads them.
+const INPUT_AHEAD: usize = 16;
+
+/// A command of the λ shell that the terminal runs: the message it sends as the user, and
+/// how its reply is shown. The binary that serves the desktop makes them (`serve`'s
+/// `commands`), parsing the words as its own shell does, so that the page and the shell
+/// have the same commands.
+pub struct ShellCommand {
+    /// The message, `BODY@service`.
+    pub message: Unit,
+    /// The reply as text, and the exit code it stands for.
+    pub show: Box<dyn FnOnce(Unit) -> Result<Shown, String> + Send>,
+    /// A program attached to the terminal: what is typed is its standard input, and Stop
+    /// sends it an interrupt.
+    pub attached: bool,
+}
+
+/// A reply shown: its text, and the exit code (0 unless a program ended otherwise).
+pub struct Shown {
+    /// What the page shows.
+    pub text: String,
+    /// The exit code, shown when not 0.
+    pub code: i32,
+}
+
+/// The λ shell's commands: `None` when a line is none of them (it is then a unit), else the
+/// command or why its words do not make one.
+pub type Commands = Arc<dyn Fn(&str) -> Option<Result<ShellCommand, String>> + Send + Sync>;
+
+/// No commands: every line is a unit.
+pub fn no_commands() -> Commands {
+    Arc::new(|_| None)
+}
+
 /// The terminal of one page.
 struct PageTerminal {
     to_page: mpsc::Sender<Value>,
     lines: Mutex<mpsc::Receiver<Option<String>>>,
+    /// The process an attached run started (sys.proc tells the terminal its id).
+    process: tokio::sync::watch::Sender<Option<String>>,
+    /// Whether the running command is an attached program.
+    attached: std::sync::atomic::AtomicBool,
 }
 
 impl PageTerminal {
@@ -71,7 +114,10 @@ impl Terminal for PageTerminal {
                     self.show(json!({ "clear": true })).await?;
                     Ok(TermResponse::Done)
                 }
-                TermRequest::Process { .. } => Ok(TermResponse::Done),
+                TermRequest::Process { id } => {
+                    self.process.send_replace(Some(id));
+                    Ok(TermResponse::Done)
+                }
                 TermRequest::ReadKey | TermRequest::Size | TermRequest::Image { .. } => Ok(
                     TermResponse::Unsupported("the web terminal reads lines and shows text".into()),
                 ),
@@ -90,9 +136,18 @@ Type a unit and press Enter: it is evaluated on this node as you, as the λ shel
   serv@io.term                 every service; help@math.calc explains one
                                (help.man@… its commands, help.tut@… its examples)
   x@serv:node                  run on a given node of the cluster
-Up and Down go through what you typed; Ctrl-C or Stop stops a command.
-The λ shell's own commands are on the other pages: nodes on Overview; run, ps, kill and
-logs on Processes; ls, cat, put and get on Files; services on Services.";
+  nodes                        the cluster's nodes
+  services                     which node provides which service
+Programs (the options of plx run, ps, kill, logs, wait, rm; --help on each):
+  run PROG ARGS…               run a program, its output here; what you type goes to
+                               it (Ctrl-D ends its input, Ctrl-C or Stop sends it INT,
+                               a second Stop kills it)
+  run --detach --on n2 PROG …  start it on node n2 and print its id
+  cat f @n1 | grep x @n2       a pipeline across nodes
+  ps   pipes   graphs          every program, pipe and graph of the cluster
+  kill ID   logs ID   wait ID   rm ID
+Up and Down go through what you typed (kept in this browser). Files are on the Files
+page; .osh scripts and run --copy read files of your machine: use plx there.";
 
 /// Whether `body` asks a service for its help (shown as text rather than as a unit).
 fn asks_help(body: &Unit) -> bool {
@@ -105,31 +160,109 @@ fn asks_help(body: &Unit) -> bool {
 enum FromPage {
     Eval(String),
     Line(Option<String>),
+    Input(Option<String>),
     Cancel(bool),
 }
 
-/// Evaluates `text` as `user` with `term` as the session's terminal, as the node does a
-/// message the user signed: a fresh root hash and evaluation id, so that nothing takes two
-/// commands for a replay of one.
-async fn evaluate(kernel: Kernel, user: PublicKey, term: Arc<PageTerminal>, text: String) -> Value {
+/// What the page asks of an attached program.
+enum Control {
+    Input(Input),
+    Interrupt,
+}
+
+/// Runs `body` as `user`, as the node does a message the user signed: a fresh root hash and
+/// evaluation id, so that nothing takes two commands for a replay of one.
+async fn call_as(
+    kernel: &Kernel,
+    user: PublicKey,
+    term: Option<Arc<dyn Terminal>>,
+    body: Unit,
+) -> Result<Option<Unit>, KernelError> {
+    let mut hash = [0u8; 32];
+    OsRng.fill_bytes(&mut hash);
+    let cx = kernel
+        .context(user, hash, term, 0)
+        .with_evaluation(Evaluation {
+            time_ms: crate::server::now_ms(),
+            id: OsRng.next_u64(),
+        });
+    cx.run(body).await
+}
+
+/// Sends what the page types to the attached program, once sys.proc has said which it is,
+/// in the order typed; never returns (the run's end stops it).
+async fn forward_controls(
+    kernel: &Kernel,
+    user: PublicKey,
+    term: &PageTerminal,
+    mut controls: mpsc::Receiver<Control>,
+) -> std::convert::Infallible {
+    let mut process = term.process.subscribe();
+    while let Some(control) = controls.recv().await {
+        let Ok(id) = process.wait_for(Option::is_some).await.map(|id| id.clone()) else {
+            break;
+        };
+        let Some(id) = id else { break };
+        let body = match &control {
+            Control::Input(input) => stdin_body(&id, input),
+            Control::Interrupt => kill_body(&id, "INT"),
+        };
+        if let Ok(message) = Unit::stream(body, PROC_SERVICE) {
+            // A program that has ended takes no more input: the run's reply says how it ended.
+            let _ = call_as(kernel, user, None, message).await;
+        }
+    }
+    std::future::pending().await
+}
+
+/// Evaluates `text` (a command of `commands`, or a unit) as `user` with `term` as the
+/// session's terminal; an attached program gets `controls`.
+async fn evaluate(
+    kernel: Kernel,
+    user: PublicKey,
+    term: Arc<PageTerminal>,
+    text: String,
+    commands: Commands,
+    controls: mpsc::Receiver<Control>,
+) -> Value {
     if matches!(text.trim(), "help" | ":help") {
         return json!({ "value": HELP });
+    }
+    term.process.send_replace(None);
+    term.attached.store(false, Ordering::SeqCst);
+    let session: Arc<dyn Terminal> = term.clone();
+    match commands(text.trim()) {
+        Some(Err(e)) => return json!({ "error": e }),
+        Some(Ok(command)) => {
+            if command.attached {
+                term.attached.store(true, Ordering::SeqCst);
+                let _ = term.show(json!({ "attached": true })).await;
+            }
+            let call = call_as(&kernel, user, Some(session), command.message);
+            let reply = tokio::select! {
+                reply = call => reply,
+                never = forward_controls(&kernel, user, &term, controls) => match never {},
+            };
+            return match reply {
+                Ok(reply) => match (command.show)(reply.unwrap_or(Unit::None)) {
+                    Ok(Shown { text, code: 0 }) if text.is_empty() => json!({ "nothing": true }),
+                    Ok(Shown { text, code: 0 }) => json!({ "value": text.trim_end() }),
+                    Ok(Shown { text, code }) => {
+                        json!({ "value": format!("{text}exit code {code}").trim_start() })
+                    }
+                    Err(e) => json!({ "error": e }),
+                },
+                Err(e) => json!({ "error": format!("{}: {}", e.code(), e.message()) }),
+            };
+        }
+        None => {}
     }
     let body = match plexus_units::parse(&text) {
         Ok(body) => body,
         Err(e) => return json!({ "error": e.to_string() }),
     };
-    let mut hash = [0u8; 32];
-    OsRng.fill_bytes(&mut hash);
-    let session: Arc<dyn Terminal> = term;
-    let cx = kernel
-        .context(user, hash, Some(session), 0)
-        .with_evaluation(Evaluation {
-            time_ms: crate::server::now_ms(),
-            id: OsRng.next_u64(),
-        });
     let help = asks_help(&body);
-    match cx.run(body).await {
+    match call_as(&kernel, user, Some(session), body).await {
         Ok(Some(v)) => match help.then(|| plexus_kernel::help_text(&v)).flatten() {
             Some(text) => json!({ "value": text.trim_end() }),
             None => json!({ "value": plexus_units::to_text(&v) }),
@@ -139,10 +272,24 @@ async fn evaluate(kernel: Kernel, user: PublicKey, term: Arc<PageTerminal>, text
     }
 }
 
+/// The evaluation of the page's last command.
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    /// Set once its answer is on its way to the page.
+    over: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Running {
+    fn busy(&self) -> bool {
+        !self.over.load(Ordering::SeqCst) && !self.task.is_finished()
+    }
+}
+
 /// Serves one terminal page until it closes, or `alive` says the session has ended.
 pub(crate) async fn serve(
     kernel: Kernel,
     user: PublicKey,
+    commands: Commands,
     alive: impl Fn() -> bool,
     mut socket: WebSocket,
 ) {
@@ -151,8 +298,13 @@ pub(crate) async fn serve(
     let term = Arc::new(PageTerminal {
         to_page: to_page.clone(),
         lines: Mutex::new(lines),
+        process: tokio::sync::watch::Sender::new(None),
+        attached: std::sync::atomic::AtomicBool::new(false),
     });
-    let mut running: Option<tokio::task::JoinHandle<()>> = None;
+    let mut running: Option<Running> = None;
+    // The running evaluation's attached program, and whether it was sent an interrupt.
+    let mut controls: Option<mpsc::Sender<Control>> = None;
+    let mut interrupted = false;
     loop {
         tokio::select! {
             got = socket.recv() => {
@@ -165,24 +317,64 @@ pub(crate) async fn serve(
                     break;
                 }
                 match serde_json::from_str::<FromPage>(&text) {
-                    Ok(FromPage::Eval(_)) if running.as_ref().is_some_and(|r| !r.is_finished()) => {
+                    Ok(FromPage::Eval(_)) if running.as_ref().is_some_and(Running::busy) => {
                         let busy = json!({ "error": "the last command is still running" });
                         let _ = to_page.try_send(busy);
                     }
                     Ok(FromPage::Eval(text)) => {
                         let (kernel, term, to_page) = (kernel.clone(), term.clone(), to_page.clone());
-                        running = Some(tokio::spawn(async move {
-                            let done = evaluate(kernel, user, term, text).await;
+                        let (control, controlled) = mpsc::channel(INPUT_AHEAD);
+                        controls = Some(control);
+                        interrupted = false;
+                        let commands = commands.clone();
+                        let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let answered = over.clone();
+                        let task = tokio::spawn(async move {
+                            let done = evaluate(kernel, user, term, text, commands, controlled).await;
+                            // Over before the page hears it: its next command is not refused.
+                            answered.store(true, Ordering::SeqCst);
                             let _ = to_page.send(done).await;
-                        }));
+                        });
+                        running = Some(Running { task, over });
                     }
                     Ok(FromPage::Line(line)) => {
                         let _ = typed.try_send(line);
                     }
+                    Ok(FromPage::Input(input)) => {
+                        let input = match input {
+                            Some(text) => Input::Data(format!("{text}\n").into_bytes()),
+                            None => Input::Eof,
+                        };
+                        if let Some(c) = &controls {
+                            let _ = c.try_send(Control::Input(input));
+                        }
+                    }
                     Ok(FromPage::Cancel(false)) => {}
+                    Ok(FromPage::Cancel(true)) if !interrupted
+                        && term.attached.load(Ordering::SeqCst)
+                        && running.as_ref().is_some_and(Running::busy) =>
+                    {
+                        // An attached program is asked first, as Ctrl-C asks it in the shell
+                        // (once sys.proc has said which it is).
+                        interrupted = true;
+                        if let Some(c) = &controls {
+                            let _ = c.try_send(Control::Interrupt);
+                        }
+                    }
                     Ok(FromPage::Cancel(true)) => {
-                        if let Some(r) = running.take().filter(|r| !r.is_finished()) {
-                            r.abort();
+                        if let Some(r) = running.take().filter(Running::busy) {
+                            // Asked once already: the program is killed, as a second Ctrl-C
+                            // kills it in the shell.
+                            let started = term.process.borrow().clone();
+                            if let Some(id) = started {
+                                let kernel = kernel.clone();
+                                tokio::spawn(async move {
+                                    if let Ok(kill) = Unit::stream(kill_body(&id, "KILL"), PROC_SERVICE) {
+                                        let _ = call_as(&kernel, user, None, kill).await;
+                                    }
+                                });
+                            }
+                            r.task.abort();
                             let _ = to_page.try_send(json!({ "error": "cancelled" }));
                         }
                     }
@@ -199,6 +391,6 @@ pub(crate) async fn serve(
         }
     }
     if let Some(r) = running {
-        r.abort();
+        r.task.abort();
     }
 }
