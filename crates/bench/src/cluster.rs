@@ -33,6 +33,7 @@ use plexus_node::threads_per_node;
 mod fs;
 mod pipe;
 mod proc;
+mod web;
 
 pub use self::fs::{fs, FsArgs};
 pub use self::pipe::{pipe, PipeArgs};
@@ -40,6 +41,7 @@ pub(crate) use self::pipe::{
     pipe_count, pipe_lines, pipe_relay, pipe_sink, pipe_source, pipe_tls_relay,
 };
 pub use self::proc::{proc, ProcArgs};
+pub use self::web::{web, WebArgs};
 
 use crate::local::{
     build_profile, connect_retry, figures, median, ping_pong, rss_mb, verdict, verify_cost,
@@ -203,6 +205,8 @@ struct LocalCluster {
     nodes: Vec<BenchNode>,
     /// Worker threads of each node: the nodes share this machine's cores.
     threads: u16,
+    /// Where n1 serves its web desktop, if it does.
+    web: Option<SocketAddr>,
 }
 
 impl Drop for LocalCluster {
@@ -223,6 +227,15 @@ impl LocalCluster {
     /// join with invites; returns once every node sees all of them alive, the voters there
     /// should be and a leader.
     async fn start(n: usize, profile: &str) -> Result<LocalCluster> {
+        Self::start_serving(n, profile, None).await
+    }
+
+    /// [`LocalCluster::start`], n1 serving its web desktop on `web` when given.
+    async fn start_serving(
+        n: usize,
+        profile: &str,
+        web: Option<SocketAddr>,
+    ) -> Result<LocalCluster> {
         let exe = std::env::current_exe().context("cannot find the plx executable")?;
         let admin = Keypair::generate(KeyKind::User, "bench", &mut rand_core::OsRng)
             .map_err(|e| anyhow!("{e}"))?;
@@ -240,6 +253,7 @@ impl LocalCluster {
             admin,
             nodes: Vec::new(),
             threads: threads_per_node(n),
+            web,
         };
         let home = Home::locate(Some(cluster.home.clone()))?;
         let file = KeyFile::from_keypair(&cluster.admin, None, &mut rand_core::OsRng)
@@ -275,6 +289,9 @@ impl LocalCluster {
             ];
             if i == 0 {
                 args.push("--init".to_owned());
+                if let Some(web) = self.web {
+                    args.extend(["--web".to_owned(), web.to_string()]);
+                }
             }
             let data = self.dir.join(&name);
             let log = self.dir.join(format!("{name}.log"));
@@ -341,6 +358,23 @@ impl LocalCluster {
             cmd.env("PLX_JOIN", token);
         }
         Ok(Reaper(Some(cmd.spawn().context("cannot start a node")?)))
+    }
+
+    /// The process ids of the running nodes.
+    fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.process.0.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// Kills node `i` like `kill -9`.
+    fn kill_node(&mut self, i: usize) -> Result<()> {
+        self.nodes
+            .get_mut(i)
+            .ok_or_else(|| anyhow!("no node {}", i + 1))?
+            .kill9();
+        Ok(())
     }
 
     fn node(&self, i: usize) -> Result<&BenchNode> {
@@ -1872,4 +1906,12 @@ fn fsync_rate(dir: &Path, count: usize) -> Result<Figures> {
     drop(file);
     let _ = std::fs::remove_file(&path);
     Ok(figures(samples, total))
+}
+
+/// A free TCP port on `ip` (bound, then let go: the caller binds it next).
+fn free_port(ip: std::net::Ipv4Addr) -> Result<u16> {
+    Ok(TcpListener::bind((ip, 0))
+        .with_context(|| format!("cannot listen on {ip}"))?
+        .local_addr()?
+        .port())
 }

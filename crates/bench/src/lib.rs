@@ -3,7 +3,7 @@
 //! Each benchmark prints its figures next to a baseline measured in the same run and the
 //! target it is held to (`docs/benchmarks.md`). [`BenchCmd`] is the `plx bench` command line
 //! and [`run`] runs one: `local` (one node; in `local.rs`) and the cluster benchmarks `rr`,
-//! `detect`, `failover`, `store` (`cluster.rs`), `proc` (`cluster/proc.rs`), `fs`
+//! `detect`, `failover`, `store` (`cluster.rs`), `proc` (`cluster/proc.rs`), `web` (`cluster/web.rs`), `fs`
 //! (`cluster/fs.rs`) and `pipe` (`cluster/pipe.rs`), which start their own nodes by running
 //! the current executable as `plx node` in a temporary directory. The hidden subcommands are
 //! the raw baseline peers (echo, relay), a CPU burner and the programs at the ends of `pipe`'s
@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 
-pub use cluster::{DetectArgs, FailoverArgs, FsArgs, PipeArgs, ProcArgs, RrArgs, StoreArgs};
+pub use cluster::{
+    DetectArgs, FailoverArgs, FsArgs, PipeArgs, ProcArgs, RrArgs, StoreArgs, WebArgs,
+};
 pub use local::LocalArgs;
 
 /// Benchmarks.
@@ -49,6 +51,10 @@ pub enum BenchCmd {
     /// and raw TCP), 100-byte lines through n1 → n2 → n3 (records/s and latency, vs OS pipes
     /// and the TCP round trip), the bytes a pipe holds for a consumer that never reads.
     Pipe(PipeArgs),
+    /// A 3-node cluster's web desktop in headless Chromium (chromedriver): the overview's time
+    /// to interactive (vs a static page), its bytes, a killed node shown down (vs the
+    /// membership's detection), browser and node CPU with it open (vs no page).
+    Web(WebArgs),
     /// (internal) echo frames on a Unix socket: the raw baseline peer.
     #[command(hide = true)]
     EchoPeer {
@@ -142,6 +148,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Proc(args) => cluster::proc(args),
         BenchCmd::Fs(args) => cluster::fs(args),
         BenchCmd::Pipe(args) => cluster::pipe(args),
+        BenchCmd::Web(args) => cluster::web(args),
         BenchCmd::EchoPeer { socket } => local::echo_peer(&socket),
         BenchCmd::TcpEchoPeer { addr } => local::tcp_echo_peer(addr),
         BenchCmd::RelayPeer { socket, addr } => local::relay_peer(&socket, addr),

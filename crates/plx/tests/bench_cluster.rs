@@ -260,6 +260,44 @@ fn fs() {
 }
 
 #[test]
+fn web() {
+    if !["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+    {
+        // scripts/test installs Chromium and its driver; a bare cargo test may lack them.
+        eprintln!("skipped: chromedriver is not installed");
+        return;
+    }
+    let j = bench(&["web", "--loads", "2", "--watch", "1", "--json"]);
+    assert_eq!(at(&j, "bench").as_str(), Some("web"));
+    positive(
+        &j,
+        &[
+            "overview.tti_ms",
+            "overview.dom_interactive_ms",
+            "overview.load_event_ms",
+            "overview.baseline_static_page_ms",
+            "assets.transferred_bytes",
+            "assets.resources",
+            "assets.embedded_bytes",
+            "down.shown_ms",
+            "down.baseline_detected_ms",
+            "cpu.nodes_cores",
+            "cpu.baseline_nodes_no_page_cores",
+        ],
+    );
+    // The page shows a node down after the membership detects it, never before.
+    let lag = number(&j, "down.lag_ms");
+    assert!(
+        lag >= 0.0,
+        "the page showed n3 down before n1 knew: {lag} ms"
+    );
+    assert_eq!(number(&j, "overview.loads"), 2.0);
+    verdicts(&j, &["overview.met", "assets.met", "down.met"]);
+}
+
+#[test]
 fn pipe() {
     let j = bench(&[
         "pipe",

@@ -925,14 +925,6 @@ fn finish(procs: &mut [Proc]) -> Result<BTreeMap<String, u64>> {
     report(&text)
 }
 
-/// A free TCP port on `ip`.
-fn free_port(ip: Ipv4Addr) -> Result<u16> {
-    Ok(TcpListener::bind((ip, 0))
-        .with_context(|| format!("cannot listen on {ip}"))?
-        .local_addr()?
-        .port())
-}
-
 /// The relay baseline: `pipe-source | pipe-relay --to` → TCP → `pipe-relay --listen |
 /// pipe-sink`; the sink's report.
 /// With `tls`, the relays' connection is a Plexus link instead ([`pipe_tls_relay`]).
