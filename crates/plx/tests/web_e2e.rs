@@ -480,6 +480,12 @@ impl Browser<'_> {
         }
     }
 
+    /// Waits until the terminal's prompt is `prompt`.
+    async fn prompt_is(&self, what: &str, prompt: &str) {
+        let script = "return document.getElementById('prompt').textContent;";
+        self.wait(what, script, |v| v == &json!(prompt)).await;
+    }
+
     /// The page's status line.
     async fn status(&self) -> String {
         let v = self
@@ -855,12 +861,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             "{neg:(prs.str (inp `num: `)@io.term)@dat.proc}@math.calc",
         )
         .await;
-        b.wait(
-            "io.term's prompt",
-            "return document.getElementById('prompt').textContent;",
-            |v| v == &json!("num: "),
-        )
-        .await;
+        b.prompt_is("io.term's prompt", "num: ").await;
         b.enter("line", "41").await;
         b.wait("-41 on the terminal", SCREEN, |v| {
             v.as_str().is_some_and(|t| t.contains("num: 41\n-41\n"))
@@ -875,12 +876,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         .await;
         // A command waiting at a prompt stops with the Stop button.
         b.enter("line", "(inp `wait: `)@io.term").await;
-        b.wait(
-            "the second prompt",
-            "return document.getElementById('prompt').textContent;",
-            |v| v == &json!("wait: "),
-        )
-        .await;
+        b.prompt_is("the second prompt", "wait: ").await;
         b.click("#stop").await;
         b.wait("the command cancelled", SCREEN, |v| {
             v.as_str().is_some_and(|t| t.contains("error: cancelled"))
@@ -906,30 +902,15 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             "run --on n2 -- python3 -c 'print(\"got\", input().upper(), flush=True)'",
         )
         .await;
-        b.wait(
-            "the program to read the terminal",
-            "return document.getElementById('prompt').textContent;",
-            |v| v == &json!("⇢"),
-        )
-        .await;
+        b.prompt_is("the program to read the terminal", "⇢").await;
         b.enter("line", "hello").await;
         b.wait("the program's answer", SCREEN, |v| {
             v.as_str().is_some_and(|t| t.contains("hello\ngot HELLO\n"))
         })
         .await;
-        b.wait(
-            "the program's end",
-            "return document.getElementById('prompt').textContent;",
-            |v| v == &json!("λ"),
-        )
-        .await;
+        b.prompt_is("the program's end", "λ").await;
         b.enter("line", "run --on n2 -- sleep 600").await;
-        b.wait(
-            "sleep to run",
-            "return document.getElementById('prompt').textContent;",
-            |v| v == &json!("⇢"),
-        )
-        .await;
+        b.prompt_is("sleep to run", "⇢").await;
         b.wait("sleep in ps", PS_OF_SLEEP, |v| v == &json!(true))
             .await;
         b.click("#stop").await;
@@ -942,6 +923,8 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
             v.as_str().is_some_and(|t| t.contains("\nPLEXUS\n"))
         })
         .await;
+        // Until it ends, what is typed is its input.
+        b.prompt_is("the pipeline's end", "λ").await;
         b.enter("line", "run --copy ./x.py").await;
         b.wait("--copy refused", SCREEN, |v| {
             v.as_str()

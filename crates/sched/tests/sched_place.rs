@@ -182,24 +182,35 @@ proptest! {
     }
 }
 
+/// Equal up nodes `names`, with links `(from, to, rtt_us, rate)` as `from` measured them.
+fn linked_nodes(names: &[&str], links: &[(&str, &str, u64, u64)]) -> ClusterView {
+    let mut view = ClusterView::default();
+    for name in names {
+        view.nodes.insert(
+            (*name).to_owned(),
+            NodeView::up(Resources::new(4000, 8 << 30)),
+        );
+    }
+    for &(from, to, rtt_us, rate) in links {
+        if let Some(node) = view.nodes.get_mut(from) {
+            node.links
+                .insert(to.to_owned(), plexus_sched::LinkView { rtt_us, rate });
+        }
+    }
+    view
+}
+
 #[test]
 fn links_that_fall_short_are_the_reasons() {
-    let mut view = ClusterView::default();
-    for name in ["n1", "n2", "n3", "n4"] {
-        view.nodes
-            .insert(name.to_owned(), NodeView::up(Resources::new(4000, 8 << 30)));
-    }
-    let link = |rtt_us, rate| plexus_sched::LinkView { rtt_us, rate };
-    view.nodes.get_mut("n1").unwrap().links.extend([
-        ("n2".to_owned(), link(3_000, 100 << 20)),
-        ("n3".to_owned(), link(200, 1 << 20)),
-    ]);
-    // Measured by n4 only: either end's figure counts.
-    view.nodes
-        .get_mut("n4")
-        .unwrap()
-        .links
-        .insert("n1".to_owned(), link(300, 50 << 20));
+    // n4 → n1 is measured by n4 only: either end's figure counts.
+    let view = linked_nodes(
+        &["n1", "n2", "n3", "n4"],
+        &[
+            ("n1", "n2", 3_000, 100 << 20),
+            ("n1", "n3", 200, 1 << 20),
+            ("n4", "n1", 300, 50 << 20),
+        ],
+    );
     let need = plexus_sched::LinkNeed {
         peer: "n1".to_owned(),
         min_rate: Some(10 << 20),
@@ -285,22 +296,15 @@ proptest! {
 
 #[test]
 fn two_producers_a_slow_link_to_one_rules_its_peers_out() {
-    let mut view = ClusterView::default();
-    for name in ["n1", "n2", "n3"] {
-        view.nodes
-            .insert(name.to_owned(), NodeView::up(Resources::new(4000, 8 << 30)));
-    }
-    let link = |rtt_us, rate| plexus_sched::LinkView { rtt_us, rate };
     // n1 ↔ n2 is slow; n3 reaches both fast.
-    view.nodes.get_mut("n1").unwrap().links.extend([
-        ("n2".to_owned(), link(300, 1 << 20)),
-        ("n3".to_owned(), link(300, 500 << 20)),
-    ]);
-    view.nodes
-        .get_mut("n2")
-        .unwrap()
-        .links
-        .insert("n3".to_owned(), link(300, 500 << 20));
+    let view = linked_nodes(
+        &["n1", "n2", "n3"],
+        &[
+            ("n1", "n2", 300, 1 << 20),
+            ("n1", "n3", 300, 500 << 20),
+            ("n2", "n3", 300, 500 << 20),
+        ],
+    );
     let needs = ["n1", "n2"].map(|peer| plexus_sched::LinkNeed {
         peer: peer.to_owned(),
         min_rate: Some(100 << 20),

@@ -1,5 +1,6 @@
 "use strict";
-// The overview: the node's view of the cluster, pushed every second over a WebSocket.
+// The overview: the node's view of the cluster, pushed every second (and at once when a
+// node's health changes) over a WebSocket.
 
 const KEEP = 60; // points per chart: a minute at one a second
 const SVG = "http://www.w3.org/2000/svg";

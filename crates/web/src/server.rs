@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -32,6 +32,9 @@ use crate::{Error, CSRF_HEADER};
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// How often the live view is pushed.
 const LIVE_EVERY: Duration = Duration::from_secs(1);
+/// How often the live overview looks for a change of a node's health or role, which it
+/// sends at once: a node marked down shows within this of its detection.
+const HEALTH_EVERY: Duration = Duration::from_millis(100);
 /// Scripts, styles and connections from this origin only; no inline script, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -441,7 +444,19 @@ async fn nodes(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Respo
     (status, Json(view)).into_response()
 }
 
-/// `GET /api/live`: a WebSocket carrying the overview every second.
+/// Each node's name, health, role and whether it leads, in an overview: what the page must
+/// show as soon as it changes (the figures can wait for the next second).
+fn standing(view: &Value) -> Vec<[&Value; 4]> {
+    view["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| [&n["name"], &n["health"], &n["role"], &n["leader"]])
+        .collect()
+}
+
+/// `GET /api/live`: a WebSocket carrying the overview every second, and at once when a node's
+/// standing changes.
 async fn live(
     State(desk): State<Shared>,
     headers: HeaderMap,
@@ -457,21 +472,30 @@ async fn live(
     }
 }
 
-/// Pushes the overview every second until the browser leaves or the session ends.
+/// Pushes the overview every second, and at once when a node's health or role changes,
+/// until the browser leaves or the session ends.
 async fn feed(desk: Shared, id: String, user: PublicKey, mut socket: WebSocket) {
-    let mut tick = tokio::time::interval(LIVE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut look = tokio::time::interval(HEALTH_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent: Option<(Instant, Value)> = None;
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            _ = look.tick() => {
                 if lock(&desk.sessions).get(&id, now_ms()).is_none() {
                     let _ = socket.send(Message::Close(None)).await;
                     return;
                 }
-                let view = desk.overview(user).await.to_string();
-                if socket.send(Message::Text(view.into())).await.is_err() {
+                let view = desk.overview(user).await;
+                let due = sent.as_ref().is_none_or(|(at, last)| {
+                    at.elapsed() >= LIVE_EVERY || standing(last) != standing(&view)
+                });
+                if !due {
+                    continue;
+                }
+                if socket.send(Message::Text(view.to_string().into())).await.is_err() {
                     return;
                 }
+                sent = Some((Instant::now(), view));
             }
             got = socket.recv() => match got {
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
