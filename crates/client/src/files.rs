@@ -311,7 +311,7 @@ pub async fn get(
     link: &mut impl Link,
     path: &str,
     out: &mut impl Write,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, TransferError> {
     let (size, version) = size_and_version(link, path).await?;
     let list = match call(link, map_of([("chunks", Unit::from(path))])).await? {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
-use plexus_client::files::Signed;
+use plexus_client::files::{Link, Signed};
 use plexus_identity::Keypair;
 use plexus_units::{Map, Unit};
 
@@ -278,16 +278,22 @@ pub fn run(home: &Home, cmd: FsCmd) -> Result<i32> {
 }
 
 async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> {
-    match cmd {
-        FsCmd::Ls { path, long, .. } => {
-            let path = path.unwrap_or_else(|| "/".to_owned());
-            let mut body = vec![("ls", Unit::from(path))];
-            if long {
-                body.push(("copies", Unit::Bool(true)));
-            }
-            let listed = call(client, key, map_of(body)).await?;
-            print!("{}", ls_lines(&listed));
+    if !matches!(cmd, FsCmd::Cat { .. }) {
+        let mut out = String::new();
+        if browse(&mut Signed::new(client, key), &cmd, &mut out).await? {
+            print!("{out}");
+            return Ok(0);
         }
+    }
+    match cmd {
+        FsCmd::Ls { .. }
+        | FsCmd::Stat { .. }
+        | FsCmd::Mkdir { .. }
+        | FsCmd::Rm { .. }
+        | FsCmd::Mv { .. }
+        | FsCmd::Cp { .. }
+        | FsCmd::Tree { .. }
+        | FsCmd::Du { .. } => {}
         FsCmd::Status { watch, .. } => loop {
             let status = call_leader(client, key, Unit::str("status")).await?;
             print!("{}", status_text(&status));
@@ -339,45 +345,6 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
                 return Ok(1);
             }
         }
-        FsCmd::Stat { path, .. } => {
-            let stat = call(client, key, map_of([("stat", Unit::from(path))])).await?;
-            println!("{}", plexus_units::to_text(&stat));
-        }
-        FsCmd::Mkdir { path, mode, .. } => {
-            let body = map_of([("mkdir", Unit::from(path)), ("mode", Unit::from(mode))]);
-            call(client, key, body).await?;
-        }
-        FsCmd::Rm { path, .. } => {
-            call(client, key, map_of([("rm", Unit::from(path))])).await?;
-        }
-        FsCmd::Mv { from, to, .. } => {
-            let body = map_of([("mv", Unit::from(from)), ("to", Unit::from(to))]);
-            call(client, key, body).await?;
-        }
-        FsCmd::Cp { from, to, .. } => {
-            let body = map_of([("cp", Unit::from(from)), ("to", Unit::from(to))]);
-            call(client, key, body).await?;
-        }
-        FsCmd::Tree { path, .. } => {
-            let path = path.unwrap_or_else(|| "/".to_owned());
-            println!("{path}");
-            walk(client, key, &path, &mut |depth, name, _, _| {
-                println!("{}{name}", "  ".repeat(depth + 1));
-            })
-            .await?;
-        }
-        FsCmd::Du { path, .. } => {
-            let path = path.unwrap_or_else(|| "/".to_owned());
-            let (mut bytes, mut files) = (0u64, 0u64);
-            walk(client, key, &path, &mut |_, _, dir, size| {
-                if !dir {
-                    bytes += size;
-                    files += 1;
-                }
-            })
-            .await?;
-            println!("{bytes}  {path}  ({files} files)");
-        }
         FsCmd::Put {
             local, path, mode, ..
         } => put(client, key, &local, path, mode).await?,
@@ -412,6 +379,115 @@ async fn execute(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Result<i32> 
         }
     }
     Ok(0)
+}
+
+/// The commands on the tree alone (`ls`, `stat`, `mkdir`, `rm`, `mv`, `cp`, `tree`, `du`,
+/// and `cat` of its first [`SHOWN_BYTES`]), through any way to `io.fs`: their output in
+/// `out`. False for the others, which read or write local files or ask every node.
+pub async fn browse(link: &mut impl Link, cmd: &FsCmd, out: &mut String) -> Result<bool> {
+    use plexus_client::files::call;
+    use std::fmt::Write as _;
+    match cmd {
+        FsCmd::Ls { path, long, .. } => {
+            let path = path.clone().unwrap_or_else(|| "/".to_owned());
+            let mut body = vec![("ls", Unit::from(path))];
+            if *long {
+                body.push(("copies", Unit::Bool(true)));
+            }
+            let listed = call(link, map_of(body)).await?;
+            out.push_str(&ls_lines(&listed));
+        }
+        FsCmd::Stat { path, .. } => {
+            let stat = call(link, map_of([("stat", Unit::from(path.clone()))])).await?;
+            let _ = writeln!(out, "{}", plexus_units::to_text(&stat));
+        }
+        FsCmd::Mkdir { path, mode, .. } => {
+            let body = map_of([
+                ("mkdir", Unit::from(path.clone())),
+                ("mode", Unit::from(mode.clone())),
+            ]);
+            call(link, body).await?;
+        }
+        FsCmd::Rm { path, .. } => {
+            call(link, map_of([("rm", Unit::from(path.clone()))])).await?;
+        }
+        FsCmd::Mv { from, to, .. } | FsCmd::Cp { from, to, .. } => {
+            let verb = if matches!(cmd, FsCmd::Mv { .. }) {
+                "mv"
+            } else {
+                "cp"
+            };
+            let body = map_of([
+                (verb, Unit::from(from.clone())),
+                ("to", Unit::from(to.clone())),
+            ]);
+            call(link, body).await?;
+        }
+        FsCmd::Tree { path, .. } => {
+            let path = path.clone().unwrap_or_else(|| "/".to_owned());
+            let _ = writeln!(out, "{path}");
+            walk(link, &path, |depth, name, _, _| {
+                let _ = writeln!(out, "{}{name}", "  ".repeat(depth + 1));
+            })
+            .await?;
+        }
+        FsCmd::Du { path, .. } => {
+            let path = path.clone().unwrap_or_else(|| "/".to_owned());
+            let (mut bytes, mut files) = (0u64, 0u64);
+            walk(link, &path, |_, _, dir, size| {
+                if !dir {
+                    bytes += size;
+                    files += 1;
+                }
+            })
+            .await?;
+            let _ = writeln!(out, "{bytes}  {path}  ({files} files)");
+        }
+        FsCmd::Cat { path, .. } => {
+            let mut shown = Vec::new();
+            let mut sink = Capped {
+                bytes: &mut shown,
+                room: SHOWN_BYTES,
+                cut: 0,
+            };
+            plexus_client::files::get(link, path, &mut sink, &mut |_| {}).await?;
+            let cut = sink.cut;
+            out.push_str(&String::from_utf8_lossy(&shown));
+            if cut > 0 {
+                let _ = writeln!(
+                    out,
+                    "\n… {cut} more bytes (the first {SHOWN_BYTES} are shown here)"
+                );
+            }
+        }
+        FsCmd::Put { .. } | FsCmd::Get { .. } | FsCmd::Status { .. } | FsCmd::Scrub { .. } => {
+            return Ok(false)
+        }
+    }
+    Ok(true)
+}
+
+/// The most of a file `cat` shows where its output is kept to be shown (a web page).
+pub const SHOWN_BYTES: usize = 1 << 20;
+
+/// A writer that keeps its first `room` bytes and counts the rest.
+struct Capped<'a> {
+    bytes: &'a mut Vec<u8>,
+    room: usize,
+    cut: u64,
+}
+
+impl Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let kept = buf.len().min(self.room - self.bytes.len().min(self.room));
+        self.bytes.extend_from_slice(&buf[..kept]);
+        self.cut += (buf.len() - kept) as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A field of a map as a count.
@@ -565,31 +641,23 @@ fn status_text(status: &Unit) -> String {
 
 /// Calls `visit(depth, name, is_dir, size)` for everything below the directory `path`, each
 /// directory's entries by name, each directory followed by what it holds.
-fn walk<'a>(
-    client: &'a mut Client,
-    key: &'a Keypair,
-    path: &'a str,
-    visit: &'a mut dyn FnMut(usize, &str, bool, u64),
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>> {
-    walk_from(client, key, path.to_owned(), 0, visit)
-}
-
-fn walk_from<'a>(
-    client: &'a mut Client,
-    key: &'a Keypair,
-    dir: String,
-    depth: usize,
-    visit: &'a mut dyn FnMut(usize, &str, bool, u64),
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>> {
-    Box::pin(async move {
-        let listed = call(client, key, map_of([("ls", Unit::from(dir.clone()))])).await?;
-        for entry in listed.as_list().map(|l| l.to_vec()).unwrap_or_default() {
-            let name = text_of(field(&entry, "name"));
-            let is_dir = field(&entry, "kind").and_then(Unit::as_str) == Some("dir");
-            let size = field(&entry, "size")
-                .and_then(Unit::as_int)
-                .and_then(|n| n.to_i64())
-                .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+/// Visits the tree under `path` depth first: `visit(depth, name, is_dir, size)`.
+async fn walk(
+    link: &mut impl Link,
+    path: &str,
+    mut visit: impl FnMut(usize, &str, bool, u64),
+) -> Result<()> {
+    // Directories still to list, each with its entries' depth; the next one on top.
+    let mut pending = vec![(path.to_owned(), 0usize)];
+    while let Some((dir, depth)) = pending.pop() {
+        let listed =
+            plexus_client::files::call(&mut *link, map_of([("ls", Unit::from(dir.clone()))]))
+                .await?;
+        let mut below = Vec::new();
+        for entry in listed.as_list().unwrap_or_default() {
+            let name = text_of(field(entry, "name"));
+            let is_dir = field(entry, "kind").and_then(Unit::as_str) == Some("dir");
+            let size = number(entry, "size").unwrap_or(0);
             visit(depth, &name, is_dir, size);
             if is_dir {
                 let child = if dir == "/" {
@@ -597,11 +665,13 @@ fn walk_from<'a>(
                 } else {
                     format!("{dir}/{name}")
                 };
-                walk_from(client, key, child, depth + 1, visit).await?;
+                below.push((child, depth + 1));
             }
         }
-        Ok(())
-    })
+        // Listed in order, entered in order: the first directory is on top.
+        pending.extend(below.into_iter().rev());
+    }
+    Ok(())
 }
 
 async fn put(

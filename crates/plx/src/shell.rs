@@ -310,27 +310,35 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
 }
 
 /// The shell's commands for the web desktop's terminal: the process commands, pipelines,
-/// `nodes` and `services`, parsed as here and shown as here. The desktop acts as the page's
-/// user on its node; a command that reads a file of this machine (`run --copy`, `osh`) is
-/// refused there, and the file commands are the Files page's.
+/// `nodes`, `services` and the file commands, parsed as here and shown as here. The desktop
+/// acts as the page's user on its node; a command that reads or writes a file of this machine
+/// (`run --copy`, `osh`, `put`, `get`) is refused there.
 pub fn web_commands() -> plexus_web::term::Commands {
-    std::sync::Arc::new(|entry: &str| {
-        let cmd = pipeline_command(entry).or_else(|| proc_command(entry));
-        let Some(cmd) = cmd else {
+    use plexus_web::term::{Action, ShellCommand, Shown};
+    std::sync::Arc::new(|entry: &str, cwd: &str| {
+        let cmd = pipeline_command(entry);
+        if cmd.is_none() {
+            if let Some(file) = file_command(entry) {
+                return Some(file.and_then(|f| web_file_command(f, cwd)));
+            }
+        }
+        let Some(cmd) = cmd.or_else(|| proc_command(entry)) else {
             let (message, table): (&str, Table) = match entry {
                 "nodes" => ("nodes@sys.node", crate::cmd_cluster::nodes_table),
                 "services" => ("services@sys.node", crate::cmd_cluster::services_table),
                 _ => return None,
             };
             let message = parse(message).map_err(|e| e.to_string());
-            return Some(message.map(|message| plexus_web::term::ShellCommand {
-                message,
-                show: Box::new(move |reply| {
-                    Ok(plexus_web::term::Shown {
-                        text: table(&reply),
-                        code: 0,
-                    })
-                }),
+            return Some(message.map(|message| ShellCommand {
+                action: Action::Message {
+                    message,
+                    show: Box::new(move |reply| {
+                        Ok(Shown {
+                            text: table(&reply),
+                            ..Shown::default()
+                        })
+                    }),
+                },
                 attached: false,
             }));
         };
@@ -356,15 +364,91 @@ fn web_command(cmd: ProcCmd) -> Result<plexus_web::term::ShellCommand, String> {
     let message =
         Unit::stream(body, plexus_client::attached::PROC_SERVICE).map_err(|e| e.to_string())?;
     Ok(plexus_web::term::ShellCommand {
-        message,
-        show: Box::new(move |reply| {
-            let (out, code) = cmd.render(reply).map_err(|e| format!("{e:#}"))?;
-            Ok(plexus_web::term::Shown {
-                text: String::from_utf8_lossy(&out).into_owned(),
-                code,
-            })
-        }),
+        action: plexus_web::term::Action::Message {
+            message,
+            show: Box::new(move |reply| {
+                let (out, code) = cmd.render(reply).map_err(|e| format!("{e:#}"))?;
+                Ok(plexus_web::term::Shown {
+                    text: String::from_utf8_lossy(&out).into_owned(),
+                    code,
+                    cwd: None,
+                })
+            }),
+        },
         attached,
+    })
+}
+
+/// A file command as the web terminal runs it, in the page's working directory `cwd`.
+fn web_file_command(cmd: FileCommand, cwd: &str) -> Result<plexus_web::term::ShellCommand, String> {
+    use plexus_web::term::{Action, ShellCommand, Shown};
+    let cwd = plexus_fs::FsPath::parse(cwd).unwrap_or_else(|_| plexus_fs::FsPath::root());
+    let run: Box<
+        dyn FnOnce(
+                plexus_client::files::KernelLink,
+            ) -> plexus_kernel::BoxFuture<'static, Result<Shown, String>>
+            + Send,
+    > = match cmd {
+        FileCommand::Pwd => {
+            let text = cwd.to_string();
+            Box::new(move |_| {
+                Box::pin(async move {
+                    Ok(Shown {
+                        text,
+                        ..Shown::default()
+                    })
+                })
+            })
+        }
+        FileCommand::Cd(dir) => {
+            // The page does not know its user's name: `cd` alone goes to the root.
+            let path = cwd
+                .resolve(dir.as_deref().unwrap_or("/"))
+                .map_err(|e| format!("cd: {e}"))?;
+            Box::new(move |mut link| {
+                Box::pin(async move {
+                    let stat = plexus_client::files::call(
+                        &mut link,
+                        plexus_units::parse(&format!("{{stat:{}}}", Unit::str(path.as_str())))
+                            .map_err(|e| e.to_string())?,
+                    )
+                    .await
+                    .map_err(|e| format!("cd: {e}"))?;
+                    let kind = stat.as_map().and_then(|m| m.get_str("kind"));
+                    if kind.and_then(Unit::as_str) != Some("dir") {
+                        return Err(format!("cd: {path} is not a directory"));
+                    }
+                    Ok(Shown {
+                        cwd: Some(path.to_string()),
+                        ..Shown::default()
+                    })
+                })
+            })
+        }
+        FileCommand::Fs(cmd) => {
+            let cmd = cmd.resolved(&cwd).map_err(|e| format!("{e:#}"))?;
+            Box::new(move |mut link| {
+                Box::pin(async move {
+                    let mut text = String::new();
+                    match crate::cmd_fs::browse(&mut link, &cmd, &mut text).await {
+                        Ok(true) => Ok(Shown {
+                            text,
+                            ..Shown::default()
+                        }),
+                        Ok(false) => Err(
+                            "put, get, status and scrub read or write files of your machine or \
+                             ask every node: use plx fs there (or the Files page)"
+                                .to_owned(),
+                        ),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                })
+            })
+        }
+    };
+    Ok(ShellCommand {
+        action: Action::Files(run),
+        attached: false,
     })
 }
 
@@ -698,12 +782,27 @@ mod tests {
 
     #[test]
     fn the_web_terminal_has_the_shells_commands() {
+        use plexus_web::term::Action;
         let commands = web_commands();
+        let command = |line: &str| commands(line, "/");
         let message = |line: &str| {
-            let Some(Ok(c)) = commands(line) else {
+            let Some(Ok(c)) = command(line) else {
                 panic!("{line}: no command")
             };
-            (to_text(&c.message), c.attached)
+            let Action::Message { message, .. } = &c.action else {
+                panic!("{line}: not a message")
+            };
+            (to_text(message), c.attached)
+        };
+        let show = |line: &str, reply: &str| {
+            let Some(Ok(c)) = command(line) else {
+                panic!("{line}: no command")
+            };
+            let Action::Message { show, .. } = c.action else {
+                panic!("{line}: not a message")
+            };
+            let shown = show(plexus_units::parse(reply).unwrap()).unwrap();
+            (shown.text, shown.code)
         };
         assert_eq!(message("ps"), ("{ps:t text:t}@sys.proc".to_owned(), false));
         assert_eq!(message("nodes"), ("nodes@sys.node".to_owned(), false));
@@ -716,28 +815,38 @@ mod tests {
             ("{run:[sleep `9`]}@sys.proc".to_owned(), false)
         );
         assert!(message("cat f @n1 | wc -l @n2").0.starts_with("{graph:"));
-        assert!(commands("(neg 5)@math.calc").is_none());
+        assert!(command("(neg 5)@math.calc").is_none());
         for (line, says) in [
             ("run --copy ./x.py", "plx run --copy"),
             ("osh w.osh", "plx osh"),
             ("kill", "Usage"),
+            ("cd ../..", "cd:"),
+            ("ls --user bob", "--user"),
         ] {
-            let Some(Err(e)) = commands(line) else {
+            let Some(Err(e)) = command(line) else {
                 panic!("{line}: not refused")
             };
             assert!(e.contains(says), "{line}: {e}");
         }
+        // The file commands call io.fs; `rm` of a path with a / is a file's, else a process's.
+        for line in [
+            "ls",
+            "cd /web",
+            "pwd",
+            "cat notes.txt",
+            "mkdir d",
+            "rm ./d",
+            "tree",
+        ] {
+            let Some(Ok(c)) = command(line) else {
+                panic!("{line}: no command")
+            };
+            assert!(matches!(c.action, Action::Files(_)), "{line}");
+        }
+        assert_eq!(message("rm k7f2q1").0, "{rm:k7f2q1}@sys.proc");
         // An attached run shows nothing but its exit code; ps shows the table's text.
-        let Some(Ok(run)) = commands("run -- false") else {
-            panic!("run")
-        };
-        let shown = (run.show)(plexus_units::parse("{code:1}").unwrap()).unwrap();
-        assert_eq!((shown.text.as_str(), shown.code), ("", 1));
-        let Some(Ok(ps)) = commands("ps") else {
-            panic!("ps")
-        };
-        let shown = (ps.show)(plexus_units::Unit::str("ID  NAME")).unwrap();
-        assert_eq!((shown.text.as_str(), shown.code), ("ID  NAME\n", 0));
+        assert_eq!(show("run -- false", "{code:1}"), (String::new(), 1));
+        assert_eq!(show("ps", "`ID  NAME`"), ("ID  NAME\n".to_owned(), 0));
     }
 
     fn unit(entry: &str) -> String {

@@ -937,6 +937,39 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
                 .is_some_and(|t| t.contains("λ ps\nID") && t.contains("sleep 600"))
         })
         .await;
+        // The file commands, from a working directory of the page's own.
+        b.enter("line", "cd /web").await;
+        b.prompt_is("cd to end", "λ").await;
+        b.enter("line", "mkdir made").await;
+        b.prompt_is("mkdir to end", "λ").await;
+        b.enter("line", "ls").await;
+        b.wait("ls of /web", SCREEN, |v| {
+            v.as_str().is_some_and(|t| {
+                t.rsplit("λ ls\n")
+                    .next()
+                    .is_some_and(|l| l.contains("notes.txt") && l.contains("made/"))
+            })
+        })
+        .await;
+        b.enter("line", "cat notes.txt").await;
+        b.wait("cat of the edited file", SCREEN, |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("λ cat notes.txt\nsecond draft\n"))
+        })
+        .await;
+        b.enter("line", "cd made").await;
+        b.prompt_is("cd to end", "λ").await;
+        b.enter("line", "pwd").await;
+        b.wait("pwd", SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains("λ pwd\n/web/made\n"))
+        })
+        .await;
+        b.enter("line", "cd ../notes.txt").await;
+        b.wait("cd to a file refused", SCREEN, |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("error: cd: /web/notes.txt is not a directory"))
+        })
+        .await;
         b.screenshot("web_terminal").await;
         b.page_is_clean("terminal page").await;
         // What was typed is kept: after a reload, ↑ gives the last command.
@@ -951,7 +984,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         b.wait(
             "the last command back",
             "return document.getElementById('line').value;",
-            |v| v == &json!("ps"),
+            |v| v == &json!("cd ../notes.txt"),
         )
         .await;
 

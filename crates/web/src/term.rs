@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
 use plexus_client::attached::{kill_body, stdin_body, Input, PROC_SERVICE};
+use plexus_client::files::KernelLink;
 use plexus_identity::PublicKey;
 use plexus_kernel::{code, BoxFuture, Error as KernelError, Evaluation, Kernel, Terminal};
 use plexus_protocol::{OutputStream, TermRequest, TermResponse};
@@ -38,30 +39,46 @@ const INPUT_AHEAD: usize = 16;
 /// `commands`), parsing the words as its own shell does, so that the page and the shell
 /// have the same commands.
 pub struct ShellCommand {
-    /// The message, `BODY@service`.
-    pub message: Unit,
-    /// The reply as text, and the exit code it stands for.
-    pub show: Box<dyn FnOnce(Unit) -> Result<Shown, String> + Send>,
+    /// What it does.
+    pub action: Action,
     /// A program attached to the terminal: what is typed is its standard input, and Stop
     /// sends it an interrupt.
     pub attached: bool,
 }
 
-/// A reply shown: its text, and the exit code (0 unless a program ended otherwise).
+/// What a command of the shell does.
+pub enum Action {
+    /// Sends one message, `BODY@service`; `show` gives what its reply shows.
+    Message {
+        /// The message.
+        message: Unit,
+        /// What its reply shows.
+        show: Box<dyn FnOnce(Unit) -> Result<Shown, String> + Send>,
+    },
+    /// Calls `io.fs` as the user (the file commands), giving what is shown.
+    Files(Box<dyn FnOnce(KernelLink) -> BoxFuture<'static, Result<Shown, String>> + Send>),
+}
+
+/// What a command shows: its text, the exit code (0 unless a program ended otherwise), and
+/// the working directory it moved to (`cd`).
+#[derive(Default)]
 pub struct Shown {
     /// What the page shows.
     pub text: String,
     /// The exit code, shown when not 0.
     pub code: i32,
+    /// The page's new working directory in the cluster's tree.
+    pub cwd: Option<String>,
 }
 
-/// The λ shell's commands: `None` when a line is none of them (it is then a unit), else the
-/// command or why its words do not make one.
-pub type Commands = Arc<dyn Fn(&str) -> Option<Result<ShellCommand, String>> + Send + Sync>;
+/// The λ shell's commands, given a line and the page's working directory in the cluster's
+/// tree: `None` when the line is none of them (it is then a unit), else the command or why
+/// its words do not make one.
+pub type Commands = Arc<dyn Fn(&str, &str) -> Option<Result<ShellCommand, String>> + Send + Sync>;
 
 /// No commands: every line is a unit.
 pub fn no_commands() -> Commands {
-    Arc::new(|_| None)
+    Arc::new(|_, _| None)
 }
 
 /// The terminal of one page.
@@ -146,8 +163,12 @@ Programs (the options of plx run, ps, kill, logs, wait, rm; --help on each):
   cat f @n1 | grep x @n2       a pipeline across nodes
   ps   pipes   graphs          every program, pipe and graph of the cluster
   kill ID   logs ID   wait ID   rm ID
-Up and Down go through what you typed (kept in this browser). Files are on the Files
-page; .osh scripts and run --copy read files of your machine: use plx there.";
+Files of the cluster tree (paths from the working directory, / at first):
+  ls [DIR]   cd [DIR]   pwd   cat FILE   stat PATH   mkdir DIR   mv FROM TO
+  cp FROM TO   tree [DIR]   du [DIR]   rm ./PATH   (rm of a path with a /; rm ID
+                               forgets a process)
+Up and Down go through what you typed (kept in this browser). put, get, .osh scripts
+and run --copy read or write files of your machine: use plx there, or the Files page.";
 
 /// Whether `body` asks a service for its help (shown as text rather than as a unit).
 fn asks_help(body: &Unit) -> bool {
@@ -178,15 +199,19 @@ async fn call_as(
     term: Option<Arc<dyn Terminal>>,
     body: Unit,
 ) -> Result<Option<Unit>, KernelError> {
+    context(kernel, user, term).run(body).await
+}
+
+/// A root context of `user`: a fresh root hash and evaluation id.
+fn context(kernel: &Kernel, user: PublicKey, term: Option<Arc<dyn Terminal>>) -> plexus_kernel::Cx {
     let mut hash = [0u8; 32];
     OsRng.fill_bytes(&mut hash);
-    let cx = kernel
+    kernel
         .context(user, hash, term, 0)
         .with_evaluation(Evaluation {
             time_ms: crate::server::now_ms(),
             id: OsRng.next_u64(),
-        });
-    cx.run(body).await
+        })
 }
 
 /// Sends what the page types to the attached program, once sys.proc has said which it is,
@@ -224,6 +249,7 @@ async fn evaluate(
     text: String,
     commands: Commands,
     controls: mpsc::Receiver<Control>,
+    cwd: Arc<std::sync::Mutex<String>>,
 ) -> Value {
     if matches!(text.trim(), "help" | ":help") {
         return json!({ "value": HELP });
@@ -231,28 +257,46 @@ async fn evaluate(
     term.process.send_replace(None);
     term.attached.store(false, Ordering::SeqCst);
     let session: Arc<dyn Terminal> = term.clone();
-    match commands(text.trim()) {
+    let here = cwd
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_else(|_| "/".to_owned());
+    match commands(text.trim(), &here) {
         Some(Err(e)) => return json!({ "error": e }),
         Some(Ok(command)) => {
             if command.attached {
                 term.attached.store(true, Ordering::SeqCst);
                 let _ = term.show(json!({ "attached": true })).await;
             }
-            let call = call_as(&kernel, user, Some(session), command.message);
-            let reply = tokio::select! {
-                reply = call => reply,
-                never = forward_controls(&kernel, user, &term, controls) => match never {},
-            };
-            return match reply {
-                Ok(reply) => match (command.show)(reply.unwrap_or(Unit::None)) {
-                    Ok(Shown { text, code: 0 }) if text.is_empty() => json!({ "nothing": true }),
-                    Ok(Shown { text, code: 0 }) => json!({ "value": text.trim_end() }),
-                    Ok(Shown { text, code }) => {
-                        json!({ "value": format!("{text}exit code {code}").trim_start() })
+            let shown = match command.action {
+                Action::Message { message, show } => {
+                    let call = call_as(&kernel, user, Some(session), message);
+                    let reply = tokio::select! {
+                        reply = call => reply,
+                        never = forward_controls(&kernel, user, &term, controls) => match never {},
+                    };
+                    match reply {
+                        Ok(reply) => show(reply.unwrap_or(Unit::None)),
+                        Err(e) => Err(format!("{}: {}", e.code(), e.message())),
                     }
-                    Err(e) => json!({ "error": e }),
-                },
-                Err(e) => json!({ "error": format!("{}: {}", e.code(), e.message()) }),
+                }
+                Action::Files(run) => {
+                    run(KernelLink::new(context(&kernel, user, Some(session)))).await
+                }
+            };
+            return match shown {
+                Ok(Shown { cwd: Some(to), .. }) => {
+                    if let Ok(mut c) = cwd.lock() {
+                        *c = to;
+                    }
+                    json!({ "nothing": true })
+                }
+                Ok(Shown { text, code: 0, .. }) if text.is_empty() => json!({ "nothing": true }),
+                Ok(Shown { text, code: 0, .. }) => json!({ "value": text.trim_end() }),
+                Ok(Shown { text, code, .. }) => {
+                    json!({ "value": format!("{text}exit code {code}").trim_start() })
+                }
+                Err(e) => json!({ "error": e }),
             };
         }
         None => {}
@@ -305,6 +349,8 @@ pub(crate) async fn serve(
     // The running evaluation's attached program, and whether it was sent an interrupt.
     let mut controls: Option<mpsc::Sender<Control>> = None;
     let mut interrupted = false;
+    // The working directory of the page's file commands, as `cd` left it.
+    let cwd = Arc::new(std::sync::Mutex::new("/".to_owned()));
     loop {
         tokio::select! {
             got = socket.recv() => {
@@ -326,11 +372,12 @@ pub(crate) async fn serve(
                         let (control, controlled) = mpsc::channel(INPUT_AHEAD);
                         controls = Some(control);
                         interrupted = false;
-                        let commands = commands.clone();
+                        let (commands, cwd) = (commands.clone(), cwd.clone());
                         let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
                         let answered = over.clone();
                         let task = tokio::spawn(async move {
-                            let done = evaluate(kernel, user, term, text, commands, controlled).await;
+                            let done =
+                                evaluate(kernel, user, term, text, commands, controlled, cwd).await;
                             // Over before the page hears it: its next command is not refused.
                             answered.store(true, Ordering::SeqCst);
                             let _ = to_page.send(done).await;

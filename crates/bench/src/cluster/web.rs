@@ -33,11 +33,13 @@ pub struct WebArgs {
     #[arg(long)]
     pub json: bool,
     /// Loads of the overview (and of the static page) timed; the figures are their medians.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub loads: u32,
     /// Seconds the CPU of the browser and the nodes is measured, with the overview open and
     /// with no page open.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub watch: u64,
     /// The chromedriver to run [default: /usr/bin/chromedriver, or chromedriver in PATH].
     #[arg(long, value_name = "PATH")]
