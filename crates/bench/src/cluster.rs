@@ -1908,6 +1908,14 @@ fn fsync_rate(dir: &Path, count: usize) -> Result<Figures> {
     Ok(figures(samples, total))
 }
 
+/// The figures of each run, as a report lists them: `812 790 845`.
+fn runs_list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A free TCP port on `ip` (bound, then let go: the caller binds it next).
 fn free_port(ip: std::net::Ipv4Addr) -> Result<u16> {
     Ok(TcpListener::bind((ip, 0))

@@ -196,9 +196,10 @@ pub async fn execute_on(client: &mut Client, key: &Keypair, cmd: FsCmd) -> Resul
     execute(client, key, cmd).await
 }
 
-/// Whether the directory `path` exists for `key`'s user (the λ shell's `cd`).
-pub async fn is_dir(client: &mut Client, key: &Keypair, path: &str) -> Result<bool> {
-    let stat = call(client, key, map_of([("stat", Unit::from(path.to_owned()))])).await?;
+/// Whether the directory `path` exists for the user of `link` (the λ shell's `cd`).
+pub async fn is_dir(link: &mut impl Link, path: &str) -> Result<bool> {
+    let body = map_of([("stat", Unit::from(path.to_owned()))]);
+    let stat = plexus_client::files::call(link, body).await?;
     Ok(matches!(field(&stat, "kind"), Some(k) if k.as_str() == Some("dir")))
 }
 
@@ -208,11 +209,6 @@ fn map_of(entries: impl IntoIterator<Item = (&'static str, Unit)>) -> Unit {
         m.insert(Unit::str(k), v);
     }
     Unit::Map(m)
-}
-
-/// A signed call to io.fs; an error unit becomes an error reading `CODE: MESSAGE`.
-async fn call(client: &mut Client, key: &Keypair, body: Unit) -> Result<Unit> {
-    Ok(plexus_client::files::call(&mut Signed::new(client, key), body).await?)
 }
 
 fn field<'a>(u: &'a Unit, key: &str) -> Option<&'a Unit> {

@@ -202,8 +202,7 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
                     match cwd.resolve(&target) {
                         Err(e) => Err(anyhow::anyhow!("cd: {e}")),
                         Ok(path) => match rt.block_on(crate::cmd_fs::is_dir(
-                            &mut client,
-                            &key,
+                            &mut plexus_client::files::Signed::new(&mut client, &key),
                             path.as_str(),
                         )) {
                             Ok(true) => {
@@ -255,13 +254,9 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
             }
             continue;
         }
-        let (line, table): (&str, Option<Table>) = match entry {
-            "nodes" => ("nodes@sys.node", Some(crate::cmd_cluster::nodes_table)),
-            "services" => (
-                "services@sys.node",
-                Some(crate::cmd_cluster::services_table),
-            ),
-            _ => (if raw { entry } else { line.as_str() }, None),
+        let (line, table) = match table_command(entry) {
+            Some((message, table)) => (message, Some(table)),
+            None => (if raw { entry } else { line.as_str() }, None),
         };
         let body = match parse(line) {
             Ok(b) => b,
@@ -309,6 +304,15 @@ pub fn run(home: &Home, socket: Option<PathBuf>) -> Result<i32> {
     Ok(0)
 }
 
+/// `nodes` and `services`: the message each sends, and the table its reply is shown as.
+fn table_command(entry: &str) -> Option<(&'static str, Table)> {
+    match entry {
+        "nodes" => Some(("nodes@sys.node", crate::cmd_cluster::nodes_table)),
+        "services" => Some(("services@sys.node", crate::cmd_cluster::services_table)),
+        _ => None,
+    }
+}
+
 /// The shell's commands for the web desktop's terminal: the process commands, pipelines,
 /// `nodes`, `services` and the file commands, parsed as here and shown as here. The desktop
 /// acts as the page's user on its node; a command that reads or writes a file of this machine
@@ -323,11 +327,7 @@ pub fn web_commands() -> plexus_web::term::Commands {
             }
         }
         let Some(cmd) = cmd.or_else(|| proc_command(entry)) else {
-            let (message, table): (&str, Table) = match entry {
-                "nodes" => ("nodes@sys.node", crate::cmd_cluster::nodes_table),
-                "services" => ("services@sys.node", crate::cmd_cluster::services_table),
-                _ => return None,
-            };
+            let (message, table) = table_command(entry)?;
             let message = parse(message).map_err(|e| e.to_string());
             return Some(message.map(|message| ShellCommand {
                 action: Action::Message {
@@ -407,15 +407,10 @@ fn web_file_command(cmd: FileCommand, cwd: &str) -> Result<plexus_web::term::She
                 .map_err(|e| format!("cd: {e}"))?;
             Box::new(move |mut link| {
                 Box::pin(async move {
-                    let stat = plexus_client::files::call(
-                        &mut link,
-                        plexus_units::parse(&format!("{{stat:{}}}", Unit::str(path.as_str())))
-                            .map_err(|e| e.to_string())?,
-                    )
-                    .await
-                    .map_err(|e| format!("cd: {e}"))?;
-                    let kind = stat.as_map().and_then(|m| m.get_str("kind"));
-                    if kind.and_then(Unit::as_str) != Some("dir") {
+                    let dir = crate::cmd_fs::is_dir(&mut link, path.as_str())
+                        .await
+                        .map_err(|e| format!("cd: {e:#}"))?;
+                    if !dir {
                         return Err(format!("cd: {path} is not a directory"));
                     }
                     Ok(Shown {

@@ -564,11 +564,12 @@ impl Supervisor {
                 id,
             }
         };
-        // Limits are checked before a cgroup is written with them.
-        spec::check_shape(spec)?;
         let cgroup = if spec.limits.is_empty() {
             limits::ProcCgroup::default()
         } else {
+            // Checked before a cgroup is written with them (the rest of the spec is checked
+            // as the spawning thread resolves it).
+            spec.limits.check()?;
             self.inner.cgroups.create(id, &spec.limits)?
         };
         let remove_cgroup = |dirs: &[PathBuf]| dirs.iter().for_each(|d| limits::kill_and_remove(d));

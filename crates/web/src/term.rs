@@ -76,11 +76,6 @@ pub struct Shown {
 /// its words do not make one.
 pub type Commands = Arc<dyn Fn(&str, &str) -> Option<Result<ShellCommand, String>> + Send + Sync>;
 
-/// No commands: every line is a unit.
-pub fn no_commands() -> Commands {
-    Arc::new(|_, _| None)
-}
-
 /// The terminal of one page.
 struct PageTerminal {
     to_page: mpsc::Sender<Value>,
@@ -89,6 +84,8 @@ struct PageTerminal {
     process: tokio::sync::watch::Sender<Option<String>>,
     /// Whether the running command is an attached program.
     attached: std::sync::atomic::AtomicBool,
+    /// The working directory of the page's file commands, as `cd` left it.
+    cwd: std::sync::Mutex<String>,
 }
 
 impl PageTerminal {
@@ -224,10 +221,14 @@ async fn forward_controls(
 ) -> std::convert::Infallible {
     let mut process = term.process.subscribe();
     while let Some(control) = controls.recv().await {
-        let Ok(id) = process.wait_for(Option::is_some).await.map(|id| id.clone()) else {
+        let Some(id) = process
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|id| id.clone())
+        else {
             break;
         };
-        let Some(id) = id else { break };
         let body = match &control {
             Control::Input(input) => stdin_body(&id, input),
             Control::Interrupt => kill_body(&id, "INT"),
@@ -249,7 +250,6 @@ async fn evaluate(
     text: String,
     commands: Commands,
     controls: mpsc::Receiver<Control>,
-    cwd: Arc<std::sync::Mutex<String>>,
 ) -> Value {
     if matches!(text.trim(), "help" | ":help") {
         return json!({ "value": HELP });
@@ -257,7 +257,8 @@ async fn evaluate(
     term.process.send_replace(None);
     term.attached.store(false, Ordering::SeqCst);
     let session: Arc<dyn Terminal> = term.clone();
-    let here = cwd
+    let here = term
+        .cwd
         .lock()
         .map(|c| c.clone())
         .unwrap_or_else(|_| "/".to_owned());
@@ -286,7 +287,7 @@ async fn evaluate(
             };
             return match shown {
                 Ok(Shown { cwd: Some(to), .. }) => {
-                    if let Ok(mut c) = cwd.lock() {
+                    if let Ok(mut c) = term.cwd.lock() {
                         *c = to;
                     }
                     json!({ "nothing": true })
@@ -344,13 +345,12 @@ pub(crate) async fn serve(
         lines: Mutex::new(lines),
         process: tokio::sync::watch::Sender::new(None),
         attached: std::sync::atomic::AtomicBool::new(false),
+        cwd: std::sync::Mutex::new("/".to_owned()),
     });
     let mut running: Option<Running> = None;
     // The running evaluation's attached program, and whether it was sent an interrupt.
     let mut controls: Option<mpsc::Sender<Control>> = None;
     let mut interrupted = false;
-    // The working directory of the page's file commands, as `cd` left it.
-    let cwd = Arc::new(std::sync::Mutex::new("/".to_owned()));
     loop {
         tokio::select! {
             got = socket.recv() => {
@@ -372,12 +372,12 @@ pub(crate) async fn serve(
                         let (control, controlled) = mpsc::channel(INPUT_AHEAD);
                         controls = Some(control);
                         interrupted = false;
-                        let (commands, cwd) = (commands.clone(), cwd.clone());
+                        let commands = commands.clone();
                         let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
                         let answered = over.clone();
                         let task = tokio::spawn(async move {
                             let done =
-                                evaluate(kernel, user, term, text, commands, controlled, cwd).await;
+                                evaluate(kernel, user, term, text, commands, controlled).await;
                             // Over before the page hears it: its next command is not refused.
                             answered.store(true, Ordering::SeqCst);
                             let _ = to_page.send(done).await;

@@ -241,12 +241,6 @@ pub fn pipe(args: PipeArgs) -> Result<()> {
         println!("{j}");
         return Ok(());
     }
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     println!(
         "plx bench pipe: 3-node cluster (profile {PROFILE}, {} build)",
         build_profile()
@@ -259,20 +253,20 @@ pub fn pipe(args: PipeArgs) -> Result<()> {
     );
     println!(
         "    plexus     {mb:>8.0} MB/s   runs [{}]   through a pipe of {{graph:… attach:t}}@sys.proc ({:.0} MB/s from the call to its reply)",
-        list(&t.plexus),
+        runs_list(&t.plexus),
         median(&t.plexus_wall)
     );
     println!(
         "    relay      {relay:>8.0} MB/s   runs [{}]   source → relay → TCP {RELAY_FROM} → {RELAY_TO} → relay → sink, blocking reads and writes",
-        list(&t.relay)
+        runs_list(&t.relay)
     );
     println!(
         "    TLS relay  {tls_relay:>8.0} MB/s   runs [{}]   the same relays over a Plexus link (mutual TLS 1.3, as between nodes)",
-        list(&t.tls_relay)
+        runs_list(&t.tls_relay)
     );
     println!(
         "    raw TCP    {tcp:>8.0} MB/s   runs [{}]   source → TCP → sink",
-        list(&t.tcp)
+        runs_list(&t.tcp)
     );
     println!(
         "    ratio {ratio:.2} to the relay — target ≥ 0.70: {}; {tls_ratio:.2} to the TLS relay; {tcp_ratio:.2} to raw TCP",
@@ -285,11 +279,11 @@ pub fn pipe(args: PipeArgs) -> Result<()> {
     );
     println!(
         "    plexus     {rec:>10.0} records/s   runs [{}]",
-        list(&l.plexus)
+        runs_list(&l.plexus)
     );
     println!(
         "    local      {local_rec:>10.0} records/s   runs [{}]   the same programs joined by OS pipes here",
-        list(&l.local)
+        runs_list(&l.local)
     );
     println!("    ratio {rec_ratio:.2} to the local pipeline");
     println!(

@@ -135,7 +135,7 @@ pub fn web(args: WebArgs) -> Result<()> {
     println!("overview: navigation start until the page shows the 3 nodes");
     println!(
         "    plexus     {tti:>8.1} ms   runs [{}]   (DOM interactive {:.1} ms, load event {:.1} ms)",
-        list(&f.tti_ms),
+        runs_list(&f.tti_ms),
         median(&f.interactive_ms),
         median(&f.loaded_ms)
     );
@@ -161,13 +161,6 @@ pub fn web(args: WebArgs) -> Result<()> {
         f.browser_cores, f.nodes_cores, f.idle_nodes_cores
     );
     Ok(())
-}
-
-fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|x| format!("{x:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 async fn web_measure(args: &WebArgs, say: &dyn Fn(&str)) -> Result<WebFigures> {

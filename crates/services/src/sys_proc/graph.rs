@@ -57,7 +57,7 @@ struct StageLink {
     max_rtt_us: Option<u64>,
 }
 
-/// A stage's `links`: at most one for each other stage.
+/// A stage's `links` (at most [`MAX_STAGES`]).
 fn stage_links(c: &Cmd<'_>) -> Result<Vec<StageLink>, Error> {
     let Some(list) = c.opt("links") else {
         return Ok(Vec::new());
