@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     pub(crate) once: Mutex<plexus_store::OnceMemory>,
     pub(crate) file: PathBuf,
     pub(crate) changes: watch::Sender<Changes>,
+    /// Why the raft core stopped for a fault, once it has ([`crate::raft::ClusterRaft::faulted`]):
+    /// a watch of its own, so that waiting for a fault wakes nobody at each raft event.
+    pub(crate) fault: watch::Sender<Option<String>>,
     /// The raft log.
     pub(crate) wal: Wal,
     /// When applying last committed the state machine durably.
@@ -383,6 +386,7 @@ pub(crate) fn open_db(dir: &Path, id: u64) -> Result<Arc<Shared>, RaftError> {
         once: Mutex::default(),
         file,
         changes,
+        fault: watch::Sender::new(None),
         wal,
         sm_durable_at: Mutex::new(std::time::Instant::now()),
         flushes: Mutex::default(),

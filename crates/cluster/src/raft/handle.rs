@@ -134,12 +134,16 @@ fn remaining(deadline: Instant) -> Duration {
 /// Keeps the leader, term and membership of [`Changes`] current from raft's metrics.
 async fn follow_metrics(mut rx: watch::Receiver<RaftMetrics<u64, RaftPeer>>, shared: Weak<Shared>) {
     loop {
-        let (leader, term, members) = {
+        let (leader, term, members, fault) = {
             let m = rx.borrow_and_update();
             (
                 m.current_leader,
                 m.current_term,
                 m.membership_config.log_id().map(|l| l.index).unwrap_or(0),
+                match &m.running_state {
+                    Err(f) if !matches!(f, Fatal::Stopped) => Some(f.to_string()),
+                    _ => None,
+                },
             )
         };
         let Some(shared) = shared.upgrade() else {
@@ -152,6 +156,15 @@ async fn follow_metrics(mut rx: watch::Receiver<RaftMetrics<u64, RaftPeer>>, sha
             c.members = members;
             changed
         });
+        if fault.is_some() {
+            shared.fault.send_if_modified(|f| {
+                let first = f.is_none();
+                if first {
+                    *f = fault;
+                }
+                first
+            });
+        }
         drop(shared);
         if rx.changed().await.is_err() {
             return;
@@ -804,16 +817,15 @@ impl ClusterRaft {
     /// until the node starts again. Pending forever while it runs, or after a shutdown asked
     /// for.
     pub async fn faulted(&self) -> String {
-        let mut rx = self.inner.raft.metrics();
-        loop {
-            if let Err(f) = &rx.borrow_and_update().running_state {
-                if !matches!(f, Fatal::Stopped) {
-                    return f.to_string();
-                }
-            }
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
-            }
+        let mut fault = self.inner.shared.fault.subscribe();
+        let why = match fault.wait_for(Option::is_some).await {
+            Ok(f) => f.clone(),
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            // The sender lives as long as this handle: never while it is used.
+            None => std::future::pending().await,
         }
     }
 
