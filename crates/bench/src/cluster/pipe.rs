@@ -73,6 +73,11 @@ pub struct PipeArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub stall: u64,
+    /// The window of (a)'s pipe: bytes sent and not yet taken by the sink, at most (a
+    /// graph's default when not given).
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1 << 16..=1 << 30))]
+    pub window: Option<u64>,
 }
 
 /// What (a) measured: MB/s of each run.
@@ -354,7 +359,7 @@ async fn pipe_on(
 ) -> Result<(Throughput, LineFigures, Stall)> {
     let runs = usize::try_from(args.runs)?;
     let stall = stalled(cluster, Duration::from_secs(args.stall), say).await?;
-    let t = throughput(cluster, args.bytes, runs, say).await?;
+    let t = throughput(cluster, args.bytes, args.window, runs, say).await?;
     let l = lines(cluster, args.lines, args.latency_lines, runs, say).await?;
     Ok((t, l, stall))
 }
@@ -497,6 +502,7 @@ fn helper_argv(exe: &str, args: &[&str]) -> Vec<String> {
 async fn throughput(
     cluster: &LocalCluster,
     bytes: u64,
+    window: Option<u64>,
     runs: usize,
     say: &dyn Fn(&str),
 ) -> Result<Throughput> {
@@ -519,7 +525,7 @@ async fn throughput(
             },
         ],
         true,
-        None,
+        window,
     );
     let mut t = Throughput {
         plexus: Vec::new(),
