@@ -707,6 +707,11 @@ impl Supervisor {
             proc.exited.send_replace(true);
             // What it started in its group (or cgroup) goes with it: nothing is left behind.
             let _ = rustix::process::kill_process_group(proc.pid, Signal::KILL);
+            // Nobody reads its stdin any more: the pipe goes now, not with the record (a node
+            // that kept one per ended process ran out of descriptors, and each later spawn
+            // copied and closed them all).
+            proc.stdin_closing.send_replace(true);
+            proc.stdin.lock().await.take();
             if !proc.cgroup_dirs.is_empty() {
                 let dirs = proc.cgroup_dirs.clone();
                 let _ = tokio::task::spawn_blocking(move || {

@@ -54,6 +54,37 @@ async fn close_stdin_gives_eof() {
     ));
 }
 
+/// Descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test]
+async fn an_ended_program_keeps_no_descriptor_open() {
+    const RUNS: usize = 60;
+    let s = supervisor();
+    // One run first, so that what the supervisor opens once (its journal, the runtime's
+    // descriptors) is open before counting.
+    s.sup.spawn("warm", &spec("true", &[])).await.unwrap();
+    s.sup.wait("warm").await.unwrap();
+    let before = open_fds();
+    for i in 0..RUNS {
+        let id = format!("t{i}");
+        s.sup.spawn(&id, &spec("true", &[])).await.unwrap();
+        assert_eq!(s.sup.wait(&id).await.unwrap(), ExitStatus::Exited(0));
+    }
+    let after = open_fds();
+    // Each run kept its stdin pipe open before; half a descriptor a run leaves room for what
+    // other tests of this binary open meanwhile when they share the process.
+    assert!(
+        after < before + RUNS / 2,
+        "{RUNS} ended programs left {} descriptors open",
+        after.saturating_sub(before)
+    );
+    let err = s.sup.write_stdin("t0", b"late").await.unwrap_err();
+    assert!(matches!(err, ProcError::StdinClosed(_)), "{err:?}");
+}
+
 /// Size of a stream's log files together.
 fn log_bytes(s: &Sup, id: &str) -> u64 {
     ["out", "out.1"]
