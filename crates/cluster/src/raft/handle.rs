@@ -156,14 +156,8 @@ async fn follow_metrics(mut rx: watch::Receiver<RaftMetrics<u64, RaftPeer>>, sha
             c.members = members;
             changed
         });
-        if fault.is_some() {
-            shared.fault.send_if_modified(|f| {
-                let first = f.is_none();
-                if first {
-                    *f = fault;
-                }
-                first
-            });
+        if fault.is_some() && shared.fault.borrow().is_none() {
+            shared.fault.send_replace(fault);
         }
         drop(shared);
         if rx.changed().await.is_err() {
@@ -818,10 +812,11 @@ impl ClusterRaft {
     /// for.
     pub async fn faulted(&self) -> String {
         let mut fault = self.inner.shared.fault.subscribe();
-        let why = match fault.wait_for(Option::is_some).await {
-            Ok(f) => f.clone(),
-            Err(_) => None,
-        };
+        let why = fault
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|f| f.clone());
         match why {
             Some(why) => why,
             // The sender lives as long as this handle: never while it is used.
