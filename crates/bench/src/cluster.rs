@@ -54,6 +54,23 @@ const KEEP_ENV: &str = "PLX_BENCH_KEEP";
 /// Failure-detection profile of the clusters of `rr`, `failover` and `store` (as `plx up`).
 const PROFILE: &str = "local";
 
+/// A cluster bench's JSON report: the bench, the build, how many nodes and their profile,
+/// then `fields`.
+fn cluster_report<const N: usize>(bench: &str, nodes: usize, fields: [(&str, Json); N]) -> Json {
+    let head = [
+        ("bench", bench.into()),
+        ("build", build_profile().into()),
+        ("nodes", nodes.into()),
+        ("profile", PROFILE.into()),
+    ];
+    Json::Obj(
+        head.into_iter()
+            .chain(fields)
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
 /// Longest wait for a node to answer or a cluster to form.
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -732,89 +749,90 @@ pub fn rr(args: RrArgs) -> Result<()> {
         .or(c.piped.first_error.as_deref());
     let rest_max = f.rest_mb.iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
     if args.json {
-        let j = Json::obj([
-            ("bench", "rr".into()),
-            ("build", build_profile().into()),
-            ("nodes", 2usize.into()),
-            ("profile", PROFILE.into()),
-            ("failed_requests", failed.into()),
-            ("first_error", first_error.map_or(Json::Null, Json::from)),
-            (
-                "request_response",
-                Json::obj([
-                    (
-                        "what",
-                        "signed (inc 1)@math.calc:n2 from a client of n1, 1 outstanding".into(),
-                    ),
-                    ("requests", n.into()),
-                    ("p50_us", f.latency.p50_us.into()),
-                    ("p99_us", f.latency.p99_us.into()),
-                    ("requests_per_sec", f.latency.per_sec.into()),
-                    ("baseline_tcp_p50_us", f.tcp.p50_us.into()),
-                    ("baseline_tcp_p99_us", f.tcp.p99_us.into()),
-                    ("baseline_frame_bytes", f.frame_len.into()),
-                    ("ratio", ratio.into()),
-                    ("baseline_relay_p50_us", f.relay.p50_us.into()),
-                    ("baseline_relay_p99_us", f.relay.p99_us.into()),
-                    ("baseline_verify_us", f.verify_us.into()),
-                    ("floor_p50_us", floor_us.into()),
-                    ("ratio_to_floor", floor_ratio.into()),
-                    ("target_ratio", 2.0.into()),
-                    ("met", (ratio <= 2.0).into()),
-                ]),
-            ),
-            (
-                "node_to_node_calls",
-                Json::obj([
-                    (
-                        "what",
-                        "64 tasks on n1, each looping (inc 1)@math.calc:n2 (64 outstanding)".into(),
-                    ),
-                    ("calls", f.inner_calls.into()),
-                    ("seconds", f.inner_secs.into()),
-                    ("calls_per_sec", inner_rate.into()),
-                    ("target_calls_per_sec", 100_000usize.into()),
-                    ("met", (inner_rate >= 100_000.0).into()),
-                ]),
-            ),
-            (
-                "client_requests",
-                Json::obj([
-                    (
-                        "what",
-                        Json::from(
-                            format!(
-                                "signed (inc 1)@math.calc to a 1-node cluster from \
-                                 {CLIENT_CONNS} connections, {CLIENT_DEPTH} outstanding each"
-                            )
-                            .as_str(),
+        let j = cluster_report(
+            "rr",
+            2,
+            [
+                ("failed_requests", failed.into()),
+                ("first_error", first_error.map_or(Json::Null, Json::from)),
+                (
+                    "request_response",
+                    Json::obj([
+                        (
+                            "what",
+                            "signed (inc 1)@math.calc:n2 from a client of n1, 1 outstanding".into(),
                         ),
-                    ),
-                    ("node_threads", usize::from(c.threads).into()),
-                    ("requests", c.piped.samples.len().into()),
-                    ("seconds", c.piped.wall.as_secs_f64().into()),
-                    ("requests_per_sec", piped_rate.into()),
-                    ("p50_us", piped_p50_us.into()),
-                    ("target_requests_per_sec", 40_000usize.into()),
-                    ("met", (piped_rate >= 40_000.0).into()),
-                    ("one_outstanding_requests", c.one.samples.len().into()),
-                    ("one_outstanding_seconds", c.one.wall.as_secs_f64().into()),
-                    ("one_outstanding_requests_per_sec", one_rate.into()),
-                ]),
-            ),
-            (
-                "memory",
-                Json::obj([
-                    ("idle_rss_mb", mb_json(&f.idle_mb)),
-                    ("rest_rss_mb", mb_json(&f.rest_mb)),
-                    ("rest_after_s", args.rest.into()),
-                    ("client_node_rest_rss_mb", mb_json(&c.rest_mb)),
-                    ("max_rest_rss_mb", rest_max.into()),
-                    ("target_mb", 20usize.into()),
-                    ("met", (rest_max < 20.0).into()),
-                ]),
-            ),
-        ]);
+                        ("requests", n.into()),
+                        ("p50_us", f.latency.p50_us.into()),
+                        ("p99_us", f.latency.p99_us.into()),
+                        ("requests_per_sec", f.latency.per_sec.into()),
+                        ("baseline_tcp_p50_us", f.tcp.p50_us.into()),
+                        ("baseline_tcp_p99_us", f.tcp.p99_us.into()),
+                        ("baseline_frame_bytes", f.frame_len.into()),
+                        ("ratio", ratio.into()),
+                        ("baseline_relay_p50_us", f.relay.p50_us.into()),
+                        ("baseline_relay_p99_us", f.relay.p99_us.into()),
+                        ("baseline_verify_us", f.verify_us.into()),
+                        ("floor_p50_us", floor_us.into()),
+                        ("ratio_to_floor", floor_ratio.into()),
+                        ("target_ratio", 2.0.into()),
+                        ("met", (ratio <= 2.0).into()),
+                    ]),
+                ),
+                (
+                    "node_to_node_calls",
+                    Json::obj([
+                        (
+                            "what",
+                            "64 tasks on n1, each looping (inc 1)@math.calc:n2 (64 outstanding)"
+                                .into(),
+                        ),
+                        ("calls", f.inner_calls.into()),
+                        ("seconds", f.inner_secs.into()),
+                        ("calls_per_sec", inner_rate.into()),
+                        ("target_calls_per_sec", 100_000usize.into()),
+                        ("met", (inner_rate >= 100_000.0).into()),
+                    ]),
+                ),
+                (
+                    "client_requests",
+                    Json::obj([
+                        (
+                            "what",
+                            Json::from(
+                                format!(
+                                    "signed (inc 1)@math.calc to a 1-node cluster from \
+                                 {CLIENT_CONNS} connections, {CLIENT_DEPTH} outstanding each"
+                                )
+                                .as_str(),
+                            ),
+                        ),
+                        ("node_threads", usize::from(c.threads).into()),
+                        ("requests", c.piped.samples.len().into()),
+                        ("seconds", c.piped.wall.as_secs_f64().into()),
+                        ("requests_per_sec", piped_rate.into()),
+                        ("p50_us", piped_p50_us.into()),
+                        ("target_requests_per_sec", 40_000usize.into()),
+                        ("met", (piped_rate >= 40_000.0).into()),
+                        ("one_outstanding_requests", c.one.samples.len().into()),
+                        ("one_outstanding_seconds", c.one.wall.as_secs_f64().into()),
+                        ("one_outstanding_requests_per_sec", one_rate.into()),
+                    ]),
+                ),
+                (
+                    "memory",
+                    Json::obj([
+                        ("idle_rss_mb", mb_json(&f.idle_mb)),
+                        ("rest_rss_mb", mb_json(&f.rest_mb)),
+                        ("rest_after_s", args.rest.into()),
+                        ("client_node_rest_rss_mb", mb_json(&c.rest_mb)),
+                        ("max_rest_rss_mb", rest_max.into()),
+                        ("target_mb", 20usize.into()),
+                        ("met", (rest_max < 20.0).into()),
+                    ]),
+                ),
+            ],
+        );
         println!("{j}");
         return Ok(());
     }
@@ -1456,28 +1474,28 @@ pub fn failover(args: FailoverArgs) -> Result<()> {
     let write_p50 = median(&r.iter().map(|r| r.write_p50_ms).collect::<Vec<_>>());
     let target = 600.0;
     if args.json {
-        let j = Json::obj([
-            ("bench", "failover".into()),
-            ("build", build_profile().into()),
-            ("nodes", 3usize.into()),
-            ("profile", PROFILE.into()),
-            ("runs", runs.into()),
-            ("runs_ms", Json::nums(&times)),
-            (
-                "first_ack_any_write_ms",
-                Json::nums(&r.iter().map(|r| r.any_ack_ms).collect::<Vec<_>>()),
-            ),
-            ("median_ms", med.into()),
-            ("max_ms", max.into()),
-            ("baseline_write_p50_ms", write_p50.into()),
-            ("ratio_median_to_target", (med / target).into()),
-            (
-                "failed_writes",
-                r.iter().map(|r| r.failed).sum::<usize>().into(),
-            ),
-            ("target_ms", target.into()),
-            ("met", (med <= target).into()),
-        ]);
+        let j = cluster_report(
+            "failover",
+            3,
+            [
+                ("runs", runs.into()),
+                ("runs_ms", Json::nums(&times)),
+                (
+                    "first_ack_any_write_ms",
+                    Json::nums(&r.iter().map(|r| r.any_ack_ms).collect::<Vec<_>>()),
+                ),
+                ("median_ms", med.into()),
+                ("max_ms", max.into()),
+                ("baseline_write_p50_ms", write_p50.into()),
+                ("ratio_median_to_target", (med / target).into()),
+                (
+                    "failed_writes",
+                    r.iter().map(|r| r.failed).sum::<usize>().into(),
+                ),
+                ("target_ms", target.into()),
+                ("met", (med <= target).into()),
+            ],
+        );
         println!("{j}");
         return Ok(());
     }

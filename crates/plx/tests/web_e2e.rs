@@ -481,6 +481,14 @@ impl Browser<'_> {
     }
 
     /// Waits until the terminal's prompt is `prompt`.
+    /// Waits until the terminal's screen contains `text`.
+    async fn screen_shows(&self, what: &str, text: &str) {
+        self.wait(what, SCREEN, |v| {
+            v.as_str().is_some_and(|t| t.contains(text))
+        })
+        .await;
+    }
+
     async fn prompt_is(&self, what: &str, prompt: &str) {
         let script = "return document.getElementById('prompt').textContent;";
         self.wait(what, script, |v| v == &json!(prompt)).await;
@@ -852,10 +860,7 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         )
         .await;
         b.enter("line", "(neg 5)@math.calc").await;
-        b.wait("-5 on the terminal", SCREEN, |v| {
-            v.as_str().is_some_and(|t| t.contains("\n-5\n"))
-        })
-        .await;
+        b.screen_shows("-5 on the terminal", "\n-5\n").await;
         b.enter(
             "line",
             "{neg:(prs.str (inp `num: `)@io.term)@dat.proc}@math.calc",
@@ -863,10 +868,8 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         .await;
         b.prompt_is("io.term's prompt", "num: ").await;
         b.enter("line", "41").await;
-        b.wait("-41 on the terminal", SCREEN, |v| {
-            v.as_str().is_some_and(|t| t.contains("num: 41\n-41\n"))
-        })
-        .await;
+        b.screen_shows("-41 on the terminal", "num: 41\n-41\n")
+            .await;
         // Help is text for people, as in the λ shell.
         b.enter("line", "help@math.calc").await;
         b.wait("math.calc's help as text", SCREEN, |v| {
@@ -878,15 +881,13 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         b.enter("line", "(inp `wait: `)@io.term").await;
         b.prompt_is("the second prompt", "wait: ").await;
         b.click("#stop").await;
-        b.wait("the command cancelled", SCREEN, |v| {
-            v.as_str().is_some_and(|t| t.contains("error: cancelled"))
-        })
-        .await;
+        b.screen_shows("the command cancelled", "error: cancelled")
+            .await;
         b.enter("line", "(div (1 0))@math.calc").await;
-        b.wait("the error on the terminal", SCREEN, |v| {
-            v.as_str()
-                .is_some_and(|t| t.contains("error: math.div0: division by zero"))
-        })
+        b.screen_shows(
+            "the error on the terminal",
+            "error: math.div0: division by zero",
+        )
         .await;
         // The λ shell's commands: a table, a program reading what is typed, a program
         // interrupted by Stop, a pipeline across nodes, and what only plx may do.
@@ -904,32 +905,24 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         .await;
         b.prompt_is("the program to read the terminal", "⇢").await;
         b.enter("line", "hello").await;
-        b.wait("the program's answer", SCREEN, |v| {
-            v.as_str().is_some_and(|t| t.contains("hello\ngot HELLO\n"))
-        })
-        .await;
+        b.screen_shows("the program's answer", "hello\ngot HELLO\n")
+            .await;
         b.prompt_is("the program's end", "λ").await;
         b.enter("line", "run --on n2 -- sleep 600").await;
         b.prompt_is("sleep to run", "⇢").await;
         b.wait("sleep in ps", PS_OF_SLEEP, |v| v == &json!(true))
             .await;
         b.click("#stop").await;
-        b.wait("sleep interrupted", SCREEN, |v| {
-            v.as_str().is_some_and(|t| t.contains("exit code 130"))
-        })
-        .await;
+        b.screen_shows("sleep interrupted", "exit code 130").await;
         b.enter("line", "echo plexus @n1 | tr a-z A-Z @n2").await;
-        b.wait("the pipeline's output", SCREEN, |v| {
-            v.as_str().is_some_and(|t| t.contains("\nPLEXUS\n"))
-        })
-        .await;
+        b.screen_shows("the pipeline's output", "\nPLEXUS\n").await;
         // Until it ends, what is typed is its input.
         b.prompt_is("the pipeline's end", "λ").await;
         b.enter("line", "run --copy ./x.py").await;
-        b.wait("--copy refused", SCREEN, |v| {
-            v.as_str()
-                .is_some_and(|t| t.contains("error: run --copy sends a file of your machine"))
-        })
+        b.screen_shows(
+            "--copy refused",
+            "error: run --copy sends a file of your machine",
+        )
         .await;
         b.enter("line", "ps").await;
         b.wait("ps on the terminal", SCREEN, |v| {
@@ -952,23 +945,17 @@ fn a_browser_logs_in_with_a_link_and_drives_the_desktop() {
         })
         .await;
         b.enter("line", "cat notes.txt").await;
-        b.wait("cat of the edited file", SCREEN, |v| {
-            v.as_str()
-                .is_some_and(|t| t.contains("λ cat notes.txt\nsecond draft\n"))
-        })
-        .await;
+        b.screen_shows("cat of the edited file", "λ cat notes.txt\nsecond draft\n")
+            .await;
         b.enter("line", "cd made").await;
         b.prompt_is("cd to end", "λ").await;
         b.enter("line", "pwd").await;
-        b.wait("pwd", SCREEN, |v| {
-            v.as_str().is_some_and(|t| t.contains("λ pwd\n/web/made\n"))
-        })
-        .await;
+        b.screen_shows("pwd", "λ pwd\n/web/made\n").await;
         b.enter("line", "cd ../notes.txt").await;
-        b.wait("cd to a file refused", SCREEN, |v| {
-            v.as_str()
-                .is_some_and(|t| t.contains("error: cd: /web/notes.txt is not a directory"))
-        })
+        b.screen_shows(
+            "cd to a file refused",
+            "error: cd: /web/notes.txt is not a directory",
+        )
         .await;
         b.screenshot("web_terminal").await;
         b.page_is_clean("terminal page").await;

@@ -146,11 +146,10 @@ pub fn pipe(args: PipeArgs) -> Result<()> {
     let [c_before, _, c_end] = s.consumer_mb;
     let held_met = s.max_backlog <= WINDOW;
     if args.json {
-        let j = Json::obj([
-            ("bench", "pipe".into()),
-            ("build", build_profile().into()),
-            ("nodes", 3usize.into()),
-            ("profile", PROFILE.into()),
+        let j = cluster_report(
+            "pipe",
+            3,
+            [
             (
                 "throughput",
                 Json::obj([

@@ -121,11 +121,10 @@ pub fn proc(args: ProcArgs) -> Result<()> {
             ]),
             Err(why) => Json::obj([("available", false.into()), ("reason", why.as_str().into())]),
         };
-        let j = Json::obj([
-            ("bench", "proc".into()),
-            ("build", build_profile().into()),
-            ("nodes", 3usize.into()),
-            ("profile", PROFILE.into()),
+        let j = cluster_report(
+            "proc",
+            3,
+            [
             (
                 "remote_spawn",
                 Json::obj([

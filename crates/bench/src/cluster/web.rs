@@ -70,60 +70,60 @@ pub fn web(args: WebArgs) -> Result<()> {
     let stat = median(&f.static_ms);
     let lag = f.shown_down_ms - f.detected_down_ms;
     if args.json {
-        let j = Json::obj([
-            ("bench", "web".into()),
-            ("build", build_profile().into()),
-            ("nodes", 3usize.into()),
-            ("profile", PROFILE.into()),
-            (
-                "overview",
-                Json::obj([
-                    (
-                        "what",
-                        "navigation start until the overview shows the 3 nodes, headless \
+        let j = cluster_report(
+            "web",
+            3,
+            [
+                (
+                    "overview",
+                    Json::obj([
+                        (
+                            "what",
+                            "navigation start until the overview shows the 3 nodes, headless \
                          Chromium at 1280x800, median of the loads"
-                            .into(),
-                    ),
-                    ("loads", f.tti_ms.len().into()),
-                    ("tti_ms", tti.into()),
-                    ("runs_tti_ms", Json::nums(&f.tti_ms)),
-                    ("dom_interactive_ms", median(&f.interactive_ms).into()),
-                    ("load_event_ms", median(&f.loaded_ms).into()),
-                    ("baseline_static_page_ms", stat.into()),
-                    ("target_tti_ms", 500.0.into()),
-                    ("met", (tti < 500.0).into()),
-                ]),
-            ),
-            (
-                "assets",
-                Json::obj([
-                    ("transferred_bytes", f.transferred.into()),
-                    ("resources", f.resources.into()),
-                    ("embedded_bytes", f.embedded.into()),
-                    ("target_bytes", 400_000u64.into()),
-                    ("met", (f.transferred < 400_000).into()),
-                ]),
-            ),
-            (
-                "down",
-                Json::obj([
-                    ("shown_ms", f.shown_down_ms.into()),
-                    ("baseline_detected_ms", f.detected_down_ms.into()),
-                    ("lag_ms", lag.into()),
-                    ("target_ms", 3000.0.into()),
-                    ("met", (f.shown_down_ms <= 3000.0).into()),
-                ]),
-            ),
-            (
-                "cpu",
-                Json::obj([
-                    ("watch_s", args.watch.into()),
-                    ("browser_cores", f.browser_cores.into()),
-                    ("nodes_cores", f.nodes_cores.into()),
-                    ("baseline_nodes_no_page_cores", f.idle_nodes_cores.into()),
-                ]),
-            ),
-        ]);
+                                .into(),
+                        ),
+                        ("loads", f.tti_ms.len().into()),
+                        ("tti_ms", tti.into()),
+                        ("runs_tti_ms", Json::nums(&f.tti_ms)),
+                        ("dom_interactive_ms", median(&f.interactive_ms).into()),
+                        ("load_event_ms", median(&f.loaded_ms).into()),
+                        ("baseline_static_page_ms", stat.into()),
+                        ("target_tti_ms", 500.0.into()),
+                        ("met", (tti < 500.0).into()),
+                    ]),
+                ),
+                (
+                    "assets",
+                    Json::obj([
+                        ("transferred_bytes", f.transferred.into()),
+                        ("resources", f.resources.into()),
+                        ("embedded_bytes", f.embedded.into()),
+                        ("target_bytes", 400_000u64.into()),
+                        ("met", (f.transferred < 400_000).into()),
+                    ]),
+                ),
+                (
+                    "down",
+                    Json::obj([
+                        ("shown_ms", f.shown_down_ms.into()),
+                        ("baseline_detected_ms", f.detected_down_ms.into()),
+                        ("lag_ms", lag.into()),
+                        ("target_ms", 3000.0.into()),
+                        ("met", (f.shown_down_ms <= 3000.0).into()),
+                    ]),
+                ),
+                (
+                    "cpu",
+                    Json::obj([
+                        ("watch_s", args.watch.into()),
+                        ("browser_cores", f.browser_cores.into()),
+                        ("nodes_cores", f.nodes_cores.into()),
+                        ("baseline_nodes_no_page_cores", f.idle_nodes_cores.into()),
+                    ]),
+                ),
+            ],
+        );
         println!("{j}");
         return Ok(());
     }
@@ -192,7 +192,8 @@ async fn web_on(
         static_ms.push(loaded.as_f64().unwrap_or(f64::NAN));
     }
     say("logging in with a link of plx web");
-    let link = plexus_web::login::link(&cluster.admin, desk, now_ms(), &mut rand_core::OsRng);
+    let link =
+        plexus_web::login::link(&cluster.admin, desk, now_ms() as u64, &mut rand_core::OsRng);
     session.goto(&link).await?;
     session.until_nodes_shown(3).await?;
     say(&format!("overview: {} loads", args.loads));
@@ -241,7 +242,7 @@ async fn web_on(
                { subtree: true, childList: true, characterData: true });
              return true;")
         .await?;
-    let killed_at = now_ms_f();
+    let killed_at = now_ms();
     cluster.kill_node(2)?;
     let socket = cluster.node(0)?.socket();
     let detected = detected_down(&cluster.admin, &socket, "n3").await?;
@@ -289,7 +290,7 @@ async fn detected_down(key: &Keypair, socket: &Path, node: &str) -> Result<f64> 
                 field("name") == Some(node) && field("health") == Some("down")
             });
             if down {
-                return Ok(now_ms_f());
+                return Ok(now_ms());
             }
         }
         if Instant::now() > deadline {
@@ -302,24 +303,25 @@ async fn detected_down(key: &Keypair, socket: &Path, node: &str) -> Result<f64> 
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn now_ms_f() -> f64 {
+/// Epoch milliseconds, as the page's `Date.now()` counts them.
+fn now_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
+/// The fields of `/proc/PID/stat` after the command's closing parenthesis (state first), if
+/// `pid` runs.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// CPU time (user + system) of `pid` in clock ticks, if it runs.
 fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // State is field 3 of the line, utime 14, stime 15.
+    let fields = stat_fields(pid)?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
@@ -337,12 +339,7 @@ fn descendants(root: u32) -> Vec<u32> {
             else {
                 continue;
             };
-            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                });
+            let ppid = stat_fields(pid).and_then(|f| f.get(1)?.parse::<u32>().ok());
             if let Some(ppid) = ppid {
                 parent_of.push((pid, ppid));
             }
